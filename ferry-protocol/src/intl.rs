@@ -1,0 +1,907 @@
+//! The `intl` crypto suite: Ed25519 manifest signatures, X25519 + HKDF-SHA256
+//! package keys, AES-256-GCM payload chunks, truncated HMAC-SHA256 datagram
+//! tags and SHA-256 payload digests.
+//!
+//! It exists so the protocol state machines can stay algorithm-free (they
+//! only see the traits in [`crate::suite`]). Secret keys live only in
+//! zeroizing types, `Debug` prints key ids only and no error carries key
+//! material. Copies made inside `ring` (the expanded AES, HMAC and Ed25519
+//! key schedules) are not zeroized by `ring`; the suite keeps them as short
+//! lived as the hot path allows.
+
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{aead, digest, hmac, signature};
+use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::suite::{
+    CryptoError, DatagramMac, LinkCrypto, OpenKeys, PayloadCipher, PayloadDigest, SealKeys,
+    Secret32, SuiteId, DATAGRAM_TAG_LEN,
+};
+
+/// HKDF salt of the epoch ratchet.
+const RATCHET_SALT: &[u8] = b"ferry/v1/epoch-ratchet";
+/// HKDF info of the epoch ratchet.
+const RATCHET_INFO: &[u8] = b"next";
+/// HKDF info deriving the datagram MAC key from an epoch secret.
+const DATAGRAM_MAC_INFO: &[u8] = b"ferry/v1/datagram-mac";
+/// HKDF info prefix (followed by the package context) of a payload key.
+const PAYLOAD_INFO: &[u8] = b"ferry/v1/payload";
+/// HKDF salt of link pairing.
+const PAIRING_SALT: &[u8] = b"ferry/v1/pairing";
+/// HKDF info prefix (followed by the link name) of the initial epoch secret.
+const PAIRING_INFO: &[u8] = b"ferry/v1/epoch0";
+
+/// Length of an AES-256-GCM tag, the per-chunk overhead.
+const CHUNK_TAG_LEN: usize = 16;
+/// Length of an SHA-256 digest.
+const SHA256_LEN: usize = 32;
+/// Length of an X25519 public key (and of an ephemeral key in a manifest).
+const X25519_PUBLIC_LEN: usize = 32;
+
+/// Link primitives of the `intl` suite: HKDF-SHA256 ratchet, truncated
+/// HMAC-SHA256 datagram tags, SHA-256 digests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IntlLink;
+
+impl LinkCrypto for IntlLink {
+    fn suite(&self) -> SuiteId {
+        SuiteId::Intl
+    }
+
+    fn ratchet(&self, epoch_secret: &Secret32) -> Secret32 {
+        hkdf_sha256_32(RATCHET_SALT, &epoch_secret.0, &[RATCHET_INFO])
+    }
+
+    fn datagram_mac(&self, epoch_secret: &Secret32) -> Box<dyn DatagramMac> {
+        // No salt: the epoch secret is already uniformly random.
+        let mac_key = hkdf_sha256_32(&[], &epoch_secret.0, &[DATAGRAM_MAC_INFO]);
+        Box::new(IntlDatagramMac {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &mac_key.0),
+        })
+    }
+
+    fn new_digest(&self) -> Box<dyn PayloadDigest> {
+        Box::new(Sha256Digest(digest::Context::new(&digest::SHA256)))
+    }
+
+    fn digest_len(&self) -> usize {
+        SHA256_LEN
+    }
+}
+
+/// HMAC-SHA256 truncated to [`DATAGRAM_TAG_LEN`]; the key schedule is
+/// computed once per epoch because this runs for every datagram.
+struct IntlDatagramMac {
+    key: hmac::Key,
+}
+
+impl DatagramMac for IntlDatagramMac {
+    fn tag(&self, msg: &[u8]) -> [u8; DATAGRAM_TAG_LEN] {
+        let full = hmac::sign(&self.key, msg);
+        let mut tag = [0u8; DATAGRAM_TAG_LEN];
+        tag.copy_from_slice(&full.as_ref()[..DATAGRAM_TAG_LEN]);
+        tag
+    }
+
+    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
+        if tag.len() != DATAGRAM_TAG_LEN {
+            return false;
+        }
+        constant_time_eq(&self.tag(msg), tag)
+    }
+}
+
+/// Compares two slices without an early exit on the first difference. The
+/// lengths are public (the tag length is fixed by the protocol).
+///
+/// Written here rather than taken from `ring::constant_time`, which is
+/// deprecated and slated for removal.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Keeps the optimiser from turning the fold into an early-exit compare.
+    std::hint::black_box(diff) == 0
+}
+
+/// Incremental SHA-256 of package plaintext.
+struct Sha256Digest(digest::Context);
+
+impl PayloadDigest for Sha256Digest {
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn finish(self: Box<Self>) -> Vec<u8> {
+        self.0.finish().as_ref().to_vec()
+    }
+}
+
+/// AES-256-GCM under a per-package key. The key is fresh for every package
+/// (new ephemeral X25519 key), so the chunk index alone makes the nonce
+/// unique.
+struct IntlPayloadCipher {
+    key: aead::LessSafeKey,
+}
+
+impl IntlPayloadCipher {
+    /// `0^32 || index` (big-endian).
+    fn nonce(index: u64) -> aead::Nonce {
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        nonce[aead::NONCE_LEN - 8..].copy_from_slice(&index.to_be_bytes());
+        aead::Nonce::assume_unique_for_key(nonce)
+    }
+
+    /// `last || index` (big-endian): binding the last flag makes a stream cut
+    /// short at a non-last chunk fail to open.
+    fn aad(index: u64, last: bool) -> aead::Aad<[u8; 9]> {
+        let mut aad = [0u8; 9];
+        aad[0] = u8::from(last);
+        aad[1..].copy_from_slice(&index.to_be_bytes());
+        aead::Aad::from(aad)
+    }
+}
+
+impl PayloadCipher for IntlPayloadCipher {
+    fn overhead(&self) -> usize {
+        CHUNK_TAG_LEN
+    }
+
+    fn seal_chunk(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.key
+            .seal_in_place_append_tag(Self::nonce(index), Self::aad(index, last), buf)
+            // ring refuses only inputs beyond GCM's 64 GiB limit, which no
+            // chunk reaches; report it against the chunk all the same.
+            .map_err(|_| CryptoError::BadChunk { chunk: index })
+    }
+
+    fn open_chunk(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if buf.len() < CHUNK_TAG_LEN {
+            return Err(CryptoError::ShortChunk);
+        }
+        // On failure ring zeroes the unauthenticated plaintext itself.
+        let plaintext_len = self
+            .key
+            .open_in_place(
+                Self::nonce(index),
+                Self::aad(index, last),
+                buf.as_mut_slice(),
+            )
+            .map_err(|_| CryptoError::BadChunk { chunk: index })?
+            .len();
+        buf.truncate(plaintext_len);
+        Ok(())
+    }
+}
+
+/// The ingress side's keys: Ed25519 signing seed and the egress side's X25519
+/// public key.
+pub struct IntlSealKeys {
+    link: IntlLink,
+    /// Kept as the seed (zeroized on drop) and expanded per signature, so
+    /// ring's non-zeroizing key pair lives only for one call.
+    signing_seed: Secret32,
+    signing_key_id: String,
+    recipient_public: [u8; X25519_PUBLIC_LEN],
+    recipient_key_id: String,
+}
+
+impl IntlSealKeys {
+    /// Keys for sealing to `recipient_public`. Fails with
+    /// [`CryptoError::Agreement`] if the recipient key is a low-order point
+    /// (every package sealed to it would be readable by anyone).
+    pub fn new(
+        signing_seed: &Secret32,
+        signing_key_id: String,
+        recipient_public: [u8; 32],
+        recipient_key_id: String,
+    ) -> Result<Self, CryptoError> {
+        signing_public(signing_seed)?;
+        // A clamped scalar is a multiple of the cofactor, so the product is
+        // all-zero exactly when the point has low order; the scalar need not
+        // be secret.
+        let probe = StaticSecret::from([0x42; 32]);
+        agree(&probe, &recipient_public)?;
+        Ok(Self {
+            link: IntlLink,
+            signing_seed: signing_seed.clone(),
+            signing_key_id,
+            recipient_public,
+            recipient_key_id,
+        })
+    }
+}
+
+impl std::fmt::Debug for IntlSealKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntlSealKeys")
+            .field("signing_key_id", &self.signing_key_id)
+            .field("recipient_key_id", &self.recipient_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealKeys for IntlSealKeys {
+    fn link(&self) -> &dyn LinkCrypto {
+        &self.link
+    }
+
+    fn signing_key_id(&self) -> &str {
+        &self.signing_key_id
+    }
+
+    fn recipient_key_id(&self) -> &str {
+        &self.recipient_key_id
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(sign_detached(&self.signing_seed, msg)?.to_vec())
+    }
+
+    fn new_package(
+        &self,
+        epoch_secret: &Secret32,
+        context: &[u8],
+    ) -> Result<(Box<dyn PayloadCipher>, Vec<u8>), CryptoError> {
+        let ephemeral = random_x25519_secret()?;
+        let ephemeral_public = PublicKey::from(&ephemeral);
+        let shared = agree(&ephemeral, &self.recipient_public)?;
+        drop(ephemeral);
+        let cipher = package_cipher(
+            epoch_secret,
+            &shared,
+            ephemeral_public.as_bytes(),
+            &self.recipient_public,
+            context,
+        )?;
+        Ok((Box::new(cipher), ephemeral_public.as_bytes().to_vec()))
+    }
+}
+
+/// The egress side's keys: X25519 agreement secret and the ingress side's
+/// Ed25519 public key.
+pub struct IntlOpenKeys {
+    link: IntlLink,
+    agreement_secret: StaticSecret,
+    recipient_public: [u8; X25519_PUBLIC_LEN],
+    recipient_key_id: String,
+    sender_public: [u8; 32],
+    sender_key_id: String,
+}
+
+impl IntlOpenKeys {
+    /// Keys for opening packages sealed to `agreement_secret` and signed by
+    /// `sender_public`.
+    pub fn new(
+        agreement_secret: &Secret32,
+        recipient_key_id: String,
+        sender_public: [u8; 32],
+        sender_key_id: String,
+    ) -> Result<Self, CryptoError> {
+        let agreement_secret = StaticSecret::from(agreement_secret.0);
+        let recipient_public = PublicKey::from(&agreement_secret).to_bytes();
+        Ok(Self {
+            link: IntlLink,
+            agreement_secret,
+            recipient_public,
+            recipient_key_id,
+            sender_public,
+            sender_key_id,
+        })
+    }
+}
+
+impl std::fmt::Debug for IntlOpenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntlOpenKeys")
+            .field("recipient_key_id", &self.recipient_key_id)
+            .field("sender_key_id", &self.sender_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenKeys for IntlOpenKeys {
+    fn link(&self) -> &dyn LinkCrypto {
+        &self.link
+    }
+
+    fn sender_key_id(&self) -> &str {
+        &self.sender_key_id
+    }
+
+    fn recipient_key_id(&self) -> &str {
+        &self.recipient_key_id
+    }
+
+    fn verify(&self, key_id: &str, msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+        if key_id != self.sender_key_id {
+            return Err(CryptoError::UnknownKey(key_id.to_owned()));
+        }
+        verify_detached(&self.sender_public, msg, signature)
+    }
+
+    fn open_package(
+        &self,
+        recipient_key_id: &str,
+        epoch_secret: &Secret32,
+        ephemeral: &[u8],
+        context: &[u8],
+    ) -> Result<Box<dyn PayloadCipher>, CryptoError> {
+        if recipient_key_id != self.recipient_key_id {
+            return Err(CryptoError::UnknownKey(recipient_key_id.to_owned()));
+        }
+        let ephemeral: [u8; X25519_PUBLIC_LEN] = ephemeral
+            .try_into()
+            .map_err(|_| CryptoError::BadEphemeral)?;
+        let shared = agree(&self.agreement_secret, &ephemeral)?;
+        let cipher = package_cipher(
+            epoch_secret,
+            &shared,
+            &ephemeral,
+            &self.recipient_public,
+            context,
+        )?;
+        Ok(Box::new(cipher))
+    }
+}
+
+/// A fresh Ed25519 signing key: `(seed, public key)`.
+pub fn generate_signing_key() -> Result<(Secret32, [u8; 32]), CryptoError> {
+    let seed = random_secret()?;
+    let public = signing_public(&seed)?;
+    Ok((seed, public))
+}
+
+/// A fresh X25519 agreement key: `(secret, public key)`.
+pub fn generate_agreement_key() -> Result<(Secret32, [u8; 32]), CryptoError> {
+    let secret = random_secret()?;
+    let public = agreement_public(&secret);
+    Ok((secret, public))
+}
+
+/// The Ed25519 public key of `seed`.
+pub fn signing_public(seed: &Secret32) -> Result<[u8; 32], CryptoError> {
+    let pair = ed25519_pair(seed)?;
+    let mut public = [0u8; 32];
+    public.copy_from_slice(signature::KeyPair::public_key(&pair).as_ref());
+    Ok(public)
+}
+
+/// The X25519 public key of `secret`.
+pub fn agreement_public(secret: &Secret32) -> [u8; 32] {
+    PublicKey::from(&StaticSecret::from(secret.0)).to_bytes()
+}
+
+/// Link pairing: both sides compute the same initial epoch secret E(0) from
+/// their one-time pairing X25519 keys:
+/// HKDF-SHA256(salt = "ferry/v1/pairing", ikm = X25519(own, peer),
+/// info = "ferry/v1/epoch0" || link_name).
+/// Rejects a non-contributory (all-zero) shared secret with
+/// [`CryptoError::Agreement`].
+pub fn pair(
+    own_pairing_secret: &Secret32,
+    peer_pairing_public: &[u8; 32],
+    link_name: &str,
+) -> Result<Secret32, CryptoError> {
+    let own = StaticSecret::from(own_pairing_secret.0);
+    let shared = agree(&own, peer_pairing_public)?;
+    Ok(hkdf_sha256_32(
+        PAIRING_SALT,
+        shared.as_bytes(),
+        &[PAIRING_INFO, link_name.as_bytes()],
+    ))
+}
+
+/// Ed25519 signature of `msg` by `seed` (for key bundles and other crates).
+pub fn sign_detached(seed: &Secret32, msg: &[u8]) -> Result<[u8; 64], CryptoError> {
+    let pair = ed25519_pair(seed)?;
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(pair.sign(msg).as_ref());
+    Ok(sig)
+}
+
+/// Checks an Ed25519 signature; [`CryptoError::BadSignature`] if it does not
+/// verify (including a malformed key or signature).
+pub fn verify_detached(public: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    signature::UnparsedPublicKey::new(&signature::ED25519, public)
+        .verify(msg, sig)
+        .map_err(|_| CryptoError::BadSignature)
+}
+
+fn ed25519_pair(seed: &Secret32) -> Result<signature::Ed25519KeyPair, CryptoError> {
+    // ring rejects only a seed of the wrong length, which `Secret32` rules out.
+    signature::Ed25519KeyPair::from_seed_unchecked(&seed.0)
+        .map_err(|_| CryptoError::Signing("Ed25519 seed rejected".to_owned()))
+}
+
+/// X25519 with the peer's key, refusing an all-zero (low-order) result.
+fn agree(own: &StaticSecret, peer_public: &[u8; 32]) -> Result<SharedSecret, CryptoError> {
+    let shared = own.diffie_hellman(&PublicKey::from(*peer_public));
+    if shared.was_contributory() {
+        Ok(shared)
+    } else {
+        Err(CryptoError::Agreement)
+    }
+}
+
+/// The package cipher: AES-256-GCM keyed with
+/// HKDF-SHA256(salt = E, ikm = shared || eph_public || recipient_public,
+/// info = "ferry/v1/payload" || context).
+fn package_cipher(
+    epoch_secret: &Secret32,
+    shared: &SharedSecret,
+    ephemeral_public: &[u8; 32],
+    recipient_public: &[u8; 32],
+    context: &[u8],
+) -> Result<IntlPayloadCipher, CryptoError> {
+    let mut ikm = Zeroizing::new([0u8; 96]);
+    ikm[..32].copy_from_slice(shared.as_bytes());
+    ikm[32..64].copy_from_slice(ephemeral_public);
+    ikm[64..].copy_from_slice(recipient_public);
+    let key = hkdf_sha256_32(&epoch_secret.0, &ikm[..], &[PAYLOAD_INFO, context]);
+    // ring rejects only a key of the wrong length; ours is always 32 bytes.
+    let key =
+        aead::UnboundKey::new(&aead::AES_256_GCM, &key.0).map_err(|_| CryptoError::Agreement)?;
+    Ok(IntlPayloadCipher {
+        key: aead::LessSafeKey::new(key),
+    })
+}
+
+/// 32 bytes from the operating system's random generator.
+fn random_secret() -> Result<Secret32, CryptoError> {
+    let mut secret = Secret32([0; 32]);
+    SystemRandom::new()
+        .fill(&mut secret.0)
+        .map_err(|_| CryptoError::Signing("operating system random generator failed".to_owned()))?;
+    Ok(secret)
+}
+
+/// A fresh X25519 secret from the operating system's random generator.
+fn random_x25519_secret() -> Result<StaticSecret, CryptoError> {
+    let bytes = Zeroizing::new(random_secret()?.0);
+    Ok(StaticSecret::from(*bytes))
+}
+
+/// HKDF-SHA256 (RFC 5869) with an output length of exactly one hash block
+/// (L = 32), where expand is the single step T(1) = HMAC(PRK, info || 0x01).
+/// Written on ring's HMAC because ring's HKDF `expand` is fallible for
+/// lengths we never ask for, and the ratchet must not fail. `info` parts
+/// are concatenated.
+fn hkdf_sha256_32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Secret32 {
+    let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, salt), ikm);
+    let mut expand = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()));
+    for part in info {
+        expand.update(part);
+    }
+    expand.update(&[1]);
+    let mut out = Secret32([0; 32]);
+    out.0.copy_from_slice(expand.sign().as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn unhex<const N: usize>(s: &str) -> [u8; N] {
+        assert_eq!(s.len(), 2 * N, "hex length");
+        let mut out = [0u8; N];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex digit");
+        }
+        out
+    }
+
+    struct Fixture {
+        seal: IntlSealKeys,
+        open: IntlOpenKeys,
+        epoch: Secret32,
+    }
+
+    fn fixture() -> Fixture {
+        let (signing_seed, signing_pub) = generate_signing_key().expect("signing key");
+        let (agreement_secret, agreement_pub) = generate_agreement_key().expect("agreement key");
+        let seal = IntlSealKeys::new(
+            &signing_seed,
+            "sig-1".to_owned(),
+            agreement_pub,
+            "agr-1".to_owned(),
+        )
+        .expect("seal keys");
+        let open = IntlOpenKeys::new(
+            &agreement_secret,
+            "agr-1".to_owned(),
+            signing_pub,
+            "sig-1".to_owned(),
+        )
+        .expect("open keys");
+        Fixture {
+            seal,
+            open,
+            epoch: Secret32([7; 32]),
+        }
+    }
+
+    /// A sealed single-chunk package: (sealing cipher, opening cipher,
+    /// ciphertext of `plain` as chunk 3, not last).
+    fn sealed_chunk(
+        f: &Fixture,
+        plain: &[u8],
+    ) -> (Box<dyn PayloadCipher>, Box<dyn PayloadCipher>, Vec<u8>) {
+        let (sealer, eph) = f
+            .seal
+            .new_package(&f.epoch, b"pkg-ctx")
+            .expect("new package");
+        let opener = f
+            .open
+            .open_package("agr-1", &f.epoch, &eph, b"pkg-ctx")
+            .expect("open package");
+        let mut buf = plain.to_vec();
+        sealer.seal_chunk(3, false, &mut buf).expect("seal");
+        (sealer, opener, buf)
+    }
+
+    #[test]
+    fn seal_open_round_trip_over_chunk_sizes() {
+        let f = fixture();
+        for size in [0usize, 1, 15, 16, 17, 1000, 65536] {
+            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+            assert_eq!(eph.len(), 32);
+            let opener = f
+                .open
+                .open_package("agr-1", &f.epoch, &eph, b"ctx")
+                .expect("open package");
+            assert_eq!(sealer.overhead(), 16);
+            let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            for (index, last) in [(0u64, false), (1, false), (2, true)] {
+                let mut buf = plain.clone();
+                sealer.seal_chunk(index, last, &mut buf).expect("seal");
+                assert_eq!(buf.len(), size + 16);
+                // A short ciphertext can equal its plaintext by chance
+                // (1 in 256 for one byte); from 16 bytes on it cannot.
+                if size >= 16 {
+                    assert_ne!(&buf[..size], &plain[..]);
+                }
+                opener.open_chunk(index, last, &mut buf).expect("open");
+                assert_eq!(buf, plain);
+            }
+        }
+    }
+
+    #[test]
+    fn packages_get_fresh_keys() {
+        let f = fixture();
+        let (a, eph_a) = f.seal.new_package(&f.epoch, b"ctx").expect("package a");
+        let (b, eph_b) = f.seal.new_package(&f.epoch, b"ctx").expect("package b");
+        assert_ne!(eph_a, eph_b);
+        let (mut ca, mut cb) = (vec![0u8; 32], vec![0u8; 32]);
+        a.seal_chunk(0, true, &mut ca).expect("seal a");
+        b.seal_chunk(0, true, &mut cb).expect("seal b");
+        assert_ne!(ca, cb);
+    }
+
+    #[test]
+    fn tampered_ciphertext_byte_is_bad_chunk() {
+        let f = fixture();
+        let (_, opener, sealed) = sealed_chunk(&f, b"one-way payload");
+        for pos in [0, 5, sealed.len() - 1] {
+            let mut buf = sealed.clone();
+            buf[pos] ^= 0x01;
+            assert_eq!(
+                opener.open_chunk(3, false, &mut buf),
+                Err(CryptoError::BadChunk { chunk: 3 })
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_last_flag_is_bad_chunk() {
+        let f = fixture();
+        let (_, opener, sealed) = sealed_chunk(&f, b"not the last chunk");
+        // A stream cut after this chunk would present it as last.
+        let mut buf = sealed.clone();
+        assert_eq!(
+            opener.open_chunk(3, true, &mut buf),
+            Err(CryptoError::BadChunk { chunk: 3 })
+        );
+        // Unauthenticated plaintext is not left behind.
+        assert!(buf.iter().take(buf.len() - 16).all(|&b| b == 0));
+    }
+
+    #[test]
+    fn wrong_chunk_index_is_bad_chunk() {
+        let f = fixture();
+        let (_, opener, sealed) = sealed_chunk(&f, b"chunk three");
+        for index in [0, 2, 4, u64::MAX] {
+            let mut buf = sealed.clone();
+            assert_eq!(
+                opener.open_chunk(index, false, &mut buf),
+                Err(CryptoError::BadChunk { chunk: index })
+            );
+        }
+    }
+
+    #[test]
+    fn short_chunk_is_rejected() {
+        let f = fixture();
+        let (_, opener, _) = sealed_chunk(&f, b"");
+        let mut buf = vec![0u8; 15];
+        assert_eq!(
+            opener.open_chunk(0, true, &mut buf),
+            Err(CryptoError::ShortChunk)
+        );
+    }
+
+    #[test]
+    fn other_recipient_cannot_open() {
+        let f = fixture();
+        let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+        let mut sealed = b"for agr-1 only".to_vec();
+        sealer.seal_chunk(0, true, &mut sealed).expect("seal");
+
+        let (other_secret, _) = generate_agreement_key().expect("agreement key");
+        let (_, signing_pub) = generate_signing_key().expect("signing key");
+        let other = IntlOpenKeys::new(
+            &other_secret,
+            "agr-1".to_owned(),
+            signing_pub,
+            "sig-1".to_owned(),
+        )
+        .expect("open keys");
+        let opener = other
+            .open_package("agr-1", &f.epoch, &eph, b"ctx")
+            .expect("derives some key");
+        let mut buf = sealed.clone();
+        assert_eq!(
+            opener.open_chunk(0, true, &mut buf),
+            Err(CryptoError::BadChunk { chunk: 0 })
+        );
+
+        // The right key with the wrong epoch secret or context fails too.
+        for (epoch, ctx) in [(Secret32([8; 32]), &b"ctx"[..]), (f.epoch.clone(), b"ctx2")] {
+            let opener = f
+                .open
+                .open_package("agr-1", &epoch, &eph, ctx)
+                .expect("derives some key");
+            let mut buf = sealed.clone();
+            assert!(opener.open_chunk(0, true, &mut buf).is_err());
+        }
+    }
+
+    #[test]
+    fn open_package_checks_key_id_and_ephemeral() {
+        let f = fixture();
+        let (_, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+        assert_eq!(
+            f.open.open_package("agr-0", &f.epoch, &eph, b"ctx").err(),
+            Some(CryptoError::UnknownKey("agr-0".to_owned()))
+        );
+        assert_eq!(
+            f.open
+                .open_package("agr-1", &f.epoch, &eph[..31], b"ctx")
+                .err(),
+            Some(CryptoError::BadEphemeral)
+        );
+        // A low-order ephemeral would make the shared secret public.
+        assert_eq!(
+            f.open
+                .open_package("agr-1", &f.epoch, &[0u8; 32], b"ctx")
+                .err(),
+            Some(CryptoError::Agreement)
+        );
+    }
+
+    #[test]
+    fn seal_keys_reject_low_order_recipient() {
+        let (seed, _) = generate_signing_key().expect("signing key");
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for low_order in [[0u8; 32], one] {
+            assert_eq!(
+                IntlSealKeys::new(&seed, "s".to_owned(), low_order, "r".to_owned()).err(),
+                Some(CryptoError::Agreement)
+            );
+        }
+    }
+
+    #[test]
+    fn signature_round_trip_and_failures() {
+        let f = fixture();
+        let msg = b"canonical manifest bytes";
+        let sig = f.seal.sign(msg).expect("sign");
+        assert_eq!(sig.len(), 64);
+        assert_eq!(f.seal.signing_key_id(), "sig-1");
+        f.open.verify("sig-1", msg, &sig).expect("verifies");
+        assert_eq!(
+            f.open.verify("sig-1", b"canonical manifest byteZ", &sig),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            f.open.verify("sig-1", msg, &sig[..63]),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            f.open.verify("sig-2", msg, &sig),
+            Err(CryptoError::UnknownKey("sig-2".to_owned()))
+        );
+    }
+
+    #[test]
+    fn ratchet_is_one_way_and_deterministic() {
+        let link = IntlLink;
+        let e0 = Secret32([1; 32]);
+        let e1 = link.ratchet(&e0);
+        assert_eq!(e1, link.ratchet(&e0));
+        assert_ne!(e1, e0);
+        let e2 = link.ratchet(&e1);
+        assert_ne!(e2, e1);
+        assert_ne!(e2, e0);
+        assert_eq!(link.suite(), SuiteId::Intl);
+    }
+
+    #[test]
+    fn datagram_mac_verifies_and_rejects() {
+        let link = IntlLink;
+        let mac = link.datagram_mac(&Secret32([3; 32]));
+        let msg = vec![0xabu8; 1424];
+        let tag = mac.tag(&msg);
+        assert!(mac.verify(&msg, &tag));
+        let mut flipped = msg.clone();
+        flipped[700] ^= 0x80;
+        assert!(!mac.verify(&flipped, &tag));
+        let mut bad_tag = tag;
+        bad_tag[15] ^= 0x01;
+        assert!(!mac.verify(&msg, &bad_tag));
+        assert!(!mac.verify(&msg, &tag[..15]));
+        assert!(!mac.verify(&msg, &[]));
+        let mut long = tag.to_vec();
+        long.push(0);
+        assert!(!mac.verify(&msg, &long));
+        let other_epoch = link.datagram_mac(&Secret32([4; 32]));
+        assert!(!other_epoch.verify(&msg, &tag));
+    }
+
+    #[test]
+    fn sha256_digest_matches_fips_vector() {
+        let link = IntlLink;
+        let mut d = link.new_digest();
+        d.update(b"a");
+        d.update(b"bc");
+        assert_eq!(link.digest_len(), 32);
+        assert_eq!(
+            d.finish(),
+            unhex::<32>("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+    }
+
+    #[test]
+    fn pair_agrees_per_link_name() {
+        let (a_secret, a_public) = generate_agreement_key().expect("a");
+        let (b_secret, b_public) = generate_agreement_key().expect("b");
+        let ab = pair(&a_secret, &b_public, "high-to-low").expect("pair a");
+        let ba = pair(&b_secret, &a_public, "high-to-low").expect("pair b");
+        assert_eq!(ab, ba);
+        let other = pair(&a_secret, &b_public, "high-to-low-2").expect("pair other");
+        assert_ne!(ab, other);
+        assert_eq!(
+            pair(&a_secret, &[0u8; 32], "high-to-low"),
+            Err(CryptoError::Agreement)
+        );
+    }
+
+    #[test]
+    fn x25519_matches_rfc7748_section_6_1() {
+        let alice = Secret32(unhex(
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+        ));
+        let bob = Secret32(unhex(
+            "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb",
+        ));
+        let alice_pub: [u8; 32] =
+            unhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        let bob_pub: [u8; 32] =
+            unhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        let k: [u8; 32] = unhex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        assert_eq!(agreement_public(&alice), alice_pub);
+        assert_eq!(agreement_public(&bob), bob_pub);
+        let shared = agree(&StaticSecret::from(alice.0), &bob_pub).expect("agree");
+        assert_eq!(shared.as_bytes(), &k);
+
+        // pair() is HKDF over exactly that shared secret (checked with ring's
+        // own HKDF).
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, PAIRING_SALT);
+        let mut expected = [0u8; 32];
+        salt.extract(&k)
+            .expand(&[PAIRING_INFO, b"lnk"], ring::hkdf::HKDF_SHA256)
+            .expect("expand")
+            .fill(&mut expected)
+            .expect("fill");
+        assert_eq!(pair(&alice, &bob_pub, "lnk").expect("pair").0, expected);
+        assert_eq!(pair(&bob, &alice_pub, "lnk").expect("pair").0, expected);
+    }
+
+    #[test]
+    fn ed25519_matches_rfc8032_test_1() {
+        let seed = Secret32(unhex(
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        ));
+        let public: [u8; 32] =
+            unhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let sig: [u8; 64] = unhex(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        );
+        assert_eq!(signing_public(&seed).expect("public"), public);
+        assert_eq!(sign_detached(&seed, b"").expect("sign"), sig);
+        verify_detached(&public, b"", &sig).expect("verifies");
+    }
+
+    #[test]
+    fn hkdf_matches_rfc5869_and_ring() {
+        // RFC 5869 A.1: the first 32 bytes of the 42-byte OKM.
+        let okm = hkdf_sha256_32(
+            &unhex::<13>("000102030405060708090a0b0c"),
+            &[0x0b; 22],
+            &[&unhex::<10>("f0f1f2f3f4f5f6f7f8f9")],
+        );
+        assert_eq!(
+            okm.0,
+            unhex::<32>("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf")
+        );
+        for (salt, ikm, info) in [
+            (&b""[..], &[9u8; 32][..], &b"ferry/v1/datagram-mac"[..]),
+            (&[1u8; 32][..], &[2u8; 96][..], &b""[..]),
+        ] {
+            let mut expected = [0u8; 32];
+            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt)
+                .extract(ikm)
+                .expand(&[info], ring::hkdf::HKDF_SHA256)
+                .expect("expand")
+                .fill(&mut expected)
+                .expect("fill");
+            assert_eq!(hkdf_sha256_32(salt, ikm, &[info]).0, expected);
+        }
+    }
+
+    #[test]
+    fn debug_shows_ids_not_secrets() {
+        let f = fixture();
+        let seal = format!("{:?}", f.seal);
+        let open = format!("{:?}", f.open);
+        assert!(seal.contains("sig-1") && seal.contains("agr-1"));
+        assert!(open.contains("sig-1") && open.contains("agr-1"));
+        for s in [&seal, &open] {
+            assert!(!s.contains("signing_seed") && !s.contains("agreement_secret"));
+            assert!(!s.contains('[') && !s.contains("0x"));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_chunk_round_trips_and_any_bit_flip_fails(
+            plain in proptest::collection::vec(any::<u8>(), 0..2048),
+            index in any::<u64>(),
+            last in any::<bool>(),
+            flip in any::<proptest::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let f = fixture();
+            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+            let opener = f.open.open_package("agr-1", &f.epoch, &eph, b"ctx").expect("open");
+            let mut sealed = plain.clone();
+            sealer.seal_chunk(index, last, &mut sealed).expect("seal");
+            let mut buf = sealed.clone();
+            opener.open_chunk(index, last, &mut buf).expect("open");
+            prop_assert_eq!(&buf, &plain);
+            let mut buf = sealed;
+            let pos = flip.index(buf.len());
+            buf[pos] ^= 1 << bit;
+            prop_assert_eq!(
+                opener.open_chunk(index, last, &mut buf),
+                Err(CryptoError::BadChunk { chunk: index })
+            );
+        }
+    }
+}

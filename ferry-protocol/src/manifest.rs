@@ -1,0 +1,486 @@
+//! The package manifest: what a package is, signed by the ingress side.
+//!
+//! The manifest travels in its own datagrams (several copies per send) and
+//! binds the package's identity, size, digest, sequence number, key epoch,
+//! FEC geometry and ephemeral key under one signature, so the egress side
+//! can refuse anything the ingress side did not seal. The encoding is
+//! canonical (fixed field order, explicit lengths, every length bounded), so
+//! the signed bytes are exactly the bytes on the wire.
+
+use crate::suite::SuiteId;
+
+/// Manifest encoding version.
+pub const MANIFEST_VERSION: u8 = 1;
+/// Domain-separation prefix of the signed bytes.
+pub const SIGNING_CONTEXT: &[u8] = b"ferry/v1/manifest";
+/// Longest channel name in bytes.
+pub const MAX_CHANNEL_LEN: usize = 64;
+/// Longest file name in bytes.
+pub const MAX_FILE_NAME_LEN: usize = 255;
+/// Longest content type in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 127;
+/// Longest sender identity in bytes.
+pub const MAX_IDENTITY_LEN: usize = 256;
+/// Longest key id in bytes.
+pub const MAX_KEY_ID_LEN: usize = 64;
+/// Longest digest in bytes.
+pub const MAX_DIGEST_LEN: usize = 64;
+/// Longest ephemeral public key in bytes (an uncompressed SM2 point is 65).
+pub const MAX_EPHEMERAL_LEN: usize = 133;
+/// Longest signature in bytes (a DER SM2 signature is at most 72).
+pub const MAX_SIGNATURE_LEN: usize = 96;
+/// Largest package: 1 TiB. Bounds every size computation.
+pub const MAX_PACKAGE_BYTES: u64 = 1 << 40;
+
+/// A package's 128-bit identifier, assigned at ingest and kept across
+/// resends (sequence numbers change on resend, the id does not).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackageId(pub [u8; 16]);
+
+impl PackageId {
+    /// Lower-case hex, 32 characters.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(32);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    /// Parses 32 hex characters.
+    pub fn from_hex(s: &str) -> Option<PackageId> {
+        let b = s.as_bytes();
+        if b.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in b.chunks(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            out[i] = u8::try_from(hi * 16 + lo).ok()?;
+        }
+        Some(PackageId(out))
+    }
+}
+
+impl std::fmt::Display for PackageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::fmt::Debug for PackageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackageId({})", self.to_hex())
+    }
+}
+
+/// What the caller knows about a package when it hands it to the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageMeta {
+    /// The package id.
+    pub id: PackageId,
+    /// Channel name.
+    pub channel: String,
+    /// Payload size in bytes.
+    pub size: u64,
+    /// Digest of the plaintext payload under the link's suite (SHA-256 or SM3).
+    pub digest: Vec<u8>,
+    /// Original file name (the egress side sanitizes it again).
+    pub file_name: String,
+    /// Declared content type.
+    pub content_type: String,
+    /// Who pushed it (certificate identity or spool name).
+    pub sender_identity: String,
+    /// When it was accepted, ms since the Unix epoch.
+    pub created_unix_ms: u64,
+}
+
+/// The full manifest as signed and sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Caller-provided description.
+    pub meta: PackageMeta,
+    /// Suite of the link.
+    pub suite: SuiteId,
+    /// Link sequence number.
+    pub seq: u64,
+    /// Key epoch the payload key mixes in.
+    pub epoch: u32,
+    /// Plaintext bytes per sealed chunk.
+    pub chunk_size: u32,
+    /// Source symbols per full FEC block.
+    pub block_symbols: u16,
+    /// Bytes per FEC symbol.
+    pub symbol_size: u16,
+    /// Id of the signing key.
+    pub signing_key_id: String,
+    /// Id of the recipient's agreement key.
+    pub recipient_key_id: String,
+    /// Ephemeral public key for the payload key agreement.
+    pub ephemeral: Vec<u8>,
+}
+
+/// Why manifest bytes were refused. Authenticated datagrams carry these
+/// bytes, so an error here means a sender bug or a key compromise; it is
+/// counted and the package is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Input ended inside a field.
+    #[error("manifest truncated at field `{0}`")]
+    Truncated(&'static str),
+    /// A field exceeds its limit or holds an invalid value.
+    #[error("manifest field `{0}` is invalid or over its limit")]
+    Field(&'static str),
+    /// Bytes remain after the signature.
+    #[error("trailing bytes after manifest signature")]
+    Trailing,
+    /// A different manifest version.
+    #[error("unsupported manifest version {0}")]
+    Version(u8),
+}
+
+impl Manifest {
+    /// Ciphertext length of the sealed payload for a chunk overhead.
+    pub fn sealed_len(&self, overhead: usize) -> u64 {
+        sealed_len(self.meta.size, self.chunk_size, overhead)
+    }
+
+    /// The canonical bytes the signature covers (without the signature and
+    /// without the signing context).
+    pub fn encode_body(&self) -> Result<Vec<u8>, ManifestError> {
+        let m = &self.meta;
+        let mut out = Vec::with_capacity(256);
+        out.push(MANIFEST_VERSION);
+        out.push(self.suite.to_wire());
+        out.extend_from_slice(&m.id.0);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        if m.size > MAX_PACKAGE_BYTES {
+            return Err(ManifestError::Field("size"));
+        }
+        out.extend_from_slice(&m.size.to_be_bytes());
+        out.extend_from_slice(&self.chunk_size.to_be_bytes());
+        out.extend_from_slice(&self.block_symbols.to_be_bytes());
+        out.extend_from_slice(&self.symbol_size.to_be_bytes());
+        out.extend_from_slice(&m.created_unix_ms.to_be_bytes());
+        put_u8_len(&mut out, &m.digest, MAX_DIGEST_LEN, "digest")?;
+        put_u8_len(&mut out, m.channel.as_bytes(), MAX_CHANNEL_LEN, "channel")?;
+        put_u16_len(
+            &mut out,
+            m.file_name.as_bytes(),
+            MAX_FILE_NAME_LEN,
+            "file_name",
+        )?;
+        put_u8_len(
+            &mut out,
+            m.content_type.as_bytes(),
+            MAX_CONTENT_TYPE_LEN,
+            "content_type",
+        )?;
+        put_u16_len(
+            &mut out,
+            m.sender_identity.as_bytes(),
+            MAX_IDENTITY_LEN,
+            "sender_identity",
+        )?;
+        put_u8_len(
+            &mut out,
+            self.signing_key_id.as_bytes(),
+            MAX_KEY_ID_LEN,
+            "signing_key_id",
+        )?;
+        put_u8_len(
+            &mut out,
+            self.recipient_key_id.as_bytes(),
+            MAX_KEY_ID_LEN,
+            "recipient_key_id",
+        )?;
+        put_u8_len(&mut out, &self.ephemeral, MAX_EPHEMERAL_LEN, "ephemeral")?;
+        Ok(out)
+    }
+
+    /// The bytes handed to the signer: context prefix plus body.
+    pub fn signing_input(body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(SIGNING_CONTEXT.len() + body.len());
+        v.extend_from_slice(SIGNING_CONTEXT);
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// Body plus length-prefixed signature: what goes in a manifest datagram.
+    pub fn encode_signed(body: &[u8], signature: &[u8]) -> Result<Vec<u8>, ManifestError> {
+        let mut out = Vec::with_capacity(body.len() + 2 + signature.len());
+        out.extend_from_slice(body);
+        put_u16_len(&mut out, signature, MAX_SIGNATURE_LEN, "signature")?;
+        Ok(out)
+    }
+
+    /// Splits signed manifest bytes into the parsed manifest, the body the
+    /// signature covers, and the signature. Bounded and allocation-light:
+    /// every length is checked against its limit before use.
+    pub fn decode_signed(bytes: &[u8]) -> Result<(Manifest, &[u8], &[u8]), ManifestError> {
+        let mut r = Reader { b: bytes, at: 0 };
+        let version = r.u8("version")?;
+        if version != MANIFEST_VERSION {
+            return Err(ManifestError::Version(version));
+        }
+        let suite = SuiteId::from_wire(r.u8("suite")?).ok_or(ManifestError::Field("suite"))?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(r.take(16, "package_id")?);
+        let seq = r.u64("seq")?;
+        let epoch = r.u32("epoch")?;
+        let size = r.u64("size")?;
+        if size > MAX_PACKAGE_BYTES {
+            return Err(ManifestError::Field("size"));
+        }
+        let chunk_size = r.u32("chunk_size")?;
+        if chunk_size == 0 || chunk_size > crate::sender::MAX_CHUNK_SIZE {
+            return Err(ManifestError::Field("chunk_size"));
+        }
+        let block_symbols = r.u16("block_symbols")?;
+        if block_symbols == 0 || block_symbols > crate::wire::MAX_BLOCK_SYMBOLS {
+            return Err(ManifestError::Field("block_symbols"));
+        }
+        let symbol_size = r.u16("symbol_size")?;
+        if symbol_size == 0 || symbol_size % 2 != 0 {
+            return Err(ManifestError::Field("symbol_size"));
+        }
+        let created_unix_ms = r.u64("created")?;
+        let digest = r.u8_len(MAX_DIGEST_LEN, "digest")?.to_vec();
+        let channel = r.string8(MAX_CHANNEL_LEN, "channel")?;
+        let file_name = r.string16(MAX_FILE_NAME_LEN, "file_name")?;
+        let content_type = r.string8(MAX_CONTENT_TYPE_LEN, "content_type")?;
+        let sender_identity = r.string16(MAX_IDENTITY_LEN, "sender_identity")?;
+        let signing_key_id = r.string8(MAX_KEY_ID_LEN, "signing_key_id")?;
+        let recipient_key_id = r.string8(MAX_KEY_ID_LEN, "recipient_key_id")?;
+        let ephemeral = r.u8_len(MAX_EPHEMERAL_LEN, "ephemeral")?.to_vec();
+        let body_end = r.at;
+        let signature = r.u16_len(MAX_SIGNATURE_LEN, "signature")?;
+        if r.at != bytes.len() {
+            return Err(ManifestError::Trailing);
+        }
+        let manifest = Manifest {
+            meta: PackageMeta {
+                id: PackageId(id),
+                channel,
+                size,
+                digest,
+                file_name,
+                content_type,
+                sender_identity,
+                created_unix_ms,
+            },
+            suite,
+            seq,
+            epoch,
+            chunk_size,
+            block_symbols,
+            symbol_size,
+            signing_key_id,
+            recipient_key_id,
+            ephemeral,
+        };
+        Ok((manifest, &bytes[..body_end], signature))
+    }
+}
+
+/// Ciphertext length of a payload of `size` bytes sealed in chunks of
+/// `chunk_size` with `overhead` bytes per chunk. An empty payload is still
+/// one (empty, authenticated) chunk, so emptiness itself is authenticated.
+pub fn sealed_len(size: u64, chunk_size: u32, overhead: usize) -> u64 {
+    let chunks = chunk_count(size, chunk_size);
+    size + chunks * overhead as u64
+}
+
+/// Number of sealed chunks for a payload (at least one).
+pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
+    let c = u64::from(chunk_size.max(1));
+    size.div_ceil(c).max(1)
+}
+
+fn put_u8_len(
+    out: &mut Vec<u8>,
+    v: &[u8],
+    max: usize,
+    field: &'static str,
+) -> Result<(), ManifestError> {
+    if v.len() > max || v.len() > usize::from(u8::MAX) {
+        return Err(ManifestError::Field(field));
+    }
+    out.push(v.len() as u8);
+    out.extend_from_slice(v);
+    Ok(())
+}
+
+fn put_u16_len(
+    out: &mut Vec<u8>,
+    v: &[u8],
+    max: usize,
+    field: &'static str,
+) -> Result<(), ManifestError> {
+    let len = u16::try_from(v.len()).map_err(|_| ManifestError::Field(field))?;
+    if v.len() > max {
+        return Err(ManifestError::Field(field));
+    }
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(v);
+    Ok(())
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], ManifestError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(ManifestError::Truncated(field))?;
+        let s = self
+            .b
+            .get(self.at..end)
+            .ok_or(ManifestError::Truncated(field))?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self, f: &'static str) -> Result<u8, ManifestError> {
+        Ok(self.take(1, f)?[0])
+    }
+    fn u16(&mut self, f: &'static str) -> Result<u16, ManifestError> {
+        let s = self.take(2, f)?;
+        Ok(u16::from_be_bytes([s[0], s[1]]))
+    }
+    fn u32(&mut self, f: &'static str) -> Result<u32, ManifestError> {
+        let s = self.take(4, f)?;
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self, f: &'static str) -> Result<u64, ManifestError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8, f)?);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn u8_len(&mut self, max: usize, f: &'static str) -> Result<&'a [u8], ManifestError> {
+        let n = usize::from(self.u8(f)?);
+        if n > max {
+            return Err(ManifestError::Field(f));
+        }
+        self.take(n, f)
+    }
+    fn u16_len(&mut self, max: usize, f: &'static str) -> Result<&'a [u8], ManifestError> {
+        let n = usize::from(self.u16(f)?);
+        if n > max {
+            return Err(ManifestError::Field(f));
+        }
+        self.take(n, f)
+    }
+    fn string8(&mut self, max: usize, f: &'static str) -> Result<String, ManifestError> {
+        let s = self.u8_len(max, f)?;
+        String::from_utf8(s.to_vec()).map_err(|_| ManifestError::Field(f))
+    }
+    fn string16(&mut self, max: usize, f: &'static str) -> Result<String, ManifestError> {
+        let s = self.u16_len(max, f)?;
+        String::from_utf8(s.to_vec()).map_err(|_| ManifestError::Field(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample() -> Manifest {
+        Manifest {
+            meta: PackageMeta {
+                id: PackageId([7; 16]),
+                channel: "stats".into(),
+                size: 12345,
+                digest: vec![1; 32],
+                file_name: "landuse-2026.csv".into(),
+                content_type: "text/csv".into(),
+                sender_identity: "CN=registry,OU=land".into(),
+                created_unix_ms: 1_700_000_000_000,
+            },
+            suite: SuiteId::Intl,
+            seq: 99,
+            epoch: 4,
+            chunk_size: 65536,
+            block_symbols: 1024,
+            symbol_size: 1424,
+            signing_key_id: "sig-1".into(),
+            recipient_key_id: "agr-1".into(),
+            ephemeral: vec![9; 32],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let body = m.encode_body().expect("encodes");
+        let signed = Manifest::encode_signed(&body, &[5u8; 64]).expect("signs");
+        let (back, b, sig) = Manifest::decode_signed(&signed).expect("decodes");
+        assert_eq!(back, m);
+        assert_eq!(b, &body[..]);
+        assert_eq!(sig, &[5u8; 64][..]);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let m = sample();
+        let body = m.encode_body().expect("encodes");
+        let signed = Manifest::encode_signed(&body, &[5u8; 64]).expect("signs");
+        for n in 0..signed.len() {
+            assert!(Manifest::decode_signed(&signed[..n]).is_err(), "len {n}");
+        }
+        let mut long = signed.clone();
+        long.push(0);
+        assert_eq!(
+            Manifest::decode_signed(&long).map(|_| ()),
+            Err(ManifestError::Trailing)
+        );
+    }
+
+    #[test]
+    fn over_limit_fields_refused() {
+        let mut m = sample();
+        m.meta.file_name = "x".repeat(MAX_FILE_NAME_LEN + 1);
+        assert_eq!(m.encode_body(), Err(ManifestError::Field("file_name")));
+        let mut m = sample();
+        m.meta.size = MAX_PACKAGE_BYTES + 1;
+        assert_eq!(m.encode_body(), Err(ManifestError::Field("size")));
+    }
+
+    #[test]
+    fn worst_case_manifest_fits_min_mtu() {
+        let mut m = sample();
+        m.meta.digest = vec![0; MAX_DIGEST_LEN];
+        m.meta.channel = "c".repeat(MAX_CHANNEL_LEN);
+        m.meta.file_name = "f".repeat(MAX_FILE_NAME_LEN);
+        m.meta.content_type = "t".repeat(MAX_CONTENT_TYPE_LEN);
+        m.meta.sender_identity = "i".repeat(MAX_IDENTITY_LEN);
+        m.signing_key_id = "k".repeat(MAX_KEY_ID_LEN);
+        m.recipient_key_id = "k".repeat(MAX_KEY_ID_LEN);
+        m.ephemeral = vec![0; MAX_EPHEMERAL_LEN];
+        let body = m.encode_body().expect("encodes");
+        let signed =
+            Manifest::encode_signed(&body, &[0; MAX_SIGNATURE_LEN]).expect("encodes signed");
+        assert!(signed.len() <= crate::wire::max_manifest_len(crate::wire::MIN_MTU));
+    }
+
+    #[test]
+    fn package_id_hex() {
+        let id = PackageId([0xab; 16]);
+        assert_eq!(PackageId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(PackageId::from_hex("zz"), None);
+        assert_eq!(PackageId::from_hex(&"g".repeat(32)), None);
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let _ = Manifest::decode_signed(&bytes);
+        }
+    }
+}
