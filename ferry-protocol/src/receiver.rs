@@ -773,14 +773,17 @@ impl Receiver {
                 let overhead = o.cipher.overhead();
                 let chunk = u64::from(o.manifest.chunk_size);
                 let size = o.manifest.meta.size;
+                // Chunks are cut from `carry` with a cursor and the consumed
+                // prefix dropped once per block, so each byte is copied once.
+                let mut pos = 0usize;
                 while p.chunk_index < o.chunks_total {
                     let plain = (size - p.chunk_index * chunk).min(chunk) as usize;
                     let sealed = plain + overhead;
-                    if p.carry.len() < sealed {
+                    if p.carry.len() - pos < sealed {
                         break;
                     }
-                    let rest = p.carry.split_off(sealed);
-                    let mut c = std::mem::replace(&mut p.carry, rest);
+                    let mut c = p.carry[pos..pos + sealed].to_vec();
+                    pos += sealed;
                     let last = p.chunk_index + 1 == o.chunks_total;
                     if let Err(e) = o.cipher.open_chunk(p.chunk_index, last, &mut c) {
                         failure = Some(FailReason::Crypto(e));
@@ -800,6 +803,7 @@ impl Receiver {
                         });
                     }
                 }
+                p.carry.drain(..pos);
                 if failure.is_some() {
                     break;
                 }
