@@ -1,0 +1,196 @@
+//! `ferryctl`: the administrator's command line for ferry.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ferry_daemon::{bench, config, control, demo};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(version, about = "ferry administration")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Key files of one side of a link.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Show a running daemon's status.
+    Status {
+        /// The daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingress side: send retained packages again (new sequence numbers,
+    /// same package ids; the egress side delivers each id once).
+    Resend {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Package ids (hex) to resend.
+        #[arg(long = "package")]
+        packages: Vec<String>,
+        /// Inclusive sequence range `A..B` (as printed in gap reports).
+        #[arg(long)]
+        seq: Option<String>,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Start both sides on loopback with fresh keys, send packages, show
+    /// them delivered, and clean up.
+    Demo {
+        /// Keep both sides' state in this directory instead of deleting it.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a new key set for one side of a link.
+    Init {
+        /// Key directory (created, mode 0700).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Link name (both sides must use the same).
+        #[arg(long)]
+        link: String,
+        /// Which side this is.
+        #[arg(long, value_parser = ["ingress", "egress"])]
+        side: String,
+    },
+    /// Import the other side's public bundle (carried out of band).
+    ImportPeer {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The other side's public.toml.
+        file: PathBuf,
+    },
+    /// Show this side's public bundle and fingerprint.
+    Show {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Move data through a real UDP loopback link with the whole pipeline.
+    Link(bench::LinkArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    ferry_daemon::init_logging("text");
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferryctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.cmd {
+        Cmd::Keys(KeysCmd::Init { dir, link, side }) => {
+            let side = if side == "ingress" {
+                ferry_keys::Side::Ingress
+            } else {
+                ferry_keys::Side::Egress
+            };
+            let b = ferry_keys::init(&dir, &link, side)?;
+            println!("created {side:?} keys for link `{link}` in {}", dir.display());
+            println!("key id:      {}", b.key_id);
+            println!("fingerprint: {}", b.fingerprint());
+            println!(
+                "carry {} to the other side and run `ferryctl keys import-peer` there",
+                dir.join(ferry_keys::files::PUBLIC).display()
+            );
+        }
+        Cmd::Keys(KeysCmd::ImportPeer { dir, file }) => {
+            let b = ferry_keys::import_peer(&dir, &file)?;
+            println!("imported {:?} key {} for link `{}`", b.side, b.key_id, b.link);
+            println!("fingerprint: {}  (compare it with the other side's `ferryctl keys show`)", b.fingerprint());
+        }
+        Cmd::Keys(KeysCmd::Show { dir }) => {
+            let b = ferry_keys::read_bundle(&dir.join(ferry_keys::files::PUBLIC))?;
+            println!("link:        {}", b.link);
+            println!("side:        {:?}", b.side);
+            println!("suite:       {}", b.suite);
+            println!("key id:      {}", b.key_id);
+            println!("fingerprint: {}", b.fingerprint());
+        }
+        Cmd::Status { config, json } => {
+            let cfg = config::load(&config)?;
+            let v = control::request(&cfg.paths.state_dir, &control::Request::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_status(&v);
+            }
+            let alarms = v.get("alarms").and_then(|a| a.as_array()).map_or(0, |a| a.len());
+            if alarms > 0 {
+                return Ok(std::process::ExitCode::from(2));
+            }
+        }
+        Cmd::Resend { config, packages, seq } => {
+            let cfg = config::load(&config)?;
+            let seq_range = match seq {
+                None => None,
+                Some(s) => {
+                    let (a, b) = s.split_once("..").unwrap_or((&s, &s));
+                    let a: u64 = a.trim().parse().with_context(|| format!("bad --seq `{s}`: use A..B"))?;
+                    let b: u64 = b.trim().parse().with_context(|| format!("bad --seq `{s}`: use A..B"))?;
+                    if b < a {
+                        bail!("bad --seq `{s}`: the range is empty");
+                    }
+                    Some((a, b))
+                }
+            };
+            if packages.is_empty() && seq_range.is_none() {
+                bail!("name what to resend: --package ID (repeatable) or --seq A..B");
+            }
+            let v = control::request(
+                &cfg.paths.state_dir,
+                &control::Request::Resend { packages, seq_range },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            if v.get("error").is_some() {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Cmd::Bench(BenchCmd::Link(args)) => bench::link(&args)?,
+        Cmd::Demo { keep } => demo::run(keep.as_deref())?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_status(v: &serde_json::Value) {
+    let get = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
+    println!("{} side of link {}", get("role"), get("link"));
+    for k in [
+        "epoch", "queued", "taken", "sent", "resent", "datagrams_sent", "send_errors", "retained",
+        "link_up", "sender_next_seq", "delivered", "delivered_bytes", "failed",
+        "duplicates_suppressed",
+    ] {
+        if let Some(x) = v.get(k) {
+            println!("  {k:<22} {x}");
+        }
+    }
+    if let Some(g) = v.get("gaps").and_then(|g| g.as_array()).filter(|g| !g.is_empty()) {
+        println!("  gaps (resend these):   {}", serde_json::Value::Array(g.clone()));
+    }
+    if let Some(a) = v.get("alarms").and_then(|a| a.as_array()).filter(|a| !a.is_empty()) {
+        for x in a {
+            println!("  ALARM: {}", x.as_str().unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The daemon's local control socket and status snapshot.
+//!
+//! `ferryd` listens on `STATE_DIR/control.sock` (mode 0600, so only the
+//! service user and root can connect) for one JSON request per connection
+//! and answers with one JSON document: `status`, and on the ingress side
+//! `resend`. It also writes the same status to `STATE_DIR/status.json`
+//! every second so an operator can read it without the daemon. The
+//! three-role admin plane (peer credentials, mTLS admin certificates) is
+//! the service issue's work; this socket is deliberately minimal.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// File name of the control socket inside the state directory.
+pub const SOCKET: &str = "control.sock";
+/// File name of the periodic status snapshot inside the state directory.
+pub const STATUS_FILE: &str = "status.json";
+/// Largest request accepted on the socket.
+const MAX_REQUEST_BYTES: u64 = 4096;
+
+/// A request on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The status snapshot.
+    Status,
+    /// Ingress only: send retained packages again under new sequence numbers.
+    Resend {
+        /// Package ids (hex).
+        #[serde(default)]
+        packages: Vec<String>,
+        /// Inclusive sequence range.
+        #[serde(default)]
+        seq_range: Option<(u64, u64)>,
+    },
+}
+
+/// The status a daemon publishes. Fields not relevant to a side stay empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// `ingress` or `egress`.
+    pub role: String,
+    /// Link name.
+    pub link: String,
+    /// Wall-clock time of the snapshot (ms since the Unix epoch).
+    pub updated_unix_ms: u64,
+    /// Current key epoch.
+    pub epoch: u32,
+    /// Ingress: packages waiting to be sent.
+    pub queued: u64,
+    /// Ingress: packages taken from the spool.
+    pub taken: u64,
+    /// Ingress: packages whose sends completed.
+    pub sent: u64,
+    /// Ingress: packages resent on operator request.
+    pub resent: u64,
+    /// Ingress: datagrams sent.
+    pub datagrams_sent: u64,
+    /// Ingress: datagrams the transport dropped after transient errors.
+    pub send_dropped: u64,
+    /// Ingress: transient send errors (EPERM, ENOBUFS, …) counted and survived.
+    pub send_errors: u64,
+    /// Ingress: sent copies retained for resends, and their bytes.
+    pub retained: u64,
+    /// Ingress: bytes retained.
+    pub retained_bytes: u64,
+    /// Ingress: protocol sender counters.
+    pub sender: Option<serde_json::Value>,
+    /// Egress: link up (valid datagrams within `link_down_after_ms`).
+    pub link_up: bool,
+    /// Egress: the sender's next sequence number from its last heartbeat.
+    pub sender_next_seq: Option<u64>,
+    /// Egress: packages delivered to the outbox.
+    pub delivered: u64,
+    /// Egress: bytes delivered.
+    pub delivered_bytes: u64,
+    /// Egress: package sends that failed (each named in the log).
+    pub failed: u64,
+    /// Egress: packages received again (redundant send or resend) and not
+    /// delivered a second time.
+    pub duplicates_suppressed: u64,
+    /// Egress: the most recent missing sequence ranges (what to resend).
+    pub gaps: Vec<(u64, u64)>,
+    /// Egress: protocol counters.
+    pub receiver: Option<serde_json::Value>,
+    /// Conditions that need an operator.
+    pub alarms: Vec<String>,
+}
+
+/// Status shared between the daemon's threads.
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// Reads the snapshot without poisoning concerns: a panicked writer thread
+/// leaves the last complete snapshot, which is still worth showing.
+pub fn snapshot(s: &SharedStatus) -> Status {
+    match s.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+/// Applies `f` to the shared status.
+pub fn update(s: &SharedStatus, f: impl FnOnce(&mut Status)) {
+    match s.lock() {
+        Ok(mut g) => f(&mut g),
+        Err(p) => f(&mut p.into_inner()),
+    }
+}
+
+/// Writes the status file atomically.
+pub fn write_status_file(state_dir: &Path, s: &Status) -> std::io::Result<()> {
+    let tmp = state_dir.join(".status.json.tmp");
+    let text = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, state_dir.join(STATUS_FILE))
+}
+
+/// Control-socket errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The socket could not be created or reached.
+    #[error("control socket {path}: {source} (is ferryd running with this state_dir?)")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The daemon's answer was not understood.
+    #[error("control socket {path}: bad answer: {what}")]
+    Protocol {
+        /// The socket path.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+/// Answers requests until `shutdown` is set. `handle` turns a request into
+/// a JSON answer.
+pub fn serve(
+    state_dir: &Path,
+    shutdown: Arc<AtomicBool>,
+    handle: impl Fn(Request) -> serde_json::Value + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, ControlError> {
+    let path = state_dir.join(SOCKET);
+    let err = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    let handle_path = path.clone();
+    Ok(std::thread::spawn(move || {
+        while !shutdown.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if let Err(e) = answer(stream, &handle) {
+                        tracing::warn!(socket = %handle_path.display(), error = %e, "control request failed");
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&handle_path);
+    }))
+}
+
+fn answer(
+    stream: UnixStream,
+    handle: &impl Fn(Request) -> serde_json::Value,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new(std::io::Read::take(&stream, MAX_REQUEST_BYTES)).read_line(&mut line)?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => handle(req),
+        Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
+    };
+    let mut w = &stream;
+    serde_json::to_writer(&mut w, &reply).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")
+}
+
+/// Sends one request to a running daemon and returns its answer.
+pub fn request(state_dir: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
+    let path = state_dir.join(SOCKET);
+    let err = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = UnixStream::connect(&path).map_err(err)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(err)?;
+    let mut text = serde_json::to_string(req).map_err(|e| ControlError::Protocol {
+        path: path.clone(),
+        what: e.to_string(),
+    })?;
+    text.push('\n');
+    stream.write_all(text.as_bytes()).map_err(err)?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).map_err(err)?;
+    serde_json::from_str(&line).map_err(|e| ControlError::Protocol {
+        path: path.clone(),
+        what: e.to_string(),
+    })
+}

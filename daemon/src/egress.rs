@@ -1,0 +1,540 @@
+//! The egress side: receive datagrams, rebuild and verify packages, and
+//! deliver them atomically into the outbox exactly once.
+//!
+//! The receive thread owns the sockets and the protocol receiver and does
+//! nothing slow; a writer thread owns the outbox and the state store, so a
+//! slow disk does not make the receive thread miss datagrams. The writer
+//! stages every package in `OUTBOX/.staging`, and on a verified completion
+//! records the delivery (ledger entry plus replay window, one redb
+//! transaction) before the atomic rename, so a crash between the two is
+//! finished at the next start and a package is never delivered twice.
+
+use crate::config::Config;
+use crate::control::{self, Request, SharedStatus};
+use crate::ingress::schedule;
+use crate::outbox::{Outbox, OutboxError, Staging};
+use crate::store::{LedgerEntry, LedgerState, StateStore};
+use crate::udp::{self, BatchReceiver, DatagramBatch};
+use crate::{now_millis, DaemonError};
+use ferry_protocol::epoch::EpochChain;
+use ferry_protocol::receiver::ReceiverStats;
+use ferry_protocol::{Event, Manifest, Receiver, ReceiverConfig, ReplayWindow};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver as Rx, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Datagrams per recvmmsg batch.
+const BATCH: usize = 64;
+/// Writer queue depth (messages); bounds memory between the threads.
+const WRITER_QUEUE: usize = 4096;
+/// Suffix of the metadata file kept beside a staged package.
+const SIDECAR_SUFFIX: &str = ".sidecar.json";
+/// Gap ranges kept in the status.
+const MAX_GAPS_SHOWN: usize = 32;
+
+/// Test and benchmark knobs that a deployment never sets: random loss
+/// injected on the receive path (the loopback has none of its own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EgressOptions {
+    /// Datagrams dropped per million, before the protocol sees them.
+    pub drop_per_million: u32,
+    /// Seed of the drop decisions.
+    pub seed: u64,
+}
+
+enum Write {
+    Start {
+        seq: u64,
+        attempt: u8,
+    },
+    Data {
+        seq: u64,
+        data: Vec<u8>,
+    },
+    Complete {
+        seq: u64,
+        manifest: Box<Manifest>,
+        replay: Vec<u8>,
+    },
+    Failed {
+        seq: u64,
+    },
+}
+
+/// Runs the egress side until `shutdown` is set.
+pub fn run(
+    cfg: Config,
+    shutdown: Arc<AtomicBool>,
+    status: SharedStatus,
+    options: EgressOptions,
+) -> Result<(), DaemonError> {
+    let keys = ferry_keys::load(&cfg.paths.keys_dir)?;
+    let open = keys.open_keys()?;
+    let state_dir = cfg.paths.state_dir.clone();
+    std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
+    let store = Arc::new(StateStore::open(&state_dir.join("ferry.redb"))?);
+    let outbox_dir = cfg
+        .paths
+        .outbox_dir
+        .clone()
+        .ok_or_else(|| DaemonError::Config("egress needs paths.outbox_dir".into()))?;
+    let outbox = Outbox::open(&outbox_dir)?;
+    recover(&store, &outbox)?;
+    outbox.cleanup_staging()?;
+
+    let window = match store.load_replay()? {
+        Some(b) => ReplayWindow::from_bytes(&b)?,
+        None => ReplayWindow::new(),
+    };
+    let link = ferry_protocol::intl::IntlLink;
+    let mut chain = EpochChain::new(&link, keys.epoch.0, keys.epoch.1.clone(), cfg.link.epoch_grace);
+    chain.advance_to(&link, schedule(&cfg).epoch_at(now_millis()));
+    chain.prepare_lookahead(&link);
+    let mut rc = ReceiverConfig::new(&cfg.link.name, schedule(&cfg));
+    rc.mtu = cfg.link.mtu;
+    rc.max_buffer_bytes = cfg.link.max_buffer_bytes;
+    rc.package_idle_timeout_ms = cfg.link.package_idle_timeout_ms;
+    rc.link_down_after_ms = cfg.link.link_down_after_ms;
+    let mut receiver = Receiver::new(rc, Box::new(open), chain, window);
+
+    let mut sockets = Vec::new();
+    for addr in &cfg.link.listen {
+        let (sock, report) = udp::bind_socket(*addr, cfg.link.socket_buffer_bytes)?;
+        if report.capped {
+            tracing::warn!(
+                requested = report.requested,
+                got = report.rcvbuf,
+                "kernel capped the socket receive buffer; raise net.core.rmem_max or expect loss under load"
+            );
+        }
+        sockets.push(sock);
+    }
+    let max_len = ferry_protocol::wire::max_datagram_len(cfg.link.mtu);
+    let mut udp = BatchReceiver::new(sockets, BATCH, max_len)?;
+
+    control::update(&status, |s| {
+        s.role = "egress".into();
+        s.link = cfg.link.name.clone();
+    });
+    let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
+    let writer = {
+        let status = status.clone();
+        let store = store.clone();
+        let link_name = cfg.link.name.clone();
+        std::thread::Builder::new()
+            .name("ferry-writer".into())
+            .spawn(move || writer_loop(rx, outbox, store, status, link_name))
+            .map_err(DaemonError::io(std::path::Path::new("writer thread")))?
+    };
+    let control = {
+        let status = status.clone();
+        control::serve(&state_dir, shutdown.clone(), move |req| match req {
+            Request::Status => serde_json::to_value(control::snapshot(&status))
+                .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+            Request::Resend { .. } => serde_json::json!({
+                "error": "resend is an ingress command: run it against the ingress side's state_dir"
+            }),
+        })?
+    };
+
+    let mut batch = DatagramBatch::new(BATCH, max_len);
+    let mut rng = options.seed | 1;
+    let mut saved_epoch = receiver.epochs().oldest().map(|(e, _)| e);
+    let mut last_status = Instant::now();
+    let mut result = Ok(());
+    while !shutdown.load(Ordering::Relaxed) {
+        let wait = receiver
+            .poll_timeout()
+            .map(|t| t.since(now_millis()))
+            .unwrap_or(100)
+            .clamp(1, 100);
+        match udp.recv(&mut batch, Duration::from_millis(wait)) {
+            Ok(_) => {}
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
+        }
+        let now = now_millis();
+        for d in batch.iter() {
+            if options.drop_per_million > 0 {
+                // xorshift64: cheap, seeded, good enough to spread drops.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if (rng % 1_000_000) < u64::from(options.drop_per_million) {
+                    continue;
+                }
+            }
+            receiver.handle_datagram(now, d);
+        }
+        receiver.handle_timeout(now);
+        if !drain(&mut receiver, &tx, &status) {
+            result = Err(DaemonError::Config("writer thread stopped".into()));
+            break;
+        }
+        if let Some((e, secret)) = receiver.epochs().oldest().map(|(e, s)| (e, s.clone())) {
+            if saved_epoch != Some(e) {
+                if let Err(err) = ferry_keys::save_epoch(&cfg.paths.keys_dir, e, &secret) {
+                    result = Err(err.into());
+                    break;
+                }
+                saved_epoch = Some(e);
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = Instant::now();
+            publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+        }
+    }
+    drop(tx);
+    let _ = writer.join();
+    shutdown.store(true, Ordering::Relaxed);
+    let _ = control.join();
+    publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+    result
+}
+
+fn publish(status: &SharedStatus, cfg: &Config, stats: ReceiverStats, epoch: u32) {
+    control::update(status, |s| {
+        s.updated_unix_ms = now_millis().0;
+        s.epoch = epoch;
+        s.receiver = Some(stats_json(&stats));
+    });
+    let snap = control::snapshot(status);
+    if let Err(e) = control::write_status_file(&cfg.paths.state_dir, &snap) {
+        tracing::warn!(error = %e, "could not write status.json");
+    }
+}
+
+fn stats_json(s: &ReceiverStats) -> serde_json::Value {
+    serde_json::json!({
+        "datagrams": s.datagrams,
+        "authenticated": s.authenticated,
+        "malformed": s.malformed,
+        "other_link": s.other_link,
+        "stale_epoch": s.stale_epoch,
+        "forged": s.forged,
+        "duplicate": s.duplicate,
+        "too_old": s.too_old,
+        "late": s.late,
+        "inconsistent": s.inconsistent,
+        "blocks_decoded": s.blocks_decoded,
+        "blocks_repaired": s.blocks_repaired,
+        "packages_complete": s.packages_complete,
+        "packages_failed": s.packages_failed,
+        "heartbeats": s.heartbeats,
+        "buffered_bytes": s.buffered_bytes,
+    })
+}
+
+/// Moves protocol events to the writer and the status. Returns false when
+/// the writer is gone.
+fn drain(receiver: &mut Receiver, tx: &SyncSender<Write>, status: &SharedStatus) -> bool {
+    while let Some(ev) = receiver.poll_event() {
+        let msg = match ev {
+            Event::PackageStarted {
+                seq,
+                attempt,
+                manifest,
+            } => {
+                tracing::debug!(seq, attempt, package = %manifest.meta.id, "package started");
+                Write::Start { seq, attempt }
+            }
+            Event::PackageData { seq, data, .. } => Write::Data { seq, data },
+            Event::PackageComplete { seq, manifest } => Write::Complete {
+                seq,
+                manifest,
+                replay: receiver.replay_window().to_bytes(),
+            },
+            Event::PackageFailed {
+                seq,
+                attempt,
+                id,
+                reason,
+            } => {
+                let id = id.map(|i| i.to_hex()).unwrap_or_else(|| "unknown".into());
+                tracing::warn!(seq, attempt, package = %id, reason = %reason, "package send failed");
+                control::update(status, |s| s.failed += 1);
+                Write::Failed { seq }
+            }
+            Event::Gap { first, last } => {
+                tracing::warn!(
+                    first,
+                    last,
+                    "sequence numbers missing: resend them from the ingress side (`ferryctl resend --seq {first}..{last}`)"
+                );
+                control::update(status, |s| {
+                    s.gaps.push((first, last));
+                    let extra = s.gaps.len().saturating_sub(MAX_GAPS_SHOWN);
+                    s.gaps.drain(..extra);
+                });
+                continue;
+            }
+            Event::LinkUp => {
+                tracing::info!("link up");
+                control::update(status, |s| s.link_up = true);
+                continue;
+            }
+            Event::LinkDown { silent_ms } => {
+                tracing::warn!(silent_ms, "link down: no valid datagram received");
+                control::update(status, |s| s.link_up = false);
+                continue;
+            }
+            Event::Heartbeat(hb) => {
+                control::update(status, |s| s.sender_next_seq = Some(hb.next_seq));
+                continue;
+            }
+        };
+        if tx.send(msg).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+struct Staged {
+    staging: Option<Staging>,
+    attempt: u8,
+}
+
+fn writer_loop(
+    rx: Rx<Write>,
+    outbox: Outbox,
+    store: Arc<StateStore>,
+    status: SharedStatus,
+    link: String,
+) {
+    let mut staged: HashMap<u64, Staged> = HashMap::new();
+    for msg in rx {
+        match msg {
+            Write::Start { seq, attempt } => {
+                if let Some(old) = staged.remove(&seq) {
+                    if let Some(st) = old.staging {
+                        outbox.abort(st);
+                    }
+                }
+                let staging = match outbox.begin(&format!("{seq}-{attempt}")) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        alarm(&status, &format!("outbox: {e}"));
+                        None
+                    }
+                };
+                staged.insert(seq, Staged { staging, attempt });
+            }
+            Write::Data { seq, data } => {
+                let Some(s) = staged.get_mut(&seq) else { continue };
+                let Some(st) = s.staging.as_mut() else { continue };
+                if let Err(e) = st.write_all(&data) {
+                    // Nothing partial stays: the staging file goes, and this
+                    // send of the package is lost (a redundant send or an
+                    // operator resend brings it once space returns).
+                    alarm(&status, &format!("outbox: {e}"));
+                    if let Some(st) = s.staging.take() {
+                        outbox.abort(st);
+                    }
+                }
+            }
+            Write::Failed { seq } => {
+                if let Some(Staged {
+                    staging: Some(st), ..
+                }) = staged.remove(&seq)
+                {
+                    outbox.abort(st);
+                }
+            }
+            Write::Complete {
+                seq,
+                manifest,
+                replay,
+            } => {
+                let Some(s) = staged.remove(&seq) else { continue };
+                match s.staging {
+                    Some(st) => {
+                        deliver(&outbox, &store, &status, &link, seq, s.attempt, st, &manifest, &replay)
+                    }
+                    None => {
+                        // The data could not be staged (disk full): the
+                        // package is not delivered; the window still moves
+                        // so the failure is not mistaken for a replay later.
+                        if let Err(e) = store.save_replay(&replay) {
+                            alarm(&status, &format!("state store: {e}"));
+                        }
+                        tracing::error!(seq, package = %manifest.meta.id, "package received but could not be staged; resend it once the outbox has space");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn alarm(status: &SharedStatus, msg: &str) {
+    tracing::error!("{msg}");
+    control::update(status, |s| {
+        if !s.alarms.iter().any(|a| a == msg) {
+            s.alarms.push(msg.to_string());
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    outbox: &Outbox,
+    store: &StateStore,
+    status: &SharedStatus,
+    link: &str,
+    seq: u64,
+    attempt: u8,
+    staging: Staging,
+    manifest: &Manifest,
+    replay: &[u8],
+) {
+    let id = manifest.meta.id;
+    match store.ledger_get(id.0) {
+        Ok(Some(_)) => {
+            // Delivered before under another sequence number (an operator
+            // resend): the ledger guarantees once-only delivery.
+            outbox.abort(staging);
+            if let Err(e) = store.save_replay(replay) {
+                alarm(status, &format!("state store: {e}"));
+            }
+            control::update(status, |s| s.duplicates_suppressed += 1);
+            tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
+            return;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            alarm(status, &format!("state store: {e}"));
+            outbox.abort(staging);
+            return;
+        }
+    }
+    let sidecar = sidecar(link, seq, attempt, manifest);
+    let staging_name = staging.name().to_string();
+    // Kept beside the staged data so that a delivery a crash interrupts can
+    // be finished at the next start with its full metadata.
+    let meta_path = outbox
+        .staging_dir()
+        .join(format!("{staging_name}{SIDECAR_SUFFIX}"));
+    if let Err(e) = serde_json::to_vec(&sidecar)
+        .map_err(std::io::Error::other)
+        .and_then(|b| write_synced(&meta_path, &b))
+    {
+        alarm(status, &format!("outbox: {}: {e}", meta_path.display()));
+        outbox.abort(staging);
+        return;
+    }
+    let entry = LedgerEntry {
+        seq,
+        state: LedgerState::Delivering {
+            staging: staging_name,
+            final_name: manifest.meta.file_name.clone(),
+        },
+    };
+    if let Err(e) = store.begin_delivery(id.0, &entry, replay) {
+        alarm(status, &format!("state store: {e}"));
+        outbox.abort(staging);
+        return;
+    }
+    match outbox.commit(staging, &manifest.meta.file_name, &sidecar) {
+        Ok(path) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Err(e) = store.finish_delivery(id.0, &name, now_millis().0) {
+                alarm(status, &format!("state store: {e}"));
+            }
+            control::update(status, |s| {
+                s.delivered += 1;
+                s.delivered_bytes += manifest.meta.size;
+            });
+            tracing::info!(seq, package = %id, file = %name, size = manifest.meta.size, "delivered");
+        }
+        Err(e) => {
+            if matches!(e, OutboxError::DiskFull { .. }) {
+                alarm(status, &format!("outbox: {e}"));
+            } else {
+                tracing::error!(seq, package = %id, error = %e, "delivery failed");
+            }
+            // The ledger says "delivering" with no staging file left: undo
+            // it so a resend can deliver the package.
+            if let Err(e) = store.ledger_remove(id.0) {
+                alarm(status, &format!("state store: {e}"));
+            }
+        }
+    }
+}
+
+fn write_synced(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// The JSON metadata written next to each delivered file.
+pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::Value {
+    serde_json::json!({
+        "package_id": m.meta.id.to_hex(),
+        "link": link,
+        "seq": seq,
+        "send": attempt,
+        "channel": m.meta.channel,
+        "file_name": m.meta.file_name,
+        "content_type": m.meta.content_type,
+        "size": m.meta.size,
+        "sha256": hex::encode(&m.meta.digest),
+        "sender_identity": m.meta.sender_identity,
+        "created_unix_ms": m.meta.created_unix_ms,
+        "delivered_unix_ms": now_millis().0,
+        "suite": m.suite.name(),
+        "signing_key_id": m.signing_key_id,
+        "key_epoch": m.epoch,
+    })
+}
+
+/// Finishes deliveries a crash interrupted between the ledger write and
+/// the rename.
+fn recover(store: &StateStore, outbox: &Outbox) -> Result<(), DaemonError> {
+    for (id, entry) in store.list_delivering()? {
+        if let LedgerState::Delivering {
+            staging,
+            final_name,
+        } = &entry.state
+        {
+            let meta_path = outbox
+                .staging_dir()
+                .join(format!("{staging}{SIDECAR_SUFFIX}"));
+            let sidecar = std::fs::read(&meta_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_else(|| {
+                    serde_json::json!({
+                        "package_id": hex::encode(id),
+                        "seq": entry.seq,
+                        "recovered_after_crash": true,
+                    })
+                });
+            match outbox.recover(staging, final_name, &sidecar) {
+                Ok(Some(path)) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    store.finish_delivery(id, &name, now_millis().0)?;
+                    tracing::info!(package = %hex::encode(id), file = %name, "interrupted delivery finished");
+                }
+                Ok(None) => {
+                    // No staging file: the rename had happened already.
+                    store.finish_delivery(id, final_name, now_millis().0)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}

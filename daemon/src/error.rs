@@ -1,0 +1,68 @@
+//! The daemon's error type: every failure that stops `ferryd`, with a
+//! message that names the file or setting and says what to do.
+
+use std::path::{Path, PathBuf};
+
+/// Why the daemon (or a command) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Configuration file error (located).
+    #[error("{0}")]
+    ConfigFile(#[from] crate::config::ConfigError),
+    /// Key files.
+    #[error("{0}")]
+    Keys(#[from] ferry_keys::KeyError),
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was being accessed.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The state store failed.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The outbox failed.
+    #[error("{0}")]
+    Outbox(#[from] crate::outbox::OutboxError),
+    /// The UDP transport failed.
+    #[error("{0}")]
+    Udp(#[from] crate::udp::UdpError),
+    /// The control socket failed.
+    #[error("{0}")]
+    Control(#[from] crate::control::ControlError),
+    /// The protocol sender refused its configuration or a package.
+    #[error("{0}")]
+    Sender(#[from] ferry_protocol::sender::SenderError),
+    /// The persisted replay window is unreadable.
+    #[error("{0}")]
+    Replay(#[from] ferry_protocol::replay::ReplayStateError),
+    /// A crypto suite could not be set up.
+    #[error("{0}")]
+    Crypto(#[from] ferry_protocol::CryptoError),
+    /// A queued package cannot be processed.
+    #[error("package {id}: {what}")]
+    Package {
+        /// Package id.
+        id: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// Another thread panicked while holding a lock.
+    #[error("internal lock poisoned by a panicked thread; restart ferryd")]
+    Poisoned,
+}
+
+impl DaemonError {
+    /// Maps an I/O error on `path`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+        move |source| DaemonError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

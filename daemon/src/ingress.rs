@@ -1,0 +1,596 @@
+//! The ingress side: spool intake, durable queue, sealing and paced UDP
+//! sending.
+//!
+//! Three threads: intake (takes settled files from the spool directory,
+//! digests them, queues them durably), the sender (drives
+//! `ferry_protocol::Sender`, reads payloads from the queue files, paces and
+//! batches datagrams), and the control socket. A file is in the queue,
+//! with its sequence number, in redb before anything is sent, so a crash at
+//! any point either resends it under the same sequence number (the egress
+//! side de-duplicates) or never took it from the spool.
+
+use crate::config::Config;
+use crate::control::{self, Request, SharedStatus};
+use crate::pacer::Pacer;
+use crate::store::{QueueState, QueuedPackage, StateStore};
+use crate::udp::{self, BatchSender, DatagramBatch};
+use crate::{now_millis, DaemonError};
+use ferry_protocol::epoch::{EpochChain, EpochSchedule};
+use ferry_protocol::{LinkCrypto, PackageId, PackageMeta, Sender, SenderConfig, Transmit};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A spool file is taken once its size and mtime stayed the same this long.
+pub const SPOOL_SETTLE_MS: u64 = 500;
+/// Datagrams per sendmmsg batch.
+const BATCH: usize = 64;
+/// Packages handed to the protocol sender at once (each holds one FEC
+/// block in memory while being sent).
+const SENDER_WINDOW: usize = 4;
+/// Sub-directory of the state directory holding queued and retained files.
+pub const QUEUE_DIR: &str = "queue";
+
+/// Builds the protocol sender configuration from the daemon's.
+pub fn sender_config(cfg: &Config) -> SenderConfig {
+    let l = &cfg.link;
+    let mut s = SenderConfig::new(&l.name, schedule(cfg));
+    s.mtu = l.mtu;
+    s.block_symbols = l.block_symbols;
+    s.repair_overhead_percent = l.repair_overhead_percent;
+    s.heartbeat_interval_ms = l.heartbeat_interval_ms;
+    s.redundancy = l.redundancy;
+    s.redundancy_spacing_ms = l.redundancy_spacing_ms;
+    s
+}
+
+/// The epoch schedule from the configuration.
+pub fn schedule(cfg: &Config) -> EpochSchedule {
+    EpochSchedule {
+        origin_unix_s: cfg.link.epoch_origin_unix_s,
+        length_s: cfg.link.epoch_length_s,
+    }
+}
+
+/// Serializes sequence-number reservation with the queue write, so that
+/// packages enter the queue in sequence order whichever thread adds them.
+type QueueLock = Arc<Mutex<()>>;
+
+struct Shared {
+    cfg: Config,
+    store: Arc<StateStore>,
+    queue_dir: PathBuf,
+    status: SharedStatus,
+    lock: QueueLock,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Runs the ingress side until `shutdown` is set.
+pub fn run(cfg: Config, shutdown: Arc<AtomicBool>, status: SharedStatus) -> Result<(), DaemonError> {
+    let keys = ferry_keys::load(&cfg.paths.keys_dir)?;
+    let seal = keys.seal_keys()?;
+    let state_dir = cfg.paths.state_dir.clone();
+    std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
+    let queue_dir = state_dir.join(QUEUE_DIR);
+    std::fs::create_dir_all(&queue_dir).map_err(DaemonError::io(&queue_dir))?;
+    let store = Arc::new(StateStore::open(&state_dir.join("ferry.redb"))?);
+    let spool = cfg
+        .paths
+        .spool_dir
+        .clone()
+        .ok_or_else(|| DaemonError::Config("ingress needs paths.spool_dir".into()))?;
+    std::fs::create_dir_all(&spool).map_err(DaemonError::io(&spool))?;
+
+    requeue_interrupted(&store)?;
+    let link = ferry_protocol::intl::IntlLink;
+    let mut chain = EpochChain::new(&link, keys.epoch.0, keys.epoch.1.clone(), cfg.link.epoch_grace);
+    chain.advance_to(&link, schedule(&cfg).epoch_at(now_millis()));
+    let mut sender = Sender::new(sender_config(&cfg), Box::new(seal), chain)?;
+
+    let (socket, report) = udp::bind_socket(cfg.link.bind, cfg.link.socket_buffer_bytes)?;
+    if report.capped {
+        tracing::warn!(
+            requested = report.requested,
+            got = report.sndbuf,
+            "kernel capped the socket send buffer; raise net.core.wmem_max"
+        );
+    }
+    let mut udp = BatchSender::new(socket, cfg.link.peer.clone());
+    update_status(&status, &cfg);
+
+    let shared = Arc::new(Shared {
+        cfg,
+        store,
+        queue_dir,
+        status,
+        lock: Arc::new(Mutex::new(())),
+        shutdown,
+    });
+    let intake = {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("ferry-intake".into())
+            .spawn(move || intake_loop(&s, &spool))
+            .map_err(DaemonError::io(Path::new("intake thread")))?
+    };
+    let control = {
+        let s = shared.clone();
+        control::serve(&shared.cfg.paths.state_dir, shared.shutdown.clone(), move |req| {
+            handle_request(&s, req)
+        })?
+    };
+    let result = send_loop(&shared, &mut sender, &mut udp);
+    shared.shutdown.store(true, Ordering::Relaxed);
+    let _ = intake.join();
+    let _ = control.join();
+    result
+}
+
+/// Packages whose send a crash interrupted are queued again under new
+/// sequence numbers: the egress side may hold part of the old send, and a
+/// fresh seal under the old number would mix with it. The package id stays,
+/// so the egress ledger still delivers it once.
+fn requeue_interrupted(store: &StateStore) -> Result<(), DaemonError> {
+    for (id, q) in store.list(Some(QueueState::Sending))? {
+        let seq = store.reserve_seqs(1)?;
+        tracing::info!(package = %hex::encode(id), old_seq = q.seq, seq, "send interrupted by a restart; queued again");
+        store.enqueue(
+            id,
+            &QueuedPackage {
+                seq,
+                state: QueueState::Queued,
+                ..q
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn update_status(status: &SharedStatus, cfg: &Config) {
+    control::update(status, |s| {
+        s.role = "ingress".into();
+        s.link = cfg.link.name.clone();
+    });
+}
+
+fn intake_loop(s: &Shared, spool: &Path) {
+    let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+    while !s.shutdown.load(Ordering::Relaxed) {
+        if let Err(e) = intake_once(s, spool, &mut seen) {
+            tracing::error!(error = %e, "spool intake failed; retrying");
+            control::update(&s.status, |st| {
+                let msg = format!("spool intake: {e}");
+                if !st.alarms.contains(&msg) {
+                    st.alarms.push(msg);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn intake_once(
+    s: &Shared,
+    spool: &Path,
+    seen: &mut HashMap<PathBuf, (u64, SystemTime, Instant)>,
+) -> Result<(), DaemonError> {
+    let now = Instant::now();
+    let mut present = Vec::new();
+    for entry in std::fs::read_dir(spool).map_err(DaemonError::io(spool))? {
+        let entry = entry.map_err(DaemonError::io(spool))?;
+        let name = entry.file_name();
+        // Dot files are in-progress uploads by convention (write `.x`, then
+        // rename to `x`).
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) if m.is_file() => m,
+            _ => continue,
+        };
+        let path = entry.path();
+        present.push(path.clone());
+        let sig = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        match seen.get(&path) {
+            Some((len, mtime, since)) if (*len, *mtime) == sig => {
+                if now.duration_since(*since) >= Duration::from_millis(SPOOL_SETTLE_MS) {
+                    seen.remove(&path);
+                    take(s, &path)?;
+                }
+            }
+            _ => {
+                seen.insert(path, (sig.0, sig.1, now));
+            }
+        }
+    }
+    seen.retain(|p, _| present.contains(p));
+    Ok(())
+}
+
+/// Moves a settled spool file into the queue and records it durably.
+fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unnamed".into());
+    let id = PackageId(rand_id()?);
+    let dest = s.queue_dir.join(id.to_hex());
+    if let Err(e) = std::fs::rename(path, &dest) {
+        if e.raw_os_error() == Some(libc::EXDEV) {
+            // Spool on another filesystem: copy, make durable, then remove.
+            std::fs::copy(path, &dest).map_err(DaemonError::io(&dest))?;
+            File::open(&dest)
+                .and_then(|f| f.sync_all())
+                .map_err(DaemonError::io(&dest))?;
+            std::fs::remove_file(path).map_err(DaemonError::io(path))?;
+        } else {
+            return Err(DaemonError::io(path)(e));
+        }
+    }
+    let (size, digest) = digest_file(&dest)?;
+    File::open(&dest)
+        .and_then(|f| f.sync_all())
+        .map_err(DaemonError::io(&dest))?;
+    let meta = PackageMeta {
+        id,
+        channel: s.cfg.link.name.clone(),
+        size,
+        digest,
+        file_name: file_name.clone(),
+        content_type: "application/octet-stream".into(),
+        sender_identity: format!("spool:{}", s.cfg.link.name),
+        created_unix_ms: now_millis().0,
+    };
+    let seq = queue(s, &meta, &dest)?;
+    control::update(&s.status, |st| st.taken += 1);
+    tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
+    Ok(())
+}
+
+fn queue(s: &Shared, meta: &PackageMeta, path: &Path) -> Result<u64, DaemonError> {
+    let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+    let seq = s.store.reserve_seqs(1)?;
+    s.store.enqueue(
+        meta.id.0,
+        &QueuedPackage {
+            seq,
+            path: path.to_string_lossy().into_owned(),
+            meta_json: meta_to_json(meta).to_string(),
+            state: QueueState::Queued,
+            bytes: meta.size,
+            enqueued_unix_ms: now_millis().0,
+        },
+    )?;
+    Ok(seq)
+}
+
+fn rand_id() -> Result<[u8; 16], DaemonError> {
+    let mut id = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+        .map_err(|_| DaemonError::Config("operating system random generator failed".into()))?;
+    Ok(id)
+}
+
+/// Size and SHA-256 of a file, streamed.
+pub fn digest_file(path: &Path) -> Result<(u64, Vec<u8>), DaemonError> {
+    let mut f = File::open(path).map_err(DaemonError::io(path))?;
+    let mut d = ferry_protocol::intl::IntlLink.new_digest();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(DaemonError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        d.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, d.finish()))
+}
+
+/// The package description as stored in the queue.
+pub fn meta_to_json(m: &PackageMeta) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.id.to_hex(),
+        "channel": m.channel,
+        "size": m.size,
+        "digest": hex::encode(&m.digest),
+        "file_name": m.file_name,
+        "content_type": m.content_type,
+        "sender_identity": m.sender_identity,
+        "created_unix_ms": m.created_unix_ms,
+    })
+}
+
+/// Reads [`meta_to_json`] back.
+pub fn meta_from_json(v: &serde_json::Value) -> Option<PackageMeta> {
+    Some(PackageMeta {
+        id: PackageId::from_hex(v.get("id")?.as_str()?)?,
+        channel: v.get("channel")?.as_str()?.to_string(),
+        size: v.get("size")?.as_u64()?,
+        digest: hex::decode(v.get("digest")?.as_str()?).ok()?,
+        file_name: v.get("file_name")?.as_str()?.to_string(),
+        content_type: v.get("content_type")?.as_str()?.to_string(),
+        sender_identity: v.get("sender_identity")?.as_str()?.to_string(),
+        created_unix_ms: v.get("created_unix_ms")?.as_u64()?,
+    })
+}
+
+struct Open {
+    id: PackageId,
+    file: File,
+}
+
+fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(), DaemonError> {
+    let max_len = sender.max_datagram_len();
+    let mut batch = DatagramBatch::new(BATCH, max_len);
+    let burst = (BATCH * max_len) as u64;
+    let mut pacer = Pacer::new(s.cfg.link.rate_bytes_per_s, burst);
+    let mut open: HashMap<u64, Open> = HashMap::new();
+    let mut last_seq: Option<u64> = None;
+    let mut payload = Vec::new();
+    let mut saved_epoch = sender.epochs().oldest().map(|(e, _)| e);
+    let mut last_status = Instant::now();
+    let mut last_prune = Instant::now();
+    while !s.shutdown.load(Ordering::Relaxed) {
+        let now = now_millis();
+        if sender.queued() < SENDER_WINDOW {
+            feed(s, sender, &mut open, &mut last_seq, now)?;
+        }
+        let before = sender.queued_seqs();
+        batch.clear();
+        let mut idle = false;
+        while batch.len() < BATCH && !idle {
+            let mut need = None;
+            let mut failure = None;
+            batch.push_with(|buf| match sender.poll_transmit(now, buf) {
+                Ok(Transmit::Datagram(n)) => n,
+                Ok(Transmit::NeedPayload { seq, offset, len }) => {
+                    need = Some((seq, offset, len));
+                    0
+                }
+                Ok(Transmit::Idle) => {
+                    idle = true;
+                    0
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    0
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
+            if let Some((seq, offset, len)) = need {
+                let Some(o) = open.get(&seq) else {
+                    return Err(DaemonError::Config(format!(
+                        "internal: payload for unknown seq {seq}"
+                    )));
+                };
+                payload.resize(len, 0);
+                o.file
+                    .read_exact_at(&mut payload, offset)
+                    .map_err(|e| DaemonError::Package {
+                        id: o.id.to_hex(),
+                        what: format!("queue file unreadable: {e}"),
+                    })?;
+                sender.provide_payload(seq, offset, &payload)?;
+            }
+        }
+        if batch.len() > 0 {
+            let bytes: u64 = batch.iter().map(|d| d.len() as u64).sum();
+            let wait = pacer.delay(Instant::now(), bytes);
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            let report = udp.send(&batch);
+            sender.record_send_errors(report.transient_errors);
+            control::update(&s.status, |st| {
+                st.datagrams_sent += report.sent as u64;
+                st.send_dropped += report.dropped as u64;
+                st.send_errors += report.transient_errors;
+            });
+        }
+        let after = sender.queued_seqs();
+        for seq in before.iter().filter(|q| !after.contains(q)) {
+            if let Some(o) = open.remove(seq) {
+                s.store.set_state(
+                    o.id.0,
+                    QueueState::Sent {
+                        times: u32::from(s.cfg.link.redundancy),
+                        last_unix_ms: now_millis().0,
+                    },
+                )?;
+                control::update(&s.status, |st| st.sent += 1);
+                tracing::info!(package = %o.id, seq, "sent");
+            }
+        }
+        let oldest = sender.epochs().oldest().map(|(e, sec)| (e, sec.clone()));
+        if let Some((e, secret)) = oldest {
+            if saved_epoch != Some(e) {
+                ferry_keys::save_epoch(&s.cfg.paths.keys_dir, e, &secret)?;
+                saved_epoch = Some(e);
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = Instant::now();
+            publish(s, sender);
+        }
+        if last_prune.elapsed() >= Duration::from_secs(10) {
+            last_prune = Instant::now();
+            prune(s)?;
+        }
+        if idle && batch.len() == 0 {
+            let until = sender.poll_timeout();
+            let wait = until.since(now_millis()).clamp(1, 20);
+            std::thread::sleep(Duration::from_millis(wait));
+        }
+    }
+    publish(s, sender);
+    Ok(())
+}
+
+fn publish(s: &Shared, sender: &Sender) {
+    let queued = s
+        .store
+        .list(Some(QueueState::Queued))
+        .map(|v| v.len() as u64)
+        .unwrap_or(0);
+    let epoch = sender.epochs().current();
+    let ss = sender.stats();
+    control::update(&s.status, |st| {
+        st.sender = Some(serde_json::json!({
+            "packages_sent": ss.packages_sent,
+            "sends_completed": ss.sends_completed,
+            "datagrams": ss.datagrams,
+            "repair_datagrams": ss.repair_datagrams,
+            "heartbeats": ss.heartbeats,
+            "payload_bytes": ss.payload_bytes,
+            "expired_sends": ss.expired_sends,
+            "send_errors": ss.send_errors,
+        }));
+        st.updated_unix_ms = now_millis().0;
+        st.queued = queued + sender.queued() as u64;
+        st.epoch = epoch;
+    });
+    let snap = control::snapshot(&s.status);
+    if let Err(e) = control::write_status_file(&s.cfg.paths.state_dir, &snap) {
+        tracing::warn!(error = %e, "could not write status.json");
+    }
+}
+
+/// Hands queued packages to the protocol sender in sequence order.
+fn feed(
+    s: &Shared,
+    sender: &mut Sender,
+    open: &mut HashMap<u64, Open>,
+    last_seq: &mut Option<u64>,
+    now: ferry_protocol::Millis,
+) -> Result<(), DaemonError> {
+    let queued = s.store.list(Some(QueueState::Queued))?;
+    for (id, q) in queued {
+        if sender.queued() >= SENDER_WINDOW {
+            break;
+        }
+        if last_seq.is_some_and(|l| q.seq <= l) {
+            continue;
+        }
+        let meta = serde_json::from_str(&q.meta_json)
+            .ok()
+            .and_then(|v| meta_from_json(&v))
+            .ok_or_else(|| DaemonError::Package {
+                id: hex::encode(id),
+                what: "queue record unreadable".into(),
+            })?;
+        let path = PathBuf::from(&q.path);
+        let file = File::open(&path).map_err(DaemonError::io(&path))?;
+        sender.enqueue(now, q.seq, meta)?;
+        s.store.set_state(id, QueueState::Sending)?;
+        open.insert(
+            q.seq,
+            Open {
+                id: PackageId(id),
+                file,
+            },
+        );
+        *last_seq = Some(q.seq);
+    }
+    Ok(())
+}
+
+/// Deletes retained copies beyond the configured age and byte bounds,
+/// oldest first.
+fn prune(s: &Shared) -> Result<(), DaemonError> {
+    let mut sent: Vec<([u8; 16], QueuedPackage)> = s
+        .store
+        .list(None)?
+        .into_iter()
+        .filter(|(_, q)| matches!(q.state, QueueState::Sent { .. }))
+        .collect();
+    sent.sort_by_key(|(_, q)| q.enqueued_unix_ms);
+    let now = now_millis().0;
+    let max_age_ms = s.cfg.retention.max_age_s.saturating_mul(1000);
+    let mut total: u64 = sent.iter().map(|(_, q)| q.bytes).sum();
+    let mut kept = 0u64;
+    for (id, q) in &sent {
+        let old = now.saturating_sub(q.enqueued_unix_ms) > max_age_ms;
+        if old || total > s.cfg.retention.max_bytes {
+            let _ = std::fs::remove_file(&q.path);
+            s.store.remove(*id)?;
+            total -= q.bytes;
+        } else {
+            kept += 1;
+        }
+    }
+    control::update(&s.status, |st| {
+        st.retained = kept;
+        st.retained_bytes = total;
+    });
+    Ok(())
+}
+
+fn handle_request(s: &Shared, req: Request) -> serde_json::Value {
+    match req {
+        Request::Status => serde_json::to_value(control::snapshot(&s.status))
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+        Request::Resend {
+            packages,
+            seq_range,
+        } => match resend(s, &packages, seq_range) {
+            Ok(v) => v,
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        },
+    }
+}
+
+/// Re-queues retained packages under new sequence numbers. The package id
+/// stays, so the egress side's ledger delivers each id once.
+fn resend(
+    s: &Shared,
+    packages: &[String],
+    seq_range: Option<(u64, u64)>,
+) -> Result<serde_json::Value, DaemonError> {
+    let all = s.store.list(None)?;
+    let mut picked = Vec::new();
+    let mut unknown = Vec::new();
+    for p in packages {
+        match PackageId::from_hex(p) {
+            Some(id) if all.iter().any(|(k, _)| *k == id.0) => picked.push(id.0),
+            _ => unknown.push(p.clone()),
+        }
+    }
+    if let Some((a, b)) = seq_range {
+        for (id, q) in &all {
+            if (a..=b).contains(&q.seq) && !picked.contains(id) {
+                picked.push(*id);
+            }
+        }
+    }
+    let mut requeued = Vec::new();
+    for id in picked {
+        let Some(q) = s.store.get(id)? else { continue };
+        if !Path::new(&q.path).exists() {
+            unknown.push(hex::encode(id));
+            continue;
+        }
+        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+        let seq = s.store.reserve_seqs(1)?;
+        s.store.enqueue(
+            id,
+            &QueuedPackage {
+                seq,
+                state: QueueState::Queued,
+                ..q
+            },
+        )?;
+        requeued.push(serde_json::json!({ "package": hex::encode(id), "new_seq": seq }));
+    }
+    control::update(&s.status, |st| st.resent += requeued.len() as u64);
+    tracing::info!(count = requeued.len(), "operator resend queued");
+    Ok(serde_json::json!({ "requeued": requeued, "not_retained": unknown }))
+}

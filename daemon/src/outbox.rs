@@ -1,0 +1,773 @@
+//! Atomic delivery into the egress outbox.
+//!
+//! A downstream consumer watching the outbox must never see a partial file,
+//! a file without its metadata, or a file that a crash could take back.
+//! Packages are written into `OUTBOX/.staging/`, fsync'd, and renamed into
+//! place (same filesystem, so the rename is atomic); the `.ferry.json`
+//! sidecar is renamed first, so whoever sees a data file finds its
+//! metadata. A full disk leaves nothing partial behind.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Sub-directory of the outbox holding files being written.
+pub const STAGING_DIR: &str = ".staging";
+/// Suffix of staged data files.
+pub const PART_SUFFIX: &str = ".part";
+/// Suffix of the metadata file next to each delivered file.
+pub const SIDECAR_SUFFIX: &str = ".ferry.json";
+/// Longest file name a single path component may have on Linux.
+const NAME_MAX_BYTES: usize = 255;
+/// Longest package file name accepted: the sidecar's suffix must still fit.
+pub const MAX_FILE_NAME_BYTES: usize = NAME_MAX_BYTES - SIDECAR_SUFFIX.len();
+/// Collision suffixes tried (`name.1.ext` ...) before giving up.
+const MAX_COLLISION_SUFFIX: u32 = 100_000;
+/// Write buffer of a staging file.
+const STAGING_BUFFER_BYTES: usize = 1 << 20;
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// Why a delivery step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// ENOSPC or EDQUOT.
+    #[error("the outbox disk is full (or the quota is used up) writing {}: nothing partial was left; free space in the outbox filesystem and delivery resumes with the next package (resend the lost one from the ingress side)", path.display())]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// Any other file system error.
+    #[error("outbox {}: {source}; check that the outbox directory exists, is writable by ferryd and is on a healthy disk", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The package's file name cannot be used as given.
+    #[error("package file name {name:?} refused: {reason}; the sender must rename the file and send it again")]
+    InvalidName {
+        /// The name asked for (possibly shortened for display).
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Every collision suffix was taken.
+    #[error("no free name for {name:?} in the outbox (tried up to .{MAX_COLLISION_SUFFIX}); move delivered files away")]
+    NoFreeName {
+        /// The name asked for.
+        name: String,
+    },
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> OutboxError {
+    match source.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => OutboxError::DiskFull {
+            path: path.to_path_buf(),
+        },
+        _ => OutboxError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Checks a file name a package asked for. Refuses what could escape the
+/// outbox, hide from a consumer, confuse a terminal, or collide with the
+/// sidecar naming; returns the name to use.
+pub fn sanitize_file_name(name: &str) -> Result<String, OutboxError> {
+    let refuse = |reason| {
+        Err(OutboxError::InvalidName {
+            name: name.chars().take(80).collect(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return refuse("it is empty");
+    }
+    if name == "." || name == ".." {
+        return refuse("it names a directory");
+    }
+    if name.contains('\0') {
+        return refuse("it contains a NUL byte");
+    }
+    if name.contains('/') {
+        return refuse("it contains '/', which would leave the outbox");
+    }
+    if name.chars().any(char::is_control) {
+        return refuse("it contains control characters");
+    }
+    if name.chars().any(is_bidi_control) {
+        return refuse("it contains bidirectional text controls, which can disguise its extension");
+    }
+    if name.starts_with('.') {
+        return refuse("it starts with '.', which hides it from consumers and the staging area");
+    }
+    if name.len() > MAX_FILE_NAME_BYTES {
+        return refuse("it is longer than 244 bytes, leaving no room for the .ferry.json sidecar");
+    }
+    if name.ends_with(SIDECAR_SUFFIX) {
+        return refuse("it ends with .ferry.json, the suffix reserved for metadata files");
+    }
+    Ok(name.to_string())
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `name` with `.n` before its extension (`report.1.pdf`, `README.1`),
+/// shortened if needed so the result still fits.
+fn with_suffix(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => name.split_at(i),
+        _ => (name, ""),
+    };
+    let tag = format!(".{n}");
+    let room = MAX_FILE_NAME_BYTES.saturating_sub(tag.len() + ext.len());
+    let mut cut = stem.len().min(room);
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tag}{ext}", &stem[..cut])
+}
+
+/// A package being written into the staging directory.
+#[derive(Debug)]
+pub struct Staging {
+    name: String,
+    path: PathBuf,
+    writer: BufWriter<File>,
+    len: u64,
+}
+
+impl Staging {
+    /// The staging name given to [`Outbox::begin`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The staging file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `data`. On a full disk the staging file is removed at once
+    /// (nothing partial stays) and `DiskFull` returned; the caller then
+    /// drops or aborts this staging.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), OutboxError> {
+        match self.writer.write_all(data) {
+            Ok(()) => {
+                self.len += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Makes everything written so far durable: file contents and its entry
+    /// in the staging directory. Call it before recording the delivery in
+    /// the ledger, so a crash after that record finds the complete file.
+    pub fn sync(&mut self) -> Result<(), OutboxError> {
+        if let Err(e) = self
+            .writer
+            .flush()
+            .and_then(|()| self.writer.get_ref().sync_all())
+        {
+            return Err(self.fail(e));
+        }
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: std::io::Error) -> OutboxError {
+        let err = io_error(&self.path, e);
+        if matches!(err, OutboxError::DiskFull { .. }) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        err
+    }
+}
+
+/// The egress outbox directory.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+    staging: PathBuf,
+}
+
+impl Outbox {
+    /// Opens the outbox at `dir`, creating it and its staging directory
+    /// (mode 0700) when missing.
+    pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
+        let staging = dir.join(STAGING_DIR);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&staging)
+            .map_err(|e| io_error(&staging, e))?;
+        // A staging directory left readable by an older setup would let
+        // others read packages before they are complete.
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(DIR_MODE))
+            .map_err(|e| io_error(&staging, e))?;
+        Ok(Outbox {
+            dir: dir.to_path_buf(),
+            staging,
+        })
+    }
+
+    /// The outbox directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The staging directory.
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+
+    fn part_path(&self, staging_name: &str) -> Result<PathBuf, OutboxError> {
+        // Staging names come from the daemon, but they still become paths.
+        if staging_name.is_empty()
+            || staging_name.contains('/')
+            || staging_name.contains('\0')
+            || staging_name.starts_with('.')
+        {
+            return Err(OutboxError::InvalidName {
+                name: staging_name.to_string(),
+                reason: "not a plain staging name",
+            });
+        }
+        Ok(self.staging.join(format!("{staging_name}{PART_SUFFIX}")))
+    }
+
+    /// Starts writing a package as `.staging/<staging_name>.part`
+    /// (created or truncated, mode 0600).
+    pub fn begin(&self, staging_name: &str) -> Result<Staging, OutboxError> {
+        let path = self.part_path(staging_name)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        // `mode` only applies to new files; a leftover may have another.
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|e| io_error(&path, e))?;
+        Ok(Staging {
+            name: staging_name.to_string(),
+            path,
+            writer: BufWriter::with_capacity(STAGING_BUFFER_BYTES, file),
+            len: 0,
+        })
+    }
+
+    /// Delivers a staged package as `file_name` (or `name.N.ext` when taken)
+    /// with `sidecar` as `<final>.ferry.json`; returns the delivered path.
+    /// On any error the staging file is removed: a package is delivered
+    /// whole or not at all.
+    pub fn commit(
+        &self,
+        mut staging: Staging,
+        file_name: &str,
+        sidecar: &serde_json::Value,
+    ) -> Result<PathBuf, OutboxError> {
+        let part = staging.path.clone();
+        let result = staging
+            .sync()
+            .and_then(|()| self.place(&part, &staging.name, file_name, sidecar, false));
+        if result.is_err() {
+            drop(staging);
+            let _ = std::fs::remove_file(&part);
+        }
+        result
+    }
+
+    /// Finishes a delivery a crash interrupted after the ledger recorded
+    /// it: the staged file is made durable and renamed as [`Outbox::commit`]
+    /// does. `Ok(None)` when there is no staged file (the rename had
+    /// happened, or the file was never made durable).
+    pub fn recover(
+        &self,
+        staging_name: &str,
+        file_name: &str,
+        sidecar: &serde_json::Value,
+    ) -> Result<Option<PathBuf>, OutboxError> {
+        let part = self.part_path(staging_name)?;
+        let file = match OpenOptions::new().read(true).write(true).open(&part) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&part, e)),
+        };
+        file.sync_all().map_err(|e| io_error(&part, e))?;
+        drop(file);
+        self.place(&part, staging_name, file_name, sidecar, true)
+            .map(Some)
+    }
+
+    /// Removes a staged package. Failures are only logged: a leftover is
+    /// removed by [`Outbox::cleanup_staging`] at the next start.
+    pub fn abort(&self, staging: Staging) {
+        let path = staging.path.clone();
+        drop(staging);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove an aborted staging file; it is removed at the next start");
+            }
+        }
+    }
+
+    /// Removes everything in the staging directory. Call at start-up, after
+    /// recovering the deliveries the ledger knows about; returns how many
+    /// files were removed.
+    pub fn cleanup_staging(&self) -> Result<usize, OutboxError> {
+        let mut removed = 0;
+        let entries = std::fs::read_dir(&self.staging).map_err(|e| io_error(&self.staging, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&self.staging, e))?;
+            let path = entry.path();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let r = if is_dir {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match r {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        if removed > 0 {
+            sync_dir(&self.staging)?;
+        }
+        Ok(removed)
+    }
+
+    /// Writes the sidecar, then renames sidecar and data into the outbox
+    /// under the first free name, then makes the renames durable.
+    fn place(
+        &self,
+        part: &Path,
+        staging_name: &str,
+        file_name: &str,
+        sidecar: &serde_json::Value,
+        recovering: bool,
+    ) -> Result<PathBuf, OutboxError> {
+        let name = sanitize_file_name(file_name)?;
+        let sidecar_tmp = self
+            .staging
+            .join(format!("{staging_name}{SIDECAR_SUFFIX}{PART_SUFFIX}"));
+        let result = self.place_named(part, &sidecar_tmp, &name, sidecar, recovering);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&sidecar_tmp);
+        }
+        result
+    }
+
+    fn place_named(
+        &self,
+        part: &Path,
+        sidecar_tmp: &Path,
+        name: &str,
+        sidecar: &serde_json::Value,
+        recovering: bool,
+    ) -> Result<PathBuf, OutboxError> {
+        write_durably(sidecar_tmp, sidecar)?;
+        for n in 0..=MAX_COLLISION_SUFFIX {
+            let candidate = with_suffix(name, n);
+            let data_path = self.dir.join(&candidate);
+            let sidecar_path = self.dir.join(format!("{candidate}{SIDECAR_SUFFIX}"));
+            if exists(&data_path)? {
+                continue;
+            }
+            // A sidecar without its data file is what a crash between the
+            // two renames leaves; recovery takes that name over, a normal
+            // delivery leaves it alone.
+            if exists(&sidecar_path)? && !recovering {
+                continue;
+            }
+            if !rename_into(sidecar_tmp, &sidecar_path, !recovering)? {
+                continue;
+            }
+            if !rename_into(part, &data_path, true)? {
+                // Someone else created the data name in between: take our
+                // sidecar back and try the next name.
+                std::fs::rename(&sidecar_path, sidecar_tmp)
+                    .map_err(|e| io_error(&sidecar_path, e))?;
+                continue;
+            }
+            sync_dir(&self.dir)?;
+            return Ok(data_path);
+        }
+        Err(OutboxError::NoFreeName {
+            name: name.to_string(),
+        })
+    }
+}
+
+fn exists(path: &Path) -> Result<bool, OutboxError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// Writes JSON into a new 0600 file and fsyncs it.
+fn write_durably(path: &Path, value: &serde_json::Value) -> Result<(), OutboxError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    let mut text = serde_json::to_vec_pretty(value).map_err(|e| OutboxError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    text.push(b'\n');
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(path, e))
+}
+
+/// Renames `from` to `to`; with `no_replace`, refuses to overwrite and
+/// returns false when `to` exists. Race-free where the kernel supports
+/// RENAME_NOREPLACE, otherwise checked just before.
+fn rename_into(from: &Path, to: &Path, no_replace: bool) -> Result<bool, OutboxError> {
+    if no_replace {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            use nix::fcntl::{renameat2, RenameFlags};
+            match renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE) {
+                Ok(()) => return Ok(true),
+                Err(nix::errno::Errno::EEXIST) => return Ok(false),
+                // Filesystems without RENAME_NOREPLACE: check, then rename.
+                Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOSYS) => {}
+                Err(e) => return Err(io_error(to, std::io::Error::from(e))),
+            }
+        }
+        if exists(to)? {
+            return Ok(false);
+        }
+    }
+    std::fs::rename(from, to).map_err(|e| io_error(to, e))?;
+    Ok(true)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Visible names in the outbox (the staging directory excluded).
+    fn visible(outbox: &Outbox) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(outbox.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != STAGING_DIR)
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn staged(outbox: &Outbox) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(outbox.staging_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn open_creates_private_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(&dir.path().join("outbox")).unwrap();
+        assert_eq!(mode(o.dir()), 0o700);
+        assert_eq!(mode(o.staging_dir()), 0o700);
+        // Reopening an existing outbox is fine.
+        Outbox::open(o.dir()).unwrap();
+    }
+
+    #[test]
+    fn commit_makes_data_and_sidecar_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("7-0").unwrap();
+        assert!(s.is_empty());
+        s.write_all(b"x,y\n").unwrap();
+        s.write_all(b"1,2\n").unwrap();
+        assert_eq!(s.len(), 8);
+        assert_eq!(s.name(), "7-0");
+        let sidecar = json!({ "package_id": "ab", "seq": 7 });
+        let path = o.commit(s, "a.csv", &sidecar).unwrap();
+        assert_eq!(path, dir.path().join("a.csv"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"x,y\n1,2\n");
+        let side: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("a.csv.ferry.json")).unwrap())
+                .unwrap();
+        assert_eq!(side, sidecar);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(visible(&o), vec!["a.csv", "a.csv.ferry.json"]);
+        assert!(staged(&o).is_empty());
+    }
+
+    #[test]
+    fn staging_is_never_visible_while_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("1-0").unwrap();
+        for _ in 0..64 {
+            s.write_all(&[7u8; 65536]).unwrap();
+            assert!(visible(&o).is_empty());
+        }
+        s.sync().unwrap();
+        assert!(visible(&o).is_empty());
+        assert_eq!(staged(&o), vec!["1-0.part"]);
+        assert_eq!(mode(s.path()), 0o600);
+        let path = o.commit(s, "big.bin", &json!({})).unwrap();
+        assert_eq!(std::fs::metadata(path).unwrap().len(), 64 * 65536);
+    }
+
+    #[test]
+    fn abort_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("2-0").unwrap();
+        s.write_all(b"secret").unwrap();
+        o.abort(s);
+        assert!(visible(&o).is_empty());
+        assert!(staged(&o).is_empty());
+    }
+
+    #[test]
+    fn name_collisions_get_a_number_before_the_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let deliver = |staging: &str, name: &str, data: &[u8]| {
+            let mut s = o.begin(staging).unwrap();
+            s.write_all(data).unwrap();
+            o.commit(s, name, &json!({ "data": String::from_utf8_lossy(data) }))
+                .unwrap()
+        };
+        assert_eq!(
+            deliver("1", "report.pdf", b"one"),
+            dir.path().join("report.pdf")
+        );
+        assert_eq!(
+            deliver("2", "report.pdf", b"two"),
+            dir.path().join("report.1.pdf")
+        );
+        assert_eq!(
+            deliver("3", "report.pdf", b"three"),
+            dir.path().join("report.2.pdf")
+        );
+        assert_eq!(deliver("4", "README", b"r1"), dir.path().join("README"));
+        assert_eq!(deliver("5", "README", b"r2"), dir.path().join("README.1"));
+        assert_eq!(
+            std::fs::read(dir.path().join("report.1.pdf")).unwrap(),
+            b"two"
+        );
+        let side: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("report.2.pdf.ferry.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(side["data"], "three");
+        // A foreign file that only holds the sidecar name also counts as taken.
+        std::fs::write(dir.path().join("x.txt.ferry.json"), b"{}").unwrap();
+        assert_eq!(deliver("6", "x.txt", b"x"), dir.path().join("x.1.txt"));
+        assert_eq!(
+            std::fs::read(dir.path().join("x.txt.ferry.json")).unwrap(),
+            b"{}"
+        );
+    }
+
+    #[test]
+    fn collision_suffix_keeps_long_names_within_limits() {
+        let long = format!("{}.csv", "n".repeat(MAX_FILE_NAME_BYTES - 4));
+        assert_eq!(sanitize_file_name(&long).unwrap(), long);
+        let shifted = with_suffix(&long, 12);
+        assert!(shifted.len() <= MAX_FILE_NAME_BYTES);
+        assert!(shifted.ends_with(".12.csv"));
+        let wide = "数".repeat(MAX_FILE_NAME_BYTES / 3);
+        assert!(with_suffix(&wide, 3).len() <= MAX_FILE_NAME_BYTES);
+    }
+
+    #[test]
+    fn sanitize_rejects_each_bad_class() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a\0b",
+            "a/b",
+            "/etc/passwd",
+            "../x",
+            "evil\u{202e}fdp.exe",
+            "bell\u{7}",
+            "line\nbreak",
+            "tab\there",
+            "del\u{7f}",
+            ".hidden",
+            "a.csv.ferry.json",
+        ] {
+            assert!(
+                matches!(
+                    sanitize_file_name(bad),
+                    Err(OutboxError::InvalidName { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        let too_long = "a".repeat(256);
+        assert!(sanitize_file_name(&too_long).is_err());
+        let just_fits = "a".repeat(MAX_FILE_NAME_BYTES);
+        assert!(sanitize_file_name(&just_fits).is_ok());
+        for good in ["a.csv", "x..y", "数据 2024.xlsx", "x-y_z.tar.gz", "README"] {
+            assert_eq!(sanitize_file_name(good).unwrap(), good);
+        }
+    }
+
+    #[test]
+    fn commit_with_a_bad_name_removes_the_staging_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("3-0").unwrap();
+        s.write_all(b"data").unwrap();
+        assert!(matches!(
+            o.commit(s, "../escape", &json!({})),
+            Err(OutboxError::InvalidName { .. })
+        ));
+        assert!(visible(&o).is_empty());
+        assert!(staged(&o).is_empty());
+        assert!(!dir.path().parent().unwrap().join("escape").exists());
+    }
+
+    #[test]
+    fn recover_finishes_an_interrupted_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("9-1").unwrap();
+        s.write_all(b"payload").unwrap();
+        s.sync().unwrap();
+        drop(s); // the crash
+        let o = Outbox::open(dir.path()).unwrap();
+        let path = o.recover("9-1", "r.bin", &json!({ "seq": 9 })).unwrap();
+        assert_eq!(path, Some(dir.path().join("r.bin")));
+        assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), b"payload");
+        assert!(dir.path().join("r.bin.ferry.json").exists());
+        assert!(staged(&o).is_empty());
+        // Nothing staged any more: nothing to do.
+        assert_eq!(o.recover("9-1", "r.bin", &json!({})).unwrap(), None);
+    }
+
+    #[test]
+    fn recover_takes_over_a_sidecar_left_between_the_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("4-0").unwrap();
+        s.write_all(b"late").unwrap();
+        s.sync().unwrap();
+        drop(s);
+        // The crash came after the sidecar rename, before the data rename.
+        std::fs::write(dir.path().join("d.txt.ferry.json"), b"{\"old\":true}").unwrap();
+        let path = o.recover("4-0", "d.txt", &json!({ "new": true })).unwrap();
+        assert_eq!(path, Some(dir.path().join("d.txt")));
+        assert_eq!(visible(&o), vec!["d.txt", "d.txt.ferry.json"]);
+        let side: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("d.txt.ferry.json")).unwrap())
+                .unwrap();
+        assert_eq!(side, json!({ "new": true }));
+    }
+
+    #[test]
+    fn cleanup_staging_removes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("5-0").unwrap();
+        s.write_all(b"half").unwrap();
+        drop(s);
+        std::fs::write(o.staging_dir().join("5-0.ferry.json.part"), b"{}").unwrap();
+        assert_eq!(o.cleanup_staging().unwrap(), 2);
+        assert!(staged(&o).is_empty());
+        assert_eq!(o.cleanup_staging().unwrap(), 0);
+    }
+
+    #[test]
+    fn begin_truncates_a_leftover_and_refuses_path_like_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        std::fs::write(o.staging_dir().join("6-0.part"), b"stale bytes").unwrap();
+        let mut s = o.begin("6-0").unwrap();
+        s.write_all(b"new").unwrap();
+        let path = o.commit(s, "n.txt", &json!({})).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), b"new");
+        for bad in ["", "../x", "a/b", ".x"] {
+            assert!(o.begin(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn disk_full_maps_to_disk_full_and_removes_the_staging_file() {
+        let e = io_error(
+            Path::new("/x"),
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(matches!(e, OutboxError::DiskFull { .. }));
+        assert!(e.to_string().contains("disk is full"), "{e}");
+        let e = io_error(
+            Path::new("/x"),
+            std::io::Error::from_raw_os_error(libc::EDQUOT),
+        );
+        assert!(matches!(e, OutboxError::DiskFull { .. }));
+        let e = io_error(
+            Path::new("/x"),
+            std::io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(matches!(e, OutboxError::Io { .. }));
+
+        // /dev/full answers every write with ENOSPC: swap it in as the
+        // staging file's writer.
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("8-0").unwrap();
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        s.writer = BufWriter::with_capacity(16, full);
+        let e = s.write_all(&[0u8; 64]).unwrap_err();
+        assert!(matches!(e, OutboxError::DiskFull { .. }), "{e}");
+        assert!(staged(&o).is_empty(), "nothing partial left");
+        o.abort(s);
+        assert!(visible(&o).is_empty());
+    }
+}

@@ -1,0 +1,990 @@
+//! Batched UDP for the one-way link: `sendmmsg`/`recvmmsg` over reusable
+//! buffers.
+//!
+//! One syscall per datagram caps a link at a few hundred MB/s, so datagrams
+//! move in batches. A one-way link has no retransmission and no one to tell
+//! about a failed send: a send error is just loss, which the forward error
+//! correction repairs, so the sender counts errors and goes on instead of
+//! failing. The receiver drops datagrams longer than the link's MTU allows.
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    getsockopt, recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrStorage,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+/// Retries of a send that failed with EINTR, EAGAIN or ENOBUFS before its
+/// datagram is dropped. Small: a sender that stalls here falls behind its
+/// pacing, and a dropped datagram costs only FEC repair.
+pub const SEND_RETRIES: u32 = 3;
+/// Longest pause between two such retries.
+const SEND_BACKOFF_MAX: Duration = Duration::from_millis(1);
+/// The kernel keeps buffer sizes in an `int` and doubles what it is given.
+const SOCKET_BUFFER_MAX_REQUEST: usize = (i32::MAX / 2) as usize;
+
+/// Why a UDP operation failed. Send errors never appear here (see
+/// [`BatchSender::send`]).
+#[derive(Debug, thiserror::Error)]
+pub enum UdpError {
+    /// The socket could not be created or bound.
+    #[error("cannot bind a UDP socket to {addr}: {source}; check that the address is configured on this host (`ip addr`), that no other process holds the port, and for ports below 1024 that ferryd may bind them")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A socket option could not be set or read.
+    #[error("cannot set {option} on the UDP socket {addr}: {source}; check the kernel's net.core sysctls and ferryd's capabilities")]
+    SocketOption {
+        /// The socket's address.
+        addr: SocketAddr,
+        /// Which option.
+        option: &'static str,
+        /// The OS error.
+        source: Errno,
+    },
+    /// Waiting for datagrams failed.
+    #[error("waiting for datagrams failed: {source}; restart ferryd, and report it if it recurs")]
+    Poll {
+        /// The OS error.
+        source: Errno,
+    },
+    /// A socket became unusable for receiving.
+    #[error("receiving on {addr} failed: {source}; the socket is unusable, restart ferryd")]
+    Receive {
+        /// The socket's address (or "unknown").
+        addr: String,
+        /// The OS error.
+        source: Errno,
+    },
+    /// The caller passed arguments that cannot work.
+    #[error("UDP receiver misconfigured: {what}; this is a ferryd bug, please report it")]
+    Invalid {
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// Socket buffer sizes after [`bind_socket`], in the units of the request
+/// (the kernel's doubling taken out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferReport {
+    /// Bytes asked for.
+    pub requested: usize,
+    /// SO_RCVBUF granted.
+    pub rcvbuf: usize,
+    /// SO_SNDBUF granted.
+    pub sndbuf: usize,
+    /// The kernel granted less than asked: raise `net.core.rmem_max` /
+    /// `net.core.wmem_max`, or run with CAP_NET_ADMIN, or expect loss at
+    /// high rates.
+    pub capped: bool,
+}
+
+impl BufferReport {
+    fn from_kernel(requested: usize, rcv_reported: usize, snd_reported: usize) -> BufferReport {
+        let rcvbuf = rcv_reported / 2;
+        let sndbuf = snd_reported / 2;
+        BufferReport {
+            requested,
+            rcvbuf,
+            sndbuf,
+            capped: rcvbuf < requested || sndbuf < requested,
+        }
+    }
+}
+
+/// Binds a UDP socket on `addr` and sizes its buffers to `buffer_bytes`.
+///
+/// The privileged SO_*BUFFORCE options are tried first because the usual
+/// `net.core.rmem_max` (a few hundred KiB) is far too small for a link that
+/// cannot ask for anything to be sent again; without CAP_NET_ADMIN the plain
+/// options apply and the report says when the kernel capped them.
+pub fn bind_socket(
+    addr: SocketAddr,
+    buffer_bytes: usize,
+) -> Result<(UdpSocket, BufferReport), UdpError> {
+    let socket = UdpSocket::bind(addr).map_err(|source| UdpError::Bind { addr, source })?;
+    let local = socket.local_addr().unwrap_or(addr);
+    let request = buffer_bytes.min(SOCKET_BUFFER_MAX_REQUEST);
+    let opt_err = |option, source| UdpError::SocketOption {
+        addr: local,
+        option,
+        source,
+    };
+    if setsockopt(&socket, sockopt::RcvBufForce, &request).is_err() {
+        setsockopt(&socket, sockopt::RcvBuf, &request).map_err(|e| opt_err("SO_RCVBUF", e))?;
+    }
+    if setsockopt(&socket, sockopt::SndBufForce, &request).is_err() {
+        setsockopt(&socket, sockopt::SndBuf, &request).map_err(|e| opt_err("SO_SNDBUF", e))?;
+    }
+    let rcv = getsockopt(&socket, sockopt::RcvBuf).map_err(|e| opt_err("SO_RCVBUF", e))?;
+    let snd = getsockopt(&socket, sockopt::SndBuf).map_err(|e| opt_err("SO_SNDBUF", e))?;
+    Ok((socket, BufferReport::from_kernel(buffer_bytes, rcv, snd)))
+}
+
+/// Reusable storage for up to `capacity` datagrams of at most `max_len`
+/// bytes each: one allocation, filled and drained without copying.
+#[derive(Debug, Clone)]
+pub struct DatagramBatch {
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+    capacity: usize,
+    max_len: usize,
+}
+
+impl DatagramBatch {
+    /// An empty batch.
+    pub fn new(capacity: usize, max_len: usize) -> DatagramBatch {
+        DatagramBatch {
+            buf: vec![0; capacity.saturating_mul(max_len)],
+            lens: Vec::with_capacity(capacity),
+            capacity,
+            max_len,
+        }
+    }
+
+    /// Most datagrams the batch holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Largest datagram a slot holds.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Datagrams held.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// True when no datagram is held.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// True when no slot is free.
+    pub fn is_full(&self) -> bool {
+        self.lens.len() >= self.capacity
+    }
+
+    /// Forgets all datagrams (the storage stays).
+    pub fn clear(&mut self) {
+        self.lens.clear();
+    }
+
+    /// Bytes held in all datagrams.
+    pub fn total_bytes(&self) -> usize {
+        self.lens.iter().sum()
+    }
+
+    /// Lets `write` fill the next free slot (`max_len` bytes) and keeps the
+    /// datagram if it returns a length above 0. Returns the length kept; 0
+    /// when nothing was pushed (also when the batch is full, in which case
+    /// `write` is not called, or when `write` claims more than the slot).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        if self.is_full() {
+            return 0;
+        }
+        let start = self.lens.len() * self.max_len;
+        let n = write(&mut self.buf[start..start + self.max_len]);
+        if n == 0 || n > self.max_len {
+            debug_assert!(n <= self.max_len, "datagram writer overran its slot");
+            return 0;
+        }
+        self.lens.push(n);
+        n
+    }
+
+    /// Copies `data` into the next free slot. False when the batch is full,
+    /// `data` is empty or longer than `max_len`.
+    pub fn push(&mut self, data: &[u8]) -> bool {
+        if data.len() > self.max_len {
+            return false;
+        }
+        self.push_with(|slot| {
+            slot[..data.len()].copy_from_slice(data);
+            data.len()
+        }) > 0
+    }
+
+    /// Datagram `i`.
+    ///
+    /// # Panics
+    /// When `i >= len()`, like slice indexing.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = i * self.max_len;
+        &self.buf[start..start + self.lens[i]]
+    }
+
+    /// The datagrams in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.lens
+            .iter()
+            .enumerate()
+            .map(move |(i, &n)| &self.buf[i * self.max_len..i * self.max_len + n])
+    }
+
+    /// The free slots, for the kernel to fill.
+    fn free_slots(&mut self) -> std::slice::ChunksMut<'_, u8> {
+        let used = self.lens.len() * self.max_len;
+        let end = self.capacity * self.max_len;
+        self.buf[used..end].chunks_mut(self.max_len)
+    }
+
+    /// Keeps `received` datagrams the kernel wrote into the free slots,
+    /// given as (length, keep); dropped ones are squeezed out so the
+    /// batch stays contiguous.
+    fn commit_received(&mut self, received: &[(usize, bool)]) {
+        let first = self.lens.len();
+        for (k, &(n, keep)) in received.iter().enumerate() {
+            if !keep {
+                continue;
+            }
+            let from = (first + k) * self.max_len;
+            let to = self.lens.len() * self.max_len;
+            if from != to {
+                self.buf.copy_within(from..from + n, to);
+            }
+            self.lens.push(n);
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a DatagramBatch {
+    type Item = &'a [u8];
+    type IntoIter = Box<dyn ExactSizeIterator<Item = &'a [u8]> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// The outcome of one [`BatchSender::send`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Datagrams the kernel took.
+    pub sent: usize,
+    /// Datagrams given up after an error.
+    pub dropped: usize,
+    /// Failed send calls (each retry counts).
+    pub transient_errors: u64,
+}
+
+/// Cumulative send figures, errors by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendCounters {
+    /// Datagrams the kernel took.
+    pub sent: u64,
+    /// Datagrams given up.
+    pub dropped: u64,
+    /// EINTR (retried).
+    pub interrupted: u64,
+    /// EAGAIN / EWOULDBLOCK (retried).
+    pub would_block: u64,
+    /// ENOBUFS: a device queue was full (retried).
+    pub no_buffers: u64,
+    /// EPERM / EACCES: a firewall rule dropped it in the output path, or the
+    /// destination is a broadcast address.
+    pub permission: u64,
+    /// ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN, EHOSTDOWN: an ICMP
+    /// error or a missing route; the link or the peer's interface is down.
+    pub unreachable: u64,
+    /// Anything else (EMSGSIZE, EINVAL, ...): likely a configuration or
+    /// programming error; see the log for the first one.
+    pub other: u64,
+}
+
+impl SendCounters {
+    /// All failed send calls.
+    pub fn errors(&self) -> u64 {
+        self.interrupted
+            + self.would_block
+            + self.no_buffers
+            + self.permission
+            + self.unreachable
+            + self.other
+    }
+
+    /// Counts `e` in its class; returns whether it is worth retrying and
+    /// whether it is the first of its class (worth a log line).
+    fn count(&mut self, e: Errno) -> (bool, bool) {
+        let (slot, retry) = match e {
+            Errno::EINTR => (&mut self.interrupted, true),
+            Errno::EAGAIN => (&mut self.would_block, true),
+            Errno::ENOBUFS => (&mut self.no_buffers, true),
+            Errno::EPERM | Errno::EACCES => (&mut self.permission, false),
+            Errno::ECONNREFUSED
+            | Errno::EHOSTUNREACH
+            | Errno::ENETUNREACH
+            | Errno::ENETDOWN
+            | Errno::EHOSTDOWN => (&mut self.unreachable, false),
+            _ => (&mut self.other, false),
+        };
+        *slot += 1;
+        (retry, *slot == 1)
+    }
+}
+
+/// Sends batches of datagrams round-robin over the link's destinations.
+#[derive(Debug)]
+pub struct BatchSender {
+    socket: UdpSocket,
+    destinations: Vec<SockaddrStorage>,
+    /// Index of the destination the next datagram goes to.
+    next_destination: usize,
+    counters: SendCounters,
+}
+
+impl BatchSender {
+    /// A sender on `socket`. Datagram `k` goes to destination `k mod n`,
+    /// continuing across calls, so several egress ports share the load.
+    /// With no destinations the socket must be connected; datagrams go to
+    /// its peer.
+    pub fn new(socket: UdpSocket, destinations: Vec<SocketAddr>) -> BatchSender {
+        BatchSender {
+            socket,
+            destinations: destinations
+                .into_iter()
+                .map(SockaddrStorage::from)
+                .collect(),
+            next_destination: 0,
+            counters: SendCounters::default(),
+        }
+    }
+
+    /// The socket, e.g. for its local address.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// Cumulative figures since creation.
+    pub fn counters(&self) -> SendCounters {
+        self.counters
+    }
+
+    /// Sends every datagram of `batch` with as few `sendmmsg` calls as the
+    /// kernel allows. Never fails: on a one-way link a datagram that cannot
+    /// be sent is loss like any other, repaired by FEC or a resend. EINTR,
+    /// EAGAIN and ENOBUFS are retried [`SEND_RETRIES`] times with a short
+    /// back-off, then the datagram is dropped; other errors drop it at once.
+    pub fn send(&mut self, batch: &DatagramBatch) -> SendReport {
+        let mut report = SendReport::default();
+        let n = batch.len();
+        if n == 0 {
+            return report;
+        }
+        let slices: Vec<[IoSlice<'_>; 1]> = batch.iter().map(|d| [IoSlice::new(d)]).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = if self.destinations.is_empty() {
+            vec![None; n]
+        } else {
+            let d = self.destinations.len();
+            (0..n)
+                .map(|k| Some(self.destinations[(self.next_destination + k) % d]))
+                .collect()
+        };
+        if !self.destinations.is_empty() {
+            self.next_destination = (self.next_destination + n) % self.destinations.len();
+        }
+        let fd = self.socket.as_raw_fd();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(n, None);
+        let mut i = 0;
+        let mut retries = 0;
+        while i < n {
+            let result = sendmmsg(
+                fd,
+                &mut headers,
+                &slices[i..],
+                &addrs[i..],
+                [],
+                MsgFlags::empty(),
+            )
+            .map(|r| r.count());
+            match result {
+                Ok(k) if k > 0 => {
+                    report.sent += k;
+                    i += k;
+                    retries = 0;
+                }
+                // The kernel took nothing without an error; count it as loss
+                // rather than spin.
+                Ok(_) => {
+                    report.dropped += 1;
+                    i += 1;
+                    retries = 0;
+                }
+                Err(e) => {
+                    report.transient_errors += 1;
+                    let (retry, first) = self.counters.count(e);
+                    if first {
+                        tracing::warn!(
+                            error = %e,
+                            destination = ?addrs[i],
+                            "UDP send failed; counting it as loss and going on (the first error of this kind is logged, the rest are counted in the status)"
+                        );
+                    }
+                    if retry && retries < SEND_RETRIES {
+                        retries += 1;
+                        back_off(retries);
+                        continue;
+                    }
+                    report.dropped += 1;
+                    i += 1;
+                    retries = 0;
+                }
+            }
+        }
+        self.counters.sent += report.sent as u64;
+        self.counters.dropped += report.dropped as u64;
+        report
+    }
+}
+
+fn back_off(attempt: u32) {
+    match attempt {
+        1 => std::thread::yield_now(),
+        n => std::thread::sleep((SEND_BACKOFF_MAX / 10 * 10u32.pow(n - 2)).min(SEND_BACKOFF_MAX)),
+    }
+}
+
+/// Cumulative receive figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecvCounters {
+    /// Datagrams handed to the caller.
+    pub received: u64,
+    /// Datagrams longer than the slot, dropped.
+    pub oversize: u64,
+    /// Receive errors that did not stop the socket (pending ICMP errors,
+    /// ENOMEM, ...).
+    pub errors: u64,
+}
+
+/// Receives batches of datagrams from one or more bound sockets.
+#[derive(Debug)]
+pub struct BatchReceiver {
+    sockets: Vec<UdpSocket>,
+    capacity: usize,
+    max_len: usize,
+    /// Socket read first next time, so a busy socket cannot starve others.
+    next_socket: usize,
+    counters: RecvCounters,
+}
+
+/// What draining one socket found.
+enum Drained {
+    /// Nothing more waiting (or the batch is full).
+    Empty,
+    /// A fatal error.
+    Failed(Errno),
+}
+
+impl BatchReceiver {
+    /// A receiver over `sockets` filling at most `capacity` datagrams per
+    /// call; datagrams over `max_len` bytes are dropped.
+    pub fn new(
+        sockets: Vec<UdpSocket>,
+        capacity: usize,
+        max_len: usize,
+    ) -> Result<BatchReceiver, UdpError> {
+        if sockets.is_empty() || capacity == 0 || max_len == 0 {
+            return Err(UdpError::Invalid {
+                what: format!(
+                    "{} sockets, capacity {capacity}, max_len {max_len} (each must be above 0)",
+                    sockets.len()
+                ),
+            });
+        }
+        Ok(BatchReceiver {
+            sockets,
+            capacity,
+            max_len,
+            next_socket: 0,
+            counters: RecvCounters::default(),
+        })
+    }
+
+    /// The sockets' local addresses.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Cumulative figures since creation.
+    pub fn counters(&self) -> RecvCounters {
+        self.counters
+    }
+
+    /// Clears `batch` and fills it with waiting datagrams, waiting up to
+    /// `timeout` for the first. Returns how many arrived (0 on timeout or
+    /// when a signal interrupted the wait, so the caller can look at its
+    /// shutdown flag).
+    pub fn recv(
+        &mut self,
+        batch: &mut DatagramBatch,
+        timeout: Duration,
+    ) -> Result<usize, UdpError> {
+        batch.clear();
+        if batch.max_len() < self.max_len || batch.capacity() == 0 {
+            return Err(UdpError::Invalid {
+                what: format!(
+                    "batch slots of {} bytes for datagrams up to {} bytes",
+                    batch.max_len(),
+                    self.max_len
+                ),
+            });
+        }
+        // Under load datagrams are already waiting: read first and only
+        // poll when there was nothing, one syscall per batch instead of two.
+        self.fill(batch)?;
+        if !batch.is_empty() || timeout.is_zero() {
+            return Ok(batch.len());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Round up so a sub-millisecond wait does not become a busy loop.
+            let ms = left.as_micros().div_ceil(1000);
+            let wait = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            let mut fds: Vec<PollFd<'_>> = self
+                .sockets
+                .iter()
+                .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, wait) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(Errno::EINTR) => return Ok(0),
+                Err(source) => return Err(UdpError::Poll { source }),
+            }
+            if let Some(i) = fds
+                .iter()
+                .position(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLNVAL)))
+            {
+                return Err(UdpError::Receive {
+                    addr: self.addr_name(i),
+                    source: Errno::EBADF,
+                });
+            }
+            drop(fds);
+            self.fill(batch)?;
+            // Readable but nothing kept (an oversize datagram, an ICMP
+            // error): wait on for the rest of the timeout.
+            if !batch.is_empty() || Instant::now() >= deadline {
+                return Ok(batch.len());
+            }
+        }
+    }
+
+    /// Reads waiting datagrams from every socket, starting at a rotating
+    /// one, until the batch is full or all are drained.
+    fn fill(&mut self, batch: &mut DatagramBatch) -> Result<(), UdpError> {
+        let n = self.sockets.len();
+        let start = self.next_socket;
+        self.next_socket = (self.next_socket + 1) % n;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if batch.len() >= self.capacity.min(batch.capacity()) {
+                break;
+            }
+            if let Drained::Failed(source) = self.drain(i, batch) {
+                return Err(UdpError::Receive {
+                    addr: self.addr_name(i),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, i: usize, batch: &mut DatagramBatch) -> Drained {
+        let fd = self.sockets[i].as_raw_fd();
+        loop {
+            let room = self
+                .capacity
+                .min(batch.capacity())
+                .saturating_sub(batch.len());
+            if room == 0 {
+                return Drained::Empty;
+            }
+            let mut results: Vec<(usize, bool)> = Vec::with_capacity(room);
+            let outcome = {
+                let mut slices: Vec<[IoSliceMut<'_>; 1]> = batch
+                    .free_slots()
+                    .take(room)
+                    .map(|s| [IoSliceMut::new(s)])
+                    .collect();
+                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(room, None);
+                recvmmsg(
+                    fd,
+                    &mut headers,
+                    slices.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                )
+                .map(|msgs| {
+                    for m in msgs {
+                        let truncated = m.flags.contains(MsgFlags::MSG_TRUNC);
+                        results.push((m.bytes, !truncated && m.bytes <= self.max_len));
+                    }
+                })
+            };
+            match outcome {
+                Ok(()) => {
+                    let kept = results.iter().filter(|(_, keep)| *keep).count();
+                    self.counters.received += kept as u64;
+                    self.counters.oversize += (results.len() - kept) as u64;
+                    batch.commit_received(&results);
+                    // A short read means the queue is empty: save the
+                    // EAGAIN round trip.
+                    if results.len() < room {
+                        return Drained::Empty;
+                    }
+                }
+                Err(Errno::EAGAIN) => return Drained::Empty,
+                Err(Errno::EINTR) => continue,
+                Err(e @ (Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT | Errno::EINVAL)) => {
+                    return Drained::Failed(e)
+                }
+                // A pending ICMP error or a memory shortage: reading it
+                // cleared it; the next datagrams are fine.
+                Err(e) => {
+                    self.counters.errors += 1;
+                    if self.counters.errors == 1 {
+                        tracing::warn!(error = %e, socket = %self.addr_name(i), "UDP receive error; counted, receiving goes on");
+                    }
+                    return Drained::Empty;
+                }
+            }
+        }
+    }
+
+    fn addr_name(&self, i: usize) -> String {
+        self.sockets
+            .get(i)
+            .and_then(|s| s.local_addr().ok())
+            .map_or_else(|| "unknown".to_string(), |a| a.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn loopback(buffer: usize) -> UdpSocket {
+        bind_socket("127.0.0.1:0".parse().unwrap(), buffer)
+            .unwrap()
+            .0
+    }
+
+    /// Datagram `i`: its index then a pattern, length varying with `i`.
+    fn datagram(i: u32, max_len: usize) -> Vec<u8> {
+        let len = 4 + (i as usize * 37) % (max_len - 4);
+        let mut d = i.to_be_bytes().to_vec();
+        d.extend((0..len - 4).map(|k| (k as u32 ^ i) as u8));
+        d
+    }
+
+    /// Receives until `want` datagrams arrived or `WAIT` passed.
+    fn receive_all(rx: &mut BatchReceiver, want: usize, max_len: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut batch = DatagramBatch::new(64, max_len);
+        let deadline = Instant::now() + WAIT;
+        while got.len() < want && Instant::now() < deadline {
+            rx.recv(&mut batch, Duration::from_millis(100)).unwrap();
+            got.extend(batch.iter().map(<[u8]>::to_vec));
+        }
+        got
+    }
+
+    #[test]
+    fn batch_push_get_iter_clear() {
+        let mut b = DatagramBatch::new(3, 8);
+        assert!(b.is_empty());
+        assert_eq!(b.push_with(|_| 0), 0, "0 means nothing pushed");
+        assert!(b.is_empty());
+        assert_eq!(
+            b.push_with(|s| {
+                assert_eq!(s.len(), 8);
+                s[..3].copy_from_slice(b"abc");
+                3
+            }),
+            3
+        );
+        assert!(b.push(b"12345678"));
+        assert!(!b.push(b"123456789"), "longer than a slot");
+        assert!(!b.push(b""), "empty");
+        assert!(b.push(b"z"));
+        assert!(b.is_full());
+        assert_eq!(b.push_with(|_| panic!("not called when full")), 0);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.get(0), b"abc");
+        assert_eq!(b.get(1), b"12345678");
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            vec![&b"abc"[..], b"12345678", b"z"]
+        );
+        assert_eq!((&b).into_iter().len(), 3);
+        assert_eq!(b.total_bytes(), 12);
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.capacity(), 3);
+        assert!(b.push(b"again"));
+        assert_eq!(b.get(0), b"again");
+    }
+
+    #[test]
+    fn commit_received_squeezes_out_dropped_datagrams() {
+        let mut b = DatagramBatch::new(4, 4);
+        assert!(b.push(b"a"));
+        for (slot, fill) in b.free_slots().zip([b"bbbb", b"xxxx", b"cc\0\0"]) {
+            slot.copy_from_slice(fill);
+        }
+        b.commit_received(&[(4, true), (4, false), (2, true)]);
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            vec![&b"a"[..], b"bbbb", b"cc"]
+        );
+    }
+
+    #[test]
+    fn buffer_report_takes_out_the_kernel_doubling() {
+        let r = BufferReport::from_kernel(1 << 20, 2 << 20, 2 << 20);
+        assert_eq!((r.rcvbuf, r.sndbuf, r.capped), (1 << 20, 1 << 20, false));
+        let r = BufferReport::from_kernel(8 << 20, 425_984, 2 << 20);
+        assert_eq!(r.rcvbuf, 212_992);
+        assert!(r.capped);
+    }
+
+    #[test]
+    fn bind_socket_sizes_buffers() {
+        let (s, report) = bind_socket("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        assert_eq!(report.requested, 1 << 20);
+        // Root gets the FORCE options; others get up to rmem_max. Either way
+        // the report and the capped flag must agree.
+        assert_eq!(
+            report.capped,
+            report.rcvbuf < 1 << 20 || report.sndbuf < 1 << 20
+        );
+        assert!(report.rcvbuf > 0 && report.sndbuf > 0);
+        assert_ne!(s.local_addr().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn bind_error_names_the_address() {
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let e = bind_socket(addr, 1 << 16).unwrap_err();
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+    }
+
+    #[test]
+    fn thousand_datagrams_arrive_intact_in_batches_of_64() {
+        let max_len = 1472;
+        let rx_sock = loopback(4 << 20);
+        let dest = rx_sock.local_addr().unwrap();
+        let mut rx = BatchReceiver::new(vec![rx_sock], 64, max_len).unwrap();
+        let mut tx = BatchSender::new(loopback(4 << 20), vec![dest]);
+        let mut batch = DatagramBatch::new(64, max_len);
+        let mut got = Vec::new();
+        let mut i = 0u32;
+        while i < 1000 {
+            batch.clear();
+            while !batch.is_full() && i < 1000 {
+                assert!(batch.push(&datagram(i, max_len)));
+                i += 1;
+            }
+            let report = tx.send(&batch);
+            assert_eq!(
+                report,
+                SendReport {
+                    sent: batch.len(),
+                    dropped: 0,
+                    transient_errors: 0
+                }
+            );
+            // Drain as we go so the test never depends on buffer sizes.
+            got.extend(receive_all(&mut rx, i as usize - got.len(), max_len));
+        }
+        assert_eq!(got.len(), 1000);
+        for (k, d) in got.iter().enumerate() {
+            assert_eq!(d, &datagram(k as u32, max_len), "datagram {k}");
+        }
+        assert_eq!(tx.counters().sent, 1000);
+        assert_eq!(
+            rx.counters(),
+            RecvCounters {
+                received: 1000,
+                oversize: 0,
+                errors: 0
+            }
+        );
+    }
+
+    #[test]
+    fn destinations_are_used_round_robin() {
+        let max_len = 64;
+        let mut receivers: Vec<BatchReceiver> = (0..3)
+            .map(|_| BatchReceiver::new(vec![loopback(1 << 20)], 64, max_len).unwrap())
+            .collect();
+        let dests: Vec<SocketAddr> = receivers.iter().map(|r| r.local_addrs()[0]).collect();
+        let mut tx = BatchSender::new(loopback(1 << 20), dests);
+        // Two sends of odd sizes: the rotation continues across calls.
+        let mut batch = DatagramBatch::new(64, max_len);
+        for i in 0..7u32 {
+            assert!(batch.push(&i.to_be_bytes()));
+        }
+        assert_eq!(tx.send(&batch).sent, 7);
+        batch.clear();
+        for i in 7..30u32 {
+            assert!(batch.push(&i.to_be_bytes()));
+        }
+        assert_eq!(tx.send(&batch).sent, 23);
+        for (r, rx) in receivers.iter_mut().enumerate() {
+            let got = receive_all(rx, 10, max_len);
+            let ids: Vec<u32> = got
+                .iter()
+                .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+                .collect();
+            let want: Vec<u32> = (0..30).filter(|i| i % 3 == r as u32).collect();
+            assert_eq!(ids, want, "receiver {r}");
+        }
+    }
+
+    #[test]
+    fn one_receiver_over_several_sockets() {
+        let max_len = 64;
+        let socks = vec![loopback(1 << 20), loopback(1 << 20)];
+        let addrs: Vec<SocketAddr> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+        let mut rx = BatchReceiver::new(socks, 64, max_len).unwrap();
+        let mut tx = BatchSender::new(loopback(1 << 20), addrs);
+        let mut batch = DatagramBatch::new(64, max_len);
+        for i in 0..40u32 {
+            assert!(batch.push(&i.to_be_bytes()));
+        }
+        assert_eq!(tx.send(&batch).sent, 40);
+        let mut ids: Vec<u32> = receive_all(&mut rx, 40, max_len)
+            .iter()
+            .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn send_errors_are_counted_not_fatal() {
+        // 127.255.255.255 is the broadcast address of the loopback network:
+        // without SO_BROADCAST the kernel refuses every datagram to it with
+        // EACCES, reproducibly and without privileges or firewall rules.
+        // That stands in for EPERM from an nftables drop in the output path,
+        // which the same "permission" class counts.
+        let max_len = 64;
+        let mut rx = BatchReceiver::new(vec![loopback(1 << 20)], 64, max_len).unwrap();
+        let good = rx.local_addrs()[0];
+        let refused: SocketAddr = "127.255.255.255:9".parse().unwrap();
+        let mut tx = BatchSender::new(loopback(1 << 20), vec![refused, good]);
+        let mut batch = DatagramBatch::new(64, max_len);
+        for i in 0..10u32 {
+            assert!(batch.push(&i.to_be_bytes()));
+        }
+        let report = tx.send(&batch);
+        assert_eq!(
+            report,
+            SendReport {
+                sent: 5,
+                dropped: 5,
+                transient_errors: 5
+            }
+        );
+        let c = tx.counters();
+        assert_eq!((c.sent, c.dropped, c.permission, c.errors()), (5, 5, 5, 5));
+        let ids: Vec<u32> = receive_all(&mut rx, 5, max_len)
+            .iter()
+            .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+            .collect();
+        assert_eq!(ids, vec![1, 3, 5, 7, 9]);
+    }
+
+    #[test]
+    fn icmp_refusals_on_a_connected_socket_are_counted_not_fatal() {
+        // A connected UDP socket reports the ICMP "port unreachable" of an
+        // earlier datagram as ECONNREFUSED on a later send. Bind a port,
+        // close it, and send to it until that shows up.
+        let closed = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let sock = loopback(1 << 20);
+        sock.connect(closed).unwrap();
+        let mut tx = BatchSender::new(sock, Vec::new());
+        let mut batch = DatagramBatch::new(8, 16);
+        for _ in 0..8 {
+            assert!(batch.push(b"x"));
+        }
+        let deadline = Instant::now() + WAIT;
+        while tx.counters().unreachable == 0 && Instant::now() < deadline {
+            let report = tx.send(&batch);
+            assert_eq!(report.sent + report.dropped, 8);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let c = tx.counters();
+        assert!(c.unreachable > 0, "{c:?}");
+        assert_eq!(c.dropped, c.unreachable);
+    }
+
+    #[test]
+    fn oversize_datagrams_are_dropped_and_counted() {
+        let max_len = 100;
+        let mut rx = BatchReceiver::new(vec![loopback(1 << 20)], 8, max_len).unwrap();
+        let dest = rx.local_addrs()[0];
+        let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+        raw.send_to(&[1u8; 100], dest).unwrap();
+        raw.send_to(&[2u8; 101], dest).unwrap();
+        raw.send_to(&[3u8; 1000], dest).unwrap();
+        raw.send_to(&[4u8; 7], dest).unwrap();
+        let got = receive_all(&mut rx, 2, max_len);
+        assert_eq!(got, vec![vec![1u8; 100], vec![4u8; 7]]);
+        assert_eq!(
+            rx.counters(),
+            RecvCounters {
+                received: 2,
+                oversize: 2,
+                errors: 0
+            }
+        );
+    }
+
+    #[test]
+    fn recv_times_out_with_zero() {
+        let mut rx = BatchReceiver::new(vec![loopback(1 << 16)], 8, 64).unwrap();
+        let mut batch = DatagramBatch::new(8, 64);
+        assert!(batch.push(b"stale"));
+        let start = Instant::now();
+        assert_eq!(rx.recv(&mut batch, Duration::from_millis(30)).unwrap(), 0);
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(batch.is_empty(), "recv clears the batch");
+        assert_eq!(rx.recv(&mut batch, Duration::ZERO).unwrap(), 0);
+    }
+
+    #[test]
+    fn receiver_refuses_unusable_arguments() {
+        assert!(matches!(
+            BatchReceiver::new(Vec::new(), 8, 64),
+            Err(UdpError::Invalid { .. })
+        ));
+        let mut rx = BatchReceiver::new(vec![loopback(1 << 16)], 8, 64).unwrap();
+        let mut small = DatagramBatch::new(8, 32);
+        assert!(matches!(
+            rx.recv(&mut small, Duration::ZERO),
+            Err(UdpError::Invalid { .. })
+        ));
+    }
+}

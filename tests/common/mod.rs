@@ -1,0 +1,155 @@
+//! Shared pieces of the end-to-end tests: a generated two-sided link in a
+//! temporary directory, real `ferryd` processes, and bounded waits.
+#![allow(dead_code)]
+
+use ferry_daemon::testbed::{self, Testbed, TestbedOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn ferryd() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ferryd"))
+}
+
+pub fn ferryctl() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ferryctl"))
+}
+
+/// A running `ferryd`, killed (SIGKILL) when dropped unless stopped first.
+pub struct Daemon {
+    pub child: Child,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with(config, &[])
+    }
+
+    /// `prefix` runs the daemon under another command (e.g. `ip netns exec NS`).
+    pub fn start_with(config: &Path, prefix: &[&str]) -> Daemon {
+        let log = config.with_extension("log");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut cmd = if prefix.is_empty() {
+            Command::new(ferryd())
+        } else {
+            let mut c = Command::new(prefix[0]);
+            c.args(&prefix[1..]).arg(ferryd());
+            c
+        };
+        let child = cmd
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn ferryd");
+        Daemon {
+            child,
+            config: config.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn testbed(dir: &Path, f: impl FnOnce(&mut TestbedOptions)) -> Testbed {
+    let mut o = TestbedOptions::loopback("e2e").expect("options");
+    f(&mut o);
+    testbed::create(dir, &o).expect("testbed")
+}
+
+/// Waits until `f` is true or `limit` passes; panics with `what` on timeout.
+pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// Deterministic file content.
+pub fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Data files (not sidecars, not staging) in an outbox.
+pub fn outbox_files(outbox: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(outbox)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.') && !n.ends_with(".ferry.json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Status of a running daemon through `ferryctl status --json`.
+pub fn status(config: &Path) -> Option<serde_json::Value> {
+    let out = Command::new(ferryctl())
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

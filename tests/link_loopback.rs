@@ -1,0 +1,99 @@
+//! Two real `ferryd` processes on loopback.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn hundred_files_of_mixed_sizes_arrive_bit_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    // 0 B up to 64 MiB: the boundaries of chunks, symbols and blocks, and
+    // one large file.
+    let mut sizes: Vec<usize> = vec![
+        0, 1, 15, 16, 17, 1423, 1424, 1425, 65_535, 65_536, 65_537, 1_458_176, 1_458_177,
+        64 << 20,
+    ];
+    let mut i = 0u64;
+    while sizes.len() < 100 {
+        i += 1;
+        sizes.push(((i * 7919) % 300_000) as usize);
+    }
+    let mut expect = Vec::new();
+    for (n, size) in sizes.iter().enumerate() {
+        let name = format!("f{n:03}.bin");
+        let data = content(n as u64, *size);
+        ferry_daemon::testbed::spool_file(&tb.spool, &name, &data).expect("spool");
+        expect.push((name, data));
+    }
+    wait_for(Duration::from_secs(240), "100 deliveries", || {
+        outbox_files(&tb.outbox).len() == 100
+    });
+    for (name, data) in &expect {
+        let got = std::fs::read(tb.outbox.join(name)).expect("delivered file");
+        assert!(got == *data, "{name} differs");
+        let side: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(tb.outbox.join(format!("{name}.ferry.json"))).expect("sidecar"),
+        )
+        .expect("sidecar json");
+        assert_eq!(side["size"], serde_json::json!(data.len()));
+    }
+    assert!(std::fs::read_dir(&tb.spool).expect("spool").next().is_none(), "spool emptied");
+}
+
+#[test]
+fn resend_of_a_delivered_package_is_suppressed_not_delivered_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    ferry_daemon::testbed::spool_file(&tb.spool, "a.csv", b"x,y\n1,2\n").expect("spool");
+    wait_for(Duration::from_secs(30), "delivery", || {
+        outbox_files(&tb.outbox) == vec!["a.csv".to_string()]
+    });
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tb.outbox.join("a.csv.ferry.json")).expect("sidecar"),
+    )
+    .expect("json");
+    let id = side["package_id"].as_str().expect("id").to_string();
+    let out = std::process::Command::new(ferryctl())
+        .args(["resend", "--package", &id, "--config"])
+        .arg(&tb.ingress_config)
+        .output()
+        .expect("ferryctl resend");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["requeued"].as_array().map(|a| a.len()), Some(1), "{v}");
+    wait_for(Duration::from_secs(30), "duplicate suppressed", || {
+        status(&tb.egress_config)
+            .is_some_and(|s| s["duplicates_suppressed"] == serde_json::json!(1))
+    });
+    assert_eq!(outbox_files(&tb.outbox), vec!["a.csv".to_string()]);
+}
+
+#[test]
+fn bad_resend_requests_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let out = std::process::Command::new(ferryctl())
+        .args(["resend", "--seq", "9..3", "--config"])
+        .arg(&tb.ingress_config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("range is empty"));
+    let out = std::process::Command::new(ferryctl())
+        .args(["resend", "--seq", "1..3", "--config"])
+        .arg(&tb.ingress_config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is ferryd running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,534 @@
+//! Two real `ferryd` processes in two network namespaces joined by a veth
+//! pair, over a link that is lossy (nftables drops at the egress veth),
+//! reorders and duplicates (a seeded relay in the egress namespace), and is
+//! proven one-way (an nftables counter on the ingress veth sees nothing
+//! arrive). The kernel here has no `sch_netem`; see DESIGN.md, "Testing a
+//! lossy one-way link on these machines". Needs root; skips otherwise.
+
+mod common;
+
+use common::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const INGRESS_ADDR: &str = "169.254.77.1";
+const EGRESS_ADDR: &str = "169.254.77.2";
+const INGRESS_MAC: &str = "02:fe:00:00:77:01";
+const EGRESS_MAC: &str = "02:fe:00:00:77:02";
+/// Veth names; each lives in its own namespace, so they need not be unique.
+const INGRESS_IF: &str = "vi";
+const EGRESS_IF: &str = "ve";
+/// Where the ingress sends (the relay, or the egress itself without relay).
+const PORT_A: u16 = 47001;
+/// Where the egress listens behind the relay (egress namespace loopback).
+const PORT_B: u16 = 47002;
+
+fn skip_unless_root() -> bool {
+    if is_root() {
+        return false;
+    }
+    println!("skipped: needs root for network namespaces");
+    true
+}
+
+/// Runs a command to completion; panics with its stderr on failure.
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> String {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    run(&v)
+}
+
+/// Sum of the packet counters of all rules in an nftables table.
+fn nft_packets(ns: &str, family: &str, table: &str) -> u64 {
+    let text = in_ns(ns, &["nft", "-j", "list", "table", family, table]);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("nft json");
+    let mut packets = 0;
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        for expr in item["rule"]["expr"].as_array().into_iter().flatten() {
+            packets += expr["counter"]["packets"].as_u64().unwrap_or(0);
+        }
+    }
+    packets
+}
+
+/// Two namespaces joined by a veth pair with nothing able to flow from
+/// egress to ingress unasked (no ARP, no IPv6, static neighbours), and a
+/// counter of every packet arriving at the ingress veth. Dropping it kills
+/// whatever still runs inside and deletes both namespaces.
+struct Link {
+    ingress: String,
+    egress: String,
+}
+
+impl Link {
+    fn new(tag: &str) -> Link {
+        let pid = std::process::id();
+        let link = Link {
+            ingress: format!("ferry-i-{pid}-{tag}"),
+            egress: format!("ferry-e-{pid}-{tag}"),
+        };
+        link.delete();
+        let (i, e) = (link.ingress.as_str(), link.egress.as_str());
+        run(&["ip", "netns", "add", i]);
+        run(&["ip", "netns", "add", e]);
+        run(&[
+            "ip", "link", "add", INGRESS_IF, "netns", i, "type", "veth", "peer", "name", EGRESS_IF,
+            "netns", e,
+        ]);
+        // The one-way counter exists before the link can carry anything.
+        in_ns(i, &["nft", "add table netdev watch"]);
+        in_ns(
+            i,
+            &[
+                "nft",
+                &format!(
+                    "add chain netdev watch in {{ type filter hook ingress device {INGRESS_IF} priority 0; }}"
+                ),
+            ],
+        );
+        in_ns(i, &["nft", "add rule netdev watch in counter"]);
+        for (ns, dev, mac, addr, peer, peer_mac) in [
+            (
+                i,
+                INGRESS_IF,
+                INGRESS_MAC,
+                INGRESS_ADDR,
+                EGRESS_ADDR,
+                EGRESS_MAC,
+            ),
+            (
+                e,
+                EGRESS_IF,
+                EGRESS_MAC,
+                EGRESS_ADDR,
+                INGRESS_ADDR,
+                INGRESS_MAC,
+            ),
+        ] {
+            in_ns(
+                ns,
+                &[
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+                ],
+            );
+            in_ns(
+                ns,
+                &[
+                    "ip", "link", "set", "dev", dev, "address", mac, "arp", "off",
+                ],
+            );
+            in_ns(
+                ns,
+                &["ip", "addr", "add", &format!("{addr}/30"), "dev", dev],
+            );
+            in_ns(ns, &["ip", "link", "set", "dev", "lo", "up"]);
+            in_ns(ns, &["ip", "link", "set", "dev", dev, "up"]);
+            in_ns(
+                ns,
+                &[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    peer,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ],
+            );
+        }
+        link
+    }
+
+    /// Packets that arrived at the ingress veth: must stay 0.
+    fn packets_into_ingress(&self) -> u64 {
+        nft_packets(&self.ingress, "netdev", "watch")
+    }
+
+    fn delete(&self) {
+        for ns in [&self.ingress, &self.egress] {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    match pid.parse::<i32>() {
+                        Ok(p) if p as u32 != std::process::id() => {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(p),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// Moves the calling thread (only it) into the named network namespace.
+fn enter_netns(ns: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
+    // SAFETY: `f` is an open namespace file for the duration of the call;
+    // setns(CLONE_NEWNET) changes only the calling thread's namespace.
+    // (nix::sched::setns would do, but the workspace's nix lacks "sched".)
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+#[derive(Debug, Default)]
+struct RelayStats {
+    received: u64,
+    reordered: u64,
+    duplicated: u64,
+    forward_errors: u64,
+}
+
+/// A seeded UDP relay in the egress namespace: `EGRESS_ADDR:PORT_A` to
+/// `127.0.0.1:PORT_B`, holding back 1 % of datagrams for 1–64 datagrams and
+/// sending 1 % twice. Stopped (and joined) when dropped.
+struct Relay {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<RelayStats>>,
+}
+
+impl Relay {
+    fn start(ns: &str, seed: u64) -> Relay {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let ns = ns.to_string();
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            enter_netns(&ns);
+            let rx = UdpSocket::bind((EGRESS_ADDR, PORT_A)).expect("relay bind");
+            let tx = UdpSocket::bind("127.0.0.1:0").expect("relay tx bind");
+            let _ = nix::sys::socket::setsockopt(
+                &rx,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &(64 << 20),
+            );
+            let _ = nix::sys::socket::setsockopt(
+                &tx,
+                nix::sys::socket::sockopt::SndBufForce,
+                &(16 << 20),
+            );
+            rx.set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            let _ = ready_tx.send(());
+            relay_loop(&rx, &tx, &stop2, seed)
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("relay ready");
+        Relay {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> RelayStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn relay_loop(rx: &UdpSocket, tx: &UdpSocket, stop: &AtomicBool, seed: u64) -> RelayStats {
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], PORT_B));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut stats = RelayStats::default();
+    let mut held: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    let send = |d: &[u8], stats: &mut RelayStats| {
+        if tx.send_to(d, to).is_err() {
+            stats.forward_errors += 1;
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match rx.recv(&mut buf) {
+            Ok(n) => {
+                stats.received += 1;
+                let d = &buf[..n];
+                if rng.gen_bool(0.01) {
+                    stats.reordered += 1;
+                    held.push((rng.gen_range(1..=64), d.to_vec()));
+                } else {
+                    send(d, &mut stats);
+                    if rng.gen_bool(0.01) {
+                        stats.duplicated += 1;
+                        send(d, &mut stats);
+                    }
+                }
+                held.retain_mut(|(left, d)| {
+                    *left -= 1;
+                    if *left == 0 {
+                        send(d, &mut stats);
+                    }
+                    *left > 0
+                });
+            }
+            // Idle: let whatever is held go rather than strand it.
+            Err(_) => {
+                for (_, d) in held.drain(..) {
+                    send(&d, &mut stats);
+                }
+            }
+        }
+    }
+    stats
+}
+
+/// Replaces `from` by `to` in a configuration file; panics if absent.
+fn rewrite(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).expect("read config");
+    assert!(text.contains(from), "{} lacks {from}", config.display());
+    std::fs::write(config, text.replace(from, to)).expect("write config");
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until `f` is true or `limit` passes; on timeout prints both
+/// daemons' status and log tails, then panics.
+fn wait_or_dump(
+    limit: Duration,
+    what: &str,
+    daemons: &[&Daemon],
+    mut f: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for d in daemons {
+        eprintln!(
+            "--- {} status: {}",
+            d.config.display(),
+            status(&d.config).map(|s| s.to_string()).unwrap_or_default()
+        );
+        eprintln!(
+            "--- {} log tail:\n{}",
+            d.log.display(),
+            tail(&d.log_text(), 40)
+        );
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+fn send_errors(config: &Path) -> u64 {
+    status(config)
+        .and_then(|s| s["send_errors"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
+    if skip_unless_root() {
+        return;
+    }
+    const FILES: u64 = 8;
+    const FILE_BYTES: usize = 25 << 20;
+    let link = Link::new("lossy");
+    let (i_ns, e_ns) = (link.ingress.as_str(), link.egress.as_str());
+    // 5 % random loss of UDP arriving at the egress veth.
+    in_ns(e_ns, &["nft", "add table netdev wire"]);
+    in_ns(
+        e_ns,
+        &[
+            "nft",
+            &format!(
+                "add chain netdev wire in {{ type filter hook ingress device {EGRESS_IF} priority 0; }}"
+            ),
+        ],
+    );
+    in_ns(
+        e_ns,
+        &[
+            "nft",
+            "add rule netdev wire in meta l4proto udp numgen random mod 1000 < 50 counter drop",
+        ],
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |o| {
+        o.listen = format!("{EGRESS_ADDR}:{PORT_A}").parse().expect("addr");
+        o.repair_overhead_percent = 10.0;
+        o.rate_bytes_per_s = 60_000_000;
+        o.socket_buffer_bytes = 32 << 20;
+    });
+    rewrite(
+        &tb.ingress_config,
+        "bind = \"127.0.0.1:0\"",
+        &format!("bind = \"{INGRESS_ADDR}:0\""),
+    );
+    rewrite(
+        &tb.egress_config,
+        &format!("listen = [\"{EGRESS_ADDR}:{PORT_A}\"]"),
+        &format!("listen = [\"127.0.0.1:{PORT_B}\"]"),
+    );
+
+    let relay = Relay::start(e_ns, 0x5eed);
+    let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
+    let ingress = Daemon::start_with(&tb.ingress_config, &["ip", "netns", "exec", i_ns]);
+
+    let start = Instant::now();
+    for n in 0..FILES {
+        let data = content(1000 + n, FILE_BYTES);
+        ferry_daemon::testbed::spool_file(&tb.spool, &format!("part{n}.bin"), &data)
+            .expect("spool");
+    }
+    wait_or_dump(
+        Duration::from_secs(300),
+        "all files in the outbox",
+        &[&ingress, &egress],
+        || outbox_files(&tb.outbox).len() == FILES as usize,
+    );
+    let elapsed = start.elapsed();
+    for n in 0..FILES {
+        let name = format!("part{n}.bin");
+        let got = std::fs::read(tb.outbox.join(&name)).expect("delivered file");
+        let want = content(1000 + n, FILE_BYTES);
+        assert!(got.len() == want.len(), "{name}: {} bytes", got.len());
+        assert!(got == want, "{name} differs");
+    }
+
+    let ingress_status = status(&tb.ingress_config).unwrap_or_default();
+    let egress_status = status(&tb.egress_config).unwrap_or_default();
+    drop(ingress);
+    drop(egress);
+    let stats = relay.finish();
+    let into_ingress = link.packets_into_ingress();
+    let dropped = nft_packets(e_ns, "netdev", "wire");
+    let mib = (FILES as usize * FILE_BYTES) as f64 / 1e6;
+    println!(
+        "netns: {mib:.0} MB in {:.1} s = {:.1} MB/s; dropped by the wire {dropped}; relay {stats:?}; \
+         packets into ingress {into_ingress}",
+        elapsed.as_secs_f64(),
+        mib / elapsed.as_secs_f64()
+    );
+    println!("ingress status: {}", ingress_status["sender"]);
+    println!("egress receiver: {}", egress_status["receiver"]);
+    assert_eq!(into_ingress, 0, "something flowed from egress to ingress");
+    assert!(dropped > 0, "the lossy wire dropped nothing");
+    assert!(stats.received > 0, "the relay saw nothing");
+}
+
+#[test]
+fn sender_survives_transient_send_errors() {
+    if skip_unless_root() {
+        return;
+    }
+    let link = Link::new("eperm");
+    let (i_ns, e_ns) = (link.ingress.as_str(), link.egress.as_str());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |o| {
+        o.listen = format!("{EGRESS_ADDR}:{PORT_A}").parse().expect("addr");
+    });
+    rewrite(
+        &tb.ingress_config,
+        "bind = \"127.0.0.1:0\"",
+        &format!("bind = \"{INGRESS_ADDR}:0\""),
+    );
+    // The egress listens directly on its veth address: no relay here.
+    // A drop in the sender's own output chain makes sendmmsg fail (EPERM).
+    in_ns(i_ns, &["nft", "add table inet block"]);
+    in_ns(
+        i_ns,
+        &[
+            "nft",
+            "add chain inet block out { type filter hook output priority 0; }",
+        ],
+    );
+    in_ns(
+        i_ns,
+        &[
+            "nft",
+            &format!("add rule inet block out udp dport {PORT_A} drop"),
+        ],
+    );
+    let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
+    let mut ingress = Daemon::start_with(&tb.ingress_config, &["ip", "netns", "exec", i_ns]);
+
+    ferry_daemon::testbed::spool_file(&tb.spool, "blocked.bin", &content(7, 200_000))
+        .expect("spool");
+    std::thread::sleep(Duration::from_secs(2));
+    wait_or_dump(
+        Duration::from_secs(20),
+        "send errors counted",
+        &[&ingress, &egress],
+        || send_errors(&tb.ingress_config) > 0,
+    );
+    let errors = send_errors(&tb.ingress_config);
+    assert!(
+        ingress.alive(),
+        "ingress died on send errors:\n{}",
+        tail(&ingress.log_text(), 40)
+    );
+
+    in_ns(i_ns, &["nft", "delete table inet block"]);
+    let after = content(8, 300_000);
+    ferry_daemon::testbed::spool_file(&tb.spool, "after.bin", &after).expect("spool");
+    let took = wait_or_dump(
+        Duration::from_secs(60),
+        "delivery after the block is lifted",
+        &[&ingress, &egress],
+        || outbox_files(&tb.outbox).contains(&"after.bin".to_string()),
+    );
+    let got = std::fs::read(tb.outbox.join("after.bin")).expect("delivered");
+    assert!(got == after, "after.bin differs");
+    assert!(ingress.alive(), "ingress died");
+    let into_ingress = link.packets_into_ingress();
+    println!(
+        "netns eperm: send_errors {errors} while blocked; after.bin delivered {:.1} s after \
+         unblocking; outbox {:?}; packets into ingress {into_ingress}",
+        took.as_secs_f64(),
+        outbox_files(&tb.outbox)
+    );
+    assert_eq!(into_ingress, 0, "something flowed from egress to ingress");
+}
