@@ -32,7 +32,10 @@ fn egress_killed_mid_transfer_then_restarted() {
             .unwrap_or(false)
     });
     egress.kill9();
-    assert!(outbox_files(&tb.outbox).is_empty(), "nothing partial delivered");
+    assert!(
+        outbox_files(&tb.outbox).is_empty(),
+        "nothing partial delivered"
+    );
     let _egress = Daemon::start(&tb.egress_config);
     wait_for(Duration::from_secs(120), "delivery after restart", || {
         outbox_files(&tb.outbox) == vec!["big.bin".to_string()]

@@ -14,7 +14,19 @@ fn hundred_files_of_mixed_sizes_arrive_bit_exact() {
     // 0 B up to 64 MiB: the boundaries of chunks, symbols and blocks, and
     // one large file.
     let mut sizes: Vec<usize> = vec![
-        0, 1, 15, 16, 17, 1423, 1424, 1425, 65_535, 65_536, 65_537, 1_458_176, 1_458_177,
+        0,
+        1,
+        15,
+        16,
+        17,
+        1423,
+        1424,
+        1425,
+        65_535,
+        65_536,
+        65_537,
+        1_458_176,
+        1_458_177,
         64 << 20,
     ];
     let mut i = 0u64;
@@ -41,7 +53,13 @@ fn hundred_files_of_mixed_sizes_arrive_bit_exact() {
         .expect("sidecar json");
         assert_eq!(side["size"], serde_json::json!(data.len()));
     }
-    assert!(std::fs::read_dir(&tb.spool).expect("spool").next().is_none(), "spool emptied");
+    assert!(
+        std::fs::read_dir(&tb.spool)
+            .expect("spool")
+            .next()
+            .is_none(),
+        "spool emptied"
+    );
 }
 
 #[test]
@@ -64,7 +82,11 @@ fn resend_of_a_delivered_package_is_suppressed_not_delivered_twice() {
         .arg(&tb.ingress_config)
         .output()
         .expect("ferryctl resend");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["requeued"].as_array().map(|a| a.len()), Some(1), "{v}");
     wait_for(Duration::from_secs(30), "duplicate suppressed", || {

@@ -197,13 +197,10 @@ impl Drop for Link {
 
 /// Moves the calling thread (only it) into the named network namespace.
 fn enter_netns(ns: &str) {
-    use std::os::fd::AsRawFd;
     let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
-    // SAFETY: `f` is an open namespace file for the duration of the call;
     // setns(CLONE_NEWNET) changes only the calling thread's namespace.
-    // (nix::sched::setns would do, but the workspace's nix lacks "sched".)
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .unwrap_or_else(|e| panic!("setns {ns}: {e}"));
 }
 
 #[derive(Debug, Default)]
@@ -361,12 +358,6 @@ fn wait_or_dump(
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-fn send_errors(config: &Path) -> u64 {
-    status(config)
-        .and_then(|s| s["send_errors"].as_u64())
-        .unwrap_or(0)
-}
-
 #[test]
 fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
     if skip_unless_root() {
@@ -417,6 +408,13 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
     let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
     let ingress = Daemon::start_with(&tb.ingress_config, &["ip", "netns", "exec", i_ns]);
 
+    // Time the transfer, not the daemons' start-up.
+    wait_or_dump(
+        Duration::from_secs(30),
+        "egress link up",
+        &[&ingress, &egress],
+        || status(&tb.egress_config).is_some_and(|s| s["link_up"] == serde_json::json!(true)),
+    );
     let start = Instant::now();
     for n in 0..FILES {
         let data = content(1000 + n, FILE_BYTES);
@@ -438,6 +436,8 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
         assert!(got == want, "{name} differs");
     }
 
+    // The protocol counters are published once a second.
+    std::thread::sleep(Duration::from_millis(1500));
     let ingress_status = status(&tb.ingress_config).unwrap_or_default();
     let egress_status = status(&tb.egress_config).unwrap_or_default();
     drop(ingress);
@@ -497,14 +497,22 @@ fn sender_survives_transient_send_errors() {
 
     ferry_daemon::testbed::spool_file(&tb.spool, "blocked.bin", &content(7, 200_000))
         .expect("spool");
-    std::thread::sleep(Duration::from_secs(2));
+    // Until the blocked file's send has completed (into the firewall), so
+    // the errors are the package's datagrams and not only heartbeats.
     wait_or_dump(
-        Duration::from_secs(20),
-        "send errors counted",
+        Duration::from_secs(30),
+        "blocked.bin sent while blocked, with send errors counted",
         &[&ingress, &egress],
-        || send_errors(&tb.ingress_config) > 0,
+        || {
+            status(&tb.ingress_config).is_some_and(|s| {
+                s["sent"].as_u64().unwrap_or(0) >= 1 && s["send_errors"].as_u64().unwrap_or(0) > 0
+            })
+        },
     );
-    let errors = send_errors(&tb.ingress_config);
+    std::thread::sleep(Duration::from_secs(1));
+    let blocked_status = status(&tb.ingress_config).unwrap_or_default();
+    let errors = blocked_status["send_errors"].as_u64().unwrap_or(0);
+    assert!(errors > 0, "no send errors counted: {blocked_status}");
     assert!(
         ingress.alive(),
         "ingress died on send errors:\n{}",
@@ -525,8 +533,10 @@ fn sender_survives_transient_send_errors() {
     assert!(ingress.alive(), "ingress died");
     let into_ingress = link.packets_into_ingress();
     println!(
-        "netns eperm: send_errors {errors} while blocked; after.bin delivered {:.1} s after \
+        "netns eperm: send_errors {errors}, datagrams_sent {}, send_dropped {} while blocked; after.bin delivered {:.1} s after \
          unblocking; outbox {:?}; packets into ingress {into_ingress}",
+        blocked_status["datagrams_sent"],
+        blocked_status["send_dropped"],
         took.as_secs_f64(),
         outbox_files(&tb.outbox)
     );

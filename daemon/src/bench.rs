@@ -100,12 +100,18 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     };
     let e = {
         let (s, st) = (shutdown.clone(), est.clone());
-        std::thread::spawn(move || egress::run(ecfg, s, st, loss))
+        std::thread::Builder::new()
+            .name("ferry-recv".into())
+            .spawn(move || egress::run(ecfg, s, st, loss))
+            .map_err(DaemonError::io(Path::new("egress thread")))?
     };
     std::thread::sleep(Duration::from_millis(200));
     let i = {
         let (s, st) = (shutdown.clone(), ist.clone());
-        std::thread::spawn(move || ingress::run(icfg, s, st))
+        std::thread::Builder::new()
+            .name("ferry-send".into())
+            .spawn(move || ingress::run(icfg, s, st))
+            .map_err(DaemonError::io(Path::new("ingress thread")))?
     };
     for n in 0..a.files {
         let from = src.join(format!("bench-{n:04}.bin"));
@@ -129,7 +135,12 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         if s.delivered + s.failed >= u64::from(a.files) {
             break;
         }
-        let progress = s.delivered_bytes + s.receiver.as_ref().and_then(|r| r.get("datagrams")).and_then(|d| d.as_u64()).unwrap_or(0);
+        let progress = s.delivered_bytes
+            + s.receiver
+                .as_ref()
+                .and_then(|r| r.get("datagrams"))
+                .and_then(|d| d.as_u64())
+                .unwrap_or(0);
         if progress != last_progress.0 {
             last_progress = (progress, Instant::now());
         } else if last_progress.1.elapsed() > Duration::from_secs(20) || e.is_finished() {

@@ -77,7 +77,11 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
     let tmp;
     let root = match keep {
         Some(d) => {
-            if d.exists() && std::fs::read_dir(d).map(|mut r| r.next().is_some()).unwrap_or(false) {
+            if d.exists()
+                && std::fs::read_dir(d)
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(false)
+            {
                 return Err(DaemonError::Config(format!(
                     "{} is not empty; give --keep a new directory",
                     d.display()
@@ -93,11 +97,18 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
             tmp.path().to_path_buf()
         }
     };
-    println!("1. generating keys for both sides and pairing them in {}", root.display());
+    println!(
+        "1. generating keys for both sides and pairing them in {}",
+        root.display()
+    );
     let tb = testbed::create(&root, &TestbedOptions::loopback("demo")?)?;
     println!("2. starting the egress and the ingress ferryd on loopback");
     let mut egress = start(&tb.egress_config, "egress", &root.join("egress/ferryd.log"))?;
-    let mut ingress = start(&tb.ingress_config, "ingress", &root.join("ingress/ferryd.log"))?;
+    let mut ingress = start(
+        &tb.ingress_config,
+        "ingress",
+        &root.join("ingress/ferryd.log"),
+    )?;
     println!("3. dropping {} files into the ingress spool", SAMPLES.len());
     for (name, body) in SAMPLES {
         testbed::spool_file(&tb.spool, name, body.as_bytes())?;
@@ -135,13 +146,17 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
     for (name, body) in SAMPLES {
         let got = std::fs::read(tb.outbox.join(name)).map_err(DaemonError::io(&tb.outbox))?;
         if got != body.as_bytes() {
-            return Err(DaemonError::Config(format!("{name} differs from what was sent")));
+            return Err(DaemonError::Config(format!(
+                "{name} differs from what was sent"
+            )));
         }
         let side = tb.outbox.join(format!("{name}.ferry.json"));
         let meta: serde_json::Value = std::fs::read(&side)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| DaemonError::Config(format!("{} missing or unreadable", side.display())))?;
+            .ok_or_else(|| {
+                DaemonError::Config(format!("{} missing or unreadable", side.display()))
+            })?;
         println!(
             "   {name:<28} {:>4} bytes  package {}  seq {}",
             got.len(),

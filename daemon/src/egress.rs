@@ -89,7 +89,12 @@ pub fn run(
         None => ReplayWindow::new(),
     };
     let link = ferry_protocol::intl::IntlLink;
-    let mut chain = EpochChain::new(&link, keys.epoch.0, keys.epoch.1.clone(), cfg.link.epoch_grace);
+    let mut chain = EpochChain::new(
+        &link,
+        keys.epoch.0,
+        keys.epoch.1.clone(),
+        cfg.link.epoch_grace,
+    );
     chain.advance_to(&link, schedule(&cfg).epoch_at(now_millis()));
     chain.prepare_lookahead(&link);
     let mut rc = ReceiverConfig::new(&cfg.link.name, schedule(&cfg));
@@ -326,8 +331,12 @@ fn writer_loop(
                 staged.insert(seq, Staged { staging, attempt });
             }
             Write::Data { seq, data } => {
-                let Some(s) = staged.get_mut(&seq) else { continue };
-                let Some(st) = s.staging.as_mut() else { continue };
+                let Some(s) = staged.get_mut(&seq) else {
+                    continue;
+                };
+                let Some(st) = s.staging.as_mut() else {
+                    continue;
+                };
                 if let Err(e) = st.write_all(&data) {
                     // Nothing partial stays: the staging file goes, and this
                     // send of the package is lost (a redundant send or an
@@ -351,11 +360,13 @@ fn writer_loop(
                 manifest,
                 replay,
             } => {
-                let Some(s) = staged.remove(&seq) else { continue };
+                let Some(s) = staged.remove(&seq) else {
+                    continue;
+                };
                 match s.staging {
-                    Some(st) => {
-                        deliver(&outbox, &store, &status, &link, seq, s.attempt, st, &manifest, &replay)
-                    }
+                    Some(st) => deliver(
+                        &outbox, &store, &status, &link, seq, s.attempt, st, &manifest, &replay,
+                    ),
                     None => {
                         // The data could not be staged (disk full): the
                         // package is not delivered; the window still moves
@@ -439,7 +450,10 @@ fn deliver(
         outbox.abort(staging);
         return;
     }
-    match outbox.commit(staging, &manifest.meta.file_name, &sidecar) {
+    let committed = outbox.commit(staging, &manifest.meta.file_name, &sidecar);
+    // The copy kept for crash recovery is no longer needed either way.
+    let _ = std::fs::remove_file(&meta_path);
+    match committed {
         Ok(path) => {
             let name = path
                 .file_name()

@@ -33,6 +33,8 @@ const BATCH: usize = 64;
 /// Packages handed to the protocol sender at once (each holds one FEC
 /// block in memory while being sent).
 const SENDER_WINDOW: usize = 4;
+/// How often the sender looks for newly queued packages while busy.
+const FEED_INTERVAL: Duration = Duration::from_millis(50);
 /// Sub-directory of the state directory holding queued and retained files.
 pub const QUEUE_DIR: &str = "queue";
 
@@ -71,7 +73,11 @@ struct Shared {
 }
 
 /// Runs the ingress side until `shutdown` is set.
-pub fn run(cfg: Config, shutdown: Arc<AtomicBool>, status: SharedStatus) -> Result<(), DaemonError> {
+pub fn run(
+    cfg: Config,
+    shutdown: Arc<AtomicBool>,
+    status: SharedStatus,
+) -> Result<(), DaemonError> {
     let keys = ferry_keys::load(&cfg.paths.keys_dir)?;
     let seal = keys.seal_keys()?;
     let state_dir = cfg.paths.state_dir.clone();
@@ -88,7 +94,12 @@ pub fn run(cfg: Config, shutdown: Arc<AtomicBool>, status: SharedStatus) -> Resu
 
     requeue_interrupted(&store)?;
     let link = ferry_protocol::intl::IntlLink;
-    let mut chain = EpochChain::new(&link, keys.epoch.0, keys.epoch.1.clone(), cfg.link.epoch_grace);
+    let mut chain = EpochChain::new(
+        &link,
+        keys.epoch.0,
+        keys.epoch.1.clone(),
+        cfg.link.epoch_grace,
+    );
     chain.advance_to(&link, schedule(&cfg).epoch_at(now_millis()));
     let mut sender = Sender::new(sender_config(&cfg), Box::new(seal), chain)?;
 
@@ -120,9 +131,11 @@ pub fn run(cfg: Config, shutdown: Arc<AtomicBool>, status: SharedStatus) -> Resu
     };
     let control = {
         let s = shared.clone();
-        control::serve(&shared.cfg.paths.state_dir, shared.shutdown.clone(), move |req| {
-            handle_request(&s, req)
-        })?
+        control::serve(
+            &shared.cfg.paths.state_dir,
+            shared.shutdown.clone(),
+            move |req| handle_request(&s, req),
+        )?
     };
     let result = send_loop(&shared, &mut sender, &mut udp);
     shared.shutdown.store(true, Ordering::Relaxed);
@@ -195,7 +208,10 @@ fn intake_once(
         };
         let path = entry.path();
         present.push(path.clone());
-        let sig = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        let sig = (
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        );
         match seen.get(&path) {
             Some((len, mtime, since)) if (*len, *mtime) == sig => {
                 if now.duration_since(*since) >= Duration::from_millis(SPOOL_SETTLE_MS) {
@@ -337,9 +353,16 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
     let mut saved_epoch = sender.epochs().oldest().map(|(e, _)| e);
     let mut last_status = Instant::now();
     let mut last_prune = Instant::now();
+    let mut last_feed = Instant::now();
     while !s.shutdown.load(Ordering::Relaxed) {
         let now = now_millis();
-        if sender.queued() < SENDER_WINDOW {
+        // The queue is read at most every FEED_INTERVAL while sending (a
+        // redb read per batch would cost more than the batch), at once when
+        // idle.
+        if sender.queued() < SENDER_WINDOW
+            && (sender.queued() == 0 || last_feed.elapsed() >= FEED_INTERVAL)
+        {
+            last_feed = Instant::now();
             feed(s, sender, &mut open, &mut last_seq, now)?;
         }
         let before = sender.queued_seqs();
@@ -382,7 +405,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
                 sender.provide_payload(seq, offset, &payload)?;
             }
         }
-        if batch.len() > 0 {
+        if !batch.is_empty() {
             let bytes: u64 = batch.iter().map(|d| d.len() as u64).sum();
             let wait = pacer.delay(Instant::now(), bytes);
             if !wait.is_zero() {
@@ -425,7 +448,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
             last_prune = Instant::now();
             prune(s)?;
         }
-        if idle && batch.len() == 0 {
+        if idle && batch.is_empty() {
             let until = sender.poll_timeout();
             let wait = until.since(now_millis()).clamp(1, 20);
             std::thread::sleep(Duration::from_millis(wait));

@@ -327,12 +327,59 @@ impl Outbox {
     /// removed by [`Outbox::cleanup_staging`] at the next start.
     pub fn abort(&self, staging: Staging) {
         let path = staging.path.clone();
+        let sidecar = self.staged_sidecar_path(&staging.name).ok();
         drop(staging);
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove an aborted staging file; it is removed at the next start");
+        for p in std::iter::once(path).chain(sidecar) {
+            if let Err(e) = std::fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %p.display(), error = %e, "could not remove an aborted staging file; it is removed at the next start");
+                }
             }
         }
+    }
+
+    /// Where the sidecar of a staged package waits: `.staging/<staging
+    /// name>.ferry.json`. [`Outbox::commit`] writes it there before the
+    /// renames, and [`Outbox::prepare`] earlier still.
+    fn staged_sidecar_path(&self, staging_name: &str) -> Result<PathBuf, OutboxError> {
+        self.part_path(staging_name)?;
+        Ok(self.staging.join(format!("{staging_name}{SIDECAR_SUFFIX}")))
+    }
+
+    /// Makes a staged package ready to be recorded as delivering: its data
+    /// and `sidecar` (written to `.staging/<staging name>.ferry.json`) are
+    /// fsync'd, entries included. Call it before the ledger records the
+    /// delivery, so that a crash after that record finds the complete file
+    /// and its metadata ([`Outbox::staged_sidecar`], [`Outbox::recover`]).
+    /// On a full disk both files are removed. `commit` moves the sidecar
+    /// into place; `abort` removes it.
+    pub fn prepare(
+        &self,
+        staging: &mut Staging,
+        sidecar: &serde_json::Value,
+    ) -> Result<(), OutboxError> {
+        let path = self.staged_sidecar_path(&staging.name)?;
+        staging.writer.flush().map_err(|e| staging.fail(e))?;
+        staging
+            .writer
+            .get_ref()
+            .sync_all()
+            .map_err(|e| staging.fail(e))?;
+        write_durably(&path, sidecar).inspect_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            if matches!(e, OutboxError::DiskFull { .. }) {
+                let _ = std::fs::remove_file(&staging.path);
+            }
+        })?;
+        sync_dir(&self.staging)
+    }
+
+    /// The sidecar [`Outbox::prepare`] left for `staging_name`, if it
+    /// is there and readable.
+    pub fn staged_sidecar(&self, staging_name: &str) -> Option<serde_json::Value> {
+        let path = self.staged_sidecar_path(staging_name).ok()?;
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// Removes everything in the staging directory. Call at start-up, after
@@ -373,9 +420,7 @@ impl Outbox {
         recovering: bool,
     ) -> Result<PathBuf, OutboxError> {
         let name = sanitize_file_name(file_name)?;
-        let sidecar_tmp = self
-            .staging
-            .join(format!("{staging_name}{SIDECAR_SUFFIX}{PART_SUFFIX}"));
+        let sidecar_tmp = self.staged_sidecar_path(staging_name)?;
         let result = self.place_named(part, &sidecar_tmp, &name, sidecar, recovering);
         if result.is_err() {
             let _ = std::fs::remove_file(&sidecar_tmp);
@@ -408,7 +453,11 @@ impl Outbox {
             if !rename_into(sidecar_tmp, &sidecar_path, !recovering)? {
                 continue;
             }
-            if !rename_into(part, &data_path, true)? {
+            let placed = rename_into(part, &data_path, true).inspect_err(|_| {
+                // No data file will follow: do not leave its metadata alone.
+                let _ = std::fs::rename(&sidecar_path, sidecar_tmp);
+            })?;
+            if !placed {
                 // Someone else created the data name in between: take our
                 // sidecar back and try the next name.
                 std::fs::rename(&sidecar_path, sidecar_tmp)
@@ -508,6 +557,13 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn outbox_and_staging_move_to_the_writer_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<Outbox>();
+        is_send::<Staging>();
     }
 
     #[test]
@@ -712,13 +768,43 @@ mod tests {
     }
 
     #[test]
+    fn prepared_package_survives_a_crash_and_commit_moves_its_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("11-0").unwrap();
+        s.write_all(b"abc").unwrap();
+        let meta = json!({ "package_id": "cd", "size": 3 });
+        o.prepare(&mut s, &meta).unwrap();
+        assert_eq!(staged(&o), vec!["11-0.ferry.json", "11-0.part"]);
+        drop(s); // the crash
+        let o = Outbox::open(dir.path()).unwrap();
+        let recovered = o.staged_sidecar("11-0").unwrap();
+        assert_eq!(recovered, meta);
+        o.recover("11-0", "c.txt", &recovered).unwrap();
+        assert!(staged(&o).is_empty());
+        assert_eq!(visible(&o), vec!["c.txt", "c.txt.ferry.json"]);
+        assert_eq!(o.staged_sidecar("11-0"), None);
+
+        // The normal path leaves nothing in staging either, and abort
+        // removes a staged sidecar too.
+        let mut s = o.begin("12-0").unwrap();
+        o.prepare(&mut s, &meta).unwrap();
+        o.commit(s, "e.txt", &meta).unwrap();
+        assert!(staged(&o).is_empty());
+        let mut s = o.begin("13-0").unwrap();
+        o.prepare(&mut s, &meta).unwrap();
+        o.abort(s);
+        assert!(staged(&o).is_empty());
+    }
+
+    #[test]
     fn cleanup_staging_removes_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let o = Outbox::open(dir.path()).unwrap();
         let mut s = o.begin("5-0").unwrap();
         s.write_all(b"half").unwrap();
         drop(s);
-        std::fs::write(o.staging_dir().join("5-0.ferry.json.part"), b"{}").unwrap();
+        std::fs::write(o.staging_dir().join("5-0.ferry.json"), b"{}").unwrap();
         assert_eq!(o.cleanup_staging().unwrap(), 2);
         assert!(staged(&o).is_empty());
         assert_eq!(o.cleanup_staging().unwrap(), 0);

@@ -576,6 +576,12 @@ mod tests {
     }
 
     #[test]
+    fn store_is_shared_between_threads() {
+        fn is_send_sync<T: Send + Sync>() {}
+        is_send_sync::<StateStore>();
+    }
+
+    #[test]
     fn queue_round_trip_and_order() {
         let dir = tempfile::tempdir().unwrap();
         let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();

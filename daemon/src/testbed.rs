@@ -60,8 +60,10 @@ pub struct Testbed {
 
 /// A loopback UDP address whose port was free a moment ago.
 pub fn free_udp_port() -> Result<std::net::SocketAddr, DaemonError> {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(DaemonError::io(Path::new("127.0.0.1:0")))?;
-    s.local_addr().map_err(DaemonError::io(Path::new("127.0.0.1:0")))
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")
+        .map_err(DaemonError::io(Path::new("127.0.0.1:0")))?;
+    s.local_addr()
+        .map_err(DaemonError::io(Path::new("127.0.0.1:0")))
 }
 
 /// Creates keys, pairs them and writes both configuration files under `root`.

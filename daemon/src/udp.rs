@@ -706,6 +706,14 @@ mod tests {
     }
 
     #[test]
+    fn sender_and_receiver_can_move_to_another_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<BatchSender>();
+        is_send::<BatchReceiver>();
+        is_send::<DatagramBatch>();
+    }
+
+    #[test]
     fn batch_push_get_iter_clear() {
         let mut b = DatagramBatch::new(3, 8);
         assert!(b.is_empty());

@@ -11,11 +11,6 @@ use crate::suite::{DatagramMac, LinkCrypto, Secret32};
 use crate::Millis;
 use std::collections::VecDeque;
 
-/// How far ahead of its current epoch a receiver derives keys for an
-/// incoming datagram. Datagrams claim an epoch before they are
-/// authenticated, so this bounds the work a forger can cause.
-pub const MAX_FORWARD_EPOCHS: u32 = 1;
-
 /// When epochs start and how long they last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochSchedule {
@@ -46,6 +41,9 @@ pub struct EpochChain {
     entries: VecDeque<Entry>,
     // The next epoch's keys, derived once so that a receiver can verify a
     // sender whose clock is slightly ahead without re-deriving per datagram.
+    // Only one epoch ahead: datagrams claim an epoch before they are
+    // authenticated, and a claim further ahead must cost a forger's target
+    // nothing.
     lookahead: Option<Entry>,
     grace: u32,
 }

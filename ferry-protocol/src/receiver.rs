@@ -496,40 +496,37 @@ impl Receiver {
         if upto <= start {
             return;
         }
-        let mut first_missing: Option<u64> = None;
-        let mut s = start;
-        // Numbers older than the window cannot be checked one by one; with
-        // nothing accepted that far back they are reported as one range.
-        let checkable_from = self
-            .window
-            .top()
-            .map_or(0, |t| t.saturating_sub(WINDOW - 1));
-        if s < checkable_from && self.window.top().is_some() {
-            self.events.push_back(Event::Gap {
-                first: s,
-                last: checkable_from - 1,
-            });
-            s = checkable_from;
+        // Work in ranges, never per sequence number outside the window: a
+        // sender far ahead (a fresh receiver, a long outage) must cost the
+        // same as one just ahead. The numbers that are *not* missing are the
+        // packages being rebuilt and those the window has accepted; the
+        // window is at most WINDOW numbers wide, so that scan is bounded.
+        let mut present: Vec<u64> = self
+            .in_flight
+            .iter()
+            .map(|p| p.seq)
+            .filter(|s| (start..upto).contains(s))
+            .collect();
+        if let Some(top) = self.window.top() {
+            let lo = start.max(top.saturating_sub(WINDOW - 1));
+            let hi = upto.min(top.saturating_add(1));
+            present.extend((lo..hi).filter(|s| self.window.check(*s) == SeqStatus::Accepted));
         }
-        while s < upto {
-            let missing = self.window.check(s) == SeqStatus::Fresh
-                && !self.in_flight.iter().any(|p| p.seq == s);
-            match (missing, first_missing) {
-                (true, None) => first_missing = Some(s),
-                (false, Some(f)) => {
-                    self.events.push_back(Event::Gap {
-                        first: f,
-                        last: s - 1,
-                    });
-                    first_missing = None;
-                }
-                _ => {}
+        present.sort_unstable();
+        present.dedup();
+        let mut next = start;
+        for s in present {
+            if s > next {
+                self.events.push_back(Event::Gap {
+                    first: next,
+                    last: s - 1,
+                });
             }
-            s += 1;
+            next = s + 1;
         }
-        if let Some(f) = first_missing {
+        if next < upto {
             self.events.push_back(Event::Gap {
-                first: f,
+                first: next,
                 last: upto - 1,
             });
         }

@@ -420,6 +420,19 @@ impl Sender {
             if self.active.is_none() && !self.start_next(now) {
                 return Ok(Transmit::Idle);
             }
+            if let Some(index) = self.active.as_ref().map(|a| a.index) {
+                let pkg = &self.packages[index];
+                if self.epochs.mac(pkg.manifest.epoch).is_none() {
+                    // The send outlasted its epoch's grace window: its key
+                    // is erased, so it cannot be finished (never sent with
+                    // a bogus tag). Counted; an operator resend re-seals it.
+                    self.stats.expired_sends +=
+                        u64::from(self.config.redundancy.saturating_sub(pkg.attempts_done));
+                    self.packages.remove(index);
+                    self.active = None;
+                    continue;
+                }
+            }
             let Some(active) = self.active.as_mut() else {
                 return Ok(Transmit::Idle);
             };

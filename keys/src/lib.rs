@@ -66,7 +66,9 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// Group or other users can access the file.
-    #[error("{path}: permissions {mode:04o} let other users read a secret; run `chmod 600 {path}`")]
+    #[error(
+        "{path}: permissions {mode:04o} let other users read a secret; run `chmod 600 {path}`"
+    )]
     LoosePermissions {
         /// The file.
         path: PathBuf,
@@ -84,7 +86,9 @@ pub enum KeyError {
         me: u32,
     },
     /// The content is not a valid key file.
-    #[error("{path}: {what}; restore it from backup or re-create the key set with `ferryctl keys init`")]
+    #[error(
+        "{path}: {what}; restore it from backup or re-create the key set with `ferryctl keys init`"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -258,7 +262,10 @@ fn read_secret(path: &Path, kind: &str) -> Result<(String, Secret32), KeyError> 
     let f: SecretFile = toml::from_str(&text).map_err(|e| corrupt(e.message().to_string()))?;
     let secret_hex = Zeroizing::new(f.secret);
     if f.kind != kind {
-        return Err(corrupt(format!("holds a `{}` key, expected `{kind}`", f.kind)));
+        return Err(corrupt(format!(
+            "holds a `{}` key, expected `{kind}`",
+            f.kind
+        )));
     }
     let bytes = Zeroizing::new(
         hex::decode(secret_hex.as_str()).map_err(|_| corrupt("secret is not hex".into()))?,
@@ -280,7 +287,12 @@ fn key_id(prefix: &str, public: &[u8; 32]) -> String {
 pub fn init(dir: &Path, link: &str, side: Side) -> Result<PublicBundle, KeyError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    for f in [files::SIGNING, files::AGREEMENT, files::PAIRING, files::EPOCH] {
+    for f in [
+        files::SIGNING,
+        files::AGREEMENT,
+        files::PAIRING,
+        files::EPOCH,
+    ] {
         let p = dir.join(f);
         if p.exists() {
             return Err(KeyError::Exists { path: p });
@@ -457,7 +469,11 @@ pub fn load(dir: &Path) -> Result<LinkKeys, KeyError> {
             });
         }
         let (_, pairing) = read_secret(&pairing_path, "x25519-pairing")?;
-        let e0 = intl::pair(&pairing, &hex32(&peer_path, &peer.pairing_public)?, &own.link)?;
+        let e0 = intl::pair(
+            &pairing,
+            &hex32(&peer_path, &peer.pairing_public)?,
+            &own.link,
+        )?;
         save_epoch(dir, 0, &e0)?;
         fs::remove_file(&pairing_path).map_err(io(&pairing_path))?;
         (0, e0)
@@ -533,7 +549,10 @@ mod tests {
     #[test]
     fn refuses_to_overwrite_and_wrong_peer() {
         let (_t, a, b) = pair_dirs();
-        assert!(matches!(init(&a, "l1", Side::Ingress), Err(KeyError::Exists { .. })));
+        assert!(matches!(
+            init(&a, "l1", Side::Ingress),
+            Err(KeyError::Exists { .. })
+        ));
         let e = import_peer(&a, &a.join(files::PUBLIC)).expect_err("same side");
         assert!(matches!(e, KeyError::WrongPeer { .. }));
         let other = b.parent().expect("parent").join("other");
@@ -546,8 +565,12 @@ mod tests {
     fn corrupt_and_truncated_files_are_named() {
         let (_t, a, _b) = pair_dirs();
         let p = a.join(files::SIGNING);
-        write_atomic(&p, b"kind = \"ed25519-signing\"\nid = \"x\"\nsecret = \"zz\"\n", 0o600)
-            .expect("write");
+        write_atomic(
+            &p,
+            b"kind = \"ed25519-signing\"\nid = \"x\"\nsecret = \"zz\"\n",
+            0o600,
+        )
+        .expect("write");
         let e = load(&a).expect_err("corrupt");
         assert!(e.to_string().contains("signing.key"), "{e}");
         let peer = a.join(files::PEER);

@@ -107,7 +107,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 ferry_keys::Side::Egress
             };
             let b = ferry_keys::init(&dir, &link, side)?;
-            println!("created {side:?} keys for link `{link}` in {}", dir.display());
+            println!(
+                "created {side:?} keys for link `{link}` in {}",
+                dir.display()
+            );
             println!("key id:      {}", b.key_id);
             println!("fingerprint: {}", b.fingerprint());
             println!(
@@ -117,8 +120,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Keys(KeysCmd::ImportPeer { dir, file }) => {
             let b = ferry_keys::import_peer(&dir, &file)?;
-            println!("imported {:?} key {} for link `{}`", b.side, b.key_id, b.link);
-            println!("fingerprint: {}  (compare it with the other side's `ferryctl keys show`)", b.fingerprint());
+            println!(
+                "imported {:?} key {} for link `{}`",
+                b.side, b.key_id, b.link
+            );
+            println!(
+                "fingerprint: {}  (compare it with the other side's `ferryctl keys show`)",
+                b.fingerprint()
+            );
         }
         Cmd::Keys(KeysCmd::Show { dir }) => {
             let b = ferry_keys::read_bundle(&dir.join(ferry_keys::files::PUBLIC))?;
@@ -136,19 +145,32 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             } else {
                 print_status(&v);
             }
-            let alarms = v.get("alarms").and_then(|a| a.as_array()).map_or(0, |a| a.len());
+            let alarms = v
+                .get("alarms")
+                .and_then(|a| a.as_array())
+                .map_or(0, |a| a.len());
             if alarms > 0 {
                 return Ok(std::process::ExitCode::from(2));
             }
         }
-        Cmd::Resend { config, packages, seq } => {
+        Cmd::Resend {
+            config,
+            packages,
+            seq,
+        } => {
             let cfg = config::load(&config)?;
             let seq_range = match seq {
                 None => None,
                 Some(s) => {
                     let (a, b) = s.split_once("..").unwrap_or((&s, &s));
-                    let a: u64 = a.trim().parse().with_context(|| format!("bad --seq `{s}`: use A..B"))?;
-                    let b: u64 = b.trim().parse().with_context(|| format!("bad --seq `{s}`: use A..B"))?;
+                    let a: u64 = a
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("bad --seq `{s}`: use A..B"))?;
+                    let b: u64 = b
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("bad --seq `{s}`: use A..B"))?;
                     if b < a {
                         bail!("bad --seq `{s}`: the range is empty");
                     }
@@ -160,7 +182,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             let v = control::request(
                 &cfg.paths.state_dir,
-                &control::Request::Resend { packages, seq_range },
+                &control::Request::Resend {
+                    packages,
+                    seq_range,
+                },
             )?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             if v.get("error").is_some() {
@@ -177,18 +202,40 @@ fn print_status(v: &serde_json::Value) {
     let get = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
     println!("{} side of link {}", get("role"), get("link"));
     for k in [
-        "epoch", "queued", "taken", "sent", "resent", "datagrams_sent", "send_errors", "retained",
-        "link_up", "sender_next_seq", "delivered", "delivered_bytes", "failed",
+        "epoch",
+        "queued",
+        "taken",
+        "sent",
+        "resent",
+        "datagrams_sent",
+        "send_errors",
+        "retained",
+        "link_up",
+        "sender_next_seq",
+        "delivered",
+        "delivered_bytes",
+        "failed",
         "duplicates_suppressed",
     ] {
         if let Some(x) = v.get(k) {
             println!("  {k:<22} {x}");
         }
     }
-    if let Some(g) = v.get("gaps").and_then(|g| g.as_array()).filter(|g| !g.is_empty()) {
-        println!("  gaps (resend these):   {}", serde_json::Value::Array(g.clone()));
+    if let Some(g) = v
+        .get("gaps")
+        .and_then(|g| g.as_array())
+        .filter(|g| !g.is_empty())
+    {
+        println!(
+            "  gaps (resend these):   {}",
+            serde_json::Value::Array(g.clone())
+        );
     }
-    if let Some(a) = v.get("alarms").and_then(|a| a.as_array()).filter(|a| !a.is_empty()) {
+    if let Some(a) = v
+        .get("alarms")
+        .and_then(|a| a.as_array())
+        .filter(|a| !a.is_empty())
+    {
         for x in a {
             println!("  ALARM: {}", x.as_str().unwrap_or_default());
         }

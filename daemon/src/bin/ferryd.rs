@@ -41,7 +41,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     tracing::info!(link = %cfg.link.name, role = ?cfg.link.role, "ferryd starting");
     match cfg.link.role {
         config::Role::Ingress => ingress::run(cfg, shutdown, status)?,
-        config::Role::Egress => egress::run(cfg, shutdown, status, egress::EgressOptions::default())?,
+        config::Role::Egress => {
+            egress::run(cfg, shutdown, status, egress::EgressOptions::default())?
+        }
     }
     tracing::info!("ferryd stopped");
     Ok(())
