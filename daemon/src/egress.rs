@@ -465,6 +465,9 @@ fn deliver(
             control::update(status, |s| {
                 s.delivered += 1;
                 s.delivered_bytes += manifest.meta.size;
+                // A delivery went through: outbox alarms (disk full) are
+                // over; the log keeps their history.
+                s.alarms.retain(|a| !a.starts_with("outbox:"));
             });
             tracing::info!(seq, package = %id, file = %name, size = manifest.meta.size, "delivered");
         }
