@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 64;
 /// Writer queue depth (messages); bounds memory between the threads.
 const WRITER_QUEUE: usize = 4096;
-/// Suffix of the metadata file kept beside a staged package.
-const SIDECAR_SUFFIX: &str = ".sidecar.json";
 /// Gap ranges kept in the status.
 const MAX_GAPS_SHOWN: usize = 32;
 
@@ -425,16 +423,9 @@ fn deliver(
     }
     let sidecar = sidecar(link, seq, attempt, manifest);
     let staging_name = staging.name().to_string();
-    // Kept beside the staged data so that a delivery a crash interrupts can
-    // be finished at the next start with its full metadata.
-    let meta_path = outbox
-        .staging_dir()
-        .join(format!("{staging_name}{SIDECAR_SUFFIX}"));
-    if let Err(e) = serde_json::to_vec(&sidecar)
-        .map_err(std::io::Error::other)
-        .and_then(|b| write_synced(&meta_path, &b))
-    {
-        alarm(status, &format!("outbox: {}: {e}", meta_path.display()));
+    let mut staging = staging;
+    if let Err(e) = outbox.prepare(&mut staging, &sidecar) {
+        alarm(status, &format!("outbox: {e}"));
         outbox.abort(staging);
         return;
     }
@@ -450,10 +441,7 @@ fn deliver(
         outbox.abort(staging);
         return;
     }
-    let committed = outbox.commit(staging, &manifest.meta.file_name, &sidecar);
-    // The copy kept for crash recovery is no longer needed either way.
-    let _ = std::fs::remove_file(&meta_path);
-    match committed {
+    match outbox.commit(staging, &manifest.meta.file_name, &sidecar) {
         Ok(path) => {
             let name = path
                 .file_name()
@@ -486,13 +474,6 @@ fn deliver(
     }
 }
 
-fn write_synced(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
 /// The JSON metadata written next to each delivered file.
 pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::Value {
     serde_json::json!({
@@ -523,19 +504,13 @@ fn recover(store: &StateStore, outbox: &Outbox) -> Result<(), DaemonError> {
             final_name,
         } = &entry.state
         {
-            let meta_path = outbox
-                .staging_dir()
-                .join(format!("{staging}{SIDECAR_SUFFIX}"));
-            let sidecar = std::fs::read(&meta_path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_else(|| {
-                    serde_json::json!({
-                        "package_id": hex::encode(id),
-                        "seq": entry.seq,
-                        "recovered_after_crash": true,
-                    })
-                });
+            let sidecar = outbox.staged_sidecar(staging).unwrap_or_else(|| {
+                serde_json::json!({
+                    "package_id": hex::encode(id),
+                    "seq": entry.seq,
+                    "recovered_after_crash": true,
+                })
+            });
             match outbox.recover(staging, final_name, &sidecar) {
                 Ok(Some(path)) => {
                     let name = path
