@@ -16,7 +16,6 @@ use crate::outbox::{Outbox, OutboxError, Staging};
 use crate::store::{LedgerEntry, LedgerState, StateStore};
 use crate::udp::{self, BatchReceiver, DatagramBatch};
 use crate::{now_millis, DaemonError};
-use ferry_protocol::epoch::EpochChain;
 use ferry_protocol::receiver::ReceiverStats;
 use ferry_protocol::{Event, Manifest, Receiver, ReceiverConfig, ReplayWindow};
 use std::collections::HashMap;
@@ -86,15 +85,7 @@ pub fn run(
         Some(b) => ReplayWindow::from_bytes(&b)?,
         None => ReplayWindow::new(),
     };
-    let link = ferry_protocol::intl::IntlLink;
-    let mut chain = EpochChain::new(
-        &link,
-        keys.epoch.0,
-        keys.epoch.1.clone(),
-        cfg.link.epoch_grace,
-    );
-    chain.advance_to(&link, schedule(&cfg).epoch_at(now_millis()));
-    chain.prepare_lookahead(&link);
+    let chain = crate::ingress::epoch_chain(&cfg, &keys);
     let mut rc = ReceiverConfig::new(&cfg.link.name, schedule(&cfg));
     rc.mtu = cfg.link.mtu;
     rc.max_buffer_bytes = cfg.link.max_buffer_bytes;

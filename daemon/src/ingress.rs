@@ -59,6 +59,35 @@ pub fn schedule(cfg: &Config) -> EpochSchedule {
     }
 }
 
+/// The link's epoch chain, restored from the key directory's state and
+/// moved to the epoch in force now.
+pub fn epoch_chain(cfg: &Config, keys: &ferry_keys::LinkKeys) -> EpochChain {
+    let link = ferry_protocol::intl::IntlLink;
+    let mut chain = EpochChain::new(
+        &link,
+        keys.epoch.0,
+        keys.epoch.1.clone(),
+        cfg.link.epoch_grace,
+    );
+    chain.advance_to(&link, schedule(cfg).epoch_at(now_millis()));
+    chain.prepare_lookahead(&link);
+    chain
+}
+
+/// Puts a package back in the queue under a fresh sequence number.
+fn requeue(store: &StateStore, id: [u8; 16], q: QueuedPackage) -> Result<u64, DaemonError> {
+    let seq = store.reserve_seqs(1)?;
+    store.enqueue(
+        id,
+        &QueuedPackage {
+            seq,
+            state: QueueState::Queued,
+            ..q
+        },
+    )?;
+    Ok(seq)
+}
+
 /// Serializes sequence-number reservation with the queue write, so that
 /// packages enter the queue in sequence order whichever thread adds them.
 type QueueLock = Arc<Mutex<()>>;
@@ -93,14 +122,7 @@ pub fn run(
     std::fs::create_dir_all(&spool).map_err(DaemonError::io(&spool))?;
 
     requeue_interrupted(&store)?;
-    let link = ferry_protocol::intl::IntlLink;
-    let mut chain = EpochChain::new(
-        &link,
-        keys.epoch.0,
-        keys.epoch.1.clone(),
-        cfg.link.epoch_grace,
-    );
-    chain.advance_to(&link, schedule(&cfg).epoch_at(now_millis()));
+    let chain = epoch_chain(&cfg, &keys);
     let mut sender = Sender::new(sender_config(&cfg), Box::new(seal), chain)?;
 
     let (socket, report) = udp::bind_socket(cfg.link.bind, cfg.link.socket_buffer_bytes)?;
@@ -150,16 +172,9 @@ pub fn run(
 /// so the egress ledger still delivers it once.
 fn requeue_interrupted(store: &StateStore) -> Result<(), DaemonError> {
     for (id, q) in store.list(Some(QueueState::Sending))? {
-        let seq = store.reserve_seqs(1)?;
-        tracing::info!(package = %hex::encode(id), old_seq = q.seq, seq, "send interrupted by a restart; queued again");
-        store.enqueue(
-            id,
-            &QueuedPackage {
-                seq,
-                state: QueueState::Queued,
-                ..q
-            },
-        )?;
+        let old_seq = q.seq;
+        let seq = requeue(store, id, q)?;
+        tracing::info!(package = %hex::encode(id), old_seq, seq, "send interrupted by a restart; queued again");
     }
     Ok(())
 }
@@ -602,15 +617,7 @@ fn resend(
             continue;
         }
         let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
-        let seq = s.store.reserve_seqs(1)?;
-        s.store.enqueue(
-            id,
-            &QueuedPackage {
-                seq,
-                state: QueueState::Queued,
-                ..q
-            },
-        )?;
+        let seq = requeue(&s.store, id, q)?;
         requeued.push(serde_json::json!({ "package": hex::encode(id), "new_seq": seq }));
     }
     control::update(&s.status, |st| st.resent += requeued.len() as u64);
