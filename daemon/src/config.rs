@@ -40,7 +40,10 @@ const DEFAULT_SOCKET_BUFFER_BYTES: usize = 8 << 20;
 const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 const DEFAULT_LINK_DOWN_AFTER_MS: u64 = 3500;
 const DEFAULT_EPOCH_LENGTH_S: u64 = 3600;
-const DEFAULT_EPOCH_ORIGIN_UNIX_S: u64 = 0;
+/// 2026-01-01T00:00:00Z. Both sides derive every epoch secret from the
+/// one at the origin by ratcheting forward, so an origin in 1970 would cost
+/// ~500 000 HKDF steps at each side's first start.
+const DEFAULT_EPOCH_ORIGIN_UNIX_S: u64 = 1_767_225_600;
 const DEFAULT_EPOCH_GRACE: u32 = 1;
 const DEFAULT_REPAIR_OVERHEAD_PERCENT: f64 = 10.0;
 const DEFAULT_BLOCK_SYMBOLS: u16 = 1024;
@@ -946,7 +949,7 @@ outbox_dir = "/srv/ferry/in"
         assert_eq!(c.link.heartbeat_interval_ms, 1000);
         assert_eq!(c.link.link_down_after_ms, 3500);
         assert_eq!(c.link.epoch_length_s, 3600);
-        assert_eq!(c.link.epoch_origin_unix_s, 0);
+        assert_eq!(c.link.epoch_origin_unix_s, 1_767_225_600);
         assert_eq!(c.link.epoch_grace, 1);
         assert_eq!(c.link.repair_overhead_percent, 10.0);
         assert_eq!(c.link.block_symbols, 1024);
