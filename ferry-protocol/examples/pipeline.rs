@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (seed, sig_pub) = intl::generate_signing_key()?;
     let (agr, agr_pub) = intl::generate_agreement_key()?;
     let sched = EpochSchedule {
-        origin_unix_s: 0,
+        origin_unix_s: 1_767_225_600,
         length_s: 3600,
     };
     let now = Millis(1_800_000_000_000);
