@@ -325,3 +325,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn link_down_after_silence_and_up_again() {
+    let k = keys();
+    let mut s = sender(&k, sender_config());
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    run(
+        &mut s,
+        &mut e,
+        0,
+        &[payload(1, 1000)],
+        Net::default(),
+        &mut |_| {},
+    );
+    // `run` ends with heartbeats every second: the link is up.
+    assert_eq!(e.outcome.link_up, 1);
+    assert_eq!(e.outcome.link_down, 0);
+    // The sender goes quiet past link_down_after_ms (3.5 s by default).
+    let quiet = START.plus(60_000);
+    e.receiver.handle_timeout(quiet);
+    e.drain();
+    assert_eq!(e.outcome.link_down, 1, "silence is reported as link down");
+    let mut buf = vec![0u8; s.max_datagram_len()];
+    let later = quiet.plus(1000);
+    if let Ok(ferry_protocol::Transmit::Datagram(n)) = s.poll_transmit(later, &mut buf) {
+        e.receiver.handle_datagram(later, &buf[..n]);
+    }
+    e.drain();
+    assert_eq!(e.outcome.link_up, 2, "the next heartbeat brings it up");
+}
