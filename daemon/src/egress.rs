@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 /// Datagrams per recvmmsg batch.
 const BATCH: usize = 64;
-/// Writer queue depth (messages); bounds memory between the threads.
-const WRITER_QUEUE: usize = 4096;
+/// Writer queue depth (messages, each at most one 64 KiB chunk): bounds
+/// the memory between the threads to about 64 MiB.
+const WRITER_QUEUE: usize = 1024;
 /// Gap ranges kept in the status.
 const MAX_GAPS_SHOWN: usize = 32;
 

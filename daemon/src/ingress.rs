@@ -610,8 +610,15 @@ fn resend(
         }
     }
     let mut requeued = Vec::new();
+    let mut busy = Vec::new();
     for id in picked {
         let Some(q) = s.store.get(id)? else { continue };
+        if !matches!(q.state, QueueState::Sent { .. }) {
+            // Queued or being sent right now: it is on its way already, and
+            // re-queuing it here would be overwritten when that send ends.
+            busy.push(hex::encode(id));
+            continue;
+        }
         if !Path::new(&q.path).exists() {
             unknown.push(hex::encode(id));
             continue;
@@ -622,5 +629,5 @@ fn resend(
     }
     control::update(&s.status, |st| st.resent += requeued.len() as u64);
     tracing::info!(count = requeued.len(), "operator resend queued");
-    Ok(serde_json::json!({ "requeued": requeued, "not_retained": unknown }))
+    Ok(serde_json::json!({ "requeued": requeued, "not_retained": unknown, "already_queued": busy }))
 }
