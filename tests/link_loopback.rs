@@ -125,6 +125,10 @@ fn shipped_example_configurations_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     for f in ["ferryd-ingress.toml", "ferryd-egress.toml"] {
         let cfg = ferry_daemon::config::load(&root.join(f));
-        assert!(cfg.is_ok(), "{f}: {}", cfg.err().map(|e| e.to_string()).unwrap_or_default());
+        assert!(
+            cfg.is_ok(),
+            "{f}: {}",
+            cfg.err().map(|e| e.to_string()).unwrap_or_default()
+        );
     }
 }
