@@ -360,7 +360,10 @@ struct Open {
 fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(), DaemonError> {
     let max_len = sender.max_datagram_len();
     let mut batch = DatagramBatch::new(BATCH, max_len);
-    let burst = (BATCH * max_len) as u64;
+    // Four batches of credit: a sleep that overshoots (timer slack is tens
+    // of microseconds) is not lost in full, and 4 × 64 datagrams are far
+    // below any receive buffer.
+    let burst = (4 * BATCH * max_len) as u64;
     let mut pacer = Pacer::new(s.cfg.link.rate_bytes_per_s, burst);
     let mut open: HashMap<u64, Open> = HashMap::new();
     let mut last_seq: Option<u64> = None;
