@@ -32,8 +32,10 @@ pub struct LinkArgs {
     /// FEC repair overhead in percent.
     #[arg(long, default_value_t = 10.0)]
     pub repair: f64,
-    /// Pacing rate in bytes/s (0 = unpaced).
-    #[arg(long, default_value_t = 0)]
+    /// Pacing rate in bytes/s (0 = unpaced). With both sides on one
+    /// 2-core machine an unpaced sender overruns the receiver; 150 MB/s is
+    /// what the receiver sustains there (docs/operations.md).
+    #[arg(long, default_value_t = 150_000_000)]
     pub rate: u64,
     /// Work directory (default: a fresh directory under the system temp dir,
     /// removed afterwards).
