@@ -81,8 +81,6 @@ pub enum FailReason {
     Timeout,
     /// The receive memory bound was reached; this package was dropped.
     MemoryLimit,
-    /// A newer send of the same package began.
-    Superseded,
     /// The manifest's signature did not verify.
     BadSignature,
     /// The manifest is malformed or inconsistent with its datagrams.
@@ -107,7 +105,6 @@ impl std::fmt::Display for FailReason {
             FailReason::MemoryLimit => {
                 f.write_str("receive memory bound reached; raise max_buffer_bytes or lower the send rate")
             }
-            FailReason::Superseded => f.write_str("superseded by a newer send of the same package"),
             FailReason::BadSignature => f.write_str("manifest signature does not verify"),
             FailReason::BadManifest(m) => write!(f, "bad manifest: {m}"),
             FailReason::Crypto(e) => write!(f, "{e}"),
@@ -467,7 +464,7 @@ impl Receiver {
         }
         match parsed.body {
             Body::Heartbeat(hb) => self.on_heartbeat(now, hb),
-            Body::Manifest(h, bytes) => self.on_manifest(now, h, parsed.common.flags, bytes),
+            Body::Manifest(h, bytes) => self.on_manifest(now, h, bytes),
             Body::Data(h, symbol) => self.on_data(now, h, symbol),
         }
     }
@@ -560,7 +557,14 @@ impl Receiver {
                 self.stats.late += 1;
                 return None;
             }
-            self.fail(seq, FailReason::Superseded);
+            // A later send of the same package: its sealed bytes are
+            // identical (same key, same chunk nonces), so its symbols pool
+            // with those already held — two lossy sends together rebuild
+            // what neither could alone.
+            let p = &mut self.in_flight[i];
+            p.attempt = attempt;
+            p.ending_since = None;
+            return Some(i);
         }
         if self.in_flight.len() >= self.config.max_packages_in_flight.max(1) {
             // Keep the newest work: the oldest stalled package is the one
@@ -578,15 +582,17 @@ impl Receiver {
         Some(self.in_flight.len() - 1)
     }
 
-    fn on_manifest(&mut self, now: Millis, h: ManifestHeader, flags: u8, bytes: &[u8]) {
+    // The trailer flag is not used here: a trailer ends a send, not
+    // necessarily the package, since another send may follow. The sender's
+    // heartbeats say when it is done with a sequence number
+    // (`active_from_seq`), and only that starts the grace after which an
+    // incomplete package fails.
+    fn on_manifest(&mut self, now: Millis, h: ManifestHeader, bytes: &[u8]) {
         let Some(i) = self.slot(now, h.seq, h.attempt) else {
             return;
         };
         let p = &mut self.in_flight[i];
         p.last_activity = now;
-        if flags & wire::FLAG_TRAILER != 0 {
-            p.ending_since.get_or_insert(now);
-        }
         if p.opened.is_some() {
             // A later copy of a manifest already verified: costs one MAC.
             return;

@@ -355,3 +355,35 @@ fn link_down_after_silence_and_up_again() {
     e.drain();
     assert_eq!(e.outcome.link_up, 2, "the next heartbeat brings it up");
 }
+
+#[test]
+fn symbols_from_several_sends_pool_into_one_package() {
+    // 8 % loss against 2 % repair: a single send of a block (262 symbols,
+    // 6 repair) loses ~21 symbols and cannot be rebuilt alone, so this only
+    // passes because the receiver pools the symbols of the three sends
+    // (a symbol is missing from all of them with probability 0.05 %).
+    let k = keys();
+    let mut cfg = sender_config();
+    cfg.repair_overhead_percent = 2.0;
+    cfg.redundancy = 3;
+    cfg.redundancy_spacing_ms = 100;
+    let mut s = sender(&k, cfg);
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let pk = vec![payload(9, 700_000)];
+    let net = Net {
+        loss: 0.08,
+        seed: 21,
+        ..Net::default()
+    };
+    run(&mut s, &mut e, 0, &pk, net, &mut |_| {});
+    assert!(
+        exact(e.outcome.delivered.get(&0), &pk[0]),
+        "{:?}",
+        e.outcome.failed
+    );
+    assert!(
+        e.outcome.failed.is_empty(),
+        "no send failed: {:?}",
+        e.outcome.failed
+    );
+}
