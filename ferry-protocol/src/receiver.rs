@@ -771,22 +771,31 @@ impl Receiver {
                 p.held -= held;
                 self.held_total -= held;
                 p.next_block += 1;
-                p.carry.extend_from_slice(&bytes);
-                drop(bytes);
                 let overhead = o.cipher.overhead();
                 let chunk = u64::from(o.manifest.chunk_size);
                 let size = o.manifest.meta.size;
-                // Chunks are cut from `carry` with a cursor and the consumed
-                // prefix dropped once per block, so each byte is copied once.
+                // Chunks wholly inside the block are cut straight from it;
+                // only a chunk that spans two blocks goes through `carry`.
                 let mut pos = 0usize;
                 while p.chunk_index < o.chunks_total {
                     let plain = (size - p.chunk_index * chunk).min(chunk) as usize;
                     let sealed = plain + overhead;
-                    if p.carry.len() - pos < sealed {
-                        break;
-                    }
-                    let mut c = p.carry[pos..pos + sealed].to_vec();
-                    pos += sealed;
+                    let mut c = if p.carry.is_empty() {
+                        if bytes.len() - pos < sealed {
+                            p.carry.extend_from_slice(&bytes[pos..]);
+                            break;
+                        }
+                        pos += sealed;
+                        bytes[pos - sealed..pos].to_vec()
+                    } else {
+                        let take = (sealed - p.carry.len()).min(bytes.len() - pos);
+                        p.carry.extend_from_slice(&bytes[pos..pos + take]);
+                        pos += take;
+                        if p.carry.len() < sealed {
+                            break;
+                        }
+                        std::mem::take(&mut p.carry)
+                    };
                     let last = p.chunk_index + 1 == o.chunks_total;
                     if let Err(e) = o.cipher.open_chunk(p.chunk_index, last, &mut c) {
                         failure = Some(FailReason::Crypto(e));
@@ -806,7 +815,6 @@ impl Receiver {
                         });
                     }
                 }
-                p.carry.drain(..pos);
                 if failure.is_some() {
                     break;
                 }
