@@ -424,7 +424,7 @@ impl BatchSender {
                     if first {
                         tracing::warn!(
                             error = %e,
-                            destination = ?addrs[i],
+                            destination = %destination_name(addrs[i].as_ref(), &self.socket),
                             "UDP send failed; counting it as loss and going on (the first error of this kind is logged, the rest are counted in the status)"
                         );
                     }
@@ -443,6 +443,19 @@ impl BatchSender {
         self.counters.dropped += report.dropped as u64;
         report
     }
+}
+
+/// Where a datagram went, for a log line: the address, or the connected
+/// peer when there is none.
+fn destination_name(destination: Option<&SockaddrStorage>, socket: &UdpSocket) -> String {
+    let addr = match destination {
+        Some(d) => d
+            .as_sockaddr_in()
+            .map(|a| SocketAddr::V4((*a).into()))
+            .or_else(|| d.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into()))),
+        None => socket.peer_addr().ok(),
+    };
+    addr.map_or_else(|| "unknown".to_string(), |a| a.to_string())
 }
 
 fn back_off(attempt: u32) {
@@ -968,6 +981,16 @@ mod tests {
                 errors: 0
             }
         );
+    }
+
+    #[test]
+    fn send_errors_name_the_destination_address() {
+        let socket = loopback(1 << 16);
+        let v4 = SockaddrStorage::from("169.254.77.2:47001".parse::<SocketAddr>().unwrap());
+        assert_eq!(destination_name(Some(&v4), &socket), "169.254.77.2:47001");
+        let v6 = SockaddrStorage::from("[fe80::1]:9".parse::<SocketAddr>().unwrap());
+        assert_eq!(destination_name(Some(&v6), &socket), "[fe80::1]:9");
+        assert_eq!(destination_name(None, &socket), "unknown");
     }
 
     #[test]
