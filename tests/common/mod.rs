@@ -65,17 +65,7 @@ impl Daemon {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        ferry_daemon::demo::stop_child(&mut self.child, Duration::from_secs(10));
     }
 
     pub fn alive(&mut self) -> bool {
