@@ -25,8 +25,9 @@ pub const MAX_IDENTITY_LEN: usize = 256;
 pub const MAX_KEY_ID_LEN: usize = 64;
 /// Longest digest in bytes.
 pub const MAX_DIGEST_LEN: usize = 64;
-/// Longest ephemeral public key in bytes (an uncompressed SM2 point is 65).
-pub const MAX_EPHEMERAL_LEN: usize = 133;
+/// Longest key-transport field in bytes: an X25519 public key (intl, 32) or
+/// an SM2-encrypted package key in DER (gm, about 140).
+pub const MAX_EPHEMERAL_LEN: usize = 192;
 /// Longest signature in bytes (a DER SM2 signature is at most 72).
 pub const MAX_SIGNATURE_LEN: usize = 96;
 /// Largest package: 1 TiB. Bounds every size computation.

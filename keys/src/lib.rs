@@ -10,6 +10,9 @@
 //! are the keys issue's work and are not here yet.
 #![forbid(unsafe_code)]
 
+pub mod certs;
+pub mod gm;
+
 use ferry_protocol::intl;
 use ferry_protocol::suite::Secret32;
 use serde::{Deserialize, Serialize};
