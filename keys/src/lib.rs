@@ -10,7 +10,6 @@
 //! are the keys issue's work and are not here yet.
 #![forbid(unsafe_code)]
 
-pub mod certs;
 pub mod gm;
 
 use ferry_protocol::intl;

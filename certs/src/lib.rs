@@ -1,0 +1,2 @@
+//! Certificates and identities for mTLS (placeholder: being written).
+#![forbid(unsafe_code)]

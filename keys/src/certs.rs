@@ -1,1 +1,0 @@
-//! Certificates and identities for mTLS. Placeholder: being written.
