@@ -2,5 +2,4 @@
 //! seccomp. The only crate allowed `unsafe`, each use with a `// SAFETY:`
 //! line.
 //!
-//! Not built yet: the hardening issue fills this crate. `ferryd` currently
-//! applies none of these measures, and `docs/operations.md` says so.
+//! Not built yet: the hardening issue fills this crate.

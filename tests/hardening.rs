@@ -1,0 +1,1 @@
+//! Process hardening of a running ferryd (placeholder: being written).
