@@ -260,15 +260,16 @@ impl SealKeys for IntlSealKeys {
     }
 }
 
-/// The egress side's keys: X25519 agreement secret and the ingress side's
-/// Ed25519 public key.
+/// The egress side's keys: X25519 agreement secrets and the ingress side's
+/// Ed25519 public keys, each under its key id. Several of each are held
+/// while a rotation overlaps: packages sealed to the old agreement key, or
+/// signed by the old signing key, still open until that key is retired.
 pub struct IntlOpenKeys {
     link: IntlLink,
-    agreement_secret: StaticSecret,
-    recipient_public: [u8; X25519_PUBLIC_LEN],
-    recipient_key_id: String,
-    sender_public: [u8; 32],
-    sender_key_id: String,
+    /// `(key id, secret, public)`, newest first.
+    recipients: Vec<(String, StaticSecret, [u8; X25519_PUBLIC_LEN])>,
+    /// `(key id, Ed25519 public key)`, newest first.
+    senders: Vec<(String, [u8; 32])>,
 }
 
 impl IntlOpenKeys {
@@ -280,24 +281,39 @@ impl IntlOpenKeys {
         sender_public: [u8; 32],
         sender_key_id: String,
     ) -> Result<Self, CryptoError> {
-        let agreement_secret = StaticSecret::from(agreement_secret.0);
-        let recipient_public = PublicKey::from(&agreement_secret).to_bytes();
-        Ok(Self {
+        let mut keys = Self {
             link: IntlLink,
-            agreement_secret,
-            recipient_public,
-            recipient_key_id,
-            sender_public,
-            sender_key_id,
-        })
+            recipients: Vec::new(),
+            senders: Vec::new(),
+        };
+        keys.add_recipient(recipient_key_id, agreement_secret);
+        keys.add_sender(sender_key_id, sender_public);
+        Ok(keys)
+    }
+
+    /// Also opens packages sealed to this (older) agreement key.
+    pub fn add_recipient(&mut self, key_id: String, agreement_secret: &Secret32) {
+        let secret = StaticSecret::from(agreement_secret.0);
+        let public = PublicKey::from(&secret).to_bytes();
+        self.recipients.push((key_id, secret, public));
+    }
+
+    /// Also accepts manifests signed by this (older) signing key.
+    pub fn add_sender(&mut self, key_id: String, public: [u8; 32]) {
+        self.senders.push((key_id, public));
     }
 }
 
 impl std::fmt::Debug for IntlOpenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let recipients: Vec<&str> = self.recipients.iter().map(|r| r.0.as_str()).collect();
+        let senders: Vec<&str> = self.senders.iter().map(|s| s.0.as_str()).collect();
         f.debug_struct("IntlOpenKeys")
-            .field("recipient_key_id", &self.recipient_key_id)
-            .field("sender_key_id", &self.sender_key_id)
+            .field(
+                "recipient_key_ids",
+                &format_args!("{}", recipients.join(", ")),
+            )
+            .field("sender_key_ids", &format_args!("{}", senders.join(", ")))
             .finish_non_exhaustive()
     }
 }
@@ -308,18 +324,20 @@ impl OpenKeys for IntlOpenKeys {
     }
 
     fn sender_key_id(&self) -> &str {
-        &self.sender_key_id
+        self.senders.first().map_or("", |s| s.0.as_str())
     }
 
     fn recipient_key_id(&self) -> &str {
-        &self.recipient_key_id
+        self.recipients.first().map_or("", |r| r.0.as_str())
     }
 
     fn verify(&self, key_id: &str, msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
-        if key_id != self.sender_key_id {
-            return Err(CryptoError::UnknownKey(key_id.to_owned()));
-        }
-        verify_detached(&self.sender_public, msg, signature)
+        let (_, public) = self
+            .senders
+            .iter()
+            .find(|(id, _)| id == key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
+        verify_detached(public, msg, signature)
     }
 
     fn open_package(
@@ -329,20 +347,16 @@ impl OpenKeys for IntlOpenKeys {
         ephemeral: &[u8],
         context: &[u8],
     ) -> Result<Box<dyn PayloadCipher>, CryptoError> {
-        if recipient_key_id != self.recipient_key_id {
-            return Err(CryptoError::UnknownKey(recipient_key_id.to_owned()));
-        }
+        let (_, secret, public) = self
+            .recipients
+            .iter()
+            .find(|(id, _, _)| id == recipient_key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(recipient_key_id.to_owned()))?;
         let ephemeral: [u8; X25519_PUBLIC_LEN] = ephemeral
             .try_into()
             .map_err(|_| CryptoError::BadEphemeral)?;
-        let shared = agree(&self.agreement_secret, &ephemeral)?;
-        let cipher = package_cipher(
-            epoch_secret,
-            &shared,
-            &ephemeral,
-            &self.recipient_public,
-            context,
-        )?;
+        let shared = agree(secret, &ephemeral)?;
+        let cipher = package_cipher(epoch_secret, &shared, &ephemeral, public, context)?;
         Ok(Box::new(cipher))
     }
 }
@@ -622,6 +636,48 @@ mod tests {
                 Err(CryptoError::BadChunk { chunk: index })
             );
         }
+    }
+
+    #[test]
+    fn rotation_overlap_opens_old_and_new_keys_until_retired() {
+        let f = fixture();
+        let (new_seed, new_sig_pub) = generate_signing_key().expect("signing key");
+        let (new_agr, new_agr_pub) = generate_agreement_key().expect("agreement key");
+        let new_seal = IntlSealKeys::new(&new_seed, "sig-2".into(), new_agr_pub, "agr-2".into())
+            .expect("seal keys");
+        // The receiver holds the new keys first and the old ones beside them.
+        let mut open = IntlOpenKeys::new(&new_agr, "agr-2".into(), new_sig_pub, "sig-2".into())
+            .expect("open keys");
+        let (old_agr, _) = (f.open.recipients[0].1.to_bytes(), ());
+        open.add_recipient("agr-1".into(), &Secret32(old_agr));
+        open.add_sender("sig-1".into(), f.open.senders[0].1);
+        assert_eq!(open.recipient_key_id(), "agr-2");
+        for (seal, rid) in [(&f.seal, "agr-1"), (&new_seal, "agr-2")] {
+            let sig = seal.sign(b"manifest").expect("sign");
+            open.verify(seal.signing_key_id(), b"manifest", &sig)
+                .expect("verifies during the overlap");
+            let (sealer, eph) = seal.new_package(&f.epoch, b"ctx").expect("package");
+            let mut buf = b"payload".to_vec();
+            sealer.seal_chunk(0, true, &mut buf).expect("seal");
+            let opener = open
+                .open_package(rid, &f.epoch, &eph, b"ctx")
+                .expect("opens during the overlap");
+            opener.open_chunk(0, true, &mut buf).expect("open");
+            assert_eq!(buf, b"payload");
+        }
+        // Only the new keys: the retired ones are named as unknown.
+        let retired = IntlOpenKeys::new(&new_agr, "agr-2".into(), new_sig_pub, "sig-2".into())
+            .expect("open keys");
+        let sig = f.seal.sign(b"m").expect("sign");
+        assert_eq!(
+            retired.verify("sig-1", b"m", &sig),
+            Err(CryptoError::UnknownKey("sig-1".into()))
+        );
+        let (_, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("package");
+        assert!(matches!(
+            retired.open_package("agr-1", &f.epoch, &eph, b"ctx"),
+            Err(CryptoError::UnknownKey(id)) if id == "agr-1"
+        ));
     }
 
     #[test]
