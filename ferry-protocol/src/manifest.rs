@@ -26,8 +26,9 @@ pub const MAX_KEY_ID_LEN: usize = 64;
 /// Longest digest in bytes.
 pub const MAX_DIGEST_LEN: usize = 64;
 /// Longest key-transport field in bytes: an X25519 public key (intl, 32) or
-/// an SM2-encrypted package key in DER (gm, about 140).
-pub const MAX_EPHEMERAL_LEN: usize = 192;
+/// an SM2-encrypted 32-byte package key in DER (gm, at most 141). Bounded so
+/// the worst-case manifest still fits one datagram at the minimum MTU.
+pub const MAX_EPHEMERAL_LEN: usize = 152;
 /// Longest signature in bytes (a DER SM2 signature is at most 72).
 pub const MAX_SIGNATURE_LEN: usize = 96;
 /// Largest package: 1 TiB. Bounds every size computation.
@@ -467,7 +468,12 @@ mod tests {
         let body = m.encode_body().expect("encodes");
         let signed =
             Manifest::encode_signed(&body, &[0; MAX_SIGNATURE_LEN]).expect("encodes signed");
-        assert!(signed.len() <= crate::wire::max_manifest_len(crate::wire::MIN_MTU));
+        assert!(
+            signed.len() <= crate::wire::max_manifest_len(crate::wire::MIN_MTU),
+            "{} > {}",
+            signed.len(),
+            crate::wire::max_manifest_len(crate::wire::MIN_MTU)
+        );
     }
 
     #[test]

@@ -1,2 +1,1156 @@
-//! The GM crypto suite (SM2, SM3, SM4) through the system OpenSSL.
-//! Placeholder: being written.
+//! The GM crypto suite (SM2, SM3, SM4) through the system OpenSSL 3.
+//!
+//! It exists so a link can run on the Chinese national algorithms behind
+//! the same traits as the `intl` suite ([`ferry_protocol::suite`]):
+//! SM2 manifest signatures (GB/T 32918.2, with the signer's distinguishing
+//! ID hashed into `Z_A`), SM2 public-key encryption of a fresh package key
+//! (GB/T 32918.4), SM4-CTR + HMAC-SM3 encrypt-then-MAC payload chunks
+//! (GB/T 32907, GB/T 32905), an HMAC-SM3 HKDF (RFC 5869 with SM3) for the
+//! epoch ratchet and every derived key, and truncated HMAC-SM3 datagram
+//! tags.
+//!
+//! Algorithms are looked up by name at run time (never through OpenSSL's
+//! compile-time `OPENSSL_NO_SM*` switches), so this crate builds against an
+//! OpenSSL without SM support and [`ensure_available`] refuses it at
+//! startup with an operator-readable error instead of failing mid-transfer.
+//!
+//! Secret keys live in zeroizing buffers or inside OpenSSL key objects
+//! (which OpenSSL cleanses when it frees them); `Debug` prints key ids only
+//! and no error carries key material. Copies OpenSSL makes internally (hash
+//! states, the SM4 key schedule, `DigestBytes` on the stack) are outside
+//! this module's reach and are kept as short lived as the hot path allows.
+
+use std::sync::Arc;
+
+use ferry_protocol::manifest::MAX_EPHEMERAL_LEN;
+use ferry_protocol::suite::{
+    CryptoError, DatagramMac, LinkCrypto, OpenKeys, PayloadCipher, PayloadDigest, SealKeys,
+    Secret32, SuiteId, DATAGRAM_TAG_LEN,
+};
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::cipher::Cipher;
+use openssl::cipher_ctx::CipherCtx;
+use openssl::derive::Deriver;
+use openssl::ec::{EcGroup, EcKey, PointConversionForm};
+use openssl::error::ErrorStack;
+use openssl::hash::{Hasher, MessageDigest};
+use openssl::nid::Nid;
+use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
+use openssl::pkey_ctx::PkeyCtx;
+use zeroize::Zeroizing;
+
+/// The default SM2 distinguishing ID of GB/T 32918 / GM/T 0009, used
+/// unless a deployment configures another one on both sides.
+pub const DEFAULT_DISTINGUISHING_ID: &[u8] = b"1234567812345678";
+/// Longest distinguishing ID: its bit length must fit `ENTL`'s 16 bits.
+pub const MAX_DISTINGUISHING_ID_LEN: usize = 8191;
+/// Longest DER SM2 signature (two 33-byte INTEGERs in a SEQUENCE).
+pub const MAX_SIGNATURE_DER_LEN: usize = 72;
+/// Length of the random package key carried SM2-encrypted in the manifest.
+pub const PACKAGE_KEY_LEN: usize = 32;
+/// Per-chunk overhead: the full 32-byte HMAC-SM3 tag. Truncating would
+/// save 16 bytes per 64 KiB chunk (0.02 %), not worth giving up margin.
+pub const CHUNK_TAG_LEN: usize = 32;
+
+/// HKDF salt of the epoch ratchet.
+const RATCHET_SALT: &[u8] = b"ferry/v1/gm/epoch-ratchet";
+/// HKDF info of the epoch ratchet.
+const RATCHET_INFO: &[u8] = b"next";
+/// HKDF info deriving the datagram MAC key from an epoch secret.
+const DATAGRAM_MAC_INFO: &[u8] = b"ferry/v1/gm/datagram-mac";
+/// HKDF info prefix (followed by the package context) of the SM4 key.
+const PAYLOAD_ENC_INFO: &[u8] = b"ferry/v1/gm/payload-enc";
+/// HKDF info prefix (followed by the package context) of the chunk MAC key.
+const PAYLOAD_MAC_INFO: &[u8] = b"ferry/v1/gm/payload-mac";
+/// HKDF salt of link pairing.
+const PAIRING_SALT: &[u8] = b"ferry/v1/gm/pairing";
+/// HKDF info prefix (followed by the link name) of the initial epoch secret.
+const PAIRING_INFO: &[u8] = b"ferry/v1/gm/epoch0";
+
+/// SM3 digest length.
+const SM3_LEN: usize = 32;
+/// SM3 block length (the HMAC pad length).
+const SM3_BLOCK_LEN: usize = 64;
+/// SM4 key length.
+const SM4_KEY_LEN: usize = 16;
+/// SM4 block (and CTR IV) length.
+const SM4_BLOCK_LEN: usize = 16;
+/// OpenSSL's name of SM4 in counter mode, fetched at run time.
+const SM4_CTR_NAME: &str = "SM4-CTR";
+
+/// Decodes a fixed-length hex constant at compile time.
+const fn hex<const N: usize>(s: &str) -> [u8; N] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("not a hex digit"),
+        }
+    }
+    let b = s.as_bytes();
+    assert!(b.len() == 2 * N, "hex length");
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = nibble(b[2 * i]) << 4 | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// The SM2 recommended curve (GB/T 32918.5): coefficient `a`.
+pub const SM2_A: [u8; 32] =
+    hex("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
+/// The SM2 recommended curve: coefficient `b`.
+pub const SM2_B: [u8; 32] =
+    hex("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93");
+/// The SM2 recommended curve: base point x.
+pub const SM2_GX: [u8; 32] =
+    hex("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7");
+/// The SM2 recommended curve: base point y.
+pub const SM2_GY: [u8; 32] =
+    hex("BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0");
+
+/// GB/T 32905 example 1: SM3("abc").
+const SM3_ABC: [u8; 32] = hex("66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
+/// GB/T 32907 example: key = plaintext.
+const SM4_KAT_KEY: [u8; 16] = hex("0123456789abcdeffedcba9876543210");
+/// GB/T 32907 example ciphertext of one block.
+const SM4_KAT_CIPHERTEXT: [u8; 16] = hex("681edf34d206965e86b3e94f536e4246");
+/// GM/T 0042-2015 appendix D.3, second example: key 01..25, 50 x 0xcd.
+const HMAC_SM3_KAT: [u8; 32] =
+    hex("220bf579ded555393f0159f66c99877822a3ecf610d1552154b41d44b94db3ae");
+
+/// Why the GM suite cannot be used or a GM key or signature was refused.
+/// Messages name the thing and say what to do; none carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum GmError {
+    /// The linked OpenSSL lacks an algorithm of the suite.
+    #[error("this OpenSSL build lacks {algorithm}; install an OpenSSL 3 with SM algorithms enabled or use suite = \"intl\" ({library}: {detail})")]
+    Unavailable {
+        /// `SM2`, `SM3`, `SM4-CTR`, ...
+        algorithm: &'static str,
+        /// The OpenSSL version string.
+        library: &'static str,
+        /// What OpenSSL said.
+        detail: String,
+    },
+    /// An algorithm is present but gave a wrong known answer.
+    #[error("OpenSSL's {algorithm} gives wrong results in its known-answer self-test ({library}); do not use suite = \"gm\" with this library")]
+    SelfTest {
+        /// The failing algorithm.
+        algorithm: &'static str,
+        /// The OpenSSL version string.
+        library: &'static str,
+    },
+    /// Key bytes that do not parse as the expected encoding.
+    #[error("{what}: not a valid {encoding} key ({detail}); regenerate it with `openssl genpkey -algorithm SM2` or ferryctl")]
+    KeyFormat {
+        /// Which key (names the role, never the bytes).
+        what: String,
+        /// `PKCS#8 DER`, `SPKI DER`, `PEM`.
+        encoding: &'static str,
+        /// What OpenSSL said.
+        detail: String,
+    },
+    /// A key that parses but is not an SM2 key (another curve or algorithm).
+    #[error("{what}: is not an SM2 key (found {found}); the GM suite needs keys on the SM2 curve")]
+    NotSm2 {
+        /// Which key.
+        what: String,
+        /// What it is instead.
+        found: String,
+    },
+    /// The distinguishing ID is too long for `ENTL`.
+    #[error("SM2 distinguishing ID is {len} bytes; at most {MAX_DISTINGUISHING_ID_LEN} are allowed (the default is \"1234567812345678\")")]
+    DistinguishingId {
+        /// Its length.
+        len: usize,
+    },
+    /// A key list handed to a constructor is empty.
+    #[error("no {what} configured; import at least one")]
+    NoKeys {
+        /// Which list.
+        what: &'static str,
+    },
+    /// Two keys in one list share an id, so a manifest could not pick one.
+    #[error("key id `{id}` appears twice among the {what}; give every key a distinct id")]
+    DuplicateKeyId {
+        /// The id.
+        id: String,
+        /// Which list.
+        what: &'static str,
+    },
+    /// An SM2 signature does not verify.
+    #[error("SM2 signature does not verify under the given public key and distinguishing ID")]
+    BadSignature,
+    /// An OpenSSL operation failed for a reason other than the above.
+    #[error("OpenSSL {operation} failed: {detail}")]
+    Crypto {
+        /// What was attempted.
+        operation: &'static str,
+        /// What OpenSSL said.
+        detail: String,
+    },
+}
+
+impl GmError {
+    fn crypto(operation: &'static str) -> impl FnOnce(ErrorStack) -> GmError {
+        move |e| GmError::Crypto {
+            operation,
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<GmError> for CryptoError {
+    fn from(e: GmError) -> CryptoError {
+        match e {
+            GmError::BadSignature => CryptoError::BadSignature,
+            other => CryptoError::Signing(other.to_string()),
+        }
+    }
+}
+
+fn unavailable(algorithm: &'static str) -> impl FnOnce(String) -> GmError {
+    move |detail| GmError::Unavailable {
+        algorithm,
+        library: openssl::version::version(),
+        detail,
+    }
+}
+
+fn self_test(algorithm: &'static str) -> GmError {
+    GmError::SelfTest {
+        algorithm,
+        library: openssl::version::version(),
+    }
+}
+
+/// Checks that the linked OpenSSL provides everything the GM suite uses,
+/// by running a known-answer self-test of SM3, HMAC-SM3 and SM4-CTR and a
+/// sign/verify, encrypt/decrypt and key agreement round trip on a fresh
+/// SM2 key. Call it at startup so a library without SM support fails
+/// before any traffic, with an error that says what to install.
+pub fn ensure_available() -> Result<(), GmError> {
+    // SM3 and HMAC-SM3.
+    let md = sm3_md().map_err(unavailable("SM3"))?;
+    let digest = Hasher::new(md)
+        .and_then(|mut h| {
+            h.update(b"abc")?;
+            h.finish()
+        })
+        .map_err(|e| unavailable("SM3")(e.to_string()))?;
+    if *digest != SM3_ABC {
+        return Err(self_test("SM3"));
+    }
+    let key: Vec<u8> = (1u8..=0x25).collect();
+    let mut tag = [0u8; SM3_LEN];
+    HmacSm3::new(&key)
+        .and_then(|m| m.mac_into(&[&[0xcd; 50]], &mut tag))
+        .map_err(|e| unavailable("HMAC-SM3")(e.to_string()))?;
+    if tag != HMAC_SM3_KAT {
+        return Err(self_test("HMAC-SM3"));
+    }
+
+    // SM4-CTR: the keystream of the first block is E_K(IV), so encrypting
+    // zeros under IV = the standard's plaintext yields its ciphertext.
+    let cipher = sm4_ctr().map_err(unavailable("SM4-CTR"))?;
+    let mut block = [0u8; SM4_BLOCK_LEN];
+    ctr_in_place(&cipher, &SM4_KAT_KEY, &SM4_KAT_KEY, &mut block)
+        .map_err(|e| unavailable("SM4-CTR")(e.to_string()))?;
+    if block != SM4_KAT_CIPHERTEXT {
+        return Err(self_test("SM4-CTR"));
+    }
+
+    // SM2: keygen, sign + verify, encrypt + decrypt, ECDH.
+    let sm2 = |e: GmError| match e {
+        GmError::Unavailable { .. } | GmError::SelfTest { .. } => e,
+        other => unavailable("SM2")(other.to_string()),
+    };
+    let (private, public) = generate_sm2().map_err(sm2)?;
+    let sig = sm2_sign(&private, DEFAULT_DISTINGUISHING_ID, b"self-test").map_err(sm2)?;
+    sm2_verify(&public, DEFAULT_DISTINGUISHING_ID, b"self-test", &sig).map_err(sm2)?;
+    if sm2_verify(&public, DEFAULT_DISTINGUISHING_ID, b"self-tesT", &sig).is_ok() {
+        return Err(self_test("SM2 signature"));
+    }
+    let recipient = load_public(&public, "self-test public key").map_err(sm2)?;
+    let secret = Zeroizing::new([0x5a; PACKAGE_KEY_LEN]);
+    let ct = sm2_encrypt(&recipient, &secret[..]).map_err(sm2)?;
+    let key = load_private(&private, "self-test private key").map_err(sm2)?;
+    let pt = sm2_decrypt(&key, &ct).map_err(sm2)?;
+    if pt[..] != secret[..] {
+        return Err(self_test("SM2 encryption"));
+    }
+    let (other_private, other_public) = generate_sm2().map_err(sm2)?;
+    let ab = pairing_secret(&private, &other_public, "self-test").map_err(sm2)?;
+    let ba = pairing_secret(&other_private, &public, "self-test").map_err(sm2)?;
+    if ab != ba {
+        return Err(self_test("SM2 key agreement"));
+    }
+    Ok(())
+}
+
+/// SM3 looked up by name, so a library built without it is an error at
+/// run time rather than a build failure.
+fn sm3_md() -> Result<MessageDigest, String> {
+    MessageDigest::from_nid(Nid::SM3).ok_or_else(|| "no SM3 digest".to_owned())
+}
+
+/// SM4-CTR fetched from the default provider.
+fn sm4_ctr() -> Result<Cipher, String> {
+    Cipher::fetch(None, SM4_CTR_NAME, None).map_err(|e| e.to_string())
+}
+
+/// SM4-CTR of `data` in place (encryption and decryption are the same).
+fn ctr_in_place(
+    cipher: &Cipher,
+    key: &[u8; SM4_KEY_LEN],
+    iv: &[u8; SM4_BLOCK_LEN],
+    data: &mut [u8],
+) -> Result<(), ErrorStack> {
+    let mut ctx = CipherCtx::new()?;
+    ctx.encrypt_init(Some(cipher), Some(key), Some(iv))?;
+    let len = data.len();
+    // CTR is a stream mode: the output is exactly as long as the input and
+    // nothing is held back for a final call.
+    ctx.cipher_update_inplace(data, len)?;
+    Ok(())
+}
+
+/// SM3 of `data` (GB/T 32905).
+///
+/// # Panics
+/// If OpenSSL has no SM3 or fails to hash; [`ensure_available`] rules both
+/// out at startup.
+pub fn sm3(data: &[u8]) -> [u8; 32] {
+    sm3_parts(&[data])
+}
+
+fn sm3_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let result = sm3_md().map_err(|e| e.to_string()).and_then(|md| {
+        let mut h = Hasher::new(md).map_err(|e| e.to_string())?;
+        for p in parts {
+            h.update(p).map_err(|e| e.to_string())?;
+        }
+        h.finish().map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(d) => {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&d);
+            out
+        }
+        // Not reachable after the startup self-test: SM3 has no failure
+        // mode on valid input besides a missing algorithm or no memory.
+        Err(e) => panic!("OpenSSL SM3 failed after the startup self-test passed: {e}"),
+    }
+}
+
+/// HMAC-SM3 (RFC 2104) with the key's inner and outer hash states computed
+/// once, so each MAC costs two state copies plus the hashing itself. Used
+/// for datagram tags (once per datagram), chunk tags and the HKDF.
+struct HmacSm3 {
+    inner: Hasher,
+    outer: Hasher,
+}
+
+impl HmacSm3 {
+    fn new(key: &[u8]) -> Result<Self, ErrorStack> {
+        let md = sm3_md().map_err(|_| ErrorStack::get())?;
+        let mut block = Zeroizing::new([0u8; SM3_BLOCK_LEN]);
+        if key.len() > SM3_BLOCK_LEN {
+            let mut h = Hasher::new(md)?;
+            h.update(key)?;
+            block[..SM3_LEN].copy_from_slice(&h.finish()?);
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let mut pad = Zeroizing::new([0u8; SM3_BLOCK_LEN]);
+        for (p, k) in pad.iter_mut().zip(block.iter()) {
+            *p = k ^ 0x36;
+        }
+        let mut inner = Hasher::new(md)?;
+        inner.update(&pad[..])?;
+        for (p, k) in pad.iter_mut().zip(block.iter()) {
+            *p = k ^ 0x5c;
+        }
+        let mut outer = Hasher::new(md)?;
+        outer.update(&pad[..])?;
+        Ok(Self { inner, outer })
+    }
+
+    /// HMAC over the concatenation of `parts`.
+    fn mac_into(&self, parts: &[&[u8]], out: &mut [u8; SM3_LEN]) -> Result<(), ErrorStack> {
+        let mut h = self.inner.clone();
+        for p in parts {
+            h.update(p)?;
+        }
+        let inner = h.finish()?;
+        let mut o = self.outer.clone();
+        o.update(&inner)?;
+        out.copy_from_slice(&o.finish()?);
+        Ok(())
+    }
+}
+
+/// HKDF-SM3 (RFC 5869 with SM3) with an output of exactly one hash block
+/// (L = 32), where expand is the single step T(1) = HMAC(PRK, info || 0x01).
+/// `info` parts are concatenated; an empty salt equals a zero salt.
+fn hkdf_sm3_32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Result<Secret32, ErrorStack> {
+    let mut prk = Zeroizing::new([0u8; SM3_LEN]);
+    HmacSm3::new(salt)?.mac_into(&[ikm], &mut prk)?;
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(info.len() + 1);
+    parts.extend_from_slice(info);
+    parts.push(&[1]);
+    let mut out = Secret32([0; 32]);
+    HmacSm3::new(&prk[..])?.mac_into(&parts, &mut out.0)?;
+    Ok(out)
+}
+
+/// Link primitives of the GM suite: HKDF-SM3 ratchet, truncated HMAC-SM3
+/// datagram tags, SM3 digests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GmLink;
+
+impl LinkCrypto for GmLink {
+    fn suite(&self) -> SuiteId {
+        SuiteId::Gm
+    }
+
+    /// # Panics
+    /// If OpenSSL's SM3 fails, which [`ensure_available`] rules out at
+    /// startup: returning any fixed value instead would make every later
+    /// key predictable.
+    fn ratchet(&self, epoch_secret: &Secret32) -> Secret32 {
+        match hkdf_sm3_32(RATCHET_SALT, &epoch_secret.0, &[RATCHET_INFO]) {
+            Ok(next) => next,
+            Err(e) => panic!("OpenSSL HMAC-SM3 failed after the startup self-test passed: {e}"),
+        }
+    }
+
+    /// # Panics
+    /// Like [`GmLink::ratchet`], if OpenSSL's SM3 fails.
+    fn datagram_mac(&self, epoch_secret: &Secret32) -> Box<dyn DatagramMac> {
+        // No salt: the epoch secret is already uniformly random.
+        let mac = hkdf_sm3_32(&[], &epoch_secret.0, &[DATAGRAM_MAC_INFO])
+            .and_then(|key| HmacSm3::new(&key.0));
+        match mac {
+            Ok(mac) => Box::new(GmDatagramMac { mac }),
+            Err(e) => panic!("OpenSSL HMAC-SM3 failed after the startup self-test passed: {e}"),
+        }
+    }
+
+    fn new_digest(&self) -> Box<dyn PayloadDigest> {
+        let hasher = sm3_md()
+            .ok()
+            .and_then(|md| Hasher::new(md).ok());
+        Box::new(Sm3Digest(hasher))
+    }
+
+    fn digest_len(&self) -> usize {
+        SM3_LEN
+    }
+}
+
+/// HMAC-SM3 truncated to [`DATAGRAM_TAG_LEN`]; the key's pad states are
+/// computed once per epoch because this runs for every datagram.
+struct GmDatagramMac {
+    mac: HmacSm3,
+}
+
+impl DatagramMac for GmDatagramMac {
+    /// On an OpenSSL failure the tag is all zeros, which no receiver
+    /// accepts: the datagram is dropped as forged (fail closed).
+    fn tag(&self, msg: &[u8]) -> [u8; DATAGRAM_TAG_LEN] {
+        let mut full = [0u8; SM3_LEN];
+        let mut tag = [0u8; DATAGRAM_TAG_LEN];
+        if self.mac.mac_into(&[msg], &mut full).is_ok() {
+            tag.copy_from_slice(&full[..DATAGRAM_TAG_LEN]);
+        }
+        tag
+    }
+
+    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
+        if tag.len() != DATAGRAM_TAG_LEN {
+            return false;
+        }
+        let mut full = [0u8; SM3_LEN];
+        if self.mac.mac_into(&[msg], &mut full).is_err() {
+            return false;
+        }
+        openssl::memcmp::eq(&full[..DATAGRAM_TAG_LEN], tag)
+    }
+}
+
+/// Incremental SM3 of package plaintext. `None` after an OpenSSL failure:
+/// `finish` then returns an empty digest, which never matches a manifest's
+/// 32-byte digest, so the package fails closed.
+struct Sm3Digest(Option<Hasher>);
+
+impl PayloadDigest for Sm3Digest {
+    fn update(&mut self, data: &[u8]) {
+        if let Some(h) = &mut self.0 {
+            if h.update(data).is_err() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Vec<u8> {
+        match self.0 {
+            Some(mut h) => h.finish().map(|d| d.to_vec()).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// SM4-CTR + HMAC-SM3 encrypt-then-MAC under per-package keys. The keys
+/// are fresh for every package (new random package key), so the chunk
+/// index alone makes the counter blocks unique: chunk `i` starts at
+/// `i (8 bytes, big-endian) || 0 (8 bytes)` and a chunk of at most
+/// `2^64` blocks never reaches the next chunk's counters.
+struct GmPayloadCipher {
+    cipher: Arc<Cipher>,
+    enc_key: Zeroizing<[u8; SM4_KEY_LEN]>,
+    mac: HmacSm3,
+}
+
+impl GmPayloadCipher {
+    fn iv(index: u64) -> [u8; SM4_BLOCK_LEN] {
+        let mut iv = [0u8; SM4_BLOCK_LEN];
+        iv[..8].copy_from_slice(&index.to_be_bytes());
+        iv
+    }
+
+    /// The tag over `index (8, big-endian) || last (1) || ciphertext`: the
+    /// fixed-length prefix binds the position and the last flag, so a
+    /// swapped, reordered or cut-short stream fails.
+    fn tag(&self, index: u64, last: bool, ciphertext: &[u8]) -> Result<[u8; SM3_LEN], ErrorStack> {
+        let mut tag = [0u8; SM3_LEN];
+        self.mac.mac_into(
+            &[&index.to_be_bytes(), &[u8::from(last)], ciphertext],
+            &mut tag,
+        )?;
+        Ok(tag)
+    }
+}
+
+impl PayloadCipher for GmPayloadCipher {
+    fn overhead(&self) -> usize {
+        CHUNK_TAG_LEN
+    }
+
+    fn seal_chunk(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        // OpenSSL fails here only without memory; report it against the
+        // chunk like the intl suite does.
+        let bad = |_| CryptoError::BadChunk { chunk: index };
+        ctr_in_place(&self.cipher, &self.enc_key, &Self::iv(index), buf).map_err(bad)?;
+        let tag = self.tag(index, last, buf).map_err(bad)?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    fn open_chunk(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if buf.len() < CHUNK_TAG_LEN {
+            return Err(CryptoError::ShortChunk);
+        }
+        let bad = CryptoError::BadChunk { chunk: index };
+        let ciphertext_len = buf.len() - CHUNK_TAG_LEN;
+        let (ciphertext, tag) = buf.split_at(ciphertext_len);
+        let expected = self.tag(index, last, ciphertext).map_err(|_| bad.clone())?;
+        // Verify before decrypting: unauthenticated plaintext never exists.
+        if !openssl::memcmp::eq(&expected, tag) {
+            return Err(bad);
+        }
+        buf.truncate(ciphertext_len);
+        ctr_in_place(&self.cipher, &self.enc_key, &Self::iv(index), buf).map_err(|_| bad)
+    }
+}
+
+/// The package cipher: with
+/// `ikm = package_key || ephemeral || recipient_spki`,
+/// SM4 key = first 16 bytes of HKDF-SM3(salt = E, ikm,
+/// info = "ferry/v1/gm/payload-enc" || context) and MAC key =
+/// HKDF-SM3(salt = E, ikm, info = "ferry/v1/gm/payload-mac" || context).
+/// Binding the SM2 ciphertext and the recipient key keeps a package key
+/// from being replayed under another manifest or key.
+fn package_cipher(
+    cipher: &Arc<Cipher>,
+    epoch_secret: &Secret32,
+    package_key: &[u8],
+    ephemeral: &[u8],
+    recipient_spki: &[u8],
+    context: &[u8],
+) -> Result<GmPayloadCipher, ErrorStack> {
+    let mut ikm = Zeroizing::new(Vec::with_capacity(
+        package_key.len() + ephemeral.len() + recipient_spki.len(),
+    ));
+    ikm.extend_from_slice(package_key);
+    ikm.extend_from_slice(ephemeral);
+    ikm.extend_from_slice(recipient_spki);
+    let enc = hkdf_sm3_32(&epoch_secret.0, &ikm, &[PAYLOAD_ENC_INFO, context])?;
+    let mac_key = hkdf_sm3_32(&epoch_secret.0, &ikm, &[PAYLOAD_MAC_INFO, context])?;
+    let mut enc_key = Zeroizing::new([0u8; SM4_KEY_LEN]);
+    enc_key.copy_from_slice(&enc.0[..SM4_KEY_LEN]);
+    Ok(GmPayloadCipher {
+        cipher: Arc::clone(cipher),
+        enc_key,
+        mac: HmacSm3::new(&mac_key.0)?,
+    })
+}
+
+fn check_id(id: &[u8]) -> Result<(), GmError> {
+    if id.len() > MAX_DISTINGUISHING_ID_LEN {
+        return Err(GmError::DistinguishingId { len: id.len() });
+    }
+    Ok(())
+}
+
+/// Refuses a key that is not of OpenSSL type SM2: an EC key on the SM2
+/// curve of type EC would make OpenSSL sign with ECDSA.
+fn require_sm2<T: HasPublic>(key: &PKeyRef<T>, what: &str) -> Result<(), GmError> {
+    if key.id() == Id::SM2 {
+        return Ok(());
+    }
+    let found = match key.id() {
+        Id::EC => match key.ec_key().ok().and_then(|k| k.group().curve_name()) {
+            Some(Nid::SM2) => "an EC key on the SM2 curve not typed SM2".to_owned(),
+            Some(nid) => format!("EC key on {}", nid.short_name().unwrap_or("another curve")),
+            None => "EC key on explicit curve parameters".to_owned(),
+        },
+        Id::RSA => "RSA key".to_owned(),
+        Id::ED25519 => "Ed25519 key".to_owned(),
+        other => format!("key type {}", other.as_raw()),
+    };
+    Err(GmError::NotSm2 {
+        what: what.to_owned(),
+        found,
+    })
+}
+
+fn load_private(pkcs8_der: &[u8], what: &str) -> Result<PKey<Private>, GmError> {
+    let key = PKey::private_key_from_pkcs8(pkcs8_der).map_err(|e| GmError::KeyFormat {
+        what: what.to_owned(),
+        encoding: "PKCS#8 DER",
+        detail: e.to_string(),
+    })?;
+    require_sm2(&key, what)?;
+    Ok(key)
+}
+
+fn load_public(spki_der: &[u8], what: &str) -> Result<PKey<Public>, GmError> {
+    let key = PKey::public_key_from_der(spki_der).map_err(|e| GmError::KeyFormat {
+        what: what.to_owned(),
+        encoding: "SPKI DER",
+        detail: e.to_string(),
+    })?;
+    require_sm2(&key, what)?;
+    Ok(key)
+}
+
+/// `Z_A = SM3(ENTL || ID || a || b || xG || yG || xA || yA)` (GB/T 32918.2
+/// section 5.5), computed here because the `openssl` crate does not expose
+/// `EVP_PKEY_CTX_set1_id`.
+fn z_a<T: HasPublic>(key: &PKeyRef<T>, id: &[u8]) -> Result<[u8; 32], GmError> {
+    check_id(id)?;
+    let ec = key.ec_key().map_err(GmError::crypto("reading the SM2 public point"))?;
+    let mut ctx = BigNumContext::new().map_err(GmError::crypto("BN_CTX_new"))?;
+    let point = ec
+        .public_key()
+        .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
+        .map_err(GmError::crypto("encoding the SM2 public point"))?;
+    if point.len() != 65 || point[0] != 0x04 {
+        return Err(GmError::Crypto {
+            operation: "encoding the SM2 public point",
+            detail: format!("unexpected {}-byte encoding", point.len()),
+        });
+    }
+    // check_id bounds the length to 8191 bytes, so the bit length fits.
+    let entl = u16::try_from(id.len() * 8).map_err(|_| GmError::DistinguishingId { len: id.len() })?;
+    Ok(sm3_parts(&[
+        &entl.to_be_bytes(),
+        id,
+        &SM2_A,
+        &SM2_B,
+        &SM2_GX,
+        &SM2_GY,
+        &point[1..],
+    ]))
+}
+
+/// The SM2 signature (DER) of `e = SM3(Z_A || msg)`: OpenSSL 3's SM2
+/// signature operation on a 32-byte input signs it as `e` directly.
+fn sign_with(key: &PKey<Private>, z: &[u8; 32], msg: &[u8]) -> Result<Vec<u8>, GmError> {
+    let e = sm3_parts(&[z, msg]);
+    let mut ctx = PkeyCtx::new(key).map_err(GmError::crypto("SM2 signing"))?;
+    ctx.sign_init().map_err(GmError::crypto("SM2 signing"))?;
+    let mut sig = Vec::with_capacity(MAX_SIGNATURE_DER_LEN);
+    ctx.sign_to_vec(&e, &mut sig)
+        .map_err(GmError::crypto("SM2 signing"))?;
+    Ok(sig)
+}
+
+fn verify_with(
+    key: &PKey<Public>,
+    z: &[u8; 32],
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), GmError> {
+    if sig.is_empty() || sig.len() > MAX_SIGNATURE_DER_LEN {
+        return Err(GmError::BadSignature);
+    }
+    let e = sm3_parts(&[z, msg]);
+    let mut ctx = PkeyCtx::new(key).map_err(GmError::crypto("SM2 verification"))?;
+    ctx.verify_init()
+        .map_err(GmError::crypto("SM2 verification"))?;
+    // A malformed DER signature is an OpenSSL error rather than `false`;
+    // both mean "does not verify".
+    match ctx.verify(&e, sig) {
+        Ok(true) => Ok(()),
+        _ => Err(GmError::BadSignature),
+    }
+}
+
+fn sm2_encrypt(recipient: &PKey<Public>, plaintext: &[u8]) -> Result<Vec<u8>, GmError> {
+    let mut ctx = PkeyCtx::new(recipient).map_err(GmError::crypto("SM2 encryption"))?;
+    ctx.encrypt_init()
+        .map_err(GmError::crypto("SM2 encryption"))?;
+    let mut out = Vec::new();
+    ctx.encrypt_to_vec(plaintext, &mut out)
+        .map_err(GmError::crypto("SM2 encryption"))?;
+    Ok(out)
+}
+
+fn sm2_decrypt(key: &PKey<Private>, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, GmError> {
+    let mut ctx = PkeyCtx::new(key).map_err(GmError::crypto("SM2 decryption"))?;
+    ctx.decrypt_init()
+        .map_err(GmError::crypto("SM2 decryption"))?;
+    let mut out = Zeroizing::new(Vec::new());
+    ctx.decrypt_to_vec(ciphertext, &mut out)
+        .map_err(GmError::crypto("SM2 decryption"))?;
+    Ok(out)
+}
+
+/// A fresh SM2 key pair: `(PKCS#8 DER private key, SPKI DER public key)`.
+pub fn generate_sm2() -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), GmError> {
+    let key = PkeyCtx::new_id(Id::SM2)
+        .and_then(|mut ctx| {
+            ctx.keygen_init()?;
+            ctx.keygen()
+        })
+        .map_err(|e| unavailable("SM2")(e.to_string()))?;
+    let private = Zeroizing::new(
+        key.private_key_to_pkcs8()
+            .map_err(GmError::crypto("encoding an SM2 private key"))?,
+    );
+    let public = key
+        .public_key_to_der()
+        .map_err(GmError::crypto("encoding an SM2 public key"))?;
+    Ok((private, public))
+}
+
+/// The SPKI DER public key of an SM2 PKCS#8 DER private key.
+pub fn sm2_public_from_private(pkcs8: &[u8]) -> Result<Vec<u8>, GmError> {
+    let key = load_private(pkcs8, "SM2 private key")?;
+    key.public_key_to_der()
+        .map_err(GmError::crypto("encoding an SM2 public key"))
+}
+
+/// SM2 signature (DER) of `msg` by the PKCS#8 DER key, with distinguishing
+/// ID `id` (for key bundles and other crates).
+pub fn sm2_sign(pkcs8: &[u8], id: &[u8], msg: &[u8]) -> Result<Vec<u8>, GmError> {
+    let key = load_private(pkcs8, "SM2 signing key")?;
+    let z = z_a(&key, id)?;
+    sign_with(&key, &z, msg)
+}
+
+/// Checks an SM2 signature (DER) of `msg` under the SPKI DER key and
+/// distinguishing ID `id`; [`GmError::BadSignature`] if it does not verify.
+pub fn sm2_verify(spki: &[u8], id: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), GmError> {
+    let key = load_public(spki, "SM2 verifying key")?;
+    let z = z_a(&key, id)?;
+    verify_with(&key, &z, msg, sig)
+}
+
+/// `Z_A` of an SPKI DER public key and ID (exposed for interop checks).
+pub fn sm2_z(spki: &[u8], id: &[u8]) -> Result<[u8; 32], GmError> {
+    let key = load_public(spki, "SM2 public key")?;
+    z_a(&key, id)
+}
+
+/// Link pairing in the GM suite: both sides compute the same initial epoch
+/// secret E(0) from their one-time SM2 pairing keys:
+/// HKDF-SM3(salt = "ferry/v1/gm/pairing", ikm = x(ECDH on the SM2 curve),
+/// info = "ferry/v1/gm/epoch0" || link_name).
+pub fn pairing_secret(
+    own_pairing_pkcs8: &[u8],
+    peer_pairing_spki: &[u8],
+    link: &str,
+) -> Result<Secret32, GmError> {
+    let own = load_private(own_pairing_pkcs8, "own SM2 pairing key")?;
+    let peer = load_public(peer_pairing_spki, "peer's SM2 pairing key")?;
+    // OpenSSL 3.0 offers no key exchange for keys typed SM2, so the same
+    // key material goes through plain ECDH as EC keys (the cofactor is 1,
+    // and OpenSSL checks that the peer point is on the curve).
+    let own_ec = own
+        .ec_key()
+        .and_then(PKey::from_ec_key)
+        .map_err(GmError::crypto("SM2 key agreement"))?;
+    let peer_ec = peer
+        .ec_key()
+        .and_then(PKey::from_ec_key)
+        .map_err(GmError::crypto("SM2 key agreement"))?;
+    let mut deriver = Deriver::new(&own_ec).map_err(GmError::crypto("SM2 key agreement"))?;
+    deriver
+        .set_peer(&peer_ec)
+        .map_err(GmError::crypto("SM2 key agreement"))?;
+    let shared = Zeroizing::new(
+        deriver
+            .derive_to_vec()
+            .map_err(GmError::crypto("SM2 key agreement"))?,
+    );
+    if shared.iter().all(|&b| b == 0) {
+        return Err(GmError::Crypto {
+            operation: "SM2 key agreement",
+            detail: "all-zero shared secret".to_owned(),
+        });
+    }
+    hkdf_sm3_32(PAIRING_SALT, &shared, &[PAIRING_INFO, link.as_bytes()])
+        .map_err(GmError::crypto("HKDF-SM3"))
+}
+
+/// Converts an SM2 private key from PEM (`BEGIN PRIVATE KEY`, as written by
+/// `openssl genpkey -algorithm SM2`) to PKCS#8 DER.
+pub fn sm2_private_pem_to_pkcs8(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, GmError> {
+    let key = PKey::private_key_from_pem(pem).map_err(|e| GmError::KeyFormat {
+        what: "SM2 private key".to_owned(),
+        encoding: "PEM",
+        detail: e.to_string(),
+    })?;
+    require_sm2(&key, "SM2 private key")?;
+    Ok(Zeroizing::new(
+        key.private_key_to_pkcs8()
+            .map_err(GmError::crypto("encoding an SM2 private key"))?,
+    ))
+}
+
+/// Converts an SM2 PKCS#8 DER private key to unencrypted PKCS#8 PEM.
+pub fn sm2_private_pkcs8_to_pem(pkcs8: &[u8]) -> Result<Zeroizing<Vec<u8>>, GmError> {
+    let key = load_private(pkcs8, "SM2 private key")?;
+    Ok(Zeroizing::new(
+        key.private_key_to_pem_pkcs8()
+            .map_err(GmError::crypto("encoding an SM2 private key"))?,
+    ))
+}
+
+/// Converts an SM2 public key from PEM (`BEGIN PUBLIC KEY`) to SPKI DER.
+pub fn sm2_public_pem_to_spki(pem: &[u8]) -> Result<Vec<u8>, GmError> {
+    let key = PKey::public_key_from_pem(pem).map_err(|e| GmError::KeyFormat {
+        what: "SM2 public key".to_owned(),
+        encoding: "PEM",
+        detail: e.to_string(),
+    })?;
+    require_sm2(&key, "SM2 public key")?;
+    key.public_key_to_der()
+        .map_err(GmError::crypto("encoding an SM2 public key"))
+}
+
+/// Converts an SM2 SPKI DER public key to PEM.
+pub fn sm2_public_spki_to_pem(spki: &[u8]) -> Result<Vec<u8>, GmError> {
+    let key = load_public(spki, "SM2 public key")?;
+    key.public_key_to_pem()
+        .map_err(GmError::crypto("encoding an SM2 public key"))
+}
+
+/// SPKI DER of the SM2 public key with affine coordinates `(x, y)` (for
+/// published test vectors and keys handed over as raw coordinates).
+pub fn sm2_public_from_coordinates(x: &[u8; 32], y: &[u8; 32]) -> Result<Vec<u8>, GmError> {
+    let group = EcGroup::from_curve_name(Nid::SM2).map_err(|e| unavailable("SM2")(e.to_string()))?;
+    let x = BigNum::from_slice(x).map_err(GmError::crypto("BN_bin2bn"))?;
+    let y = BigNum::from_slice(y).map_err(GmError::crypto("BN_bin2bn"))?;
+    let ec = EcKey::from_public_key_affine_coordinates(&group, &x, &y).map_err(|e| {
+        GmError::KeyFormat {
+            what: "SM2 public key coordinates".to_owned(),
+            encoding: "SM2 point",
+            detail: e.to_string(),
+        }
+    })?;
+    // Encoded as SPKI with the SM2 curve OID and decoded again, so OpenSSL
+    // types it SM2 (an EC-typed key would sign and verify with ECDSA).
+    let spki = ec
+        .public_key_to_der()
+        .map_err(GmError::crypto("encoding an SM2 public key"))?;
+    load_public(&spki, "SM2 public key coordinates")?;
+    Ok(spki)
+}
+
+/// A sender's SM2 verifying key with its precomputed `Z_A`.
+struct SenderKey {
+    id: String,
+    key: PKey<Public>,
+    z: [u8; 32],
+}
+
+/// A recipient's SM2 decryption key with its SPKI (bound into the package
+/// key derivation).
+struct RecipientKey {
+    id: String,
+    key: PKey<Private>,
+    spki: Vec<u8>,
+}
+
+/// The ingress side's GM keys: its SM2 signing key and the egress side's
+/// SM2 encryption public key.
+pub struct GmSealKeys {
+    link: GmLink,
+    signing_key_id: String,
+    /// Held inside OpenSSL, which cleanses it when the key is freed.
+    signing_key: PKey<Private>,
+    signing_z: [u8; 32],
+    recipient_key_id: String,
+    recipient_key: PKey<Public>,
+    recipient_spki: Vec<u8>,
+    cipher: Arc<Cipher>,
+}
+
+impl GmSealKeys {
+    /// Keys for signing with `signing_private_pkcs8_der` under
+    /// `distinguishing_id` and sealing to `recipient_public_spki_der`.
+    pub fn new(
+        signing_key_id: String,
+        signing_private_pkcs8_der: &[u8],
+        recipient_key_id: String,
+        recipient_public_spki_der: &[u8],
+        distinguishing_id: &[u8],
+    ) -> Result<Self, GmError> {
+        let signing_key = load_private(
+            signing_private_pkcs8_der,
+            &format!("signing key `{signing_key_id}`"),
+        )?;
+        let signing_z = z_a(&signing_key, distinguishing_id)?;
+        let recipient_key = load_public(
+            recipient_public_spki_der,
+            &format!("recipient key `{recipient_key_id}`"),
+        )?;
+        let recipient_spki = recipient_key
+            .public_key_to_der()
+            .map_err(GmError::crypto("encoding an SM2 public key"))?;
+        let cipher = Arc::new(sm4_ctr().map_err(unavailable("SM4-CTR"))?);
+        Ok(Self {
+            link: GmLink,
+            signing_key_id,
+            signing_key,
+            signing_z,
+            recipient_key_id,
+            recipient_key,
+            recipient_spki,
+            cipher,
+        })
+    }
+}
+
+impl std::fmt::Debug for GmSealKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GmSealKeys")
+            .field("signing_key_id", &self.signing_key_id)
+            .field("recipient_key_id", &self.recipient_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealKeys for GmSealKeys {
+    fn link(&self) -> &dyn LinkCrypto {
+        &self.link
+    }
+
+    fn signing_key_id(&self) -> &str {
+        &self.signing_key_id
+    }
+
+    fn recipient_key_id(&self) -> &str {
+        &self.recipient_key_id
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(sign_with(&self.signing_key, &self.signing_z, msg)?)
+    }
+
+    fn new_package(
+        &self,
+        epoch_secret: &Secret32,
+        context: &[u8],
+    ) -> Result<(Box<dyn PayloadCipher>, Vec<u8>), CryptoError> {
+        let mut package_key = Zeroizing::new([0u8; PACKAGE_KEY_LEN]);
+        openssl::rand::rand_priv_bytes(&mut package_key[..]).map_err(|_| {
+            CryptoError::Signing("OpenSSL random generator failed".to_owned())
+        })?;
+        let ephemeral = sm2_encrypt(&self.recipient_key, &package_key[..])
+            .map_err(|_| CryptoError::Agreement)?;
+        if ephemeral.len() > MAX_EPHEMERAL_LEN {
+            // Cannot happen for a 32-byte key (about 140 bytes of DER), but
+            // the manifest would refuse it later with a vaguer error.
+            return Err(CryptoError::BadEphemeral);
+        }
+        let cipher = package_cipher(
+            &self.cipher,
+            epoch_secret,
+            &package_key[..],
+            &ephemeral,
+            &self.recipient_spki,
+            context,
+        )
+        .map_err(|_| CryptoError::Agreement)?;
+        Ok((Box::new(cipher), ephemeral))
+    }
+}
+
+/// The egress side's GM keys: its SM2 decryption keys and the ingress
+/// side's SM2 verifying keys, several of each so that packages sealed
+/// before and after a rotation both open. A manifest picks keys by id.
+pub struct GmOpenKeys {
+    link: GmLink,
+    senders: Vec<SenderKey>,
+    recipients: Vec<RecipientKey>,
+    cipher: Arc<Cipher>,
+}
+
+impl GmOpenKeys {
+    /// Keys for verifying manifests signed by any of `senders` (id, SPKI
+    /// DER) under `distinguishing_id` and opening packages sealed to any of
+    /// `recipients` (id, PKCS#8 DER). The first entry of each list is the
+    /// current key (what [`OpenKeys::sender_key_id`] and
+    /// [`OpenKeys::recipient_key_id`] report).
+    pub fn new(
+        senders: Vec<(String, Vec<u8>)>,
+        recipients: Vec<(String, Zeroizing<Vec<u8>>)>,
+        distinguishing_id: &[u8],
+    ) -> Result<Self, GmError> {
+        check_id(distinguishing_id)?;
+        if senders.is_empty() {
+            return Err(GmError::NoKeys {
+                what: "sender verifying keys",
+            });
+        }
+        if recipients.is_empty() {
+            return Err(GmError::NoKeys {
+                what: "recipient decryption keys",
+            });
+        }
+        let mut sender_keys: Vec<SenderKey> = Vec::with_capacity(senders.len());
+        for (id, spki) in senders {
+            if sender_keys.iter().any(|k| k.id == id) {
+                return Err(GmError::DuplicateKeyId {
+                    id,
+                    what: "sender verifying keys",
+                });
+            }
+            let key = load_public(&spki, &format!("sender key `{id}`"))?;
+            let z = z_a(&key, distinguishing_id)?;
+            sender_keys.push(SenderKey { id, key, z });
+        }
+        let mut recipient_keys: Vec<RecipientKey> = Vec::with_capacity(recipients.len());
+        for (id, pkcs8) in recipients {
+            if recipient_keys.iter().any(|k| k.id == id) {
+                return Err(GmError::DuplicateKeyId {
+                    id,
+                    what: "recipient decryption keys",
+                });
+            }
+            let key = load_private(&pkcs8, &format!("recipient key `{id}`"))?;
+            let spki = key
+                .public_key_to_der()
+                .map_err(GmError::crypto("encoding an SM2 public key"))?;
+            recipient_keys.push(RecipientKey { id, key, spki });
+        }
+        let cipher = Arc::new(sm4_ctr().map_err(unavailable("SM4-CTR"))?);
+        Ok(Self {
+            link: GmLink,
+            senders: sender_keys,
+            recipients: recipient_keys,
+            cipher,
+        })
+    }
+
+    /// Ids of the sender keys held, current first.
+    pub fn sender_key_ids(&self) -> impl Iterator<Item = &str> {
+        self.senders.iter().map(|k| k.id.as_str())
+    }
+
+    /// Ids of the recipient keys held, current first.
+    pub fn recipient_key_ids(&self) -> impl Iterator<Item = &str> {
+        self.recipients.iter().map(|k| k.id.as_str())
+    }
+}
+
+impl std::fmt::Debug for GmOpenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GmOpenKeys")
+            .field("sender_key_ids", &self.sender_key_ids().collect::<Vec<_>>())
+            .field(
+                "recipient_key_ids",
+                &self.recipient_key_ids().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenKeys for GmOpenKeys {
+    fn link(&self) -> &dyn LinkCrypto {
+        &self.link
+    }
+
+    fn sender_key_id(&self) -> &str {
+        // The constructor refuses an empty list.
+        self.senders.first().map_or("", |k| k.id.as_str())
+    }
+
+    fn recipient_key_id(&self) -> &str {
+        self.recipients.first().map_or("", |k| k.id.as_str())
+    }
+
+    fn verify(&self, key_id: &str, msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+        let sender = self
+            .senders
+            .iter()
+            .find(|k| k.id == key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
+        verify_with(&sender.key, &sender.z, msg, signature).map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn open_package(
+        &self,
+        recipient_key_id: &str,
+        epoch_secret: &Secret32,
+        ephemeral: &[u8],
+        context: &[u8],
+    ) -> Result<Box<dyn PayloadCipher>, CryptoError> {
+        let recipient = self
+            .recipients
+            .iter()
+            .find(|k| k.id == recipient_key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(recipient_key_id.to_owned()))?;
+        if ephemeral.is_empty() || ephemeral.len() > MAX_EPHEMERAL_LEN {
+            return Err(CryptoError::BadEphemeral);
+        }
+        // The manifest's signature was checked before this call, so a
+        // failing SM2 decryption (C3 check) means the package was sealed
+        // to another key under this id: a key agreement failure.
+        let package_key =
+            sm2_decrypt(&recipient.key, ephemeral).map_err(|_| CryptoError::Agreement)?;
+        if package_key.len() != PACKAGE_KEY_LEN {
+            return Err(CryptoError::BadEphemeral);
+        }
+        let cipher = package_cipher(
+            &self.cipher,
+            epoch_secret,
+            &package_key,
+            ephemeral,
+            &recipient.spki,
+            context,
+        )
+        .map_err(|_| CryptoError::Agreement)?;
+        Ok(Box::new(cipher))
+    }
+}
