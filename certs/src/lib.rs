@@ -29,11 +29,12 @@ pub use identity::{
     MAX_ROLE_CHARS, ROLE_URI_PREFIX,
 };
 pub use inspect::{
-    check_expiry_file, expiring_in_dir, expiring_issued, show, CertInfo, CertificateInfo,
-    CrlInfo, ExpiryKind, ExpiryNotice, ExpiryState, RevokedEntry, DEFAULT_EXPIRY_WARNING_DAYS,
+    check_expiry_file, expiring_in_dir, expiring_issued, show, CertInfo, CertificateInfo, CrlInfo,
+    ExpiryKind, ExpiryNotice, ExpiryState, RevokedEntry, DEFAULT_EXPIRY_WARNING_DAYS,
 };
 pub use trust::{
-    client_config, client_config_without_cert, crypto_provider, server_config, TrustStore,
+    client_config, client_config_without_cert, crypto_provider, rejection_reason, server_config,
+    TrustStore,
 };
 
 use std::path::PathBuf;
@@ -112,7 +113,9 @@ pub enum CertError {
         requested: String,
     },
     /// A file given as a CA does not hold a CA certificate.
-    #[error("{path}: not a CA certificate (no basicConstraints CA:TRUE); give the site CA's ca.crt")]
+    #[error(
+        "{path}: not a CA certificate (no basicConstraints CA:TRUE); give the site CA's ca.crt"
+    )]
     NotCa {
         /// The file.
         path: PathBuf,
@@ -207,3 +210,6 @@ pub enum CertError {
     #[error("certificate generation failed: {0}")]
     Generate(String),
 }
+
+#[cfg(test)]
+mod tests;
