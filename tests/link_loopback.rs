@@ -132,3 +132,37 @@ fn shipped_example_configurations_parse() {
         );
     }
 }
+
+#[test]
+fn gm_suite_link_delivers_bit_exact_with_sm3_digests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |o| o.suite = ferry_keys::Suite::Gm);
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let sizes = [0usize, 1, 65_536, 65_537, 3 << 20];
+    for (n, size) in sizes.iter().enumerate() {
+        let data = content(100 + n as u64, *size);
+        ferry_daemon::testbed::spool_file(&tb.spool, &format!("g{n}.bin"), &data).expect("spool");
+    }
+    wait_for(Duration::from_secs(120), "gm deliveries", || {
+        outbox_files(&tb.outbox).len() == sizes.len()
+    });
+    for (n, size) in sizes.iter().enumerate() {
+        let name = format!("g{n}.bin");
+        let got = std::fs::read(tb.outbox.join(&name)).expect("delivered");
+        assert!(got == content(100 + n as u64, *size), "{name} differs");
+        let side: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(tb.outbox.join(format!("{name}.ferry.json"))).expect("sidecar"),
+        )
+        .expect("json");
+        assert_eq!(side["suite"], "gm");
+        assert_eq!(side["digest_algorithm"], "sm3");
+        assert_eq!(
+            side["digest"].as_str().expect("digest"),
+            hex::encode(ferry_keys::gm::sm3(&got))
+        );
+        assert!(side["signing_key_id"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("sig-")));
+    }
+}

@@ -37,6 +37,9 @@ pub struct LinkArgs {
     /// what the receiver sustains there (docs/operations.md).
     #[arg(long, default_value_t = 150_000_000)]
     pub rate: u64,
+    /// Crypto suite of the link (`intl` or `gm`).
+    #[arg(long, default_value = "intl", value_parser = ["intl", "gm"])]
+    pub suite: String,
     /// Work directory (default: a fresh directory under the system temp dir,
     /// removed afterwards).
     #[arg(long)]
@@ -78,6 +81,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     o.mtu = a.mtu;
     o.repair_overhead_percent = a.repair;
     o.rate_bytes_per_s = a.rate;
+    o.suite = a.suite.parse().map_err(DaemonError::Config)?;
     o.socket_buffer_bytes = 64 << 20;
     let tb = testbed::create(&root, &o)?;
     let icfg = config::load(&tb.ingress_config)?;
@@ -164,7 +168,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         let p = tb.outbox.join(format!("bench-{n:04}.bin"));
         if p.exists() {
             delivered += 1;
-            if &ingress::digest_file(&p)?.1 != want {
+            if &ingress::digest_file(&ferry_protocol::intl::IntlLink, &p)?.1 != want {
                 corrupted += 1;
             }
         }
@@ -190,6 +194,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         "loss_percent": a.loss,
         "fec_overhead": (fec_overhead * 10000.0).round() / 10000.0,
         "mtu": a.mtu,
+        "suite": a.suite,
         "corrupted": corrupted,
         "lost_packages": u64::from(a.files) - delivered,
         "datagrams_sent": is.datagrams_sent,
@@ -200,7 +205,8 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         println!("{out}");
     } else {
         println!(
-            "moved {bytes} bytes in {elapsed:.2} s: {mb_per_s:.1} MB/s at {}% injected loss, FEC overhead {:.1}%, {cpu:.2} CPU s, {} lost, {corrupted} corrupted",
+            "moved {bytes} bytes in {elapsed:.2} s: {mb_per_s:.1} MB/s ({} suite) at {}% injected loss, FEC overhead {:.1}%, {cpu:.2} CPU s, {} lost, {corrupted} corrupted",
+            a.suite,
             a.loss,
             fec_overhead * 100.0,
             u64::from(a.files) - delivered

@@ -144,6 +144,10 @@ pub struct PathsSection {
     pub state_dir: PathBuf,
     /// Key directory.
     pub keys_dir: PathBuf,
+    /// File holding the key-store passphrase (mode 0600). When absent the
+    /// passphrase comes from the systemd credential `ferry-keys-passphrase`
+    /// or the environment variable `FERRY_KEYS_PASSPHRASE`.
+    pub passphrase_file: Option<PathBuf>,
     /// Ingress: files to send are dropped here.
     pub spool_dir: Option<PathBuf>,
     /// Egress: delivered files appear here.
@@ -265,6 +269,7 @@ struct RawLink {
 struct RawPaths {
     state_dir: Option<Spanned<String>>,
     keys_dir: Option<Spanned<String>>,
+    passphrase_file: Option<Spanned<String>>,
     spool_dir: Option<Spanned<String>>,
     outbox_dir: Option<Spanned<String>>,
 }
@@ -739,6 +744,10 @@ impl Checker<'_> {
         };
         let state_dir = self.path(required(p.state_dir, "state_dir", "state")?, "state_dir")?;
         let keys_dir = self.path(required(p.keys_dir, "keys_dir", "key")?, "keys_dir")?;
+        let passphrase_file = p
+            .passphrase_file
+            .map(|v| self.path(v, "passphrase_file"))
+            .transpose()?;
         let (wrong, wrong_key, right) = match role {
             Role::Ingress => (&p.outbox_dir, "outbox_dir", "egress"),
             Role::Egress => (&p.spool_dir, "spool_dir", "ingress"),
@@ -770,6 +779,7 @@ impl Checker<'_> {
         Ok(PathsSection {
             state_dir,
             keys_dir,
+            passphrase_file,
             spool_dir,
             outbox_dir,
         })
@@ -777,7 +787,7 @@ impl Checker<'_> {
 
     fn path(&self, v: Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
         if v.get_ref().is_empty() || v.get_ref().contains('\0') {
-            return Err(self.err(v.span(), format!("`{key}` must be a directory path")));
+            return Err(self.err(v.span(), format!("`{key}` must be a non-empty path")));
         }
         let p = Path::new(v.get_ref());
         Ok(if p.is_absolute() {

@@ -91,6 +91,10 @@ pub struct Status {
     pub receiver: Option<serde_json::Value>,
     /// Conditions that need an operator.
     pub alarms: Vec<String>,
+    /// Things to act on soon but not failures (keys within 30 days of
+    /// expiry).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Status shared between the daemon's threads.

@@ -68,8 +68,9 @@ pub fn run(
     status: SharedStatus,
     options: EgressOptions,
 ) -> Result<(), DaemonError> {
-    let keys = ferry_keys::load(&cfg.paths.keys_dir)?;
-    let open = keys.open_keys()?;
+    let mut keys = crate::ingress::load_keys(&cfg)?;
+    let open = keys.take_open_keys()?;
+    control::update(&status, |st| st.warnings = keys.expiry_warnings().to_vec());
     let state_dir = cfg.paths.state_dir.clone();
     std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
     let store = Arc::new(StateStore::open(&state_dir.join("ferry.redb"))?);
@@ -92,7 +93,7 @@ pub fn run(
     rc.max_buffer_bytes = cfg.link.max_buffer_bytes;
     rc.package_idle_timeout_ms = cfg.link.package_idle_timeout_ms;
     rc.link_down_after_ms = cfg.link.link_down_after_ms;
-    let mut receiver = Receiver::new(rc, Box::new(open), chain, window);
+    let mut receiver = Receiver::new(rc, open, chain, window);
 
     let mut sockets = Vec::new();
     for addr in &cfg.link.listen {
@@ -172,7 +173,7 @@ pub fn run(
         }
         if let Some((e, secret)) = receiver.epochs().oldest().map(|(e, s)| (e, s.clone())) {
             if saved_epoch != Some(e) {
-                if let Err(err) = ferry_keys::save_epoch(&cfg.paths.keys_dir, e, &secret) {
+                if let Err(err) = keys.save_epoch(e, &secret) {
                     result = Err(err.into());
                     break;
                 }
@@ -468,6 +469,11 @@ fn deliver(
 
 /// The JSON metadata written next to each delivered file.
 pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::Value {
+    // The digest is the suite's: SHA-256 (intl) or SM3 (gm).
+    let digest_algorithm = match m.suite {
+        ferry_protocol::suite::SuiteId::Intl => "sha256",
+        ferry_protocol::suite::SuiteId::Gm => "sm3",
+    };
     serde_json::json!({
         "package_id": m.meta.id.to_hex(),
         "link": link,
@@ -477,7 +483,8 @@ pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::V
         "file_name": m.meta.file_name,
         "content_type": m.meta.content_type,
         "size": m.meta.size,
-        "sha256": hex::encode(&m.meta.digest),
+        "digest_algorithm": digest_algorithm,
+        "digest": hex::encode(&m.meta.digest),
         "sender_identity": m.meta.sender_identity,
         "created_unix_ms": m.meta.created_unix_ms,
         "delivered_unix_ms": now_millis().0,

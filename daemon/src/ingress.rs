@@ -16,7 +16,7 @@ use crate::store::{QueueState, QueuedPackage, StateStore};
 use crate::udp::{self, BatchSender, DatagramBatch};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
-use ferry_protocol::{LinkCrypto, PackageId, PackageMeta, Sender, SenderConfig, Transmit};
+use ferry_protocol::{PackageId, PackageMeta, Sender, SenderConfig, Transmit};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -62,16 +62,48 @@ pub fn schedule(cfg: &Config) -> EpochSchedule {
 /// The link's epoch chain, restored from the key directory's state and
 /// moved to the epoch in force now.
 pub fn epoch_chain(cfg: &Config, keys: &ferry_keys::LinkKeys) -> EpochChain {
-    let link = ferry_protocol::intl::IntlLink;
+    let link = keys.link_crypto();
     let mut chain = EpochChain::new(
-        &link,
+        link,
         keys.epoch.0,
         keys.epoch.1.clone(),
         cfg.link.epoch_grace,
     );
-    chain.advance_to(&link, schedule(cfg).epoch_at(now_millis()));
-    chain.prepare_lookahead(&link);
+    chain.advance_to(link, schedule(cfg).epoch_at(now_millis()));
+    chain.prepare_lookahead(link);
     chain
+}
+
+/// Loads the key directory named by the configuration, with the
+/// passphrase from its configured source, and checks that it is the link,
+/// side and suite the configuration says.
+pub fn load_keys(cfg: &Config) -> Result<ferry_keys::LinkKeys, DaemonError> {
+    let passphrase = ferry_keys::Passphrase::resolve(cfg.paths.passphrase_file.as_deref())?;
+    let keys = ferry_keys::load(&cfg.paths.keys_dir, &passphrase)?;
+    let want_side = match cfg.link.role {
+        crate::config::Role::Ingress => ferry_keys::Side::Ingress,
+        crate::config::Role::Egress => ferry_keys::Side::Egress,
+    };
+    let want_suite = match cfg.link.suite {
+        crate::config::SuiteName::Intl => ferry_keys::Suite::Intl,
+        crate::config::SuiteName::Gm => ferry_keys::Suite::Gm,
+    };
+    let dir = cfg.paths.keys_dir.display();
+    if keys.side() != want_side || keys.suite() != want_suite || keys.link() != cfg.link.name {
+        return Err(DaemonError::Config(format!(
+            "{dir}: the key directory is for link `{}`, side {}, suite {}, but the configuration says link `{}`, role {}, suite {}; point `keys_dir` at the right directory or fix `[link]`",
+            keys.link(),
+            keys.side().name(),
+            keys.suite().name(),
+            cfg.link.name,
+            want_side.name(),
+            want_suite.name()
+        )));
+    }
+    for w in keys.expiry_warnings() {
+        tracing::warn!("{w}");
+    }
+    Ok(keys)
 }
 
 /// Puts a package back in the queue under a fresh sequence number.
@@ -94,6 +126,9 @@ type QueueLock = Arc<Mutex<()>>;
 
 struct Shared {
     cfg: Config,
+    /// Sealing keys are moved into the sender; this keeps the KEK for the
+    /// epoch state and the suite for digests.
+    keys: ferry_keys::LinkKeys,
     store: Arc<StateStore>,
     queue_dir: PathBuf,
     status: SharedStatus,
@@ -107,8 +142,9 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
     status: SharedStatus,
 ) -> Result<(), DaemonError> {
-    let keys = ferry_keys::load(&cfg.paths.keys_dir)?;
-    let seal = keys.seal_keys()?;
+    let mut keys = load_keys(&cfg)?;
+    let seal = keys.take_seal_keys()?;
+    control::update(&status, |st| st.warnings = keys.expiry_warnings().to_vec());
     let state_dir = cfg.paths.state_dir.clone();
     std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
     let queue_dir = state_dir.join(QUEUE_DIR);
@@ -123,7 +159,7 @@ pub fn run(
 
     requeue_interrupted(&store)?;
     let chain = epoch_chain(&cfg, &keys);
-    let mut sender = Sender::new(sender_config(&cfg), Box::new(seal), chain)?;
+    let mut sender = Sender::new(sender_config(&cfg), seal, chain)?;
 
     let (socket, report) = udp::bind_socket(cfg.link.bind, cfg.link.socket_buffer_bytes)?;
     if report.capped {
@@ -138,6 +174,7 @@ pub fn run(
 
     let shared = Arc::new(Shared {
         cfg,
+        keys,
         store,
         queue_dir,
         status,
@@ -263,7 +300,7 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
             return Err(DaemonError::io(path)(e));
         }
     }
-    let (size, digest) = digest_file(&dest)?;
+    let (size, digest) = digest_file(s.keys.link_crypto(), &dest)?;
     File::open(&dest)
         .and_then(|f| f.sync_all())
         .map_err(DaemonError::io(&dest))?;
@@ -307,10 +344,13 @@ fn rand_id() -> Result<[u8; 16], DaemonError> {
     Ok(id)
 }
 
-/// Size and SHA-256 of a file, streamed.
-pub fn digest_file(path: &Path) -> Result<(u64, Vec<u8>), DaemonError> {
+/// Size and digest (the suite's: SHA-256 or SM3) of a file, streamed.
+pub fn digest_file(
+    link: &dyn ferry_protocol::suite::LinkCrypto,
+    path: &Path,
+) -> Result<(u64, Vec<u8>), DaemonError> {
     let mut f = File::open(path).map_err(DaemonError::io(path))?;
-    let mut d = ferry_protocol::intl::IntlLink.new_digest();
+    let mut d = link.new_digest();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -454,7 +494,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
         let oldest = sender.epochs().oldest().map(|(e, sec)| (e, sec.clone()));
         if let Some((e, secret)) = oldest {
             if saved_epoch != Some(e) {
-                ferry_keys::save_epoch(&s.cfg.paths.keys_dir, e, &secret)?;
+                s.keys.save_epoch(e, &secret)?;
                 saved_epoch = Some(e);
             }
         }

@@ -9,11 +9,13 @@ pub mod store;
 pub mod udp;
 
 pub mod bench;
+pub mod certs_cli;
 pub mod control;
 pub mod demo;
 pub mod egress;
 mod error;
 pub mod ingress;
+pub mod keys_cli;
 pub mod testbed;
 
 pub use error::DaemonError;

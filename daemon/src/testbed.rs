@@ -25,6 +25,8 @@ pub struct TestbedOptions {
     pub socket_buffer_bytes: usize,
     /// Receive memory bound.
     pub max_buffer_bytes: usize,
+    /// Crypto suite of both sides.
+    pub suite: ferry_keys::Suite,
 }
 
 impl TestbedOptions {
@@ -39,6 +41,7 @@ impl TestbedOptions {
             listen: free_udp_port()?,
             socket_buffer_bytes: 32 << 20,
             max_buffer_bytes: 256 << 20,
+            suite: ferry_keys::Suite::Intl,
         })
     }
 }
@@ -71,20 +74,34 @@ pub fn create(root: &Path, o: &TestbedOptions) -> Result<Testbed, DaemonError> {
     std::fs::create_dir_all(root).map_err(DaemonError::io(root))?;
     let ik = root.join("ingress/keys");
     let ek = root.join("egress/keys");
-    ferry_keys::init(&ik, &o.link, ferry_keys::Side::Ingress)?;
-    ferry_keys::init(&ek, &o.link, ferry_keys::Side::Egress)?;
-    ferry_keys::import_peer(&ik, &ek.join(ferry_keys::files::PUBLIC))?;
-    ferry_keys::import_peer(&ek, &ik.join(ferry_keys::files::PUBLIC))?;
+    for (side, dir) in [
+        (ferry_keys::Side::Ingress, &ik),
+        (ferry_keys::Side::Egress, &ek),
+    ] {
+        let passphrase = write_passphrase(&root.join(side.name()).join("passphrase"))?;
+        let opts = ferry_keys::InitOptions {
+            link: o.link.clone(),
+            side,
+            suite: o.suite,
+            validity_days: 365,
+            // A throwaway link: the cheapest Argon2id profile keeps the
+            // tests and the demo quick. Real sites tune to about a second.
+            kdf_target_ms: 0,
+        };
+        ferry_keys::init(dir, &opts, &passphrase)?;
+    }
+    ferry_keys::import_peer(&ik, &ek.join(ferry_keys::files::PUBLIC), false)?;
+    ferry_keys::import_peer(&ek, &ik.join(ferry_keys::files::PUBLIC), false)?;
     let common = format!(
-        "name = \"{}\"\nsuite = \"intl\"\nmtu = {}\nsocket_buffer_bytes = {}\nrepair_overhead_percent = {:?}\nredundancy = {}\nredundancy_spacing_ms = 200\nheartbeat_interval_ms = 200\nlink_down_after_ms = 1000\nmax_buffer_bytes = {}\n",
-        o.link, o.mtu, o.socket_buffer_bytes, o.repair_overhead_percent, o.redundancy, o.max_buffer_bytes
+        "name = \"{}\"\nsuite = \"{}\"\nmtu = {}\nsocket_buffer_bytes = {}\nrepair_overhead_percent = {:?}\nredundancy = {}\nredundancy_spacing_ms = 200\nheartbeat_interval_ms = 200\nlink_down_after_ms = 1000\nmax_buffer_bytes = {}\n",
+        o.link, o.suite.name(), o.mtu, o.socket_buffer_bytes, o.repair_overhead_percent, o.redundancy, o.max_buffer_bytes
     );
     let ingress = format!(
-        "[link]\nrole = \"ingress\"\n{common}peer = [\"{}\"]\nbind = \"127.0.0.1:0\"\nrate_bytes_per_s = {}\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\nspool_dir = \"spool\"\n",
+        "[link]\nrole = \"ingress\"\n{common}peer = [\"{}\"]\nbind = \"127.0.0.1:0\"\nrate_bytes_per_s = {}\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\nspool_dir = \"spool\"\n",
         o.listen, o.rate_bytes_per_s
     );
     let egress = format!(
-        "[link]\nrole = \"egress\"\n{common}listen = [\"{}\"]\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\noutbox_dir = \"outbox\"\n",
+        "[link]\nrole = \"egress\"\n{common}listen = [\"{}\"]\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\noutbox_dir = \"outbox\"\n",
         o.listen
     );
     let ic = root.join("ingress/ferryd.toml");
@@ -101,6 +118,19 @@ pub fn create(root: &Path, o: &TestbedOptions) -> Result<Testbed, DaemonError> {
         spool,
         outbox,
     })
+}
+
+/// Writes a random passphrase (mode 0600) for a testbed side.
+fn write_passphrase(path: &Path) -> Result<ferry_keys::Passphrase, DaemonError> {
+    let mut bytes = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| DaemonError::Config("operating system random generator failed".into()))?;
+    let text = zeroize::Zeroizing::new(hex::encode(bytes));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(DaemonError::io(dir))?;
+    }
+    ferry_keys::write_atomic(path, text.as_bytes(), 0o600)?;
+    Ok(ferry_keys::Passphrase::new(&text)?)
 }
 
 /// Puts `data` into the spool under `name` the way a well-behaved client

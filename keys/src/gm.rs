@@ -30,12 +30,11 @@ use ferry_protocol::suite::{
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;
-use openssl::derive::Deriver;
-use openssl::ec::{EcGroup, EcKey, PointConversionForm};
+use openssl::ec::{EcGroup, EcKey, EcPoint, PointConversionForm};
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::nid::Nid;
-use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
+use openssl::pkey::{HasPublic, Id, KeyType, PKey, PKeyRef, Private, Public};
 use openssl::pkey_ctx::PkeyCtx;
 use zeroize::Zeroizing;
 
@@ -100,11 +99,9 @@ const fn hex<const N: usize>(s: &str) -> [u8; N] {
 }
 
 /// The SM2 recommended curve (GB/T 32918.5): coefficient `a`.
-pub const SM2_A: [u8; 32] =
-    hex("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
+pub const SM2_A: [u8; 32] = hex("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
 /// The SM2 recommended curve: coefficient `b`.
-pub const SM2_B: [u8; 32] =
-    hex("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93");
+pub const SM2_B: [u8; 32] = hex("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93");
 /// The SM2 recommended curve: base point x.
 pub const SM2_GX: [u8; 32] =
     hex("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7");
@@ -323,29 +320,46 @@ fn ctr_in_place(
 ///
 /// # Panics
 /// If OpenSSL has no SM3 or fails to hash; [`ensure_available`] rules both
-/// out at startup.
+/// out at startup. [`try_sm3`] is the fallible form.
 pub fn sm3(data: &[u8]) -> [u8; 32] {
+    match sm3_parts(&[data]) {
+        Ok(d) => d,
+        // SM3 has no failure mode on valid input besides a missing
+        // algorithm or no memory.
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// SM3 of `data`, or [`GmError::Unavailable`] without SM3.
+pub fn try_sm3(data: &[u8]) -> Result<[u8; 32], GmError> {
     sm3_parts(&[data])
 }
 
-fn sm3_parts(parts: &[&[u8]]) -> [u8; 32] {
-    let result = sm3_md().map_err(|e| e.to_string()).and_then(|md| {
-        let mut h = Hasher::new(md).map_err(|e| e.to_string())?;
-        for p in parts {
-            h.update(p).map_err(|e| e.to_string())?;
-        }
-        h.finish().map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(d) => {
-            let mut out = [0u8; 32];
-            out.copy_from_slice(&d);
-            out
-        }
-        // Not reachable after the startup self-test: SM3 has no failure
-        // mode on valid input besides a missing algorithm or no memory.
-        Err(e) => panic!("OpenSSL SM3 failed after the startup self-test passed: {e}"),
-    }
+/// HMAC-SM3 of `data` under `key` (GM/T 0042), for other crates and
+/// interop checks.
+pub fn hmac_sm3(key: &[u8], data: &[u8]) -> Result<[u8; 32], GmError> {
+    sm3_md().map_err(unavailable("SM3"))?;
+    let mut out = [0u8; SM3_LEN];
+    HmacSm3::new(key)
+        .and_then(|m| m.mac_into(&[data], &mut out))
+        .map_err(GmError::crypto("HMAC-SM3"))?;
+    Ok(out)
+}
+
+/// SM3 over the concatenation of `parts`.
+fn sm3_parts(parts: &[&[u8]]) -> Result<[u8; 32], GmError> {
+    let md = sm3_md().map_err(unavailable("SM3"))?;
+    let digest = Hasher::new(md)
+        .and_then(|mut h| {
+            for p in parts {
+                h.update(p)?;
+            }
+            h.finish()
+        })
+        .map_err(GmError::crypto("SM3"))?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest);
+    Ok(out)
 }
 
 /// HMAC-SM3 (RFC 2104) with the key's inner and outer hash states computed
@@ -358,6 +372,8 @@ struct HmacSm3 {
 
 impl HmacSm3 {
     fn new(key: &[u8]) -> Result<Self, ErrorStack> {
+        // Without SM3 the stack is empty; callers that can meet a library
+        // without SM3 check `sm3_md` first for a clear error.
         let md = sm3_md().map_err(|_| ErrorStack::get())?;
         let mut block = Zeroizing::new([0u8; SM3_BLOCK_LEN]);
         if key.len() > SM3_BLOCK_LEN {
@@ -443,9 +459,7 @@ impl LinkCrypto for GmLink {
     }
 
     fn new_digest(&self) -> Box<dyn PayloadDigest> {
-        let hasher = sm3_md()
-            .ok()
-            .and_then(|md| Hasher::new(md).ok());
+        let hasher = sm3_md().ok().and_then(|md| Hasher::new(md).ok());
         Box::new(Sm3Digest(hasher))
     }
 
@@ -608,26 +622,53 @@ fn check_id(id: &[u8]) -> Result<(), GmError> {
     Ok(())
 }
 
-/// Refuses a key that is not of OpenSSL type SM2: an EC key on the SM2
-/// curve of type EC would make OpenSSL sign with ECDSA.
+/// The key's public half as a low-level EC key. OpenSSL 3 gives keys it
+/// decodes as SM2 no legacy id and refuses `EVP_PKEY_get1_EC_KEY` on them,
+/// so the point is read back from the key's own SPKI encoding.
+fn ec_public<T: HasPublic>(key: &PKeyRef<T>) -> Result<EcKey<Public>, ErrorStack> {
+    EcKey::public_key_from_der(&key.public_key_to_der()?)
+}
+
+/// The key's private half as a low-level EC key (through its SEC1
+/// encoding, which carries the curve), for ECDH.
+fn ec_private(key: &PKeyRef<Private>) -> Result<EcKey<Private>, ErrorStack> {
+    let sec1 = Zeroizing::new(key.private_key_to_der()?);
+    EcKey::private_key_from_der(&sec1)
+}
+
+/// Refuses a key that is not of OpenSSL type SM2 on the SM2 curve. An EC
+/// key on the SM2 curve typed EC (as `openssl genpkey -algorithm EC
+/// -pkeyopt ec_paramgen_curve:SM2` makes in memory) would make OpenSSL sign
+/// with ECDSA, so it is refused with an explanation.
 fn require_sm2<T: HasPublic>(key: &PKeyRef<T>, what: &str) -> Result<(), GmError> {
-    if key.id() == Id::SM2 {
-        return Ok(());
-    }
-    let found = match key.id() {
-        Id::EC => match key.ec_key().ok().and_then(|k| k.group().curve_name()) {
-            Some(Nid::SM2) => "an EC key on the SM2 curve not typed SM2".to_owned(),
-            Some(nid) => format!("EC key on {}", nid.short_name().unwrap_or("another curve")),
-            None => "EC key on explicit curve parameters".to_owned(),
-        },
-        Id::RSA => "RSA key".to_owned(),
-        Id::ED25519 => "Ed25519 key".to_owned(),
-        other => format!("key type {}", other.as_raw()),
-    };
-    Err(GmError::NotSm2 {
+    let not_sm2 = |found: String| GmError::NotSm2 {
         what: what.to_owned(),
         found,
-    })
+    };
+    let curve = ec_public(key).ok().map(|ec| ec.group().curve_name());
+    if key.is_a(KeyType::EC) {
+        return Err(not_sm2(match curve {
+            Some(Some(Nid::SM2)) => {
+                "an EC key on the SM2 curve, typed EC (OpenSSL would use ECDSA with it)".to_owned()
+            }
+            Some(Some(nid)) => format!(
+                "an EC key on {}",
+                nid.short_name().unwrap_or("another curve")
+            ),
+            _ => "an EC key on explicit curve parameters".to_owned(),
+        }));
+    }
+    match curve {
+        Some(Some(Nid::SM2)) => Ok(()),
+        Some(_) => Err(not_sm2("a key on another curve".to_owned())),
+        None => Err(not_sm2(if key.is_a(KeyType::RSA) {
+            "an RSA key".to_owned()
+        } else if key.is_a(KeyType::ED25519) {
+            "an Ed25519 key".to_owned()
+        } else {
+            "a key that is not on an elliptic curve".to_owned()
+        })),
+    }
 }
 
 fn load_private(pkcs8_der: &[u8], what: &str) -> Result<PKey<Private>, GmError> {
@@ -655,7 +696,7 @@ fn load_public(spki_der: &[u8], what: &str) -> Result<PKey<Public>, GmError> {
 /// `EVP_PKEY_CTX_set1_id`.
 fn z_a<T: HasPublic>(key: &PKeyRef<T>, id: &[u8]) -> Result<[u8; 32], GmError> {
     check_id(id)?;
-    let ec = key.ec_key().map_err(GmError::crypto("reading the SM2 public point"))?;
+    let ec = ec_public(key).map_err(GmError::crypto("reading the SM2 public point"))?;
     let mut ctx = BigNumContext::new().map_err(GmError::crypto("BN_CTX_new"))?;
     let point = ec
         .public_key()
@@ -668,8 +709,9 @@ fn z_a<T: HasPublic>(key: &PKeyRef<T>, id: &[u8]) -> Result<[u8; 32], GmError> {
         });
     }
     // check_id bounds the length to 8191 bytes, so the bit length fits.
-    let entl = u16::try_from(id.len() * 8).map_err(|_| GmError::DistinguishingId { len: id.len() })?;
-    Ok(sm3_parts(&[
+    let entl =
+        u16::try_from(id.len() * 8).map_err(|_| GmError::DistinguishingId { len: id.len() })?;
+    sm3_parts(&[
         &entl.to_be_bytes(),
         id,
         &SM2_A,
@@ -677,13 +719,13 @@ fn z_a<T: HasPublic>(key: &PKeyRef<T>, id: &[u8]) -> Result<[u8; 32], GmError> {
         &SM2_GX,
         &SM2_GY,
         &point[1..],
-    ]))
+    ])
 }
 
 /// The SM2 signature (DER) of `e = SM3(Z_A || msg)`: OpenSSL 3's SM2
 /// signature operation on a 32-byte input signs it as `e` directly.
 fn sign_with(key: &PKey<Private>, z: &[u8; 32], msg: &[u8]) -> Result<Vec<u8>, GmError> {
-    let e = sm3_parts(&[z, msg]);
+    let e = sm3_parts(&[z, msg])?;
     let mut ctx = PkeyCtx::new(key).map_err(GmError::crypto("SM2 signing"))?;
     ctx.sign_init().map_err(GmError::crypto("SM2 signing"))?;
     let mut sig = Vec::with_capacity(MAX_SIGNATURE_DER_LEN);
@@ -692,16 +734,11 @@ fn sign_with(key: &PKey<Private>, z: &[u8; 32], msg: &[u8]) -> Result<Vec<u8>, G
     Ok(sig)
 }
 
-fn verify_with(
-    key: &PKey<Public>,
-    z: &[u8; 32],
-    msg: &[u8],
-    sig: &[u8],
-) -> Result<(), GmError> {
+fn verify_with(key: &PKey<Public>, z: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), GmError> {
     if sig.is_empty() || sig.len() > MAX_SIGNATURE_DER_LEN {
         return Err(GmError::BadSignature);
     }
-    let e = sm3_parts(&[z, msg]);
+    let e = sm3_parts(&[z, msg])?;
     let mut ctx = PkeyCtx::new(key).map_err(GmError::crypto("SM2 verification"))?;
     ctx.verify_init()
         .map_err(GmError::crypto("SM2 verification"))?;
@@ -774,10 +811,39 @@ pub fn sm2_verify(spki: &[u8], id: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), 
     verify_with(&key, &z, msg, sig)
 }
 
+/// SM2 public-key encryption (GB/T 32918.4, SM3, GM/T 0009 DER
+/// ciphertext) of `plaintext` to the SPKI DER key: what a manifest's
+/// key-transport field holds, here for interop checks.
+pub fn sm2_encrypt_to(spki: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, GmError> {
+    let key = load_public(spki, "SM2 encryption key")?;
+    sm2_encrypt(&key, plaintext)
+}
+
+/// SM2 decryption of a GM/T 0009 DER ciphertext with the PKCS#8 DER key.
+pub fn sm2_decrypt_with(pkcs8: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, GmError> {
+    let key = load_private(pkcs8, "SM2 decryption key")?;
+    sm2_decrypt(&key, ciphertext)
+}
+
 /// `Z_A` of an SPKI DER public key and ID (exposed for interop checks).
 pub fn sm2_z(spki: &[u8], id: &[u8]) -> Result<[u8; 32], GmError> {
     let key = load_public(spki, "SM2 public key")?;
     z_a(&key, id)
+}
+
+/// The x coordinate of `d_own * P_peer` on the SM2 curve, 32 bytes.
+fn ecdh_x(own: &PKey<Private>, peer: &PKey<Public>) -> Result<Zeroizing<Vec<u8>>, ErrorStack> {
+    let own = ec_private(own)?;
+    let peer = ec_public(peer)?;
+    let group = own.group();
+    let mut ctx = BigNumContext::new_secure()?;
+    let mut product = EcPoint::new(group)?;
+    product.mul2(group, peer.public_key(), own.private_key(), &mut ctx)?;
+    let mut x = BigNum::new_secure()?;
+    let mut y = BigNum::new_secure()?;
+    product.affine_coordinates(group, &mut x, &mut y, &mut ctx)?;
+    let x = Zeroizing::new(x.to_vec_padded(32)?);
+    Ok(x)
 }
 
 /// Link pairing in the GM suite: both sides compute the same initial epoch
@@ -791,26 +857,13 @@ pub fn pairing_secret(
 ) -> Result<Secret32, GmError> {
     let own = load_private(own_pairing_pkcs8, "own SM2 pairing key")?;
     let peer = load_public(peer_pairing_spki, "peer's SM2 pairing key")?;
-    // OpenSSL 3.0 offers no key exchange for keys typed SM2, so the same
-    // key material goes through plain ECDH as EC keys (the cofactor is 1,
-    // and OpenSSL checks that the peer point is on the curve).
-    let own_ec = own
-        .ec_key()
-        .and_then(PKey::from_ec_key)
-        .map_err(GmError::crypto("SM2 key agreement"))?;
-    let peer_ec = peer
-        .ec_key()
-        .and_then(PKey::from_ec_key)
-        .map_err(GmError::crypto("SM2 key agreement"))?;
-    let mut deriver = Deriver::new(&own_ec).map_err(GmError::crypto("SM2 key agreement"))?;
-    deriver
-        .set_peer(&peer_ec)
-        .map_err(GmError::crypto("SM2 key agreement"))?;
-    let shared = Zeroizing::new(
-        deriver
-            .derive_to_vec()
-            .map_err(GmError::crypto("SM2 key agreement"))?,
-    );
+    // OpenSSL 3.0 offers no key exchange for keys typed SM2 (and types
+    // any key on the SM2 curve SM2), so ECDH is done on the points: x of
+    // d_own * P_peer. The cofactor is 1; the peer point was checked to be
+    // on the curve when its SPKI was decoded, and OpenSSL multiplies a
+    // single point by a secret scalar with its constant-time ladder.
+    let agreement = GmError::crypto("SM2 key agreement");
+    let shared = ecdh_x(&own, &peer).map_err(agreement)?;
     if shared.iter().all(|&b| b == 0) {
         return Err(GmError::Crypto {
             operation: "SM2 key agreement",
@@ -867,7 +920,8 @@ pub fn sm2_public_spki_to_pem(spki: &[u8]) -> Result<Vec<u8>, GmError> {
 /// SPKI DER of the SM2 public key with affine coordinates `(x, y)` (for
 /// published test vectors and keys handed over as raw coordinates).
 pub fn sm2_public_from_coordinates(x: &[u8; 32], y: &[u8; 32]) -> Result<Vec<u8>, GmError> {
-    let group = EcGroup::from_curve_name(Nid::SM2).map_err(|e| unavailable("SM2")(e.to_string()))?;
+    let group =
+        EcGroup::from_curve_name(Nid::SM2).map_err(|e| unavailable("SM2")(e.to_string()))?;
     let x = BigNum::from_slice(x).map_err(GmError::crypto("BN_bin2bn"))?;
     let y = BigNum::from_slice(y).map_err(GmError::crypto("BN_bin2bn"))?;
     let ec = EcKey::from_public_key_affine_coordinates(&group, &x, &y).map_err(|e| {
@@ -983,9 +1037,8 @@ impl SealKeys for GmSealKeys {
         context: &[u8],
     ) -> Result<(Box<dyn PayloadCipher>, Vec<u8>), CryptoError> {
         let mut package_key = Zeroizing::new([0u8; PACKAGE_KEY_LEN]);
-        openssl::rand::rand_priv_bytes(&mut package_key[..]).map_err(|_| {
-            CryptoError::Signing("OpenSSL random generator failed".to_owned())
-        })?;
+        openssl::rand::rand_priv_bytes(&mut package_key[..])
+            .map_err(|_| CryptoError::Signing("OpenSSL random generator failed".to_owned()))?;
         let ephemeral = sm2_encrypt(&self.recipient_key, &package_key[..])
             .map_err(|_| CryptoError::Agreement)?;
         if ephemeral.len() > MAX_EPHEMERAL_LEN {
@@ -1152,5 +1205,592 @@ impl OpenKeys for GmOpenKeys {
         )
         .map_err(|_| CryptoError::Agreement)?;
         Ok(Box::new(cipher))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::md::Md;
+    use openssl::sign::Signer;
+    use proptest::prelude::*;
+
+    struct Fixture {
+        seal: GmSealKeys,
+        open: GmOpenKeys,
+        epoch: Secret32,
+    }
+
+    fn fixture() -> Fixture {
+        let (sig_priv, sig_pub) = generate_sm2().expect("signing key");
+        let (enc_priv, enc_pub) = generate_sm2().expect("encryption key");
+        let seal = GmSealKeys::new(
+            "sig-1".into(),
+            &sig_priv,
+            "enc-1".into(),
+            &enc_pub,
+            DEFAULT_DISTINGUISHING_ID,
+        )
+        .expect("seal keys");
+        let open = GmOpenKeys::new(
+            vec![("sig-1".into(), sig_pub)],
+            vec![("enc-1".into(), enc_priv)],
+            DEFAULT_DISTINGUISHING_ID,
+        )
+        .expect("open keys");
+        Fixture {
+            seal,
+            open,
+            epoch: Secret32([7; 32]),
+        }
+    }
+
+    /// (sealing cipher, opening cipher, `plain` sealed as chunk 3, not last).
+    fn sealed_chunk(
+        f: &Fixture,
+        plain: &[u8],
+    ) -> (Box<dyn PayloadCipher>, Box<dyn PayloadCipher>, Vec<u8>) {
+        let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+        let opener = f
+            .open
+            .open_package("enc-1", &f.epoch, &eph, b"ctx")
+            .expect("open package");
+        let mut buf = plain.to_vec();
+        sealer.seal_chunk(3, false, &mut buf).expect("seal");
+        (sealer, opener, buf)
+    }
+
+    #[test]
+    fn ensure_available_passes_on_this_openssl() {
+        ensure_available().expect("OpenSSL 3 with SM2/SM3/SM4");
+    }
+
+    #[test]
+    fn unavailable_error_tells_what_to_do() {
+        let e = unavailable("SM4-CTR")("unsupported".into()).to_string();
+        assert!(e.starts_with("this OpenSSL build lacks SM4-CTR; install an OpenSSL 3 with SM algorithms enabled or use suite = \"intl\""), "{e}");
+    }
+
+    #[test]
+    fn hmac_matches_openssl_hmac_for_all_key_lengths() {
+        let md = MessageDigest::from_nid(Nid::SM3).expect("sm3");
+        // OpenSSL's HMAC key refuses an empty key; the HKDF test covers it.
+        for key_len in [1usize, 16, 32, 63, 64, 65, 200] {
+            let key: Vec<u8> = (0..key_len).map(|i| (i * 7 + 1) as u8).collect();
+            for msg_len in [0usize, 1, 55, 56, 64, 1424] {
+                let msg: Vec<u8> = (0..msg_len).map(|i| (i * 13) as u8).collect();
+                let pkey = PKey::hmac(&key).expect("hmac key");
+                let mut signer = Signer::new(md, &pkey).expect("signer");
+                signer.update(&msg).expect("update");
+                let expected = signer.sign_to_vec().expect("sign");
+                let mut ours = [0u8; 32];
+                HmacSm3::new(&key)
+                    .expect("key")
+                    .mac_into(&[&msg], &mut ours)
+                    .expect("mac");
+                assert_eq!(&ours[..], &expected[..], "key {key_len} msg {msg_len}");
+            }
+        }
+    }
+
+    #[test]
+    fn hkdf_matches_openssl_hkdf() {
+        let sm3 = Md::fetch(None, "SM3", None).expect("sm3");
+        for (salt, ikm, info) in [
+            (&b""[..], &[9u8; 32][..], &b"ferry/v1/gm/datagram-mac"[..]),
+            (&[1u8; 32][..], &[2u8; 200][..], &b""[..]),
+            (RATCHET_SALT, &[3u8; 32][..], RATCHET_INFO),
+        ] {
+            let mut ctx = PkeyCtx::new_id(Id::HKDF).expect("hkdf");
+            ctx.derive_init().expect("init");
+            ctx.set_hkdf_md(&sm3).expect("md");
+            ctx.set_hkdf_key(ikm).expect("key");
+            if !salt.is_empty() {
+                ctx.set_hkdf_salt(salt).expect("salt");
+            }
+            ctx.add_hkdf_info(info).expect("info");
+            let mut expected = [0u8; 32];
+            ctx.derive(Some(&mut expected)).expect("derive");
+            assert_eq!(hkdf_sm3_32(salt, ikm, &[info]).expect("hkdf").0, expected);
+        }
+    }
+
+    #[test]
+    fn generated_keys_are_typed_sm2_and_round_trip_der_and_pem() {
+        let (private, public) = generate_sm2().expect("generate");
+        let key = PKey::private_key_from_pkcs8(&private).expect("pkcs8");
+        assert!(!key.is_a(KeyType::EC));
+        require_sm2(&key, "generated").expect("typed SM2");
+        assert_eq!(sm2_public_from_private(&private).expect("public"), public);
+        let pem = sm2_private_pkcs8_to_pem(&private).expect("pem");
+        assert!(pem.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(
+            sm2_private_pem_to_pkcs8(&pem).expect("der")[..],
+            private[..]
+        );
+        let pem = sm2_public_spki_to_pem(&public).expect("pem");
+        assert_eq!(sm2_public_pem_to_spki(&pem).expect("der"), public);
+    }
+
+    #[test]
+    fn ec_typed_key_on_sm2_curve_would_do_ecdsa_and_is_refused() {
+        // OpenSSL 3.0 types keys decoded from SPKI/PKCS#8 or wrapped from an
+        // EC_KEY on the SM2 curve as SM2, but a key generated through the EC
+        // key manager on that curve stays EC: the trap.
+        let ec_typed = PKey::ec_gen("SM2").expect("EC keygen on the SM2 curve");
+        assert!(ec_typed.is_a(KeyType::EC));
+        let e = [0x11u8; 32];
+        let mut ctx = PkeyCtx::new(&ec_typed).expect("ctx");
+        ctx.sign_init().expect("init");
+        let mut ecdsa = Vec::new();
+        ctx.sign_to_vec(&e, &mut ecdsa).expect("ECDSA sign");
+        let spki = ec_typed.public_key_to_der().expect("spki");
+        let sm2_public = load_public(&spki, "test").expect("decodes typed SM2");
+        let mut ctx = PkeyCtx::new(&sm2_public).expect("ctx");
+        ctx.verify_init().expect("init");
+        assert!(!ctx.verify(&e, &ecdsa).unwrap_or(false), "ECDSA is not SM2");
+        let e_err = require_sm2(&ec_typed, "test key").unwrap_err();
+        assert!(e_err.to_string().contains("typed EC"), "{e_err}");
+        // Its PKCS#8 encoding decodes typed SM2, which is how keys load.
+        let pkcs8 = ec_typed.private_key_to_pkcs8().expect("pkcs8");
+        let loaded = load_private(&pkcs8, "k").expect("loads");
+        assert!(!loaded.is_a(KeyType::EC));
+        // A wrapped EC_KEY on the SM2 curve is typed SM2 too.
+        let group = EcGroup::from_curve_name(Nid::SM2).expect("group");
+        let wrapped = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+        require_sm2(&wrapped, "wrapped").expect("typed SM2");
+    }
+
+    #[test]
+    fn keys_on_other_curves_are_refused() {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("p256");
+        let p256 = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+        let pkcs8 = p256.private_key_to_pkcs8().expect("pkcs8");
+        let spki = p256.public_key_to_der().expect("spki");
+        let e = GmSealKeys::new("s".into(), &pkcs8, "r".into(), &spki, b"id").unwrap_err();
+        assert!(matches!(e, GmError::NotSm2 { .. }), "{e}");
+        assert!(e.to_string().contains("signing key `s`"), "{e}");
+        let (_, sm2_pub) = generate_sm2().expect("sm2");
+        assert!(matches!(
+            sm2_verify(&spki, b"id", b"m", &[0x30, 0]),
+            Err(GmError::NotSm2 { .. })
+        ));
+        let e = GmOpenKeys::new(
+            vec![("s".into(), sm2_pub)],
+            vec![("r".into(), Zeroizing::new(pkcs8))],
+            b"id",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("recipient key `r`"), "{e}");
+        assert!(matches!(
+            sm2_sign(b"not der", b"id", b"m"),
+            Err(GmError::KeyFormat { .. })
+        ));
+    }
+
+    #[test]
+    fn seal_open_round_trip_over_chunk_sizes() {
+        let f = fixture();
+        for size in [0usize, 1, 15, 16, 17, 1000, 65536] {
+            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+            assert!(eph.len() <= MAX_EPHEMERAL_LEN, "{}", eph.len());
+            let opener = f
+                .open
+                .open_package("enc-1", &f.epoch, &eph, b"ctx")
+                .expect("open package");
+            assert_eq!(sealer.overhead(), CHUNK_TAG_LEN);
+            let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            for (index, last) in [(0u64, false), (1, false), (2, true)] {
+                let mut buf = plain.clone();
+                sealer.seal_chunk(index, last, &mut buf).expect("seal");
+                assert_eq!(buf.len(), size + CHUNK_TAG_LEN);
+                if size >= 16 {
+                    assert_ne!(&buf[..size], &plain[..]);
+                }
+                opener.open_chunk(index, last, &mut buf).expect("open");
+                assert_eq!(buf, plain);
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_use_distinct_counters() {
+        let f = fixture();
+        let (sealer, _) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+        let zeros = vec![0u8; 64];
+        let mut a = zeros.clone();
+        let mut b = zeros.clone();
+        sealer.seal_chunk(0, false, &mut a).expect("seal");
+        sealer.seal_chunk(1, false, &mut b).expect("seal");
+        // Same plaintext, different index: different keystream.
+        assert_ne!(a[..64], b[..64]);
+    }
+
+    #[test]
+    fn packages_get_fresh_keys() {
+        let f = fixture();
+        let (a, eph_a) = f.seal.new_package(&f.epoch, b"ctx").expect("a");
+        let (b, eph_b) = f.seal.new_package(&f.epoch, b"ctx").expect("b");
+        assert_ne!(eph_a, eph_b);
+        let (mut ca, mut cb) = (vec![0u8; 32], vec![0u8; 32]);
+        a.seal_chunk(0, true, &mut ca).expect("seal a");
+        b.seal_chunk(0, true, &mut cb).expect("seal b");
+        assert_ne!(ca, cb);
+    }
+
+    #[test]
+    fn any_flipped_bit_is_bad_chunk_and_leaves_no_plaintext() {
+        let f = fixture();
+        let (_, opener, sealed) = sealed_chunk(&f, b"one-way payload, forty bytes long.....");
+        for pos in 0..sealed.len() {
+            for bit in [0u8, 7] {
+                let mut buf = sealed.clone();
+                buf[pos] ^= 1 << bit;
+                let flipped = buf.clone();
+                assert_eq!(
+                    opener.open_chunk(3, false, &mut buf),
+                    Err(CryptoError::BadChunk { chunk: 3 })
+                );
+                assert_eq!(buf, flipped, "nothing decrypted before the MAC check");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_last_flag_index_or_swap_is_bad_chunk() {
+        let f = fixture();
+        let (sealer, opener, sealed) = sealed_chunk(&f, b"not the last chunk");
+        let mut buf = sealed.clone();
+        assert_eq!(
+            opener.open_chunk(3, true, &mut buf),
+            Err(CryptoError::BadChunk { chunk: 3 })
+        );
+        for index in [0, 2, 4, u64::MAX] {
+            let mut buf = sealed.clone();
+            assert_eq!(
+                opener.open_chunk(index, false, &mut buf),
+                Err(CryptoError::BadChunk { chunk: index })
+            );
+        }
+        // Two chunks presented in each other's place.
+        let mut four = b"chunk four".to_vec();
+        sealer.seal_chunk(4, false, &mut four).expect("seal");
+        let mut at3 = four.clone();
+        let mut at4 = sealed.clone();
+        assert!(opener.open_chunk(3, false, &mut at3).is_err());
+        assert!(opener.open_chunk(4, false, &mut at4).is_err());
+        // Truncated: one byte short, and shorter than a tag.
+        let mut cut = sealed[..sealed.len() - 1].to_vec();
+        assert_eq!(
+            opener.open_chunk(3, false, &mut cut),
+            Err(CryptoError::BadChunk { chunk: 3 })
+        );
+        let mut short = vec![0u8; CHUNK_TAG_LEN - 1];
+        assert_eq!(
+            opener.open_chunk(3, false, &mut short),
+            Err(CryptoError::ShortChunk)
+        );
+    }
+
+    #[test]
+    fn wrong_epoch_context_or_recipient_cannot_open() {
+        let f = fixture();
+        let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+        let mut sealed = b"for enc-1 only".to_vec();
+        sealer.seal_chunk(0, true, &mut sealed).expect("seal");
+        for (epoch, ctx) in [(Secret32([8; 32]), &b"ctx"[..]), (f.epoch.clone(), b"ctx2")] {
+            let opener = f
+                .open
+                .open_package("enc-1", &epoch, &eph, ctx)
+                .expect("derives some key");
+            let mut buf = sealed.clone();
+            assert_eq!(
+                opener.open_chunk(0, true, &mut buf),
+                Err(CryptoError::BadChunk { chunk: 0 })
+            );
+        }
+        // Another private key under the same id: SM2 decryption fails.
+        let (sig_priv, sig_pub) = generate_sm2().expect("sig");
+        let _ = sig_priv;
+        let (other_priv, _) = generate_sm2().expect("other");
+        let other = GmOpenKeys::new(
+            vec![("sig-1".into(), sig_pub)],
+            vec![("enc-1".into(), other_priv)],
+            DEFAULT_DISTINGUISHING_ID,
+        )
+        .expect("open keys");
+        assert_eq!(
+            other.open_package("enc-1", &f.epoch, &eph, b"ctx").err(),
+            Some(CryptoError::Agreement)
+        );
+    }
+
+    #[test]
+    fn open_package_checks_key_id_and_ephemeral() {
+        let f = fixture();
+        let (_, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+        assert_eq!(
+            f.open.open_package("enc-0", &f.epoch, &eph, b"ctx").err(),
+            Some(CryptoError::UnknownKey("enc-0".into()))
+        );
+        assert_eq!(
+            f.open.open_package("enc-1", &f.epoch, &[], b"ctx").err(),
+            Some(CryptoError::BadEphemeral)
+        );
+        assert_eq!(
+            f.open
+                .open_package("enc-1", &f.epoch, &[0x30; MAX_EPHEMERAL_LEN + 1], b"ctx")
+                .err(),
+            Some(CryptoError::BadEphemeral)
+        );
+        let mut bent = eph.clone();
+        let last = bent.len() - 1;
+        bent[last] ^= 1;
+        assert!(f
+            .open
+            .open_package("enc-1", &f.epoch, &bent, b"ctx")
+            .is_err());
+        assert!(f
+            .open
+            .open_package("enc-1", &f.epoch, &eph[..eph.len() - 1], b"ctx")
+            .is_err());
+    }
+
+    #[test]
+    fn a_package_key_of_another_length_is_bad_ephemeral() {
+        let f = fixture();
+        let spki = &f.open.recipients[0].spki;
+        let recipient = load_public(spki, "r").expect("public");
+        let eph = sm2_encrypt(&recipient, &[1u8; 16]).expect("encrypt");
+        assert_eq!(
+            f.open.open_package("enc-1", &f.epoch, &eph, b"ctx").err(),
+            Some(CryptoError::BadEphemeral)
+        );
+    }
+
+    #[test]
+    fn signature_round_trip_and_failures() {
+        let f = fixture();
+        let msg = b"canonical manifest bytes";
+        let sig = f.seal.sign(msg).expect("sign");
+        assert!(
+            sig.len() <= MAX_SIGNATURE_DER_LEN && sig[0] == 0x30,
+            "{}",
+            sig.len()
+        );
+        f.open.verify("sig-1", msg, &sig).expect("verifies");
+        assert_eq!(
+            f.open.verify("sig-1", b"canonical manifest byteZ", &sig),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            f.open.verify("sig-1", msg, &sig[..sig.len() - 1]),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            f.open.verify("sig-1", msg, &[]),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            f.open.verify("sig-2", msg, &sig),
+            Err(CryptoError::UnknownKey("sig-2".into()))
+        );
+    }
+
+    #[test]
+    fn distinguishing_id_is_part_of_the_signature() {
+        let (private, public) = generate_sm2().expect("key");
+        let sig = sm2_sign(&private, b"ALICE123@YAHOO.COM", b"msg").expect("sign");
+        sm2_verify(&public, b"ALICE123@YAHOO.COM", b"msg", &sig).expect("same id");
+        assert!(matches!(
+            sm2_verify(&public, DEFAULT_DISTINGUISHING_ID, b"msg", &sig),
+            Err(GmError::BadSignature)
+        ));
+        let long = vec![b'x'; MAX_DISTINGUISHING_ID_LEN + 1];
+        assert!(matches!(
+            sm2_sign(&private, &long, b"msg"),
+            Err(GmError::DistinguishingId { .. })
+        ));
+        sm2_sign(&private, &long[..MAX_DISTINGUISHING_ID_LEN], b"msg").expect("longest id");
+    }
+
+    #[test]
+    fn open_keys_refuse_empty_and_duplicate_lists() {
+        let (a_priv, a_pub) = generate_sm2().expect("a");
+        let none: Vec<(String, Vec<u8>)> = Vec::new();
+        assert!(matches!(
+            GmOpenKeys::new(none, vec![("r".into(), a_priv.clone())], b"id"),
+            Err(GmError::NoKeys { .. })
+        ));
+        assert!(matches!(
+            GmOpenKeys::new(vec![("s".into(), a_pub.clone())], Vec::new(), b"id"),
+            Err(GmError::NoKeys { .. })
+        ));
+        assert!(matches!(
+            GmOpenKeys::new(
+                vec![("s".into(), a_pub.clone()), ("s".into(), a_pub.clone())],
+                vec![("r".into(), a_priv.clone())],
+                b"id"
+            ),
+            Err(GmError::DuplicateKeyId { .. })
+        ));
+        assert!(matches!(
+            GmOpenKeys::new(
+                vec![("s".into(), a_pub)],
+                vec![("r".into(), a_priv.clone()), ("r".into(), a_priv)],
+                b"id"
+            ),
+            Err(GmError::DuplicateKeyId { .. })
+        ));
+    }
+
+    #[test]
+    fn ratchet_is_one_way_and_deterministic() {
+        let link = GmLink;
+        let e0 = Secret32([1; 32]);
+        let e1 = link.ratchet(&e0);
+        assert_eq!(e1, link.ratchet(&e0));
+        assert_ne!(e1, e0);
+        let e2 = link.ratchet(&e1);
+        assert_ne!(e2, e1);
+        assert_ne!(e2, e0);
+        assert_eq!(link.suite(), SuiteId::Gm);
+        assert_eq!(
+            e1,
+            hkdf_sm3_32(RATCHET_SALT, &e0.0, &[RATCHET_INFO]).expect("hkdf")
+        );
+    }
+
+    #[test]
+    fn datagram_mac_verifies_and_rejects() {
+        let link = GmLink;
+        let mac = link.datagram_mac(&Secret32([3; 32]));
+        let msg = vec![0xabu8; 1424];
+        let tag = mac.tag(&msg);
+        assert!(mac.verify(&msg, &tag));
+        let mut flipped = msg.clone();
+        flipped[700] ^= 0x80;
+        assert!(!mac.verify(&flipped, &tag));
+        let mut bad_tag = tag;
+        bad_tag[15] ^= 0x01;
+        assert!(!mac.verify(&msg, &bad_tag));
+        assert!(!mac.verify(&msg, &tag[..15]));
+        assert!(!mac.verify(&msg, &[]));
+        let mut long = tag.to_vec();
+        long.push(0);
+        assert!(!mac.verify(&msg, &long));
+        let other_epoch = link.datagram_mac(&Secret32([4; 32]));
+        assert!(!other_epoch.verify(&msg, &tag));
+        // The tag is HMAC-SM3 under the derived key, truncated.
+        let key = hkdf_sm3_32(&[], &[3; 32], &[DATAGRAM_MAC_INFO]).expect("hkdf");
+        let pkey = PKey::hmac(&key.0).expect("hmac key");
+        let mut signer =
+            Signer::new(MessageDigest::from_nid(Nid::SM3).expect("sm3"), &pkey).expect("signer");
+        signer.update(&msg).expect("update");
+        assert_eq!(&signer.sign_to_vec().expect("sign")[..16], &tag[..]);
+    }
+
+    #[test]
+    fn sm3_digest_is_incremental() {
+        let link = GmLink;
+        let mut d = link.new_digest();
+        d.update(b"a");
+        d.update(b"bc");
+        assert_eq!(link.digest_len(), 32);
+        assert_eq!(d.finish(), SM3_ABC.to_vec());
+        assert_eq!(sm3(b"abc"), SM3_ABC);
+    }
+
+    #[test]
+    fn pairing_is_symmetric_and_per_link() {
+        let (a_priv, a_pub) = generate_sm2().expect("a");
+        let (b_priv, b_pub) = generate_sm2().expect("b");
+        let ab = pairing_secret(&a_priv, &b_pub, "high-to-low").expect("ab");
+        let ba = pairing_secret(&b_priv, &a_pub, "high-to-low").expect("ba");
+        assert_eq!(ab, ba);
+        assert_ne!(
+            ab,
+            pairing_secret(&a_priv, &b_pub, "high-to-low-2").expect("other link")
+        );
+        let (c_priv, _) = generate_sm2().expect("c");
+        assert_ne!(
+            ab,
+            pairing_secret(&c_priv, &b_pub, "high-to-low").expect("c")
+        );
+        assert!(pairing_secret(&a_priv, b"junk", "l").is_err());
+    }
+
+    #[test]
+    fn ecdh_on_points_matches_openssl_ecdh_on_ec_typed_keys() {
+        let a = PKey::ec_gen("SM2").expect("a");
+        let b = PKey::ec_gen("SM2").expect("b");
+        let mut d = openssl::derive::Deriver::new(&a).expect("deriver");
+        d.set_peer(&b).expect("peer");
+        let expected = d.derive_to_vec().expect("ECDH");
+        let a_sm2 = load_private(&a.private_key_to_pkcs8().expect("pkcs8"), "a").expect("a");
+        let b_sm2 = load_public(&b.public_key_to_der().expect("spki"), "b").expect("b");
+        assert_eq!(ecdh_x(&a_sm2, &b_sm2).expect("ours")[..], expected[..]);
+    }
+
+    #[test]
+    fn debug_shows_ids_not_secrets() {
+        let f = fixture();
+        let seal = format!("{:?}", f.seal);
+        let open = format!("{:?}", f.open);
+        assert!(seal.contains("sig-1") && seal.contains("enc-1"), "{seal}");
+        assert!(open.contains("sig-1") && open.contains("enc-1"), "{open}");
+        for s in [&seal, &open] {
+            assert!(!s.contains("signing_key:") && !s.contains("key:"), "{s}");
+            assert!(!s.contains("0x") && !s.contains("PKey"), "{s}");
+        }
+    }
+
+    #[test]
+    fn curve_constants_match_openssl() {
+        let group = EcGroup::from_curve_name(Nid::SM2).expect("group");
+        let mut p = BigNum::new().expect("bn");
+        let mut a = BigNum::new().expect("bn");
+        let mut b = BigNum::new().expect("bn");
+        let mut ctx = BigNumContext::new().expect("ctx");
+        group
+            .components_gfp(&mut p, &mut a, &mut b, &mut ctx)
+            .expect("components");
+        assert_eq!(a.to_vec(), SM2_A.to_vec());
+        assert_eq!(b.to_vec(), SM2_B.to_vec());
+        let g = group
+            .generator_opt()
+            .expect("generator")
+            .to_bytes(&group, PointConversionForm::UNCOMPRESSED, &mut ctx)
+            .expect("g");
+        assert_eq!(&g[1..33], &SM2_GX[..]);
+        assert_eq!(&g[33..], &SM2_GY[..]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_chunk_round_trips_and_any_bit_flip_fails(
+            plain in proptest::collection::vec(any::<u8>(), 0..2048),
+            index in any::<u64>(),
+            last in any::<bool>(),
+            flip in any::<proptest::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let f = fixture();
+            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
+            let opener = f.open.open_package("enc-1", &f.epoch, &eph, b"ctx").expect("open");
+            let mut sealed = plain.clone();
+            sealer.seal_chunk(index, last, &mut sealed).expect("seal");
+            let mut buf = sealed.clone();
+            opener.open_chunk(index, last, &mut buf).expect("open");
+            prop_assert_eq!(&buf, &plain);
+            let mut buf = sealed;
+            let pos = flip.index(buf.len());
+            buf[pos] ^= 1 << bit;
+            prop_assert_eq!(
+                opener.open_chunk(index, last, &mut buf),
+                Err(CryptoError::BadChunk { chunk: index })
+            );
+        }
     }
 }

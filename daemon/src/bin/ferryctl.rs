@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry_daemon::{bench, config, control, demo};
+use ferry_daemon::{bench, certs_cli, config, control, demo, keys_cli};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -16,7 +16,10 @@ struct Cli {
 enum Cmd {
     /// Key files of one side of a link.
     #[command(subcommand)]
-    Keys(KeysCmd),
+    Keys(keys_cli::KeysCmd),
+    /// The site CA and mTLS certificates.
+    #[command(subcommand)]
+    Certs(certs_cli::CertsCmd),
     /// Show a running daemon's status.
     Status {
         /// The daemon's configuration file.
@@ -52,36 +55,6 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
-enum KeysCmd {
-    /// Create a new key set for one side of a link.
-    Init {
-        /// Key directory (created, mode 0700).
-        #[arg(long)]
-        dir: PathBuf,
-        /// Link name (both sides must use the same).
-        #[arg(long)]
-        link: String,
-        /// Which side this is.
-        #[arg(long, value_parser = ["ingress", "egress"])]
-        side: String,
-    },
-    /// Import the other side's public bundle (carried out of band).
-    ImportPeer {
-        /// Key directory.
-        #[arg(long)]
-        dir: PathBuf,
-        /// The other side's public.toml.
-        file: PathBuf,
-    },
-    /// Show this side's public bundle and fingerprint.
-    Show {
-        /// Key directory.
-        #[arg(long)]
-        dir: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
 enum BenchCmd {
     /// Move data through a real UDP loopback link with the whole pipeline.
     Link(bench::LinkArgs),
@@ -100,43 +73,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.cmd {
-        Cmd::Keys(KeysCmd::Init { dir, link, side }) => {
-            let side = if side == "ingress" {
-                ferry_keys::Side::Ingress
-            } else {
-                ferry_keys::Side::Egress
-            };
-            let b = ferry_keys::init(&dir, &link, side)?;
-            println!(
-                "created {side:?} keys for link `{link}` in {}",
-                dir.display()
-            );
-            println!("key id:      {}", b.key_id);
-            println!("fingerprint: {}", b.fingerprint());
-            println!(
-                "carry {} to the other side and run `ferryctl keys import-peer` there",
-                dir.join(ferry_keys::files::PUBLIC).display()
-            );
-        }
-        Cmd::Keys(KeysCmd::ImportPeer { dir, file }) => {
-            let b = ferry_keys::import_peer(&dir, &file)?;
-            println!(
-                "imported {:?} key {} for link `{}`",
-                b.side, b.key_id, b.link
-            );
-            println!(
-                "fingerprint: {}  (compare it with the other side's `ferryctl keys show`)",
-                b.fingerprint()
-            );
-        }
-        Cmd::Keys(KeysCmd::Show { dir }) => {
-            let b = ferry_keys::read_bundle(&dir.join(ferry_keys::files::PUBLIC))?;
-            println!("link:        {}", b.link);
-            println!("side:        {:?}", b.side);
-            println!("suite:       {}", b.suite);
-            println!("key id:      {}", b.key_id);
-            println!("fingerprint: {}", b.fingerprint());
-        }
+        Cmd::Keys(cmd) => return keys_cli::run(cmd),
+        Cmd::Certs(cmd) => return certs_cli::run(cmd),
         Cmd::Status { config, json } => {
             let cfg = config::load(&config)?;
             let v = control::request(&cfg.paths.state_dir, &control::Request::Status)?;
@@ -230,6 +168,11 @@ fn print_status(v: &serde_json::Value) {
             "  gaps (resend these):   {}",
             serde_json::Value::Array(g.clone())
         );
+    }
+    if let Some(w) = v.get("warnings").and_then(|w| w.as_array()) {
+        for x in w {
+            println!("  WARNING: {}", x.as_str().unwrap_or_default());
+        }
     }
     if let Some(a) = v
         .get("alarms")

@@ -1,0 +1,286 @@
+//! `ferryctl keys …`: the key store from the command line.
+//!
+//! The passphrase never comes from an argument (where `ps` and shell
+//! history would keep it): `--passphrase-file`, the systemd credential or
+//! `FERRY_KEYS_PASSPHRASE`, as [`ferry_keys::Passphrase::resolve`] says.
+
+use anyhow::Context;
+use clap::Subcommand;
+use ferry_keys::{Passphrase, Purpose, Side, Suite};
+use std::path::{Path, PathBuf};
+
+/// `ferryctl keys` subcommands.
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Create a new key set for one side of a link.
+    Init {
+        /// Key directory (created, mode 0700).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Link name (both sides must use the same).
+        #[arg(long)]
+        link: String,
+        /// Which side this is.
+        #[arg(long, value_parser = ["ingress", "egress"])]
+        side: String,
+        /// Crypto suite (both sides must use the same).
+        #[arg(long, default_value = "intl", value_parser = ["intl", "gm"])]
+        suite: String,
+        /// Validity of the first keys, in days.
+        #[arg(long, default_value_t = ferry_keys::store::DEFAULT_VALIDITY_DAYS)]
+        validity_days: u64,
+        /// Argon2id time target in milliseconds for unlocking the keys.
+        #[arg(long, default_value_t = 1000)]
+        kdf_target_ms: u64,
+        /// File holding the passphrase (mode 0600).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// List this side's and the peer's keys: ids, suites, fingerprints,
+    /// validity, state.
+    List {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new key that takes over from the current one; the old key
+    /// stays for opening and verifying until retired.
+    Rotate {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Which key (default: signing on ingress, agreement on egress).
+        #[arg(long, value_parser = ["signing", "agreement"])]
+        purpose: Option<String>,
+        /// Hours from now until the new key takes over (give the other side
+        /// time to import the new bundle).
+        #[arg(long, default_value_t = 0)]
+        activate_in_hours: u64,
+        /// Validity of the new key, in days.
+        #[arg(long, default_value_t = ferry_keys::store::DEFAULT_VALIDITY_DAYS)]
+        validity_days: u64,
+        /// File holding the passphrase (mode 0600).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Erase a superseded key; once the other side imports the new bundle
+    /// it refuses packages under that key.
+    Retire {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Key id (from `keys list`).
+        id: String,
+        /// File holding the passphrase (mode 0600).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Write this side's signed public bundle, to carry to the other side.
+    ExportPublic {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Output file (default: print to stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Import the other side's public bundle (carried out of band).
+    ImportPeer {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The other side's bundle.
+        file: PathBuf,
+        /// Accept a bundle that no already-trusted key signed (the other
+        /// side was re-installed); check its fingerprint first.
+        #[arg(long)]
+        new_identity: bool,
+    },
+    /// Show this side's public bundle and fingerprint.
+    Show {
+        /// Key directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// Runs one `keys` subcommand.
+pub fn run(cmd: KeysCmd) -> anyhow::Result<std::process::ExitCode> {
+    match cmd {
+        KeysCmd::Init {
+            dir,
+            link,
+            side,
+            suite,
+            validity_days,
+            kdf_target_ms,
+            passphrase_file,
+        } => {
+            let side = if side == "ingress" {
+                Side::Ingress
+            } else {
+                Side::Egress
+            };
+            let suite: Suite = suite.parse().map_err(anyhow::Error::msg)?;
+            let passphrase = Passphrase::resolve(passphrase_file.as_deref())?;
+            let opts = ferry_keys::InitOptions {
+                link: link.clone(),
+                side,
+                suite,
+                validity_days,
+                kdf_target_ms,
+            };
+            let b = ferry_keys::init(&dir, &opts, &passphrase)?;
+            println!(
+                "created {} keys ({} suite) for link `{link}` in {}",
+                side.name(),
+                suite.name(),
+                dir.display()
+            );
+            print_keys(&dir, false)?;
+            println!("bundle fingerprint: {}", b.fingerprint());
+            println!(
+                "carry {} to the other side and run `ferryctl keys import-peer` there; read the fingerprint to its operator",
+                dir.join(ferry_keys::files::PUBLIC).display()
+            );
+        }
+        KeysCmd::List { dir, json } => print_keys(&dir, json)?,
+        KeysCmd::Rotate {
+            dir,
+            purpose,
+            activate_in_hours,
+            validity_days,
+            passphrase_file,
+        } => {
+            let passphrase = Passphrase::resolve(passphrase_file.as_deref())?;
+            let purpose = purpose.map(|p| {
+                if p == "signing" {
+                    Purpose::Signing
+                } else {
+                    Purpose::Agreement
+                }
+            });
+            let activate_at = ferry_keys::now_secs() + activate_in_hours * 3600;
+            let opts = ferry_keys::RotateOptions {
+                purpose,
+                activate_at: Some(activate_at),
+                validity_days,
+            };
+            let (id, b) = ferry_keys::rotate(&dir, &opts, &passphrase)?;
+            println!(
+                "new key {id} takes over at {}",
+                ferry_keys::utc(activate_at)
+            );
+            println!("bundle fingerprint: {}", b.fingerprint());
+            println!(
+                "next: carry {} to the other side and import it there before the new key takes over; \
+                 retire the old key with `ferryctl keys retire` once no package under it is in flight",
+                dir.join(ferry_keys::files::PUBLIC).display()
+            );
+        }
+        KeysCmd::Retire {
+            dir,
+            id,
+            passphrase_file,
+        } => {
+            let passphrase = Passphrase::resolve(passphrase_file.as_deref())?;
+            let b = ferry_keys::retire(&dir, &id, &passphrase)?;
+            println!("retired {id}; its private key is erased");
+            println!("bundle fingerprint: {}", b.fingerprint());
+            println!(
+                "next: carry {} to the other side and import it there",
+                dir.join(ferry_keys::files::PUBLIC).display()
+            );
+        }
+        KeysCmd::ExportPublic { dir, out } => match out {
+            Some(out) => {
+                let b = ferry_keys::export_public(&dir, &out)?;
+                println!("wrote {}", out.display());
+                println!("bundle fingerprint: {}", b.fingerprint());
+            }
+            None => {
+                let path = dir.join(ferry_keys::files::PUBLIC);
+                ferry_keys::read_bundle(&path)?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                print!("{text}");
+            }
+        },
+        KeysCmd::ImportPeer {
+            dir,
+            file,
+            new_identity,
+        } => {
+            let r = ferry_keys::import_peer(&dir, &file, new_identity)?;
+            println!(
+                "imported the {} side's bundle for link `{}` ({} suite)",
+                r.bundle.side.name(),
+                r.bundle.link,
+                r.bundle.suite.name()
+            );
+            println!("bundle fingerprint: {}", r.bundle.fingerprint());
+            match &r.continuity {
+                Some(k) => println!("continuity: signed by {k}, a key already trusted"),
+                None => println!(
+                    "first import: compare the fingerprint with the other side's operator before starting ferryd"
+                ),
+            }
+            for id in &r.added {
+                if let Some(k) = r.bundle.keys.iter().find(|k| &k.id == id) {
+                    println!(
+                        "  new key {id} ({}) fingerprint {}",
+                        k.purpose.name(),
+                        k.fingerprint()
+                    );
+                }
+            }
+            for id in &r.retired {
+                println!("  retired key {id}: packages under it are now refused");
+            }
+            println!("restart ferryd (or let it reload) to use the new keys");
+        }
+        KeysCmd::Show { dir } => {
+            let b = ferry_keys::read_bundle(&dir.join(ferry_keys::files::PUBLIC))?;
+            println!("link:        {}", b.link);
+            println!("side:        {}", b.side.name());
+            println!("suite:       {}", b.suite.name());
+            println!("fingerprint: {}", b.fingerprint());
+            print_keys(&dir, false)?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_keys(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let keys = ferry_keys::list(dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&keys)?);
+        return Ok(());
+    }
+    println!(
+        "{:<5} {:<18} {:<5} {:<9} {:<39} {:<20} {:<20} STATE",
+        "OWNER", "ID", "SUITE", "PURPOSE", "FINGERPRINT", "NOT BEFORE", "NOT AFTER"
+    );
+    for k in keys {
+        println!(
+            "{:<5} {:<18} {:<5} {:<9} {:<39} {:<20} {:<20} {}{}",
+            k.owner,
+            k.id,
+            k.suite,
+            k.purpose,
+            k.fingerprint,
+            k.not_before,
+            k.not_after,
+            k.state,
+            if k.warning {
+                format!("  WARNING: expires in {} days", k.expires_in_days)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
