@@ -359,3 +359,115 @@ fn retired_keys_cannot_come_back_and_secrets_stay_out_of_debug() {
     assert!(ring.contains(&format!("{:?}", KeyState::Retired).to_lowercase()));
     let _ = Purpose::Signing;
 }
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        RotateSigning,
+        RotateAgreement,
+        /// Carry the ingress bundle to the egress side.
+        CarryToEgress,
+        /// Carry the egress bundle to the ingress side.
+        CarryToIngress,
+        RetireOldSigning,
+        RetireOldAgreement,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::RotateSigning),
+            Just(Op::RotateAgreement),
+            Just(Op::CarryToEgress),
+            Just(Op::CarryToIngress),
+            Just(Op::RetireOldSigning),
+            Just(Op::RetireOldAgreement),
+        ]
+    }
+
+    fn own_keys(dir: &Path, purpose: &str) -> Vec<(String, String)> {
+        list(dir)
+            .expect("list")
+            .into_iter()
+            .filter(|k| k.owner == "own" && k.purpose == purpose)
+            .map(|k| (k.id, k.state))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+        /// Whatever the order of rotations, bundle carries and retirements
+        /// the operators perform (following the documented rule: carry a
+        /// bundle before retiring the key it replaces), a package sealed now
+        /// opens on the other side once both sides hold each other's current
+        /// bundle, and every package sealed under a key that was later
+        /// retired is refused by name.
+        #[test]
+        fn any_rotation_history_keeps_the_link_working(ops in proptest::collection::vec(op(), 1..10)) {
+            let p = pair(Suite::Intl);
+            let mut sealed: Vec<Sealed> = vec![seal_with(&p.ingress)];
+            let mut carried_egress = true;
+            let mut carried_ingress = true;
+            for op in ops {
+                match op {
+                    Op::RotateSigning => {
+                        rotate(&p.ingress, &RotateOptions::default(), &pass()).expect("rotate");
+                        carried_egress = false;
+                    }
+                    Op::RotateAgreement => {
+                        rotate(&p.egress, &RotateOptions::default(), &pass()).expect("rotate");
+                        carried_ingress = false;
+                    }
+                    Op::CarryToEgress => {
+                        import_peer(&p.egress, &p.ingress.join(files::PUBLIC), false).expect("import");
+                        carried_egress = true;
+                    }
+                    Op::CarryToIngress => {
+                        import_peer(&p.ingress, &p.egress.join(files::PUBLIC), false).expect("import");
+                        carried_ingress = true;
+                    }
+                    Op::RetireOldSigning | Op::RetireOldAgreement => {
+                        let (dir, purpose, carried) = if matches!(op, Op::RetireOldSigning) {
+                            (&p.ingress, "signing", carried_egress)
+                        } else {
+                            (&p.egress, "agreement", carried_ingress)
+                        };
+                        // The documented order: the rotation's bundle reaches
+                        // the other side before the old key is retired.
+                        if !carried {
+                            continue;
+                        }
+                        if let Some((id, _)) = own_keys(dir, purpose).into_iter().find(|(_, s)| s == "superseded") {
+                            retire(dir, &id, &pass()).expect("retire superseded key");
+                            if matches!(op, Op::RetireOldSigning) { carried_egress = false } else { carried_ingress = false }
+                        }
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            import_peer(&p.egress, &p.ingress.join(files::PUBLIC), false).expect("final import");
+            import_peer(&p.ingress, &p.egress.join(files::PUBLIC), false).expect("final import");
+            sealed.push(seal_with(&p.ingress));
+            let retired: Vec<String> = list(&p.egress)
+                .expect("list")
+                .into_iter()
+                .chain(list(&p.ingress).expect("list"))
+                .filter(|k| k.state == "retired")
+                .map(|k| k.id)
+                .collect();
+            for s in &sealed {
+                let result = open_with(&p.egress, s);
+                if retired.contains(&s.signer) {
+                    prop_assert_eq!(result, Err(CryptoError::UnknownKey(s.signer.clone())));
+                } else if retired.contains(&s.recipient) {
+                    prop_assert_eq!(result, Err(CryptoError::UnknownKey(s.recipient.clone())));
+                } else {
+                    prop_assert_eq!(result, Ok(()));
+                }
+            }
+        }
+    }
+}
