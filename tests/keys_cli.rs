@@ -272,3 +272,78 @@ fn site_ca_and_certificates_through_the_cli() {
     );
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn status_warns_about_keys_and_certificates_near_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let keys = dir.path().join("ingress/keys");
+    let pass = dir.path().join("ingress/passphrase");
+    ok(
+        &[
+            "keys",
+            "rotate",
+            "--dir",
+            s(&keys),
+            "--validity-days",
+            "10",
+            "--passphrase-file",
+            s(&pass),
+        ],
+        &[],
+    );
+    let ca = dir.path().join("ca");
+    let certs = dir.path().join("ingress/tls");
+    ok(&["certs", "init-ca", "--dir", s(&ca)], &[]);
+    ok(
+        &[
+            "certs",
+            "issue-server",
+            "--ca",
+            s(&ca),
+            "--out",
+            s(&certs),
+            "--name",
+            "ingest",
+            "--dns",
+            "localhost",
+            "--days",
+            "5",
+        ],
+        &[],
+    );
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        cfg.replace(
+            "keys_dir = \"keys\"\n",
+            "keys_dir = \"keys\"\ncerts_dir = \"tls\"\n",
+        ),
+    )
+    .expect("config");
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let mut warnings = Vec::new();
+    wait_for(
+        std::time::Duration::from_secs(20),
+        "status warnings",
+        || {
+            warnings = status(&tb.ingress_config)
+                .and_then(|v| v["warnings"].as_array().cloned())
+                .unwrap_or_default();
+            warnings.len() >= 2
+        },
+    );
+    let text = serde_json::Value::Array(warnings).to_string();
+    assert!(
+        text.contains("signing key") && text.contains("expires"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ingest.crt") && text.contains("days left"),
+        "{text}"
+    );
+    // The human status shows them too, without turning them into alarms.
+    let out = ferryctl_run(&["status", "--config", s(&tb.ingress_config)], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING:"));
+}

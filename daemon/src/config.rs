@@ -148,6 +148,9 @@ pub struct PathsSection {
     /// passphrase comes from the systemd credential `ferry-keys-passphrase`
     /// or the environment variable `FERRY_KEYS_PASSPHRASE`.
     pub passphrase_file: Option<PathBuf>,
+    /// Certificates (and CRLs) this host uses for mTLS; checked for expiry
+    /// at start and hourly, findings shown as status warnings.
+    pub certs_dir: Option<PathBuf>,
     /// Ingress: files to send are dropped here.
     pub spool_dir: Option<PathBuf>,
     /// Egress: delivered files appear here.
@@ -270,6 +273,7 @@ struct RawPaths {
     state_dir: Option<Spanned<String>>,
     keys_dir: Option<Spanned<String>>,
     passphrase_file: Option<Spanned<String>>,
+    certs_dir: Option<Spanned<String>>,
     spool_dir: Option<Spanned<String>>,
     outbox_dir: Option<Spanned<String>>,
 }
@@ -748,6 +752,7 @@ impl Checker<'_> {
             .passphrase_file
             .map(|v| self.path(v, "passphrase_file"))
             .transpose()?;
+        let certs_dir = p.certs_dir.map(|v| self.path(v, "certs_dir")).transpose()?;
         let (wrong, wrong_key, right) = match role {
             Role::Ingress => (&p.outbox_dir, "outbox_dir", "egress"),
             Role::Egress => (&p.spool_dir, "spool_dir", "ingress"),
@@ -780,6 +785,7 @@ impl Checker<'_> {
             state_dir,
             keys_dir,
             passphrase_file,
+            certs_dir,
             spool_dir,
             outbox_dir,
         })

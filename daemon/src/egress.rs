@@ -70,7 +70,8 @@ pub fn run(
 ) -> Result<(), DaemonError> {
     let mut keys = crate::ingress::load_keys(&cfg)?;
     let open = keys.take_open_keys()?;
-    control::update(&status, |st| st.warnings = keys.expiry_warnings().to_vec());
+    let mut expiry = crate::expiry::ExpiryWatch::new(&cfg, &keys);
+    expiry.poll(&status);
     let state_dir = cfg.paths.state_dir.clone();
     std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
     let store = Arc::new(StateStore::open(&state_dir.join("ferry.redb"))?);
@@ -182,6 +183,7 @@ pub fn run(
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
+            expiry.poll(&status);
             publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
         }
     }

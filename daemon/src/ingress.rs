@@ -100,9 +100,6 @@ pub fn load_keys(cfg: &Config) -> Result<ferry_keys::LinkKeys, DaemonError> {
             want_suite.name()
         )));
     }
-    for w in keys.expiry_warnings() {
-        tracing::warn!("{w}");
-    }
     Ok(keys)
 }
 
@@ -129,6 +126,8 @@ struct Shared {
     /// Sealing keys are moved into the sender; this keeps the KEK for the
     /// epoch state and the suite for digests.
     keys: ferry_keys::LinkKeys,
+    /// Hourly key and certificate expiry check.
+    expiry: Mutex<crate::expiry::ExpiryWatch>,
     store: Arc<StateStore>,
     queue_dir: PathBuf,
     status: SharedStatus,
@@ -144,7 +143,9 @@ pub fn run(
 ) -> Result<(), DaemonError> {
     let mut keys = load_keys(&cfg)?;
     let seal = keys.take_seal_keys()?;
-    control::update(&status, |st| st.warnings = keys.expiry_warnings().to_vec());
+    let mut expiry = crate::expiry::ExpiryWatch::new(&cfg, &keys);
+    expiry.poll(&status);
+    let expiry = Mutex::new(expiry);
     let state_dir = cfg.paths.state_dir.clone();
     std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
     let queue_dir = state_dir.join(QUEUE_DIR);
@@ -175,6 +176,7 @@ pub fn run(
     let shared = Arc::new(Shared {
         cfg,
         keys,
+        expiry,
         store,
         queue_dir,
         status,
@@ -501,6 +503,9 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             publish(s, sender);
+            if let Ok(mut w) = s.expiry.lock() {
+                w.poll(&s.status);
+            }
         }
         if last_prune.elapsed() >= Duration::from_secs(10) {
             last_prune = Instant::now();

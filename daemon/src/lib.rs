@@ -14,6 +14,7 @@ pub mod control;
 pub mod demo;
 pub mod egress;
 mod error;
+pub mod expiry;
 pub mod ingress;
 pub mod keys_cli;
 pub mod testbed;
