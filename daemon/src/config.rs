@@ -52,6 +52,10 @@ const DEFAULT_REDUNDANCY_SPACING_MS: u64 = 1000;
 const DEFAULT_MAX_BUFFER_BYTES: usize = 256 << 20;
 const DEFAULT_PACKAGE_IDLE_TIMEOUT_MS: u64 = 5000;
 const DEFAULT_RETENTION_MAX_BYTES: u64 = 1 << 30;
+/// Default `[ingest] max_package_bytes`: 1 GiB.
+const DEFAULT_INGEST_MAX_PACKAGE_BYTES: u64 = 1 << 30;
+/// Default `[ingest] min_free_bytes`: 1 GiB.
+const DEFAULT_INGEST_MIN_FREE_BYTES: u64 = 1 << 30;
 const DEFAULT_RETENTION_MAX_AGE_S: u64 = 7 * 24 * 3600;
 
 /// The whole configuration, checked.
@@ -63,6 +67,27 @@ pub struct Config {
     pub paths: PathsSection,
     /// `[retention]`: ingress copies kept for operator resends.
     pub retention: RetentionSection,
+    /// `[ingest]`: the HTTPS ingest API (ingress only; absent = spool only).
+    pub ingest: Option<IngestSection>,
+}
+
+/// `[ingest]`: HTTPS with mandatory client certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestSection {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Server certificate (PEM).
+    pub cert: PathBuf,
+    /// Server key (PEM, 0600).
+    pub key: PathBuf,
+    /// CA certificates that issue client certificates.
+    pub client_ca: Vec<PathBuf>,
+    /// CRLs of those CAs.
+    pub crl: Vec<PathBuf>,
+    /// Largest package accepted, in bytes (413 beyond, while streaming).
+    pub max_package_bytes: u64,
+    /// Free space the queue's filesystem must keep (503 below).
+    pub min_free_bytes: u64,
 }
 
 /// Which end of the one-way link this daemon is.
@@ -240,6 +265,19 @@ struct RawConfig {
     link: Option<Spanned<RawLink>>,
     paths: Option<Spanned<RawPaths>>,
     retention: Option<Spanned<RawRetention>>,
+    ingest: Option<Spanned<RawIngest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    listen: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    client_ca: Option<Spanned<Vec<Spanned<String>>>>,
+    crl: Option<Spanned<Vec<Spanned<String>>>>,
+    max_package_bytes: Option<Spanned<i64>>,
+    min_free_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -482,10 +520,79 @@ impl Checker<'_> {
                 }
             }
         };
+        let ingest = match raw.ingest {
+            None => None,
+            Some(i) => {
+                let header = self.source.header_span(&i.span());
+                if link.role == Role::Egress {
+                    return Err(self.err(
+                        header,
+                        "`[ingest]` applies to the ingress role only; remove it from an egress configuration",
+                    ));
+                }
+                Some(self.ingest(i.into_inner(), &header)?)
+            }
+        };
         Ok(Config {
             link,
             paths,
             retention,
+            ingest,
+        })
+    }
+
+    fn ingest(&self, i: RawIngest, header: &Range<usize>) -> Result<IngestSection, ConfigError> {
+        let required = |v: Option<Spanned<String>>, key: &str, example: &str| {
+            v.ok_or_else(|| {
+                self.err(
+                    header.clone(),
+                    format!("missing key `{key}` in `[ingest]`: add it, e.g. {key} = {example}"),
+                )
+            })
+        };
+        let listen = required(i.listen, "listen", "\"127.0.0.1:8443\"")?;
+        let listen = self.address(&listen, "listen", true)?;
+        let cert = self.path(
+            required(i.cert, "cert", "\"/etc/ferry/tls/ingest.crt\"")?,
+            "cert",
+        )?;
+        let key = self.path(
+            required(i.key, "key", "\"/etc/ferry/tls/ingest.key\"")?,
+            "key",
+        )?;
+        let paths = |v: Option<Spanned<Vec<Spanned<String>>>>, key: &str| {
+            v.map_or(Ok(Vec::new()), |list| {
+                list.into_inner()
+                    .into_iter()
+                    .map(|p| self.path(p, key))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        };
+        let client_ca = paths(i.client_ca, "client_ca")?;
+        if client_ca.is_empty() {
+            return Err(self.err(
+                header.clone(),
+                "missing key `client_ca` in `[ingest]`: client certificates are mandatory; name the CA that issues them, e.g. client_ca = [\"/etc/ferry/tls/ca.crt\"]",
+            ));
+        }
+        Ok(IngestSection {
+            listen,
+            cert,
+            key,
+            client_ca,
+            crl: paths(i.crl, "crl")?,
+            max_package_bytes: self
+                .uint(
+                    i.max_package_bytes,
+                    "max_package_bytes",
+                    1,
+                    1 << 40,
+                    "bytes",
+                )?
+                .unwrap_or(DEFAULT_INGEST_MAX_PACKAGE_BYTES),
+            min_free_bytes: self
+                .uint(i.min_free_bytes, "min_free_bytes", 0, u64::MAX, "bytes")?
+                .unwrap_or(DEFAULT_INGEST_MIN_FREE_BYTES),
         })
     }
 

@@ -15,6 +15,9 @@ pub enum DaemonError {
     /// Key files.
     #[error("{0}")]
     Keys(#[from] ferry_keys::KeyError),
+    /// Certificates, keys or CRLs of the ingest API.
+    #[error("ingest TLS: {0}")]
+    Certs(#[from] ferry_certs::CertError),
     /// A file or directory operation failed.
     #[error("{path}: {source}")]
     Io {

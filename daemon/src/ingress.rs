@@ -121,18 +121,19 @@ fn requeue(store: &StateStore, id: [u8; 16], q: QueuedPackage) -> Result<u64, Da
 /// packages enter the queue in sequence order whichever thread adds them.
 type QueueLock = Arc<Mutex<()>>;
 
-struct Shared {
-    cfg: Config,
+/// What the ingress threads (intake, ingest API, control, send loop) share.
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
     /// Sealing keys are moved into the sender; this keeps the KEK for the
     /// epoch state and the suite for digests.
-    keys: ferry_keys::LinkKeys,
+    pub(crate) keys: ferry_keys::LinkKeys,
     /// Hourly key and certificate expiry check.
     expiry: Mutex<crate::expiry::ExpiryWatch>,
-    store: Arc<StateStore>,
-    queue_dir: PathBuf,
-    status: SharedStatus,
+    pub(crate) store: Arc<StateStore>,
+    pub(crate) queue_dir: PathBuf,
+    pub(crate) status: SharedStatus,
     lock: QueueLock,
-    shutdown: Arc<AtomicBool>,
+    pub(crate) shutdown: Arc<AtomicBool>,
 }
 
 /// Runs the ingress side until `shutdown` is set.
@@ -190,6 +191,10 @@ pub fn run(
             .spawn(move || intake_loop(&s, &spool))
             .map_err(DaemonError::io(Path::new("intake thread")))?
     };
+    let ingest = match shared.cfg.ingest.clone() {
+        Some(c) => Some(crate::ingest::spawn(shared.clone(), c)?),
+        None => None,
+    };
     let control = {
         let s = shared.clone();
         control::serve(
@@ -201,6 +206,9 @@ pub fn run(
     let result = send_loop(&shared, &mut sender, &mut udp);
     shared.shutdown.store(true, Ordering::Relaxed);
     let _ = intake.join();
+    if let Some(i) = ingest {
+        let _ = i.join();
+    }
     let _ = control.join();
     result
 }
@@ -320,6 +328,44 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
     control::update(&s.status, |st| st.taken += 1);
     tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
     Ok(())
+}
+
+/// A package received over the ingest API, streamed and fsync'd.
+pub(crate) struct Upload {
+    pub(crate) id: PackageId,
+    pub(crate) file_name: String,
+    pub(crate) content_type: String,
+    pub(crate) sender_identity: String,
+    pub(crate) size: u64,
+    pub(crate) digest: Vec<u8>,
+}
+
+/// Moves a complete upload into the queue and records it durably; returns
+/// its sequence number. The caller answers `202` only after this.
+pub(crate) fn accept_upload(s: &Shared, staged: &Path, u: Upload) -> Result<u64, DaemonError> {
+    let dest = s.queue_dir.join(u.id.to_hex());
+    std::fs::rename(staged, &dest).map_err(DaemonError::io(&dest))?;
+    File::open(&s.queue_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(DaemonError::io(&s.queue_dir))?;
+    let meta = PackageMeta {
+        id: u.id,
+        channel: s.cfg.link.name.clone(),
+        size: u.size,
+        digest: u.digest,
+        file_name: u.file_name,
+        content_type: u.content_type,
+        sender_identity: u.sender_identity,
+        created_unix_ms: now_millis().0,
+    };
+    let seq = queue(s, &meta, &dest)?;
+    control::update(&s.status, |st| st.taken += 1);
+    Ok(seq)
+}
+
+/// A fresh random package id.
+pub(crate) fn new_package_id() -> Result<PackageId, DaemonError> {
+    Ok(PackageId(rand_id()?))
 }
 
 fn queue(s: &Shared, meta: &PackageMeta, path: &Path) -> Result<u64, DaemonError> {

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod egress;
 mod error;
 pub mod expiry;
+pub mod ingest;
 pub mod ingress;
 pub mod keys_cli;
 pub mod testbed;

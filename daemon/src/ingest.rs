@@ -1,0 +1,486 @@
+//! The HTTPS ingest API of the ingress side: intranet systems push packages
+//! with a client certificate (mTLS, mandatory), the body streamed to disk,
+//! and get `202` only once the package is durable in the queue.
+//!
+//! `POST /v1/channels/{channel}/packages` with the file name in
+//! `X-Ferry-File-Name`, the type in `Content-Type` and an optional
+//! `X-Ferry-Digest: sha256=HEX` (or `sm3=HEX` on a GM link) that the server
+//! checks. `GET /v1/packages/{id}` answers what the ingress side knows.
+//! It runs on its own thread with a single-threaded tokio runtime, so the
+//! link's send loop keeps its core.
+
+use crate::config::IngestSection;
+use crate::ingress::Shared;
+use crate::store::QueueState;
+use crate::DaemonError;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Longest accepted file name, in bytes (the manifest's limit).
+const MAX_FILE_NAME_BYTES: usize = ferry_protocol::manifest::MAX_FILE_NAME_LEN;
+/// Longest accepted content type (the manifest's limit).
+const MAX_CONTENT_TYPE_BYTES: usize = ferry_protocol::manifest::MAX_CONTENT_TYPE_LEN;
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What `Retry-After` says when the disk is low.
+const RETRY_AFTER_S: u64 = 60;
+
+/// Starts the ingest API on its own thread. Binding and loading the
+/// certificates happen before this returns, so a bad `[ingest]` section
+/// stops `ferryd` at start with the file named.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    cfg: IngestSection,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let cas: Vec<&Path> = cfg.client_ca.iter().map(PathBuf::as_path).collect();
+    let crls: Vec<&Path> = cfg.crl.iter().map(PathBuf::as_path).collect();
+    let trust = ferry_certs::TrustStore::load(&cas, &crls)?;
+    let tls = ferry_certs::server_config(&cfg.cert, &cfg.key, &trust)?;
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .map_err(DaemonError::io(Path::new(&cfg.listen.to_string())))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(DaemonError::io(Path::new("ingest listener")))?;
+    tracing::info!(listen = %cfg.listen, "HTTPS ingest API listening (client certificates required)");
+    std::thread::Builder::new()
+        .name("ferry-ingest".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "ingest API runtime failed to start");
+                    return;
+                }
+            };
+            rt.block_on(serve(shared, cfg, tls, listener));
+        })
+        .map_err(DaemonError::io(Path::new("ingest thread")))
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    cfg: IngestSection,
+    tls: Arc<rustls::ServerConfig>,
+    listener: std::net::TcpListener,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "ingest API listener");
+            return;
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let cfg = Arc::new(cfg);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ingest accept failed");
+                        continue;
+                    }
+                };
+                let (acceptor, shared, cfg) = (acceptor.clone(), shared.clone(), cfg.clone());
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, reason = %e, "ingest TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(%peer, "ingest TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let identity = match ferry_certs::Identity::from_peer_certificates(
+                        tls.get_ref().1.peer_certificates(),
+                    ) {
+                        Ok(Some(id)) => Arc::new(id),
+                        Ok(None) | Err(_) => {
+                            tracing::warn!(%peer, "ingest client certificate unreadable; closing");
+                            return;
+                        }
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let (shared, cfg, identity) = (shared.clone(), cfg.clone(), identity.clone());
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &cfg, &identity, req).await) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                    {
+                        tracing::debug!(%peer, error = %e, "ingest connection ended");
+                    }
+                });
+            }
+            _ = tick.tick() => {
+                if shared.shutdown.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, body: serde_json::Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+    json(status, serde_json::json!({ "error": message.into() }))
+}
+
+async fn handle(
+    s: &Arc<Shared>,
+    cfg: &IngestSection,
+    identity: &ferry_certs::Identity,
+    req: Request<Incoming>,
+) -> Reply {
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), parts.as_slice()) {
+        (&Method::POST, ["v1", "channels", channel, "packages"]) => {
+            let channel = (*channel).to_owned();
+            push(s, cfg, identity, &channel, req).await
+        }
+        (&Method::GET, ["v1", "packages", id]) => package_state(s, id),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "no such endpoint: POST /v1/channels/{channel}/packages or GET /v1/packages/{id}",
+        ),
+    }
+}
+
+/// The name the manifest records for a certificate identity: its subject
+/// and a fingerprint prefix, within the manifest's limit.
+fn sender_identity(identity: &ferry_certs::Identity) -> String {
+    let fp: String = identity.fingerprint_sha256.chars().take(16).collect();
+    let mut text = format!("{} (sha256:{fp})", identity.subject);
+    let max = ferry_protocol::manifest::MAX_IDENTITY_LEN;
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Result<Option<&'a str>, String> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| format!("header `{name}` is not visible ASCII")),
+    }
+}
+
+fn check_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_FILE_NAME_BYTES {
+        return Err(format!(
+            "`X-Ferry-File-Name` must be 1..={MAX_FILE_NAME_BYTES} bytes"
+        ));
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return Err("`X-Ferry-File-Name` must not start with a dot".into());
+    }
+    if name.contains(['/', '\\', '\0']) || name.chars().any(char::is_control) {
+        return Err(
+            "`X-Ferry-File-Name` must be a plain file name (no slashes or control characters)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Parses `ALGO=HEX` against the link suite's digest algorithm.
+fn expected_digest(value: &str, suite: ferry_keys::Suite) -> Result<Vec<u8>, String> {
+    let want_algo = match suite {
+        ferry_keys::Suite::Intl => "sha256",
+        ferry_keys::Suite::Gm => "sm3",
+    };
+    let (algo, hex_text) = value
+        .split_once('=')
+        .ok_or_else(|| format!("`X-Ferry-Digest` must be `{want_algo}=HEX`"))?;
+    if !algo.eq_ignore_ascii_case(want_algo) {
+        return Err(format!(
+            "`X-Ferry-Digest` uses `{algo}`, but this link digests with `{want_algo}`"
+        ));
+    }
+    let d = hex::decode(hex_text.trim())
+        .map_err(|_| "`X-Ferry-Digest` value is not hex".to_string())?;
+    if d.len() != 32 {
+        return Err("`X-Ferry-Digest` must be 32 bytes of hex".into());
+    }
+    Ok(d)
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    nix::sys::statvfs::statvfs(dir)
+        .ok()
+        .map(|v| v.blocks_available().saturating_mul(v.fragment_size()))
+}
+
+async fn push(
+    s: &Arc<Shared>,
+    cfg: &IngestSection,
+    identity: &ferry_certs::Identity,
+    channel: &str,
+    req: Request<Incoming>,
+) -> Reply {
+    // Until the policy defines channels, the link's name is the one channel.
+    if channel != s.cfg.link.name {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown channel `{channel}`; this link carries `{}`",
+                s.cfg.link.name
+            ),
+        );
+    }
+    let file_name = match header(&req, "x-ferry-file-name") {
+        Ok(Some(n)) => n.to_owned(),
+        Ok(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "missing header `X-Ferry-File-Name`",
+            )
+        }
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    if let Err(m) = check_file_name(&file_name) {
+        return error(StatusCode::BAD_REQUEST, m);
+    }
+    let content_type = match header(&req, "content-type") {
+        Ok(v) => v.unwrap_or("application/octet-stream").to_owned(),
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    if content_type.len() > MAX_CONTENT_TYPE_BYTES {
+        return error(StatusCode::BAD_REQUEST, "`Content-Type` is too long");
+    }
+    let expected = match header(&req, "x-ferry-digest") {
+        Ok(None) => None,
+        Ok(Some(v)) => match expected_digest(v, s.keys.suite()) {
+            Ok(d) => Some(d),
+            Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        },
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let declared: Option<u64> = match header(&req, "content-length") {
+        Ok(v) => match v.map(str::parse::<u64>).transpose() {
+            Ok(n) => n,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "bad `Content-Length`"),
+        },
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    if declared.is_some_and(|n| n > cfg.max_package_bytes) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "package of {} bytes is over this channel's limit of {} bytes",
+                declared.unwrap_or(0),
+                cfg.max_package_bytes
+            ),
+        );
+    }
+    let need = cfg.min_free_bytes.saturating_add(declared.unwrap_or(0));
+    if free_bytes(&s.queue_dir).is_some_and(|free| free < need) {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the ingress queue's disk is low; try again later",
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, RETRY_AFTER_S.into());
+        return r;
+    }
+
+    let id = match crate::ingress::new_package_id() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let upload = s.queue_dir.join(format!(".upload-{}", id.to_hex()));
+    let result = receive_body(s, cfg, req.into_body(), &upload).await;
+    let (size, digest) = match result {
+        Ok(x) => x,
+        Err(reply) => {
+            let _ = tokio::fs::remove_file(&upload).await;
+            return reply;
+        }
+    };
+    if expected.as_ref().is_some_and(|e| *e != digest) {
+        let _ = tokio::fs::remove_file(&upload).await;
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "digest mismatch: the body's digest is {}; nothing was queued",
+                hex::encode(&digest)
+            ),
+        );
+    }
+    let accepted = {
+        let s = s.clone();
+        let sender = sender_identity(identity);
+        let (file_name, content_type) = (file_name.clone(), content_type.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::ingress::accept_upload(
+                &s,
+                &upload,
+                crate::ingress::Upload {
+                    id,
+                    file_name,
+                    content_type,
+                    sender_identity: sender,
+                    size,
+                    digest,
+                },
+            )
+        })
+        .await
+    };
+    match accepted {
+        Ok(Ok(seq)) => {
+            tracing::info!(package = %id, seq, file = %file_name, size, identity = %identity.subject, role = ?identity.role, "accepted over HTTPS");
+            let url = format!("/v1/packages/{}", id.to_hex());
+            let mut r = json(
+                StatusCode::ACCEPTED,
+                serde_json::json!({
+                    "package_id": id.to_hex(),
+                    "seq": seq,
+                    "size": size,
+                    "state_url": url,
+                }),
+            );
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&url) {
+                r.headers_mut().insert(hyper::header::LOCATION, v);
+            }
+            r
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "accepting an upload failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("could not queue the package: {e}"),
+            )
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Streams the body into `path`, digesting as it goes, stopping at the
+/// size limit; the file is fsync'd before this returns.
+async fn receive_body(
+    s: &Shared,
+    cfg: &IngestSection,
+    body: Incoming,
+    path: &Path,
+) -> Result<(u64, Vec<u8>), Reply> {
+    let io_err = |e: std::io::Error| {
+        tracing::error!(error = %e, path = %path.display(), "writing an upload failed");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("could not store the upload: {e}"),
+        )
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(io_err)?;
+    let mut digest = s.keys.link_crypto().new_digest();
+    let limit = usize::try_from(cfg.max_package_bytes).unwrap_or(usize::MAX);
+    let mut body = Limited::new(body, limit);
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return Err(error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "package is over this channel's limit of {} bytes; nothing was queued",
+                            cfg.max_package_bytes
+                        ),
+                    ));
+                }
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("upload interrupted: {e}; nothing was queued"),
+                ));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            digest.update(&data);
+            size += data.len() as u64;
+            file.write_all(&data).await.map_err(io_err)?;
+        }
+    }
+    file.sync_all().await.map_err(io_err)?;
+    Ok((size, digest.finish()))
+}
+
+fn package_state(s: &Shared, id: &str) -> Reply {
+    let Some(bytes) = hex::decode(id)
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+    else {
+        return error(StatusCode::BAD_REQUEST, "package id must be 32 hex digits");
+    };
+    match s.store.get(bytes) {
+        Ok(Some(q)) => {
+            let (state, times) = match q.state {
+                QueueState::Queued => ("queued", 0),
+                QueueState::Sending => ("sending", 0),
+                QueueState::Sent { times, .. } => ("sent", times),
+            };
+            let meta: serde_json::Value =
+                serde_json::from_str(&q.meta_json).unwrap_or(serde_json::Value::Null);
+            json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "package_id": id,
+                    "state": state,
+                    "sent_times": times,
+                    "seq": q.seq,
+                    "size": q.bytes,
+                    "file_name": meta.get("file_name"),
+                    "channel": meta.get("channel"),
+                }),
+            )
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "no such package on this side (never accepted, or past retention)",
+        ),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}

@@ -1,0 +1,268 @@
+//! The HTTPS ingest API against a real `ferryd`, driven by real `curl`
+//! with client certificates from `ferryctl certs`.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn ctl(args: &[&str]) {
+    let out = Command::new(ferryctl())
+        .args(args)
+        .output()
+        .expect("ferryctl");
+    assert!(
+        out.status.success(),
+        "ferryctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Site {
+    ca: PathBuf,
+    tls: PathBuf,
+    clients: PathBuf,
+}
+
+fn site(root: &Path) -> Site {
+    let site = Site {
+        ca: root.join("ca"),
+        tls: root.join("ingress/tls"),
+        clients: root.join("clients"),
+    };
+    ctl(&["certs", "init-ca", "--dir", s(&site.ca)]);
+    ctl(&[
+        "certs",
+        "issue-server",
+        "--ca",
+        s(&site.ca),
+        "--out",
+        s(&site.tls),
+        "--name",
+        "ingest",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    for (name, role) in [("registry-feed", "pusher"), ("revoked-feed", "pusher")] {
+        ctl(&[
+            "certs",
+            "issue-client",
+            "--ca",
+            s(&site.ca),
+            "--out",
+            s(&site.clients),
+            "--name",
+            name,
+            "--role",
+            role,
+        ]);
+    }
+    ctl(&[
+        "certs",
+        "revoke",
+        "--ca",
+        s(&site.ca),
+        s(&site.clients.join("revoked-feed.crt")),
+    ]);
+    let other = root.join("other-ca");
+    ctl(&["certs", "init-ca", "--dir", s(&other)]);
+    ctl(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        s(&other),
+        "--out",
+        s(&root.join("stranger")),
+        "--name",
+        "registry-feed",
+        "--role",
+        "pusher",
+    ]);
+    site
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Curl {
+    code: Option<u16>,
+    body: String,
+    exit: Option<i32>,
+}
+
+fn curl(port: u16, site: &Site, client: Option<(&Path, &str)>, path: &str, extra: &[&str]) -> Curl {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["--cacert", s(&site.ca.join("ca.crt"))]);
+    if let Some((dir, name)) = client {
+        c.arg("--cert")
+            .arg(dir.join(format!("{name}.crt")))
+            .arg("--key")
+            .arg(dir.join(format!("{name}.key")));
+    }
+    c.args(extra).arg(format!("https://127.0.0.1:{port}{path}"));
+    let out = c.output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Curl {
+        code: code.trim().parse().ok().filter(|c| *c != 0),
+        body: body.to_owned(),
+        exit: out.status.code(),
+    }
+}
+
+#[test]
+fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let site = site(dir.path());
+    let port = free_tcp_port();
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
+            s(&site.ca.join("ca.crt")),
+            s(&site.ca.join("ca.crl"))
+        ),
+    )
+    .expect("config");
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(15), "ingest listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let data = content(7, 300_000);
+    let upload = dir.path().join("stats.csv");
+    std::fs::write(&upload, &data).expect("write");
+    let digest = format!(
+        "sha256={}",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &data))
+    );
+    let feed = Some((site.clients.as_path(), "registry-feed"));
+    let r = curl(
+        port,
+        &site,
+        feed,
+        "/v1/channels/e2e/packages",
+        &[
+            "--data-binary",
+            &format!("@{}", s(&upload)),
+            "-H",
+            "X-Ferry-File-Name: stats.csv",
+            "-H",
+            "Content-Type: text/csv",
+            "-H",
+            &format!("X-Ferry-Digest: {digest}"),
+        ],
+    );
+    assert_eq!(r.code, Some(202), "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    let id = v["package_id"].as_str().expect("id").to_owned();
+    wait_for(Duration::from_secs(30), "delivery", || {
+        outbox_files(&tb.outbox) == vec!["stats.csv".to_string()]
+    });
+    assert!(std::fs::read(tb.outbox.join("stats.csv")).expect("read") == data);
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tb.outbox.join("stats.csv.ferry.json")).expect("sidecar"),
+    )
+    .expect("json");
+    assert_eq!(side["package_id"], id.as_str());
+    assert_eq!(side["content_type"], "text/csv");
+    assert!(
+        side["sender_identity"]
+            .as_str()
+            .is_some_and(|i| i.contains("CN=registry-feed")),
+        "{side}"
+    );
+    wait_for(Duration::from_secs(10), "state sent", || {
+        let r = curl(port, &site, feed, &format!("/v1/packages/{id}"), &[]);
+        r.code == Some(200) && r.body.contains("\"state\":\"sent\"")
+    });
+
+    let push = |client: Option<(&Path, &str)>, path: &str, headers: &[&str], file: &Path| {
+        let mut extra = vec!["--data-binary".to_string(), format!("@{}", s(file))];
+        for h in headers {
+            extra.push("-H".into());
+            extra.push((*h).to_string());
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        curl(port, &site, client, path, &extra)
+    };
+    let named = ["X-Ferry-File-Name: x.csv"];
+    // Refusals, each with its status, none of them queued or delivered.
+    let r = push(feed, "/v1/channels/e2e/packages", &[], &upload);
+    assert_eq!(r.code, Some(400), "missing file name: {}", r.body);
+    let r = push(
+        feed,
+        "/v1/channels/e2e/packages",
+        &["X-Ferry-File-Name: x.csv", "X-Ferry-Digest: sha256=00"],
+        &upload,
+    );
+    assert_eq!(r.code, Some(400), "bad digest header: {}", r.body);
+    let wrong = format!("X-Ferry-Digest: sha256={}", "ab".repeat(32));
+    let r = push(
+        feed,
+        "/v1/channels/e2e/packages",
+        &["X-Ferry-File-Name: x.csv", &wrong],
+        &upload,
+    );
+    assert_eq!(r.code, Some(400), "digest mismatch: {}", r.body);
+    assert!(r.body.contains("digest mismatch"), "{}", r.body);
+    let r = push(feed, "/v1/channels/other/packages", &named, &upload);
+    assert_eq!(r.code, Some(404), "unknown channel: {}", r.body);
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, content(8, 2 << 20)).expect("write");
+    let r = push(feed, "/v1/channels/e2e/packages", &named, &big);
+    assert_eq!(r.code, Some(413), "over the limit: {}", r.body);
+    // Streamed without a length: stopped at the limit while streaming.
+    let r = push(
+        feed,
+        "/v1/channels/e2e/packages",
+        &["X-Ferry-File-Name: x.csv", "Transfer-Encoding: chunked"],
+        &big,
+    );
+    assert_eq!(r.code, Some(413), "chunked over the limit: {}", r.body);
+
+    // No certificate, another CA's certificate, a revoked one: no HTTP at all.
+    for (client, what) in [
+        (None, "no client certificate"),
+        (
+            Some((dir.path().join("stranger"), "registry-feed")),
+            "another CA",
+        ),
+        (Some((site.clients.clone(), "revoked-feed")), "revoked"),
+    ] {
+        let r = push(
+            client.as_ref().map(|(d, n)| (d.as_path(), *n)),
+            "/v1/channels/e2e/packages",
+            &named,
+            &upload,
+        );
+        assert!(
+            r.code.is_none() && r.exit != Some(0),
+            "{what}: curl got HTTP {:?}",
+            r.code
+        );
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(outbox_files(&tb.outbox), vec!["stats.csv".to_string()]);
+    let queue = dir.path().join("ingress/state/queue");
+    let leftovers: Vec<_> = std::fs::read_dir(&queue)
+        .expect("queue dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".upload"))
+        .collect();
+    assert!(leftovers.is_empty(), "refused uploads left files behind");
+}
