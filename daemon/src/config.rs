@@ -69,6 +69,20 @@ pub struct Config {
     pub retention: RetentionSection,
     /// `[ingest]`: the HTTPS ingest API (ingress only; absent = spool only).
     pub ingest: Option<IngestSection>,
+    /// `[policy]`: the policy file (ingress only; absent = no policy, the
+    /// link's name is the one channel and every authenticated client may
+    /// push).
+    pub policy: Option<PolicySection>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicySection {
+    /// The policy file.
+    pub file: PathBuf,
+    /// Security-administrator public keys; when given, the policy must
+    /// carry a detached signature (`FILE.sig`) by one of them.
+    pub signers: Vec<PathBuf>,
 }
 
 /// `[ingest]`: HTTPS with mandatory client certificates.
@@ -266,6 +280,14 @@ struct RawConfig {
     paths: Option<Spanned<RawPaths>>,
     retention: Option<Spanned<RawRetention>>,
     ingest: Option<Spanned<RawIngest>>,
+    policy: Option<Spanned<RawPolicy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    file: Option<Spanned<String>>,
+    signers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -533,11 +555,41 @@ impl Checker<'_> {
                 Some(self.ingest(i.into_inner(), &header)?)
             }
         };
+        let policy = match raw.policy {
+            None => None,
+            Some(p) => {
+                let header = self.source.header_span(&p.span());
+                if link.role == Role::Egress {
+                    return Err(self.err(
+                        header,
+                        "`[policy]` applies to the ingress role only today; remove it from an egress configuration",
+                    ));
+                }
+                let p = p.into_inner();
+                let file = p.file.ok_or_else(|| {
+                    self.err(
+                        header.clone(),
+                        "missing key `file` in `[policy]`: name the policy file, e.g. file = \"/etc/ferry/policy.toml\"",
+                    )
+                })?;
+                let signers = p.signers.map_or(Ok(Vec::new()), |list| {
+                    list.into_inner()
+                        .into_iter()
+                        .map(|v| self.path(v, "signers"))
+                        .collect::<Result<Vec<_>, _>>()
+                })?;
+                Some(PolicySection {
+                    file: self.path(file, "file")?,
+                    signers,
+                })
+            }
+        };
         Ok(Config {
             link,
             paths,
             retention,
             ingest,
+            policy,
         })
     }
 

@@ -39,6 +39,9 @@ pub enum Request {
         #[serde(default)]
         seq_range: Option<(u64, u64)>,
     },
+    /// Ingress only: read the policy file again and swap it in if valid
+    /// (and signed, when signatures are required); the same as SIGHUP.
+    ReloadPolicy,
 }
 
 /// The status a daemon publishes. Fields not relevant to a side stay empty.
@@ -95,6 +98,15 @@ pub struct Status {
     /// expiry).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Ingress: files or pushes refused by the policy.
+    #[serde(default)]
+    pub rejected: u64,
+    /// Ingress: SHA-256 of the policy in force.
+    #[serde(default)]
+    pub policy_hash: Option<String>,
+    /// Ingress: the outcome of the last policy reload.
+    #[serde(default)]
+    pub policy_reload: Option<String>,
 }
 
 /// Status shared between the daemon's threads.

@@ -133,6 +133,9 @@ pub fn run(
             Request::Resend { .. } => serde_json::json!({
                 "error": "resend is an ingress command: run it against the ingress side's state_dir"
             }),
+            Request::ReloadPolicy => serde_json::json!({
+                "error": "the policy is enforced on the ingress side: reload it there"
+            }),
         })?
     };
 

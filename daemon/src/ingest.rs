@@ -253,15 +253,8 @@ async fn push(
     channel: &str,
     req: Request<Incoming>,
 ) -> Reply {
-    // Until the policy defines channels, the link's name is the one channel.
-    if channel != s.cfg.link.name {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "unknown channel `{channel}`; this link carries `{}`",
-                s.cfg.link.name
-            ),
-        );
+    if let Err(r) = channel_on_this_link(s, channel) {
+        return *r;
     }
     let file_name = match header(&req, "x-ferry-file-name") {
         Ok(Some(n)) => n.to_owned(),
@@ -308,6 +301,33 @@ async fn push(
             ),
         );
     }
+    // With a declared length the policy decides before a byte is stored;
+    // a chunked body is decided once its real size is known.
+    let subject = s
+        .policy
+        .as_ref()
+        .map(|_| crate::policy_gate::subject_of(identity));
+    let decide = |size: u64| -> Result<(), Box<Reply>> {
+        match (&s.policy, &subject) {
+            (Some(gate), Some(subject)) => verdict(
+                gate.decide_and_charge(&ferry_policy::Request {
+                    identity: subject.clone(),
+                    channel: channel.to_owned(),
+                    file_name: file_name.clone(),
+                    content_type: content_type.clone(),
+                    size_bytes: size,
+                    at: time::OffsetDateTime::now_utc(),
+                }),
+                identity,
+            ),
+            _ => Ok(()),
+        }
+    };
+    if let Some(n) = declared {
+        if let Err(r) = decide(n) {
+            return *r;
+        }
+    }
     let need = cfg.min_free_bytes.saturating_add(declared.unwrap_or(0));
     if free_bytes(&s.queue_dir).is_some_and(|free| free < need) {
         let mut r = error(
@@ -332,6 +352,12 @@ async fn push(
             return reply;
         }
     };
+    if declared.is_none() {
+        if let Err(r) = decide(size) {
+            let _ = tokio::fs::remove_file(&upload).await;
+            return *r;
+        }
+    }
     if expected.as_ref().is_some_and(|e| *e != digest) {
         let _ = tokio::fs::remove_file(&upload).await;
         return error(
@@ -346,12 +372,14 @@ async fn push(
         let s = s.clone();
         let sender = sender_identity(identity);
         let (file_name, content_type) = (file_name.clone(), content_type.clone());
+        let channel_name = channel.to_owned();
         tokio::task::spawn_blocking(move || {
             crate::ingress::accept_upload(
                 &s,
                 &upload,
                 crate::ingress::Upload {
                     id,
+                    channel: channel_name,
                     file_name,
                     content_type,
                     sender_identity: sender,
@@ -388,6 +416,103 @@ async fn push(
             )
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A refusal, boxed: replies are large and refusals rare.
+fn refuse(r: Reply) -> Result<(), Box<Reply>> {
+    Err(Box::new(r))
+}
+
+/// Whether `channel` is carried by this link: with a policy, a channel it
+/// defines on this link; without one, the link's name.
+fn channel_on_this_link(s: &Shared, channel: &str) -> Result<(), Box<Reply>> {
+    match &s.policy {
+        None if channel == s.cfg.link.name => Ok(()),
+        None => refuse(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown channel `{channel}`; this link carries `{}`",
+                s.cfg.link.name
+            ),
+        )),
+        Some(gate) => match gate.current().channel(channel) {
+            Some(c) if c.link == s.cfg.link.name => Ok(()),
+            Some(c) => refuse(error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "channel `{channel}` is carried by link `{}`, not by this one (`{}`)",
+                    c.link, s.cfg.link.name
+                ),
+            )),
+            None => refuse(error(
+                StatusCode::NOT_FOUND,
+                format!("unknown channel `{channel}`: the policy in force does not define it"),
+            )),
+        },
+    }
+}
+
+/// Maps a policy decision to the answer: `403` with every reason, `429`
+/// with `Retry-After` for a rate or quota, `503` with `Retry-After` while
+/// the channel's window is closed. Approvals are not built yet, so a
+/// channel that requires them refuses (fail closed) rather than sending
+/// unreviewed packages.
+fn verdict(d: ferry_policy::Decision, identity: &ferry_certs::Identity) -> Result<(), Box<Reply>> {
+    let body = |msg: &str| {
+        serde_json::json!({
+            "error": msg,
+            "verdict": d.verdict,
+            "rule_id": d.rule_id,
+            "reasons": d.reasons,
+            "policy_hash": d.policy_hash,
+        })
+    };
+    let retry = |mut r: Reply, secs: u64| {
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, secs.max(1).into());
+        r
+    };
+    match d.verdict {
+        ferry_policy::Verdict::Allow if d.approval.is_some() => {
+            tracing::warn!(identity = %identity.subject, "refused: the channel requires approvals, which this build cannot collect yet");
+            refuse(json(
+                StatusCode::FORBIDDEN,
+                body("the channel requires approvals before release, and the approval workflow is not available in this build; nothing was queued"),
+            ))
+        }
+        ferry_policy::Verdict::Allow => Ok(()),
+        ferry_policy::Verdict::Hold => {
+            let now = time::OffsetDateTime::now_utc();
+            let secs = d
+                .hold_until
+                .map_or(RETRY_AFTER_S, |t| (t - now).whole_seconds().max(1) as u64);
+            refuse(retry(
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    body("the channel is outside its time window; push again when it opens"),
+                ),
+                secs,
+            ))
+        }
+        ferry_policy::Verdict::Deny => {
+            tracing::info!(identity = %identity.subject, rule = ?d.rule_id, "push refused by policy");
+            let quota = d.reasons.iter().find_map(|r| match r {
+                ferry_policy::Reason::QuotaExceeded { retry_after_s, .. } => Some(*retry_after_s),
+                _ => None,
+            });
+            match quota {
+                Some(Some(secs)) => refuse(retry(
+                    json(StatusCode::TOO_MANY_REQUESTS, body("rate or quota reached")),
+                    secs,
+                )),
+                Some(None) => refuse(json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    body("the package alone exceeds a quota of this channel or identity"),
+                )),
+                None => refuse(json(StatusCode::FORBIDDEN, body("forbidden by policy"))),
+            }
+        }
     }
 }
 

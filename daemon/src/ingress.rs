@@ -134,6 +134,10 @@ pub(crate) struct Shared {
     pub(crate) status: SharedStatus,
     lock: QueueLock,
     pub(crate) shutdown: Arc<AtomicBool>,
+    /// The policy in force, when `[policy]` is configured.
+    pub(crate) policy: Option<crate::policy_gate::PolicyGate>,
+    /// Set by SIGHUP: reload the policy.
+    reload: Arc<AtomicBool>,
 }
 
 /// Runs the ingress side until `shutdown` is set.
@@ -144,6 +148,18 @@ pub fn run(
 ) -> Result<(), DaemonError> {
     let mut keys = load_keys(&cfg)?;
     let seal = keys.take_seal_keys()?;
+    let policy = cfg
+        .policy
+        .as_ref()
+        .map(crate::policy_gate::PolicyGate::load)
+        .transpose()?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .map_err(DaemonError::io(Path::new("SIGHUP handler")))?;
+    if let Some(p) = &policy {
+        let hash = p.current().hash().to_owned();
+        control::update(&status, |st| st.policy_hash = Some(hash));
+    }
     let mut expiry = crate::expiry::ExpiryWatch::new(&cfg, &keys);
     expiry.poll(&status);
     let expiry = Mutex::new(expiry);
@@ -183,6 +199,8 @@ pub fn run(
         status,
         lock: Arc::new(Mutex::new(())),
         shutdown,
+        policy,
+        reload,
     });
     let intake = {
         let s = shared.clone();
@@ -296,6 +314,10 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "unnamed".into());
+    let channel = match spool_verdict(s, path, &file_name)? {
+        SpoolVerdict::Take(channel) => channel,
+        SpoolVerdict::Leave => return Ok(()),
+    };
     let id = PackageId(rand_id()?);
     let dest = s.queue_dir.join(id.to_hex());
     if let Err(e) = std::fs::rename(path, &dest) {
@@ -316,12 +338,12 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         .map_err(DaemonError::io(&dest))?;
     let meta = PackageMeta {
         id,
-        channel: s.cfg.link.name.clone(),
+        channel: channel.clone(),
         size,
         digest,
         file_name: file_name.clone(),
         content_type: "application/octet-stream".into(),
-        sender_identity: format!("spool:{}", s.cfg.link.name),
+        sender_identity: format!("spool:{}", spool_name(s)),
         created_unix_ms: now_millis().0,
     };
     let seq = queue(s, &meta, &dest)?;
@@ -330,9 +352,96 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Name of this side's spool as the policy knows it: the `[spool.NAME]`
+/// whose directory is `paths.spool_dir`, else the link's name.
+fn spool_name(s: &Shared) -> String {
+    let dir = s.cfg.paths.spool_dir.as_deref();
+    s.policy
+        .as_ref()
+        .and_then(|g| {
+            g.current()
+                .spool_collections()
+                .iter()
+                .find(|c| Some(c.dir.as_path()) == dir)
+                .map(|c| c.name.clone())
+        })
+        .unwrap_or_else(|| s.cfg.link.name.clone())
+}
+
+enum SpoolVerdict {
+    /// Queue it on this channel.
+    Take(String),
+    /// Not now (window closed) or refused (moved aside): leave it.
+    Leave,
+}
+
+/// Asks the policy about a settled spool file. A refused file is moved to
+/// `SPOOL/.rejected/` with a `.reason.txt` beside it, so nothing is lost and
+/// the operator sees why.
+fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdict, DaemonError> {
+    let Some(gate) = &s.policy else {
+        return Ok(SpoolVerdict::Take(s.cfg.link.name.clone()));
+    };
+    let name = spool_name(s);
+    let policy = gate.current();
+    let channel = policy
+        .spool_collections()
+        .iter()
+        .find(|c| c.name == name)
+        .map_or_else(|| s.cfg.link.name.clone(), |c| c.channel.clone());
+    let size = std::fs::metadata(path)
+        .map_err(DaemonError::io(path))?
+        .len();
+    let d = gate.decide_and_charge(&ferry_policy::Request {
+        identity: ferry_policy::Subject::spool(&name),
+        channel: channel.clone(),
+        file_name: file_name.to_owned(),
+        content_type: "application/octet-stream".into(),
+        size_bytes: size,
+        at: time::OffsetDateTime::now_utc(),
+    });
+    let refusal = match d.verdict {
+        ferry_policy::Verdict::Hold => return Ok(SpoolVerdict::Leave),
+        ferry_policy::Verdict::Allow if d.approval.is_none() => {
+            return Ok(SpoolVerdict::Take(channel))
+        }
+        ferry_policy::Verdict::Allow => {
+            "the channel requires approvals, which this build cannot collect yet (fail closed)"
+                .to_owned()
+        }
+        ferry_policy::Verdict::Deny => d
+            .reasons
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    let Some(spool) = path.parent() else {
+        return Ok(SpoolVerdict::Leave);
+    };
+    let rejected = spool.join(".rejected");
+    std::fs::create_dir_all(&rejected).map_err(DaemonError::io(&rejected))?;
+    let reason = serde_json::json!({
+        "file_name": file_name,
+        "refused_unix_ms": now_millis().0,
+        "rule_id": d.rule_id,
+        "reasons": d.reasons,
+        "summary": refusal,
+        "policy_hash": d.policy_hash,
+    });
+    let reason_path = rejected.join(format!("{file_name}.reason.json"));
+    std::fs::write(&reason_path, format!("{reason:#}\n")).map_err(DaemonError::io(&reason_path))?;
+    let dest = rejected.join(file_name);
+    std::fs::rename(path, &dest).map_err(DaemonError::io(&dest))?;
+    tracing::warn!(file = %file_name, spool = %name, channel = %channel, "spool file refused by policy: {refusal}");
+    control::update(&s.status, |st| st.rejected += 1);
+    Ok(SpoolVerdict::Leave)
+}
+
 /// A package received over the ingest API, streamed and fsync'd.
 pub(crate) struct Upload {
     pub(crate) id: PackageId,
+    pub(crate) channel: String,
     pub(crate) file_name: String,
     pub(crate) content_type: String,
     pub(crate) sender_identity: String,
@@ -350,7 +459,7 @@ pub(crate) fn accept_upload(s: &Shared, staged: &Path, u: Upload) -> Result<u64,
         .map_err(DaemonError::io(&s.queue_dir))?;
     let meta = PackageMeta {
         id: u.id,
-        channel: s.cfg.link.name.clone(),
+        channel: u.channel,
         size: u.size,
         digest: u.digest,
         file_name: u.file_name,
@@ -549,6 +658,9 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             publish(s, sender);
+            if s.reload.swap(false, Ordering::Relaxed) {
+                reload_policy(s);
+            }
             if let Ok(mut w) = s.expiry.lock() {
                 w.poll(&s.status);
             }
@@ -677,6 +789,35 @@ fn handle_request(s: &Shared, req: Request) -> serde_json::Value {
             Ok(v) => v,
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         },
+        Request::ReloadPolicy => reload_policy(s),
+    }
+}
+
+/// Reloads the policy; the old one stays in force when the new one is
+/// refused. Both outcomes are logged with the policy hash and shown in
+/// status.
+fn reload_policy(s: &Shared) -> serde_json::Value {
+    let Some(gate) = &s.policy else {
+        return serde_json::json!({ "error": "no [policy] configured on this side" });
+    };
+    let old = gate.current().hash().to_owned();
+    match gate.reload() {
+        Ok(hash) => {
+            tracing::info!(old = %old, new = %hash, "policy reloaded");
+            let msg = format!("reloaded: {hash} replaces {old}");
+            control::update(&s.status, |st| {
+                st.policy_hash = Some(hash.clone());
+                st.policy_reload = Some(msg);
+            });
+            serde_json::json!({ "reloaded": true, "policy_hash": hash, "previous": old })
+        }
+        Err(why) => {
+            tracing::error!(kept = %old, "policy reload refused, the previous policy stays in force: {why}");
+            control::update(&s.status, |st| {
+                st.policy_reload = Some(format!("refused (kept {old}): {why}"));
+            });
+            serde_json::json!({ "reloaded": false, "policy_hash": old, "error": why })
+        }
     }
 }
 

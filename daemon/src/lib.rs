@@ -5,6 +5,7 @@
 pub mod config;
 pub mod outbox;
 pub mod pacer;
+pub mod policy_gate;
 pub mod store;
 pub mod udp;
 

@@ -20,6 +20,9 @@ enum Cmd {
     /// The site CA and mTLS certificates.
     #[command(subcommand)]
     Certs(certs_cli::CertsCmd),
+    /// The policy file: check, explain, test, sign, verify, reload.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Show a running daemon's status.
     Status {
         /// The daemon's configuration file.
@@ -55,6 +58,21 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run; boxing a clap-flattened variant is not supported.
+#[allow(clippy::large_enum_variant)]
+enum PolicyCmd {
+    #[command(flatten)]
+    Tool(ferry_policy::cli::PolicyCommand),
+    /// Ask a running ingress `ferryd` to reload its policy (as SIGHUP does);
+    /// prints the new hash, or why the old policy stays in force.
+    Reload {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCmd {
     /// Move data through a real UDP loopback link with the whole pipeline.
     Link(bench::LinkArgs),
@@ -75,6 +93,15 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.cmd {
         Cmd::Keys(cmd) => return keys_cli::run(cmd),
         Cmd::Certs(cmd) => return certs_cli::run(cmd),
+        Cmd::Policy(PolicyCmd::Tool(cmd)) => return Ok(ferry_policy::cli::run(cmd)?),
+        Cmd::Policy(PolicyCmd::Reload { config }) => {
+            let cfg = config::load(&config)?;
+            let v = control::request(&cfg.paths.state_dir, &control::Request::ReloadPolicy)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            if v.get("error").is_some() {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
         Cmd::Status { config, json } => {
             let cfg = config::load(&config)?;
             let v = control::request(&cfg.paths.state_dir, &control::Request::Status)?;

@@ -37,6 +37,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handler")?;
     }
+    // SIGHUP means "reload the policy" on the ingress side; elsewhere it is
+    // ignored rather than left to its default (terminate).
+    signal_hook::flag::register(
+        signal_hook::consts::SIGHUP,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .context("installing SIGHUP handler")?;
     let status = control::SharedStatus::default();
     tracing::info!(link = %cfg.link.name, role = ?cfg.link.role, "ferryd starting");
     match cfg.link.role {

@@ -1,0 +1,448 @@
+//! Every error class the validator reports, each with its line and column.
+
+use ferry_policy::{check, parse_str, Diagnostic, PolicyError, Severity};
+
+/// A valid policy; line numbers below refer to it.
+const BASE: &str = r#"version = 1
+
+[policy]
+time_zone = "Asia/Shanghai"
+
+[identity.stats]
+cn = "stats.example"
+
+[window.night]
+from = "22:00"
+to = "06:00"
+
+[approval.two]
+reviewers = 2
+roles = ["reviewer"]
+expires_after_s = 86400
+
+[profile.strict]
+allowed_types = ["text/csv"]
+
+[channel.out]
+direction = "release"
+link = "release-1"
+profile = "strict"
+approval = "two"
+windows = ["night"]
+
+[spool.nightly]
+dir = "/var/spool/ferry/nightly"
+channel = "out"
+schedule = "30 1 * * *"
+
+[identity.nightly]
+spool = "nightly"
+
+[[rule]]
+id = "R1"
+effect = "allow"
+identities = ["stats", "nightly"]
+channels = ["out"]
+max_package_bytes = 1000
+"#;
+
+fn diags(text: &str) -> Vec<Diagnostic> {
+    match parse_str(text, "policy.toml") {
+        Ok((_, warnings)) => warnings,
+        Err(PolicyError::Invalid { diagnostics }) => diagnostics,
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// The errors of `text` as (line, column, code, message).
+fn errors(text: &str) -> Vec<(usize, usize, &'static str, String)> {
+    diags(text)
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| (d.line, d.column, d.code, d.message))
+        .collect()
+}
+
+fn warnings(text: &str) -> Vec<(usize, usize, &'static str, String)> {
+    diags(text)
+        .into_iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| (d.line, d.column, d.code, d.message))
+        .collect()
+}
+
+/// The single error of `text`.
+fn one_error(text: &str) -> (usize, usize, &'static str, String) {
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "expected one error, got {e:#?}");
+    e.into_iter().next().unwrap()
+}
+
+fn edit(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from}");
+    BASE.replacen(from, to, 1)
+}
+
+#[test]
+fn base_is_valid_without_warnings() {
+    assert_eq!(diags(BASE), vec![]);
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let (l, c, code, m) = one_error(&edit("max_package_bytes = 1000", "max_size = 1000"));
+    assert_eq!((l, c, code), (41, 1, "unknown-key"));
+    assert_eq!(
+        m,
+        "unknown key `max_size`, did you mean `max_package_bytes`?"
+    );
+
+    let (l, c, _, m) = one_error(&edit("[channel.out]", "[chanel.out]"));
+    assert_eq!((l, c), (21, 2));
+    assert_eq!(m, "unknown key `chanel`, did you mean `channel`?");
+
+    let (l, c, _, m) = one_error(&edit(
+        "cn = \"stats.example\"",
+        "cn = \"stats.example\"\nzzzz = 1",
+    ));
+    assert_eq!((l, c), (8, 1));
+    assert!(m.contains("remove it") && m.contains("fingerprint"), "{m}");
+}
+
+#[test]
+fn display_matches_house_style() {
+    let d = diags(&edit("max_package_bytes = 1000", "max_size = 1000"));
+    assert_eq!(
+        d[0].to_string(),
+        "policy.toml:41:1: unknown key `max_size`, did you mean `max_package_bytes`?\n   |\n41 | max_size = 1000\n   | ^^^^^^^^"
+    );
+}
+
+#[test]
+fn wrong_type_points_at_value() {
+    let (l, c, code, m) = one_error(&edit(
+        "max_package_bytes = 1000",
+        "max_package_bytes = \"1000\"",
+    ));
+    assert_eq!((l, c, code), (41, 21, "wrong-type"));
+    assert!(m.contains("must be an integer"), "{m}");
+}
+
+#[test]
+fn missing_key_points_at_table_header() {
+    let (l, c, code, m) = one_error(&edit("link = \"release-1\"\n", ""));
+    assert_eq!((l, c, code), (21, 1, "missing-key"));
+    assert!(m.starts_with("missing key `link` in [channel.out]"), "{m}");
+}
+
+#[test]
+fn unknown_references_are_located_with_suggestions() {
+    let (l, c, code, m) = one_error(&edit("profile = \"strict\"", "profile = \"strikt\""));
+    assert_eq!((l, c, code), (24, 11, "unknown-reference"));
+    assert_eq!(
+        m,
+        "`profile` names unknown profile `strikt`, did you mean `strict`?"
+    );
+
+    let (l, c, _, m) = one_error(&edit(
+        "identities = [\"stats\", \"nightly\"]",
+        "identities = [\"stats\", \"nightly\", \"bob\"]",
+    ));
+    assert_eq!((l, c), (39, 35));
+    assert!(m.contains("unknown identity `bob`"), "{m}");
+
+    let (l, c, _, m) = one_error(&edit("channel = \"out\"", "channel = \"outt\""));
+    assert_eq!((l, c), (30, 11));
+    assert!(m.contains("did you mean `out`"), "{m}");
+
+    let (l, c, _, _) = one_error(&edit("windows = [\"night\"]", "windows = [\"nite\"]"));
+    assert_eq!((l, c), (26, 12));
+
+    let (l, c, _, _) = one_error(&edit("approval = \"two\"", "approval = \"three\""));
+    assert_eq!((l, c), (25, 12));
+}
+
+#[test]
+fn duplicate_keys_are_syntax_errors() {
+    let (l, _, code, m) = one_error(&edit(
+        "cn = \"stats.example\"",
+        "cn = \"stats.example\"\ncn = \"other\"",
+    ));
+    assert_eq!((l, code), (8, "syntax"));
+    assert!(m.contains("duplicate key"), "{m}");
+}
+
+#[test]
+fn duplicate_rule_ids() {
+    let text = format!("{BASE}\n[[rule]]\nid = \"R1\"\neffect = \"deny\"\nidentities = [\"stats\"]\nchannels = [\"out\"]\nnames = [\"*.exe\"]\n");
+    let (l, c, code, m) = one_error(&text);
+    assert_eq!((l, c, code), (44, 6, "duplicate-rule-id"));
+    assert!(m.contains("first at policy.toml:37"), "{m}");
+}
+
+#[test]
+fn invalid_time_zone_suggests_shanghai() {
+    let (l, c, code, m) = one_error(&edit(
+        "time_zone = \"Asia/Shanghai\"",
+        "time_zone = \"CST\"",
+    ));
+    assert_eq!((l, c, code), (4, 13, "invalid-time-zone"));
+    assert!(m.contains("Asia/Shanghai"), "{m}");
+    let (l, c, code, _) = one_error(&edit(
+        "time_zone = \"Asia/Shanghai\"",
+        "time_zone = \"Mars/Olympus\"",
+    ));
+    assert_eq!((l, c, code), (4, 13, "invalid-time-zone"));
+}
+
+#[test]
+fn invalid_cron_points_at_the_field() {
+    let (l, c, code, m) = one_error(&edit("\"30 1 * * *\"", "\"30 25 * * *\""));
+    assert_eq!((l, c, code), (31, 16, "invalid-cron"));
+    assert!(m.contains("hour"), "{m}");
+    let (_, _, code, _) = one_error(&edit("\"30 1 * * *\"", "\"30 1 * *\""));
+    assert_eq!(code, "invalid-cron");
+    let (l, c, code, _) = one_error(&edit("\"30 1 * * *\"", "\"0 0 30 feb *\""));
+    assert_eq!((l, c, code), (31, 12, "schedule-never-fires"));
+}
+
+#[test]
+fn window_that_never_opens() {
+    let (l, c, code, _) = one_error(&edit("to = \"06:00\"", "to = \"22:00\""));
+    assert_eq!((l, c, code), (11, 6, "window-never-opens"));
+    let (l, c, code, _) = one_error(&edit("to = \"06:00\"", "to = \"06:00\"\ndays = []"));
+    assert_eq!((l, c, code), (12, 8, "window-never-opens"));
+    let (l, c, code, _) = one_error(&edit("to = \"06:00\"", "to = \"6pm\""));
+    assert_eq!((l, c, code), (11, 6, "invalid-value"));
+}
+
+#[test]
+fn overlapping_windows() {
+    let text = edit(
+        "windows = [\"night\"]",
+        "windows = [\"night\", \"evening\"]",
+    ) + "\n[window.evening]\nfrom = \"20:00\"\nto = \"23:00\"\n";
+    let (l, c, code, m) = one_error(&text);
+    assert_eq!((l, c, code), (26, 21, "overlapping-windows"));
+    assert!(m.contains("`night` and `evening`"), "{m}");
+    // Disjoint windows are fine.
+    let text = text.replace("to = \"23:00\"", "to = \"21:00\"");
+    assert_eq!(errors(&text), vec![]);
+}
+
+#[test]
+fn integer_overflow_and_ranges() {
+    let (l, _, code, _) = one_error(&edit(
+        "max_package_bytes = 1000",
+        "max_package_bytes = 99999999999999999999",
+    ));
+    assert_eq!((l, code), (41, "syntax"));
+    let (l, c, code, m) = one_error(&edit("max_package_bytes = 1000", "max_package_bytes = -1"));
+    assert_eq!((l, c, code), (41, 21, "invalid-value"));
+    assert!(m.contains("at least 1"), "{m}");
+    let (l, c, _, m) = one_error(&edit(
+        "link = \"release-1\"",
+        "link = \"release-1\"\nredundancy = 9",
+    ));
+    assert_eq!((l, c), (24, 14));
+    assert!(m.contains("between 1 and 8"), "{m}");
+    let (l, c, _, _) = one_error(&edit("reviewers = 2", "reviewers = 0"));
+    assert_eq!((l, c), (14, 13));
+}
+
+#[test]
+fn bad_values() {
+    let (l, c, _, m) = one_error(&edit("direction = \"release\"", "direction = \"relase\""));
+    assert_eq!((l, c), (22, 13));
+    assert!(m.contains("did you mean `release`"), "{m}");
+    let (l, c, _, _) = one_error(&edit("max_package_bytes = 1000", "names = [\"[abc\"]"));
+    assert_eq!((l, c), (41, 10));
+    let (l, c, _, _) = one_error(&edit("cn = \"stats.example\"", "fingerprint = \"abc\""));
+    assert_eq!((l, c), (7, 15));
+    let (l, c, _, m) = one_error(&edit("cn = \"stats.example\"", "description = \"nothing\""));
+    assert_eq!((l, c), (6, 1));
+    assert!(m.contains("sets nothing to match"), "{m}");
+    let (l, c, _, _) = one_error(&edit(
+        "dir = \"/var/spool/ferry/nightly\"",
+        "dir = \"spool\"",
+    ));
+    assert_eq!((l, c), (29, 7));
+    let (l, c, _, m) = one_error(&edit(
+        "allowed_types = [\"text/csv\"]",
+        "allowed_types = [\"text/csv\"]\npii = { detectors = [\"prc-id\"] }",
+    ));
+    assert_eq!((l, c), (20, 22));
+    assert!(m.contains("did you mean `prc_id`"), "{m}");
+}
+
+#[test]
+fn all_errors_are_reported_in_one_run() {
+    let text = edit("max_package_bytes = 1000", "max_size = 1000")
+        .replace("profile = \"strict\"", "profile = \"nope\"")
+        .replace("time_zone = \"Asia/Shanghai\"", "time_zone = \"Nowhere\"");
+    let e = errors(&text);
+    let lines: Vec<usize> = e.iter().map(|x| x.0).collect();
+    assert!(
+        lines.contains(&41) && lines.contains(&24) && lines.contains(&4),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn empty_and_garbage_files() {
+    let (l, c, code, _) = one_error("");
+    assert_eq!((l, c, code), (1, 1, "empty"));
+    let (l, c, code, _) = one_error("  \n# only a comment\n");
+    assert_eq!((l, c, code), (1, 1, "no-channels"));
+    let (_, _, code, _) = one_error("\u{0}\u{1}\u{2}garbage\u{7f}[[[");
+    assert_eq!(code, "syntax");
+}
+
+#[test]
+fn no_channels_is_an_error() {
+    let (l, c, code, _) = one_error("version = 1\n[policy]\nname = \"x\"\n");
+    assert_eq!((l, c, code), (1, 1, "no-channels"));
+}
+
+#[test]
+fn warnings_are_located() {
+    let w = warnings(&edit("approval = \"two\"\n", ""));
+    let codes: Vec<_> = w.iter().map(|x| (x.0, x.1, x.2)).collect();
+    assert!(
+        codes.contains(&(21, 1, "release-without-approval")),
+        "{w:#?}"
+    );
+    assert!(codes.contains(&(13, 1, "unused-definition")), "{w:#?}");
+
+    let w = warnings(&edit("profile = \"strict\"\n", ""));
+    assert!(
+        w.iter()
+            .any(|x| (x.0, x.2) == (21, "release-without-profile")),
+        "{w:#?}"
+    );
+
+    // A second allow rule that the first covers is shadowed.
+    let text = format!("{BASE}\n[[rule]]\nid = \"R2\"\neffect = \"allow\"\nidentities = [\"stats\"]\nchannels = [\"out\"]\nmax_package_bytes = 10\n");
+    let w = warnings(&text);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!((w[0].0, w[0].1, w[0].2), (43, 1, "shadowed-rule"));
+    assert!(w[0].3.contains("shadowed by rule `R1`"), "{}", w[0].3);
+
+    // An allow rule under a deny rule that covers it never allows.
+    let text = format!("{BASE}\n[[rule]]\nid = \"D1\"\neffect = \"deny\"\nidentities = [\"*\"]\nchannels = [\"*\"]\n");
+    let w = warnings(&text);
+    assert!(
+        w.iter().any(|x| (x.0, x.2) == (36, "rule-never-allows")),
+        "{w:#?}"
+    );
+
+    // A spool no rule lets push.
+    let w = warnings(&edit(
+        "identities = [\"stats\", \"nightly\"]",
+        "identities = [\"stats\"]",
+    ));
+    assert!(
+        w.iter().any(|x| (x.0, x.2) == (28, "spool-never-allowed")),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn strict_turns_warnings_into_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, edit("approval = \"two\"\n", "")).unwrap();
+    let lax = check(&file, false);
+    assert!(lax.valid && lax.warnings > 0, "{}", lax.render());
+    let strict = check(&file, true);
+    assert!(!strict.valid, "{}", strict.render());
+    assert_eq!(strict.warnings, 0);
+    assert!(strict.errors >= 2);
+    let json = serde_json::to_value(&strict).unwrap();
+    assert_eq!(json["valid"], false);
+    let release = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "release-without-approval")
+        .unwrap();
+    assert_eq!(
+        (
+            release["line"].as_u64(),
+            release["column"].as_u64(),
+            release["severity"].as_str()
+        ),
+        (Some(21), Some(1), Some("error"))
+    );
+}
+
+#[test]
+fn includes_are_followed_and_errors_name_the_included_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("policy.toml");
+    let ids = dir.path().join("ids.toml");
+    let (head, tail) = BASE.split_at(BASE.find("[identity.stats]").unwrap());
+    let tail = tail.replacen("[identity.stats]\ncn = \"stats.example\"\n", "", 1);
+    std::fs::write(&main, format!("include = [\"ids.toml\"]\n{head}{tail}")).unwrap();
+    std::fs::write(&ids, "[identity.stats]\ncn = \"stats.example\"\n").unwrap();
+    let (p, w) = ferry_policy::load(&main).unwrap();
+    assert!(w.is_empty(), "{w:#?}");
+    assert_eq!(p.files().len(), 2);
+
+    // Editing the include changes the hash.
+    let before = p.hash().to_string();
+    std::fs::write(&ids, "[identity.stats]\ncn = \"stats2.example\"\n").unwrap();
+    let (p2, _) = ferry_policy::load(&main).unwrap();
+    assert_ne!(p2.hash(), before);
+
+    std::fs::write(&ids, "[identity.stats]\ncnn = \"stats.example\"\n").unwrap();
+    let err = ferry_policy::load(&main).unwrap_err();
+    let d = &err.diagnostics()[0];
+    assert!(d.file.ends_with("ids.toml"), "{d}");
+    assert_eq!((d.line, d.column), (2, 1));
+
+    // A missing include and a cycle are located at the include entry.
+    std::fs::write(
+        &ids,
+        "include = [\"policy.toml\"]\n[identity.stats]\ncn = \"stats.example\"\n",
+    )
+    .unwrap();
+    let err = ferry_policy::load(&main).unwrap_err();
+    let d = err
+        .diagnostics()
+        .iter()
+        .find(|d| d.code == "include-cycle")
+        .unwrap();
+    assert!(d.file.ends_with("ids.toml"));
+    assert_eq!((d.line, d.column), (1, 12));
+
+    std::fs::remove_file(&ids).unwrap();
+    let err = ferry_policy::load(&main).unwrap_err();
+    let d = err
+        .diagnostics()
+        .iter()
+        .find(|d| d.code == "include-failed")
+        .unwrap();
+    assert_eq!((d.line, d.column), (1, 12));
+    assert!(d.file.ends_with("policy.toml"), "{d}");
+}
+
+#[test]
+fn duplicate_definitions_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("policy.toml");
+    std::fs::write(&main, format!("include = [\"more.toml\"]\n{BASE}")).unwrap();
+    std::fs::write(
+        dir.path().join("more.toml"),
+        "[identity.stats]\ncn = \"x\"\n",
+    )
+    .unwrap();
+    let err = ferry_policy::load(&main).unwrap_err();
+    let d = err
+        .diagnostics()
+        .iter()
+        .find(|d| d.code == "duplicate-name")
+        .unwrap();
+    assert_eq!(d.line, 7, "{d}");
+    assert!(d.message.contains("more.toml:1"), "{d}");
+}

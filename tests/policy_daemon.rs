@@ -1,0 +1,283 @@
+//! The policy enforced by a running ingress `ferryd`: pushes decided by it
+//! (over HTTPS with curl, and from the spool), rates, and signed hot reload
+//! (a valid signed policy is swapped in; an invalid or unsigned one is
+//! refused and the old one stays in force).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn ctl(args: &[&str]) -> String {
+    let out = Command::new(ferryctl())
+        .args(args)
+        .output()
+        .expect("ferryctl");
+    assert!(
+        out.status.success(),
+        "ferryctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn policy_text(spool: &Path, allow_feed: bool, per_minute: u32) -> String {
+    let rule = if allow_feed {
+        r#"
+[[rule]]
+id = "R-feed"
+description = "The feed pushes CSV"
+effect = "allow"
+identities = ["feed"]
+channels = ["stats"]
+names = ["*.csv"]
+max_package_bytes = 1000000
+"#
+    } else {
+        ""
+    };
+    format!(
+        r#"version = 1
+
+[policy]
+name = "test-site"
+time_zone = "Asia/Shanghai"
+
+[identity.feed]
+description = "The statistics feed"
+cn = "registry-feed"
+role = "pusher"
+limits = {{ packages_per_minute = {per_minute} }}
+
+[identity.spool]
+description = "The spool of this link"
+spool = "e2e"
+
+[spool.e2e]
+description = "This link's spool"
+dir = "{spool}"
+channel = "stats"
+schedule = "continuous"
+
+[channel.stats]
+description = "Statistics"
+direction = "import"
+link = "e2e"
+destination = "outbox"
+
+[[rule]]
+id = "R-no-exe"
+description = "Nothing executable"
+effect = "deny"
+identities = ["*"]
+channels = ["*"]
+names = ["*.exe"]
+
+[[rule]]
+id = "R-spool"
+description = "The spool sends anything but executables"
+effect = "allow"
+identities = ["spool"]
+channels = ["stats"]
+{rule}"#,
+        spool = s(spool)
+    )
+}
+
+fn curl_push(
+    port: u16,
+    ca: &Path,
+    clients: &Path,
+    who: &str,
+    name: &str,
+    data: &Path,
+) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["--cacert", s(&ca.join("ca.crt"))])
+        .arg("--cert")
+        .arg(clients.join(format!("{who}.crt")))
+        .arg("--key")
+        .arg(clients.join(format!("{who}.key")))
+        .args(["-H", &format!("X-Ferry-File-Name: {name}")])
+        .args(["--data-binary", &format!("@{}", s(data))])
+        .arg(format!(
+            "https://127.0.0.1:{port}/v1/channels/stats/packages"
+        ))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn policy_status(cfg: &Path) -> (String, String) {
+    let v = status(cfg).unwrap_or_default();
+    (
+        v["policy_hash"].as_str().unwrap_or_default().to_owned(),
+        v["policy_reload"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let ca = root.join("ca");
+    let clients = root.join("clients");
+    let tls = root.join("ingress/tls");
+    ctl(&["certs", "init-ca", "--dir", s(&ca)]);
+    ctl(&[
+        "certs",
+        "issue-server",
+        "--ca",
+        s(&ca),
+        "--out",
+        s(&tls),
+        "--name",
+        "ingest",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    ctl(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        s(&ca),
+        "--out",
+        s(&clients),
+        "--name",
+        "registry-feed",
+        "--role",
+        "pusher",
+    ]);
+    ctl(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        s(&ca),
+        "--out",
+        s(&clients),
+        "--name",
+        "someone-else",
+        "--role",
+        "pusher",
+    ]);
+    let key: PathBuf = root.join("secadmin.key");
+    ctl(&["policy", "keygen", s(&key)]);
+    let public = PathBuf::from(format!("{}.pub", s(&key)));
+    let public = if public.exists() {
+        public
+    } else {
+        root.join("secadmin.pub")
+    };
+    assert!(public.exists(), "keygen wrote no public key");
+    let policy = root.join("ingress/policy.toml");
+    std::fs::write(&policy, policy_text(&tb.spool, true, 2)).expect("policy");
+    ctl(&["policy", "sign", s(&policy), "--key", s(&key)]);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca_crt}\"]\ncrl = [\"{crl}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\nsigners = [\"{public}\"]\n",
+            ca_crt = s(&ca.join("ca.crt")),
+            crl = s(&ca.join("ca.crl")),
+            public = s(&public)
+        ),
+    )
+    .expect("config");
+    let _egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(15), "ingest listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let (hash0, _) = policy_status(&tb.ingress_config);
+    assert_eq!(hash0.len(), 64, "status shows the policy hash");
+
+    let data = root.join("data.csv");
+    std::fs::write(&data, b"a,b\n1,2\n").expect("write");
+    // Allowed by R-feed.
+    let (code, body) = curl_push(port, &ca, &clients, "registry-feed", "one.csv", &data);
+    assert_eq!(code, 202, "{body}");
+    // Forbidden by rule R-no-exe, named in the answer.
+    let (code, body) = curl_push(port, &ca, &clients, "registry-feed", "tool.exe", &data);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("R-no-exe"), "{body}");
+    // An identity the policy does not know: deny by default.
+    let (code, body) = curl_push(port, &ca, &clients, "someone-else", "two.csv", &data);
+    assert_eq!(code, 403, "{body}");
+    // Two per minute: the third push in the same minute gets 429 (unless
+    // the minute turned over between them, then the next one does).
+    let (code2, _) = curl_push(port, &ca, &clients, "registry-feed", "two.csv", &data);
+    let (code3, body3) = curl_push(port, &ca, &clients, "registry-feed", "three.csv", &data);
+    assert!(
+        code2 == 429 || code3 == 429,
+        "rate limit not enforced: {code2} {code3} {body3}"
+    );
+
+    // A spool file is decided too: an executable is moved aside with its reason.
+    ferry_daemon::testbed::spool_file(&tb.spool, "bad.exe", b"MZ").expect("spool");
+    let rejected = tb.spool.join(".rejected");
+    wait_for(Duration::from_secs(10), "spool refusal", || {
+        rejected.join("bad.exe").exists() && rejected.join("bad.exe.reason.json").exists()
+    });
+    let reason = std::fs::read_to_string(rejected.join("bad.exe.reason.json")).expect("reason");
+    assert!(reason.contains("R-no-exe"), "{reason}");
+
+    // Hot reload of a valid signed policy that no longer allows the feed.
+    std::fs::write(&policy, policy_text(&tb.spool, false, 2)).expect("policy");
+    ctl(&["policy", "sign", s(&policy), "--key", s(&key)]);
+    let pid = nix::unistd::Pid::from_raw(ingress.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    wait_for(Duration::from_secs(10), "reload", || {
+        let (h, r) = policy_status(&tb.ingress_config);
+        h != hash0 && r.starts_with("reloaded")
+    });
+    let (hash1, _) = policy_status(&tb.ingress_config);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, body) = curl_push(port, &ca, &clients, "registry-feed", "four.csv", &data);
+    assert_eq!(code, 403, "the new policy is in force: {body}");
+
+    // An unsigned change (signature no longer matches): refused, old kept.
+    std::fs::write(&policy, policy_text(&tb.spool, true, 100)).expect("policy");
+    let out = Command::new(ferryctl())
+        .args(["policy", "reload", "--config", s(&tb.ingress_config)])
+        .output()
+        .expect("ferryctl");
+    assert!(!out.status.success(), "a refused reload exits non-zero");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"reloaded\": false") && text.contains("changed after signing"),
+        "{text}"
+    );
+    let (h, r) = policy_status(&tb.ingress_config);
+    assert_eq!(h, hash1);
+    assert!(r.starts_with("refused"), "{r}");
+    // An invalid file, even signed with a valid signature, is refused.
+    std::fs::write(&policy, "version = 1\n[channel.x]\nbogus_key = 1\n").expect("policy");
+    let signed = Command::new(ferryctl())
+        .args(["policy", "sign", s(&policy), "--key", s(&key)])
+        .output()
+        .expect("sign");
+    let _ = signed;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (h, r) = policy_status(&tb.ingress_config);
+    assert_eq!(h, hash1, "invalid policy swapped in");
+    assert!(r.starts_with("refused"), "{r}");
+    let (code, _) = curl_push(port, &ca, &clients, "registry-feed", "five.csv", &data);
+    assert_eq!(code, 403, "the last good policy is still in force");
+}
