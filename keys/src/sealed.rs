@@ -124,8 +124,9 @@ pub struct KdfParams {
     pub measured_ms: u64,
 }
 
-/// The key-encryption key, erased on drop.
-pub struct Kek(Zeroizing<[u8; 32]>);
+/// The key-encryption key, erased on drop. Boxed so its page can be
+/// locked and kept out of core dumps for as long as it lives.
+pub struct Kek(Box<Zeroizing<[u8; 32]>>);
 
 impl std::fmt::Debug for Kek {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,7 +219,8 @@ impl Kek {
     }
 
     /// Opens what [`Kek::seal`] made; `None` on any mismatch (the caller
-    /// knows which file it was and says so).
+    /// knows which file it was and says so). The plaintext's pages are
+    /// locked and kept out of core dumps.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         if sealed.len() < aead::NONCE_LEN + aead::AES_256_GCM.tag_len() {
             return None;
@@ -232,11 +234,12 @@ impl Kek {
             .ok()?
             .len();
         buf.truncate(len);
+        ferry_hardening::memory::protect(&buf);
         Some(buf)
     }
 
     fn aead_key(&self) -> Result<aead::LessSafeKey, KeyError> {
-        aead::UnboundKey::new(&aead::AES_256_GCM, self.0.as_ref())
+        aead::UnboundKey::new(&aead::AES_256_GCM, self.0.as_slice())
             .map(aead::LessSafeKey::new)
             .map_err(|_| KeyError::Random)
     }
@@ -262,9 +265,10 @@ fn derive(
     let params = argon2::Params::new(memory_kib, iterations, 1, Some(32))
         .map_err(|e| KeyError::Kdf(e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = Zeroizing::new([0u8; 32]);
+    let mut out = Box::new(Zeroizing::new([0u8; 32]));
+    ferry_hardening::memory::protect(out.as_slice());
     argon
-        .hash_password_into(passphrase.bytes(), salt, out.as_mut())
+        .hash_password_into(passphrase.bytes(), salt, out.as_mut_slice())
         .map_err(|e| KeyError::Kdf(e.to_string()))?;
     Ok(Kek(out))
 }
