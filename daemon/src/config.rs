@@ -52,6 +52,8 @@ const DEFAULT_REDUNDANCY_SPACING_MS: u64 = 1000;
 const DEFAULT_MAX_BUFFER_BYTES: usize = 256 << 20;
 const DEFAULT_PACKAGE_IDLE_TIMEOUT_MS: u64 = 5000;
 const DEFAULT_RETENTION_MAX_BYTES: u64 = 1 << 30;
+/// Default `[audit] min_free_bytes_accept`: 1 GiB.
+const DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT: u64 = 1 << 30;
 /// Default `[ingest] max_package_bytes`: 1 GiB.
 const DEFAULT_INGEST_MAX_PACKAGE_BYTES: u64 = 1 << 30;
 /// Default `[ingest] min_free_bytes`: 1 GiB.
@@ -73,6 +75,18 @@ pub struct Config {
     /// link's name is the one channel and every authenticated client may
     /// push).
     pub policy: Option<PolicySection>,
+    /// `[audit]`: the tamper-evident audit log (absent = none).
+    pub audit: Option<AuditSection>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditSection {
+    /// The log directory (`ferryctl audit init --dir`).
+    pub dir: PathBuf,
+    /// Below this much free space on the log's filesystem no package is
+    /// accepted, so the log outlives intake (fail-secure).
+    pub min_free_bytes_accept: u64,
 }
 
 /// `[policy]`.
@@ -281,6 +295,14 @@ struct RawConfig {
     retention: Option<Spanned<RawRetention>>,
     ingest: Option<Spanned<RawIngest>>,
     policy: Option<Spanned<RawPolicy>>,
+    audit: Option<Spanned<RawAudit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    dir: Option<Spanned<String>>,
+    min_free_bytes_accept: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -584,12 +606,38 @@ impl Checker<'_> {
                 })
             }
         };
+        let audit = match raw.audit {
+            None => None,
+            Some(a) => {
+                let header = self.source.header_span(&a.span());
+                let a = a.into_inner();
+                let dir = a.dir.ok_or_else(|| {
+                    self.err(
+                        header.clone(),
+                        "missing key `dir` in `[audit]`: name the audit log directory, e.g. dir = \"/var/log/ferry/audit\"",
+                    )
+                })?;
+                Some(AuditSection {
+                    dir: self.path(dir, "dir")?,
+                    min_free_bytes_accept: self
+                        .uint(
+                            a.min_free_bytes_accept,
+                            "min_free_bytes_accept",
+                            0,
+                            u64::MAX,
+                            "bytes",
+                        )?
+                        .unwrap_or(DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT),
+                })
+            }
+        };
         Ok(Config {
             link,
             paths,
             retention,
             ingest,
             policy,
+            audit,
         })
     }
 

@@ -9,6 +9,7 @@
 //! transaction) before the atomic rename, so a crash between the two is
 //! finished at the next start and a package is never delivered twice.
 
+use crate::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::config::Config;
 use crate::control::{self, Request, SharedStatus};
 use crate::ingress::schedule;
@@ -68,6 +69,7 @@ pub fn run(
     status: SharedStatus,
     options: EgressOptions,
 ) -> Result<(), DaemonError> {
+    let audit = Arc::new(AuditTrail::open(&cfg)?);
     let mut keys = crate::ingress::load_keys(&cfg)?;
     let open = keys.take_open_keys()?;
     let mut expiry = crate::expiry::ExpiryWatch::new(&cfg, &keys);
@@ -115,14 +117,21 @@ pub fn run(
         s.role = "egress".into();
         s.link = cfg.link.name.clone();
     });
+    audit.record(
+        AuditRecord::new(EventKind::DaemonStart, Actor::system(), Outcome::Success)
+            .detail("role", "egress")
+            .detail("link", cfg.link.name.clone())
+            .detail("suite", keys.suite().name()),
+    )?;
     let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
     let writer = {
         let status = status.clone();
         let store = store.clone();
         let link_name = cfg.link.name.clone();
+        let audit = audit.clone();
         std::thread::Builder::new()
             .name("ferry-writer".into())
-            .spawn(move || writer_loop(rx, outbox, store, status, link_name))
+            .spawn(move || writer_loop(rx, outbox, store, status, link_name, &audit))
             .map_err(DaemonError::io(std::path::Path::new("writer thread")))?
     };
     let control = {
@@ -171,7 +180,7 @@ pub fn run(
             receiver.handle_datagram(now, d);
         }
         receiver.handle_timeout(now);
-        if !drain(&mut receiver, &tx, &status) {
+        if !drain(&mut receiver, &tx, &status, &audit) {
             result = Err(DaemonError::Config("writer thread stopped".into()));
             break;
         }
@@ -195,6 +204,13 @@ pub fn run(
     shutdown.store(true, Ordering::Relaxed);
     let _ = control.join();
     publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+    audit.note(
+        AuditRecord::new(EventKind::DaemonStop, Actor::system(), Outcome::Success)
+            .detail("role", "egress"),
+    );
+    if let Ok(a) = Arc::try_unwrap(audit) {
+        a.close();
+    }
     result
 }
 
@@ -233,7 +249,12 @@ fn stats_json(s: &ReceiverStats) -> serde_json::Value {
 
 /// Moves protocol events to the writer and the status. Returns false when
 /// the writer is gone.
-fn drain(receiver: &mut Receiver, tx: &SyncSender<Write>, status: &SharedStatus) -> bool {
+fn drain(
+    receiver: &mut Receiver,
+    tx: &SyncSender<Write>,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+) -> bool {
     while let Some(ev) = receiver.poll_event() {
         let msg = match ev {
             Event::PackageStarted {
@@ -259,6 +280,13 @@ fn drain(receiver: &mut Receiver, tx: &SyncSender<Write>, status: &SharedStatus)
                 let id = id.map(|i| i.to_hex()).unwrap_or_else(|| "unknown".into());
                 tracing::warn!(seq, attempt, package = %id, reason = %reason, "package send failed");
                 control::update(status, |s| s.failed += 1);
+                audit.note(
+                    AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Failure)
+                        .package(id.clone())
+                        .reason(reason.to_string())
+                        .detail("seq", seq.to_string())
+                        .detail("send", attempt.to_string()),
+                );
                 Write::Failed { seq }
             }
             Event::Gap { first, last } => {
@@ -307,6 +335,7 @@ fn writer_loop(
     store: Arc<StateStore>,
     status: SharedStatus,
     link: String,
+    audit: &AuditTrail,
 ) {
     let mut staged: HashMap<u64, Staged> = HashMap::new();
     for msg in rx {
@@ -360,9 +389,26 @@ fn writer_loop(
                     continue;
                 };
                 match s.staging {
-                    Some(st) => deliver(
-                        &outbox, &store, &status, &link, seq, s.attempt, st, &manifest, &replay,
-                    ),
+                    Some(st) => {
+                        if deliver(
+                            &outbox, &store, &status, &link, seq, s.attempt, st, &manifest, &replay,
+                        ) {
+                            audit.note(
+                                AuditRecord::new(
+                                    EventKind::PackageDelivered,
+                                    Actor::system(),
+                                    Outcome::Success,
+                                )
+                                .package(manifest.meta.id.to_hex())
+                                .channel(manifest.meta.channel.clone())
+                                .detail("seq", seq.to_string())
+                                .detail("size", manifest.meta.size.to_string())
+                                .detail("digest", hex::encode(&manifest.meta.digest))
+                                .detail("sender", manifest.meta.sender_identity.clone())
+                                .detail("signing_key", manifest.signing_key_id.clone()),
+                            );
+                        }
+                    }
                     None => {
                         // The data could not be staged (disk full): the
                         // package is not delivered; the window still moves
@@ -398,7 +444,7 @@ fn deliver(
     staging: Staging,
     manifest: &Manifest,
     replay: &[u8],
-) {
+) -> bool {
     let id = manifest.meta.id;
     match store.ledger_get(id.0) {
         Ok(Some(_)) => {
@@ -410,13 +456,13 @@ fn deliver(
             }
             control::update(status, |s| s.duplicates_suppressed += 1);
             tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
-            return;
+            return false;
         }
         Ok(None) => {}
         Err(e) => {
             alarm(status, &format!("state store: {e}"));
             outbox.abort(staging);
-            return;
+            return false;
         }
     }
     let sidecar = sidecar(link, seq, attempt, manifest);
@@ -425,7 +471,7 @@ fn deliver(
     if let Err(e) = outbox.prepare(&mut staging, &sidecar) {
         alarm(status, &format!("outbox: {e}"));
         outbox.abort(staging);
-        return;
+        return false;
     }
     let entry = LedgerEntry {
         seq,
@@ -437,7 +483,7 @@ fn deliver(
     if let Err(e) = store.begin_delivery(id.0, &entry, replay) {
         alarm(status, &format!("state store: {e}"));
         outbox.abort(staging);
-        return;
+        return false;
     }
     match outbox.commit(staging, &manifest.meta.file_name, &sidecar) {
         Ok(path) => {
@@ -456,6 +502,7 @@ fn deliver(
                 s.alarms.retain(|a| !a.starts_with("outbox:"));
             });
             tracing::info!(seq, package = %id, file = %name, size = manifest.meta.size, "delivered");
+            true
         }
         Err(e) => {
             if matches!(e, OutboxError::DiskFull { .. }) {
@@ -468,6 +515,7 @@ fn deliver(
             if let Err(e) = store.ledger_remove(id.0) {
                 alarm(status, &format!("state store: {e}"));
             }
+            false
         }
     }
 }

@@ -253,6 +253,12 @@ async fn push(
     channel: &str,
     req: Request<Incoming>,
 ) -> Reply {
+    if let Err(why) = s.audit.accepting() {
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, why);
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, RETRY_AFTER_S.into());
+        return r;
+    }
     if let Err(r) = channel_on_this_link(s, channel) {
         return *r;
     }
@@ -309,17 +315,27 @@ async fn push(
         .map(|_| crate::policy_gate::subject_of(identity));
     let decide = |size: u64| -> Result<(), Box<Reply>> {
         match (&s.policy, &subject) {
-            (Some(gate), Some(subject)) => verdict(
-                gate.decide_and_charge(&ferry_policy::Request {
+            (Some(gate), Some(subject)) => {
+                let d = gate.decide_and_charge(&ferry_policy::Request {
                     identity: subject.clone(),
                     channel: channel.to_owned(),
                     file_name: file_name.clone(),
                     content_type: content_type.clone(),
                     size_bytes: size,
                     at: time::OffsetDateTime::now_utc(),
-                }),
-                identity,
-            ),
+                });
+                let record = crate::ingress::decision_record(
+                    &d,
+                    crate::audit_trail::actor_of(identity),
+                    channel,
+                    &file_name,
+                    size,
+                );
+                if let Err(e) = s.audit.record(record) {
+                    return refuse(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
+                }
+                verdict(d, identity)
+            }
             _ => Ok(()),
         }
     };
@@ -373,6 +389,7 @@ async fn push(
         let sender = sender_identity(identity);
         let (file_name, content_type) = (file_name.clone(), content_type.clone());
         let channel_name = channel.to_owned();
+        let actor = crate::audit_trail::actor_of(identity);
         tokio::task::spawn_blocking(move || {
             crate::ingress::accept_upload(
                 &s,
@@ -386,6 +403,7 @@ async fn push(
                     size,
                     digest,
                 },
+                actor,
             )
         })
         .await

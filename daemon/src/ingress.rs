@@ -9,6 +9,7 @@
 //! any point either resends it under the same sequence number (the egress
 //! side de-duplicates) or never took it from the spool.
 
+use crate::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome, Role};
 use crate::config::Config;
 use crate::control::{self, Request, SharedStatus};
 use crate::pacer::Pacer;
@@ -138,6 +139,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Option<crate::policy_gate::PolicyGate>,
     /// Set by SIGHUP: reload the policy.
     reload: Arc<AtomicBool>,
+    /// The audit log (or none).
+    pub(crate) audit: AuditTrail,
 }
 
 /// Runs the ingress side until `shutdown` is set.
@@ -146,8 +149,15 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
     status: SharedStatus,
 ) -> Result<(), DaemonError> {
+    let audit = AuditTrail::open(&cfg)?;
     let mut keys = load_keys(&cfg)?;
     let seal = keys.take_seal_keys()?;
+    audit.record(
+        AuditRecord::new(EventKind::DaemonStart, Actor::system(), Outcome::Success)
+            .detail("role", "ingress")
+            .detail("link", cfg.link.name.clone())
+            .detail("suite", keys.suite().name()),
+    )?;
     let policy = cfg
         .policy
         .as_ref()
@@ -158,6 +168,11 @@ pub fn run(
         .map_err(DaemonError::io(Path::new("SIGHUP handler")))?;
     if let Some(p) = &policy {
         let hash = p.current().hash().to_owned();
+        audit.record(
+            AuditRecord::new(EventKind::PolicyReloaded, Actor::system(), Outcome::Success)
+                .policy_hash(hash.clone())
+                .reason("loaded at start"),
+        )?;
         control::update(&status, |st| st.policy_hash = Some(hash));
     }
     let mut expiry = crate::expiry::ExpiryWatch::new(&cfg, &keys);
@@ -201,6 +216,7 @@ pub fn run(
         shutdown,
         policy,
         reload,
+        audit,
     });
     let intake = {
         let s = shared.clone();
@@ -228,6 +244,13 @@ pub fn run(
         let _ = i.join();
     }
     let _ = control.join();
+    shared.audit.note(
+        AuditRecord::new(EventKind::DaemonStop, Actor::system(), Outcome::Success)
+            .detail("role", "ingress"),
+    );
+    if let Ok(s) = Arc::try_unwrap(shared) {
+        s.audit.close();
+    }
     result
 }
 
@@ -314,6 +337,15 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "unnamed".into());
+    if let Err(why) = s.audit.accepting() {
+        control::update(&s.status, |st| {
+            let msg = format!("intake stopped: {why}");
+            if !st.alarms.contains(&msg) {
+                st.alarms.push(msg);
+            }
+        });
+        return Ok(());
+    }
     let channel = match spool_verdict(s, path, &file_name)? {
         SpoolVerdict::Take(channel) => channel,
         SpoolVerdict::Leave => return Ok(()),
@@ -347,6 +379,13 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         created_unix_ms: now_millis().0,
     };
     let seq = queue(s, &meta, &dest)?;
+    record_pushed(
+        s,
+        &meta,
+        seq,
+        &dest,
+        Actor::new(meta.sender_identity.clone(), Role::Sender),
+    )?;
     control::update(&s.status, |st| st.taken += 1);
     tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
     Ok(())
@@ -400,6 +439,13 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
         size_bytes: size,
         at: time::OffsetDateTime::now_utc(),
     });
+    s.audit.record(decision_record(
+        &d,
+        Actor::new(format!("spool:{name}"), Role::Sender),
+        &channel,
+        file_name,
+        size,
+    ))?;
     let refusal = match d.verdict {
         ferry_policy::Verdict::Hold => return Ok(SpoolVerdict::Leave),
         ferry_policy::Verdict::Allow if d.approval.is_none() => {
@@ -451,7 +497,12 @@ pub(crate) struct Upload {
 
 /// Moves a complete upload into the queue and records it durably; returns
 /// its sequence number. The caller answers `202` only after this.
-pub(crate) fn accept_upload(s: &Shared, staged: &Path, u: Upload) -> Result<u64, DaemonError> {
+pub(crate) fn accept_upload(
+    s: &Shared,
+    staged: &Path,
+    u: Upload,
+    actor: Actor,
+) -> Result<u64, DaemonError> {
     let dest = s.queue_dir.join(u.id.to_hex());
     std::fs::rename(staged, &dest).map_err(DaemonError::io(&dest))?;
     File::open(&s.queue_dir)
@@ -468,8 +519,73 @@ pub(crate) fn accept_upload(s: &Shared, staged: &Path, u: Upload) -> Result<u64,
         created_unix_ms: now_millis().0,
     };
     let seq = queue(s, &meta, &dest)?;
+    record_pushed(s, &meta, seq, &dest, actor)?;
     control::update(&s.status, |st| st.taken += 1);
     Ok(seq)
+}
+
+/// The audit record of a policy decision (file names and sizes are
+/// metadata; the content is never recorded).
+pub(crate) fn decision_record(
+    d: &ferry_policy::Decision,
+    actor: Actor,
+    channel: &str,
+    file_name: &str,
+    size: u64,
+) -> AuditRecord {
+    let outcome = match d.verdict {
+        ferry_policy::Verdict::Allow if d.approval.is_none() => Outcome::Allowed,
+        ferry_policy::Verdict::Hold => Outcome::Failure,
+        _ => Outcome::Refused,
+    };
+    let mut r = AuditRecord::new(EventKind::PolicyDecided, actor, outcome)
+        .channel(channel.to_owned())
+        .policy_hash(d.policy_hash.clone())
+        .detail("verdict", format!("{:?}", d.verdict).to_lowercase())
+        .detail("file_name", file_name.to_owned())
+        .detail("size", size.to_string());
+    if let Some(rule) = &d.rule_id {
+        r = r.rule(rule.clone());
+    }
+    if !d.reasons.is_empty() {
+        r = r.reason(
+            d.reasons
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+    }
+    if d.verdict == ferry_policy::Verdict::Allow && d.approval.is_some() {
+        r = r.reason("approvals required; the approval workflow is not available (fail closed)");
+    }
+    r
+}
+
+/// Records a queued package; if the record cannot be written the package
+/// is taken out of the queue again, so nothing is sent that the audit log
+/// does not show.
+fn record_pushed(
+    s: &Shared,
+    meta: &PackageMeta,
+    seq: u64,
+    file: &Path,
+    actor: Actor,
+) -> Result<(), DaemonError> {
+    let record = AuditRecord::new(EventKind::PackagePushed, actor, Outcome::Success)
+        .package(meta.id.to_hex())
+        .channel(meta.channel.clone())
+        .detail("seq", seq.to_string())
+        .detail("size", meta.size.to_string())
+        .detail("digest", hex::encode(&meta.digest))
+        .detail("file_name", meta.file_name.clone());
+    if let Err(e) = s.audit.record(record) {
+        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+        s.store.remove(meta.id.0)?;
+        let _ = std::fs::remove_file(file);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// A fresh random package id.
@@ -646,6 +762,12 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
                 )?;
                 control::update(&s.status, |st| st.sent += 1);
                 tracing::info!(package = %o.id, seq, "sent");
+                s.audit.note(
+                    AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
+                        .package(o.id.to_hex())
+                        .detail("seq", seq.to_string())
+                        .detail("sends", s.cfg.link.redundancy.to_string()),
+                );
             }
         }
         let oldest = sender.epochs().oldest().map(|(e, sec)| (e, sec.clone()));
@@ -659,7 +781,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
             last_status = Instant::now();
             publish(s, sender);
             if s.reload.swap(false, Ordering::Relaxed) {
-                reload_policy(s);
+                reload_policy(s, Actor::new("SIGHUP", Role::SystemAdmin));
             }
             if let Ok(mut w) = s.expiry.lock() {
                 w.poll(&s.status);
@@ -785,18 +907,41 @@ fn handle_request(s: &Shared, req: Request) -> serde_json::Value {
         Request::Resend {
             packages,
             seq_range,
-        } => match resend(s, &packages, seq_range) {
-            Ok(v) => v,
-            Err(e) => serde_json::json!({ "error": e.to_string() }),
-        },
-        Request::ReloadPolicy => reload_policy(s),
+        } => {
+            let v = match resend(s, &packages, seq_range) {
+                Ok(v) => v,
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            };
+            let outcome = if v.get("error").is_some() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            s.audit.note(
+                AuditRecord::new(EventKind::AdminAction, control_actor(), outcome)
+                    .reason("resend")
+                    .detail("packages", packages.join(","))
+                    .detail(
+                        "seq_range",
+                        seq_range.map_or(String::new(), |(a, b)| format!("{a}..{b}")),
+                    ),
+            );
+            v
+        }
+        Request::ReloadPolicy => reload_policy(s, control_actor()),
     }
 }
 
 /// Reloads the policy; the old one stays in force when the new one is
 /// refused. Both outcomes are logged with the policy hash and shown in
 /// status.
-fn reload_policy(s: &Shared) -> serde_json::Value {
+/// Who speaks on the control socket: a local administrator. The socket is
+/// 0600 in the state directory, so the caller is the service user or root.
+fn control_actor() -> Actor {
+    Actor::new("control socket (local administrator)", Role::SystemAdmin)
+}
+
+fn reload_policy(s: &Shared, actor: Actor) -> serde_json::Value {
     let Some(gate) = &s.policy else {
         return serde_json::json!({ "error": "no [policy] configured on this side" });
     };
@@ -805,6 +950,11 @@ fn reload_policy(s: &Shared) -> serde_json::Value {
         Ok(hash) => {
             tracing::info!(old = %old, new = %hash, "policy reloaded");
             let msg = format!("reloaded: {hash} replaces {old}");
+            s.audit.note(
+                AuditRecord::new(EventKind::PolicyReloaded, actor, Outcome::Success)
+                    .policy_hash(hash.clone())
+                    .detail("previous", old.clone()),
+            );
             control::update(&s.status, |st| {
                 st.policy_hash = Some(hash.clone());
                 st.policy_reload = Some(msg);
@@ -813,6 +963,11 @@ fn reload_policy(s: &Shared) -> serde_json::Value {
         }
         Err(why) => {
             tracing::error!(kept = %old, "policy reload refused, the previous policy stays in force: {why}");
+            s.audit.note(
+                AuditRecord::new(EventKind::PolicyReloaded, actor, Outcome::Refused)
+                    .policy_hash(old.clone())
+                    .reason(why.clone()),
+            );
             control::update(&s.status, |st| {
                 st.policy_reload = Some(format!("refused (kept {old}): {why}"));
             });

@@ -9,6 +9,7 @@ pub mod policy_gate;
 pub mod store;
 pub mod udp;
 
+pub mod audit_trail;
 pub mod bench;
 pub mod certs_cli;
 pub mod control;

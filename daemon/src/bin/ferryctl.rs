@@ -20,6 +20,9 @@ enum Cmd {
     /// The site CA and mTLS certificates.
     #[command(subcommand)]
     Certs(certs_cli::CertsCmd),
+    /// The tamper-evident audit log: init, verify, query, export, tail, trace.
+    #[command(subcommand)]
+    Audit(ferry_audit::cli::AuditCommand),
     /// The policy file: check, explain, test, sign, verify, reload.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -93,6 +96,15 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.cmd {
         Cmd::Keys(cmd) => return keys_cli::run(cmd),
         Cmd::Certs(cmd) => return certs_cli::run(cmd),
+        Cmd::Audit(cmd) => {
+            // Who runs the audit tool is itself audited: the local user.
+            let uid = nix::unistd::getuid();
+            let name = nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| "unknown".to_owned(), |u| u.name);
+            return Ok(ferry_audit::cli::run(cmd, &format!("{name} (uid {uid})"))?);
+        }
         Cmd::Policy(PolicyCmd::Tool(cmd)) => return Ok(ferry_policy::cli::run(cmd)?),
         Cmd::Policy(PolicyCmd::Reload { config }) => {
             let cfg = config::load(&config)?;
