@@ -10,6 +10,8 @@
 
 pub mod cli;
 pub mod error;
+pub mod forward;
+pub mod index;
 pub mod keys;
 pub mod query;
 pub mod record;
