@@ -98,6 +98,9 @@ pub struct Status {
     /// expiry).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Process hardening in force (the baseline applied at start).
+    #[serde(default)]
+    pub hardening: Option<serde_json::Value>,
     /// Ingress: files or pushes refused by the policy.
     #[serde(default)]
     pub rejected: u64,

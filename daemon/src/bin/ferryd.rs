@@ -19,9 +19,15 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any thread or secret exists: no core dumps, no ptrace by
+    // same-user processes, no privilege gain through exec, umask 077.
+    let baseline = ferry_hardening::process::apply_baseline();
     let args = Args::parse();
     ferry_daemon::init_logging(&args.log_format);
-    match run(&args) {
+    for f in &baseline.failures {
+        tracing::warn!("hardening baseline step failed: {f}");
+    }
+    match run(&args, &baseline) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -31,7 +37,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(args: &Args) -> anyhow::Result<()> {
+fn run(args: &Args, baseline: &ferry_hardening::process::Baseline) -> anyhow::Result<()> {
     let cfg = config::load(&args.config)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -45,6 +51,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     )
     .context("installing SIGHUP handler")?;
     let status = control::SharedStatus::default();
+    let hardening = serde_json::to_value(baseline).ok();
+    control::update(&status, |s| s.hardening = hardening);
     tracing::info!(link = %cfg.link.name, role = ?cfg.link.role, "ferryd starting");
     match cfg.link.role {
         config::Role::Ingress => ingress::run(cfg, shutdown, status)?,
