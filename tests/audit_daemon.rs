@@ -68,8 +68,37 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
     wait_for(Duration::from_secs(10), "sent", || {
         status(&tb.ingress_config).is_some_and(|v| v["sent"] == 1)
     });
+    // While ferryd holds the log, the tools record their use through it.
+    let direct = ctl(&["audit", "query", "--dir", s(&ia), "--event", "daemon.start"]);
+    assert!(!direct.status.success());
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("--via"));
+    let live = ok(&[
+        "audit",
+        "--via",
+        s(&tb.ingress_config),
+        "query",
+        "--dir",
+        s(&ia),
+        "--package",
+        &id,
+        "--json",
+    ]);
+    assert!(live.contains("package.pushed"), "{live}");
     ingress.stop();
     egress.stop();
+    let reads = ok(&[
+        "audit",
+        "query",
+        "--dir",
+        s(&ia),
+        "--event",
+        "audit.read",
+        "--json",
+    ]);
+    assert!(
+        reads.contains("uid"),
+        "the live query was audited with its user: {reads}"
+    );
 
     let trace_in = ok(&["audit", "trace", "--dir", s(&ia), &id]);
     for event in ["package.pushed", "package.sent"] {

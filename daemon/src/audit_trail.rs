@@ -15,13 +15,18 @@ use std::path::Path;
 /// The audit log, or nothing when `[audit]` is not configured.
 pub struct AuditTrail {
     log: Option<ferry_audit::AuditLog>,
+    /// When retention last ran.
+    last_retention: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often expired segments are looked for.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl AuditTrail {
     /// Opens the log of `[audit] dir` (made by `ferryctl audit init`).
     pub fn open(cfg: &Config) -> Result<AuditTrail, DaemonError> {
         let Some(a) = &cfg.audit else {
-            return Ok(AuditTrail { log: None });
+            return Ok(AuditTrail::disabled());
         };
         let opts = ferry_audit::AuditOptions {
             min_free_bytes_accept: a.min_free_bytes_accept,
@@ -40,12 +45,39 @@ impl AuditTrail {
                 a.dir.display()
             ))
         })?;
-        Ok(AuditTrail { log: Some(log) })
+        Ok(AuditTrail {
+            log: Some(log),
+            last_retention: std::sync::Mutex::new(None),
+        })
     }
 
     /// No audit log (tests and the demo without `[audit]`).
     pub fn disabled() -> AuditTrail {
-        AuditTrail { log: None }
+        AuditTrail {
+            log: None,
+            last_retention: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Deletes whole segments past the retention period (180 days by
+    /// default), at most once an hour; the log records what it removed.
+    pub fn tick(&self) {
+        let Some(log) = &self.log else { return };
+        let Ok(mut last) = self.last_retention.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < RETENTION_INTERVAL) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let now_ms = crate::now_millis().0 as i64;
+        match log.apply_retention(now_ms) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(segments = ?removed, "audit retention removed expired segments");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("audit retention failed: {e}"),
+        }
     }
 
     /// Appends `record` and waits until it is durable.

@@ -25,7 +25,7 @@ pub const STATUS_FILE: &str = "status.json";
 const MAX_REQUEST_BYTES: u64 = 4096;
 
 /// A request on the control socket.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// The status snapshot.
@@ -42,6 +42,28 @@ pub enum Request {
     /// Ingress only: read the policy file again and swap it in if valid
     /// (and signed, when signatures are required); the same as SIGHUP.
     ReloadPolicy,
+    /// Record a use of the audit tools in the log this daemon writes
+    /// (`audit.read` only: the tools cannot open the log while the daemon
+    /// holds it).
+    AuditNote {
+        /// The record.
+        record: ferry_audit::AuditRecord,
+    },
+}
+
+/// Appends an `audit.read` record handed over the control socket; any
+/// other event is refused, so the socket cannot be used to forge history.
+pub fn audit_note(
+    audit: &crate::audit_trail::AuditTrail,
+    record: ferry_audit::AuditRecord,
+) -> serde_json::Value {
+    if record.event != ferry_audit::EventKind::AuditRead {
+        return serde_json::json!({ "error": "only audit.read records are accepted on the control socket" });
+    }
+    match audit.record(record) {
+        Ok(()) => serde_json::json!({ "recorded": true }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
 }
 
 /// The status a daemon publishes. Fields not relevant to a side stay empty.

@@ -136,6 +136,7 @@ pub fn run(
     };
     let control = {
         let status = status.clone();
+        let audit = audit.clone();
         control::serve(&state_dir, shutdown.clone(), move |req| match req {
             Request::Status => serde_json::to_value(control::snapshot(&status))
                 .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
@@ -145,6 +146,7 @@ pub fn run(
             Request::ReloadPolicy => serde_json::json!({
                 "error": "the policy is enforced on the ingress side: reload it there"
             }),
+            Request::AuditNote { record } => control::audit_note(&audit, record),
         })?
     };
 
@@ -196,6 +198,7 @@ pub fn run(
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             expiry.poll(&status);
+            audit.tick();
             publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
         }
     }

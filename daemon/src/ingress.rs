@@ -783,6 +783,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
             if s.reload.swap(false, Ordering::Relaxed) {
                 reload_policy(s, Actor::new("SIGHUP", Role::SystemAdmin));
             }
+            s.audit.tick();
             if let Ok(mut w) = s.expiry.lock() {
                 w.poll(&s.status);
             }
@@ -929,6 +930,7 @@ fn handle_request(s: &Shared, req: Request) -> serde_json::Value {
             v
         }
         Request::ReloadPolicy => reload_policy(s, control_actor()),
+        Request::AuditNote { record } => control::audit_note(&s.audit, record),
     }
 }
 

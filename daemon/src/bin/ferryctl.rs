@@ -21,8 +21,7 @@ enum Cmd {
     #[command(subcommand)]
     Certs(certs_cli::CertsCmd),
     /// The tamper-evident audit log: init, verify, query, export, tail, trace.
-    #[command(subcommand)]
-    Audit(ferry_audit::cli::AuditCommand),
+    Audit(AuditArgs),
     /// The policy file: check, explain, test, sign, verify, reload.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -58,6 +57,17 @@ enum Cmd {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// The configuration of the running `ferryd` that writes this log: the
+    /// use of the audit tools is then recorded through it (the tools
+    /// cannot open a log the daemon holds).
+    #[arg(long, global = true)]
+    via: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: ferry_audit::cli::AuditCommand,
 }
 
 #[derive(Subcommand)]
@@ -103,7 +113,21 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 .ok()
                 .flatten()
                 .map_or_else(|| "unknown".to_owned(), |u| u.name);
-            return Ok(ferry_audit::cli::run(cmd, &format!("{name} (uid {uid})"))?);
+            let actor = format!("{name} (uid {uid})");
+            let Some(via) = cmd.via else {
+                return Ok(ferry_audit::cli::run(cmd.cmd, &actor)?);
+            };
+            let cfg = config::load(&via)?;
+            let state_dir = cfg.paths.state_dir.clone();
+            let recorder = move |_: &std::path::Path, record: ferry_audit::AuditRecord| {
+                let v = control::request(&state_dir, &control::Request::AuditNote { record })
+                    .map_err(|e| ferry_audit::AuditError::NotAudited(e.to_string()))?;
+                match v.get("error").and_then(|e| e.as_str()) {
+                    Some(e) => Err(ferry_audit::AuditError::NotAudited(e.to_owned())),
+                    None => Ok(()),
+                }
+            };
+            return Ok(ferry_audit::cli::run_with(cmd.cmd, &actor, &recorder)?);
         }
         Cmd::Policy(PolicyCmd::Tool(cmd)) => return Ok(ferry_policy::cli::run(cmd)?),
         Cmd::Policy(PolicyCmd::Reload { config }) => {

@@ -1,0 +1,371 @@
+//! `ferryctl audit …`: the audit officer's commands. Every use is itself
+//! recorded as an `audit.read` record with the caller's identity; a use
+//! that cannot be recorded is refused.
+
+use crate::error::AuditError;
+use crate::query::{self, Filter};
+use crate::record::{Actor, AuditRecord, EventKind, Outcome, Role};
+use crate::{AuditLog, AuditOptions, VerifyKey};
+use clap::{Args, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Default log directory.
+pub const DEFAULT_DIR: &str = "/var/lib/ferry/audit";
+
+/// The audit subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Create a new log and write the auditor's verify key (take it off the host).
+    Init {
+        /// Log directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Where to write the verify key (must not exist).
+        #[arg(long)]
+        verify_key_out: PathBuf,
+    },
+    /// Check the whole log; exit 0 when intact, 1 when tampered.
+    Verify {
+        /// Log directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// The verify key written by `init`.
+        #[arg(long)]
+        key: PathBuf,
+        /// An outside copy of the checkpoints (JSON lines or syslog lines).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Select records.
+    Query(QueryArgs),
+    /// Export records.
+    Export {
+        /// Filters.
+        #[command(flatten)]
+        q: QueryArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+    },
+    /// Show the last records, and with -f keep following.
+    Tail {
+        /// Log directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// How many of the last records to show first.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Keep printing new records.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// A package's whole story, in order.
+    Trace {
+        /// Log directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// The package id.
+        package: String,
+    },
+}
+
+/// Filters shared by query and export.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Log directory.
+    #[arg(long, default_value = DEFAULT_DIR)]
+    pub dir: PathBuf,
+    /// From (2026-11-28, RFC 3339, or an age such as 2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until (same forms).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Actor id.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Package id.
+    #[arg(long)]
+    pub package: Option<String>,
+    /// Event (e.g. package.pushed).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Outcome (success, failure, allowed, refused).
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// JSON lines instead of a table.
+    #[arg(long, conflicts_with = "table")]
+    pub json: bool,
+    /// A table (the default).
+    #[arg(long)]
+    pub table: bool,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// RFC 5424 lines.
+    Syslog,
+    /// CSV with a header line.
+    Csv,
+}
+
+impl QueryArgs {
+    fn filter(&self) -> Result<Filter, AuditError> {
+        let now = crate::time_fmt::now_ms();
+        Ok(Filter {
+            since_ms: self
+                .since
+                .as_deref()
+                .map(|s| crate::time_fmt::parse_time_arg(s, now))
+                .transpose()?,
+            until_ms: self
+                .until
+                .as_deref()
+                .map(|s| crate::time_fmt::parse_time_arg(s, now))
+                .transpose()?,
+            actor: self.actor.clone(),
+            channel: self.channel.clone(),
+            package: self.package.clone(),
+            event: self
+                .event
+                .as_deref()
+                .map(|e| {
+                    EventKind::parse(e)
+                        .ok_or_else(|| AuditError::Usage(format!("unknown event {e:?}")))
+                })
+                .transpose()?,
+            outcome: self
+                .outcome
+                .as_deref()
+                .map(|o| {
+                    Outcome::parse(o)
+                        .ok_or_else(|| AuditError::Usage(format!("unknown outcome {o:?}")))
+                })
+                .transpose()?,
+            after_seq: None,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("actor", &self.actor),
+            ("channel", &self.channel),
+            ("package", &self.package),
+            ("event", &self.event),
+            ("outcome", &self.outcome),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={v}"));
+            }
+        }
+        parts.join(" ")
+    }
+}
+
+/// Records a use of the audit tool. The default recorder opens the log
+/// directly; when ferryd holds the writer lock, `ferryctl` passes a recorder
+/// that hands the record to ferryd instead.
+pub type Recorder<'a> = &'a dyn Fn(&Path, AuditRecord) -> Result<(), AuditError>;
+
+/// Appends through a short-lived writer (works when ferryd is not running).
+pub fn record_directly(dir: &Path, record: AuditRecord) -> Result<(), AuditError> {
+    let log = AuditLog::open(
+        dir,
+        AuditOptions {
+            background: false,
+            ..AuditOptions::default()
+        },
+    )?;
+    log.append(record)?;
+    log.close()
+}
+
+/// Runs a command; `actor` is the unix user of the audit officer.
+pub fn run(cmd: AuditCommand, actor: &str) -> Result<ExitCode, AuditError> {
+    run_with(cmd, actor, &record_directly)
+}
+
+fn audited(
+    recorder: Recorder<'_>,
+    dir: &Path,
+    actor: &str,
+    what: &str,
+    args: String,
+) -> Result<(), AuditError> {
+    let r = AuditRecord::new(
+        EventKind::AuditRead,
+        Actor::new(actor, Role::Auditor),
+        Outcome::Success,
+    )
+    .detail("command", what)
+    .detail("args", args);
+    recorder(dir, r).map_err(|e| AuditError::NotAudited(e.to_string()))
+}
+
+/// Runs a command with a given recorder for the `audit.read` record.
+pub fn run_with(
+    cmd: AuditCommand,
+    actor: &str,
+    recorder: Recorder<'_>,
+) -> Result<ExitCode, AuditError> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let w = |e: std::io::Error| AuditError::io("writing to", "stdout", e);
+    match cmd {
+        AuditCommand::Init {
+            dir,
+            verify_key_out,
+        } => {
+            let vk = crate::init(&dir, &verify_key_out)?;
+            let log = AuditLog::open(&dir, AuditOptions::default())?;
+            log.append(
+                AuditRecord::new(
+                    EventKind::AuditInit,
+                    Actor::new(actor, Role::Auditor),
+                    Outcome::Success,
+                )
+                .detail("log_id", hex::encode(vk.log_id)),
+            )?;
+            log.close()?;
+            writeln!(
+                out,
+                "audit log created in {}\nverify key written to {} — move it off this host (offline media); \
+                 whoever holds it can forge seals, the host no longer can.",
+                dir.display(),
+                verify_key_out.display()
+            )
+            .map_err(w)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            dir,
+            key,
+            checkpoints,
+        } => {
+            let vk = VerifyKey::read(&key)?;
+            let rep = crate::verify(&dir, &vk, checkpoints.as_deref())?;
+            write!(out, "{rep}").map_err(w)?;
+            let recorded = audited(
+                recorder,
+                &dir,
+                actor,
+                "verify",
+                format!("intact={}", rep.intact()),
+            );
+            // A damaged log refuses new records, yet the finding must still
+            // reach the officer: report it, and say the use went unrecorded.
+            match recorded {
+                Ok(()) => {}
+                Err(e) if !rep.intact() => eprintln!("warning: {e}"),
+                Err(e) => return Err(e),
+            }
+            Ok(if rep.intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AuditCommand::Query(q) => {
+            let f = q.filter()?;
+            audited(recorder, &q.dir, actor, "query", q.describe())?;
+            let recs = query::query(&q.dir, &f)?;
+            for r in &recs {
+                let line = if q.json {
+                    query::to_json(r)
+                } else {
+                    query::to_table_row(r)
+                };
+                writeln!(out, "{line}").map_err(w)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Export { q, format } => {
+            let f = q.filter()?;
+            audited(
+                recorder,
+                &q.dir,
+                actor,
+                "export",
+                format!("{format:?} {}", q.describe()),
+            )?;
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            if format == ExportFormat::Csv {
+                writeln!(out, "{}", query::CSV_HEADER).map_err(w)?;
+            }
+            let mut err = None;
+            query::scan(&q.dir, &f, |r| {
+                let line = match format {
+                    ExportFormat::Jsonl => query::to_json(&r),
+                    ExportFormat::Syslog => query::to_syslog(&r, &host),
+                    ExportFormat::Csv => query::to_csv(&r),
+                };
+                match writeln!(out, "{line}") {
+                    Ok(()) => true,
+                    Err(e) => {
+                        err = Some(e);
+                        false
+                    }
+                }
+            })?;
+            if let Some(e) = err {
+                return Err(w(e));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Trace { dir, package } => {
+            audited(recorder, &dir, actor, "trace", format!("package={package}"))?;
+            for r in query::trace(&dir, &package)? {
+                writeln!(out, "{}", query::to_table_row(&r)).map_err(w)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Tail { dir, lines, follow } => {
+            audited(
+                recorder,
+                &dir,
+                actor,
+                "tail",
+                format!("n={lines} follow={follow}"),
+            )?;
+            let all = query::query(&dir, &Filter::default())?;
+            let start = all.len().saturating_sub(lines);
+            let mut last = 0;
+            for r in &all[start..] {
+                writeln!(out, "{}", query::to_table_row(r)).map_err(w)?;
+            }
+            if let Some(r) = all.last() {
+                last = r.seq;
+            }
+            drop(all);
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
+                out.flush().map_err(w)?;
+                std::thread::sleep(Duration::from_millis(500));
+                let f = Filter {
+                    after_seq: Some(last),
+                    ..Filter::default()
+                };
+                for r in query::query(&dir, &f)? {
+                    last = r.seq;
+                    writeln!(out, "{}", query::to_table_row(&r)).map_err(w)?;
+                }
+            }
+        }
+    }
+}
