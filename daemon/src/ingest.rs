@@ -29,6 +29,8 @@ const MAX_FILE_NAME_BYTES: usize = ferry_protocol::manifest::MAX_FILE_NAME_LEN;
 const MAX_CONTENT_TYPE_BYTES: usize = ferry_protocol::manifest::MAX_CONTENT_TYPE_LEN;
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of a refused request's body is read before answering.
+const EARLY_REFUSAL_DRAIN_BYTES: usize = 4 << 20;
 /// What `Retry-After` says when the disk is low.
 const RETRY_AFTER_S: u64 = 60;
 
@@ -164,7 +166,25 @@ async fn handle(
     match (req.method(), parts.as_slice()) {
         (&Method::POST, ["v1", "channels", channel, "packages"]) => {
             let channel = (*channel).to_owned();
-            push(s, cfg, identity, &channel, req).await
+            let (parts, body) = req.into_parts();
+            let mut body = Some(body);
+            let reply = push(s, cfg, identity, &channel, &parts, &mut body).await;
+            let waits_for_continue = parts
+                .headers
+                .get(hyper::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            if let Some(unread) = body.filter(|_| !waits_for_continue) {
+                // Refused before the body was read: read (a bounded part
+                // of) it first, so the client, still sending, sees the
+                // answer instead of a reset connection. Larger bodies are
+                // cut off. A client that sent `Expect: 100-continue` (curl
+                // does above 1 MiB) has sent nothing yet and gets the
+                // answer at once.
+                let _ = Limited::new(unread, EARLY_REFUSAL_DRAIN_BYTES)
+                    .collect()
+                    .await;
+            }
+            reply
         }
         (&Method::GET, ["v1", "packages", id]) => package_state(s, id),
         _ => error(
@@ -190,8 +210,8 @@ fn sender_identity(identity: &ferry_certs::Identity) -> String {
     text
 }
 
-fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Result<Option<&'a str>, String> {
-    match req.headers().get(name) {
+fn header<'a>(headers: &'a hyper::HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    match headers.get(name) {
         None => Ok(None),
         Some(v) => v
             .to_str()
@@ -251,7 +271,8 @@ async fn push(
     cfg: &IngestSection,
     identity: &ferry_certs::Identity,
     channel: &str,
-    req: Request<Incoming>,
+    parts: &hyper::http::request::Parts,
+    body: &mut Option<Incoming>,
 ) -> Reply {
     if let Err(why) = s.audit.accepting() {
         let mut r = error(StatusCode::SERVICE_UNAVAILABLE, why);
@@ -262,7 +283,7 @@ async fn push(
     if let Err(r) = channel_on_this_link(s, channel) {
         return *r;
     }
-    let file_name = match header(&req, "x-ferry-file-name") {
+    let file_name = match header(&parts.headers, "x-ferry-file-name") {
         Ok(Some(n)) => n.to_owned(),
         Ok(None) => {
             return error(
@@ -275,14 +296,14 @@ async fn push(
     if let Err(m) = check_file_name(&file_name) {
         return error(StatusCode::BAD_REQUEST, m);
     }
-    let content_type = match header(&req, "content-type") {
+    let content_type = match header(&parts.headers, "content-type") {
         Ok(v) => v.unwrap_or("application/octet-stream").to_owned(),
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     if content_type.len() > MAX_CONTENT_TYPE_BYTES {
         return error(StatusCode::BAD_REQUEST, "`Content-Type` is too long");
     }
-    let expected = match header(&req, "x-ferry-digest") {
+    let expected = match header(&parts.headers, "x-ferry-digest") {
         Ok(None) => None,
         Ok(Some(v)) => match expected_digest(v, s.keys.suite()) {
             Ok(d) => Some(d),
@@ -290,7 +311,7 @@ async fn push(
         },
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
-    let declared: Option<u64> = match header(&req, "content-length") {
+    let declared: Option<u64> = match header(&parts.headers, "content-length") {
         Ok(v) => match v.map(str::parse::<u64>).transpose() {
             Ok(n) => n,
             Err(_) => return error(StatusCode::BAD_REQUEST, "bad `Content-Length`"),
@@ -360,7 +381,13 @@ async fn push(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let upload = s.queue_dir.join(format!(".upload-{}", id.to_hex()));
-    let result = receive_body(s, cfg, req.into_body(), &upload).await;
+    let Some(body) = body.take() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request body already consumed",
+        );
+    };
+    let result = receive_body(s, cfg, body, &upload).await;
     let (size, digest) = match result {
         Ok(x) => x,
         Err(reply) => {
