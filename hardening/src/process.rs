@@ -1,7 +1,7 @@
-//! Process-wide measures that need no configuration: no core dumps, no
-//! ptrace by other processes of the same user, no privilege gain through
-//! exec, a private umask. `ferryd` applies them first thing, before any
-//! thread or secret exists.
+//! Process-wide measures: no core dumps, no ptrace by other processes of
+//! the same user, no privilege gain through exec, a private umask. Each is
+//! a small call of its own for [`crate::apply`]; [`apply_baseline`] does
+//! all four for tools that need no configuration.
 
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::stat::{umask, Mode};
@@ -20,6 +20,60 @@ pub struct Baseline {
     pub umask_077: bool,
     /// Steps that failed, with the OS error.
     pub failures: Vec<String>,
+}
+
+/// Sets the umask to 077: files and directories the daemon creates are
+/// private to its user unless it sets a mode on purpose.
+pub fn set_umask_077() {
+    umask(Mode::from_bits_truncate(0o077));
+}
+
+/// `RLIMIT_CORE` 0 (soft and hard) and `PR_SET_DUMPABLE` 0: no core file,
+/// no ptrace attach or `/proc/PID/mem` by same-user processes. Must come
+/// after the last credential change, which resets "dumpable".
+pub fn forbid_core_dumps() -> Result<(), String> {
+    // Already 0 (systemd's LimitCORE=0, whose unit may also forbid
+    // setrlimit itself): nothing to lower.
+    if !core_limit_is_zero() {
+        setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("RLIMIT_CORE=0: {e}"))?;
+    }
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE=0: {e}"))
+}
+
+/// `PR_SET_NO_NEW_PRIVS`: no execve can ever gain privileges (setuid
+/// bits, file capabilities). Inherited by threads created afterwards.
+pub fn set_no_new_privs() -> Result<(), String> {
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))
+}
+
+/// Threads in this process, from `/proc/self/status` (1 when unknown).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+/// Whether both core-size limits are 0.
+pub fn core_limit_is_zero() -> bool {
+    nix::sys::resource::getrlimit(Resource::RLIMIT_CORE).is_ok_and(|l| l == (0, 0))
+}
+
+/// Capabilities in the permitted or effective set, by name.
+pub fn current_capabilities() -> Vec<String> {
+    let mut v: Vec<String> = [caps::CapSet::Permitted, caps::CapSet::Effective]
+        .into_iter()
+        .filter_map(|set| caps::read(None, set).ok())
+        .flatten()
+        .map(|c| c.to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Applies the baseline, on the main thread before any other thread
