@@ -77,6 +77,72 @@ pub struct Config {
     pub policy: Option<PolicySection>,
     /// `[audit]`: the tamper-evident audit log (absent = none).
     pub audit: Option<AuditSection>,
+    /// `[hardening]`: process hardening (absent = every step on).
+    pub hardening: HardeningSection,
+}
+
+/// Longest service user or group name (the `useradd` limit).
+pub const HARDENING_NAME_MAX_CHARS: usize = 32;
+
+/// `[hardening]`. Every step is on unless switched off here by name;
+/// `ferryd` logs each step that is off and `ferryctl selfcheck` fails it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HardeningSection {
+    /// Service user to switch to when started as root.
+    pub user: Option<String>,
+    /// Its group (default: the user's primary group).
+    pub group: Option<String>,
+    /// setgroups → setgid → setuid to `user`, capabilities dropped.
+    pub drop_privileges: bool,
+    /// `RLIMIT_CORE` 0 and not dumpable.
+    pub forbid_core_dumps: bool,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
+    /// Landlock filesystem confinement.
+    pub landlock: bool,
+    /// Paths to allow read-only beyond those the configuration names.
+    pub extra_read_paths: Vec<PathBuf>,
+    /// Paths to allow read-write beyond those the configuration names.
+    pub extra_write_paths: Vec<PathBuf>,
+    /// The seccomp allow-list.
+    pub seccomp: bool,
+    /// What a system call off the list gets.
+    pub seccomp_action: SeccompActionName,
+    /// Close descriptors inherited from the parent.
+    pub close_inherited_fds: bool,
+    /// Keep only the environment variables ferryd reads.
+    pub sanitize_environment: bool,
+}
+
+impl Default for HardeningSection {
+    fn default() -> Self {
+        HardeningSection {
+            user: None,
+            group: None,
+            drop_privileges: true,
+            forbid_core_dumps: true,
+            no_new_privs: true,
+            landlock: true,
+            extra_read_paths: Vec::new(),
+            extra_write_paths: Vec::new(),
+            seccomp: true,
+            seccomp_action: SeccompActionName::KillProcess,
+            close_inherited_fds: true,
+            sanitize_environment: true,
+        }
+    }
+}
+
+/// `seccomp_action` as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompActionName {
+    /// Kill the whole process (default).
+    KillProcess,
+    /// Fail the call with EPERM.
+    Errno,
+    /// Allow and log (for finding missing calls only).
+    Log,
 }
 
 /// `[audit]`.
@@ -296,6 +362,24 @@ struct RawConfig {
     ingest: Option<Spanned<RawIngest>>,
     policy: Option<Spanned<RawPolicy>>,
     audit: Option<Spanned<RawAudit>>,
+    hardening: Option<Spanned<RawHardening>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHardening {
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    drop_privileges: Option<Spanned<bool>>,
+    forbid_core_dumps: Option<Spanned<bool>>,
+    no_new_privs: Option<Spanned<bool>>,
+    landlock: Option<Spanned<bool>>,
+    extra_read_paths: Option<Spanned<Vec<Spanned<String>>>>,
+    extra_write_paths: Option<Spanned<Vec<Spanned<String>>>>,
+    seccomp: Option<Spanned<bool>>,
+    seccomp_action: Option<Spanned<SeccompActionName>>,
+    close_inherited_fds: Option<Spanned<bool>>,
+    sanitize_environment: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -631,6 +715,13 @@ impl Checker<'_> {
                 })
             }
         };
+        let hardening = match raw.hardening {
+            None => HardeningSection::default(),
+            Some(h) => {
+                let header = self.source.header_span(&h.span());
+                self.hardening(h.into_inner(), &header)?
+            }
+        };
         Ok(Config {
             link,
             paths,
@@ -638,6 +729,71 @@ impl Checker<'_> {
             ingest,
             policy,
             audit,
+            hardening,
+        })
+    }
+
+    fn hardening(
+        &self,
+        h: RawHardening,
+        header: &Range<usize>,
+    ) -> Result<HardeningSection, ConfigError> {
+        let d = HardeningSection::default();
+        let flag = |v: Option<Spanned<bool>>, default: bool| v.map_or(default, |v| *v.get_ref());
+        let name = |v: Option<Spanned<String>>, key: &str| {
+            v.map(|v| {
+                let ok = (1..=HARDENING_NAME_MAX_CHARS).contains(&v.get_ref().chars().count())
+                    && v.get_ref().chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
+                    })
+                    && !v.get_ref().starts_with('-');
+                if ok {
+                    Ok(v.into_inner())
+                } else {
+                    Err(self.err(
+                        v.span(),
+                        format!("`{key}` must be a system {key} name: 1 to {HARDENING_NAME_MAX_CHARS} characters from a-z 0-9 _ - ., e.g. {key} = \"ferry\""),
+                    ))
+                }
+            })
+            .transpose()
+        };
+        let group_span = h.group.as_ref().map(Spanned::span);
+        let user = name(h.user, "user")?;
+        let group = name(h.group, "group")?;
+        if let (None, Some(span)) = (&user, group_span) {
+            return Err(self.err(
+                self.key_span(&span),
+                "`group` needs `user`: name the service user too, e.g. user = \"ferry\"",
+            ));
+        }
+        if user.as_deref() == Some("root") {
+            return Err(self.err(
+                header.clone(),
+                "`user` = \"root\" defeats the privilege drop: name an unprivileged service user, e.g. user = \"ferry\"",
+            ));
+        }
+        let paths = |v: Option<Spanned<Vec<Spanned<String>>>>, key: &str| {
+            v.map_or(Ok(Vec::new()), |list| {
+                list.into_inner()
+                    .into_iter()
+                    .map(|p| self.path(p, key))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        };
+        Ok(HardeningSection {
+            user,
+            group,
+            drop_privileges: flag(h.drop_privileges, d.drop_privileges),
+            forbid_core_dumps: flag(h.forbid_core_dumps, d.forbid_core_dumps),
+            no_new_privs: flag(h.no_new_privs, d.no_new_privs),
+            landlock: flag(h.landlock, d.landlock),
+            extra_read_paths: paths(h.extra_read_paths, "extra_read_paths")?,
+            extra_write_paths: paths(h.extra_write_paths, "extra_write_paths")?,
+            seccomp: flag(h.seccomp, d.seccomp),
+            seccomp_action: h.seccomp_action.map_or(d.seccomp_action, |v| *v.get_ref()),
+            close_inherited_fds: flag(h.close_inherited_fds, d.close_inherited_fds),
+            sanitize_environment: flag(h.sanitize_environment, d.sanitize_environment),
         })
     }
 
@@ -1457,6 +1613,67 @@ outbox_dir = "/srv/ferry/in"
         let e = load(&missing).unwrap_err();
         assert!(matches!(e, ConfigError::Io { .. }));
         assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn hardening_defaults_to_every_step_on() {
+        let c = parse(INGRESS, "/etc/ferry/ferryd.toml").unwrap();
+        assert_eq!(c.hardening, HardeningSection::default());
+        let h = &c.hardening;
+        assert!(h.drop_privileges && h.forbid_core_dumps && h.no_new_privs);
+        assert!(h.landlock && h.seccomp && h.close_inherited_fds && h.sanitize_environment);
+        assert_eq!(h.seccomp_action, SeccompActionName::KillProcess);
+        assert_eq!(h.user, None);
+    }
+
+    #[test]
+    fn hardening_section_parses() {
+        let text = format!(
+            "{EGRESS}\n[hardening]\nuser = \"ferry\"\ngroup = \"ferry\"\nseccomp_action = \"errno\"\nlandlock = false\nextra_read_paths = [\"/etc/ssl\", \"ca\"]\n"
+        );
+        let c = parse(&text, "/etc/ferry/ferryd.toml").unwrap();
+        let h = &c.hardening;
+        assert_eq!(h.user.as_deref(), Some("ferry"));
+        assert_eq!(h.group.as_deref(), Some("ferry"));
+        assert_eq!(h.seccomp_action, SeccompActionName::Errno);
+        assert!(!h.landlock);
+        assert!(h.seccomp);
+        assert_eq!(
+            h.extra_read_paths,
+            vec![PathBuf::from("/etc/ssl"), PathBuf::from("/etc/ferry/ca")]
+        );
+    }
+
+    #[test]
+    fn hardening_refusals_are_located() {
+        let base = format!("{EGRESS}\n[hardening]\n");
+        // EGRESS has 12 lines and a blank follows: the header is line 14.
+        let (line, col, msg) = refused(&format!("{base}user = \"Fe rry\"\n"));
+        assert_eq!((line, col), (15, 8));
+        assert!(
+            msg.starts_with("`user` must be a system user name"),
+            "{msg}"
+        );
+
+        let (line, col, msg) = refused(&format!("{base}seccomp_action = \"kill\"\n"));
+        assert_eq!((line, col), (15, 18));
+        assert!(msg.starts_with("unknown value \"kill\""), "{msg}");
+
+        let (line, col, msg) = refused(&format!("{base}group = \"ferry\"\n"));
+        assert_eq!((line, col), (15, 1));
+        assert!(msg.starts_with("`group` needs `user`"), "{msg}");
+
+        let (line, col, msg) = refused(&format!("{base}user = \"root\"\n"));
+        assert_eq!((line, col), (14, 1));
+        assert!(msg.contains("defeats the privilege drop"), "{msg}");
+
+        let (line, col, msg) = refused(&format!("{base}seccomp = \"no\"\n"));
+        assert_eq!((line, col), (15, 11));
+        assert!(msg.contains("invalid type"), "{msg}");
+
+        let (line, _, msg) = refused(&format!("{base}landlok = false\n"));
+        assert_eq!(line, 15);
+        assert_eq!(msg, "unknown key `landlok`, did you mean `landlock`?");
     }
 
     #[test]

@@ -120,7 +120,8 @@ pub struct Status {
     /// expiry).
     #[serde(default)]
     pub warnings: Vec<String>,
-    /// Process hardening in force (the baseline applied at start).
+    /// Process hardening in force: a `ferry_hardening::Report` (what
+    /// `ferryctl selfcheck` reads, with the daemon's pid).
     #[serde(default)]
     pub hardening: Option<serde_json::Value>,
     /// Ingress: files or pushes refused by the policy.

@@ -20,6 +20,7 @@ pub mod expiry;
 pub mod ingest;
 pub mod ingress;
 pub mod keys_cli;
+pub mod selfcheck;
 pub mod testbed;
 
 pub use error::DaemonError;

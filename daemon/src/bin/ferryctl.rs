@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry_daemon::{bench, certs_cli, config, control, demo, keys_cli};
+use ferry_daemon::{bench, certs_cli, config, control, demo, keys_cli, selfcheck};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -56,6 +56,24 @@ enum Cmd {
         /// Keep both sides' state in this directory instead of deleting it.
         #[arg(long)]
         keep: Option<PathBuf>,
+    },
+    /// What hardening is in force in a running ferryd (user,
+    /// capabilities, seccomp, Landlock, dumpable, no_new_privs, file
+    /// permissions, clock sync): pass/fail per item, exit 1 on any fail.
+    Selfcheck {
+        /// The daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the man pages and shell completions (used when packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory (man/ and completions/ are made in it).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -195,6 +213,21 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Bench(BenchCmd::Link(args)) => bench::link(&args)?,
         Cmd::Demo { keep } => demo::run(keep.as_deref())?,
+        Cmd::Selfcheck { config, json } => {
+            let cfg = config::load(&config)?;
+            let result = selfcheck::run(&cfg, &config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                selfcheck::print_text(&result);
+            }
+            if result.failed() {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Cmd::GenerateDocs { out } => {
+            selfcheck::generate_docs(<Cli as clap::CommandFactory>::command(), &out)?
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -2,10 +2,11 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_daemon::{config, control, egress, ingress};
+use ferry_daemon::{config, control, egress, ingress, selfcheck};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(version, about = "ferry daemon: one side of a one-way ferry link")]
@@ -19,15 +20,9 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    // Before any thread or secret exists: no core dumps, no ptrace by
-    // same-user processes, no privilege gain through exec, umask 077.
-    let baseline = ferry_hardening::process::apply_baseline();
     let args = Args::parse();
     ferry_daemon::init_logging(&args.log_format);
-    for f in &baseline.failures {
-        tracing::warn!("hardening baseline step failed: {f}");
-    }
-    match run(&args, &baseline) {
+    match run(&args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -37,7 +32,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(args: &Args, baseline: &ferry_hardening::process::Baseline) -> anyhow::Result<()> {
+fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = config::load(&args.config)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -50,16 +45,110 @@ fn run(args: &Args, baseline: &ferry_hardening::process::Baseline) -> anyhow::Re
         Arc::new(AtomicBool::new(false)),
     )
     .context("installing SIGHUP handler")?;
+    // Hardening, before any thread or secret exists (the configuration
+    // holds none): the sd_notify socket is opened first and kept.
+    let notifier = ferry_hardening::notify::Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "NOTIFY_SOCKET is set but cannot be reached; systemd will not hear READY=1");
+        None
+    });
+    let watchdog = ferry_hardening::notify::watchdog_interval();
+    let keep_fds = notifier.iter().map(|n| n.fd()).collect();
+    let plan = selfcheck::hardening_config(&cfg, &args.config, keep_fds);
+    let report = ferry_hardening::apply(&plan).context("hardening ferryd")?;
+    log_hardening(&report);
     let status = control::SharedStatus::default();
-    let hardening = serde_json::to_value(baseline).ok();
+    let hardening = serde_json::to_value(&report).ok();
     control::update(&status, |s| s.hardening = hardening);
+    let notify = notifier
+        .map(|n| {
+            let (status, shutdown) = (status.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name("ferry-notify".into())
+                .spawn(move || notify_loop(&n, &status, &shutdown, watchdog))
+        })
+        .transpose()
+        .context("starting the sd_notify thread")?;
     tracing::info!(link = %cfg.link.name, role = ?cfg.link.role, "ferryd starting");
-    match cfg.link.role {
-        config::Role::Ingress => ingress::run(cfg, shutdown, status)?,
-        config::Role::Egress => {
-            egress::run(cfg, shutdown, status, egress::EgressOptions::default())?
-        }
+    let result = match cfg.link.role {
+        config::Role::Ingress => ingress::run(cfg, shutdown.clone(), status),
+        config::Role::Egress => egress::run(
+            cfg,
+            shutdown.clone(),
+            status,
+            egress::EgressOptions::default(),
+        ),
+    };
+    shutdown.store(true, Ordering::Relaxed);
+    if let Some(t) = notify {
+        let _ = t.join();
     }
+    result?;
     tracing::info!("ferryd stopped");
     Ok(())
+}
+
+/// Every step that is off or failed, loudly; a summary of the rest.
+fn log_hardening(r: &ferry_hardening::Report) {
+    for name in &r.disabled {
+        let detail = r.steps.get(name).map_or("", |s| s.detail.as_str());
+        tracing::warn!(step = %name, "HARDENING STEP OFF by configuration ({detail}): this ferryd is less protected; `ferryctl selfcheck` fails it");
+    }
+    for f in &r.failures {
+        tracing::error!("HARDENING STEP FAILED: {f}");
+    }
+    for w in &r.warnings {
+        tracing::warn!("hardening: {w}");
+    }
+    tracing::info!(
+        uid = r.uid,
+        gid = r.gid,
+        capabilities = ?r.capabilities,
+        landlock_abi = ?r.landlock_abi,
+        seccomp = ?r.seccomp_action,
+        no_new_privs = r.no_new_privs,
+        not_dumpable = r.not_dumpable,
+        "hardening in force"
+    );
+}
+
+/// systemd notification: `READY=1` once the main loop has published its
+/// first status, then `WATCHDOG=1` at half the watchdog interval for as
+/// long as the main loop keeps publishing (every second); a stalled loop
+/// stops the pings and systemd restarts the service.
+fn notify_loop(
+    n: &ferry_hardening::notify::Notifier,
+    status: &control::SharedStatus,
+    shutdown: &AtomicBool,
+    watchdog: Option<Duration>,
+) {
+    const TICK: Duration = Duration::from_millis(250);
+    let mut ready = false;
+    let mut last_update = 0u64;
+    let mut last_change = Instant::now();
+    let mut last_ping: Option<Instant> = None;
+    while !shutdown.load(Ordering::Relaxed) {
+        let snap = control::snapshot(status);
+        if snap.updated_unix_ms != last_update {
+            last_update = snap.updated_unix_ms;
+            last_change = Instant::now();
+        }
+        if !ready && snap.updated_unix_ms != 0 {
+            let msg = format!("READY=1\nSTATUS={} side of link {}", snap.role, snap.link);
+            if let Err(e) = n.notify(&msg) {
+                tracing::warn!(error = %e, "sd_notify READY=1 failed");
+            }
+            ready = true;
+        }
+        if let (true, Some(w)) = (ready, watchdog) {
+            let due = last_ping.is_none_or(|t| t.elapsed() >= w / 2);
+            if due && last_change.elapsed() < w {
+                if let Err(e) = n.notify("WATCHDOG=1") {
+                    tracing::warn!(error = %e, "sd_notify WATCHDOG=1 failed");
+                }
+                last_ping = Some(Instant::now());
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+    let _ = n.notify("STOPPING=1");
 }
