@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod ingress;
 pub mod keys_cli;
 pub mod selfcheck;
+pub mod systemd_dropin;
 pub mod testbed;
 
 pub use error::DaemonError;

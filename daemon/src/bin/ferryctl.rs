@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry_daemon::{bench, certs_cli, config, control, demo, keys_cli, selfcheck};
+use ferry_daemon::{bench, certs_cli, config, control, demo, keys_cli, selfcheck, systemd_dropin};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -67,6 +67,17 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the `IPAddressAllow=` drop-in for `ferryd@NAME.service` from
+    /// the configuration: the link peers, plus what `--allow` names (the
+    /// ingress host seen from the egress side, the ingest API's clients).
+    SystemdDropin {
+        /// The daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// An address or prefix to admit (repeatable), e.g. 10.1.0.0/16.
+        #[arg(long)]
+        allow: Vec<String>,
     },
     /// Write the man pages and shell completions (used when packaging).
     #[command(hide = true)]
@@ -224,6 +235,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if result.failed() {
                 return Ok(std::process::ExitCode::FAILURE);
             }
+        }
+        Cmd::SystemdDropin { config, allow } => {
+            let cfg = config::load(&config)?;
+            print!("{}", systemd_dropin::render(&cfg, &config, &allow)?);
         }
         Cmd::GenerateDocs { out } => {
             selfcheck::generate_docs(<Cli as clap::CommandFactory>::command(), &out)?
