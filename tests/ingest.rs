@@ -137,6 +137,19 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
         ),
     )
     .expect("config");
+    // Both sides expose /metrics on a listener of their own.
+    let (imetrics, emetrics) = (free_tcp_port(), free_tcp_port());
+    for (config, port) in [
+        (&tb.ingress_config, imetrics),
+        (&tb.egress_config, emetrics),
+    ] {
+        let text = std::fs::read_to_string(config).expect("config");
+        std::fs::write(
+            config,
+            format!("{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        )
+        .expect("config");
+    }
     let _egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(15), "ingest listening", || {
@@ -190,6 +203,53 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
         let r = curl(port, &site, feed, &format!("/v1/packages/{id}"), &[]);
         r.code == Some(200) && r.body.contains("\"state\":\"sent\"")
     });
+    // The metrics say the same, per channel, scraped as Prometheus would.
+    let scrape = |port: u16| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-i"])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let size = data.len().to_string();
+    wait_for(Duration::from_secs(10), "ingress metrics", || {
+        let m = scrape(imetrics);
+        m.contains("text/plain; version=0.0.4")
+            && m.contains(
+                "ferry_packages_total{side=\"ingress\",channel=\"e2e\",outcome=\"accepted\"} 1\n",
+            )
+            && m.contains(
+                "ferry_packages_total{side=\"ingress\",channel=\"e2e\",outcome=\"sent\"} 1\n",
+            )
+            && m.contains(&format!(
+                "ferry_bytes_total{{side=\"ingress\",channel=\"e2e\",outcome=\"sent\"}} {size}\n"
+            ))
+            && m.contains("ferry_queue_depth{side=\"ingress\"} 0\n")
+    });
+    wait_for(Duration::from_secs(10), "egress metrics", || {
+        let m = scrape(emetrics);
+        m.contains(
+            "ferry_packages_total{side=\"egress\",channel=\"e2e\",outcome=\"delivered\"} 1\n",
+        ) && m.contains("ferry_link_up{side=\"egress\"} 1\n")
+            && m.contains("ferry_link_heartbeat_age_seconds{side=\"egress\"}")
+            && m.contains("ferry_forged_datagrams_total{side=\"egress\"} 0\n")
+    });
+    // The ingest API's certificate is watched for expiry.
+    assert!(
+        scrape(imetrics).lines().any(|l| l
+            .starts_with("ferry_certificate_not_after_seconds{side=\"ingress\",file=\"")
+            && l.contains("ingest.crt")),
+        "{}",
+        scrape(imetrics)
+    );
+    assert!(scrape(imetrics).starts_with("HTTP/1.1 200"));
+    let not_found = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{imetrics}/other"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&not_found.stdout), "404");
 
     let push = |client: Option<(&Path, &str)>, path: &str, headers: &[&str], file: &Path| {
         let mut extra = vec!["--data-binary".to_string(), format!("@{}", s(file))];

@@ -79,6 +79,16 @@ pub struct Config {
     pub audit: Option<AuditSection>,
     /// `[hardening]`: process hardening (absent = every step on).
     pub hardening: HardeningSection,
+    /// `[metrics]`: the Prometheus endpoint (absent = none).
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`: `GET /metrics` in the Prometheus text format, on its own
+/// listener (plain HTTP: bind it to loopback or a management network).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricsSection {
+    /// Address and TCP port.
+    pub listen: SocketAddr,
 }
 
 /// Longest service user or group name (the `useradd` limit).
@@ -363,6 +373,13 @@ struct RawConfig {
     policy: Option<Spanned<RawPolicy>>,
     audit: Option<Spanned<RawAudit>>,
     hardening: Option<Spanned<RawHardening>>,
+    metrics: Option<Spanned<RawMetrics>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -722,6 +739,21 @@ impl Checker<'_> {
                 self.hardening(h.into_inner(), &header)?
             }
         };
+        let metrics = match raw.metrics {
+            None => None,
+            Some(m) => {
+                let header = self.source.header_span(&m.span());
+                let listen = m.into_inner().listen.ok_or_else(|| {
+                    self.err(
+                        header,
+                        "missing key `listen` in `[metrics]`: give an address and port, e.g. listen = \"127.0.0.1:9464\"",
+                    )
+                })?;
+                Some(MetricsSection {
+                    listen: self.address(&listen, "listen", true)?,
+                })
+            }
+        };
         Ok(Config {
             link,
             paths,
@@ -730,6 +762,7 @@ impl Checker<'_> {
             policy,
             audit,
             hardening,
+            metrics,
         })
     }
 
@@ -1203,7 +1236,7 @@ impl Checker<'_> {
         if need_port && addr.port() == 0 {
             return Err(self.err(
                 a.span(),
-                format!("`{key}`: port 0 is not usable here; give the link's UDP port"),
+                format!("`{key}`: port 0 is not usable here; give a fixed port"),
             ));
         }
         if key == "peer" && addr.ip().is_unspecified() {
@@ -1613,6 +1646,28 @@ outbox_dir = "/srv/ferry/in"
         let e = load(&missing).unwrap_err();
         assert!(matches!(e, ConfigError::Io { .. }));
         assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn metrics_section() {
+        let c = parse(
+            &format!("{EGRESS}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"),
+            "/etc/ferry/ferryd.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics.map(|m| m.listen.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        let (line, _, msg) = refused(&format!("{EGRESS}\n[metrics]\n"));
+        assert_eq!(line, 14);
+        assert!(
+            msg.starts_with("missing key `listen` in `[metrics]`"),
+            "{msg}"
+        );
+        let (line, col, msg) = refused(&format!("{EGRESS}\n[metrics]\nlisten = \"localhost\"\n"));
+        assert_eq!((line, col), (15, 10));
+        assert!(msg.contains("is not an IP address with a port"), "{msg}");
     }
 
     #[test]

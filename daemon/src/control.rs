@@ -9,6 +9,7 @@
 //! the service issue's work; this socket is deliberately minimal.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -133,6 +134,47 @@ pub struct Status {
     /// Ingress: the outcome of the last policy reload.
     #[serde(default)]
     pub policy_reload: Option<String>,
+    /// Packages and bytes per channel and outcome (both sides).
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelCounters>,
+    /// Egress: when the last authenticated heartbeat arrived (ms since
+    /// the Unix epoch).
+    #[serde(default)]
+    pub last_heartbeat_unix_ms: Option<u64>,
+    /// Egress: sequence numbers reported missing since start.
+    #[serde(default)]
+    pub gap_seqs_total: u64,
+    /// Certificates and CRLs this host depends on (`certs_dir`, the ingest
+    /// API's certificate): file → notAfter / nextUpdate, Unix seconds.
+    #[serde(default)]
+    pub cert_not_after: BTreeMap<String, i64>,
+}
+
+/// Counters of one channel. Ingress counts `accepted` (queued), `rejected`
+/// (refused by policy or guard) and `sent`; egress counts `delivered`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChannelCounters {
+    /// Packages accepted into the queue.
+    pub accepted: u64,
+    /// Their bytes.
+    pub accepted_bytes: u64,
+    /// Packages refused.
+    pub rejected: u64,
+    /// Packages whose sends completed.
+    pub sent: u64,
+    /// Their bytes.
+    pub sent_bytes: u64,
+    /// Packages delivered to the outbox.
+    pub delivered: u64,
+    /// Their bytes.
+    pub delivered_bytes: u64,
+}
+
+/// Applies `f` to one channel's counters (created at zero).
+pub fn count(s: &SharedStatus, channel: &str, f: impl FnOnce(&mut ChannelCounters)) {
+    update(s, |st| {
+        f(st.channels.entry(channel.to_owned()).or_default())
+    });
 }
 
 /// Status shared between the daemon's threads.

@@ -149,6 +149,14 @@ pub fn run(
             Request::AuditNote { record } => control::audit_note(&audit, record),
         })?
     };
+    let metrics = match cfg.metrics.as_ref() {
+        Some(m) => Some(crate::metrics::spawn(
+            m.listen,
+            status.clone(),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
 
     let mut batch = DatagramBatch::new(BATCH, max_len);
     let mut rng = options.seed | 1;
@@ -206,6 +214,9 @@ pub fn run(
     let _ = writer.join();
     shutdown.store(true, Ordering::Relaxed);
     let _ = control.join();
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
     publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
     audit.note(
         AuditRecord::new(EventKind::DaemonStop, Actor::system(), Outcome::Success)
@@ -299,6 +310,7 @@ fn drain(
                     "sequence numbers missing: resend them from the ingress side (`ferryctl resend --seq {first}..{last}`)"
                 );
                 control::update(status, |s| {
+                    s.gap_seqs_total += last.saturating_sub(first) + 1;
                     s.gaps.push((first, last));
                     let extra = s.gaps.len().saturating_sub(MAX_GAPS_SHOWN);
                     s.gaps.drain(..extra);
@@ -316,7 +328,10 @@ fn drain(
                 continue;
             }
             Event::Heartbeat(hb) => {
-                control::update(status, |s| s.sender_next_seq = Some(hb.next_seq));
+                control::update(status, |s| {
+                    s.sender_next_seq = Some(hb.next_seq);
+                    s.last_heartbeat_unix_ms = Some(now_millis().0);
+                });
                 continue;
             }
         };
@@ -497,6 +512,10 @@ fn deliver(
             if let Err(e) = store.finish_delivery(id.0, &name, now_millis().0) {
                 alarm(status, &format!("state store: {e}"));
             }
+            control::count(status, &manifest.meta.channel, |c| {
+                c.delivered += 1;
+                c.delivered_bytes += manifest.meta.size;
+            });
             control::update(status, |s| {
                 s.delivered += 1;
                 s.delivered_bytes += manifest.meta.size;

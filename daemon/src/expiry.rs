@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 /// How often certificates are re-read.
 const CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+/// A window wide enough to list every certificate (a century).
+const EVERYTHING_DAYS: u32 = 36_500;
 /// Warning window, in days.
 pub const WARNING_DAYS: u32 = 30;
 
@@ -16,6 +18,8 @@ pub const WARNING_DAYS: u32 = 30;
 pub struct ExpiryWatch {
     key_warnings: Vec<String>,
     certs_dir: Option<std::path::PathBuf>,
+    /// The ingest API's own certificate (it may live outside `certs_dir`).
+    ingest_cert: Option<std::path::PathBuf>,
     last: Option<Instant>,
 }
 
@@ -26,6 +30,7 @@ impl ExpiryWatch {
         Self {
             key_warnings: keys.expiry_warnings().to_vec(),
             certs_dir: cfg.paths.certs_dir.clone(),
+            ingest_cert: cfg.ingest.as_ref().map(|i| i.cert.clone()),
             last: None,
         }
     }
@@ -43,9 +48,35 @@ impl ExpiryWatch {
                 Err(e) => warnings.push(format!("certificate check failed: {e}")),
             }
         }
+        // Every end date, for the metrics' expiry gauges (the warnings
+        // above only list those within the window).
+        let now = time::OffsetDateTime::now_utc();
+        let mut not_after = std::collections::BTreeMap::new();
+        let mut found = Vec::new();
+        if let Some(dir) = &self.certs_dir {
+            found.extend(
+                ferry_certs::expiring_in_dir(dir, EVERYTHING_DAYS, now).unwrap_or_default(),
+            );
+        }
+        if let Some(cert) = &self.ingest_cert {
+            match ferry_certs::check_expiry_file(cert, EVERYTHING_DAYS, now) {
+                Ok(n) => found.extend(n),
+                Err(e) => warnings.push(format!("certificate check failed: {e}")),
+            }
+        }
+        for n in found {
+            let key = match &n.serial {
+                Some(serial) => format!("{} ({serial})", n.path.display()),
+                None => n.path.display().to_string(),
+            };
+            not_after.insert(key, n.ends.unix_timestamp());
+        }
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        control::update(status, |st| st.warnings = warnings);
+        control::update(status, |st| {
+            st.warnings = warnings;
+            st.cert_not_after = not_after;
+        });
     }
 }

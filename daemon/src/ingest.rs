@@ -355,7 +355,11 @@ async fn push(
                 if let Err(e) = s.audit.record(record) {
                     return refuse(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
                 }
-                verdict(d, identity)
+                let answer = verdict(d, identity);
+                if answer.is_err() {
+                    crate::control::count(&s.status, channel, |c| c.rejected += 1);
+                }
+                answer
             }
             _ => Ok(()),
         }

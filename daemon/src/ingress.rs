@@ -237,8 +237,19 @@ pub fn run(
             move |req| handle_request(&s, req),
         )?
     };
+    let metrics = match shared.cfg.metrics.as_ref() {
+        Some(m) => Some(crate::metrics::spawn(
+            m.listen,
+            shared.status.clone(),
+            shared.shutdown.clone(),
+        )?),
+        None => None,
+    };
     let result = send_loop(&shared, &mut sender, &mut udp);
     shared.shutdown.store(true, Ordering::Relaxed);
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
     let _ = intake.join();
     if let Some(i) = ingest {
         let _ = i.join();
@@ -387,6 +398,10 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         Actor::new(meta.sender_identity.clone(), Role::Sender),
     )?;
     control::update(&s.status, |st| st.taken += 1);
+    control::count(&s.status, &meta.channel, |c| {
+        c.accepted += 1;
+        c.accepted_bytes += meta.size;
+    });
     tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
     Ok(())
 }
@@ -481,6 +496,7 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
     std::fs::rename(path, &dest).map_err(DaemonError::io(&dest))?;
     tracing::warn!(file = %file_name, spool = %name, channel = %channel, "spool file refused by policy: {refusal}");
     control::update(&s.status, |st| st.rejected += 1);
+    control::count(&s.status, &channel, |c| c.rejected += 1);
     Ok(SpoolVerdict::Leave)
 }
 
@@ -521,6 +537,10 @@ pub(crate) fn accept_upload(
     let seq = queue(s, &meta, &dest)?;
     record_pushed(s, &meta, seq, &dest, actor)?;
     control::update(&s.status, |st| st.taken += 1);
+    control::count(&s.status, &meta.channel, |c| {
+        c.accepted += 1;
+        c.accepted_bytes += meta.size;
+    });
     Ok(seq)
 }
 
@@ -668,6 +688,9 @@ pub fn meta_from_json(v: &serde_json::Value) -> Option<PackageMeta> {
 struct Open {
     id: PackageId,
     file: File,
+    /// For the per-channel counters once the send completes.
+    channel: String,
+    size: u64,
 }
 
 fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(), DaemonError> {
@@ -761,6 +784,10 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
                     },
                 )?;
                 control::update(&s.status, |st| st.sent += 1);
+                control::count(&s.status, &o.channel, |c| {
+                    c.sent += 1;
+                    c.sent_bytes += o.size;
+                });
                 tracing::info!(package = %o.id, seq, "sent");
                 s.audit.note(
                     AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
@@ -856,6 +883,7 @@ fn feed(
             })?;
         let path = PathBuf::from(&q.path);
         let file = File::open(&path).map_err(DaemonError::io(&path))?;
+        let (channel, size) = (meta.channel.clone(), meta.size);
         sender.enqueue(now, q.seq, meta)?;
         s.store.set_state(id, QueueState::Sending)?;
         open.insert(
@@ -863,6 +891,8 @@ fn feed(
             Open {
                 id: PackageId(id),
                 file,
+                channel,
+                size,
             },
         );
         *last_seq = Some(q.seq);

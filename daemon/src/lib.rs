@@ -20,6 +20,7 @@ pub mod expiry;
 pub mod ingest;
 pub mod ingress;
 pub mod keys_cli;
+pub mod metrics;
 pub mod selfcheck;
 pub mod systemd_dropin;
 pub mod testbed;

@@ -270,6 +270,38 @@ fn print_status(v: &serde_json::Value) {
             println!("  {k:<22} {x}");
         }
     }
+    if let (Some(t), Some(now)) = (
+        v.get("last_heartbeat_unix_ms").and_then(|t| t.as_u64()),
+        v.get("updated_unix_ms").and_then(|t| t.as_u64()),
+    ) {
+        let age = now.saturating_sub(t) as f64 / 1000.0;
+        println!("  {:<22} {age:.1} s ago", "last heartbeat");
+    }
+    if let Some(ch) = v
+        .get("channels")
+        .and_then(|c| c.as_object())
+        .filter(|c| !c.is_empty())
+    {
+        println!("  channels:");
+        for (name, c) in ch {
+            let n = |k: &str| c.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            if v.get("role").and_then(|r| r.as_str()) == Some("egress") {
+                println!(
+                    "    {name:<20} delivered {} ({} bytes)",
+                    n("delivered"),
+                    n("delivered_bytes")
+                );
+            } else {
+                println!(
+                    "    {name:<20} accepted {}, rejected {}, sent {} ({} bytes)",
+                    n("accepted"),
+                    n("rejected"),
+                    n("sent"),
+                    n("sent_bytes")
+                );
+            }
+        }
+    }
     if let Some(g) = v
         .get("gaps")
         .and_then(|g| g.as_array())
