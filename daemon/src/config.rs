@@ -81,6 +81,98 @@ pub struct Config {
     pub hardening: HardeningSection,
     /// `[metrics]`: the Prometheus endpoint (absent = none).
     pub metrics: Option<MetricsSection>,
+    /// `[admin]`: the role-separated admin plane (absent = the control
+    /// socket is private to root and the service user, roles not separated).
+    pub admin: Option<AdminSection>,
+}
+
+impl Config {
+    /// Looks up `[admin]` user names now, while `/etc/passwd` is still
+    /// readable (ferryd calls this before Landlock confines it).
+    pub fn resolve_admin(&mut self) -> Result<(), String> {
+        let Some(a) = self.admin.as_mut() else {
+            return Ok(());
+        };
+        for list in [
+            &mut a.sysadmin,
+            &mut a.secadmin,
+            &mut a.auditor,
+            &mut a.reviewer,
+        ] {
+            for p in list.iter_mut() {
+                if let AdminPrincipal::User(name) = p {
+                    let uid = match nix::unistd::User::from_name(name) {
+                        Ok(Some(u)) => u.uid.as_raw(),
+                        Ok(None) => {
+                            return Err(format!(
+                                "[admin]: user `{name}` does not exist on this host; create the account or write \"uid:N\""
+                            ))
+                        }
+                        Err(e) => return Err(format!("[admin]: looking up user `{name}`: {e}")),
+                    };
+                    *p = AdminPrincipal::Resolved {
+                        name: name.clone(),
+                        uid,
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the control socket is: `[admin] socket`, or
+    /// `STATE_DIR/control.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.admin
+            .as_ref()
+            .and_then(|a| a.socket.clone())
+            .unwrap_or_else(|| self.paths.state_dir.join(crate::control::SOCKET))
+    }
+}
+
+/// One administrator: a user name, or `uid:N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum AdminPrincipal {
+    /// Resolved to a uid when ferryd starts.
+    User(String),
+    /// A numeric uid.
+    Uid(u32),
+    /// A user name already looked up (by [`Config::resolve_admin`]).
+    Resolved {
+        /// The account name.
+        name: String,
+        /// Its uid.
+        uid: u32,
+    },
+}
+
+impl std::fmt::Display for AdminPrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminPrincipal::User(u) => write!(f, "{u}"),
+            AdminPrincipal::Uid(n) => write!(f, "uid:{n}"),
+            AdminPrincipal::Resolved { name, .. } => write!(f, "{name}"),
+        }
+    }
+}
+
+/// `[admin]`: who holds which administrative role on the control socket
+/// (callers identified by the kernel's peer credentials). One person holds
+/// one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminSection {
+    /// The socket (mode 0660 when set: put it in a directory whose group
+    /// is the administrators' and which is setgid, so the socket gets that
+    /// group); default `STATE_DIR/control.sock`, mode 0600.
+    pub socket: Option<PathBuf>,
+    /// 系统管理员: status, resend, keys on disk.
+    pub sysadmin: Vec<AdminPrincipal>,
+    /// 安全保密管理员: policy reload, approvals configuration.
+    pub secadmin: Vec<AdminPrincipal>,
+    /// 安全审计员: audit read/verify/export.
+    pub auditor: Vec<AdminPrincipal>,
+    /// Approvers of held packages (two-person rule).
+    pub reviewer: Vec<AdminPrincipal>,
 }
 
 /// `[metrics]`: `GET /metrics` in the Prometheus text format, on its own
@@ -374,6 +466,17 @@ struct RawConfig {
     audit: Option<Spanned<RawAudit>>,
     hardening: Option<Spanned<RawHardening>>,
     metrics: Option<Spanned<RawMetrics>>,
+    admin: Option<Spanned<RawAdmin>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    socket: Option<Spanned<String>>,
+    sysadmin: Option<Vec<Spanned<String>>>,
+    secadmin: Option<Vec<Spanned<String>>>,
+    auditor: Option<Vec<Spanned<String>>>,
+    reviewer: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -754,6 +857,10 @@ impl Checker<'_> {
                 })
             }
         };
+        let admin = match raw.admin {
+            None => None,
+            Some(a) => Some(self.admin(a.into_inner())?),
+        };
         Ok(Config {
             link,
             paths,
@@ -763,6 +870,62 @@ impl Checker<'_> {
             audit,
             hardening,
             metrics,
+            admin,
+        })
+    }
+
+    fn admin(&self, a: RawAdmin) -> Result<AdminSection, ConfigError> {
+        let socket = a.socket.map(|p| self.path(p, "socket")).transpose()?;
+        let mut seen: Vec<(AdminPrincipal, &str)> = Vec::new();
+        let mut roles: Vec<Vec<AdminPrincipal>> = Vec::new();
+        for (role, list) in [
+            ("sysadmin", a.sysadmin),
+            ("secadmin", a.secadmin),
+            ("auditor", a.auditor),
+            ("reviewer", a.reviewer),
+        ] {
+            let mut out = Vec::new();
+            for v in list.unwrap_or_default() {
+                let text = v.get_ref();
+                let principal = if let Some(n) = text.strip_prefix("uid:") {
+                    n.parse::<u32>().map(AdminPrincipal::Uid).map_err(|_| {
+                        self.err(
+                            v.span(),
+                            format!("`{text}`: after `uid:` comes a number, e.g. \"uid:1001\""),
+                        )
+                    })?
+                } else if (1..=HARDENING_NAME_MAX_CHARS).contains(&text.chars().count())
+                    && !text.starts_with('-')
+                    && text.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
+                    })
+                {
+                    AdminPrincipal::User(text.clone())
+                } else {
+                    return Err(self.err(
+                        v.span(),
+                        format!("`{text}` is not a user name: 1 to {HARDENING_NAME_MAX_CHARS} characters from a-z 0-9 _ - ., or \"uid:N\""),
+                    ));
+                };
+                if let Some((_, other)) = seen.iter().find(|(p, _)| *p == principal) {
+                    return Err(self.err(
+                        v.span(),
+                        format!("`{principal}` already holds `{other}`: one person, one role (separation of duties); give `{role}` to someone else"),
+                    ));
+                }
+                seen.push((principal.clone(), role));
+                out.push(principal);
+            }
+            roles.push(out);
+        }
+        let mut roles = roles.into_iter();
+        let mut next = || roles.next().unwrap_or_default();
+        Ok(AdminSection {
+            socket,
+            sysadmin: next(),
+            secadmin: next(),
+            auditor: next(),
+            reviewer: next(),
         })
     }
 

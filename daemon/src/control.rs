@@ -50,14 +50,40 @@ pub enum Request {
         /// The record.
         record: ferry_audit::AuditRecord,
     },
+    /// Ingress, reviewers: packages held for approval.
+    ApprovalsList,
+    /// Ingress, reviewers: one held package with a preview.
+    ApprovalsShow {
+        /// Package id (hex).
+        package: String,
+    },
+    /// Ingress, reviewers: approve a held package.
+    Approve {
+        /// Package id (hex).
+        package: String,
+        /// Why (recorded).
+        reason: String,
+    },
+    /// Ingress, reviewers: reject a held package (it is deleted).
+    Reject {
+        /// Package id (hex).
+        package: String,
+        /// Why (recorded).
+        reason: String,
+    },
 }
 
 /// Appends an `audit.read` record handed over the control socket; any
 /// other event is refused, so the socket cannot be used to forge history.
+///
+/// The record is attributed to the caller the kernel identified (`actor`),
+/// whatever actor the tool put in it.
 pub fn audit_note(
     audit: &crate::audit_trail::AuditTrail,
-    record: ferry_audit::AuditRecord,
+    actor: ferry_audit::Actor,
+    mut record: ferry_audit::AuditRecord,
 ) -> serde_json::Value {
+    record.actor = actor;
     if record.event != ferry_audit::EventKind::AuditRead {
         return serde_json::json!({ "error": "only audit.read records are accepted on the control socket" });
     }
@@ -148,6 +174,12 @@ pub struct Status {
     /// API's certificate): file → notAfter / nextUpdate, Unix seconds.
     #[serde(default)]
     pub cert_not_after: BTreeMap<String, i64>,
+    /// Who holds which administrative role on the control socket.
+    #[serde(default)]
+    pub admin_roles: Option<String>,
+    /// Ingress: packages held for approval.
+    #[serde(default)]
+    pub awaiting_approval: u64,
 }
 
 /// Counters of one channel. Ingress counts `accepted` (queued), `rejected`
@@ -226,21 +258,35 @@ pub enum ControlError {
     },
 }
 
-/// Answers requests until `shutdown` is set. `handle` turns a request into
-/// a JSON answer.
+/// Who is on the other end of a control connection, as the kernel says
+/// (`SO_PEERCRED`), not as the caller claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Process id.
+    pub pid: i32,
+}
+
+/// Answers requests on `socket` (created with `mode`) until `shutdown` is
+/// set. `handle` turns a request from a caller into a JSON answer; the
+/// admin plane's gate decides what the caller may ask.
 pub fn serve(
-    state_dir: &Path,
+    socket: &Path,
+    mode: u32,
     shutdown: Arc<AtomicBool>,
-    handle: impl Fn(Request) -> serde_json::Value + Send + 'static,
+    handle: impl Fn(Caller, Request) -> serde_json::Value + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>, ControlError> {
-    let path = state_dir.join(SOCKET);
+    let path = socket.to_path_buf();
     let err = |source| ControlError::Io {
         path: path.clone(),
         source,
     };
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(err)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
     listener.set_nonblocking(true).map_err(err)?;
     let handle_path = path.clone();
     Ok(std::thread::spawn(move || {
@@ -266,14 +312,21 @@ pub fn serve(
 
 fn answer(
     stream: UnixStream,
-    handle: &impl Fn(Request) -> serde_json::Value,
+    handle: &impl Fn(Caller, Request) -> serde_json::Value,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(std::io::Error::from)?;
+    let caller = Caller {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid: cred.pid(),
+    };
     let mut line = String::new();
     BufReader::new(std::io::Read::take(&stream, MAX_REQUEST_BYTES)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => handle(req),
+        Ok(req) => handle(caller, req),
         Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
     };
     let mut w = &stream;
@@ -281,9 +334,10 @@ fn answer(
     w.write_all(b"\n")
 }
 
-/// Sends one request to a running daemon and returns its answer.
-pub fn request(state_dir: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
-    let path = state_dir.join(SOCKET);
+/// Sends one request to a running daemon's control socket
+/// ([`crate::config::Config::control_socket`]) and returns its answer.
+pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
+    let path = socket.to_path_buf();
     let err = |source| ControlError::Io {
         path: path.clone(),
         source,

@@ -172,7 +172,7 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
     }
     std::thread::sleep(Duration::from_millis(1200));
     let egress_cfg = crate::config::load(&tb.egress_config)?;
-    let status = control::request(&egress_cfg.paths.state_dir, &control::Request::Status)?;
+    let status = control::request(&egress_cfg.control_socket(), &control::Request::Status)?;
     println!(
         "5. egress status: link_up={} delivered={} failed={} gaps={}",
         status["link_up"], status["delivered"], status["failed"], status["gaps"]

@@ -137,17 +137,32 @@ pub fn run(
     let control = {
         let status = status.clone();
         let audit = audit.clone();
-        control::serve(&state_dir, shutdown.clone(), move |req| match req {
-            Request::Status => serde_json::to_value(control::snapshot(&status))
-                .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
-            Request::Resend { .. } => serde_json::json!({
-                "error": "resend is an ingress command: run it against the ingress side's state_dir"
-            }),
-            Request::ReloadPolicy => serde_json::json!({
-                "error": "the policy is enforced on the ingress side: reload it there"
-            }),
-            Request::AuditNote { record } => control::audit_note(&audit, record),
-        })?
+        let admin = crate::admin::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
+        control::update(&status, |s| s.admin_roles = Some(admin.describe()));
+        control::serve(
+            &cfg.control_socket(),
+            admin.socket_mode(),
+            shutdown.clone(),
+            move |caller, req| {
+                crate::admin::gate(&admin, &audit, caller, req, |actor, _, req| match req {
+                    Request::Status => serde_json::to_value(control::snapshot(&status))
+                        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+                    Request::Resend { .. } => serde_json::json!({
+                        "error": "resend is an ingress command: run it against the ingress side's configuration"
+                    }),
+                    Request::ReloadPolicy => serde_json::json!({
+                        "error": "the policy is enforced on the ingress side: reload it there"
+                    }),
+                    Request::AuditNote { record } => control::audit_note(&audit, actor, record),
+                    Request::ApprovalsList
+                    | Request::ApprovalsShow { .. }
+                    | Request::Approve { .. }
+                    | Request::Reject { .. } => serde_json::json!({
+                        "error": "approvals happen on the ingress side, before a package is sent: ask the ingress ferryd"
+                    }),
+                })
+            },
+        )?
     };
     let metrics = match cfg.metrics.as_ref() {
         Some(m) => Some(crate::metrics::spawn(

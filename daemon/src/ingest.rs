@@ -334,7 +334,7 @@ async fn push(
         .policy
         .as_ref()
         .map(|_| crate::policy_gate::subject_of(identity));
-    let decide = |size: u64| -> Result<(), Box<Reply>> {
+    let decide = |size: u64| -> Result<Option<ferry_policy::ApprovalRequirement>, Box<Reply>> {
         match (&s.policy, &subject) {
             (Some(gate), Some(subject)) => {
                 let d = gate.decide_and_charge(&ferry_policy::Request {
@@ -361,12 +361,14 @@ async fn push(
                 }
                 answer
             }
-            _ => Ok(()),
+            _ => Ok(None),
         }
     };
+    let mut approval = None;
     if let Some(n) = declared {
-        if let Err(r) = decide(n) {
-            return *r;
+        match decide(n) {
+            Ok(a) => approval = a,
+            Err(r) => return *r,
         }
     }
     let need = cfg.min_free_bytes.saturating_add(declared.unwrap_or(0));
@@ -400,9 +402,12 @@ async fn push(
         }
     };
     if declared.is_none() {
-        if let Err(r) = decide(size) {
-            let _ = tokio::fs::remove_file(&upload).await;
-            return *r;
+        match decide(size) {
+            Ok(a) => approval = a,
+            Err(r) => {
+                let _ = tokio::fs::remove_file(&upload).await;
+                return *r;
+            }
         }
     }
     if expected.as_ref().is_some_and(|e| *e != digest) {
@@ -435,23 +440,37 @@ async fn push(
                     digest,
                 },
                 actor,
+                approval.as_ref(),
             )
         })
         .await
     };
     match accepted {
-        Ok(Ok(seq)) => {
-            tracing::info!(package = %id, seq, file = %file_name, size, identity = %identity.subject, role = ?identity.role, "accepted over HTTPS");
+        Ok(Ok(admitted)) => {
             let url = format!("/v1/packages/{}", id.to_hex());
-            let mut r = json(
-                StatusCode::ACCEPTED,
-                serde_json::json!({
-                    "package_id": id.to_hex(),
-                    "seq": seq,
-                    "size": size,
-                    "state_url": url,
-                }),
-            );
+            let body = match admitted {
+                crate::ingress::Admitted::Queued(seq) => {
+                    tracing::info!(package = %id, seq, file = %file_name, size, identity = %identity.subject, role = ?identity.role, "accepted over HTTPS");
+                    serde_json::json!({
+                        "package_id": id.to_hex(),
+                        "state": "queued",
+                        "seq": seq,
+                        "size": size,
+                        "state_url": url,
+                    })
+                }
+                crate::ingress::Admitted::Held(expires) => {
+                    tracing::info!(package = %id, file = %file_name, size, identity = %identity.subject, "accepted over HTTPS; held for approval");
+                    serde_json::json!({
+                        "package_id": id.to_hex(),
+                        "state": "awaiting_approval",
+                        "expires_unix_ms": expires,
+                        "size": size,
+                        "state_url": url,
+                    })
+                }
+            };
+            let mut r = json(StatusCode::ACCEPTED, body);
             if let Ok(v) = hyper::header::HeaderValue::from_str(&url) {
                 r.headers_mut().insert(hyper::header::LOCATION, v);
             }
@@ -469,7 +488,7 @@ async fn push(
 }
 
 /// A refusal, boxed: replies are large and refusals rare.
-fn refuse(r: Reply) -> Result<(), Box<Reply>> {
+fn refuse<T>(r: Reply) -> Result<T, Box<Reply>> {
     Err(Box::new(r))
 }
 
@@ -504,10 +523,13 @@ fn channel_on_this_link(s: &Shared, channel: &str) -> Result<(), Box<Reply>> {
 
 /// Maps a policy decision to the answer: `403` with every reason, `429`
 /// with `Retry-After` for a rate or quota, `503` with `Retry-After` while
-/// the channel's window is closed. Approvals are not built yet, so a
-/// channel that requires them refuses (fail closed) rather than sending
-/// unreviewed packages.
-fn verdict(d: ferry_policy::Decision, identity: &ferry_certs::Identity) -> Result<(), Box<Reply>> {
+/// the channel's window is closed. An allowed package on a channel that
+/// requires approvals comes back with the requirement: it is held, not
+/// queued.
+fn verdict(
+    d: ferry_policy::Decision,
+    identity: &ferry_certs::Identity,
+) -> Result<Option<ferry_policy::ApprovalRequirement>, Box<Reply>> {
     let body = |msg: &str| {
         serde_json::json!({
             "error": msg,
@@ -523,14 +545,7 @@ fn verdict(d: ferry_policy::Decision, identity: &ferry_certs::Identity) -> Resul
         r
     };
     match d.verdict {
-        ferry_policy::Verdict::Allow if d.approval.is_some() => {
-            tracing::warn!(identity = %identity.subject, "refused: the channel requires approvals, which this build cannot collect yet");
-            refuse(json(
-                StatusCode::FORBIDDEN,
-                body("the channel requires approvals before release, and the approval workflow is not available in this build; nothing was queued"),
-            ))
-        }
-        ferry_policy::Verdict::Allow => Ok(()),
+        ferry_policy::Verdict::Allow => Ok(d.approval),
         ferry_policy::Verdict::Hold => {
             let now = time::OffsetDateTime::now_utc();
             let secs = d
@@ -651,10 +666,30 @@ fn package_state(s: &Shared, id: &str) -> Reply {
                 }),
             )
         }
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "no such package on this side (never accepted, or past retention)",
-        ),
+        Ok(None) => match s.store.hold_get(bytes) {
+            Ok(Some(h)) => {
+                let meta: serde_json::Value =
+                    serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "package_id": id,
+                        "state": "awaiting_approval",
+                        "approvals": h.approvals.len(),
+                        "needed": h.reviewers_needed,
+                        "expires_unix_ms": h.expires_unix_ms,
+                        "size": h.bytes,
+                        "file_name": meta.get("file_name"),
+                        "channel": meta.get("channel"),
+                    }),
+                )
+            }
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                "no such package on this side (never accepted, rejected, expired, or past retention)",
+            ),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        },
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -11,7 +11,7 @@
 
 use crate::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome, Role};
 use crate::config::Config;
-use crate::control::{self, Request, SharedStatus};
+use crate::control::{self, Caller, Request, SharedStatus};
 use crate::pacer::Pacer;
 use crate::store::{QueueState, QueuedPackage, StateStore};
 use crate::udp::{self, BatchSender, DatagramBatch};
@@ -141,6 +141,16 @@ pub(crate) struct Shared {
     reload: Arc<AtomicBool>,
     /// The audit log (or none).
     pub(crate) audit: AuditTrail,
+    /// Serializes approvals, rejections and expiries of held packages.
+    pub(crate) approvals_lock: Mutex<()>,
+}
+
+/// Where an admitted package went.
+pub(crate) enum Admitted {
+    /// Into the send queue under this sequence number.
+    Queued(u64),
+    /// Held for approval until this time (ms since the Unix epoch).
+    Held(u64),
 }
 
 /// Runs the ingress side until `shutdown` is set.
@@ -217,7 +227,9 @@ pub fn run(
         policy,
         reload,
         audit,
+        approvals_lock: Mutex::new(()),
     });
+    crate::approvals::reconcile(&shared)?;
     let intake = {
         let s = shared.clone();
         std::thread::Builder::new()
@@ -231,10 +243,18 @@ pub fn run(
     };
     let control = {
         let s = shared.clone();
+        let admin =
+            crate::admin::AdminPlane::from_config(&shared.cfg, nix::unistd::getuid().as_raw())?;
+        control::update(&shared.status, |st| st.admin_roles = Some(admin.describe()));
         control::serve(
-            &shared.cfg.paths.state_dir,
+            &shared.cfg.control_socket(),
+            admin.socket_mode(),
             shared.shutdown.clone(),
-            move |req| handle_request(&s, req),
+            move |caller, req| {
+                crate::admin::gate(&admin, &s.audit, caller, req, |actor, caller, req| {
+                    handle_request(&s, actor, caller, req)
+                })
+            },
         )?
     };
     let metrics = match shared.cfg.metrics.as_ref() {
@@ -357,8 +377,8 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         });
         return Ok(());
     }
-    let channel = match spool_verdict(s, path, &file_name)? {
-        SpoolVerdict::Take(channel) => channel,
+    let (channel, approval) = match spool_verdict(s, path, &file_name)? {
+        SpoolVerdict::Take(channel, approval) => (channel, approval),
         SpoolVerdict::Leave => return Ok(()),
     };
     let id = PackageId(rand_id()?);
@@ -389,20 +409,15 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         sender_identity: format!("spool:{}", spool_name(s)),
         created_unix_ms: now_millis().0,
     };
-    let seq = queue(s, &meta, &dest)?;
-    record_pushed(
-        s,
-        &meta,
-        seq,
-        &dest,
-        Actor::new(meta.sender_identity.clone(), Role::Sender),
-    )?;
-    control::update(&s.status, |st| st.taken += 1);
-    control::count(&s.status, &meta.channel, |c| {
-        c.accepted += 1;
-        c.accepted_bytes += meta.size;
-    });
-    tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
+    let actor = Actor::new(meta.sender_identity.clone(), Role::Sender);
+    match admit(s, &meta, &dest, approval.as_ref(), actor)? {
+        Admitted::Queued(seq) => {
+            tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool")
+        }
+        Admitted::Held(_) => {
+            tracing::info!(package = %id, file = %file_name, size, "taken from spool; held for approval")
+        }
+    }
     Ok(())
 }
 
@@ -423,8 +438,8 @@ fn spool_name(s: &Shared) -> String {
 }
 
 enum SpoolVerdict {
-    /// Queue it on this channel.
-    Take(String),
+    /// Queue it on this channel (held first when approvals are required).
+    Take(String, Option<ferry_policy::ApprovalRequirement>),
     /// Not now (window closed) or refused (moved aside): leave it.
     Leave,
 }
@@ -434,7 +449,7 @@ enum SpoolVerdict {
 /// the operator sees why.
 fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdict, DaemonError> {
     let Some(gate) = &s.policy else {
-        return Ok(SpoolVerdict::Take(s.cfg.link.name.clone()));
+        return Ok(SpoolVerdict::Take(s.cfg.link.name.clone(), None));
     };
     let name = spool_name(s);
     let policy = gate.current();
@@ -463,13 +478,7 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
     ))?;
     let refusal = match d.verdict {
         ferry_policy::Verdict::Hold => return Ok(SpoolVerdict::Leave),
-        ferry_policy::Verdict::Allow if d.approval.is_none() => {
-            return Ok(SpoolVerdict::Take(channel))
-        }
-        ferry_policy::Verdict::Allow => {
-            "the channel requires approvals, which this build cannot collect yet (fail closed)"
-                .to_owned()
-        }
+        ferry_policy::Verdict::Allow => return Ok(SpoolVerdict::Take(channel, d.approval)),
         ferry_policy::Verdict::Deny => d
             .reasons
             .iter()
@@ -518,7 +527,8 @@ pub(crate) fn accept_upload(
     staged: &Path,
     u: Upload,
     actor: Actor,
-) -> Result<u64, DaemonError> {
+    approval: Option<&ferry_policy::ApprovalRequirement>,
+) -> Result<Admitted, DaemonError> {
     let dest = s.queue_dir.join(u.id.to_hex());
     std::fs::rename(staged, &dest).map_err(DaemonError::io(&dest))?;
     File::open(&s.queue_dir)
@@ -534,14 +544,35 @@ pub(crate) fn accept_upload(
         sender_identity: u.sender_identity,
         created_unix_ms: now_millis().0,
     };
-    let seq = queue(s, &meta, &dest)?;
-    record_pushed(s, &meta, seq, &dest, actor)?;
+    admit(s, &meta, &dest, approval, actor)
+}
+
+/// Puts a durable, digested package into the send queue, or holds it for
+/// approval, and records it; counted as accepted either way.
+fn admit(
+    s: &Shared,
+    meta: &PackageMeta,
+    path: &Path,
+    approval: Option<&ferry_policy::ApprovalRequirement>,
+    actor: Actor,
+) -> Result<Admitted, DaemonError> {
+    let admitted = match approval {
+        None => Admitted::Queued(queue(s, meta, path)?),
+        Some(req) => {
+            let reasons = vec![format!(
+                "policy: channel `{}` needs {} approval(s) under [approval.{}]",
+                meta.channel, req.reviewers, req.name
+            )];
+            Admitted::Held(crate::approvals::hold(s, meta, path, req, reasons)?)
+        }
+    };
+    record_pushed(s, meta, &admitted, path, actor)?;
     control::update(&s.status, |st| st.taken += 1);
     control::count(&s.status, &meta.channel, |c| {
         c.accepted += 1;
         c.accepted_bytes += meta.size;
     });
-    Ok(seq)
+    Ok(admitted)
 }
 
 /// The audit record of a policy decision (file names and sizes are
@@ -576,8 +607,8 @@ pub(crate) fn decision_record(
                 .join("; "),
         );
     }
-    if d.verdict == ferry_policy::Verdict::Allow && d.approval.is_some() {
-        r = r.reason("approvals required; the approval workflow is not available (fail closed)");
+    if let (ferry_policy::Verdict::Allow, Some(a)) = (&d.verdict, &d.approval) {
+        r = r.detail("approval", a.name.clone());
     }
     r
 }
@@ -588,20 +619,34 @@ pub(crate) fn decision_record(
 fn record_pushed(
     s: &Shared,
     meta: &PackageMeta,
-    seq: u64,
+    admitted: &Admitted,
     file: &Path,
     actor: Actor,
 ) -> Result<(), DaemonError> {
+    let (key, value) = match admitted {
+        Admitted::Queued(seq) => ("seq", seq.to_string()),
+        Admitted::Held(expires) => ("held_until_unix_ms", expires.to_string()),
+    };
     let record = AuditRecord::new(EventKind::PackagePushed, actor, Outcome::Success)
         .package(meta.id.to_hex())
         .channel(meta.channel.clone())
-        .detail("seq", seq.to_string())
+        .detail(key, value)
         .detail("size", meta.size.to_string())
         .detail("digest", hex::encode(&meta.digest))
         .detail("file_name", meta.file_name.clone());
     if let Err(e) = s.audit.record(record) {
         let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
-        s.store.remove(meta.id.0)?;
+        match admitted {
+            Admitted::Queued(_) => {
+                s.store.remove(meta.id.0)?;
+            }
+            Admitted::Held(_) => {
+                s.store.hold_remove(meta.id.0)?;
+                control::update(&s.status, |st| {
+                    st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
+                });
+            }
+        }
         let _ = std::fs::remove_file(file);
         return Err(e);
     }
@@ -611,6 +656,15 @@ fn record_pushed(
 /// A fresh random package id.
 pub(crate) fn new_package_id() -> Result<PackageId, DaemonError> {
     Ok(PackageId(rand_id()?))
+}
+
+/// Queues an approved package (see [`crate::approvals`]).
+pub(crate) fn queue_package(
+    s: &Shared,
+    meta: &PackageMeta,
+    path: &Path,
+) -> Result<u64, DaemonError> {
+    queue(s, meta, path)
 }
 
 fn queue(s: &Shared, meta: &PackageMeta, path: &Path) -> Result<u64, DaemonError> {
@@ -811,6 +865,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
                 reload_policy(s, Actor::new("SIGHUP", Role::SystemAdmin));
             }
             s.audit.tick();
+            crate::approvals::expire(s);
             if let Ok(mut w) = s.expiry.lock() {
                 w.poll(&s.status);
             }
@@ -931,7 +986,7 @@ fn prune(s: &Shared) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn handle_request(s: &Shared, req: Request) -> serde_json::Value {
+fn handle_request(s: &Shared, actor: Actor, caller: Caller, req: Request) -> serde_json::Value {
     match req {
         Request::Status => serde_json::to_value(control::snapshot(&s.status))
             .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
@@ -949,7 +1004,7 @@ fn handle_request(s: &Shared, req: Request) -> serde_json::Value {
                 Outcome::Success
             };
             s.audit.note(
-                AuditRecord::new(EventKind::AdminAction, control_actor(), outcome)
+                AuditRecord::new(EventKind::AdminAction, actor, outcome)
                     .reason("resend")
                     .detail("packages", packages.join(","))
                     .detail(
@@ -959,20 +1014,22 @@ fn handle_request(s: &Shared, req: Request) -> serde_json::Value {
             );
             v
         }
-        Request::ReloadPolicy => reload_policy(s, control_actor()),
-        Request::AuditNote { record } => control::audit_note(&s.audit, record),
+        Request::ReloadPolicy => reload_policy(s, actor),
+        Request::AuditNote { record } => control::audit_note(&s.audit, actor, record),
+        Request::ApprovalsList => crate::approvals::list(s),
+        Request::ApprovalsShow { package } => crate::approvals::show(s, &package),
+        Request::Approve { package, reason } => {
+            crate::approvals::approve(s, actor, caller, &package, &reason)
+        }
+        Request::Reject { package, reason } => {
+            crate::approvals::reject(s, actor, &package, &reason)
+        }
     }
 }
 
 /// Reloads the policy; the old one stays in force when the new one is
 /// refused. Both outcomes are logged with the policy hash and shown in
 /// status.
-/// Who speaks on the control socket: a local administrator. The socket is
-/// 0600 in the state directory, so the caller is the service user or root.
-fn control_actor() -> Actor {
-    Actor::new("control socket (local administrator)", Role::SystemAdmin)
-}
-
 fn reload_policy(s: &Shared, actor: Actor) -> serde_json::Value {
     let Some(gate) = &s.policy else {
         return serde_json::json!({ "error": "no [policy] configured on this side" });

@@ -9,6 +9,9 @@ pub mod policy_gate;
 pub mod store;
 pub mod udp;
 
+pub mod admin;
+pub mod approvals;
+pub mod approvals_cli;
 pub mod audit_trail;
 pub mod bench;
 pub mod certs_cli;

@@ -89,6 +89,15 @@ pub fn read_write_paths(cfg: &Config) -> Vec<PathBuf> {
     if let Some(a) = &cfg.audit {
         v.push(a.dir.clone());
     }
+    // The admin socket is created (and removed) there.
+    if let Some(dir) = cfg
+        .admin
+        .as_ref()
+        .and_then(|a| a.socket.as_deref())
+        .and_then(Path::parent)
+    {
+        v.push(dir.to_path_buf());
+    }
     v.extend(cfg.hardening.extra_write_paths.iter().cloned());
     v
 }
@@ -195,7 +204,7 @@ pub enum SelfcheckError {
 /// Asks the running daemon for its report and checks it, `/proc/PID` and
 /// the file permissions.
 pub fn run(cfg: &Config, config_path: &Path) -> Result<Selfcheck, SelfcheckError> {
-    let status = control::request(&cfg.paths.state_dir, &control::Request::Status)?;
+    let status = control::request(&cfg.control_socket(), &control::Request::Status)?;
     let report: Report = status
         .get("hardening")
         .cloned()

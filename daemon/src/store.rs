@@ -21,6 +21,9 @@ const QUEUE: TableDefinition<&[u8; 16], &str> = TableDefinition::new("queue");
 const QUEUE_BY_SEQ: TableDefinition<u64, ([u8; 16], u8)> = TableDefinition::new("queue_by_seq");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 const LEDGER: TableDefinition<&[u8; 16], &str> = TableDefinition::new("ledger");
+/// Ingress packages awaiting approval: outside the sequence order, so a
+/// package under review never leaves a gap on the egress side.
+const HELD: TableDefinition<&[u8; 16], &str> = TableDefinition::new("held");
 
 const NEXT_SEQ_KEY: &str = "next_seq";
 const REPLAY_KEY: &str = "replay_window";
@@ -66,6 +69,46 @@ pub struct QueuedPackage {
     pub bytes: u64,
     /// When it entered the queue, ms since the Unix epoch.
     pub enqueued_unix_ms: u64,
+}
+
+/// A package held for approval (the two-person rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldPackage {
+    /// The stored copy of the payload.
+    pub path: String,
+    /// Package description (JSON text), as in the queue.
+    pub meta_json: String,
+    /// Payload size.
+    pub bytes: u64,
+    /// When it was held, ms since the Unix epoch.
+    pub held_unix_ms: u64,
+    /// When it expires unapproved, ms since the Unix epoch.
+    pub expires_unix_ms: u64,
+    /// `[approval.NAME]` that applies.
+    pub requirement: String,
+    /// Distinct reviewers needed.
+    pub reviewers_needed: u8,
+    /// Roles a reviewer must hold (any of them).
+    pub roles: Vec<String>,
+    /// Whether the submitter may approve its own package.
+    pub allow_submitter: bool,
+    /// Why it is held (the policy's approval; guard findings to review).
+    pub reasons: Vec<String>,
+    /// Approvals so far.
+    pub approvals: Vec<ApprovalMark>,
+}
+
+/// One reviewer's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalMark {
+    /// Who (`unix:NAME (uid N)`).
+    pub by: String,
+    /// The uid the kernel saw.
+    pub uid: u32,
+    /// When, ms since the Unix epoch.
+    pub unix_ms: u64,
+    /// What the reviewer wrote.
+    pub reason: String,
 }
 
 /// One package in the egress delivery ledger.
@@ -189,6 +232,7 @@ impl StateStore {
             tx.open_table(QUEUE_BY_SEQ).map_err(|e| store.db_err(e))?;
             tx.open_table(BLOBS).map_err(|e| store.db_err(e))?;
             tx.open_table(LEDGER).map_err(|e| store.db_err(e))?;
+            tx.open_table(HELD).map_err(|e| store.db_err(e))?;
         }
         tx.commit().map_err(|e| store.db_err(e))?;
         Ok(store)
@@ -410,6 +454,59 @@ impl StateStore {
         Ok(old)
     }
 
+    // ---- ingress: packages held for approval ---------------------------
+
+    /// Stores (or replaces) a held package.
+    pub fn hold_put(&self, id: PackageIdBytes, held: &HeldPackage) -> Result<(), StoreError> {
+        let json = self.encode("held record", held)?;
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut t = tx.open_table(HELD).map_err(|e| self.db_err(e))?;
+            t.insert(&id, json.as_str()).map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// The held package `id`.
+    pub fn hold_get(&self, id: PackageIdBytes) -> Result<Option<HeldPackage>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let t = tx.open_table(HELD).map_err(|e| self.db_err(e))?;
+        let found = t.get(&id).map_err(|e| self.db_err(e))?;
+        match found {
+            Some(v) => Ok(Some(self.decode(held_what(&id), v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every held package, oldest first.
+    pub fn hold_list(&self) -> Result<Vec<(PackageIdBytes, HeldPackage)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let t = tx.open_table(HELD).map_err(|e| self.db_err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.db_err(e))? {
+            let (k, v) = row.map_err(|e| self.db_err(e))?;
+            let id = *k.value();
+            out.push((id, self.decode::<HeldPackage>(held_what(&id), v.value())?));
+        }
+        out.sort_by_key(|(_, h)| h.held_unix_ms);
+        Ok(out)
+    }
+
+    /// Removes a held package's record; returns it if it was there.
+    pub fn hold_remove(&self, id: PackageIdBytes) -> Result<Option<HeldPackage>, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let old = {
+            let mut t = tx.open_table(HELD).map_err(|e| self.db_err(e))?;
+            let old = t.remove(&id).map_err(|e| self.db_err(e))?;
+            match old {
+                Some(v) => Some(self.decode::<HeldPackage>(held_what(&id), v.value())?),
+                None => None,
+            }
+        };
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(old)
+    }
+
     // ---- egress: replay window and ledger -------------------------------
 
     /// The persisted replay window, if one was saved.
@@ -540,6 +637,10 @@ impl StateStore {
 
 fn queue_what(id: &PackageIdBytes) -> String {
     format!("queue/{}", hex::encode(id))
+}
+
+fn held_what(id: &PackageIdBytes) -> String {
+    format!("held/{}", hex::encode(id))
 }
 
 fn ledger_what(id: &PackageIdBytes) -> String {

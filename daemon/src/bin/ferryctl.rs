@@ -25,6 +25,9 @@ enum Cmd {
     /// The policy file: check, explain, test, sign, verify, reload.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Reviewers: packages held for approval (list, show, approve, reject).
+    #[command(subcommand)]
+    Approvals(ferry_daemon::approvals_cli::ApprovalsCmd),
     /// Show a running daemon's status.
     Status {
         /// The daemon's configuration file.
@@ -147,9 +150,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 return Ok(ferry_audit::cli::run(cmd.cmd, &actor)?);
             };
             let cfg = config::load(&via)?;
-            let state_dir = cfg.paths.state_dir.clone();
+            let socket = cfg.control_socket();
             let recorder = move |_: &std::path::Path, record: ferry_audit::AuditRecord| {
-                let v = control::request(&state_dir, &control::Request::AuditNote { record })
+                let v = control::request(&socket, &control::Request::AuditNote { record })
                     .map_err(|e| ferry_audit::AuditError::NotAudited(e.to_string()))?;
                 match v.get("error").and_then(|e| e.as_str()) {
                     Some(e) => Err(ferry_audit::AuditError::NotAudited(e.to_owned())),
@@ -159,9 +162,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return Ok(ferry_audit::cli::run_with(cmd.cmd, &actor, &recorder)?);
         }
         Cmd::Policy(PolicyCmd::Tool(cmd)) => return Ok(ferry_policy::cli::run(cmd)?),
+        Cmd::Approvals(cmd) => return ferry_daemon::approvals_cli::run(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => {
             let cfg = config::load(&config)?;
-            let v = control::request(&cfg.paths.state_dir, &control::Request::ReloadPolicy)?;
+            let v = control::request(&cfg.control_socket(), &control::Request::ReloadPolicy)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             if v.get("error").is_some() {
                 return Ok(std::process::ExitCode::FAILURE);
@@ -169,7 +173,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Status { config, json } => {
             let cfg = config::load(&config)?;
-            let v = control::request(&cfg.paths.state_dir, &control::Request::Status)?;
+            let v = control::request(&cfg.control_socket(), &control::Request::Status)?;
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                bail!("{e}");
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -211,7 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 bail!("name what to resend: --package ID (repeatable) or --seq A..B");
             }
             let v = control::request(
-                &cfg.paths.state_dir,
+                &cfg.control_socket(),
                 &control::Request::Resend {
                     packages,
                     seq_range,

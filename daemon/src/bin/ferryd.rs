@@ -33,7 +33,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    let cfg = config::load(&args.config)?;
+    let mut cfg = config::load(&args.config)?;
+    // Before Landlock hides /etc/passwd.
+    cfg.resolve_admin().map_err(anyhow::Error::msg)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handler")?;

@@ -1,0 +1,415 @@
+//! The two-person rule on the ingress side: a package on a channel whose
+//! policy names an `[approval.NAME]` is held until that many distinct
+//! reviewers approve it, is rejected by any one of them, or expires.
+//!
+//! Held packages live in their own redb table, outside the sequence order:
+//! a package under review takes a sequence number only once approved, so it
+//! never shows up as a gap on the egress side. Every approval, rejection and
+//! expiry is written to the audit log before it takes effect.
+
+use crate::control::{self, Caller};
+use crate::ingress::{queue_package, Shared};
+use crate::store::{ApprovalMark, HeldPackage};
+use crate::{now_millis, DaemonError};
+use ferry_audit::{Actor, AuditRecord, EventKind, Outcome, Role};
+use ferry_protocol::manifest::PackageMeta;
+use std::io::Read;
+use std::path::Path;
+
+/// The role name the admin plane gives reviewers; a policy's
+/// `[approval] roles` must include it for them to approve.
+const REVIEWER_ROLE: &str = "reviewer";
+/// How much of a held package `show` previews.
+const PREVIEW_BYTES: usize = 4096;
+
+/// Holds an accepted package for approval; returns when it expires.
+pub(crate) fn hold(
+    s: &Shared,
+    meta: &PackageMeta,
+    path: &Path,
+    req: &ferry_policy::ApprovalRequirement,
+    reasons: Vec<String>,
+) -> Result<u64, DaemonError> {
+    let now = now_millis().0;
+    let expires = now.saturating_add(req.expires_after_s.saturating_mul(1000));
+    let held = HeldPackage {
+        path: path.to_string_lossy().into_owned(),
+        meta_json: crate::ingress::meta_to_json(meta).to_string(),
+        bytes: meta.size,
+        held_unix_ms: now,
+        expires_unix_ms: expires,
+        requirement: req.name.clone(),
+        reviewers_needed: req.reviewers,
+        roles: req.roles.clone(),
+        allow_submitter: req.allow_submitter,
+        reasons,
+        approvals: Vec::new(),
+    };
+    s.store.hold_put(meta.id.0, &held)?;
+    control::update(&s.status, |st| st.awaiting_approval += 1);
+    Ok(expires)
+}
+
+fn parse_id(id: &str) -> Result<[u8; 16], serde_json::Value> {
+    hex::decode(id)
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| serde_json::json!({ "error": "a package id is 32 hex digits" }))
+}
+
+fn summary(id: &[u8; 16], h: &HeldPackage) -> serde_json::Value {
+    let meta: serde_json::Value =
+        serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "package_id": hex::encode(id),
+        "channel": meta.get("channel"),
+        "file_name": meta.get("file_name"),
+        "content_type": meta.get("content_type"),
+        "submitter": meta.get("sender_identity"),
+        "size": h.bytes,
+        "held_unix_ms": h.held_unix_ms,
+        "expires_unix_ms": h.expires_unix_ms,
+        "requirement": h.requirement,
+        "approvals": h.approvals.len(),
+        "needed": h.reviewers_needed,
+        "approved_by": h.approvals.iter().map(|a| a.by.clone()).collect::<Vec<_>>(),
+        "reasons": h.reasons,
+    })
+}
+
+/// `approvals list`.
+pub(crate) fn list(s: &Shared) -> serde_json::Value {
+    match s.store.hold_list() {
+        Ok(v) => serde_json::json!({
+            "held": v.iter().map(|(id, h)| summary(id, h)).collect::<Vec<_>>()
+        }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
+}
+
+/// `approvals show ID`: the summary, every approval, and a preview of the
+/// content when it is text.
+pub(crate) fn show(s: &Shared, id: &str) -> serde_json::Value {
+    let bytes = match parse_id(id) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let h = match s.store.hold_get(bytes) {
+        Ok(Some(h)) => h,
+        Ok(None) => return not_held(id),
+        Err(e) => return serde_json::json!({ "error": e.to_string() }),
+    };
+    let mut v = summary(&bytes, &h);
+    v["approval_marks"] = serde_json::to_value(&h.approvals).unwrap_or_default();
+    v["preview"] = preview(Path::new(&h.path));
+    v
+}
+
+/// The first bytes as text when they are text (UTF-8, no control
+/// characters but tab and line ends), else a note that it is binary.
+fn preview(path: &Path) -> serde_json::Value {
+    let mut buf = Vec::with_capacity(PREVIEW_BYTES);
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(PREVIEW_BYTES as u64).read_to_end(&mut buf));
+    if let Err(e) = read {
+        return serde_json::json!(format!("(cannot read the held copy: {e})"));
+    }
+    // A cut through a multi-byte character at the end is not binary.
+    let valid = match std::str::from_utf8(&buf) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return serde_json::json!("(binary content: no preview)"),
+    };
+    if valid
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return serde_json::json!("(binary content: no preview)");
+    }
+    serde_json::json!(valid)
+}
+
+fn not_held(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": format!("no package {id} is awaiting approval (approved, rejected, expired, or never held); `ferryctl approvals list` shows those that are")
+    })
+}
+
+/// The `CN=` of a certificate subject as recorded in a package's
+/// `sender_identity`, to tell whether a reviewer pushed it.
+fn common_name(subject: &str) -> Option<&str> {
+    subject
+        .split([',', '/'])
+        .map(str::trim)
+        .find_map(|part| part.strip_prefix("CN="))
+        .map(|cn| cn.split(" (").next().unwrap_or(cn).trim())
+}
+
+/// The account name in an admin actor id (`unix:alice (uid 1001)`).
+fn account_name(actor: &Actor) -> &str {
+    actor
+        .id
+        .strip_prefix("unix:")
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap_or(&actor.id)
+}
+
+/// `approvals approve ID --reason R` by a reviewer.
+pub(crate) fn approve(
+    s: &Shared,
+    actor: Actor,
+    caller: Caller,
+    id: &str,
+    reason: &str,
+) -> serde_json::Value {
+    match approve_inner(s, actor, caller, id, reason) {
+        Ok(v) => v,
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
+}
+
+fn approve_inner(
+    s: &Shared,
+    actor: Actor,
+    caller: Caller,
+    id: &str,
+    reason: &str,
+) -> Result<serde_json::Value, DaemonError> {
+    let bytes = match parse_id(id) {
+        Ok(b) => b,
+        Err(e) => return Ok(e),
+    };
+    if reason.trim().is_empty() {
+        return Ok(serde_json::json!({ "error": "say why: --reason is required" }));
+    }
+    // One approval at a time: two reviewers approving at once must not
+    // both see "one more needed" and queue the package twice.
+    let _guard = s.approvals_lock.lock().map_err(|_| DaemonError::Poisoned)?;
+    let Some(mut h) = s.store.hold_get(bytes)? else {
+        return Ok(not_held(id));
+    };
+    if h.expires_unix_ms <= now_millis().0 {
+        drop(_guard);
+        expire(s);
+        return Ok(not_held(id));
+    }
+    let refuse = |why: String| -> Result<serde_json::Value, DaemonError> {
+        s.audit.note(
+            AuditRecord::new(EventKind::ApprovalApproved, actor.clone(), Outcome::Refused)
+                .package(id.to_owned())
+                .reason(why.clone()),
+        );
+        Ok(serde_json::json!({ "error": why, "refused": true }))
+    };
+    if !h.roles.iter().any(|r| r == REVIEWER_ROLE) {
+        return refuse(format!(
+            "`[approval.{}]` admits roles {:?}; the admin plane's reviewers hold `{REVIEWER_ROLE}`: add it to `roles` in the policy",
+            h.requirement, h.roles
+        ));
+    }
+    if h.approvals.iter().any(|a| a.uid == caller.uid) {
+        return refuse(format!(
+            "you already approved package {id}; the two-person rule needs {} different reviewers",
+            h.reviewers_needed
+        ));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+    let submitter = meta
+        .get("sender_identity")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if !h.allow_submitter && common_name(submitter) == Some(account_name(&actor)) {
+        return refuse(format!(
+            "you pushed package {id} ({submitter}); `[approval.{}]` does not let the submitter approve",
+            h.requirement
+        ));
+    }
+    let record = AuditRecord::new(EventKind::ApprovalApproved, actor.clone(), Outcome::Allowed)
+        .package(id.to_owned())
+        .reason(reason.to_owned())
+        .detail("approval", h.requirement.clone())
+        .detail(
+            "count",
+            format!("{} of {}", h.approvals.len() + 1, h.reviewers_needed),
+        );
+    s.audit.record(record)?;
+    h.approvals.push(ApprovalMark {
+        by: actor.id.clone(),
+        uid: caller.uid,
+        unix_ms: now_millis().0,
+        reason: reason.to_owned(),
+    });
+    if h.approvals.len() < usize::from(h.reviewers_needed) {
+        s.store.hold_put(bytes, &h)?;
+        return Ok(serde_json::json!({
+            "package_id": id,
+            "state": "awaiting_approval",
+            "approvals": h.approvals.len(),
+            "needed": h.reviewers_needed,
+        }));
+    }
+    let Some(pkg) = crate::ingress::meta_from_json(&meta) else {
+        return Err(DaemonError::Package {
+            id: id.to_owned(),
+            what: "held record unreadable".into(),
+        });
+    };
+    // Queued first, then the hold removed: a crash in between leaves both,
+    // and start-up drops the hold of a package already queued.
+    let seq = queue_package(s, &pkg, Path::new(&h.path))?;
+    s.store.hold_remove(bytes)?;
+    control::update(&s.status, |st| {
+        st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
+    });
+    tracing::info!(package = %id, seq, approvals = h.approvals.len(), "approved; queued");
+    Ok(serde_json::json!({
+        "package_id": id,
+        "state": "queued",
+        "seq": seq,
+        "approvals": h.approvals.len(),
+        "needed": h.reviewers_needed,
+    }))
+}
+
+/// `approvals reject ID --reason R` by a reviewer: the package is deleted
+/// and never sent.
+pub(crate) fn reject(s: &Shared, actor: Actor, id: &str, reason: &str) -> serde_json::Value {
+    let bytes = match parse_id(id) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    if reason.trim().is_empty() {
+        return serde_json::json!({ "error": "say why: --reason is required" });
+    }
+    let result = (|| -> Result<serde_json::Value, DaemonError> {
+        let _guard = s.approvals_lock.lock().map_err(|_| DaemonError::Poisoned)?;
+        let Some(h) = s.store.hold_get(bytes)? else {
+            return Ok(not_held(id));
+        };
+        s.audit.record(
+            AuditRecord::new(EventKind::ApprovalRejected, actor, Outcome::Success)
+                .package(id.to_owned())
+                .reason(reason.to_owned())
+                .detail("approval", h.requirement.clone()),
+        )?;
+        drop_held(s, bytes, &h)?;
+        tracing::info!(package = %id, "rejected by a reviewer");
+        Ok(serde_json::json!({ "package_id": id, "state": "rejected" }))
+    })();
+    result.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
+fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(), DaemonError> {
+    s.store.hold_remove(id)?;
+    let _ = std::fs::remove_file(&h.path);
+    let channel = serde_json::from_str::<serde_json::Value>(&h.meta_json)
+        .ok()
+        .and_then(|m| m.get("channel").and_then(|c| c.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    control::count(&s.status, &channel, |c| c.rejected += 1);
+    control::update(&s.status, |st| {
+        st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
+    });
+    Ok(())
+}
+
+/// Drops held packages past their expiry (called every second by the send
+/// loop); each expiry is audited.
+pub(crate) fn expire(s: &Shared) {
+    let Ok(_guard) = s.approvals_lock.lock() else {
+        return;
+    };
+    let now = now_millis().0;
+    let held = match s.store.hold_list() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list held packages");
+            return;
+        }
+    };
+    for (id, h) in held.into_iter().filter(|(_, h)| h.expires_unix_ms <= now) {
+        let why = format!(
+            "expired with {} of {} approvals",
+            h.approvals.len(),
+            h.reviewers_needed
+        );
+        let record = AuditRecord::new(
+            EventKind::ApprovalRejected,
+            Actor::new("ferryd", Role::System),
+            Outcome::Success,
+        )
+        .package(hex::encode(id))
+        .reason(why.clone())
+        .detail("approval", h.requirement.clone());
+        // Not recorded, not dropped: the next tick tries again.
+        if let Err(e) = s.audit.record(record) {
+            tracing::error!(error = %e, "cannot record an approval expiry");
+            return;
+        }
+        if let Err(e) = drop_held(s, id, &h) {
+            tracing::error!(error = %e, "cannot drop an expired package");
+            continue;
+        }
+        tracing::warn!(package = %hex::encode(id), "{why}; dropped");
+    }
+}
+
+/// At start-up: a package both queued and held was approved just before a
+/// crash, so its hold goes; the count of held packages is published.
+pub(crate) fn reconcile(s: &Shared) -> Result<(), DaemonError> {
+    let held = s.store.hold_list()?;
+    let mut remaining = 0u64;
+    for (id, _) in held {
+        if s.store.get(id)?.is_some() {
+            s.store.hold_remove(id)?;
+            tracing::info!(package = %hex::encode(id), "approved before a restart; hold cleared");
+        } else {
+            remaining += 1;
+        }
+    }
+    control::update(&s.status, |st| st.awaiting_approval = remaining);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_names_from_recorded_subjects() {
+        assert_eq!(
+            common_name("CN=alice,O=Land Bureau (sha256:0011223344556677)"),
+            Some("alice")
+        );
+        assert_eq!(common_name("O=x, CN=bob (sha256:00)"), Some("bob"));
+        assert_eq!(common_name("spool:nightly"), None);
+        let a = Actor::new("unix:alice (uid 1001)", Role::Approver);
+        assert_eq!(account_name(&a), "alice");
+    }
+
+    #[test]
+    fn previews_text_and_refuses_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = dir.path().join("t");
+        std::fs::write(&text, "地块,面积\n1,20\n").expect("write");
+        assert_eq!(preview(&text), serde_json::json!("地块,面积\n1,20\n"));
+        // A multi-byte character cut by the preview limit is still text.
+        let long = dir.path().join("l");
+        let mut body = "a".repeat(PREVIEW_BYTES - 1);
+        body.push('地');
+        std::fs::write(&long, &body).expect("write");
+        assert_eq!(
+            preview(&long),
+            serde_json::json!("a".repeat(PREVIEW_BYTES - 1))
+        );
+        let bin = dir.path().join("b");
+        std::fs::write(&bin, [0x89, b'P', b'N', b'G', 0, 1, 2]).expect("write");
+        assert_eq!(
+            preview(&bin),
+            serde_json::json!("(binary content: no preview)")
+        );
+    }
+}

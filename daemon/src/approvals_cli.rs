@@ -1,0 +1,164 @@
+//! `ferryctl approvals`: the reviewers' commands, over the ingress
+//! `ferryd`'s control socket (the admin plane admits reviewers only).
+
+use crate::config;
+use crate::control::{self, Request};
+use std::path::PathBuf;
+
+/// `ferryctl approvals …`.
+#[derive(clap::Subcommand)]
+pub enum ApprovalsCmd {
+    /// Packages held for approval.
+    List {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One held package: metadata, why it is held, approvals so far and a
+    /// preview of text content.
+    Show {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Package id (hex).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a held package (it is queued once enough distinct
+    /// reviewers have approved).
+    Approve {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Package id (hex).
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reject a held package: it is deleted and never sent.
+    Reject {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Package id (hex).
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Runs the command; exit 1 when the daemon refused or failed it.
+pub fn run(cmd: ApprovalsCmd) -> anyhow::Result<std::process::ExitCode> {
+    let (cfg_path, req, json) = match cmd {
+        ApprovalsCmd::List { config, json } => (config, Request::ApprovalsList, json),
+        ApprovalsCmd::Show { config, id, json } => {
+            (config, Request::ApprovalsShow { package: id }, json)
+        }
+        ApprovalsCmd::Approve { config, id, reason } => (
+            config,
+            Request::Approve {
+                package: id,
+                reason,
+            },
+            false,
+        ),
+        ApprovalsCmd::Reject { config, id, reason } => (
+            config,
+            Request::Reject {
+                package: id,
+                reason,
+            },
+            false,
+        ),
+    };
+    let cfg = config::load(&cfg_path)?;
+    let list = matches!(req, Request::ApprovalsList);
+    let show = matches!(req, Request::ApprovalsShow { .. });
+    let v = control::request(&cfg.control_socket(), &req)?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        eprintln!("ferryctl: {e}");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    if json || !(list || show) {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if list {
+        print_list(&v);
+    } else {
+        print_show(&v);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn field(v: &serde_json::Value, k: &str) -> String {
+    match v.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".into(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn print_list(v: &serde_json::Value) {
+    let held = v.get("held").and_then(|h| h.as_array());
+    match held {
+        Some(h) if !h.is_empty() => {
+            println!(
+                "{:<32}  {:<16}  {:<24}  {:>10}  approvals",
+                "package", "channel", "file", "bytes"
+            );
+            for p in h {
+                println!(
+                    "{:<32}  {:<16}  {:<24}  {:>10}  {} of {}",
+                    field(p, "package_id"),
+                    field(p, "channel"),
+                    field(p, "file_name"),
+                    field(p, "size"),
+                    field(p, "approvals"),
+                    field(p, "needed")
+                );
+            }
+        }
+        _ => println!("no package is awaiting approval"),
+    }
+}
+
+fn print_show(v: &serde_json::Value) {
+    for k in [
+        "package_id",
+        "channel",
+        "file_name",
+        "content_type",
+        "submitter",
+        "size",
+        "requirement",
+    ] {
+        println!("{k:<14} {}", field(v, k));
+    }
+    println!(
+        "{:<14} {} of {}",
+        "approvals",
+        field(v, "approvals"),
+        field(v, "needed")
+    );
+    if let Some(marks) = v.get("approval_marks").and_then(|m| m.as_array()) {
+        for m in marks {
+            println!("  by {}: {}", field(m, "by"), field(m, "reason"));
+        }
+    }
+    if let Some(r) = v.get("reasons").and_then(|r| r.as_array()) {
+        for x in r {
+            println!("held because   {}", x.as_str().unwrap_or_default());
+        }
+    }
+    println!("--- preview ---");
+    println!(
+        "{}",
+        v.get("preview").and_then(|p| p.as_str()).unwrap_or("")
+    );
+}

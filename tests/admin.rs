@@ -1,0 +1,230 @@
+//! The admin plane against a real `ferryd`: callers on the control socket
+//! are told apart by the kernel's peer credentials, each role is refused
+//! outside its job, and every request, allowed or refused, is in the audit
+//! log with the uid that made it. Needs root (to act as other uids with
+//! `setpriv`); skips otherwise.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The administrators' group and the test users (no passwd entries
+/// needed: `uid:N` in `[admin]`).
+const ADMINS_GID: u32 = 64_900;
+const SYSADMIN: u32 = 64_901;
+const SECADMIN: u32 = 64_902;
+const AUDITOR: u32 = 64_903;
+const REVIEWER: u32 = 64_904;
+const STRANGER: u32 = 64_905;
+
+/// `ferryctl ARGS` as `uid`, with the administrators' group.
+fn as_uid(uid: u32, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={ADMINS_GID}"))
+        .arg("--clear-groups")
+        .arg(ferryctl())
+        .args(args)
+        .output()
+        .expect("setpriv ferryctl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
+    if !is_root() {
+        eprintln!("skipped: acting as other uids (setpriv) needs root");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    // The administrators must reach the configuration and the socket's
+    // directory; nothing else of the test site.
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tb = testbed(t.path(), |_| {});
+    for dir in [t.path().join("ingress"), t.path().join("egress")] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let run = t.path().join("run");
+    std::fs::create_dir(&run).expect("run dir");
+    // setgid: the socket ferryd creates there gets the administrators' group.
+    nix::unistd::chown(&run, None, Some(nix::unistd::Gid::from_raw(ADMINS_GID))).expect("chgrp");
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o2750)).expect("chmod");
+    let audit_dir = t.path().join("audit");
+    let key = t.path().join("audit.verify");
+    let out = Command::new(ferryctl())
+        .args([
+            "audit",
+            "init",
+            "--dir",
+            s(&audit_dir),
+            "--verify-key-out",
+            s(&key),
+        ])
+        .output()
+        .expect("audit init");
+    assert!(out.status.success(), "{}", text(&out));
+    let socket = run.join("ingress.sock");
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nsecadmin = [\"uid:{SECADMIN}\"]\nauditor = [\"uid:{AUDITOR}\"]\nreviewer = [\"uid:{REVIEWER}\"]\n",
+            s(&audit_dir),
+            s(&socket)
+        ),
+    )
+    .expect("config");
+    std::fs::set_permissions(&tb.ingress_config, std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(15), "control socket", || {
+        socket.exists()
+    });
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660, "the socket is for the administrators' group");
+    let config = s(&tb.ingress_config);
+
+    // Any administrator reads the status; it names who holds what.
+    for uid in [SYSADMIN, SECADMIN, AUDITOR, REVIEWER] {
+        let o = as_uid(uid, &["status", "--config", config, "--json"]);
+        assert!(o.status.success(), "status as {uid}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(
+            v["admin_roles"],
+            "sysadmin: uid:64901; secadmin: uid:64902; auditor: uid:64903; reviewer: uid:64904",
+            "{v}"
+        );
+    }
+    // A uid with no role, and root itself (not listed), get nothing.
+    let o = as_uid(STRANGER, &["status", "--config", config]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("holds no role"), "{}", text(&o));
+    let o = Command::new(ferryctl())
+        .args(["status", "--config", config])
+        .output()
+        .expect("ferryctl");
+    assert!(text(&o).contains("holds no role"), "root: {}", text(&o));
+
+    // resend: the system administrator's job.
+    let resend = ["resend", "--config", config, "--seq", "1..1"];
+    for uid in [SECADMIN, AUDITOR, REVIEWER] {
+        let o = as_uid(uid, &resend);
+        assert!(!o.status.success());
+        assert!(
+            text(&o).contains("`resend` is the system administrator's job"),
+            "{uid}: {}",
+            text(&o)
+        );
+    }
+    let o = as_uid(SYSADMIN, &resend);
+    assert!(!text(&o).contains("refused"), "sysadmin: {}", text(&o));
+
+    // Policy reload: the security administrator's job (this side has no
+    // [policy], so the allowed call reports that, not a refusal).
+    let reload = ["policy", "reload", "--config", config];
+    for uid in [SYSADMIN, AUDITOR, REVIEWER] {
+        let o = as_uid(uid, &reload);
+        assert!(!o.status.success());
+        assert!(
+            text(&o).contains("security administrator's job"),
+            "{uid}: {}",
+            text(&o)
+        );
+    }
+    let o = as_uid(SECADMIN, &reload);
+    assert!(text(&o).contains("no [policy] configured"), "{}", text(&o));
+
+    ingress.stop();
+    let o = Command::new(ferryctl())
+        .args([
+            "audit",
+            "query",
+            "--dir",
+            s(&audit_dir),
+            "--event",
+            "admin.action",
+            "--json",
+        ])
+        .output()
+        .expect("query");
+    assert!(o.status.success(), "{}", text(&o));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let count = |uid: u32, outcome: &str, request: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["actor"]["id"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(&format!("(uid {uid})")))
+                    && r["outcome"] == outcome
+                    && r["details"]["request"] == request
+            })
+            .count()
+    };
+    assert_eq!(count(SYSADMIN, "allowed", "resend"), 1, "{records:?}");
+    assert_eq!(
+        count(SECADMIN, "allowed", "reload_policy"),
+        1,
+        "{records:?}"
+    );
+    for uid in [SECADMIN, AUDITOR, REVIEWER] {
+        assert_eq!(count(uid, "refused", "resend"), 1, "{uid}: {records:?}");
+    }
+    for uid in [SYSADMIN, AUDITOR, REVIEWER] {
+        assert_eq!(
+            count(uid, "refused", "reload_policy"),
+            1,
+            "{uid}: {records:?}"
+        );
+    }
+    assert_eq!(count(STRANGER, "refused", "status"), 1, "{records:?}");
+    // Each record carries the role the caller holds, not the one needed.
+    for (uid, role) in [
+        (SYSADMIN, "system_admin"),
+        (SECADMIN, "security_admin"),
+        (AUDITOR, "auditor"),
+        (REVIEWER, "approver"),
+        // No role: recorded under the role the request needed.
+        (STRANGER, "system_admin"),
+    ] {
+        let id = format!("(uid {uid})");
+        assert!(
+            records
+                .iter()
+                .filter(|r| r["actor"]["id"].as_str().is_some_and(|a| a.ends_with(&id)))
+                .all(|r| r["actor"]["role"] == role),
+            "{uid} {role}: {records:?}"
+        );
+    }
+    let v = Command::new(ferryctl())
+        .args(["audit", "verify", "--dir", s(&audit_dir), "--key", s(&key)])
+        .output()
+        .expect("verify");
+    assert!(v.status.success(), "{}", text(&v));
+}
