@@ -326,3 +326,116 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
         .collect();
     assert!(leftovers.is_empty(), "refused uploads left files behind");
 }
+
+/// Clients that hold connections open without speaking (a flood of idle
+/// TCP connections, a TLS client that sends half a request) cost bounded
+/// descriptors and are cut off by timeouts, and a real client still gets
+/// its package in meanwhile.
+#[test]
+fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let site = site(dir.path());
+    let port = free_tcp_port();
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
+            s(&site.ca.join("ca.crt")),
+        ),
+    )
+    .expect("config");
+    let _egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(15), "ingest listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let pid = ingress.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+
+    // A TLS client that sends half a request head and then nothing: the
+    // header timeout (10 s) closes it.
+    let mut slow = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["-CAfile", s(&site.ca.join("ca.crt"))])
+        .args(["-cert", s(&site.clients.join("registry-feed.crt"))])
+        .args(["-key", s(&site.clients.join("registry-feed.key"))])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    if let Some(stdin) = slow.stdin.as_mut() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"POST /v1/channels/e2e/packages HTTP/1.1\r\nHost: x\r\n");
+    }
+    let started = std::time::Instant::now();
+
+    // 1 500 idle TCP connections (no TLS): far more than the 512 served
+    // at once; the rest wait in the backlog or time out on our side.
+    let mut idle = Vec::new();
+    for _ in 0..1500 {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(200),
+        ) {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() > 600, "only {} connections made", idle.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let during = fds();
+    assert!(
+        during <= before + 512 + 16,
+        "ferryd holds {during} descriptors with {} idle clients (before: {before})",
+        idle.len()
+    );
+
+    // A real push still lands: the idle connections time out of their
+    // TLS handshake (10 s) and free their slots.
+    let data = dir.path().join("late.csv");
+    std::fs::write(&data, b"a,b\n1,2\n").expect("write");
+    let r = curl(
+        port,
+        &site,
+        Some((site.clients.as_path(), "registry-feed")),
+        "/v1/channels/e2e/packages",
+        &[
+            "--max-time",
+            "60",
+            "--data-binary",
+            &format!("@{}", s(&data)),
+            "-H",
+            "X-Ferry-File-Name: late.csv",
+            "-H",
+            "Content-Type: text/csv",
+        ],
+    );
+    assert_eq!(r.code, Some(202), "{} (curl exit {:?})", r.body, r.exit);
+    drop(idle);
+
+    // The half-request client was cut off by the header timeout.
+    wait_for(Duration::from_secs(30), "slow client cut off", || {
+        matches!(slow.try_wait(), Ok(Some(_)))
+    });
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9),
+        "closed after {waited:?}: before the header timeout?"
+    );
+    wait_for(Duration::from_secs(30), "delivery", || {
+        outbox_files(&tb.outbox) == vec!["late.csv".to_string()]
+    });
+    let _ = slow.kill();
+}

@@ -33,6 +33,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const EARLY_REFUSAL_DRAIN_BYTES: usize = 4 << 20;
 /// What `Retry-After` says when the disk is low.
 const RETRY_AFTER_S: u64 = 60;
+/// Connections served at once; more wait in the kernel's backlog (and
+/// their clients' connect timeouts), so a flood of 10 000 connections
+/// costs bounded memory and descriptors instead of failing every accept.
+const MAX_CONNECTIONS: usize = 512;
+/// How long a client may take to send a request's headers, and how long
+/// an idle keep-alive connection stays open (slow-loris clients).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest pause between two pieces of a request body.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts the ingest API on its own thread. Binding and loading the
 /// certificates happen before this returns, so a bad `[ingest]` section
@@ -84,19 +93,37 @@ async fn serve(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let cfg = Arc::new(cfg);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
+        // Wait for a free slot before accepting (the tick still runs, so
+        // shutdown is seen while saturated).
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = tick.tick() => {
+                if shared.shutdown.load(Ordering::Relaxed) {
+                    return;
+                }
+                continue;
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(error = %e, "ingest accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
                 let (acceptor, shared, cfg) = (acceptor.clone(), shared.clone(), cfg.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
@@ -123,6 +150,8 @@ async fn serve(
                     });
                     let io = hyper_util::rt::TokioIo::new(tls);
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
                         .serve_connection(io, service)
                         .await
                     {
@@ -606,7 +635,20 @@ async fn receive_body(
     let limit = usize::try_from(cfg.max_package_bytes).unwrap_or(usize::MAX);
     let mut body = Limited::new(body, limit);
     let mut size = 0u64;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "no body data for {} s; nothing was queued",
+                        BODY_IDLE_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+        };
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
