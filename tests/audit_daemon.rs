@@ -64,6 +64,18 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
     )
     .expect("json");
     let id = side["package_id"].as_str().expect("id").to_owned();
+    // The taken spool file ends in .done/ with a receipt naming the package.
+    let done = tb.spool.join(".done");
+    assert_eq!(
+        std::fs::read(done.join("parcels.csv")).expect("done copy"),
+        b"id,area\n1,20\n"
+    );
+    let receipt: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(done.join("parcels.csv.ferry.json")).expect("receipt"),
+    )
+    .expect("json");
+    assert_eq!(receipt["package_id"], id.as_str(), "{receipt}");
+    assert_eq!(receipt["state"], "queued", "{receipt}");
     // Sent is recorded once the sends complete.
     wait_for(Duration::from_secs(10), "sent", || {
         status(&tb.ingress_config).is_some_and(|v| v["sent"] == 1)

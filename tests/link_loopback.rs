@@ -53,12 +53,20 @@ fn hundred_files_of_mixed_sizes_arrive_bit_exact() {
         .expect("sidecar json");
         assert_eq!(side["size"], serde_json::json!(data.len()));
     }
-    assert!(
-        std::fs::read_dir(&tb.spool)
-            .expect("spool")
-            .next()
-            .is_none(),
-        "spool emptied"
+    // Every file was taken: only the .done/ record is left, with each file
+    // and its receipt.
+    let left: Vec<String> = std::fs::read_dir(&tb.spool)
+        .expect("spool")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec![".done".to_string()], "spool emptied");
+    assert_eq!(
+        std::fs::read_dir(tb.spool.join(".done"))
+            .expect(".done")
+            .count(),
+        200,
+        "100 files and 100 receipts in .done/"
     );
 }
 

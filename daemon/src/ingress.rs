@@ -307,7 +307,22 @@ fn update_status(status: &SharedStatus, cfg: &Config) {
 
 fn intake_loop(s: &Shared, spool: &Path) {
     let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+    let mut clock = crate::spool::SpoolClock::default();
     while !s.shutdown.load(Ordering::Relaxed) {
+        // The spool's schedule, from the policy in force (a reload may
+        // change it).
+        let policy = s.policy.as_ref().map(|g| g.current());
+        let name = spool_name(s);
+        let coll = policy
+            .as_ref()
+            .and_then(|p| p.spool_collections().iter().find(|c| c.name == name));
+        if !clock.collecting(coll, time::OffsetDateTime::now_utc(), Instant::now()) {
+            // Between collections nothing is watched: a file must settle
+            // within the next collection's window.
+            seen.clear();
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
         if let Err(e) = intake_once(s, spool, &mut seen) {
             tracing::error!(error = %e, "spool intake failed; retrying");
             control::update(&s.status, |st| {
@@ -410,13 +425,33 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         created_unix_ms: now_millis().0,
     };
     let actor = Actor::new(meta.sender_identity.clone(), Role::Sender);
-    match admit(s, &meta, &dest, approval.as_ref(), actor)? {
+    let admitted = admit(s, &meta, &dest, approval.as_ref(), actor)?;
+    let (state, seq) = match admitted {
         Admitted::Queued(seq) => {
-            tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool")
+            tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
+            ("queued", Some(seq))
         }
         Admitted::Held(_) => {
-            tracing::info!(package = %id, file = %file_name, size, "taken from spool; held for approval")
+            tracing::info!(package = %id, file = %file_name, size, "taken from spool; held for approval");
+            ("awaiting_approval", None)
         }
+    };
+    if let Some(spool) = path.parent() {
+        let receipt = serde_json::json!({
+            "file_name": file_name,
+            "package_id": id.to_hex(),
+            "channel": meta.channel,
+            "state": state,
+            "seq": seq,
+            "size": size,
+            "digest_algorithm": match s.keys.link_crypto().suite() {
+                ferry_protocol::suite::SuiteId::Intl => "sha256",
+                ferry_protocol::suite::SuiteId::Gm => "sm3",
+            },
+            "digest": hex::encode(&meta.digest),
+            "taken_unix_ms": meta.created_unix_ms,
+        });
+        crate::spool::record_done(spool, &dest, &file_name, &receipt);
     }
     Ok(())
 }
@@ -499,9 +534,11 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
         "summary": refusal,
         "policy_hash": d.policy_hash,
     });
-    let reason_path = rejected.join(format!("{file_name}.reason.json"));
+    let dest = crate::spool::free_name(&rejected, file_name);
+    let mut reason_path = dest.clone().into_os_string();
+    reason_path.push(".reason.json");
+    let reason_path = PathBuf::from(reason_path);
     std::fs::write(&reason_path, format!("{reason:#}\n")).map_err(DaemonError::io(&reason_path))?;
-    let dest = rejected.join(file_name);
     std::fs::rename(path, &dest).map_err(DaemonError::io(&dest))?;
     tracing::warn!(file = %file_name, spool = %name, channel = %channel, "spool file refused by policy: {refusal}");
     control::update(&s.status, |st| st.rejected += 1);

@@ -25,6 +25,7 @@ pub mod ingress;
 pub mod keys_cli;
 pub mod metrics;
 pub mod selfcheck;
+pub mod spool;
 pub mod systemd_dropin;
 pub mod testbed;
 
