@@ -1,0 +1,159 @@
+//! Inspection throughput on one core for a text/CSV profile with 1 000
+//! dirty words and every personal-data and geodata check on:
+//! `cargo bench -p ferry-guard`. Criterion reports MB/s (decimal).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ferry_guard::{prc_id_check, Guard, Profile};
+use std::path::Path;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// 1 000 entries: the markings, 100 ASCII code names and CJK words.
+fn word_list() -> String {
+    let mut rng = Rng(0x5EED);
+    let mut s = String::from("秘密\n机密\n绝密\n内部\n秘密★\n机密★\n绝密★\nTOP SECRET\n");
+    let mut n = 8;
+    for i in 0..100 {
+        s.push_str(&format!("codename-{i:03}x\n"));
+        n += 1;
+    }
+    while n < 1000 {
+        let len = 2 + rng.below(3);
+        for _ in 0..len {
+            let c = char::from_u32(0x4E00 + rng.below(0x51A5) as u32).unwrap_or('中');
+            s.push(c);
+        }
+        s.push('\n');
+        n += 1;
+    }
+    s
+}
+
+fn guard() -> Guard {
+    let list = word_list();
+    let lists = move |_: &Path| -> std::io::Result<Vec<u8>> { Ok(list.clone().into_bytes()) };
+    let settings = serde_json::json!({
+        "allowed_types": ["text/*"],
+        "dirty_words": { "lists": ["/bench/words.txt"], "action": "reject" },
+        "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask", "keep_prefix": 3, "keep_suffix": 4 },
+        "geodata": { "max_decimal_places": 4, "bbox": [73.5, 18.0, 135.1, 53.6], "forbidden_attributes": ["owner_name"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
+    });
+    let p = Profile::from_settings("bench", &settings, &lists).expect("profile");
+    assert_eq!(p.word_count(), 1000);
+    Guard::with_finding_key(p, b"bench")
+}
+
+const DISTRICTS: [&str; 6] = ["海淀区", "朝阳区", "西城区", "东城区", "丰台区", "通州区"];
+
+/// Land-registry statistics without personal data (the common case).
+fn clean_csv(bytes: usize) -> Vec<u8> {
+    let mut rng = Rng(42);
+    let mut s = String::from("parcel_id,district,use,lon,lat,area_m2,registered,remark\n");
+    let mut i = 0u64;
+    while s.len() < bytes {
+        s.push_str(&format!(
+            "110105{:06}GB{:05},{},住宅用地,116.{:04},39.{:04},{}.{:02},2026-{:02}-{:02},已核实 无争议 编号{}\n",
+            rng.below(1_000_000),
+            i % 100_000,
+            DISTRICTS[rng.below(6) as usize],
+            rng.below(10_000),
+            rng.below(10_000),
+            50 + rng.below(5000),
+            rng.below(100),
+            1 + rng.below(12),
+            1 + rng.below(28),
+            rng.below(1_000_000)
+        ));
+        i += 1;
+    }
+    s.into_bytes()
+}
+
+/// The same with an identity number and a mobile in every row (all
+/// masked) and 8-decimal coordinates (all rounded).
+fn pii_csv(bytes: usize) -> Vec<u8> {
+    let mut rng = Rng(43);
+    let mut s = String::from("parcel_id,district,owner_id,phone,lon,lat,area_m2\n");
+    let mut i = 0u64;
+    while s.len() < bytes {
+        let first17 = format!(
+            "110105{}{:02}{:02}{:03}",
+            1950 + rng.below(50),
+            1 + rng.below(12),
+            1 + rng.below(28),
+            rng.below(1000)
+        );
+        let check = char::from(prc_id_check(first17.as_bytes()).unwrap_or(b'0'));
+        s.push_str(&format!(
+            "P{i:08},{},{first17}{check},13{:09},116.{:08},39.{:08},{}.{:02}\n",
+            DISTRICTS[rng.below(6) as usize],
+            rng.below(1_000_000_000),
+            rng.below(100_000_000),
+            rng.below(100_000_000),
+            50 + rng.below(5000),
+            rng.below(100),
+        ));
+        i += 1;
+    }
+    s.into_bytes()
+}
+
+/// Chinese prose with some ASCII.
+fn text(bytes: usize) -> Vec<u8> {
+    let mut rng = Rng(44);
+    let para = "根据土地管理法和不动产登记暂行条例，本年度共办理不动产首次登记与转移登记业务，\
+                涉及宗地面积与房屋建筑面积统计如下，数据已经核实并按规定公开。Statistics, \
+                version 2026.1, see appendix B for the methodology.\n";
+    let mut s = String::new();
+    while s.len() < bytes {
+        s.push_str(para);
+        s.push_str(&format!(
+            "第{}项 合计 {} 平方米\n",
+            rng.below(1000),
+            rng.below(1_000_000)
+        ));
+    }
+    s.into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let g = guard();
+    const SIZE: usize = 16 * 1024 * 1024;
+    let mut group = c.benchmark_group("inspect");
+    group.sample_size(20);
+    for (name, data, file, ty) in [
+        ("clean_csv", clean_csv(SIZE), "stats.csv", "text/csv"),
+        ("pii_csv_masked", pii_csv(SIZE), "parcels.csv", "text/csv"),
+        ("chinese_text", text(SIZE), "report.txt", "text/plain"),
+    ] {
+        let (r, _) = g.inspect_bytes(&data, file, ty).expect("inspects");
+        eprintln!(
+            "{name}: {} bytes, verdict {}, {} findings",
+            data.len(),
+            r.verdict.as_str(),
+            r.findings_total
+        );
+        group.throughput(Throughput::Bytes(data.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| g.inspect_bytes(&data, file, ty).expect("inspects"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,542 @@
+//! CSV (RFC 4180, comma-separated, first line the header): every record
+//! must have the header's number of fields; quoting must be well formed.
+//! Geodata rules apply to the coordinate columns and forbidden columns the
+//! profile names; dirty words and personal data are searched in every
+//! field. Masking edits fields in place and drops forbidden columns.
+
+use crate::emit::Op;
+use crate::geo::{in_bbox, Decimal};
+use crate::inspect::{Ctx, Halt};
+use crate::profile::GeoRules;
+use crate::report::{Action, FindingKind};
+use crate::scan::{ContentScan, SegMap};
+use crate::text::{check_text, count_lines, fill, BLOCK_BYTES, BOM};
+use std::io::Read;
+
+/// Longest record (one line, or several for quoted line breaks).
+pub const RECORD_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Most columns.
+pub const COLUMNS_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    /// The field as written, quotes included.
+    s: usize,
+    e: usize,
+    /// Its content (inside quotes).
+    cs: usize,
+    ce: usize,
+}
+
+enum Parsed {
+    Record { end: usize, newlines: u64 },
+    Incomplete,
+    Bad(&'static str),
+}
+
+const fn stop_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'"' as usize] = true;
+    t
+}
+static STOP: [bool; 256] = stop_table();
+
+/// Parses the record starting at `b[p]`.
+fn parse_record(b: &[u8], p: usize, eof: bool, fields: &mut Vec<Field>) -> Parsed {
+    let n = b.len();
+    fields.clear();
+    let mut newlines = 0u64;
+    let mut i = p;
+    loop {
+        if i < n && b[i] == b'"' {
+            let mut j = i + 1;
+            let close = loop {
+                match memchr::memchr(b'"', &b[j..]) {
+                    None => {
+                        return if eof {
+                            Parsed::Bad("a quoted field is not closed (truncated file?)")
+                        } else {
+                            Parsed::Incomplete
+                        }
+                    }
+                    Some(k) => {
+                        let q = j + k;
+                        if q + 1 < n && b[q + 1] == b'"' {
+                            j = q + 2;
+                            continue;
+                        }
+                        if q + 1 == n && !eof {
+                            return Parsed::Incomplete;
+                        }
+                        break q;
+                    }
+                }
+            };
+            newlines += count_lines(&b[i + 1..close]);
+            fields.push(Field {
+                s: i,
+                e: close + 1,
+                cs: i + 1,
+                ce: close,
+            });
+            i = close + 1;
+        } else {
+            let mut j = i;
+            while j < n && !STOP[usize::from(b[j])] {
+                j += 1;
+            }
+            if j < n && b[j] == b'"' {
+                return Parsed::Bad(
+                    "a quote inside an unquoted field (quote the whole field and double the quote)",
+                );
+            }
+            if j == n && !eof {
+                return Parsed::Incomplete;
+            }
+            let mut ce = j;
+            if ce > i && b[ce - 1] == b'\r' && (j == n || b[j] == b'\n') {
+                ce -= 1;
+            }
+            fields.push(Field {
+                s: i,
+                e: ce,
+                cs: i,
+                ce,
+            });
+            i = j;
+        }
+        if fields.len() > COLUMNS_MAX {
+            return Parsed::Bad("more than 10000 columns");
+        }
+        if i >= n {
+            return if eof {
+                Parsed::Record { end: n, newlines }
+            } else {
+                Parsed::Incomplete
+            };
+        }
+        match b[i] {
+            b',' => i += 1,
+            b'\n' => {
+                return Parsed::Record {
+                    end: i + 1,
+                    newlines: newlines + 1,
+                }
+            }
+            b'\r' if i + 1 < n && b[i + 1] == b'\n' => {
+                return Parsed::Record {
+                    end: i + 2,
+                    newlines: newlines + 1,
+                }
+            }
+            b'\r' if i + 1 == n && !eof => return Parsed::Incomplete,
+            _ => return Parsed::Bad("text after the closing quote of a field"),
+        }
+    }
+}
+
+/// What the header says about the columns.
+struct Columns {
+    names: Vec<String>,
+    /// Column names that held a finding: shown as "column N".
+    hidden: Vec<bool>,
+    /// (column, pair, is longitude).
+    coords: Vec<(usize, usize, bool)>,
+    pairs: usize,
+    /// Forbidden columns to drop (mask).
+    drop: Vec<bool>,
+    any_drop: bool,
+}
+
+impl Columns {
+    fn label(&self, col: usize) -> String {
+        match self.names.get(col) {
+            Some(n)
+                if !n.is_empty()
+                    && n.len() <= 64
+                    && !self.hidden.get(col).copied().unwrap_or(false) =>
+            {
+                n.clone()
+            }
+            _ => format!("column {}", col + 1),
+        }
+    }
+}
+
+fn content_text(b: &[u8], f: &Field) -> String {
+    let raw = String::from_utf8_lossy(&b[f.cs..f.ce]);
+    raw.replace("\"\"", "\"")
+        .trim_start_matches('\u{FEFF}')
+        .trim()
+        .to_string()
+}
+
+pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
+    let geo = ctx.profile.geodata().cloned();
+    let mut scan = ContentScan::new(ctx.profile, true);
+    let mut buf = vec![0u8; BLOCK_BYTES];
+    let mut len = 0usize;
+    let mut eof = false;
+    let mut base = 0u64;
+    let mut line = 1u64;
+    let mut fields = Vec::with_capacity(64);
+    let mut cols: Option<Columns> = None;
+    let mut records: Vec<(usize, u64)> = Vec::new();
+    let mut blank_since: Option<u64> = None;
+    let mut first_block = true;
+    loop {
+        fill(r, &mut buf, &mut len, &mut eof)?;
+        if len == 0 {
+            break;
+        }
+        records.clear();
+        let mut p = 0;
+        while p < len {
+            match parse_record(&buf[..len], p, eof, &mut fields) {
+                Parsed::Incomplete => break,
+                Parsed::Bad(msg) => return Err(ctx.reject(format!("line {line}: {msg}"))),
+                Parsed::Record { end, newlines } => {
+                    let blank = fields.len() == 1 && fields[0].s == fields[0].e;
+                    match &cols {
+                        None => {
+                            if blank {
+                                return Err(
+                                    ctx.reject("the first line (the header) is empty".into())
+                                );
+                            }
+                            cols =
+                                Some(header(ctx, &buf[..len], &fields, geo.as_ref(), line, base)?);
+                            record_edits(
+                                ctx,
+                                &buf[..len],
+                                &fields,
+                                base,
+                                cols.as_ref(),
+                                None,
+                                line,
+                            )?;
+                        }
+                        Some(c) => {
+                            if blank {
+                                blank_since.get_or_insert(line);
+                            } else {
+                                if let Some(b) = blank_since {
+                                    return Err(ctx.reject(format!(
+                                        "line {b}: a blank line inside the data"
+                                    )));
+                                }
+                                if fields.len() != c.names.len() {
+                                    return Err(ctx.reject(format!(
+                                        "line {line}: {} fields, but the header has {} (ragged rows)",
+                                        fields.len(),
+                                        c.names.len()
+                                    )));
+                                }
+                                record_edits(
+                                    ctx,
+                                    &buf[..len],
+                                    &fields,
+                                    base,
+                                    Some(c),
+                                    geo.as_ref(),
+                                    line,
+                                )?;
+                            }
+                        }
+                    }
+                    records.push((p, line));
+                    line += newlines;
+                    p = end;
+                }
+            }
+        }
+        if p == 0 && !eof {
+            if buf.len() >= RECORD_MAX_BYTES {
+                return Err(ctx.reject(format!(
+                    "line {line}: a record longer than {RECORD_MAX_BYTES} bytes"
+                )));
+            }
+            let grown = (buf.len() * 2).min(RECORD_MAX_BYTES);
+            buf.resize(grown, 0);
+            continue;
+        }
+        let seg = &buf[..p];
+        check_text(seg, base).map_err(|r| ctx.reject(r))?;
+        let skip = if first_block && seg.starts_with(BOM) {
+            3
+        } else {
+            0
+        };
+        first_block = false;
+        if scan.is_active() {
+            scan.reset();
+            scan.scan(&seg[skip..], &SegMap::Linear(base + skip as u64));
+            if !scan.word_hits.is_empty() || !scan.pii_hits.is_empty() {
+                let c = cols.as_ref();
+                let mut scratch = Vec::new();
+                let mut locate = |off: u64| -> (Option<u64>, Option<String>) {
+                    let i = usize::try_from(off.saturating_sub(base))
+                        .unwrap_or(0)
+                        .min(seg.len());
+                    let k = records.partition_point(|&(s, _)| s <= i).saturating_sub(1);
+                    let Some(&(rs, rl)) = records.get(k) else {
+                        return (None, None);
+                    };
+                    let l = rl + count_lines(&seg[rs..i]);
+                    let _ = parse_record(seg, rs, true, &mut scratch);
+                    let col = scratch.iter().position(|f| f.s <= i && i <= f.e);
+                    (Some(l), col.and_then(|col| c.map(|c| c.label(col))))
+                };
+                let masked = ctx.record_hits(
+                    &scan,
+                    &seg[skip..],
+                    &SegMap::Linear(base + skip as u64),
+                    &mut locate,
+                )?;
+                for m in masked {
+                    ctx.edit(m.start, m.end, m.op)?;
+                }
+            }
+        }
+        base += p as u64;
+        buf.copy_within(p..len, 0);
+        len -= p;
+        ctx.flush_to(base)?;
+        if eof && len == 0 {
+            break;
+        }
+    }
+    if cols.is_none() {
+        return Err(ctx.reject("empty CSV: there is no header line".into()));
+    }
+    Ok(())
+}
+
+/// Reads the header: names, coordinate and forbidden columns.
+fn header(
+    ctx: &mut Ctx<'_>,
+    b: &[u8],
+    fields: &[Field],
+    geo: Option<&GeoRules>,
+    line: u64,
+    base: u64,
+) -> Result<Columns, Halt> {
+    let names: Vec<String> = fields.iter().map(|f| content_text(b, f)).collect();
+    let mut c = Columns {
+        hidden: vec![false; names.len()],
+        coords: Vec::new(),
+        pairs: 0,
+        drop: vec![false; names.len()],
+        any_drop: false,
+        names,
+    };
+    // A header name with a finding of its own is not shown in locations.
+    let mut probe = ContentScan::new(ctx.profile, true);
+    if probe.is_active() {
+        for (i, f) in fields.iter().enumerate() {
+            probe.reset();
+            if std::str::from_utf8(&b[f.cs..f.ce]).is_ok() {
+                probe.scan(&b[f.cs..f.ce], &SegMap::Linear(0));
+                c.hidden[i] = !probe.word_hits.is_empty() || !probe.pii_hits.is_empty();
+            }
+        }
+    }
+    let Some(g) = geo else {
+        return Ok(c);
+    };
+    for (i, name) in c.names.iter().enumerate() {
+        if let Some((pair, lon)) = g.coordinate_role(name) {
+            c.coords.push((i, pair, lon));
+            c.pairs = c.pairs.max(pair + 1);
+        }
+    }
+    for (i, f) in fields.iter().enumerate() {
+        if g.is_forbidden(&c.names[i]) {
+            let loc = ctx.location(Some(line), Some(c.label(i)), Some(base + f.s as u64));
+            let taken = ctx.finding(
+                FindingKind::Geodata,
+                "forbidden_attribute",
+                loc,
+                None,
+                None,
+                g.action,
+            );
+            if taken == Action::Mask {
+                c.drop[i] = true;
+                c.any_drop = true;
+            }
+        }
+    }
+    if c.any_drop && c.drop.iter().all(|&d| d) {
+        return Err(ctx.reject(
+            "every column is a forbidden attribute: nothing would be left after masking".into(),
+        ));
+    }
+    Ok(c)
+}
+
+/// Geodata checks of one record and the edits for dropped columns.
+fn record_edits(
+    ctx: &mut Ctx<'_>,
+    b: &[u8],
+    fields: &[Field],
+    base: u64,
+    cols: Option<&Columns>,
+    geo: Option<&GeoRules>,
+    line: u64,
+) -> Result<(), Halt> {
+    let Some(c) = cols else { return Ok(()) };
+    if let Some(g) = geo {
+        if !c.coords.is_empty() {
+            coordinates(ctx, b, fields, base, c, g, line)?;
+        }
+    }
+    if c.any_drop {
+        // A single column left, empty in this record: quote it, or the
+        // record would become a blank line.
+        let mut kept = fields
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !c.drop.get(*k).copied().unwrap_or(false));
+        if let (Some((_, f)), None) = (kept.next(), kept.next()) {
+            if f.s == f.e {
+                ctx.edit(
+                    base + f.s as u64,
+                    base + f.s as u64,
+                    Op::Replace(b"\"\"".to_vec()),
+                )?;
+            }
+        }
+        let mut kept_before = false;
+        for (k, f) in fields.iter().enumerate() {
+            if !c.drop.get(k).copied().unwrap_or(false) {
+                kept_before = true;
+                continue;
+            }
+            let (s, e) = if kept_before {
+                (f.s - 1, f.e)
+            } else if let Some(next) = fields.get(k + 1) {
+                (f.s, next.s)
+            } else {
+                (f.s, f.e)
+            };
+            ctx.edit(base + s as u64, base + e as u64, Op::Replace(Vec::new()))?;
+        }
+    }
+    Ok(())
+}
+
+fn coordinates(
+    ctx: &mut Ctx<'_>,
+    b: &[u8],
+    fields: &[Field],
+    base: u64,
+    c: &Columns,
+    g: &GeoRules,
+    line: u64,
+) -> Result<(), Halt> {
+    const PAIRS_MAX: usize = 8;
+    let mut lon = [None::<f64>; PAIRS_MAX];
+    let mut lat = [None::<f64>; PAIRS_MAX];
+    for &(col, pair, is_lon) in &c.coords {
+        let Some(f) = fields.get(col) else { continue };
+        if c.drop.get(col).copied().unwrap_or(false) {
+            continue;
+        }
+        let raw = &b[f.cs..f.ce];
+        let start = raw.iter().take_while(|x| x.is_ascii_whitespace()).count();
+        let end = raw.len()
+            - raw
+                .iter()
+                .rev()
+                .take_while(|x| x.is_ascii_whitespace())
+                .count();
+        if start >= end {
+            continue;
+        }
+        let v = &raw[start..end];
+        let (vs, ve) = (base + (f.cs + start) as u64, base + (f.cs + end) as u64);
+        let loc = |ctx: &Ctx<'_>| {
+            if ctx.listing() {
+                ctx.location(Some(line), Some(c.label(col)), Some(vs))
+            } else {
+                Default::default()
+            }
+        };
+        let Some((places, x)) = crate::geo::quick(v) else {
+            let l = loc(ctx);
+            let taken = ctx.finding(
+                FindingKind::Geodata,
+                "coordinate_format",
+                l,
+                Some(v),
+                None,
+                g.action,
+            );
+            if taken == Action::Mask {
+                ctx.edit(vs, ve, Op::Replace(Vec::new()))?;
+            }
+            continue;
+        };
+        if pair < PAIRS_MAX {
+            if is_lon {
+                lon[pair] = Some(x);
+            } else {
+                lat[pair] = Some(x);
+            }
+        }
+        if let Some(max) = g.max_decimal_places {
+            if places > max {
+                let l = loc(ctx);
+                let taken = ctx.finding(
+                    FindingKind::Geodata,
+                    "precision",
+                    l,
+                    Some(v),
+                    None,
+                    g.action,
+                );
+                if taken == Action::Mask {
+                    if let Some(d) = Decimal::parse(v) {
+                        ctx.edit(vs, ve, Op::Replace(d.rounded(max).into_bytes()))?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bb) = &g.bbox {
+        for pair in 0..c.pairs.min(PAIRS_MAX) {
+            if let (Some(x), Some(y)) = (lon[pair], lat[pair]) {
+                if !in_bbox(x, y, bb) {
+                    let col = c.coords.iter().find(|t| t.1 == pair).map_or(0, |t| t.0);
+                    let at = fields.get(col).map(|f| base + f.s as u64);
+                    let l = ctx.location(Some(line), Some(c.label(col)), at);
+                    let value = format!("{x},{y}");
+                    bbox_finding(ctx, l, value.as_bytes(), g.action);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A point outside the allowed area: masking cannot move it, so `mask`
+/// becomes `reject`.
+pub(crate) fn bbox_finding(
+    ctx: &mut Ctx<'_>,
+    loc: crate::report::Location,
+    value: &[u8],
+    action: Action,
+) {
+    let action = if action == Action::Mask {
+        ctx.add_reason(
+            "geodata (bbox): a point outside the allowed bbox cannot be masked; clip the data or use action = \"review\"".into(),
+        );
+        Action::Reject
+    } else {
+        action
+    };
+    ctx.finding(FindingKind::Geodata, "bbox", loc, Some(value), None, action);
+}

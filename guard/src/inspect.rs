@@ -1,0 +1,927 @@
+//! One inspection: the fixed order of checks, the findings and verdict
+//! as they accumulate, the masked output, and the recursion into archive
+//! members. Format handlers live in their own modules and report here.
+
+use crate::emit::{EmitError, Emitter, Op, Sink, Target};
+use crate::error::GuardError;
+use crate::profile::Profile;
+use crate::report::{Action, Finding, FindingKind, Location, Report, Verdict};
+use crate::scan::{fold_token, ContentScan, SegMap};
+use crate::sniff::{resolve, sniff, Kind};
+use crate::source::{
+    blame, drain, read_full, AtReader, Blame, Budget, Digesting, Prefixed, RandomRead,
+};
+use crate::{archive, csv, json, opaque, pii, text, xml};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// At most this many findings are listed in a report; all are counted.
+pub const FINDINGS_LISTED_MAX: usize = 1000;
+/// At most this many structural reasons are kept.
+const REASONS_MAX: usize = 100;
+/// Bytes read to identify a type.
+const HEAD_BYTES: usize = 8192;
+
+/// Inspects packages under one compiled profile. Cheap to share
+/// (`Arc<Guard>`); every inspection has its own state.
+pub struct Guard {
+    profile: Profile,
+    key: ring::hmac::Key,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an inspection stopped early.
+pub(crate) enum Halt {
+    /// Rejected; the reason is recorded.
+    Rejected,
+    /// An I/O error, to be blamed on the machine or the content.
+    Io(io::Error),
+    /// The machine failed.
+    Fatal(GuardError),
+}
+
+impl From<io::Error> for Halt {
+    fn from(e: io::Error) -> Halt {
+        Halt::Io(e)
+    }
+}
+
+impl Guard {
+    /// A guard whose finding hashes are keyed with a random key made now:
+    /// equal values correlate within this guard's reports only.
+    pub fn new(profile: Profile) -> Guard {
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+            // No system randomness: fall back to the per-process random
+            // keys of the standard library's hasher.
+            use std::hash::{BuildHasher, Hasher};
+            let mut k = [0u8; 32];
+            for chunk in k.chunks_mut(8) {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u8(0);
+                chunk.copy_from_slice(&h.finish().to_le_bytes());
+            }
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k)
+        });
+        Guard { profile, key }
+    }
+
+    /// A guard whose finding hashes are HMAC-SHA-256 under `key`: give
+    /// every guard of a site the same secret (kept like the audit keys)
+    /// and equal values correlate across reports and restarts, yet cannot
+    /// be recovered by hashing every possible phone or identity number.
+    pub fn with_finding_key(profile: Profile, key: &[u8]) -> Guard {
+        Guard {
+            profile,
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+        }
+    }
+
+    /// The profile this guard applies.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Inspects the package at `input`, declared by its sender as
+    /// `declared_name` with `declared_content_type` (`""` or
+    /// `application/octet-stream` when undeclared).
+    ///
+    /// When the verdict is [`Verdict::Masked`], the masked package has
+    /// been written to `masked_out`: the guard writes a temporary file in
+    /// the same directory, fsyncs it, renames it over `masked_out` and
+    /// fsyncs the directory. With any other verdict `masked_out` is not
+    /// touched. Nested zip archives are spooled to unnamed temporary files
+    /// in that directory too.
+    ///
+    /// `Err` only when the machine fails (the package or output cannot be
+    /// read or written); bad content is a report with verdict `reject`.
+    pub fn inspect(
+        &self,
+        input: &Path,
+        declared_name: &str,
+        declared_content_type: &str,
+        masked_out: &Path,
+    ) -> Result<Report, GuardError> {
+        let in_err = |source| GuardError::Input {
+            path: input.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(input).map_err(in_err)?;
+        let meta = file.metadata().map_err(in_err)?;
+        if !meta.is_file() {
+            return Err(in_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let dir = match masked_out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let (report, sink) = self.run(
+            &file,
+            input,
+            declared_name,
+            declared_content_type,
+            Target::Dir(dir.clone()),
+            dir.clone(),
+        )?;
+        if report.verdict == Verdict::Masked {
+            if let Some(Sink::File(w)) = sink {
+                let out_err = |source| GuardError::Output {
+                    path: masked_out.to_path_buf(),
+                    source,
+                };
+                let tmp = w.into_inner().map_err(|e| out_err(e.into_error()))?;
+                tmp.as_file().sync_all().map_err(out_err)?;
+                tmp.persist(masked_out).map_err(|e| out_err(e.error))?;
+                std::fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(out_err)?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Inspects `data` held in memory; returns the masked package when
+    /// the verdict is [`Verdict::Masked`]. For tests, fuzzing and small
+    /// packages; nested zip archives are spooled to the system's
+    /// temporary directory.
+    pub fn inspect_bytes(
+        &self,
+        data: &[u8],
+        declared_name: &str,
+        declared_content_type: &str,
+    ) -> Result<(Report, Option<Vec<u8>>), GuardError> {
+        let (report, sink) = self.run(
+            &data,
+            Path::new("<memory>"),
+            declared_name,
+            declared_content_type,
+            Target::Memory,
+            std::env::temp_dir(),
+        )?;
+        let masked = match sink {
+            Some(Sink::Memory(v)) if report.verdict == Verdict::Masked => Some(v),
+            _ => None,
+        };
+        Ok((report, masked))
+    }
+
+    fn run(
+        &self,
+        src: &dyn RandomRead,
+        path: &Path,
+        name: &str,
+        content_type: &str,
+        target: Target,
+        scratch: PathBuf,
+    ) -> Result<(Report, Option<Sink>), GuardError> {
+        let mut ctx = Ctx::new(self, src, target, scratch);
+        ctx.declared_type = Some(content_type.to_string());
+        match ctx.top(src, name) {
+            Ok(()) | Err(Halt::Rejected) => {}
+            Err(Halt::Io(e)) => match blame(e) {
+                Blame::Machine(source) => {
+                    return Err(GuardError::Input {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                }
+                Blame::Content(reason) => {
+                    ctx.reject(reason);
+                }
+            },
+            Err(Halt::Fatal(e)) => return Err(e),
+        }
+        ctx.finish(content_type)
+    }
+}
+
+/// The state of one inspection.
+pub(crate) struct Ctx<'a> {
+    pub(crate) profile: &'a Profile,
+    guard: &'a Guard,
+    declared_type: Option<String>,
+    verdict: Verdict,
+    reasons: Vec<String>,
+    findings: Vec<Finding>,
+    findings_total: u64,
+    tally: BTreeMap<(FindingKind, &'static str, Action), u64>,
+    /// Labels of the archive members being inspected, outermost first.
+    members: Vec<String>,
+    emitter: Option<Emitter<'a>>,
+    /// Edits not yet handed to the emitter; sorted when flushed, since
+    /// format handlers find them in more than one pass over a block.
+    staged: Vec<(u64, u64, Op)>,
+    /// The masked copy was abandoned because the package is rejected or
+    /// held anyway (masking is still possible, just pointless).
+    output_abandoned: bool,
+    /// Why masking is impossible where the inspection is now.
+    mask_refusal: Option<&'static str>,
+    pub(crate) budget: Rc<Budget>,
+    pub(crate) scratch: PathBuf,
+    detected: Option<Kind>,
+    digest_before: Option<String>,
+    bytes_read: u64,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(guard: &'a Guard, src: &'a dyn RandomRead, target: Target, scratch: PathBuf) -> Ctx<'a> {
+        let a = &guard.profile.archives;
+        Ctx {
+            profile: &guard.profile,
+            guard,
+            declared_type: None,
+            verdict: Verdict::Pass,
+            reasons: Vec::new(),
+            findings: Vec::new(),
+            findings_total: 0,
+            tally: BTreeMap::new(),
+            members: Vec::new(),
+            emitter: Some(Emitter::new(src, target)),
+            staged: Vec::new(),
+            output_abandoned: false,
+            mask_refusal: None,
+            budget: Rc::new(Budget {
+                expanded_left: Cell::new(a.max_expanded_bytes),
+                expanded_limit: a.max_expanded_bytes,
+                expanded: Cell::new(0),
+                members: Cell::new(0),
+            }),
+            scratch,
+            detected: None,
+            digest_before: None,
+            bytes_read: 0,
+        }
+    }
+
+    // ---- the fixed order, top level -----------------------------------
+
+    fn top(&mut self, src: &dyn RandomRead, name: &str) -> Result<(), Halt> {
+        let size = src.size();
+        let mut head = vec![0u8; HEAD_BYTES.min(usize::try_from(size).unwrap_or(HEAD_BYTES))];
+        let mut got = 0;
+        while got < head.len() {
+            let n = src.read_at(&mut head[got..], got as u64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        head.truncate(got);
+        // 1. Type: declared type, extension and content must agree.
+        let declared = match Kind::from_mime(self.declared_type.as_deref().unwrap_or("")) {
+            Ok(d) => d,
+            Err(r) => return Err(self.reject(r)),
+        };
+        let named = Kind::from_name(name).map_err(|r| self.reject(r))?;
+        let sniffed = sniff(&head).map_err(|r| self.reject(r))?;
+        let kind = resolve(sniffed, declared, named).map_err(|r| self.reject(r))?;
+        self.detected = Some(kind);
+        self.check_allowed(kind, 0)?;
+        // The name is content too.
+        self.scan_name(name)?;
+        let mut at = AtReader::new(src, size);
+        if kind == Kind::Zip {
+            self.mask_refusal = Some(MASK_IN_ARCHIVE);
+            archive::zip::inspect(self, &mut at, size, 0)?;
+            self.bytes_read = size;
+            self.digest_before = Some(digest_all(src)?);
+            return Ok(());
+        }
+        let mut d = Digesting::new(&mut at);
+        let res = match kind {
+            Kind::Tar => {
+                self.mask_refusal = Some(MASK_IN_ARCHIVE);
+                archive::tar::inspect(self, &mut d, 0)
+            }
+            Kind::Gzip => {
+                self.mask_refusal = Some(MASK_IN_ARCHIVE);
+                archive::gzip::inspect(self, &mut d, size, name, 0)
+            }
+            _ => self.content(kind, &mut d, true),
+        };
+        let rest = res.and_then(|()| drain(&mut d).map_err(Halt::Io));
+        self.bytes_read = d.count;
+        let rest = rest?;
+        if rest > 0 {
+            return Err(self.reject(format!(
+                "{rest} bytes after the end of the {} data would not be inspected",
+                kind.mime()
+            )));
+        }
+        self.digest_before = Some(hex::encode(d.ctx.finish().as_ref()));
+        Ok(())
+    }
+
+    /// Inspects non-archive content. `top`: the package itself (maskable
+    /// where the format allows).
+    pub(crate) fn content(&mut self, kind: Kind, r: &mut dyn Read, top: bool) -> Result<(), Halt> {
+        let saved = self.mask_refusal;
+        let res = match kind {
+            Kind::Text => text::inspect(self, r),
+            Kind::Csv => csv::inspect(self, r),
+            Kind::Json | Kind::GeoJson => {
+                let is_geo = json::inspect(self, r)?;
+                if kind == Kind::GeoJson && !is_geo {
+                    return Err(self.reject(
+                        "declared or named as GeoJSON, but the top-level object has no GeoJSON \"type\"".into(),
+                    ));
+                }
+                let found = if is_geo { Kind::GeoJson } else { Kind::Json };
+                if top {
+                    self.detected = Some(found);
+                }
+                if !self.profile.type_allowed(found.mime()) {
+                    return Err(self.reject(format!(
+                        "type {} is not in allowed_types of profile `{}`",
+                        found.mime(),
+                        self.profile.name()
+                    )));
+                }
+                Ok(())
+            }
+            Kind::Xml => {
+                self.mask_refusal = Some(
+                    "the guard does not rewrite XML; use action = \"review\" or \"reject\", or send CSV/JSON",
+                );
+                xml::inspect(self, r)
+            }
+            _ => {
+                self.mask_refusal = Some("the guard cannot rewrite this type");
+                opaque::inspect(self, r, kind)
+            }
+        };
+        self.mask_refusal = saved;
+        res
+    }
+
+    /// Inspects one archive member: name already checked for traversal by
+    /// the archive handler. `depth`: the nesting level of the member (1
+    /// for members of the package).
+    pub(crate) fn member(
+        &mut self,
+        r: &mut dyn Read,
+        name: &str,
+        index: u64,
+        depth: u32,
+        own_name: bool,
+    ) -> Result<(), Halt> {
+        let m = self.budget.members.get() + 1;
+        self.budget.members.set(m);
+        if m > self.profile.archives.max_members {
+            return Err(self.reject(format!(
+                "more than max_members ({}) archive members",
+                self.profile.archives.max_members
+            )));
+        }
+        // Shown as its index until the name is known to hold no finding.
+        self.members.push(format!("#{index}"));
+        let hidden = if own_name {
+            self.scan_name(name)
+        } else {
+            Ok(false)
+        };
+        let res = match hidden {
+            Ok(hidden) => {
+                if !hidden {
+                    if let Some(l) = self.members.last_mut() {
+                        *l = name.to_string();
+                    }
+                }
+                self.member_inner(r, name, depth)
+            }
+            Err(h) => Err(h),
+        };
+        let res = match res {
+            Err(Halt::Io(e)) => match blame(e) {
+                Blame::Machine(e) => Err(Halt::Io(crate::source::source_failure(e))),
+                Blame::Content(reason) => Err(self.reject(reason)),
+            },
+            other => other,
+        };
+        self.members.pop();
+        res
+    }
+
+    fn member_inner(&mut self, r: &mut dyn Read, name: &str, depth: u32) -> Result<(), Halt> {
+        let mut head = vec![0u8; HEAD_BYTES];
+        let n = read_full(r, &mut head)?;
+        head.truncate(n);
+        let named = match Kind::from_name(name) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return Err(self.reject(
+                    "the member's name has no extension, so its type cannot be checked".into(),
+                ))
+            }
+            Err(e) => return Err(self.reject(e)),
+        };
+        let sniffed = sniff(&head).map_err(|e| self.reject(e))?;
+        let kind = resolve(sniffed, None, Some(named)).map_err(|e| self.reject(e))?;
+        self.check_allowed(kind, depth)?;
+        let mut pr = Prefixed::new(&head, r);
+        match kind {
+            Kind::Zip => {
+                let dir = self.scratch.clone();
+                let mut f = tempfile::tempfile_in(&dir).map_err(|source| {
+                    Halt::Fatal(GuardError::Scratch {
+                        dir: dir.clone(),
+                        source,
+                    })
+                })?;
+                let len = copy_to_scratch(&mut pr, &mut f, &dir)?;
+                f.seek(io::SeekFrom::Start(0)).map_err(|source| {
+                    Halt::Fatal(GuardError::Scratch {
+                        dir: dir.clone(),
+                        source,
+                    })
+                })?;
+                archive::zip::inspect(self, &mut f, len, depth)?;
+            }
+            Kind::Tar => archive::tar::inspect(self, &mut pr, depth)?,
+            Kind::Gzip => archive::gzip::inspect(self, &mut pr, u64::MAX, name, depth)?,
+            _ => self.content(kind, &mut pr, false)?,
+        }
+        let rest = drain(&mut pr)?;
+        if rest > 0 {
+            return Err(self.reject(format!(
+                "{rest} bytes after the end of the {} data would not be inspected",
+                kind.mime()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Is `kind` allowed at nesting level `depth` (0: the package)?
+    fn check_allowed(&mut self, kind: Kind, depth: u32) -> Result<(), Halt> {
+        let p = self.profile;
+        if kind.is_archive() {
+            let a = &p.archives;
+            if !a.allowed {
+                return Err(self.reject(format!(
+                    "{} archives are not allowed by profile `{}` (archives.allowed)",
+                    kind.mime(),
+                    p.name()
+                )));
+            }
+            let (fmt, ok) = match kind {
+                Kind::Zip => ("zip", a.zip),
+                Kind::Tar => ("tar", a.tar),
+                _ => ("gzip", a.gzip),
+            };
+            if !ok {
+                return Err(self.reject(format!(
+                    "{fmt} is not in archives.formats of profile `{}`",
+                    p.name()
+                )));
+            }
+            if kind != Kind::Gzip && depth + 1 > a.max_depth {
+                return Err(self.reject(format!(
+                    "archives nested deeper than max_depth ({})",
+                    a.max_depth
+                )));
+            }
+            return Ok(());
+        }
+        // JSON and GeoJSON are told apart only after parsing.
+        let allowed = match kind {
+            Kind::Json | Kind::GeoJson => {
+                p.type_allowed(Kind::Json.mime()) || p.type_allowed(Kind::GeoJson.mime())
+            }
+            k => p.type_allowed(k.mime()),
+        };
+        if !allowed {
+            return Err(self.reject(format!(
+                "type {} is not in allowed_types of profile `{}`",
+                kind.mime(),
+                p.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Dirty words and personal data in a file or member name. `Ok(true)`
+    /// when the name holds a finding (and must not be shown).
+    fn scan_name(&mut self, name: &str) -> Result<bool, Halt> {
+        let mut scan = ContentScan::new(self.profile, false);
+        if !scan.is_active() {
+            return Ok(false);
+        }
+        scan.scan(name.as_bytes(), &SegMap::Linear(0));
+        if scan.word_hits.is_empty() && scan.pii_hits.is_empty() {
+            return Ok(false);
+        }
+        let saved = self.mask_refusal;
+        self.mask_refusal = Some("a name cannot be masked; rename the file");
+        let res = self.record_hits(&scan, name.as_bytes(), &SegMap::Linear(0), &mut |_| {
+            (None, Some("name".to_string()))
+        });
+        self.mask_refusal = saved;
+        res.map(|_| true)
+    }
+
+    // ---- findings -------------------------------------------------------
+
+    fn can_mask(&self) -> Result<(), &'static str> {
+        if let Some(r) = self.mask_refusal {
+            return Err(r);
+        }
+        if !self.members.is_empty() {
+            return Err(MASK_IN_ARCHIVE);
+        }
+        if self.emitter.is_none() && !self.output_abandoned {
+            return Err("masking failed earlier");
+        }
+        Ok(())
+    }
+
+    /// Will the next finding be listed (so its location is worth
+    /// working out)?
+    pub(crate) fn listing(&self) -> bool {
+        self.findings.len() < FINDINGS_LISTED_MAX
+    }
+
+    pub(crate) fn location(
+        &self,
+        line: Option<u64>,
+        field: Option<String>,
+        offset: Option<u64>,
+    ) -> Location {
+        Location {
+            member: (!self.members.is_empty()).then(|| self.members.join("!")),
+            line,
+            field,
+            byte_offset: offset,
+        }
+    }
+
+    fn where_(&self) -> String {
+        if self.members.is_empty() {
+            String::new()
+        } else {
+            format!("member {}: ", self.members.join("!"))
+        }
+    }
+
+    /// Records a finding; returns the action taken (the profile's, or
+    /// `reject` where it said mask and masking is impossible here).
+    pub(crate) fn finding(
+        &mut self,
+        kind: FindingKind,
+        detector: &'static str,
+        location: Location,
+        value: Option<&[u8]>,
+        pattern: Option<String>,
+        action: Action,
+    ) -> Action {
+        let mut taken = action;
+        if action == Action::Mask {
+            if let Err(why) = self.can_mask() {
+                taken = Action::Reject;
+                let r = format!(
+                    "{}{} ({}): action is mask, but {why}",
+                    self.where_(),
+                    kind_label(kind),
+                    detector
+                );
+                self.add_reason(r);
+            }
+        }
+        self.verdict = self.verdict.max(taken.verdict());
+        self.findings_total += 1;
+        *self.tally.entry((kind, detector, taken)).or_insert(0) += 1;
+        if self.findings.len() < FINDINGS_LISTED_MAX {
+            let value_hash = value.map(|v| {
+                let mut c = ring::hmac::Context::with_key(&self.guard.key);
+                c.update(detector.as_bytes());
+                c.update(&[0]);
+                c.update(v);
+                hex::encode(c.sign().as_ref())
+            });
+            self.findings.push(Finding {
+                kind,
+                detector: detector.to_string(),
+                location,
+                value_hash,
+                pattern,
+                action: taken,
+            });
+        }
+        taken
+    }
+
+    /// Records the hits of the last `scan` of `seg`. Where the action is
+    /// mask, registers edits on the original bytes (star masks for dirty
+    /// words, kept prefix/suffix for personal data) unless `raw_edits` is
+    /// false; returns the masked hits for callers that rewrite otherwise.
+    pub(crate) fn record_hits(
+        &mut self,
+        scan: &ContentScan<'_>,
+        seg: &[u8],
+        map: &SegMap<'_>,
+        locate: &mut dyn FnMut(u64) -> (Option<u64>, Option<String>),
+    ) -> Result<Vec<Masked>, Halt> {
+        let mut masked = Vec::new();
+        let p = self.profile;
+        if let Some(d) = p.dirty_words() {
+            for h in &scan.word_hits {
+                let loc = if self.listing() {
+                    let (line, field) = locate(h.start);
+                    self.location(line, field, Some(h.start))
+                } else {
+                    Location::default()
+                };
+                let src = d.words.source(h.pattern).to_string();
+                let taken = self.finding(
+                    FindingKind::DirtyWord,
+                    "dirty_word",
+                    loc,
+                    None,
+                    Some(src),
+                    d.action,
+                );
+                if taken == Action::Mask {
+                    masked.push(Masked {
+                        start: h.start,
+                        end: h.end,
+                        op: Op::Star,
+                    });
+                }
+            }
+        }
+        if let Some(rules) = p.pii() {
+            for h in &scan.pii_hits {
+                let start = map.raw(h.start);
+                let end = map.raw(h.end);
+                let loc = if self.listing() {
+                    let (line, field) = locate(start);
+                    self.location(line, field, Some(start))
+                } else {
+                    Location::default()
+                };
+                let taken = self.finding(
+                    FindingKind::PersonalData,
+                    h.detector.name(),
+                    loc,
+                    Some(&h.value),
+                    None,
+                    rules.action,
+                );
+                if taken == Action::Mask {
+                    let token = fold_token(seg.get(h.start..h.end).unwrap_or(&[]));
+                    let (kp, ks) = pii::keep_at(
+                        seg,
+                        h.start,
+                        h.end,
+                        h.detector,
+                        rules.keep_prefix,
+                        rules.keep_suffix,
+                    );
+                    let replacement = if h.detector == pii::Detector::Email {
+                        pii::mask_email(&token, kp, ks)
+                    } else {
+                        pii::mask_token(&token, kp, ks)
+                    };
+                    masked.push(Masked {
+                        start,
+                        end,
+                        op: Op::Replace(replacement),
+                    });
+                }
+            }
+        }
+        Ok(masked)
+    }
+
+    /// Structural rejection with a reason (prefixed with the member).
+    pub(crate) fn reject(&mut self, reason: String) -> Halt {
+        let r = format!("{}{reason}", self.where_());
+        self.add_reason(r);
+        self.verdict = Verdict::Reject;
+        Halt::Rejected
+    }
+
+    pub(crate) fn add_reason(&mut self, r: String) {
+        if self.reasons.len() < REASONS_MAX && !self.reasons.contains(&r) {
+            self.reasons.push(r);
+        }
+    }
+
+    /// Is the package already rejected (no point writing a masked copy)?
+    pub(crate) fn rejected(&self) -> bool {
+        self.verdict >= Verdict::Review
+    }
+
+    // ---- the masked package -------------------------------------------
+
+    /// Registers an edit of the package's bytes `start..end`.
+    pub(crate) fn edit(&mut self, start: u64, end: u64, op: Op) -> Result<(), Halt> {
+        if !self.members.is_empty() || self.emitter.is_none() {
+            return Ok(());
+        }
+        self.staged.push((start, end, op));
+        Ok(())
+    }
+
+    /// Hands staged edits to the emitter in order of position.
+    fn feed_staged(&mut self) -> Result<(), Halt> {
+        let Some(em) = &mut self.emitter else {
+            self.staged.clear();
+            return Ok(());
+        };
+        self.staged.sort_by_key(|e| e.0);
+        let mut r = Ok(());
+        for (s, e, op) in self.staged.drain(..) {
+            r = em.edit(s, e, op);
+            if r.is_err() {
+                break;
+            }
+        }
+        self.staged.clear();
+        self.emit_result(r)
+    }
+
+    /// Everything before `pos` is final: write it.
+    pub(crate) fn flush_to(&mut self, pos: u64) -> Result<(), Halt> {
+        if !self.members.is_empty() {
+            return Ok(());
+        }
+        if self.rejected() {
+            // A masked copy will not be used: stop writing it.
+            self.emitter = None;
+            self.output_abandoned = true;
+            self.staged.clear();
+            return Ok(());
+        }
+        self.feed_staged()?;
+        let Some(em) = &mut self.emitter else {
+            return Ok(());
+        };
+        let r = em.flush_to(pos);
+        self.emit_result(r)
+    }
+
+    fn emit_result(&mut self, r: Result<(), EmitError>) -> Result<(), Halt> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(EmitError::Output(source)) => Err(Halt::Fatal(GuardError::Output {
+                path: self.scratch.clone(),
+                source,
+            })),
+            Err(EmitError::Input(e)) => Err(Halt::Io(e)),
+            Err(EmitError::Order) => {
+                self.emitter = None;
+                Err(self.reject(
+                    "masking failed (an edit overlapped bytes already written); rejected rather than passed half-masked".into(),
+                ))
+            }
+        }
+    }
+
+    fn finish(mut self, content_type: &str) -> Result<(Report, Option<Sink>), GuardError> {
+        let mut sink = None;
+        let mut digest_after = None;
+        if self.verdict == Verdict::Masked {
+            if self.feed_staged().is_err() {
+                self.emitter = None;
+            }
+            if let Some(em) = self.emitter.take() {
+                match em.finish() {
+                    Ok(Some((s, d))) => {
+                        sink = Some(s);
+                        digest_after = Some(d);
+                    }
+                    Ok(None) => digest_after = self.digest_before.clone(),
+                    Err(EmitError::Output(source)) => {
+                        return Err(GuardError::Output {
+                            path: self.scratch.clone(),
+                            source,
+                        })
+                    }
+                    Err(EmitError::Input(e)) => {
+                        return Err(GuardError::Input {
+                            path: PathBuf::from("<package>"),
+                            source: e,
+                        })
+                    }
+                    Err(EmitError::Order) => {
+                        self.reject(
+                            "masking failed; rejected rather than passed half-masked".into(),
+                        );
+                    }
+                }
+            } else {
+                self.reject("masking failed; rejected rather than passed half-masked".into());
+            }
+        }
+        if self.verdict == Verdict::Pass || self.verdict == Verdict::Review {
+            digest_after = self.digest_before.clone();
+        }
+        if self.verdict == Verdict::Reject {
+            digest_after = None;
+        }
+        let mut reasons = self.reasons;
+        for ((kind, detector, action), n) in &self.tally {
+            let what = match action {
+                Action::Mask => "masked",
+                Action::Reject => "rejected",
+                Action::Review => "held for review",
+            };
+            let s = if *n == 1 { "" } else { "s" };
+            reasons.push(format!(
+                "{} ({detector}): {n} finding{s}, {what}",
+                kind_label(*kind)
+            ));
+        }
+        if self.findings_total > self.findings.len() as u64 {
+            reasons.push(format!(
+                "{} more findings not listed (the report lists the first {})",
+                self.findings_total - self.findings.len() as u64,
+                self.findings.len()
+            ));
+        }
+        let report = Report {
+            profile: self.profile.name().to_string(),
+            verdict: self.verdict,
+            reasons,
+            findings: self.findings,
+            findings_total: self.findings_total,
+            detected_type: self.detected.map(|k| k.mime().to_string()),
+            declared_type: content_type.to_string(),
+            digest_before: self.digest_before,
+            digest_after,
+            bytes_read: self.bytes_read,
+            bytes_expanded: self.budget.expanded.get(),
+            members: self.budget.members.get(),
+        };
+        Ok((report, sink))
+    }
+}
+
+/// A masking a format handler applies itself (for text and CSV: as an
+/// edit on the original bytes).
+pub(crate) struct Masked {
+    pub start: u64,
+    pub end: u64,
+    pub op: Op,
+}
+
+pub(crate) const MASK_IN_ARCHIVE: &str =
+    "the guard does not rewrite archives; unpack and send the members separately, or use action = \"review\"";
+
+fn kind_label(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::DirtyWord => "dirty word",
+        FindingKind::PersonalData => "personal data",
+        FindingKind::Geodata => "geodata",
+        FindingKind::Uninspectable => "uninspectable content",
+    }
+}
+
+fn digest_all(src: &dyn RandomRead) -> Result<String, Halt> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = 0u64;
+    loop {
+        let n = src.read_at(&mut buf, pos)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(hex::encode(ctx.finish().as_ref()))
+}
+
+fn copy_to_scratch(r: &mut dyn Read, f: &mut std::fs::File, dir: &Path) -> Result<u64, Halt> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Halt::Io(e)),
+        };
+        f.write_all(&buf[..n]).map_err(|source| {
+            Halt::Fatal(GuardError::Scratch {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        })?;
+        total += n as u64;
+    }
+    Ok(total)
+}

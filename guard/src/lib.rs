@@ -1,0 +1,62 @@
+//! ferry's content guard: decides whether a package's *content* may cross
+//! the one-way link, under a content profile from the policy.
+//!
+//! It owns, in a fixed order: type by content (magic bytes and structure,
+//! agreeing with the declared type and the extension), archive handling
+//! with limits, dirty words (over normalised text), personal data
+//! (validated detectors), geodata (precision, area, forbidden attributes),
+//! and masking. It reads the package as a stream in bounded memory and
+//! never panics on any input; bad content is a verdict with a reason,
+//! never an error.
+//!
+//! It must never put a sensitive value into a report: findings carry a
+//! keyed hash, a type and a location. It does no network I/O, keeps no
+//! state between inspections, and writes only the masked package (and
+//! scratch copies of nested zip archives) next to the caller's output path.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), ferry_guard::GuardError> {
+//! use ferry_guard::{FsLists, Guard, Profile};
+//! let settings = serde_json::json!({ "allowed_types": ["text/csv"],
+//!     "pii": { "action": "mask", "keep_prefix": 3, "keep_suffix": 4 } });
+//! let guard = Guard::new(Profile::from_settings("strict", &settings, &FsLists)?);
+//! let report = guard.inspect("in.csv".as_ref(), "stats.csv", "text/csv", "out/stats.csv".as_ref())?;
+//! println!("{} {:?}", report.verdict.as_str(), report.reasons);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod archive;
+mod csv;
+mod emit;
+mod error;
+mod geo;
+mod inspect;
+mod json;
+mod normalize;
+mod opaque;
+mod pii;
+mod profile;
+mod report;
+mod scan;
+mod sniff;
+mod source;
+mod text;
+mod words;
+mod xml;
+
+pub use archive::MEMBER_NAME_MAX_BYTES;
+pub use csv::{COLUMNS_MAX, RECORD_MAX_BYTES};
+pub use error::GuardError;
+pub use inspect::{Guard, FINDINGS_LISTED_MAX};
+pub use json::{DEPTH_MAX as JSON_DEPTH_MAX, STRING_MAX_BYTES as JSON_STRING_MAX_BYTES};
+pub use pii::{prc_id_check, uscc_check};
+pub use profile::{
+    FsLists, ListSource, Profile, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EXPANDED_BYTES,
+    DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, LIST_MAX_BYTES,
+};
+pub use report::{Action, Finding, FindingKind, Location, Report, Verdict};
+pub use source::RATIO_FLOOR_BYTES;
+pub use words::{GAP_MAX_CHARS, WORDS_MAX, WORD_MAX_BYTES};
+pub use xml::DEPTH_MAX as XML_DEPTH_MAX;

@@ -1,0 +1,577 @@
+//! A content profile as the guard uses it: the `[profile.NAME]` table of
+//! the policy (handed over as JSON by `ferry-policy`), checked again here,
+//! with its dirty-word lists read and compiled. Compile once per policy
+//! load; inspect many packages with it.
+
+use crate::error::GuardError;
+use crate::normalize::normalize_word;
+use crate::pii::{Detector, Detectors};
+use crate::report::Action;
+use crate::words::{DirtyWords, WORDS_MAX, WORD_MAX_BYTES};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Largest dirty-word list file.
+pub const LIST_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Archive limits when the profile allows archives but does not say.
+pub const DEFAULT_MAX_DEPTH: u32 = 2;
+/// Default `archives.max_members`.
+pub const DEFAULT_MAX_MEMBERS: u64 = 10_000;
+/// Default `archives.max_expanded_bytes` (4 GiB).
+pub const DEFAULT_MAX_EXPANDED_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Default `archives.max_ratio`.
+pub const DEFAULT_MAX_RATIO: u64 = 100;
+
+/// Where dirty-word lists are read from: the file system in production
+/// ([`FsLists`]), anything else in tests (any
+/// `Fn(&Path) -> io::Result<Vec<u8>>`).
+pub trait ListSource {
+    /// The bytes of the list at `path`.
+    fn read_list(&self, path: &Path) -> io::Result<Vec<u8>>;
+}
+
+/// Reads lists from files, refusing files larger than [`LIST_MAX_BYTES`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsLists;
+
+impl ListSource for FsLists {
+    fn read_list(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let f = std::fs::File::open(path)?;
+        let mut v = Vec::new();
+        f.take(LIST_MAX_BYTES + 1).read_to_end(&mut v)?;
+        if v.len() as u64 > LIST_MAX_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than {LIST_MAX_BYTES} bytes"),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+impl<F: Fn(&Path) -> io::Result<Vec<u8>>> ListSource for F {
+    fn read_list(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self(path)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    description: Option<String>,
+    allowed_types: Option<Vec<String>>,
+    archives: Option<ArchiveSettings>,
+    dirty_words: Option<DirtySettings>,
+    pii: Option<PiiSettings>,
+    geodata: Option<GeoSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveSettings {
+    allowed: Option<bool>,
+    formats: Option<Vec<String>>,
+    max_depth: Option<u32>,
+    max_members: Option<u64>,
+    max_expanded_bytes: Option<u64>,
+    max_ratio: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirtySettings {
+    lists: Option<Vec<String>>,
+    action: Option<Action>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PiiSettings {
+    detectors: Option<Vec<String>>,
+    action: Option<Action>,
+    keep_prefix: Option<u32>,
+    keep_suffix: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeoSettings {
+    max_decimal_places: Option<u32>,
+    bbox: Option<Vec<f64>>,
+    forbidden_attributes: Option<Vec<String>>,
+    coordinate_columns: Option<Vec<String>>,
+    action: Option<Action>,
+}
+
+/// `archives = { … }`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ArchiveRules {
+    pub allowed: bool,
+    pub zip: bool,
+    pub tar: bool,
+    pub gzip: bool,
+    pub max_depth: u32,
+    pub max_members: u64,
+    pub max_expanded_bytes: u64,
+    pub max_ratio: u64,
+}
+
+/// `dirty_words = { … }`, compiled.
+pub(crate) struct DirtyWordRules {
+    pub words: DirtyWords,
+    pub action: Action,
+}
+
+/// `pii = { … }`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PiiRules {
+    pub detectors: Detectors,
+    pub action: Action,
+    pub keep_prefix: usize,
+    pub keep_suffix: usize,
+}
+
+/// `geodata = { … }`.
+#[derive(Debug, Clone)]
+pub(crate) struct GeoRules {
+    pub max_decimal_places: Option<u32>,
+    /// `[min_lon, min_lat, max_lon, max_lat]`.
+    pub bbox: Option<[f64; 4]>,
+    pub forbidden: Vec<String>,
+    pub coordinate_columns: Vec<String>,
+    pub action: Action,
+}
+
+impl GeoRules {
+    pub(crate) fn is_forbidden(&self, name: &str) -> bool {
+        self.forbidden.iter().any(|f| f == name)
+    }
+
+    /// For a coordinate column name: `Some(true)` longitude, `Some(false)`
+    /// latitude (columns are listed as pairs `lon, lat, lon, lat, …`).
+    pub(crate) fn coordinate_role(&self, name: &str) -> Option<(usize, bool)> {
+        self.coordinate_columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name.trim()))
+            .map(|i| (i / 2, i % 2 == 0))
+    }
+}
+
+/// A compiled content profile.
+pub struct Profile {
+    name: String,
+    description: Option<String>,
+    allowed_types: Option<Vec<String>>,
+    pub(crate) archives: ArchiveRules,
+    dirty_words: Option<DirtyWordRules>,
+    pii: Option<PiiRules>,
+    geodata: Option<GeoRules>,
+}
+
+impl fmt::Debug for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profile")
+            .field("name", &self.name)
+            .field("allowed_types", &self.allowed_types)
+            .field("archives", &self.archives)
+            .field("dirty_words", &self.word_count())
+            .field("pii", &self.pii)
+            .field("geodata", &self.geodata)
+            .finish()
+    }
+}
+
+impl Profile {
+    /// Compiles `[profile.NAME]` from the JSON form `ferry-policy` hands
+    /// over (`ferry_policy::Profile::settings`), reading the dirty-word
+    /// lists through `lists`. Errors name the key, or the list file and
+    /// line.
+    ///
+    /// Defaults: every `action` is `reject`; `allowed_types` absent allows
+    /// every type the guard can inspect; `archives` absent refuses
+    /// archives; `pii.detectors` absent enables all five; `keep_prefix` and
+    /// `keep_suffix` are 0.
+    pub fn from_settings(
+        name: &str,
+        settings: &serde_json::Value,
+        lists: &dyn ListSource,
+    ) -> Result<Profile, GuardError> {
+        let bad = |message: String| GuardError::Settings {
+            profile: name.to_string(),
+            message,
+        };
+        let s: Settings = serde_json::from_value(settings.clone())
+            .map_err(|e| bad(format!("{e}; see docs/guard.md for the keys")))?;
+        let allowed_types = match s.allowed_types {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for t in list {
+                    let t = t.trim().to_ascii_lowercase();
+                    if !valid_type_pattern(&t) {
+                        return Err(bad(format!(
+                            "allowed_types: `{t}` is not a media type such as \"text/csv\" or \"text/*\""
+                        )));
+                    }
+                    out.push(t);
+                }
+                Some(out)
+            }
+        };
+        let archives = archive_rules(s.archives).map_err(bad)?;
+        let dirty_words = match s.dirty_words {
+            None => None,
+            Some(d) => {
+                let mut words = Vec::new();
+                let mut seen = HashSet::new();
+                for l in d.lists.unwrap_or_default() {
+                    let path = PathBuf::from(&l);
+                    if !path.is_absolute() {
+                        return Err(bad(format!(
+                            "dirty_words.lists: `{l}` is not an absolute path"
+                        )));
+                    }
+                    let bytes =
+                        lists
+                            .read_list(&path)
+                            .map_err(|source| GuardError::ListUnreadable {
+                                profile: name.to_string(),
+                                path: path.clone(),
+                                source,
+                            })?;
+                    parse_list(&path, &bytes, &mut words, &mut seen)?;
+                    if words.len() > WORDS_MAX {
+                        return Err(GuardError::ListTooLarge {
+                            profile: name.to_string(),
+                            message: format!("more than {WORDS_MAX} entries"),
+                        });
+                    }
+                }
+                let action = d.action.unwrap_or(Action::Reject);
+                if words.is_empty() {
+                    None
+                } else {
+                    let words =
+                        DirtyWords::compile(words).map_err(|message| GuardError::ListTooLarge {
+                            profile: name.to_string(),
+                            message,
+                        })?;
+                    Some(DirtyWordRules { words, action })
+                }
+            }
+        };
+        let pii = match s.pii {
+            None => None,
+            Some(p) => {
+                let mut detectors = Detectors::default();
+                match p.detectors {
+                    None => {
+                        for d in Detector::ALL {
+                            detectors = detectors.with(d);
+                        }
+                    }
+                    Some(list) => {
+                        for d in list {
+                            let det = Detector::from_name(&d).ok_or_else(|| {
+                                bad(format!(
+                                    "pii.detectors: unknown detector `{d}`; known: prc_id, mobile, bank_card, email, uscc"
+                                ))
+                            })?;
+                            detectors = detectors.with(det);
+                        }
+                    }
+                }
+                let keep = |v: Option<u32>, key: &str| -> Result<usize, GuardError> {
+                    let v = v.unwrap_or(0);
+                    if v > 32 {
+                        return Err(bad(format!("pii.{key} must be between 0 and 32")));
+                    }
+                    Ok(v as usize)
+                };
+                Some(PiiRules {
+                    detectors,
+                    action: p.action.unwrap_or(Action::Reject),
+                    keep_prefix: keep(p.keep_prefix, "keep_prefix")?,
+                    keep_suffix: keep(p.keep_suffix, "keep_suffix")?,
+                })
+            }
+        };
+        let geodata = match s.geodata {
+            None => None,
+            Some(g) => {
+                if g.max_decimal_places.is_some_and(|p| p > 15) {
+                    return Err(bad(
+                        "geodata.max_decimal_places must be between 0 and 15".into()
+                    ));
+                }
+                let bbox = match g.bbox {
+                    None => None,
+                    Some(b) => {
+                        let ok = b.len() == 4
+                            && b.iter().all(|x| x.is_finite())
+                            && (-180.0..=180.0).contains(&b[0])
+                            && (-180.0..=180.0).contains(&b[2])
+                            && (-90.0..=90.0).contains(&b[1])
+                            && (-90.0..=90.0).contains(&b[3])
+                            && b[0] < b[2]
+                            && b[1] < b[3];
+                        if !ok {
+                            return Err(bad("geodata.bbox must be [min_lon, min_lat, max_lon, max_lat] in degrees, min below max".into()));
+                        }
+                        Some([b[0], b[1], b[2], b[3]])
+                    }
+                };
+                Some(GeoRules {
+                    max_decimal_places: g.max_decimal_places,
+                    bbox,
+                    forbidden: g.forbidden_attributes.unwrap_or_default(),
+                    coordinate_columns: g.coordinate_columns.unwrap_or_default(),
+                    action: g.action.unwrap_or(Action::Reject),
+                })
+            }
+        };
+        Ok(Profile {
+            name: name.to_string(),
+            description: s.description,
+            allowed_types,
+            archives,
+            dirty_words,
+            pii,
+            geodata,
+        })
+    }
+
+    /// `[profile.NAME]`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The profile's `description`.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// Distinct dirty words after normalisation.
+    pub fn word_count(&self) -> usize {
+        self.dirty_words.as_ref().map_or(0, |d| d.words.len())
+    }
+
+    pub(crate) fn dirty_words(&self) -> Option<&DirtyWordRules> {
+        self.dirty_words.as_ref()
+    }
+
+    pub(crate) fn pii(&self) -> Option<&PiiRules> {
+        self.pii.as_ref()
+    }
+
+    pub(crate) fn geodata(&self) -> Option<&GeoRules> {
+        self.geodata.as_ref()
+    }
+
+    /// Does the profile ask for any check of the content itself?
+    pub(crate) fn inspects_content(&self) -> bool {
+        self.dirty_words.is_some() || self.pii.as_ref().is_some_and(|p| !p.detectors.is_empty())
+    }
+
+    /// Is a (non-archive) media type allowed?
+    pub(crate) fn type_allowed(&self, mime: &str) -> bool {
+        let Some(list) = &self.allowed_types else {
+            return true;
+        };
+        list.iter().any(|p| match p.strip_suffix("/*") {
+            Some(top) => mime.split_once('/').is_some_and(|(t, _)| t == top),
+            None => p == mime,
+        })
+    }
+}
+
+fn valid_type_pattern(t: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&c))
+    };
+    t.split_once('/')
+        .is_some_and(|(a, b)| token(a) && (token(b) || b == "*"))
+}
+
+fn archive_rules(a: Option<ArchiveSettings>) -> Result<ArchiveRules, String> {
+    let Some(a) = a else {
+        return Ok(ArchiveRules {
+            allowed: false,
+            zip: false,
+            tar: false,
+            gzip: false,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_members: DEFAULT_MAX_MEMBERS,
+            max_expanded_bytes: DEFAULT_MAX_EXPANDED_BYTES,
+            max_ratio: DEFAULT_MAX_RATIO,
+        });
+    };
+    let (mut zip, mut tar, mut gzip) = (true, true, true);
+    if let Some(f) = a.formats {
+        (zip, tar, gzip) = (false, false, false);
+        for x in f {
+            match x.as_str() {
+                "zip" => zip = true,
+                "tar" => tar = true,
+                "gzip" => gzip = true,
+                other => {
+                    return Err(format!(
+                        "archives.formats: unknown format `{other}`; known: zip, tar, gzip"
+                    ))
+                }
+            }
+        }
+    }
+    let max_depth = a.max_depth.unwrap_or(DEFAULT_MAX_DEPTH);
+    if !(1..=16).contains(&max_depth) {
+        return Err("archives.max_depth must be between 1 and 16".into());
+    }
+    let max_ratio = a.max_ratio.unwrap_or(DEFAULT_MAX_RATIO);
+    if !(1..=100_000).contains(&max_ratio) {
+        return Err("archives.max_ratio must be between 1 and 100000".into());
+    }
+    let max_members = a.max_members.unwrap_or(DEFAULT_MAX_MEMBERS);
+    let max_expanded_bytes = a.max_expanded_bytes.unwrap_or(DEFAULT_MAX_EXPANDED_BYTES);
+    if max_members == 0 || max_expanded_bytes == 0 {
+        return Err("archives.max_members and max_expanded_bytes must be at least 1".into());
+    }
+    Ok(ArchiveRules {
+        allowed: a.allowed.unwrap_or(false),
+        zip,
+        tar,
+        gzip,
+        max_depth,
+        max_members,
+        max_expanded_bytes,
+        max_ratio,
+    })
+}
+
+/// One entry per line, UTF-8; blank lines and lines starting with `#` are
+/// ignored; surrounding white space is trimmed; entries are normalised
+/// and de-duplicated.
+fn parse_list(
+    path: &Path,
+    bytes: &[u8],
+    words: &mut Vec<(String, String)>,
+    seen: &mut HashSet<String>,
+) -> Result<(), GuardError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let lineno = i + 1;
+        let invalid = |message: &str| GuardError::ListInvalid {
+            path: path.to_path_buf(),
+            line: lineno,
+            message: message.to_string(),
+        };
+        let text = std::str::from_utf8(line)
+            .map_err(|_| invalid("not UTF-8 text; save the list as UTF-8"))?;
+        let text = text.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let norm = normalize_word(text);
+        if norm.is_empty() {
+            return Err(invalid(
+                "the entry is only spaces or invisible characters; remove the line",
+            ));
+        }
+        if norm.len() == 1 {
+            return Err(invalid(
+                "a single letter or digit would match almost everything; remove the line or write a longer word",
+            ));
+        }
+        if norm.len() > WORD_MAX_BYTES {
+            return Err(invalid(&format!(
+                "the entry is longer than {WORD_MAX_BYTES} bytes; dirty words are words, not sentences"
+            )));
+        }
+        if seen.insert(norm.clone()) {
+            words.push((norm, format!("{}:{lineno}", path.display())));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lists(path: &Path) -> io::Result<Vec<u8>> {
+        match path.to_str() {
+            Some("/w/a.txt") => Ok("# markings\n秘密\n機密\n\n  绝密  \n".as_bytes().to_vec()),
+            Some("/w/bad.txt") => Ok(b"ok\n\xFF\xFE\n".to_vec()),
+            Some("/w/blank.txt") => Ok("x y\n\u{200B} \u{3000}\n".as_bytes().to_vec()),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
+        }
+    }
+
+    #[test]
+    fn compiles_the_documented_example() {
+        let p = Profile::from_settings(
+            "strict-public",
+            &json!({
+                "description": "What may leave",
+                "allowed_types": ["text/csv", "application/json", "application/geo+json", "text/*"],
+                "archives": { "allowed": false, "formats": ["zip", "tar", "gzip"], "max_depth": 2, "max_members": 10000, "max_expanded_bytes": 4_294_967_296u64, "max_ratio": 100 },
+                "dirty_words": { "lists": ["/w/a.txt"], "action": "reject" },
+                "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask", "keep_prefix": 6, "keep_suffix": 4 },
+                "geodata": { "max_decimal_places": 4, "bbox": [73.5, 18.0, 135.1, 53.6], "forbidden_attributes": ["owner_name"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
+            }),
+            &lists,
+        )
+        .unwrap();
+        assert_eq!(p.word_count(), 3);
+        assert!(p.type_allowed("text/plain"));
+        assert!(p.type_allowed("application/geo+json"));
+        assert!(!p.type_allowed("application/pdf"));
+    }
+
+    #[test]
+    fn list_errors_name_the_file_and_line() {
+        let e = Profile::from_settings(
+            "p",
+            &json!({"dirty_words": {"lists": ["/w/bad.txt"]}}),
+            &lists,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/w/bad.txt:2: not UTF-8 text; save the list as UTF-8"
+        );
+        let e = Profile::from_settings(
+            "p",
+            &json!({"dirty_words": {"lists": ["/w/blank.txt"]}}),
+            &lists,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/w/blank.txt:2: the entry is only spaces"),
+            "{e}"
+        );
+        let e = Profile::from_settings(
+            "p",
+            &json!({"dirty_words": {"lists": ["/w/none.txt"]}}),
+            &lists,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot read dirty-word list /w/none.txt"),
+            "{e}"
+        );
+        let e = Profile::from_settings("p", &json!({"pii": {"detectors": ["ssn"]}}), &lists)
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown detector `ssn`"), "{e}");
+        let e = Profile::from_settings("p", &json!({"pii": {"mode": "x"}}), &lists).unwrap_err();
+        assert!(e.to_string().contains("unknown field `mode`"), "{e}");
+    }
+}
