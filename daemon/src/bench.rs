@@ -49,7 +49,8 @@ pub struct LinkArgs {
     pub json: bool,
 }
 
-fn cpu_seconds() -> f64 {
+/// CPU seconds (user + system) this process has used so far.
+pub(crate) fn cpu_seconds() -> f64 {
     match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
         Ok(u) => {
             let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;

@@ -785,12 +785,8 @@ impl Checker<'_> {
             None => None,
             Some(p) => {
                 let header = self.source.header_span(&p.span());
-                if link.role == Role::Egress {
-                    return Err(self.err(
-                        header,
-                        "`[policy]` applies to the ingress role only today; remove it from an egress configuration",
-                    ));
-                }
+                // On the egress side the policy supplies the channels'
+                // `egress_profile`s for the second inspection.
                 let p = p.into_inner();
                 let file = p.file.ok_or_else(|| {
                     self.err(

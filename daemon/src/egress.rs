@@ -123,15 +123,34 @@ pub fn run(
             .detail("link", cfg.link.name.clone())
             .detail("suite", keys.suite().name()),
     )?;
+    // The policy, when configured, for the redundant content inspection
+    // under each channel's `egress_profile` before delivery.
+    let gate = cfg
+        .policy
+        .as_ref()
+        .map(crate::policy_gate::PolicyGate::load)
+        .transpose()?
+        .map(Arc::new);
     let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
     let writer = {
         let status = status.clone();
         let store = store.clone();
         let link_name = cfg.link.name.clone();
         let audit = audit.clone();
+        let gate = gate.clone();
         std::thread::Builder::new()
             .name("ferry-writer".into())
-            .spawn(move || writer_loop(rx, outbox, store, status, link_name, &audit))
+            .spawn(move || {
+                writer_loop(
+                    rx,
+                    outbox,
+                    store,
+                    status,
+                    link_name,
+                    &audit,
+                    gate.as_deref(),
+                )
+            })
             .map_err(DaemonError::io(std::path::Path::new("writer thread")))?
     };
     let control = {
@@ -150,9 +169,35 @@ pub fn run(
                     Request::Resend { .. } => serde_json::json!({
                         "error": "resend is an ingress command: run it against the ingress side's configuration"
                     }),
-                    Request::ReloadPolicy => serde_json::json!({
-                        "error": "the policy is enforced on the ingress side: reload it there"
-                    }),
+                    Request::ReloadPolicy => match &gate {
+                        None => {
+                            serde_json::json!({ "error": "no [policy] configured on this side" })
+                        }
+                        Some(g) => match g.reload() {
+                            Ok(hash) => {
+                                audit.note(
+                                    AuditRecord::new(
+                                        EventKind::PolicyReloaded,
+                                        actor,
+                                        Outcome::Success,
+                                    )
+                                    .policy_hash(hash.clone()),
+                                );
+                                serde_json::json!({ "reloaded": hash })
+                            }
+                            Err(e) => {
+                                audit.note(
+                                    AuditRecord::new(
+                                        EventKind::PolicyReloaded,
+                                        actor,
+                                        Outcome::Failure,
+                                    )
+                                    .reason(e.clone()),
+                                );
+                                serde_json::json!({ "error": format!("policy not reloaded, the old one stays in force: {e}") })
+                            }
+                        },
+                    },
                     Request::AuditNote { record } => control::audit_note(&audit, actor, record),
                     Request::ApprovalsList
                     | Request::ApprovalsShow { .. }
@@ -369,6 +414,7 @@ fn writer_loop(
     status: SharedStatus,
     link: String,
     audit: &AuditTrail,
+    gate: Option<&crate::policy_gate::PolicyGate>,
 ) {
     let mut staged: HashMap<u64, Staged> = HashMap::new();
     for msg in rx {
@@ -422,9 +468,26 @@ fn writer_loop(
                     continue;
                 };
                 match s.staging {
-                    Some(st) => {
+                    Some(mut st) => {
+                        let guard = match reinspect(gate, &outbox, &mut st, &manifest, audit) {
+                            Ok(g) => g,
+                            Err(why) => {
+                                // Never delivered, not even in part: the
+                                // staging file goes; the window moves on.
+                                outbox.abort(st);
+                                if let Err(e) = store.save_replay(&replay) {
+                                    alarm(&status, &format!("state store: {e}"));
+                                }
+                                control::count(&status, &manifest.meta.channel, |c| {
+                                    c.rejected += 1
+                                });
+                                tracing::warn!(seq, package = %manifest.meta.id, "not delivered: {why}");
+                                continue;
+                            }
+                        };
                         if deliver(
-                            &outbox, &store, &status, &link, seq, s.attempt, st, &manifest, &replay,
+                            &outbox, &store, &status, &link, seq, s.attempt, st, &manifest,
+                            &replay, guard,
                         ) {
                             audit.note(
                                 AuditRecord::new(
@@ -466,6 +529,75 @@ fn alarm(status: &SharedStatus, msg: &str) {
     });
 }
 
+/// The second, independent inspection on the egress side under the
+/// channel's `egress_profile`: `Ok(sidecar note)` to deliver (a masked
+/// copy has replaced the staged data), `Err(why)` to drop. Fails closed:
+/// a channel the egress policy does not know, a profile it cannot load, a
+/// `review` verdict (there are no reviewers on this side) or an audit log
+/// that cannot record the inspection all stop delivery.
+fn reinspect(
+    gate: Option<&crate::policy_gate::PolicyGate>,
+    outbox: &Outbox,
+    staging: &mut Staging,
+    manifest: &Manifest,
+    audit: &AuditTrail,
+) -> Result<Option<serde_json::Value>, String> {
+    let Some(gate) = gate else { return Ok(None) };
+    let meta = &manifest.meta;
+    let policy = gate.current();
+    let Some(channel) = policy.channel(&meta.channel) else {
+        return Err(format!(
+            "channel `{}` is not in this side's policy (fail closed)",
+            meta.channel
+        ));
+    };
+    let Some(profile) = channel.egress_profile.clone() else {
+        return Ok(None);
+    };
+    let guard = gate
+        .guard(&profile)
+        .ok_or_else(|| format!("content profile `{profile}` is not loaded"))?;
+    staging.sync().map_err(|e| e.to_string())?;
+    let id = meta.id.to_hex();
+    let report = crate::content::inspect_in_place(
+        &guard,
+        staging.path(),
+        &meta.file_name,
+        &meta.content_type,
+        outbox.staging_dir(),
+        &id,
+    )
+    .map_err(|e| e.to_string())?;
+    audit
+        .record(crate::content::record(
+            EventKind::GuardReinspected,
+            Actor::system(),
+            &id,
+            &meta.channel,
+            &report,
+        ))
+        .map_err(|e| format!("the audit log cannot record the inspection: {e}"))?;
+    match report.verdict {
+        ferry_guard::Verdict::Pass | ferry_guard::Verdict::Masked => {
+            Ok(Some(serde_json::json!({
+                "profile": report.profile,
+                "verdict": report.verdict,
+                "findings_total": report.findings_total,
+                "sha256_before": report.digest_before,
+                "sha256_after": report.digest_after,
+            })))
+        }
+        ferry_guard::Verdict::Review => Err(format!(
+            "the egress profile `{profile}` asks for review; there are no reviewers on the egress side (fail closed): {}",
+            report.reasons.join("; ")
+        )),
+        ferry_guard::Verdict::Reject => Err(format!(
+            "refused by the egress content guard (`{profile}`): {}",
+            report.reasons.join("; ")
+        )),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn deliver(
     outbox: &Outbox,
@@ -477,6 +609,7 @@ fn deliver(
     staging: Staging,
     manifest: &Manifest,
     replay: &[u8],
+    guard: Option<serde_json::Value>,
 ) -> bool {
     let id = manifest.meta.id;
     match store.ledger_get(id.0) {
@@ -498,7 +631,10 @@ fn deliver(
             return false;
         }
     }
-    let sidecar = sidecar(link, seq, attempt, manifest);
+    let mut sidecar = sidecar(link, seq, attempt, manifest);
+    if let Some(g) = guard {
+        sidecar["egress_guard"] = g;
+    }
     let staging_name = staging.name().to_string();
     let mut staging = staging;
     if let Err(e) = outbox.prepare(&mut staging, &sidecar) {

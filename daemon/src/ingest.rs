@@ -113,7 +113,11 @@ async fn serve(
         tokio::select! {
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {
-                    Ok(x) => x,
+                    // Small answers go out at once, not after Nagle's delay.
+                    Ok(x) => {
+                        let _ = x.0.set_nodelay(true);
+                        x
+                    }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(error = %e, "ingest accept failed");
@@ -363,7 +367,7 @@ async fn push(
         .policy
         .as_ref()
         .map(|_| crate::policy_gate::subject_of(identity));
-    let decide = |size: u64| -> Result<Option<ferry_policy::ApprovalRequirement>, Box<Reply>> {
+    let decide = |size: u64| -> Result<Option<Granted>, Box<Reply>> {
         match (&s.policy, &subject) {
             (Some(gate), Some(subject)) => {
                 let d = gate.decide_and_charge(&ferry_policy::Request {
@@ -384,7 +388,7 @@ async fn push(
                 if let Err(e) = s.audit.record(record) {
                     return refuse(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
                 }
-                let answer = verdict(d, identity);
+                let answer = verdict(d, identity).map(Some);
                 if answer.is_err() {
                     crate::control::count(&s.status, channel, |c| c.rejected += 1);
                 }
@@ -393,10 +397,10 @@ async fn push(
             _ => Ok(None),
         }
     };
-    let mut approval = None;
+    let mut granted: Option<Granted> = None;
     if let Some(n) = declared {
         match decide(n) {
-            Ok(a) => approval = a,
+            Ok(g) => granted = g,
             Err(r) => return *r,
         }
     }
@@ -432,7 +436,7 @@ async fn push(
     };
     if declared.is_none() {
         match decide(size) {
-            Ok(a) => approval = a,
+            Ok(g) => granted = g,
             Err(r) => {
                 let _ = tokio::fs::remove_file(&upload).await;
                 return *r;
@@ -448,6 +452,92 @@ async fn push(
                 hex::encode(&digest)
             ),
         );
+    }
+    let (profile, mut approval) = match granted {
+        Some(g) => (g.profile, g.approval),
+        None => (None, None),
+    };
+    // The content guard, in fixed order after the policy: reject, mask in
+    // place, or hold for review; the findings go to the audit log.
+    let mut size = size;
+    let mut digest = digest;
+    let mut guard_verdict = None;
+    if let Some(name) = profile {
+        let inspected = {
+            let s = s.clone();
+            let (upload, file_name, content_type, channel) = (
+                upload.clone(),
+                file_name.clone(),
+                content_type.clone(),
+                channel.to_owned(),
+            );
+            let actor = crate::audit_trail::actor_of(identity);
+            let approval = approval.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::ingress::guard_package(
+                    &s,
+                    &crate::ingress::GuardJob {
+                        profile: &name,
+                        path: &upload,
+                        file_name: &file_name,
+                        content_type: &content_type,
+                        id: &id.to_hex(),
+                        channel: &channel,
+                        approval: approval.as_ref(),
+                    },
+                    actor,
+                )
+            })
+            .await
+        };
+        match inspected {
+            Ok(Ok(g)) => match g {
+                crate::ingress::Guarded::Go { report, changed } => {
+                    if let Some((new_size, new_digest)) = changed {
+                        size = new_size;
+                        digest = new_digest;
+                    }
+                    guard_verdict = Some(report.verdict);
+                }
+                crate::ingress::Guarded::Review {
+                    report,
+                    requirement,
+                } => {
+                    guard_verdict = Some(report.verdict);
+                    approval = Some(requirement);
+                }
+                crate::ingress::Guarded::Refused { report, why } => {
+                    let _ = tokio::fs::remove_file(&upload).await;
+                    crate::control::count(&s.status, channel, |c| c.rejected += 1);
+                    return json(
+                        StatusCode::FORBIDDEN,
+                        serde_json::json!({
+                            "error": why,
+                            "profile": report.profile,
+                            "verdict": report.verdict,
+                            "reasons": report.reasons,
+                            "findings": report.findings,
+                            "findings_total": report.findings_total,
+                            "detected_type": report.detected_type,
+                        }),
+                    );
+                }
+            },
+            Ok(Err(e)) => {
+                let _ = tokio::fs::remove_file(&upload).await;
+                tracing::error!(error = %e, "content guard failed");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the content guard could not inspect the package: {e}; nothing was queued"
+                    ),
+                );
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&upload).await;
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+        }
     }
     let accepted = {
         let s = s.clone();
@@ -485,6 +575,7 @@ async fn push(
                         "state": "queued",
                         "seq": seq,
                         "size": size,
+                        "guard": guard_verdict,
                         "state_url": url,
                     })
                 }
@@ -495,6 +586,7 @@ async fn push(
                         "state": "awaiting_approval",
                         "expires_unix_ms": expires,
                         "size": size,
+                        "guard": guard_verdict,
                         "state_url": url,
                     })
                 }
@@ -555,10 +647,18 @@ fn channel_on_this_link(s: &Shared, channel: &str) -> Result<(), Box<Reply>> {
 /// the channel's window is closed. An allowed package on a channel that
 /// requires approvals comes back with the requirement: it is held, not
 /// queued.
+/// What an allowed push was granted by the policy.
+struct Granted {
+    /// Held for these approvals first.
+    approval: Option<ferry_policy::ApprovalRequirement>,
+    /// Inspected under this content profile.
+    profile: Option<String>,
+}
+
 fn verdict(
     d: ferry_policy::Decision,
     identity: &ferry_certs::Identity,
-) -> Result<Option<ferry_policy::ApprovalRequirement>, Box<Reply>> {
+) -> Result<Granted, Box<Reply>> {
     let body = |msg: &str| {
         serde_json::json!({
             "error": msg,
@@ -574,7 +674,10 @@ fn verdict(
         r
     };
     match d.verdict {
-        ferry_policy::Verdict::Allow => Ok(d.approval),
+        ferry_policy::Verdict::Allow => Ok(Granted {
+            approval: d.approval,
+            profile: d.profile,
+        }),
         ferry_policy::Verdict::Hold => {
             let now = time::OffsetDateTime::now_utc();
             let secs = d

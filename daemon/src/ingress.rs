@@ -392,8 +392,12 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         });
         return Ok(());
     }
-    let (channel, approval) = match spool_verdict(s, path, &file_name)? {
-        SpoolVerdict::Take(channel, approval) => (channel, approval),
+    let (channel, mut approval, profile) = match spool_verdict(s, path, &file_name)? {
+        SpoolVerdict::Take {
+            channel,
+            approval,
+            profile,
+        } => (channel, approval, profile),
         SpoolVerdict::Leave => return Ok(()),
     };
     let id = PackageId(rand_id()?);
@@ -408,6 +412,37 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
             std::fs::remove_file(path).map_err(DaemonError::io(path))?;
         } else {
             return Err(DaemonError::io(path)(e));
+        }
+    }
+    if let Some(profile) = profile {
+        let actor = Actor::new(format!("spool:{}", spool_name(s)), Role::Sender);
+        let job = GuardJob {
+            profile: &profile,
+            path: &dest,
+            file_name: &file_name,
+            content_type: "application/octet-stream",
+            id: &id.to_hex(),
+            channel: &channel,
+            approval: approval.as_ref(),
+        };
+        match guard_package(s, &job, actor) {
+            Ok(Guarded::Go { .. }) => {}
+            Ok(Guarded::Review { requirement, .. }) => approval = Some(requirement),
+            Ok(Guarded::Refused { report, why }) => {
+                let reason = serde_json::json!({
+                    "file_name": file_name,
+                    "refused_unix_ms": now_millis().0,
+                    "summary": why,
+                    "guard": report,
+                });
+                return set_aside_refused(s, path, &dest, &file_name, &channel, &reason);
+            }
+            Err(e) => {
+                // Not inspected, not sent: back into the spool for the next
+                // collection, and the operator told.
+                let _ = std::fs::rename(&dest, path);
+                return Err(e);
+            }
         }
     }
     let (size, digest) = digest_file(s.keys.link_crypto(), &dest)?;
@@ -473,8 +508,13 @@ fn spool_name(s: &Shared) -> String {
 }
 
 enum SpoolVerdict {
-    /// Queue it on this channel (held first when approvals are required).
-    Take(String, Option<ferry_policy::ApprovalRequirement>),
+    /// Queue it on this channel (held first when approvals are required),
+    /// after the content guard under `profile`.
+    Take {
+        channel: String,
+        approval: Option<ferry_policy::ApprovalRequirement>,
+        profile: Option<String>,
+    },
     /// Not now (window closed) or refused (moved aside): leave it.
     Leave,
 }
@@ -484,7 +524,11 @@ enum SpoolVerdict {
 /// the operator sees why.
 fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdict, DaemonError> {
     let Some(gate) = &s.policy else {
-        return Ok(SpoolVerdict::Take(s.cfg.link.name.clone(), None));
+        return Ok(SpoolVerdict::Take {
+            channel: s.cfg.link.name.clone(),
+            approval: None,
+            profile: None,
+        });
     };
     let name = spool_name(s);
     let policy = gate.current();
@@ -513,7 +557,13 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
     ))?;
     let refusal = match d.verdict {
         ferry_policy::Verdict::Hold => return Ok(SpoolVerdict::Leave),
-        ferry_policy::Verdict::Allow => return Ok(SpoolVerdict::Take(channel, d.approval)),
+        ferry_policy::Verdict::Allow => {
+            return Ok(SpoolVerdict::Take {
+                channel,
+                approval: d.approval,
+                profile: d.profile,
+            })
+        }
         ferry_policy::Verdict::Deny => d
             .reasons
             .iter()
@@ -544,6 +594,35 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
     control::update(&s.status, |st| st.rejected += 1);
     control::count(&s.status, &channel, |c| c.rejected += 1);
     Ok(SpoolVerdict::Leave)
+}
+
+/// A spool file the guard refused, already moved to `queued`: into
+/// `SPOOL/.rejected/` with its reason (the guard's report, no values).
+fn set_aside_refused(
+    s: &Shared,
+    original: &Path,
+    queued: &Path,
+    file_name: &str,
+    channel: &str,
+    reason: &serde_json::Value,
+) -> Result<(), DaemonError> {
+    let spool = original.parent().unwrap_or(Path::new("."));
+    let rejected = spool.join(".rejected");
+    std::fs::create_dir_all(&rejected).map_err(DaemonError::io(&rejected))?;
+    let dest = crate::spool::free_name(&rejected, file_name);
+    let mut reason_path = dest.clone().into_os_string();
+    reason_path.push(".reason.json");
+    let reason_path = PathBuf::from(reason_path);
+    std::fs::write(&reason_path, format!("{reason:#}\n")).map_err(DaemonError::io(&reason_path))?;
+    if std::fs::rename(queued, &dest).is_err() {
+        // Another filesystem: copy, then drop the queued one.
+        std::fs::copy(queued, &dest).map_err(DaemonError::io(&dest))?;
+        let _ = std::fs::remove_file(queued);
+    }
+    tracing::warn!(file = %file_name, channel = %channel, "spool file refused by the content guard");
+    control::update(&s.status, |st| st.rejected += 1);
+    control::count(&s.status, channel, |c| c.rejected += 1);
+    Ok(())
 }
 
 /// A package received over the ingest API, streamed and fsync'd.
@@ -688,6 +767,110 @@ fn record_pushed(
         return Err(e);
     }
     Ok(())
+}
+
+/// What the content guard decided, after a masked copy replaced the
+/// package.
+pub(crate) enum Guarded {
+    /// Go on; `changed` is the masked package's size and digest.
+    Go {
+        /// The report.
+        report: ferry_guard::Report,
+        /// New size and digest when masked.
+        changed: Option<(u64, Vec<u8>)>,
+    },
+    /// Hold for reviewers under this requirement.
+    Review {
+        /// The report.
+        report: ferry_guard::Report,
+        /// The channel's approvals.
+        requirement: ferry_policy::ApprovalRequirement,
+    },
+    /// Never sent.
+    Refused {
+        /// The report.
+        report: ferry_guard::Report,
+        /// One line for the sender.
+        why: String,
+    },
+}
+
+/// One package for the guard.
+pub(crate) struct GuardJob<'a> {
+    pub(crate) profile: &'a str,
+    pub(crate) path: &'a Path,
+    pub(crate) file_name: &'a str,
+    pub(crate) content_type: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) channel: &'a str,
+    /// The channel's approvals, for a `review` verdict.
+    pub(crate) approval: Option<&'a ferry_policy::ApprovalRequirement>,
+}
+
+/// Inspects a received package under its channel's profile, masks it in
+/// place when the profile says so, and records the inspection before
+/// anything else happens to the package.
+pub(crate) fn guard_package(
+    s: &Shared,
+    job: &GuardJob<'_>,
+    actor: Actor,
+) -> Result<Guarded, DaemonError> {
+    let guard = s
+        .policy
+        .as_ref()
+        .and_then(|g| g.guard(job.profile))
+        .ok_or_else(|| {
+            DaemonError::Config(format!(
+                "content profile `{}` is not loaded; reload the policy",
+                job.profile
+            ))
+        })?;
+    let report = crate::content::inspect_in_place(
+        &guard,
+        job.path,
+        job.file_name,
+        job.content_type,
+        &s.queue_dir,
+        job.id,
+    )?;
+    s.audit.record(crate::content::record(
+        EventKind::GuardInspected,
+        actor,
+        job.id,
+        job.channel,
+        &report,
+    ))?;
+    tracing::info!(package = %job.id, profile = %job.profile, verdict = report.verdict.as_str(), findings = report.findings_total, "inspected");
+    Ok(match report.verdict {
+        ferry_guard::Verdict::Pass => Guarded::Go {
+            report,
+            changed: None,
+        },
+        ferry_guard::Verdict::Masked => {
+            let changed = digest_file(s.keys.link_crypto(), job.path)?;
+            Guarded::Go {
+                report,
+                changed: Some(changed),
+            }
+        }
+        ferry_guard::Verdict::Review => match job.approval {
+            Some(req) => Guarded::Review {
+                report,
+                requirement: req.clone(),
+            },
+            None => Guarded::Refused {
+                why: format!(
+                    "the content profile `{}` asks for review, but channel `{}` has no approvals to review it (fail closed); nothing was queued",
+                    job.profile, job.channel
+                ),
+                report,
+            },
+        },
+        ferry_guard::Verdict::Reject => Guarded::Refused {
+            why: "refused by the content guard; nothing was queued".into(),
+            report,
+        },
+    })
 }
 
 /// A fresh random package id.
@@ -922,11 +1105,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
 }
 
 fn publish(s: &Shared, sender: &Sender) {
-    let queued = s
-        .store
-        .list(Some(QueueState::Queued))
-        .map(|v| v.len() as u64)
-        .unwrap_or(0);
+    let queued = s.store.count_queued().unwrap_or(0);
     let epoch = sender.epochs().current();
     let ss = sender.stats();
     control::update(&s.status, |st| {
@@ -958,14 +1137,9 @@ fn feed(
     last_seq: &mut Option<u64>,
     now: ferry_protocol::Millis,
 ) -> Result<(), DaemonError> {
-    let queued = s.store.list(Some(QueueState::Queued))?;
-    for (id, q) in queued {
-        if sender.queued() >= SENDER_WINDOW {
-            break;
-        }
-        if last_seq.is_some_and(|l| q.seq <= l) {
-            continue;
-        }
+    let room = SENDER_WINDOW.saturating_sub(sender.queued());
+    let first = last_seq.map_or(0, |l| l.saturating_add(1));
+    for (id, q) in s.store.next_queued(first, room)? {
         let meta = serde_json::from_str(&q.meta_json)
             .ok()
             .and_then(|v| meta_from_json(&v))

@@ -161,11 +161,11 @@ pub fn render(s: &Status, now_ms: u64) -> String {
     o.family(
         "ferry_packages_total",
         "counter",
-        "Packages by channel and outcome (ingress: accepted, rejected, sent; egress: delivered).",
+        "Packages by channel and outcome (ingress: accepted, rejected, sent; egress: delivered, rejected).",
     );
     for (ch, c) in &s.channels {
         let side_outcomes: &[(&str, u64)] = if s.role == "egress" {
-            &[("delivered", c.delivered)]
+            &[("delivered", c.delivered), ("rejected", c.rejected)]
         } else {
             &[
                 ("accepted", c.accepted),

@@ -87,6 +87,8 @@ pub struct PolicyGate {
     path: PathBuf,
     signers: Vec<PublicKey>,
     current: RwLock<Arc<Policy>>,
+    /// The content guards of the policy in force, swapped with it.
+    guards: RwLock<Arc<crate::content::Guards>>,
     usage: Mutex<UsageCounters>,
 }
 
@@ -101,6 +103,8 @@ impl PolicyGate {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DaemonError::Config(format!("policy signer key: {e}")))?;
         let policy = read(&cfg.file, &signers).map_err(DaemonError::Config)?;
+        let guards = crate::content::Guards::build(&policy)
+            .map_err(|e| DaemonError::Config(format!("policy {}: {e}", cfg.file.display())))?;
         tracing::info!(
             policy = %cfg.file.display(),
             hash = %policy.hash(),
@@ -111,6 +115,7 @@ impl PolicyGate {
             path: cfg.file.clone(),
             signers,
             current: RwLock::new(Arc::new(policy)),
+            guards: RwLock::new(Arc::new(guards)),
             usage: Mutex::new(UsageCounters::default()),
         })
     }
@@ -128,12 +133,28 @@ impl PolicyGate {
     /// error the old policy stays in force.
     pub fn reload(&self) -> Result<String, String> {
         let policy = read(&self.path, &self.signers)?;
+        let guards = Arc::new(crate::content::Guards::build(&policy)?);
         let hash = policy.hash().to_owned();
+        // Guards first: a decision made between the two swaps names a
+        // profile of the new policy, which the new guards have.
+        match self.guards.write() {
+            Ok(mut g) => *g = guards,
+            Err(p) => *p.into_inner() = guards,
+        }
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(policy),
             Err(p) => *p.into_inner() = Arc::new(policy),
         }
         Ok(hash)
+    }
+
+    /// The guard of content profile `name` in the policy in force.
+    pub fn guard(&self, name: &str) -> Option<Arc<ferry_guard::Guard>> {
+        let guards = match self.guards.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        guards.get(name)
     }
 
     /// The decision for `req` against the current counters. An allowed

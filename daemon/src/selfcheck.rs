@@ -55,6 +55,9 @@ pub fn read_only_paths(cfg: &Config, config_path: &Path) -> Vec<PathBuf> {
     if let Some(p) = &cfg.policy {
         v.push(parent_or_self(&p.file));
         v.extend(p.signers.iter().cloned());
+        // Dirty-word lists the policy names now (a reload naming lists in
+        // a new directory needs a restart, or `extra_read_paths`).
+        v.extend(crate::content::list_dirs(&p.file));
     }
     if let Some(i) = &cfg.ingest {
         v.push(i.cert.clone());

@@ -398,13 +398,34 @@ impl StateStore {
         self.list_range(first, last, None)
     }
 
+    /// At most `limit` packages waiting to be sent, from sequence number
+    /// `first` on, in order. Decodes only those it returns, so the send
+    /// loop's cost does not grow with the backlog.
+    pub fn next_queued(
+        &self,
+        first: u64,
+        limit: usize,
+    ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
+        self.list_range_limited(first, u64::MAX, Some(QueueState::Queued.tag()), limit)
+    }
+
     fn list_range(
         &self,
         first: u64,
         last: u64,
         tag: Option<u8>,
     ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
-        if first > last {
+        self.list_range_limited(first, last, tag, usize::MAX)
+    }
+
+    fn list_range_limited(
+        &self,
+        first: u64,
+        last: u64,
+        tag: Option<u8>,
+        limit: usize,
+    ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
+        if first > last || limit == 0 {
             return Ok(Vec::new());
         }
         let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
@@ -424,8 +445,27 @@ impl StateStore {
                 ));
             };
             out.push((id, self.decode(queue_what(&id), rec.value())?));
+            if out.len() >= limit {
+                break;
+            }
         }
         Ok(out)
+    }
+
+    /// Number of packages waiting to be sent (read from the sequence
+    /// index only; nothing is decoded).
+    pub fn count_queued(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+        let want = QueueState::Queued.tag();
+        let mut n = 0u64;
+        for row in by_seq.iter().map_err(|e| self.db_err(e))? {
+            let (_, v) = row.map_err(|e| self.db_err(e))?;
+            if v.value().1 == want {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Number of queued packages (all states).
@@ -736,6 +776,28 @@ mod tests {
             s.set_state(id(1), QueueState::Queued),
             Err(StoreError::NotQueued { .. })
         ));
+    }
+
+    #[test]
+    fn next_queued_reads_only_what_it_returns_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+        for n in 1..=9u8 {
+            let state = if n % 3 == 0 {
+                QueueState::Sending
+            } else {
+                QueueState::Queued
+            };
+            s.enqueue(id(n), &pkg(u64::from(n) * 10, state)).unwrap();
+        }
+        let seqs = |v: Vec<(PackageIdBytes, QueuedPackage)>| -> Vec<u64> {
+            v.into_iter().map(|(_, p)| p.seq).collect()
+        };
+        assert_eq!(seqs(s.next_queued(0, 3).unwrap()), vec![10, 20, 40]);
+        assert_eq!(seqs(s.next_queued(41, 3).unwrap()), vec![50, 70, 80]);
+        assert_eq!(seqs(s.next_queued(81, 3).unwrap()), Vec::<u64>::new());
+        assert!(s.next_queued(0, 0).unwrap().is_empty());
+        assert_eq!(s.count_queued().unwrap(), 6);
     }
 
     #[test]

@@ -50,6 +50,9 @@ enum Cmd {
         #[arg(long)]
         seq: Option<String>,
     },
+    /// Push files to an ingress side's HTTPS ingest API with a client
+    /// certificate (one package per file).
+    Push(ferry_daemon::push::PushArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -82,6 +85,9 @@ enum Cmd {
         #[arg(long)]
         allow: Vec<String>,
     },
+    /// Run a content profile on a file: verdict and findings. Exit 0 pass
+    /// or masked, 1 review or reject, 2 usage, policy or profile errors.
+    Inspect(ferry_daemon::inspect_cli::InspectArgs),
     /// Write the man pages and shell completions (used when packaging).
     #[command(hide = true)]
     GenerateDocs {
@@ -121,6 +127,9 @@ enum PolicyCmd {
 enum BenchCmd {
     /// Move data through a real UDP loopback link with the whole pipeline.
     Link(bench::LinkArgs),
+    /// Push small packages over mTLS from several keep-alive clients to
+    /// the ingest API and time them until delivered in the egress outbox.
+    E2e(ferry_daemon::bench_e2e::E2eArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -230,7 +239,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Cmd::Bench(BenchCmd::Link(args)) => bench::link(&args)?,
+        Cmd::Bench(BenchCmd::E2e(args)) => ferry_daemon::bench_e2e::e2e(&args)?,
+        Cmd::Push(args) => return Ok(std::process::ExitCode::from(ferry_daemon::push::run(&args))),
         Cmd::Demo { keep } => demo::run(keep.as_deref())?,
+        Cmd::Inspect(args) => return Ok(ferry_daemon::inspect_cli::run(&args)),
         Cmd::Selfcheck { config, json } => {
             let cfg = config::load(&config)?;
             let result = selfcheck::run(&cfg, &config)?;
@@ -255,24 +267,40 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 fn print_status(v: &serde_json::Value) {
-    let get = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
+    let get = |k: &str| {
+        v.get(k)
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
     println!("{} side of link {}", get("role"), get("link"));
-    for k in [
-        "epoch",
-        "queued",
-        "taken",
-        "sent",
-        "resent",
-        "datagrams_sent",
-        "send_errors",
-        "retained",
-        "link_up",
-        "sender_next_seq",
-        "delivered",
-        "delivered_bytes",
-        "failed",
-        "duplicates_suppressed",
-    ] {
+    let fields: &[&str] = if get("role") == "egress" {
+        &[
+            "epoch",
+            "link_up",
+            "sender_next_seq",
+            "delivered",
+            "delivered_bytes",
+            "failed",
+            "duplicates_suppressed",
+        ]
+    } else {
+        &[
+            "epoch",
+            "queued",
+            "awaiting_approval",
+            "taken",
+            "sent",
+            "resent",
+            "rejected",
+            "datagrams_sent",
+            "send_errors",
+            "retained",
+        ]
+    };
+    if let Some(r) = v.get("admin_roles").and_then(|r| r.as_str()) {
+        println!("  {:<22} {r}", "admin roles");
+    }
+    for k in fields {
         if let Some(x) = v.get(k) {
             println!("  {k:<22} {x}");
         }
