@@ -249,6 +249,35 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
     )
     .expect("json");
     assert_eq!(side["egress_guard"]["verdict"], "pass", "{side}");
+    // The manifest carries the ingress inspection, signed: clean data is
+    // unchanged (before = after = the delivered bytes' SHA-256).
+    let sha = |b: &[u8]| hex::encode(ring::digest::digest(&ring::digest::SHA256, b));
+    assert_eq!(side["ingress_guard"]["verdict"], "pass", "{side}");
+    assert_eq!(side["ingress_guard"]["profile"], "strict", "{side}");
+    assert_eq!(
+        side["ingress_guard"]["sha256_before"],
+        sha(clean_bytes.as_bytes())
+    );
+    assert_eq!(
+        side["ingress_guard"]["sha256_after"],
+        sha(clean_bytes.as_bytes())
+    );
+    let oside: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tb.outbox.join("owners.csv.ferry.json")).expect("sidecar"),
+    )
+    .expect("json");
+    let original = std::fs::read(&owners).expect("read");
+    assert_eq!(oside["ingress_guard"]["verdict"], "masked", "{oside}");
+    assert_eq!(
+        oside["ingress_guard"]["sha256_before"],
+        sha(&original),
+        "{oside}"
+    );
+    assert_eq!(
+        oside["ingress_guard"]["sha256_after"],
+        sha(masked.as_bytes()),
+        "{oside}"
+    );
     assert_eq!(
         side["egress_guard"]["sha256_before"], side["egress_guard"]["sha256_after"],
         "{side}"

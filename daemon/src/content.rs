@@ -103,6 +103,33 @@ pub fn inspect_in_place(
     Ok(report)
 }
 
+/// The manifest's record of an inspection that lets the package go on
+/// (`None` for a rejection, which is never sent).
+pub fn inspection_of(r: &Report) -> Option<ferry_protocol::Inspection> {
+    let verdict = match r.verdict {
+        Verdict::Pass => ferry_protocol::InspectionVerdict::Pass,
+        Verdict::Masked => ferry_protocol::InspectionVerdict::Masked,
+        Verdict::Review => ferry_protocol::InspectionVerdict::Reviewed,
+        Verdict::Reject => return None,
+    };
+    let bytes = |h: &Option<String>| {
+        h.as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|d| d.len() <= ferry_protocol::manifest::MAX_INSPECTION_DIGEST_LEN)
+            .unwrap_or_default()
+    };
+    let mut profile = r.profile.clone();
+    while profile.len() > ferry_protocol::manifest::MAX_PROFILE_LEN {
+        profile.pop();
+    }
+    Some(ferry_protocol::Inspection {
+        profile,
+        verdict,
+        sha256_before: bytes(&r.digest_before),
+        sha256_after: bytes(&r.digest_after),
+    })
+}
+
 /// The audit record of an inspection: ingress (`guard.inspected`) or
 /// egress (`guard.reinspected`).
 pub fn record(

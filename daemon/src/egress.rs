@@ -700,7 +700,7 @@ pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::V
         ferry_protocol::suite::SuiteId::Intl => "sha256",
         ferry_protocol::suite::SuiteId::Gm => "sm3",
     };
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "package_id": m.meta.id.to_hex(),
         "link": link,
         "seq": seq,
@@ -717,7 +717,17 @@ pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::V
         "suite": m.suite.name(),
         "signing_key_id": m.signing_key_id,
         "key_epoch": m.epoch,
-    })
+    });
+    if let Some(i) = &m.meta.inspection {
+        // The ingress guard's record, signed in the manifest.
+        v["ingress_guard"] = serde_json::json!({
+            "profile": i.profile,
+            "verdict": i.verdict.as_str(),
+            "sha256_before": hex::encode(&i.sha256_before),
+            "sha256_after": hex::encode(&i.sha256_after),
+        });
+    }
+    v
 }
 
 /// Finishes deliveries a crash interrupted between the ledger write and

@@ -462,6 +462,7 @@ async fn push(
     let mut size = size;
     let mut digest = digest;
     let mut guard_verdict = None;
+    let mut inspection = None;
     if let Some(name) = profile {
         let inspected = {
             let s = s.clone();
@@ -498,12 +499,14 @@ async fn push(
                         digest = new_digest;
                     }
                     guard_verdict = Some(report.verdict);
+                    inspection = crate::content::inspection_of(&report);
                 }
                 crate::ingress::Guarded::Review {
                     report,
                     requirement,
                 } => {
                     guard_verdict = Some(report.verdict);
+                    inspection = crate::content::inspection_of(&report);
                     approval = Some(requirement);
                 }
                 crate::ingress::Guarded::Refused { report, why } => {
@@ -557,6 +560,7 @@ async fn push(
                     sender_identity: sender,
                     size,
                     digest,
+                    inspection,
                 },
                 actor,
                 approval.as_ref(),

@@ -414,6 +414,7 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
             return Err(DaemonError::io(path)(e));
         }
     }
+    let mut inspection = None;
     if let Some(profile) = profile {
         let actor = Actor::new(format!("spool:{}", spool_name(s)), Role::Sender);
         let job = GuardJob {
@@ -426,8 +427,16 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
             approval: approval.as_ref(),
         };
         match guard_package(s, &job, actor) {
-            Ok(Guarded::Go { .. }) => {}
-            Ok(Guarded::Review { requirement, .. }) => approval = Some(requirement),
+            Ok(Guarded::Go { report, .. }) => {
+                inspection = crate::content::inspection_of(&report);
+            }
+            Ok(Guarded::Review {
+                requirement,
+                report,
+            }) => {
+                inspection = crate::content::inspection_of(&report);
+                approval = Some(requirement);
+            }
             Ok(Guarded::Refused { report, why }) => {
                 let reason = serde_json::json!({
                     "file_name": file_name,
@@ -458,6 +467,7 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         content_type: "application/octet-stream".into(),
         sender_identity: format!("spool:{}", spool_name(s)),
         created_unix_ms: now_millis().0,
+        inspection,
     };
     let actor = Actor::new(meta.sender_identity.clone(), Role::Sender);
     let admitted = admit(s, &meta, &dest, approval.as_ref(), actor)?;
@@ -634,6 +644,8 @@ pub(crate) struct Upload {
     pub(crate) sender_identity: String,
     pub(crate) size: u64,
     pub(crate) digest: Vec<u8>,
+    /// What the content guard did, for the manifest.
+    pub(crate) inspection: Option<ferry_protocol::Inspection>,
 }
 
 /// Moves a complete upload into the queue and records it durably; returns
@@ -659,6 +671,7 @@ pub(crate) fn accept_upload(
         content_type: u.content_type,
         sender_identity: u.sender_identity,
         created_unix_ms: now_millis().0,
+        inspection: u.inspection,
     };
     admit(s, &meta, &dest, approval, actor)
 }
@@ -942,7 +955,35 @@ pub fn meta_to_json(m: &PackageMeta) -> serde_json::Value {
         "content_type": m.content_type,
         "sender_identity": m.sender_identity,
         "created_unix_ms": m.created_unix_ms,
+        "inspection": m.inspection.as_ref().map(|i| serde_json::json!({
+            "profile": i.profile,
+            "verdict": i.verdict.as_str(),
+            "sha256_before": hex::encode(&i.sha256_before),
+            "sha256_after": hex::encode(&i.sha256_after),
+        })),
     })
+}
+
+/// Reads the `inspection` of [`meta_to_json`]: absent or null is none;
+/// anything else must be well formed.
+fn inspection_from_json(
+    v: Option<&serde_json::Value>,
+) -> Option<Option<ferry_protocol::Inspection>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Some(None);
+    };
+    let verdict = match v.get("verdict")?.as_str()? {
+        "pass" => ferry_protocol::InspectionVerdict::Pass,
+        "masked" => ferry_protocol::InspectionVerdict::Masked,
+        "reviewed" => ferry_protocol::InspectionVerdict::Reviewed,
+        _ => return None,
+    };
+    Some(Some(ferry_protocol::Inspection {
+        profile: v.get("profile")?.as_str()?.to_string(),
+        verdict,
+        sha256_before: hex::decode(v.get("sha256_before")?.as_str()?).ok()?,
+        sha256_after: hex::decode(v.get("sha256_after")?.as_str()?).ok()?,
+    }))
 }
 
 /// Reads [`meta_to_json`] back.
@@ -956,6 +997,7 @@ pub fn meta_from_json(v: &serde_json::Value) -> Option<PackageMeta> {
         content_type: v.get("content_type")?.as_str()?.to_string(),
         sender_identity: v.get("sender_identity")?.as_str()?.to_string(),
         created_unix_ms: v.get("created_unix_ms")?.as_u64()?,
+        inspection: inspection_from_json(v.get("inspection"))?,
     })
 }
 

@@ -57,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             content_type: "x".into(),
             sender_identity: "i".into(),
             created_unix_ms: 0,
+            inspection: None,
         },
     )?;
     let mut buf = vec![0u8; s.max_datagram_len()];

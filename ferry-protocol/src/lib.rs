@@ -20,7 +20,7 @@ pub mod suite;
 pub mod wire;
 
 pub use epoch::{EpochChain, EpochSchedule};
-pub use manifest::{Manifest, PackageId, PackageMeta};
+pub use manifest::{Inspection, InspectionVerdict, Manifest, PackageId, PackageMeta};
 pub use receiver::{Event, Receiver, ReceiverConfig, ReceiverStats};
 pub use replay::ReplayWindow;
 pub use sender::{Sender, SenderConfig, SenderStats, Transmit};

@@ -9,8 +9,17 @@
 
 use crate::suite::SuiteId;
 
-/// Manifest encoding version.
+/// Manifest encoding version without an inspection record.
 pub const MANIFEST_VERSION: u8 = 1;
+/// Manifest encoding version with an inspection record (fields 19–22):
+/// what the ingress content guard did. A manifest with an inspection is
+/// always version 2 and one without is always version 1, so the encoding
+/// stays canonical.
+pub const MANIFEST_VERSION_INSPECTED: u8 = 2;
+/// Longest content-profile name in an inspection record.
+pub const MAX_PROFILE_LEN: usize = 64;
+/// Longest digest in an inspection record (SHA-256).
+pub const MAX_INSPECTION_DIGEST_LEN: usize = 32;
 /// Domain-separation prefix of the signed bytes.
 pub const SIGNING_CONTEXT: &[u8] = b"ferry/v1/manifest";
 /// Longest channel name in bytes.
@@ -96,6 +105,63 @@ pub struct PackageMeta {
     pub sender_identity: String,
     /// When it was accepted, ms since the Unix epoch.
     pub created_unix_ms: u64,
+    /// What the ingress content guard did, when a profile applied.
+    pub inspection: Option<Inspection>,
+}
+
+/// The ingress content guard's verdict on a package that may go on, with
+/// the SHA-256 of the package as received and as sent (equal unless it was
+/// masked). Signed with the rest of the manifest, so the egress side and
+/// the recipient can tell an original from a masked copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The content profile applied.
+    pub profile: String,
+    /// What it decided.
+    pub verdict: InspectionVerdict,
+    /// SHA-256 of the package as received (empty when not computed).
+    pub sha256_before: Vec<u8>,
+    /// SHA-256 of the package as sent.
+    pub sha256_after: Vec<u8>,
+}
+
+/// The verdicts a sent package can carry (a rejected one is never sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InspectionVerdict {
+    /// Nothing found.
+    Pass,
+    /// Findings masked; the package sent is the masked copy.
+    Masked,
+    /// Held for and released by reviewers.
+    Reviewed,
+}
+
+impl InspectionVerdict {
+    fn to_wire(self) -> u8 {
+        match self {
+            InspectionVerdict::Pass => 0,
+            InspectionVerdict::Masked => 1,
+            InspectionVerdict::Reviewed => 2,
+        }
+    }
+
+    fn from_wire(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(InspectionVerdict::Pass),
+            1 => Some(InspectionVerdict::Masked),
+            2 => Some(InspectionVerdict::Reviewed),
+            _ => None,
+        }
+    }
+
+    /// `pass`, `masked` or `reviewed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InspectionVerdict::Pass => "pass",
+            InspectionVerdict::Masked => "masked",
+            InspectionVerdict::Reviewed => "reviewed",
+        }
+    }
 }
 
 /// The full manifest as signed and sent.
@@ -153,7 +219,11 @@ impl Manifest {
     pub fn encode_body(&self) -> Result<Vec<u8>, ManifestError> {
         let m = &self.meta;
         let mut out = Vec::with_capacity(256);
-        out.push(MANIFEST_VERSION);
+        out.push(if m.inspection.is_some() {
+            MANIFEST_VERSION_INSPECTED
+        } else {
+            MANIFEST_VERSION
+        });
         out.push(self.suite.to_wire());
         out.extend_from_slice(&m.id.0);
         out.extend_from_slice(&self.seq.to_be_bytes());
@@ -199,6 +269,22 @@ impl Manifest {
             "recipient_key_id",
         )?;
         put_u8_len(&mut out, &self.ephemeral, MAX_EPHEMERAL_LEN, "ephemeral")?;
+        if let Some(i) = &m.inspection {
+            out.push(i.verdict.to_wire());
+            put_u8_len(&mut out, i.profile.as_bytes(), MAX_PROFILE_LEN, "profile")?;
+            put_u8_len(
+                &mut out,
+                &i.sha256_before,
+                MAX_INSPECTION_DIGEST_LEN,
+                "sha256_before",
+            )?;
+            put_u8_len(
+                &mut out,
+                &i.sha256_after,
+                MAX_INSPECTION_DIGEST_LEN,
+                "sha256_after",
+            )?;
+        }
         Ok(out)
     }
 
@@ -224,7 +310,7 @@ impl Manifest {
     pub fn decode_signed(bytes: &[u8]) -> Result<(Manifest, &[u8], &[u8]), ManifestError> {
         let mut r = Reader { b: bytes, at: 0 };
         let version = r.u8("version")?;
-        if version != MANIFEST_VERSION {
+        if version != MANIFEST_VERSION && version != MANIFEST_VERSION_INSPECTED {
             return Err(ManifestError::Version(version));
         }
         let suite = SuiteId::from_wire(r.u8("suite")?).ok_or(ManifestError::Field("suite"))?;
@@ -257,6 +343,22 @@ impl Manifest {
         let signing_key_id = r.string8(MAX_KEY_ID_LEN, "signing_key_id")?;
         let recipient_key_id = r.string8(MAX_KEY_ID_LEN, "recipient_key_id")?;
         let ephemeral = r.u8_len(MAX_EPHEMERAL_LEN, "ephemeral")?.to_vec();
+        let inspection = if version == MANIFEST_VERSION_INSPECTED {
+            let verdict = InspectionVerdict::from_wire(r.u8("inspection_verdict")?)
+                .ok_or(ManifestError::Field("inspection_verdict"))?;
+            Some(Inspection {
+                verdict,
+                profile: r.string8(MAX_PROFILE_LEN, "profile")?,
+                sha256_before: r
+                    .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_before")?
+                    .to_vec(),
+                sha256_after: r
+                    .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_after")?
+                    .to_vec(),
+            })
+        } else {
+            None
+        };
         let body_end = r.at;
         let signature = r.u16_len(MAX_SIGNATURE_LEN, "signature")?;
         if r.at != bytes.len() {
@@ -272,6 +374,7 @@ impl Manifest {
                 content_type,
                 sender_identity,
                 created_unix_ms,
+                inspection,
             },
             suite,
             seq,
@@ -404,6 +507,7 @@ mod tests {
                 content_type: "text/csv".into(),
                 sender_identity: "CN=registry,OU=land".into(),
                 created_unix_ms: 1_700_000_000_000,
+                inspection: None,
             },
             suite: SuiteId::Intl,
             seq: 99,
@@ -426,6 +530,50 @@ mod tests {
         assert_eq!(back, m);
         assert_eq!(b, &body[..]);
         assert_eq!(sig, &[5u8; 64][..]);
+    }
+
+    #[test]
+    fn inspection_round_trips_as_version_2_and_plain_stays_version_1() {
+        let plain = sample().encode_body().expect("encodes");
+        assert_eq!(plain[0], MANIFEST_VERSION);
+        let mut m = sample();
+        m.meta.inspection = Some(Inspection {
+            profile: "strict-public".into(),
+            verdict: InspectionVerdict::Masked,
+            sha256_before: vec![1; 32],
+            sha256_after: vec![2; 32],
+        });
+        let body = m.encode_body().expect("encodes");
+        assert_eq!(body[0], MANIFEST_VERSION_INSPECTED);
+        let signed = Manifest::encode_signed(&body, &[5u8; 64]).expect("signs");
+        let (back, _, _) = Manifest::decode_signed(&signed).expect("decodes");
+        assert_eq!(back, m);
+        for n in 0..signed.len() {
+            assert!(Manifest::decode_signed(&signed[..n]).is_err(), "len {n}");
+        }
+        // An unknown verdict byte and an over-long digest are refused.
+        let verdict_at = plain.len();
+        let mut bad = signed.clone();
+        bad[verdict_at] = 9;
+        assert_eq!(
+            Manifest::decode_signed(&bad).map(|_| ()),
+            Err(ManifestError::Field("inspection_verdict"))
+        );
+        let mut long = m.clone();
+        if let Some(i) = long.meta.inspection.as_mut() {
+            i.sha256_after = vec![0; 33];
+        }
+        assert_eq!(
+            long.encode_body(),
+            Err(ManifestError::Field("sha256_after"))
+        );
+        // Version 3 is refused.
+        let mut v3 = signed.clone();
+        v3[0] = 3;
+        assert_eq!(
+            Manifest::decode_signed(&v3).map(|_| ()),
+            Err(ManifestError::Version(3))
+        );
     }
 
     #[test]
@@ -474,6 +622,18 @@ mod tests {
             signed.len(),
             crate::wire::max_manifest_len(crate::wire::MIN_MTU)
         );
+        // With an inspection record at its limits it fits an Ethernet MTU
+        // (at the minimum MTU the sender refuses such a package by name).
+        m.meta.inspection = Some(Inspection {
+            profile: "p".repeat(MAX_PROFILE_LEN),
+            verdict: InspectionVerdict::Reviewed,
+            sha256_before: vec![0; MAX_INSPECTION_DIGEST_LEN],
+            sha256_after: vec![0; MAX_INSPECTION_DIGEST_LEN],
+        });
+        let body = m.encode_body().expect("encodes");
+        let signed =
+            Manifest::encode_signed(&body, &[0; MAX_SIGNATURE_LEN]).expect("encodes signed");
+        assert!(signed.len() <= crate::wire::max_manifest_len(1500));
     }
 
     #[test]

@@ -132,6 +132,7 @@ fn meta(seq: u64, data: &[u8]) -> PackageMeta {
         content_type: "application/octet-stream".into(),
         sender_identity: "CN=fuzz".into(),
         created_unix_ms: START.0,
+        inspection: None,
     }
 }
 

@@ -12,7 +12,7 @@
 
 use ferry_protocol::manifest::MAX_SIGNATURE_LEN;
 use ferry_protocol::sender::MAX_CHUNK_SIZE;
-use ferry_protocol::{wire, Manifest, PackageId, PackageMeta, SuiteId};
+use ferry_protocol::{wire, Inspection, InspectionVerdict, Manifest, PackageId, PackageMeta, SuiteId};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,6 +27,20 @@ fn manifest_from(u: &mut Unstructured<'_>) -> Result<(Manifest, Vec<u8>)> {
             content_type: u.arbitrary()?,
             sender_identity: u.arbitrary()?,
             created_unix_ms: u.arbitrary()?,
+            inspection: if u.arbitrary()? {
+                Some(Inspection {
+                    profile: u.arbitrary()?,
+                    verdict: match u.int_in_range(0..=2u8)? {
+                        0 => InspectionVerdict::Pass,
+                        1 => InspectionVerdict::Masked,
+                        _ => InspectionVerdict::Reviewed,
+                    },
+                    sha256_before: u.arbitrary()?,
+                    sha256_after: u.arbitrary()?,
+                })
+            } else {
+                None
+            },
         },
         suite: if u.arbitrary()? {
             SuiteId::Intl

@@ -80,6 +80,7 @@ pub fn meta(i: u64, data: &[u8]) -> PackageMeta {
         content_type: "application/octet-stream".into(),
         sender_identity: "CN=test".into(),
         created_unix_ms: START.0,
+        inspection: None,
     }
 }
 
