@@ -294,6 +294,12 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
     );
     assert!(!outbox_files(&tb.outbox).contains(&"note.txt".to_string()));
 
+    // Both refusals (the 403 push and the spool file) are counted, in the
+    // total and for the channel.
+    let st = status(&tb.ingress_config).expect("status");
+    assert_eq!(st["rejected"], 2, "{st}");
+    assert_eq!(st["channels"]["release"]["rejected"], 2, "{st}");
+    assert_eq!(st["channels"]["release"]["accepted"], 2, "{st}");
     ingress.stop();
     egress.stop();
     // Both sides recorded the inspections; no value appears in either log.

@@ -309,7 +309,7 @@ fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(), DaemonErro
         .ok()
         .and_then(|m| m.get("channel").and_then(|c| c.as_str()).map(str::to_owned))
         .unwrap_or_default();
-    control::count(&s.status, &channel, |c| c.rejected += 1);
+    control::count_rejected(&s.status, &channel);
     control::update(&s.status, |st| {
         st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
     });

@@ -151,7 +151,8 @@ pub struct Status {
     /// `ferryctl selfcheck` reads, with the daemon's pid).
     #[serde(default)]
     pub hardening: Option<serde_json::Value>,
-    /// Ingress: files or pushes refused by the policy.
+    /// Packages refused: ingress by the policy, the guard, a reviewer or
+    /// expiry; egress by its guard.
     #[serde(default)]
     pub rejected: u64,
     /// Ingress: SHA-256 of the policy in force.
@@ -200,6 +201,14 @@ pub struct ChannelCounters {
     pub delivered: u64,
     /// Their bytes.
     pub delivered_bytes: u64,
+}
+
+/// Counts a refused package, in the side's total and its channel's.
+pub fn count_rejected(s: &SharedStatus, channel: &str) {
+    update(s, |st| {
+        st.rejected += 1;
+        st.channels.entry(channel.to_owned()).or_default().rejected += 1;
+    });
 }
 
 /// Applies `f` to one channel's counters (created at zero).

@@ -478,9 +478,7 @@ fn writer_loop(
                                 if let Err(e) = store.save_replay(&replay) {
                                     alarm(&status, &format!("state store: {e}"));
                                 }
-                                control::count(&status, &manifest.meta.channel, |c| {
-                                    c.rejected += 1
-                                });
+                                control::count_rejected(&status, &manifest.meta.channel);
                                 tracing::warn!(seq, package = %manifest.meta.id, "not delivered: {why}");
                                 continue;
                             }

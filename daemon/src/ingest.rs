@@ -390,7 +390,7 @@ async fn push(
                 }
                 let answer = verdict(d, identity).map(Some);
                 if answer.is_err() {
-                    crate::control::count(&s.status, channel, |c| c.rejected += 1);
+                    crate::control::count_rejected(&s.status, channel);
                 }
                 answer
             }
@@ -511,7 +511,7 @@ async fn push(
                 }
                 crate::ingress::Guarded::Refused { report, why } => {
                     let _ = tokio::fs::remove_file(&upload).await;
-                    crate::control::count(&s.status, channel, |c| c.rejected += 1);
+                    crate::control::count_rejected(&s.status, channel);
                     return json(
                         StatusCode::FORBIDDEN,
                         serde_json::json!({

@@ -601,8 +601,7 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
     std::fs::write(&reason_path, format!("{reason:#}\n")).map_err(DaemonError::io(&reason_path))?;
     std::fs::rename(path, &dest).map_err(DaemonError::io(&dest))?;
     tracing::warn!(file = %file_name, spool = %name, channel = %channel, "spool file refused by policy: {refusal}");
-    control::update(&s.status, |st| st.rejected += 1);
-    control::count(&s.status, &channel, |c| c.rejected += 1);
+    control::count_rejected(&s.status, &channel);
     Ok(SpoolVerdict::Leave)
 }
 
@@ -630,8 +629,7 @@ fn set_aside_refused(
         let _ = std::fs::remove_file(queued);
     }
     tracing::warn!(file = %file_name, channel = %channel, "spool file refused by the content guard");
-    control::update(&s.status, |st| st.rejected += 1);
-    control::count(&s.status, channel, |c| c.rejected += 1);
+    control::count_rejected(&s.status, channel);
     Ok(())
 }
 

@@ -280,6 +280,7 @@ fn print_status(v: &serde_json::Value) {
             "sender_next_seq",
             "delivered",
             "delivered_bytes",
+            "rejected",
             "failed",
             "duplicates_suppressed",
         ]
