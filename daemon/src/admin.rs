@@ -67,7 +67,9 @@ impl AdminRole {
 pub fn required_role(req: &Request) -> Option<AdminRole> {
     match req {
         Request::Status => None,
-        Request::Resend { .. } => Some(AdminRole::Sysadmin),
+        Request::Resend { .. } | Request::ChannelStop { .. } | Request::ChannelStart { .. } => {
+            Some(AdminRole::Sysadmin)
+        }
         Request::ReloadPolicy => Some(AdminRole::Secadmin),
         Request::AuditNote { .. } => Some(AdminRole::Auditor),
         Request::ApprovalsList
@@ -88,6 +90,8 @@ pub fn request_name(req: &Request) -> &'static str {
         Request::ApprovalsShow { .. } => "approvals_show",
         Request::Approve { .. } => "approve",
         Request::Reject { .. } => "reject",
+        Request::ChannelStop { .. } => "channel_stop",
+        Request::ChannelStart { .. } => "channel_start",
     }
 }
 

@@ -44,10 +44,68 @@ pub(crate) fn hold(
         allow_submitter: req.allow_submitter,
         reasons,
         approvals: Vec::new(),
+        channel_stopped: false,
     };
     s.store.hold_put(meta.id.0, &held)?;
     control::update(&s.status, |st| st.awaiting_approval += 1);
     Ok(expires)
+}
+
+/// Moves a queued package of a stopped channel out of the sequence order
+/// (called by the send loop, which alone moves packages out of `Queued`).
+/// Held first, then unqueued: a crash in between leaves it queued, and
+/// start-up drops the duplicate hold.
+pub(crate) fn hold_stopped(
+    s: &Shared,
+    id: [u8; 16],
+    q: &crate::store::QueuedPackage,
+    stop: &crate::store::StoppedChannel,
+) -> Result<(), DaemonError> {
+    let held = HeldPackage {
+        path: q.path.clone(),
+        meta_json: q.meta_json.clone(),
+        bytes: q.bytes,
+        held_unix_ms: now_millis().0,
+        expires_unix_ms: u64::MAX,
+        requirement: String::new(),
+        reviewers_needed: 0,
+        roles: Vec::new(),
+        allow_submitter: false,
+        reasons: vec![format!("channel stopped by {}: {}", stop.by, stop.reason)],
+        approvals: Vec::new(),
+        channel_stopped: true,
+    };
+    s.store.hold_put(id, &held)?;
+    s.store.remove(id)?;
+    tracing::info!(package = %hex::encode(id), "held: its channel is stopped");
+    Ok(())
+}
+
+/// Queues again, under new sequence numbers, the packages held because
+/// `channel` was stopped; returns how many.
+pub(crate) fn release_stopped(s: &Shared, channel: &str) -> Result<usize, DaemonError> {
+    let _guard = s.approvals_lock.lock().map_err(|_| DaemonError::Poisoned)?;
+    let mut n = 0;
+    for (id, h) in s.store.hold_list()? {
+        if !h.channel_stopped {
+            continue;
+        }
+        let meta: serde_json::Value =
+            serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+        if meta.get("channel").and_then(|c| c.as_str()) != Some(channel) {
+            continue;
+        }
+        let Some(pkg) = crate::ingress::meta_from_json(&meta) else {
+            return Err(DaemonError::Package {
+                id: hex::encode(id),
+                what: "held record unreadable".into(),
+            });
+        };
+        queue_package(s, &pkg, Path::new(&h.path))?;
+        s.store.hold_remove(id)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn parse_id(id: &str) -> Result<[u8; 16], serde_json::Value> {
@@ -74,6 +132,7 @@ fn summary(id: &[u8; 16], h: &HeldPackage) -> serde_json::Value {
         "needed": h.reviewers_needed,
         "approved_by": h.approvals.iter().map(|a| a.by.clone()).collect::<Vec<_>>(),
         "reasons": h.reasons,
+        "channel_stopped": h.channel_stopped,
     })
 }
 
@@ -129,6 +188,12 @@ fn preview(path: &Path) -> serde_json::Value {
         return serde_json::json!("(binary content: no preview)");
     }
     serde_json::json!(valid)
+}
+
+fn stopped_hold(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": format!("package {id} is held because its channel is stopped, not for review; the system administrator releases it with `ferryctl channel start`")
+    })
 }
 
 fn not_held(id: &str) -> serde_json::Value {
@@ -190,6 +255,9 @@ fn approve_inner(
     let Some(mut h) = s.store.hold_get(bytes)? else {
         return Ok(not_held(id));
     };
+    if h.channel_stopped {
+        return Ok(stopped_hold(id));
+    }
     if h.expires_unix_ms <= now_millis().0 {
         drop(_guard);
         expire(s);
@@ -289,6 +357,9 @@ pub(crate) fn reject(s: &Shared, actor: Actor, id: &str, reason: &str) -> serde_
         let Some(h) = s.store.hold_get(bytes)? else {
             return Ok(not_held(id));
         };
+        if h.channel_stopped {
+            return Ok(stopped_hold(id));
+        }
         s.audit.record(
             AuditRecord::new(EventKind::ApprovalRejected, actor, Outcome::Success)
                 .package(id.to_owned())
@@ -330,7 +401,10 @@ pub(crate) fn expire(s: &Shared) {
             return;
         }
     };
-    for (id, h) in held.into_iter().filter(|(_, h)| h.expires_unix_ms <= now) {
+    for (id, h) in held
+        .into_iter()
+        .filter(|(_, h)| !h.channel_stopped && h.expires_unix_ms <= now)
+    {
         let why = format!(
             "expired with {} of {} approvals",
             h.approvals.len(),
@@ -362,11 +436,11 @@ pub(crate) fn expire(s: &Shared) {
 pub(crate) fn reconcile(s: &Shared) -> Result<(), DaemonError> {
     let held = s.store.hold_list()?;
     let mut remaining = 0u64;
-    for (id, _) in held {
+    for (id, h) in held {
         if s.store.get(id)?.is_some() {
             s.store.hold_remove(id)?;
-            tracing::info!(package = %hex::encode(id), "approved before a restart; hold cleared");
-        } else {
+            tracing::info!(package = %hex::encode(id), "queued before a restart; hold cleared");
+        } else if !h.channel_stopped {
             remaining += 1;
         }
     }

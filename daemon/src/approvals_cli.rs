@@ -1,5 +1,6 @@
-//! `ferryctl approvals`: the reviewers' commands, over the ingress
-//! `ferryd`'s control socket (the admin plane admits reviewers only).
+//! `ferryctl approvals` (the reviewers' commands) and `ferryctl channel`
+//! (the system administrator's stop/start), over the ingress `ferryd`'s
+//! control socket; the admin plane decides who may use which.
 
 use crate::config;
 use crate::control::{self, Request};
@@ -161,4 +162,49 @@ fn print_show(v: &serde_json::Value) {
         "{}",
         v.get("preview").and_then(|p| p.as_str()).unwrap_or("")
     );
+}
+
+/// `ferryctl channel …`.
+#[derive(clap::Subcommand)]
+pub enum ChannelCmd {
+    /// Stop a channel: pushes get 503, its spool is not collected, and its
+    /// queued packages are held (not sent) until it is started again.
+    Stop {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The channel.
+        channel: String,
+        /// Why (recorded, shown in status and to refused pushers).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Start a stopped channel; its held packages are queued again.
+    Start {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The channel.
+        channel: String,
+    },
+}
+
+/// Runs the command; exit 1 when the daemon refused or failed it.
+pub fn run_channel(cmd: ChannelCmd) -> anyhow::Result<std::process::ExitCode> {
+    let (cfg_path, req) = match cmd {
+        ChannelCmd::Stop {
+            config,
+            channel,
+            reason,
+        } => (config, Request::ChannelStop { channel, reason }),
+        ChannelCmd::Start { config, channel } => (config, Request::ChannelStart { channel }),
+    };
+    let cfg = config::load(&cfg_path)?;
+    let v = control::request(&cfg.control_socket(), &req)?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        eprintln!("ferryctl: {e}");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(std::process::ExitCode::SUCCESS)
 }

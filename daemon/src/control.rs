@@ -71,6 +71,19 @@ pub enum Request {
         /// Why (recorded).
         reason: String,
     },
+    /// Ingress, sysadmin: stop a channel (no intake; queued packages are
+    /// held, not sent) until it is started again.
+    ChannelStop {
+        /// The channel.
+        channel: String,
+        /// Why (recorded, shown in status and to refused pushers).
+        reason: String,
+    },
+    /// Ingress, sysadmin: start a stopped channel again.
+    ChannelStart {
+        /// The channel.
+        channel: String,
+    },
 }
 
 /// Appends an `audit.read` record handed over the control socket; any
@@ -181,6 +194,10 @@ pub struct Status {
     /// Ingress: packages held for approval.
     #[serde(default)]
     pub awaiting_approval: u64,
+    /// Ingress: channels the system administrator stopped, with who, when
+    /// and why.
+    #[serde(default)]
+    pub stopped_channels: BTreeMap<String, String>,
 }
 
 /// Counters of one channel. Ingress counts `accepted` (queued), `rejected`

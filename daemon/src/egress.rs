@@ -205,6 +205,11 @@ pub fn run(
                     | Request::Reject { .. } => serde_json::json!({
                         "error": "approvals happen on the ingress side, before a package is sent: ask the ingress ferryd"
                     }),
+                    Request::ChannelStop { .. } | Request::ChannelStart { .. } => {
+                        serde_json::json!({
+                            "error": "channels are stopped and started on the ingress side: ask the ingress ferryd"
+                        })
+                    }
                 })
             },
         )?

@@ -31,6 +31,8 @@ const MAX_CONTENT_TYPE_BYTES: usize = ferry_protocol::manifest::MAX_CONTENT_TYPE
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a refused request's body is read before answering.
 const EARLY_REFUSAL_DRAIN_BYTES: usize = 4 << 20;
+/// What `Retry-After` says while a channel is stopped.
+const STOPPED_RETRY_AFTER_S: u64 = 300;
 /// What `Retry-After` says when the disk is low.
 const RETRY_AFTER_S: u64 = 60;
 /// Connections served at once; more wait in the kernel's backlog (and
@@ -620,6 +622,19 @@ fn refuse<T>(r: Reply) -> Result<T, Box<Reply>> {
 /// Whether `channel` is carried by this link: with a policy, a channel it
 /// defines on this link; without one, the link's name.
 fn channel_on_this_link(s: &Shared, channel: &str) -> Result<(), Box<Reply>> {
+    if let Some(stop) = s.stopped(channel) {
+        // Temporary by nature: the client retries, nothing is lost.
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "channel `{channel}` is stopped by the system administrator ({}); push again when it is started; nothing was queued",
+                stop.reason
+            ),
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, STOPPED_RETRY_AFTER_S.into());
+        return refuse(r);
+    }
     match &s.policy {
         None if channel == s.cfg.link.name => Ok(()),
         None => refuse(error(

@@ -18,6 +18,7 @@ use crate::udp::{self, BatchSender, DatagramBatch};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
 use ferry_protocol::{PackageId, PackageMeta, Sender, SenderConfig, Transmit};
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -143,6 +144,18 @@ pub(crate) struct Shared {
     pub(crate) audit: AuditTrail,
     /// Serializes approvals, rejections and expiries of held packages.
     pub(crate) approvals_lock: Mutex<()>,
+    /// Channels the system administrator stopped (persisted in the store).
+    pub(crate) stopped: std::sync::RwLock<BTreeMap<String, crate::store::StoppedChannel>>,
+}
+
+impl Shared {
+    /// The stop record of `channel`, if it is stopped.
+    pub(crate) fn stopped(&self, channel: &str) -> Option<crate::store::StoppedChannel> {
+        match self.stopped.read() {
+            Ok(m) => m.get(channel).cloned(),
+            Err(p) => p.into_inner().get(channel).cloned(),
+        }
+    }
 }
 
 /// Where an admitted package went.
@@ -228,7 +241,13 @@ pub fn run(
         reload,
         audit,
         approvals_lock: Mutex::new(()),
+        stopped: std::sync::RwLock::new(BTreeMap::new()),
     });
+    let stopped = shared.store.stopped_channels()?;
+    publish_stopped(&shared.status, &stopped);
+    if let Ok(mut m) = shared.stopped.write() {
+        *m = stopped;
+    }
     crate::approvals::reconcile(&shared)?;
     let intake = {
         let s = shared.clone();
@@ -534,6 +553,9 @@ enum SpoolVerdict {
 /// the operator sees why.
 fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdict, DaemonError> {
     let Some(gate) = &s.policy else {
+        if s.stopped(&s.cfg.link.name).is_some() {
+            return Ok(SpoolVerdict::Leave);
+        }
         return Ok(SpoolVerdict::Take {
             channel: s.cfg.link.name.clone(),
             approval: None,
@@ -547,6 +569,10 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
         .iter()
         .find(|c| c.name == name)
         .map_or_else(|| s.cfg.link.name.clone(), |c| c.channel.clone());
+    if s.stopped(&channel).is_some() {
+        // Collected again once the channel is started.
+        return Ok(SpoolVerdict::Leave);
+    }
     let size = std::fs::metadata(path)
         .map_err(DaemonError::io(path))?
         .len();
@@ -1188,6 +1214,13 @@ fn feed(
                 what: "queue record unreadable".into(),
             })?;
         let path = PathBuf::from(&q.path);
+        if let Some(stop) = s.stopped(&meta.channel) {
+            // Out of the sequence order until the channel starts again, so
+            // the egress side sees no gap for it.
+            crate::approvals::hold_stopped(s, id, &q, &stop)?;
+            *last_seq = Some(q.seq);
+            continue;
+        }
         let file = File::open(&path).map_err(DaemonError::io(&path))?;
         let (channel, size) = (meta.channel.clone(), meta.size);
         sender.enqueue(now, q.seq, meta)?;
@@ -1274,6 +1307,91 @@ fn handle_request(s: &Shared, actor: Actor, caller: Caller, req: Request) -> ser
         }
         Request::Reject { package, reason } => {
             crate::approvals::reject(s, actor, &package, &reason)
+        }
+        Request::ChannelStop { channel, reason } => stop_channel(s, &actor, &channel, &reason),
+        Request::ChannelStart { channel } => start_channel(s, &channel),
+    }
+}
+
+/// Shows the stopped channels in the status.
+fn publish_stopped(status: &SharedStatus, m: &BTreeMap<String, crate::store::StoppedChannel>) {
+    let shown = m
+        .iter()
+        .map(|(c, st)| {
+            (
+                c.clone(),
+                format!(
+                    "stopped by {} at {} ms: {}",
+                    st.by, st.since_unix_ms, st.reason
+                ),
+            )
+        })
+        .collect();
+    control::update(status, |st| st.stopped_channels = shown);
+}
+
+/// Whether `channel` is one this side carries (by the policy, or the
+/// link's own name without one).
+fn known_channel(s: &Shared, channel: &str) -> bool {
+    match &s.policy {
+        None => channel == s.cfg.link.name,
+        Some(g) => g
+            .current()
+            .channel(channel)
+            .is_some_and(|c| c.link == s.cfg.link.name),
+    }
+}
+
+fn stop_channel(s: &Shared, actor: &Actor, channel: &str, reason: &str) -> serde_json::Value {
+    if !known_channel(s, channel) {
+        return serde_json::json!({ "error": format!("this side carries no channel `{channel}`") });
+    }
+    if reason.trim().is_empty() {
+        return serde_json::json!({ "error": "say why: --reason is required" });
+    }
+    let mut m = match s.stopped.write() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    m.insert(
+        channel.to_owned(),
+        crate::store::StoppedChannel {
+            by: actor.id.clone(),
+            reason: reason.to_owned(),
+            since_unix_ms: now_millis().0,
+        },
+    );
+    if let Err(e) = s.store.set_stopped_channels(&m) {
+        m.remove(channel);
+        return serde_json::json!({ "error": format!("not stopped: {e}") });
+    }
+    publish_stopped(&s.status, &m);
+    tracing::warn!(channel, by = %actor.id, reason, "channel stopped");
+    serde_json::json!({ "channel": channel, "state": "stopped" })
+}
+
+fn start_channel(s: &Shared, channel: &str) -> serde_json::Value {
+    {
+        let mut m = match s.stopped.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let Some(old) = m.remove(channel) else {
+            return serde_json::json!({ "error": format!("channel `{channel}` is not stopped") });
+        };
+        if let Err(e) = s.store.set_stopped_channels(&m) {
+            m.insert(channel.to_owned(), old);
+            return serde_json::json!({ "error": format!("not started: {e}") });
+        }
+        publish_stopped(&s.status, &m);
+    }
+    match crate::approvals::release_stopped(s, channel) {
+        Ok(n) => {
+            tracing::info!(channel, released = n, "channel started");
+            serde_json::json!({ "channel": channel, "state": "started", "released": n })
+        }
+        Err(e) => {
+            serde_json::json!({ "error": format!("started, but held packages were not all released: {e}") })
         }
     }
 }

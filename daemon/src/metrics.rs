@@ -319,6 +319,20 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             counter(&s.receiver, "buffered_bytes"),
         );
     } else {
+        o.family(
+            "ferry_channel_stopped",
+            "gauge",
+            "1 for each channel the system administrator stopped.",
+        );
+        for ch in s.stopped_channels.keys() {
+            o.sample("ferry_channel_stopped", &[("channel", ch)], 1);
+        }
+        o.single(
+            "ferry_awaiting_approval",
+            "gauge",
+            "Packages held for approval.",
+            s.awaiting_approval,
+        );
         o.single(
             "ferry_queue_depth",
             "gauge",

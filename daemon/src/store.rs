@@ -27,6 +27,7 @@ const HELD: TableDefinition<&[u8; 16], &str> = TableDefinition::new("held");
 
 const NEXT_SEQ_KEY: &str = "next_seq";
 const REPLAY_KEY: &str = "replay_window";
+const STOPPED_KEY: &str = "stopped_channels";
 
 /// Where a queued package is in its life on the ingress side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +97,21 @@ pub struct HeldPackage {
     pub reasons: Vec<String>,
     /// Approvals so far.
     pub approvals: Vec<ApprovalMark>,
+    /// Held because its channel is stopped (not for reviewers): released
+    /// when the system administrator starts the channel again.
+    #[serde(default)]
+    pub channel_stopped: bool,
+}
+
+/// A channel the system administrator stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoppedChannel {
+    /// Who (`unix:NAME (uid N)`).
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// Since when, ms since the Unix epoch.
+    pub since_unix_ms: u64,
 }
 
 /// One reviewer's approval.
@@ -555,6 +571,38 @@ impl StateStore {
         let blobs = tx.open_table(BLOBS).map_err(|e| self.db_err(e))?;
         let found = blobs.get(REPLAY_KEY).map_err(|e| self.db_err(e))?;
         Ok(found.map(|v| v.value().to_vec()))
+    }
+
+    /// Channels stopped by the system administrator.
+    pub fn stopped_channels(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, StoppedChannel>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let blobs = tx.open_table(BLOBS).map_err(|e| self.db_err(e))?;
+        let found = blobs.get(STOPPED_KEY).map_err(|e| self.db_err(e))?;
+        match found {
+            None => Ok(Default::default()),
+            Some(v) => {
+                let text = String::from_utf8_lossy(v.value()).into_owned();
+                self.decode(STOPPED_KEY.to_owned(), &text)
+            }
+        }
+    }
+
+    /// Replaces the set of stopped channels.
+    pub fn set_stopped_channels(
+        &self,
+        m: &std::collections::BTreeMap<String, StoppedChannel>,
+    ) -> Result<(), StoreError> {
+        let json = self.encode(STOPPED_KEY, m)?;
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut blobs = tx.open_table(BLOBS).map_err(|e| self.db_err(e))?;
+            blobs
+                .insert(STOPPED_KEY, json.as_bytes())
+                .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
     }
 
     /// Persists the replay window.

@@ -28,6 +28,9 @@ enum Cmd {
     /// Reviewers: packages held for approval (list, show, approve, reject).
     #[command(subcommand)]
     Approvals(ferry_daemon::approvals_cli::ApprovalsCmd),
+    /// System administrator: stop or start a channel on the ingress side.
+    #[command(subcommand)]
+    Channel(ferry_daemon::approvals_cli::ChannelCmd),
     /// Show a running daemon's status.
     Status {
         /// The daemon's configuration file.
@@ -172,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Policy(PolicyCmd::Tool(cmd)) => return Ok(ferry_policy::cli::run(cmd)?),
         Cmd::Approvals(cmd) => return ferry_daemon::approvals_cli::run(cmd),
+        Cmd::Channel(cmd) => return ferry_daemon::approvals_cli::run_channel(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => {
             let cfg = config::load(&config)?;
             let v = control::request(&cfg.control_socket(), &control::Request::ReloadPolicy)?;
