@@ -439,3 +439,75 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
     });
     let _ = slow.kill();
 }
+
+/// A CRL the CA renews while ferryd runs takes effect without a restart:
+/// a client revoked after start is refused at the handshake within
+/// seconds, and the others keep pushing.
+#[test]
+fn a_renewed_crl_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let site = site(dir.path());
+    ctl(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        s(&site.ca),
+        "--out",
+        s(&site.clients),
+        "--name",
+        "soon-revoked",
+        "--role",
+        "pusher",
+    ]);
+    let port = free_tcp_port();
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
+            s(&site.ca.join("ca.crt")),
+            s(&site.ca.join("ca.crl"))
+        ),
+    )
+    .expect("config");
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(15), "ingest listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let data = dir.path().join("d.csv");
+    std::fs::write(&data, b"a,b\n1,2\n").expect("write");
+    let push = |who: &str, name: &str| {
+        curl(
+            port,
+            &site,
+            Some((site.clients.as_path(), who)),
+            "/v1/channels/e2e/packages",
+            &[
+                "--data-binary",
+                &format!("@{}", s(&data)),
+                "-H",
+                &format!("X-Ferry-File-Name: {name}"),
+                "-H",
+                "Content-Type: text/csv",
+            ],
+        )
+    };
+    assert_eq!(push("soon-revoked", "before.csv").code, Some(202));
+    ctl(&[
+        "certs",
+        "revoke",
+        "--ca",
+        s(&site.ca),
+        s(&site.clients.join("soon-revoked.crt")),
+    ]);
+    let mut n = 0;
+    wait_for(Duration::from_secs(30), "the renewed CRL in force", || {
+        n += 1;
+        push("soon-revoked", &format!("after-{n}.csv"))
+            .code
+            .is_none()
+    });
+    assert_eq!(push("registry-feed", "other.csv").code, Some(202));
+}

@@ -45,6 +45,33 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between two pieces of a request body.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the TLS files (CAs, CRLs, certificate, key) are looked at
+/// for changes: a CRL the CA renews or extends takes effect this soon,
+/// without a restart.
+const TLS_RECHECK: Duration = Duration::from_secs(5);
+
+/// The server's TLS configuration from the `[ingest]` files.
+fn tls_config(cfg: &IngestSection) -> Result<Arc<rustls::ServerConfig>, DaemonError> {
+    let cas: Vec<&Path> = cfg.client_ca.iter().map(PathBuf::as_path).collect();
+    let crls: Vec<&Path> = cfg.crl.iter().map(PathBuf::as_path).collect();
+    let trust = ferry_certs::TrustStore::load(&cas, &crls)?;
+    Ok(ferry_certs::server_config(&cfg.cert, &cfg.key, &trust)?)
+}
+
+/// Size and modification time of every TLS file, to notice a change.
+fn tls_stamp(cfg: &IngestSection) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    cfg.client_ca
+        .iter()
+        .chain(cfg.crl.iter())
+        .chain([&cfg.cert, &cfg.key])
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        })
+        .collect()
+}
+
 /// Starts the ingest API on its own thread. Binding and loading the
 /// certificates happen before this returns, so a bad `[ingest]` section
 /// stops `ferryd` at start with the file named.
@@ -52,10 +79,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     cfg: IngestSection,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let cas: Vec<&Path> = cfg.client_ca.iter().map(PathBuf::as_path).collect();
-    let crls: Vec<&Path> = cfg.crl.iter().map(PathBuf::as_path).collect();
-    let trust = ferry_certs::TrustStore::load(&cas, &crls)?;
-    let tls = ferry_certs::server_config(&cfg.cert, &cfg.key, &trust)?;
+    let tls = tls_config(&cfg)?;
     let listener = std::net::TcpListener::bind(cfg.listen)
         .map_err(DaemonError::io(Path::new(&cfg.listen.to_string())))?;
     listener
@@ -93,7 +117,9 @@ async fn serve(
             return;
         }
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut stamp = tls_stamp(&cfg);
+    let mut last_check = std::time::Instant::now();
     let cfg = Arc::new(cfg);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -112,6 +138,36 @@ async fn serve(
                 continue;
             }
         };
+        if last_check.elapsed() >= TLS_RECHECK {
+            last_check = std::time::Instant::now();
+            let now = tls_stamp(&cfg);
+            if now != stamp {
+                stamp = now;
+                // New connections get the new trust (a renewed CRL revokes
+                // at once); open ones keep what they were admitted under.
+                match tls_config(&cfg) {
+                    Ok(tls) => {
+                        acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                        tracing::info!(
+                            "ingest TLS files changed: trust store and certificate reloaded"
+                        );
+                        crate::control::update(&shared.status, |st| {
+                            st.alarms.retain(|a| !a.starts_with("ingest TLS:"))
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "ingest TLS files changed but cannot be loaded; the previous ones stay in force");
+                        let msg =
+                            format!("ingest TLS: {e}; the previous trust store stays in force");
+                        crate::control::update(&shared.status, |st| {
+                            if !st.alarms.contains(&msg) {
+                                st.alarms.push(msg);
+                            }
+                        });
+                    }
+                }
+            }
+        }
         tokio::select! {
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {
