@@ -387,6 +387,20 @@ fn pushed_files_are_accepted_digested_and_delivered() {
         "{r:?}"
     );
     assert_eq!(objects[1]["status"], 202, "{r:?}");
+
+    // A Chinese file name crosses intact (RFC 8187 `X-Ferry-File-Name*`).
+    let zh = site.file("地块-2026.csv", &small);
+    let r = site.push("registry-feed", "stats", &["--json", &zh]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    wait_for(
+        Duration::from_secs(30),
+        "delivery of the Chinese name",
+        || site.outbox.join("地块-2026.csv").exists(),
+    );
+    assert_eq!(
+        std::fs::read(site.outbox.join("地块-2026.csv")).expect("read"),
+        small
+    );
 }
 
 #[test]

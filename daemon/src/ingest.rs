@@ -311,6 +311,43 @@ fn header<'a>(headers: &'a hyper::HeaderMap, name: &str) -> Result<Option<&'a st
     }
 }
 
+/// Decodes an RFC 8187 ext-value: `UTF-8'[language]'percent-encoded`.
+pub(crate) fn decode_ext_value(v: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("`X-Ferry-File-Name*` {why}; write UTF-8'' followed by the percent-encoded UTF-8 name, e.g. UTF-8''%E5%9C%B0%E5%9D%97.csv")
+    };
+    let mut parts = v.splitn(3, '\'');
+    let (charset, _lang, encoded) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(c), Some(l), Some(e)) => (c, l, e),
+        _ => return Err(bad("is not charset'language'value")),
+    };
+    if !charset.eq_ignore_ascii_case("utf-8") {
+        return Err(bad("must use the UTF-8 charset"));
+    }
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| bad("has a broken %-escape"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) => {
+                out.push(b);
+                i += 1;
+            }
+            _ => return Err(bad("has a character that must be %-encoded")),
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad("does not decode to UTF-8"))
+}
+
 fn check_file_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_FILE_NAME_BYTES {
         return Err(format!(
@@ -374,15 +411,26 @@ async fn push(
     if let Err(r) = channel_on_this_link(s, channel) {
         return *r;
     }
-    let file_name = match header(&parts.headers, "x-ferry-file-name") {
-        Ok(Some(n)) => n.to_owned(),
-        Ok(None) => {
+    // `X-Ferry-File-Name*: UTF-8''…` (RFC 8187) carries any UTF-8 name
+    // (地块-2026.csv); the plain header, ASCII only, is the fallback.
+    let extended = match header(&parts.headers, "x-ferry-file-name*") {
+        Ok(Some(v)) => match decode_ext_value(v) {
+            Ok(n) => Some(n),
+            Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        },
+        Ok(None) => None,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let file_name = match (extended, header(&parts.headers, "x-ferry-file-name")) {
+        (Some(n), _) => n,
+        (None, Ok(Some(n))) => n.to_owned(),
+        (None, Ok(None)) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "missing header `X-Ferry-File-Name`",
+                "missing header `X-Ferry-File-Name` (or `X-Ferry-File-Name*: UTF-8''NAME` for a non-ASCII name)",
             )
         }
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+        (None, Err(m)) => return error(StatusCode::BAD_REQUEST, m),
     };
     if let Err(m) = check_file_name(&file_name) {
         return error(StatusCode::BAD_REQUEST, m);

@@ -478,8 +478,13 @@ impl IngestClient {
                 .header(hyper::header::HOST, self.endpoint.authority.as_str())
                 .header(hyper::header::USER_AGENT, USER_AGENT)
                 .header(hyper::header::CONTENT_TYPE, upload.content_type.as_str())
-                .header(hyper::header::CONTENT_LENGTH, len)
-                .header("x-ferry-file-name", upload.file_name.as_str());
+                .header(hyper::header::CONTENT_LENGTH, len);
+            // Non-ASCII names go as RFC 8187 `X-Ferry-File-Name*`.
+            req = if upload.file_name.is_ascii() {
+                req.header("x-ferry-file-name", upload.file_name.as_str())
+            } else {
+                req.header("x-ferry-file-name*", encode_ext_value(&upload.file_name))
+            };
             if let Some(d) = &upload.digest {
                 req = req.header("x-ferry-digest", d.as_str());
             }
@@ -1345,13 +1350,6 @@ async fn push_one(
             }
         },
     };
-    if !name.is_ascii() {
-        // The server reads X-Ferry-File-Name as visible ASCII only.
-        r.error = Some(format!(
-            "file name `{name}` is not ASCII, and the ingest API takes ASCII file names only; give --name with an ASCII name"
-        ));
-        return;
-    }
     let content_type = args
         .content_type
         .clone()
@@ -1649,9 +1647,40 @@ fn print_report(args: &PushArgs, r: &FileReport) {
     eprintln!("{text}");
 }
 
+/// `UTF-8''` plus the name percent-encoded (RFC 8187 attr-char kept).
+fn encode_ext_value(name: &str) -> String {
+    let mut out = String::from("UTF-8''");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_names_round_trip_through_rfc_8187() {
+        for name in ["地块-2026.csv", "a b.txt", "plain.csv", "秘%'.txt"] {
+            let v = encode_ext_value(name);
+            assert!(v.is_ascii() && v.starts_with("UTF-8''"), "{v}");
+            assert_eq!(crate::ingest::decode_ext_value(&v).as_deref(), Ok(name));
+        }
+        for bad in [
+            "latin1''abc",
+            "UTF-8''%E5%9",
+            "UTF-8''a b",
+            "UTF-8''%FF",
+            "noquotes",
+        ] {
+            assert!(crate::ingest::decode_ext_value(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn urls_are_https_with_host_and_port() {
