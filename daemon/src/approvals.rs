@@ -90,8 +90,7 @@ pub(crate) fn release_stopped(s: &Shared, channel: &str) -> Result<usize, Daemon
         if !h.channel_stopped {
             continue;
         }
-        let meta: serde_json::Value =
-            serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+        let meta = h.meta();
         if meta.get("channel").and_then(|c| c.as_str()) != Some(channel) {
             continue;
         }
@@ -116,8 +115,7 @@ fn parse_id(id: &str) -> Result<[u8; 16], serde_json::Value> {
 }
 
 fn summary(id: &[u8; 16], h: &HeldPackage) -> serde_json::Value {
-    let meta: serde_json::Value =
-        serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+    let meta = h.meta();
     serde_json::json!({
         "package_id": hex::encode(id),
         "channel": meta.get("channel"),
@@ -283,8 +281,7 @@ fn approve_inner(
             h.reviewers_needed
         ));
     }
-    let meta: serde_json::Value =
-        serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+    let meta = h.meta();
     let submitter = meta
         .get("sender_identity")
         .and_then(|v| v.as_str())
@@ -376,9 +373,11 @@ pub(crate) fn reject(s: &Shared, actor: Actor, id: &str, reason: &str) -> serde_
 fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(), DaemonError> {
     s.store.hold_remove(id)?;
     let _ = std::fs::remove_file(&h.path);
-    let channel = serde_json::from_str::<serde_json::Value>(&h.meta_json)
-        .ok()
-        .and_then(|m| m.get("channel").and_then(|c| c.as_str()).map(str::to_owned))
+    let channel = h
+        .meta()
+        .get("channel")
+        .and_then(|c| c.as_str())
+        .map(str::to_owned)
         .unwrap_or_default();
     control::count_rejected(&s.status, &channel);
     control::update(&s.status, |st| {

@@ -936,8 +936,7 @@ fn package_state(s: &Shared, id: &str) -> Reply {
         }
         Ok(None) => match s.store.hold_get(bytes) {
             Ok(Some(h)) => {
-                let meta: serde_json::Value =
-                    serde_json::from_str(&h.meta_json).unwrap_or(serde_json::Value::Null);
+                let meta = h.meta();
                 json(
                     StatusCode::OK,
                     serde_json::json!({

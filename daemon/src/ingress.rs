@@ -463,7 +463,15 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
                     "summary": why,
                     "guard": report,
                 });
-                return set_aside_refused(s, path, &dest, &file_name, &channel, &reason);
+                return set_aside_refused(
+                    s,
+                    path,
+                    &dest,
+                    &file_name,
+                    &channel,
+                    &reason,
+                    "refused by the content guard",
+                );
             }
             Err(e) => {
                 // Not inspected, not sent: back into the spool for the next
@@ -607,11 +615,6 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
             .collect::<Vec<_>>()
             .join("; "),
     };
-    let Some(spool) = path.parent() else {
-        return Ok(SpoolVerdict::Leave);
-    };
-    let rejected = spool.join(".rejected");
-    std::fs::create_dir_all(&rejected).map_err(DaemonError::io(&rejected))?;
     let reason = serde_json::json!({
         "file_name": file_name,
         "refused_unix_ms": now_millis().0,
@@ -620,26 +623,23 @@ fn spool_verdict(s: &Shared, path: &Path, file_name: &str) -> Result<SpoolVerdic
         "summary": refusal,
         "policy_hash": d.policy_hash,
     });
-    let dest = crate::spool::free_name(&rejected, file_name);
-    let mut reason_path = dest.clone().into_os_string();
-    reason_path.push(".reason.json");
-    let reason_path = PathBuf::from(reason_path);
-    std::fs::write(&reason_path, format!("{reason:#}\n")).map_err(DaemonError::io(&reason_path))?;
-    std::fs::rename(path, &dest).map_err(DaemonError::io(&dest))?;
-    tracing::warn!(file = %file_name, spool = %name, channel = %channel, "spool file refused by policy: {refusal}");
-    control::count_rejected(&s.status, &channel);
+    let why = format!("refused by policy: {refusal}");
+    set_aside_refused(s, path, path, file_name, &channel, &reason, &why)?;
     Ok(SpoolVerdict::Leave)
 }
 
-/// A spool file the guard refused, already moved to `queued`: into
-/// `SPOOL/.rejected/` with its reason (the guard's report, no values).
+/// A refused spool file (still at `original`, or already moved to
+/// `current` in the queue): into `SPOOL/.rejected/` under a free name with
+/// its reason beside it (the policy's reasons or the guard's report, no
+/// values), counted, and logged with `why`.
 fn set_aside_refused(
     s: &Shared,
     original: &Path,
-    queued: &Path,
+    current: &Path,
     file_name: &str,
     channel: &str,
     reason: &serde_json::Value,
+    why: &str,
 ) -> Result<(), DaemonError> {
     let spool = original.parent().unwrap_or(Path::new("."));
     let rejected = spool.join(".rejected");
@@ -649,12 +649,12 @@ fn set_aside_refused(
     reason_path.push(".reason.json");
     let reason_path = PathBuf::from(reason_path);
     std::fs::write(&reason_path, format!("{reason:#}\n")).map_err(DaemonError::io(&reason_path))?;
-    if std::fs::rename(queued, &dest).is_err() {
+    if std::fs::rename(current, &dest).is_err() {
         // Another filesystem: copy, then drop the queued one.
-        std::fs::copy(queued, &dest).map_err(DaemonError::io(&dest))?;
-        let _ = std::fs::remove_file(queued);
+        std::fs::copy(current, &dest).map_err(DaemonError::io(&dest))?;
+        let _ = std::fs::remove_file(current);
     }
-    tracing::warn!(file = %file_name, channel = %channel, "spool file refused by the content guard");
+    tracing::warn!(file = %file_name, channel = %channel, "spool file {why}");
     control::count_rejected(&s.status, channel);
     Ok(())
 }

@@ -103,6 +103,13 @@ pub struct HeldPackage {
     pub channel_stopped: bool,
 }
 
+impl HeldPackage {
+    /// The package description as JSON (`Null` if unreadable).
+    pub fn meta(&self) -> serde_json::Value {
+        serde_json::from_str(&self.meta_json).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 /// A channel the system administrator stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoppedChannel {
