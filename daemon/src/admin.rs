@@ -67,9 +67,10 @@ impl AdminRole {
 pub fn required_role(req: &Request) -> Option<AdminRole> {
     match req {
         Request::Status => None,
-        Request::Resend { .. } | Request::ChannelStop { .. } | Request::ChannelStart { .. } => {
-            Some(AdminRole::Sysadmin)
-        }
+        Request::Resend { .. }
+        | Request::ChannelStop { .. }
+        | Request::ChannelStart { .. }
+        | Request::ForwardRetry { .. } => Some(AdminRole::Sysadmin),
         Request::ReloadPolicy => Some(AdminRole::Secadmin),
         Request::AuditNote { .. } => Some(AdminRole::Auditor),
         Request::ApprovalsList
@@ -92,6 +93,7 @@ pub fn request_name(req: &Request) -> &'static str {
         Request::Reject { .. } => "reject",
         Request::ChannelStop { .. } => "channel_stop",
         Request::ChannelStart { .. } => "channel_start",
+        Request::ForwardRetry { .. } => "forward_retry",
     }
 }
 

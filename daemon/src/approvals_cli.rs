@@ -189,6 +189,28 @@ pub enum ChannelCmd {
     },
 }
 
+/// `ferryctl forward …`.
+#[derive(clap::Subcommand)]
+pub enum ForwardCmd {
+    /// Send again the packages a downstream endpoint refused (all, or
+    /// one with --package), and retry every endpoint now rather than after
+    /// its back-off. Waiting packages show in `ferryctl status`.
+    Retry {
+        /// The egress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this package (hex id).
+        #[arg(long)]
+        package: Option<String>,
+    },
+}
+
+/// Runs `ferryctl forward`; exit 1 when the daemon refused or failed it.
+pub fn run_forward(cmd: ForwardCmd) -> anyhow::Result<std::process::ExitCode> {
+    let ForwardCmd::Retry { config, package } = cmd;
+    ask(&config, &Request::ForwardRetry { package })
+}
+
 /// Runs the command; exit 1 when the daemon refused or failed it.
 pub fn run_channel(cmd: ChannelCmd) -> anyhow::Result<std::process::ExitCode> {
     let (cfg_path, req) = match cmd {
@@ -199,8 +221,13 @@ pub fn run_channel(cmd: ChannelCmd) -> anyhow::Result<std::process::ExitCode> {
         } => (config, Request::ChannelStop { channel, reason }),
         ChannelCmd::Start { config, channel } => (config, Request::ChannelStart { channel }),
     };
-    let cfg = config::load(&cfg_path)?;
-    let v = control::request(&cfg.control_socket(), &req)?;
+    ask(&cfg_path, &req)
+}
+
+/// Sends one request to the daemon of `cfg_path` and prints its answer.
+fn ask(cfg_path: &std::path::Path, req: &Request) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = config::load(cfg_path)?;
+    let v = control::request(&cfg.control_socket(), req)?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         eprintln!("ferryctl: {e}");
         return Ok(std::process::ExitCode::FAILURE);

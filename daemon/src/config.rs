@@ -84,6 +84,9 @@ pub struct Config {
     /// `[admin]`: the role-separated admin plane (absent = the control
     /// socket is private to root and the service user, roles not separated).
     pub admin: Option<AdminSection>,
+    /// `[downstream]`: the TLS client identity the egress side presents to
+    /// the downstream HTTPS endpoints its policy names (egress only).
+    pub downstream: Option<DownstreamSection>,
 }
 
 impl Config {
@@ -174,6 +177,37 @@ pub struct AdminSection {
     /// Approvers of held packages (two-person rule).
     pub reviewer: Vec<AdminPrincipal>,
 }
+
+/// `[downstream]`: how the egress side delivers to the downstream HTTPS
+/// endpoints of channels whose policy `destination` is an `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DownstreamSection {
+    /// CA certificates (PEM) the downstream servers' certificates must
+    /// chain to.
+    pub ca: PathBuf,
+    /// The client certificate presented (mTLS).
+    pub cert: PathBuf,
+    /// Its private key (mode 0600 or stricter).
+    pub key: PathBuf,
+    /// A request that makes no progress for this long is abandoned and
+    /// retried.
+    pub timeout_s: u64,
+    /// First retry delay after a failure; doubled per failure.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// An endpoint failing for this long raises an alarm.
+    pub alarm_after_s: u64,
+}
+
+/// Default `[downstream] timeout_s`.
+pub const DEFAULT_DOWNSTREAM_TIMEOUT_S: u64 = 60;
+/// Default `[downstream] retry_initial_ms`.
+pub const DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS: u64 = 1_000;
+/// Default `[downstream] retry_max_ms`: five minutes.
+pub const DEFAULT_DOWNSTREAM_RETRY_MAX_MS: u64 = 300_000;
+/// Default `[downstream] alarm_after_s`.
+pub const DEFAULT_DOWNSTREAM_ALARM_AFTER_S: u64 = 300;
 
 /// `[metrics]`: `GET /metrics` in the Prometheus text format, on its own
 /// listener (plain HTTP: bind it to loopback or a management network).
@@ -467,6 +501,19 @@ struct RawConfig {
     hardening: Option<Spanned<RawHardening>>,
     metrics: Option<Spanned<RawMetrics>>,
     admin: Option<Spanned<RawAdmin>>,
+    downstream: Option<Spanned<RawDownstream>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownstream {
+    ca: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    timeout_s: Option<Spanned<i64>>,
+    retry_initial_ms: Option<Spanned<i64>>,
+    retry_max_ms: Option<Spanned<i64>>,
+    alarm_after_s: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -857,6 +904,19 @@ impl Checker<'_> {
             None => None,
             Some(a) => Some(self.admin(a.into_inner())?),
         };
+        let downstream = match raw.downstream {
+            None => None,
+            Some(d) => {
+                let header = self.source.header_span(&d.span());
+                if link.role == Role::Ingress {
+                    return Err(self.err(
+                        header,
+                        "`[downstream]` applies to the egress role only (it delivers to downstream HTTPS endpoints); remove it from an ingress configuration",
+                    ));
+                }
+                Some(self.downstream(d.into_inner(), &header)?)
+            }
+        };
         Ok(Config {
             link,
             paths,
@@ -867,7 +927,68 @@ impl Checker<'_> {
             hardening,
             metrics,
             admin,
+            downstream,
         })
+    }
+
+    fn downstream(
+        &self,
+        d: RawDownstream,
+        header: &Range<usize>,
+    ) -> Result<DownstreamSection, ConfigError> {
+        let required = |v: Option<Spanned<String>>, key: &str, example: &str| {
+            v.ok_or_else(|| {
+                self.err(
+                    header.clone(),
+                    format!(
+                        "missing key `{key}` in `[downstream]`: add it, e.g. {key} = {example}"
+                    ),
+                )
+            })
+        };
+        let ca = required(d.ca, "ca", "\"/etc/ferry/tls/downstream-ca.crt\"")?;
+        let cert = required(d.cert, "cert", "\"/etc/ferry/tls/egress-client.crt\"")?;
+        let key = required(d.key, "key", "\"/etc/ferry/tls/egress-client.key\"")?;
+        let retry_max_span = d.retry_max_ms.as_ref().map(Spanned::span);
+        let section = DownstreamSection {
+            ca: self.path(ca, "ca")?,
+            cert: self.path(cert, "cert")?,
+            key: self.path(key, "key")?,
+            timeout_s: self
+                .uint(d.timeout_s, "timeout_s", 1, 3600, "seconds")?
+                .unwrap_or(DEFAULT_DOWNSTREAM_TIMEOUT_S),
+            retry_initial_ms: self
+                .uint(
+                    d.retry_initial_ms,
+                    "retry_initial_ms",
+                    10,
+                    3_600_000,
+                    "milliseconds",
+                )?
+                .unwrap_or(DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS),
+            retry_max_ms: self
+                .uint(
+                    d.retry_max_ms,
+                    "retry_max_ms",
+                    10,
+                    86_400_000,
+                    "milliseconds",
+                )?
+                .unwrap_or(DEFAULT_DOWNSTREAM_RETRY_MAX_MS),
+            alarm_after_s: self
+                .uint(d.alarm_after_s, "alarm_after_s", 0, u64::MAX, "seconds")?
+                .unwrap_or(DEFAULT_DOWNSTREAM_ALARM_AFTER_S),
+        };
+        if section.retry_max_ms < section.retry_initial_ms {
+            return Err(self.err(
+                retry_max_span.unwrap_or_else(|| header.clone()),
+                format!(
+                    "`retry_max_ms` ({}) is below `retry_initial_ms` ({}): the longest retry delay must be at least the first",
+                    section.retry_max_ms, section.retry_initial_ms
+                ),
+            ));
+        }
+        Ok(section)
     }
 
     fn admin(&self, a: RawAdmin) -> Result<AdminSection, ConfigError> {
@@ -1805,6 +1926,38 @@ outbox_dir = "/srv/ferry/in"
         let e = load(&missing).unwrap_err();
         assert!(matches!(e, ConfigError::Io { .. }));
         assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn downstream_section() {
+        let c = parse(
+            &format!("{EGRESS}\n[downstream]\nca = \"tls/ca.crt\"\ncert = \"tls/c.crt\"\nkey = \"/k/c.key\"\nretry_max_ms = 60000\n"),
+            "/etc/ferry/ferryd.toml",
+        )
+        .unwrap();
+        let d = c.downstream.unwrap();
+        assert_eq!(d.ca, Path::new("/etc/ferry/tls/ca.crt"));
+        assert_eq!(d.key, Path::new("/k/c.key"));
+        assert_eq!(d.retry_max_ms, 60_000);
+        assert_eq!(d.retry_initial_ms, DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS);
+        assert_eq!(d.timeout_s, DEFAULT_DOWNSTREAM_TIMEOUT_S);
+        let (line, _, msg) = refused(&format!(
+            "{EGRESS}\n[downstream]\nca = \"a\"\ncert = \"b\"\n"
+        ));
+        assert_eq!(line, 14);
+        assert!(
+            msg.starts_with("missing key `key` in `[downstream]`"),
+            "{msg}"
+        );
+        let (line, col, msg) = refused(&format!(
+            "{EGRESS}\n[downstream]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\nretry_initial_ms = 5000\nretry_max_ms = 1000\n"
+        ));
+        assert_eq!((line, col), (19, 16));
+        assert!(msg.contains("below `retry_initial_ms`"), "{msg}");
+        let (_, _, msg) = refused(&format!(
+            "{INGRESS}\n[downstream]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n"
+        ));
+        assert!(msg.contains("egress role only"), "{msg}");
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub enum Request {
         /// The channel.
         channel: String,
     },
+    /// Egress, sysadmin: send packages a downstream endpoint refused
+    /// again (one, or all when `package` is absent), and retry every
+    /// endpoint now instead of after its back-off.
+    ForwardRetry {
+        /// Package id (hex).
+        #[serde(default)]
+        package: Option<String>,
+    },
 }
 
 /// Appends an `audit.read` record handed over the control socket; any
@@ -198,6 +206,10 @@ pub struct Status {
     /// and why.
     #[serde(default)]
     pub stopped_channels: BTreeMap<String, String>,
+    /// Egress: downstream HTTPS endpoints and the packages waiting for
+    /// them, by URL.
+    #[serde(default)]
+    pub downstream: BTreeMap<String, crate::forward::DownstreamStatus>,
 }
 
 /// Counters of one channel. Ingress counts `accepted` (queued), `rejected`

@@ -131,6 +131,27 @@ pub fn run(
         .map(crate::policy_gate::PolicyGate::load)
         .transpose()?
         .map(Arc::new);
+    if let (Some(g), None) = (&gate, &cfg.downstream) {
+        if let Some(c) = g
+            .current()
+            .channels()
+            .iter()
+            .find(|c| matches!(c.destination, ferry_policy::Destination::Downstream(_)))
+        {
+            return Err(DaemonError::Config(format!(
+                "channel `{}` delivers to a downstream HTTPS endpoint, but this configuration has no [downstream] section: add one with the CA of the endpoint (ca), and the client certificate and key ferryd presents (cert, key)",
+                c.name
+            )));
+        }
+    }
+    let forwarder = crate::forward::spawn(
+        cfg.downstream.clone(),
+        store.clone(),
+        outbox.clone(),
+        status.clone(),
+        audit.clone(),
+        shutdown.clone(),
+    )?;
     let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
     let writer = {
         let status = status.clone();
@@ -138,13 +159,17 @@ pub fn run(
         let link_name = cfg.link.name.clone();
         let audit = audit.clone();
         let gate = gate.clone();
+        let wake = forwarder.sender();
         std::thread::Builder::new()
             .name("ferry-writer".into())
             .spawn(move || {
                 writer_loop(
                     rx,
-                    outbox,
-                    store,
+                    Sinks {
+                        outbox,
+                        store,
+                        wake,
+                    },
                     status,
                     link_name,
                     &audit,
@@ -156,6 +181,8 @@ pub fn run(
     let control = {
         let status = status.clone();
         let audit = audit.clone();
+        let store = store.clone();
+        let wake = forwarder.sender();
         let admin = crate::admin::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
         control::update(&status, |s| s.admin_roles = Some(admin.describe()));
         control::serve(
@@ -209,6 +236,15 @@ pub fn run(
                         serde_json::json!({
                             "error": "channels are stopped and started on the ingress side: ask the ingress ferryd"
                         })
+                    }
+                    Request::ForwardRetry { package } => {
+                        match crate::forward::retry(&store, &status, package.as_deref()) {
+                            Ok(v) => {
+                                let _ = wake.try_send(crate::forward::Msg::RetryNow);
+                                v
+                            }
+                            Err(e) => serde_json::json!({ "error": e.to_string() }),
+                        }
                     }
                 })
             },
@@ -278,6 +314,7 @@ pub fn run(
     drop(tx);
     let _ = writer.join();
     shutdown.store(true, Ordering::Relaxed);
+    forwarder.join();
     let _ = control.join();
     if let Some(m) = metrics {
         let _ = m.join();
@@ -412,15 +449,37 @@ struct Staged {
     attempt: u8,
 }
 
-fn writer_loop(
-    rx: Rx<Write>,
+/// Where the writer puts verified packages.
+struct Sinks {
     outbox: Outbox,
     store: Arc<StateStore>,
+    /// Wakes the forwarder when a package waits for a downstream endpoint.
+    wake: SyncSender<crate::forward::Msg>,
+}
+
+/// How far `deliver` took a package.
+enum Delivery {
+    /// In the outbox.
+    Outbox,
+    /// Durable in the forward area, waiting for this endpoint.
+    Forwarding(String),
+    /// Not delivered (duplicate, or a failure already reported).
+    Not,
+}
+
+fn writer_loop(
+    rx: Rx<Write>,
+    sinks: Sinks,
     status: SharedStatus,
     link: String,
     audit: &AuditTrail,
     gate: Option<&crate::policy_gate::PolicyGate>,
 ) {
+    let Sinks {
+        outbox,
+        store,
+        wake,
+    } = sinks;
     let mut staged: HashMap<u64, Staged> = HashMap::new();
     for msg in rx {
         match msg {
@@ -488,25 +547,38 @@ fn writer_loop(
                                 continue;
                             }
                         };
-                        if deliver(
-                            &outbox, &store, &status, &link, seq, s.attempt, st, &manifest,
-                            &replay, guard,
+                        let destination = gate.and_then(|g| {
+                            match &g.current().channel(&manifest.meta.channel)?.destination {
+                                ferry_policy::Destination::Downstream(url) => Some(url.clone()),
+                                ferry_policy::Destination::Outbox => None,
+                            }
+                        });
+                        let sink = Sink {
+                            outbox: &outbox,
+                            store: &store,
+                            destination: destination.as_deref(),
+                        };
+                        let (kind, place) = match deliver(
+                            &sink, &status, &link, seq, s.attempt, st, &manifest, &replay, guard,
                         ) {
-                            audit.note(
-                                AuditRecord::new(
-                                    EventKind::PackageDelivered,
-                                    Actor::system(),
-                                    Outcome::Success,
-                                )
+                            Delivery::Not => continue,
+                            Delivery::Outbox => (EventKind::PackageDelivered, "outbox".to_owned()),
+                            Delivery::Forwarding(url) => {
+                                let _ = wake.try_send(crate::forward::Msg::Wake);
+                                (EventKind::PackageReceived, format!("waiting for {url}"))
+                            }
+                        };
+                        audit.note(
+                            AuditRecord::new(kind, Actor::system(), Outcome::Success)
                                 .package(manifest.meta.id.to_hex())
                                 .channel(manifest.meta.channel.clone())
                                 .detail("seq", seq.to_string())
                                 .detail("size", manifest.meta.size.to_string())
                                 .detail("digest", hex::encode(&manifest.meta.digest))
                                 .detail("sender", manifest.meta.sender_identity.clone())
-                                .detail("signing_key", manifest.signing_key_id.clone()),
-                            );
-                        }
+                                .detail("signing_key", manifest.signing_key_id.clone())
+                                .detail("destination", place),
+                        );
                     }
                     None => {
                         // The data could not be staged (disk full): the
@@ -601,10 +673,17 @@ fn reinspect(
     }
 }
 
+/// Where one package goes.
+struct Sink<'a> {
+    outbox: &'a Outbox,
+    store: &'a StateStore,
+    /// The channel's downstream endpoint; `None` for the outbox.
+    destination: Option<&'a str>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn deliver(
-    outbox: &Outbox,
-    store: &StateStore,
+    sink: &Sink<'_>,
     status: &SharedStatus,
     link: &str,
     seq: u64,
@@ -613,7 +692,8 @@ fn deliver(
     manifest: &Manifest,
     replay: &[u8],
     guard: Option<serde_json::Value>,
-) -> bool {
+) -> Delivery {
+    let (outbox, store) = (sink.outbox, sink.store);
     let id = manifest.meta.id;
     match store.ledger_get(id.0) {
         Ok(Some(_)) => {
@@ -625,13 +705,13 @@ fn deliver(
             }
             control::update(status, |s| s.duplicates_suppressed += 1);
             tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
-            return false;
+            return Delivery::Not;
         }
         Ok(None) => {}
         Err(e) => {
             alarm(status, &format!("state store: {e}"));
             outbox.abort(staging);
-            return false;
+            return Delivery::Not;
         }
     }
     let mut sidecar = sidecar(link, seq, attempt, manifest);
@@ -643,7 +723,10 @@ fn deliver(
     if let Err(e) = outbox.prepare(&mut staging, &sidecar) {
         alarm(status, &format!("outbox: {e}"));
         outbox.abort(staging);
-        return false;
+        return Delivery::Not;
+    }
+    if let Some(url) = sink.destination {
+        return forward(sink, status, url, seq, staging, manifest, replay);
     }
     let entry = LedgerEntry {
         seq,
@@ -655,7 +738,7 @@ fn deliver(
     if let Err(e) = store.begin_delivery(id.0, &entry, replay) {
         alarm(status, &format!("state store: {e}"));
         outbox.abort(staging);
-        return false;
+        return Delivery::Not;
     }
     match outbox.commit(staging, &manifest.meta.file_name, &sidecar) {
         Ok(path) => {
@@ -678,7 +761,7 @@ fn deliver(
                 s.alarms.retain(|a| !a.starts_with("outbox:"));
             });
             tracing::info!(seq, package = %id, file = %name, size = manifest.meta.size, "delivered");
-            true
+            Delivery::Outbox
         }
         Err(e) => {
             if matches!(e, OutboxError::DiskFull { .. }) {
@@ -691,9 +774,54 @@ fn deliver(
             if let Err(e) = store.ledger_remove(id.0) {
                 alarm(status, &format!("state store: {e}"));
             }
-            false
+            Delivery::Not
         }
     }
+}
+
+/// Makes a verified package wait durably for its downstream endpoint:
+/// into the forward area, then the ledger records it with the replay
+/// window (from then on it is never received twice, and never lost).
+fn forward(
+    sink: &Sink<'_>,
+    status: &SharedStatus,
+    url: &str,
+    seq: u64,
+    staging: Staging,
+    manifest: &Manifest,
+    replay: &[u8],
+) -> Delivery {
+    let id = manifest.meta.id;
+    // The name travels in a header downstream: the same rules as a file
+    // in the outbox, so no endpoint is handed a path or a control code.
+    if let Err(e) = crate::outbox::sanitize_file_name(&manifest.meta.file_name) {
+        tracing::error!(seq, package = %id, error = %e, "not forwarded");
+        sink.outbox.abort(staging);
+        return Delivery::Not;
+    }
+    let key = id.to_hex();
+    if let Err(e) = sink.outbox.park_for_forward(staging, &key) {
+        alarm(status, &format!("outbox: {e}"));
+        return Delivery::Not;
+    }
+    let entry = LedgerEntry {
+        seq,
+        state: LedgerState::Forwarding {
+            url: url.to_owned(),
+            file_name: manifest.meta.file_name.clone(),
+            attempts: 0,
+            last_error: None,
+            parked: None,
+            since_unix_ms: now_millis().0,
+        },
+    };
+    if let Err(e) = sink.store.begin_delivery(id.0, &entry, replay) {
+        alarm(status, &format!("state store: {e}"));
+        sink.outbox.forward_done(&key);
+        return Delivery::Not;
+    }
+    tracing::info!(seq, package = %id, destination = url, "verified; waiting for the downstream endpoint");
+    Delivery::Forwarding(url.to_owned())
 }
 
 /// The JSON metadata written next to each delivered file.

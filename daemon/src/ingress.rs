@@ -1310,6 +1310,9 @@ fn handle_request(s: &Shared, actor: Actor, caller: Caller, req: Request) -> ser
         }
         Request::ChannelStop { channel, reason } => stop_channel(s, &actor, &channel, &reason),
         Request::ChannelStart { channel } => start_channel(s, &channel),
+        Request::ForwardRetry { .. } => serde_json::json!({
+            "error": "downstream forwarding happens on the egress side: ask the egress ferryd"
+        }),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod egress;
 mod error;
 pub mod expiry;
+pub mod forward;
 pub mod ingest;
 pub mod ingress;
 pub mod inspect_cli;

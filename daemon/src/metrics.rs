@@ -318,6 +318,38 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             "Bytes held in reassembly.",
             counter(&s.receiver, "buffered_bytes"),
         );
+        o.family(
+            "ferry_downstream_waiting",
+            "gauge",
+            "Packages verified and waiting for their downstream HTTPS endpoint.",
+        );
+        for (url, d) in &s.downstream {
+            o.sample(
+                "ferry_downstream_waiting",
+                &[("destination", url)],
+                d.waiting,
+            );
+        }
+        o.family(
+            "ferry_downstream_parked",
+            "gauge",
+            "Packages a downstream endpoint refused outright, waiting for `ferryctl forward retry`.",
+        );
+        for (url, d) in &s.downstream {
+            o.sample("ferry_downstream_parked", &[("destination", url)], d.parked);
+        }
+        o.family(
+            "ferry_downstream_consecutive_failures",
+            "gauge",
+            "Failed attempts in a row at a downstream endpoint (0 when it works).",
+        );
+        for (url, d) in &s.downstream {
+            o.sample(
+                "ferry_downstream_consecutive_failures",
+                &[("destination", url)],
+                u64::from(d.consecutive_failures),
+            );
+        }
     } else {
         o.family(
             "ferry_channel_stopped",

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Sub-directory of the outbox holding files being written.
 pub const STAGING_DIR: &str = ".staging";
+/// Sub-directory of the outbox holding packages verified and waiting for
+/// their downstream HTTPS endpoint: `ID` (data) and `ID.ferry.json`.
+pub const FORWARD_DIR: &str = ".forward";
 /// Suffix of staged data files.
 pub const PART_SUFFIX: &str = ".part";
 /// Suffix of the metadata file next to each delivered file.
@@ -211,6 +214,7 @@ impl Staging {
 pub struct Outbox {
     dir: PathBuf,
     staging: PathBuf,
+    forward: PathBuf,
 }
 
 impl Outbox {
@@ -218,19 +222,124 @@ impl Outbox {
     /// (mode 0700) when missing.
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         let staging = dir.join(STAGING_DIR);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(&staging)
-            .map_err(|e| io_error(&staging, e))?;
-        // A staging directory left readable by an older setup would let
-        // others read packages before they are complete.
-        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(DIR_MODE))
-            .map_err(|e| io_error(&staging, e))?;
+        let forward = dir.join(FORWARD_DIR);
+        for d in [&staging, &forward] {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(d)
+                .map_err(|e| io_error(d, e))?;
+            // A directory left readable by an older setup would let others
+            // read packages before they are complete or released.
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(DIR_MODE))
+                .map_err(|e| io_error(d, e))?;
+        }
         Ok(Outbox {
             dir: dir.to_path_buf(),
             staging,
+            forward,
         })
+    }
+
+    /// Moves a package [`Outbox::prepare`]d in staging into the forward
+    /// area as `.forward/KEY` with its sidecar, durably. Call it before
+    /// the ledger records the package as forwarding: a crash in between
+    /// leaves files no ledger entry names, which [`Outbox::cleanup_forward`]
+    /// removes at the next start (the package was not accepted yet, so a
+    /// redundant send or a resend brings it again).
+    pub fn park_for_forward(&self, staging: Staging, key: &str) -> Result<PathBuf, OutboxError> {
+        let data = self.forward_data(key)?;
+        let sidecar_tmp = self.staged_sidecar_path(&staging.name)?;
+        let part = staging.path.clone();
+        drop(staging);
+        let moved = std::fs::rename(
+            &sidecar_tmp,
+            self.forward.join(format!("{key}{SIDECAR_SUFFIX}")),
+        )
+        .map_err(|e| io_error(&sidecar_tmp, e))
+        .and_then(|()| std::fs::rename(&part, &data).map_err(|e| io_error(&part, e)))
+        .and_then(|()| sync_dir(&self.forward));
+        if let Err(e) = moved {
+            for p in [
+                part,
+                sidecar_tmp,
+                data.clone(),
+                self.forward_sidecar_path(key)?,
+            ] {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        Ok(data)
+    }
+
+    /// The data file of a package waiting for its downstream endpoint.
+    pub fn forward_data(&self, key: &str) -> Result<PathBuf, OutboxError> {
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(OutboxError::InvalidName {
+                name: key.to_string(),
+                reason: "not a package id",
+            });
+        }
+        Ok(self.forward.join(key))
+    }
+
+    fn forward_sidecar_path(&self, key: &str) -> Result<PathBuf, OutboxError> {
+        self.forward_data(key)?;
+        Ok(self.forward.join(format!("{key}{SIDECAR_SUFFIX}")))
+    }
+
+    /// The sidecar of a package waiting for its downstream endpoint.
+    pub fn forward_sidecar(&self, key: &str) -> Result<serde_json::Value, OutboxError> {
+        let path = self.forward_sidecar_path(key)?;
+        let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| OutboxError::Io {
+            path,
+            source: std::io::Error::other(e),
+        })
+    }
+
+    /// Removes a forwarded package once its endpoint accepted it. A
+    /// failure is only logged: the ledger already says delivered, and
+    /// [`Outbox::cleanup_forward`] removes the leftover at the next start.
+    pub fn forward_done(&self, key: &str) {
+        let paths = [self.forward_data(key), self.forward_sidecar_path(key)];
+        for p in paths.into_iter().flatten() {
+            if let Err(e) = std::fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %p.display(), error = %e, "could not remove a forwarded package; it is removed at the next start");
+                }
+            }
+        }
+    }
+
+    /// Removes from the forward area every file whose package id is not
+    /// in `waiting` (leftovers of a crash or of a finished forward).
+    /// Returns how many files were removed.
+    pub fn cleanup_forward(
+        &self,
+        waiting: &std::collections::HashSet<String>,
+    ) -> Result<usize, OutboxError> {
+        let mut removed = 0;
+        let entries = std::fs::read_dir(&self.forward).map_err(|e| io_error(&self.forward, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&self.forward, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let key = name.strip_suffix(SIDECAR_SUFFIX).unwrap_or(&name);
+            if waiting.contains(key) {
+                continue;
+            }
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        if removed > 0 {
+            sync_dir(&self.forward)?;
+        }
+        Ok(removed)
     }
 
     /// The outbox directory.
@@ -540,10 +649,41 @@ mod tests {
         let mut v: Vec<String> = std::fs::read_dir(outbox.dir())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != STAGING_DIR)
+            .filter(|n| n != STAGING_DIR && n != FORWARD_DIR)
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn parked_packages_wait_in_the_forward_area_and_orphans_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut s = o.begin("3-0").unwrap();
+        s.write_all(b"payload").unwrap();
+        let sidecar = json!({ "package_id": "ab", "file_name": "a.csv" });
+        o.prepare(&mut s, &sidecar).unwrap();
+        let key = "00112233445566778899aabbccddeeff";
+        let data = o.park_for_forward(s, key).unwrap();
+        assert_eq!(std::fs::read(&data).unwrap(), b"payload");
+        assert_eq!(o.forward_sidecar(key).unwrap(), sidecar);
+        assert!(visible(&o).is_empty(), "nothing reaches the outbox itself");
+        assert!(staged(&o).is_empty(), "{:?}", staged(&o));
+        let mode = std::fs::metadata(dir.path().join(FORWARD_DIR))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A crash before the ledger write leaves an orphan: it goes; a
+        // package the ledger names stays.
+        std::fs::write(dir.path().join(FORWARD_DIR).join("ffff"), b"x").unwrap();
+        let waiting: std::collections::HashSet<String> = [key.to_owned()].into();
+        assert_eq!(o.cleanup_forward(&waiting).unwrap(), 1);
+        assert!(data.exists());
+        o.forward_done(key);
+        assert!(!data.exists());
+        assert!(o.forward_sidecar(key).is_err());
+        assert!(o.forward_data("../x").is_err(), "keys are package ids only");
     }
 
     fn staged(outbox: &Outbox) -> Vec<String> {

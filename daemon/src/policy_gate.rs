@@ -175,7 +175,7 @@ impl PolicyGate {
     }
 }
 
-fn read(path: &std::path::Path, signers: &[PublicKey]) -> Result<Policy, String> {
+pub(crate) fn read(path: &std::path::Path, signers: &[PublicKey]) -> Result<Policy, String> {
     let result = if signers.is_empty() {
         ferry_policy::load(path)
     } else {

@@ -457,6 +457,28 @@ impl IngestClient {
     ) -> Result<Answer, PushError> {
         check_channel(channel)?;
         let path = format!("{}/v1/channels/{channel}/packages", self.endpoint.base_path);
+        self.post(&path, upload, &[], sent).await
+    }
+
+    /// The endpoint's own path (`https://HOST/PATH` as given), for a
+    /// downstream system that takes uploads there.
+    pub fn base_path(&self) -> &str {
+        if self.endpoint.base_path.is_empty() {
+            "/"
+        } else {
+            &self.endpoint.base_path
+        }
+    }
+
+    /// `POST path` with `upload` as the body and `extra` headers besides
+    /// the file name, content type and digest.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        upload: &Upload,
+        extra: &[(&'static str, String)],
+        sent: Option<Arc<AtomicU64>>,
+    ) -> Result<Answer, PushError> {
         let len = upload.payload.len();
         // A kept-alive connection the server closed meanwhile fails
         // before anything was processed: one more try on a fresh one.
@@ -474,7 +496,7 @@ impl IngestClient {
             let body = UploadBody::open(&upload.payload, sent.clone(), go).await?;
             let mut req = Request::builder()
                 .method(Method::POST)
-                .uri(path.as_str())
+                .uri(path)
                 .header(hyper::header::HOST, self.endpoint.authority.as_str())
                 .header(hyper::header::USER_AGENT, USER_AGENT)
                 .header(hyper::header::CONTENT_TYPE, upload.content_type.as_str())
@@ -487,6 +509,9 @@ impl IngestClient {
             };
             if let Some(d) = &upload.digest {
                 req = req.header("x-ferry-digest", d.as_str());
+            }
+            for (name, value) in extra {
+                req = req.header(*name, value.as_str());
             }
             if go_tx.is_some() {
                 req = req.header(hyper::header::EXPECT, "100-continue");
@@ -669,7 +694,7 @@ impl IngestClient {
         // Only a fully sent and answered success leaves the connection in
         // a known state; after a refusal the server may not have read the
         // body, and the connection is not worth reusing.
-        if !self.keep_alive || (status != StatusCode::ACCEPTED && status != StatusCode::OK) {
+        if !self.keep_alive || !status.is_success() {
             self.conn = None;
         }
         let body = serde_json::from_slice(&bytes)

@@ -66,6 +66,28 @@ pub fn read_only_paths(cfg: &Config, config_path: &Path) -> Vec<PathBuf> {
         // CRLs are replaced by the CA's tooling: allow the directory.
         v.extend(i.crl.iter().map(|c| parent_or_self(c)));
     }
+    if let Some(d) = &cfg.downstream {
+        // Read again after a failed attempt, so a renewed certificate is
+        // picked up: allow the directories the CA's tooling writes into.
+        v.extend(
+            [&d.ca, &d.cert, &d.key]
+                .into_iter()
+                .map(|p| parent_or_self(p)),
+        );
+        // Downstream endpoints may be named by DNS: the resolver reads
+        // these (missing ones are skipped).
+        v.extend(
+            [
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/etc/nsswitch.conf",
+                "/etc/host.conf",
+                "/etc/gai.conf",
+            ]
+            .into_iter()
+            .map(PathBuf::from),
+        );
+    }
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         v.push(PathBuf::from(dir));
     }

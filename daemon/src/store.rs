@@ -154,7 +154,27 @@ pub enum LedgerState {
         /// File name the package asked for.
         final_name: String,
     },
-    /// In the outbox.
+    /// Verified, durable in `OUTBOX/.forward/`, and waiting for (or
+    /// between attempts at) its downstream HTTPS endpoint.
+    Forwarding {
+        /// The endpoint (`https://…`) the channel's policy named when the
+        /// package arrived.
+        url: String,
+        /// File name the package asked for (sent in `X-Ferry-File-Name`).
+        file_name: String,
+        /// Attempts that failed so far.
+        attempts: u32,
+        /// The last failure, for the status.
+        #[serde(default)]
+        last_error: Option<String>,
+        /// Set when the endpoint refused the package outright (a 4xx
+        /// other than 408/425/429): not retried until an operator says so.
+        #[serde(default)]
+        parked: Option<String>,
+        /// When it was queued for the endpoint, ms since the Unix epoch.
+        since_unix_ms: u64,
+    },
+    /// In the outbox, or accepted by the downstream endpoint.
     Delivered {
         /// When, ms since the Unix epoch.
         unix_ms: u64,
@@ -216,6 +236,13 @@ pub enum StoreError {
     /// A delivery was finished that was never begun.
     #[error("package {id} has no delivery ledger entry to finish; this is a ferryd bug, please report it with the log")]
     NotInLedger {
+        /// Package id, hex.
+        id: String,
+    },
+    /// A forwarding update for a package that is not waiting for its
+    /// downstream endpoint (any more).
+    #[error("package {id} is not waiting for a downstream endpoint (it was delivered, or never forwarded); nothing to change")]
+    NotForwarding {
         /// Package id, hex.
         id: String,
     },
@@ -714,6 +741,50 @@ impl StateStore {
 
     /// Deliveries a crash interrupted, for recovery at start-up.
     pub fn list_delivering(&self) -> Result<Vec<(PackageIdBytes, LedgerEntry)>, StoreError> {
+        self.list_ledger(|s| matches!(s, LedgerState::Delivering { .. }))
+    }
+
+    /// Packages waiting for their downstream endpoint, in sequence order.
+    pub fn list_forwarding(&self) -> Result<Vec<(PackageIdBytes, LedgerEntry)>, StoreError> {
+        self.list_ledger(|s| matches!(s, LedgerState::Forwarding { .. }))
+    }
+
+    /// Replaces the ledger entry of a package still being forwarded (its
+    /// attempts, last error, parking). Refuses an id that is not
+    /// forwarding any more, so a late update cannot undo a delivery.
+    pub fn update_forwarding(
+        &self,
+        id: PackageIdBytes,
+        entry: &LedgerEntry,
+    ) -> Result<(), StoreError> {
+        let json = self.encode("ledger entry", entry)?;
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
+            let forwarding = match ledger.get(&id).map_err(|e| self.db_err(e))? {
+                Some(v) => matches!(
+                    self.decode::<LedgerEntry>(ledger_what(&id), v.value())?
+                        .state,
+                    LedgerState::Forwarding { .. }
+                ),
+                None => false,
+            };
+            if !forwarding {
+                return Err(StoreError::NotForwarding {
+                    id: hex::encode(id),
+                });
+            }
+            ledger
+                .insert(&id, json.as_str())
+                .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    fn list_ledger(
+        &self,
+        keep: impl Fn(&LedgerState) -> bool,
+    ) -> Result<Vec<(PackageIdBytes, LedgerEntry)>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
         let ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
         let mut out = Vec::new();
@@ -721,7 +792,7 @@ impl StateStore {
             let (k, v) = row.map_err(|e| self.db_err(e))?;
             let id = *k.value();
             let entry: LedgerEntry = self.decode(ledger_what(&id), v.value())?;
-            if matches!(entry.state, LedgerState::Delivering { .. }) {
+            if keep(&entry.state) {
                 out.push((id, entry));
             }
         }

@@ -101,6 +101,10 @@ pub fn render(cfg: &Config, config_path: &Path, allow: &[String]) -> Result<Stri
     for a in allow {
         admitted.push((Prefix::parse(a)?, "--allow".to_owned()));
     }
+    let mut warnings = Vec::new();
+    if cfg.link.role == Role::Egress && cfg.downstream.is_some() {
+        downstream_hosts(cfg, &mut admitted, &mut warnings);
+    }
     admitted.sort();
     admitted.dedup_by(|a, b| a.0 == b.0);
 
@@ -136,6 +140,9 @@ pub fn render(cfg: &Config, config_path: &Path, allow: &[String]) -> Result<Stri
             "# WARNING: [ingest] is configured but no --allow names its clients; only loopback and link-local clients can connect."
         );
     }
+    for w in &warnings {
+        let _ = writeln!(out, "# WARNING: {w}");
+    }
     let _ = writeln!(out, "[Service]");
     let _ = writeln!(out, "IPAddressDeny=any");
     let _ = writeln!(out, "IPAddressAllow=localhost link-local");
@@ -144,6 +151,46 @@ pub fn render(cfg: &Config, config_path: &Path, allow: &[String]) -> Result<Stri
         let _ = writeln!(out, "IPAddressAllow={p}");
     }
     Ok(out)
+}
+
+/// The downstream endpoints the egress policy names: an address is
+/// admitted, a DNS name is flagged (systemd filters by address, and what
+/// a name resolves to is not this command's to guess).
+fn downstream_hosts(
+    cfg: &Config,
+    admitted: &mut Vec<(Prefix, String)>,
+    warnings: &mut Vec<String>,
+) {
+    let Some(p) = &cfg.policy else {
+        warnings
+            .push("[downstream] is configured but there is no [policy] naming endpoints".into());
+        return;
+    };
+    let policy = match crate::policy_gate::read(&p.file, &[]) {
+        Ok(policy) => policy,
+        Err(e) => {
+            warnings.push(format!(
+                "the policy could not be read, so its downstream endpoints are not admitted: {e}"
+            ));
+            return;
+        }
+    };
+    for c in policy.channels() {
+        let ferry_policy::Destination::Downstream(url) = &c.destination else {
+            continue;
+        };
+        let host = url.parse::<hyper::Uri>().ok().and_then(|u| {
+            u.host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        });
+        match host.as_deref().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) => admitted.push((Prefix::host(ip), format!("downstream endpoint {url}"))),
+            _ => warnings.push(format!(
+                "the downstream endpoint {url} (channel `{}`) is named by DNS: add its addresses with --allow",
+                c.name
+            )),
+        }
+    }
 }
 
 /// `release-1` for `/etc/ferry/release-1.toml`: the unit's instance name.
@@ -192,6 +239,35 @@ mod tests {
         assert!(!text.contains("WARNING"), "{text}");
         assert!(text.contains("IPAddressAllow=192.0.2.1/32\n"), "{text}");
         assert!(text.contains("IPAddressAllow=10.1.0.0/16\n"), "{text}");
+    }
+
+    #[test]
+    fn egress_admits_downstream_addresses_and_flags_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(
+            &policy,
+            "version = 1\n\n[policy]\nname = \"p\"\ntime_zone = \"Asia/Shanghai\"\n\n\
+             [channel.a]\ndescription = \"a\"\ndirection = \"import\"\nlink = \"l\"\ndestination = \"https://198.51.100.7:8443/up\"\n\n\
+             [channel.b]\ndescription = \"b\"\ndirection = \"import\"\nlink = \"l\"\ndestination = \"https://portal.example/up\"\n",
+        )
+        .expect("policy");
+        let text = format!(
+            "{EGRESS}\n[policy]\nfile = \"{}\"\n\n[downstream]\nca = \"/etc/ferry/ca.crt\"\ncert = \"/etc/ferry/c.crt\"\nkey = \"/etc/ferry/c.key\"\n",
+            policy.display()
+        );
+        let c = cfg(&text);
+        let out = render(
+            &c,
+            Path::new("/etc/ferry/release-1.toml"),
+            &["192.0.2.1".into()],
+        )
+        .expect("render");
+        assert!(out.contains("# downstream endpoint https://198.51.100.7:8443/up\nIPAddressAllow=198.51.100.7/32\n"), "{out}");
+        assert!(
+            out.contains("WARNING: the downstream endpoint https://portal.example/up (channel `b`) is named by DNS"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ enum Cmd {
     /// System administrator: stop or start a channel on the ingress side.
     #[command(subcommand)]
     Channel(ferry_daemon::approvals_cli::ChannelCmd),
+    /// System administrator: packages waiting for a downstream HTTPS
+    /// endpoint on the egress side.
+    #[command(subcommand)]
+    Forward(ferry_daemon::approvals_cli::ForwardCmd),
     /// Show a running daemon's status.
     Status {
         /// The daemon's configuration file.
@@ -176,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Policy(PolicyCmd::Tool(cmd)) => return Ok(ferry_policy::cli::run(cmd)?),
         Cmd::Approvals(cmd) => return ferry_daemon::approvals_cli::run(cmd),
         Cmd::Channel(cmd) => return ferry_daemon::approvals_cli::run_channel(cmd),
+        Cmd::Forward(cmd) => return ferry_daemon::approvals_cli::run_forward(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => {
             let cfg = config::load(&config)?;
             let v = control::request(&cfg.control_socket(), &control::Request::ReloadPolicy)?;
@@ -339,6 +344,28 @@ fn print_status(v: &serde_json::Value) {
                     n("sent"),
                     n("sent_bytes")
                 );
+            }
+        }
+    }
+    if let Some(d) = v
+        .get("downstream")
+        .and_then(|d| d.as_object())
+        .filter(|d| !d.is_empty())
+    {
+        println!("  downstream:");
+        for (url, e) in d {
+            let n = |k: &str| e.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            print!(
+                "    {url}  waiting {}, parked {}, forwarded {}",
+                n("waiting"),
+                n("parked"),
+                n("forwarded")
+            );
+            match e.get("last_error").and_then(|x| x.as_str()) {
+                Some(err) if n("consecutive_failures") > 0 => {
+                    println!(", failing ({} attempts): {err}", n("consecutive_failures"))
+                }
+                _ => println!(),
             }
         }
     }
