@@ -99,6 +99,23 @@ impl AuditTrail {
         }
     }
 
+    /// Records several events with one wait for the disk (the log's
+    /// group commit); failures are logged, as with [`AuditTrail::note`].
+    pub fn note_all(&self, records: Vec<AuditRecord>) {
+        let Some(log) = &self.log else { return };
+        if records.is_empty() {
+            return;
+        }
+        for r in records {
+            if let Err(e) = log.append_nowait(r) {
+                tracing::error!("audit log append failed: {e}");
+            }
+        }
+        if let Err(e) = log.flush() {
+            tracing::error!("audit log flush failed: {e}");
+        }
+    }
+
     /// `Ok` while packages may be accepted; otherwise why not.
     pub fn accepting(&self) -> Result<(), String> {
         let Some(log) = &self.log else {

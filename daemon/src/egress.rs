@@ -457,14 +457,18 @@ struct Sinks {
     wake: SyncSender<crate::forward::Msg>,
 }
 
-/// How far `deliver` took a package.
-enum Delivery {
-    /// In the outbox.
-    Outbox,
-    /// Durable in the forward area, waiting for this endpoint.
-    Forwarding(String),
-    /// Not delivered (duplicate, or a failure already reported).
-    Not,
+/// Most packages committed together. Bounds the open staging files and
+/// the time before the first of them is delivered.
+const MAX_BATCH: usize = 256;
+
+/// A verified package waiting for its batch's commit.
+struct Ready {
+    seq: u64,
+    staging: Staging,
+    manifest: Box<Manifest>,
+    /// The channel's downstream endpoint; `None` for the outbox.
+    destination: Option<String>,
+    sidecar: serde_json::Value,
 }
 
 fn writer_loop(
@@ -475,16 +479,52 @@ fn writer_loop(
     audit: &AuditTrail,
     gate: Option<&crate::policy_gate::PolicyGate>,
 ) {
-    let Sinks {
-        outbox,
-        store,
-        wake,
-    } = sinks;
-    let mut staged: HashMap<u64, Staged> = HashMap::new();
-    for msg in rx {
+    let mut w = Writer {
+        sinks,
+        status,
+        link,
+        audit,
+        gate,
+        staged: HashMap::new(),
+        ready: Vec::new(),
+        replay: None,
+    };
+    // Group commit: take what the receive thread has queued (up to a
+    // batch), then make all of its completed packages durable together —
+    // one file-system sync, one ledger transaction and one audit flush
+    // per step instead of per package. A lone package is a batch of one.
+    while let Ok(msg) = rx.recv() {
+        w.handle(msg);
+        while w.ready.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => w.handle(msg),
+                Err(_) => break,
+            }
+        }
+        w.commit();
+    }
+    w.commit();
+}
+
+struct Writer<'a> {
+    sinks: Sinks,
+    status: SharedStatus,
+    link: String,
+    audit: &'a AuditTrail,
+    gate: Option<&'a crate::policy_gate::PolicyGate>,
+    staged: HashMap<u64, Staged>,
+    ready: Vec<Ready>,
+    /// The receiver's replay window after the newest completion of the
+    /// batch (the window only grows, so it covers the earlier ones).
+    replay: Option<Vec<u8>>,
+}
+
+impl Writer<'_> {
+    fn handle(&mut self, msg: Write) {
+        let outbox = &self.sinks.outbox;
         match msg {
             Write::Start { seq, attempt } => {
-                if let Some(old) = staged.remove(&seq) {
+                if let Some(old) = self.staged.remove(&seq) {
                     if let Some(st) = old.staging {
                         outbox.abort(st);
                     }
@@ -492,24 +532,24 @@ fn writer_loop(
                 let staging = match outbox.begin(&format!("{seq}-{attempt}")) {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        alarm(&status, &format!("outbox: {e}"));
+                        alarm(&self.status, &format!("outbox: {e}"));
                         None
                     }
                 };
-                staged.insert(seq, Staged { staging, attempt });
+                self.staged.insert(seq, Staged { staging, attempt });
             }
             Write::Data { seq, data } => {
-                let Some(s) = staged.get_mut(&seq) else {
-                    continue;
+                let Some(s) = self.staged.get_mut(&seq) else {
+                    return;
                 };
                 let Some(st) = s.staging.as_mut() else {
-                    continue;
+                    return;
                 };
                 if let Err(e) = st.write_all(&data) {
                     // Nothing partial stays: the staging file goes, and this
                     // send of the package is lost (a redundant send or an
                     // operator resend brings it once space returns).
-                    alarm(&status, &format!("outbox: {e}"));
+                    alarm(&self.status, &format!("outbox: {e}"));
                     if let Some(st) = s.staging.take() {
                         outbox.abort(st);
                     }
@@ -518,7 +558,7 @@ fn writer_loop(
             Write::Failed { seq } => {
                 if let Some(Staged {
                     staging: Some(st), ..
-                }) = staged.remove(&seq)
+                }) = self.staged.remove(&seq)
                 {
                     outbox.abort(st);
                 }
@@ -528,71 +568,300 @@ fn writer_loop(
                 manifest,
                 replay,
             } => {
-                let Some(s) = staged.remove(&seq) else {
-                    continue;
+                // The window moves on whatever becomes of the package, so
+                // a failure here is not mistaken for a replay later.
+                self.replay = Some(replay);
+                let Some(s) = self.staged.remove(&seq) else {
+                    return;
                 };
-                match s.staging {
-                    Some(mut st) => {
-                        let guard = match reinspect(gate, &outbox, &mut st, &manifest, audit) {
-                            Ok(g) => g,
-                            Err(why) => {
-                                // Never delivered, not even in part: the
-                                // staging file goes; the window moves on.
-                                outbox.abort(st);
-                                if let Err(e) = store.save_replay(&replay) {
-                                    alarm(&status, &format!("state store: {e}"));
-                                }
-                                control::count_rejected(&status, &manifest.meta.channel);
-                                tracing::warn!(seq, package = %manifest.meta.id, "not delivered: {why}");
-                                continue;
-                            }
-                        };
-                        let destination = gate.and_then(|g| {
-                            match &g.current().channel(&manifest.meta.channel)?.destination {
-                                ferry_policy::Destination::Downstream(url) => Some(url.clone()),
-                                ferry_policy::Destination::Outbox => None,
-                            }
-                        });
-                        let sink = Sink {
-                            outbox: &outbox,
-                            store: &store,
-                            destination: destination.as_deref(),
-                        };
-                        let (kind, place) = match deliver(
-                            &sink, &status, &link, seq, s.attempt, st, &manifest, &replay, guard,
-                        ) {
-                            Delivery::Not => continue,
-                            Delivery::Outbox => (EventKind::PackageDelivered, "outbox".to_owned()),
-                            Delivery::Forwarding(url) => {
-                                let _ = wake.try_send(crate::forward::Msg::Wake);
-                                (EventKind::PackageReceived, format!("waiting for {url}"))
-                            }
-                        };
-                        audit.note(
-                            AuditRecord::new(kind, Actor::system(), Outcome::Success)
-                                .package(manifest.meta.id.to_hex())
-                                .channel(manifest.meta.channel.clone())
-                                .detail("seq", seq.to_string())
-                                .detail("size", manifest.meta.size.to_string())
-                                .detail("digest", hex::encode(&manifest.meta.digest))
-                                .detail("sender", manifest.meta.sender_identity.clone())
-                                .detail("signing_key", manifest.signing_key_id.clone())
-                                .detail("destination", place),
-                        );
+                let Some(mut st) = s.staging else {
+                    tracing::error!(seq, package = %manifest.meta.id, "package received but could not be staged; resend it once the outbox has space");
+                    return;
+                };
+                let guard = match reinspect(self.gate, outbox, &mut st, &manifest, self.audit) {
+                    Ok(g) => g,
+                    Err(why) => {
+                        // Never delivered, not even in part.
+                        outbox.abort(st);
+                        control::count_rejected(&self.status, &manifest.meta.channel);
+                        tracing::warn!(seq, package = %manifest.meta.id, "not delivered: {why}");
+                        return;
                     }
-                    None => {
-                        // The data could not be staged (disk full): the
-                        // package is not delivered; the window still moves
-                        // so the failure is not mistaken for a replay later.
-                        if let Err(e) = store.save_replay(&replay) {
-                            alarm(&status, &format!("state store: {e}"));
-                        }
-                        tracing::error!(seq, package = %manifest.meta.id, "package received but could not be staged; resend it once the outbox has space");
+                };
+                let destination = self.gate.and_then(|g| {
+                    match &g.current().channel(&manifest.meta.channel)?.destination {
+                        ferry_policy::Destination::Downstream(url) => Some(url.clone()),
+                        ferry_policy::Destination::Outbox => None,
                     }
+                });
+                let mut side = sidecar(&self.link, seq, s.attempt, &manifest);
+                if let Some(g) = guard {
+                    side["egress_guard"] = g;
                 }
+                self.ready.push(Ready {
+                    seq,
+                    staging: st,
+                    manifest,
+                    destination,
+                    sidecar: side,
+                });
             }
         }
     }
+
+    /// Delivers the batch: each package whole or not at all, none twice.
+    ///
+    /// 1. drop duplicates (the ledger's, and the batch's own) and names
+    ///    that cannot be delivered; write each sidecar; move packages for
+    ///    a downstream endpoint into the forward area;
+    /// 2. one sync of the outbox's file system makes all of that durable;
+    /// 3. one ledger transaction records every package (delivering or
+    ///    forwarding) with the replay window;
+    /// 4. the renames into the outbox, one more sync, and one transaction
+    ///    marking them delivered; a crash between 3 and 4 is finished at
+    ///    start-up ([`recover`]);
+    /// 5. the audit records, appended together and flushed once.
+    fn commit(&mut self) {
+        let replay = self.replay.take();
+        if self.ready.is_empty() {
+            if let Some(replay) = replay {
+                if let Err(e) = self.sinks.store.save_replay(&replay) {
+                    alarm(&self.status, &format!("state store: {e}"));
+                }
+            }
+            return;
+        }
+        let replay = replay.unwrap_or_default();
+        let batch = std::mem::take(&mut self.ready);
+        let mut items = self.prepare(batch);
+        let (outbox, store) = (&self.sinks.outbox, &self.sinks.store);
+        if let Err(e) = outbox.sync_filesystem() {
+            alarm(&self.status, &format!("outbox: {e}"));
+            self.discard(items, &replay);
+            return;
+        }
+        let entries: Vec<_> = items
+            .iter()
+            .map(|it| (it.manifest.meta.id.0, &it.entry))
+            .collect();
+        if let Err(e) = store.begin_deliveries(&entries, &replay) {
+            alarm(&self.status, &format!("state store: {e}"));
+            self.discard(items, &replay);
+            return;
+        }
+        let mut delivered = Vec::new();
+        for it in &mut items {
+            let Some(st) = it.staging.take() else {
+                continue;
+            };
+            let id = it.manifest.meta.id;
+            match outbox.place_batched(st, &it.manifest.meta.file_name) {
+                Ok(path) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    delivered.push((id.0, name.clone()));
+                    it.delivered_as = Some(name);
+                }
+                Err(e) => {
+                    if matches!(e, OutboxError::DiskFull { .. }) {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                    } else {
+                        tracing::error!(seq = it.entry.seq, package = %id, error = %e, "delivery failed");
+                    }
+                    // The ledger says "delivering" with no staging file
+                    // left: undo it so a resend can deliver the package.
+                    if let Err(e) = store.ledger_remove(id.0) {
+                        alarm(&self.status, &format!("state store: {e}"));
+                    }
+                    it.failed = true;
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            match outbox.sync_filesystem() {
+                Ok(()) => {
+                    if let Err(e) = store.finish_deliveries(&delivered, now_millis().0) {
+                        alarm(&self.status, &format!("state store: {e}"));
+                    }
+                }
+                // Left "delivering": the next start makes sure of them.
+                Err(e) => alarm(&self.status, &format!("outbox: {e}")),
+            }
+        }
+        self.report(items);
+    }
+
+    /// Step 1 of [`Writer::commit`]: what of the batch can go on, with its
+    /// sidecar written and its ledger entry made.
+    fn prepare(&self, batch: Vec<Ready>) -> Vec<Item> {
+        let (outbox, store) = (&self.sinks.outbox, &self.sinks.store);
+        let mut seen = std::collections::HashSet::new();
+        let mut items = Vec::with_capacity(batch.len());
+        for Ready {
+            seq,
+            mut staging,
+            manifest,
+            destination,
+            sidecar,
+        } in batch
+        {
+            let id = manifest.meta.id;
+            match store.ledger_get(id.0) {
+                Ok(None) if seen.insert(id.0) => {}
+                Ok(_) => {
+                    // Delivered before under another sequence number (a
+                    // resend or a redundant send): once only.
+                    outbox.abort(staging);
+                    control::update(&self.status, |s| s.duplicates_suppressed += 1);
+                    tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
+                    continue;
+                }
+                Err(e) => {
+                    alarm(&self.status, &format!("state store: {e}"));
+                    outbox.abort(staging);
+                    continue;
+                }
+            }
+            let name = &manifest.meta.file_name;
+            // Also for a downstream endpoint: the name travels in a header,
+            // and no endpoint is handed a path or a control code.
+            if let Err(e) = crate::outbox::sanitize_file_name(name) {
+                tracing::error!(seq, package = %id, error = %e, "delivery failed");
+                outbox.abort(staging);
+                continue;
+            }
+            if let Err(e) = outbox.write_sidecar(&mut staging, &sidecar) {
+                alarm(&self.status, &format!("outbox: {e}"));
+                outbox.abort(staging);
+                continue;
+            }
+            let (state, staging) = match &destination {
+                None => (
+                    LedgerState::Delivering {
+                        staging: staging.name().to_owned(),
+                        final_name: name.clone(),
+                    },
+                    Some(staging),
+                ),
+                Some(url) => {
+                    // Out of staging now: the coming sync makes the move
+                    // durable with the data. A crash before the ledger
+                    // write leaves files no entry names, removed at start.
+                    if let Err(e) = outbox.park_for_forward(staging, &id.to_hex()) {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                        continue;
+                    }
+                    let state = LedgerState::Forwarding {
+                        url: url.clone(),
+                        file_name: name.clone(),
+                        attempts: 0,
+                        last_error: None,
+                        parked: None,
+                        since_unix_ms: now_millis().0,
+                    };
+                    (state, None)
+                }
+            };
+            items.push(Item {
+                entry: LedgerEntry { seq, state },
+                manifest,
+                destination,
+                staging,
+                delivered_as: None,
+                failed: false,
+            });
+        }
+        items
+    }
+
+    /// Nothing of a batch that could not be made durable is delivered.
+    fn discard(&self, items: Vec<Item>, replay: &[u8]) {
+        for it in items {
+            match it.staging {
+                Some(st) => self.sinks.outbox.abort(st),
+                None => self
+                    .sinks
+                    .outbox
+                    .forward_done(&it.manifest.meta.id.to_hex()),
+            }
+            tracing::error!(seq = it.entry.seq, package = %it.manifest.meta.id, "package received but not delivered; resend it once the alarm is cleared");
+        }
+        if let Err(e) = self.sinks.store.save_replay(replay) {
+            alarm(&self.status, &format!("state store: {e}"));
+        }
+    }
+
+    /// Step 5: counters, log lines and audit records of a committed batch.
+    fn report(&self, items: Vec<Item>) {
+        let mut records = Vec::with_capacity(items.len());
+        let mut forwarding = false;
+        let mut any_delivered = false;
+        for it in items.into_iter().filter(|it| !it.failed) {
+            let meta = &it.manifest.meta;
+            let place = match (&it.destination, &it.delivered_as) {
+                (Some(url), _) => {
+                    forwarding = true;
+                    tracing::info!(seq = it.entry.seq, package = %meta.id, destination = %url, "verified; waiting for the downstream endpoint");
+                    format!("waiting for {url}")
+                }
+                (None, Some(name)) => {
+                    any_delivered = true;
+                    control::count(&self.status, &meta.channel, |c| {
+                        c.delivered += 1;
+                        c.delivered_bytes += meta.size;
+                    });
+                    control::update(&self.status, |s| {
+                        s.delivered += 1;
+                        s.delivered_bytes += meta.size;
+                    });
+                    tracing::info!(seq = it.entry.seq, package = %meta.id, file = %name, size = meta.size, "delivered");
+                    format!("outbox: {name}")
+                }
+                (None, None) => continue,
+            };
+            let kind = if it.destination.is_some() {
+                EventKind::PackageReceived
+            } else {
+                EventKind::PackageDelivered
+            };
+            records.push(
+                AuditRecord::new(kind, Actor::system(), Outcome::Success)
+                    .package(meta.id.to_hex())
+                    .channel(meta.channel.clone())
+                    .detail("seq", it.entry.seq.to_string())
+                    .detail("size", meta.size.to_string())
+                    .detail("digest", hex::encode(&meta.digest))
+                    .detail("sender", meta.sender_identity.clone())
+                    .detail("signing_key", it.manifest.signing_key_id.clone())
+                    .detail("destination", place),
+            );
+        }
+        if any_delivered {
+            // A delivery went through: outbox alarms (disk full) are
+            // over; the log keeps their history.
+            control::update(&self.status, |s| {
+                s.alarms.retain(|a| !a.starts_with("outbox:"))
+            });
+        }
+        self.audit.note_all(records);
+        if forwarding {
+            let _ = self.sinks.wake.try_send(crate::forward::Msg::Wake);
+        }
+    }
+}
+
+/// A package of a batch being committed.
+struct Item {
+    entry: LedgerEntry,
+    manifest: Box<Manifest>,
+    destination: Option<String>,
+    /// Still in staging (outbox packages until renamed).
+    staging: Option<Staging>,
+    /// Its name in the outbox once renamed.
+    delivered_as: Option<String>,
+    failed: bool,
 }
 
 fn alarm(status: &SharedStatus, msg: &str) {
@@ -671,157 +940,6 @@ fn reinspect(
             report.reasons.join("; ")
         )),
     }
-}
-
-/// Where one package goes.
-struct Sink<'a> {
-    outbox: &'a Outbox,
-    store: &'a StateStore,
-    /// The channel's downstream endpoint; `None` for the outbox.
-    destination: Option<&'a str>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    sink: &Sink<'_>,
-    status: &SharedStatus,
-    link: &str,
-    seq: u64,
-    attempt: u8,
-    staging: Staging,
-    manifest: &Manifest,
-    replay: &[u8],
-    guard: Option<serde_json::Value>,
-) -> Delivery {
-    let (outbox, store) = (sink.outbox, sink.store);
-    let id = manifest.meta.id;
-    match store.ledger_get(id.0) {
-        Ok(Some(_)) => {
-            // Delivered before under another sequence number (an operator
-            // resend): the ledger guarantees once-only delivery.
-            outbox.abort(staging);
-            if let Err(e) = store.save_replay(replay) {
-                alarm(status, &format!("state store: {e}"));
-            }
-            control::update(status, |s| s.duplicates_suppressed += 1);
-            tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
-            return Delivery::Not;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            alarm(status, &format!("state store: {e}"));
-            outbox.abort(staging);
-            return Delivery::Not;
-        }
-    }
-    let mut sidecar = sidecar(link, seq, attempt, manifest);
-    if let Some(g) = guard {
-        sidecar["egress_guard"] = g;
-    }
-    let staging_name = staging.name().to_string();
-    let mut staging = staging;
-    if let Err(e) = outbox.prepare(&mut staging, &sidecar) {
-        alarm(status, &format!("outbox: {e}"));
-        outbox.abort(staging);
-        return Delivery::Not;
-    }
-    if let Some(url) = sink.destination {
-        return forward(sink, status, url, seq, staging, manifest, replay);
-    }
-    let entry = LedgerEntry {
-        seq,
-        state: LedgerState::Delivering {
-            staging: staging_name,
-            final_name: manifest.meta.file_name.clone(),
-        },
-    };
-    if let Err(e) = store.begin_delivery(id.0, &entry, replay) {
-        alarm(status, &format!("state store: {e}"));
-        outbox.abort(staging);
-        return Delivery::Not;
-    }
-    match outbox.commit(staging, &manifest.meta.file_name, &sidecar) {
-        Ok(path) => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if let Err(e) = store.finish_delivery(id.0, &name, now_millis().0) {
-                alarm(status, &format!("state store: {e}"));
-            }
-            control::count(status, &manifest.meta.channel, |c| {
-                c.delivered += 1;
-                c.delivered_bytes += manifest.meta.size;
-            });
-            control::update(status, |s| {
-                s.delivered += 1;
-                s.delivered_bytes += manifest.meta.size;
-                // A delivery went through: outbox alarms (disk full) are
-                // over; the log keeps their history.
-                s.alarms.retain(|a| !a.starts_with("outbox:"));
-            });
-            tracing::info!(seq, package = %id, file = %name, size = manifest.meta.size, "delivered");
-            Delivery::Outbox
-        }
-        Err(e) => {
-            if matches!(e, OutboxError::DiskFull { .. }) {
-                alarm(status, &format!("outbox: {e}"));
-            } else {
-                tracing::error!(seq, package = %id, error = %e, "delivery failed");
-            }
-            // The ledger says "delivering" with no staging file left: undo
-            // it so a resend can deliver the package.
-            if let Err(e) = store.ledger_remove(id.0) {
-                alarm(status, &format!("state store: {e}"));
-            }
-            Delivery::Not
-        }
-    }
-}
-
-/// Makes a verified package wait durably for its downstream endpoint:
-/// into the forward area, then the ledger records it with the replay
-/// window (from then on it is never received twice, and never lost).
-fn forward(
-    sink: &Sink<'_>,
-    status: &SharedStatus,
-    url: &str,
-    seq: u64,
-    staging: Staging,
-    manifest: &Manifest,
-    replay: &[u8],
-) -> Delivery {
-    let id = manifest.meta.id;
-    // The name travels in a header downstream: the same rules as a file
-    // in the outbox, so no endpoint is handed a path or a control code.
-    if let Err(e) = crate::outbox::sanitize_file_name(&manifest.meta.file_name) {
-        tracing::error!(seq, package = %id, error = %e, "not forwarded");
-        sink.outbox.abort(staging);
-        return Delivery::Not;
-    }
-    let key = id.to_hex();
-    if let Err(e) = sink.outbox.park_for_forward(staging, &key) {
-        alarm(status, &format!("outbox: {e}"));
-        return Delivery::Not;
-    }
-    let entry = LedgerEntry {
-        seq,
-        state: LedgerState::Forwarding {
-            url: url.to_owned(),
-            file_name: manifest.meta.file_name.clone(),
-            attempts: 0,
-            last_error: None,
-            parked: None,
-            since_unix_ms: now_millis().0,
-        },
-    };
-    if let Err(e) = sink.store.begin_delivery(id.0, &entry, replay) {
-        alarm(status, &format!("state store: {e}"));
-        sink.outbox.forward_done(&key);
-        return Delivery::Not;
-    }
-    tracing::info!(seq, package = %id, destination = url, "verified; waiting for the downstream endpoint");
-    Delivery::Forwarding(url.to_owned())
 }
 
 /// The JSON metadata written next to each delivered file.

@@ -247,6 +247,9 @@ impl Outbox {
     /// leaves files no ledger entry names, which [`Outbox::cleanup_forward`]
     /// removes at the next start (the package was not accepted yet, so a
     /// redundant send or a resend brings it again).
+    ///
+    /// The caller makes the move durable ([`Outbox::sync_filesystem`],
+    /// once for a whole batch).
     pub fn park_for_forward(&self, staging: Staging, key: &str) -> Result<PathBuf, OutboxError> {
         let data = self.forward_data(key)?;
         let sidecar_tmp = self.staged_sidecar_path(&staging.name)?;
@@ -257,8 +260,7 @@ impl Outbox {
             self.forward.join(format!("{key}{SIDECAR_SUFFIX}")),
         )
         .map_err(|e| io_error(&sidecar_tmp, e))
-        .and_then(|()| std::fs::rename(&part, &data).map_err(|e| io_error(&part, e)))
-        .and_then(|()| sync_dir(&self.forward));
+        .and_then(|()| std::fs::rename(&part, &data).map_err(|e| io_error(&part, e)));
         if let Err(e) = moved {
             for p in [
                 part,
@@ -483,6 +485,56 @@ impl Outbox {
         sync_dir(&self.staging)
     }
 
+    /// Writes the staged package's buffered data and its `sidecar` (as
+    /// [`Outbox::prepare`] does) without syncing anything: for a batch,
+    /// made durable by one [`Outbox::sync_filesystem`] before the ledger
+    /// records it. On a full disk both files are removed.
+    pub fn write_sidecar(
+        &self,
+        staging: &mut Staging,
+        sidecar: &serde_json::Value,
+    ) -> Result<(), OutboxError> {
+        let path = self.staged_sidecar_path(&staging.name)?;
+        staging.writer.flush().map_err(|e| staging.fail(e))?;
+        write_json(&path, sidecar, false).inspect_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            if matches!(e, OutboxError::DiskFull { .. }) {
+                let _ = std::fs::remove_file(&staging.path);
+            }
+        })
+    }
+
+    /// Makes everything written to the outbox's file system so far
+    /// durable: data, sidecars, renames and removals, of every package of
+    /// a batch at once (`syncfs(2)`, which also reports write-back errors).
+    pub fn sync_filesystem(&self) -> Result<(), OutboxError> {
+        use std::os::fd::AsRawFd;
+        let dir = File::open(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+        nix::unistd::syncfs(dir.as_raw_fd())
+            .map_err(|e| io_error(&self.dir, std::io::Error::from(e)))
+    }
+
+    /// Renames a package whose data and sidecar [`Outbox::write_sidecar`]
+    /// wrote, and whose ledger entry is durable, into the outbox under the
+    /// first free name, without syncing (the batch syncs once). On error
+    /// the staging files are removed.
+    pub fn place_batched(&self, staging: Staging, file_name: &str) -> Result<PathBuf, OutboxError> {
+        let part = staging.path.clone();
+        let staging_name = staging.name.clone();
+        drop(staging);
+        let result = sanitize_file_name(file_name).and_then(|name| {
+            let sidecar_tmp = self.staged_sidecar_path(&staging_name)?;
+            self.rename_free(&part, &sidecar_tmp, &name, false)
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&part);
+            if let Ok(p) = self.staged_sidecar_path(&staging_name) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        result
+    }
+
     /// The sidecar [`Outbox::prepare`] left for `staging_name`, if it
     /// is there and readable.
     pub fn staged_sidecar(&self, staging_name: &str) -> Option<serde_json::Value> {
@@ -546,6 +598,20 @@ impl Outbox {
         recovering: bool,
     ) -> Result<PathBuf, OutboxError> {
         write_durably(sidecar_tmp, sidecar)?;
+        let path = self.rename_free(part, sidecar_tmp, name, recovering)?;
+        sync_dir(&self.dir)?;
+        Ok(path)
+    }
+
+    /// Renames sidecar, then data, into the outbox under the first free
+    /// name; the caller makes the renames durable.
+    fn rename_free(
+        &self,
+        part: &Path,
+        sidecar_tmp: &Path,
+        name: &str,
+        recovering: bool,
+    ) -> Result<PathBuf, OutboxError> {
         for n in 0..=MAX_COLLISION_SUFFIX {
             let candidate = with_suffix(name, n);
             let data_path = self.dir.join(&candidate);
@@ -573,7 +639,6 @@ impl Outbox {
                     .map_err(|e| io_error(&sidecar_path, e))?;
                 continue;
             }
-            sync_dir(&self.dir)?;
             return Ok(data_path);
         }
         Err(OutboxError::NoFreeName {
@@ -592,6 +657,11 @@ fn exists(path: &Path) -> Result<bool, OutboxError> {
 
 /// Writes JSON into a new 0600 file and fsyncs it.
 fn write_durably(path: &Path, value: &serde_json::Value) -> Result<(), OutboxError> {
+    write_json(path, value, true)
+}
+
+/// Writes JSON into a new 0600 file, fsync'd when `sync`.
+fn write_json(path: &Path, value: &serde_json::Value, sync: bool) -> Result<(), OutboxError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -605,7 +675,7 @@ fn write_durably(path: &Path, value: &serde_json::Value) -> Result<(), OutboxErr
     })?;
     text.push(b'\n');
     file.write_all(&text)
-        .and_then(|()| file.sync_all())
+        .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
         .map_err(|e| io_error(path, e))
 }
 
@@ -662,9 +732,10 @@ mod tests {
         let mut s = o.begin("3-0").unwrap();
         s.write_all(b"payload").unwrap();
         let sidecar = json!({ "package_id": "ab", "file_name": "a.csv" });
-        o.prepare(&mut s, &sidecar).unwrap();
+        o.write_sidecar(&mut s, &sidecar).unwrap();
         let key = "00112233445566778899aabbccddeeff";
         let data = o.park_for_forward(s, key).unwrap();
+        o.sync_filesystem().unwrap();
         assert_eq!(std::fs::read(&data).unwrap(), b"payload");
         assert_eq!(o.forward_sidecar(key).unwrap(), sidecar);
         assert!(visible(&o).is_empty(), "nothing reaches the outbox itself");

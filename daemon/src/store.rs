@@ -661,19 +661,31 @@ impl StateStore {
         entry: &LedgerEntry,
         replay_window: &[u8],
     ) -> Result<(), StoreError> {
-        let json = self.encode("ledger entry", entry)?;
+        self.begin_deliveries(&[(id, entry)], replay_window)
+    }
+
+    /// [`StateStore::begin_delivery`] for a batch, in one transaction:
+    /// all of them are recorded or none.
+    pub fn begin_deliveries(
+        &self,
+        entries: &[(PackageIdBytes, &LedgerEntry)],
+        replay_window: &[u8],
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
-            if ledger.get(&id).map_err(|e| self.db_err(e))?.is_some() {
-                // Dropping `tx` without commit aborts it: nothing changes.
-                return Err(StoreError::AlreadyInLedger {
-                    id: hex::encode(id),
-                });
+            for (id, entry) in entries {
+                let json = self.encode("ledger entry", *entry)?;
+                if ledger.get(id).map_err(|e| self.db_err(e))?.is_some() {
+                    // Dropping `tx` without commit aborts it: nothing changes.
+                    return Err(StoreError::AlreadyInLedger {
+                        id: hex::encode(id),
+                    });
+                }
+                ledger
+                    .insert(id, json.as_str())
+                    .map_err(|e| self.db_err(e))?;
             }
-            ledger
-                .insert(&id, json.as_str())
-                .map_err(|e| self.db_err(e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| self.db_err(e))?;
             blobs
                 .insert(REPLAY_KEY, replay_window)
@@ -689,28 +701,39 @@ impl StateStore {
         name: &str,
         unix_ms: u64,
     ) -> Result<(), StoreError> {
+        self.finish_deliveries(&[(id, name.to_owned())], unix_ms)
+    }
+
+    /// [`StateStore::finish_delivery`] for a batch, in one transaction.
+    pub fn finish_deliveries(
+        &self,
+        done: &[(PackageIdBytes, String)],
+        unix_ms: u64,
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
-            let seq = match ledger.get(&id).map_err(|e| self.db_err(e))? {
-                Some(v) => self.decode::<LedgerEntry>(ledger_what(&id), v.value())?.seq,
-                None => {
-                    return Err(StoreError::NotInLedger {
-                        id: hex::encode(id),
-                    })
-                }
-            };
-            let entry = LedgerEntry {
-                seq,
-                state: LedgerState::Delivered {
-                    unix_ms,
-                    name: name.to_string(),
-                },
-            };
-            let json = self.encode("ledger entry", &entry)?;
-            ledger
-                .insert(&id, json.as_str())
-                .map_err(|e| self.db_err(e))?;
+            for (id, name) in done {
+                let seq = match ledger.get(id).map_err(|e| self.db_err(e))? {
+                    Some(v) => self.decode::<LedgerEntry>(ledger_what(id), v.value())?.seq,
+                    None => {
+                        return Err(StoreError::NotInLedger {
+                            id: hex::encode(id),
+                        })
+                    }
+                };
+                let entry = LedgerEntry {
+                    seq,
+                    state: LedgerState::Delivered {
+                        unix_ms,
+                        name: name.clone(),
+                    },
+                };
+                let json = self.encode("ledger entry", &entry)?;
+                ledger
+                    .insert(id, json.as_str())
+                    .map_err(|e| self.db_err(e))?;
+            }
         }
         tx.commit().map_err(|e| self.db_err(e))
     }
