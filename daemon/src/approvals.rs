@@ -546,6 +546,78 @@ mod tests {
         assert_eq!(account_name(&a), "alice");
     }
 
+    fn held(reviewers_needed: u8, window: Option<u64>) -> HeldPackage {
+        HeldPackage {
+            path: "/q/p".into(),
+            meta_json: "{}".into(),
+            bytes: 3,
+            held_unix_ms: 1,
+            expires_unix_ms: u64::MAX,
+            requirement: "two".into(),
+            reviewers_needed,
+            roles: vec![REVIEWER_ROLE.into()],
+            allow_submitter: false,
+            reasons: Vec::new(),
+            approvals: Vec::new(),
+            channel_stopped: false,
+            window_until_unix_ms: window,
+            subject: None,
+        }
+    }
+
+    #[test]
+    fn start_up_drops_the_hold_of_a_package_a_crash_left_queued_and_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::open(&dir.path().join("ferry.redb")).expect("store");
+        // The last approval queued the package; the crash came before the
+        // hold was removed.
+        let approved = [1u8; 16];
+        let seq = store.reserve_seqs(1).expect("seq");
+        store
+            .enqueue(
+                approved,
+                &crate::store::QueuedPackage {
+                    seq,
+                    path: "/q/p".into(),
+                    meta_json: "{}".into(),
+                    state: crate::store::QueueState::Queued,
+                    bytes: 3,
+                    enqueued_unix_ms: 2,
+                },
+            )
+            .expect("enqueue");
+        store.hold_put(approved, &held(2, None)).expect("hold");
+        // Still under review, waiting for a window, and a stopped channel's.
+        store.hold_put([2u8; 16], &held(2, None)).expect("hold");
+        store.hold_put([3u8; 16], &held(0, Some(5))).expect("hold");
+        store
+            .hold_put(
+                [4u8; 16],
+                &HeldPackage {
+                    channel_stopped: true,
+                    ..held(0, None)
+                },
+            )
+            .expect("hold");
+
+        let counts = reconcile_store(&store).expect("reconcile");
+        assert_eq!(
+            counts,
+            HeldCounts {
+                awaiting_approval: 1,
+                awaiting_window: 1
+            }
+        );
+        assert_eq!(store.hold_get(approved).expect("read"), None);
+        let queued = store.list(None).expect("list");
+        assert_eq!(queued.len(), 1, "queued exactly once: {queued:?}");
+        assert_eq!((queued[0].0, queued[0].1.seq), (approved, seq));
+        assert_eq!(store.hold_list().expect("list").len(), 3);
+        // Nothing left to repair: a second start-up changes nothing.
+        assert_eq!(reconcile_store(&store).expect("reconcile"), counts);
+        assert_eq!(store.list(None).expect("list").len(), 1);
+    }
+
     #[test]
     fn previews_text_and_refuses_binary() {
         let dir = tempfile::tempdir().expect("tempdir");
