@@ -87,6 +87,20 @@ link = "e2e"
 destination = "outbox"
 windows = ["soon"]
 
+[approval.one]
+description = "One reviewer"
+reviewers = 1
+roles = ["reviewer"]
+expires_after_s = 3600
+
+[channel.reviewed]
+description = "Reviewed, and only inside the window"
+direction = "import"
+link = "e2e"
+destination = "outbox"
+windows = ["soon"]
+approval = "one"
+
 [channel.bulk]
 description = "Open until a reload gives it the window"
 direction = "import"
@@ -99,7 +113,7 @@ id = "R-feed"
 description = "The feed pushes on both"
 effect = "allow"
 identities = ["feed"]
-channels = ["night", "bulk"]
+channels = ["night", "reviewed", "bulk"]
 "#,
         from = hhmm(opens),
         to = hhmm(opens + 600),
@@ -246,6 +260,27 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     assert_eq!(st["state"], "awaiting_window", "{st}");
     assert_eq!(st["hold_until_unix_ms"], opens * 1000, "{st}");
 
+    // Approvals come first; approved while the window is closed, the
+    // package waits for it.
+    let (code, v) = site.push("reviewed", "reviewed.csv", &data);
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["state"], "awaiting_approval", "{v}");
+    let reviewed = v["package_id"].as_str().expect("id").to_owned();
+    let o = ctl(&[
+        "approvals",
+        "approve",
+        "--config",
+        &config,
+        &reviewed,
+        "--reason",
+        "figures checked",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("awaiting_window"), "{}", text(&o));
+    let (_, st) = site.state(&reviewed);
+    assert_eq!(st["state"], "awaiting_window", "{st}");
+    assert_eq!(st["hold_until_unix_ms"], opens * 1000, "{st}");
+
     // A reload gives `bulk` the closed window: what is still queued waits.
     std::fs::write(&policy_file, policy(opens, false)).expect("policy");
     let o = ctl(&["policy", "reload", "--config", &config]);
@@ -278,7 +313,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
         "no bulk package was held: the link was too fast for the test"
     );
     let st = status(&tb.ingress_config).expect("status");
-    assert_eq!(st["awaiting_window"], bulk_held.len() + 1, "{st}");
+    assert_eq!(st["awaiting_window"], bulk_held.len() + 2, "{st}");
     assert_eq!(st["awaiting_approval"], 0, "{st}");
 
     // A reviewer (root holds every role without [admin]) cannot release it.
@@ -320,7 +355,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     assert!(
         st["awaiting_window"]
             .as_u64()
-            .is_some_and(|n| n as usize > bulk_held.len()),
+            .is_some_and(|n| n as usize >= bulk_held.len() + 2),
         "{st}"
     );
 
@@ -330,10 +365,12 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
         "setup took past the window's opening; raise SETUP_MARGIN_S"
     );
     let delivered_early = outbox_files(&tb.outbox);
-    assert!(
-        !delivered_early.contains(&"parcels.csv".to_string()),
-        "{delivered_early:?}"
-    );
+    for n in ["parcels.csv", "reviewed.csv"] {
+        assert!(
+            !delivered_early.contains(&n.to_string()),
+            "{delivered_early:?}"
+        );
+    }
     for n in &bulk_held {
         assert!(!delivered_early.contains(n), "{n} held and delivered");
     }
@@ -341,6 +378,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     // The window opens: everything arrives, each once, byte for byte.
     let mut all = bulk.clone();
     all.push("parcels.csv".into());
+    all.push("reviewed.csv".into());
     all.sort();
     let wait = Duration::from_secs(opens.saturating_sub(unix_now_s())) + DELIVERY_LIMIT;
     wait_for(wait, "delivery once the window opened", || {
@@ -384,6 +422,8 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     assert_eq!(count("package.held", &id), 1, "{records:?}");
     assert_eq!(count("package.released", &id), 1, "{records:?}");
     assert_eq!(count("package.pushed", &id), 1, "{records:?}");
+    assert_eq!(count("package.held", &reviewed), 1, "{records:?}");
+    assert_eq!(count("package.released", &reviewed), 1, "{records:?}");
     let held_records = records
         .iter()
         .filter(|r| r["event"] == "package.held" && r["channel"] == "bulk")
