@@ -91,7 +91,8 @@ struct Site {
     _ingress: Daemon,
 }
 
-/// A weekday other than today (UTC), so a window on it is closed now.
+/// A weekday other than today (UTC), so a window on it is closed now (and
+/// a push on its channel is held, not sent).
 fn not_today() -> &'static str {
     const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let days = SystemTime::now()
@@ -438,11 +439,21 @@ fn refusals_are_explained_with_status_reasons_and_exit_codes() {
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(r.stderr.contains("too large (413)"), "{r:?}");
 
-    // 503 with Retry-After: the channel's window is closed today.
+    // Not a refusal: the channel's window is closed today, so the package
+    // is accepted and held until it opens (202, `awaiting_window`).
     let r = site.push("registry-feed", "night", &[&csv]);
-    assert_eq!(r.code, Some(75), "{r:?}");
-    assert!(r.stderr.contains("service unavailable (503)"), "{r:?}");
-    assert!(r.stderr.contains("retry after"), "{r:?}");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("held until the channel's time window opens"),
+        "{r:?}"
+    );
+    let r = site.push("registry-feed", "night", &["--json", &csv]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let o = &json_lines(&r.stdout)[0];
+    assert_eq!(o["status"], 202, "{o}");
+    assert_eq!(o["answer"]["state"], "awaiting_window", "{o}");
+    assert!(o["answer"]["hold_until"].is_string(), "{o}");
 
     // 429 with Retry-After: one package a minute. Within a minute the
     // second push is refused; if the minute turns over between two pushes,

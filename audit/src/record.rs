@@ -24,6 +24,13 @@ pub enum EventKind {
     /// A human approver rejected a package.
     #[serde(rename = "approval.rejected")]
     ApprovalRejected,
+    /// An accepted package was held out of the sequence order until its
+    /// channel's time window opens.
+    #[serde(rename = "package.held")]
+    PackageHeld,
+    /// A held package was released into the send queue (its window opened).
+    #[serde(rename = "package.released")]
+    PackageReleased,
     /// The package was signed and encrypted for the link.
     #[serde(rename = "package.sealed")]
     PackageSealed,
@@ -73,12 +80,14 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in vocabulary order.
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::PackagePushed,
         EventKind::PolicyDecided,
         EventKind::GuardInspected,
         EventKind::ApprovalApproved,
         EventKind::ApprovalRejected,
+        EventKind::PackageHeld,
+        EventKind::PackageReleased,
         EventKind::PackageSealed,
         EventKind::PackageSent,
         EventKind::PackageReceived,
@@ -104,6 +113,8 @@ impl EventKind {
             EventKind::GuardInspected => "guard.inspected",
             EventKind::ApprovalApproved => "approval.approved",
             EventKind::ApprovalRejected => "approval.rejected",
+            EventKind::PackageHeld => "package.held",
+            EventKind::PackageReleased => "package.released",
             EventKind::PackageSealed => "package.sealed",
             EventKind::PackageSent => "package.sent",
             EventKind::PackageReceived => "package.received",

@@ -6,10 +6,16 @@
 //! a package under review takes a sequence number only once approved, so it
 //! never shows up as a gap on the egress side. Every approval, rejection and
 //! expiry is written to the audit log before it takes effect.
+//!
+//! The same table holds packages waiting for a time window
+//! ([`crate::window_holds`]) and those of a stopped channel; reviewers see
+//! them but cannot release them. A package that needs approvals and meets
+//! a closed window is reviewed first; approved while the window is still
+//! closed, it waits for the window.
 
 use crate::control::{self, Caller};
 use crate::ingress::{queue_package, Shared};
-use crate::store::{ApprovalMark, HeldPackage};
+use crate::store::{ApprovalMark, HeldPackage, HoldKind, StateStore};
 use crate::{now_millis, DaemonError};
 use ferry_audit::{Actor, AuditRecord, EventKind, Outcome, Role};
 use ferry_protocol::manifest::PackageMeta;
@@ -23,12 +29,17 @@ const REVIEWER_ROLE: &str = "reviewer";
 const PREVIEW_BYTES: usize = 4096;
 
 /// Holds an accepted package for approval; returns when it expires.
+/// `window_until_unix_ms` is when the window that was closed at acceptance
+/// opens, `subject` the sender as the policy saw it (both for the window
+/// check once approved).
 pub(crate) fn hold(
     s: &Shared,
     meta: &PackageMeta,
     path: &Path,
     req: &ferry_policy::ApprovalRequirement,
     reasons: Vec<String>,
+    window_until_unix_ms: Option<u64>,
+    subject: Option<ferry_policy::Subject>,
 ) -> Result<u64, DaemonError> {
     let now = now_millis().0;
     let expires = now.saturating_add(req.expires_after_s.saturating_mul(1000));
@@ -45,6 +56,8 @@ pub(crate) fn hold(
         reasons,
         approvals: Vec::new(),
         channel_stopped: false,
+        window_until_unix_ms,
+        subject,
     };
     s.store.hold_put(meta.id.0, &held)?;
     control::update(&s.status, |st| st.awaiting_approval += 1);
@@ -74,6 +87,8 @@ pub(crate) fn hold_stopped(
         reasons: vec![format!("channel stopped by {}: {}", stop.by, stop.reason)],
         approvals: Vec::new(),
         channel_stopped: true,
+        window_until_unix_ms: None,
+        subject: None,
     };
     s.store.hold_put(id, &held)?;
     s.store.remove(id)?;
@@ -116,7 +131,15 @@ fn parse_id(id: &str) -> Result<[u8; 16], serde_json::Value> {
 
 fn summary(id: &[u8; 16], h: &HeldPackage) -> serde_json::Value {
     let meta = h.meta();
+    let kind = h.kind();
+    let window_until = match kind {
+        HoldKind::Window { until_unix_ms } => Some(until_unix_ms),
+        _ => None,
+    };
     serde_json::json!({
+        "state": kind.state(),
+        "hold_until_unix_ms": window_until,
+        "hold_until": window_until.and_then(crate::window_holds::rfc3339),
         "package_id": hex::encode(id),
         "channel": meta.get("channel"),
         "file_name": meta.get("file_name"),
@@ -188,6 +211,23 @@ fn preview(path: &Path) -> serde_json::Value {
     serde_json::json!(valid)
 }
 
+fn window_hold(id: &str, until_unix_ms: u64) -> serde_json::Value {
+    let when = crate::window_holds::rfc3339(until_unix_ms)
+        .unwrap_or_else(|| format!("{until_unix_ms} ms"));
+    serde_json::json!({
+        "error": format!("package {id} is not awaiting review: it is accepted and held until its channel's time window opens (at {when}); ferryd queues it then, and no reviewer can send it earlier or reject it")
+    })
+}
+
+/// The refusal for a hold reviewers may not touch, if it is one.
+fn not_for_reviewers(id: &str, h: &HeldPackage) -> Option<serde_json::Value> {
+    match h.kind() {
+        HoldKind::Approval => None,
+        HoldKind::Window { until_unix_ms } => Some(window_hold(id, until_unix_ms)),
+        HoldKind::ChannelStopped => Some(stopped_hold(id)),
+    }
+}
+
 fn stopped_hold(id: &str) -> serde_json::Value {
     serde_json::json!({
         "error": format!("package {id} is held because its channel is stopped, not for review; the system administrator releases it with `ferryctl channel start`")
@@ -253,8 +293,8 @@ fn approve_inner(
     let Some(mut h) = s.store.hold_get(bytes)? else {
         return Ok(not_held(id));
     };
-    if h.channel_stopped {
-        return Ok(stopped_hold(id));
+    if let Some(refusal) = not_for_reviewers(id, &h) {
+        return Ok(refusal);
     }
     if h.expires_unix_ms <= now_millis().0 {
         drop(_guard);
@@ -322,6 +362,20 @@ fn approve_inner(
             what: "held record unreadable".into(),
         });
     };
+    if let Some(until) = crate::window_holds::wait_after_approval(s, &h) {
+        let approvals = h.approvals.len();
+        let needed = h.reviewers_needed;
+        crate::window_holds::hold_approved(s, bytes, h, until)?;
+        tracing::info!(package = %id, approvals, "approved; held until its window opens");
+        return Ok(serde_json::json!({
+            "package_id": id,
+            "state": "awaiting_window",
+            "hold_until_unix_ms": until,
+            "hold_until": crate::window_holds::rfc3339(until),
+            "approvals": approvals,
+            "needed": needed,
+        }));
+    }
     // Queued first, then the hold removed: a crash in between leaves both,
     // and start-up drops the hold of a package already queued.
     let seq = queue_package(s, &pkg, Path::new(&h.path))?;
@@ -354,8 +408,8 @@ pub(crate) fn reject(s: &Shared, actor: Actor, id: &str, reason: &str) -> serde_
         let Some(h) = s.store.hold_get(bytes)? else {
             return Ok(not_held(id));
         };
-        if h.channel_stopped {
-            return Ok(stopped_hold(id));
+        if let Some(refusal) = not_for_reviewers(id, &h) {
+            return Ok(refusal);
         }
         s.audit.record(
             AuditRecord::new(EventKind::ApprovalRejected, actor, Outcome::Success)
@@ -370,7 +424,8 @@ pub(crate) fn reject(s: &Shared, actor: Actor, id: &str, reason: &str) -> serde_
     result.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
 }
 
-fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(), DaemonError> {
+/// Deletes a held package that will never be sent, and counts it refused.
+pub(crate) fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(), DaemonError> {
     s.store.hold_remove(id)?;
     let _ = std::fs::remove_file(&h.path);
     let channel = h
@@ -380,8 +435,11 @@ fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(), DaemonErro
         .map(str::to_owned)
         .unwrap_or_default();
     control::count_rejected(&s.status, &channel);
-    control::update(&s.status, |st| {
-        st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
+    let kind = h.kind();
+    control::update(&s.status, |st| match kind {
+        HoldKind::Approval => st.awaiting_approval = st.awaiting_approval.saturating_sub(1),
+        HoldKind::Window { .. } => st.awaiting_window = st.awaiting_window.saturating_sub(1),
+        HoldKind::ChannelStopped => {}
     });
     Ok(())
 }
@@ -402,7 +460,7 @@ pub(crate) fn expire(s: &Shared) {
     };
     for (id, h) in held
         .into_iter()
-        .filter(|(_, h)| !h.channel_stopped && h.expires_unix_ms <= now)
+        .filter(|(_, h)| h.kind() == HoldKind::Approval && h.expires_unix_ms <= now)
     {
         let why = format!(
             "expired with {} of {} approvals",
@@ -430,21 +488,46 @@ pub(crate) fn expire(s: &Shared) {
     }
 }
 
-/// At start-up: a package both queued and held was approved just before a
-/// crash, so its hold goes; the count of held packages is published.
+/// Held packages by kind, as the status shows them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldCounts {
+    /// Waiting for reviewers.
+    pub(crate) awaiting_approval: u64,
+    /// Waiting for their channel's window.
+    pub(crate) awaiting_window: u64,
+}
+
+/// At start-up: a package both queued and held was released (approved,
+/// its window opened, or moved out of the queue) just before a crash; it
+/// is queued, so its hold goes. The count of held packages is published.
 pub(crate) fn reconcile(s: &Shared) -> Result<(), DaemonError> {
-    let held = s.store.hold_list()?;
-    let mut remaining = 0u64;
-    for (id, h) in held {
-        if s.store.get(id)?.is_some() {
-            s.store.hold_remove(id)?;
+    let counts = reconcile_store(&s.store)?;
+    control::update(&s.status, |st| {
+        st.awaiting_approval = counts.awaiting_approval;
+        st.awaiting_window = counts.awaiting_window;
+    });
+    Ok(())
+}
+
+/// The store's half of [`reconcile`]: drops the hold of every package that
+/// is also queued (each path that queues a held package writes the queue
+/// entry before it removes the hold, and the send loop holds before it
+/// unqueues, so "both" always means "queued wins") and counts the rest.
+pub(crate) fn reconcile_store(store: &StateStore) -> Result<HeldCounts, DaemonError> {
+    let mut counts = HeldCounts::default();
+    for (id, h) in store.hold_list()? {
+        if store.get(id)?.is_some() {
+            store.hold_remove(id)?;
             tracing::info!(package = %hex::encode(id), "queued before a restart; hold cleared");
-        } else if !h.channel_stopped {
-            remaining += 1;
+            continue;
+        }
+        match h.kind() {
+            HoldKind::Approval => counts.awaiting_approval += 1,
+            HoldKind::Window { .. } => counts.awaiting_window += 1,
+            HoldKind::ChannelStopped => {}
         }
     }
-    control::update(&s.status, |st| st.awaiting_approval = remaining);
-    Ok(())
+    Ok(counts)
 }
 
 #[cfg(test)]
@@ -461,6 +544,78 @@ mod tests {
         assert_eq!(common_name("spool:nightly"), None);
         let a = Actor::new("unix:alice (uid 1001)", Role::Approver);
         assert_eq!(account_name(&a), "alice");
+    }
+
+    fn held(reviewers_needed: u8, window: Option<u64>) -> HeldPackage {
+        HeldPackage {
+            path: "/q/p".into(),
+            meta_json: "{}".into(),
+            bytes: 3,
+            held_unix_ms: 1,
+            expires_unix_ms: u64::MAX,
+            requirement: "two".into(),
+            reviewers_needed,
+            roles: vec![REVIEWER_ROLE.into()],
+            allow_submitter: false,
+            reasons: Vec::new(),
+            approvals: Vec::new(),
+            channel_stopped: false,
+            window_until_unix_ms: window,
+            subject: None,
+        }
+    }
+
+    #[test]
+    fn start_up_drops_the_hold_of_a_package_a_crash_left_queued_and_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::open(&dir.path().join("ferry.redb")).expect("store");
+        // The last approval queued the package; the crash came before the
+        // hold was removed.
+        let approved = [1u8; 16];
+        let seq = store.reserve_seqs(1).expect("seq");
+        store
+            .enqueue(
+                approved,
+                &crate::store::QueuedPackage {
+                    seq,
+                    path: "/q/p".into(),
+                    meta_json: "{}".into(),
+                    state: crate::store::QueueState::Queued,
+                    bytes: 3,
+                    enqueued_unix_ms: 2,
+                },
+            )
+            .expect("enqueue");
+        store.hold_put(approved, &held(2, None)).expect("hold");
+        // Still under review, waiting for a window, and a stopped channel's.
+        store.hold_put([2u8; 16], &held(2, None)).expect("hold");
+        store.hold_put([3u8; 16], &held(0, Some(5))).expect("hold");
+        store
+            .hold_put(
+                [4u8; 16],
+                &HeldPackage {
+                    channel_stopped: true,
+                    ..held(0, None)
+                },
+            )
+            .expect("hold");
+
+        let counts = reconcile_store(&store).expect("reconcile");
+        assert_eq!(
+            counts,
+            HeldCounts {
+                awaiting_approval: 1,
+                awaiting_window: 1
+            }
+        );
+        assert_eq!(store.hold_get(approved).expect("read"), None);
+        let queued = store.list(None).expect("list");
+        assert_eq!(queued.len(), 1, "queued exactly once: {queued:?}");
+        assert_eq!((queued[0].0, queued[0].1.seq), (approved, seq));
+        assert_eq!(store.hold_list().expect("list").len(), 3);
+        // Nothing left to repair: a second start-up changes nothing.
+        assert_eq!(reconcile_store(&store).expect("reconcile"), counts);
+        assert_eq!(store.list(None).expect("list").len(), 1);
     }
 
     #[test]

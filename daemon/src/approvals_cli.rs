@@ -110,18 +110,29 @@ fn print_list(v: &serde_json::Value) {
     match held {
         Some(h) if !h.is_empty() => {
             println!(
-                "{:<32}  {:<16}  {:<24}  {:>10}  approvals",
+                "{:<32}  {:<16}  {:<24}  {:>10}  held for",
                 "package", "channel", "file", "bytes"
             );
             for p in h {
+                // Only `awaiting_approval` is the reviewers' to decide; the
+                // others are shown so nobody wonders where they went.
+                let held_for = match p.get("state").and_then(|s| s.as_str()) {
+                    Some("awaiting_window") => {
+                        format!("time window, until {}", field(p, "hold_until"))
+                    }
+                    Some("channel_stopped") => "stopped channel".to_owned(),
+                    _ => format!(
+                        "approval, {} of {}",
+                        field(p, "approvals"),
+                        field(p, "needed")
+                    ),
+                };
                 println!(
-                    "{:<32}  {:<16}  {:<24}  {:>10}  {} of {}",
+                    "{:<32}  {:<16}  {:<24}  {:>10}  {held_for}",
                     field(p, "package_id"),
                     field(p, "channel"),
                     field(p, "file_name"),
                     field(p, "size"),
-                    field(p, "approvals"),
-                    field(p, "needed")
                 );
             }
         }
@@ -137,6 +148,8 @@ fn print_show(v: &serde_json::Value) {
         "content_type",
         "submitter",
         "size",
+        "state",
+        "hold_until",
         "requirement",
     ] {
         println!("{k:<14} {}", field(v, k));

@@ -202,6 +202,10 @@ pub struct Status {
     /// Ingress: packages held for approval.
     #[serde(default)]
     pub awaiting_approval: u64,
+    /// Ingress: accepted packages held until their channel's time window
+    /// opens.
+    #[serde(default)]
+    pub awaiting_window: u64,
     /// Ingress: channels the system administrator stopped, with who, when
     /// and why.
     #[serde(default)]

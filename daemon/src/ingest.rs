@@ -1,6 +1,8 @@
 //! The HTTPS ingest API of the ingress side: intranet systems push packages
 //! with a client certificate (mTLS, mandatory), the body streamed to disk,
-//! and get `202` only once the package is durable in the queue.
+//! and get `202` only once the package is durable in the queue, or in a
+//! hold: for reviewers (`awaiting_approval`) or, while its channel's time
+//! window is closed, until it opens (`awaiting_window`, with `hold_until`).
 //!
 //! `POST /v1/channels/{channel}/packages` with the file name in
 //! `X-Ferry-File-Name`, the type in `Content-Type` and an optional
@@ -476,7 +478,7 @@ async fn push(
     let decide = |size: u64| -> Result<Option<Granted>, Box<Reply>> {
         match (&s.policy, &subject) {
             (Some(gate), Some(subject)) => {
-                let d = gate.decide_and_charge(&ferry_policy::Request {
+                let d = gate.decide_and_charge_holding(&ferry_policy::Request {
                     identity: subject.clone(),
                     channel: channel.to_owned(),
                     file_name: file_name.clone(),
@@ -559,9 +561,9 @@ async fn push(
             ),
         );
     }
-    let (profile, mut approval) = match granted {
-        Some(g) => (g.profile, g.approval),
-        None => (None, None),
+    let (profile, mut approval, window_until) = match granted {
+        Some(g) => (g.profile, g.approval, g.window_until_unix_ms),
+        None => (None, None, None),
     };
     // The content guard, in fixed order after the policy: reject, mask in
     // place, or hold for review; the findings go to the audit log.
@@ -654,6 +656,11 @@ async fn push(
         let (file_name, content_type) = (file_name.clone(), content_type.clone());
         let channel_name = channel.to_owned();
         let actor = crate::audit_trail::actor_of(identity);
+        let grant = crate::ingress::Grant {
+            approval,
+            window_until_unix_ms: window_until,
+            subject: subject.clone(),
+        };
         tokio::task::spawn_blocking(move || {
             crate::ingress::accept_upload(
                 &s,
@@ -669,7 +676,7 @@ async fn push(
                     inspection,
                 },
                 actor,
-                approval.as_ref(),
+                grant,
             )
         })
         .await
@@ -684,6 +691,18 @@ async fn push(
                         "package_id": id.to_hex(),
                         "state": "queued",
                         "seq": seq,
+                        "size": size,
+                        "guard": guard_verdict,
+                        "state_url": url,
+                    })
+                }
+                crate::ingress::Admitted::AwaitingWindow(until) => {
+                    tracing::info!(package = %id, file = %file_name, size, identity = %identity.subject, "accepted over HTTPS; held until its channel's window opens");
+                    serde_json::json!({
+                        "package_id": id.to_hex(),
+                        "state": "awaiting_window",
+                        "hold_until": crate::window_holds::rfc3339(until),
+                        "hold_until_unix_ms": until,
                         "size": size,
                         "guard": guard_verdict,
                         "state_url": url,
@@ -765,19 +784,24 @@ fn channel_on_this_link(s: &Shared, channel: &str) -> Result<(), Box<Reply>> {
     }
 }
 
-/// Maps a policy decision to the answer: `403` with every reason, `429`
-/// with `Retry-After` for a rate or quota, `503` with `Retry-After` while
-/// the channel's window is closed. An allowed package on a channel that
-/// requires approvals comes back with the requirement: it is held, not
-/// queued.
 /// What an allowed push was granted by the policy.
 struct Granted {
     /// Held for these approvals first.
     approval: Option<ferry_policy::ApprovalRequirement>,
     /// Inspected under this content profile.
     profile: Option<String>,
+    /// A window is closed: held, not sent, until it opens (ms since the
+    /// Unix epoch).
+    window_until_unix_ms: Option<u64>,
 }
 
+/// Maps a policy decision to the answer: `403` with every reason, `429`
+/// with `Retry-After` for a rate or quota. An allowed package comes back
+/// with what it was granted: on a channel that requires approvals it is
+/// held for them, and while a window is closed (`Hold`, decided with
+/// [`ferry_policy::Policy::decide_holding`], so quotas, profile and
+/// approvals are those of an allowed package) it is accepted and held
+/// until the window opens — not refused.
 fn verdict(
     d: ferry_policy::Decision,
     identity: &ferry_certs::Identity,
@@ -800,19 +824,21 @@ fn verdict(
         ferry_policy::Verdict::Allow => Ok(Granted {
             approval: d.approval,
             profile: d.profile,
+            window_until_unix_ms: None,
         }),
         ferry_policy::Verdict::Hold => {
+            // A closed window that never opens again is refused when the
+            // policy loads; should one slip through, the release check
+            // looks again a minute later.
             let now = time::OffsetDateTime::now_utc();
-            let secs = d
+            let until = d
                 .hold_until
-                .map_or(RETRY_AFTER_S, |t| (t - now).whole_seconds().max(1) as u64);
-            refuse(retry(
-                json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    body("the channel is outside its time window; push again when it opens"),
-                ),
-                secs,
-            ))
+                .unwrap_or(now + time::Duration::seconds(RETRY_AFTER_S as i64));
+            Ok(Granted {
+                approval: d.approval,
+                profile: d.profile,
+                window_until_unix_ms: Some(crate::window_holds::unix_ms(until)),
+            })
         }
         ferry_policy::Verdict::Deny => {
             tracing::info!(identity = %identity.subject, rule = ?d.rule_id, "push refused by policy");
@@ -937,19 +963,27 @@ fn package_state(s: &Shared, id: &str) -> Reply {
         Ok(None) => match s.store.hold_get(bytes) {
             Ok(Some(h)) => {
                 let meta = h.meta();
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "package_id": id,
-                        "state": "awaiting_approval",
-                        "approvals": h.approvals.len(),
-                        "needed": h.reviewers_needed,
-                        "expires_unix_ms": h.expires_unix_ms,
-                        "size": h.bytes,
-                        "file_name": meta.get("file_name"),
-                        "channel": meta.get("channel"),
-                    }),
-                )
+                let kind = h.kind();
+                let mut v = serde_json::json!({
+                    "package_id": id,
+                    "state": kind.state(),
+                    "size": h.bytes,
+                    "file_name": meta.get("file_name"),
+                    "channel": meta.get("channel"),
+                });
+                match kind {
+                    crate::store::HoldKind::Approval => {
+                        v["approvals"] = h.approvals.len().into();
+                        v["needed"] = h.reviewers_needed.into();
+                        v["expires_unix_ms"] = h.expires_unix_ms.into();
+                    }
+                    crate::store::HoldKind::Window { until_unix_ms } => {
+                        v["hold_until"] = crate::window_holds::rfc3339(until_unix_ms).into();
+                        v["hold_until_unix_ms"] = until_unix_ms.into();
+                    }
+                    crate::store::HoldKind::ChannelStopped => {}
+                }
+                json(StatusCode::OK, v)
             }
             Ok(None) => error(
                 StatusCode::NOT_FOUND,

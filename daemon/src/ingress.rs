@@ -164,6 +164,22 @@ pub(crate) enum Admitted {
     Queued(u64),
     /// Held for approval until this time (ms since the Unix epoch).
     Held(u64),
+    /// Held until its channel's window opens at this time (ms since the
+    /// Unix epoch).
+    AwaitingWindow(u64),
+}
+
+/// What the policy granted an accepted package besides "allowed".
+#[derive(Default)]
+pub(crate) struct Grant {
+    /// Held for these approvals first.
+    pub(crate) approval: Option<ferry_policy::ApprovalRequirement>,
+    /// A window was closed: not sent before it opens (ms since the Unix
+    /// epoch).
+    pub(crate) window_until_unix_ms: Option<u64>,
+    /// The sender as the policy saw it, kept with a held package to decide
+    /// again at release.
+    pub(crate) subject: Option<ferry_policy::Subject>,
 }
 
 /// Runs the ingress side until `shutdown` is set.
@@ -497,7 +513,17 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         inspection,
     };
     let actor = Actor::new(meta.sender_identity.clone(), Role::Sender);
-    let admitted = admit(s, &meta, &dest, approval.as_ref(), actor)?;
+    // A spool file meets no closed window here (it waits in the spool), so
+    // only approvals can hold it.
+    let grant = Grant {
+        approval,
+        window_until_unix_ms: None,
+        subject: s
+            .policy
+            .as_ref()
+            .map(|_| ferry_policy::Subject::spool(&spool_name(s))),
+    };
+    let admitted = admit(s, &meta, &dest, grant, actor)?;
     let (state, seq) = match admitted {
         Admitted::Queued(seq) => {
             tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
@@ -506,6 +532,10 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         Admitted::Held(_) => {
             tracing::info!(package = %id, file = %file_name, size, "taken from spool; held for approval");
             ("awaiting_approval", None)
+        }
+        Admitted::AwaitingWindow(_) => {
+            tracing::info!(package = %id, file = %file_name, size, "taken from spool; held until its window opens");
+            ("awaiting_window", None)
         }
     };
     if let Some(spool) = path.parent() {
@@ -672,14 +702,14 @@ pub(crate) struct Upload {
     pub(crate) inspection: Option<ferry_protocol::Inspection>,
 }
 
-/// Moves a complete upload into the queue and records it durably; returns
-/// its sequence number. The caller answers `202` only after this.
+/// Moves a complete upload into the queue (or a hold, as `grant` says) and
+/// records it durably. The caller answers `202` only after this.
 pub(crate) fn accept_upload(
     s: &Shared,
     staged: &Path,
     u: Upload,
     actor: Actor,
-    approval: Option<&ferry_policy::ApprovalRequirement>,
+    grant: Grant,
 ) -> Result<Admitted, DaemonError> {
     let dest = s.queue_dir.join(u.id.to_hex());
     std::fs::rename(staged, &dest).map_err(DaemonError::io(&dest))?;
@@ -697,26 +727,39 @@ pub(crate) fn accept_upload(
         created_unix_ms: now_millis().0,
         inspection: u.inspection,
     };
-    admit(s, &meta, &dest, approval, actor)
+    admit(s, &meta, &dest, grant, actor)
 }
 
-/// Puts a durable, digested package into the send queue, or holds it for
-/// approval, and records it; counted as accepted either way.
+/// Puts a durable, digested package into the send queue, or holds it (for
+/// approval first, else for a closed window), and records it; counted as
+/// accepted either way.
 fn admit(
     s: &Shared,
     meta: &PackageMeta,
     path: &Path,
-    approval: Option<&ferry_policy::ApprovalRequirement>,
+    grant: Grant,
     actor: Actor,
 ) -> Result<Admitted, DaemonError> {
-    let admitted = match approval {
-        None => Admitted::Queued(queue(s, meta, path)?),
-        Some(req) => {
+    let admitted = match (grant.approval, grant.window_until_unix_ms) {
+        (None, None) => Admitted::Queued(queue(s, meta, path)?),
+        (None, Some(until)) => {
+            crate::window_holds::hold(s, meta, path, until, grant.subject)?;
+            Admitted::AwaitingWindow(until)
+        }
+        (Some(req), window) => {
             let reasons = vec![format!(
                 "policy: channel `{}` needs {} approval(s) under [approval.{}]",
                 meta.channel, req.reviewers, req.name
             )];
-            Admitted::Held(crate::approvals::hold(s, meta, path, req, reasons)?)
+            Admitted::Held(crate::approvals::hold(
+                s,
+                meta,
+                path,
+                &req,
+                reasons,
+                window,
+                grant.subject,
+            )?)
         }
     };
     record_pushed(s, meta, &admitted, path, actor)?;
@@ -779,6 +822,7 @@ fn record_pushed(
     let (key, value) = match admitted {
         Admitted::Queued(seq) => ("seq", seq.to_string()),
         Admitted::Held(expires) => ("held_until_unix_ms", expires.to_string()),
+        Admitted::AwaitingWindow(until) => ("window_until_unix_ms", until.to_string()),
     };
     let record = AuditRecord::new(EventKind::PackagePushed, actor, Outcome::Success)
         .package(meta.id.to_hex())
@@ -797,6 +841,12 @@ fn record_pushed(
                 s.store.hold_remove(meta.id.0)?;
                 control::update(&s.status, |st| {
                     st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
+                });
+            }
+            Admitted::AwaitingWindow(_) => {
+                s.store.hold_remove(meta.id.0)?;
+                control::update(&s.status, |st| {
+                    st.awaiting_window = st.awaiting_window.saturating_sub(1)
                 });
             }
         }
@@ -1152,6 +1202,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
             }
             s.audit.tick();
             crate::approvals::expire(s);
+            crate::window_holds::release_due(s);
             if let Ok(mut w) = s.expiry.lock() {
                 w.poll(&s.status);
             }
@@ -1218,6 +1269,15 @@ fn feed(
             // Out of the sequence order until the channel starts again, so
             // the egress side sees no gap for it.
             crate::approvals::hold_stopped(s, id, &q, &stop)?;
+            *last_seq = Some(q.seq);
+            continue;
+        }
+        if let Some(until) = crate::window_holds::closed_until(s, &meta.channel) {
+            // "Held queued until the window opens": out of the sequence
+            // order like a stopped channel's, queued again (new sequence
+            // number) when the window opens. A package already handed to
+            // the sender finishes its send.
+            crate::window_holds::hold_queued(s, id, &q, &meta.channel, until)?;
             *last_seq = Some(q.seq);
             continue;
         }

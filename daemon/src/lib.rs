@@ -33,6 +33,7 @@ pub mod selfcheck;
 pub mod spool;
 pub mod systemd_dropin;
 pub mod testbed;
+pub mod window_holds;
 
 pub use error::DaemonError;
 

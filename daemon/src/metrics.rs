@@ -366,6 +366,12 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             s.awaiting_approval,
         );
         o.single(
+            "ferry_awaiting_window",
+            "gauge",
+            "Accepted packages held until their channel's time window opens.",
+            s.awaiting_window,
+        );
+        o.single(
             "ferry_queue_depth",
             "gauge",
             "Packages waiting to be sent.",

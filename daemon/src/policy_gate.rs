@@ -161,14 +161,32 @@ impl PolicyGate {
     /// package is charged to its counters at once, so two concurrent pushes
     /// cannot both take the last unit of a quota.
     pub fn decide_and_charge(&self, req: &Request) -> Decision {
+        self.decide_with(req, false)
+    }
+
+    /// Like [`PolicyGate::decide_and_charge`] for a sender whose package
+    /// is held until a closed window opens instead of being refused (the
+    /// ingest API): a `Hold` is checked against the quotas and charged like
+    /// an allowed package, since it is accepted now
+    /// ([`Policy::decide_holding`]).
+    pub fn decide_and_charge_holding(&self, req: &Request) -> Decision {
+        self.decide_with(req, true)
+    }
+
+    fn decide_with(&self, req: &Request, holding: bool) -> Decision {
         let policy = self.current();
         let mut usage = match self.usage.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         usage.now_s = req.at.unix_timestamp().max(0) as u64;
-        let d = policy.decide(req, &*usage);
-        if d.is_allowed() {
+        let d = if holding {
+            policy.decide_holding(req, &*usage)
+        } else {
+            policy.decide(req, &*usage)
+        };
+        let accepted = d.is_allowed() || (holding && d.verdict == ferry_policy::Verdict::Hold);
+        if accepted {
             usage.charge(&d.charges, req.size_bytes);
         }
         d

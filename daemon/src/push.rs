@@ -1599,8 +1599,15 @@ fn print_report(args: &PushArgs, r: &FileReport) {
         let id = a.package_id().unwrap_or("?");
         let size = r.size.map(|s| format!(", {s} bytes")).unwrap_or_default();
         let held = match a.body.get("state").and_then(|s| s.as_str()) {
-            Some("awaiting_approval") => ", held for the channel's approvals",
-            _ => "",
+            Some("awaiting_approval") => ", held for the channel's approvals".to_owned(),
+            Some("awaiting_window") => format!(
+                ", held until the channel's time window opens ({})",
+                a.body
+                    .get("hold_until")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("time unknown")
+            ),
+            _ => String::new(),
         };
         println!("{label}: accepted (202) as package {id}{size}{held}");
         if let Some(state) = &r.state {

@@ -21,8 +21,9 @@ const QUEUE: TableDefinition<&[u8; 16], &str> = TableDefinition::new("queue");
 const QUEUE_BY_SEQ: TableDefinition<u64, ([u8; 16], u8)> = TableDefinition::new("queue_by_seq");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 const LEDGER: TableDefinition<&[u8; 16], &str> = TableDefinition::new("ledger");
-/// Ingress packages awaiting approval: outside the sequence order, so a
-/// package under review never leaves a gap on the egress side.
+/// Ingress packages held (for approval, a closed window or a stopped
+/// channel): outside the sequence order, so a held package never leaves a
+/// gap on the egress side.
 const HELD: TableDefinition<&[u8; 16], &str> = TableDefinition::new("held");
 
 const NEXT_SEQ_KEY: &str = "next_seq";
@@ -72,7 +73,9 @@ pub struct QueuedPackage {
     pub enqueued_unix_ms: u64,
 }
 
-/// A package held for approval (the two-person rule).
+/// A package held out of the sequence order: for approval (the two-person
+/// rule), until its channel's time window opens, or because its channel is
+/// stopped. See [`HeldPackage::kind`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldPackage {
     /// The stored copy of the payload.
@@ -101,12 +104,64 @@ pub struct HeldPackage {
     /// when the system administrator starts the channel again.
     #[serde(default)]
     pub channel_stopped: bool,
+    /// Not to be sent before this time (ms since the Unix epoch): the
+    /// opening of the time window that was closed when it was accepted.
+    /// Once its approvals (if any) are complete, such a package waits for
+    /// its window, and only ferryd releases it. Absent in records written
+    /// before window holds existed.
+    #[serde(default)]
+    pub window_until_unix_ms: Option<u64>,
+    /// Who pushed it, as the policy saw them, to decide again at release.
+    /// Absent for packages moved out of the queue (they keep the decision
+    /// they were queued under) and in older records.
+    #[serde(default)]
+    pub subject: Option<ferry_policy::Subject>,
+}
+
+/// Why a package is held, which says who may release it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldKind {
+    /// Reviewers approve or reject it; it expires unapproved.
+    Approval,
+    /// Approved (or needing no approval), waiting for its channel's time
+    /// window; ferryd queues it once the window is open.
+    Window {
+        /// When it may go at the earliest, ms since the Unix epoch.
+        until_unix_ms: u64,
+    },
+    /// Its channel is stopped; `ferryctl channel start` queues it.
+    ChannelStopped,
+}
+
+impl HoldKind {
+    /// The name the status, the ingest API and `approvals list` use.
+    pub fn state(&self) -> &'static str {
+        match self {
+            HoldKind::Approval => "awaiting_approval",
+            HoldKind::Window { .. } => "awaiting_window",
+            HoldKind::ChannelStopped => "channel_stopped",
+        }
+    }
 }
 
 impl HeldPackage {
     /// The package description as JSON (`Null` if unreadable).
     pub fn meta(&self) -> serde_json::Value {
         serde_json::from_str(&self.meta_json).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Why it is held: a stopped channel first (nothing leaves a stopped
+    /// channel), then missing approvals, then a closed window.
+    pub fn kind(&self) -> HoldKind {
+        if self.channel_stopped {
+            return HoldKind::ChannelStopped;
+        }
+        match self.window_until_unix_ms {
+            Some(until_unix_ms) if self.approvals.len() >= usize::from(self.reviewers_needed) => {
+                HoldKind::Window { until_unix_ms }
+            }
+            _ => HoldKind::Approval,
+        }
     }
 }
 

@@ -410,7 +410,49 @@ impl Policy {
         self.evaluate(req, usage, true)
     }
 
+    /// Like [`Policy::decide`], for a sender whose package is kept until a
+    /// closed window opens instead of being refused: a `Hold` carries what
+    /// an `Allow` inside the windows would (the allowing rule, profiles,
+    /// approvals, charges) and is checked against the same quotas, so a
+    /// package over a quota is denied even while the window is closed.
+    /// Deny rules are evaluated at `req.at`, windows and all.
+    pub fn decide_holding(&self, req: &Request, usage: &dyn Usage) -> Decision {
+        let d = self.decide(req, usage);
+        if d.verdict != Verdict::Hold {
+            return d;
+        }
+        let inside = self.decide_inside_windows(req, usage);
+        if inside.verdict != Verdict::Allow {
+            return inside;
+        }
+        Decision {
+            verdict: Verdict::Hold,
+            hold_until: d.hold_until,
+            reasons: d.reasons,
+            trace: d.trace,
+            ..inside
+        }
+    }
+
+    /// Decides `req` as if the windows of its channel and of the allow
+    /// rules were open (deny rules keep theirs): what a held package is
+    /// granted, and whether a held package may still go when its window
+    /// opens. Never `Hold`.
+    pub fn decide_inside_windows(&self, req: &Request, usage: &dyn Usage) -> Decision {
+        self.evaluate_at(req, usage, false, true)
+    }
+
     fn evaluate(&self, req: &Request, usage: &dyn Usage, full: bool) -> Decision {
+        self.evaluate_at(req, usage, full, false)
+    }
+
+    fn evaluate_at(
+        &self,
+        req: &Request,
+        usage: &dyn Usage,
+        full: bool,
+        inside_windows: bool,
+    ) -> Decision {
         let d = Decision::new(self);
         if let Some(why) = check_file_name(&req.file_name) {
             return d.deny(Reason::InvalidFileName { why });
@@ -437,21 +479,31 @@ impl Policy {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        self.evaluate_rules(d, req, usage, full, ch, ts, &matched, &content_type)
+        let scope = Scope {
+            ch,
+            ts,
+            matched: &matched,
+            content_type: &content_type,
+            inside_windows,
+        };
+        self.evaluate_rules(d, req, usage, full, &scope)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn evaluate_rules(
         &self,
         mut d: Decision,
         req: &Request,
         usage: &dyn Usage,
         full: bool,
-        ch: usize,
-        ts: Timestamp,
-        matched: &[bool],
-        content_type: &str,
+        scope: &Scope<'_>,
     ) -> Decision {
+        let Scope {
+            ch,
+            ts,
+            matched,
+            content_type,
+            inside_windows,
+        } = *scope;
         let channel = &self.channels[ch];
         let mut allow: Option<usize> = None;
         let mut hold: Option<(usize, Option<Timestamp>)> = None;
@@ -489,6 +541,9 @@ impl Policy {
                 continue;
             }
             let (open, next) = windows_state(&self.windows, &r.windows, ts);
+            // Inside the windows only an allow rule's window counts as open:
+            // a deny rule with a window forbids exactly when it says.
+            let open = open || (inside_windows && r.effect == Effect::Allow);
             if !open {
                 d.trace.push(TraceStep {
                     rule_id: Some(r.id.to_string()),
@@ -570,7 +625,7 @@ impl Policy {
         }
 
         let (open, next) = windows_state(&self.windows, &channel.window_ids, ts);
-        if !open {
+        if !open && !inside_windows {
             let next = next.and_then(to_offset);
             d.trace.push(TraceStep {
                 rule_id: None,
@@ -667,6 +722,21 @@ impl Policy {
         d.approval = channel.approval.clone();
         d
     }
+}
+
+/// What one evaluation is about, besides the request.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    /// The channel's index.
+    ch: usize,
+    /// The request's time.
+    ts: Timestamp,
+    /// Which identities match the sender.
+    matched: &'a [bool],
+    /// The request's media type, lowercase, without parameters.
+    content_type: &'a str,
+    /// Treat the windows of the channel and of allow rules as open.
+    inside_windows: bool,
 }
 
 fn effect_word(e: Effect) -> &'static str {

@@ -4,7 +4,7 @@
 
 use crate::glob::Glob;
 use crate::when::{Schedule, Window};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -153,7 +153,7 @@ pub struct Profile {
 }
 
 /// A subject alternative name of a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum San {
     /// dNSName (compared case-insensitively).
@@ -192,7 +192,9 @@ impl San {
 
 /// Who is pushing: filled by the daemon from a verified client certificate
 /// (`ferry-certs` `Identity`) or, for a spool collection, from its name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Deserializable so the daemon can keep it with a held package and decide
+/// again when the package is released.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     /// Subject as an RFC 4514 string (e.g. `CN=stats,O=Land Registry`).
     pub subject: String,
@@ -443,6 +445,29 @@ impl Policy {
         };
         let ids = &self.channels[c].window_ids;
         ids.is_empty() || ids.iter().any(|&i| self.windows[i].is_open_at(at))
+    }
+
+    /// When the windows of channel `name` next open, if they are all
+    /// closed at `at`. `None` when one of them is open, when the channel has
+    /// no windows or when the policy does not define it; `Some(None)` for
+    /// closed windows that never open again (load refuses such windows).
+    pub fn channel_closed_until(
+        &self,
+        name: &str,
+        at: time::OffsetDateTime,
+    ) -> Option<Option<time::OffsetDateTime>> {
+        let &c = self.channel_index.get(name)?;
+        let ts = crate::when::to_jiff(at)?;
+        let ids = &self.channels[c].window_ids;
+        if ids.is_empty() || ids.iter().any(|&i| self.windows[i].is_open(ts)) {
+            return None;
+        }
+        let next = ids
+            .iter()
+            .filter_map(|&i| self.windows[i].next_opening(ts))
+            .min()
+            .and_then(crate::when::from_jiff);
+        Some(next)
     }
 
     /// Rule ids in evaluation order.

@@ -369,6 +369,87 @@ fn rule_window_holds_and_uses_its_own_time_zone() {
 }
 
 #[test]
+fn a_held_decision_carries_the_grants_and_the_quotas_of_an_allowed_one() {
+    let p = policy();
+    // Monday noon: the channel's night window is closed.
+    let r = req(stats(), "out", "stats-1.csv", "text/csv", 100, MONDAY_NOON);
+    let plain = p.decide(&r, &NoUsage);
+    assert_eq!(
+        (plain.verdict, plain.profile.as_deref()),
+        (Verdict::Hold, None)
+    );
+    let d = p.decide_holding(&r, &NoUsage);
+    assert_eq!(d.verdict, Verdict::Hold, "{d:#?}");
+    assert_eq!(d.hold_until, Some(datetime!(2026-11-30 22:00 +8)));
+    assert_eq!(d.rule_id.as_deref(), Some("stats-out"));
+    assert_eq!(d.profile.as_deref(), Some("strict"));
+    assert_eq!(d.approval.as_ref().map(|a| a.reviewers), Some(2));
+    assert_eq!(
+        d.charges,
+        vec![
+            Charge::Identity("stats".into()),
+            Charge::Channel("out".into())
+        ]
+    );
+    assert!(
+        matches!(d.reasons[..], [Reason::WindowClosed { .. }]),
+        "{d:#?}"
+    );
+
+    // Over a quota: denied now, not held until the window opens.
+    let usage = Fixed(RefCell::new(vec![(
+        "Identity(\"stats\")".into(),
+        Period::Minute,
+        Counter {
+            packages: 2,
+            bytes: 0,
+            resets_at: None,
+        },
+    )]));
+    let d = p.decide_holding(&r, &usage);
+    assert_eq!(d.verdict, Verdict::Deny, "{d:#?}");
+    assert!(
+        matches!(d.reasons[..], [Reason::QuotaExceeded { .. }]),
+        "{d:#?}"
+    );
+
+    // Forbidden stays forbidden, window or not.
+    let exe = req(stats(), "out", "stats-1.exe", "text/csv", 100, MONDAY_NOON);
+    assert_eq!(p.decide_holding(&exe, &NoUsage).verdict, Verdict::Deny);
+
+    // Inside the windows the same package is allowed: what a release asks.
+    let d = p.decide_inside_windows(&r, &NoUsage);
+    assert_eq!(d.verdict, Verdict::Allow, "{d:#?}");
+    // A rule's own window counts as open there too.
+    let weekend = req(
+        stats(),
+        "in",
+        "a.bin",
+        "application/octet-stream",
+        1,
+        datetime!(2026-12-05 13:00 UTC),
+    );
+    assert_eq!(
+        p.decide_inside_windows(&weekend, &NoUsage)
+            .rule_id
+            .as_deref(),
+        Some("weekend-in")
+    );
+}
+
+#[test]
+fn a_channel_says_when_its_closed_windows_open() {
+    let p = policy();
+    assert_eq!(
+        p.channel_closed_until("out", MONDAY_NOON),
+        Some(Some(datetime!(2026-11-30 22:00 +8)))
+    );
+    assert_eq!(p.channel_closed_until("out", MONDAY_NIGHT), None);
+    assert_eq!(p.channel_closed_until("in", MONDAY_NOON), None);
+    assert_eq!(p.channel_closed_until("nowhere", MONDAY_NOON), None);
+}
+
+#[test]
 fn identities_match_on_san_fingerprint_ou_and_spool() {
     let by_san = Subject {
         san: vec![

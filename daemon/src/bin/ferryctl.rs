@@ -298,6 +298,7 @@ fn print_status(v: &serde_json::Value) {
             "epoch",
             "queued",
             "awaiting_approval",
+            "awaiting_window",
             "taken",
             "sent",
             "resent",
