@@ -102,18 +102,27 @@ impl AuditTrail {
     /// Records several events with one wait for the disk (the log's
     /// group commit); failures are logged, as with [`AuditTrail::note`].
     pub fn note_all(&self, records: Vec<AuditRecord>) {
-        let Some(log) = &self.log else { return };
         if records.is_empty() {
             return;
         }
+        if let Err(e) = self.record_all(records) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Records several events with one wait for the disk; an error if any
+    /// of them may not be on disk.
+    pub fn record_all(&self, records: Vec<AuditRecord>) -> Result<(), DaemonError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let failed = |e: ferry_audit::AuditError| {
+            DaemonError::Config(format!("audit log append failed: {e}"))
+        };
         for r in records {
-            if let Err(e) = log.append_nowait(r) {
-                tracing::error!("audit log append failed: {e}");
-            }
+            log.append_nowait(r).map_err(failed)?;
         }
-        if let Err(e) = log.flush() {
-            tracing::error!("audit log flush failed: {e}");
-        }
+        log.flush().map_err(failed)
     }
 
     /// `Ok` while packages may be accepted; otherwise why not.

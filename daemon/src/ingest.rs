@@ -101,28 +101,56 @@ pub(crate) fn spawn(
                     return;
                 }
             };
-            rt.block_on(serve(shared, cfg, tls, listener));
+            let committer = rt.block_on(serve(shared, cfg, tls, listener));
+            // Dropping the runtime drops every request's handle on the
+            // committer, which then finishes what it was given and ends.
+            drop(rt);
+            if let Some(c) = committer {
+                let _ = c.join();
+            }
         })
         .map_err(DaemonError::io(Path::new("ingest thread")))
 }
 
+/// What every request handler needs besides the shared state.
+struct Api {
+    cfg: Arc<IngestSection>,
+    /// Where finished uploads go to be made durable and queued together.
+    committer: crate::accept::Committer,
+}
+
+/// Serves until shutdown; returns the committer thread to join once the
+/// runtime (and with it every handle on the committer) is gone.
 async fn serve(
     shared: Arc<Shared>,
     cfg: IngestSection,
     tls: Arc<rustls::ServerConfig>,
     listener: std::net::TcpListener,
-) {
+) -> Option<std::thread::JoinHandle<()>> {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "ingest API listener");
-            return;
+            return None;
+        }
+    };
+    remove_unfinished_uploads(&shared.queue_dir);
+    let (committer, committer_thread) = match crate::accept::spawn(shared.clone(), MAX_CONNECTIONS)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "ingest API committer");
+            return None;
         }
     };
     let mut acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut stamp = tls_stamp(&cfg);
     let mut last_check = std::time::Instant::now();
     let cfg = Arc::new(cfg);
+    let api = Arc::new(Api {
+        cfg: cfg.clone(),
+        committer,
+    });
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -131,11 +159,11 @@ async fn serve(
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => return,
+                Err(_) => return Some(committer_thread),
             },
             _ = tick.tick() => {
                 if shared.shutdown.load(Ordering::Relaxed) {
-                    return;
+                    return Some(committer_thread);
                 }
                 continue;
             }
@@ -185,7 +213,7 @@ async fn serve(
                         continue;
                     }
                 };
-                let (acceptor, shared, cfg) = (acceptor.clone(), shared.clone(), cfg.clone());
+                let (acceptor, shared, api) = (acceptor.clone(), shared.clone(), api.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -209,8 +237,8 @@ async fn serve(
                         }
                     };
                     let service = hyper::service::service_fn(move |req| {
-                        let (shared, cfg, identity) = (shared.clone(), cfg.clone(), identity.clone());
-                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &cfg, &identity, req).await) }
+                        let (shared, api, identity) = (shared.clone(), api.clone(), identity.clone());
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &api, &identity, req).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(tls);
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -225,7 +253,26 @@ async fn serve(
             }
             _ = tick.tick() => {
                 if shared.shutdown.load(Ordering::Relaxed) {
-                    return;
+                    return Some(committer_thread);
+                }
+            }
+        }
+    }
+}
+
+/// Bodies a crash or a shutdown cut off mid-upload were never answered
+/// `202`: they go.
+fn remove_unfinished_uploads(queue_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(queue_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".upload-") {
+            let p = e.path();
+            match std::fs::remove_file(&p) {
+                Ok(()) => tracing::info!(path = %p.display(), "removed an unfinished upload"),
+                Err(err) => {
+                    tracing::warn!(path = %p.display(), error = %err, "could not remove an unfinished upload")
                 }
             }
         }
@@ -250,7 +297,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Reply {
 
 async fn handle(
     s: &Arc<Shared>,
-    cfg: &IngestSection,
+    api: &Api,
     identity: &ferry_certs::Identity,
     req: Request<Incoming>,
 ) -> Reply {
@@ -261,7 +308,7 @@ async fn handle(
             let channel = (*channel).to_owned();
             let (parts, body) = req.into_parts();
             let mut body = Some(body);
-            let reply = push(s, cfg, identity, &channel, &parts, &mut body).await;
+            let reply = push(s, api, identity, &channel, &parts, &mut body).await;
             let waits_for_continue = parts
                 .headers
                 .get(hyper::header::EXPECT)
@@ -398,12 +445,13 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 
 async fn push(
     s: &Arc<Shared>,
-    cfg: &IngestSection,
+    api: &Api,
     identity: &ferry_certs::Identity,
     channel: &str,
     parts: &hyper::http::request::Parts,
     body: &mut Option<Incoming>,
 ) -> Reply {
+    let cfg: &IngestSection = &api.cfg;
     if let Err(why) = s.audit.accepting() {
         let mut r = error(StatusCode::SERVICE_UNAVAILABLE, why);
         r.headers_mut()
@@ -650,38 +698,35 @@ async fn push(
             }
         }
     }
-    let accepted = {
-        let s = s.clone();
-        let sender = sender_identity(identity);
-        let (file_name, content_type) = (file_name.clone(), content_type.clone());
-        let channel_name = channel.to_owned();
-        let actor = crate::audit_trail::actor_of(identity);
-        let grant = crate::ingress::Grant {
+    let (reply, accepted) = tokio::sync::oneshot::channel();
+    let job = crate::accept::Job {
+        staged: upload.clone(),
+        upload: crate::ingress::Upload {
+            id,
+            channel: channel.to_owned(),
+            file_name: file_name.clone(),
+            content_type: content_type.clone(),
+            sender_identity: sender_identity(identity),
+            size,
+            digest,
+            inspection,
+        },
+        actor: crate::audit_trail::actor_of(identity),
+        grant: crate::ingress::Grant {
             approval,
             window_until_unix_ms: window_until,
             subject: subject.clone(),
-        };
-        tokio::task::spawn_blocking(move || {
-            crate::ingress::accept_upload(
-                &s,
-                &upload,
-                crate::ingress::Upload {
-                    id,
-                    channel: channel_name,
-                    file_name,
-                    content_type,
-                    sender_identity: sender,
-                    size,
-                    digest,
-                    inspection,
-                },
-                actor,
-                grant,
-            )
-        })
-        .await
+        },
+        reply,
     };
-    match accepted {
+    if api.committer.send(job).await.is_err() {
+        let _ = tokio::fs::remove_file(&upload).await;
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ferryd is shutting down; nothing was queued",
+        );
+    }
+    match accepted.await {
         Ok(Ok(admitted)) => {
             let url = format!("/v1/packages/{}", id.to_hex());
             let body = match admitted {
@@ -733,7 +778,10 @@ async fn push(
                 format!("could not queue the package: {e}"),
             )
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ferryd is shutting down; the package was not queued",
+        ),
     }
 }
 
@@ -927,7 +975,9 @@ async fn receive_body(
             file.write_all(&data).await.map_err(io_err)?;
         }
     }
-    file.sync_all().await.map_err(io_err)?;
+    // Not synced here: the committer makes every body of its batch
+    // durable with one sync before anything is queued or answered.
+    file.flush().await.map_err(io_err)?;
     Ok((size, digest.finish()))
 }
 

@@ -134,7 +134,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<StateStore>,
     pub(crate) queue_dir: PathBuf,
     pub(crate) status: SharedStatus,
-    lock: QueueLock,
+    pub(crate) lock: QueueLock,
     pub(crate) shutdown: Arc<AtomicBool>,
     /// The policy in force, when `[policy]` is configured.
     pub(crate) policy: Option<crate::policy_gate::PolicyGate>,
@@ -702,21 +702,9 @@ pub(crate) struct Upload {
     pub(crate) inspection: Option<ferry_protocol::Inspection>,
 }
 
-/// Moves a complete upload into the queue (or a hold, as `grant` says) and
-/// records it durably. The caller answers `202` only after this.
-pub(crate) fn accept_upload(
-    s: &Shared,
-    staged: &Path,
-    u: Upload,
-    actor: Actor,
-    grant: Grant,
-) -> Result<Admitted, DaemonError> {
-    let dest = s.queue_dir.join(u.id.to_hex());
-    std::fs::rename(staged, &dest).map_err(DaemonError::io(&dest))?;
-    File::open(&s.queue_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(DaemonError::io(&s.queue_dir))?;
-    let meta = PackageMeta {
+/// The package description of a complete upload.
+pub(crate) fn meta_of(u: Upload) -> PackageMeta {
+    PackageMeta {
         id: u.id,
         channel: u.channel,
         size: u.size,
@@ -726,14 +714,21 @@ pub(crate) fn accept_upload(
         sender_identity: u.sender_identity,
         created_unix_ms: now_millis().0,
         inspection: u.inspection,
-    };
-    admit(s, &meta, &dest, grant, actor)
+    }
+}
+
+/// Makes everything written to `dir`'s file system durable (`syncfs(2)`):
+/// one call for a whole batch of uploads and their renames.
+pub(crate) fn sync_filesystem(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir).map_err(DaemonError::io(dir))?;
+    nix::unistd::syncfs(d.as_raw_fd()).map_err(|e| DaemonError::io(dir)(std::io::Error::from(e)))
 }
 
 /// Puts a durable, digested package into the send queue, or holds it (for
 /// approval first, else for a closed window), and records it; counted as
 /// accepted either way.
-fn admit(
+pub(crate) fn admit(
     s: &Shared,
     meta: &PackageMeta,
     path: &Path,
@@ -763,12 +758,17 @@ fn admit(
         }
     };
     record_pushed(s, meta, &admitted, path, actor)?;
+    count_accepted(s, meta);
+    Ok(admitted)
+}
+
+/// Counts an accepted package, in the side's total and its channel's.
+pub(crate) fn count_accepted(s: &Shared, meta: &PackageMeta) {
     control::update(&s.status, |st| st.taken += 1);
     control::count(&s.status, &meta.channel, |c| {
         c.accepted += 1;
         c.accepted_bytes += meta.size;
     });
-    Ok(admitted)
 }
 
 /// The audit record of a policy decision (file names and sizes are
@@ -819,19 +819,7 @@ fn record_pushed(
     file: &Path,
     actor: Actor,
 ) -> Result<(), DaemonError> {
-    let (key, value) = match admitted {
-        Admitted::Queued(seq) => ("seq", seq.to_string()),
-        Admitted::Held(expires) => ("held_until_unix_ms", expires.to_string()),
-        Admitted::AwaitingWindow(until) => ("window_until_unix_ms", until.to_string()),
-    };
-    let record = AuditRecord::new(EventKind::PackagePushed, actor, Outcome::Success)
-        .package(meta.id.to_hex())
-        .channel(meta.channel.clone())
-        .detail(key, value)
-        .detail("size", meta.size.to_string())
-        .detail("digest", hex::encode(&meta.digest))
-        .detail("file_name", meta.file_name.clone());
-    if let Err(e) = s.audit.record(record) {
+    if let Err(e) = s.audit.record(pushed_record(meta, admitted, actor)) {
         let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
         match admitted {
             Admitted::Queued(_) => {
@@ -854,6 +842,22 @@ fn record_pushed(
         return Err(e);
     }
     Ok(())
+}
+
+/// The `package.pushed` record of an admitted package.
+pub(crate) fn pushed_record(meta: &PackageMeta, admitted: &Admitted, actor: Actor) -> AuditRecord {
+    let (key, value) = match admitted {
+        Admitted::Queued(seq) => ("seq", seq.to_string()),
+        Admitted::Held(expires) => ("held_until_unix_ms", expires.to_string()),
+        Admitted::AwaitingWindow(until) => ("window_until_unix_ms", until.to_string()),
+    };
+    AuditRecord::new(EventKind::PackagePushed, actor, Outcome::Success)
+        .package(meta.id.to_hex())
+        .channel(meta.channel.clone())
+        .detail(key, value)
+        .detail("size", meta.size.to_string())
+        .detail("digest", hex::encode(&meta.digest))
+        .detail("file_name", meta.file_name.clone())
 }
 
 /// What the content guard decided, after a masked copy replaced the
@@ -976,19 +980,21 @@ pub(crate) fn queue_package(
 
 fn queue(s: &Shared, meta: &PackageMeta, path: &Path) -> Result<u64, DaemonError> {
     let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
-    let seq = s.store.reserve_seqs(1)?;
-    s.store.enqueue(
-        meta.id.0,
-        &QueuedPackage {
-            seq,
-            path: path.to_string_lossy().into_owned(),
-            meta_json: meta_to_json(meta).to_string(),
-            state: QueueState::Queued,
-            bytes: meta.size,
-            enqueued_unix_ms: now_millis().0,
-        },
-    )?;
-    Ok(seq)
+    let mut one = [(meta.id.0, queued_record(meta, path))];
+    s.store.enqueue_fresh(&mut one)?;
+    Ok(one[0].1.seq)
+}
+
+/// The queue record of a new package (its `seq` is set when queued).
+pub(crate) fn queued_record(meta: &PackageMeta, path: &Path) -> QueuedPackage {
+    QueuedPackage {
+        seq: 0,
+        path: path.to_string_lossy().into_owned(),
+        meta_json: meta_to_json(meta).to_string(),
+        state: QueueState::Queued,
+        bytes: meta.size,
+        enqueued_unix_ms: now_millis().0,
+    }
 }
 
 fn rand_id() -> Result<[u8; 16], DaemonError> {
@@ -1164,22 +1170,26 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
             });
         }
         let after = sender.queued_seqs();
+        // Every package whose sends completed in this round: one
+        // transaction and one audit flush for all of them.
+        let mut sent = Vec::new();
+        let mut records = Vec::new();
         for seq in before.iter().filter(|q| !after.contains(q)) {
             if let Some(o) = open.remove(seq) {
-                s.store.set_state(
+                sent.push((
                     o.id.0,
                     QueueState::Sent {
                         times: u32::from(s.cfg.link.redundancy),
                         last_unix_ms: now_millis().0,
                     },
-                )?;
+                ));
                 control::update(&s.status, |st| st.sent += 1);
                 control::count(&s.status, &o.channel, |c| {
                     c.sent += 1;
                     c.sent_bytes += o.size;
                 });
                 tracing::info!(package = %o.id, seq, "sent");
-                s.audit.note(
+                records.push(
                     AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
                         .package(o.id.to_hex())
                         .detail("seq", seq.to_string())
@@ -1187,6 +1197,8 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
                 );
             }
         }
+        s.store.set_states(&sent)?;
+        s.audit.note_all(records);
         let oldest = sender.epochs().oldest().map(|(e, sec)| (e, sec.clone()));
         if let Some((e, secret)) = oldest {
             if saved_epoch != Some(e) {
@@ -1256,6 +1268,8 @@ fn feed(
 ) -> Result<(), DaemonError> {
     let room = SENDER_WINDOW.saturating_sub(sender.queued());
     let first = last_seq.map_or(0, |l| l.saturating_add(1));
+    // Recorded together once the round is handed over (one transaction).
+    let mut sending = Vec::new();
     for (id, q) in s.store.next_queued(first, room)? {
         let meta = serde_json::from_str(&q.meta_json)
             .ok()
@@ -1284,7 +1298,7 @@ fn feed(
         let file = File::open(&path).map_err(DaemonError::io(&path))?;
         let (channel, size) = (meta.channel.clone(), meta.size);
         sender.enqueue(now, q.seq, meta)?;
-        s.store.set_state(id, QueueState::Sending)?;
+        sending.push((id, QueueState::Sending));
         open.insert(
             q.seq,
             Open {
@@ -1296,6 +1310,7 @@ fn feed(
         );
         *last_seq = Some(q.seq);
     }
+    s.store.set_states(&sending)?;
     Ok(())
 }
 

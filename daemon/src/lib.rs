@@ -9,6 +9,7 @@ pub mod policy_gate;
 pub mod store;
 pub mod udp;
 
+pub(crate) mod accept;
 pub mod admin;
 pub mod approvals;
 pub mod approvals_cli;

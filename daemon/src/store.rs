@@ -414,11 +414,57 @@ impl StateStore {
     /// Inserts or replaces the queue record of `id`. Replacing with a new
     /// `seq` (a resend) moves it in the sequence order.
     pub fn enqueue(&self, id: PackageIdBytes, pkg: &QueuedPackage) -> Result<(), StoreError> {
-        let json = self.encode("queue record", pkg)?;
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
             let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+            self.put_queued(&mut queue, &mut by_seq, id, pkg)?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Queues new packages under fresh consecutive sequence numbers, in
+    /// one transaction with the counter: all of them or none, and no
+    /// number handed out twice. Sets each `seq`.
+    pub fn enqueue_fresh(
+        &self,
+        pkgs: &mut [(PackageIdBytes, QueuedPackage)],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
+            let first = counters
+                .get(NEXT_SEQ_KEY)
+                .map_err(|e| self.db_err(e))?
+                .map_or(0, |v| v.value());
+            let next =
+                first
+                    .checked_add(pkgs.len() as u64)
+                    .ok_or_else(|| StoreError::SeqExhausted {
+                        path: self.path.clone(),
+                    })?;
+            counters
+                .insert(NEXT_SEQ_KEY, next)
+                .map_err(|e| self.db_err(e))?;
+            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+            for (seq, (id, pkg)) in (first..).zip(pkgs.iter_mut()) {
+                pkg.seq = seq;
+                self.put_queued(&mut queue, &mut by_seq, *id, pkg)?;
+            }
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    fn put_queued(
+        &self,
+        queue: &mut redb::Table<&[u8; 16], &str>,
+        by_seq: &mut redb::Table<u64, ([u8; 16], u8)>,
+        id: PackageIdBytes,
+        pkg: &QueuedPackage,
+    ) -> Result<(), StoreError> {
+        let json = self.encode("queue record", pkg)?;
+        {
             if let Some((other, _)) = by_seq
                 .get(pkg.seq)
                 .map_err(|e| self.db_err(e))?
@@ -445,7 +491,7 @@ impl StateStore {
                 .insert(pkg.seq, (id, pkg.state.tag()))
                 .map_err(|e| self.db_err(e))?;
         }
-        tx.commit().map_err(|e| self.db_err(e))
+        Ok(())
     }
 
     /// The queue record of `id`.
@@ -461,26 +507,39 @@ impl StateStore {
 
     /// Changes the state of a queued package.
     pub fn set_state(&self, id: PackageIdBytes, state: QueueState) -> Result<(), StoreError> {
+        self.set_states(&[(id, state)])
+    }
+
+    /// [`StateStore::set_state`] for several packages, in one transaction.
+    pub fn set_states(&self, changes: &[(PackageIdBytes, QueueState)]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
             let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
-            let current = match queue.get(&id).map_err(|e| self.db_err(e))? {
-                Some(v) => self.decode::<QueuedPackage>(queue_what(&id), v.value())?,
-                None => {
-                    return Err(StoreError::NotQueued {
-                        id: hex::encode(id),
-                    })
-                }
-            };
-            let updated = QueuedPackage { state, ..current };
-            let json = self.encode("queue record", &updated)?;
-            queue
-                .insert(&id, json.as_str())
-                .map_err(|e| self.db_err(e))?;
-            by_seq
-                .insert(updated.seq, (id, state.tag()))
-                .map_err(|e| self.db_err(e))?;
+            for (id, state) in changes {
+                let current = match queue.get(id).map_err(|e| self.db_err(e))? {
+                    Some(v) => self.decode::<QueuedPackage>(queue_what(id), v.value())?,
+                    None => {
+                        return Err(StoreError::NotQueued {
+                            id: hex::encode(id),
+                        })
+                    }
+                };
+                let updated = QueuedPackage {
+                    state: *state,
+                    ..current
+                };
+                let json = self.encode("queue record", &updated)?;
+                queue
+                    .insert(id, json.as_str())
+                    .map_err(|e| self.db_err(e))?;
+                by_seq
+                    .insert(updated.seq, (*id, state.tag()))
+                    .map_err(|e| self.db_err(e))?;
+            }
         }
         tx.commit().map_err(|e| self.db_err(e))
     }
