@@ -74,3 +74,169 @@ fn ingress_killed_mid_transfer_then_restarted() {
     assert_eq!(outbox_files(&tb.outbox).len(), 2, "nothing delivered twice");
     assert!(staging_is_empty(&tb.outbox));
 }
+
+fn ctl(args: &[&str]) {
+    let out = std::process::Command::new(ferryctl())
+        .args(args)
+        .output()
+        .expect("ferryctl");
+    assert!(
+        out.status.success(),
+        "ferryctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Package ids in the outbox's sidecars, with how often each appears.
+fn delivered_ids(outbox: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let mut ids = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".ferry.json") || name.starts_with('.') {
+            continue;
+        }
+        let Ok(text) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        if let Some(id) = v["package_id"].as_str() {
+            *ids.entry(id.to_owned()).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+/// The `202` promise under group commit: uploads from concurrent clients
+/// are made durable and queued together, and the ingress is killed while
+/// they are arriving. Every package that was answered `202` is delivered
+/// after the restart, and none twice.
+#[test]
+fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    // Paced so a backlog is queued, not yet sent, when the ingress dies.
+    let tb = testbed(root, |o| o.rate_bytes_per_s = 300_000);
+    let s = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
+    let (ca, clients) = (root.join("ca"), root.join("clients"));
+    ctl(&["certs", "init-ca", "--dir", &s(&ca)]);
+    ctl(&[
+        "certs",
+        "issue-server",
+        "--ca",
+        &s(&ca),
+        "--out",
+        &s(&root.join("ingress/tls")),
+        "--name",
+        "ingest",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    ctl(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        &s(&ca),
+        "--out",
+        &s(&clients),
+        "--name",
+        "feed",
+        "--role",
+        "pusher",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
+            s(&ca.join("ca.crt"))
+        ),
+    )
+    .expect("config");
+    let _egress = Daemon::start(&tb.egress_config);
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(20), "ingest listening", || {
+        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pushers: Vec<_> = (0..6)
+        .map(|t| {
+            let (stop, ca, clients, data_dir) = (
+                stop.clone(),
+                ca.clone(),
+                clients.clone(),
+                root.join(format!("data-{t}")),
+            );
+            std::thread::spawn(move || {
+                std::fs::create_dir_all(&data_dir).expect("mkdir");
+                let mut accepted = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let file = data_dir.join("p.bin");
+                    std::fs::write(&file, content(t * 1_000_000 + i, 1000)).expect("write");
+                    let out = std::process::Command::new("curl")
+                        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+                        .arg("--cacert")
+                        .arg(ca.join("ca.crt"))
+                        .arg("--cert")
+                        .arg(clients.join("feed.crt"))
+                        .arg("--key")
+                        .arg(clients.join("feed.key"))
+                        .args(["-H", &format!("X-Ferry-File-Name: t{t}-{i}.bin")])
+                        .args(["--data-binary", &format!("@{}", file.display())])
+                        .arg(format!("https://127.0.0.1:{port}/v1/channels/e2e/packages"))
+                        .output()
+                        .expect("curl");
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+                    if code.trim() == "202" {
+                        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+                        accepted.push(v["package_id"].as_str().expect("id").to_owned());
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    // Let a few batches be answered, then kill while pushes are arriving.
+    std::thread::sleep(Duration::from_millis(2500));
+    ingress.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let accepted: Vec<String> = pushers
+        .into_iter()
+        .flat_map(|p| p.join().expect("pusher"))
+        .collect();
+    assert!(
+        accepted.len() >= 20,
+        "only {} pushes answered",
+        accepted.len()
+    );
+    let before = delivered_ids(&tb.outbox).len();
+    eprintln!(
+        "{} pushes answered 202; {before} delivered before the restart",
+        accepted.len()
+    );
+    assert!(
+        before < accepted.len(),
+        "the kill should leave packages unsent ({before} of {} delivered)",
+        accepted.len()
+    );
+
+    let _ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(120), "every 202 delivered", || {
+        let ids = delivered_ids(&tb.outbox);
+        accepted.iter().all(|id| ids.contains_key(id))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let ids = delivered_ids(&tb.outbox);
+    for (id, n) in &ids {
+        assert_eq!(*n, 1, "package {id} delivered {n} times");
+    }
+    assert!(staging_is_empty(&tb.outbox));
+}
