@@ -511,3 +511,65 @@ fn a_renewed_crl_takes_effect_without_a_restart() {
     });
     assert_eq!(push("registry-feed", "other.csv").code, Some(202));
 }
+
+/// Back-pressure: while the send queue holds `max_queued_packages`, a push
+/// gets `503` with `Retry-After`, and nothing of it is queued.
+#[test]
+fn a_full_send_queue_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A slow link, so what is queued stays queued for the test's length.
+    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 2000);
+    let site = site(dir.path());
+    let port = free_tcp_port();
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\nmax_queued_packages = 3\n",
+            s(&site.ca.join("ca.crt")),
+        ),
+    )
+    .expect("config");
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(15), "ingest listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let data = dir.path().join("p.bin");
+    std::fs::write(&data, content(9, 4096)).expect("write");
+    let push = |name: &str| {
+        curl(
+            port,
+            &site,
+            Some((site.clients.as_path(), "registry-feed")),
+            "/v1/channels/e2e/packages",
+            &[
+                "-i",
+                "--data-binary",
+                &format!("@{}", s(&data)),
+                "-H",
+                &format!("X-Ferry-File-Name: {name}"),
+            ],
+        )
+    };
+    for i in 0..6 {
+        let r = push(&format!("fill-{i}.bin"));
+        assert_eq!(r.code, Some(202), "{}", r.body);
+    }
+    // The queue is counted every second.
+    let mut refused = None;
+    wait_for(Duration::from_secs(10), "a 503 for the full queue", || {
+        let r = push("late.bin");
+        if r.code == Some(503) {
+            refused = Some(r.body);
+            return true;
+        }
+        false
+    });
+    let body = refused.unwrap_or_default();
+    assert!(body.contains("send queue is full"), "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains("retry-after:"),
+        "503 without Retry-After: {body}"
+    );
+}

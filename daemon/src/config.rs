@@ -56,6 +56,8 @@ const DEFAULT_RETENTION_MAX_BYTES: u64 = 1 << 30;
 const DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT: u64 = 1 << 30;
 /// Default `[ingest] max_package_bytes`: 1 GiB.
 const DEFAULT_INGEST_MAX_PACKAGE_BYTES: u64 = 1 << 30;
+/// Default `[ingest] max_queued_packages`.
+pub const DEFAULT_INGEST_MAX_QUEUED_PACKAGES: u64 = 100_000;
 /// Default `[ingest] min_free_bytes`: 1 GiB.
 const DEFAULT_INGEST_MIN_FREE_BYTES: u64 = 1 << 30;
 const DEFAULT_RETENTION_MAX_AGE_S: u64 = 7 * 24 * 3600;
@@ -318,6 +320,8 @@ pub struct IngestSection {
     pub max_package_bytes: u64,
     /// Free space the queue's filesystem must keep (503 below).
     pub min_free_bytes: u64,
+    /// `503` + `Retry-After` while this many packages wait to be sent.
+    pub max_queued_packages: u64,
 }
 
 /// Which end of the one-way link this daemon is.
@@ -573,6 +577,7 @@ struct RawIngest {
     crl: Option<Spanned<Vec<Spanned<String>>>>,
     max_package_bytes: Option<Spanned<i64>>,
     min_free_bytes: Option<Spanned<i64>>,
+    max_queued_packages: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1162,6 +1167,15 @@ impl Checker<'_> {
             min_free_bytes: self
                 .uint(i.min_free_bytes, "min_free_bytes", 0, u64::MAX, "bytes")?
                 .unwrap_or(DEFAULT_INGEST_MIN_FREE_BYTES),
+            max_queued_packages: self
+                .uint(
+                    i.max_queued_packages,
+                    "max_queued_packages",
+                    1,
+                    u64::MAX,
+                    "packages",
+                )?
+                .unwrap_or(DEFAULT_INGEST_MAX_QUEUED_PACKAGES),
         })
     }
 

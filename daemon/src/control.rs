@@ -263,6 +263,14 @@ pub fn snapshot(s: &SharedStatus) -> Status {
     }
 }
 
+/// Reads one thing from the shared status without copying the rest.
+pub fn read<T>(s: &SharedStatus, f: impl FnOnce(&Status) -> T) -> T {
+    match s.lock() {
+        Ok(g) => f(&g),
+        Err(p) => f(&p.into_inner()),
+    }
+}
+
 /// Applies `f` to the shared status.
 pub fn update(s: &SharedStatus, f: impl FnOnce(&mut Status)) {
     match s.lock() {

@@ -461,6 +461,20 @@ async fn push(
     if let Err(r) = channel_on_this_link(s, channel) {
         return *r;
     }
+    // Back-pressure: the send queue as last counted (every second).
+    let queued = crate::control::read(&s.status, |st| st.queued);
+    if queued >= cfg.max_queued_packages {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the send queue is full ({queued} packages waiting, limit {}); try again later",
+                cfg.max_queued_packages
+            ),
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, RETRY_AFTER_S.into());
+        return r;
+    }
     // `X-Ferry-File-Name*: UTF-8''…` (RFC 8187) carries any UTF-8 name
     // (地块-2026.csv); the plain header, ASCII only, is the fallback.
     let extended = match header(&parts.headers, "x-ferry-file-name*") {
