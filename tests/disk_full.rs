@@ -1,6 +1,7 @@
-//! The egress outbox fills up: nothing partial is delivered, an alarm is
-//! raised, and delivery resumes when space returns (the lost package by an
-//! operator resend).
+//! Full disks on either side. The egress outbox fills up: nothing partial
+//! is delivered, an alarm is raised, and delivery resumes when space
+//! returns (the lost package by an operator resend). The ingress queue
+//! fills up during an upload: the push is refused and nothing is kept.
 
 mod common;
 
@@ -85,4 +86,137 @@ fn full_outbox_raises_an_alarm_and_resumes_when_space_returns() {
         status(&tb.egress_config)
             .is_some_and(|s| s["alarms"].as_array().is_some_and(|a| a.is_empty()))
     });
+}
+
+/// The ingress side's queue fills up during an HTTPS upload: the push is
+/// answered `503` with the reason, nothing of it is kept or queued, and
+/// the next push that fits is accepted and delivered.
+#[test]
+fn full_ingress_queue_refuses_the_upload_and_keeps_nothing() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a small tmpfs as the ingress queue");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let s = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(ferryctl())
+            .args(args)
+            .output()
+            .expect("ferryctl");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca, clients) = (root.join("ca"), root.join("clients"));
+    ctl(&["certs", "init-ca", "--dir", &s(&ca)]);
+    ctl(&[
+        "certs",
+        "issue-server",
+        "--ca",
+        &s(&ca),
+        "--out",
+        &s(&root.join("ingress/tls")),
+        "--name",
+        "ingest",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    ctl(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        &s(&ca),
+        "--out",
+        &s(&clients),
+        "--name",
+        "feed",
+        "--role",
+        "pusher",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    // min_free_bytes = 0: the upload itself runs into the full disk.
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
+            s(&ca.join("ca.crt"))
+        ),
+    )
+    .expect("config");
+    let queue = root.join("ingress/state/queue");
+    std::fs::create_dir_all(&queue).expect("queue dir");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(&queue)
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "mount tmpfs");
+    let _mount = Mount(queue.clone());
+    let _egress = Daemon::start(&tb.egress_config);
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(20), "ingest listening", || {
+        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let push = |name: &str, data: &[u8], chunked: bool| {
+        let file = root.join(name);
+        std::fs::write(&file, data).expect("write");
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(ca.join("ca.crt"))
+            .arg("--cert")
+            .arg(clients.join("feed.crt"))
+            .arg("--key")
+            .arg(clients.join("feed.key"))
+            .args(["-H", &format!("X-Ferry-File-Name: {name}")])
+            .args(if chunked {
+                &["-H", "Transfer-Encoding: chunked"][..]
+            } else {
+                &[][..]
+            })
+            .args(["--data-binary", &format!("@{}", file.display())])
+            .arg(format!("https://127.0.0.1:{port}/v1/channels/e2e/packages"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.trim().to_owned(), body.to_owned())
+    };
+    let big = content(4, 3 << 20);
+    // A declared length that cannot fit is refused before a byte is stored.
+    let (code, body) = push("big.bin", &big, false);
+    assert_eq!(code, "503", "{body}");
+    assert!(body.contains("disk is low"), "{body}");
+    // Chunked, the size is unknown until the disk runs out mid-stream.
+    let (code, body) = push("big.bin", &big, true);
+    assert_eq!(code, "503", "{body}");
+    assert!(body.contains("could not store the upload"), "{body}");
+    let left: Vec<_> = std::fs::read_dir(&queue)
+        .expect("queue")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the refused upload left {left:?}");
+    let small = content(5, 2000);
+    let (code, body) = push("small.bin", &small, false);
+    assert_eq!(code, "202", "{body}");
+    wait_for(
+        Duration::from_secs(30),
+        "the small package delivered",
+        || outbox_files(&tb.outbox) == vec!["small.bin".to_string()],
+    );
+    assert_eq!(
+        std::fs::read(tb.outbox.join("small.bin")).expect("read"),
+        small
+    );
 }
