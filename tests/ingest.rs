@@ -87,6 +87,17 @@ fn site(root: &Path) -> Site {
     site
 }
 
+/// Raises this process's open-file limit to `n` (root may raise the hard
+/// limit); `None` when it cannot.
+fn raise_fd_limit(n: u64) -> Option<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= n {
+        return Some(());
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, n, hard.max(n)).ok()
+}
+
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -382,17 +393,36 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
     }
     let started = std::time::Instant::now();
 
-    // 1 500 idle TCP connections (no TLS): far more than the 512 served
-    // at once; the rest wait in the backlog or time out on our side.
-    let mut idle = Vec::new();
-    for _ in 0..1500 {
-        if let Ok(c) = std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_millis(200),
-        ) {
-            idle.push(c);
+    // 10 000 TCP connections opened at once, then left idle (no TLS): far
+    // more than the 512 served at once; the rest wait in the backlog or
+    // time out on our side. The test raises its own descriptor limit
+    // (root) to hold them.
+    let attempts = raise_fd_limit(10_500).map_or(1500, |_| 10_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let idle: Vec<tokio::net::TcpStream> = rt.block_on(async {
+        let tasks: Vec<_> = (0..attempts)
+            .map(|_| {
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_secs(3),
+                    tokio::net::TcpStream::connect(("127.0.0.1", port)),
+                ))
+            })
+            .collect();
+        let mut open = Vec::new();
+        for t in tasks {
+            if let Ok(Ok(Ok(c))) = t.await {
+                open.push(c);
+            }
         }
-    }
+        open
+    });
+    eprintln!(
+        "{attempts} connections attempted at once, {} open",
+        idle.len()
+    );
     assert!(idle.len() > 600, "only {} connections made", idle.len());
     std::thread::sleep(Duration::from_millis(500));
     let during = fds();
@@ -424,6 +454,7 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
     );
     assert_eq!(r.code, Some(202), "{} (curl exit {:?})", r.body, r.exit);
     drop(idle);
+    drop(rt);
 
     // The half-request client was cut off by the header timeout.
     wait_for(Duration::from_secs(30), "slow client cut off", || {
