@@ -347,3 +347,173 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     assert!(text(&o).contains("is not stopped"), "{}", text(&o));
     ingress.stop();
 }
+
+fn ctl_ok(args: &[&str]) {
+    let o = Command::new(ferryctl())
+        .args(args)
+        .output()
+        .expect("ferryctl");
+    assert!(o.status.success(), "ferryctl {args:?}: {}", text(&o));
+}
+
+/// The admin plane over HTTPS: the role is the one the client certificate
+/// carries, the same gate refuses a role outside its job, certificates
+/// without an admin role or from another CA get nothing, and the audit log
+/// names the certificate for each request.
+#[test]
+fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let (ca, certs) = (root.join("ca"), root.join("admins"));
+    ctl_ok(&["certs", "init-ca", "--dir", s(&ca)]);
+    ctl_ok(&[
+        "certs",
+        "issue-server",
+        "--ca",
+        s(&ca),
+        "--out",
+        s(&root.join("ingress/tls")),
+        "--name",
+        "admin-api",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    for (name, role) in [
+        ("ops-sys", "sysadmin"),
+        ("ops-audit", "auditor"),
+        ("feed", "pusher"),
+    ] {
+        ctl_ok(&[
+            "certs",
+            "issue-client",
+            "--ca",
+            s(&ca),
+            "--out",
+            s(&certs),
+            "--name",
+            name,
+            "--role",
+            role,
+        ]);
+    }
+    let other = root.join("other-ca");
+    ctl_ok(&["certs", "init-ca", "--dir", s(&other)]);
+    ctl_ok(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        s(&other),
+        "--out",
+        s(&root.join("stranger")),
+        "--name",
+        "ops-sys",
+        "--role",
+        "sysadmin",
+    ]);
+    let audit = root.join("audit-ingress");
+    ctl_ok(&[
+        "audit",
+        "init",
+        "--dir",
+        s(&audit),
+        "--verify-key-out",
+        s(&root.join("ingress.verify")),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsysadmin = [\"uid:{SYSADMIN}\"]\n\n[admin_api]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/admin-api.crt\"\nkey = \"tls/admin-api.key\"\nclient_ca = [\"{}\"]\n",
+            s(&audit),
+            s(&ca.join("ca.crt"))
+        ),
+    )
+    .expect("config");
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(20), "admin API listening", || {
+        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let call = |dir: &Path, who: Option<&str>, body: &str| -> (String, String) {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(ca.join("ca.crt"));
+        if let Some(name) = who {
+            c.arg("--cert")
+                .arg(dir.join(format!("{name}.crt")))
+                .arg("--key")
+                .arg(dir.join(format!("{name}.key")));
+        }
+        let out = c
+            .args(["-H", "Content-Type: application/json", "--data", body])
+            .arg(format!("https://127.0.0.1:{port}/v1/admin"))
+            .output()
+            .expect("curl");
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (b, code) = t.rsplit_once('\n').unwrap_or(("", ""));
+        (code.trim().to_owned(), b.to_owned())
+    };
+    let stop = r#"{"cmd":"channel_stop","channel":"e2e","reason":"portal maintenance"}"#;
+
+    let (code, body) = call(&certs, Some("ops-audit"), stop);
+    assert_eq!(code, "403", "an auditor may not stop a channel: {body}");
+    assert!(body.contains("ops-audit holds auditor"), "{body}");
+    let (code, body) = call(&certs, Some("feed"), r#"{"cmd":"status"}"#);
+    assert_eq!(code, "403", "a pusher is no administrator: {body}");
+    let (code, _) = call(&certs, None, r#"{"cmd":"status"}"#);
+    assert_ne!(code, "200", "no certificate, no answer");
+    let (code, _) = call(
+        &root.join("stranger"),
+        Some("ops-sys"),
+        r#"{"cmd":"status"}"#,
+    );
+    assert_ne!(code, "200", "a certificate from another CA gets nothing");
+    let (code, body) = call(&certs, Some("ops-audit"), r#"{"cmd":"status"}"#);
+    assert_eq!(code, "200", "status is open to every administrator: {body}");
+    let (code, body) = call(&certs, Some("ops-sys"), r#"{"cmd":"nonsense"}"#);
+    assert_eq!(code, "400", "{body}");
+
+    let (code, body) = call(&certs, Some("ops-sys"), stop);
+    assert_eq!(code, "200", "{body}");
+    let (_, body) = call(&certs, Some("ops-audit"), r#"{"cmd":"status"}"#);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+    let stopped = v["stopped_channels"]["e2e"].as_str().unwrap_or("");
+    assert!(stopped.contains("cert:ops-sys"), "{v}");
+    let (code, body) = call(
+        &certs,
+        Some("ops-sys"),
+        r#"{"cmd":"channel_start","channel":"e2e"}"#,
+    );
+    assert_eq!(code, "200", "{body}");
+    ingress.stop();
+
+    let out = Command::new(ferryctl())
+        .args([
+            "audit",
+            "query",
+            "--dir",
+            s(&audit),
+            "--event",
+            "admin.action",
+            "--json",
+        ])
+        .output()
+        .expect("query");
+    let log = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = log.lines().collect();
+    let has = |who: &str, outcome: &str, what: &str| {
+        lines
+            .iter()
+            .any(|l| l.contains(who) && l.contains(outcome) && l.contains(what))
+    };
+    assert!(has("cert:ops-sys", "allowed", "channel_stop"), "{log}");
+    assert!(has("cert:ops-audit", "refused", "channel_stop"), "{log}");
+    assert!(has("cert:feed", "refused", "status"), "{log}");
+    assert!(has("cert:ops-sys", "allowed", "admin_api"), "{log}");
+}

@@ -43,6 +43,18 @@ impl AdminRole {
         }
     }
 
+    /// The role a certificate names (`ferryctl certs issue-client --role`).
+    pub fn parse(name: &str) -> Option<AdminRole> {
+        [
+            AdminRole::Sysadmin,
+            AdminRole::Secadmin,
+            AdminRole::Auditor,
+            AdminRole::Reviewer,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
+
     fn audit_role(self) -> Role {
         match self {
             AdminRole::Sysadmin => Role::SystemAdmin,
@@ -196,6 +208,9 @@ impl AdminPlane {
     pub fn authorize(&self, caller: &Caller, req: &Request) -> Result<Actor, Refusal> {
         let needed = required_role(req);
         let request = request_name(req);
+        if let Some(c) = &caller.cert {
+            return self.authorize_certificate(c, needed, request);
+        }
         if !self.separated {
             let name = if caller.uid == 0 {
                 "root".to_owned()
@@ -240,6 +255,50 @@ impl AdminPlane {
                     "`{request}` is {} job ({}); {name} holds {}",
                     n.job(),
                     n.name(),
+                    held.name()
+                ),
+            }),
+            _ => Ok(actor),
+        }
+    }
+
+    /// A caller on the admin API holds the one role its certificate
+    /// carries (the site CA issued it, so the CA's operator decides who
+    /// holds what), and only with roles separated.
+    fn authorize_certificate(
+        &self,
+        c: &crate::control::CertCaller,
+        needed: Option<AdminRole>,
+        request: &'static str,
+    ) -> Result<Actor, Refusal> {
+        let who = format!(
+            "cert:{} (sha256:{})",
+            c.common_name,
+            c.fingerprint.get(..16).unwrap_or(&c.fingerprint)
+        );
+        let held = c.role.as_deref().and_then(AdminRole::parse);
+        let attempted = needed.unwrap_or(AdminRole::Sysadmin).audit_role();
+        let Some(held) = held.filter(|_| self.separated) else {
+            return Err(Refusal {
+                actor: Actor::new(who, attempted),
+                request,
+                message: format!(
+                    "the certificate of {} carries no administrative role ({}); the admin API takes sysadmin, secadmin, auditor or reviewer certificates",
+                    c.common_name,
+                    c.role.as_deref().unwrap_or("no role")
+                ),
+            });
+        };
+        let actor = Actor::new(who, held.audit_role());
+        match needed {
+            Some(n) if n != held => Err(Refusal {
+                actor,
+                request,
+                message: format!(
+                    "`{request}` is {} job ({}); {} holds {}",
+                    n.job(),
+                    n.name(),
+                    c.common_name,
                     held.name()
                 ),
             }),
@@ -302,8 +361,11 @@ pub fn gate(
                 // the admin.action record here, before the action.
                 let record =
                     AuditRecord::new(EventKind::AdminAction, actor.clone(), Outcome::Allowed)
-                        .detail("request", request_name(&req))
-                        .detail("pid", caller.pid.to_string());
+                        .detail("request", request_name(&req));
+                let record = match &caller.cert {
+                    Some(_) => record.detail("via", "admin_api"),
+                    None => record.detail("pid", caller.pid.to_string()),
+                };
                 if let Err(e) = audit.record(record) {
                     return serde_json::json!({
                         "error": format!("not done: the audit log could not record the request ({e})")
@@ -331,7 +393,55 @@ mod tests {
             uid,
             gid: uid,
             pid: 1,
+            cert: None,
         }
+    }
+
+    fn cert(cn: &str, role: Option<&str>) -> Caller {
+        Caller::certificate(crate::control::CertCaller {
+            common_name: cn.into(),
+            fingerprint: format!("{cn:0>64}"),
+            role: role.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn certificates_hold_the_role_they_carry_and_only_it() {
+        let p = plane("[admin]\nsysadmin = [\"uid:5001\"]\n");
+        let stop = Request::ChannelStop {
+            channel: "c".into(),
+            reason: "r".into(),
+        };
+        let a = p
+            .authorize(&cert("alice", Some("sysadmin")), &stop)
+            .expect("sysadmin");
+        assert!(a.id.starts_with("cert:alice (sha256:"), "{}", a.id);
+        let e = p
+            .authorize(&cert("bob", Some("auditor")), &stop)
+            .expect_err("an auditor may not stop channels");
+        assert!(
+            e.answer()["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("bob holds auditor"),
+            "{:?}",
+            e.answer()
+        );
+        let e = p
+            .authorize(&cert("feed", Some("pusher")), &Request::Status)
+            .expect_err("a pusher is no administrator");
+        assert!(
+            e.answer()["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no administrative role"),
+            "{:?}",
+            e.answer()
+        );
+        assert!(p.authorize(&cert("x", None), &Request::Status).is_err());
+        assert!(p
+            .authorize(&cert("rev", Some("reviewer")), &Request::ApprovalsList)
+            .is_ok());
     }
 
     #[test]

@@ -255,6 +255,7 @@ fn account_name(actor: &Actor) -> &str {
     actor
         .id
         .strip_prefix("unix:")
+        .or_else(|| actor.id.strip_prefix("cert:"))
         .and_then(|rest| rest.split(" (").next())
         .unwrap_or(&actor.id)
 }
@@ -315,7 +316,14 @@ fn approve_inner(
             h.requirement, h.roles
         ));
     }
-    if h.approvals.iter().any(|a| a.uid == caller.uid) {
+    let principal = caller.principal();
+    let same = |a: &ApprovalMark| {
+        a.principal
+            .clone()
+            .unwrap_or_else(|| format!("uid:{}", a.uid))
+            == principal
+    };
+    if h.approvals.iter().any(same) {
         return refuse(format!(
             "you already approved package {id}; the two-person rule needs {} different reviewers",
             h.reviewers_needed
@@ -344,6 +352,7 @@ fn approve_inner(
     h.approvals.push(ApprovalMark {
         by: actor.id.clone(),
         uid: caller.uid,
+        principal: Some(principal),
         unix_ms: now_millis().0,
         reason: reason.to_owned(),
     });

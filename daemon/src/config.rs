@@ -89,6 +89,26 @@ pub struct Config {
     /// `[downstream]`: the TLS client identity the egress side presents to
     /// the downstream HTTPS endpoints its policy names (egress only).
     pub downstream: Option<DownstreamSection>,
+    /// `[admin_api]`: the admin plane over HTTPS for administrators with
+    /// client certificates (absent = the local socket only).
+    pub admin_api: Option<AdminApiSection>,
+}
+
+/// `[admin_api]`: `POST /v1/admin` over mTLS. The caller's role is the one
+/// its client certificate carries (`ferryctl certs issue-client --role`);
+/// the same gate as the control socket decides and audits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminApiSection {
+    /// Address and TCP port.
+    pub listen: SocketAddr,
+    /// Server certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// CAs whose client certificates may administer.
+    pub client_ca: Vec<PathBuf>,
+    /// Their CRLs.
+    pub crl: Vec<PathBuf>,
 }
 
 impl Config {
@@ -506,6 +526,26 @@ struct RawConfig {
     metrics: Option<Spanned<RawMetrics>>,
     admin: Option<Spanned<RawAdmin>>,
     downstream: Option<Spanned<RawDownstream>>,
+    admin_api: Option<Spanned<RawAdminApi>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdminApi {
+    listen: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    client_ca: Option<Spanned<Vec<Spanned<String>>>>,
+    crl: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The TLS listener keys `[ingest]` and `[admin_api]` share.
+struct TlsEndpoint {
+    listen: SocketAddr,
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Vec<PathBuf>,
+    crl: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -922,6 +962,33 @@ impl Checker<'_> {
                 Some(self.downstream(d.into_inner(), &header)?)
             }
         };
+        let admin_api = match raw.admin_api {
+            None => None,
+            Some(a) => {
+                let header = self.source.header_span(&a.span());
+                if admin.is_none() {
+                    return Err(self.err(
+                        header,
+                        "`[admin_api]` needs `[admin]`: the remote admin plane exists only with separated roles; add an [admin] section",
+                    ));
+                }
+                let a = a.into_inner();
+                let t = self.tls_endpoint(
+                    "admin_api",
+                    &header,
+                    [a.listen, a.cert, a.key],
+                    a.client_ca,
+                    a.crl,
+                )?;
+                Some(AdminApiSection {
+                    listen: t.listen,
+                    cert: t.cert,
+                    key: t.key,
+                    client_ca: t.client_ca,
+                    crl: t.crl,
+                })
+            }
+        };
         Ok(Config {
             link,
             paths,
@@ -933,6 +1000,59 @@ impl Checker<'_> {
             metrics,
             admin,
             downstream,
+            admin_api,
+        })
+    }
+
+    /// `listen`, `cert`, `key` (required, in that order), `client_ca`
+    /// (required: client certificates are mandatory) and `crl`.
+    fn tls_endpoint(
+        &self,
+        section: &str,
+        header: &Range<usize>,
+        [listen, cert, key]: [Option<Spanned<String>>; 3],
+        client_ca: Option<Spanned<Vec<Spanned<String>>>>,
+        crl: Option<Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<TlsEndpoint, ConfigError> {
+        let required = |v: Option<Spanned<String>>, key: &str, example: &str| {
+            v.ok_or_else(|| {
+                self.err(
+                    header.clone(),
+                    format!("missing key `{key}` in `[{section}]`: add it, e.g. {key} = {example}"),
+                )
+            })
+        };
+        let listen = required(listen, "listen", "\"127.0.0.1:8443\"")?;
+        let listen = self.address(&listen, "listen", true)?;
+        let cert = self.path(
+            required(cert, "cert", &format!("\"/etc/ferry/tls/{section}.crt\""))?,
+            "cert",
+        )?;
+        let key = self.path(
+            required(key, "key", &format!("\"/etc/ferry/tls/{section}.key\""))?,
+            "key",
+        )?;
+        let paths = |v: Option<Spanned<Vec<Spanned<String>>>>, key: &str| {
+            v.map_or(Ok(Vec::new()), |list| {
+                list.into_inner()
+                    .into_iter()
+                    .map(|p| self.path(p, key))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        };
+        let client_ca = paths(client_ca, "client_ca")?;
+        if client_ca.is_empty() {
+            return Err(self.err(
+                header.clone(),
+                format!("missing key `client_ca` in `[{section}]`: client certificates are mandatory; name the CA that issues them, e.g. client_ca = [\"/etc/ferry/tls/ca.crt\"]"),
+            ));
+        }
+        Ok(TlsEndpoint {
+            listen,
+            cert,
+            key,
+            client_ca,
+            crl: paths(crl, "crl")?,
         })
     }
 
@@ -1116,45 +1236,19 @@ impl Checker<'_> {
     }
 
     fn ingest(&self, i: RawIngest, header: &Range<usize>) -> Result<IngestSection, ConfigError> {
-        let required = |v: Option<Spanned<String>>, key: &str, example: &str| {
-            v.ok_or_else(|| {
-                self.err(
-                    header.clone(),
-                    format!("missing key `{key}` in `[ingest]`: add it, e.g. {key} = {example}"),
-                )
-            })
-        };
-        let listen = required(i.listen, "listen", "\"127.0.0.1:8443\"")?;
-        let listen = self.address(&listen, "listen", true)?;
-        let cert = self.path(
-            required(i.cert, "cert", "\"/etc/ferry/tls/ingest.crt\"")?,
-            "cert",
+        let t = self.tls_endpoint(
+            "ingest",
+            header,
+            [i.listen, i.cert, i.key],
+            i.client_ca,
+            i.crl,
         )?;
-        let key = self.path(
-            required(i.key, "key", "\"/etc/ferry/tls/ingest.key\"")?,
-            "key",
-        )?;
-        let paths = |v: Option<Spanned<Vec<Spanned<String>>>>, key: &str| {
-            v.map_or(Ok(Vec::new()), |list| {
-                list.into_inner()
-                    .into_iter()
-                    .map(|p| self.path(p, key))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-        };
-        let client_ca = paths(i.client_ca, "client_ca")?;
-        if client_ca.is_empty() {
-            return Err(self.err(
-                header.clone(),
-                "missing key `client_ca` in `[ingest]`: client certificates are mandatory; name the CA that issues them, e.g. client_ca = [\"/etc/ferry/tls/ca.crt\"]",
-            ));
-        }
         Ok(IngestSection {
-            listen,
-            cert,
-            key,
-            client_ca,
-            crl: paths(i.crl, "crl")?,
+            listen: t.listen,
+            cert: t.cert,
+            key: t.key,
+            client_ca: t.client_ca,
+            crl: t.crl,
             max_package_bytes: self
                 .uint(
                     i.max_package_bytes,
@@ -1972,6 +2066,28 @@ outbox_dir = "/srv/ferry/in"
             "{INGRESS}\n[downstream]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n"
         ));
         assert!(msg.contains("egress role only"), "{msg}");
+    }
+
+    #[test]
+    fn admin_api_section() {
+        let api = "\n[admin_api]\nlisten = \"127.0.0.1:9443\"\ncert = \"tls/a.crt\"\nkey = \"tls/a.key\"\nclient_ca = [\"tls/ca.crt\"]\n";
+        let c = parse(
+            &format!("{EGRESS}\n[admin]\nsysadmin = [\"uid:5001\"]\n{api}"),
+            "/etc/ferry/ferryd.toml",
+        )
+        .unwrap();
+        let a = c.admin_api.unwrap();
+        assert_eq!(a.listen.to_string(), "127.0.0.1:9443");
+        assert_eq!(a.client_ca, vec![PathBuf::from("/etc/ferry/tls/ca.crt")]);
+        let (_, _, msg) = refused(&format!("{EGRESS}{api}"));
+        assert!(msg.contains("`[admin_api]` needs `[admin]`"), "{msg}");
+        let (_, _, msg) = refused(&format!(
+            "{EGRESS}\n[admin]\nsysadmin = [\"uid:5001\"]\n\n[admin_api]\nlisten = \"127.0.0.1:9443\"\ncert = \"a\"\nkey = \"b\"\n"
+        ));
+        assert!(
+            msg.starts_with("missing key `client_ca` in `[admin_api]`"),
+            "{msg}"
+        );
     }
 
     #[test]

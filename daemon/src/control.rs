@@ -309,15 +309,50 @@ pub enum ControlError {
 }
 
 /// Who is on the other end of a control connection, as the kernel says
-/// (`SO_PEERCRED`), not as the caller claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (`SO_PEERCRED`), not as the caller claims; or, on the admin API, as its
+/// verified client certificate says.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// User id.
+    /// User id (`u32::MAX` on the admin API).
     pub uid: u32,
-    /// Group id.
+    /// Group id (`u32::MAX` on the admin API).
     pub gid: u32,
-    /// Process id.
+    /// Process id (0 on the admin API).
     pub pid: i32,
+    /// The client certificate, on the admin API.
+    pub cert: Option<CertCaller>,
+}
+
+/// An administrator authenticated by a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertCaller {
+    /// Subject common name.
+    pub common_name: String,
+    /// SHA-256 fingerprint of the certificate (hex).
+    pub fingerprint: String,
+    /// The role the certificate carries.
+    pub role: Option<String>,
+}
+
+impl Caller {
+    /// A caller on the admin API.
+    pub fn certificate(cert: CertCaller) -> Caller {
+        Caller {
+            uid: u32::MAX,
+            gid: u32::MAX,
+            pid: 0,
+            cert: Some(cert),
+        }
+    }
+
+    /// One string per person, for "the same person may not approve
+    /// twice": `uid:N` or `cert:FINGERPRINT`.
+    pub fn principal(&self) -> String {
+        match &self.cert {
+            Some(c) => format!("cert:{}", c.fingerprint),
+            None => format!("uid:{}", self.uid),
+        }
+    }
 }
 
 /// Answers requests on `socket` (created with `mode`) until `shutdown` is
@@ -372,6 +407,7 @@ fn answer(
         uid: cred.uid(),
         gid: cred.gid(),
         pid: cred.pid(),
+        cert: None,
     };
     let mut line = String::new();
     BufReader::new(std::io::Read::take(&stream, MAX_REQUEST_BYTES)).read_line(&mut line)?;

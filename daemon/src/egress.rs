@@ -185,70 +185,67 @@ pub fn run(
         let wake = forwarder.sender();
         let admin = crate::admin::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
         control::update(&status, |s| s.admin_roles = Some(admin.describe()));
-        control::serve(
-            &cfg.control_socket(),
-            admin.socket_mode(),
-            shutdown.clone(),
-            move |caller, req| {
-                crate::admin::gate(&admin, &audit, caller, req, |actor, _, req| match req {
-                    Request::Status => serde_json::to_value(control::snapshot(&status))
-                        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
-                    Request::Resend { .. } => serde_json::json!({
-                        "error": "resend is an ingress command: run it against the ingress side's configuration"
-                    }),
-                    Request::ReloadPolicy => match &gate {
-                        None => {
-                            serde_json::json!({ "error": "no [policy] configured on this side" })
+        let mode = admin.socket_mode();
+        let handler: crate::admin_api::Handler = Arc::new(move |caller, req| {
+            crate::admin::gate(&admin, &audit, caller, req, |actor, _, req| match req {
+                Request::Status => serde_json::to_value(control::snapshot(&status))
+                    .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+                Request::Resend { .. } => serde_json::json!({
+                    "error": "resend is an ingress command: run it against the ingress side's configuration"
+                }),
+                Request::ReloadPolicy => match &gate {
+                    None => {
+                        serde_json::json!({ "error": "no [policy] configured on this side" })
+                    }
+                    Some(g) => match g.reload() {
+                        Ok(hash) => {
+                            audit.note(
+                                AuditRecord::new(
+                                    EventKind::PolicyReloaded,
+                                    actor,
+                                    Outcome::Success,
+                                )
+                                .policy_hash(hash.clone()),
+                            );
+                            serde_json::json!({ "reloaded": hash })
                         }
-                        Some(g) => match g.reload() {
-                            Ok(hash) => {
-                                audit.note(
-                                    AuditRecord::new(
-                                        EventKind::PolicyReloaded,
-                                        actor,
-                                        Outcome::Success,
-                                    )
-                                    .policy_hash(hash.clone()),
-                                );
-                                serde_json::json!({ "reloaded": hash })
-                            }
-                            Err(e) => {
-                                audit.note(
-                                    AuditRecord::new(
-                                        EventKind::PolicyReloaded,
-                                        actor,
-                                        Outcome::Failure,
-                                    )
-                                    .reason(e.clone()),
-                                );
-                                serde_json::json!({ "error": format!("policy not reloaded, the old one stays in force: {e}") })
-                            }
-                        },
+                        Err(e) => {
+                            audit.note(
+                                AuditRecord::new(
+                                    EventKind::PolicyReloaded,
+                                    actor,
+                                    Outcome::Failure,
+                                )
+                                .reason(e.clone()),
+                            );
+                            serde_json::json!({ "error": format!("policy not reloaded, the old one stays in force: {e}") })
+                        }
                     },
-                    Request::AuditNote { record } => control::audit_note(&audit, actor, record),
-                    Request::ApprovalsList
-                    | Request::ApprovalsShow { .. }
-                    | Request::Approve { .. }
-                    | Request::Reject { .. } => serde_json::json!({
-                        "error": "approvals happen on the ingress side, before a package is sent: ask the ingress ferryd"
-                    }),
-                    Request::ChannelStop { .. } | Request::ChannelStart { .. } => {
-                        serde_json::json!({
-                            "error": "channels are stopped and started on the ingress side: ask the ingress ferryd"
-                        })
-                    }
-                    Request::ForwardRetry { package } => {
-                        match crate::forward::retry(&store, &status, package.as_deref()) {
-                            Ok(v) => {
-                                let _ = wake.try_send(crate::forward::Msg::RetryNow);
-                                v
-                            }
-                            Err(e) => serde_json::json!({ "error": e.to_string() }),
+                },
+                Request::AuditNote { record } => control::audit_note(&audit, actor, record),
+                Request::ApprovalsList
+                | Request::ApprovalsShow { .. }
+                | Request::Approve { .. }
+                | Request::Reject { .. } => serde_json::json!({
+                    "error": "approvals happen on the ingress side, before a package is sent: ask the ingress ferryd"
+                }),
+                Request::ChannelStop { .. } | Request::ChannelStart { .. } => {
+                    serde_json::json!({
+                        "error": "channels are stopped and started on the ingress side: ask the ingress ferryd"
+                    })
+                }
+                Request::ForwardRetry { package } => {
+                    match crate::forward::retry(&store, &status, package.as_deref()) {
+                        Ok(v) => {
+                            let _ = wake.try_send(crate::forward::Msg::RetryNow);
+                            v
                         }
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
                     }
-                })
-            },
-        )?
+                }
+            })
+        });
+        crate::admin_api::Planes::start(&cfg, mode, shutdown.clone(), handler)?
     };
     let metrics = match cfg.metrics.as_ref() {
         Some(m) => Some(crate::metrics::spawn(
@@ -315,7 +312,7 @@ pub fn run(
     let _ = writer.join();
     shutdown.store(true, Ordering::Relaxed);
     forwarder.join();
-    let _ = control.join();
+    control.join();
     if let Some(m) = metrics {
         let _ = m.join();
     }

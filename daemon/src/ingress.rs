@@ -281,16 +281,13 @@ pub fn run(
         let admin =
             crate::admin::AdminPlane::from_config(&shared.cfg, nix::unistd::getuid().as_raw())?;
         control::update(&shared.status, |st| st.admin_roles = Some(admin.describe()));
-        control::serve(
-            &shared.cfg.control_socket(),
-            admin.socket_mode(),
-            shared.shutdown.clone(),
-            move |caller, req| {
-                crate::admin::gate(&admin, &s.audit, caller, req, |actor, caller, req| {
-                    handle_request(&s, actor, caller, req)
-                })
-            },
-        )?
+        let mode = admin.socket_mode();
+        let handler: crate::admin_api::Handler = Arc::new(move |caller, req| {
+            crate::admin::gate(&admin, &s.audit, caller, req, |actor, caller, req| {
+                handle_request(&s, actor, caller, req)
+            })
+        });
+        crate::admin_api::Planes::start(&shared.cfg, mode, shared.shutdown.clone(), handler)?
     };
     let metrics = match shared.cfg.metrics.as_ref() {
         Some(m) => Some(crate::metrics::spawn(
@@ -309,7 +306,7 @@ pub fn run(
     if let Some(i) = ingest {
         let _ = i.join();
     }
-    let _ = control.join();
+    control.join();
     shared.audit.note(
         AuditRecord::new(EventKind::DaemonStop, Actor::system(), Outcome::Success)
             .detail("role", "ingress"),

@@ -11,6 +11,7 @@ pub mod udp;
 
 pub(crate) mod accept;
 pub mod admin;
+pub mod admin_api;
 pub mod approvals;
 pub mod approvals_cli;
 pub mod audit_trail;

@@ -66,6 +66,12 @@ pub fn read_only_paths(cfg: &Config, config_path: &Path) -> Vec<PathBuf> {
         // CRLs are replaced by the CA's tooling: allow the directory.
         v.extend(i.crl.iter().map(|c| parent_or_self(c)));
     }
+    if let Some(a) = &cfg.admin_api {
+        v.push(a.cert.clone());
+        v.push(a.key.clone());
+        v.extend(a.client_ca.iter().cloned());
+        v.extend(a.crl.iter().map(|c| parent_or_self(c)));
+    }
     if let Some(d) = &cfg.downstream {
         // Read again after a failed attempt, so a renewed certificate is
         // picked up: allow the directories the CA's tooling writes into.

@@ -181,8 +181,12 @@ pub struct StoppedChannel {
 pub struct ApprovalMark {
     /// Who (`unix:NAME (uid N)`).
     pub by: String,
-    /// The uid the kernel saw.
+    /// The uid the kernel saw (`u32::MAX` for a certificate).
     pub uid: u32,
+    /// Who, one string per person (`uid:N` or `cert:FINGERPRINT`); absent
+    /// in marks written before the admin API existed (then `uid:N`).
+    #[serde(default)]
+    pub principal: Option<String>,
     /// When, ms since the Unix epoch.
     pub unix_ms: u64,
     /// What the reviewer wrote.

@@ -572,6 +572,7 @@ channels = ["night", "reviewed", "elsewhere"]
             requirement: "one".into(),
             reviewers_needed: 1,
             approvals: vec![crate::store::ApprovalMark {
+                principal: None,
                 by: "unix:r (uid 1)".into(),
                 uid: 1,
                 unix_ms: 0,

@@ -1,0 +1,246 @@
+//! The admin plane over HTTPS, for administrators on another host.
+//!
+//! `POST /v1/admin` takes the same JSON request as the control socket
+//! (`{"cmd": "status"}`, `{"cmd": "channel_stop", "channel": …, "reason":
+//! …}`, …) and answers with the same JSON. The caller is whoever its
+//! client certificate says, verified against `[admin_api] client_ca` (and
+//! CRLs); the role is the one that certificate carries. The same gate as
+//! the control socket authorizes and audits every request, so a role
+//! cannot do another's job here either.
+//!
+//! Answers: `200` done, `403` refused by the gate (recorded), `409` allowed
+//! but failed (the JSON says why), `400` a request that is not JSON of a
+//! known command, `404` any other path, `405` any other method.
+
+use crate::config::AdminApiSection;
+use crate::control::{Caller, CertCaller, Request};
+use crate::DaemonError;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Response, StatusCode};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What answers a request: the admin gate in front of the side's handler.
+pub type Handler = Arc<dyn Fn(Caller, Request) -> serde_json::Value + Send + Sync>;
+
+/// Largest request body.
+const MAX_REQUEST_BYTES: usize = 64 << 10;
+/// Connections served at once (administrators are few).
+const MAX_CONNECTIONS: usize = 64;
+/// TLS handshake, request head and body each get this long.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the admin API; it stops when `shutdown` is set.
+pub fn spawn(
+    cfg: &AdminApiSection,
+    handler: Handler,
+    shutdown: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let cas: Vec<&Path> = cfg.client_ca.iter().map(|p| p.as_path()).collect();
+    let crls: Vec<&Path> = cfg.crl.iter().map(|p| p.as_path()).collect();
+    let trust = ferry_certs::TrustStore::load(&cas, &crls)
+        .map_err(|e| DaemonError::Config(format!("[admin_api]: {e}")))?;
+    let tls = ferry_certs::server_config(&cfg.cert, &cfg.key, &trust)
+        .map_err(|e| DaemonError::Config(format!("[admin_api]: {e}")))?;
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .map_err(DaemonError::io(Path::new(&cfg.listen.to_string())))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(DaemonError::io(Path::new("admin API listener")))?;
+    tracing::info!(listen = %cfg.listen, "HTTPS admin API listening (administrator certificates required)");
+    std::thread::Builder::new()
+        .name("ferry-admin-api".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "admin API runtime failed to start");
+                    return;
+                }
+            };
+            rt.block_on(serve(listener, tls, handler, shutdown));
+        })
+        .map_err(DaemonError::io(Path::new("admin API thread")))
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: Handler,
+    shutdown: Arc<AtomicBool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "admin API listener");
+            return;
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while !shutdown.load(Ordering::Relaxed) {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = tick.tick() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin API accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "admin API busy; connection closed");
+            continue;
+        };
+        let (acceptor, handler) = (acceptor.clone(), handler.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, reason = %e, "admin API TLS handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let caller = match ferry_certs::Identity::from_peer_certificates(
+                tls.get_ref().1.peer_certificates(),
+            ) {
+                Ok(Some(id)) => Caller::certificate(CertCaller {
+                    common_name: id.common_name.clone().unwrap_or_else(|| id.subject.clone()),
+                    fingerprint: id.fingerprint_sha256.clone(),
+                    role: id.role.clone(),
+                }),
+                Ok(None) | Err(_) => {
+                    tracing::warn!(%peer, "admin API client certificate unreadable; closing");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let (caller, handler) = (caller.clone(), handler.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(req, caller, handler).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn handle(
+    req: hyper::Request<Incoming>,
+    caller: Caller,
+    handler: Handler,
+) -> Response<Full<Bytes>> {
+    let err = |status, msg: String| json(status, &serde_json::json!({ "error": msg }));
+    if req.uri().path() != "/v1/admin" {
+        return err(
+            StatusCode::NOT_FOUND,
+            "no such endpoint: POST /v1/admin".into(),
+        );
+    }
+    if req.method() != Method::POST {
+        return err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST /v1/admin with a JSON request".into(),
+        );
+    }
+    let body = Limited::new(req.into_body(), MAX_REQUEST_BYTES);
+    let bytes = match tokio::time::timeout(TIMEOUT, body.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!("request body unreadable or over {MAX_REQUEST_BYTES} bytes: {e}"),
+            )
+        }
+        Err(_) => return err(StatusCode::REQUEST_TIMEOUT, "request body too slow".into()),
+    };
+    let request: Request = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad request: {e}; send the control socket's JSON, e.g. {{\"cmd\":\"status\"}}"
+                ),
+            )
+        }
+    };
+    // The handler takes locks and writes redb and the audit log.
+    let answer = match tokio::task::spawn_blocking(move || handler(caller, request)).await {
+        Ok(v) => v,
+        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let status = if answer.get("refused").and_then(|r| r.as_bool()) == Some(true) {
+        StatusCode::FORBIDDEN
+    } else if answer.get("error").is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    json(status, &answer)
+}
+
+/// The admin plane's listeners: the control socket, and the admin API
+/// when `[admin_api]` is configured, both in front of the same handler.
+pub struct Planes {
+    control: std::thread::JoinHandle<()>,
+    api: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Planes {
+    /// Starts them.
+    pub fn start(
+        cfg: &crate::config::Config,
+        socket_mode: u32,
+        shutdown: Arc<AtomicBool>,
+        handler: Handler,
+    ) -> Result<Planes, DaemonError> {
+        let control = {
+            let h = handler.clone();
+            crate::control::serve(
+                &cfg.control_socket(),
+                socket_mode,
+                shutdown.clone(),
+                move |caller, req| h(caller, req),
+            )?
+        };
+        let api = match &cfg.admin_api {
+            Some(a) => Some(spawn(a, handler, shutdown)?),
+            None => None,
+        };
+        Ok(Planes { control, api })
+    }
+
+    /// Waits for both (after `shutdown` was set).
+    pub fn join(self) {
+        let _ = self.control.join();
+        if let Some(a) = self.api {
+            let _ = a.join();
+        }
+    }
+}
