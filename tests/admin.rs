@@ -348,6 +348,43 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     ingress.stop();
 }
 
+/// `curl` against `https://127.0.0.1:PORT{path}` with `who`'s certificate
+/// from `dir` (or none): (HTTP code, body).
+fn https(
+    ca: &Path,
+    port: u16,
+    path: &str,
+    dir: &Path,
+    who: Option<&str>,
+    extra: &[&str],
+) -> (String, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(ca.join("ca.crt"));
+    if let Some(name) = who {
+        c.arg("--cert")
+            .arg(dir.join(format!("{name}.crt")))
+            .arg("--key")
+            .arg(dir.join(format!("{name}.key")));
+    }
+    let out = c
+        .args(extra)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let t = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (b, code) = t.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().to_owned(), b.to_owned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
 fn ctl_ok(args: &[&str]) {
     let o = Command::new(ferryctl())
         .args(args)
@@ -420,10 +457,7 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
         "--verify-key-out",
         s(&root.join("ingress.verify")),
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = free_port();
     let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
     std::fs::write(
         &tb.ingress_config,
@@ -439,25 +473,8 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
         assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    let call = |dir: &Path, who: Option<&str>, body: &str| -> (String, String) {
-        let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(ca.join("ca.crt"));
-        if let Some(name) = who {
-            c.arg("--cert")
-                .arg(dir.join(format!("{name}.crt")))
-                .arg("--key")
-                .arg(dir.join(format!("{name}.key")));
-        }
-        let out = c
-            .args(["-H", "Content-Type: application/json", "--data", body])
-            .arg(format!("https://127.0.0.1:{port}/v1/admin"))
-            .output()
-            .expect("curl");
-        let t = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (b, code) = t.rsplit_once('\n').unwrap_or(("", ""));
-        (code.trim().to_owned(), b.to_owned())
+    let call = |dir: &Path, who: Option<&str>, body: &str| {
+        https(&ca, port, "/v1/admin", dir, who, &["--data", body])
     };
     let stop = r#"{"cmd":"channel_stop","channel":"e2e","reason":"portal maintenance"}"#;
 
@@ -516,4 +533,146 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
     assert!(has("cert:ops-audit", "refused", "channel_stop"), "{log}");
     assert!(has("cert:feed", "refused", "status"), "{log}");
     assert!(has("cert:ops-sys", "allowed", "admin_api"), "{log}");
+}
+
+/// The two-person rule over the admin API: reviewers are told apart by
+/// their certificates, the same reviewer cannot approve twice, a reviewer
+/// whose certificate CN pushed the package cannot approve it, and two
+/// different reviewers release it for delivery.
+#[test]
+fn reviewers_approve_over_the_admin_api_by_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let (ca, certs) = (root.join("ca"), root.join("people"));
+    ctl_ok(&["certs", "init-ca", "--dir", s(&ca)]);
+    for name in ["admin-api", "ingest"] {
+        ctl_ok(&[
+            "certs",
+            "issue-server",
+            "--ca",
+            s(&ca),
+            "--out",
+            s(&root.join("ingress/tls")),
+            "--name",
+            name,
+            "--ip",
+            "127.0.0.1",
+        ]);
+    }
+    ctl_ok(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        s(&ca),
+        "--out",
+        s(&certs),
+        "--name",
+        "registry-feed",
+        "--role",
+        "pusher",
+    ]);
+    for name in ["rev-a", "rev-b"] {
+        ctl_ok(&[
+            "certs",
+            "issue-client",
+            "--ca",
+            s(&ca),
+            "--out",
+            s(&certs),
+            "--name",
+            name,
+            "--role",
+            "reviewer",
+        ]);
+    }
+    // The feed's operator also holds a reviewer certificate, under the
+    // same CN as the pushing certificate.
+    let own = root.join("own");
+    ctl_ok(&[
+        "certs",
+        "issue-client",
+        "--ca",
+        s(&ca),
+        "--out",
+        s(&own),
+        "--name",
+        "registry-feed",
+        "--role",
+        "reviewer",
+    ]);
+    std::fs::write(
+        root.join("ingress/policy.toml"),
+        "version = 1\n\n[policy]\nname = \"api-approvals\"\ntime_zone = \"Asia/Shanghai\"\n\n\
+         [identity.feed]\ndescription = \"The feed\"\ncn = \"registry-feed\"\nrole = \"pusher\"\n\n\
+         [approval.two-person]\nreviewers = 2\nroles = [\"reviewer\"]\nexpires_after_s = 3600\n\n\
+         [profile.open]\ndescription = \"No content rules\"\n\n\
+         [channel.release]\ndescription = \"Two approvals\"\ndirection = \"release\"\nlink = \"e2e\"\n\
+         destination = \"outbox\"\napproval = \"two-person\"\nprofile = \"open\"\n\n\
+         [[rule]]\nid = \"R-push\"\ndescription = \"The feed pushes\"\neffect = \"allow\"\n\
+         identities = [\"feed\"]\nchannels = [\"release\"]\n",
+    )
+    .expect("policy");
+    let (api, ingest) = (free_port(), free_port());
+    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
+    std::fs::write(
+        &tb.ingress_config,
+        format!(
+            "{cfg}\n[policy]\nfile = \"policy.toml\"\n\n[ingest]\nlisten = \"127.0.0.1:{ingest}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca_crt}\"]\nmin_free_bytes = 0\n\n[admin]\nsysadmin = [\"uid:{SYSADMIN}\"]\n\n[admin_api]\nlisten = \"127.0.0.1:{api}\"\ncert = \"tls/admin-api.crt\"\nkey = \"tls/admin-api.key\"\nclient_ca = [\"{ca_crt}\"]\n",
+            ca_crt = s(&ca.join("ca.crt"))
+        ),
+    )
+    .expect("config");
+    let _egress = Daemon::start(&tb.egress_config);
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(20), "both APIs listening", || {
+        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
+        std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", ingest)).is_ok()
+    });
+    let data = root.join("notice.csv");
+    std::fs::write(&data, "parcel,area\nA-1,10\n").expect("write");
+    let (code, body) = https(
+        &ca,
+        ingest,
+        "/v1/channels/release/packages",
+        &certs,
+        Some("registry-feed"),
+        &[
+            "-H",
+            "X-Ferry-File-Name: notice.csv",
+            "-H",
+            "Content-Type: text/csv",
+            "--data-binary",
+            &format!("@{}", s(&data)),
+        ],
+    );
+    assert_eq!(code, "202", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["state"], "awaiting_approval", "{v}");
+    let id = v["package_id"].as_str().expect("id").to_owned();
+    let approve = format!(r#"{{"cmd":"approve","package":"{id}","reason":"checked"}}"#);
+    let call =
+        |dir: &Path, who: &str| https(&ca, api, "/v1/admin", dir, Some(who), &["--data", &approve]);
+
+    let (code, body) = call(&certs, "rev-a");
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("awaiting_approval"), "{body}");
+    let (code, body) = call(&certs, "rev-a");
+    assert_eq!(code, "403", "the same reviewer twice: {body}");
+    assert!(body.contains("already approved"), "{body}");
+    let (code, body) = call(&own, "registry-feed");
+    assert_eq!(code, "403", "the submitter approving its own push: {body}");
+    assert!(body.contains("you pushed"), "{body}");
+    assert!(
+        outbox_files(&tb.outbox).is_empty(),
+        "not sent with one approval"
+    );
+    let (code, body) = call(&certs, "rev-b");
+    assert_eq!(code, "200", "{body}");
+    wait_for(
+        Duration::from_secs(30),
+        "delivered after two approvals",
+        || outbox_files(&tb.outbox) == vec!["notice.csv".to_string()],
+    );
 }
