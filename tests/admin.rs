@@ -348,49 +348,13 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     ingress.stop();
 }
 
-/// `curl` against `https://127.0.0.1:PORT{path}` with `who`'s certificate
-/// from `dir` (or none): (HTTP code, body).
-fn https(
-    ca: &Path,
-    port: u16,
-    path: &str,
-    dir: &Path,
-    who: Option<&str>,
-    extra: &[&str],
-) -> (String, String) {
-    let mut c = Command::new("curl");
-    c.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-        .arg("--cacert")
-        .arg(ca.join("ca.crt"));
-    if let Some(name) = who {
-        c.arg("--cert")
-            .arg(dir.join(format!("{name}.crt")))
-            .arg("--key")
-            .arg(dir.join(format!("{name}.key")));
-    }
-    let out = c
-        .args(extra)
-        .arg(format!("https://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("curl");
-    let t = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (b, code) = t.rsplit_once('\n').unwrap_or(("", ""));
-    (code.trim().to_owned(), b.to_owned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn ctl_ok(args: &[&str]) {
-    let o = Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl");
-    assert!(o.status.success(), "ferryctl {args:?}: {}", text(&o));
+/// `[admin]` (a local sysadmin) and `[admin_api]` on `port` with the
+/// server certificate `tls/admin-api.crt` and `ca` for administrators.
+fn admin_sections(port: u16, ca: &SiteCa) -> String {
+    format!(
+        "[admin]\nsysadmin = [\"uid:{SYSADMIN}\"]\n\n[admin_api]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/admin-api.crt\"\nkey = \"tls/admin-api.key\"\nclient_ca = [\"{}\"]\n",
+        path_str(&ca.crt())
+    )
 }
 
 /// The admin plane over HTTPS: the role is the one the client certificate
@@ -402,54 +366,19 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let tb = testbed(root, |_| {});
-    let (ca, certs) = (root.join("ca"), root.join("admins"));
-    ctl_ok(&["certs", "init-ca", "--dir", s(&ca)]);
-    ctl_ok(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&root.join("ingress/tls")),
-        "--name",
-        "admin-api",
-        "--ip",
-        "127.0.0.1",
-    ]);
+    let ca = SiteCa::init(&root.join("ca"));
+    let certs = root.join("admins");
+    ca.server(&root.join("ingress/tls"), "admin-api");
     for (name, role) in [
         ("ops-sys", "sysadmin"),
         ("ops-audit", "auditor"),
         ("feed", "pusher"),
     ] {
-        ctl_ok(&[
-            "certs",
-            "issue-client",
-            "--ca",
-            s(&ca),
-            "--out",
-            s(&certs),
-            "--name",
-            name,
-            "--role",
-            role,
-        ]);
+        ca.client(&certs, name, role);
     }
-    let other = root.join("other-ca");
-    ctl_ok(&["certs", "init-ca", "--dir", s(&other)]);
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        s(&other),
-        "--out",
-        s(&root.join("stranger")),
-        "--name",
-        "ops-sys",
-        "--role",
-        "sysadmin",
-    ]);
+    SiteCa::init(&root.join("other-ca")).client(&root.join("stranger"), "ops-sys", "sysadmin");
     let audit = root.join("audit-ingress");
-    ctl_ok(&[
+    ferryctl_ok(&[
         "audit",
         "init",
         "--dir",
@@ -457,24 +386,28 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
         "--verify-key-out",
         s(&root.join("ingress.verify")),
     ]);
-    let port = free_port();
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
+    let port = free_tcp_port();
+    append_config(
         &tb.ingress_config,
-        format!(
-            "{cfg}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsysadmin = [\"uid:{SYSADMIN}\"]\n\n[admin_api]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/admin-api.crt\"\nkey = \"tls/admin-api.key\"\nclient_ca = [\"{}\"]\n",
+        &format!(
+            "[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n{}",
             s(&audit),
-            s(&ca.join("ca.crt"))
+            admin_sections(port, &ca)
         ),
-    )
-    .expect("config");
+    );
     let mut ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(20), "admin API listening", || {
         assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let call = |dir: &Path, who: Option<&str>, body: &str| {
-        https(&ca, port, "/v1/admin", dir, who, &["--data", body])
+        curl_https(
+            &ca,
+            port,
+            "/v1/admin",
+            who.map(|w| (dir, w)),
+            &["--data", body],
+        )
     };
     let stop = r#"{"cmd":"channel_stop","channel":"e2e","reason":"portal maintenance"}"#;
 
@@ -544,63 +477,19 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let tb = testbed(root, |_| {});
-    let (ca, certs) = (root.join("ca"), root.join("people"));
-    ctl_ok(&["certs", "init-ca", "--dir", s(&ca)]);
+    let ca = SiteCa::init(&root.join("ca"));
+    let certs = root.join("people");
     for name in ["admin-api", "ingest"] {
-        ctl_ok(&[
-            "certs",
-            "issue-server",
-            "--ca",
-            s(&ca),
-            "--out",
-            s(&root.join("ingress/tls")),
-            "--name",
-            name,
-            "--ip",
-            "127.0.0.1",
-        ]);
+        ca.server(&root.join("ingress/tls"), name);
     }
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&certs),
-        "--name",
-        "registry-feed",
-        "--role",
-        "pusher",
-    ]);
+    ca.client(&certs, "registry-feed", "pusher");
     for name in ["rev-a", "rev-b"] {
-        ctl_ok(&[
-            "certs",
-            "issue-client",
-            "--ca",
-            s(&ca),
-            "--out",
-            s(&certs),
-            "--name",
-            name,
-            "--role",
-            "reviewer",
-        ]);
+        ca.client(&certs, name, "reviewer");
     }
     // The feed's operator also holds a reviewer certificate, under the
     // same CN as the pushing certificate.
     let own = root.join("own");
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&own),
-        "--name",
-        "registry-feed",
-        "--role",
-        "reviewer",
-    ]);
+    ca.client(&own, "registry-feed", "reviewer");
     std::fs::write(
         root.join("ingress/policy.toml"),
         "version = 1\n\n[policy]\nname = \"api-approvals\"\ntime_zone = \"Asia/Shanghai\"\n\n\
@@ -613,16 +502,15 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
          identities = [\"feed\"]\nchannels = [\"release\"]\n",
     )
     .expect("policy");
-    let (api, ingest) = (free_port(), free_port());
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
+    let (api, ingest) = (free_tcp_port(), free_tcp_port());
+    append_config(
         &tb.ingress_config,
-        format!(
-            "{cfg}\n[policy]\nfile = \"policy.toml\"\n\n[ingest]\nlisten = \"127.0.0.1:{ingest}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca_crt}\"]\nmin_free_bytes = 0\n\n[admin]\nsysadmin = [\"uid:{SYSADMIN}\"]\n\n[admin_api]\nlisten = \"127.0.0.1:{api}\"\ncert = \"tls/admin-api.crt\"\nkey = \"tls/admin-api.key\"\nclient_ca = [\"{ca_crt}\"]\n",
-            ca_crt = s(&ca.join("ca.crt"))
+        &format!(
+            "[policy]\nfile = \"policy.toml\"\n\n{}\n{}",
+            ingest_section(ingest, &ca, ""),
+            admin_sections(api, &ca)
         ),
-    )
-    .expect("config");
+    );
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(20), "both APIs listening", || {
@@ -632,12 +520,11 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
     });
     let data = root.join("notice.csv");
     std::fs::write(&data, "parcel,area\nA-1,10\n").expect("write");
-    let (code, body) = https(
+    let (code, body) = curl_https(
         &ca,
         ingest,
         "/v1/channels/release/packages",
-        &certs,
-        Some("registry-feed"),
+        Some((&certs, "registry-feed")),
         &[
             "-H",
             "X-Ferry-File-Name: notice.csv",
@@ -652,8 +539,15 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
     assert_eq!(v["state"], "awaiting_approval", "{v}");
     let id = v["package_id"].as_str().expect("id").to_owned();
     let approve = format!(r#"{{"cmd":"approve","package":"{id}","reason":"checked"}}"#);
-    let call =
-        |dir: &Path, who: &str| https(&ca, api, "/v1/admin", dir, Some(who), &["--data", &approve]);
+    let call = |dir: &Path, who: &str| {
+        curl_https(
+            &ca,
+            api,
+            "/v1/admin",
+            Some((dir, who)),
+            &["--data", &approve],
+        )
+    };
 
     let (code, body) = call(&certs, "rev-a");
     assert_eq!(code, "200", "{body}");

@@ -75,18 +75,6 @@ fn ingress_killed_mid_transfer_then_restarted() {
     assert!(staging_is_empty(&tb.outbox));
 }
 
-fn ctl(args: &[&str]) {
-    let out = std::process::Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl");
-    assert!(
-        out.status.success(),
-        "ferryctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Package ids in the outbox's sidecars, with how often each appears.
 fn delivered_ids(outbox: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
     let mut ids = std::collections::BTreeMap::new();
@@ -116,46 +104,12 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
     let root = dir.path();
     // Paced so a backlog is queued, not yet sent, when the ingress dies.
     let tb = testbed(root, |o| o.rate_bytes_per_s = 300_000);
-    let s = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
-    let (ca, clients) = (root.join("ca"), root.join("clients"));
-    ctl(&["certs", "init-ca", "--dir", &s(&ca)]);
-    ctl(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        &s(&ca),
-        "--out",
-        &s(&root.join("ingress/tls")),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    ctl(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        &s(&ca),
-        "--out",
-        &s(&clients),
-        "--name",
-        "feed",
-        "--role",
-        "pusher",
-    ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
-            s(&ca.join("ca.crt"))
-        ),
-    )
-    .expect("config");
+    let ca = SiteCa::init(&root.join("ca"));
+    let clients = root.join("clients");
+    ca.server(&root.join("ingress/tls"), "ingest");
+    ca.client(&clients, "feed", "pusher");
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(20), "ingest listening", || {
@@ -180,23 +134,20 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
                     i += 1;
                     let file = data_dir.join("p.bin");
                     std::fs::write(&file, content(t * 1_000_000 + i, 1000)).expect("write");
-                    let out = std::process::Command::new("curl")
-                        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
-                        .arg("--cacert")
-                        .arg(ca.join("ca.crt"))
-                        .arg("--cert")
-                        .arg(clients.join("feed.crt"))
-                        .arg("--key")
-                        .arg(clients.join("feed.key"))
-                        .args(["-H", &format!("X-Ferry-File-Name: t{t}-{i}.bin")])
-                        .args(["--data-binary", &format!("@{}", file.display())])
-                        .arg(format!("https://127.0.0.1:{port}/v1/channels/e2e/packages"))
-                        .output()
-                        .expect("curl");
-                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-                    if code.trim() == "202" {
-                        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+                    let (code, body) = curl_https(
+                        &ca,
+                        port,
+                        "/v1/channels/e2e/packages",
+                        Some((&clients, "feed")),
+                        &[
+                            "-H",
+                            &format!("X-Ferry-File-Name: t{t}-{i}.bin"),
+                            "--data-binary",
+                            &format!("@{}", file.display()),
+                        ],
+                    );
+                    if code == "202" {
+                        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
                         accepted.push(v["package_id"].as_str().expect("id").to_owned());
                     }
                 }

@@ -100,58 +100,13 @@ fn full_ingress_queue_refuses_the_upload_and_keeps_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let tb = testbed(root, |_| {});
-    let s = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
-    let ctl = |args: &[&str]| {
-        let out = Command::new(ferryctl())
-            .args(args)
-            .output()
-            .expect("ferryctl");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let (ca, clients) = (root.join("ca"), root.join("clients"));
-    ctl(&["certs", "init-ca", "--dir", &s(&ca)]);
-    ctl(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        &s(&ca),
-        "--out",
-        &s(&root.join("ingress/tls")),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    ctl(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        &s(&ca),
-        "--out",
-        &s(&clients),
-        "--name",
-        "feed",
-        "--role",
-        "pusher",
-    ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let ca = SiteCa::init(&root.join("ca"));
+    let clients = root.join("clients");
+    ca.server(&root.join("ingress/tls"), "ingest");
+    ca.client(&clients, "feed", "pusher");
+    let port = free_tcp_port();
     // min_free_bytes = 0: the upload itself runs into the full disk.
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
-            s(&ca.join("ca.crt"))
-        ),
-    )
-    .expect("config");
+    append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
     let queue = root.join("ingress/state/queue");
     std::fs::create_dir_all(&queue).expect("queue dir");
     let ok = Command::new("mount")
@@ -170,27 +125,19 @@ fn full_ingress_queue_refuses_the_upload_and_keeps_nothing() {
     let push = |name: &str, data: &[u8], chunked: bool| {
         let file = root.join(name);
         std::fs::write(&file, data).expect("write");
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(ca.join("ca.crt"))
-            .arg("--cert")
-            .arg(clients.join("feed.crt"))
-            .arg("--key")
-            .arg(clients.join("feed.key"))
-            .args(["-H", &format!("X-Ferry-File-Name: {name}")])
-            .args(if chunked {
-                &["-H", "Transfer-Encoding: chunked"][..]
-            } else {
-                &[][..]
-            })
-            .args(["--data-binary", &format!("@{}", file.display())])
-            .arg(format!("https://127.0.0.1:{port}/v1/channels/e2e/packages"))
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-        (code.trim().to_owned(), body.to_owned())
+        let header = format!("X-Ferry-File-Name: {name}");
+        let body = format!("@{}", file.display());
+        let mut args = vec!["-H", header.as_str(), "--data-binary", body.as_str()];
+        if chunked {
+            args.extend(["-H", "Transfer-Encoding: chunked"]);
+        }
+        curl_https(
+            &ca,
+            port,
+            "/v1/channels/e2e/packages",
+            Some((&clients, "feed")),
+            &args,
+        )
     };
     let big = content(4, 3 << 20);
     // A declared length that cannot fit is refused before a byte is stored.

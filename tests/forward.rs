@@ -15,24 +15,6 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn ctl(args: &[&str]) -> String {
-    let o = Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl");
-    assert!(
-        o.status.success(),
-        "ferryctl {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// One request as the downstream server saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -211,7 +193,7 @@ async fn handle(
 
 fn egress_status(config: &Path) -> serde_json::Value {
     let o = Command::new(ferryctl())
-        .args(["status", "--json", "--config", s(config)])
+        .args(["status", "--json", "--config", path_str(config)])
         .output()
         .expect("ferryctl");
     serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
@@ -219,13 +201,6 @@ fn egress_status(config: &Path) -> serde_json::Value {
 
 fn downstream_field(v: &serde_json::Value, url: &str, k: &str) -> u64 {
     v["downstream"][url][k].as_u64().unwrap_or(0)
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 struct Site {
@@ -250,53 +225,30 @@ fn site(downstream: bool) -> Site {
          link = \"e2e\"\ndestination = \"{url}\"\n"
     );
     std::fs::write(root.join("egress/policy.toml"), policy).expect("policy");
-    let ca = root.join("ca");
-    ctl(&["certs", "init-ca", "--dir", s(&ca)]);
-    ctl(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&root.join("downstream-tls")),
-        "--name",
-        "downstream",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    ctl(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&root.join("egress/tls")),
-        "--name",
-        "egress-forwarder",
-        "--role",
-        "pusher",
-    ]);
+    let site_ca = SiteCa::init(&root.join("ca"));
+    site_ca.server(&root.join("downstream-tls"), "downstream");
+    site_ca.client(&root.join("egress/tls"), "egress-forwarder", "pusher");
+    let ca = site_ca.dir.clone();
     let audit = root.join("audit-egress");
-    ctl(&[
+    ferryctl_ok(&[
         "audit",
         "init",
         "--dir",
-        s(&audit),
+        path_str(&audit),
         "--verify-key-out",
-        s(&root.join("egress.verify")),
+        path_str(&root.join("egress.verify")),
     ]);
     let mut extra = format!(
         "\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n",
-        s(&audit)
+        path_str(&audit)
     );
     if downstream {
         extra.push_str(&format!(
             "\n[downstream]\nca = \"{}\"\ncert = \"tls/egress-forwarder.crt\"\nkey = \"tls/egress-forwarder.key\"\ntimeout_s = 10\nretry_initial_ms = 100\nretry_max_ms = 1000\nalarm_after_s = 1\n",
-            s(&ca.join("ca.crt"))
+            path_str(&ca.join("ca.crt"))
         ));
     }
-    let cfg = std::fs::read_to_string(&tb.egress_config).expect("config");
-    std::fs::write(&tb.egress_config, format!("{cfg}{extra}")).expect("config");
+    append_config(&tb.egress_config, &extra);
     Site {
         _dir: dir,
         root,
@@ -311,18 +263,6 @@ fn accepted_names(state: &Shared) -> Vec<String> {
     let mut v: Vec<String> = st.accepted.values().map(|(n, _)| n.clone()).collect();
     v.sort();
     v
-}
-
-/// Files a consumer would see in the outbox (dot directories excluded).
-fn outbox_files(outbox: &Path) -> Vec<String> {
-    std::fs::read_dir(outbox)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -476,7 +416,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
         "{st}"
     );
     state.lock().expect("state").refuse_name = None;
-    let answer = ctl(&["forward", "retry", "--config", s(&tb.egress_config)]);
+    let answer = ferryctl_ok(&["forward", "retry", "--config", path_str(&tb.egress_config)]);
     assert!(answer.contains("released"), "{answer}");
     wait_for(Duration::from_secs(30), "the parked package sent", || {
         accepted_names(&state).contains(&"refused.csv".to_owned())
@@ -499,34 +439,34 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
 
     // The audit log names the endpoint for each delivery and the refusal.
     let audit = root.join("audit-egress");
-    let out = ctl(&[
+    let out = ferryctl_ok(&[
         "audit",
         "query",
         "--dir",
-        s(&audit),
+        path_str(&audit),
         "--event",
         "package.delivered",
         "--json",
     ]);
     let delivered = out.lines().filter(|l| l.contains(url)).count();
     assert_eq!(delivered, 9, "{out}");
-    let out = ctl(&[
+    let out = ferryctl_ok(&[
         "audit",
         "query",
         "--dir",
-        s(&audit),
+        path_str(&audit),
         "--event",
         "package.failed",
         "--json",
     ]);
     assert!(out.contains("refused by") && out.contains("403"), "{out}");
-    ctl(&[
+    ferryctl_ok(&[
         "audit",
         "verify",
         "--dir",
-        s(&audit),
+        path_str(&audit),
         "--key",
-        s(&root.join("egress.verify")),
+        path_str(&root.join("egress.verify")),
     ]);
 }
 
@@ -534,7 +474,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
 fn a_downstream_destination_without_client_identity_is_refused_at_start() {
     let site = site(false);
     let o = Command::new(ferryd())
-        .args(["--config", s(&site.tb.egress_config)])
+        .args(["--config", path_str(&site.tb.egress_config)])
         .output()
         .expect("ferryd");
     assert!(!o.status.success());

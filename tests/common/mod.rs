@@ -143,3 +143,128 @@ pub fn status(config: &Path) -> Option<serde_json::Value> {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// `ferryctl ARGS`, which must succeed; its standard output.
+pub fn ferryctl_ok(args: &[&str]) -> String {
+    let o = Command::new(ferryctl())
+        .args(args)
+        .output()
+        .expect("ferryctl");
+    assert!(
+        o.status.success(),
+        "ferryctl {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A site CA made with `ferryctl certs` in `ca`, issuing server and client
+/// certificates.
+#[derive(Clone)]
+pub struct SiteCa {
+    pub dir: PathBuf,
+}
+
+impl SiteCa {
+    pub fn init(dir: &Path) -> SiteCa {
+        ferryctl_ok(&["certs", "init-ca", "--dir", path_str(dir)]);
+        SiteCa {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// `ca.crt`.
+    pub fn crt(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// `out/NAME.crt` and `.key` for 127.0.0.1.
+    pub fn server(&self, out: &Path, name: &str) {
+        ferryctl_ok(&[
+            "certs",
+            "issue-server",
+            "--ca",
+            path_str(&self.dir),
+            "--out",
+            path_str(out),
+            "--name",
+            name,
+            "--ip",
+            "127.0.0.1",
+        ]);
+    }
+
+    /// `out/NAME.crt` and `.key` carrying `role`.
+    pub fn client(&self, out: &Path, name: &str, role: &str) {
+        ferryctl_ok(&[
+            "certs",
+            "issue-client",
+            "--ca",
+            path_str(&self.dir),
+            "--out",
+            path_str(out),
+            "--name",
+            name,
+            "--role",
+            role,
+        ]);
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Appends `text` to a configuration file.
+pub fn append_config(config: &Path, text: &str) {
+    let cfg = std::fs::read_to_string(config).expect("config");
+    std::fs::write(config, format!("{cfg}\n{text}")).expect("config");
+}
+
+/// An `[ingest]` section on `port` with the server certificate
+/// `tls/ingest.crt` (next to the configuration) and `ca` for clients.
+pub fn ingest_section(port: u16, ca: &SiteCa, extra: &str) -> String {
+    format!(
+        "[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n{extra}",
+        path_str(&ca.crt())
+    )
+}
+
+/// `curl` to `https://127.0.0.1:PORT{path}` trusting `ca`, with the
+/// certificate `dir/WHO.crt` (or none) and `extra` arguments: the HTTP
+/// code ("000" when there was no answer) and the body.
+pub fn curl_https(
+    ca: &SiteCa,
+    port: u16,
+    path: &str,
+    client: Option<(&Path, &str)>,
+    extra: &[&str],
+) -> (String, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(ca.crt());
+    if let Some((dir, who)) = client {
+        c.arg("--cert")
+            .arg(dir.join(format!("{who}.crt")))
+            .arg("--key")
+            .arg(dir.join(format!("{who}.key")));
+    }
+    let out = c
+        .args(extra)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let t = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = t.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().to_owned(), body.to_owned())
+}
