@@ -159,7 +159,7 @@ pub fn run(
         let link_name = cfg.link.name.clone();
         let audit = audit.clone();
         let gate = gate.clone();
-        let wake = forwarder.sender();
+        let wake = forwarder.notifier();
         std::thread::Builder::new()
             .name("ferry-writer".into())
             .spawn(move || {
@@ -182,7 +182,7 @@ pub fn run(
         let status = status.clone();
         let audit = audit.clone();
         let store = store.clone();
-        let wake = forwarder.sender();
+        let wake = forwarder.notifier();
         let admin = crate::admin::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
         control::update(&status, |s| s.admin_roles = Some(admin.describe()));
         let mode = admin.socket_mode();
@@ -237,7 +237,7 @@ pub fn run(
                 Request::ForwardRetry { package } => {
                     match crate::forward::retry(&store, &status, package.as_deref()) {
                         Ok(v) => {
-                            let _ = wake.try_send(crate::forward::Msg::RetryNow);
+                            wake.retry_now();
                             v
                         }
                         Err(e) => serde_json::json!({ "error": e.to_string() }),
@@ -450,8 +450,8 @@ struct Staged {
 struct Sinks {
     outbox: Outbox,
     store: Arc<StateStore>,
-    /// Wakes the forwarder when a package waits for a downstream endpoint.
-    wake: SyncSender<crate::forward::Msg>,
+    /// Tells the forwarder about packages waiting for a downstream endpoint.
+    wake: crate::forward::Notifier,
 }
 
 /// Most packages committed together. Bounds the open staging files and
@@ -793,13 +793,13 @@ impl Writer<'_> {
     /// Step 5: counters, log lines and audit records of a committed batch.
     fn report(&self, items: Vec<Item>) {
         let mut records = Vec::with_capacity(items.len());
-        let mut forwarding = false;
+        let mut forwarding = Vec::new();
         let mut any_delivered = false;
         for it in items.into_iter().filter(|it| !it.failed) {
             let meta = &it.manifest.meta;
             let place = match (&it.destination, &it.delivered_as) {
                 (Some(url), _) => {
-                    forwarding = true;
+                    forwarding.push(((it.entry.seq, meta.id.0), url.clone()));
                     tracing::info!(seq = it.entry.seq, package = %meta.id, destination = %url, "verified; waiting for the downstream endpoint");
                     format!("waiting for {url}")
                 }
@@ -843,8 +843,8 @@ impl Writer<'_> {
             });
         }
         self.audit.note_all(records);
-        if forwarding {
-            let _ = self.sinks.wake.try_send(crate::forward::Msg::Wake);
+        if !forwarding.is_empty() {
+            self.sinks.wake.added(forwarding);
         }
     }
 }

@@ -29,13 +29,13 @@ use crate::config::DownstreamSection;
 use crate::control::{self, SharedStatus};
 use crate::outbox::Outbox;
 use crate::push::{Endpoint, IngestClient, Payload, PushError, Upload};
-use crate::store::{LedgerEntry, LedgerState, StateStore};
+use crate::store::{LedgerEntry, LedgerState, PackageIdBytes, StateStore};
 use crate::{now_millis, DaemonError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the waiting packages are looked at without a wake-up.
@@ -74,21 +74,50 @@ pub enum Msg {
     RetryNow,
 }
 
-/// The running forwarder: wake it after recording a package.
-pub struct Handle {
+/// The packages waiting for an endpoint, by sequence number, with their
+/// endpoint: kept in memory so that a pass reads only what it sends
+/// instead of scanning the whole delivery ledger, which only grows.
+type Waiting = Arc<Mutex<BTreeMap<(u64, PackageIdBytes), String>>>;
+
+/// How the writer and the control socket reach the forwarder.
+#[derive(Clone)]
+pub struct Notifier {
     tx: SyncSender<Msg>,
+    waiting: Waiting,
+}
+
+impl Notifier {
+    /// Packages the ledger now records as forwarding: look at them now.
+    pub fn added(&self, packages: impl IntoIterator<Item = ((u64, PackageIdBytes), String)>) {
+        match self.waiting.lock() {
+            Ok(mut w) => w.extend(packages),
+            Err(p) => p.into_inner().extend(packages),
+        }
+        // A full queue means a pass is due anyway.
+        let _ = self.tx.try_send(Msg::Wake);
+    }
+
+    /// Forget every endpoint's back-off.
+    pub fn retry_now(&self) {
+        let _ = self.tx.try_send(Msg::RetryNow);
+    }
+}
+
+/// The running forwarder.
+pub struct Handle {
+    notifier: Notifier,
     join: std::thread::JoinHandle<()>,
 }
 
 impl Handle {
-    /// A sender for [`Msg`]s (full queue = a pass is due anyway).
-    pub fn sender(&self) -> SyncSender<Msg> {
-        self.tx.clone()
+    /// Where to announce new packages and retries.
+    pub fn notifier(&self) -> Notifier {
+        self.notifier.clone()
     }
 
     /// Waits for the thread (after `shutdown` was set).
     pub fn join(self) {
-        drop(self.tx);
+        drop(self.notifier);
         let _ = self.join.join();
     }
 }
@@ -104,12 +133,21 @@ pub fn spawn(
     audit: Arc<AuditTrail>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<Handle, DaemonError> {
-    let waiting: HashSet<String> = store
-        .list_forwarding()?
-        .into_iter()
-        .map(|(id, _)| hex::encode(id))
-        .collect();
-    let removed = outbox.cleanup_forward(&waiting)?;
+    // The one full scan of the ledger, at start.
+    let listed = store.list_forwarding()?;
+    let keys: HashSet<String> = listed.iter().map(|(id, _)| hex::encode(id)).collect();
+    let mut waiting = BTreeMap::new();
+    let mut parked = HashSet::new();
+    for (id, e) in &listed {
+        if let LedgerState::Forwarding { url, parked: p, .. } = &e.state {
+            waiting.insert((e.seq, *id), url.clone());
+            if p.is_some() {
+                parked.insert(*id);
+            }
+        }
+    }
+    let waiting: Waiting = Arc::new(Mutex::new(waiting));
+    let removed = outbox.cleanup_forward(&keys)?;
     if removed > 0 {
         tracing::info!(
             removed,
@@ -130,12 +168,17 @@ pub fn spawn(
         shutdown,
         endpoints: HashMap::new(),
         runtime,
+        waiting: waiting.clone(),
+        parked,
     };
     let join = std::thread::Builder::new()
         .name("ferry-forward".into())
         .spawn(move || f.run(rx))
         .map_err(DaemonError::io(std::path::Path::new("forwarder thread")))?;
-    Ok(Handle { tx, join })
+    Ok(Handle {
+        notifier: Notifier { tx, waiting },
+        join,
+    })
 }
 
 /// Back-off state of one endpoint (in memory: a restart tries at once).
@@ -158,13 +201,13 @@ struct Forwarder {
     shutdown: Arc<AtomicBool>,
     endpoints: HashMap<String, EndpointState>,
     runtime: tokio::runtime::Runtime,
+    waiting: Waiting,
+    /// Waiting packages an endpoint refused outright, as last read.
+    parked: HashSet<PackageIdBytes>,
 }
 
 /// Headers sent besides the file name, content type and digest.
 type Headers = Vec<(&'static str, String)>;
-
-/// Waiting packages grouped by endpoint, oldest first.
-type ByUrl = BTreeMap<String, Vec<(crate::store::PackageIdBytes, LedgerEntry)>>;
 
 /// How one attempt ended.
 enum Attempt {
@@ -212,15 +255,23 @@ impl Forwarder {
     }
 
     /// Tries every endpoint that is not backing off, oldest package first.
+    /// Only a due endpoint's packages are read from the ledger, one by one,
+    /// and a failing endpoint's after its first failure are not read at
+    /// all: a long outage costs no more than a short one.
     fn pass(&mut self) -> Result<(), DaemonError> {
-        let waiting = self.store.list_forwarding()?;
-        let mut by_url = ByUrl::new();
-        for (id, entry) in waiting {
-            if let LedgerState::Forwarding { url, .. } = &entry.state {
-                by_url.entry(url.clone()).or_default().push((id, entry));
-            }
+        let snapshot: Vec<((u64, PackageIdBytes), String)> = match self.waiting.lock() {
+            Ok(w) => w.iter().map(|(k, u)| (*k, u.clone())).collect(),
+            Err(p) => p
+                .into_inner()
+                .iter()
+                .map(|(k, u)| (*k, u.clone()))
+                .collect(),
+        };
+        let mut by_url: BTreeMap<String, Vec<(u64, PackageIdBytes)>> = BTreeMap::new();
+        for (key, url) in snapshot {
+            by_url.entry(url).or_default().push(key);
         }
-        for (url, entries) in &by_url {
+        for (url, keys) in &by_url {
             if self.shutdown.load(Ordering::Relaxed) {
                 break;
             }
@@ -232,17 +283,30 @@ impl Forwarder {
             if !due {
                 continue;
             }
-            for (id, entry) in entries {
+            for &(seq, id) in keys {
                 if self.shutdown.load(Ordering::Relaxed) {
                     break;
                 }
-                let LedgerState::Forwarding { parked, .. } = &entry.state else {
-                    continue;
+                let entry = match self.store.ledger_get(id)? {
+                    Some(e) if matches!(e.state, LedgerState::Forwarding { .. }) => e,
+                    // Delivered (or never recorded): no longer waiting.
+                    _ => {
+                        self.forget(&[(seq, id)]);
+                        continue;
+                    }
                 };
-                if parked.is_some() {
+                if matches!(
+                    entry.state,
+                    LedgerState::Forwarding {
+                        parked: Some(_),
+                        ..
+                    }
+                ) {
+                    self.parked.insert(id);
                     continue;
                 }
-                if !self.forward_one(url, *id, entry)? {
+                self.parked.remove(&id);
+                if !self.forward_one(url, id, &entry)? {
                     // The endpoint is failing: the rest waits behind the
                     // oldest, in order.
                     break;
@@ -258,7 +322,7 @@ impl Forwarder {
     fn forward_one(
         &mut self,
         url: &str,
-        id: crate::store::PackageIdBytes,
+        id: PackageIdBytes,
         entry: &LedgerEntry,
     ) -> Result<bool, DaemonError> {
         let key = hex::encode(id);
@@ -389,13 +453,21 @@ impl Forwarder {
         }
     }
 
-    fn accepted(
-        &mut self,
-        url: &str,
-        id: crate::store::PackageIdBytes,
-        entry: &LedgerEntry,
-        code: u16,
-    ) {
+    fn forget(&mut self, done: &[(u64, PackageIdBytes)]) {
+        if done.is_empty() {
+            return;
+        }
+        let mut w = match self.waiting.lock() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        for d in done {
+            w.remove(d);
+            self.parked.remove(&d.1);
+        }
+    }
+
+    fn accepted(&mut self, url: &str, id: PackageIdBytes, entry: &LedgerEntry, code: u16) {
         let key = hex::encode(id);
         let sidecar = self.outbox.forward_sidecar(&key).unwrap_or_default();
         if let Err(e) = self.store.finish_delivery(id, url, now_millis().0) {
@@ -409,6 +481,7 @@ impl Forwarder {
             return;
         }
         self.outbox.forward_done(&key);
+        self.forget(&[(entry.seq, id)]);
         let state = self.endpoints.entry(url.to_owned()).or_default();
         state.failures = 0;
         state.failing_since = None;
@@ -459,7 +532,7 @@ impl Forwarder {
     fn park(
         &mut self,
         url: &str,
-        id: crate::store::PackageIdBytes,
+        id: PackageIdBytes,
         entry: &LedgerEntry,
         why: &str,
     ) -> Result<(), DaemonError> {
@@ -505,7 +578,7 @@ impl Forwarder {
     fn failed(
         &mut self,
         url: &str,
-        id: crate::store::PackageIdBytes,
+        id: PackageIdBytes,
         entry: &LedgerEntry,
         why: &str,
         retry_after_s: Option<u64>,
@@ -563,7 +636,7 @@ impl Forwarder {
         Ok(())
     }
 
-    fn publish(&self, by_url: &ByUrl) {
+    fn publish(&self, by_url: &BTreeMap<String, Vec<(u64, PackageIdBytes)>>) {
         let now_ms = now_millis().0;
         let now = Instant::now();
         let mut shown: BTreeMap<String, DownstreamStatus> = BTreeMap::new();
@@ -583,20 +656,12 @@ impl Forwarder {
                 },
             );
         }
-        for (url, entries) in by_url {
+        for (url, keys) in by_url {
             let s = shown.entry(url.clone()).or_default();
-            s.waiting = entries.len() as u64;
-            s.parked = entries
+            s.waiting = keys.len() as u64;
+            s.parked = keys
                 .iter()
-                .filter(|(_, e)| {
-                    matches!(
-                        &e.state,
-                        LedgerState::Forwarding {
-                            parked: Some(_),
-                            ..
-                        }
-                    )
-                })
+                .filter(|(_, id)| self.parked.contains(id))
                 .count() as u64;
         }
         control::update(&self.status, |s| s.downstream = shown);
