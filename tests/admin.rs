@@ -1,8 +1,9 @@
 //! The admin plane against a real `ferryd`: callers on the control socket
 //! are told apart by the kernel's peer credentials, each role is refused
 //! outside its job, and every request, allowed or refused, is in the audit
-//! log with the uid that made it. Needs root (to act as other uids with
-//! `setpriv`); skips otherwise.
+//! log with the uid that made it. The socket tests need root (to act as
+//! other uids with `setpriv`) and skip otherwise. Over the mTLS admin API,
+//! callers are told apart by their client certificates (no root needed).
 
 mod common;
 
