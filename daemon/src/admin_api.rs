@@ -19,7 +19,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Response, StatusCode};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,34 +39,15 @@ pub fn spawn(
     handler: Handler,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let cas: Vec<&Path> = cfg.client_ca.iter().map(|p| p.as_path()).collect();
-    let crls: Vec<&Path> = cfg.crl.iter().map(|p| p.as_path()).collect();
-    let trust = ferry_certs::TrustStore::load(&cas, &crls)
+    let tls = crate::https_server::tls_config(&cfg.cert, &cfg.key, &cfg.client_ca, &cfg.crl)
         .map_err(|e| DaemonError::Config(format!("[admin_api]: {e}")))?;
-    let tls = ferry_certs::server_config(&cfg.cert, &cfg.key, &trust)
-        .map_err(|e| DaemonError::Config(format!("[admin_api]: {e}")))?;
-    let listener = std::net::TcpListener::bind(cfg.listen)
-        .map_err(DaemonError::io(Path::new(&cfg.listen.to_string())))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(DaemonError::io(Path::new("admin API listener")))?;
+    let thread =
+        crate::https_server::spawn("ferry-admin-api", cfg.listen, move |listener| async move {
+            serve(listener, tls, handler, shutdown).await;
+            None
+        })?;
     tracing::info!(listen = %cfg.listen, "HTTPS admin API listening (administrator certificates required)");
-    std::thread::Builder::new()
-        .name("ferry-admin-api".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "admin API runtime failed to start");
-                    return;
-                }
-            };
-            rt.block_on(serve(listener, tls, handler, shutdown));
-        })
-        .map_err(DaemonError::io(Path::new("admin API thread")))
+    Ok(thread)
 }
 
 async fn serve(

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,10 +54,7 @@ const TLS_RECHECK: Duration = Duration::from_secs(5);
 
 /// The server's TLS configuration from the `[ingest]` files.
 fn tls_config(cfg: &IngestSection) -> Result<Arc<rustls::ServerConfig>, DaemonError> {
-    let cas: Vec<&Path> = cfg.client_ca.iter().map(PathBuf::as_path).collect();
-    let crls: Vec<&Path> = cfg.crl.iter().map(PathBuf::as_path).collect();
-    let trust = ferry_certs::TrustStore::load(&cas, &crls)?;
-    Ok(ferry_certs::server_config(&cfg.cert, &cfg.key, &trust)?)
+    crate::https_server::tls_config(&cfg.cert, &cfg.key, &cfg.client_ca, &cfg.crl)
 }
 
 /// Size and modification time of every TLS file, to notice a change.
@@ -82,34 +79,15 @@ pub(crate) fn spawn(
     cfg: IngestSection,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     let tls = tls_config(&cfg)?;
-    let listener = std::net::TcpListener::bind(cfg.listen)
-        .map_err(DaemonError::io(Path::new(&cfg.listen.to_string())))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(DaemonError::io(Path::new("ingest listener")))?;
-    tracing::info!(listen = %cfg.listen, "HTTPS ingest API listening (client certificates required)");
-    std::thread::Builder::new()
-        .name("ferry-ingest".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "ingest API runtime failed to start");
-                    return;
-                }
-            };
-            let committer = rt.block_on(serve(shared, cfg, tls, listener));
-            // Dropping the runtime drops every request's handle on the
-            // committer, which then finishes what it was given and ends.
-            drop(rt);
-            if let Some(c) = committer {
-                let _ = c.join();
-            }
-        })
-        .map_err(DaemonError::io(Path::new("ingest thread")))
+    let listen = cfg.listen;
+    let thread = crate::https_server::spawn("ferry-ingest", listen, move |listener| {
+        // The committer is joined after the runtime is dropped: that drops
+        // every request's handle on it, so it finishes what it was given
+        // and ends.
+        serve(shared, cfg, tls, listener)
+    })?;
+    tracing::info!(listen = %listen, "HTTPS ingest API listening (client certificates required)");
+    Ok(thread)
 }
 
 /// What every request handler needs besides the shared state.

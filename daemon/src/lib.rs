@@ -25,6 +25,7 @@ pub mod egress;
 mod error;
 pub mod expiry;
 pub mod forward;
+pub(crate) mod https_server;
 pub mod ingest;
 pub mod ingress;
 pub mod inspect_cli;

@@ -395,21 +395,25 @@ impl Outbox {
     /// with `sidecar` as `<final>.ferry.json`; returns the delivered path.
     /// On any error the staging file is removed: a package is delivered
     /// whole or not at all.
+    ///
+    /// A batch of one: [`Outbox::write_sidecar`], a sync,
+    /// [`Outbox::place_batched`], a sync.
     pub fn commit(
         &self,
         mut staging: Staging,
         file_name: &str,
         sidecar: &serde_json::Value,
     ) -> Result<PathBuf, OutboxError> {
-        let part = staging.path.clone();
-        let result = staging
-            .sync()
-            .and_then(|()| self.place(&part, &staging.name, file_name, sidecar, false));
-        if result.is_err() {
-            drop(staging);
-            let _ = std::fs::remove_file(&part);
+        if let Err(e) = self
+            .write_sidecar(&mut staging, sidecar)
+            .and_then(|()| self.sync_filesystem())
+        {
+            self.abort(staging);
+            return Err(e);
         }
-        result
+        let path = self.place_batched(staging, file_name)?;
+        self.sync_filesystem()?;
+        Ok(path)
     }
 
     /// Finishes a delivery a crash interrupted after the ledger recorded
@@ -430,8 +434,15 @@ impl Outbox {
         };
         file.sync_all().map_err(|e| io_error(&part, e))?;
         drop(file);
-        self.place(&part, staging_name, file_name, sidecar, true)
-            .map(Some)
+        let name = sanitize_file_name(file_name)?;
+        let sidecar_tmp = self.staged_sidecar_path(staging_name)?;
+        let result = write_durably(&sidecar_tmp, sidecar)
+            .and_then(|()| self.rename_free(&part, &sidecar_tmp, &name, true))
+            .and_then(|path| sync_dir(&self.dir).map(|()| path));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&sidecar_tmp);
+        }
+        result.map(Some)
     }
 
     /// Removes a staged package. Failures are only logged: a leftover is
@@ -469,20 +480,8 @@ impl Outbox {
         staging: &mut Staging,
         sidecar: &serde_json::Value,
     ) -> Result<(), OutboxError> {
-        let path = self.staged_sidecar_path(&staging.name)?;
-        staging.writer.flush().map_err(|e| staging.fail(e))?;
-        staging
-            .writer
-            .get_ref()
-            .sync_all()
-            .map_err(|e| staging.fail(e))?;
-        write_durably(&path, sidecar).inspect_err(|e| {
-            let _ = std::fs::remove_file(&path);
-            if matches!(e, OutboxError::DiskFull { .. }) {
-                let _ = std::fs::remove_file(&staging.path);
-            }
-        })?;
-        sync_dir(&self.staging)
+        self.write_sidecar(staging, sidecar)?;
+        self.sync_filesystem()
     }
 
     /// Writes the staged package's buffered data and its `sidecar` (as
@@ -568,39 +567,6 @@ impl Outbox {
             sync_dir(&self.staging)?;
         }
         Ok(removed)
-    }
-
-    /// Writes the sidecar, then renames sidecar and data into the outbox
-    /// under the first free name, then makes the renames durable.
-    fn place(
-        &self,
-        part: &Path,
-        staging_name: &str,
-        file_name: &str,
-        sidecar: &serde_json::Value,
-        recovering: bool,
-    ) -> Result<PathBuf, OutboxError> {
-        let name = sanitize_file_name(file_name)?;
-        let sidecar_tmp = self.staged_sidecar_path(staging_name)?;
-        let result = self.place_named(part, &sidecar_tmp, &name, sidecar, recovering);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&sidecar_tmp);
-        }
-        result
-    }
-
-    fn place_named(
-        &self,
-        part: &Path,
-        sidecar_tmp: &Path,
-        name: &str,
-        sidecar: &serde_json::Value,
-        recovering: bool,
-    ) -> Result<PathBuf, OutboxError> {
-        write_durably(sidecar_tmp, sidecar)?;
-        let path = self.rename_free(part, sidecar_tmp, name, recovering)?;
-        sync_dir(&self.dir)?;
-        Ok(path)
     }
 
     /// Renames sidecar, then data, into the outbox under the first free
