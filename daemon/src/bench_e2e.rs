@@ -318,6 +318,21 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
             .spawn(move || egress::run(ecfg, s, st, opts))
             .map_err(io(Path::new("egress thread")))?
     };
+    // The egress side's sockets must be bound before the ingress side
+    // sends: with no way back, what is sent to a closed port is a gap.
+    let binding = Instant::now();
+    while crate::control::read(&est, |s| s.role.is_empty()) {
+        if e.is_finished() || binding.elapsed() > LISTEN_TIMEOUT {
+            shutdown.store(true, Ordering::Relaxed);
+            stop_watch.store(true, Ordering::Relaxed);
+            let why = match e.join() {
+                Ok(Err(err)) => format!("the egress side stopped: {err}"),
+                _ => "the egress side did not bind its sockets".to_owned(),
+            };
+            return Err(BenchError::Bench(why));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let i = {
         let (s, st) = (shutdown.clone(), ist.clone());
         std::thread::Builder::new()
