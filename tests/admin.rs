@@ -512,7 +512,7 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
             admin_sections(api, &ca)
         ),
     );
-    let _egress = Daemon::start(&tb.egress_config);
+    let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(20), "both APIs listening", || {
         assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());

@@ -110,7 +110,7 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
     ca.client(&clients, "feed", "pusher");
     let port = free_tcp_port();
     append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
-    let _egress = Daemon::start(&tb.egress_config);
+    let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(20), "ingest listening", || {
         assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());

@@ -116,7 +116,7 @@ fn full_ingress_queue_refuses_the_upload_and_keeps_nothing() {
         .expect("mount");
     assert!(ok.success(), "mount tmpfs");
     let _mount = Mount(queue.clone());
-    let _egress = Daemon::start(&tb.egress_config);
+    let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(20), "ingest listening", || {
         assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());

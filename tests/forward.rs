@@ -273,7 +273,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
     let tls = root.join("downstream-tls");
     let ca = root.join("ca");
     let server = Downstream::start(site.port, &tls, &ca, state.clone());
-    let mut egress = Daemon::start(&tb.egress_config);
+    let mut egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
 
     // 1. The endpoint is up: three packages, one of 3 MiB, arrive whole.

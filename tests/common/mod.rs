@@ -27,6 +27,18 @@ impl Daemon {
         Daemon::start_with(config, &[])
     }
 
+    /// Starts it and waits until it answers on its control socket: an
+    /// egress side has then bound its link sockets, so nothing an ingress
+    /// side sends afterwards is lost to a closed port.
+    pub fn start_ready(config: &Path) -> Daemon {
+        let mut d = Daemon::start(config);
+        wait_for(Duration::from_secs(30), "ferryd ready", || {
+            assert!(d.alive(), "ferryd exited:\n{}", d.log_text());
+            status(config).is_some()
+        });
+        d
+    }
+
     /// `prefix` runs the daemon under another command (e.g. `ip netns exec NS`).
     pub fn start_with(config: &Path, prefix: &[&str]) -> Daemon {
         let log = config.with_extension("log");
