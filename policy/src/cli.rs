@@ -143,15 +143,34 @@ pub enum CliError {
 
 /// Runs a command, printing to stdout.
 pub fn run(cmd: PolicyCommand) -> Result<ExitCode, CliError> {
+    run_with(cmd, &crate::PolicyFilesOnly)
+}
+
+/// Runs a command, printing to stdout; `check` also loads what the policy
+/// references through `referenced` (`ferryctl` passes the daemon's
+/// loader, so the check reads what `ferryd` will read).
+pub fn run_with(
+    cmd: PolicyCommand,
+    referenced: &dyn crate::Referenced,
+) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
-    run_to(cmd, &mut out).map(ExitCode::from)
+    run_to_with(cmd, &mut out, referenced).map(ExitCode::from)
 }
 
 /// Runs a command, printing to `out`; returns the exit status.
 pub fn run_to(cmd: PolicyCommand, out: &mut dyn Write) -> Result<u8, CliError> {
+    run_to_with(cmd, out, &crate::PolicyFilesOnly)
+}
+
+/// [`run_to`] with the daemon's loader for what the policy references.
+pub fn run_to_with(
+    cmd: PolicyCommand,
+    out: &mut dyn Write,
+    referenced: &dyn crate::Referenced,
+) -> Result<u8, CliError> {
     match cmd {
         PolicyCommand::Check { file, strict, json } => {
-            let report = crate::check(&file, strict);
+            let report = crate::check_with(&file, strict, referenced);
             if json {
                 writeln!(
                     out,
@@ -435,6 +454,9 @@ impl Usage for TableUsage {
     }
 }
 
+/// A `policy test` cases file is a few hundred cases at most.
+const CASES_MAX_BYTES: u64 = 4 << 20;
+
 fn run_cases(file: &Path, cases: &Path, out: &mut dyn Write) -> Result<u8, CliError> {
     let policy = match crate::load(file) {
         Ok((p, _)) => p,
@@ -447,7 +469,9 @@ fn run_cases(file: &Path, cases: &Path, out: &mut dyn Write) -> Result<u8, CliEr
         path: cases.display().to_string(),
         message,
     };
-    let text = std::fs::read_to_string(cases).map_err(|e| cases_err(e.to_string()))?;
+    let bytes =
+        crate::files::read_regular(cases, CASES_MAX_BYTES).map_err(|e| cases_err(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| cases_err("not UTF-8 text".into()))?;
     let parsed: CasesFile =
         toml_edit::de::from_str(&text).map_err(|e| cases_err(e.to_string().trim().to_string()))?;
     if parsed.case.is_empty() {

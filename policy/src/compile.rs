@@ -253,12 +253,10 @@ pub(crate) fn text_files(text: &str, name: &str) -> FileSet {
     set
 }
 
+/// One byte more than the limit, so that a file too large is reported as
+/// such; a FIFO, device or directory is refused at once.
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    f.take(FILE_MAX_BYTES as u64 + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::files::read_regular_prefix(path, FILE_MAX_BYTES as u64 + 1)
 }
 
 fn add_file(
@@ -1218,6 +1216,14 @@ pub(crate) fn compile(set: &FileSet) -> Result<(Policy, Vec<Diagnostic>), Vec<Di
             &r.identities,
             &mut used_ids,
         );
+        // `"*"` in an allow rule would let every client of the site CA
+        // push, including certificates no `[identity.NAME]` matches: an
+        // allow names who it allows. A deny rule may still say "everyone".
+        if r.effect == Effect::Allow {
+            if let Some(star) = r.identities.iter().find(|i| i.v == "*") {
+                ctx.err("allows-anyone", &star.loc, format!("allow rule `{}` has identities = [\"*\"], which allows every client of the CA, even one that matches no [identity.NAME]; list the identities it allows (\"*\" is for deny rules)", r.id.v));
+            }
+        }
         let mut unused = HashSet::new();
         let channels_sel = selector(
             &mut ctx,
@@ -1458,7 +1464,7 @@ fn zone(ctx: &mut Ctx<'_>, z: &Sp<String>) -> Option<jiff::tz::TimeZone> {
     // Only IANA names: a POSIX TZ string or an abbreviation like CST is
     // ambiguous (China, or US Central?).
     let looks_iana = z.v == "UTC" || z.v.contains('/');
-    match jiff::tz::TimeZone::get(&z.v) {
+    match crate::when::time_zone(&z.v) {
         Ok(tz) if looks_iana => Some(tz),
         _ => {
             let hint = match z.v.to_ascii_uppercase().as_str() {
@@ -1647,14 +1653,34 @@ fn read_limits(ctx: &mut Ctx<'_>, t: &Tbl<'_>) -> Limits {
 
 fn read_identity(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<RawIdentity> {
     t.str(ctx, "description");
-    let subject = t.str(ctx, "subject").map(|s| s.v);
-    let cn = t.str(ctx, "cn").map(|s| s.v);
-    let ou: Vec<String> = t
-        .str_list(ctx, "ou")
-        .map(|l| l.v.into_iter().map(|s| s.v).collect())
-        .unwrap_or_default();
+    // Every matcher must restrict: an empty string, an empty list or a
+    // subject that is no DN would match anyone, or no one, silently.
+    let subject = t.str(ctx, "subject").and_then(|s| match dn_problem(&s.v) {
+        None => Some(s.v),
+        Some(why) => {
+            ctx.err("vacuous-matcher", &s.loc, format!("`subject` {why}; write the certificate's subject exactly as `ferryctl certs show` prints it, e.g. \"CN=stats.registry.example,O=Land Registry\""));
+            None
+        }
+    });
+    let cn = t.str(ctx, "cn").and_then(|c| match text_problem(&c.v) {
+        None => Some(c.v),
+        Some(why) => {
+            ctx.err("vacuous-matcher", &c.loc, format!("`cn` {why}; write the certificate's common name, e.g. cn = \"stats.registry.example\", or remove the key"));
+            None
+        }
+    });
+    let ou: Vec<String> = non_empty_list(ctx, t, "ou", "ou = [\"Statistics\"]")
+        .into_iter()
+        .filter_map(|o| match text_problem(&o.v) {
+            None => Some(o.v),
+            Some(why) => {
+                ctx.err("vacuous-matcher", &o.loc, format!("this `ou` entry {why}; write an organizational unit of the certificate, e.g. \"Statistics\""));
+                None
+            }
+        })
+        .collect();
     let mut san = Vec::new();
-    for s in t.str_list(ctx, "san").map(|l| l.v).unwrap_or_default() {
+    for s in non_empty_list(ctx, t, "san", "san = [\"dns:stats.registry.example\"]") {
         match San::parse(&s.v) {
             Ok(v) => san.push(v),
             Err(e) => ctx.err("invalid-value", &s.loc, e),
@@ -1670,9 +1696,7 @@ fn read_identity(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<RawIdenti
         }
     });
     let role = t.str(ctx, "role").and_then(|r| {
-        let ok = !r.v.is_empty() && r.v.len() <= 32 && r.v.as_bytes()[0].is_ascii_lowercase()
-            && r.v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if ok {
+        if valid_role(&r.v) {
             Some(r.v)
         } else {
             ctx.err("invalid-value", &r.loc, "`role` must be 1-32 characters of a-z, 0-9, `-`, `_`, starting with a letter (e.g. pusher)");
@@ -1708,6 +1732,105 @@ fn read_identity(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<RawIdenti
         },
         spool_ref,
     })
+}
+
+/// The role names a certificate can carry (`urn:ferry:role:ROLE`, as
+/// `ferry-certs` issues and parses them): 1-32 of a-z 0-9 - _, starting
+/// with a letter. A role of any other shape is held by no account.
+fn valid_role(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 32
+        && r.as_bytes()[0].is_ascii_lowercase()
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Why a text matcher (`cn`, an `ou` entry) restricts nothing, if it does
+/// not: empty or blank (an anonymous request has no common name to
+/// compare, but a certificate may have an empty one), or with control
+/// characters no certificate field shows.
+fn text_problem(v: &str) -> Option<&'static str> {
+    if v.trim().is_empty() {
+        Some("is empty, so it would match a certificate without that field")
+    } else if v.trim() != v {
+        Some("starts or ends with a space, so it matches no certificate as ferry reads them")
+    } else if v.chars().any(char::is_control) {
+        Some("holds a control character, which no certificate field shows")
+    } else {
+        None
+    }
+}
+
+/// Attribute names as ferry prints certificate subjects (RFC 4514 short
+/// names; other attributes print as dotted OIDs).
+const DN_ATTRIBUTES: &[&str] = &["CN", "C", "L", "ST", "STREET", "O", "OU", "DC", "UID"];
+
+/// Why `s` is not a subject as ferry prints one (`CN=a,O=b`, RDNs joined
+/// by `,`, multi-valued ones by `+`, specials escaped with `\`), if it
+/// is not. Subjects are compared exactly, so a subject of any other
+/// shape would match no certificate, and an empty one the anonymous
+/// request.
+fn dn_problem(s: &str) -> Option<String> {
+    if s.trim().is_empty() {
+        return Some("is empty, so it would match a request without a certificate subject".into());
+    }
+    // Split on unescaped `,` and `+`.
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                cur.push(c);
+                match chars.next() {
+                    Some(n) => cur.push(n),
+                    None => return Some("ends with a lone `\\`".into()),
+                }
+            }
+            ',' | '+' => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    for p in &parts {
+        let Some((key, value)) = p.split_once('=') else {
+            return Some(format!(
+                "is not a distinguished name: `{p}` is not ATTRIBUTE=value"
+            ));
+        };
+        if key.trim() != key || key.is_empty() {
+            return Some(format!("has a space around the attribute `{}`: ferry prints subjects without spaces (`CN=a,O=b`)", key.trim()));
+        }
+        let oid = key.split('.').count() > 1
+            && key
+                .split('.')
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !oid && !DN_ATTRIBUTES.contains(&key) {
+            let upper = key.to_ascii_uppercase();
+            return Some(if DN_ATTRIBUTES.contains(&upper.as_str()) {
+                format!("has the attribute `{key}`: ferry prints it as `{upper}`")
+            } else {
+                format!("has the attribute `{key}`, which ferry never prints (it prints {} or a dotted OID)", DN_ATTRIBUTES.join(", "))
+            });
+        }
+        if value.is_empty() {
+            return Some(format!("has an empty value for `{key}`"));
+        }
+    }
+    None
+}
+
+/// A string list whose key, when present, must list something: an empty
+/// matcher list would restrict nothing and match every client.
+fn non_empty_list(ctx: &mut Ctx<'_>, t: &Tbl<'_>, key: &str, example: &str) -> Vec<Sp<String>> {
+    match t.str_list(ctx, key) {
+        Some(l) if l.v.is_empty() => {
+            ctx.err("vacuous-matcher", &l.loc, format!("`{key} = []` restricts nothing, so the identity would match every client; list what to match, e.g. {example}, or remove the key"));
+            Vec::new()
+        }
+        Some(l) => l.v,
+        None => Vec::new(),
+    }
 }
 
 fn read_channel(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<RawChannel> {
@@ -1830,7 +1953,20 @@ fn read_approval(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<ApprovalR
             ctx.err("invalid-value", &r.loc, "`roles` is empty, so no one could approve; list the reviewer roles, e.g. roles = [\"reviewer\"]");
             None
         }
-        Some(r) => Some(r.v.into_iter().map(|s| s.v).collect()),
+        Some(r) => {
+            let mut ok = true;
+            for role in &r.v {
+                if !valid_role(&role.v) {
+                    ok = false;
+                    ctx.err("invalid-value", &role.loc, format!("no account can hold the role `{}`: a role is 1-32 characters of a-z, 0-9, `-`, `_`, starting with a letter (reviewers hold `{REVIEWER_ROLE}`)", role.v));
+                }
+            }
+            if ok && !r.v.iter().any(|role| role.v == REVIEWER_ROLE) {
+                ok = false;
+                ctx.err("invalid-value", &r.loc, format!("`roles` does not include `{REVIEWER_ROLE}`, the role ferry's reviewers hold, so no one could approve and every held package would expire; add \"{REVIEWER_ROLE}\""));
+            }
+            ok.then(|| r.v.into_iter().map(|s| s.v).collect())
+        }
         None if t.table.get("roles").is_none() => {
             ctx.err(
                 "missing-key",
@@ -1918,11 +2054,14 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
             "expanded size / compressed size",
         );
     }
+    let mut lists = Vec::new();
     if let Some(d) = t.table(ctx, "dirty_words", DIRTY_KEYS) {
         for l in d.str_list(ctx, "lists").map(|l| l.v).unwrap_or_default() {
             if !l.v.starts_with('/') {
                 ctx.err("invalid-value", &l.loc, "dirty-word lists are absolute file paths, e.g. \"/etc/ferry/words/classified.txt\"");
             }
+            let place = ctx.set.source(l.loc.file).place(l.loc.span.clone());
+            lists.push((PathBuf::from(&l.v), place));
         }
         action(ctx, &d);
     }
@@ -1965,6 +2104,8 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
     Some(Profile {
         name: name.to_string(),
         settings: to_json(t.table),
+        at: ctx.set.source(t.header.file).place(t.header.span.clone()),
+        lists,
     })
 }
 

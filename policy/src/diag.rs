@@ -49,6 +49,41 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Where something is written in the policy's files, kept after compiling
+/// so that what is checked later (a dirty-word list read by the daemon's
+/// guard) is reported at FILE:LINE:COL like every other error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Place {
+    /// The file as named on the command line or in `include`.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// The source line with a caret line under the span.
+    pub excerpt: String,
+}
+
+impl Place {
+    /// A diagnostic at this place.
+    pub fn diagnostic(
+        &self,
+        severity: Severity,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity,
+            code,
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            message: message.into(),
+            excerpt: self.excerpt.clone(),
+        }
+    }
+}
+
 /// One policy file's text and name, for locating spans.
 #[derive(Clone, Copy)]
 pub(crate) struct Source<'a> {
@@ -99,6 +134,17 @@ impl Source<'_> {
             column,
             message: message.into(),
             excerpt,
+        }
+    }
+
+    /// The place of `span`, to cite after compiling.
+    pub(crate) fn place(&self, span: Range<usize>) -> Place {
+        let d = self.diag(Severity::Error, "", span, "");
+        Place {
+            file: d.file,
+            line: d.line,
+            column: d.column,
+            excerpt: d.excerpt,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod cli;
 mod compile;
 mod decide;
 mod diag;
+pub mod files;
 mod glob;
 mod model;
 pub mod sign;
@@ -28,11 +29,11 @@ pub use decide::{
     Charge, Counter, Decision, Measure, NoUsage, Period, Reason, Request, StepOutcome, TraceStep,
     Usage, UsageScope, Verdict, FILE_NAME_MAX_BYTES,
 };
-pub use diag::{Diagnostic, Severity};
+pub use diag::{Diagnostic, Place, Severity};
 pub use model::{
     ApprovalRequirement, Channel, Destination, Direction, Limits, Policy, Profile, Retention, San,
     SpoolCollection, Subject, APPROVAL_EXPIRY_MAX_S, APPROVAL_EXPIRY_MIN_S, NAME_MAX_CHARS,
-    REDUNDANCY_MAX, REVIEWERS_MAX,
+    REDUNDANCY_MAX, REVIEWERS_MAX, REVIEWER_ROLE,
 };
 pub use sign::{load_signed, PublicKey, SignError, SigningKey, Verified};
 pub use when::{CronSchedule, Schedule, Window};
@@ -155,8 +156,38 @@ impl CheckReport {
     }
 }
 
+/// What a policy makes the daemon read beyond the policy's own files (the
+/// dirty-word lists its content guard compiles). The daemon implements it
+/// with the code it loads a policy with, so `ferryctl policy check` reads
+/// what `ferryd` will read, through the same path, and a policy `ferryd`
+/// would refuse fails the check, located; this crate cannot, as it does
+/// not know the guard.
+pub trait Referenced {
+    /// Loads what `policy` references as the daemon would; one located
+    /// diagnostic (severity [`Severity::Warning`], an error under
+    /// `--strict`) per problem that would make the daemon refuse it.
+    fn load_referenced(&self, policy: &Policy) -> Vec<Diagnostic>;
+}
+
+/// Checks the policy's own files only ([`check`]).
+pub struct PolicyFilesOnly;
+
+impl Referenced for PolicyFilesOnly {
+    fn load_referenced(&self, _: &Policy) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+}
+
 /// Checks the policy at `path`: every error and warning, JSON-serializable.
+/// Only the policy's files are read; [`check_with`] also loads what the
+/// daemon loads.
 pub fn check(path: &Path, strict: bool) -> CheckReport {
+    check_with(path, strict, &PolicyFilesOnly)
+}
+
+/// Like [`check`], then, when the policy compiles, loads what it
+/// references through `referenced` (the daemon's loader).
+pub fn check_with(path: &Path, strict: bool, referenced: &dyn Referenced) -> CheckReport {
     let set = match compile::read_files(path) {
         Ok(s) => s,
         Err(e) => {
@@ -183,7 +214,10 @@ pub fn check(path: &Path, strict: bool) -> CheckReport {
     let hash = hex::encode(set.hash());
     let files = set.files.iter().map(|f| f.origin.clone()).collect();
     let mut diagnostics = match compile::compile(&set) {
-        Ok((_, w)) => w,
+        Ok((policy, mut w)) => {
+            w.extend(referenced.load_referenced(&policy));
+            w
+        }
         Err(d) => d,
     };
     if strict {

@@ -14,6 +14,10 @@ use std::sync::Arc;
 pub const REDUNDANCY_MAX: u8 = 8;
 /// Most distinct reviewers an approval may ask for.
 pub const REVIEWERS_MAX: u8 = 16;
+/// The role ferry's reviewers hold (the admin plane and the control
+/// socket admit approvals from it alone), so `[approval] roles` must
+/// include it or no one could approve.
+pub const REVIEWER_ROLE: &str = "reviewer";
 /// Shortest approval expiry: a pending package must outlive a coffee break.
 pub const APPROVAL_EXPIRY_MIN_S: u64 = 60;
 /// Longest approval expiry (90 days): longer pending packages are forgotten work.
@@ -150,6 +154,11 @@ pub struct Profile {
     pub name: String,
     /// The profile table as JSON, for the guard to deserialize.
     pub settings: serde_json::Value,
+    /// Where `[profile.NAME]` is written.
+    pub at: crate::diag::Place,
+    /// Each `dirty_words.lists` entry and where it is written, so that a
+    /// list the guard cannot read or parse is reported there.
+    pub lists: Vec<(std::path::PathBuf, crate::diag::Place)>,
 }
 
 /// A subject alternative name of a certificate.
@@ -175,9 +184,23 @@ impl San {
         if value.is_empty() {
             return Err(format!("SAN `{s}` has an empty value"));
         }
+        if value.trim() != value || value.chars().any(char::is_control) {
+            return Err(format!(
+                "SAN `{s}` has spaces around the value or control characters, so it matches no certificate; write the name alone"
+            ));
+        }
         match kind {
+            "dns" if !is_dns_name(value) => Err(format!(
+                "SAN `{s}`: `{value}` is not a DNS name (labels of a-z, 0-9 and `-`, joined by dots); e.g. dns:stats.registry.example"
+            )),
             "dns" => Ok(San::Dns(value.to_ascii_lowercase())),
+            "uri" if !is_uri(value) => Err(format!(
+                "SAN `{s}`: `{value}` is not a URI (a scheme such as `urn:` or `https:`, then the rest); e.g. uri:urn:ferry:id:stats"
+            )),
             "uri" => Ok(San::Uri(value.to_string())),
+            "email" if !is_email(value) => Err(format!(
+                "SAN `{s}`: `{value}` is not an e-mail address (local@domain); e.g. email:ops@registry.example"
+            )),
             "email" => Ok(San::Email(value.to_ascii_lowercase())),
             "ip" => value
                 .parse()
@@ -188,6 +211,43 @@ impl San {
             )),
         }
     }
+}
+
+/// A DNS name as a certificate carries it: dot-separated labels of 1-63
+/// letters, digits and `-` (not at either end), 253 characters at most. A
+/// wildcard certificate name (`*.example`) is matched as written, so its
+/// first label may be `*`.
+fn is_dns_name(v: &str) -> bool {
+    let v = v.strip_suffix('.').unwrap_or(v);
+    let body = v.strip_prefix("*.").unwrap_or(v);
+    !body.is_empty()
+        && v.len() <= 253
+        && body.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// `scheme:rest` with an RFC 3986 scheme and no spaces.
+fn is_uri(v: &str) -> bool {
+    let Some((scheme, rest)) = v.split_once(':') else {
+        return false;
+    };
+    let mut sb = scheme.bytes();
+    sb.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && sb.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+        && !v.contains(char::is_whitespace)
+}
+
+/// `local@domain`, the domain a DNS name.
+fn is_email(v: &str) -> bool {
+    v.rsplit_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !local.contains(char::is_whitespace) && is_dns_name(domain)
+    })
 }
 
 /// Who is pushing: filled by the daemon from a verified client certificate
@@ -263,6 +323,12 @@ impl IdentityMatcher {
         if self.spool.is_some() || s.spool.is_some() {
             return self.spool.is_some() && self.spool == s.spool;
         }
+        // An identity that restricts nothing matches no one. The compiler
+        // refuses such an identity; this keeps "match everyone" from ever
+        // being the meaning of a matcher that slipped through.
+        if self.is_vacuous() {
+            return false;
+        }
         self.subject.as_ref().map_or(true, |v| *v == s.subject)
             && self
                 .cn
@@ -286,6 +352,21 @@ impl IdentityMatcher {
                     _ => want == have,
                 })
             })
+    }
+}
+
+impl IdentityMatcher {
+    /// Whether no certificate field is restricted (no subject, cn, ou,
+    /// san, fingerprint or role).
+    // `map_or(true, …)` rather than `is_none_or`: the workspace MSRV is 1.80.
+    #[allow(clippy::unnecessary_map_or)]
+    pub(crate) fn is_vacuous(&self) -> bool {
+        self.subject.as_deref().map_or(true, str::is_empty)
+            && self.cn.as_deref().map_or(true, str::is_empty)
+            && self.ou.iter().all(String::is_empty)
+            && self.san.is_empty()
+            && self.fingerprint.as_deref().map_or(true, str::is_empty)
+            && self.role.as_deref().map_or(true, str::is_empty)
     }
 }
 

@@ -160,7 +160,7 @@ impl SigningKey {
 
 fn read_small(path: &Path) -> Result<String, SignError> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|source| SignError::Io {
+    let f = crate::files::open_regular(path).map_err(|source| SignError::Io {
         path: path.to_path_buf(),
         source,
     })?;

@@ -116,6 +116,14 @@ impl Window {
     }
 }
 
+/// The time zone named `name`, from the IANA database compiled into the
+/// binary: never a file read, so a policy compiles the same on every host
+/// and on every reload, also inside ferryd's Landlock sandbox (a lazily
+/// read `/usr/share/zoneinfo` made reloads fail once jiff's cache expired).
+pub(crate) fn time_zone(name: &str) -> Result<TimeZone, jiff::Error> {
+    jiff::tz::TimeZoneDatabase::bundled().get(name)
+}
+
 pub(crate) fn to_jiff(t: time::OffsetDateTime) -> Option<Timestamp> {
     Timestamp::from_nanosecond(t.unix_timestamp_nanos()).ok()
 }
@@ -376,7 +384,7 @@ mod tests {
     use super::*;
 
     fn tz(name: &str) -> TimeZone {
-        TimeZone::get(name).unwrap()
+        super::time_zone(name).unwrap()
     }
 
     fn ts(s: &str) -> Timestamp {
