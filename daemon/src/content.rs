@@ -12,7 +12,7 @@
 
 use crate::DaemonError;
 use ferry_audit::{Actor, AuditRecord, EventKind, Outcome};
-use ferry_guard::{FsLists, Guard, Profile, Report, Verdict};
+use ferry_guard::{Guard, GuardError, Profile, Report, Verdict};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +21,21 @@ use std::sync::Arc;
 /// bounded too; the total is always recorded).
 const FINDINGS_AUDITED_MAX: usize = 100;
 
+/// Reads a dirty-word list the way every operator-named file is read:
+/// a regular file only (a FIFO or device named as a list is refused at
+/// once instead of hanging a reload), at most
+/// [`ferry_guard::LIST_MAX_BYTES`].
+fn read_list(path: &Path) -> std::io::Result<Vec<u8>> {
+    ferry_policy::files::read_regular(path, ferry_guard::LIST_MAX_BYTES)
+}
+
+/// Compiles one profile of the policy, reading its dirty-word lists: what
+/// `ferryd` does at load and reload, `ferryctl policy check` and
+/// `ferryctl inspect` do through this same function.
+pub fn compile_profile(p: &ferry_policy::Profile) -> Result<Profile, GuardError> {
+    Profile::from_settings(&p.name, &p.settings, &read_list)
+}
+
 /// The guards of one policy, by profile name.
 #[derive(Default)]
 pub struct Guards {
@@ -28,15 +43,32 @@ pub struct Guards {
 }
 
 impl Guards {
-    /// Compiles every profile of `policy`, reading its dirty-word lists.
+    /// Compiles every profile of `policy`, reading its dirty-word lists;
+    /// the first profile that fails refuses the whole policy.
     pub fn build(policy: &ferry_policy::Policy) -> Result<Guards, String> {
-        let mut by_profile = HashMap::new();
-        for p in policy.profiles() {
-            let profile = Profile::from_settings(&p.name, &p.settings, &FsLists)
-                .map_err(|e| e.to_string())?;
-            by_profile.insert(p.name.clone(), Arc::new(Guard::new(profile)));
+        let (guards, failed) = Guards::build_each(policy);
+        match failed.first() {
+            Some((_, e)) => Err(e.to_string()),
+            None => Ok(guards),
         }
-        Ok(Guards { by_profile })
+    }
+
+    /// Compiles every profile of `policy`; the profiles that fail, each
+    /// with why.
+    pub fn build_each(
+        policy: &ferry_policy::Policy,
+    ) -> (Guards, Vec<(&ferry_policy::Profile, GuardError)>) {
+        let mut by_profile = HashMap::new();
+        let mut failed = Vec::new();
+        for p in policy.profiles() {
+            match compile_profile(p) {
+                Ok(profile) => {
+                    by_profile.insert(p.name.clone(), Arc::new(Guard::new(profile)));
+                }
+                Err(e) => failed.push((p, e)),
+            }
+        }
+        (Guards { by_profile }, failed)
     }
 
     /// The guard of profile `name`.
@@ -45,25 +77,25 @@ impl Guards {
     }
 }
 
-/// The directories of every dirty-word list the policy names, so Landlock
-/// can let `ferryd` read them (best effort: an unreadable policy here is
-/// reported when ferryd loads it).
+/// The directories of every file the policy makes `ferryd` read (the
+/// policy's includes, wherever they are, and its dirty-word lists), so
+/// Landlock lets `ferryd` read them on a reload (best effort: an
+/// unreadable policy here is reported when ferryd loads it).
 pub fn list_dirs(policy_file: &Path) -> Vec<PathBuf> {
     let Ok((policy, _)) = ferry_policy::load(policy_file) else {
         return Vec::new();
     };
-    let mut dirs: Vec<PathBuf> = policy
+    let includes = ferry_policy::check(policy_file, false)
+        .files
+        .into_iter()
+        .map(PathBuf::from);
+    let lists = policy
         .profiles()
         .iter()
-        .filter_map(|p| {
-            p.settings
-                .get("dirty_words")?
-                .get("lists")?
-                .as_array()
-                .cloned()
-        })
-        .flatten()
-        .filter_map(|v| v.as_str().map(PathBuf::from))
+        .flat_map(|p| p.lists.iter().map(|(path, _)| path.clone()));
+    let mut dirs: Vec<PathBuf> = includes
+        .chain(lists)
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
         .filter_map(|p| p.parent().map(Path::to_path_buf))
         .collect();
     dirs.sort();
@@ -167,4 +199,41 @@ pub fn record(
         rec = rec.reason(r.reasons.join("; "));
     }
     rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Promise: Landlock lets ferryd read, on a reload, every file the
+    /// policy made it read at start: includes in other directories too,
+    /// not only the policy's own directory.
+    #[test]
+    fn sandbox_directories_cover_includes_and_lists() {
+        let root = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(root.path()).unwrap();
+        for d in ["policy", "shared", "words"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+        }
+        let list = root.join("words/classified.txt");
+        std::fs::write(&list, "秘密\n").unwrap();
+        std::fs::write(
+            root.join("shared/ids.toml"),
+            "[identity.stats]\ncn = \"stats\"\n",
+        )
+        .unwrap();
+        let main = root.join("policy/policy.toml");
+        std::fs::write(
+            &main,
+            format!(
+                "include = [\"../shared/ids.toml\"]\n[profile.p]\ndirty_words = {{ action = \"reject\", lists = [\"{}\"] }}\n[channel.c]\ndirection = \"import\"\nlink = \"l\"\nprofile = \"p\"\n[[rule]]\nid = \"R\"\neffect = \"allow\"\nidentities = [\"stats\"]\nchannels = [\"c\"]\n",
+                list.display()
+            ),
+        )
+        .unwrap();
+        let dirs = list_dirs(&main);
+        for d in ["policy", "shared", "words"] {
+            assert!(dirs.contains(&root.join(d)), "{d} missing from {dirs:?}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! cannot run (usage, policy, profile or I/O errors).
 
 use clap::Args;
-use ferry_guard::{FsLists, Guard, Profile, Report, Verdict};
+use ferry_guard::{Guard, Report, Verdict};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,9 +65,13 @@ pub fn run_to(args: &InspectArgs, out: &mut dyn Write) -> Result<u8, String> {
             }
         ));
     };
-    let profile =
-        Profile::from_settings(&p.name, &p.settings, &FsLists).map_err(|e| e.to_string())?;
+    let profile = crate::content::compile_profile(p).map_err(|e| e.to_string())?;
     let guard = Guard::new(profile);
+    // A FIFO, device or directory given as the input is refused at once
+    // (the guard would block reading a FIFO), by the one helper every
+    // operator-named file goes through.
+    ferry_policy::files::open_regular(&args.input)
+        .map_err(|e| format!("{}: cannot inspect: {e}", args.input.display()))?;
     let name = match &args.name {
         Some(n) => n.clone(),
         None => args

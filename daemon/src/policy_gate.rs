@@ -210,6 +210,38 @@ pub(crate) fn read(path: &std::path::Path, signers: &[PublicKey]) -> Result<Poli
     }
 }
 
+/// What `ferryd` reads for a policy beyond its files, read the way
+/// `ferryd` reads it: every content profile compiled with its dirty-word
+/// lists ([`crate::content::Guards::build_each`], what [`PolicyGate::load`]
+/// and [`PolicyGate::reload`] run). `ferryctl policy check` passes it, so
+/// a policy that `ferryd` would refuse fails the check, at the list entry
+/// (or profile) that makes it fail.
+pub struct DaemonLoad;
+
+impl ferry_policy::Referenced for DaemonLoad {
+    fn load_referenced(&self, policy: &Policy) -> Vec<ferry_policy::Diagnostic> {
+        let (_, failed) = crate::content::Guards::build_each(policy);
+        failed
+            .into_iter()
+            .map(|(profile, e)| {
+                let list = match &e {
+                    ferry_guard::GuardError::ListUnreadable { path, .. }
+                    | ferry_guard::GuardError::ListInvalid { path, .. } => Some(path),
+                    _ => None,
+                };
+                let place = list
+                    .and_then(|l| profile.lists.iter().find(|(p, _)| p == l))
+                    .map_or(&profile.at, |(_, place)| place);
+                place.diagnostic(
+                    ferry_policy::Severity::Warning,
+                    "profile-unloadable",
+                    format!("ferryd would refuse this policy: {e}"),
+                )
+            })
+            .collect()
+    }
+}
+
 /// The policy's view of a client certificate.
 pub fn subject_of(id: &ferry_certs::Identity) -> ferry_policy::Subject {
     let mut san = Vec::new();

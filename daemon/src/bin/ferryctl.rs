@@ -177,7 +177,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             return Ok(ferry_audit::cli::run_with(cmd.cmd, &actor, &recorder)?);
         }
-        Cmd::Policy(PolicyCmd::Tool(cmd)) => return Ok(ferry_policy::cli::run(cmd)?),
+        // `check` reads what ferryd will read (dirty-word lists), through
+        // ferryd's own loader.
+        Cmd::Policy(PolicyCmd::Tool(cmd)) => {
+            return Ok(ferry_policy::cli::run_with(
+                cmd,
+                &ferry_daemon::policy_gate::DaemonLoad,
+            )?)
+        }
         Cmd::Approvals(cmd) => return ferry_daemon::approvals_cli::run(cmd),
         Cmd::Channel(cmd) => return ferry_daemon::approvals_cli::run_channel(cmd),
         Cmd::Forward(cmd) => return ferry_daemon::approvals_cli::run_forward(cmd),
