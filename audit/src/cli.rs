@@ -35,7 +35,8 @@ pub enum AuditCommand {
         /// The verify key written by `init`.
         #[arg(long)]
         key: PathBuf,
-        /// An outside copy of the checkpoints (JSON lines or syslog lines).
+        /// An outside copy of the checkpoints (JSON lines or syslog lines),
+        /// checked in addition to the directory's own checkpoints.jsonl.
         #[arg(long)]
         checkpoints: Option<PathBuf>,
     },
@@ -214,6 +215,17 @@ fn audited(
     recorder(dir, r).map_err(|e| AuditError::NotAudited(e.to_string()))
 }
 
+/// Says on stderr (stdout stays one record per line) how many of the
+/// records shown no seal covers yet.
+fn note_unsealed(recs: &[crate::record::StoredRecord], sealed: u64) {
+    let n = recs.iter().filter(|r| r.seq > sealed).count();
+    if n > 0 {
+        eprintln!(
+            "note: {n} of these records (after seq {sealed}) are not covered by a seal yet; `verify` vouches for them only once sealed"
+        );
+    }
+}
+
 /// Runs a command with a given recorder for the `audit.read` record.
 pub fn run_with(
     cmd: AuditCommand,
@@ -281,14 +293,16 @@ pub fn run_with(
             let f = q.filter()?;
             audited(recorder, &q.dir, actor, "query", q.describe())?;
             let recs = query::query(&q.dir, &f)?;
+            let sealed = query::sealed_through(&q.dir)?;
             for r in &recs {
                 let line = if q.json {
-                    query::to_json(r)
+                    query::to_json_marked(r, r.seq <= sealed)
                 } else {
-                    query::to_table_row(r)
+                    query::to_table_row_marked(r, r.seq <= sealed)
                 };
                 writeln!(out, "{line}").map_err(w)?;
             }
+            note_unsealed(&recs, sealed);
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export { q, format } => {
@@ -328,9 +342,12 @@ pub fn run_with(
         }
         AuditCommand::Trace { dir, package } => {
             audited(recorder, &dir, actor, "trace", format!("package={package}"))?;
-            for r in query::trace(&dir, &package)? {
-                writeln!(out, "{}", query::to_table_row(&r)).map_err(w)?;
+            let recs = query::trace(&dir, &package)?;
+            let sealed = query::sealed_through(&dir)?;
+            for r in &recs {
+                writeln!(out, "{}", query::to_table_row_marked(r, r.seq <= sealed)).map_err(w)?;
             }
+            note_unsealed(&recs, sealed);
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Tail { dir, lines, follow } => {
@@ -344,8 +361,9 @@ pub fn run_with(
             let all = query::query(&dir, &Filter::default())?;
             let start = all.len().saturating_sub(lines);
             let mut last = 0;
+            let sealed = query::sealed_through(&dir)?;
             for r in &all[start..] {
-                writeln!(out, "{}", query::to_table_row(r)).map_err(w)?;
+                writeln!(out, "{}", query::to_table_row_marked(r, r.seq <= sealed)).map_err(w)?;
             }
             if let Some(r) = all.last() {
                 last = r.seq;
@@ -361,9 +379,13 @@ pub fn run_with(
                     after_seq: Some(last),
                     ..Filter::default()
                 };
-                for r in query::query(&dir, &f)? {
+                let recs = query::query(&dir, &f)?;
+                // New records are usually not sealed yet when first shown.
+                let sealed = query::sealed_through(&dir)?;
+                for r in recs {
                     last = r.seq;
-                    writeln!(out, "{}", query::to_table_row(&r)).map_err(w)?;
+                    writeln!(out, "{}", query::to_table_row_marked(&r, r.seq <= sealed))
+                        .map_err(w)?;
                 }
             }
         }

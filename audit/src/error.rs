@@ -89,6 +89,24 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// A key file of the host does not belong to this log, or does not fit
+    /// its state (another log's `seal.key`, or a key ahead of the log because
+    /// the log's last seals were cut off).
+    #[error("{path}: {reason}; the writer refuses to seal with it. Put back this log's own key file (or start a new log with `ferryctl audit init`), and run `ferryctl audit verify` on this log")]
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
+    /// A private key file that other users may read or change.
+    #[error("{path}: mode {mode:04o} lets other users read or change this private key; refused. Run `chmod 600` on it, and treat the key as possibly copied")]
+    KeyMode {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The use of the audit tool could not itself be audited, so it was refused.
     #[error("this use of the audit log could not be recorded ({0}); refused, as every audit-tool use must be audited")]
     NotAudited(String),

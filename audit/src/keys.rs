@@ -141,47 +141,136 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuditError> {
 // The host's seal key file: two fixed slots written alternately, so a crash
 // while writing one leaves the other valid; once the new slot is on disk the
 // old one is overwritten with zeros (erasure of the past key).
+//
+// Version 2 (this one) binds every slot to the log id, so that the writer
+// can refuse another log's key file instead of sealing with it, and keeps
+// the writer key (the keyed chain's HMAC key) in a third fixed region:
+//
+//   slot 0, slot 1: "FASEALK2" | epoch u64 | key[32] | log id[16] | SHA-256 of the 64 bytes before
+//   writer region:  "FAWRITK2" | log id[16] | writer key[32] | zeros[8] | SHA-256 of the 64 bytes before
+//
+// The region is all zeros for a v1 (keyless) log. A version 1 file (two
+// 64-byte "FASEALK1" slots, no log id) is rewritten as version 2 bound to
+// the log that opens it, once (see `migrate_v1`).
 
-const SLOT_LEN: usize = 64;
-const SLOT_MAGIC: &[u8; 8] = b"FASEALK1";
+const SLOT_LEN_V1: usize = 64;
+const SLOT_MAGIC_V1: &[u8; 8] = b"FASEALK1";
+const SLOT_LEN: usize = 96;
+const SLOT_MAGIC: &[u8; 8] = b"FASEALK2";
+const WRITER_MAGIC: &[u8; 8] = b"FAWRITK2";
+const FILE_LEN: usize = 3 * SLOT_LEN;
+const WRITER_KEY_LABEL: &[u8] = b"ferry-audit writer key v2";
 
-fn encode_slot(key: &SealKey) -> [u8; SLOT_LEN] {
-    let mut s = [0u8; SLOT_LEN];
+/// The writer key of a v2 log: `HMAC-SHA-256(K_0, label || log id)`. The
+/// host keeps it (it must append); the auditor derives it from the verify
+/// key; it does not reveal `K_0`.
+pub(crate) fn derive_writer_key(epoch0: &[u8; 32], log_id: &[u8; 16]) -> Zeroizing<[u8; 32]> {
+    let k = hmac::Key::new(hmac::HMAC_SHA256, epoch0);
+    let mut ctx = hmac::Context::with_key(&k);
+    ctx.update(WRITER_KEY_LABEL);
+    ctx.update(log_id);
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
+}
+
+fn checksum32(b: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, b);
+    let mut o = [0u8; 32];
+    o.copy_from_slice(d.as_ref());
+    o
+}
+
+fn encode_slot(key: &SealKey, log_id: &[u8; 16]) -> Zeroizing<[u8; SLOT_LEN]> {
+    let mut s = Zeroizing::new([0u8; SLOT_LEN]);
     s[..8].copy_from_slice(SLOT_MAGIC);
     s[8..16].copy_from_slice(&key.epoch.to_le_bytes());
     s[16..48].copy_from_slice(key.secret());
-    let d = ring::digest::digest(&ring::digest::SHA256, &s[..48]);
-    s[48..64].copy_from_slice(&d.as_ref()[..16]);
+    s[48..64].copy_from_slice(log_id);
+    let c = checksum32(&s[..64]);
+    s[64..96].copy_from_slice(&c);
     s
 }
 
-fn decode_slot(s: &[u8]) -> Option<SealKey> {
-    if s.len() != SLOT_LEN || &s[..8] != SLOT_MAGIC {
+/// A slot that checks, and the log it is bound to.
+fn decode_slot(s: &[u8]) -> Option<(SealKey, [u8; 16])> {
+    if s.len() != SLOT_LEN || &s[..8] != SLOT_MAGIC || checksum32(&s[..64])[..] != s[64..96] {
+        return None;
+    }
+    let epoch = u64::from_le_bytes(s[8..16].try_into().ok()?);
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&s[16..48]);
+    Some((SealKey { epoch, key }, s[48..64].try_into().ok()?))
+}
+
+fn decode_slot_v1(s: &[u8]) -> Option<SealKey> {
+    if s.len() != SLOT_LEN_V1 || &s[..8] != SLOT_MAGIC_V1 {
         return None;
     }
     let d = ring::digest::digest(&ring::digest::SHA256, &s[..48]);
     if d.as_ref()[..16] != s[48..64] {
         return None;
     }
-    let mut epoch = [0u8; 8];
-    epoch.copy_from_slice(&s[8..16]);
+    let epoch = u64::from_le_bytes(s[8..16].try_into().ok()?);
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&s[16..48]);
-    Some(SealKey {
-        epoch: u64::from_le_bytes(epoch),
-        key,
-    })
+    Some(SealKey { epoch, key })
 }
 
-/// The evolving seal key file on the host.
+fn encode_writer(writer: Option<&[u8; 32]>, log_id: &[u8; 16]) -> Zeroizing<[u8; SLOT_LEN]> {
+    let mut s = Zeroizing::new([0u8; SLOT_LEN]);
+    if let Some(w) = writer {
+        s[..8].copy_from_slice(WRITER_MAGIC);
+        s[8..24].copy_from_slice(log_id);
+        s[24..56].copy_from_slice(w);
+        let c = checksum32(&s[..64]);
+        s[64..96].copy_from_slice(&c);
+    }
+    s
+}
+
+/// Refuses a private key file that group or others may read or write.
+pub(crate) fn check_private_mode(path: &Path, file: &File) -> Result<(), AuditError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(|e| AuditError::io("reading the mode of", path, e))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(AuditError::KeyMode {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// What [`SealKeyFile::open`] found.
+pub(crate) struct OpenedKeys {
+    pub(crate) file: SealKeyFile,
+    pub(crate) seal: SealKey,
+    /// The writer key; `None` for a v1 (keyless) log.
+    pub(crate) writer: Option<Zeroizing<[u8; 32]>>,
+}
+
+/// The evolving seal key file on the host, bound to one log.
 pub(crate) struct SealKeyFile {
     path: PathBuf,
     file: File,
+    log_id: [u8; 16],
 }
 
 impl SealKeyFile {
-    /// Creates the file holding epoch 0 (mode 0600).
-    pub(crate) fn create(path: &Path, key: &SealKey) -> Result<Self, AuditError> {
+    /// Creates the file holding epoch 0 and, for a v2 log, the writer key
+    /// (mode 0600).
+    pub(crate) fn create(
+        path: &Path,
+        key: &SealKey,
+        log_id: &[u8; 16],
+        writer: Option<&[u8; 32]>,
+    ) -> Result<Self, AuditError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -192,48 +281,96 @@ impl SealKeyFile {
         let mut f = SealKeyFile {
             path: path.to_path_buf(),
             file,
+            log_id: *log_id,
         };
-        let mut buf = [0u8; 2 * SLOT_LEN];
-        buf[..SLOT_LEN].copy_from_slice(&encode_slot(key));
-        f.write_at(0, &buf)?;
+        f.write_at(0, &file_bytes(key, log_id, writer)[..])?;
         Ok(f)
     }
 
-    /// Opens the file and returns the newest valid key; erases a stale slot.
-    pub(crate) fn open(path: &Path) -> Result<(Self, SealKey), AuditError> {
+    /// Opens the file of the log `log_id` and returns the newest valid key
+    /// (erasing a stale slot) and the writer key. Refuses a file that others
+    /// may read or write, and one bound to another log.
+    pub(crate) fn open(path: &Path, log_id: &[u8; 16]) -> Result<OpenedKeys, AuditError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| AuditError::io("opening seal key", path, e))?;
-        let mut buf = Zeroizing::new([0u8; 2 * SLOT_LEN]);
-        file.read_exact(&mut buf[..])
-            .map_err(|_| AuditError::SealKey {
-                path: path.to_path_buf(),
-                reason: "file is shorter than two key slots".into(),
-            })?;
-        let a = decode_slot(&buf[..SLOT_LEN]);
-        let b = decode_slot(&buf[SLOT_LEN..]);
+        check_private_mode(path, &file)?;
+        let mut raw = Zeroizing::new(Vec::with_capacity(FILE_LEN));
+        file.read_to_end(&mut raw)
+            .map_err(|e| AuditError::io("reading seal key", path, e))?;
+        let bad = |reason: &str| AuditError::SealKey {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        };
+        if raw.len() == 2 * SLOT_LEN_V1
+            && (raw.starts_with(SLOT_MAGIC_V1)
+                || raw.get(SLOT_LEN_V1..SLOT_LEN_V1 + 8) == Some(&SLOT_MAGIC_V1[..]))
+        {
+            drop(file);
+            migrate_v1(path, &raw, log_id)?;
+            return SealKeyFile::open(path, log_id);
+        }
+        if raw.len() != FILE_LEN {
+            return Err(bad("not a ferry seal key file (wrong length)"));
+        }
+        let a = decode_slot(&raw[..SLOT_LEN]);
+        let b = decode_slot(&raw[SLOT_LEN..2 * SLOT_LEN]);
+        for (k, id) in [&a, &b].into_iter().flatten() {
+            if id != log_id {
+                return Err(AuditError::KeyMismatch {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "this seal key (epoch {}) belongs to audit log {}, not to this log {}",
+                        k.epoch,
+                        hex::encode(id),
+                        hex::encode(log_id)
+                    ),
+                });
+            }
+        }
         let mut f = SealKeyFile {
             path: path.to_path_buf(),
             file,
+            log_id: *log_id,
         };
-        let (key, stale_slot) = match (a, b) {
-            (Some(a), Some(b)) if a.epoch >= b.epoch => (a, Some(1)),
-            (Some(_), Some(b)) => (b, Some(0)),
-            (Some(a), None) => (a, None),
-            (None, Some(b)) => (b, None),
-            (None, None) => {
-                return Err(AuditError::SealKey {
-                    path: path.to_path_buf(),
-                    reason: "no valid key slot".into(),
-                })
-            }
+        let (seal, stale_slot) = match (a, b) {
+            (Some((a, _)), Some((b, _))) if a.epoch >= b.epoch => (a, Some(1)),
+            (Some(_), Some((b, _))) => (b, Some(0)),
+            (Some((a, _)), None) => (a, None),
+            (None, Some((b, _))) => (b, None),
+            (None, None) => return Err(bad("no valid key slot")),
         };
         if let Some(slot) = stale_slot {
             f.write_at((slot * SLOT_LEN) as u64, &[0u8; SLOT_LEN])?;
         }
-        Ok((f, key))
+        let w = &raw[2 * SLOT_LEN..];
+        let writer = if w.iter().all(|b| *b == 0) {
+            None
+        } else {
+            if &w[..8] != WRITER_MAGIC || checksum32(&w[..64])[..] != w[64..96] {
+                return Err(bad("the writer key region is damaged"));
+            }
+            if &w[8..24] != log_id {
+                return Err(AuditError::KeyMismatch {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "its writer key belongs to audit log {}, not to this log {}",
+                        hex::encode(&w[8..24]),
+                        hex::encode(log_id)
+                    ),
+                });
+            }
+            let mut k = Zeroizing::new([0u8; 32]);
+            k.copy_from_slice(&w[24..56]);
+            Some(k)
+        };
+        Ok(OpenedKeys {
+            file: f,
+            seal,
+            writer,
+        })
     }
 
     /// Stores `key` (a later epoch) and erases the previous one.
@@ -241,9 +378,8 @@ impl SealKeyFile {
         // The slot for epoch e is e % 2: the new key never overwrites the
         // only valid copy of the current one.
         let slot = (key.epoch % 2) as usize;
-        let mut enc = encode_slot(key);
-        self.write_at((slot * SLOT_LEN) as u64, &enc)?;
-        enc.zeroize();
+        let enc = encode_slot(key, &self.log_id);
+        self.write_at((slot * SLOT_LEN) as u64, &enc[..])?;
         self.write_at(((1 - slot) * SLOT_LEN) as u64, &[0u8; SLOT_LEN])
     }
 
@@ -255,6 +391,62 @@ impl SealKeyFile {
             .and_then(|_| self.file.sync_data())
             .map_err(|e| AuditError::io("writing seal key", p, e))
     }
+}
+
+fn file_bytes(
+    key: &SealKey,
+    log_id: &[u8; 16],
+    writer: Option<&[u8; 32]>,
+) -> Zeroizing<[u8; FILE_LEN]> {
+    let mut buf = Zeroizing::new([0u8; FILE_LEN]);
+    let slot = (key.epoch % 2) as usize;
+    buf[slot * SLOT_LEN..(slot + 1) * SLOT_LEN].copy_from_slice(&encode_slot(key, log_id)[..]);
+    buf[2 * SLOT_LEN..].copy_from_slice(&encode_writer(writer, log_id)[..]);
+    buf
+}
+
+/// Rewrites a version 1 key file (no log id, no writer key: a v1 log) as
+/// version 2 bound to `log_id`, through a temporary file and a rename so a
+/// crash leaves one of the two whole. The binding is trust on first use: a
+/// v1 file names no log, so the epoch check against the log
+/// (`AuditLog::open`) is what catches a foreign one here.
+fn migrate_v1(path: &Path, raw: &[u8], log_id: &[u8; 16]) -> Result<(), AuditError> {
+    let a = raw.get(..SLOT_LEN_V1).and_then(decode_slot_v1);
+    let b = raw
+        .get(SLOT_LEN_V1..2 * SLOT_LEN_V1)
+        .and_then(decode_slot_v1);
+    let key = match (a, b) {
+        (Some(a), Some(b)) => {
+            if a.epoch >= b.epoch {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(k), None) | (None, Some(k)) => k,
+        (None, None) => {
+            return Err(AuditError::SealKey {
+                path: path.to_path_buf(),
+                reason: "no valid key slot".into(),
+            })
+        }
+    };
+    let tmp = path.with_extension("key.v2tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| AuditError::io("creating", &tmp, e))?;
+    f.write_all(&file_bytes(&key, log_id, None)[..])
+        .and_then(|_| f.sync_all())
+        .map_err(|e| AuditError::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| AuditError::io("renaming", &tmp, e))?;
+    if let Some(d) = path.parent() {
+        crate::segment::sync_dir(d)?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -347,9 +539,12 @@ impl CheckpointSigner {
     }
 
     pub(crate) fn load(path: &Path) -> Result<Self, AuditError> {
-        let doc = Zeroizing::new(
-            std::fs::read(path).map_err(|e| AuditError::io("reading checkpoint key", path, e))?,
-        );
+        let mut file =
+            File::open(path).map_err(|e| AuditError::io("reading checkpoint key", path, e))?;
+        check_private_mode(path, &file)?;
+        let mut doc = Zeroizing::new(Vec::new());
+        file.read_to_end(&mut doc)
+            .map_err(|e| AuditError::io("reading checkpoint key", path, e))?;
         let pair = Ed25519KeyPair::from_pkcs8(&doc).map_err(|_| AuditError::SealKey {
             path: path.to_path_buf(),
             reason: "checkpoint key is not an Ed25519 PKCS#8 document".into(),
@@ -391,6 +586,9 @@ pub struct VerifyKey {
     epoch0: Zeroizing<[u8; 32]>,
     /// Ed25519 public key of the checkpoints.
     pub checkpoint_public: Vec<u8>,
+    /// The log is a v2 log: every segment must be chained with the writer
+    /// key (a keyless segment in it is a downgrade, hence tampering).
+    keyed: bool,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -399,6 +597,7 @@ impl std::fmt::Debug for VerifyKey {
             .field("log_id", &hex::encode(self.log_id))
             .field("epoch0", &"<redacted>")
             .field("checkpoint_public", &hex::encode(&self.checkpoint_public))
+            .field("keyed", &self.keyed)
             .finish()
     }
 }
@@ -412,15 +611,40 @@ struct VerifyKeyFile {
     checkpoint_public_key: String,
 }
 
-const VERIFY_KEY_FORMAT: &str = "ferry-audit-verify-key-v1";
+const VERIFY_KEY_FORMAT_V1: &str = "ferry-audit-verify-key-v1";
+/// The key of a v2 log (keyed chain).
+const VERIFY_KEY_FORMAT: &str = "ferry-audit-verify-key-v2";
 
 impl VerifyKey {
-    pub(crate) fn new(log_id: [u8; 16], epoch0: [u8; 32], checkpoint_public: Vec<u8>) -> Self {
+    pub(crate) fn new(
+        log_id: [u8; 16],
+        epoch0: [u8; 32],
+        checkpoint_public: Vec<u8>,
+        keyed: bool,
+    ) -> Self {
         VerifyKey {
             log_id,
             epoch0: Zeroizing::new(epoch0),
             checkpoint_public,
+            keyed,
         }
+    }
+
+    /// Whether the log is a v2 log (keyed chain in every segment).
+    pub fn keyed(&self) -> bool {
+        self.keyed
+    }
+
+    /// The keyed chain of this log's v2 segments (the writer key derived
+    /// from the epoch-0 secret). Whoever holds the verify key can extend
+    /// the log: it stays offline, like the seal secret it contains.
+    pub fn chain(&self) -> crate::segment::Chain {
+        crate::segment::Chain::Keyed(derive_writer_key(&self.epoch0, &self.log_id))
+    }
+
+    /// The writer key (the chain key of a v2 log).
+    pub(crate) fn writer_key(&self) -> Zeroizing<[u8; 32]> {
+        derive_writer_key(&self.epoch0, &self.log_id)
     }
 
     /// The key id recorded in segment headers.
@@ -436,7 +660,12 @@ impl VerifyKey {
     /// The file text (JSON). Contains the secret: write it to a 0600 file.
     pub fn to_file_text(&self) -> Zeroizing<String> {
         let f = VerifyKeyFile {
-            format: VERIFY_KEY_FORMAT.into(),
+            format: if self.keyed {
+                VERIFY_KEY_FORMAT
+            } else {
+                VERIFY_KEY_FORMAT_V1
+            }
+            .into(),
             log_id: hex::encode(self.log_id),
             seal_key_epoch0: hex::encode(&self.epoch0[..]),
             checkpoint_public_key: hex::encode(&self.checkpoint_public),
@@ -475,9 +704,11 @@ impl VerifyKey {
         };
         let mut f: VerifyKeyFile =
             serde_json::from_str(&text).map_err(|_| bad("not a ferry-audit verify key (JSON)"))?;
-        if f.format != VERIFY_KEY_FORMAT {
-            return Err(bad("unknown format"));
-        }
+        let keyed = match f.format.as_str() {
+            VERIFY_KEY_FORMAT => true,
+            VERIFY_KEY_FORMAT_V1 => false,
+            _ => return Err(bad("unknown format")),
+        };
         let log_id: [u8; 16] = hex::decode(&f.log_id)
             .ok()
             .and_then(|v| v.try_into().ok())
@@ -496,7 +727,7 @@ impl VerifyKey {
         if public.len() != 32 {
             return Err(bad("checkpoint_public_key is not 32 bytes"));
         }
-        let k = VerifyKey::new(log_id, epoch0, public);
+        let k = VerifyKey::new(log_id, epoch0, public, keyed);
         epoch0.zeroize();
         Ok(k)
     }
@@ -523,14 +754,77 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("seal.key");
         let mut k = SealKey::from_epoch0([9u8; 32]);
-        let mut f = SealKeyFile::create(&p, &k).unwrap();
+        let id = [4u8; 16];
+        let mut f = SealKeyFile::create(&p, &k, &id, Some(&[5u8; 32])).unwrap();
         k.evolve();
         f.store(&k).unwrap();
         let raw = std::fs::read(&p).unwrap();
         // Slot 0 (epoch 0) is zeroed.
         assert!(raw[..SLOT_LEN].iter().all(|b| *b == 0));
-        let (_, loaded) = SealKeyFile::open(&p).unwrap();
-        assert_eq!(loaded.epoch(), 1);
-        assert_eq!(loaded.secret(), k.secret());
+        let loaded = SealKeyFile::open(&p, &id).unwrap();
+        assert_eq!(loaded.seal.epoch(), 1);
+        assert_eq!(loaded.seal.secret(), k.secret());
+        assert_eq!(loaded.writer.as_deref(), Some(&[5u8; 32]));
+    }
+
+    /// Promise (F25): a seal key file bound to another log is refused, not
+    /// used to seal this one.
+    #[test]
+    fn key_file_of_another_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("seal.key");
+        let k = SealKey::from_epoch0([9u8; 32]);
+        drop(SealKeyFile::create(&p, &k, &[4u8; 16], Some(&[5u8; 32])).unwrap());
+        match SealKeyFile::open(&p, &[6u8; 16]) {
+            Err(AuditError::KeyMismatch { reason, .. }) => {
+                assert!(reason.contains("belongs to audit log 0404"), "{reason}")
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("another log's seal key was accepted"),
+        }
+    }
+
+    /// Promise (F24): a key file others may read is refused.
+    #[test]
+    fn loose_key_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("seal.key");
+        drop(SealKeyFile::create(&p, &SealKey::from_epoch0([1u8; 32]), &[4u8; 16], None).unwrap());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            SealKeyFile::open(&p, &[4u8; 16]),
+            Err(AuditError::KeyMode { mode: 0o640, .. })
+        ));
+    }
+
+    /// A version 1 key file (no log id) is rewritten bound to its log, and
+    /// keeps its newest key.
+    #[test]
+    fn v1_key_file_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("seal.key");
+        let mut k = SealKey::from_epoch0([3u8; 32]);
+        k.evolve_to(3);
+        let mut s = [0u8; SLOT_LEN_V1];
+        s[..8].copy_from_slice(SLOT_MAGIC_V1);
+        s[8..16].copy_from_slice(&3u64.to_le_bytes());
+        s[16..48].copy_from_slice(k.secret());
+        let d = ring::digest::digest(&ring::digest::SHA256, &s[..48]);
+        s[48..64].copy_from_slice(&d.as_ref()[..16]);
+        let mut raw = vec![0u8; 2 * SLOT_LEN_V1];
+        raw[SLOT_LEN_V1..].copy_from_slice(&s);
+        std::fs::write(&p, &raw).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let o = SealKeyFile::open(&p, &[8u8; 16]).unwrap();
+        assert_eq!(o.seal.epoch(), 3);
+        assert_eq!(o.seal.secret(), k.secret());
+        assert!(o.writer.is_none());
+        assert_eq!(std::fs::read(&p).unwrap().len(), FILE_LEN);
+        assert!(matches!(
+            SealKeyFile::open(&p, &[9u8; 16]),
+            Err(AuditError::KeyMismatch { .. })
+        ));
     }
 }

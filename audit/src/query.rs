@@ -163,6 +163,52 @@ pub fn trace(dir: &Path, package: &str) -> Result<Vec<StoredRecord>, AuditError>
     )
 }
 
+/// The last seq a seal covers (0 if none): records after it are not yet
+/// protected by a seal, and `query`/`trace`/`tail` mark them so. Reads the
+/// segments from the newest back to the first one holding a seal (normally
+/// only the active segment).
+pub fn sealed_through(dir: &Path) -> Result<u64, AuditError> {
+    let segs = list_segments(dir)?;
+    for seg in segs.iter().rev() {
+        let data = read_segment(seg)?;
+        let mut off = HEADER_LEN;
+        let mut last = None;
+        while let Ok(fr) = parse_frame(&data, off) {
+            off += fr.len();
+            if fr.kind == FrameKind::Seal {
+                last = Some(fr.seq);
+            }
+        }
+        if let Some(s) = last {
+            return Ok(s);
+        }
+    }
+    Ok(0)
+}
+
+/// What the officer's listings add to a record no seal covers yet.
+pub const UNSEALED_MARK: &str = "[unsealed: no seal covers this record yet]";
+
+/// One JSON line with `"sealed": true|false` (whether a seal covers it).
+pub fn to_json_marked(r: &StoredRecord, sealed: bool) -> String {
+    let mut v = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("time".into(), crate::time_fmt::rfc3339(r.time_ms).into());
+        o.insert("sealed".into(), sealed.into());
+    }
+    v.to_string()
+}
+
+/// One table row, marked when no seal covers the record yet.
+pub fn to_table_row_marked(r: &StoredRecord, sealed: bool) -> String {
+    let row = to_table_row(r);
+    if sealed {
+        row
+    } else {
+        format!("{row}  {UNSEALED_MARK}")
+    }
+}
+
 /// One JSON line.
 pub fn to_json(r: &StoredRecord) -> String {
     let mut v = serde_json::to_value(r).unwrap_or(serde_json::Value::Null);

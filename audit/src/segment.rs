@@ -14,8 +14,11 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Magic at the start of every segment.
+/// Magic at the start of every segment of a v1 log (keyless SHA-256 chain).
 pub const SEGMENT_MAGIC: &[u8; 8] = b"FERRYAU1";
+/// Magic at the start of every segment of a v2 log (keyed chain: each hash
+/// is an HMAC under the writer key, so only the writer can extend the log).
+pub const SEGMENT_MAGIC_KEYED: &[u8; 8] = b"FERRYAU2";
 /// Size of a segment header.
 pub const HEADER_LEN: usize = 96;
 /// First byte of every frame.
@@ -64,13 +67,20 @@ pub struct SegmentHeader {
     pub key_id: [u8; 16],
     /// Chain hash at the end of the previous segment (zeros for segment 0).
     pub prev_head: [u8; 32],
+    /// The frames are chained with the writer key ([`Chain::Keyed`], magic
+    /// `FERRYAU2`) rather than with plain SHA-256 (v1, `FERRYAU1`).
+    pub keyed: bool,
 }
 
 impl SegmentHeader {
     /// The header's bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[..8].copy_from_slice(SEGMENT_MAGIC);
+        b[..8].copy_from_slice(if self.keyed {
+            SEGMENT_MAGIC_KEYED
+        } else {
+            SEGMENT_MAGIC
+        });
         b[8..16].copy_from_slice(&self.segment_no.to_le_bytes());
         b[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
         b[24..32].copy_from_slice(&self.created_ms.to_le_bytes());
@@ -82,9 +92,14 @@ impl SegmentHeader {
 
     /// Parses a header; `None` if the magic is wrong or it is short.
     pub fn decode(b: &[u8]) -> Option<SegmentHeader> {
-        if b.len() < HEADER_LEN || &b[..8] != SEGMENT_MAGIC {
+        if b.len() < HEADER_LEN {
             return None;
         }
+        let keyed = match &b[..8] {
+            m if m == SEGMENT_MAGIC => false,
+            m if m == SEGMENT_MAGIC_KEYED => true,
+            _ => return None,
+        };
         Some(SegmentHeader {
             segment_no: u64::from_le_bytes(b[8..16].try_into().ok()?),
             first_seq: u64::from_le_bytes(b[16..24].try_into().ok()?),
@@ -92,6 +107,7 @@ impl SegmentHeader {
             log_id: b[32..48].try_into().ok()?,
             key_id: b[48..64].try_into().ok()?,
             prev_head: b[64..96].try_into().ok()?,
+            keyed,
         })
     }
 
@@ -110,9 +126,57 @@ pub(crate) fn to32(b: &[u8]) -> [u8; 32] {
     o
 }
 
+/// How a segment's frames are chained.
+///
+/// v1 logs chain with plain SHA-256: anyone who can write the files can
+/// append a record after the last seal and recompute the chain, and only the
+/// next seal would tell. v2 logs chain with HMAC-SHA-256 under the *writer
+/// key* (kept with the seal key on the host, derived from the auditor's
+/// epoch-0 secret), so a record appended by someone without that key does
+/// not verify even before it is sealed.
+pub enum Chain {
+    /// `SHA-256(prev || body)` (v1 logs).
+    Plain,
+    /// `HMAC-SHA-256(writer key, prev || body)` (v2 logs). The key bytes are
+    /// wiped on drop; the HMAC key schedule is built per use for the same
+    /// reason (ring does not wipe its own copies).
+    Keyed(zeroize::Zeroizing<[u8; 32]>),
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chain::Plain => "Chain::Plain",
+            Chain::Keyed(_) => "Chain::Keyed(<redacted>)",
+        })
+    }
+}
+
+impl Chain {
+    /// The chain hash of a frame body chained on `prev`.
+    pub fn hash(&self, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+        match self {
+            Chain::Plain => chain_hash(prev, body),
+            Chain::Keyed(k) => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k[..]);
+                let mut ctx = ring::hmac::Context::with_key(&key);
+                ctx.update(prev);
+                ctx.update(body);
+                to32(ctx.sign().as_ref())
+            }
+        }
+    }
+
+    /// Whether this is the keyed (v2) chain.
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Chain::Keyed(_))
+    }
+}
+
 /// Encodes one frame chained on `prev`, appends it to `out`, returns its hash.
 pub fn encode_frame(
     out: &mut Vec<u8>,
+    chain: &Chain,
     prev: &[u8; 32],
     kind: FrameKind,
     seq: u64,
@@ -126,12 +190,12 @@ pub fn encode_frame(
     out.extend_from_slice(&time_ms.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(payload);
-    let h = chain_hash(prev, &out[start..]);
+    let h = chain.hash(prev, &out[start..]);
     out.extend_from_slice(&h);
     h
 }
 
-/// `SHA-256(prev || body)`.
+/// `SHA-256(prev || body)`: the keyless chain of v1 logs.
 pub fn chain_hash(prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
     let mut c = Context::new(&SHA256);
     c.update(prev);
@@ -397,7 +461,15 @@ mod tests {
     fn frame_roundtrip_and_torn() {
         let mut out = Vec::new();
         let prev = [3u8; 32];
-        let h = encode_frame(&mut out, &prev, FrameKind::Record, 5, 99, b"{}");
+        let h = encode_frame(
+            &mut out,
+            &Chain::Plain,
+            &prev,
+            FrameKind::Record,
+            5,
+            99,
+            b"{}",
+        );
         let f = parse_frame(&out, 0).unwrap();
         assert_eq!((f.seq, f.time_ms, f.payload), (5, 99, &b"{}"[..]));
         assert_eq!(f.hash, &h);

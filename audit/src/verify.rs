@@ -6,7 +6,7 @@
 use crate::error::AuditError;
 use crate::keys::{Checkpoint, VerifyKey};
 use crate::segment::{
-    chain_hash, list_segments, parse_frame, read_segment, FrameError, FrameKind, SealPayload,
+    list_segments, parse_frame, read_segment, Chain, FrameError, FrameKind, SealPayload,
     SegmentHeader, HEADER_LEN,
 };
 use std::path::Path;
@@ -32,6 +32,10 @@ pub enum TamperKind {
     WrongKey,
     /// A whole segment is gone without a retention record.
     SegmentRemoved,
+    /// A checkpoint (the log's own `checkpoints.jsonl` or an outside copy)
+    /// vouches for a seal the log no longer has: the seal was cut off or
+    /// removed.
+    SealRemoved,
 }
 
 impl TamperKind {
@@ -47,6 +51,7 @@ impl TamperKind {
             TamperKind::CheckpointForged => "checkpoint forged",
             TamperKind::WrongKey => "wrong key",
             TamperKind::SegmentRemoved => "segment removed",
+            TamperKind::SealRemoved => "seal removed",
         }
     }
 }
@@ -88,6 +93,15 @@ pub struct VerifyReport {
     pub torn_tail_bytes: u64,
     /// Segments deleted by retention before the first one present.
     pub retention_deleted_through: Option<u64>,
+    /// Every segment is chained with the writer key (a v2 log): records
+    /// after the last seal are still authenticated. False for a v1 log,
+    /// whose unsealed tail anyone able to write the files could have made.
+    pub keyed: bool,
+    /// Where the checkpoints came from (the directory's own file, and the
+    /// outside copy if given), with how many each held.
+    pub checkpoint_sources: Vec<(String, usize)>,
+    /// Things the officer should know that are not tampering.
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -123,6 +137,33 @@ impl std::fmt::Display for VerifyReport {
             self.checkpoints,
             self.unsealed_tail
         )?;
+        for (src, n) in &self.checkpoint_sources {
+            writeln!(f, "checkpoints read: {n} from {src}")?;
+        }
+        if self.unsealed_tail > 0 {
+            if self.keyed {
+                writeln!(
+                    f,
+                    "note: the last {} records are not sealed yet: the writer key authenticates them, but whoever holds the host's current keys could still change them",
+                    self.unsealed_tail
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "warning: the last {} records are not sealed and this v1 log's chain is keyless: they are UNAUTHENTICATED (anyone able to write the files could have added them)",
+                    self.unsealed_tail
+                )?;
+            }
+        }
+        if !self.keyed && self.segments > 0 {
+            writeln!(
+                f,
+                "note: v1 log (keyless chain); start a new log with `ferryctl audit init` for a keyed one"
+            )?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
         if self.torn_tail_bytes > 0 {
             writeln!(
                 f,
@@ -174,6 +215,12 @@ struct RetentionNote {
 /// Verifies the log in `dir` with the auditor's key and, if given, an
 /// outside copy of the checkpoints. `Ok` with a report either way; `Err`
 /// only when the verifier itself cannot run (unreadable key or directory).
+///
+/// The directory's own `checkpoints.jsonl` is always read as well: it is
+/// evidence too (weaker than the outside copy, since it lives on the same
+/// host), and a checkpoint in either that names a seal the log no longer
+/// has is tampering ([`TamperKind::SealRemoved`] or
+/// [`TamperKind::Truncated`]), never a "torn tail".
 pub fn verify(
     dir: &Path,
     key: &VerifyKey,
@@ -181,12 +228,42 @@ pub fn verify(
 ) -> Result<VerifyReport, AuditError> {
     let mut rep = VerifyReport::default();
     let mut cps: Vec<Checkpoint> = Vec::new();
+    let own = dir.join(crate::writer::files::CHECKPOINTS);
+    let mut sources: Vec<(&Path, bool)> = Vec::new();
+    if own.exists() {
+        sources.push((&own, true));
+    } else {
+        rep.notes.push(format!(
+            "{} is missing: only an outside copy of the checkpoints can show a cut-off end",
+            own.display()
+        ));
+    }
     if let Some(p) = checkpoints {
-        for (n, c) in read_checkpoints(p)?.into_iter().enumerate() {
+        sources.push((p, false));
+    }
+    let mut cp_problem: Option<Finding> = None;
+    for (p, own_file) in sources {
+        let mut parsed = read_checkpoints(p)?;
+        // A crash while the writer appended a checkpoint line can leave the
+        // directory's own file with an unfinished last line: not evidence
+        // of anything, and not tampering.
+        if own_file && matches!(parsed.last(), Some(Err(_))) {
+            let text = std::fs::read(p).map_err(|e| AuditError::io("reading checkpoints", p, e))?;
+            if !text.ends_with(b"\n") {
+                parsed.pop();
+                rep.notes.push(format!(
+                    "the last line of {} is unfinished (a crash while it was written); ignored",
+                    p.display()
+                ));
+            }
+        }
+        rep.checkpoint_sources
+            .push((p.display().to_string(), parsed.len()));
+        for (n, c) in parsed.into_iter().enumerate() {
             match c {
                 Ok(c) if c.signature_ok(&key.checkpoint_public) => cps.push(c),
                 Ok(c) => {
-                    rep.problem = Some(finding(
+                    cp_problem.get_or_insert(finding(
                         TamperKind::CheckpointForged,
                         None,
                         Some(c.seq),
@@ -196,23 +273,29 @@ pub fn verify(
                             p.display()
                         ),
                     ));
-                    return Ok(rep);
                 }
                 Err(line) => {
-                    rep.problem = Some(finding(
+                    cp_problem.get_or_insert(finding(
                         TamperKind::CheckpointForged,
                         None,
                         None,
                         format!("line {line} of {} is not a checkpoint", p.display()),
                     ));
-                    return Ok(rep);
                 }
             }
         }
-        cps.sort_by_key(|c| c.seq);
     }
+    cps.sort_by(|a, b| (a.seq, &a.head, a.epoch).cmp(&(b.seq, &b.head, b.epoch)));
+    // The same checkpoint from both copies counts once.
+    cps.dedup();
     let problem = walk(dir, key, &cps, &mut rep)?;
-    rep.problem = problem;
+    // A wrong key also makes every checkpoint's signature fail: name the
+    // cause. Otherwise a forged checkpoint comes first.
+    rep.problem = match (problem, cp_problem) {
+        (Some(p), _) if p.kind == TamperKind::WrongKey => Some(p),
+        (_, Some(c)) => Some(c),
+        (p, None) => p,
+    };
     Ok(rep)
 }
 
@@ -242,7 +325,12 @@ fn walk(
     let mut cp_i = 0usize;
     let mut retention: Vec<RetentionNote> = Vec::new();
     let mut first_header: Option<SegmentHeader> = None;
+    // Every seal found: sealed-through seq -> (epoch, head).
+    let mut seals: std::collections::BTreeMap<u64, (u64, [u8; 32])> = Default::default();
+    let keyed_chain = key.chain();
+    rep.keyed = true;
     let nsegs = segs.len();
+    let mut seen_keyed = false;
     for (si, seg) in segs.iter().enumerate() {
         let no = seg.no;
         if no != expected_seg {
@@ -287,6 +375,22 @@ fn walk(
                 ),
             )));
         }
+        // A v2 log is keyed in every segment; so is any log from its first
+        // keyed segment on. A keyless segment there is a downgrade: someone
+        // without the writer key wrote it.
+        if !h.keyed && (key.keyed() || seen_keyed) {
+            return Ok(Some(finding(
+                Modified,
+                Some(no),
+                None,
+                format!(
+                    "segment {no} has a keyless (v1) chain in a log whose chain is keyed: it was not written by the log's writer"
+                ),
+            )));
+        }
+        seen_keyed |= h.keyed;
+        rep.keyed &= h.keyed;
+        let chain = if h.keyed { &keyed_chain } else { &Chain::Plain };
         if h.segment_no != no {
             return Ok(Some(finding(
                 Reordered,
@@ -393,13 +497,17 @@ fn walk(
                     }
                 }
             }
-            let computed = chain_hash(&head, f.body);
+            let computed = chain.hash(&head, f.body);
             if &computed != f.hash {
                 return Ok(Some(finding(
                     Modified,
                     Some(no),
                     Some(f.seq),
-                    format!("record at offset {off} does not match its chain hash"),
+                    if h.keyed {
+                        format!("record at offset {off} does not match its keyed chain hash: changed, or written by someone without the writer key")
+                    } else {
+                        format!("record at offset {off} does not match its chain hash")
+                    },
                 )));
             }
             match f.kind {
@@ -469,6 +577,7 @@ fn walk(
                     }
                     last_epoch = Some(s.epoch);
                     last_sealed_seq = f.seq;
+                    seals.insert(f.seq, (s.epoch, s.head));
                     rep.seals += 1;
                 }
             }
@@ -493,6 +602,9 @@ fn walk(
             ),
         )));
     }
+    if let Some(f) = seals_vouched_for(key, cps, &seals, rep.first_seq.unwrap_or(1)) {
+        return Ok(Some(f));
+    }
     if let Some(h) = first_header {
         if h.segment_no > 0 {
             let want = h.segment_no - 1;
@@ -515,6 +627,61 @@ fn walk(
         }
     }
     Ok(None)
+}
+
+/// Every checkpoint was made with a seal: the log must still hold that seal,
+/// with the same epoch and head. One it lacks was cut off (the "torn tail"
+/// of a crash never has a checkpoint: the writer signs one only after its
+/// seal is on disk).
+fn seals_vouched_for(
+    key: &VerifyKey,
+    cps: &[Checkpoint],
+    seals: &std::collections::BTreeMap<u64, (u64, [u8; 32])>,
+    first_seq: u64,
+) -> Option<Finding> {
+    let log_id = hex::encode(key.log_id);
+    for cp in cps {
+        if cp.log_id != log_id {
+            return Some(finding(
+                TamperKind::CheckpointMismatch,
+                None,
+                Some(cp.seq),
+                format!(
+                    "checkpoint at seq {} names another log {}",
+                    cp.seq, cp.log_id
+                ),
+            ));
+        }
+        if cp.seq < first_seq {
+            continue; // its seal went with a segment deleted by retention
+        }
+        match seals.get(&cp.seq) {
+            None => {
+                return Some(finding(
+                    TamperKind::SealRemoved,
+                    None,
+                    Some(cp.seq),
+                    format!(
+                        "a checkpoint vouches for the seal of epoch {} over seq ..={}, and the log has no seal there: it was cut off or removed",
+                        cp.epoch, cp.seq
+                    ),
+                ))
+            }
+            Some((epoch, head)) if *epoch != cp.epoch || hex::encode(head) != cp.head => {
+                return Some(finding(
+                    TamperKind::CheckpointMismatch,
+                    None,
+                    Some(cp.seq),
+                    format!(
+                        "the seal over seq ..={} is of epoch {epoch}, but its checkpoint names epoch {} and another head",
+                        cp.seq, cp.epoch
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 fn later_has(data: &[u8], mut off: usize, seq: u64) -> bool {

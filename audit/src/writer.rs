@@ -10,8 +10,8 @@ use crate::error::AuditError;
 use crate::keys::{Checkpoint, CheckpointSigner, SealKey, SealKeyFile, VerifyKey};
 use crate::record::{Actor, AuditRecord, EventKind, Outcome};
 use crate::segment::{
-    self, encode_frame, list_segments, parse_frame, sync_dir, FrameError, FrameKind, SealPayload,
-    SegmentHeader, HEADER_LEN, MAX_PAYLOAD_BYTES,
+    self, encode_frame, list_segments, parse_frame, sync_dir, Chain, FrameError, FrameKind,
+    SealPayload, SegmentHeader, HEADER_LEN, MAX_PAYLOAD_BYTES,
 };
 use crate::time_fmt::now_ms;
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,10 @@ pub struct LogMeta {
     pub created_ms: i64,
 }
 
-const META_FORMAT: &str = "ferry-audit-log-v1";
+/// A v1 log: keyless SHA-256 chain (still opened, written and verified).
+const META_FORMAT_V1: &str = "ferry-audit-log-v1";
+/// A v2 log: the chain is keyed with the writer key (see [`Chain`]).
+const META_FORMAT: &str = "ferry-audit-log-v2";
 
 impl LogMeta {
     /// Reads `DIR/log.meta`.
@@ -133,10 +136,15 @@ impl LogMeta {
         };
         let m: LogMeta = serde_json::from_str(&text)
             .map_err(|e| AuditError::corrupt(&p, format!("not a log.meta file: {e}")))?;
-        if m.format != META_FORMAT {
+        if m.format != META_FORMAT && m.format != META_FORMAT_V1 {
             return Err(AuditError::corrupt(&p, "unknown log format"));
         }
         Ok(m)
+    }
+
+    /// A v2 log, whose chain is keyed with the writer key.
+    pub fn keyed(&self) -> bool {
+        self.format == META_FORMAT
     }
 
     pub(crate) fn ids(&self, dir: &Path) -> Result<([u8; 16], [u8; 16]), AuditError> {
@@ -167,13 +175,18 @@ pub fn init(dir: &Path, verify_key_out: &Path) -> Result<VerifyKey, AuditError> 
     let log_id: [u8; 16] = crate::keys::random_bytes()?;
     let mut epoch0: [u8; 32] = crate::keys::random_bytes()?;
     let (_signer, public) = CheckpointSigner::generate(&dir.join(files::CHECKPOINT_KEY))?;
-    let vk = VerifyKey::new(log_id, epoch0, public.clone());
+    let vk = VerifyKey::new(log_id, epoch0, public.clone(), true);
     let seal = SealKey::from_epoch0(epoch0);
     zeroize::Zeroize::zeroize(&mut epoch0);
     // The auditor's copy first: if it cannot be written, no log exists
     // that nobody could verify.
     vk.write(verify_key_out)?;
-    SealKeyFile::create(&dir.join(files::SEAL_KEY), &seal)?;
+    SealKeyFile::create(
+        &dir.join(files::SEAL_KEY),
+        &seal,
+        &log_id,
+        Some(&vk.writer_key()),
+    )?;
     drop(seal);
     let created_ms = now_ms();
     let header = SegmentHeader {
@@ -183,6 +196,7 @@ pub fn init(dir: &Path, verify_key_out: &Path) -> Result<VerifyKey, AuditError> 
         log_id,
         key_id: vk.key_id(),
         prev_head: [0u8; 32],
+        keyed: true,
     };
     let seg_path = dir.join(segment::segment_name(0));
     let mut f = OpenOptions::new()
@@ -265,6 +279,9 @@ struct State {
     closed: bool,
     seal_key: SealKey,
     unsealed: u64,
+    /// When the oldest unsealed record was written (its frame time, so
+    /// that the seal deadline survives a restart rather than starting over).
+    first_unsealed_ms: Option<i64>,
     first_unsealed_at: Option<Instant>,
 }
 
@@ -279,6 +296,8 @@ struct Shared {
     dir: PathBuf,
     log_id: [u8; 16],
     key_id: [u8; 16],
+    /// Plain (v1 log) or keyed with the writer key (v2).
+    chain: Chain,
     opts: AuditOptions,
     signer: CheckpointSigner,
     state: Mutex<State>,
@@ -335,10 +354,28 @@ impl AuditLog {
         let flock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|_| AuditError::Locked(dir.to_path_buf()))?;
 
-        let (mut key_file, mut seal_key) = SealKeyFile::open(&dir.join(files::SEAL_KEY))?;
+        let key_path = dir.join(files::SEAL_KEY);
+        let keys = SealKeyFile::open(&key_path, &log_id)?;
+        let (mut key_file, mut seal_key) = (keys.file, keys.seal);
+        let chain = match (meta.keyed(), keys.writer) {
+            (true, Some(w)) => Chain::Keyed(w),
+            (true, None) => return Err(AuditError::KeyMismatch {
+                path: key_path,
+                reason:
+                    "this v2 log needs a writer key and the file holds none (a v1 log's key file?)"
+                        .into(),
+            }),
+            // A v1 log keeps its keyless chain; start a new log for a keyed one.
+            (false, _) => Chain::Plain,
+        };
         let signer = CheckpointSigner::load(&dir.join(files::CHECKPOINT_KEY))?;
 
-        let (tail, recovery) = recover_tail(dir, &log_id)?;
+        let (tail, torn) = recover_tail(dir, &log_id, &chain)?;
+        check_key_fits_log(&key_path, seal_key.epoch(), &tail)?;
+        let recovery = match torn {
+            Some(t) => Some(t.truncate()?),
+            None => None,
+        };
         // The key file may lag the log by one seal (crash after the seal
         // reached the disk, before the evolved key did): never reuse an
         // epoch whose seal is already written.
@@ -364,6 +401,7 @@ impl AuditLog {
             dir: dir.to_path_buf(),
             log_id,
             key_id,
+            chain,
             free_bytes: AtomicU64::new(free_bytes(dir)),
             signer,
             state: Mutex::new(State {
@@ -380,6 +418,7 @@ impl AuditLog {
                 closed: false,
                 seal_key,
                 unsealed: tail.unsealed,
+                first_unsealed_ms: tail.first_unsealed_ms,
                 first_unsealed_at: (tail.unsealed > 0).then(Instant::now),
             }),
             cond: Condvar::new(),
@@ -406,6 +445,10 @@ impl AuditLog {
                     .detail("truncated_bytes", r.truncated_bytes.to_string()),
             )?;
         }
+        // Records a crash left unsealed are sealed now, before anything
+        // new: a series of crashes cannot keep postponing their seal (the
+        // unsealed window is bounded by one run's seal interval).
+        log.seal_now()?;
         // Archive segments a crash left uncompressed.
         if shared.opts.compress_archived {
             for s in list_segments(dir)? {
@@ -587,14 +630,16 @@ impl AuditLog {
         st.next_seq += 1;
         let prev = st.head;
         let seg_no = st.seg_no;
+        let time_ms = now_ms();
         let chunk = current_chunk(&mut st, seg_no);
         let before = chunk.data.len();
         let h = encode_frame(
             &mut chunk.data,
+            &sh.chain,
             &prev,
             FrameKind::Record,
             seq,
-            now_ms(),
+            time_ms,
             &payload,
         );
         let written = (chunk.data.len() - before) as u64;
@@ -604,6 +649,9 @@ impl AuditLog {
         st.unsealed += 1;
         if st.first_unsealed_at.is_none() {
             st.first_unsealed_at = Some(Instant::now());
+        }
+        if st.first_unsealed_ms.is_none() {
+            st.first_unsealed_ms = Some(time_ms);
         }
         if st.unsealed >= sh.opts.seal_every_records {
             sh.seal(&mut st);
@@ -658,6 +706,7 @@ impl Shared {
         let before = chunk.data.len();
         let h = encode_frame(
             &mut chunk.data,
+            &self.chain,
             &head,
             FrameKind::Seal,
             through,
@@ -671,6 +720,7 @@ impl Shared {
         st.seg_bytes += written;
         st.frames_encoded += 1;
         st.unsealed = 0;
+        st.first_unsealed_ms = None;
         st.first_unsealed_at = None;
     }
 
@@ -697,6 +747,7 @@ impl Shared {
             log_id: self.log_id,
             key_id: self.key_id,
             prev_head: st.head,
+            keyed: self.chain.is_keyed(),
         };
         st.head = header.chain_start();
         st.seg_no = old + 1;
@@ -872,9 +923,15 @@ fn ticker(weak: std::sync::Weak<Shared>) {
         sh.free_bytes.store(free_bytes(&sh.dir), Ordering::Relaxed);
         let due = {
             let mut st = lock(&sh.state);
+            // Due by the oldest unsealed record's own (wall-clock) time, or
+            // by the monotonic clock should the wall clock have gone back.
+            let interval_ms = i64::try_from(sh.opts.seal_interval.as_millis()).unwrap_or(i64::MAX);
             let due = st
-                .first_unsealed_at
-                .is_some_and(|t| t.elapsed() >= sh.opts.seal_interval);
+                .first_unsealed_ms
+                .is_some_and(|t| now_ms().saturating_sub(t) >= interval_ms)
+                || st
+                    .first_unsealed_at
+                    .is_some_and(|t| t.elapsed() >= sh.opts.seal_interval);
             if due && !st.failed {
                 sh.seal(&mut st);
             }
@@ -911,15 +968,85 @@ struct Tail {
     next_seq: u64,
     head: [u8; 32],
     unsealed: u64,
+    /// Frame time of the oldest record after the last seal.
+    first_unsealed_ms: Option<i64>,
     last_seal_epoch: Option<u64>,
 }
 
-/// Scans the active segment to find the chain's end, truncating a torn
-/// tail. A torn tail is an incomplete last frame, a last frame whose hash
-/// does not match (a write cut short by power loss), or zeros to the end of
-/// the file (blocks allocated but never written). Anything else that does
-/// not check is damage, and the writer refuses to append after it.
-fn recover_tail(dir: &Path, log_id: &[u8; 16]) -> Result<(Tail, Option<Recovery>), AuditError> {
+/// A torn tail found by [`recover_tail`], cut off by [`Torn::truncate`]
+/// only once the keys were found to fit the log (so that a refused open
+/// leaves the evidence as it found it).
+struct Torn {
+    path: PathBuf,
+    at: u64,
+    len: u64,
+    segment_no: u64,
+}
+
+impl Torn {
+    fn truncate(self) -> Result<Recovery, AuditError> {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| AuditError::io("opening segment", &self.path, e))?;
+        f.set_len(self.at)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| AuditError::io("truncating torn tail of", &self.path, e))?;
+        Ok(Recovery {
+            truncated_bytes: self.len - self.at,
+            segment_no: self.segment_no,
+        })
+    }
+}
+
+/// The host's seal key must be the one that follows the log's last seal
+/// (or that seal's own key, when a crash came between the seal reaching the
+/// disk and the evolved key doing so). A key further ahead means seals were
+/// cut off the log's end (its key file has moved past them); a key behind
+/// means the file is an older or another log's copy. Either way, sealing
+/// with it would hide the problem, so the writer refuses.
+fn check_key_fits_log(path: &Path, key_epoch: u64, tail: &Tail) -> Result<(), AuditError> {
+    let expected = match tail.last_seal_epoch {
+        Some(e) => e..=e + 1,
+        // No seal in the log yet (or none left after retention in the
+        // segments read): a fresh log's key is at epoch 0.
+        None if tail.seg_no == 0 => 0..=0,
+        None => return Ok(()),
+    };
+    if expected.contains(&key_epoch) {
+        return Ok(());
+    }
+    let reason = match tail.last_seal_epoch {
+        Some(e) if key_epoch > e + 1 => format!(
+            "the seal key is at epoch {key_epoch} but the log's last seal is of epoch {e}: seals of epochs {}..={} are gone from the log's end (cut off?)",
+            e + 1,
+            key_epoch - 1
+        ),
+        None if key_epoch > 0 => format!(
+            "the seal key is at epoch {key_epoch} but the log holds no seal: its seals are gone (cut off?), or the key file is another log's"
+        ),
+        Some(e) => format!(
+            "the seal key is at epoch {key_epoch}, behind the log's last seal of epoch {e}: an old copy of the key file, or another log's"
+        ),
+        None => format!("the seal key is at epoch {key_epoch}, which does not fit the log"),
+    };
+    Err(AuditError::KeyMismatch {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Scans the active segment to find the chain's end. A torn tail is an
+/// incomplete last frame, a last frame whose hash does not match (a write
+/// cut short by power loss), or zeros to the end of the file (blocks
+/// allocated but never written); it is returned for the caller to cut off.
+/// Anything else that does not check is damage, and the writer refuses to
+/// append after it.
+fn recover_tail(
+    dir: &Path,
+    log_id: &[u8; 16],
+    chain: &Chain,
+) -> Result<(Tail, Option<Torn>), AuditError> {
     let mut segs = list_segments(dir)?;
     let Some(mut last) = segs.pop() else {
         return Err(AuditError::corrupt(dir, "no segment files"));
@@ -955,17 +1082,28 @@ fn recover_tail(dir: &Path, log_id: &[u8; 16]) -> Result<(Tail, Option<Recovery>
             "segment belongs to another log",
         ));
     }
+    if header.keyed != chain.is_keyed() {
+        return Err(AuditError::corrupt(
+            &last.path,
+            if chain.is_keyed() {
+                "keyless (v1) segment in a v2 log: not written by ferry (run verify)"
+            } else {
+                "keyed (v2) segment in a v1 log: not written by ferry (run verify)"
+            },
+        ));
+    }
     let mut head = header.chain_start();
     let mut next_seq = header.first_seq;
     let mut off = HEADER_LEN;
     let mut unsealed = 0u64;
+    let mut first_unsealed_ms = None;
     let mut last_seal_epoch = None;
     let mut truncate_at = None;
     while off < data.len() {
         let frame = parse_frame(&data, off);
         let ok = match &frame {
             Ok(f) => {
-                segment::chain_hash(&head, f.body) == *f.hash
+                chain.hash(&head, f.body) == *f.hash
                     && match f.kind {
                         FrameKind::Record => f.seq == next_seq,
                         FrameKind::Seal => f.seq + 1 == next_seq,
@@ -980,12 +1118,14 @@ fn recover_tail(dir: &Path, log_id: &[u8; 16]) -> Result<(Tail, Option<Recovery>
                 FrameKind::Record => {
                     next_seq += 1;
                     unsealed += 1;
+                    first_unsealed_ms.get_or_insert(f.time_ms);
                 }
                 FrameKind::Seal => {
                     if let Some(s) = SealPayload::decode(f.payload) {
                         last_seal_epoch = Some(s.epoch);
                     }
                     unsealed = 0;
+                    first_unsealed_ms = None;
                 }
             }
             off += f.len();
@@ -1008,20 +1148,12 @@ fn recover_tail(dir: &Path, log_id: &[u8; 16]) -> Result<(Tail, Option<Recovery>
         truncate_at = Some(off);
         break;
     }
-    let mut recovery = None;
-    if let Some(at) = truncate_at {
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&last.path)
-            .map_err(|e| AuditError::io("opening segment", &last.path, e))?;
-        f.set_len(at as u64)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| AuditError::io("truncating torn tail of", &last.path, e))?;
-        recovery = Some(Recovery {
-            truncated_bytes: (data.len() - at) as u64,
-            segment_no: header.segment_no,
-        });
-    }
+    let torn = truncate_at.map(|at| Torn {
+        path: last.path.clone(),
+        at: at as u64,
+        len: data.len() as u64,
+        segment_no: header.segment_no,
+    });
     if last_seal_epoch.is_none() {
         // The previous segment ends with the rotation seal.
         if let Some(prev) = segs.last() {
@@ -1045,8 +1177,9 @@ fn recover_tail(dir: &Path, log_id: &[u8; 16]) -> Result<(Tail, Option<Recovery>
             next_seq,
             head,
             unsealed,
+            first_unsealed_ms,
             last_seal_epoch,
         },
-        recovery,
+        torn,
     ))
 }

@@ -200,7 +200,7 @@ fn forged_and_mismatched_checkpoints() {
     // checkpoint key is modelled by re-signing is impossible without the
     // key, so take a real checkpoint and point the log elsewhere: rewrite
     // the record it vouches for and recompute the chain after it).
-    use ferry_audit::segment::{chain_hash, SegmentHeader};
+    use ferry_audit::segment::SegmentHeader;
     let seg = seg_path(&dir, 0);
     let mut data = std::fs::read(&seg).unwrap();
     let h = SegmentHeader::decode(&data).unwrap();
@@ -216,7 +216,8 @@ fn forged_and_mismatched_checkpoints() {
     let mut head = h.chain_start();
     for (o, l, _, _) in &fr {
         let end = o + l - 32;
-        let nh = chain_hash(&head, &data[*o..end]);
+        // The intruder holds the host's writer key (root at time T).
+        let nh = vk.chain().hash(&head, &data[*o..end]);
         data[end..o + l].copy_from_slice(&nh);
         head = nh;
     }
@@ -244,7 +245,7 @@ fn wrong_key_is_named() {
 fn resealed_rewrite_is_bad_seal() {
     // An intruder rewrites a record and recomputes every later chain hash:
     // the chain checks, but the seal made with the past epoch key does not.
-    use ferry_audit::segment::{chain_hash, SegmentHeader};
+    use ferry_audit::segment::SegmentHeader;
     let (_t, dir, vk) = make_log(30);
     let p = seg_path(&dir, 0);
     let mut data = std::fs::read(&p).unwrap();
@@ -260,11 +261,16 @@ fn resealed_rewrite_is_bad_seal() {
     let mut head = h.chain_start();
     for (off, len, _, _) in &fr {
         let body_end = off + len - 32;
-        let nh = chain_hash(&head, &data[*off..body_end]);
+        // The intruder holds the host's writer key (root at time T).
+        let nh = vk.chain().hash(&head, &data[*off..body_end]);
         data[body_end..off + len].copy_from_slice(&nh);
         head = nh;
     }
     std::fs::write(&p, &data).unwrap();
+    // The host's own checkpoints.jsonl (which verify reads) would already
+    // say "checkpoint mismatch"; the intruder empties it too, leaving only
+    // the seals to tell.
+    std::fs::write(dir.join("checkpoints.jsonl"), b"").unwrap();
     assert_eq!(
         kind(&dir, &vk, None),
         Some((TamperKind::BadSeal, Some(seq0)))
