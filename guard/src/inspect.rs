@@ -852,7 +852,7 @@ impl<'a> Ctx<'a> {
                 self.findings.len()
             ));
         }
-        let report = Report {
+        let mut report = Report {
             profile: self.profile.name().to_string(),
             verdict: self.verdict,
             reasons,
@@ -866,6 +866,9 @@ impl<'a> Ctx<'a> {
             bytes_expanded: self.budget.expanded.get(),
             members: self.budget.members.get(),
         };
+        // The one place every report string passes: no package text with
+        // a sensitive value leaves in a report (see `redact`).
+        crate::redact::report(self.profile, &mut report);
         Ok((report, sink))
     }
 }

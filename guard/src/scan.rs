@@ -136,6 +136,16 @@ impl<'p> ContentScan<'p> {
         }
     }
 
+    /// For report strings (see `redact`): the profile's dirty words and
+    /// every personal-data detector, enabled by the profile or not.
+    pub(crate) fn for_reports(profile: &'p Profile) -> ContentScan<'p> {
+        let mut s = ContentScan::new(profile, false);
+        s.detectors = pii::Detector::ALL
+            .into_iter()
+            .fold(Detectors::default(), Detectors::with);
+        s
+    }
+
     pub(crate) fn is_active(&self) -> bool {
         self.words.is_some() || !self.detectors.is_empty()
     }

@@ -66,7 +66,8 @@ impl Kind {
             "application/x-tar" | "application/tar" => Kind::Tar,
             _ => {
                 return Err(format!(
-                    "declared type `{t}` is not one the guard can inspect"
+                    "declared type {} is not one the guard can inspect",
+                    quoted_token(&t)
                 ))
             }
         }))
@@ -98,7 +99,8 @@ impl Kind {
             "tar" => Kind::Tar,
             _ => {
                 return Err(format!(
-                    "the extension `.{ext}` is not one the guard knows; use .txt .csv .json .geojson .xml .pdf .png .jpg .gif .tif .zip .tar .gz"
+                    "the extension {} is not one the guard knows; use .txt .csv .json .geojson .xml .pdf .png .jpg .gif .tif .zip .tar .gz",
+                    quoted_token(&format!(".{ext}"))
                 ))
             }
         }))
@@ -309,5 +311,21 @@ mod tests {
             Ok(Some(Kind::Csv))
         );
         assert_eq!(Kind::from_mime("application/octet-stream"), Ok(None));
+    }
+}
+
+/// A sender's type or extension, quoted in a reason only when it is a
+/// short token of the characters media types and extensions are made of;
+/// anything else is sender text that may hold anything, and is not shown
+/// (the report rule in `redact` removes markings and personal data from
+/// what is shown).
+fn quoted_token(t: &str) -> String {
+    let ok = t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
+    if ok {
+        format!("`{t}`")
+    } else {
+        "(not shown: not a plain token)".to_string()
     }
 }

@@ -134,9 +134,11 @@ impl Xml<'_, '_, '_> {
                     rd.bump();
                     match self.stack.pop() {
                         Some(open) if open == name => {}
-                        Some(open) => {
-                            return Err(self
-                                .fail(rd, &format!("end tag </{name}> does not match <{open}>")))
+                        Some(_) => {
+                            // Names are package text: never quoted.
+                            return Err(
+                                self.fail(rd, "an end tag does not match the open element's name")
+                            );
                         }
                         None => return Err(self.fail(rd, "an end tag without a start tag")),
                     }
@@ -427,10 +429,10 @@ impl Xml<'_, '_, '_> {
                 .and_then(|h| h.parse::<u32>().ok())
                 .and_then(char::from_u32)
                 .ok_or_else(|| self.fail(rd, "an invalid character reference"))?,
-            other => {
-                let name = String::from_utf8_lossy(other).into_owned();
+            _ => {
+                // The entity's name is package text: not quoted.
                 return Err(self.ctx.reject(format!(
-                    "XML entity reference &{name}; at line {}: entities need a DTD, which is refused",
+                    "XML entity reference at line {}: entities other than the five predefined ones need a DTD, which is refused",
                     rd.line
                 )));
             }

@@ -6,7 +6,7 @@
 //! bombs work; gaps and comments could hide uninspected data); encrypted,
 //! linked and multi-disk archives are refused.
 
-use super::{check_name, shown, Names, ReadSeek};
+use super::{check_name, who, Names, ReadSeek};
 use crate::inspect::{Ctx, Halt};
 use crate::source::{content_problem, drain, Metered};
 use std::cell::Cell;
@@ -166,8 +166,8 @@ pub(crate) fn inspect(
         cd_pos += 46 + var_len;
         let name_bytes = var[..name_len].to_vec();
         let extra = &var[name_len..];
-        let name = check_name(&name_bytes).map_err(|m| rej(ctx, m))?;
-        let who = format!("member {}", shown(&name_bytes));
+        let name = check_name(&name_bytes, index).map_err(|m| rej(ctx, m))?;
+        let who = who(index);
         if comment_len > 0 {
             return Err(rej(
                 ctx,
@@ -223,7 +223,7 @@ pub(crate) fn inspect(
                 ),
             ));
         }
-        names.insert(&name).map_err(|m| rej(ctx, m))?;
+        names.insert(&name, index).map_err(|m| rej(ctx, m))?;
         if made_by >> 8 == 3 {
             match (ext_attr >> 16) & 0o170_000 {
                 0 | 0o100_000 | 0o040_000 => {}
