@@ -31,10 +31,41 @@ struct Xml<'c, 'a, 'p> {
     text_line: u64,
     /// Where the text belongs, for locations.
     text_field: Option<String>,
+    /// An office document part: character data is joined across elements
+    /// up to the end of a paragraph (or cell), because word processors
+    /// split one word into runs (`<w:t>机</w:t>…<w:t>密</w:t>`).
+    office: bool,
+    para: Vec<u8>,
+    para_map: Vec<u64>,
+    para_line: u64,
+    para_field: Option<String>,
+    para_open: bool,
+}
+
+/// Elements (local names) that end a paragraph, a cell or a shared string
+/// in OOXML and ODF: joined text is scanned at their end.
+const PARA_ENDS: &[&str] = &[
+    "p",
+    "h",
+    "si",
+    "is",
+    "c",
+    "tc",
+    "txBody",
+    "table-cell",
+    "list-item",
+    "body",
+    "sheetData",
+];
+
+fn ends_paragraph(name: &str) -> bool {
+    let local = name.rsplit(':').next().unwrap_or(name);
+    PARA_ENDS.contains(&local)
 }
 
 pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
     let profile = ctx.profile;
+    let office = ctx.office;
     let mut rd = Peek::new(r);
     for &b in crate::text::BOM {
         if rd.peek()? == Some(b) {
@@ -51,6 +82,12 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
         map: Vec::new(),
         text_line: 1,
         text_field: None,
+        office,
+        para: Vec::new(),
+        para_map: Vec::new(),
+        para_line: 1,
+        para_field: None,
+        para_open: false,
     };
     x.run(&mut rd)
 }
@@ -95,7 +132,7 @@ impl Xml<'_, '_, '_> {
                 if !seen_root {
                     return Err(self.fail(rd, "there is no root element"));
                 }
-                return Ok(());
+                return self.flush_para(rd);
             };
             if c != b'<' {
                 if self.stack.is_empty() {
@@ -133,7 +170,11 @@ impl Xml<'_, '_, '_> {
                     }
                     rd.bump();
                     match self.stack.pop() {
-                        Some(open) if open == name => {}
+                        Some(open) if open == name => {
+                            if self.office && ends_paragraph(&name) {
+                                self.flush_para(rd)?;
+                            }
+                        }
                         Some(_) => {
                             // Names are package text: never quoted.
                             return Err(
@@ -345,8 +386,61 @@ impl Xml<'_, '_, '_> {
         }
     }
 
+    /// Swaps the paragraph buffer in as the text being collected.
+    fn swap_para(&mut self) {
+        std::mem::swap(&mut self.text, &mut self.para);
+        std::mem::swap(&mut self.map, &mut self.para_map);
+        std::mem::swap(&mut self.text_line, &mut self.para_line);
+        std::mem::swap(&mut self.text_field, &mut self.para_field);
+    }
+
+    /// Scans the joined text of an office paragraph.
+    fn flush_para(&mut self, rd: &Peek<'_>) -> Result<(), Halt> {
+        if !self.para_open {
+            return Ok(());
+        }
+        self.para_open = false;
+        self.swap_para();
+        self.scan.reset();
+        let res = self.flush_text(rd, true);
+        self.swap_para();
+        self.para.clear();
+        self.para_map.clear();
+        res
+    }
+
     /// Character data between tags, with references decoded.
     fn char_data(&mut self, rd: &mut Peek<'_>) -> Result<(), Halt> {
+        if self.office {
+            if !self.para_open {
+                self.para_open = true;
+                self.para.clear();
+                self.para_map.clear();
+                self.para_line = rd.line;
+                self.para_field = Some(self.path());
+            }
+            self.swap_para();
+            let mut res = Ok(());
+            while let Some(c) = match rd.peek() {
+                Ok(c) => c,
+                Err(e) => {
+                    res = Err(Halt::from(e));
+                    None
+                }
+            } {
+                let r = match c {
+                    b'<' => break,
+                    b'&' => self.reference(rd),
+                    _ => self.push_raw(rd, c),
+                };
+                if let Err(e) = r {
+                    res = Err(e);
+                    break;
+                }
+            }
+            self.swap_para();
+            return res;
+        }
         self.begin_text(rd.line, Some(self.path()));
         while let Some(c) = rd.peek()? {
             match c {
