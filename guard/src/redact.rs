@@ -78,7 +78,7 @@ impl<'p> Redactor<'p> {
             prev = b;
         }
         self.hits.clear();
-        pii::scan(&self.view, self.all, &mut self.hits);
+        pii::scan_with(&self.view, self.all, &mut self.hits, false);
         for h in &self.hits {
             self.ranges.push((h.start.min(len), h.end.min(len)));
         }

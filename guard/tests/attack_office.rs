@@ -58,7 +58,7 @@ fn xlsx(shared: &str) -> Vec<u8> {
     let sst = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1"><si><t>{shared}</t></si></sst>"#
     );
-    let sheet = br#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1"><v>1200.5</v></c></row></sheetData></worksheet>"#;
+    let sheet = br#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1"><v>13800000000.5</v></c></row></sheetData></worksheet>"#;
     zip(&[
         entry("[Content_Types].xml", CONTENT_TYPES),
         entry("_rels/.rels", RELS),
