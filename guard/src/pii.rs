@@ -91,6 +91,7 @@ const fn alnum_table() -> [bool; 256] {
 static ALNUM: [bool; 256] = alnum_table();
 
 /// Appends every validated value in `b` to `hits`, in order of position.
+#[cfg(test)]
 pub(crate) fn scan(b: &[u8], on: Detectors, hits: &mut Vec<PiiHit>) {
     scan_with(b, on, hits, true);
 }
