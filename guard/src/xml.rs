@@ -26,6 +26,8 @@ struct Xml<'c, 'a, 'p> {
     ctx: &'c mut Ctx<'a>,
     scan: ContentScan<'p>,
     stack: Vec<String>,
+    /// Per open element: its name holds a finding, so paths show `*`.
+    hidden: Vec<bool>,
     text: Vec<u8>,
     map: Vec<u64>,
     text_line: u64,
@@ -78,6 +80,7 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
         ctx,
         scan: ContentScan::new(profile, false),
         stack: Vec::new(),
+        hidden: Vec::new(),
         text: Vec::new(),
         map: Vec::new(),
         text_line: 1,
@@ -111,9 +114,13 @@ impl Xml<'_, '_, '_> {
 
     fn path(&self) -> String {
         let mut p = String::new();
-        for n in &self.stack {
+        for (i, n) in self.stack.iter().enumerate() {
             p.push('/');
-            p.push_str(n);
+            if self.hidden.get(i).copied().unwrap_or(false) {
+                p.push('*');
+            } else {
+                p.push_str(n);
+            }
         }
         if p.is_empty() {
             p.push('/');
@@ -169,6 +176,7 @@ impl Xml<'_, '_, '_> {
                         return Err(self.fail(rd, "expected `>` to end the end tag"));
                     }
                     rd.bump();
+                    self.hidden.pop();
                     match self.stack.pop() {
                         Some(open) if open == name => {
                             if self.office && ends_paragraph(&name) {
@@ -215,7 +223,30 @@ impl Xml<'_, '_, '_> {
         String::from_utf8(n).map_err(|_| self.fail(rd, "a name that is not UTF-8"))
     }
 
+    /// Element and attribute names are content too: searched like text
+    /// (as JSON keys and CSV headers are). `Ok(true)` when the name holds
+    /// a finding (paths then show `*` instead of it).
+    fn scan_name(&mut self, name: &str, at: u64, line: u64, field: String) -> Result<bool, Halt> {
+        if !self.scan.is_active() {
+            return Ok(false);
+        }
+        self.scan.reset();
+        self.scan.scan(name.as_bytes(), &SegMap::Linear(at));
+        if self.scan.word_hits.is_empty() && self.scan.pii_hits.is_empty() {
+            return Ok(false);
+        }
+        self.ctx.record_hits(
+            &self.scan,
+            name.as_bytes(),
+            &SegMap::Linear(at),
+            &mut |_| (Some(line), Some(field.clone())),
+        )?;
+        self.scan.reset();
+        Ok(true)
+    }
+
     fn start_tag(&mut self, rd: &mut Peek<'_>) -> Result<(), Halt> {
+        let at = rd.offset();
         let name = self.name(rd)?;
         if self.stack.len() >= DEPTH_MAX {
             return Err(self.ctx.reject(format!(
@@ -223,7 +254,10 @@ impl Xml<'_, '_, '_> {
                 rd.line
             )));
         }
+        let field = format!("{}/* (element name)", self.path().trim_end_matches('/'));
+        let hidden = self.scan_name(&name, at, rd.line, field)?;
         self.stack.push(name);
+        self.hidden.push(hidden);
         let mut attrs = 0;
         loop {
             rd.skip_ws()?;
@@ -239,6 +273,7 @@ impl Xml<'_, '_, '_> {
                     }
                     rd.bump();
                     self.stack.pop();
+                    self.hidden.pop();
                     return Ok(());
                 }
                 Some(_) => {
@@ -246,7 +281,11 @@ impl Xml<'_, '_, '_> {
                     if attrs > ATTRS_MAX {
                         return Err(self.fail(rd, "more than 1024 attributes"));
                     }
+                    let an_at = rd.offset();
                     let an = self.name(rd)?;
+                    let field = format!("{}/@* (attribute name)", self.path());
+                    let an_hidden = self.scan_name(&an, an_at, rd.line, field)?;
+                    let an = if an_hidden { "*".to_string() } else { an };
                     rd.skip_ws()?;
                     if rd.peek()? != Some(b'=') {
                         return Err(self.fail(rd, "expected `=` after an attribute name"));
