@@ -234,6 +234,9 @@ pub(crate) struct Ctx<'a> {
     detected: Option<Kind>,
     digest_before: Option<String>,
     bytes_read: u64,
+    /// The members being inspected are parts of an office document (set
+    /// by the zip handler from the archive's own structure).
+    pub(crate) office: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -263,6 +266,7 @@ impl<'a> Ctx<'a> {
             detected: None,
             digest_before: None,
             bytes_read: 0,
+            office: false,
         }
     }
 
@@ -286,14 +290,24 @@ impl<'a> Ctx<'a> {
             Err(r) => return Err(self.reject(r)),
         };
         let named = Kind::from_name(name).map_err(|r| self.reject(r))?;
-        let sniffed = sniff(&head).map_err(|r| self.reject(r))?;
+        let legacy = self.profile.legacy_encodings
+            && std::str::from_utf8(&head).is_err()
+            && memchr::memchr(0, &head).is_none()
+            && crate::sniff::legacy_chinese(&head);
+        let sniffed = if legacy {
+            // Typed by what the decoded text looks like.
+            let (text, _, _) = encoding_rs::GB18030.decode(&head);
+            sniff(text.as_bytes()).map_err(|r| self.reject(r))?
+        } else {
+            sniff(&head).map_err(|r| self.reject(r))?
+        };
         let kind = resolve(sniffed, declared, named).map_err(|r| self.reject(r))?;
         self.detected = Some(kind);
         self.check_allowed(kind, 0)?;
         // The name is content too.
         self.scan_name(name)?;
         let mut at = AtReader::new(src, size);
-        if kind == Kind::Zip {
+        if kind == Kind::Zip || matches!(kind, Kind::Office(_)) {
             self.mask_refusal = Some(MASK_IN_ARCHIVE);
             archive::zip::inspect(self, &mut at, size, 0)?;
             self.bytes_read = size;
@@ -309,6 +323,16 @@ impl<'a> Ctx<'a> {
             Kind::Gzip => {
                 self.mask_refusal = Some(MASK_IN_ARCHIVE);
                 archive::gzip::inspect(self, &mut d, size, name, 0)
+            }
+            _ if legacy => {
+                // Decoded text is inspected, never rewritten: findings'
+                // offsets are in the decoded (UTF-8) text.
+                self.mask_refusal = Some(
+                    "the guard does not rewrite GBK/GB18030 text; convert it to UTF-8, or use action = \"review\"",
+                );
+                let mut dec = crate::source::Gb18030Reader::new(&mut d);
+                let r = self.content(kind, &mut dec, false);
+                r.and_then(|()| drain(&mut dec).map(|_| ()).map_err(Halt::Io))
             }
             _ => self.content(kind, &mut d, true),
         };
@@ -419,21 +443,57 @@ impl<'a> Ctx<'a> {
         let mut head = vec![0u8; HEAD_BYTES];
         let n = read_full(r, &mut head)?;
         head.truncate(n);
-        let named = match Kind::from_name(name) {
-            Ok(Some(k)) => k,
-            Ok(None) => {
+        let part = if self.office {
+            office_part(name)
+        } else {
+            OfficePart::Plain
+        };
+        let named = match (part, Kind::from_name(name)) {
+            (OfficePart::Macro | OfficePart::Embedded, _) => {
+                let (detector, what) = if part == OfficePart::Macro {
+                    ("office_macro", "a macro")
+                } else {
+                    ("office_embedded", "an embedded object")
+                };
+                let loc = self.location(None, None, None);
+                let action = self.profile.office_action;
+                let taken = self.finding(
+                    FindingKind::Uninspectable,
+                    detector,
+                    loc,
+                    None,
+                    None,
+                    action,
+                );
+                if taken != Action::Review {
+                    self.add_reason(format!(
+                        "{}{what} in an office document cannot be inspected (office.action = \"{}\")",
+                        self.where_(),
+                        taken.as_str()
+                    ));
+                }
+                return Ok(());
+            }
+            (OfficePart::As(k), _) => k,
+            (OfficePart::Plain, Ok(Some(k))) => k,
+            (OfficePart::Plain, Ok(None)) => {
                 return Err(self.reject(
                     "the member's name has no extension, so its type cannot be checked".into(),
                 ))
             }
-            Err(e) => return Err(self.reject(e)),
+            (OfficePart::Plain, Err(e)) => return Err(self.reject(e)),
         };
         let sniffed = sniff(&head).map_err(|e| self.reject(e))?;
         let kind = resolve(sniffed, None, Some(named)).map_err(|e| self.reject(e))?;
-        self.check_allowed(kind, depth)?;
+        // The XML and text parts of an allowed office document are the
+        // document: allowed with it. Images and nested documents are
+        // content of their own and need their own type allowed.
+        if !(self.office && matches!(kind, Kind::Xml | Kind::Text)) {
+            self.check_allowed(kind, depth)?;
+        }
         let mut pr = Prefixed::new(&head, r);
         match kind {
-            Kind::Zip => {
+            Kind::Zip | Kind::Office(_) => {
                 let dir = self.scratch.clone();
                 let mut f = tempfile::tempfile_in(&dir).map_err(|source| {
                     Halt::Fatal(GuardError::Scratch {
@@ -494,6 +554,12 @@ impl<'a> Ctx<'a> {
                 )));
             }
             return Ok(());
+        }
+        if matches!(kind, Kind::Office(_)) && depth + 1 > p.archives.max_depth {
+            return Err(self.reject(format!(
+                "an office document nested deeper than archives.max_depth ({})",
+                p.archives.max_depth
+            )));
         }
         // JSON and GeoJSON are told apart only after parsing.
         let allowed = match kind {
@@ -852,7 +918,7 @@ impl<'a> Ctx<'a> {
                 self.findings.len()
             ));
         }
-        let report = Report {
+        let mut report = Report {
             profile: self.profile.name().to_string(),
             verdict: self.verdict,
             reasons,
@@ -866,6 +932,9 @@ impl<'a> Ctx<'a> {
             bytes_expanded: self.budget.expanded.get(),
             members: self.budget.members.get(),
         };
+        // The one place every report string passes: no package text with
+        // a sensitive value leaves in a report (see `redact`).
+        crate::redact::report(self.profile, &mut report);
         Ok((report, sink))
     }
 }
@@ -880,6 +949,51 @@ pub(crate) struct Masked {
 
 pub(crate) const MASK_IN_ARCHIVE: &str =
     "the guard does not rewrite archives; unpack and send the members separately, or use action = \"review\"";
+
+/// What a part of an office document is, by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OfficePart {
+    /// VBA project, ODF Basic or scripts: refused or held (`office.action`).
+    Macro,
+    /// A binary the guard cannot look into (OLE objects, fonts, metafiles,
+    /// anything without a known extension): refused or held.
+    Embedded,
+    /// A part inspected as this type whatever its name says (`.rels`,
+    /// `mimetype`, `.vml`, `.rdf`).
+    As(Kind),
+    /// Typed by its extension as in any archive.
+    Plain,
+}
+
+pub(crate) fn office_part(name: &str) -> OfficePart {
+    let lower = name.to_ascii_lowercase();
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    if base.starts_with("vbaproject")
+        || base.starts_with("vbadata")
+        || lower.starts_with("basic/")
+        || lower.starts_with("scripts/")
+        || base.ends_with(".bas")
+    {
+        return OfficePart::Macro;
+    }
+    if lower == "mimetype" {
+        return OfficePart::As(Kind::Text);
+    }
+    if base.ends_with(".rels") || base.ends_with(".vml") || base.ends_with(".rdf") {
+        return OfficePart::As(Kind::Xml);
+    }
+    if lower.contains("embeddings/") || lower.contains("activex/") {
+        // Embedded documents of a known type are inspected as such.
+        return match Kind::from_name(name) {
+            Ok(Some(Kind::Office(_) | Kind::Xml | Kind::Text | Kind::Csv)) => OfficePart::Plain,
+            _ => OfficePart::Embedded,
+        };
+    }
+    match Kind::from_name(name) {
+        Ok(Some(_)) => OfficePart::Plain,
+        _ => OfficePart::Embedded,
+    }
+}
 
 fn kind_label(k: FindingKind) -> &'static str {
     match k {

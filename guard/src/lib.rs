@@ -38,6 +38,7 @@ mod normalize;
 mod opaque;
 mod pii;
 mod profile;
+mod redact;
 mod report;
 mod scan;
 mod sniff;

@@ -91,7 +91,15 @@ const fn alnum_table() -> [bool; 256] {
 static ALNUM: [bool; 256] = alnum_table();
 
 /// Appends every validated value in `b` to `hits`, in order of position.
+#[cfg(test)]
 pub(crate) fn scan(b: &[u8], on: Detectors, hits: &mut Vec<PiiHit>) {
+    scan_with(b, on, hits, true);
+}
+
+/// [`scan`]; `amounts`: digits that are part of a larger number are
+/// left alone (content). Reports pass `false`: there, anything that
+/// looks like a value is removed.
+pub(crate) fn scan_with(b: &[u8], on: Detectors, hits: &mut Vec<PiiHit>, amounts: bool) {
     if on.is_empty() {
         return;
     }
@@ -152,6 +160,10 @@ pub(crate) fn scan(b: &[u8], on: Detectors, hits: &mut Vec<PiiHit>) {
                     value,
                 });
             }
+            // Digits that belong to a larger number (a decimal fraction
+            // either side, a sign) are an amount, not an identifier:
+            // `13800000000.50` yuan is not a phone number.
+            let found = found.filter(|h| !amounts || !part_of_number(b, h.start, h.end));
             if let Some(h) = found {
                 let inside_email = hits[first..emails]
                     .iter()
@@ -164,6 +176,42 @@ pub(crate) fn scan(b: &[u8], on: Detectors, hits: &mut Vec<PiiHit>) {
     }
     if emails > first && hits.len() > emails {
         hits[first..].sort_by_key(|h| h.start);
+    }
+}
+
+/// Is `b[s..e]` (a run of digits, maybe grouped) part of a larger
+/// number? Yes when a decimal point joins it to more digits on either side
+/// (`13800000000.50`, `0.13800000000`, `12.13800000000`), or a sign stands
+/// right before it where no word does (`-13800000000`, `(+13800000000`).
+/// `+86` stays a country code. A comma is a field separator in CSV, so
+/// `1,13800000000` is not joined (a thousands group is 3 digits, never a
+/// whole identifier).
+fn part_of_number(b: &[u8], s: usize, e: usize) -> bool {
+    let digit_at = |i: Option<usize>| i.and_then(|i| b.get(i)).is_some_and(u8::is_ascii_digit);
+    let at = |i: Option<usize>| i.and_then(|i| b.get(i)).copied();
+    // A fraction or more decimals after it.
+    if at(Some(e)) == Some(b'.') && digit_at(e.checked_add(1)) {
+        return true;
+    }
+    match at(s.checked_sub(1)) {
+        // The fractional part of a number (`.5` counts as a number too).
+        Some(b'.') => {
+            // After a digit, or after no word (`Tel.13800000000` is a
+            // phone number).
+            match at(s.checked_sub(2)) {
+                None => true,
+                Some(c) => c.is_ascii_digit() || (c < 0x80 && !c.is_ascii_alphanumeric()),
+            }
+        }
+        Some(sign @ (b'-' | b'+')) => {
+            let word_before = at(s.checked_sub(2)).is_some_and(|c| c.is_ascii_alphanumeric());
+            if word_before {
+                return false;
+            }
+            // `+86 138…` and `+8613…` are phone numbers with the country code.
+            !(sign == b'+' && b.get(s..s + 2) == Some(b"86"))
+        }
+        _ => false,
     }
 }
 

@@ -68,6 +68,14 @@ struct Settings {
     dirty_words: Option<DirtySettings>,
     pii: Option<PiiSettings>,
     geodata: Option<GeoSettings>,
+    office: Option<OfficeSettings>,
+    legacy_encodings: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfficeSettings {
+    action: Option<Action>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +178,12 @@ pub struct Profile {
     dirty_words: Option<DirtyWordRules>,
     pii: Option<PiiRules>,
     geodata: Option<GeoRules>,
+    /// `office.action`: what to do about macros and embedded binary
+    /// objects in office documents (default `reject`).
+    pub(crate) office_action: Action,
+    /// `legacy_encodings = true`: GBK/GB18030 text is decoded and
+    /// inspected (default: refused, naming the encoding).
+    pub(crate) legacy_encodings: bool,
 }
 
 impl fmt::Debug for Profile {
@@ -342,6 +356,8 @@ impl Profile {
             dirty_words,
             pii,
             geodata,
+            office_action: s.office.and_then(|o| o.action).unwrap_or(Action::Reject),
+            legacy_encodings: s.legacy_encodings.unwrap_or(false),
         })
     }
 

@@ -120,6 +120,8 @@ pub(crate) struct ContentScan<'p> {
     pub(crate) word_hits: Vec<WordHit>,
     /// Personal data of the last `scan`, segment indices.
     pub(crate) pii_hits: Vec<PiiHit>,
+    /// Digits inside a larger number are amounts (false for reports).
+    amounts: bool,
 }
 
 impl<'p> ContentScan<'p> {
@@ -133,7 +135,19 @@ impl<'p> ContentScan<'p> {
             fold_map: Vec::new(),
             word_hits: Vec::new(),
             pii_hits: Vec::new(),
+            amounts: true,
         }
+    }
+
+    /// For report strings (see `redact`): the profile's dirty words and
+    /// every personal-data detector, enabled by the profile or not.
+    pub(crate) fn for_reports(profile: &'p Profile) -> ContentScan<'p> {
+        let mut s = ContentScan::new(profile, false);
+        s.detectors = pii::Detector::ALL
+            .into_iter()
+            .fold(Detectors::default(), Detectors::with);
+        s.amounts = false;
+        s
     }
 
     pub(crate) fn is_active(&self) -> bool {
@@ -158,7 +172,7 @@ impl<'p> ContentScan<'p> {
             return;
         }
         if !has_fullwidth_token_chars(seg) {
-            pii::scan(seg, self.detectors, &mut self.pii_hits);
+            pii::scan_with(seg, self.detectors, &mut self.pii_hits, self.amounts);
             return;
         }
         // Full-width digits, letters and `@ . - +` become ASCII for the
@@ -182,7 +196,12 @@ impl<'p> ContentScan<'p> {
             i += 1;
         }
         self.fold_map.push(seg.len() as u32);
-        pii::scan(&self.folded, self.detectors, &mut self.pii_hits);
+        pii::scan_with(
+            &self.folded,
+            self.detectors,
+            &mut self.pii_hits,
+            self.amounts,
+        );
         let back = |i: usize| self.fold_map.get(i).map_or(seg.len(), |&x| x as usize);
         for h in &mut self.pii_hits {
             h.start = back(h.start);

@@ -18,6 +18,57 @@ pub(crate) enum Kind {
     Zip,
     Gzip,
     Tar,
+    /// An office document: a zip archive of XML parts (OOXML or ODF),
+    /// inspected as a zip with the archive limits, its XML parts as text.
+    Office(Office),
+}
+
+/// The office document formats the guard inspects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Office {
+    Docx,
+    Xlsx,
+    Pptx,
+    Odt,
+    Ods,
+    Odp,
+}
+
+impl Office {
+    const ALL: [Office; 6] = [
+        Office::Docx,
+        Office::Xlsx,
+        Office::Pptx,
+        Office::Odt,
+        Office::Ods,
+        Office::Odp,
+    ];
+
+    pub(crate) fn mime(self) -> &'static str {
+        match self {
+            Office::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            Office::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Office::Pptx => {
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+            }
+            Office::Odt => "application/vnd.oasis.opendocument.text",
+            Office::Ods => "application/vnd.oasis.opendocument.spreadsheet",
+            Office::Odp => "application/vnd.oasis.opendocument.presentation",
+        }
+    }
+
+    fn ext(self) -> &'static str {
+        match self {
+            Office::Docx => "docx",
+            Office::Xlsx => "xlsx",
+            Office::Pptx => "pptx",
+            Office::Odt => "odt",
+            Office::Ods => "ods",
+            Office::Odp => "odp",
+        }
+    }
 }
 
 impl Kind {
@@ -37,6 +88,7 @@ impl Kind {
             Kind::Zip => "application/zip",
             Kind::Gzip => "application/gzip",
             Kind::Tar => "application/x-tar",
+            Kind::Office(o) => o.mime(),
         }
     }
 
@@ -64,9 +116,16 @@ impl Kind {
             "application/zip" | "application/x-zip-compressed" | "application/x-zip" => Kind::Zip,
             "application/gzip" | "application/x-gzip" => Kind::Gzip,
             "application/x-tar" | "application/tar" => Kind::Tar,
+            t if Office::ALL.iter().any(|o| o.mime() == t) => {
+                match Office::ALL.into_iter().find(|o| o.mime() == t) {
+                    Some(o) => Kind::Office(o),
+                    None => return Ok(None),
+                }
+            }
             _ => {
                 return Err(format!(
-                    "declared type `{t}` is not one the guard can inspect"
+                    "declared type {} is not one the guard can inspect",
+                    quoted_token(&t)
                 ))
             }
         }))
@@ -96,9 +155,16 @@ impl Kind {
             "zip" => Kind::Zip,
             "gz" | "tgz" => Kind::Gzip,
             "tar" => Kind::Tar,
+            e if Office::ALL.iter().any(|o| o.ext() == e) => {
+                match Office::ALL.into_iter().find(|o| o.ext() == e) {
+                    Some(o) => Kind::Office(o),
+                    None => return Ok(None),
+                }
+            }
             _ => {
                 return Err(format!(
-                    "the extension `.{ext}` is not one the guard knows; use .txt .csv .json .geojson .xml .pdf .png .jpg .gif .tif .zip .tar .gz"
+                    "the extension {} is not one the guard knows; use .txt .csv .json .geojson .xml .pdf .png .jpg .gif .tif .zip .tar .gz .docx .xlsx .pptx .odt .ods .odp",
+                    quoted_token(&format!(".{ext}"))
                 ))
             }
         }))
@@ -118,7 +184,11 @@ impl Kind {
     /// Can a declared or named `self` describe content detected as
     /// `detected`? GeoJSON is JSON, so `.json` may carry it.
     fn admits(self, detected: Kind) -> bool {
-        self == detected || (self == Kind::Json && detected == Kind::GeoJson)
+        self == detected
+            || (self == Kind::Json && detected == Kind::GeoJson)
+            // An office document is a zip: either claim may describe it.
+            || (matches!(self, Kind::Office(_)) && detected == Kind::Zip)
+            || (self == Kind::Zip && matches!(detected, Kind::Office(_)))
     }
 }
 
@@ -156,6 +226,22 @@ const UNSUPPORTED: &[(&[u8], usize, &str)] = &[
     (b"RIFF", 0, "a RIFF file (audio, video or WebP)"),
 ];
 
+/// The refusal of GBK/GB18030 text under a profile that does not allow
+/// legacy encodings.
+pub(crate) const LEGACY_REFUSAL: &str = "the content is text in a legacy Chinese encoding (GBK/GB18030), not UTF-8: convert it to UTF-8, or send it under a profile with legacy_encodings = true";
+
+/// Is `head` (not UTF-8, no NUL) GBK/GB18030 text? Every byte sequence
+/// decodes without error, allowing a character cut off at the end.
+pub(crate) fn legacy_chinese(head: &[u8]) -> bool {
+    (0..=3.min(head.len())).any(|cut| {
+        let part = &head[..head.len() - cut];
+        !part.is_empty()
+            && encoding_rs::GB18030
+                .decode_without_bom_handling_and_without_replacement(part)
+                .is_some()
+    })
+}
+
 /// Identifies `head` (the first bytes, all of them if the data is short).
 /// `Err` names what the data is when the guard will not take it.
 pub(crate) fn sniff(head: &[u8]) -> Result<Sniffed, String> {
@@ -192,6 +278,9 @@ pub(crate) fn sniff(head: &[u8]) -> Result<Sniffed, String> {
         Ok(_) => true,
         Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
     };
+    if !valid && memchr::memchr(0, head).is_none() && legacy_chinese(head) {
+        return Err(LEGACY_REFUSAL.into());
+    }
     if !valid || memchr::memchr(0, head).is_some() {
         return Err(
             "the content is binary data of no known type (not UTF-8 text, no known magic bytes)"
@@ -250,7 +339,9 @@ pub(crate) fn resolve(
     };
     match sniffed {
         Sniffed::Binary(k) => {
-            if claim.admits(k) {
+            if let (Kind::Office(_), Kind::Zip) = (claim, k) {
+                Ok(claim)
+            } else if claim.admits(k) {
                 Ok(k)
             } else {
                 mismatch(k.mime())
@@ -309,5 +400,21 @@ mod tests {
             Ok(Some(Kind::Csv))
         );
         assert_eq!(Kind::from_mime("application/octet-stream"), Ok(None));
+    }
+}
+
+/// A sender's type or extension, quoted in a reason only when it is a
+/// short token of the characters media types and extensions are made of;
+/// anything else is sender text that may hold anything, and is not shown
+/// (the report rule in `redact` removes markings and personal data from
+/// what is shown).
+fn quoted_token(t: &str) -> String {
+    let ok = t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
+    if ok {
+        format!("`{t}`")
+    } else {
+        "(not shown: not a plain token)".to_string()
     }
 }

@@ -401,3 +401,86 @@ impl<'r> Peek<'r> {
         Ok(())
     }
 }
+
+/// GBK/GB18030 text read as UTF-8, as a stream in bounded memory. Bytes
+/// that are not GB18030 are a content problem (named, with the offset),
+/// never replaced: a replacement character could hide a marking.
+pub(crate) struct Gb18030Reader<'a> {
+    inner: &'a mut dyn Read,
+    dec: encoding_rs::Decoder,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    done: bool,
+    consumed: u64,
+}
+
+impl<'a> Gb18030Reader<'a> {
+    pub(crate) fn new(inner: &'a mut dyn Read) -> Gb18030Reader<'a> {
+        Gb18030Reader {
+            inner,
+            dec: encoding_rs::GB18030.new_decoder_without_bom_handling(),
+            buf: vec![0u8; 64 * 1024],
+            start: 0,
+            end: 0,
+            eof: false,
+            done: false,
+            consumed: 0,
+        }
+    }
+}
+
+impl Read for Gb18030Reader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // A UTF-8 character is at most 4 bytes: decode into a scratch
+        // buffer when the caller's is smaller.
+        if out.len() < 4 {
+            let mut tmp = [0u8; 4];
+            let n = self.read(&mut tmp)?;
+            let k = n.min(out.len());
+            out[..k].copy_from_slice(&tmp[..k]);
+            return Ok(k);
+        }
+        loop {
+            if self.done {
+                return Ok(0);
+            }
+            if self.start == self.end && !self.eof {
+                let n = loop {
+                    match self.inner.read(&mut self.buf) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                };
+                self.start = 0;
+                self.end = n;
+                self.eof = n == 0;
+            }
+            let src = &self.buf[self.start..self.end];
+            let (res, read, written) = self
+                .dec
+                .decode_to_utf8_without_replacement(src, out, self.eof);
+            self.start += read;
+            self.consumed += read as u64;
+            match res {
+                encoding_rs::DecoderResult::Malformed(_, _) => {
+                    return Err(content_problem(format!(
+                        "not GBK/GB18030 text: an invalid byte sequence before offset {}",
+                        self.consumed
+                    )))
+                }
+                encoding_rs::DecoderResult::InputEmpty => {
+                    if self.eof {
+                        self.done = true;
+                    }
+                }
+                encoding_rs::DecoderResult::OutputFull => {}
+            }
+            if written > 0 {
+                return Ok(written);
+            }
+        }
+    }
+}

@@ -26,15 +26,48 @@ struct Xml<'c, 'a, 'p> {
     ctx: &'c mut Ctx<'a>,
     scan: ContentScan<'p>,
     stack: Vec<String>,
+    /// Per open element: its name holds a finding, so paths show `*`.
+    hidden: Vec<bool>,
     text: Vec<u8>,
     map: Vec<u64>,
     text_line: u64,
     /// Where the text belongs, for locations.
     text_field: Option<String>,
+    /// An office document part: character data is joined across elements
+    /// up to the end of a paragraph (or cell), because word processors
+    /// split one word into runs (`<w:t>机</w:t>…<w:t>密</w:t>`).
+    office: bool,
+    para: Vec<u8>,
+    para_map: Vec<u64>,
+    para_line: u64,
+    para_field: Option<String>,
+    para_open: bool,
+}
+
+/// Elements (local names) that end a paragraph, a cell or a shared string
+/// in OOXML and ODF: joined text is scanned at their end.
+const PARA_ENDS: &[&str] = &[
+    "p",
+    "h",
+    "si",
+    "is",
+    "c",
+    "tc",
+    "txBody",
+    "table-cell",
+    "list-item",
+    "body",
+    "sheetData",
+];
+
+fn ends_paragraph(name: &str) -> bool {
+    let local = name.rsplit(':').next().unwrap_or(name);
+    PARA_ENDS.contains(&local)
 }
 
 pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
     let profile = ctx.profile;
+    let office = ctx.office;
     let mut rd = Peek::new(r);
     for &b in crate::text::BOM {
         if rd.peek()? == Some(b) {
@@ -47,10 +80,17 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
         ctx,
         scan: ContentScan::new(profile, false),
         stack: Vec::new(),
+        hidden: Vec::new(),
         text: Vec::new(),
         map: Vec::new(),
         text_line: 1,
         text_field: None,
+        office,
+        para: Vec::new(),
+        para_map: Vec::new(),
+        para_line: 1,
+        para_field: None,
+        para_open: false,
     };
     x.run(&mut rd)
 }
@@ -74,9 +114,13 @@ impl Xml<'_, '_, '_> {
 
     fn path(&self) -> String {
         let mut p = String::new();
-        for n in &self.stack {
+        for (i, n) in self.stack.iter().enumerate() {
             p.push('/');
-            p.push_str(n);
+            if self.hidden.get(i).copied().unwrap_or(false) {
+                p.push('*');
+            } else {
+                p.push_str(n);
+            }
         }
         if p.is_empty() {
             p.push('/');
@@ -95,7 +139,7 @@ impl Xml<'_, '_, '_> {
                 if !seen_root {
                     return Err(self.fail(rd, "there is no root element"));
                 }
-                return Ok(());
+                return self.flush_para(rd);
             };
             if c != b'<' {
                 if self.stack.is_empty() {
@@ -132,11 +176,18 @@ impl Xml<'_, '_, '_> {
                         return Err(self.fail(rd, "expected `>` to end the end tag"));
                     }
                     rd.bump();
+                    self.hidden.pop();
                     match self.stack.pop() {
-                        Some(open) if open == name => {}
-                        Some(open) => {
-                            return Err(self
-                                .fail(rd, &format!("end tag </{name}> does not match <{open}>")))
+                        Some(open) if open == name => {
+                            if self.office && ends_paragraph(&name) {
+                                self.flush_para(rd)?;
+                            }
+                        }
+                        Some(_) => {
+                            // Names are package text: never quoted.
+                            return Err(
+                                self.fail(rd, "an end tag does not match the open element's name")
+                            );
                         }
                         None => return Err(self.fail(rd, "an end tag without a start tag")),
                     }
@@ -172,7 +223,30 @@ impl Xml<'_, '_, '_> {
         String::from_utf8(n).map_err(|_| self.fail(rd, "a name that is not UTF-8"))
     }
 
+    /// Element and attribute names are content too: searched like text
+    /// (as JSON keys and CSV headers are). `Ok(true)` when the name holds
+    /// a finding (paths then show `*` instead of it).
+    fn scan_name(&mut self, name: &str, at: u64, line: u64, field: String) -> Result<bool, Halt> {
+        if !self.scan.is_active() {
+            return Ok(false);
+        }
+        self.scan.reset();
+        self.scan.scan(name.as_bytes(), &SegMap::Linear(at));
+        if self.scan.word_hits.is_empty() && self.scan.pii_hits.is_empty() {
+            return Ok(false);
+        }
+        self.ctx.record_hits(
+            &self.scan,
+            name.as_bytes(),
+            &SegMap::Linear(at),
+            &mut |_| (Some(line), Some(field.clone())),
+        )?;
+        self.scan.reset();
+        Ok(true)
+    }
+
     fn start_tag(&mut self, rd: &mut Peek<'_>) -> Result<(), Halt> {
+        let at = rd.offset();
         let name = self.name(rd)?;
         if self.stack.len() >= DEPTH_MAX {
             return Err(self.ctx.reject(format!(
@@ -180,7 +254,10 @@ impl Xml<'_, '_, '_> {
                 rd.line
             )));
         }
+        let field = format!("{}/* (element name)", self.path().trim_end_matches('/'));
+        let hidden = self.scan_name(&name, at, rd.line, field)?;
         self.stack.push(name);
+        self.hidden.push(hidden);
         let mut attrs = 0;
         loop {
             rd.skip_ws()?;
@@ -196,6 +273,7 @@ impl Xml<'_, '_, '_> {
                     }
                     rd.bump();
                     self.stack.pop();
+                    self.hidden.pop();
                     return Ok(());
                 }
                 Some(_) => {
@@ -203,7 +281,11 @@ impl Xml<'_, '_, '_> {
                     if attrs > ATTRS_MAX {
                         return Err(self.fail(rd, "more than 1024 attributes"));
                     }
+                    let an_at = rd.offset();
                     let an = self.name(rd)?;
+                    let field = format!("{}/@* (attribute name)", self.path());
+                    let an_hidden = self.scan_name(&an, an_at, rd.line, field)?;
+                    let an = if an_hidden { "*".to_string() } else { an };
                     rd.skip_ws()?;
                     if rd.peek()? != Some(b'=') {
                         return Err(self.fail(rd, "expected `=` after an attribute name"));
@@ -343,8 +425,61 @@ impl Xml<'_, '_, '_> {
         }
     }
 
+    /// Swaps the paragraph buffer in as the text being collected.
+    fn swap_para(&mut self) {
+        std::mem::swap(&mut self.text, &mut self.para);
+        std::mem::swap(&mut self.map, &mut self.para_map);
+        std::mem::swap(&mut self.text_line, &mut self.para_line);
+        std::mem::swap(&mut self.text_field, &mut self.para_field);
+    }
+
+    /// Scans the joined text of an office paragraph.
+    fn flush_para(&mut self, rd: &Peek<'_>) -> Result<(), Halt> {
+        if !self.para_open {
+            return Ok(());
+        }
+        self.para_open = false;
+        self.swap_para();
+        self.scan.reset();
+        let res = self.flush_text(rd, true);
+        self.swap_para();
+        self.para.clear();
+        self.para_map.clear();
+        res
+    }
+
     /// Character data between tags, with references decoded.
     fn char_data(&mut self, rd: &mut Peek<'_>) -> Result<(), Halt> {
+        if self.office {
+            if !self.para_open {
+                self.para_open = true;
+                self.para.clear();
+                self.para_map.clear();
+                self.para_line = rd.line;
+                self.para_field = Some(self.path());
+            }
+            self.swap_para();
+            let mut res = Ok(());
+            while let Some(c) = match rd.peek() {
+                Ok(c) => c,
+                Err(e) => {
+                    res = Err(Halt::from(e));
+                    None
+                }
+            } {
+                let r = match c {
+                    b'<' => break,
+                    b'&' => self.reference(rd),
+                    _ => self.push_raw(rd, c),
+                };
+                if let Err(e) = r {
+                    res = Err(e);
+                    break;
+                }
+            }
+            self.swap_para();
+            return res;
+        }
         self.begin_text(rd.line, Some(self.path()));
         while let Some(c) = rd.peek()? {
             match c {
@@ -427,10 +562,10 @@ impl Xml<'_, '_, '_> {
                 .and_then(|h| h.parse::<u32>().ok())
                 .and_then(char::from_u32)
                 .ok_or_else(|| self.fail(rd, "an invalid character reference"))?,
-            other => {
-                let name = String::from_utf8_lossy(other).into_owned();
+            _ => {
+                // The entity's name is package text: not quoted.
                 return Err(self.ctx.reject(format!(
-                    "XML entity reference &{name}; at line {}: entities need a DTD, which is refused",
+                    "XML entity reference at line {}: entities other than the five predefined ones need a DTD, which is refused",
                     rd.line
                 )));
             }

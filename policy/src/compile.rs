@@ -824,7 +824,10 @@ const PROFILE_KEYS: &[&str] = &[
     "dirty_words",
     "pii",
     "geodata",
+    "office",
+    "legacy_encodings",
 ];
+const OFFICE_KEYS: &[&str] = &["action"];
 const ARCHIVE_KEYS: &[&str] = &[
     "allowed",
     "formats",
@@ -2098,6 +2101,11 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
         g.str_list(ctx, "coordinate_columns");
         action(ctx, &g);
     }
+    // Office documents: macros and embedded binaries (docs/guard.md).
+    if let Some(o) = t.table(ctx, "office", OFFICE_KEYS) {
+        action(ctx, &o);
+    }
+    t.bool(ctx, "legacy_encodings");
     if ctx.diags.len() > before {
         return None;
     }

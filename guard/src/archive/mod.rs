@@ -20,44 +20,46 @@ pub const MEMBER_NAME_MAX_BYTES: usize = 4096;
 pub(crate) trait ReadSeek: Read + Seek {}
 impl<T: Read + Seek> ReadSeek for T {}
 
-/// A short, escaped form of a name for reasons.
-pub(crate) fn shown(name: &[u8]) -> String {
-    let s = String::from_utf8_lossy(name);
-    let mut out: String = s.chars().take(80).collect();
-    if s.chars().count() > 80 {
-        out.push('…');
-    }
-    format!("{out:?}")
+/// How a member is named in a reason: by its position in its archive
+/// (`member #3`), never by its name. A name is text from the package and
+/// may itself be a marking or an identity number; reasons are written
+/// before the name has been scanned (it is refused *because* of the
+/// name), so they must not quote it. `unzip -l` / `tar tvf` list members
+/// in this order (0-based entry index), which is how an operator finds it.
+pub(crate) fn who(index: u64) -> String {
+    format!("member #{index}")
 }
 
 /// Checks a member name the way an extracting tool would be attacked
-/// through it; returns the name as text.
-pub(crate) fn check_name(name: &[u8]) -> Result<String, String> {
+/// through it; returns the name as text. Reasons name the member by
+/// `index` only (see [`who`]).
+pub(crate) fn check_name(name: &[u8], index: u64) -> Result<String, String> {
     if name.is_empty() {
-        return Err("a member with an empty name".into());
+        return Err(format!("{}: an empty name", who(index)));
     }
     if name.len() > MEMBER_NAME_MAX_BYTES {
         return Err(format!(
-            "a member name longer than {MEMBER_NAME_MAX_BYTES} bytes"
+            "{}: a name longer than {MEMBER_NAME_MAX_BYTES} bytes",
+            who(index)
         ));
     }
-    let s = shown(name);
+    let s = who(index);
     if name.iter().any(|&b| b < 0x20 || b == 0x7F) {
-        return Err(format!("member {s}: a control character in the name"));
+        return Err(format!("{s}: a control character in the name"));
     }
     if name.contains(&b'\\') {
         return Err(format!(
-            "member {s}: a backslash in the name (a Windows path separator) is refused"
+            "{s}: a backslash in the name (a Windows path separator) is refused"
         ));
     }
     if name.starts_with(b"/") {
-        return Err(format!("member {s}: an absolute path"));
+        return Err(format!("{s}: an absolute path"));
     }
     if name.len() >= 2 && name[1] == b':' && name[0].is_ascii_alphabetic() {
-        return Err(format!("member {s}: a drive-letter path"));
+        return Err(format!("{s}: a drive-letter path"));
     }
     if name.split(|&b| b == b'/').any(|c| c == b"..") {
-        return Err(format!("member {s}: `..` in the path (path traversal)"));
+        return Err(format!("{s}: `..` in the path (path traversal)"));
     }
     Ok(String::from_utf8_lossy(name).into_owned())
 }
@@ -68,15 +70,15 @@ pub(crate) fn check_name(name: &[u8]) -> Result<String, String> {
 pub(crate) struct Names(HashSet<u64>);
 
 impl Names {
-    pub(crate) fn insert(&mut self, name: &str) -> Result<(), String> {
+    pub(crate) fn insert(&mut self, name: &str, index: u64) -> Result<(), String> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         name.trim_end_matches('/').hash(&mut h);
         if self.0.insert(h.finish()) {
             Ok(())
         } else {
             Err(format!(
-                "member {}: the name occurs twice",
-                shown(name.as_bytes())
+                "{}: the name occurs twice (an earlier member has it)",
+                who(index)
             ))
         }
     }
@@ -88,7 +90,7 @@ mod tests {
 
     #[test]
     fn names_that_attack_extraction_are_refused() {
-        assert!(check_name(b"data/a.csv").is_ok());
+        assert!(check_name(b"data/a.csv", 0).is_ok());
         for bad in [
             &b"../etc/passwd"[..],
             b"a/../../b",
@@ -98,10 +100,10 @@ mod tests {
             b"a\nb",
             b"",
         ] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
+            assert!(check_name(bad, 0).is_err(), "{bad:?}");
         }
         let mut n = Names::default();
-        assert!(n.insert("a.csv").is_ok());
-        assert!(n.insert("a.csv").is_err());
+        assert!(n.insert("a.csv", 0).is_ok());
+        assert!(n.insert("a.csv", 1).is_err());
     }
 }

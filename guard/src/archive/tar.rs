@@ -4,7 +4,7 @@
 //! bounded before they are read; padding and the space after the end
 //! marker must be zero, so nothing uninspected rides along.
 
-use super::{check_name, shown, Names};
+use super::{check_name, who, Names};
 use crate::inspect::{Ctx, Halt};
 use crate::source::{drain, read_full, Metered};
 use std::cell::Cell;
@@ -195,7 +195,11 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read, depth: u32) -> Result
         if let Some(s) = pax_size.take() {
             size = s;
         }
-        let who = format!("member {}", shown(&name));
+        // Every entry (directories too) counts, 0-based, so `member #N`
+        // is the N-th entry `tar tvf` lists.
+        let this = index;
+        index += 1;
+        let who = who(this);
         match typeflag {
             b'0' | 0 | b'7' | b'5' => {}
             b'1' | b'2' | b'K' => return Err(rej(ctx, format!("{who}: a hard or symbolic link"))),
@@ -214,8 +218,8 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read, depth: u32) -> Result
                 ))
             }
         }
-        let name = check_name(&name).map_err(|m| rej(ctx, m))?;
-        names.insert(&name).map_err(|m| rej(ctx, m))?;
+        let name = check_name(&name, this).map_err(|m| rej(ctx, m))?;
+        names.insert(&name, this).map_err(|m| rej(ctx, m))?;
         if typeflag == b'5' {
             if size != 0 {
                 return Err(rej(ctx, format!("{who}: a directory with data")));
@@ -224,7 +228,6 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read, depth: u32) -> Result
             ctx.budget.members.set(m);
             continue;
         }
-        index += 1;
         let take = Read::take(&mut *r, size);
         let what = format!("tar {who}");
         let mut m = Metered::new(
@@ -234,7 +237,7 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read, depth: u32) -> Result
             max_ratio,
             what,
         );
-        ctx.member(&mut m, &name, index, depth + 1, true)?;
+        ctx.member(&mut m, &name, this, depth + 1, true)?;
         drain(&mut m)?;
         if m.get_mut().limit() != 0 {
             return Err(rej(ctx, format!("{who}: truncated: the data ends early")));

@@ -6,7 +6,7 @@
 //! bombs work; gaps and comments could hide uninspected data); encrypted,
 //! linked and multi-disk archives are refused.
 
-use super::{check_name, shown, Names, ReadSeek};
+use super::{check_name, who, Names, ReadSeek};
 use crate::inspect::{Ctx, Halt};
 use crate::source::{content_problem, drain, Metered};
 use std::cell::Cell;
@@ -134,6 +134,56 @@ pub(crate) fn inspect(
                 .into(),
         ));
     }
+    // An office document (OOXML: `[Content_Types].xml`; ODF: `mimetype`
+    // first) is recognised by its structure, whatever it is called, so
+    // that its parts are typed by office rules (`.rels` is XML, macros and
+    // embedded binaries are reported).
+    let office = is_office(f, cd_off, cd_end, n)?;
+    let saved = ctx.office;
+    ctx.office = office;
+    let res = members(ctx, f, cd_off, cd_end, n, depth, max_ratio);
+    ctx.office = saved;
+    res
+}
+
+/// Reads the central directory's names only: is this an office document?
+/// Anything malformed says no (the member loop then refuses it).
+fn is_office(f: &mut dyn ReadSeek, cd_off: u64, cd_end: u64, n: u64) -> Result<bool, Halt> {
+    let mut pos = cd_off;
+    for index in 0..n {
+        let mut h = [0u8; 46];
+        if beyond(pos.checked_add(46), cd_end) {
+            return Ok(false);
+        }
+        read_at(f, pos, &mut h)?;
+        if u32le(&h, 0) != CDH_SIG {
+            return Ok(false);
+        }
+        let name_len = usize::from(u16le(&h, 28));
+        let var_len = (name_len + usize::from(u16le(&h, 30)) + usize::from(u16le(&h, 32))) as u64;
+        if beyond((pos + 46).checked_add(var_len), cd_end) {
+            return Ok(false);
+        }
+        let mut name = vec![0u8; name_len];
+        f.read_exact(&mut name)?;
+        if name == b"[Content_Types].xml" || (index == 0 && name == b"mimetype") {
+            return Ok(true);
+        }
+        pos += 46 + var_len;
+    }
+    Ok(false)
+}
+
+fn members(
+    ctx: &mut Ctx<'_>,
+    f: &mut dyn ReadSeek,
+    cd_off: u64,
+    cd_end: u64,
+    n: u64,
+    depth: u32,
+    max_ratio: u64,
+) -> Result<(), Halt> {
+    let rej = |ctx: &mut Ctx<'_>, m: String| ctx.reject(format!("zip: {m}"));
     let mut names = Names::default();
     let mut cd_pos = cd_off;
     let mut expect_local = 0u64;
@@ -166,8 +216,8 @@ pub(crate) fn inspect(
         cd_pos += 46 + var_len;
         let name_bytes = var[..name_len].to_vec();
         let extra = &var[name_len..];
-        let name = check_name(&name_bytes).map_err(|m| rej(ctx, m))?;
-        let who = format!("member {}", shown(&name_bytes));
+        let name = check_name(&name_bytes, index).map_err(|m| rej(ctx, m))?;
+        let who = who(index);
         if comment_len > 0 {
             return Err(rej(
                 ctx,
@@ -223,7 +273,7 @@ pub(crate) fn inspect(
                 ),
             ));
         }
-        names.insert(&name).map_err(|m| rej(ctx, m))?;
+        names.insert(&name, index).map_err(|m| rej(ctx, m))?;
         if made_by >> 8 == 3 {
             match (ext_attr >> 16) & 0o170_000 {
                 0 | 0o100_000 | 0o040_000 => {}
