@@ -205,14 +205,24 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
         );
     }
     assert_eq!(count(STRANGER, "refused", "status"), 1, "{records:?}");
+    // The role a refused request needed is its own detail.
+    assert!(
+        records.iter().any(|r| r["actor"]["id"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&format!("(uid {SECADMIN})")))
+            && r["outcome"] == "refused"
+            && r["details"]["role_needed"] == "sysadmin"),
+        "{records:?}"
+    );
     // Each record carries the role the caller holds, not the one needed.
     for (uid, role) in [
         (SYSADMIN, "system_admin"),
         (SECADMIN, "security_admin"),
         (AUDITOR, "auditor"),
         (REVIEWER, "approver"),
-        // No role: recorded under the role the request needed.
-        (STRANGER, "system_admin"),
+        // No role: recorded as holding none (issue 14 B9), never under
+        // the role the request needed.
+        (STRANGER, "none"),
     ] {
         let id = format!("(uid {uid})");
         assert!(

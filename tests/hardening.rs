@@ -404,7 +404,8 @@ fn sd_notify_ready_watchdog_and_stopping() {
 }
 
 /// The systemd unit: `systemd-analyze security --offline=yes` exposure at
-/// most 1.5 and `systemd-analyze verify` clean. verify checks that
+/// most 1.5 (1.2 without `PrivateUsers=`, see the test above) and
+/// `systemd-analyze verify` clean. verify checks that
 /// ExecStart's binary exists, so the test verifies a copy of the unit
 /// whose ExecStart points at the freshly built ferryd (the shipped unit
 /// names /usr/bin/ferryd, which the package installs); `--man=no` because
@@ -481,6 +482,35 @@ fn systemd_unit_exposure_at_most_1_5_and_verify_clean() {
         out.status.success() && said.trim().is_empty(),
         "verify:\n{said}"
     );
+}
+
+/// Promise (issue 14 B8): the shipped unit and the peer-credential roles
+/// work together. `PrivateUsers=` puts ferryd in a user namespace where
+/// only root and the service user are mapped, so every administrator
+/// would reach the control socket as uid 65534 and be refused everything;
+/// the unit must not set it (in any spelling systemd takes as true).
+#[test]
+fn the_unit_does_not_hide_administrators_in_a_user_namespace() {
+    let unit_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/ferryd@.service");
+    let text = std::fs::read_to_string(&unit_src).expect("unit");
+    let mut service = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            service = line == "[Service]";
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !service || line.starts_with('#') || key.trim() != "PrivateUsers" {
+            continue;
+        }
+        let value = value.trim().to_ascii_lowercase();
+        assert!(
+            matches!(value.as_str(), "" | "no" | "false" | "0" | "off"),
+            "the unit sets `{line}`: administrators would reach the control socket as uid 65534"
+        );
+    }
 }
 
 /// sysusers.d and tmpfiles.d files apply cleanly to an empty root: the

@@ -27,7 +27,9 @@ pub enum AuditCommand {
         #[arg(long)]
         verify_key_out: PathBuf,
     },
-    /// Check the whole log; exit 0 when intact, 1 when tampered.
+    /// Check the whole log. Exit 0 intact, 1 tampered, 2 could not run
+    /// (files missing, bad key, I/O), 3 refused (`--via` without the
+    /// auditor role; nothing is printed).
     Verify {
         /// Log directory.
         #[arg(long, default_value = DEFAULT_DIR)]
@@ -212,7 +214,11 @@ fn audited(
     )
     .detail("command", what)
     .detail("args", args);
-    recorder(dir, r).map_err(|e| AuditError::NotAudited(e.to_string()))
+    recorder(dir, r).map_err(|e| match e {
+        // A refusal stays a refusal: the caller must see nothing.
+        AuditError::Refused(why) => AuditError::Refused(why),
+        e => AuditError::NotAudited(e.to_string()),
+    })
 }
 
 /// Says on stderr (stdout stays one record per line) how many of the
@@ -268,7 +274,8 @@ pub fn run_with(
         } => {
             let vk = VerifyKey::read(&key)?;
             let rep = crate::verify(&dir, &vk, checkpoints.as_deref())?;
-            write!(out, "{rep}").map_err(w)?;
+            // Recorded before anything is shown, as every other command:
+            // a caller the recorder refuses learns nothing of the result.
             let recorded = audited(
                 recorder,
                 &dir,
@@ -280,9 +287,11 @@ pub fn run_with(
             // reach the officer: report it, and say the use went unrecorded.
             match recorded {
                 Ok(()) => {}
+                Err(e @ AuditError::Refused(_)) => return Err(e),
                 Err(e) if !rep.intact() => eprintln!("warning: {e}"),
                 Err(e) => return Err(e),
             }
+            write!(out, "{rep}").map_err(w)?;
             Ok(if rep.intact() {
                 ExitCode::SUCCESS
             } else {

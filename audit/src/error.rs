@@ -110,6 +110,11 @@ pub enum AuditError {
     /// The use of the audit tool could not itself be audited, so it was refused.
     #[error("this use of the audit log could not be recorded ({0}); refused, as every audit-tool use must be audited")]
     NotAudited(String),
+    /// The running ferryd refused to record this use of the audit tools
+    /// (`--via`): the caller does not hold the auditor role there. Nothing
+    /// of the log is shown.
+    #[error("refused by ferryd: {0}; nothing of the log is shown. The audit tools with --via need the auditor role in [admin] (or an auditor certificate)")]
+    Refused(String),
 }
 
 impl AuditError {

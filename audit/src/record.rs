@@ -162,6 +162,9 @@ pub enum Role {
     Auditor,
     /// ferryd itself (link events, deliveries, retention).
     System,
+    /// No role: a caller refused because it holds none (the role its
+    /// request needed is a detail of the record, not its role).
+    None,
 }
 
 impl Role {
@@ -174,6 +177,7 @@ impl Role {
             Role::SystemAdmin => "system_admin",
             Role::Auditor => "auditor",
             Role::System => "system",
+            Role::None => "none",
         }
     }
 }

@@ -7,7 +7,7 @@
 //! number.
 
 use crate::fsutil::{self, io, Replace};
-use crate::identity::{self, Identity, Origin, Role, ID_URI_PREFIX};
+use crate::identity::{self, Identity, Origin, Role, ID_URI_PREFIX, PERSON_URI_PREFIX};
 use crate::CertError;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -254,6 +254,11 @@ pub struct IssuedRecord {
     /// Role, for client certificates that carry one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The person a client certificate belongs to (`urn:ferry:person:ID`);
+    /// absent in records written before persons existed, whose person is
+    /// then their `name` (see [`IssuedRecord::person`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     /// SHA-256 of the certificate, lowercase hex.
     pub fingerprint_sha256: String,
     /// Start of validity.
@@ -265,6 +270,16 @@ pub struct IssuedRecord {
     /// Set once revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revocation>,
+}
+
+impl IssuedRecord {
+    /// The person this certificate belongs to (lowercase), by the same rule
+    /// as [`Identity::person`]: the recorded person id, else the name.
+    pub fn person(&self) -> String {
+        self.person
+            .clone()
+            .unwrap_or_else(|| self.name.to_ascii_lowercase())
+    }
 }
 
 /// `issued.toml`: what this CA issued, and the number of the last CRL.
@@ -539,6 +554,10 @@ pub struct IssueRequest {
     pub ip_addrs: Vec<IpAddr>,
     /// Role, carried as the SAN URI `urn:ferry:role:ROLE` (clients only).
     pub role: Option<Role>,
+    /// The person the certificate belongs to, carried as the SAN URI
+    /// `urn:ferry:person:ID` (clients only; see
+    /// [`crate::PERSON_URI_PREFIX`]). Without it the person is `name`.
+    pub person: Option<String>,
     /// Subject O.
     pub organization: Option<String>,
     /// Subject OU.
@@ -561,6 +580,7 @@ impl IssueRequest {
             dns_names: dns_names.to_vec(),
             ip_addrs: ip_addrs.to_vec(),
             role: None,
+            person: None,
             organization: None,
             org_unit: None,
             validity: Validity::days_from_now(validity_days)?,
@@ -579,6 +599,7 @@ impl IssueRequest {
             dns_names: Vec::new(),
             ip_addrs: Vec::new(),
             role,
+            person: None,
             organization: None,
             org_unit: None,
             validity: Validity::days_from_now(validity_days)?,
@@ -721,8 +742,20 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, req: &IssueRequest) -> Result<Issued
                 rule: "roles are carried by client certificates only",
             })
         }
+        CertKind::Server if req.person.is_some() => {
+            return Err(CertError::InvalidInput {
+                what: "server certificate",
+                value: req.name.clone(),
+                rule: "persons are carried by client certificates only",
+            })
+        }
         _ => {}
     }
+    let person = req
+        .person
+        .as_deref()
+        .map(identity::check_person)
+        .transpose()?;
     let _lock = fsutil::lock_dir(ca_dir)?;
     let ca = load_ca(ca_dir)?;
     if req.validity.not_after > ca.info.not_after {
@@ -733,6 +766,12 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, req: &IssueRequest) -> Result<Issued
         });
     }
     let mut index = read_index(ca_dir)?;
+    if req.kind == CertKind::Client {
+        let me = person
+            .clone()
+            .unwrap_or_else(|| req.name.to_ascii_lowercase());
+        check_one_officer_role(&index, &me, req.role.as_ref())?;
+    }
     if !out_dir.exists() {
         fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     }
@@ -782,6 +821,9 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, req: &IssueRequest) -> Result<Issued
         CertKind::Client => {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             sans.push(SanType::URI(ia5(format!("{ID_URI_PREFIX}{}", req.name))?));
+            if let Some(p) = &person {
+                sans.push(SanType::URI(ia5(format!("{PERSON_URI_PREFIX}{p}"))?));
+            }
             if let Some(role) = &req.role {
                 sans.push(SanType::URI(ia5(role.uri())?));
             }
@@ -810,6 +852,7 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, req: &IssueRequest) -> Result<Issued
         not_before: identity.not_before,
         not_after: identity.not_after,
         revoked: None,
+        person: person.clone(),
     });
     write_index(ca_dir, &index, Replace::Atomically)?;
     Ok(Issued {
@@ -817,6 +860,42 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, req: &IssueRequest) -> Result<Issued
         key_path,
         identity,
     })
+}
+
+/// Three-officer separation at the source: a person may hold one officer
+/// role (sysadmin, secadmin, auditor, reviewer) in the valid, unrevoked
+/// certificates of this CA. Renewing the same role is fine; a second
+/// officer role for the same person is refused until the first is revoked
+/// or has expired. Non-officer roles (`pusher`) are not restricted here.
+fn check_one_officer_role(
+    index: &Index,
+    person: &str,
+    role: Option<&Role>,
+) -> Result<(), CertError> {
+    let Some(wanted) = role.filter(|r| r.is_officer()) else {
+        return Ok(());
+    };
+    let now = OffsetDateTime::now_utc();
+    let clash = index.certs.iter().find(|r| {
+        r.kind == CertKind::Client
+            && r.revoked.is_none()
+            && r.not_after > now
+            && r.person() == person
+            && r.role
+                .as_deref()
+                .and_then(|h| Role::new(h).ok())
+                .is_some_and(|h| h.is_officer() && h != *wanted)
+    });
+    match clash {
+        Some(r) => Err(CertError::PersonHoldsOtherRole {
+            person: person.to_owned(),
+            held: r.role.clone().unwrap_or_default(),
+            wanted: wanted.as_str().to_owned(),
+            name: r.name.clone(),
+            serial: r.serial.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Which certificate to revoke.
@@ -911,6 +990,7 @@ pub fn revoke(
                         not_before: id.not_before,
                         not_after: id.not_after,
                         revoked: None,
+                        person: id.person(),
                     });
                     index.certs.len() - 1
                 }

@@ -24,8 +24,67 @@ pub const ROLE_URI_PREFIX: &str = "urn:ferry:role:";
 /// SAN URI prefix that repeats a client's name: `urn:ferry:id:NAME`.
 pub const ID_URI_PREFIX: &str = "urn:ferry:id:";
 
+/// SAN URI prefix that names the person a certificate belongs to:
+/// `urn:ferry:person:ID` (`ferryctl certs issue-client --person ID`).
+///
+/// Reviewers and officers are persons, not certificates: a renewed or
+/// re-issued certificate of one person carries the same person id, so the
+/// two-person rule counts it once and the admin plane sees one person in
+/// one role. A certificate without this URI belongs to the person named by
+/// its `urn:ferry:id:NAME` URI, else by its subject CN (see
+/// [`Identity::person`]).
+pub const PERSON_URI_PREFIX: &str = "urn:ferry:person:";
+
 /// Longest role name.
 pub const MAX_ROLE_CHARS: usize = 32;
+
+/// Longest person id.
+pub const MAX_PERSON_CHARS: usize = 64;
+
+/// Validates a person id and returns it in canonical (lowercase) form:
+/// 1-64 characters of ASCII letters, digits, `.`, `-`, `_`, starting with
+/// a letter or digit. Case is not significant (`Alice` and `alice` are one
+/// person), so ids compare in lowercase; they are meant to be the same
+/// names as the administrators' host accounts in `[admin]`.
+pub fn check_person(id: &str) -> Result<String, CertError> {
+    let b = id.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_PERSON_CHARS
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'_');
+    if !ok {
+        return Err(CertError::InvalidInput {
+            what: "person id",
+            value: id.chars().take(80).collect(),
+            rule: "a person id is 1-64 characters of A-Z a-z 0-9 . - _, starting with a letter or digit (use the person's account name or staff number, the same for every certificate of that person)",
+        });
+    }
+    Ok(id.to_ascii_lowercase())
+}
+
+/// The person a certificate with these SAN URIs and this CN belongs to, in
+/// lowercase: the `urn:ferry:person:ID` URI, else the `urn:ferry:id:NAME`
+/// URI, else the CN. `None` when there is none of them.
+///
+/// One rule for every place that asks "who is this person" (the two-person
+/// rule, "the submitter may not approve", one person one role), so that a
+/// certificate cannot be one person here and another there.
+pub fn person_of<'a>(
+    uris: impl IntoIterator<Item = &'a str> + Clone,
+    common_name: Option<&str>,
+) -> Option<String> {
+    let find = |prefix: &str| {
+        uris.clone()
+            .into_iter()
+            .find_map(|u| u.strip_prefix(prefix).map(str::to_owned))
+    };
+    find(PERSON_URI_PREFIX)
+        .or_else(|| find(ID_URI_PREFIX))
+        .or_else(|| common_name.map(str::to_owned))
+        .map(|p| p.trim().to_ascii_lowercase())
+        .filter(|p| !p.is_empty())
+}
 
 /// What a client certificate may do, carried in a `urn:ferry:role:ROLE` SAN.
 ///
@@ -179,6 +238,17 @@ impl Identity {
         }
     }
 
+    /// The person this certificate belongs to (lowercase): its
+    /// `urn:ferry:person:ID` URI, else its `urn:ferry:id:NAME` URI, else its
+    /// CN. Renewals and re-issues of one person's certificate give the same
+    /// answer; see [`PERSON_URI_PREFIX`].
+    pub fn person(&self) -> Option<String> {
+        person_of(
+            self.san.uri.iter().map(String::as_str),
+            self.common_name.as_deref(),
+        )
+    }
+
     /// The role, validated.
     pub fn role(&self) -> Option<Role> {
         self.role.as_deref().and_then(|r| Role::new(r).ok())
@@ -250,6 +320,28 @@ impl Identity {
                 )))
             }
         };
+        let persons: Vec<&str> = san
+            .uri
+            .iter()
+            .filter_map(|u| u.strip_prefix(PERSON_URI_PREFIX))
+            .collect();
+        match persons.as_slice() {
+            [] => {}
+            [one] => {
+                check_person(one).map_err(|_| {
+                    bad(format!(
+                        "person URI `{PERSON_URI_PREFIX}{one}` names no valid person id"
+                    ))
+                })?;
+            }
+            many => {
+                return Err(bad(format!(
+                    "{} person URIs ({}); a certificate belongs to one person",
+                    many.len(),
+                    many.join(", ")
+                )))
+            }
+        }
         Ok(Identity {
             subject: rfc4514(subject),
             issuer: rfc4514(cert.issuer()),
@@ -440,6 +532,29 @@ mod tests {
         assert!(Role::new("auditor").unwrap().is_officer());
         assert!(!Role::new("pusher").unwrap().is_officer());
         assert_eq!(Role::new("pusher").unwrap().uri(), "urn:ferry:role:pusher");
+    }
+
+    #[test]
+    fn persons_come_from_the_person_uri_then_the_id_uri_then_the_cn() {
+        let uris = [
+            "urn:ferry:id:alice-2026",
+            "urn:ferry:person:Alice",
+            "urn:ferry:role:reviewer",
+        ];
+        assert_eq!(
+            person_of(uris, Some("alice-2026")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            person_of(["urn:ferry:id:Bob"], Some("x")).as_deref(),
+            Some("bob")
+        );
+        assert_eq!(person_of([], Some("Carol")).as_deref(), Some("carol"));
+        assert_eq!(person_of([], None), None);
+        assert_eq!(check_person("Zhang.Wei-01").unwrap(), "zhang.wei-01");
+        for bad in ["", "-x", "a b", "a:b", "名字", &"x".repeat(65)] {
+            assert!(check_person(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

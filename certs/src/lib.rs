@@ -25,8 +25,9 @@ pub use ca::{
     DEFAULT_LEAF_VALIDITY_DAYS, MAX_NAME_CHARS, MAX_VALIDITY_DAYS,
 };
 pub use identity::{
-    fingerprint, normalize_serial, serial_hex, Identity, Role, SubjectAltNames, ID_URI_PREFIX,
-    MAX_ROLE_CHARS, ROLE_URI_PREFIX,
+    check_person, fingerprint, normalize_serial, person_of, serial_hex, Identity, Role,
+    SubjectAltNames, ID_URI_PREFIX, MAX_PERSON_CHARS, MAX_ROLE_CHARS, PERSON_URI_PREFIX,
+    ROLE_URI_PREFIX,
 };
 pub use inspect::{
     check_expiry_file, expiring_in_dir, expiring_issued, show, CertInfo, CertificateInfo, CrlInfo,
@@ -209,6 +210,21 @@ pub enum CertError {
     /// Key or certificate generation failed.
     #[error("certificate generation failed: {0}")]
     Generate(String),
+    /// Three-officer separation: the person already holds another officer
+    /// role in a valid certificate of this CA.
+    #[error("person `{person}` already holds the `{held}` role (certificate `{name}`, serial {serial}); one person holds one officer role, so `{wanted}` is refused. Revoke that certificate first (`ferryctl certs revoke --ca CA_DIR {serial}`) if the person changes role, or issue `{wanted}` to another person")]
+    PersonHoldsOtherRole {
+        /// The person id.
+        person: String,
+        /// The role held.
+        held: String,
+        /// The role asked for.
+        wanted: String,
+        /// The certificate that holds it.
+        name: String,
+        /// Its serial.
+        serial: String,
+    },
 }
 
 #[cfg(test)]

@@ -119,10 +119,16 @@ pub struct AdminPlane {
 }
 
 /// A refused request: what the caller is told and what the log records.
+///
+/// The actor is who the caller really is (the account the kernel names,
+/// or the certificate) under the role it *holds* (`none` when it holds
+/// none); the role the request needed is a detail of its own, so a record
+/// never credits a caller with a role it lacks.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     actor: Actor,
     request: &'static str,
+    needed: Option<AdminRole>,
     message: String,
 }
 
@@ -132,11 +138,171 @@ impl Refusal {
         AuditRecord::new(EventKind::AdminAction, self.actor.clone(), Outcome::Refused)
             .reason(self.message.clone())
             .detail("request", self.request)
+            .detail(
+                "role_needed",
+                self.needed
+                    .map_or("any administrator role", AdminRole::name),
+            )
+    }
+
+    /// Who was refused, as recorded.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     /// The answer on the socket.
     pub fn answer(&self) -> serde_json::Value {
         serde_json::json!({ "error": self.message, "refused": true })
+    }
+}
+
+/// Account names by uid, read from `/etc/passwd` by [`remember_accounts`]
+/// before the sandbox hides it, so that a refused caller is recorded under
+/// its account name even when it holds no role.
+static ACCOUNTS: std::sync::OnceLock<HashMap<u32, String>> = std::sync::OnceLock::new();
+
+/// This process's `/proc/self/uid_map`, read by [`remember_accounts`]
+/// before the sandbox.
+static UID_MAP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The uid map of a process outside any user namespace: every uid is
+/// itself.
+const IDENTITY_UID_MAP: &str = "0 0 4294967295";
+
+/// Reads the host's local accounts (`/etc/passwd`) and this process's uid
+/// map once, for naming callers and checking the user namespace later;
+/// ferryd calls it before Landlock confines it. Accounts from other
+/// sources (LDAP through NSS) are looked up when a caller connects, which
+/// works where the sandbox allows it.
+pub fn remember_accounts() {
+    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let _ = ACCOUNTS.set(parse_passwd(&text));
+    if let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") {
+        let _ = UID_MAP.set(map);
+    }
+}
+
+/// The uid a peer shows on a Unix socket when its uid has no mapping in
+/// the receiver's user namespace (`/proc/sys/kernel/overflowuid`).
+pub fn overflow_uid() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(65_534)
+}
+
+/// Whether `uid` (a host account) reaches a process with this uid map as
+/// itself: some line `INSIDE OUTSIDE COUNT` maps it to the same number.
+fn maps_to_itself(uid_map: &str, uid: u32) -> bool {
+    uid_map.lines().any(|l| {
+        let n: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        matches!(n.as_slice(), [inside, outside, count]
+            if inside == outside && (*outside..outside + count).contains(&u64::from(uid)))
+    })
+}
+
+/// What is wrong when a daemon with `uid_map` serves these administrators
+/// (`(name, uid)`): `None` outside a user namespace or when every one of
+/// them is mapped to itself; else the operator-facing finding. In a user
+/// namespace (systemd's `PrivateUsers=yes`, a container) the kernel shows a
+/// peer whose uid is not mapped as the overflow uid (65534), so those
+/// administrators would be refused everything, silently but for the log.
+pub fn userns_finding(uid_map: &str, admins: &[(String, u32)]) -> Option<String> {
+    let compact = uid_map
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>();
+    if compact.is_empty() || compact == [IDENTITY_UID_MAP] {
+        return None;
+    }
+    let lost: Vec<String> = admins
+        .iter()
+        .filter(|(_, uid)| !maps_to_itself(uid_map, *uid))
+        .map(|(name, uid)| format!("{name} (uid {uid})"))
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "user namespace: ferryd runs in a user namespace (uid_map `{}`) that does not map {}: the kernel shows them on the control socket as uid {} and every request of theirs is refused. Remove `PrivateUsers=yes` from the unit (or the container's user mapping) and restart ferryd",
+        compact.join("; "),
+        lost.join(", "),
+        overflow_uid()
+    ))
+}
+
+/// The administrators of a configuration as `(name, uid)`: `[admin]`'s
+/// accounts when roles are separated, else root (the service user always
+/// maps to itself). Names that do not resolve are left out (ferryd refuses
+/// to start with them anyway).
+pub fn admin_accounts(cfg: &Config) -> Vec<(String, u32)> {
+    let Some(a) = &cfg.admin else {
+        return vec![("root".to_owned(), 0)];
+    };
+    [&a.sysadmin, &a.secadmin, &a.auditor, &a.reviewer]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| resolve(p).ok().map(|(uid, name)| (name, uid)))
+        .collect()
+}
+
+/// Publishes the admin plane in the status: who holds what, and an alarm
+/// (also logged at error level) when the daemon's user namespace hides
+/// administrators from the control socket.
+pub fn publish(
+    admin: &AdminPlane,
+    cfg: &Config,
+    status: &crate::control::SharedStatus,
+) -> Option<String> {
+    let map = UID_MAP
+        .get()
+        .cloned()
+        .or_else(|| std::fs::read_to_string("/proc/self/uid_map").ok())
+        .unwrap_or_default();
+    let finding = userns_finding(&map, &admin_accounts(cfg));
+    if let Some(f) = &finding {
+        tracing::error!("{f}");
+    }
+    crate::control::update(status, |s| {
+        s.admin_roles = Some(admin.describe());
+        if let Some(f) = &finding {
+            if !s.alarms.contains(f) {
+                s.alarms.push(f.clone());
+            }
+        }
+    });
+    finding
+}
+
+fn parse_passwd(text: &str) -> HashMap<u32, String> {
+    let mut by_uid = HashMap::new();
+    for line in text.lines() {
+        let mut f = line.split(':');
+        let (Some(name), Some(_), Some(uid)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if let (false, Ok(uid)) = (name.is_empty(), uid.parse::<u32>()) {
+            // The first entry for a uid is the one getpwuid(3) returns.
+            by_uid.entry(uid).or_insert_with(|| name.to_owned());
+        }
+    }
+    by_uid
+}
+
+/// The account name of `uid` on this host, as the audit log names a
+/// caller: the name from the account database, else `uid:N` (the way
+/// `[admin]` names an account by number) when no account has that uid.
+pub fn account_name(uid: u32) -> String {
+    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        return u.name;
+    }
+    match ACCOUNTS.get().and_then(|a| a.get(&uid)) {
+        Some(name) => name.clone(),
+        None => format!("uid:{uid}"),
     }
 }
 
@@ -212,33 +378,37 @@ impl AdminPlane {
             return self.authorize_certificate(c, needed, request);
         }
         if !self.separated {
-            let name = if caller.uid == 0 {
-                "root".to_owned()
-            } else {
-                format!("uid:{}", caller.uid)
-            };
-            let role = needed.unwrap_or(AdminRole::Sysadmin).audit_role();
-            let actor = Actor::new(
-                format!("unix:{name} (uid {}, roles not separated)", caller.uid),
-                role,
-            );
+            let name = account_name(caller.uid);
             if caller.uid == 0 || caller.uid == self.service_uid {
-                return Ok(actor);
+                // Root and the service user hold every role: the one
+                // needed is the one they act under.
+                let role = needed.unwrap_or(AdminRole::Sysadmin).audit_role();
+                return Ok(Actor::new(
+                    format!("unix:{name} (uid {}, roles not separated)", caller.uid),
+                    role,
+                ));
             }
             return Err(Refusal {
-                actor,
+                actor: Actor::new(
+                    format!("unix:{name} (uid {}, roles not separated)", caller.uid),
+                    Role::None,
+                ),
                 request,
-                message: format!("uid {} may not use this control socket", caller.uid),
+                needed,
+                message: format!(
+                    "{name} (uid {}) may not use this control socket: without [admin] only root and the service user may; ask the security administrator to give you a role in [admin]",
+                    caller.uid
+                ),
             });
         }
         let Some((name, held)) = self.by_uid.get(&caller.uid) else {
-            // No role held: recorded under the role the request needed.
-            let attempted = needed.unwrap_or(AdminRole::Sysadmin).audit_role();
+            let name = account_name(caller.uid);
             return Err(Refusal {
-                actor: Actor::new(format!("unix:unknown (uid {})", caller.uid), attempted),
+                actor: Actor::new(format!("unix:{name} (uid {})", caller.uid), Role::None),
                 request,
+                needed,
                 message: format!(
-                    "uid {} holds no role in [admin]; ask the security administrator to add you",
+                    "{name} (uid {}) holds no role in [admin]; ask the security administrator to add you",
                     caller.uid
                 ),
             });
@@ -251,6 +421,7 @@ impl AdminPlane {
             Some(n) if n != *held => Err(Refusal {
                 actor,
                 request,
+                needed,
                 message: format!(
                     "`{request}` is {} job ({}); {name} holds {}",
                     n.job(),
@@ -271,17 +442,13 @@ impl AdminPlane {
         needed: Option<AdminRole>,
         request: &'static str,
     ) -> Result<Actor, Refusal> {
-        let who = format!(
-            "cert:{} (sha256:{})",
-            c.common_name,
-            c.fingerprint.get(..16).unwrap_or(&c.fingerprint)
-        );
+        let who = certificate_actor(c).id;
         let held = c.role.as_deref().and_then(AdminRole::parse);
-        let attempted = needed.unwrap_or(AdminRole::Sysadmin).audit_role();
         let Some(held) = held.filter(|_| self.separated) else {
             return Err(Refusal {
-                actor: Actor::new(who, attempted),
+                actor: Actor::new(who, Role::None),
                 request,
+                needed,
                 message: format!(
                     "the certificate of {} carries no administrative role ({}); the admin API takes sysadmin, secadmin, auditor or reviewer certificates",
                     c.common_name,
@@ -290,10 +457,31 @@ impl AdminPlane {
             });
         };
         let actor = Actor::new(who, held.audit_role());
+        // One person, one role across both planes: a person who holds a
+        // role on the control socket ([admin], by account name) may not act
+        // in another role with a certificate.
+        if let Some(local) = self
+            .by_uid
+            .values()
+            .find(|(name, r)| name.eq_ignore_ascii_case(&c.person) && *r != held)
+        {
+            return Err(Refusal {
+                actor,
+                request,
+                needed,
+                message: format!(
+                    "person {} holds {} on this host ([admin]) and may not act as {} with a certificate: one person, one role; revoke one of the two",
+                    c.person,
+                    local.1.name(),
+                    held.name()
+                ),
+            });
+        }
         match needed {
             Some(n) if n != held => Err(Refusal {
                 actor,
                 request,
+                needed,
                 message: format!(
                     "`{request}` is {} job ({}); {} holds {}",
                     n.job(),
@@ -330,6 +518,24 @@ impl AdminPlane {
         }
         by_role.join("; ")
     }
+}
+
+/// How the audit log names an admin API caller: `cert:CN (sha256:PREFIX,
+/// person ID)`, under the administrative role its certificate carries
+/// (`none` for any other).
+pub fn certificate_actor(c: &crate::control::CertCaller) -> Actor {
+    Actor::new(
+        format!(
+            "cert:{} (sha256:{}, person {})",
+            c.common_name,
+            c.fingerprint.get(..16).unwrap_or(&c.fingerprint),
+            c.person
+        ),
+        c.role
+            .as_deref()
+            .and_then(AdminRole::parse)
+            .map_or(Role::None, AdminRole::audit_role),
+    )
 }
 
 /// The gate both sides put in front of their request handler: authorize,
@@ -400,6 +606,7 @@ mod tests {
     fn cert(cn: &str, role: Option<&str>) -> Caller {
         Caller::certificate(crate::control::CertCaller {
             common_name: cn.into(),
+            person: cn.to_ascii_lowercase(),
             fingerprint: format!("{cn:0>64}"),
             role: role.map(str::to_owned),
         })
@@ -498,6 +705,83 @@ mod tests {
         assert!(p.authorize(&caller(999), &Request::ReloadPolicy).is_ok());
         assert!(p.authorize(&caller(4242), &Request::Status).is_err());
         assert!(p.describe().contains("not separated"));
+    }
+
+    /// Promise: a daemon in a user namespace that hides administrators
+    /// says so (this text becomes a log line, an alarm and a selfcheck
+    /// failure) instead of refusing them silently.
+    #[test]
+    fn a_user_namespace_that_hides_administrators_is_named() {
+        let admins = vec![("alice".to_owned(), 5001), ("root".to_owned(), 0)];
+        assert_eq!(
+            userns_finding("         0          0 4294967295\n", &admins),
+            None
+        );
+        assert_eq!(userns_finding("0 0 4294967295", &admins), None);
+        // systemd's PrivateUsers=yes: root and the service user only.
+        let private = "0 0 1\n999 999 1\n";
+        let f = userns_finding(private, &admins).expect("alice is hidden");
+        assert!(
+            f.contains("alice (uid 5001)") && !f.contains("root (uid 0)"),
+            "{f}"
+        );
+        assert!(
+            f.contains("PrivateUsers=yes") && f.contains("uid_map `0 0 1; 999 999 1`"),
+            "{f}"
+        );
+        // A shifted mapping (a rootless container) hides everyone.
+        let shifted = "0 100000 65536\n";
+        let f = userns_finding(shifted, &admins).expect("shifted");
+        assert!(f.contains("root (uid 0)"), "{f}");
+        // Everyone mapped to themselves: nothing to say.
+        assert_eq!(userns_finding("0 0 1\n5001 5001 1\n", &admins), None);
+    }
+
+    /// Promise: a refused caller is recorded under its real account and
+    /// the role it holds (`none`), with the role it needed apart.
+    #[test]
+    fn refusals_name_the_account_and_the_role_held_not_the_role_needed() {
+        let p = plane("[admin]\nsysadmin = [\"uid:5001\"]\n");
+        let e = p
+            .authorize(&caller(0), &Request::ReloadPolicy)
+            .expect_err("root holds no role");
+        let r = e.record();
+        assert_eq!(r.actor.id, "unix:root (uid 0)");
+        assert_eq!(r.actor.role, Role::None);
+        assert_eq!(
+            r.details.get("role_needed").map(String::as_str),
+            Some("secadmin")
+        );
+        // A holder of another role is recorded under the role it holds.
+        let e = p
+            .authorize(&caller(5001), &Request::ReloadPolicy)
+            .expect_err("sysadmin may not reload");
+        assert_eq!(e.record().actor.role, Role::SystemAdmin);
+        // A certificate without an administrative role holds none.
+        let e = p
+            .authorize(&cert("feed", Some("pusher")), &Request::ReloadPolicy)
+            .expect_err("pusher");
+        assert_eq!(e.record().actor.role, Role::None);
+        let mut names =
+            parse_passwd("root:x:0:0::/root:/bin/sh\nbad\n:x:7:7\nalice:x:5001:5001::/:/bin/sh\n");
+        assert_eq!(names.remove(&5001).as_deref(), Some("alice"));
+        assert_eq!(names.remove(&0).as_deref(), Some("root"));
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    /// Promise: one person, one role across both planes: a person with a
+    /// role on the control socket cannot act in another with a certificate.
+    #[test]
+    fn a_person_with_a_local_role_cannot_act_in_another_by_certificate() {
+        let p = plane("[admin]\nsysadmin = [\"root\"]\n");
+        let e = p
+            .authorize(&cert("Root", Some("reviewer")), &Request::ApprovalsList)
+            .expect_err("root is the sysadmin here");
+        assert!(e.message.contains("one person, one role"), "{}", e.message);
+        assert_eq!(e.record().outcome, Outcome::Refused);
+        assert!(p
+            .authorize(&cert("root", Some("sysadmin")), &Request::Status)
+            .is_ok());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //!
 //! Answers: `200` done, `403` refused by the gate (recorded), `409` allowed
 //! but failed (the JSON says why), `400` a request that is not JSON of a
-//! known command, `404` any other path, `405` any other method.
+//! known command, `404` any other path, `405` any other method, `408` a
+//! body too slow. Those four are recorded too, as a refused `admin.action`
+//! under the certificate with the status, so probing the API leaves a
+//! trace.
 
 use crate::config::AdminApiSection;
 use crate::control::{Caller, CertCaller, Request};
@@ -26,6 +29,10 @@ use std::time::Duration;
 /// What answers a request: the admin gate in front of the side's handler.
 pub type Handler = Arc<dyn Fn(Caller, Request) -> serde_json::Value + Send + Sync>;
 
+/// Writes an audit record that does not gate anything (a request refused
+/// before it reached the gate).
+pub type Note = Arc<dyn Fn(ferry_audit::AuditRecord) + Send + Sync>;
+
 /// Largest request body.
 const MAX_REQUEST_BYTES: usize = 64 << 10;
 /// Connections served at once (administrators are few).
@@ -37,13 +44,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn spawn(
     cfg: &AdminApiSection,
     handler: Handler,
+    note: Note,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     let tls = crate::https_server::tls_config(&cfg.cert, &cfg.key, &cfg.client_ca, &cfg.crl)
         .map_err(|e| DaemonError::Config(format!("[admin_api]: {e}")))?;
     let thread =
         crate::https_server::spawn("ferry-admin-api", cfg.listen, move |listener| async move {
-            serve(listener, tls, handler, shutdown).await;
+            serve(listener, tls, handler, note, shutdown).await;
             None
         })?;
     tracing::info!(listen = %cfg.listen, "HTTPS admin API listening (administrator certificates required)");
@@ -54,6 +62,7 @@ async fn serve(
     listener: std::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     handler: Handler,
+    note: Note,
     shutdown: Arc<AtomicBool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -83,7 +92,7 @@ async fn serve(
             tracing::warn!(%peer, "admin API busy; connection closed");
             continue;
         };
-        let (acceptor, handler) = (acceptor.clone(), handler.clone());
+        let (acceptor, handler, note) = (acceptor.clone(), handler.clone(), note.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(TIMEOUT, acceptor.accept(tcp)).await {
@@ -99,6 +108,10 @@ async fn serve(
             ) {
                 Ok(Some(id)) => Caller::certificate(CertCaller {
                     common_name: id.common_name.clone().unwrap_or_else(|| id.subject.clone()),
+                    // A certificate that names no one is a person of its own.
+                    person: id
+                        .person()
+                        .unwrap_or_else(|| format!("cert:{}", id.fingerprint_sha256)),
                     fingerprint: id.fingerprint_sha256.clone(),
                     role: id.role.clone(),
                 }),
@@ -108,8 +121,10 @@ async fn serve(
                 }
             };
             let service = hyper::service::service_fn(move |req| {
-                let (caller, handler) = (caller.clone(), handler.clone());
-                async move { Ok::<_, std::convert::Infallible>(handle(req, caller, handler).await) }
+                let (caller, handler, note) = (caller.clone(), handler.clone(), note.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(req, caller, handler, note).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -134,16 +149,35 @@ async fn handle(
     req: hyper::Request<Incoming>,
     caller: Caller,
     handler: Handler,
+    note: Note,
 ) -> Response<Full<Bytes>> {
-    let err = |status, msg: String| json(status, &serde_json::json!({ "error": msg }));
+    let what = format!("{} {}", req.method(), req.uri().path());
+    // Answers the gate never saw are recorded here: refused, under the
+    // certificate, with the status and what was asked.
+    let refuse = |status: StatusCode, msg: String| {
+        if let Some(c) = &caller.cert {
+            let record = ferry_audit::AuditRecord::new(
+                ferry_audit::EventKind::AdminAction,
+                crate::admin::certificate_actor(c),
+                ferry_audit::Outcome::Refused,
+            )
+            .reason(msg.clone())
+            .detail("request", what.chars().take(200).collect::<String>())
+            .detail("status", status.as_u16().to_string())
+            .detail("via", "admin_api");
+            note(record);
+        }
+        tracing::warn!(request = %what, status = status.as_u16(), "admin API request refused: {msg}");
+        json(status, &serde_json::json!({ "error": msg }))
+    };
     if req.uri().path() != "/v1/admin" {
-        return err(
+        return refuse(
             StatusCode::NOT_FOUND,
             "no such endpoint: POST /v1/admin".into(),
         );
     }
     if req.method() != Method::POST {
-        return err(
+        return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
             "POST /v1/admin with a JSON request".into(),
         );
@@ -152,17 +186,17 @@ async fn handle(
     let bytes = match tokio::time::timeout(TIMEOUT, body.collect()).await {
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(e)) => {
-            return err(
+            return refuse(
                 StatusCode::BAD_REQUEST,
                 format!("request body unreadable or over {MAX_REQUEST_BYTES} bytes: {e}"),
             )
         }
-        Err(_) => return err(StatusCode::REQUEST_TIMEOUT, "request body too slow".into()),
+        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "request body too slow".into()),
     };
     let request: Request = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => {
-            return err(
+            return refuse(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "bad request: {e}; send the control socket's JSON, e.g. {{\"cmd\":\"status\"}}"
@@ -173,7 +207,12 @@ async fn handle(
     // The handler takes locks and writes redb and the audit log.
     let answer = match tokio::task::spawn_blocking(move || handler(caller, request)).await {
         Ok(v) => v,
-        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => {
+            return json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({ "error": e.to_string() }),
+            )
+        }
     };
     let status = if answer.get("refused").and_then(|r| r.as_bool()) == Some(true) {
         StatusCode::FORBIDDEN
@@ -199,6 +238,7 @@ impl Planes {
         socket_mode: u32,
         shutdown: Arc<AtomicBool>,
         handler: Handler,
+        note: Note,
     ) -> Result<Planes, DaemonError> {
         let control = {
             let h = handler.clone();
@@ -210,7 +250,7 @@ impl Planes {
             )?
         };
         let api = match &cfg.admin_api {
-            Some(a) => Some(spawn(a, handler, shutdown)?),
+            Some(a) => Some(spawn(a, handler, note, shutdown)?),
             None => None,
         };
         Ok(Planes { control, api })

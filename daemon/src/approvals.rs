@@ -250,6 +250,40 @@ fn common_name(subject: &str) -> Option<&str> {
         .map(|cn| cn.split(" (").next().unwrap_or(cn).trim())
 }
 
+/// The person who pushed a held package: by the same rule as a reviewer's
+/// certificate ([`ferry_certs::person_of`]) from the subject the policy saw,
+/// else from the CN recorded in `sender_identity` (holds made before the
+/// subject was kept).
+fn submitter_person(h: &HeldPackage, sender_identity: &str) -> Option<String> {
+    match &h.subject {
+        Some(sub) if sub.spool.is_none() => {
+            let uris: Vec<&str> = sub
+                .san
+                .iter()
+                .filter_map(|s| match s {
+                    ferry_policy::San::Uri(u) => Some(u.as_str()),
+                    _ => None,
+                })
+                .collect();
+            ferry_certs::person_of(uris.iter().copied(), sub.common_name.as_deref())
+        }
+        Some(_) => None,
+        None => common_name(sender_identity).map(str::to_ascii_lowercase),
+    }
+}
+
+/// The person behind a reviewer's request: a certificate's person
+/// ([`ferry_certs::Identity::person`]), or the account name on the control
+/// socket. Both are the same namespace on purpose (documented in
+/// operations.md): alice at the console and alice's certificate are one
+/// reviewer.
+fn reviewer_person(actor: &Actor, caller: &Caller) -> String {
+    match &caller.cert {
+        Some(c) => c.person.clone(),
+        None => account_name(actor).to_ascii_lowercase(),
+    }
+}
+
 /// The account name in an admin actor id (`unix:alice (uid 1001)`).
 fn account_name(actor: &Actor) -> &str {
     actor
@@ -316,16 +350,22 @@ fn approve_inner(
             h.requirement, h.roles
         ));
     }
-    let principal = caller.principal();
+    // Reviewers are persons, not certificates or sessions: a renewed or
+    // second certificate of the same person, or the same person at the
+    // console and over the admin API, is one reviewer.
+    let person = reviewer_person(&actor, &caller);
+    let principal = format!("person:{person}");
+    let legacy = caller.principal();
     let same = |a: &ApprovalMark| {
-        a.principal
+        let p = a
+            .principal
             .clone()
-            .unwrap_or_else(|| format!("uid:{}", a.uid))
-            == principal
+            .unwrap_or_else(|| format!("uid:{}", a.uid));
+        p == principal || p == legacy
     };
     if h.approvals.iter().any(same) {
         return refuse(format!(
-            "you already approved package {id}; the two-person rule needs {} different reviewers",
+            "{person} already approved package {id} (reviewers are counted by person, not by certificate); the two-person rule needs {} different persons",
             h.reviewers_needed
         ));
     }
@@ -334,7 +374,7 @@ fn approve_inner(
         .get("sender_identity")
         .and_then(|v| v.as_str())
         .unwrap_or_default();
-    if !h.allow_submitter && common_name(submitter) == Some(account_name(&actor)) {
+    if !h.allow_submitter && submitter_person(&h, submitter).as_deref() == Some(person.as_str()) {
         return refuse(format!(
             "you pushed package {id} ({submitter}); `[approval.{}]` does not let the submitter approve",
             h.requirement
@@ -347,7 +387,8 @@ fn approve_inner(
         .detail(
             "count",
             format!("{} of {}", h.approvals.len() + 1, h.reviewers_needed),
-        );
+        )
+        .detail("person", person.clone());
     s.audit.record(record)?;
     h.approvals.push(ApprovalMark {
         by: actor.id.clone(),

@@ -59,6 +59,14 @@ pub enum CertsCmd {
         /// reviewer, pusher, or a site-defined role).
         #[arg(long)]
         role: Option<String>,
+        /// The person the certificate belongs to, carried as the SAN URI
+        /// `urn:ferry:person:ID`: give every certificate of one person
+        /// (renewals, re-issues, one per device) the same id, e.g. their
+        /// host account name. Reviewers are counted by person for the
+        /// two-person rule, and a person holds one officer role. Without
+        /// it the person is NAME.
+        #[arg(long)]
+        person: Option<String>,
         /// Validity in days.
         #[arg(long, default_value_t = ferry_certs::DEFAULT_LEAF_VALIDITY_DAYS)]
         days: u32,
@@ -143,10 +151,15 @@ pub fn run(cmd: CertsCmd) -> anyhow::Result<std::process::ExitCode> {
             out,
             name,
             role,
+            person,
             days,
         } => {
             let role = role.as_deref().map(Role::new).transpose()?;
-            let issued = ferry_certs::issue_client(&ca, &out, &name, role, days)?;
+            let req = ferry_certs::IssueRequest {
+                person,
+                ..ferry_certs::IssueRequest::client(&name, role, days)?
+            };
+            let issued = ferry_certs::issue(&ca, &out, &req)?;
             print_issued(&issued);
         }
         CertsCmd::Revoke { ca, target, reason } => {
@@ -231,5 +244,8 @@ fn print_issued(issued: &ferry_certs::Issued) {
     println!("  SHA-256     {}", id.fingerprint_sha256);
     if let Some(role) = &id.role {
         println!("  role        {role}");
+    }
+    if let Some(person) = id.person().filter(|_| id.role.is_some()) {
+        println!("  person      {person}");
     }
 }

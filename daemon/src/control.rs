@@ -298,6 +298,18 @@ pub enum ControlError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The socket exists but this account may not connect to it.
+    #[error("control socket {path}: permission denied for this account; with [admin] the socket is for the administrators' group: ask the security administrator for a role in [admin] and membership of the socket's group (without [admin] only root and the service user may connect)")]
+    Denied {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// There is no socket there.
+    #[error("no control socket at {path}: is ferryd running with this configuration (`[admin] socket`, else STATE_DIR/control.sock)?")]
+    Missing {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// The daemon's answer was not understood.
     #[error("control socket {path}: bad answer: {what}")]
     Protocol {
@@ -332,6 +344,10 @@ pub struct CertCaller {
     pub fingerprint: String,
     /// The role the certificate carries.
     pub role: Option<String>,
+    /// The person the certificate belongs to
+    /// ([`ferry_certs::Identity::person`], lowercase): one reviewer for the
+    /// two-person rule however many certificates they hold.
+    pub person: String,
 }
 
 impl Caller {
@@ -345,8 +361,9 @@ impl Caller {
         }
     }
 
-    /// One string per person, for "the same person may not approve
-    /// twice": `uid:N` or `cert:FINGERPRINT`.
+    /// One string per account or certificate (`uid:N` or
+    /// `cert:FINGERPRINT`): what approvals recorded before reviewers were
+    /// counted by person; persons are `crate::approvals`' business.
     pub fn principal(&self) -> String {
         match &self.cert {
             Some(c) => format!("cert:{}", c.fingerprint),
@@ -428,7 +445,11 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Contro
         path: path.clone(),
         source,
     };
-    let mut stream = UnixStream::connect(&path).map_err(err)?;
+    let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ControlError::Denied { path: path.clone() },
+        std::io::ErrorKind::NotFound => ControlError::Missing { path: path.clone() },
+        _ => err(e),
+    })?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(err)?;

@@ -184,8 +184,12 @@ pub fn run(
         let store = store.clone();
         let wake = forwarder.notifier();
         let admin = crate::admin::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
-        control::update(&status, |s| s.admin_roles = Some(admin.describe()));
+        crate::admin::publish(&admin, &cfg, &status);
         let mode = admin.socket_mode();
+        let note: crate::admin_api::Note = {
+            let audit = audit.clone();
+            Arc::new(move |r| audit.note(r))
+        };
         let handler: crate::admin_api::Handler = Arc::new(move |caller, req| {
             crate::admin::gate(&admin, &audit, caller, req, |actor, _, req| match req {
                 Request::Status => serde_json::to_value(control::snapshot(&status))
@@ -245,7 +249,7 @@ pub fn run(
                 }
             })
         });
-        crate::admin_api::Planes::start(&cfg, mode, shutdown.clone(), handler)?
+        crate::admin_api::Planes::start(&cfg, mode, shutdown.clone(), handler, note)?
     };
     let metrics = match cfg.metrics.as_ref() {
         Some(m) => Some(crate::metrics::spawn(

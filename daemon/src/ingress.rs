@@ -280,14 +280,17 @@ pub fn run(
         let s = shared.clone();
         let admin =
             crate::admin::AdminPlane::from_config(&shared.cfg, nix::unistd::getuid().as_raw())?;
-        control::update(&shared.status, |st| st.admin_roles = Some(admin.describe()));
+        crate::admin::publish(&admin, &shared.cfg, &shared.status);
         let mode = admin.socket_mode();
         let handler: crate::admin_api::Handler = Arc::new(move |caller, req| {
             crate::admin::gate(&admin, &s.audit, caller, req, |actor, caller, req| {
                 handle_request(&s, actor, caller, req)
             })
         });
-        crate::admin_api::Planes::start(&shared.cfg, mode, shared.shutdown.clone(), handler)?
+        crate::admin_api::Planes::start(&shared.cfg, mode, shared.shutdown.clone(), handler, {
+            let s = shared.clone();
+            Arc::new(move |r| s.audit.note(r))
+        })?
     };
     let metrics = match shared.cfg.metrics.as_ref() {
         Some(m) => Some(crate::metrics::spawn(

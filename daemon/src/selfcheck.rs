@@ -222,6 +222,14 @@ pub enum SelfcheckError {
         /// The control socket asked.
         socket: PathBuf,
     },
+    /// The daemon answered, but refused this caller.
+    #[error("{socket}: ferryd refused this caller: {message}. selfcheck reads the daemon's status: with [admin] any administrator role may (run it as an account listed there), without [admin] only root and the service user")]
+    Refused {
+        /// The control socket asked.
+        socket: PathBuf,
+        /// What the daemon said.
+        message: String,
+    },
     /// `/proc/PID` could not be read.
     #[error("/proc/{pid}/status: {source}; run selfcheck as root (or the service user) in the daemon's PID namespace")]
     Proc {
@@ -235,13 +243,22 @@ pub enum SelfcheckError {
 /// Asks the running daemon for its report and checks it, `/proc/PID` and
 /// the file permissions.
 pub fn run(cfg: &Config, config_path: &Path) -> Result<Selfcheck, SelfcheckError> {
-    let status = control::request(&cfg.control_socket(), &control::Request::Status)?;
+    let socket = cfg.control_socket();
+    let status = control::request(&socket, &control::Request::Status)?;
+    // A refusal is an answer without a report: name it as what it is, on
+    // the socket actually asked (`[admin] socket` when set).
+    if let Some(e) = status.get("error").and_then(|e| e.as_str()) {
+        return Err(SelfcheckError::Refused {
+            socket,
+            message: e.to_owned(),
+        });
+    }
     let report: Report = status
         .get("hardening")
         .cloned()
         .and_then(|h| serde_json::from_value(h).ok())
         .ok_or_else(|| SelfcheckError::NoReport {
-            socket: cfg.paths.state_dir.join(control::SOCKET),
+            socket: socket.clone(),
         })?;
     let pid = report.pid;
     let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -251,6 +268,10 @@ pub fn run(cfg: &Config, config_path: &Path) -> Result<Selfcheck, SelfcheckError
         .map_err(|source| SelfcheckError::Proc { pid, source })?;
     let mut checks = inspect_process(&proc_status, proc_owner, &report, cfg);
     checks.extend(check_permissions(cfg, config_path, &proc_status));
+    checks.push(check_user_namespace(
+        std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok(),
+        cfg,
+    ));
     checks.push(check_clock());
     Ok(Selfcheck { pid, checks })
 }
@@ -526,6 +547,27 @@ fn check_permissions(cfg: &Config, config_path: &Path, proc_status: &str) -> Vec
 
 /// Clock synchronization: `timedatectl` when systemd runs, else the
 /// kernel's own flag, else unknown (a warning).
+/// Whether the daemon's user namespace lets its administrators reach the
+/// control socket as themselves (issue 14 B8: `PrivateUsers=yes` showed
+/// every one of them as uid 65534).
+fn check_user_namespace(uid_map: Option<String>, cfg: &Config) -> Check {
+    let Some(map) = uid_map else {
+        return check(
+            "user_namespace",
+            Verdict::Warn,
+            "cannot read the daemon's /proc/PID/uid_map",
+        );
+    };
+    match crate::admin::userns_finding(&map, &crate::admin::admin_accounts(cfg)) {
+        Some(f) => check("user_namespace", Verdict::Fail, f),
+        None => check(
+            "user_namespace",
+            Verdict::Pass,
+            "every administrator reaches the control socket under its own uid",
+        ),
+    }
+}
+
 fn check_clock() -> Check {
     let td = std::process::Command::new("timedatectl")
         .args(["show", "-p", "NTPSynchronized", "--value"])

@@ -183,7 +183,8 @@ pub struct ApprovalMark {
     pub by: String,
     /// The uid the kernel saw (`u32::MAX` for a certificate).
     pub uid: u32,
-    /// Who, one string per person (`uid:N` or `cert:FINGERPRINT`); absent
+    /// Who, one string per person (`person:ID`; `uid:N` or
+    /// `cert:FINGERPRINT` in marks made before persons were counted); absent
     /// in marks written before the admin API existed (then `uid:N`).
     #[serde(default)]
     pub principal: Option<String>,

@@ -278,7 +278,7 @@ pub fn check_private(path: &Path) -> Result<(), KeyError> {
             mode,
         });
     }
-    let me = nix_euid();
+    let me = effective_uid();
     if meta.uid() != me {
         return Err(KeyError::WrongOwner {
             path: path.to_path_buf(),
@@ -289,18 +289,15 @@ pub fn check_private(path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn nix_euid() -> u32 {
-    // The owner of a file we just created is our effective uid; reading it
-    // back from /proc avoids an unsafe libc call in this crate.
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+/// The effective uid of this process, as the kernel has it: the owner a
+/// file this process creates gets, and the only uid a secret may belong to.
+///
+/// Asked of the kernel (`geteuid(2)`, a call that cannot fail), never read
+/// from a file: an earlier version parsed `/proc/self/status` and took uid 0
+/// when that failed (no `/proc` in a sandbox or container), so a process
+/// running as an ordinary user would have accepted root-owned key files.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Writes `data` to `path` atomically: temp file (mode 0600), fsync,

@@ -104,6 +104,13 @@ enum Cmd {
     },
 }
 
+/// `ferryctl audit`: the tool could not run (files, keys, I/O, the daemon
+/// unreachable); 0 and 1 are verify's intact and tampered.
+const AUDIT_EXIT_COULD_NOT_RUN: u8 = 2;
+/// `ferryctl audit --via`: the daemon refused the caller (no auditor role);
+/// nothing of the log was shown.
+const AUDIT_EXIT_REFUSED: u8 = 3;
+
 #[derive(clap::Args)]
 struct AuditArgs {
     /// The configuration of the running `ferryd` that writes this log: the
@@ -162,20 +169,44 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 .flatten()
                 .map_or_else(|| "unknown".to_owned(), |u| u.name);
             let actor = format!("{name} (uid {uid})");
-            let Some(via) = cmd.via else {
-                return Ok(ferry_audit::cli::run(cmd.cmd, &actor)?);
-            };
-            let cfg = config::load(&via)?;
-            let socket = cfg.control_socket();
-            let recorder = move |_: &std::path::Path, record: ferry_audit::AuditRecord| {
-                let v = control::request(&socket, &control::Request::AuditNote { record })
-                    .map_err(|e| ferry_audit::AuditError::NotAudited(e.to_string()))?;
-                match v.get("error").and_then(|e| e.as_str()) {
-                    Some(e) => Err(ferry_audit::AuditError::NotAudited(e.to_owned())),
-                    None => Ok(()),
+            let result = match cmd.via {
+                None => ferry_audit::cli::run(cmd.cmd, &actor),
+                Some(via) => {
+                    let cfg = match config::load(&via) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            eprintln!("ferryctl: {e:#}");
+                            return Ok(std::process::ExitCode::from(AUDIT_EXIT_COULD_NOT_RUN));
+                        }
+                    };
+                    let socket = cfg.control_socket();
+                    let recorder = move |_: &std::path::Path, record: ferry_audit::AuditRecord| {
+                        let v = control::request(&socket, &control::Request::AuditNote { record })
+                            .map_err(|e| ferry_audit::AuditError::NotAudited(e.to_string()))?;
+                        match v.get("error").and_then(|e| e.as_str()) {
+                            Some(e) if v.get("refused").and_then(|r| r.as_bool()) == Some(true) => {
+                                Err(ferry_audit::AuditError::Refused(e.to_owned()))
+                            }
+                            Some(e) => Err(ferry_audit::AuditError::NotAudited(e.to_owned())),
+                            None => Ok(()),
+                        }
+                    };
+                    ferry_audit::cli::run_with(cmd.cmd, &actor, &recorder)
                 }
             };
-            return Ok(ferry_audit::cli::run_with(cmd.cmd, &actor, &recorder)?);
+            // 1 is "tampered" (verify): a tool that could not run, or was
+            // refused, must not exit with it.
+            return Ok(match result {
+                Ok(code) => code,
+                Err(e @ ferry_audit::AuditError::Refused(_)) => {
+                    eprintln!("ferryctl: {e}");
+                    std::process::ExitCode::from(AUDIT_EXIT_REFUSED)
+                }
+                Err(e) => {
+                    eprintln!("ferryctl: {e}");
+                    std::process::ExitCode::from(AUDIT_EXIT_COULD_NOT_RUN)
+                }
+            });
         }
         // `check` reads what ferryd will read (dirty-word lists), through
         // ferryd's own loader.

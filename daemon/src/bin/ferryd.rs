@@ -36,6 +36,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut cfg = config::load(&args.config)?;
     // Before Landlock hides /etc/passwd.
     cfg.resolve_admin().map_err(anyhow::Error::msg)?;
+    ferry_daemon::admin::remember_accounts();
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handler")?;
