@@ -76,11 +76,16 @@ pub enum EventKind {
     /// ferryd stopped.
     #[serde(rename = "daemon.stop")]
     DaemonStop,
+    /// A client (pusher, spool file) was refused before any package
+    /// existed: a connection cap, a failed handshake, a bad request or
+    /// file name, a revoked certificate.
+    #[serde(rename = "client.refused")]
+    ClientRefused,
 }
 
 impl EventKind {
     /// Every kind, in vocabulary order.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::PackagePushed,
         EventKind::PolicyDecided,
         EventKind::GuardInspected,
@@ -103,6 +108,7 @@ impl EventKind {
         EventKind::AuditInit,
         EventKind::DaemonStart,
         EventKind::DaemonStop,
+        EventKind::ClientRefused,
     ];
 
     /// The dotted name (`package.pushed`).
@@ -130,6 +136,7 @@ impl EventKind {
             EventKind::AuditInit => "audit.init",
             EventKind::DaemonStart => "daemon.start",
             EventKind::DaemonStop => "daemon.stop",
+            EventKind::ClientRefused => "client.refused",
         }
     }
 

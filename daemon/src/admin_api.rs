@@ -39,6 +39,10 @@ const MAX_REQUEST_BYTES: usize = 64 << 10;
 const MAX_CONNECTIONS: usize = 64;
 /// TLS handshake, request head and body each get this long.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// An open connection with no request is closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections of one administrator certificate subject at once.
+const MAX_CONNECTIONS_PER_IDENTITY: usize = 16;
 
 /// Starts the admin API; it stops when `shutdown` is set.
 pub fn spawn(
@@ -47,66 +51,32 @@ pub fn spawn(
     note: Note,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let tls = crate::https_server::tls_config(&cfg.cert, &cfg.key, &cfg.client_ca, &cfg.crl)
-        .map_err(|e| DaemonError::Config(format!("[admin_api]: {e}")))?;
+    // The same trust store as the ingest API when both name the same CA
+    // and CRL files, with the same reload: a revoked reviewer's open
+    // connection is cut off like a revoked pusher's.
+    let plane = crate::https_server::Plane::new(
+        "admin API",
+        &cfg.cert,
+        &cfg.key,
+        &cfg.client_ca,
+        &cfg.crl,
+        Duration::from_secs(cfg.trust_reload_interval_s),
+    )
+    .map_err(|e| DaemonError::Config(format!("[admin_api]: {e}")))?;
+    let limits = crate::https_server::Limits {
+        handshake: TIMEOUT,
+        header: TIMEOUT,
+        idle: IDLE_TIMEOUT,
+        max_connections: MAX_CONNECTIONS,
+        max_connections_per_identity: MAX_CONNECTIONS_PER_IDENTITY,
+        max_handshakes_per_address: MAX_CONNECTIONS,
+    };
+    let hooks: Arc<dyn crate::https_server::Hooks> = Arc::new(AdminHooks { shutdown });
     let thread =
         crate::https_server::spawn("ferry-admin-api", cfg.listen, move |listener| async move {
-            serve(listener, tls, handler, note, shutdown).await;
-            None
-        })?;
-    tracing::info!(listen = %cfg.listen, "HTTPS admin API listening (administrator certificates required)");
-    Ok(thread)
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    handler: Handler,
-    note: Note,
-    shutdown: Arc<AtomicBool>,
-) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "admin API listener");
-            return;
-        }
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    while !shutdown.load(Ordering::Relaxed) {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = tick.tick() => continue,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin API accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "admin API busy; connection closed");
-            continue;
-        };
-        let (acceptor, handler, note) = (acceptor.clone(), handler.clone(), note.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::warn!(%peer, reason = %e, "admin API TLS handshake refused");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let caller = match ferry_certs::Identity::from_peer_certificates(
-                tls.get_ref().1.peer_certificates(),
-            ) {
-                Ok(Some(id)) => Caller::certificate(CertCaller {
+            crate::https_server::serve(listener, plane, limits, hooks, move |conn, req| {
+                let id = &conn.identity;
+                let caller = Caller::certificate(CertCaller {
                     common_name: id.common_name.clone().unwrap_or_else(|| id.subject.clone()),
                     // A certificate that names no one is a person of its own.
                     person: id
@@ -114,24 +84,35 @@ async fn serve(
                         .unwrap_or_else(|| format!("cert:{}", id.fingerprint_sha256)),
                     fingerprint: id.fingerprint_sha256.clone(),
                     role: id.role.clone(),
-                }),
-                Ok(None) | Err(_) => {
-                    tracing::warn!(%peer, "admin API client certificate unreadable; closing");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let (caller, handler, note) = (caller.clone(), handler.clone(), note.clone());
-                async move {
-                    Ok::<_, std::convert::Infallible>(handle(req, caller, handler, note).await)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-        });
+                });
+                handle(req, caller, handler.clone(), note.clone())
+            })
+            .await;
+            None
+        })?;
+    tracing::info!(listen = %cfg.listen, "HTTPS admin API listening (administrator certificates required)");
+    Ok(thread)
+}
+
+/// The admin plane's connection-level events: logged (the admin plane's
+/// request auditing is the gate's).
+struct AdminHooks {
+    shutdown: Arc<AtomicBool>,
+}
+
+impl crate::https_server::Hooks for AdminHooks {
+    fn refused(&self, r: crate::https_server::Refused<'_>) {
+        tracing::warn!(peer = %r.peer, reason = r.reason, detail = %r.detail, "admin API client refused");
+    }
+
+    fn reloaded(&self, r: Result<bool, DaemonError>) {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "admin API TLS files changed but cannot be loaded; the previous ones stay in force");
+        }
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
     }
 }
 

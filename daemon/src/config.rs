@@ -109,6 +109,9 @@ pub struct AdminApiSection {
     pub client_ca: Vec<PathBuf>,
     /// Their CRLs.
     pub crl: Vec<PathBuf>,
+    /// How often the CAs and CRLs are read again (open connections are
+    /// checked against a changed CRL within this period).
+    pub trust_reload_interval_s: u64,
 }
 
 impl Config {
@@ -342,7 +345,59 @@ pub struct IngestSection {
     pub min_free_bytes: u64,
     /// `503` + `Retry-After` while this many packages wait to be sent.
     pub max_queued_packages: u64,
+    /// Deadlines and connection caps of the HTTPS server.
+    pub limits: ConnectionLimits,
+    /// How often the CA certificates and CRLs are read again; open
+    /// connections are checked against a changed CRL within this period.
+    pub trust_reload_interval_s: u64,
+    /// Client refusals per minute above which an alarm is raised (and
+    /// refusals beyond it are audited as one summary record).
+    pub refusal_alarm_per_minute: u64,
 }
+
+/// Deadlines and caps of an HTTPS server (`[ingest]`), against clients that
+/// hold connections without finishing them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionLimits {
+    /// Time to finish the TLS handshake.
+    pub handshake_timeout_s: u64,
+    /// Time to send a request's head.
+    pub header_timeout_s: u64,
+    /// An open connection with no request in flight is closed after this.
+    pub idle_timeout_s: u64,
+    /// Longest pause between two pieces of a request body.
+    pub body_idle_timeout_s: u64,
+    /// A body slower than this on average (after its first
+    /// `body_idle_timeout_s`) is cut off with `408`; 0 = no minimum.
+    pub min_body_bytes_per_s: u64,
+    /// Connections at once, from everyone.
+    pub max_connections: u64,
+    /// Connections at once of one client certificate subject.
+    pub max_connections_per_identity: u64,
+    /// TLS handshakes in progress at once from one IP address (identity is
+    /// not known yet); a new one closes the oldest.
+    pub max_handshakes_per_address: u64,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            handshake_timeout_s: 10,
+            header_timeout_s: 10,
+            idle_timeout_s: 60,
+            body_idle_timeout_s: 30,
+            min_body_bytes_per_s: 1024,
+            max_connections: 512,
+            max_connections_per_identity: 32,
+            max_handshakes_per_address: 32,
+        }
+    }
+}
+
+/// Default `[ingest]`/`[admin_api] trust_reload_interval_s`.
+pub const DEFAULT_TRUST_RELOAD_INTERVAL_S: u64 = 5;
+/// Default `[ingest] refusal_alarm_per_minute`.
+pub const DEFAULT_REFUSAL_ALARM_PER_MINUTE: u64 = 60;
 
 /// Which end of the one-way link this daemon is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -537,6 +592,7 @@ struct RawAdminApi {
     key: Option<Spanned<String>>,
     client_ca: Option<Spanned<Vec<Spanned<String>>>>,
     crl: Option<Spanned<Vec<Spanned<String>>>>,
+    trust_reload_interval_s: Option<Spanned<i64>>,
 }
 
 /// The TLS listener keys `[ingest]` and `[admin_api]` share.
@@ -618,6 +674,16 @@ struct RawIngest {
     max_package_bytes: Option<Spanned<i64>>,
     min_free_bytes: Option<Spanned<i64>>,
     max_queued_packages: Option<Spanned<i64>>,
+    handshake_timeout_s: Option<Spanned<i64>>,
+    header_timeout_s: Option<Spanned<i64>>,
+    idle_timeout_s: Option<Spanned<i64>>,
+    body_idle_timeout_s: Option<Spanned<i64>>,
+    min_body_bytes_per_s: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    max_connections_per_identity: Option<Spanned<i64>>,
+    max_handshakes_per_address: Option<Spanned<i64>>,
+    trust_reload_interval_s: Option<Spanned<i64>>,
+    refusal_alarm_per_minute: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -973,6 +1039,15 @@ impl Checker<'_> {
                     ));
                 }
                 let a = a.into_inner();
+                let trust_reload_interval_s = self
+                    .uint(
+                        a.trust_reload_interval_s,
+                        "trust_reload_interval_s",
+                        1,
+                        3600,
+                        "seconds",
+                    )?
+                    .unwrap_or(DEFAULT_TRUST_RELOAD_INTERVAL_S);
                 let t = self.tls_endpoint(
                     "admin_api",
                     &header,
@@ -986,6 +1061,7 @@ impl Checker<'_> {
                     key: t.key,
                     client_ca: t.client_ca,
                     crl: t.crl,
+                    trust_reload_interval_s,
                 })
             }
         };
@@ -1236,6 +1312,7 @@ impl Checker<'_> {
     }
 
     fn ingest(&self, i: RawIngest, header: &Range<usize>) -> Result<IngestSection, ConfigError> {
+        let limits = self.connection_limits(&i)?;
         let t = self.tls_endpoint(
             "ingest",
             header,
@@ -1270,6 +1347,72 @@ impl Checker<'_> {
                     "packages",
                 )?
                 .unwrap_or(DEFAULT_INGEST_MAX_QUEUED_PACKAGES),
+            limits,
+            trust_reload_interval_s: self
+                .uint(
+                    i.trust_reload_interval_s,
+                    "trust_reload_interval_s",
+                    1,
+                    3600,
+                    "seconds",
+                )?
+                .unwrap_or(DEFAULT_TRUST_RELOAD_INTERVAL_S),
+            refusal_alarm_per_minute: self
+                .uint(
+                    i.refusal_alarm_per_minute,
+                    "refusal_alarm_per_minute",
+                    1,
+                    u64::MAX,
+                    "refusals",
+                )?
+                .unwrap_or(DEFAULT_REFUSAL_ALARM_PER_MINUTE),
+        })
+    }
+
+    /// `[ingest]`'s deadlines and connection caps.
+    fn connection_limits(&self, i: &RawIngest) -> Result<ConnectionLimits, ConfigError> {
+        let d = ConnectionLimits::default();
+        let secs = |v: &Option<Spanned<i64>>, name: &str, default: u64| {
+            self.uint(v.clone(), name, 1, 86_400, "seconds")
+                .map(|x| x.unwrap_or(default))
+        };
+        let count = |v: &Option<Spanned<i64>>, name: &str, default: u64| {
+            self.uint(v.clone(), name, 1, 1_000_000, "connections")
+                .map(|x| x.unwrap_or(default))
+        };
+        Ok(ConnectionLimits {
+            handshake_timeout_s: secs(
+                &i.handshake_timeout_s,
+                "handshake_timeout_s",
+                d.handshake_timeout_s,
+            )?,
+            header_timeout_s: secs(&i.header_timeout_s, "header_timeout_s", d.header_timeout_s)?,
+            idle_timeout_s: secs(&i.idle_timeout_s, "idle_timeout_s", d.idle_timeout_s)?,
+            body_idle_timeout_s: secs(
+                &i.body_idle_timeout_s,
+                "body_idle_timeout_s",
+                d.body_idle_timeout_s,
+            )?,
+            min_body_bytes_per_s: self
+                .uint(
+                    i.min_body_bytes_per_s.clone(),
+                    "min_body_bytes_per_s",
+                    0,
+                    1 << 40,
+                    "bytes per second",
+                )?
+                .unwrap_or(d.min_body_bytes_per_s),
+            max_connections: count(&i.max_connections, "max_connections", d.max_connections)?,
+            max_connections_per_identity: count(
+                &i.max_connections_per_identity,
+                "max_connections_per_identity",
+                d.max_connections_per_identity,
+            )?,
+            max_handshakes_per_address: count(
+                &i.max_handshakes_per_address,
+                "max_handshakes_per_address",
+                d.max_handshakes_per_address,
+            )?,
         })
     }
 

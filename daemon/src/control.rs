@@ -214,6 +214,11 @@ pub struct Status {
     /// them, by URL.
     #[serde(default)]
     pub downstream: BTreeMap<String, crate::forward::DownstreamStatus>,
+    /// Ingress: clients refused by the ingest API and the spool intake
+    /// (connection caps, handshakes, bad requests, names, policy, guard),
+    /// by reason.
+    #[serde(default)]
+    pub client_refusals: BTreeMap<String, u64>,
 }
 
 /// Counters of one channel. Ingress counts `accepted` (queued), `rejected`

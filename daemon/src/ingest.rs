@@ -25,51 +25,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// Longest accepted file name, in bytes (the manifest's limit).
-const MAX_FILE_NAME_BYTES: usize = ferry_protocol::manifest::MAX_FILE_NAME_LEN;
 /// Longest accepted content type (the manifest's limit).
 const MAX_CONTENT_TYPE_BYTES: usize = ferry_protocol::manifest::MAX_CONTENT_TYPE_LEN;
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much of a refused request's body is read before answering.
+/// How much of a refused request's body is read (after the answer went
+/// out) so that the client, still sending, sees the answer instead of a
+/// reset connection; and for how long at most.
 const EARLY_REFUSAL_DRAIN_BYTES: usize = 4 << 20;
+const EARLY_REFUSAL_DRAIN_TIME: Duration = Duration::from_secs(2);
 /// What `Retry-After` says while a channel is stopped.
 const STOPPED_RETRY_AFTER_S: u64 = 300;
 /// What `Retry-After` says when the disk is low.
 const RETRY_AFTER_S: u64 = 60;
-/// Connections served at once; more wait in the kernel's backlog (and
-/// their clients' connect timeouts), so a flood of 10 000 connections
-/// costs bounded memory and descriptors instead of failing every accept.
-const MAX_CONNECTIONS: usize = 512;
-/// How long a client may take to send a request's headers, and how long
-/// an idle keep-alive connection stays open (slow-loris clients).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest pause between two pieces of a request body.
-const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How often the TLS files (CAs, CRLs, certificate, key) are looked at
-/// for changes: a CRL the CA renews or extends takes effect this soon,
-/// without a restart.
-const TLS_RECHECK: Duration = Duration::from_secs(5);
-
-/// The server's TLS configuration from the `[ingest]` files.
-fn tls_config(cfg: &IngestSection) -> Result<Arc<rustls::ServerConfig>, DaemonError> {
-    crate::https_server::tls_config(&cfg.cert, &cfg.key, &cfg.client_ca, &cfg.crl)
-}
-
-/// Size and modification time of every TLS file, to notice a change.
-fn tls_stamp(cfg: &IngestSection) -> Vec<Option<(u64, std::time::SystemTime)>> {
-    cfg.client_ca
-        .iter()
-        .chain(cfg.crl.iter())
-        .chain([&cfg.cert, &cfg.key])
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.len(), m.modified().ok()?)))
-        })
-        .collect()
-}
+/// How long refusals are summed up before the flood check starts over.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 
 /// Starts the ingest API on its own thread. Binding and loading the
 /// certificates happen before this returns, so a bad `[ingest]` section
@@ -78,13 +46,20 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     cfg: IngestSection,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let tls = tls_config(&cfg)?;
+    let plane = crate::https_server::Plane::new(
+        "ingest API",
+        &cfg.cert,
+        &cfg.key,
+        &cfg.client_ca,
+        &cfg.crl,
+        Duration::from_secs(cfg.trust_reload_interval_s),
+    )?;
     let listen = cfg.listen;
     let thread = crate::https_server::spawn("ferry-ingest", listen, move |listener| {
         // The committer is joined after the runtime is dropped: that drops
         // every request's handle on it, so it finishes what it was given
         // and ends.
-        serve(shared, cfg, tls, listener)
+        serve(shared, cfg, plane, listener)
     })?;
     tracing::info!(listen = %listen, "HTTPS ingest API listening (client certificates required)");
     Ok(thread)
@@ -97,144 +72,281 @@ struct Api {
     committer: crate::accept::Committer,
 }
 
+/// The ingest plane's connection-level events: refusals counted, audited
+/// and alarmed; reload failures alarmed.
+struct IngestHooks {
+    shared: Arc<Shared>,
+    alarm_per_minute: u64,
+}
+
+impl crate::https_server::Hooks for IngestHooks {
+    fn refused(&self, r: crate::https_server::Refused<'_>) {
+        record_refusal(
+            &self.shared,
+            self.alarm_per_minute,
+            Refusal {
+                reason: r.reason,
+                status: None,
+                peer: Some(r.peer),
+                identity: r.identity,
+                actor: None,
+                channel: None,
+                detail: r.detail,
+                audited: false,
+            },
+        );
+    }
+
+    fn reloaded(&self, r: Result<bool, DaemonError>) {
+        match r {
+            Ok(false) => {}
+            Ok(true) => crate::control::update(&self.shared.status, |st| {
+                st.alarms.retain(|a| !a.starts_with("ingest TLS:"))
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "ingest TLS files changed but cannot be loaded; the previous ones stay in force");
+                let msg = format!("ingest TLS: {e}; the previous trust store stays in force");
+                crate::control::update(&self.shared.status, |st| {
+                    if !st.alarms.contains(&msg) {
+                        st.alarms.push(msg);
+                    }
+                });
+            }
+        }
+    }
+
+    fn tick(&self) {
+        refusal_tick(&self.shared, self.alarm_per_minute);
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shared.shutdown.load(Ordering::Relaxed)
+    }
+}
+
 /// Serves until shutdown; returns the committer thread to join once the
 /// runtime (and with it every handle on the committer) is gone.
 async fn serve(
     shared: Arc<Shared>,
     cfg: IngestSection,
-    tls: Arc<rustls::ServerConfig>,
+    plane: Arc<crate::https_server::Plane>,
     listener: std::net::TcpListener,
 ) -> Option<std::thread::JoinHandle<()>> {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "ingest API listener");
-            return None;
-        }
-    };
     remove_unfinished_uploads(&shared.queue_dir);
-    let (committer, committer_thread) = match crate::accept::spawn(shared.clone(), MAX_CONNECTIONS)
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "ingest API committer");
-            return None;
-        }
-    };
-    let mut acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let mut stamp = tls_stamp(&cfg);
-    let mut last_check = std::time::Instant::now();
-    let cfg = Arc::new(cfg);
-    let api = Arc::new(Api {
-        cfg: cfg.clone(),
-        committer,
-    });
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        // Wait for a free slot before accepting (the tick still runs, so
-        // shutdown is seen while saturated).
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return Some(committer_thread),
-            },
-            _ = tick.tick() => {
-                if shared.shutdown.load(Ordering::Relaxed) {
-                    return Some(committer_thread);
-                }
-                continue;
+    let limits = crate::https_server::Limits::from(&cfg.limits);
+    let (committer, committer_thread) =
+        match crate::accept::spawn(shared.clone(), limits.max_connections) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "ingest API committer");
+                return None;
             }
         };
-        if last_check.elapsed() >= TLS_RECHECK {
-            last_check = std::time::Instant::now();
-            let now = tls_stamp(&cfg);
-            if now != stamp {
-                stamp = now;
-                // New connections get the new trust (a renewed CRL revokes
-                // at once); open ones keep what they were admitted under.
-                match tls_config(&cfg) {
-                    Ok(tls) => {
-                        acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                        tracing::info!(
-                            "ingest TLS files changed: trust store and certificate reloaded"
-                        );
-                        crate::control::update(&shared.status, |st| {
-                            st.alarms.retain(|a| !a.starts_with("ingest TLS:"))
-                        });
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "ingest TLS files changed but cannot be loaded; the previous ones stay in force");
-                        let msg =
-                            format!("ingest TLS: {e}; the previous trust store stays in force");
-                        crate::control::update(&shared.status, |st| {
-                            if !st.alarms.contains(&msg) {
-                                st.alarms.push(msg);
-                            }
-                        });
-                    }
-                }
-            }
+    let hooks: Arc<dyn crate::https_server::Hooks> = Arc::new(IngestHooks {
+        shared: shared.clone(),
+        alarm_per_minute: cfg.refusal_alarm_per_minute,
+    });
+    let api = Arc::new(Api {
+        cfg: Arc::new(cfg),
+        committer,
+    });
+    crate::https_server::serve(listener, plane, limits, hooks, move |conn, req| {
+        let (shared, api) = (shared.clone(), api.clone());
+        async move { handle(&shared, &api, &conn, req).await }
+    })
+    .await;
+    Some(committer_thread)
+}
+
+/// One client refusal: counted by reason, audited (unless the policy or
+/// guard record already says it), alarmed when they flood.
+pub(crate) struct Refusal<'a> {
+    /// Stable label (metrics and audit).
+    pub(crate) reason: &'static str,
+    /// The HTTP status answered, if any.
+    pub(crate) status: Option<u16>,
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    pub(crate) identity: Option<&'a ferry_certs::Identity>,
+    /// Who, when not a certificate (a spool).
+    pub(crate) actor: Option<crate::audit_trail::Actor>,
+    /// The channel asked for (client-chosen: recorded escaped).
+    pub(crate) channel: Option<&'a str>,
+    /// What was refused and why (may quote client input: recorded escaped
+    /// and shortened).
+    pub(crate) detail: String,
+    /// A policy decision or guard record already audits it.
+    pub(crate) audited: bool,
+}
+
+/// Refusals of the current minute.
+struct RefusalWindow {
+    started: std::time::Instant,
+    count: u64,
+    /// Refusals beyond the threshold, not audited one by one, by reason.
+    summed: std::collections::BTreeMap<&'static str, u64>,
+}
+
+static REFUSALS: std::sync::Mutex<Option<RefusalWindow>> = std::sync::Mutex::new(None);
+
+/// Prefix of the flood alarm.
+const REFUSAL_ALARM: &str = "ingest refusals:";
+
+/// Client-chosen text for a log or audit record: control, format and
+/// bidirectional characters escaped, at most `max` characters.
+pub(crate) fn escaped(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// Counts, audits and (on a flood) alarms a refusal.
+pub(crate) fn record_refusal(s: &Shared, alarm_per_minute: u64, r: Refusal<'_>) {
+    crate::control::update(&s.status, |st| {
+        *st.client_refusals.entry(r.reason.to_owned()).or_default() += 1;
+    });
+    let detail = escaped(&r.detail, 200);
+    let who = match (r.identity, &r.actor) {
+        (Some(id), _) => id.subject.clone(),
+        (None, Some(a)) => a.id.clone(),
+        (None, None) => "(no certificate yet)".into(),
+    };
+    tracing::warn!(reason = r.reason, status = ?r.status, peer = ?r.peer, identity = %who, detail = %detail, "client refused");
+    // One by one up to the threshold per window; beyond it, summed up.
+    let one_by_one = {
+        let Ok(mut w) = REFUSALS.lock() else { return };
+        let w = w.get_or_insert_with(|| RefusalWindow {
+            started: std::time::Instant::now(),
+            count: 0,
+            summed: Default::default(),
+        });
+        w.count += 1;
+        if w.count == alarm_per_minute {
+            raise_flood_alarm(s, w.count);
         }
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    // Small answers go out at once, not after Nagle's delay.
-                    Ok(x) => {
-                        let _ = x.0.set_nodelay(true);
-                        x
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "ingest accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, shared, api) = (acceptor.clone(), shared.clone(), api.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::warn!(%peer, reason = %e, "ingest TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::warn!(%peer, "ingest TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let identity = match ferry_certs::Identity::from_peer_certificates(
-                        tls.get_ref().1.peer_certificates(),
-                    ) {
-                        Ok(Some(id)) => Arc::new(id),
-                        Ok(None) | Err(_) => {
-                            tracing::warn!(%peer, "ingest client certificate unreadable; closing");
-                            return;
-                        }
-                    };
-                    let service = hyper::service::service_fn(move |req| {
-                        let (shared, api, identity) = (shared.clone(), api.clone(), identity.clone());
-                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, &api, &identity, req).await) }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(tls);
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(HEADER_TIMEOUT)
-                        .serve_connection(io, service)
-                        .await
-                    {
-                        tracing::debug!(%peer, error = %e, "ingest connection ended");
-                    }
-                });
-            }
-            _ = tick.tick() => {
-                if shared.shutdown.load(Ordering::Relaxed) {
-                    return Some(committer_thread);
-                }
-            }
+        if w.count > alarm_per_minute && !r.audited {
+            *w.summed.entry(r.reason).or_default() += 1;
+            false
+        } else {
+            true
         }
+    };
+    if r.audited || !one_by_one {
+        return;
+    }
+    let actor = match (r.identity, r.actor) {
+        (Some(id), _) => crate::audit_trail::actor_of(id),
+        (None, Some(a)) => a,
+        (None, None) => crate::audit_trail::Actor::new(
+            format!(
+                "tls-peer:{}",
+                r.peer.map(|p| p.to_string()).unwrap_or_default()
+            ),
+            crate::audit_trail::Role::Sender,
+        ),
+    };
+    let mut rec = crate::audit_trail::AuditRecord::new(
+        crate::audit_trail::EventKind::ClientRefused,
+        actor,
+        crate::audit_trail::Outcome::Refused,
+    )
+    .reason(r.reason)
+    .detail("detail", detail);
+    if let Some(code) = r.status {
+        rec = rec.detail("status", code.to_string());
+    }
+    if let Some(p) = r.peer {
+        rec = rec.detail("peer", p.to_string());
+    }
+    if let Some(c) = r.channel {
+        rec = rec.channel(escaped(c, 64));
+    }
+    if let Err(e) = s.audit.record(rec) {
+        tracing::error!(error = %e, "could not audit a client refusal");
+    }
+}
+
+fn raise_flood_alarm(s: &Shared, n: u64) {
+    let msg = format!(
+        "{REFUSAL_ALARM} {n} or more clients refused within a minute; a client may be attacking or misconfigured: see `ferryctl audit query` for client.refused and the ferry_client_refusals_total metric"
+    );
+    crate::control::update(&s.status, |st| {
+        st.alarms.retain(|a| !a.starts_with(REFUSAL_ALARM));
+        st.alarms.push(msg);
+    });
+}
+
+/// Closes a refusal window after a minute: one audit record sums up what
+/// was not audited one by one, and the flood alarm stays only while the
+/// refusals stay at the threshold.
+pub(crate) fn refusal_tick(s: &Shared, alarm_per_minute: u64) {
+    let closed = {
+        let Ok(mut w) = REFUSALS.lock() else { return };
+        match w.as_ref() {
+            Some(cur) if cur.started.elapsed() >= REFUSAL_WINDOW => w.take(),
+            _ => None,
+        }
+    };
+    let Some(closed) = closed else { return };
+    if !closed.summed.is_empty() {
+        let total: u64 = closed.summed.values().sum();
+        let by_reason = closed
+            .summed
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rec = crate::audit_trail::AuditRecord::new(
+            crate::audit_trail::EventKind::ClientRefused,
+            crate::audit_trail::Actor::system(),
+            crate::audit_trail::Outcome::Refused,
+        )
+        .reason("flood")
+        .detail("not_recorded_one_by_one", total.to_string())
+        .detail("by_reason", by_reason);
+        if let Err(e) = s.audit.record(rec) {
+            tracing::error!(error = %e, "could not audit a refusal summary");
+        }
+    }
+    if closed.count < alarm_per_minute {
+        crate::control::update(&s.status, |st| {
+            st.alarms.retain(|a| !a.starts_with(REFUSAL_ALARM))
+        });
+    }
+}
+
+/// A refusal's label, carried on its answer to where it is counted.
+#[derive(Debug, Clone, Copy)]
+struct RefusalTag {
+    reason: &'static str,
+    /// Already audited (policy decision, guard report).
+    audited: bool,
+}
+
+/// `reply` labelled with why it refuses.
+fn tagged(mut reply: Reply, reason: &'static str, audited: bool) -> Reply {
+    reply
+        .extensions_mut()
+        .insert(RefusalTag { reason, audited });
+    reply
+}
+
+/// The label of an answer no code path labelled, by its status.
+fn reason_of_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        403 => "forbidden",
+        404 => "not_found",
+        408 => "too_slow",
+        413 => "too_large",
+        429 => "rate_limited",
+        503 => "unavailable",
+        _ => "error",
     }
 }
 
@@ -270,47 +382,98 @@ fn json(status: StatusCode, body: serde_json::Value) -> Reply {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
-    json(status, serde_json::json!({ "error": message.into() }))
+    let message = message.into();
+    let mut r = json(status, serde_json::json!({ "error": message }));
+    r.extensions_mut().insert(ErrorText(message));
+    r
 }
 
 async fn handle(
     s: &Arc<Shared>,
     api: &Api,
-    identity: &ferry_certs::Identity,
+    conn: &Arc<crate::https_server::Conn>,
     req: Request<Incoming>,
 ) -> Reply {
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method(), parts.as_slice()) {
+    let mut channel_asked = None;
+    let reply = match (req.method(), parts.as_slice()) {
         (&Method::POST, ["v1", "channels", channel, "packages"]) => {
             let channel = (*channel).to_owned();
             let (parts, body) = req.into_parts();
             let mut body = Some(body);
-            let reply = push(s, api, identity, &channel, &parts, &mut body).await;
+            let mut reply = push(s, api, conn, &channel, &parts, &mut body).await;
+            channel_asked = Some(channel);
             let waits_for_continue = parts
                 .headers
                 .get(hyper::header::EXPECT)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-            if let Some(unread) = body.filter(|_| !waits_for_continue) {
-                // Refused before the body was read: read (a bounded part
-                // of) it first, so the client, still sending, sees the
-                // answer instead of a reset connection. Larger bodies are
-                // cut off. A client that sent `Expect: 100-continue` (curl
-                // does above 1 MiB) has sent nothing yet and gets the
-                // answer at once.
-                let _ = Limited::new(unread, EARLY_REFUSAL_DRAIN_BYTES)
-                    .collect()
-                    .await;
+            if let Some(unread) = body.filter(|b| !hyper::body::Body::is_end_stream(b)) {
+                // Refused before the whole body was read: the answer goes
+                // out at once and the connection closes after it. A client
+                // still sending would see a reset instead of the answer
+                // if nothing read on: a bounded part of the body is read
+                // for a bounded time after the answer, then cut off. A
+                // client that sent `Expect: 100-continue` has sent nothing
+                // and gets the answer alone.
+                reply.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+                if !waits_for_continue {
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(
+                            EARLY_REFUSAL_DRAIN_TIME,
+                            Limited::new(unread, EARLY_REFUSAL_DRAIN_BYTES).collect(),
+                        )
+                        .await;
+                    });
+                }
             }
             reply
         }
-        (&Method::GET, ["v1", "packages", id]) => package_state(s, id),
+        (&Method::GET, ["v1", "packages", id]) => package_state(s, &conn.identity, id),
         _ => error(
             StatusCode::NOT_FOUND,
             "no such endpoint: POST /v1/channels/{channel}/packages or GET /v1/packages/{id}",
         ),
+    };
+    // Every refusal of the ingest API is counted and audited here, in one
+    // place, whichever code path answered it.
+    let status = reply.status();
+    if status.is_client_error() || status.is_server_error() {
+        let tag = reply.extensions().get::<RefusalTag>().copied();
+        let detail = reply_error_text(&reply);
+        record_refusal(
+            s,
+            api.cfg.refusal_alarm_per_minute,
+            Refusal {
+                reason: tag.map_or_else(|| reason_of_status(status), |t| t.reason),
+                status: Some(status.as_u16()),
+                peer: Some(conn.peer),
+                identity: Some(conn.identity.as_ref()),
+                actor: None,
+                channel: channel_asked.as_deref(),
+                detail: format!("{} {}: {detail}", status.as_u16(), escaped(&path, 80)),
+                audited: tag.is_some_and(|t| t.audited),
+            },
+        );
     }
+    reply
 }
+
+/// The `error` text of an answer made by [`error`].
+fn reply_error_text(reply: &Reply) -> String {
+    reply
+        .extensions()
+        .get::<ErrorText>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default()
+}
+
+/// An error answer's message, kept for the refusal record.
+#[derive(Clone)]
+struct ErrorText(String);
 
 /// The name the manifest records for a certificate identity: its subject
 /// and a fingerprint prefix, within the manifest's limit.
@@ -375,22 +538,20 @@ pub(crate) fn decode_ext_value(v: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| bad("does not decode to UTF-8"))
 }
 
+/// The one file-name rule of ingest, spool and outbox
+/// ([`crate::outbox::sanitize_file_name`]): a name the egress side would
+/// not deliver (a sidecar's `.ferry.json`, a path, a hidden or too long
+/// name, control or bidirectional characters) is refused here, with a
+/// `400`, instead of being accepted and silently not delivered.
 fn check_file_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_FILE_NAME_BYTES {
-        return Err(format!(
-            "`X-Ferry-File-Name` must be 1..={MAX_FILE_NAME_BYTES} bytes"
-        ));
+    match crate::outbox::sanitize_file_name(name) {
+        Ok(_) => Ok(()),
+        Err(crate::outbox::OutboxError::InvalidName { reason, .. }) => Err(format!(
+            "`X-Ferry-File-Name` \"{}\" refused: {reason}; rename the file and push it again (the receiving side could not deliver it under this name); nothing was queued",
+            escaped(name, 80)
+        )),
+        Err(other) => Err(other.to_string()),
     }
-    if name == "." || name == ".." || name.starts_with('.') {
-        return Err("`X-Ferry-File-Name` must not start with a dot".into());
-    }
-    if name.contains(['/', '\\', '\0']) || name.chars().any(char::is_control) {
-        return Err(
-            "`X-Ferry-File-Name` must be a plain file name (no slashes or control characters)"
-                .into(),
-        );
-    }
-    Ok(())
 }
 
 /// Parses `ALGO=HEX` against the link suite's digest algorithm.
@@ -424,11 +585,12 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 async fn push(
     s: &Arc<Shared>,
     api: &Api,
-    identity: &ferry_certs::Identity,
+    conn: &crate::https_server::Conn,
     channel: &str,
     parts: &hyper::http::request::Parts,
     body: &mut Option<Incoming>,
 ) -> Reply {
+    let identity: &ferry_certs::Identity = &conn.identity;
     let cfg: &IngestSection = &api.cfg;
     if let Err(why) = s.audit.accepting() {
         let mut r = error(StatusCode::SERVICE_UNAVAILABLE, why);
@@ -475,7 +637,7 @@ async fn push(
         (None, Err(m)) => return error(StatusCode::BAD_REQUEST, m),
     };
     if let Err(m) = check_file_name(&file_name) {
-        return error(StatusCode::BAD_REQUEST, m);
+        return tagged(error(StatusCode::BAD_REQUEST, m), "file_name", false);
     }
     let content_type = match header(&parts.headers, "content-type") {
         Ok(v) => v.unwrap_or("application/octet-stream").to_owned(),
@@ -536,7 +698,9 @@ async fn push(
                 if let Err(e) = s.audit.record(record) {
                     return refuse(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
                 }
-                let answer = verdict(d, identity).map(Some);
+                let answer = verdict(d, identity)
+                    .map(Some)
+                    .map_err(|r| Box::new(tagged(*r, "policy", true)));
                 if answer.is_err() {
                     crate::control::count_rejected(&s.status, channel);
                 }
@@ -568,13 +732,13 @@ async fn push(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let upload = s.queue_dir.join(format!(".upload-{}", id.to_hex()));
-    let Some(body) = body.take() else {
+    let Some(incoming) = body.as_mut() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "request body already consumed",
         );
     };
-    let result = receive_body(s, cfg, body, &upload).await;
+    let result = receive_body(s, cfg, incoming, &upload).await;
     let (size, digest) = match result {
         Ok(x) => x,
         Err(reply) => {
@@ -660,7 +824,7 @@ async fn push(
                 crate::ingress::Guarded::Refused { report, why } => {
                     let _ = tokio::fs::remove_file(&upload).await;
                     crate::control::count_rejected(&s.status, channel);
-                    return json(
+                    let r = json(
                         StatusCode::FORBIDDEN,
                         serde_json::json!({
                             "error": why,
@@ -672,6 +836,7 @@ async fn push(
                             "detected_type": report.detected_type,
                         }),
                     );
+                    return tagged(r, "guard", true);
                 }
             },
             Ok(Err(e)) => {
@@ -689,6 +854,20 @@ async fn push(
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
             }
         }
+    }
+    // A certificate revoked while this upload ran is refused now, not
+    // queued: revocation reaches requests in flight within the reload
+    // period too.
+    if let Err(why) = conn.still_trusted() {
+        let _ = tokio::fs::remove_file(&upload).await;
+        return tagged(
+            error(
+                StatusCode::FORBIDDEN,
+                format!("client certificate no longer trusted: {why}; nothing was queued"),
+            ),
+            "certificate_no_longer_trusted",
+            false,
+        );
     }
     let (reply, accepted) = tokio::sync::oneshot::channel();
     let job = crate::accept::Job {
@@ -902,11 +1081,14 @@ fn verdict(
 }
 
 /// Streams the body into `path`, digesting as it goes, stopping at the
-/// size limit; the file is fsync'd before this returns.
+/// size limit, at a pause longer than `body_idle_timeout_s`, and when the
+/// body falls below `min_body_bytes_per_s` on average after its first
+/// `body_idle_timeout_s` (a client dripping a byte now and then holds a
+/// connection no longer than that). Not synced: the committer does.
 async fn receive_body(
     s: &Shared,
     cfg: &IngestSection,
-    body: Incoming,
+    body: &mut Incoming,
     path: &Path,
 ) -> Result<(u64, Vec<u8>), Reply> {
     let io_err = |e: std::io::Error| {
@@ -924,37 +1106,41 @@ async fn receive_body(
         .await
         .map_err(io_err)?;
     let mut digest = s.keys.link_crypto().new_digest();
-    let limit = usize::try_from(cfg.max_package_bytes).unwrap_or(usize::MAX);
-    let mut body = Limited::new(body, limit);
+    let idle = Duration::from_secs(cfg.limits.body_idle_timeout_s);
+    let min_rate = cfg.limits.min_body_bytes_per_s;
+    let started = tokio::time::Instant::now();
     let mut size = 0u64;
     loop {
-        let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+        // The next piece must come within the idle timeout, and before the
+        // moment the average rate would fall below the minimum.
+        let mut deadline = tokio::time::Instant::now() + idle;
+        if min_rate > 0 {
+            let rate_deadline =
+                started + idle + Duration::from_secs_f64(size as f64 / min_rate as f64);
+            deadline = deadline.min(rate_deadline);
+        }
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(_) => {
-                return Err(error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "no body data for {} s; nothing was queued",
-                        BODY_IDLE_TIMEOUT.as_secs()
+                return Err(tagged(
+                    error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the body came too slowly ({size} bytes in {} s; at most {} s without data, at least {min_rate} bytes/s on average after the first {} s); nothing was queued",
+                            started.elapsed().as_secs(),
+                            idle.as_secs(),
+                            idle.as_secs()
+                        ),
                     ),
+                    "too_slow",
+                    false,
                 ))
             }
         };
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    return Err(error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "package is over this channel's limit of {} bytes; nothing was queued",
-                            cfg.max_package_bytes
-                        ),
-                    ));
-                }
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     format!("upload interrupted: {e}; nothing was queued"),
@@ -962,8 +1148,21 @@ async fn receive_body(
             }
         };
         if let Ok(data) = frame.into_data() {
-            digest.update(&data);
             size += data.len() as u64;
+            if size > cfg.max_package_bytes {
+                return Err(tagged(
+                    error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "package is over this channel's limit of {} bytes; nothing was queued",
+                            cfg.max_package_bytes
+                        ),
+                    ),
+                    "too_large",
+                    false,
+                ));
+            }
+            digest.update(&data);
             file.write_all(&data).await.map_err(io_err)?;
         }
     }
@@ -973,7 +1172,49 @@ async fn receive_body(
     Ok((size, digest.finish()))
 }
 
-fn package_state(s: &Shared, id: &str) -> Reply {
+/// Whether `identity` may see a package whose manifest names `recorded`
+/// as its sender: the identity that pushed it (its certificate subject, so
+/// a renewed certificate of the same pusher too), or an administrator
+/// (system administrator, security administrator, auditor).
+fn may_see(identity: &ferry_certs::Identity, recorded: Option<&str>) -> bool {
+    if matches!(
+        identity.role.as_deref(),
+        Some(
+            ferry_certs::Role::SYSADMIN | ferry_certs::Role::SECADMIN | ferry_certs::Role::AUDITOR
+        )
+    ) {
+        return true;
+    }
+    let Some(recorded) = recorded else {
+        return false;
+    };
+    if recorded == sender_identity(identity) {
+        return true;
+    }
+    // `SUBJECT (sha256:PREFIX)`: the prefix never holds the separator, so
+    // the last one splits off exactly the subject.
+    recorded
+        .rsplit_once(" (sha256:")
+        .is_some_and(|(subject, _)| subject == identity.subject)
+}
+
+/// The one answer for a package this caller may not see and for one that
+/// does not exist: no oracle for other pushers' package ids.
+fn no_such_package() -> Reply {
+    tagged(
+        error(
+            StatusCode::NOT_FOUND,
+            "no such package on this side for this client certificate (never accepted, rejected, expired, past retention, or pushed by another identity)",
+        ),
+        "unknown_package",
+        false,
+    )
+}
+
+/// `GET /v1/packages/{id}`: what the ingress side knows, for the identity
+/// that pushed it or an administrator; everyone else gets
+/// [`no_such_package`].
+fn package_state(s: &Shared, identity: &ferry_certs::Identity, id: &str) -> Reply {
     let Some(bytes) = hex::decode(id)
         .ok()
         .and_then(|b| <[u8; 16]>::try_from(b).ok())
@@ -989,6 +1230,12 @@ fn package_state(s: &Shared, id: &str) -> Reply {
             };
             let meta: serde_json::Value =
                 serde_json::from_str(&q.meta_json).unwrap_or(serde_json::Value::Null);
+            if !may_see(
+                identity,
+                meta.get("sender_identity").and_then(|v| v.as_str()),
+            ) {
+                return no_such_package();
+            }
             json(
                 StatusCode::OK,
                 serde_json::json!({
@@ -1005,6 +1252,12 @@ fn package_state(s: &Shared, id: &str) -> Reply {
         Ok(None) => match s.store.hold_get(bytes) {
             Ok(Some(h)) => {
                 let meta = h.meta();
+                if !may_see(
+                    identity,
+                    meta.get("sender_identity").and_then(|v| v.as_str()),
+                ) {
+                    return no_such_package();
+                }
                 let kind = h.kind();
                 let mut v = serde_json::json!({
                     "package_id": id,
@@ -1027,10 +1280,7 @@ fn package_state(s: &Shared, id: &str) -> Reply {
                 }
                 json(StatusCode::OK, v)
             }
-            Ok(None) => error(
-                StatusCode::NOT_FOUND,
-                "no such package on this side (never accepted, rejected, expired, or past retention)",
-            ),
+            Ok(None) => no_such_package(),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         },
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

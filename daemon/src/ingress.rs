@@ -427,6 +427,9 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         });
         return Ok(());
     }
+    if refuse_spool_name(s, path, &file_name)? {
+        return Ok(());
+    }
     let (channel, mut approval, profile) = match spool_verdict(s, path, &file_name)? {
         SpoolVerdict::Take {
             channel,
@@ -584,6 +587,63 @@ enum SpoolVerdict {
     },
     /// Not now (window closed) or refused (moved aside): leave it.
     Leave,
+}
+
+/// The one file-name rule of ingest, spool and outbox
+/// ([`crate::outbox::sanitize_file_name`]) for a spool file: a name the
+/// egress side would not deliver (e.g. `x.ferry.json`) is set aside in
+/// `SPOOL/.rejected/` with its reason, counted and audited, never sent.
+/// True when refused.
+fn refuse_spool_name(s: &Shared, path: &Path, file_name: &str) -> Result<bool, DaemonError> {
+    let Err(e) = crate::outbox::sanitize_file_name(file_name) else {
+        return Ok(false);
+    };
+    let name = spool_name(s);
+    let channel = s
+        .policy
+        .as_ref()
+        .and_then(|g| {
+            g.current()
+                .spool_collections()
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.channel.clone())
+        })
+        .unwrap_or_else(|| s.cfg.link.name.clone());
+    let reason = serde_json::json!({
+        "file_name": file_name,
+        "refused_unix_ms": now_millis().0,
+        "summary": e.to_string(),
+    });
+    set_aside_refused(
+        s,
+        path,
+        path,
+        file_name,
+        &channel,
+        &reason,
+        "refused: its name cannot be delivered",
+    )?;
+    crate::ingest::record_refusal(
+        s,
+        s.cfg
+            .ingest
+            .as_ref()
+            .map_or(crate::config::DEFAULT_REFUSAL_ALARM_PER_MINUTE, |i| {
+                i.refusal_alarm_per_minute
+            }),
+        crate::ingest::Refusal {
+            reason: "file_name",
+            status: None,
+            peer: None,
+            identity: None,
+            actor: Some(Actor::new(format!("spool:{name}"), Role::Sender)),
+            channel: Some(&channel),
+            detail: e.to_string(),
+            audited: false,
+        },
+    );
+    Ok(true)
 }
 
 /// Asks the policy about a settled spool file. A refused file is moved to

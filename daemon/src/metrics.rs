@@ -420,6 +420,16 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             s.send_dropped,
         );
     }
+    if !s.client_refusals.is_empty() {
+        o.family(
+            "ferry_client_refusals_total",
+            "counter",
+            "Clients refused by the ingest API and the spool intake, by reason.",
+        );
+        for (reason, n) in &s.client_refusals {
+            o.sample("ferry_client_refusals_total", &[("reason", reason)], n);
+        }
+    }
     o.text
 }
 

@@ -99,6 +99,9 @@ pub fn sanitize_file_name(name: &str) -> Result<String, OutboxError> {
     if name.contains('/') {
         return refuse("it contains '/', which would leave the outbox");
     }
+    if name.contains('\\') {
+        return refuse("it contains '\\', a path separator for Windows consumers of the outbox");
+    }
     if name.chars().any(char::is_control) {
         return refuse("it contains control characters");
     }
@@ -111,7 +114,12 @@ pub fn sanitize_file_name(name: &str) -> Result<String, OutboxError> {
     if name.len() > MAX_FILE_NAME_BYTES {
         return refuse("it is longer than 244 bytes, leaving no room for the .ferry.json sidecar");
     }
-    if name.ends_with(SIDECAR_SUFFIX) {
+    // Case-insensitively: on a case-insensitive share `X.FERRY.JSON` is
+    // the sidecar of `X`.
+    if name.len() >= SIDECAR_SUFFIX.len()
+        && name.as_bytes()[name.len() - SIDECAR_SUFFIX.len()..]
+            .eq_ignore_ascii_case(SIDECAR_SUFFIX.as_bytes())
+    {
         return refuse("it ends with .ferry.json, the suffix reserved for metadata files");
     }
     Ok(name.to_string())
@@ -874,6 +882,9 @@ mod tests {
             "del\u{7f}",
             ".hidden",
             "a.csv.ferry.json",
+            "x.ferry.json",
+            "X.FERRY.Json",
+            "a\\b",
         ] {
             assert!(
                 matches!(

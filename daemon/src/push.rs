@@ -233,6 +233,16 @@ pub enum PushError {
         /// hyper's words.
         why: String,
     },
+    /// The connection broke off (reset, end of stream) in the middle of a
+    /// request, after the server had accepted our certificate: the server
+    /// stopped or the network failed; not a certificate problem.
+    #[error("the connection to {addr} broke off in the middle of the request ({why}); the server had accepted the client certificate, so it stopped, crashed or restarted, or the network between failed; the package was not acknowledged and the server keeps no partial upload: push it again once the server answers")]
+    Interrupted {
+        /// `HOST:PORT`.
+        addr: String,
+        /// What was seen.
+        why: String,
+    },
     /// Nothing moved for too long.
     #[error("no progress for {secs} s while {what}; the server or the network is stuck (raise --timeout for very slow links)")]
     Timeout {
@@ -394,6 +404,10 @@ pub struct IngestClient {
     conn: Option<Connection>,
     keep_alive: bool,
     idle_timeout: Duration,
+    /// Whether the server of the current connection has accepted our
+    /// certificate (see [`Watched`]): what tells a refused certificate
+    /// from a server that died mid-request.
+    cert_accepted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl IngestClient {
@@ -432,6 +446,7 @@ impl IngestClient {
             conn: None,
             keep_alive: true,
             idle_timeout: Duration::from_secs(60),
+            cert_accepted: Arc::default(),
         }
     }
 
@@ -605,6 +620,11 @@ impl IngestClient {
                         why: e.to_string(),
                     })
                 })?;
+            self.cert_accepted.store(false, Ordering::Release);
+            let tls = Watched {
+                inner: tls,
+                accepted: self.cert_accepted.clone(),
+            };
             let (sender, conn) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                     .await
@@ -708,7 +728,15 @@ impl IngestClient {
 
     fn failure(&self, f: Failure, fresh: bool) -> PushError {
         let addr = self.endpoint.addr();
+        // Seen from here, a refused certificate and a server that died
+        // look alike (a reset or an end of stream); what tells them apart
+        // is whether the server had accepted the certificate first.
+        let accepted = self.cert_accepted.load(Ordering::Acquire);
         match f {
+            Failure::Stale if fresh && accepted => PushError::Interrupted {
+                addr,
+                why: "the server closed the connection before answering".into(),
+            },
             Failure::Stale if fresh => self.closed_after_handshake("no answer"),
             Failure::Stale => PushError::Http {
                 addr,
@@ -734,11 +762,15 @@ impl IngestClient {
                     }
                     cause = c.source();
                 }
-                if fresh && reset {
-                    return self.closed_after_handshake(&error_chain(&e));
+                let broke_off = reset || e.is_incomplete_message() || e.is_closed();
+                if broke_off && (accepted || !fresh) {
+                    return PushError::Interrupted {
+                        addr,
+                        why: error_chain(&e),
+                    };
                 }
-                if fresh && (e.is_incomplete_message() || e.is_closed()) {
-                    return self.closed_after_handshake(&e.to_string());
+                if fresh && broke_off {
+                    return self.closed_after_handshake(&error_chain(&e));
                 }
                 PushError::Http {
                     addr,
@@ -823,6 +855,68 @@ impl IngestClient {
                 why: other.to_string(),
             },
         })
+    }
+}
+
+/// The client's TLS stream, noting when the server has accepted our
+/// certificate: with TLS 1.3 the server sends its session tickets only
+/// after it verified the client certificate (rustls sends two by
+/// default), and with TLS 1.2 the handshake ends only after that check.
+struct Watched {
+    inner: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    accepted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watched {
+    fn note(&self) {
+        let c = self.inner.get_ref().1;
+        if c.tls13_tickets_received() > 0
+            || c.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2)
+        {
+            self.accepted.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.note();
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -1434,7 +1528,7 @@ async fn push_one(
             Err(e) => {
                 r.outcome = if e.is_unreachable() {
                     Outcome::Unreachable
-                } else if matches!(e, PushError::Timeout { .. }) {
+                } else if matches!(e, PushError::Timeout { .. } | PushError::Interrupted { .. }) {
                     Outcome::Temporary
                 } else {
                     Outcome::Refused
