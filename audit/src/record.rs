@@ -76,11 +76,20 @@ pub enum EventKind {
     /// ferryd stopped.
     #[serde(rename = "daemon.stop")]
     DaemonStop,
+    /// The egress side received authenticated link traffic that was not
+    /// fresh (a replayed heartbeat): someone replays captured datagrams, or
+    /// the ingress clock stepped back.
+    #[serde(rename = "link.replay")]
+    LinkReplay,
+    /// A gap in the link's sequence numbers was opened, closed by a
+    /// delivery, or acknowledged by an administrator as never coming.
+    #[serde(rename = "link.gap")]
+    LinkGap,
 }
 
 impl EventKind {
     /// Every kind, in vocabulary order.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::PackagePushed,
         EventKind::PolicyDecided,
         EventKind::GuardInspected,
@@ -103,6 +112,8 @@ impl EventKind {
         EventKind::AuditInit,
         EventKind::DaemonStart,
         EventKind::DaemonStop,
+        EventKind::LinkReplay,
+        EventKind::LinkGap,
     ];
 
     /// The dotted name (`package.pushed`).
@@ -130,6 +141,8 @@ impl EventKind {
             EventKind::AuditInit => "audit.init",
             EventKind::DaemonStart => "daemon.start",
             EventKind::DaemonStop => "daemon.stop",
+            EventKind::LinkReplay => "link.replay",
+            EventKind::LinkGap => "link.gap",
         }
     }
 
