@@ -81,11 +81,20 @@ pub enum EventKind {
     /// file name, a revoked certificate.
     #[serde(rename = "client.refused")]
     ClientRefused,
+    /// The egress side received authenticated link traffic that was not
+    /// fresh (a replayed heartbeat): someone replays captured datagrams, or
+    /// the ingress clock stepped back.
+    #[serde(rename = "link.replay")]
+    LinkReplay,
+    /// A gap in the link's sequence numbers was opened, closed by a
+    /// delivery, or acknowledged by an administrator as never coming.
+    #[serde(rename = "link.gap")]
+    LinkGap,
 }
 
 impl EventKind {
     /// Every kind, in vocabulary order.
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::PackagePushed,
         EventKind::PolicyDecided,
         EventKind::GuardInspected,
@@ -109,6 +118,8 @@ impl EventKind {
         EventKind::DaemonStart,
         EventKind::DaemonStop,
         EventKind::ClientRefused,
+        EventKind::LinkReplay,
+        EventKind::LinkGap,
     ];
 
     /// The dotted name (`package.pushed`).
@@ -137,6 +148,8 @@ impl EventKind {
             EventKind::DaemonStart => "daemon.start",
             EventKind::DaemonStop => "daemon.stop",
             EventKind::ClientRefused => "client.refused",
+            EventKind::LinkReplay => "link.replay",
+            EventKind::LinkGap => "link.gap",
         }
     }
 

@@ -82,7 +82,8 @@ pub fn required_role(req: &Request) -> Option<AdminRole> {
         Request::Resend { .. }
         | Request::ChannelStop { .. }
         | Request::ChannelStart { .. }
-        | Request::ForwardRetry { .. } => Some(AdminRole::Sysadmin),
+        | Request::ForwardRetry { .. }
+        | Request::GapAck { .. } => Some(AdminRole::Sysadmin),
         Request::ReloadPolicy => Some(AdminRole::Secadmin),
         Request::AuditNote { .. } => Some(AdminRole::Auditor),
         Request::ApprovalsList
@@ -106,6 +107,7 @@ pub fn request_name(req: &Request) -> &'static str {
         Request::ChannelStop { .. } => "channel_stop",
         Request::ChannelStart { .. } => "channel_start",
         Request::ForwardRetry { .. } => "forward_retry",
+        Request::GapAck { .. } => "gap_ack",
     }
 }
 

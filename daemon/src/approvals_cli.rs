@@ -218,6 +218,53 @@ pub enum ForwardCmd {
     },
 }
 
+/// `ferryctl gaps …`.
+#[derive(clap::Subcommand)]
+pub enum GapsCmd {
+    /// Acknowledge that missing sequence numbers (as listed under "gaps"
+    /// in `ferryctl status` on the egress side) will never come: they
+    /// leave the list and the alarm. Audited with the reason. Prefer
+    /// `ferryctl resend --seq A..B` on the ingress side while it retains
+    /// the packages.
+    Ack {
+        /// The egress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Inclusive range `A..B` (or one number).
+        range: String,
+        /// Why they will never come (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Runs `ferryctl gaps`; exit 1 when the daemon refused or failed it.
+pub fn run_gaps(cmd: GapsCmd) -> anyhow::Result<std::process::ExitCode> {
+    let GapsCmd::Ack {
+        config,
+        range,
+        reason,
+    } = cmd;
+    let (a, b) = range.split_once("..").unwrap_or((&range, &range));
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .map_err(|_| anyhow::anyhow!("bad range `{range}`: use A..B with sequence numbers as listed under \"gaps\" in `ferryctl status`"))
+    };
+    let (first, last) = (parse(a)?, parse(b)?);
+    if last < first || reason.trim().is_empty() {
+        anyhow::bail!("give a range A..B with A ≤ B and a non-empty --reason");
+    }
+    ask(
+        &config,
+        &Request::GapAck {
+            first,
+            last,
+            reason,
+        },
+    )
+}
+
 /// Runs `ferryctl forward`; exit 1 when the daemon refused or failed it.
 pub fn run_forward(cmd: ForwardCmd) -> anyhow::Result<std::process::ExitCode> {
     let ForwardCmd::Retry { config, package } = cmd;

@@ -47,6 +47,11 @@ pub struct LinkArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Ingress `heal_resend_after_ms` (default: the configuration default,
+    /// 15 000, which a short run never reaches); set it low to measure the
+    /// cost of the self-healing re-sends inside the run.
+    #[arg(long)]
+    pub heal_after_ms: Option<u64>,
 }
 
 /// CPU seconds (user + system) this process has used so far.
@@ -85,7 +90,10 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     o.suite = a.suite.parse().map_err(DaemonError::Config)?;
     o.socket_buffer_bytes = 64 << 20;
     let tb = testbed::create(&root, &o)?;
-    let icfg = config::load(&tb.ingress_config)?;
+    let mut icfg = config::load(&tb.ingress_config)?;
+    if let Some(ms) = a.heal_after_ms {
+        icfg.link.heal_resend_after_ms = ms.max(1);
+    }
     let ecfg = config::load(&tb.egress_config)?;
 
     // Sources are written first, outside the measured interval.

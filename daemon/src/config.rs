@@ -51,6 +51,11 @@ const DEFAULT_REDUNDANCY: u8 = 1;
 const DEFAULT_REDUNDANCY_SPACING_MS: u64 = 1000;
 const DEFAULT_MAX_BUFFER_BYTES: usize = 256 << 20;
 const DEFAULT_PACKAGE_IDLE_TIMEOUT_MS: u64 = 5000;
+/// Ingress: a package is sent once more this long after its sends ended
+/// (self-healing after an egress crash; longer than the unit's restart).
+const DEFAULT_HEAL_RESEND_AFTER_MS: u64 = 15_000;
+/// Ingress: bytes per second the self-healing re-sends may use at most.
+const DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S: u64 = 10_000_000;
 const DEFAULT_RETENTION_MAX_BYTES: u64 = 1 << 30;
 /// Default `[audit] min_free_bytes_accept`: 1 GiB.
 const DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT: u64 = 1 << 30;
@@ -462,6 +467,11 @@ pub struct LinkSection {
     pub max_buffer_bytes: usize,
     /// Egress: a package silent this long is abandoned.
     pub package_idle_timeout_ms: u64,
+    /// Ingress: each package is sent once more this long after its sends
+    /// ended, so the link heals by itself after an egress crash.
+    pub heal_resend_after_ms: u64,
+    /// Ingress: budget of those re-sends in bytes per second; 0 = off.
+    pub heal_resend_max_bytes_per_s: u64,
 }
 
 impl LinkSection {
@@ -709,6 +719,8 @@ struct RawLink {
     redundancy_spacing_ms: Option<Spanned<i64>>,
     max_buffer_bytes: Option<Spanned<i64>>,
     package_idle_timeout_ms: Option<Spanned<i64>>,
+    heal_resend_after_ms: Option<Spanned<i64>>,
+    heal_resend_max_bytes_per_s: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1656,6 +1668,24 @@ impl Checker<'_> {
                     "milliseconds",
                 )?
                 .unwrap_or(DEFAULT_PACKAGE_IDLE_TIMEOUT_MS),
+            heal_resend_after_ms: self
+                .uint(
+                    l.heal_resend_after_ms,
+                    "heal_resend_after_ms",
+                    1,
+                    u64::MAX,
+                    "milliseconds",
+                )?
+                .unwrap_or(DEFAULT_HEAL_RESEND_AFTER_MS),
+            heal_resend_max_bytes_per_s: self
+                .uint(
+                    l.heal_resend_max_bytes_per_s,
+                    "heal_resend_max_bytes_per_s",
+                    0,
+                    u64::MAX,
+                    "bytes per second",
+                )?
+                .unwrap_or(DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S),
         })
     }
 

@@ -92,6 +92,17 @@ pub enum Request {
         #[serde(default)]
         package: Option<String>,
     },
+    /// Egress, sysadmin: acknowledge that the missing sequence numbers
+    /// `first..=last` will never come (audited with the reason); they
+    /// leave the gap list and its alarm.
+    GapAck {
+        /// First sequence number.
+        first: u64,
+        /// Last sequence number (inclusive).
+        last: u64,
+        /// Why they will never come (recorded).
+        reason: String,
+    },
 }
 
 /// Appends an `audit.read` record handed over the control socket; any
@@ -219,6 +230,21 @@ pub struct Status {
     /// by reason.
     #[serde(default)]
     pub client_refusals: BTreeMap<String, u64>,
+    /// Egress: sequence numbers of gaps still open (durable until their
+    /// packages are delivered or an administrator acknowledges them).
+    #[serde(default)]
+    pub gap_seqs_open: u64,
+    /// Egress: authenticated heartbeats refused as not fresh (replays).
+    #[serde(default)]
+    pub heartbeats_replayed: u64,
+    /// Ingress: packages sent once more by the self-healing re-send.
+    #[serde(default)]
+    pub heal_resent: u64,
+    /// Ingress: packages the self-healing re-send skipped (over its byte
+    /// budget, or no longer retained); an egress crash then needs an
+    /// operator resend for them (the egress side lists the gap).
+    #[serde(default)]
+    pub heal_skipped: u64,
 }
 
 /// Counters of one channel. Ingress counts `accepted` (queued), `rejected`

@@ -12,6 +12,7 @@
 use crate::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::config::Config;
 use crate::control::{self, Request, SharedStatus};
+use crate::gaps::{self, GapBook};
 use crate::ingress::schedule;
 use crate::outbox::{Outbox, OutboxError, Staging};
 use crate::store::{LedgerEntry, LedgerState, StateStore};
@@ -22,7 +23,7 @@ use ferry_protocol::{Event, Manifest, Receiver, ReceiverConfig, ReplayWindow};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver as Rx, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Datagrams per recvmmsg batch.
@@ -30,8 +31,16 @@ const BATCH: usize = 64;
 /// Writer queue depth (messages, each at most one 64 KiB chunk): bounds
 /// the memory between the threads to about 64 MiB.
 const WRITER_QUEUE: usize = 1024;
-/// Gap ranges kept in the status.
+/// Gap ranges shown in the status (all of them stay in the gap book).
 const MAX_GAPS_SHOWN: usize = 32;
+/// At most one audit record and one warning per this many ms about
+/// replayed heartbeats (a replay flood must not flood the audit log); each
+/// carries the count since the previous one.
+const REPLAY_REPORT_INTERVAL_MS: u64 = 60_000;
+/// Prefix of the alarm replayed heartbeats raise.
+const REPLAY_ALARM_PREFIX: &str = "link replay:";
+/// Prefix of the alarm a package refused on this side raises.
+const REFUSED_ALARM_PREFIX: &str = "egress refused:";
 
 /// Test and benchmark knobs that a deployment never sets: random loss
 /// injected on the receive path (the loopback has none of its own).
@@ -60,6 +69,10 @@ enum Write {
     Failed {
         seq: u64,
     },
+    /// A fresh heartbeat: persist its sender time.
+    Heartbeat {
+        sender_time_ms: u64,
+    },
 }
 
 /// Runs the egress side until `shutdown` is set.
@@ -83,8 +96,12 @@ pub fn run(
         .clone()
         .ok_or_else(|| DaemonError::Config("egress needs paths.outbox_dir".into()))?;
     let outbox = Outbox::open(&outbox_dir)?;
-    recover(&store, &outbox)?;
+    let gap_book = Arc::new(Mutex::new(GapBook::load(&store)?));
+    recover(&store, &outbox, &audit, &gap_book)?;
     outbox.cleanup_staging()?;
+    if let Ok(b) = gap_book.lock() {
+        show_gaps(&status, &b);
+    }
 
     let window = match store.load_replay()? {
         Some(b) => ReplayWindow::from_bytes(&b)?,
@@ -97,6 +114,11 @@ pub fn run(
     rc.package_idle_timeout_ms = cfg.link.package_idle_timeout_ms;
     rc.link_down_after_ms = cfg.link.link_down_after_ms;
     let mut receiver = Receiver::new(rc, open, chain, window);
+    if let Some(t) = gaps::load_newest_heartbeat(&store)? {
+        // Heartbeats made before the last one seen (before this restart)
+        // are replays, not life.
+        receiver.resume_heartbeats_after(t);
+    }
 
     let mut sockets = Vec::new();
     for addr in &cfg.link.listen {
@@ -160,6 +182,7 @@ pub fn run(
         let audit = audit.clone();
         let gate = gate.clone();
         let wake = forwarder.notifier();
+        let gap_book = gap_book.clone();
         std::thread::Builder::new()
             .name("ferry-writer".into())
             .spawn(move || {
@@ -169,6 +192,7 @@ pub fn run(
                         outbox,
                         store,
                         wake,
+                        gaps: gap_book,
                     },
                     status,
                     link_name,
@@ -183,6 +207,7 @@ pub fn run(
         let audit = audit.clone();
         let store = store.clone();
         let wake = forwarder.notifier();
+        let gap_book = gap_book.clone();
         let admin = crate::admin::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
         crate::admin::publish(&admin, &cfg, &status);
         let mode = admin.socket_mode();
@@ -247,6 +272,13 @@ pub fn run(
                         Err(e) => serde_json::json!({ "error": e.to_string() }),
                     }
                 }
+                Request::GapAck {
+                    first,
+                    last,
+                    reason,
+                } => ack_gaps(
+                    &gap_book, &store, &status, &audit, actor, first, last, &reason,
+                ),
             })
         });
         crate::admin_api::Planes::start(&cfg, mode, shutdown.clone(), handler, note)?
@@ -265,6 +297,12 @@ pub fn run(
     let mut saved_epoch = receiver.epochs().oldest().map(|(e, _)| e);
     let mut last_status = Instant::now();
     let mut result = Ok(());
+    let mut link = LinkWatch {
+        gaps: gap_book.clone(),
+        store: store.clone(),
+        replays_unreported: 0,
+        last_replay_report: None,
+    };
     while !shutdown.load(Ordering::Relaxed) {
         let wait = receiver
             .poll_timeout()
@@ -292,7 +330,7 @@ pub fn run(
             receiver.handle_datagram(now, d);
         }
         receiver.handle_timeout(now);
-        if !drain(&mut receiver, &tx, &status, &audit) {
+        if !drain(&mut receiver, &tx, &status, &audit, &mut link) {
             result = Err(DaemonError::Config("writer thread stopped".into()));
             break;
         }
@@ -360,8 +398,168 @@ fn stats_json(s: &ReceiverStats) -> serde_json::Value {
         "packages_complete": s.packages_complete,
         "packages_failed": s.packages_failed,
         "heartbeats": s.heartbeats,
+        "heartbeats_replayed": s.heartbeats_replayed,
         "buffered_bytes": s.buffered_bytes,
     })
+}
+
+/// What the receive thread keeps about the link beyond the protocol: the
+/// durable gap book and the replayed-heartbeat reporting.
+struct LinkWatch {
+    gaps: Arc<Mutex<GapBook>>,
+    store: Arc<StateStore>,
+    replays_unreported: u64,
+    last_replay_report: Option<u64>,
+}
+
+impl LinkWatch {
+    /// Records a reported gap durably (kept until delivered or
+    /// acknowledged), audits it, and raises the gap alarm.
+    fn gap(&mut self, status: &SharedStatus, audit: &AuditTrail, first: u64, last: u64) {
+        let Ok(mut book) = self.gaps.lock() else {
+            return;
+        };
+        let new = book.open(first, last, now_millis().0);
+        if new == 0 {
+            // Reported again (after a restart): already in the book.
+            return;
+        }
+        if let Err(e) = book.save(&self.store) {
+            alarm(status, &format!("state store: {e}"));
+        }
+        control::update(status, |s| s.gap_seqs_total += new);
+        show_gaps(status, &book);
+        tracing::warn!(
+            first,
+            last,
+            "sequence numbers missing: resend them from the ingress side (`ferryctl resend --seq {first}..{last}`)"
+        );
+        audit.note(
+            AuditRecord::new(EventKind::LinkGap, Actor::system(), Outcome::Failure)
+                .reason(format!(
+                    "sequence numbers {first}..{last} missing; resend them from the ingress side"
+                ))
+                .detail("action", "opened")
+                .detail("first", first.to_string())
+                .detail("last", last.to_string()),
+        );
+    }
+
+    /// A replayed heartbeat: counted at once, alarmed, and logged and
+    /// audited at most once per [`REPLAY_REPORT_INTERVAL_MS`] with the
+    /// count since the last report.
+    fn replay(
+        &mut self,
+        status: &SharedStatus,
+        audit: &AuditTrail,
+        sender_time_ms: u64,
+        newest_seen_ms: u64,
+    ) {
+        self.replays_unreported += 1;
+        let now = now_millis().0;
+        let total = {
+            let mut t = 0;
+            control::update(status, |s| {
+                s.heartbeats_replayed += 1;
+                t = s.heartbeats_replayed;
+            });
+            t
+        };
+        let due = self
+            .last_replay_report
+            .is_none_or(|l| now.saturating_sub(l) >= REPLAY_REPORT_INTERVAL_MS);
+        if !due {
+            return;
+        }
+        self.last_replay_report = Some(now);
+        let n = std::mem::take(&mut self.replays_unreported);
+        let why = format!(
+            "{n} authenticated heartbeat(s) older than the newest seen (sender time {sender_time_ms} ms ≤ {newest_seen_ms} ms) were refused as replays, not taken as life"
+        );
+        tracing::warn!(
+            "{why}: someone replays captured link traffic, or the ingress clock was stepped back"
+        );
+        let msg = format!(
+            "{REPLAY_ALARM_PREFIX} {total} replayed heartbeat(s) refused since start: someone on the link replays captured datagrams, or the ingress host's clock was stepped back (check it); the link state shown comes from fresh heartbeats only"
+        );
+        control::update(status, |s| {
+            s.alarms.retain(|a| !a.starts_with(REPLAY_ALARM_PREFIX));
+            s.alarms.push(msg);
+        });
+        audit.note(
+            AuditRecord::new(EventKind::LinkReplay, Actor::system(), Outcome::Refused)
+                .reason(why)
+                .detail("count", n.to_string())
+                .detail("sender_time_ms", sender_time_ms.to_string())
+                .detail("newest_seen_ms", newest_seen_ms.to_string()),
+        );
+    }
+}
+
+/// An administrator's acknowledgement that `first..=last` will never come:
+/// removed from the book (durably), audited with who and why.
+#[allow(clippy::too_many_arguments)]
+fn ack_gaps(
+    book: &Mutex<GapBook>,
+    store: &StateStore,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+    actor: Actor,
+    first: u64,
+    last: u64,
+    reason: &str,
+) -> serde_json::Value {
+    if last < first || reason.trim().is_empty() {
+        return serde_json::json!({ "error": "give a range first ≤ last and a reason" });
+    }
+    let Ok(mut b) = book.lock() else {
+        return serde_json::json!({ "error": "internal: gap book unavailable; restart ferryd" });
+    };
+    let mut trial = b.clone();
+    let removed = trial.acknowledge(first, last);
+    if removed == 0 {
+        return serde_json::json!({
+            "error": format!("no open gap in {first}..{last}: see \"gaps\" in `ferryctl status`")
+        });
+    }
+    // Audited before it takes effect: an acknowledgement the log cannot
+    // hold is not made.
+    if let Err(e) = audit.record(
+        AuditRecord::new(EventKind::LinkGap, actor, Outcome::Success)
+            .reason(reason.to_owned())
+            .detail("action", "acknowledged")
+            .detail("first", first.to_string())
+            .detail("last", last.to_string())
+            .detail("seqs", removed.to_string()),
+    ) {
+        return serde_json::json!({ "error": format!("not acknowledged: {e}") });
+    }
+    if let Err(e) = trial.save(store) {
+        return serde_json::json!({ "error": format!("not acknowledged: {e}") });
+    }
+    *b = trial;
+    show_gaps(status, &b);
+    serde_json::json!({ "acknowledged": removed, "gap_seqs_open": b.seqs_open() })
+}
+
+/// Shows the gap book in the status: the oldest ranges, the count of open
+/// numbers, and the alarm while any is open.
+fn show_gaps(status: &SharedStatus, book: &GapBook) {
+    let shown: Vec<(u64, u64)> = book
+        .ranges()
+        .take(MAX_GAPS_SHOWN)
+        .map(|g| (g.first, g.last))
+        .collect();
+    let open = book.seqs_open();
+    let alarm = book.alarm();
+    control::update(status, |s| {
+        s.gaps = shown;
+        s.gap_seqs_open = open;
+        s.alarms.retain(|a| !a.starts_with(gaps::GAP_ALARM_PREFIX));
+        if let Some(a) = alarm {
+            s.alarms.push(a);
+        }
+    });
 }
 
 /// Moves protocol events to the writer and the status. Returns false when
@@ -371,6 +569,7 @@ fn drain(
     tx: &SyncSender<Write>,
     status: &SharedStatus,
     audit: &AuditTrail,
+    link: &mut LinkWatch,
 ) -> bool {
     while let Some(ev) = receiver.poll_event() {
         let msg = match ev {
@@ -407,17 +606,7 @@ fn drain(
                 Write::Failed { seq }
             }
             Event::Gap { first, last } => {
-                tracing::warn!(
-                    first,
-                    last,
-                    "sequence numbers missing: resend them from the ingress side (`ferryctl resend --seq {first}..{last}`)"
-                );
-                control::update(status, |s| {
-                    s.gap_seqs_total += last.saturating_sub(first) + 1;
-                    s.gaps.push((first, last));
-                    let extra = s.gaps.len().saturating_sub(MAX_GAPS_SHOWN);
-                    s.gaps.drain(..extra);
-                });
+                link.gap(status, audit, first, last);
                 continue;
             }
             Event::LinkUp => {
@@ -426,7 +615,7 @@ fn drain(
                 continue;
             }
             Event::LinkDown { silent_ms } => {
-                tracing::warn!(silent_ms, "link down: no valid datagram received");
+                tracing::warn!(silent_ms, "link down: no fresh heartbeat received");
                 control::update(status, |s| s.link_up = false);
                 continue;
             }
@@ -435,6 +624,15 @@ fn drain(
                     s.sender_next_seq = Some(hb.next_seq);
                     s.last_heartbeat_unix_ms = Some(now_millis().0);
                 });
+                Write::Heartbeat {
+                    sender_time_ms: hb.sender_time_ms,
+                }
+            }
+            Event::HeartbeatReplayed {
+                sender_time_ms,
+                newest_seen_ms,
+            } => {
+                link.replay(status, audit, sender_time_ms, newest_seen_ms);
                 continue;
             }
         };
@@ -456,6 +654,8 @@ struct Sinks {
     store: Arc<StateStore>,
     /// Tells the forwarder about packages waiting for a downstream endpoint.
     wake: crate::forward::Notifier,
+    /// Open gaps, closed here when a delivery fills them.
+    gaps: Arc<Mutex<GapBook>>,
 }
 
 /// Most packages committed together. Bounds the open staging files and
@@ -556,6 +756,11 @@ impl Writer<'_> {
                     }
                 }
             }
+            Write::Heartbeat { sender_time_ms } => {
+                if let Err(e) = gaps::save_newest_heartbeat(&self.sinks.store, sender_time_ms) {
+                    alarm(&self.status, &format!("state store: {e}"));
+                }
+            }
             Write::Failed { seq } => {
                 if let Some(Staged {
                     staging: Some(st), ..
@@ -576,7 +781,11 @@ impl Writer<'_> {
                     return;
                 };
                 let Some(mut st) = s.staging else {
-                    tracing::error!(seq, package = %manifest.meta.id, "package received but could not be staged; resend it once the outbox has space");
+                    self.refuse(
+                        seq,
+                        &manifest,
+                        "received but could not be staged (see the outbox alarm); resend it once the outbox has space",
+                    );
                     return;
                 };
                 let guard = match reinspect(self.gate, outbox, &mut st, &manifest, self.audit) {
@@ -584,8 +793,7 @@ impl Writer<'_> {
                     Err(why) => {
                         // Never delivered, not even in part.
                         outbox.abort(st);
-                        control::count_rejected(&self.status, &manifest.meta.channel);
-                        tracing::warn!(seq, package = %manifest.meta.id, "not delivered: {why}");
+                        self.refuse(seq, &manifest, &why);
                         return;
                     }
                 };
@@ -668,9 +876,12 @@ impl Writer<'_> {
                 Err(e) => {
                     if matches!(e, OutboxError::DiskFull { .. }) {
                         alarm(&self.status, &format!("outbox: {e}"));
-                    } else {
-                        tracing::error!(seq = it.entry.seq, package = %id, error = %e, "delivery failed");
                     }
+                    self.refuse(
+                        it.entry.seq,
+                        &it.manifest,
+                        &format!("could not be placed in the outbox: {e}; resend it once fixed"),
+                    );
                     // The ledger says "delivering" with no staging file
                     // left: undo it so a resend can deliver the package.
                     if let Err(e) = store.ledger_remove(id.0) {
@@ -681,14 +892,28 @@ impl Writer<'_> {
             }
         }
         if !delivered.is_empty() {
-            match outbox.sync_filesystem() {
-                Ok(()) => {
-                    if let Err(e) = store.finish_deliveries(&delivered, now_millis().0) {
+            let finished = match outbox.sync_filesystem() {
+                Ok(()) => match store.finish_deliveries(&delivered, now_millis().0) {
+                    Ok(()) => true,
+                    Err(e) => {
                         alarm(&self.status, &format!("state store: {e}"));
+                        false
                     }
-                }
+                },
                 // Left "delivering": the next start makes sure of them.
-                Err(e) => alarm(&self.status, &format!("outbox: {e}")),
+                Err(e) => {
+                    alarm(&self.status, &format!("outbox: {e}"));
+                    false
+                }
+            };
+            if !finished {
+                // `package.delivered` is written once, when the ledger
+                // says the delivery finished: for these, by the start-up
+                // recovery that finishes them (never twice).
+                for it in items.iter_mut().filter(|it| it.delivered_as.is_some()) {
+                    tracing::warn!(seq = it.entry.seq, package = %it.manifest.meta.id, "renamed into the outbox but not recorded as finished; the next start finishes and audits it");
+                    it.delivered_as = None;
+                }
             }
         }
         self.report(items);
@@ -717,11 +942,19 @@ impl Writer<'_> {
                     outbox.abort(staging);
                     control::update(&self.status, |s| s.duplicates_suppressed += 1);
                     tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
+                    // The package is delivered: whatever gap this send
+                    // (or the first send it repeats) left is filled.
+                    self.fill_gaps(&[(seq, manifest.first_seq)]);
                     continue;
                 }
                 Err(e) => {
                     alarm(&self.status, &format!("state store: {e}"));
                     outbox.abort(staging);
+                    self.refuse(
+                        seq,
+                        &manifest,
+                        &format!("the delivery ledger could not be read: {e}"),
+                    );
                     continue;
                 }
             }
@@ -729,13 +962,18 @@ impl Writer<'_> {
             // Also for a downstream endpoint: the name travels in a header,
             // and no endpoint is handed a path or a control code.
             if let Err(e) = crate::outbox::sanitize_file_name(name) {
-                tracing::error!(seq, package = %id, error = %e, "delivery failed");
                 outbox.abort(staging);
+                self.refuse(seq, &manifest, &format!("file name refused: {e}"));
                 continue;
             }
             if let Err(e) = outbox.write_sidecar(&mut staging, &sidecar) {
                 alarm(&self.status, &format!("outbox: {e}"));
                 outbox.abort(staging);
+                self.refuse(
+                    seq,
+                    &manifest,
+                    &format!("its metadata file could not be written: {e}; resend it once fixed"),
+                );
                 continue;
             }
             let (state, staging) = match &destination {
@@ -752,6 +990,11 @@ impl Writer<'_> {
                     // write leaves files no entry names, removed at start.
                     if let Err(e) = outbox.park_for_forward(staging, &id.to_hex()) {
                         alarm(&self.status, &format!("outbox: {e}"));
+                        self.refuse(
+                            seq,
+                            &manifest,
+                            &format!("could not be kept for its downstream endpoint: {e}; resend it once fixed"),
+                        );
                         continue;
                     }
                     let state = LedgerState::Forwarding {
@@ -787,7 +1030,11 @@ impl Writer<'_> {
                     .outbox
                     .forward_done(&it.manifest.meta.id.to_hex()),
             }
-            tracing::error!(seq = it.entry.seq, package = %it.manifest.meta.id, "package received but not delivered; resend it once the alarm is cleared");
+            self.refuse(
+                it.entry.seq,
+                &it.manifest,
+                "received but its delivery could not be made durable (see the alarm); resend it once the alarm is cleared",
+            );
         }
         if let Err(e) = self.sinks.store.save_replay(replay) {
             alarm(&self.status, &format!("state store: {e}"));
@@ -799,8 +1046,10 @@ impl Writer<'_> {
         let mut records = Vec::with_capacity(items.len());
         let mut forwarding = Vec::new();
         let mut any_delivered = false;
+        let mut filled = Vec::new();
         for it in items.into_iter().filter(|it| !it.failed) {
             let meta = &it.manifest.meta;
+            filled.push((it.entry.seq, it.manifest.first_seq));
             let place = match (&it.destination, &it.delivered_as) {
                 (Some(url), _) => {
                     forwarding.push(((it.entry.seq, meta.id.0), url.clone()));
@@ -847,10 +1096,93 @@ impl Writer<'_> {
             });
         }
         self.audit.note_all(records);
+        self.fill_gaps(&filled);
         if !forwarding.is_empty() {
             self.sinks.wake.added(forwarding);
         }
     }
+
+    /// Closes the gaps that delivered packages fill: their own sequence
+    /// number and, for a resend, the one they were first sent under.
+    fn fill_gaps(&self, filled: &[(u64, Option<u64>)]) {
+        fill_gaps(
+            &self.sinks.gaps,
+            &self.sinks.store,
+            &self.status,
+            self.audit,
+            filled,
+        );
+    }
+
+    /// A verified package that is not delivered, for whatever reason:
+    /// counted (per channel), audited and alarmed — never only a log line.
+    fn refuse(&self, seq: u64, manifest: &Manifest, why: &str) {
+        let meta = &manifest.meta;
+        control::count_rejected(&self.status, &meta.channel);
+        tracing::warn!(seq, package = %meta.id, "not delivered: {why}");
+        self.audit.note(
+            AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Refused)
+                .package(meta.id.to_hex())
+                .channel(meta.channel.clone())
+                .reason(why.to_owned())
+                .detail("seq", seq.to_string())
+                .detail("side", "egress"),
+        );
+        let total = control::snapshot(&self.status).rejected;
+        let msg = format!(
+            "{REFUSED_ALARM_PREFIX} {total} package(s) not delivered since start, the last {} (seq {seq}): {why}; the audit log has each one (`ferryctl audit query --event package.failed`)",
+            meta.id.to_hex()
+        );
+        control::update(&self.status, |s| {
+            s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX));
+            s.alarms.push(msg);
+        });
+    }
+}
+
+/// Closes the gaps `filled` names (sequence number, and first sequence
+/// number of a resend), saves the book when it changed, and audits each
+/// closed number.
+fn fill_gaps(
+    book: &Mutex<GapBook>,
+    store: &StateStore,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+    filled: &[(u64, Option<u64>)],
+) {
+    let Ok(mut b) = book.lock() else {
+        return;
+    };
+    if b.is_empty() {
+        return;
+    }
+    let mut closed = Vec::new();
+    for (seq, first) in filled {
+        for s in std::iter::once(*seq).chain(*first) {
+            if b.close(s) {
+                closed.push((s, *seq));
+            }
+        }
+    }
+    if closed.is_empty() {
+        return;
+    }
+    if let Err(e) = b.save(store) {
+        alarm(status, &format!("state store: {e}"));
+    }
+    show_gaps(status, &b);
+    drop(b);
+    audit.note_all(
+        closed
+            .into_iter()
+            .map(|(gap, by)| {
+                AuditRecord::new(EventKind::LinkGap, Actor::system(), Outcome::Success)
+                    .detail("action", "closed")
+                    .detail("seq", gap.to_string())
+                    .detail("delivered_as_seq", by.to_string())
+            })
+            .collect(),
+    );
 }
 
 /// A package of a batch being committed.
@@ -968,6 +1300,11 @@ pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::V
         "signing_key_id": m.signing_key_id,
         "key_epoch": m.epoch,
     });
+    if let Some(first) = m.first_seq {
+        // A resend: the sequence number it was first sent under (the gap
+        // it fills).
+        v["first_seq"] = first.into();
+    }
     if let Some(i) = &m.meta.inspection {
         // The ingress guard's record, signed in the manifest.
         v["ingress_guard"] = serde_json::json!({
@@ -981,8 +1318,17 @@ pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::V
 }
 
 /// Finishes deliveries a crash interrupted between the ledger write and
-/// the rename.
-fn recover(store: &StateStore, outbox: &Outbox) -> Result<(), DaemonError> {
+/// the rename, and writes their `package.delivered` record: a delivery
+/// left "delivering" never had one (the writer records a delivery only
+/// once the ledger says it finished), so each gets exactly one.
+fn recover(
+    store: &StateStore,
+    outbox: &Outbox,
+    audit: &AuditTrail,
+    gap_book: &Mutex<GapBook>,
+) -> Result<(), DaemonError> {
+    let mut records = Vec::new();
+    let mut filled = Vec::new();
     for (id, entry) in store.list_delivering()? {
         if let LedgerState::Delivering {
             staging,
@@ -1004,14 +1350,79 @@ fn recover(store: &StateStore, outbox: &Outbox) -> Result<(), DaemonError> {
                         .unwrap_or_default();
                     store.finish_delivery(id, &name, now_millis().0)?;
                     tracing::info!(package = %hex::encode(id), file = %name, "interrupted delivery finished");
+                    records.push(recovered_record(id, entry.seq, &sidecar, &name));
                 }
                 Ok(None) => {
                     // No staging file: the rename had happened already.
                     store.finish_delivery(id, final_name, now_millis().0)?;
+                    tracing::info!(package = %hex::encode(id), file = %final_name, "interrupted delivery finished (renamed before the crash)");
+                    records.push(recovered_record(id, entry.seq, &sidecar, final_name));
                 }
                 Err(e) => return Err(e.into()),
             }
+            filled.push((entry.seq, sidecar.get("first_seq").and_then(|v| v.as_u64())));
+        }
+    }
+    // Recorded before the daemon takes any new traffic; a failure to
+    // record stops the start (the deliveries stay finished, and the next
+    // start cannot tell them apart, so it must not go on silently).
+    for r in records {
+        audit.record(r)?;
+    }
+    if let Ok(mut b) = gap_book.lock() {
+        let mut changed = false;
+        for (seq, first) in filled {
+            for s in std::iter::once(seq).chain(first) {
+                changed |= b.close(s);
+            }
+        }
+        if changed {
+            b.save(store)?;
         }
     }
     Ok(())
+}
+
+/// The `package.delivered` record of a delivery start-up recovery
+/// finished, from what its sidecar says.
+fn recovered_record(
+    id: [u8; 16],
+    seq: u64,
+    sidecar: &serde_json::Value,
+    name: &str,
+) -> AuditRecord {
+    let text = |k: &str| {
+        sidecar
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut r = AuditRecord::new(
+        EventKind::PackageDelivered,
+        Actor::system(),
+        Outcome::Success,
+    )
+    .package(hex::encode(id))
+    .detail("seq", seq.to_string())
+    .detail("destination", format!("outbox: {name}"))
+    .detail("recovered_after_crash", "true");
+    if let Some(c) = sidecar.get("channel").and_then(|v| v.as_str()) {
+        r = r.channel(c.to_owned());
+    }
+    for (k, field) in [
+        ("size", "size"),
+        ("digest", "digest"),
+        ("sender", "sender_identity"),
+        ("signing_key", "signing_key_id"),
+    ] {
+        let v = match sidecar.get(field) {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => text(field),
+        };
+        if !v.is_empty() {
+            r = r.detail(k, v);
+        }
+    }
+    r
 }

@@ -39,6 +39,12 @@ const SENDER_WINDOW: usize = 4;
 const FEED_INTERVAL: Duration = Duration::from_millis(50);
 /// Sub-directory of the state directory holding queued and retained files.
 pub const QUEUE_DIR: &str = "queue";
+/// Self-healing re-sends consider packages whose sends ended at most this
+/// long before they became due; older ones (an ingress that was down, a
+/// budget long exhausted) are skipped and counted, never sent in a flood.
+const HEAL_WINDOW_MS: u64 = 60_000;
+/// Key in a queued package's description: it had its self-healing re-send.
+const HEALED_KEY: &str = "heal_resent";
 
 /// Builds the protocol sender configuration from the daemon's.
 pub fn sender_config(cfg: &Config) -> SenderConfig {
@@ -108,6 +114,7 @@ pub fn load_keys(cfg: &Config) -> Result<ferry_keys::LinkKeys, DaemonError> {
 /// Puts a package back in the queue under a fresh sequence number.
 fn requeue(store: &StateStore, id: [u8; 16], q: QueuedPackage) -> Result<u64, DaemonError> {
     let seq = store.reserve_seqs(1)?;
+    let q = with_first_seq(&q);
     store.enqueue(
         id,
         &QueuedPackage {
@@ -117,6 +124,30 @@ fn requeue(store: &StateStore, id: [u8; 16], q: QueuedPackage) -> Result<u64, Da
         },
     )?;
     Ok(seq)
+}
+
+/// Key in a queued package's description: the sequence number it was first
+/// given. Every path that gives a package a new sequence number (resend,
+/// restart, hold) keeps it, and the manifest carries it, so the egress side
+/// closes the gap the first number left when the package arrives.
+const FIRST_SEQ_KEY: &str = "first_seq";
+
+/// `q` with its first sequence number recorded (its current one, unless
+/// one is recorded already).
+pub(crate) fn with_first_seq(q: &QueuedPackage) -> QueuedPackage {
+    let mut q = q.clone();
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&q.meta_json) {
+        if !m.contains_key(FIRST_SEQ_KEY) {
+            m.insert(FIRST_SEQ_KEY.into(), q.seq.into());
+            q.meta_json = serde_json::Value::Object(m).to_string();
+        }
+    }
+    q
+}
+
+/// The first sequence number recorded by [`with_first_seq`], if any.
+fn first_seq_of(meta: &serde_json::Value) -> Option<u64> {
+    meta.get(FIRST_SEQ_KEY).and_then(|v| v.as_u64())
 }
 
 /// Serializes sequence-number reservation with the queue write, so that
@@ -1164,6 +1195,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
     let mut last_status = Instant::now();
     let mut last_prune = Instant::now();
     let mut last_feed = Instant::now();
+    let mut heal = HealBudget::new(s.cfg.link.heal_resend_max_bytes_per_s, Instant::now());
     while !s.shutdown.load(Ordering::Relaxed) {
         let now = now_millis();
         // The queue is read at most every FEED_INTERVAL while sending (a
@@ -1273,6 +1305,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
                 reload_policy(s, Actor::new("SIGHUP", Role::SystemAdmin));
             }
             s.audit.tick();
+            heal_resend(s, &mut heal)?;
             crate::approvals::expire(s);
             crate::window_holds::release_due(s);
             if let Ok(mut w) = s.expiry.lock() {
@@ -1331,9 +1364,11 @@ fn feed(
     // Recorded together once the round is handed over (one transaction).
     let mut sending = Vec::new();
     for (id, q) in s.store.next_queued(first, room)? {
-        let meta = serde_json::from_str(&q.meta_json)
-            .ok()
-            .and_then(|v| meta_from_json(&v))
+        let json: Option<serde_json::Value> = serde_json::from_str(&q.meta_json).ok();
+        let first_seq = json.as_ref().and_then(first_seq_of);
+        let meta = json
+            .as_ref()
+            .and_then(meta_from_json)
             .ok_or_else(|| DaemonError::Package {
                 id: hex::encode(id),
                 what: "queue record unreadable".into(),
@@ -1342,7 +1377,9 @@ fn feed(
         if let Some(stop) = s.stopped(&meta.channel) {
             // Out of the sequence order until the channel starts again, so
             // the egress side sees no gap for it.
-            crate::approvals::hold_stopped(s, id, &q, &stop)?;
+            // Its number is skipped (the egress side sees a gap): the
+            // package keeps it as its first, to close that gap later.
+            crate::approvals::hold_stopped(s, id, &with_first_seq(&q), &stop)?;
             *last_seq = Some(q.seq);
             continue;
         }
@@ -1351,13 +1388,13 @@ fn feed(
             // order like a stopped channel's, queued again (new sequence
             // number) when the window opens. A package already handed to
             // the sender finishes its send.
-            crate::window_holds::hold_queued(s, id, &q, &meta.channel, until)?;
+            crate::window_holds::hold_queued(s, id, &with_first_seq(&q), &meta.channel, until)?;
             *last_seq = Some(q.seq);
             continue;
         }
         let file = File::open(&path).map_err(DaemonError::io(&path))?;
         let (channel, size) = (meta.channel.clone(), meta.size);
-        sender.enqueue(now, q.seq, meta)?;
+        sender.enqueue_resend(now, q.seq, meta, first_seq)?;
         sending.push((id, QueueState::Sending));
         open.insert(
             q.seq,
@@ -1372,6 +1409,121 @@ fn feed(
     }
     s.store.set_states(&sending)?;
     Ok(())
+}
+
+/// Byte budget of the self-healing re-sends: refilled at the configured
+/// rate up to one second's worth; a package may take it below zero (so a
+/// package larger than a second's budget is still healed), after which no
+/// re-send starts until it has refilled.
+struct HealBudget {
+    rate: u64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl HealBudget {
+    fn new(rate: u64, now: Instant) -> HealBudget {
+        HealBudget {
+            rate,
+            tokens: rate as f64,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant, bytes: u64) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.rate as f64).min(self.rate as f64);
+        if self.rate == 0 || self.tokens < 0.0 {
+            return false;
+        }
+        self.tokens -= bytes as f64;
+        true
+    }
+}
+
+/// The link heals by itself after an egress crash, without a back channel:
+/// every package is sent once more, under a new sequence number (its
+/// manifest names the first, so the egress side closes that gap), once
+/// `heal_resend_after_ms` has passed since its sends ended — longer than
+/// an egress restart takes. The egress ledger drops the copy that was
+/// already delivered. Bounded by `heal_resend_max_bytes_per_s` and by
+/// [`HEAL_WINDOW_MS`]; what is skipped is counted (the egress side still
+/// lists its gap for an operator resend).
+fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), DaemonError> {
+    let l = &s.cfg.link;
+    if l.heal_resend_max_bytes_per_s == 0 {
+        return Ok(());
+    }
+    let now = now_millis().0;
+    let Some(due_before) = now.checked_sub(l.heal_resend_after_ms) else {
+        return Ok(());
+    };
+    let oldest = due_before.saturating_sub(HEAL_WINDOW_MS);
+    let mut due: Vec<([u8; 16], QueuedPackage)> = s
+        .store
+        .list(Some(QueueState::Sent {
+            times: 0,
+            last_unix_ms: 0,
+        }))?
+        .into_iter()
+        .filter(|(_, q)| match q.state {
+            QueueState::Sent { last_unix_ms, .. } => last_unix_ms <= due_before,
+            _ => false,
+        })
+        .filter(|(_, q)| !healed(q))
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    due.sort_by_key(|(_, q)| q.seq);
+    let (mut resent, mut skipped) = (0u64, 0u64);
+    for (id, q) in due {
+        let last = match q.state {
+            QueueState::Sent { last_unix_ms, .. } => last_unix_ms,
+            _ => continue,
+        };
+        // Marked either way, so each package is considered once.
+        let q = mark_healed(&q);
+        let fits =
+            last >= oldest && Path::new(&q.path).exists() && budget.take(Instant::now(), q.bytes);
+        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+        if fits {
+            let old_seq = q.seq;
+            let seq = requeue(&s.store, id, q)?;
+            tracing::debug!(package = %hex::encode(id), old_seq, seq, "self-healing re-send queued");
+            resent += 1;
+        } else {
+            s.store.enqueue(id, &q)?;
+            skipped += 1;
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "self-healing re-send skipped packages (over heal_resend_max_bytes_per_s, or due too long ago); an egress crash around their sends needs an operator resend (see the egress side's gaps)"
+        );
+    }
+    control::update(&s.status, |st| {
+        st.heal_resent += resent;
+        st.heal_skipped += skipped;
+    });
+    Ok(())
+}
+
+fn healed(q: &QueuedPackage) -> bool {
+    serde_json::from_str::<serde_json::Value>(&q.meta_json)
+        .ok()
+        .is_some_and(|v| v.get(HEALED_KEY).is_some())
+}
+
+fn mark_healed(q: &QueuedPackage) -> QueuedPackage {
+    let mut q = q.clone();
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&q.meta_json) {
+        m.insert(HEALED_KEY.into(), true.into());
+        q.meta_json = serde_json::Value::Object(m).to_string();
+    }
+    q
 }
 
 /// Deletes retained copies beyond the configured age and byte bounds,
@@ -1447,6 +1599,9 @@ fn handle_request(s: &Shared, actor: Actor, caller: Caller, req: Request) -> ser
         Request::ChannelStart { channel } => start_channel(s, &channel),
         Request::ForwardRetry { .. } => serde_json::json!({
             "error": "downstream forwarding happens on the egress side: ask the egress ferryd"
+        }),
+        Request::GapAck { .. } => serde_json::json!({
+            "error": "gaps are kept on the egress side: ask the egress ferryd"
         }),
     }
 }

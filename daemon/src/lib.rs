@@ -25,6 +25,7 @@ pub mod egress;
 mod error;
 pub mod expiry;
 pub mod forward;
+pub mod gaps;
 pub(crate) mod https_server;
 pub mod ingest;
 pub mod ingress;

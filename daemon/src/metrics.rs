@@ -249,14 +249,14 @@ pub fn render(s: &Status, now_ms: u64) -> String {
         o.single(
             "ferry_link_up",
             "gauge",
-            "1 while authenticated datagrams arrive within link_down_after_ms.",
+            "1 while fresh heartbeats arrive within link_down_after_ms.",
             u8::from(s.link_up),
         );
         if let Some(t) = s.last_heartbeat_unix_ms {
             o.single(
                 "ferry_link_heartbeat_age_seconds",
                 "gauge",
-                "Seconds since the last authenticated heartbeat.",
+                "Seconds since the last fresh heartbeat.",
                 format!("{:.3}", now_ms.saturating_sub(t) as f64 / 1000.0),
             );
         }
@@ -265,6 +265,18 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             "counter",
             "Sequence numbers reported missing (resend them from the ingress side).",
             s.gap_seqs_total,
+        );
+        o.single(
+            "ferry_gap_sequence_numbers_open",
+            "gauge",
+            "Sequence numbers missing and not yet delivered nor acknowledged (see ferryctl status).",
+            s.gap_seqs_open,
+        );
+        o.single(
+            "ferry_heartbeats_replayed_total",
+            "counter",
+            "Authenticated heartbeats refused as not fresh (replayed capture, or the ingress clock stepped back).",
+            s.heartbeats_replayed,
         );
         o.single(
             "ferry_delivery_failures_total",
@@ -394,6 +406,18 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             "counter",
             "Packages resent on operator request.",
             s.resent,
+        );
+        o.single(
+            "ferry_heal_resent_total",
+            "counter",
+            "Packages sent once more by the self-healing re-send.",
+            s.heal_resent,
+        );
+        o.single(
+            "ferry_heal_skipped_total",
+            "counter",
+            "Packages the self-healing re-send skipped (over its budget or window).",
+            s.heal_skipped,
         );
         o.single(
             "ferry_datagrams_sent_total",

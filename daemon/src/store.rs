@@ -758,6 +758,25 @@ impl StateStore {
         tx.commit().map_err(|e| self.db_err(e))
     }
 
+    /// A small named record of the egress side's link state (open gaps,
+    /// the newest heartbeat seen), as saved by [`StateStore::blob_put`].
+    pub fn blob_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let blobs = tx.open_table(BLOBS).map_err(|e| self.db_err(e))?;
+        let found = blobs.get(key).map_err(|e| self.db_err(e))?;
+        Ok(found.map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces the named record `key` (one fsync'd transaction).
+    pub fn blob_put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut blobs = tx.open_table(BLOBS).map_err(|e| self.db_err(e))?;
+            blobs.insert(key, value).map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
     /// Persists the replay window.
     pub fn save_replay(&self, window: &[u8]) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;

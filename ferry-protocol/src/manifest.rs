@@ -16,6 +16,13 @@ pub const MANIFEST_VERSION: u8 = 1;
 /// always version 2 and one without is always version 1, so the encoding
 /// stays canonical.
 pub const MANIFEST_VERSION_INSPECTED: u8 = 2;
+/// Added to [`MANIFEST_VERSION`] or [`MANIFEST_VERSION_INSPECTED`] (giving
+/// 3 or 4) when the manifest ends with a `first_seq` field (u64): the
+/// sequence number the package was first sent under, carried by a resend
+/// under a new sequence number so the egress side can close the gap the
+/// first send left. A manifest without it keeps versions 1 and 2, so the
+/// encoding stays canonical and first sends are unchanged on the wire.
+pub const MANIFEST_VERSION_RESENT_OFFSET: u8 = 2;
 /// Longest content-profile name in an inspection record.
 pub const MAX_PROFILE_LEN: usize = 64;
 /// Longest digest in an inspection record (SHA-256).
@@ -187,6 +194,10 @@ pub struct Manifest {
     pub recipient_key_id: String,
     /// Ephemeral public key for the payload key agreement.
     pub ephemeral: Vec<u8>,
+    /// For a resend under a new sequence number: the sequence number the
+    /// package was first sent under (signed, so only the ingress side can
+    /// say which gap a package fills).
+    pub first_seq: Option<u64>,
 }
 
 /// Why manifest bytes were refused. Authenticated datagrams carry these
@@ -219,10 +230,15 @@ impl Manifest {
     pub fn encode_body(&self) -> Result<Vec<u8>, ManifestError> {
         let m = &self.meta;
         let mut out = Vec::with_capacity(256);
-        out.push(if m.inspection.is_some() {
+        let base = if m.inspection.is_some() {
             MANIFEST_VERSION_INSPECTED
         } else {
             MANIFEST_VERSION
+        };
+        out.push(if self.first_seq.is_some() {
+            base + MANIFEST_VERSION_RESENT_OFFSET
+        } else {
+            base
         });
         out.push(self.suite.to_wire());
         out.extend_from_slice(&m.id.0);
@@ -285,6 +301,9 @@ impl Manifest {
                 "sha256_after",
             )?;
         }
+        if let Some(first) = self.first_seq {
+            out.extend_from_slice(&first.to_be_bytes());
+        }
         Ok(out)
     }
 
@@ -310,7 +329,13 @@ impl Manifest {
     pub fn decode_signed(bytes: &[u8]) -> Result<(Manifest, &[u8], &[u8]), ManifestError> {
         let mut r = Reader { b: bytes, at: 0 };
         let version = r.u8("version")?;
-        if version != MANIFEST_VERSION && version != MANIFEST_VERSION_INSPECTED {
+        let resent = version > MANIFEST_VERSION_INSPECTED;
+        let base = if resent {
+            version.saturating_sub(MANIFEST_VERSION_RESENT_OFFSET)
+        } else {
+            version
+        };
+        if base != MANIFEST_VERSION && base != MANIFEST_VERSION_INSPECTED {
             return Err(ManifestError::Version(version));
         }
         let suite = SuiteId::from_wire(r.u8("suite")?).ok_or(ManifestError::Field("suite"))?;
@@ -343,7 +368,7 @@ impl Manifest {
         let signing_key_id = r.string8(MAX_KEY_ID_LEN, "signing_key_id")?;
         let recipient_key_id = r.string8(MAX_KEY_ID_LEN, "recipient_key_id")?;
         let ephemeral = r.u8_len(MAX_EPHEMERAL_LEN, "ephemeral")?.to_vec();
-        let inspection = if version == MANIFEST_VERSION_INSPECTED {
+        let inspection = if base == MANIFEST_VERSION_INSPECTED {
             let verdict = InspectionVerdict::from_wire(r.u8("inspection_verdict")?)
                 .ok_or(ManifestError::Field("inspection_verdict"))?;
             Some(Inspection {
@@ -356,6 +381,11 @@ impl Manifest {
                     .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_after")?
                     .to_vec(),
             })
+        } else {
+            None
+        };
+        let first_seq = if resent {
+            Some(r.u64("first_seq")?)
         } else {
             None
         };
@@ -385,6 +415,7 @@ impl Manifest {
             signing_key_id,
             recipient_key_id,
             ephemeral,
+            first_seq,
         };
         Ok((manifest, &bytes[..body_end], signature))
     }
@@ -518,7 +549,41 @@ mod tests {
             signing_key_id: "sig-1".into(),
             recipient_key_id: "agr-1".into(),
             ephemeral: vec![9; 32],
+            first_seq: None,
         }
+    }
+
+    #[test]
+    fn first_seq_round_trips_as_versions_3_and_4() {
+        for inspected in [false, true] {
+            let mut m = sample();
+            if inspected {
+                m.meta.inspection = Some(Inspection {
+                    profile: "p".into(),
+                    verdict: InspectionVerdict::Pass,
+                    sha256_before: vec![1; 32],
+                    sha256_after: vec![1; 32],
+                });
+            }
+            let plain = m.encode_body().expect("encodes");
+            m.first_seq = Some(42);
+            let body = m.encode_body().expect("encodes");
+            assert_eq!(body[0], plain[0] + MANIFEST_VERSION_RESENT_OFFSET);
+            assert_eq!(body.len(), plain.len() + 8);
+            let signed = Manifest::encode_signed(&body, &[5u8; 64]).expect("signs");
+            let (back, _, _) = Manifest::decode_signed(&signed).expect("decodes");
+            assert_eq!(back, m);
+            for n in 0..signed.len() {
+                assert!(Manifest::decode_signed(&signed[..n]).is_err(), "len {n}");
+            }
+        }
+        let mut bad = sample().encode_body().expect("encodes");
+        bad[0] = 5;
+        let signed = Manifest::encode_signed(&bad, &[5u8; 64]).expect("signs");
+        assert_eq!(
+            Manifest::decode_signed(&signed).map(|_| ()),
+            Err(ManifestError::Version(5))
+        );
     }
 
     #[test]
@@ -567,12 +632,12 @@ mod tests {
             long.encode_body(),
             Err(ManifestError::Field("sha256_after"))
         );
-        // Version 3 is refused.
-        let mut v3 = signed.clone();
-        v3[0] = 3;
+        // Version 5 is refused (3 and 4 carry `first_seq`).
+        let mut v5 = signed.clone();
+        v5[0] = 5;
         assert_eq!(
-            Manifest::decode_signed(&v3).map(|_| ()),
-            Err(ManifestError::Version(3))
+            Manifest::decode_signed(&v5).map(|_| ()),
+            Err(ManifestError::Version(5))
         );
     }
 

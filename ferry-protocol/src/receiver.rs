@@ -42,7 +42,9 @@ pub struct ReceiverConfig {
     /// After a send's trailer (or a heartbeat saying the sender moved on),
     /// how long late datagrams may still complete the package.
     pub trailer_grace_ms: u64,
-    /// No valid datagram for this long means the link is down.
+    /// No fresh heartbeat for this long means the link is down (replayed
+    /// heartbeats and package datagrams do not count: see
+    /// [`Event::HeartbeatReplayed`]).
     pub link_down_after_ms: u64,
 }
 
@@ -165,15 +167,26 @@ pub enum Event {
         /// Last missing (inclusive).
         last: u64,
     },
-    /// Valid datagrams arrive again.
+    /// Fresh heartbeats arrive again.
     LinkUp,
-    /// No valid datagram for `link_down_after_ms`.
+    /// No fresh heartbeat for `link_down_after_ms`.
     LinkDown {
-        /// Time since the last valid datagram.
+        /// Time since the last fresh heartbeat.
         silent_ms: u64,
     },
-    /// A heartbeat arrived.
+    /// A fresh heartbeat arrived: authenticated, and made later (by the
+    /// sender's clock) than every heartbeat seen before. Only these are
+    /// evidence that the sender is alive.
     Heartbeat(Heartbeat),
+    /// An authenticated heartbeat no newer than the newest one already
+    /// seen: a captured heartbeat replayed on the link (or a sender clock
+    /// stepped back). Never taken as life: counted and reported instead.
+    HeartbeatReplayed {
+        /// The sender time the replayed heartbeat carries.
+        sender_time_ms: u64,
+        /// The newest sender time seen before it.
+        newest_seen_ms: u64,
+    },
 }
 
 /// Receiver counters. Every dropped datagram is counted in exactly one of
@@ -208,8 +221,11 @@ pub struct ReceiverStats {
     pub packages_complete: u64,
     /// Package sends failed.
     pub packages_failed: u64,
-    /// Heartbeats received.
+    /// Fresh heartbeats received (the only evidence of a live link).
     pub heartbeats: u64,
+    /// Authenticated heartbeats dropped because they were not newer than
+    /// the newest seen: replays (or a sender clock stepped back).
+    pub heartbeats_replayed: u64,
     /// Bytes of symbols and blocks currently held.
     pub buffered_bytes: u64,
 }
@@ -272,7 +288,12 @@ pub struct Receiver {
     events: VecDeque<Event>,
     rs: Option<ReedSolomonDecoder>,
     held_total: usize,
+    /// When the last fresh heartbeat arrived (receiver's clock).
     last_valid: Option<Millis>,
+    /// Sender time of the newest heartbeat seen; persisted by the caller
+    /// (see [`Receiver::newest_heartbeat_ms`]) so a restart does not make
+    /// old heartbeats fresh again.
+    newest_heartbeat_ms: Option<u64>,
     link_up: bool,
     gap_cursor: Option<u64>,
     gap_check: Option<(u64, Millis)>,
@@ -312,6 +333,7 @@ impl Receiver {
             rs: None,
             held_total: 0,
             last_valid: None,
+            newest_heartbeat_ms: None,
             link_up: false,
             gap_cursor,
             gap_check: None,
@@ -329,6 +351,21 @@ impl Receiver {
     /// The replay window (persist it with every completed package).
     pub fn replay_window(&self) -> &ReplayWindow {
         &self.window
+    }
+
+    /// Resumes heartbeat freshness from a persisted value: heartbeats whose
+    /// sender time is not later than `sender_time_ms` are replays.
+    pub fn resume_heartbeats_after(&mut self, sender_time_ms: u64) {
+        self.newest_heartbeat_ms = Some(
+            self.newest_heartbeat_ms
+                .map_or(sender_time_ms, |n| n.max(sender_time_ms)),
+        );
+    }
+
+    /// Sender time of the newest fresh heartbeat (persist it when it
+    /// changes; hand it back with [`Receiver::resume_heartbeats_after`]).
+    pub fn newest_heartbeat_ms(&self) -> Option<u64> {
+        self.newest_heartbeat_ms
     }
 
     /// The epoch chain (persist its oldest entry when it changes).
@@ -457,11 +494,9 @@ impl Receiver {
             self.epochs.advance_to(link, parsed.common.epoch);
             self.epochs.prepare_lookahead(link);
         }
-        self.last_valid = Some(now);
-        if !self.link_up {
-            self.link_up = true;
-            self.events.push_back(Event::LinkUp);
-        }
+        // Liveness comes from fresh heartbeats only (`on_heartbeat`): an
+        // authenticated manifest or symbol may be a capture replayed while
+        // the sender is down, so it proves nothing about the link now.
         match parsed.body {
             Body::Heartbeat(hb) => self.on_heartbeat(now, hb),
             Body::Manifest(h, bytes) => self.on_manifest(now, h, bytes),
@@ -470,7 +505,27 @@ impl Receiver {
     }
 
     fn on_heartbeat(&mut self, now: Millis, hb: Heartbeat) {
+        // The MAC proves the sender made this heartbeat once, not that it
+        // made it now. Freshness is the sender's clock strictly moving on
+        // from the newest heartbeat seen (persisted across restarts by the
+        // caller); anything else is a replay and changes no state.
+        if let Some(newest) = self.newest_heartbeat_ms {
+            if hb.sender_time_ms <= newest {
+                self.stats.heartbeats_replayed += 1;
+                self.events.push_back(Event::HeartbeatReplayed {
+                    sender_time_ms: hb.sender_time_ms,
+                    newest_seen_ms: newest,
+                });
+                return;
+            }
+        }
+        self.newest_heartbeat_ms = Some(hb.sender_time_ms);
         self.stats.heartbeats += 1;
+        self.last_valid = Some(now);
+        if !self.link_up {
+            self.link_up = true;
+            self.events.push_back(Event::LinkUp);
+        }
         // Packages below `active_from_seq` have had all their sends: any
         // still rebuilding get the trailer grace to finish.
         for p in self

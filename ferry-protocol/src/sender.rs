@@ -298,6 +298,20 @@ impl Sender {
     /// counter so this holds across restarts). The package's bytes are
     /// requested later through [`Transmit::NeedPayload`].
     pub fn enqueue(&mut self, now: Millis, seq: u64, meta: PackageMeta) -> Result<(), SenderError> {
+        self.enqueue_resend(now, seq, meta, None)
+    }
+
+    /// [`Self::enqueue`] for a package sent before under another sequence
+    /// number: `first_seq` (the first one) goes into the signed manifest,
+    /// so the egress side can close the gap the first send left.
+    pub fn enqueue_resend(
+        &mut self,
+        now: Millis,
+        seq: u64,
+        meta: PackageMeta,
+        first_seq: Option<u64>,
+    ) -> Result<(), SenderError> {
+        let first_seq = first_seq.filter(|f| *f != seq);
         if let Some(last) = self.last_seq {
             if seq <= last {
                 return Err(SenderError::SeqNotIncreasing { seq, last });
@@ -325,6 +339,7 @@ impl Sender {
             signing_key_id: self.keys.signing_key_id().to_string(),
             recipient_key_id: self.keys.recipient_key_id().to_string(),
             ephemeral,
+            first_seq,
         };
         let body = manifest.encode_body()?;
         let signature = self.keys.sign(&Manifest::signing_input(&body))?;

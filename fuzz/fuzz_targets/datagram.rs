@@ -232,7 +232,10 @@ impl Staging {
                     self.open.remove(&seq);
                 }
                 Event::Gap { first, last } => assert!(first <= last, "empty gap"),
-                Event::LinkUp | Event::LinkDown { .. } | Event::Heartbeat(_) => {}
+                Event::LinkUp
+                | Event::LinkDown { .. }
+                | Event::Heartbeat(_)
+                | Event::HeartbeatReplayed { .. } => {}
             }
         }
     }

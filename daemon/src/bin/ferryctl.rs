@@ -35,6 +35,9 @@ enum Cmd {
     /// endpoint on the egress side.
     #[command(subcommand)]
     Forward(ferry_daemon::approvals_cli::ForwardCmd),
+    /// Egress side: acknowledge gaps that will never come (audited).
+    #[command(subcommand)]
+    Gaps(ferry_daemon::approvals_cli::GapsCmd),
     /// Show a running daemon's status.
     Status {
         /// The daemon's configuration file.
@@ -219,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Approvals(cmd) => return ferry_daemon::approvals_cli::run(cmd),
         Cmd::Channel(cmd) => return ferry_daemon::approvals_cli::run_channel(cmd),
         Cmd::Forward(cmd) => return ferry_daemon::approvals_cli::run_forward(cmd),
+        Cmd::Gaps(cmd) => return ferry_daemon::approvals_cli::run_gaps(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => {
             let cfg = config::load(&config)?;
             let v = control::request(&cfg.control_socket(), &control::Request::ReloadPolicy)?;

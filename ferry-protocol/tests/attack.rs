@@ -1,0 +1,192 @@
+//! Attacks on the link's promises, run the way a hostile wire would:
+//! captured datagrams replayed later, a receiver restarted in between.
+//! Sans-IO, so every run is deterministic.
+//!
+//! Promises pinned here (docs/ferry-protocol.md, "Heartbeats"):
+//! - only a fresh heartbeat (authenticated, sender time later than every
+//!   heartbeat seen, across restarts) is evidence of a live link; a replayed
+//!   one is counted and reported, never taken as life;
+//! - a resend under a new sequence number names, signed, the sequence
+//!   number it was first sent under, so the egress side can close the gap.
+
+mod common;
+
+use common::*;
+use ferry_protocol::wire::{self, Body};
+use ferry_protocol::{Event, Millis, ReplayWindow, Transmit};
+
+/// Sends one package and keeps a copy of every datagram that left.
+fn captured_run() -> (Keys, Egress, Vec<Vec<u8>>) {
+    let k = keys();
+    let mut s = sender(&k, sender_config());
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let mut tape = Vec::new();
+    run(
+        &mut s,
+        &mut e,
+        0,
+        &[payload(1, 5000)],
+        Net::default(),
+        &mut |d| tape.push(d.to_vec()),
+    );
+    (k, e, tape)
+}
+
+fn is_heartbeat(d: &[u8]) -> bool {
+    matches!(
+        wire::parse(d, usize::MAX).map(|p| p.body),
+        Ok(Body::Heartbeat(_))
+    )
+}
+
+/// Feeds `tape` at `now` and returns (link-up events, replay events).
+fn replay(e: &mut Egress, tape: &[Vec<u8>], now: Millis) -> (usize, usize) {
+    for d in tape {
+        e.receiver.handle_datagram(now, d);
+    }
+    e.receiver.handle_timeout(now);
+    let (mut up, mut replayed) = (0, 0);
+    while let Some(ev) = e.receiver.poll_event() {
+        match ev {
+            Event::LinkUp => up += 1,
+            Event::HeartbeatReplayed {
+                sender_time_ms,
+                newest_seen_ms,
+            } => {
+                assert!(sender_time_ms <= newest_seen_ms);
+                replayed += 1;
+            }
+            Event::Heartbeat(_) => panic!("a replayed heartbeat was reported as fresh"),
+            _ => {}
+        }
+    }
+    (up, replayed)
+}
+
+/// Promise: a replayed heartbeat (or any replayed datagram) is counted as a
+/// replay, never as life — the link stays down while the sender is silent.
+#[test]
+fn replayed_capture_while_sender_is_down_is_not_life() {
+    let (_k, mut e, tape) = captured_run();
+    let heartbeats = tape.iter().filter(|d| is_heartbeat(d)).count();
+    assert!(heartbeats >= 2, "the capture holds heartbeats");
+    assert_eq!(e.outcome.link_up, 1);
+    // The sender goes silent: the link goes down.
+    let quiet = START.plus(60_000);
+    e.receiver.handle_timeout(quiet);
+    e.drain();
+    assert_eq!(e.outcome.link_down, 1);
+    let fresh_before = e.receiver.stats().heartbeats;
+    // The attacker replays the whole capture, twice.
+    let (up, replayed) = replay(&mut e, &tape, quiet.plus(10));
+    let (up2, replayed2) = replay(&mut e, &tape, quiet.plus(20));
+    assert_eq!(up + up2, 0, "a replay brought the link up");
+    assert_eq!(replayed + replayed2, 2 * heartbeats);
+    let st = e.receiver.stats();
+    assert_eq!(st.heartbeats_replayed, 2 * heartbeats as u64);
+    assert_eq!(st.heartbeats, fresh_before, "no replay counted as fresh");
+    // Still down after the link-down period: nothing reset the silence.
+    e.receiver.handle_timeout(quiet.plus(10_000));
+    assert!(e.receiver.poll_event().is_none(), "no new link state");
+}
+
+/// Promise: freshness survives a receiver restart when the caller persists
+/// `newest_heartbeat_ms` (the daemon does, in its state store).
+#[test]
+fn heartbeat_freshness_survives_receiver_restart() {
+    let (k, e, tape) = captured_run();
+    let newest = e.receiver.newest_heartbeat_ms().expect("heartbeats seen");
+    // Restarted receiver resumed from the persisted value.
+    let mut restarted = Egress::new(&k, e.receiver.replay_window().clone());
+    restarted.receiver.resume_heartbeats_after(newest);
+    let (up, replayed) = replay(&mut restarted, &tape, START.plus(60_000));
+    assert_eq!(up, 0, "replay after restart taken as life");
+    assert!(replayed >= 2);
+    // The same replay against a receiver that forgot (what persisting
+    // prevents) would be life: shows the test can fail.
+    let mut amnesiac = Egress::new(&k, e.receiver.replay_window().clone());
+    let (up, _) = replay_allowing_fresh(&mut amnesiac, &tape, START.plus(60_000));
+    assert_eq!(up, 1);
+}
+
+fn replay_allowing_fresh(e: &mut Egress, tape: &[Vec<u8>], now: Millis) -> (usize, usize) {
+    for d in tape {
+        e.receiver.handle_datagram(now, d);
+    }
+    let mut up = 0;
+    while let Some(ev) = e.receiver.poll_event() {
+        if ev == Event::LinkUp {
+            up += 1;
+        }
+    }
+    (up, 0)
+}
+
+/// Promise: a fresh heartbeat after a replay storm still brings the link
+/// up (replays do not poison freshness).
+#[test]
+fn fresh_heartbeat_after_replays_brings_link_up() {
+    let k = keys();
+    let mut s = sender(&k, sender_config());
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let mut tape = Vec::new();
+    run(
+        &mut s,
+        &mut e,
+        0,
+        &[payload(2, 100)],
+        Net::default(),
+        &mut |d| tape.push(d.to_vec()),
+    );
+    let quiet = START.plus(120_000);
+    e.receiver.handle_timeout(quiet);
+    let _ = replay(&mut e, &tape, quiet.plus(1));
+    let mut buf = vec![0u8; s.max_datagram_len()];
+    let later = quiet.plus(2000);
+    let Ok(Transmit::Datagram(n)) = s.poll_transmit(later, &mut buf) else {
+        panic!("the sender owes a heartbeat");
+    };
+    e.receiver.handle_datagram(later, &buf[..n]);
+    let mut up = 0;
+    while let Some(ev) = e.receiver.poll_event() {
+        if ev == Event::LinkUp {
+            up += 1;
+        }
+    }
+    assert_eq!(up, 1);
+}
+
+/// Promise: a resend under a new sequence number carries, signed, the
+/// sequence number it was first sent under.
+#[test]
+fn resend_names_its_first_sequence_number() {
+    let k = keys();
+    let mut s = sender(&k, sender_config());
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let data = payload(3, 3000);
+    s.enqueue_resend(START, 7, meta(7, &data), Some(3))
+        .expect("enqueue");
+    let mut buf = vec![0u8; s.max_datagram_len()];
+    let mut now = START;
+    let mut first_seq = None;
+    for _ in 0..10_000 {
+        match s.poll_transmit(now, &mut buf).expect("transmit") {
+            Transmit::Datagram(n) => e.receiver.handle_datagram(now, &buf[..n]),
+            Transmit::NeedPayload { seq, offset, len } => {
+                let o = offset as usize;
+                s.provide_payload(seq, offset, &data[o..o + len])
+                    .expect("provide");
+            }
+            Transmit::Idle => now = now.plus(100),
+        }
+        while let Some(ev) = e.receiver.poll_event() {
+            if let Event::PackageComplete { manifest, .. } = ev {
+                first_seq = Some(manifest.first_seq);
+            }
+        }
+        if first_seq.is_some() {
+            break;
+        }
+    }
+    assert_eq!(first_seq, Some(Some(3)));
+}
