@@ -228,3 +228,34 @@ fn writer_refuses_to_reopen_a_log_whose_last_seal_was_cut() {
         Some(TamperKind::SealRemoved)
     );
 }
+
+/// The command the officer runs, with no `--checkpoints`: `ferryctl audit
+/// verify --dir D --key K` exits 1 (tampered) after the final seal was cut,
+/// because it reads D's own checkpoints.jsonl.
+#[test]
+fn plain_verify_command_exits_1_after_the_final_seal_is_cut() {
+    use clap::Parser;
+    use ferry_audit::cli::{run, AuditCommand};
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: AuditCommand,
+    }
+    let cmd = |args: &[&str]| {
+        let mut v = vec!["ferryctl-audit"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap().cmd
+    };
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let key = t.path().join("vk.json");
+    let (d, k) = (dir.to_str().unwrap(), key.to_str().unwrap());
+    run(cmd(&["init", "--dir", d, "--verify-key-out", k]), "alice").unwrap();
+    let ok = run(cmd(&["verify", "--dir", d, "--key", k]), "alice").unwrap();
+    assert_eq!(ok, std::process::ExitCode::SUCCESS);
+    let seg = last_segment(&dir);
+    let size = std::fs::metadata(&seg).unwrap().len();
+    cut(&seg, size - 100);
+    let code = run(cmd(&["verify", "--dir", d, "--key", k]), "alice").unwrap();
+    assert_eq!(code, std::process::ExitCode::from(1));
+}
