@@ -176,6 +176,9 @@ fn content_text(b: &[u8], f: &Field) -> String {
 pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
     let geo = ctx.profile.geodata().cloned();
     let mut scan = ContentScan::new(ctx.profile, true);
+    // Quoted fields that span lines are also read as running text (see
+    // `multiline_fields`).
+    let mut flow = ContentScan::new(ctx.profile, false);
     let mut buf = vec![0u8; BLOCK_BYTES];
     let mut len = 0usize;
     let mut eof = false;
@@ -299,6 +302,7 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
                     ctx.edit(m.start, m.end, m.op)?;
                 }
             }
+            multiline_fields(ctx, &mut flow, seg, skip, base, &records, cols.as_ref())?;
         }
         base += p as u64;
         buf.copy_within(p..len, 0);
@@ -375,6 +379,85 @@ fn header(
         ));
     }
     Ok(c)
+}
+
+/// RFC 4180: a line break inside a quoted field is part of the field, not
+/// the end of a record. The record scan lets a line break end a match (so
+/// a marking cannot be assembled across two records); here every quoted
+/// field holding a line break is read once more as running text with its
+/// line breaks dropped, so a marking or a number split inside one field
+/// (`"机<LF>密"`, `"138<LF>1234 5678"`) is found as in text, JSON and XML.
+/// Only matches that span a line break are kept: the others were found
+/// by the record scan already.
+fn multiline_fields(
+    ctx: &mut Ctx<'_>,
+    flow: &mut ContentScan<'_>,
+    seg: &[u8],
+    skip: usize,
+    base: u64,
+    records: &[(usize, u64)],
+    cols: Option<&Columns>,
+) -> Result<(), Halt> {
+    if !flow.is_active() || memchr::memchr(b'"', seg).is_none() {
+        return Ok(());
+    }
+    let mut fields = Vec::new();
+    let mut joined = Vec::new();
+    let mut map: Vec<u64> = Vec::new();
+    for &(rs, line) in records {
+        let rs = rs.max(skip);
+        if !matches!(
+            parse_record(seg, rs, true, &mut fields),
+            Parsed::Record { .. }
+        ) {
+            continue;
+        }
+        for (col, f) in fields.iter().enumerate() {
+            let content = &seg[f.cs..f.ce];
+            if memchr::memchr2(b'\n', b'\r', content).is_none() {
+                continue;
+            }
+            joined.clear();
+            map.clear();
+            for (i, &b) in content.iter().enumerate() {
+                if b != b'\n' && b != b'\r' {
+                    joined.push(b);
+                    map.push(base + (f.cs + i) as u64);
+                }
+            }
+            map.push(base + f.ce as u64);
+            flow.reset();
+            flow.scan(&joined, &SegMap::Table(&map));
+            let spans = |a: u64, z: u64| {
+                let a = usize::try_from(a.saturating_sub(base))
+                    .unwrap_or(0)
+                    .min(seg.len());
+                let z = usize::try_from(z.saturating_sub(base))
+                    .unwrap_or(0)
+                    .min(seg.len());
+                a < z && memchr::memchr2(b'\n', b'\r', &seg[a..z]).is_some()
+            };
+            flow.word_hits.retain(|h| spans(h.start, h.end));
+            let table = SegMap::Table(&map);
+            flow.pii_hits
+                .retain(|h| spans(table.raw(h.start), table.raw(h.end)));
+            if flow.word_hits.is_empty() && flow.pii_hits.is_empty() {
+                continue;
+            }
+            let label = cols.map(|c| c.label(col));
+            let content_start = f.cs;
+            let masked = ctx.record_hits(flow, &joined, &table, &mut |off: u64| {
+                let i = usize::try_from(off.saturating_sub(base))
+                    .unwrap_or(0)
+                    .clamp(content_start, seg.len());
+                (Some(line + count_lines(&seg[rs..i])), label.clone())
+            })?;
+            for m in masked {
+                ctx.edit(m.start, m.end, m.op)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Geodata checks of one record and the edits for dropped columns.

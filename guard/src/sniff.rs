@@ -363,6 +363,22 @@ pub(crate) fn resolve(
     }
 }
 
+/// A sender's type or extension, quoted in a reason only when it is a
+/// short token of the characters media types and extensions are made of;
+/// anything else is sender text that may hold anything, and is not shown
+/// (the report rule in `redact` removes markings and personal data from
+/// what is shown).
+fn quoted_token(t: &str) -> String {
+    let ok = t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
+    if ok {
+        format!("`{t}`")
+    } else {
+        "(not shown: not a plain token)".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,21 +416,5 @@ mod tests {
             Ok(Some(Kind::Csv))
         );
         assert_eq!(Kind::from_mime("application/octet-stream"), Ok(None));
-    }
-}
-
-/// A sender's type or extension, quoted in a reason only when it is a
-/// short token of the characters media types and extensions are made of;
-/// anything else is sender text that may hold anything, and is not shown
-/// (the report rule in `redact` removes markings and personal data from
-/// what is shown).
-fn quoted_token(t: &str) -> String {
-    let ok = t.len() <= 64
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
-    if ok {
-        format!("`{t}`")
-    } else {
-        "(not shown: not a plain token)".to_string()
     }
 }
