@@ -13,7 +13,6 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -602,9 +601,8 @@ fn a4_undeliverable_names_are_refused_at_ingest_and_spool_counted_and_audited() 
         client_refusals(&tb.ingress_config, "file_name") == names.len() as u64 + 1
     });
     let records = audit_query(&tb.ingress_config, &audit, "client.refused");
-    assert_eq!(
-        records.matches("file_name").count() >= names.len() + 1,
-        true,
+    assert!(
+        records.matches("\"file_name\"").count() > names.len(),
         "{records}"
     );
     assert!(records.contains("spool:"), "{records}");
@@ -735,7 +733,5 @@ fn a5_push_diagnoses_a_server_that_dies_mid_request_apart_from_a_refused_certifi
     assert!(!text.contains("broke off"), "{text}");
     let (ok, text) = push(&site, port, "feed", &big, &[]);
     assert!(ok, "{text}");
-    let _ = Arc::new(());
-    let _ = std::io::stdout().flush();
     ingress.stop();
 }
