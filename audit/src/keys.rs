@@ -159,6 +159,8 @@ const SLOT_LEN: usize = 96;
 const SLOT_MAGIC: &[u8; 8] = b"FASEALK2";
 const WRITER_MAGIC: &[u8; 8] = b"FAWRITK2";
 const FILE_LEN: usize = 3 * SLOT_LEN;
+/// Largest verify-key file read (it is one line; a larger file is a wrong path).
+const KEY_FILE_MAX_BYTES: u64 = 64 * 1024;
 const WRITER_KEY_LABEL: &[u8] = b"ferry-audit writer key v2";
 
 /// The writer key of a v2 log: `HMAC-SHA-256(K_0, label || log id)`. The
@@ -232,12 +234,18 @@ fn encode_writer(writer: Option<&[u8; 32]>, log_id: &[u8; 16]) -> Zeroizing<[u8;
 /// Refuses a private key file that group or others may read or write.
 pub(crate) fn check_private_mode(path: &Path, file: &File) -> Result<(), AuditError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = file
+    let meta = file
         .metadata()
-        .map_err(|e| AuditError::io("reading the mode of", path, e))?
-        .permissions()
-        .mode()
-        & 0o7777;
+        .map_err(|e| AuditError::io("reading the mode of", path, e))?;
+    // A FIFO or device in the key's place would block or feed the reader
+    // without end: only a regular file is a key.
+    if !meta.is_file() {
+        return Err(AuditError::SealKey {
+            path: path.to_path_buf(),
+            reason: "not a regular file; put the key file itself at this path".into(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(AuditError::KeyMode {
             path: path.to_path_buf(),
@@ -539,8 +547,8 @@ impl CheckpointSigner {
     }
 
     pub(crate) fn load(path: &Path) -> Result<Self, AuditError> {
-        let mut file =
-            File::open(path).map_err(|e| AuditError::io("reading checkpoint key", path, e))?;
+        let mut file = ferry_regular_file::open_regular(path)
+            .map_err(|e| AuditError::io("reading checkpoint key", path, e))?;
         check_private_mode(path, &file)?;
         let mut doc = Zeroizing::new(Vec::new());
         file.read_to_end(&mut doc)
@@ -695,7 +703,7 @@ impl VerifyKey {
     /// Reads a verify key file.
     pub fn read(path: &Path) -> Result<VerifyKey, AuditError> {
         let text = Zeroizing::new(
-            std::fs::read_to_string(path)
+            ferry_regular_file::read_regular_string(path, KEY_FILE_MAX_BYTES)
                 .map_err(|e| AuditError::io("reading verify key", path, e))?,
         );
         let bad = |reason: &str| AuditError::VerifyKey {

@@ -126,7 +126,10 @@ pub(crate) fn check_private(path: &Path) -> Result<(), CertError> {
 
 /// Reads a file of bounded size.
 pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, CertError> {
-    let meta = fs::metadata(path).map_err(io(path))?;
+    // Only a regular file: a FIFO or device named by mistake is refused at
+    // once instead of blocking the trust-store reload.
+    let file = ferry_regular_file::open_regular(path).map_err(io(path))?;
+    let meta = file.metadata().map_err(io(path))?;
     if meta.len() > MAX_PEM_FILE_BYTES {
         return Err(CertError::BadPem {
             path: path.to_path_buf(),
@@ -136,7 +139,13 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, CertError> {
             ),
         });
     }
-    fs::read(path).map_err(io(path))
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_PEM_FILE_BYTES),
+        &mut bytes,
+    )
+    .map_err(io(path))?;
+    Ok(bytes)
 }
 
 /// One decoded PEM section.

@@ -11,6 +11,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+/// Largest `ferryd.toml` read (a few KiB in practice; a larger file is a
+/// wrong path).
+pub const CONFIG_MAX_BYTES: u64 = 4 * 1024 * 1024;
 /// Smallest accepted MTU: the IPv6 minimum, below which no real link runs.
 pub const MTU_MIN: usize = 1280;
 /// Largest accepted MTU: common jumbo-frame limit.
@@ -554,7 +557,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     };
-    let text = std::fs::read_to_string(path).map_err(io)?;
+    // Only a regular file (a FIFO named by mistake must not hang the start).
+    let text = ferry_regular_file::read_regular_string(path, CONFIG_MAX_BYTES).map_err(io)?;
     // Absolute, so that the daemon's later working directory does not matter.
     let absolute = std::path::absolute(path).map_err(io)?;
     let base = absolute.parent().unwrap_or(Path::new("/"));

@@ -341,3 +341,90 @@ fn reload_inside_landlock_reads_no_zone_files() {
         assert_eq!(hash, gate.current().hash());
     }
 }
+
+fn run_bin(exe: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + COMMAND_LIMIT;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{exe} {args:?} still running after {COMMAND_LIMIT:?}: it blocked on a FIFO");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Promise (the class of C11, beyond the policy): every file an operator
+/// names to ferry — `ferryd.toml`, a certificate or CRL, a peer's public
+/// key bundle, the audit verify key — is read only if it is a regular
+/// file; a FIFO in its place is refused at once, naming what it is,
+/// instead of hanging the daemon or the tool.
+#[test]
+fn every_operator_file_refuses_a_fifo_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("named.pipe");
+    mkfifo(&fifo);
+    let keys = dir.path().join("keys");
+    let audit = dir.path().join("audit");
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "a long test passphrase\n").unwrap();
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let vk = dir.path().join("verify.key");
+    for setup in [
+        vec![
+            "keys",
+            "init",
+            "--dir",
+            s(&keys),
+            "--link",
+            "l",
+            "--side",
+            "egress",
+            "--kdf-target-ms",
+            "10",
+            "--passphrase-file",
+            s(&pass),
+        ],
+        vec![
+            "audit",
+            "init",
+            "--dir",
+            s(&audit),
+            "--verify-key-out",
+            s(&vk),
+        ],
+    ] {
+        let out = run_bin(ferryctl(), &setup);
+        assert!(out.status.success(), "{setup:?}: {}", text(&out));
+    }
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (env!("CARGO_BIN_EXE_ferryd"), vec!["--config", s(&fifo)]),
+        (ferryctl(), vec!["certs", "show", s(&fifo)]),
+        (
+            ferryctl(),
+            vec!["keys", "import-peer", "--dir", s(&keys), s(&fifo)],
+        ),
+        (
+            ferryctl(),
+            vec!["audit", "verify", "--dir", s(&audit), "--key", s(&fifo)],
+        ),
+    ];
+    for (exe, args) in cases {
+        let out = run_bin(exe, &args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("FIFO") || text(&out).contains("not a regular file"),
+            "{args:?} does not say what the path is: {}",
+            text(&out)
+        );
+    }
+}

@@ -231,6 +231,10 @@ pub enum KeyError {
     Gm(#[from] gm::GmError),
 }
 
+/// Largest key, keyring, passphrase or public-bundle file read (they are a
+/// few KiB; a larger one is a wrong path).
+pub(crate) const KEY_FILE_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     move |source| KeyError::Io {
         path: path.to_path_buf(),

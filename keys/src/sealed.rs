@@ -88,7 +88,10 @@ impl Passphrase {
 
     fn from_file(path: &Path) -> Result<Self, KeyError> {
         check_private(path)?;
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
+        let text = Zeroizing::new(
+            ferry_regular_file::read_regular_string(path, crate::KEY_FILE_MAX_BYTES)
+                .map_err(io(path))?,
+        );
         Self::new(&text).map_err(|_| KeyError::NoPassphrase {
             what: format!("{}: the passphrase file is empty", path.display()),
         })

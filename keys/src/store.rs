@@ -239,7 +239,8 @@ impl Dir {
 
     fn read_keyring(&self) -> Result<Keyring, KeyError> {
         let path = self.keyring_path();
-        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let text = ferry_regular_file::read_regular_string(&path, crate::KEY_FILE_MAX_BYTES)
+            .map_err(io(&path))?;
         let k: Keyring = toml::from_str(&text).map_err(|e| KeyError::Corrupt {
             path: path.clone(),
             what: format!("not a ferry keyring: {}", e.message()),
@@ -376,7 +377,8 @@ fn read_sealed_file(path: &Path) -> Result<Vec<u8>, KeyError> {
         sealed: String,
     }
     check_private(path)?;
-    let text = fs::read_to_string(path).map_err(io(path))?;
+    let text = ferry_regular_file::read_regular_string(path, crate::KEY_FILE_MAX_BYTES)
+        .map_err(io(path))?;
     let corrupt = |what: String| KeyError::Corrupt {
         path: path.to_path_buf(),
         what,
@@ -484,7 +486,8 @@ pub fn init(
 /// every self-signature (at least one, each by an active signing key
 /// listed in the bundle).
 pub fn read_bundle(path: &Path) -> Result<PublicBundle, KeyError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
+    let text = ferry_regular_file::read_regular_string(path, crate::KEY_FILE_MAX_BYTES)
+        .map_err(io(path))?;
     let bad = |what: String| KeyError::WrongPeer {
         path: path.to_path_buf(),
         what,
@@ -670,7 +673,8 @@ pub fn import_peer(
             }
         }
     }
-    let text = fs::read(bundle_path).map_err(io(bundle_path))?;
+    let text = ferry_regular_file::read_regular(bundle_path, crate::KEY_FILE_MAX_BYTES)
+        .map_err(io(bundle_path))?;
     write_atomic(&peer_path, &text, 0o644)?;
     Ok(report)
 }
@@ -681,7 +685,8 @@ pub fn import_peer(
 pub fn export_public(dir: &Path, out: &Path) -> Result<PublicBundle, KeyError> {
     let path = dir.join(files::PUBLIC);
     let bundle = read_bundle(&path)?;
-    let text = fs::read(&path).map_err(io(&path))?;
+    let text =
+        ferry_regular_file::read_regular(&path, crate::KEY_FILE_MAX_BYTES).map_err(io(&path))?;
     write_atomic(out, &text, 0o644)?;
     Ok(bundle)
 }

@@ -15,7 +15,8 @@ pub mod cli;
 mod compile;
 mod decide;
 mod diag;
-pub mod files;
+/// The one regular-file-only reader (re-exported: callers name it `ferry_policy::files`).
+pub use ferry_regular_file as files;
 mod glob;
 mod model;
 pub mod sign;

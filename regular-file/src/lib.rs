@@ -1,6 +1,7 @@
 //! The one way ferry opens a file an operator names (a policy and its
 //! includes, a signature or key, a dirty-word list, a `policy test` cases
-//! file, a `ferryctl inspect` input): only a regular file is read, and
+//! file, a `ferryctl inspect` input, `ferryd.toml`, a certificate, CRL or
+//! private key): only a regular file is read, and
 //! anything else (a FIFO, a device, a directory, a socket) is refused at
 //! once instead of blocking the reader forever or reading without end.
 //!
@@ -8,6 +9,12 @@
 //! writer returns at once, then its type is checked with `fstat` on the
 //! descriptor that will be read, so the check and the read see the same
 //! file even if the path is swapped in between.
+//!
+//! A leaf crate so that every crate that reads an operator's file (policy,
+//! certs, keys, audit, the daemon) uses this one implementation.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -94,6 +101,25 @@ pub fn read_regular_prefix(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     open_regular(path)?.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Reads the regular file at `path` whole as UTF-8 text, bounded like
+/// [`read_regular`]. Text that is not UTF-8 is an `InvalidData` error, and
+/// its bytes are wiped before they are freed (the file may be a key).
+pub fn read_regular_string(path: &Path, max_bytes: u64) -> io::Result<String> {
+    let bytes = read_regular(path, max_bytes)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let mut b = e.into_bytes();
+        b.iter_mut().for_each(|x| *x = 0);
+        std::hint::black_box(&b);
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not UTF-8 text; check that it is the file meant",
+                path.display()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
