@@ -333,6 +333,10 @@ fn admin_api_requests_answered_before_the_gate_are_audited() {
         &["--data", "{\"cmd\":\"reload_policy\"}"],
     );
     assert_eq!(code, "403");
+    // A client with no certificate never completes the handshake: that
+    // refusal is counted and audited too (client.refused, plane admin_api).
+    let (code, _) = curl_https(&site.ca, site.api, "/v1/admin", None, &[]);
+    assert_ne!(code, "200");
     let audit = site.audit.clone();
     site.ingress.stop();
 
@@ -364,6 +368,14 @@ fn admin_api_requests_answered_before_the_gate_are_audited() {
             && r["actor"]["role"] == "none"
             && r["details"]["role_needed"] == "secadmin"),
         "the pusher's refusal must show the role it holds (none): {recs:?}"
+    );
+    assert!(
+        recs.iter().any(|r| r["event"] == "client.refused"
+            && r["details"]["plane"] == "admin_api"
+            && r["actor"]["id"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("tls-peer:127.0.0.1:"))),
+        "a handshake without a certificate on the admin API must be audited: {recs:?}"
     );
 }
 

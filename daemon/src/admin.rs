@@ -161,6 +161,26 @@ impl Refusal {
 /// Account names by uid, read from `/etc/passwd` by [`remember_accounts`]
 /// before the sandbox hides it, so that a refused caller is recorded under
 /// its account name even when it holds no role.
+/// Refusals on the admin plane since start, by plane and reason label:
+/// the gate's (either plane), the admin API's answers before the gate, and
+/// its connection-level refusals. Published as `ferry_admin_refusals_total`
+/// so that a refusal there is counted, not only logged and audited.
+static REFUSALS: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Counts one admin-plane refusal (`plane`: `control_socket` or
+/// `admin_api`; `reason`: a stable label).
+pub fn count_refusal(plane: &'static str, reason: &'static str) {
+    if let Ok(mut m) = REFUSALS.lock() {
+        *m.entry((plane, reason)).or_default() += 1;
+    }
+}
+
+/// The admin-plane refusals counted so far, by (plane, reason).
+pub fn refusal_counts() -> std::collections::BTreeMap<(&'static str, &'static str), u64> {
+    REFUSALS.lock().map(|m| m.clone()).unwrap_or_default()
+}
+
 static ACCOUNTS: std::sync::OnceLock<HashMap<u32, String>> = std::sync::OnceLock::new();
 
 /// This process's `/proc/self/uid_map`, read by [`remember_accounts`]
@@ -559,6 +579,14 @@ pub fn gate(
                 request = refusal.request,
                 "admin request refused: {}",
                 refusal.message
+            );
+            count_refusal(
+                if caller.cert.is_some() {
+                    "admin_api"
+                } else {
+                    "control_socket"
+                },
+                "role",
             );
             audit.note(refusal.record());
             refusal.answer()

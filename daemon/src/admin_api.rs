@@ -71,7 +71,11 @@ pub fn spawn(
         max_connections_per_identity: MAX_CONNECTIONS_PER_IDENTITY,
         max_handshakes_per_address: MAX_CONNECTIONS,
     };
-    let hooks: Arc<dyn crate::https_server::Hooks> = Arc::new(AdminHooks { shutdown });
+    let hooks: Arc<dyn crate::https_server::Hooks> = Arc::new(AdminHooks {
+        shutdown,
+        note: note.clone(),
+        window: std::sync::Mutex::new(RefusalWindow::default()),
+    });
     let thread =
         crate::https_server::spawn("ferry-admin-api", cfg.listen, move |listener| async move {
             crate::https_server::serve(listener, plane, limits, hooks, move |conn, req| {
@@ -94,15 +98,72 @@ pub fn spawn(
     Ok(thread)
 }
 
-/// The admin plane's connection-level events: logged (the admin plane's
-/// request auditing is the gate's).
+/// Connection-level refusals audited one by one in a minute; beyond this
+/// they are counted and summed into the next record, so that a flood of
+/// hostile handshakes cannot flood the audit log.
+const REFUSALS_AUDITED_PER_MINUTE: u64 = 100;
+
+#[derive(Default)]
+struct RefusalWindow {
+    started: Option<std::time::Instant>,
+    audited: u64,
+    summed: u64,
+}
+
+/// The admin plane's connection-level events (a failed handshake, a cap,
+/// a certificate revoked while its connection was open): counted, logged
+/// and audited as `client.refused` with `plane = admin_api`. Requests are
+/// audited by the gate and by `handle`.
 struct AdminHooks {
     shutdown: Arc<AtomicBool>,
+    note: Note,
+    window: std::sync::Mutex<RefusalWindow>,
 }
 
 impl crate::https_server::Hooks for AdminHooks {
     fn refused(&self, r: crate::https_server::Refused<'_>) {
+        crate::admin::count_refusal("admin_api", r.reason);
         tracing::warn!(peer = %r.peer, reason = r.reason, detail = %r.detail, "admin API client refused");
+        let summed = {
+            let Ok(mut w) = self.window.lock() else {
+                return;
+            };
+            let now = std::time::Instant::now();
+            if w.started
+                .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(60))
+            {
+                w.started = Some(now);
+                w.audited = 0;
+            }
+            if w.audited >= REFUSALS_AUDITED_PER_MINUTE {
+                w.summed += 1;
+                return;
+            }
+            w.audited += 1;
+            std::mem::take(&mut w.summed)
+        };
+        let actor = match r.identity {
+            Some(id) => crate::audit_trail::actor_of(id),
+            None => {
+                ferry_audit::Actor::new(format!("tls-peer:{}", r.peer), ferry_audit::Role::None)
+            }
+        };
+        let mut record = ferry_audit::AuditRecord::new(
+            ferry_audit::EventKind::ClientRefused,
+            actor,
+            ferry_audit::Outcome::Refused,
+        )
+        .reason(r.reason)
+        .detail("plane", "admin_api")
+        .detail("peer", r.peer.to_string())
+        .detail("detail", r.detail.chars().take(200).collect::<String>());
+        if summed > 0 {
+            record = record.detail(
+                "earlier_refusals_not_audited_one_by_one",
+                summed.to_string(),
+            );
+        }
+        (self.note)(record);
     }
 
     fn reloaded(&self, r: Result<bool, DaemonError>) {
@@ -136,6 +197,16 @@ async fn handle(
     // Answers the gate never saw are recorded here: refused, under the
     // certificate, with the status and what was asked.
     let refuse = |status: StatusCode, msg: String| {
+        crate::admin::count_refusal(
+            "admin_api",
+            match status {
+                StatusCode::NOT_FOUND => "no_such_endpoint",
+                StatusCode::METHOD_NOT_ALLOWED => "method",
+                StatusCode::REQUEST_TIMEOUT => "body_timeout",
+                StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                _ => "bad_request",
+            },
+        );
         if let Some(c) = &caller.cert {
             let record = ferry_audit::AuditRecord::new(
                 ferry_audit::EventKind::AdminAction,

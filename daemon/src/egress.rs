@@ -689,6 +689,7 @@ fn writer_loop(
         staged: HashMap::new(),
         ready: Vec::new(),
         replay: None,
+        refused: Default::default(),
     };
     // Group commit: take what the receive thread has queued (up to a
     // batch), then make all of its completed packages durable together —
@@ -718,6 +719,11 @@ struct Writer<'a> {
     /// The receiver's replay window after the newest completion of the
     /// batch (the window only grows, so it covers the earlier ones).
     replay: Option<Vec<u8>>,
+    /// Packages refused here (by id) and not delivered since: the
+    /// `egress refused:` alarm stands until each is delivered (a resend
+    /// after the operator fixed the cause), so it neither goes silent
+    /// early nor stays after the operator's fix worked.
+    refused: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Writer<'_> {
@@ -1047,9 +1053,16 @@ impl Writer<'_> {
         let mut forwarding = Vec::new();
         let mut any_delivered = false;
         let mut filled = Vec::new();
+        let mut refused_cleared = false;
         for it in items.into_iter().filter(|it| !it.failed) {
             let meta = &it.manifest.meta;
             filled.push((it.entry.seq, it.manifest.first_seq));
+            {
+                let mut r = self.refused.borrow_mut();
+                if r.remove(&meta.id.to_hex()) && r.is_empty() {
+                    refused_cleared = true;
+                }
+            }
             let place = match (&it.destination, &it.delivered_as) {
                 (Some(url), _) => {
                     forwarding.push(((it.entry.seq, meta.id.0), url.clone()));
@@ -1095,6 +1108,12 @@ impl Writer<'_> {
                 s.alarms.retain(|a| !a.starts_with("outbox:"))
             });
         }
+        if refused_cleared {
+            // Every refused package was delivered since: nothing left to act on.
+            control::update(&self.status, |s| {
+                s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX))
+            });
+        }
         self.audit.note_all(records);
         self.fill_gaps(&filled);
         if !forwarding.is_empty() {
@@ -1129,8 +1148,13 @@ impl Writer<'_> {
                 .detail("side", "egress"),
         );
         let total = control::snapshot(&self.status).rejected;
+        let open = {
+            let mut r = self.refused.borrow_mut();
+            r.insert(meta.id.to_hex());
+            r.len()
+        };
         let msg = format!(
-            "{REFUSED_ALARM_PREFIX} {total} package(s) not delivered since start, the last {} (seq {seq}): {why}; the audit log has each one (`ferryctl audit query --event package.failed`)",
+            "{REFUSED_ALARM_PREFIX} {open} package(s) refused and not delivered since ({total} refusals since start), the last {} (seq {seq}): {why}; the audit log has each one (`ferryctl audit query --event package.failed`); the alarm clears once each is delivered (fix the cause, then resend)",
             meta.id.to_hex()
         );
         control::update(&self.status, |s| {

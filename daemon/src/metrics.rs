@@ -454,6 +454,21 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             o.sample("ferry_client_refusals_total", &[("reason", reason)], n);
         }
     }
+    let admin = crate::admin::refusal_counts();
+    if !admin.is_empty() {
+        o.family(
+            "ferry_admin_refusals_total",
+            "counter",
+            "Admin-plane refusals (control socket and admin API: roles, bad requests, connections), by plane and reason.",
+        );
+        for ((plane, reason), n) in &admin {
+            o.sample(
+                "ferry_admin_refusals_total",
+                &[("plane", plane), ("reason", reason)],
+                n,
+            );
+        }
+    }
     o.text
 }
 
