@@ -115,7 +115,7 @@ pub(crate) fn release_stopped(s: &Shared, channel: &str) -> Result<usize, Daemon
                 what: "held record unreadable".into(),
             });
         };
-        queue_package(s, &pkg, Path::new(&h.path))?;
+        queue_package(s, &pkg, Path::new(&h.path), &meta)?;
         s.store.hold_remove(id)?;
         n += 1;
     }
@@ -428,7 +428,7 @@ fn approve_inner(
     }
     // Queued first, then the hold removed: a crash in between leaves both,
     // and start-up drops the hold of a package already queued.
-    let seq = queue_package(s, &pkg, Path::new(&h.path))?;
+    let seq = queue_package(s, &pkg, Path::new(&h.path), &meta)?;
     s.store.hold_remove(bytes)?;
     control::update(&s.status, |st| {
         st.awaiting_approval = st.awaiting_approval.saturating_sub(1)

@@ -1060,18 +1060,34 @@ pub(crate) fn new_package_id() -> Result<PackageId, DaemonError> {
     Ok(PackageId(rand_id()?))
 }
 
-/// Queues an approved package (see [`crate::approvals`]).
+/// Queues a released package (approved, its channel started again, its
+/// window open; see [`crate::approvals`]). `held_meta` is its held
+/// description: a package that already had a sequence number keeps it as
+/// its first (`first_seq`), so the egress side closes the gap the skipped
+/// number left when the package arrives.
 pub(crate) fn queue_package(
     s: &Shared,
     meta: &PackageMeta,
     path: &Path,
+    held_meta: &serde_json::Value,
 ) -> Result<u64, DaemonError> {
-    queue(s, meta, path)
+    let mut record = queued_record(meta, path);
+    if let Some(first) = first_seq_of(held_meta) {
+        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&record.meta_json) {
+            m.insert(FIRST_SEQ_KEY.into(), first.into());
+            record.meta_json = serde_json::Value::Object(m).to_string();
+        }
+    }
+    enqueue_one(s, meta, record)
 }
 
 fn queue(s: &Shared, meta: &PackageMeta, path: &Path) -> Result<u64, DaemonError> {
+    enqueue_one(s, meta, queued_record(meta, path))
+}
+
+fn enqueue_one(s: &Shared, meta: &PackageMeta, record: QueuedPackage) -> Result<u64, DaemonError> {
     let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
-    let mut one = [(meta.id.0, queued_record(meta, path))];
+    let mut one = [(meta.id.0, record)];
     s.store.enqueue_fresh(&mut one)?;
     Ok(one[0].1.seq)
 }

@@ -348,7 +348,7 @@ fn release(s: &Shared, id: [u8; 16], h: &HeldPackage, channel: &str) -> Result<(
     )?;
     // Queued first, then the hold removed: a crash in between leaves both,
     // and start-up drops the hold of a package already queued.
-    let seq = queue_package(s, &pkg, Path::new(&h.path))?;
+    let seq = queue_package(s, &pkg, Path::new(&h.path), &h.meta())?;
     s.store.hold_remove(id)?;
     control::update(&s.status, |st| {
         st.awaiting_window = st.awaiting_window.saturating_sub(1)
