@@ -26,7 +26,13 @@ fn ferryctl() -> &'static str {
 
 /// Runs ferryctl, killing it (and failing) if it does not finish in time.
 fn run(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut c = Command::new(ferryctl());
+    run_bin(ferryctl(), args, env)
+}
+
+/// Runs `exe`, killing it (and failing) if it does not finish in time: a
+/// reader blocked on a FIFO shows as this failure, not as a hung test.
+fn run_bin(exe: &str, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(exe);
     c.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -34,7 +40,7 @@ fn run(args: &[&str], env: &[(&str, &Path)]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    let mut child = c.spawn().expect("ferryctl");
+    let mut child = c.spawn().expect("spawn");
     let deadline = Instant::now() + COMMAND_LIMIT;
     loop {
         if child.try_wait().expect("wait").is_some() {
@@ -42,7 +48,7 @@ fn run(args: &[&str], env: &[(&str, &Path)]) -> Output {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("ferryctl {args:?} still running after {COMMAND_LIMIT:?}");
+            panic!("{exe} {args:?} still running after {COMMAND_LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -342,27 +348,6 @@ fn reload_inside_landlock_reads_no_zone_files() {
     }
 }
 
-fn run_bin(exe: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{exe} {args:?} still running after {COMMAND_LIMIT:?}: it blocked on a FIFO");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Promise (the class of C11, beyond the policy): every file an operator
 /// names to ferry — `ferryd.toml`, a certificate or CRL, a peer's public
 /// key bundle, the audit verify key — is read only if it is a regular
@@ -403,7 +388,7 @@ fn every_operator_file_refuses_a_fifo_at_once() {
             s(&vk),
         ],
     ] {
-        let out = run_bin(ferryctl(), &setup);
+        let out = run(&setup, &[]);
         assert!(out.status.success(), "{setup:?}: {}", text(&out));
     }
     let cases: Vec<(&str, Vec<&str>)> = vec![
@@ -419,7 +404,7 @@ fn every_operator_file_refuses_a_fifo_at_once() {
         ),
     ];
     for (exe, args) in cases {
-        let out = run_bin(exe, &args);
+        let out = run_bin(exe, &args, &[]);
         assert!(!out.status.success(), "{args:?}: {}", text(&out));
         assert!(
             text(&out).contains("FIFO") || text(&out).contains("not a regular file"),
