@@ -290,10 +290,7 @@ impl<'a> Ctx<'a> {
             Err(r) => return Err(self.reject(r)),
         };
         let named = Kind::from_name(name).map_err(|r| self.reject(r))?;
-        let legacy = self.profile.legacy_encodings
-            && std::str::from_utf8(&head).is_err()
-            && memchr::memchr(0, &head).is_none()
-            && crate::sniff::legacy_chinese(&head);
+        let legacy = self.legacy_text(&head);
         let sniffed = if legacy {
             // Typed by what the decoded text looks like.
             let (text, _, _) = encoding_rs::GB18030.decode(&head);
@@ -483,7 +480,17 @@ impl<'a> Ctx<'a> {
             }
             (OfficePart::Plain, Err(e)) => return Err(self.reject(e)),
         };
-        let sniffed = sniff(&head).map_err(|e| self.reject(e))?;
+        // A GBK/GB18030 member is decoded as the package itself would be
+        // (same profile switch): a legacy text inside a zip is as
+        // inspectable as one sent alone.
+        let legacy = self.legacy_text(&head);
+        let sniffed = if legacy {
+            let (text, _, _) = encoding_rs::GB18030.decode(&head);
+            sniff(text.as_bytes())
+        } else {
+            sniff(&head)
+        }
+        .map_err(|e| self.reject(e))?;
         let kind = resolve(sniffed, None, Some(named)).map_err(|e| self.reject(e))?;
         // The XML and text parts of an allowed office document are the
         // document: allowed with it. Images and nested documents are
@@ -512,6 +519,11 @@ impl<'a> Ctx<'a> {
             }
             Kind::Tar => archive::tar::inspect(self, &mut pr, depth)?,
             Kind::Gzip => archive::gzip::inspect(self, &mut pr, u64::MAX, name, depth)?,
+            _ if legacy => {
+                let mut dec = crate::source::Gb18030Reader::new(&mut pr);
+                self.content(kind, &mut dec, false)?;
+                drain(&mut dec).map_err(Halt::Io)?;
+            }
             _ => self.content(kind, &mut pr, false)?,
         }
         let rest = drain(&mut pr)?;
@@ -522,6 +534,15 @@ impl<'a> Ctx<'a> {
             )));
         }
         Ok(())
+    }
+
+    /// Is `head` GBK/GB18030 text the profile lets the guard decode
+    /// (`legacy_encodings = true`; not UTF-8, no NUL, valid GB18030)?
+    fn legacy_text(&self, head: &[u8]) -> bool {
+        self.profile.legacy_encodings
+            && std::str::from_utf8(head).is_err()
+            && memchr::memchr(0, head).is_none()
+            && crate::sniff::legacy_chinese(head)
     }
 
     /// Is `kind` allowed at nesting level `depth` (0: the package)?

@@ -196,3 +196,32 @@ fn gbk_text_is_refused_naming_its_encoding_unless_the_profile_allows_it() {
     let (r, _) = inspect(&g, GBK_HEADER, "h.csv", "text/csv");
     assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
 }
+
+/// Promise: a GBK/GB18030 member of an archive is decoded and inspected
+/// like a GBK package (a marking in it is found), and refused naming its
+/// encoding where the profile does not allow legacy encodings — packing
+/// legacy text into a zip neither hides it nor changes the rule.
+#[test]
+fn gbk_members_of_an_archive_are_decoded_and_inspected_too() {
+    let mut txt = b"memo ".to_vec();
+    txt.extend_from_slice(GBK_MARKING);
+    txt.extend_from_slice(b"\n");
+    let mut clean = GBK_HEADER.to_vec();
+    clean.extend_from_slice(b"A-17,42\n");
+    let packed = zip(&[entry("memo.txt", &txt), entry("owners.csv", &clean)]);
+    let allow_zip = |s: &mut serde_json::Value| {
+        s["archives"]["allowed"] = serde_json::json!(true);
+    };
+    let g = office_guard(|s| allow_zip(s));
+    let (r, _) = inspect(&g, &packed, "memos.zip", "application/zip");
+    assert_rejected(&r, "GBK/GB18030");
+    let g = office_guard(|s| {
+        allow_zip(s);
+        s["legacy_encodings"] = serde_json::json!(true);
+    });
+    let (r, _) = inspect(&g, &packed, "memos.zip", "application/zip");
+    assert_eq!(count(&r, "dirty_word"), 1, "{:#?}", r);
+    let only_clean = zip(&[entry("owners.csv", &clean)]);
+    let (r, _) = inspect(&g, &only_clean, "clean.zip", "application/zip");
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+}
