@@ -394,7 +394,7 @@ impl Caller {
 
     /// One string per account or certificate (`uid:N` or
     /// `cert:FINGERPRINT`): what approvals recorded before reviewers were
-    /// counted by person; persons are `crate::approvals`' business.
+    /// counted by person; persons are the approvals module's business.
     pub fn principal(&self) -> String {
         match &self.cert {
             Some(c) => format!("cert:{}", c.fingerprint),
