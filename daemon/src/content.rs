@@ -21,19 +21,14 @@ use std::sync::Arc;
 /// bounded too; the total is always recorded).
 const FINDINGS_AUDITED_MAX: usize = 100;
 
-/// Reads a dirty-word list the way every operator-named file is read:
-/// a regular file only (a FIFO or device named as a list is refused at
-/// once instead of hanging a reload), at most
-/// [`ferry_guard::LIST_MAX_BYTES`].
-fn read_list(path: &Path) -> std::io::Result<Vec<u8>> {
-    ferry_policy::files::read_regular(path, ferry_guard::LIST_MAX_BYTES)
-}
-
 /// Compiles one profile of the policy, reading its dirty-word lists: what
 /// `ferryd` does at load and reload, `ferryctl policy check` and
 /// `ferryctl inspect` do through this same function.
 pub fn compile_profile(p: &ferry_policy::Profile) -> Result<Profile, GuardError> {
-    Profile::from_settings(&p.name, &p.settings, &read_list)
+    // The guard's own file reader: a regular file only (a FIFO or device
+    // named as a list is refused at once instead of hanging a reload), at
+    // most `LIST_MAX_BYTES`.
+    Profile::from_settings(&p.name, &p.settings, &ferry_guard::FsLists)
 }
 
 /// The guards of one policy, by profile name.

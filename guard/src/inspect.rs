@@ -116,7 +116,9 @@ impl Guard {
             path: input.to_path_buf(),
             source,
         };
-        let file = std::fs::File::open(input).map_err(in_err)?;
+        // Opened without blocking (a FIFO has no writer to wait for) and
+        // typed on the descriptor that is read.
+        let file = ferry_regular_file::open_regular(input).map_err(in_err)?;
         let meta = file.metadata().map_err(in_err)?;
         if !meta.is_file() {
             return Err(in_err(io::Error::new(

@@ -11,7 +11,7 @@ use crate::words::{DirtyWords, WORDS_MAX, WORD_MAX_BYTES};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Largest dirty-word list file.
@@ -40,16 +40,9 @@ pub struct FsLists;
 
 impl ListSource for FsLists {
     fn read_list(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let f = std::fs::File::open(path)?;
-        let mut v = Vec::new();
-        f.take(LIST_MAX_BYTES + 1).read_to_end(&mut v)?;
-        if v.len() as u64 > LIST_MAX_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("larger than {LIST_MAX_BYTES} bytes"),
-            ));
-        }
-        Ok(v)
+        // Only a regular file: a FIFO or device named as a list is refused
+        // at once, as every file an operator names to ferry.
+        ferry_regular_file::read_regular(path, LIST_MAX_BYTES)
     }
 }
 
