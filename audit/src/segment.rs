@@ -63,7 +63,7 @@ pub struct SegmentHeader {
     pub created_ms: i64,
     /// The log's id.
     pub log_id: [u8; 16],
-    /// Id of the verify key (see [`crate::keys::key_id`]).
+    /// Id of the verify key (see the key id function of the keys module).
     pub key_id: [u8; 16],
     /// Chain hash at the end of the previous segment (zeros for segment 0).
     pub prev_head: [u8; 32],
