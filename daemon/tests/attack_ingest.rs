@@ -735,3 +735,68 @@ fn a5_push_diagnoses_a_server_that_dies_mid_request_apart_from_a_refused_certifi
     assert!(ok, "{text}");
     ingress.stop();
 }
+
+/// B9 on the shared server: an admin API request whose body never comes
+/// is answered `408` after the admin plane's body deadline, and that
+/// refusal is counted (`ferry_admin_refusals_total{plane="admin_api",
+/// reason="body_timeout"}`) and audited (a refused `admin.action` with
+/// status 408 under the certificate) — a slow administrator client is
+/// neither held forever nor silent.
+#[test]
+fn b9_admin_api_body_that_never_comes_is_408_counted_and_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let site = site(root, &[("ops-sys", "sysadmin")]);
+    site.ca.server(&root.join("ingress/tls"), "admin-api");
+    let admin_port = free_tcp_port();
+    let metrics_port = free_tcp_port();
+    let (ingress, _port, audit) = start_ingress(
+        root,
+        &tb,
+        &site,
+        "",
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[admin]\nsysadmin = [\"uid:64901\"]\n\n[admin_api]\nlisten = \"127.0.0.1:{admin_port}\"\ncert = \"tls/admin-api.crt\"\nkey = \"tls/admin-api.key\"\nclient_ca = [\"{}\"]\n",
+            path_str(&site.ca.crt())
+        ),
+    );
+    wait_for(Duration::from_secs(20), "admin API listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+    });
+    let rt = runtime();
+    let answer = rt.block_on(async {
+        let mut a = tls_from(&site.connector("ops-sys"), Ipv4Addr::LOCALHOST, admin_port)
+            .await
+            .expect("admin tls");
+        // Promises 100 bytes, sends 10, then nothing.
+        a.write_all(
+            b"POST /v1/admin HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"cmd\":\"st",
+        )
+        .await
+        .expect("admin request");
+        read_answer(&mut a, Duration::from_secs(40)).await
+    });
+    let (code, body) = answer.expect("an answer, not a connection held open");
+    assert_eq!(code, 408, "{body}");
+    wait_for(Duration::from_secs(10), "the 408 counted", || {
+        metrics(metrics_port).lines().any(|l| {
+            l.starts_with("ferry_admin_refusals_total{")
+                && l.contains("plane=\"admin_api\"")
+                && l.contains("reason=\"body_timeout\"")
+        })
+    });
+    ingress.stop();
+    let recs = ferryctl_ok(&["audit", "query", "--dir", path_str(&audit), "--json"]);
+    assert!(
+        recs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|r| r["event"] == "admin.action"
+                && r["outcome"] == "refused"
+                && r["details"]["status"] == "408"
+                && r["actor"]["id"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("cert:ops-sys"))),
+        "no audit record of the 408: {recs}"
+    );
+}
