@@ -404,6 +404,17 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
         &format!("listen = [\"127.0.0.1:{PORT_B}\"]"),
     );
 
+    // At 5 % loss a package's manifest is sometimes lost in every copy
+    // (issue 19: the manifest is not yet protected like the data); seen
+    // once in four runs here ("manifest never arrived" for one of the 8).
+    // The link's own remedy is the self-healing re-send, 15 s later; its
+    // default budget (10 MB/s) is smaller than one 25 MiB package, so this
+    // test gives it room for all of them.
+    rewrite(
+        &tb.ingress_config,
+        "\n[paths]",
+        "heal_resend_max_bytes_per_s = 1000000000\n\n[paths]",
+    );
     let relay = Relay::start(e_ns, 0x5eed);
     let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
     let ingress = Daemon::start_with(&tb.ingress_config, &["ip", "netns", "exec", i_ns]);

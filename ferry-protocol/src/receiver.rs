@@ -510,7 +510,16 @@ impl Receiver {
         // from the newest heartbeat seen (persisted across restarts by the
         // caller); anything else is a replay and changes no state.
         if let Some(newest) = self.newest_heartbeat_ms {
-            if hb.sender_time_ms <= newest {
+            if hb.sender_time_ms == newest {
+                // The newest heartbeat once more: a copy the network made
+                // (UDP duplicates), or a replay of it that gains nothing,
+                // since it is not life either. Counted as a duplicate
+                // datagram, not raised as an attack: an alarm on every
+                // duplicated datagram would teach operators to ignore it.
+                self.stats.duplicate += 1;
+                return;
+            }
+            if hb.sender_time_ms < newest {
                 self.stats.heartbeats_replayed += 1;
                 self.events.push_back(Event::HeartbeatReplayed {
                     sender_time_ms: hb.sender_time_ms,

@@ -190,3 +190,33 @@ fn resend_names_its_first_sequence_number() {
     }
     assert_eq!(first_seq, Some(Some(3)));
 }
+
+/// Promise: the network duplicating the newest heartbeat (UDP may) is a
+/// duplicate datagram, not an attack: no replay event (so no alarm), no
+/// second life, counted with the other duplicates.
+#[test]
+fn a_copy_of_the_newest_heartbeat_is_a_duplicate_not_a_replay() {
+    let (k, _e, tape) = captured_run();
+    let heartbeat = tape
+        .iter()
+        .find(|d| is_heartbeat(d))
+        .expect("the capture holds heartbeats")
+        .clone();
+    // A receiver that has seen nothing: the heartbeat is fresh once, then
+    // arrives again as the network's copy.
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    e.receiver.handle_datagram(START.plus(10), &heartbeat);
+    e.drain();
+    let before = e.receiver.stats();
+    assert_eq!(before.heartbeats, 1, "the first copy is life");
+    let (up, replayed) = replay(&mut e, &[heartbeat], START.plus(20));
+    let after = e.receiver.stats();
+    assert_eq!((up, replayed), (0, 0), "the copy raised an event");
+    assert_eq!(after.heartbeats_replayed, before.heartbeats_replayed);
+    assert_eq!(after.heartbeats, before.heartbeats, "a copy is not life");
+    assert_eq!(
+        after.duplicate,
+        before.duplicate + 1,
+        "counted as a duplicate"
+    );
+}
