@@ -10,6 +10,8 @@
 //!   open seals what the crash left, so restarts cannot postpone the seal.
 //! - query/trace mark the records no seal covers yet.
 
+mod common;
+
 use ferry_audit::segment::{
     chain_hash, encode_frame, list_segments, segment_name, Chain, FrameKind, SegmentHeader,
 };
@@ -24,14 +26,8 @@ use std::time::{Duration, Instant};
 
 fn opts() -> AuditOptions {
     AuditOptions {
-        max_segment_bytes: 64 * 1024,
-        seal_every_records: 1_000_000,
         seal_interval: Duration::from_secs(3600),
-        compress_archived: false,
-        min_free_bytes_accept: 0,
-        min_free_bytes_audit: 0,
-        background: false,
-        ..AuditOptions::default()
+        ..common::test_options(64 * 1024, 1_000_000)
     }
 }
 
@@ -45,15 +41,7 @@ fn rec(i: u64) -> AuditRecord {
 }
 
 fn make_log(n: u64) -> (tempfile::TempDir, PathBuf, VerifyKey) {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("log");
-    let vk = init(&dir, &t.path().join("verify.key")).unwrap();
-    let log = AuditLog::open(&dir, opts()).unwrap();
-    for i in 0..n {
-        log.append(rec(i)).unwrap();
-    }
-    log.close().unwrap();
-    (t, dir, vk)
+    common::make_log_with(n, opts(), rec)
 }
 
 /// The last frame's hash and the next seq of the last segment.

@@ -6,23 +6,17 @@
 //! names a seal; a seal the log no longer has is TAMPERED, and the writer
 //! refuses to go on writing after it.
 
+mod common;
+
 use ferry_audit::segment::{list_segments, parse_frame, FrameKind, HEADER_LEN};
 use ferry_audit::{
-    init, verify, Actor, AuditError, AuditLog, AuditOptions, AuditRecord, EventKind, Outcome, Role,
+    verify, Actor, AuditError, AuditLog, AuditOptions, AuditRecord, EventKind, Outcome, Role,
     TamperKind, VerifyKey,
 };
 use std::path::{Path, PathBuf};
 
 fn opts() -> AuditOptions {
-    AuditOptions {
-        max_segment_bytes: 4096,
-        seal_every_records: 7,
-        compress_archived: false,
-        min_free_bytes_accept: 0,
-        min_free_bytes_audit: 0,
-        background: false,
-        ..AuditOptions::default()
-    }
+    common::test_options(4096, 7)
 }
 
 fn rec(i: u64) -> AuditRecord {
@@ -35,15 +29,7 @@ fn rec(i: u64) -> AuditRecord {
 }
 
 fn make_log(n: u64) -> (tempfile::TempDir, PathBuf, VerifyKey) {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("log");
-    let vk = init(&dir, &t.path().join("verify.key")).unwrap();
-    let log = AuditLog::open(&dir, opts()).unwrap();
-    for i in 0..n {
-        log.append(rec(i)).unwrap();
-    }
-    log.close().unwrap();
-    (t, dir, vk)
+    common::make_log_with(n, opts(), rec)
 }
 
 fn last_segment(dir: &Path) -> PathBuf {

@@ -1,22 +1,15 @@
 //! Every tamper class, made on a real log, detected and named by `verify`.
 
+mod common;
+
 use ferry_audit::segment::{list_segments, parse_frame, HEADER_LEN};
 use ferry_audit::{
-    init, verify, Actor, AuditLog, AuditOptions, AuditRecord, EventKind, Outcome, Role, TamperKind,
-    VerifyKey,
+    init, verify, Actor, AuditOptions, AuditRecord, EventKind, Outcome, Role, TamperKind, VerifyKey,
 };
 use std::path::{Path, PathBuf};
 
 fn opts() -> AuditOptions {
-    AuditOptions {
-        max_segment_bytes: 4096,
-        seal_every_records: 7,
-        compress_archived: false,
-        min_free_bytes_accept: 0,
-        min_free_bytes_audit: 0,
-        background: false,
-        ..AuditOptions::default()
-    }
+    common::test_options(4096, 7)
 }
 
 fn rec(i: u64) -> AuditRecord {
@@ -29,18 +22,8 @@ fn rec(i: u64) -> AuditRecord {
     .channel("stats")
 }
 
-/// A log of `n` records over several segments, sealed; returns (dir, key path).
 fn make_log(n: u64) -> (tempfile::TempDir, PathBuf, VerifyKey) {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("log");
-    let kp = t.path().join("verify.key");
-    let vk = init(&dir, &kp).unwrap();
-    let log = AuditLog::open(&dir, opts()).unwrap();
-    for i in 0..n {
-        log.append(rec(i)).unwrap();
-    }
-    log.close().unwrap();
-    (t, dir, vk)
+    common::make_log_with(n, opts(), rec)
 }
 
 fn seg_path(dir: &Path, i: usize) -> PathBuf {
