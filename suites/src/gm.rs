@@ -1122,18 +1122,13 @@ impl OpeningKeys<GmLink> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{self, Fixture};
     use ferry_protocol::suite::{OpenKeys, SealKeys};
     use openssl::md::Md;
     use openssl::sign::Signer;
     use proptest::prelude::*;
 
-    struct Fixture {
-        seal: GmSealKeys,
-        open: GmOpenKeys,
-        epoch: Secret32,
-    }
-
-    fn fixture() -> Fixture {
+    fn fixture() -> Fixture<GmLink> {
         let (sig_priv, sig_pub) = generate_sm2().expect("signing key");
         let (enc_priv, enc_pub) = generate_sm2().expect("encryption key");
         let seal = GmSealKeys::new(
@@ -1155,21 +1150,6 @@ mod tests {
             open,
             epoch: Secret32([7; 32]),
         }
-    }
-
-    /// (sealing cipher, opening cipher, `plain` sealed as chunk 3, not last).
-    fn sealed_chunk(
-        f: &Fixture,
-        plain: &[u8],
-    ) -> (Box<dyn PayloadCipher>, Box<dyn PayloadCipher>, Vec<u8>) {
-        let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-        let opener = f
-            .open
-            .open_package("enc-1", &f.epoch, &eph, b"ctx")
-            .expect("open package");
-        let mut buf = plain.to_vec();
-        sealer.seal_chunk(3, false, &mut buf).expect("seal");
-        (sealer, opener, buf)
     }
 
     #[test]
@@ -1302,27 +1282,9 @@ mod tests {
 
     #[test]
     fn seal_open_round_trip_over_chunk_sizes() {
-        let f = fixture();
-        for size in [0usize, 1, 15, 16, 17, 1000, 65536] {
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            assert!(eph.len() <= MAX_EPHEMERAL_LEN, "{}", eph.len());
-            let opener = f
-                .open
-                .open_package("enc-1", &f.epoch, &eph, b"ctx")
-                .expect("open package");
-            assert_eq!(sealer.overhead(), CHUNK_TAG_LEN);
-            let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            for (index, last) in [(0u64, false), (1, false), (2, true)] {
-                let mut buf = plain.clone();
-                sealer.seal_chunk(index, last, &mut buf).expect("seal");
-                assert_eq!(buf.len(), size + CHUNK_TAG_LEN);
-                if size >= 16 {
-                    assert_ne!(&buf[..size], &plain[..]);
-                }
-                opener.open_chunk(index, last, &mut buf).expect("open");
-                assert_eq!(buf, plain);
-            }
-        }
+        conformance::seal_open_round_trip_over_chunk_sizes(&fixture(), CHUNK_TAG_LEN, |eph| {
+            assert!(eph.len() <= MAX_EPHEMERAL_LEN, "{}", eph.len())
+        });
     }
 
     #[test]
@@ -1340,20 +1302,13 @@ mod tests {
 
     #[test]
     fn packages_get_fresh_keys() {
-        let f = fixture();
-        let (a, eph_a) = f.seal.new_package(&f.epoch, b"ctx").expect("a");
-        let (b, eph_b) = f.seal.new_package(&f.epoch, b"ctx").expect("b");
-        assert_ne!(eph_a, eph_b);
-        let (mut ca, mut cb) = (vec![0u8; 32], vec![0u8; 32]);
-        a.seal_chunk(0, true, &mut ca).expect("seal a");
-        b.seal_chunk(0, true, &mut cb).expect("seal b");
-        assert_ne!(ca, cb);
+        conformance::packages_get_fresh_keys(&fixture());
     }
 
     #[test]
     fn any_flipped_bit_is_bad_chunk_and_leaves_no_plaintext() {
         let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"one-way payload, forty bytes long.....");
+        let (_, opener, sealed) = f.sealed_chunk(b"one-way payload, forty bytes long.....");
         for pos in 0..sealed.len() {
             for bit in [0u8, 7] {
                 let mut buf = sealed.clone();
@@ -1370,20 +1325,8 @@ mod tests {
 
     #[test]
     fn wrong_last_flag_index_or_swap_is_bad_chunk() {
-        let f = fixture();
-        let (sealer, opener, sealed) = sealed_chunk(&f, b"not the last chunk");
-        let mut buf = sealed.clone();
-        assert_eq!(
-            opener.open_chunk(3, true, &mut buf),
-            Err(CryptoError::BadChunk { chunk: 3 })
-        );
-        for index in [0, 2, 4, u64::MAX] {
-            let mut buf = sealed.clone();
-            assert_eq!(
-                opener.open_chunk(index, false, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
-        }
+        let (sealer, opener, sealed) =
+            conformance::wrong_last_flag_or_index_is_bad_chunk(&fixture());
         // Two chunks presented in each other's place.
         let mut four = b"chunk four".to_vec();
         sealer.seal_chunk(4, false, &mut four).expect("seal");
@@ -1407,20 +1350,8 @@ mod tests {
     #[test]
     fn wrong_epoch_context_or_recipient_cannot_open() {
         let f = fixture();
-        let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-        let mut sealed = b"for enc-1 only".to_vec();
-        sealer.seal_chunk(0, true, &mut sealed).expect("seal");
-        for (epoch, ctx) in [(Secret32([8; 32]), &b"ctx"[..]), (f.epoch.clone(), b"ctx2")] {
-            let opener = f
-                .open
-                .open_package("enc-1", &epoch, &eph, ctx)
-                .expect("derives some key");
-            let mut buf = sealed.clone();
-            assert_eq!(
-                opener.open_chunk(0, true, &mut buf),
-                Err(CryptoError::BadChunk { chunk: 0 })
-            );
-        }
+        conformance::wrong_epoch_or_context_cannot_open(&f);
+        let (_, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
         // Another private key under the same id: SM2 decryption fails.
         let (sig_priv, sig_pub) = generate_sm2().expect("sig");
         let _ = sig_priv;
@@ -1483,29 +1414,15 @@ mod tests {
     #[test]
     fn signature_round_trip_and_failures() {
         let f = fixture();
-        let msg = b"canonical manifest bytes";
-        let sig = f.seal.sign(msg).expect("sign");
+        let sig = conformance::signature_round_trip_and_failures(&f);
         assert!(
             sig.len() <= MAX_SIGNATURE_DER_LEN && sig[0] == 0x30,
             "{}",
             sig.len()
         );
-        f.open.verify("sig-1", msg, &sig).expect("verifies");
         assert_eq!(
-            f.open.verify("sig-1", b"canonical manifest byteZ", &sig),
+            f.open.verify("sig-1", b"canonical manifest bytes", &[]),
             Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-1", msg, &sig[..sig.len() - 1]),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-1", msg, &[]),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-2", msg, &sig),
-            Err(CryptoError::UnknownKey("sig-2".into()))
         );
     }
 
@@ -1558,41 +1475,17 @@ mod tests {
 
     #[test]
     fn ratchet_is_one_way_and_deterministic() {
-        let link = GmLink;
+        conformance::ratchet_is_one_way_and_deterministic(GmLink, SuiteId::Gm);
         let e0 = Secret32([1; 32]);
-        let e1 = link.ratchet(&e0);
-        assert_eq!(e1, link.ratchet(&e0));
-        assert_ne!(e1, e0);
-        let e2 = link.ratchet(&e1);
-        assert_ne!(e2, e1);
-        assert_ne!(e2, e0);
-        assert_eq!(link.suite(), SuiteId::Gm);
         assert_eq!(
-            e1,
+            GmLink.ratchet(&e0),
             hkdf_sm3_32(LABELS.ratchet_salt, &e0.0, &[LABELS.ratchet_info]).expect("hkdf")
         );
     }
 
     #[test]
     fn datagram_mac_verifies_and_rejects() {
-        let link = GmLink;
-        let mac = link.datagram_mac(&Secret32([3; 32]));
-        let msg = vec![0xabu8; 1424];
-        let tag = mac.tag(&msg);
-        assert!(mac.verify(&msg, &tag));
-        let mut flipped = msg.clone();
-        flipped[700] ^= 0x80;
-        assert!(!mac.verify(&flipped, &tag));
-        let mut bad_tag = tag;
-        bad_tag[15] ^= 0x01;
-        assert!(!mac.verify(&msg, &bad_tag));
-        assert!(!mac.verify(&msg, &tag[..15]));
-        assert!(!mac.verify(&msg, &[]));
-        let mut long = tag.to_vec();
-        long.push(0);
-        assert!(!mac.verify(&msg, &long));
-        let other_epoch = link.datagram_mac(&Secret32([4; 32]));
-        assert!(!other_epoch.verify(&msg, &tag));
+        let (msg, tag) = conformance::datagram_mac_verifies_and_rejects(GmLink);
         // The tag is HMAC-SM3 under the derived key, truncated.
         let key = hkdf_sm3_32(&[], &[3; 32], &[LABELS.datagram_mac_info]).expect("hkdf");
         let pkey = PKey::hmac(&key.0).expect("hmac key");
@@ -1646,11 +1539,7 @@ mod tests {
 
     #[test]
     fn debug_shows_ids_not_secrets() {
-        let f = fixture();
-        let seal = format!("{:?}", f.seal);
-        let open = format!("{:?}", f.open);
-        assert!(seal.contains("sig-1") && seal.contains("enc-1"), "{seal}");
-        assert!(open.contains("sig-1") && open.contains("enc-1"), "{open}");
+        let (seal, open) = conformance::debug_shows_ids(&fixture());
         for s in [&seal, &open] {
             assert!(!s.contains("signing_key:") && !s.contains("key:"), "{s}");
             assert!(!s.contains("0x") && !s.contains("PKey"), "{s}");
@@ -1688,21 +1577,9 @@ mod tests {
             flip in any::<proptest::sample::Index>(),
             bit in 0u8..8,
         ) {
-            let f = fixture();
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            let opener = f.open.open_package("enc-1", &f.epoch, &eph, b"ctx").expect("open");
-            let mut sealed = plain.clone();
-            sealer.seal_chunk(index, last, &mut sealed).expect("seal");
-            let mut buf = sealed.clone();
-            opener.open_chunk(index, last, &mut buf).expect("open");
-            prop_assert_eq!(&buf, &plain);
-            let mut buf = sealed;
-            let pos = flip.index(buf.len());
-            buf[pos] ^= 1 << bit;
-            prop_assert_eq!(
-                opener.open_chunk(index, last, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
+            conformance::any_chunk_round_trips_and_any_bit_flip_fails(
+                &fixture(), &plain, index, last, flip, bit,
+            )?;
         }
     }
 }

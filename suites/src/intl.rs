@@ -433,6 +433,7 @@ fn hkdf_sha256_32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Secret32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{self, Fixture};
     use ferry_protocol::suite::{OpenKeys, SealKeys};
     use proptest::prelude::*;
 
@@ -445,13 +446,7 @@ mod tests {
         out
     }
 
-    struct Fixture {
-        seal: IntlSealKeys,
-        open: IntlOpenKeys,
-        epoch: Secret32,
-    }
-
-    fn fixture() -> Fixture {
+    fn fixture() -> Fixture<IntlLink> {
         let (signing_seed, signing_pub) = generate_signing_key().expect("signing key");
         let (agreement_secret, agreement_pub) = generate_agreement_key().expect("agreement key");
         let seal = IntlSealKeys::new(
@@ -475,68 +470,22 @@ mod tests {
         }
     }
 
-    /// A sealed single-chunk package: (sealing cipher, opening cipher,
-    /// ciphertext of `plain` as chunk 3, not last).
-    fn sealed_chunk(
-        f: &Fixture,
-        plain: &[u8],
-    ) -> (Box<dyn PayloadCipher>, Box<dyn PayloadCipher>, Vec<u8>) {
-        let (sealer, eph) = f
-            .seal
-            .new_package(&f.epoch, b"pkg-ctx")
-            .expect("new package");
-        let opener = f
-            .open
-            .open_package("agr-1", &f.epoch, &eph, b"pkg-ctx")
-            .expect("open package");
-        let mut buf = plain.to_vec();
-        sealer.seal_chunk(3, false, &mut buf).expect("seal");
-        (sealer, opener, buf)
-    }
-
     #[test]
     fn seal_open_round_trip_over_chunk_sizes() {
-        let f = fixture();
-        for size in [0usize, 1, 15, 16, 17, 1000, 65536] {
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            assert_eq!(eph.len(), 32);
-            let opener = f
-                .open
-                .open_package("agr-1", &f.epoch, &eph, b"ctx")
-                .expect("open package");
-            assert_eq!(sealer.overhead(), 16);
-            let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            for (index, last) in [(0u64, false), (1, false), (2, true)] {
-                let mut buf = plain.clone();
-                sealer.seal_chunk(index, last, &mut buf).expect("seal");
-                assert_eq!(buf.len(), size + 16);
-                // A short ciphertext can equal its plaintext by chance
-                // (1 in 256 for one byte); from 16 bytes on it cannot.
-                if size >= 16 {
-                    assert_ne!(&buf[..size], &plain[..]);
-                }
-                opener.open_chunk(index, last, &mut buf).expect("open");
-                assert_eq!(buf, plain);
-            }
-        }
+        conformance::seal_open_round_trip_over_chunk_sizes(&fixture(), 16, |eph| {
+            assert_eq!(eph.len(), 32)
+        });
     }
 
     #[test]
     fn packages_get_fresh_keys() {
-        let f = fixture();
-        let (a, eph_a) = f.seal.new_package(&f.epoch, b"ctx").expect("package a");
-        let (b, eph_b) = f.seal.new_package(&f.epoch, b"ctx").expect("package b");
-        assert_ne!(eph_a, eph_b);
-        let (mut ca, mut cb) = (vec![0u8; 32], vec![0u8; 32]);
-        a.seal_chunk(0, true, &mut ca).expect("seal a");
-        b.seal_chunk(0, true, &mut cb).expect("seal b");
-        assert_ne!(ca, cb);
+        conformance::packages_get_fresh_keys(&fixture());
     }
 
     #[test]
     fn tampered_ciphertext_byte_is_bad_chunk() {
         let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"one-way payload");
+        let (_, opener, sealed) = f.sealed_chunk(b"one-way payload");
         for pos in [0, 5, sealed.len() - 1] {
             let mut buf = sealed.clone();
             buf[pos] ^= 0x01;
@@ -550,7 +499,7 @@ mod tests {
     #[test]
     fn wrong_last_flag_is_bad_chunk() {
         let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"not the last chunk");
+        let (_, opener, sealed) = f.sealed_chunk(b"not the last chunk");
         // A stream cut after this chunk would present it as last.
         let mut buf = sealed.clone();
         assert_eq!(
@@ -563,15 +512,7 @@ mod tests {
 
     #[test]
     fn wrong_chunk_index_is_bad_chunk() {
-        let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"chunk three");
-        for index in [0, 2, 4, u64::MAX] {
-            let mut buf = sealed.clone();
-            assert_eq!(
-                opener.open_chunk(index, false, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
-        }
+        conformance::wrong_last_flag_or_index_is_bad_chunk(&fixture());
     }
 
     #[test]
@@ -625,7 +566,7 @@ mod tests {
     #[test]
     fn short_chunk_is_rejected() {
         let f = fixture();
-        let (_, opener, _) = sealed_chunk(&f, b"");
+        let (_, opener, _) = f.sealed_chunk(b"");
         let mut buf = vec![0u8; 15];
         assert_eq!(
             opener.open_chunk(0, true, &mut buf),
@@ -659,14 +600,7 @@ mod tests {
         );
 
         // The right key with the wrong epoch secret or context fails too.
-        for (epoch, ctx) in [(Secret32([8; 32]), &b"ctx"[..]), (f.epoch.clone(), b"ctx2")] {
-            let opener = f
-                .open
-                .open_package("agr-1", &epoch, &eph, ctx)
-                .expect("derives some key");
-            let mut buf = sealed.clone();
-            assert!(opener.open_chunk(0, true, &mut buf).is_err());
-        }
+        conformance::wrong_epoch_or_context_cannot_open(&f);
     }
 
     #[test]
@@ -708,58 +642,19 @@ mod tests {
     #[test]
     fn signature_round_trip_and_failures() {
         let f = fixture();
-        let msg = b"canonical manifest bytes";
-        let sig = f.seal.sign(msg).expect("sign");
+        let sig = conformance::signature_round_trip_and_failures(&f);
         assert_eq!(sig.len(), 64);
         assert_eq!(f.seal.signing_key_id(), "sig-1");
-        f.open.verify("sig-1", msg, &sig).expect("verifies");
-        assert_eq!(
-            f.open.verify("sig-1", b"canonical manifest byteZ", &sig),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-1", msg, &sig[..63]),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-2", msg, &sig),
-            Err(CryptoError::UnknownKey("sig-2".to_owned()))
-        );
     }
 
     #[test]
     fn ratchet_is_one_way_and_deterministic() {
-        let link = IntlLink;
-        let e0 = Secret32([1; 32]);
-        let e1 = link.ratchet(&e0);
-        assert_eq!(e1, link.ratchet(&e0));
-        assert_ne!(e1, e0);
-        let e2 = link.ratchet(&e1);
-        assert_ne!(e2, e1);
-        assert_ne!(e2, e0);
-        assert_eq!(link.suite(), SuiteId::Intl);
+        conformance::ratchet_is_one_way_and_deterministic(IntlLink, SuiteId::Intl);
     }
 
     #[test]
     fn datagram_mac_verifies_and_rejects() {
-        let link = IntlLink;
-        let mac = link.datagram_mac(&Secret32([3; 32]));
-        let msg = vec![0xabu8; 1424];
-        let tag = mac.tag(&msg);
-        assert!(mac.verify(&msg, &tag));
-        let mut flipped = msg.clone();
-        flipped[700] ^= 0x80;
-        assert!(!mac.verify(&flipped, &tag));
-        let mut bad_tag = tag;
-        bad_tag[15] ^= 0x01;
-        assert!(!mac.verify(&msg, &bad_tag));
-        assert!(!mac.verify(&msg, &tag[..15]));
-        assert!(!mac.verify(&msg, &[]));
-        let mut long = tag.to_vec();
-        long.push(0);
-        assert!(!mac.verify(&msg, &long));
-        let other_epoch = link.datagram_mac(&Secret32([4; 32]));
-        assert!(!other_epoch.verify(&msg, &tag));
+        conformance::datagram_mac_verifies_and_rejects(IntlLink);
     }
 
     #[test]
@@ -865,11 +760,7 @@ mod tests {
 
     #[test]
     fn debug_shows_ids_not_secrets() {
-        let f = fixture();
-        let seal = format!("{:?}", f.seal);
-        let open = format!("{:?}", f.open);
-        assert!(seal.contains("sig-1") && seal.contains("agr-1"));
-        assert!(open.contains("sig-1") && open.contains("agr-1"));
+        let (seal, open) = conformance::debug_shows_ids(&fixture());
         for s in [&seal, &open] {
             assert!(!s.contains("signing_seed") && !s.contains("agreement_secret"));
             assert!(!s.contains('[') && !s.contains("0x"));
@@ -885,21 +776,9 @@ mod tests {
             flip in any::<proptest::sample::Index>(),
             bit in 0u8..8,
         ) {
-            let f = fixture();
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            let opener = f.open.open_package("agr-1", &f.epoch, &eph, b"ctx").expect("open");
-            let mut sealed = plain.clone();
-            sealer.seal_chunk(index, last, &mut sealed).expect("seal");
-            let mut buf = sealed.clone();
-            opener.open_chunk(index, last, &mut buf).expect("open");
-            prop_assert_eq!(&buf, &plain);
-            let mut buf = sealed;
-            let pos = flip.index(buf.len());
-            buf[pos] ^= 1 << bit;
-            prop_assert_eq!(
-                opener.open_chunk(index, last, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
+            conformance::any_chunk_round_trips_and_any_bit_flip_fails(
+                &fixture(), &plain, index, last, flip, bit,
+            )?;
         }
     }
 }

@@ -23,6 +23,8 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![deny(missing_docs, unreachable_pub)]
 
+#[cfg(test)]
+mod conformance;
 #[cfg(feature = "gm")]
 pub mod gm;
 pub mod intl;
