@@ -91,16 +91,6 @@ impl<K> KeyRing<K> {
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().map(|(id, _)| id.as_str())
     }
-
-    /// Keys held with their ids, current first.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &K)> {
-        self.keys.iter().map(|(id, key)| (id.as_str(), key))
-    }
-
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
 
 impl<K> Default for KeyRing<K> {
