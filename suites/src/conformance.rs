@@ -6,16 +6,16 @@ use ferry_protocol::suite::{CryptoError, OpenKeys, PayloadCipher, SealKeys, Secr
 use proptest::test_runner::TestCaseError;
 use proptest::{prop_assert_eq, sample};
 
-use crate::keyring::{OpeningKeys, SealingKeys, Suite};
+use crate::keyring::{OpeningKeys, SealingKeys, SuiteAlgorithms};
 
 /// Both sides' keys of one link and an epoch secret.
-pub(crate) struct Fixture<S: Suite> {
+pub(crate) struct Fixture<S: SuiteAlgorithms> {
     pub(crate) seal: SealingKeys<S>,
     pub(crate) open: OpeningKeys<S>,
     pub(crate) epoch: Secret32,
 }
 
-impl<S: Suite> Fixture<S> {
+impl<S: SuiteAlgorithms> Fixture<S> {
     /// A fresh package: (sealing cipher, opening cipher, key transport).
     pub(crate) fn package(
         &self,
@@ -47,7 +47,7 @@ impl<S: Suite> Fixture<S> {
 /// Chunks of every awkward size seal and open as first, middle and last
 /// chunk, with `overhead` bytes added; `check_ephemeral` sees each key
 /// transport.
-pub(crate) fn seal_open_round_trip_over_chunk_sizes<S: Suite>(
+pub(crate) fn seal_open_round_trip_over_chunk_sizes<S: SuiteAlgorithms>(
     f: &Fixture<S>,
     overhead: usize,
     check_ephemeral: impl Fn(&[u8]),
@@ -73,7 +73,7 @@ pub(crate) fn seal_open_round_trip_over_chunk_sizes<S: Suite>(
 }
 
 /// Two packages under the same epoch and context get different keys.
-pub(crate) fn packages_get_fresh_keys<S: Suite>(f: &Fixture<S>) {
+pub(crate) fn packages_get_fresh_keys<S: SuiteAlgorithms>(f: &Fixture<S>) {
     let (a, eph_a) = f.seal.new_package(&f.epoch, b"ctx").expect("package a");
     let (b, eph_b) = f.seal.new_package(&f.epoch, b"ctx").expect("package b");
     assert_ne!(eph_a, eph_b);
@@ -86,7 +86,7 @@ pub(crate) fn packages_get_fresh_keys<S: Suite>(f: &Fixture<S>) {
 /// A chunk presented with the wrong last flag or at another index does not
 /// open: a stream cut short or reordered is detected. Returns the package's
 /// ciphers and the sealed chunk 3 for the suite's own checks.
-pub(crate) fn wrong_last_flag_or_index_is_bad_chunk<S: Suite>(
+pub(crate) fn wrong_last_flag_or_index_is_bad_chunk<S: SuiteAlgorithms>(
     f: &Fixture<S>,
 ) -> (Box<dyn PayloadCipher>, Box<dyn PayloadCipher>, Vec<u8>) {
     let (sealer, opener, sealed) = f.sealed_chunk(b"not the last chunk");
@@ -108,7 +108,7 @@ pub(crate) fn wrong_last_flag_or_index_is_bad_chunk<S: Suite>(
 
 /// The right recipient key with the wrong epoch secret or package context
 /// derives a key that does not open the chunk.
-pub(crate) fn wrong_epoch_or_context_cannot_open<S: Suite>(f: &Fixture<S>) {
+pub(crate) fn wrong_epoch_or_context_cannot_open<S: SuiteAlgorithms>(f: &Fixture<S>) {
     let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
     let mut sealed = b"for this epoch and package only".to_vec();
     sealer.seal_chunk(0, true, &mut sealed).expect("seal");
@@ -129,7 +129,7 @@ pub(crate) fn wrong_epoch_or_context_cannot_open<S: Suite>(f: &Fixture<S>) {
 /// A manifest signature verifies under the sender's key id and fails for a
 /// changed message, a cut signature and an unknown key id. Returns the
 /// signature for the suite's own checks.
-pub(crate) fn signature_round_trip_and_failures<S: Suite>(f: &Fixture<S>) -> Vec<u8> {
+pub(crate) fn signature_round_trip_and_failures<S: SuiteAlgorithms>(f: &Fixture<S>) -> Vec<u8> {
     let msg = b"canonical manifest bytes";
     let sig = f.seal.sign(msg).expect("sign");
     let sender = f.seal.signing_key_id();
@@ -151,7 +151,7 @@ pub(crate) fn signature_round_trip_and_failures<S: Suite>(f: &Fixture<S>) -> Vec
 }
 
 /// The ratchet is deterministic and never returns to an earlier secret.
-pub(crate) fn ratchet_is_one_way_and_deterministic<S: Suite>(link: S, suite: SuiteId) {
+pub(crate) fn ratchet_is_one_way_and_deterministic<S: SuiteAlgorithms>(link: S, suite: SuiteId) {
     let e0 = Secret32([1; 32]);
     let e1 = link.ratchet(&e0);
     assert_eq!(e1, link.ratchet(&e0));
@@ -165,7 +165,9 @@ pub(crate) fn ratchet_is_one_way_and_deterministic<S: Suite>(link: S, suite: Sui
 /// The datagram tag of a 1424-byte datagram under epoch secret `[3; 32]`
 /// verifies, and a flipped bit in the message or the tag, a tag of another
 /// length or another epoch's key fails. Returns the message and the tag.
-pub(crate) fn datagram_mac_verifies_and_rejects<S: Suite>(link: S) -> (Vec<u8>, [u8; 16]) {
+pub(crate) fn datagram_mac_verifies_and_rejects<S: SuiteAlgorithms>(
+    link: S,
+) -> (Vec<u8>, [u8; 16]) {
     let mac = link.datagram_mac(&Secret32([3; 32]));
     let msg = vec![0xabu8; 1424];
     let tag = mac.tag(&msg);
@@ -188,7 +190,7 @@ pub(crate) fn datagram_mac_verifies_and_rejects<S: Suite>(link: S) -> (Vec<u8>, 
 
 /// `Debug` of both key sets names every key id (and never a key: what must
 /// not appear is particular to each suite's key types). Returns both.
-pub(crate) fn debug_shows_ids<S: Suite>(f: &Fixture<S>) -> (String, String) {
+pub(crate) fn debug_shows_ids<S: SuiteAlgorithms>(f: &Fixture<S>) -> (String, String) {
     let seal = format!("{:?}", f.seal);
     let open = format!("{:?}", f.open);
     let (sender, recipient) = (f.seal.signing_key_id(), f.seal.recipient_key_id());
@@ -199,7 +201,7 @@ pub(crate) fn debug_shows_ids<S: Suite>(f: &Fixture<S>) -> (String, String) {
 
 /// The body of each suite's property test: any chunk round-trips and any
 /// single flipped bit of the sealed chunk is `BadChunk`.
-pub(crate) fn any_chunk_round_trips_and_any_bit_flip_fails<S: Suite>(
+pub(crate) fn any_chunk_round_trips_and_any_bit_flip_fails<S: SuiteAlgorithms>(
     f: &Fixture<S>,
     plain: &[u8],
     index: u64,

@@ -40,7 +40,7 @@ use openssl::pkey_ctx::PkeyCtx;
 use zeroize::Zeroizing;
 
 use crate::kdf::{self, constant_time_eq, Hmac32, Labels, HASH_LEN};
-use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, Suite};
+use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
 
 /// The default SM2 distinguishing ID of GB/T 32918 / GM/T 0009, used
 /// unless a deployment configures another one on both sides.
@@ -931,7 +931,7 @@ pub struct Sm2RecipientKey<T> {
     cipher: Arc<Cipher>,
 }
 
-impl Suite for GmLink {
+impl SuiteAlgorithms for GmLink {
     const SEAL_KEYS_NAME: &'static str = "GmSealKeys";
     const OPEN_KEYS_NAME: &'static str = "GmOpenKeys";
     type SigningKey = Sm2SignatureKey<Private>;

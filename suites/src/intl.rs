@@ -22,7 +22,7 @@ use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::kdf::{self, Hmac32, Labels, HASH_LEN};
-use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, Suite};
+use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
 
 /// The labels of the intl key schedule (see `crate::kdf`).
 const LABELS: Labels = Labels {
@@ -178,7 +178,7 @@ pub struct IntlRecipient {
     public: [u8; X25519_PUBLIC_LEN],
 }
 
-impl Suite for IntlLink {
+impl SuiteAlgorithms for IntlLink {
     const SEAL_KEYS_NAME: &'static str = "IntlSealKeys";
     const OPEN_KEYS_NAME: &'static str = "IntlOpenKeys";
     /// Kept as the seed (zeroized on drop) and expanded per signature, so

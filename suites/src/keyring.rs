@@ -5,7 +5,7 @@
 //! decryption key and every sender verifying key still in use, each under
 //! its key id, newest first ([`OpeningKeys`]), so that packages sealed
 //! before and after a rotation both open until the old key is retired. A
-//! suite supplies only its algorithms, through [`Suite`]: how to sign and
+//! suite supplies only its algorithms, through [`SuiteAlgorithms`]: how to sign and
 //! verify, how to seal a fresh package key to the recipient and how to open
 //! it again. Key lookup by id, the refusal of an unknown id and `Debug`
 //! output that names ids but never keys live here.
@@ -14,7 +14,7 @@ use ferry_protocol::suite::{CryptoError, LinkCrypto, OpenKeys, PayloadCipher, Se
 
 /// The algorithms of one suite, on top of its link primitives. Implemented
 /// by [`crate::intl::IntlLink`] and `crate::gm::GmLink`.
-pub trait Suite: LinkCrypto + Copy + Default + 'static {
+pub trait SuiteAlgorithms: LinkCrypto + Copy + Default + 'static {
     /// Name of the sealing key set in `Debug` output (`IntlSealKeys`).
     const SEAL_KEYS_NAME: &'static str;
     /// Name of the opening key set in `Debug` output (`IntlOpenKeys`).
@@ -109,7 +109,7 @@ impl<K> std::fmt::Debug for KeyRing<K> {
 /// The ingress side's keys: its signing key and the egress side's current
 /// public key. Each suite names it (`IntlSealKeys`, `GmSealKeys`) and
 /// builds it from its own key encodings.
-pub struct SealingKeys<S: Suite> {
+pub struct SealingKeys<S: SuiteAlgorithms> {
     pub(crate) link: S,
     pub(crate) signing_key_id: String,
     pub(crate) signing_key: S::SigningKey,
@@ -117,7 +117,7 @@ pub struct SealingKeys<S: Suite> {
     pub(crate) recipient_key: S::RecipientPublic,
 }
 
-impl<S: Suite> std::fmt::Debug for SealingKeys<S> {
+impl<S: SuiteAlgorithms> std::fmt::Debug for SealingKeys<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct(S::SEAL_KEYS_NAME)
             .field("signing_key_id", &self.signing_key_id)
@@ -126,7 +126,7 @@ impl<S: Suite> std::fmt::Debug for SealingKeys<S> {
     }
 }
 
-impl<S: Suite> SealKeys for SealingKeys<S> {
+impl<S: SuiteAlgorithms> SealKeys for SealingKeys<S> {
     fn link(&self) -> &dyn LinkCrypto {
         &self.link
     }
@@ -156,13 +156,13 @@ impl<S: Suite> SealKeys for SealingKeys<S> {
 /// verifying keys, several of each during a rotation overlap. A manifest
 /// picks keys by id. Each suite names it (`IntlOpenKeys`, `GmOpenKeys`) and
 /// builds it from its own key encodings.
-pub struct OpeningKeys<S: Suite> {
+pub struct OpeningKeys<S: SuiteAlgorithms> {
     pub(crate) link: S,
     pub(crate) senders: KeyRing<S::VerifyingKey>,
     pub(crate) recipients: KeyRing<S::RecipientSecret>,
 }
 
-impl<S: Suite> OpeningKeys<S> {
+impl<S: SuiteAlgorithms> OpeningKeys<S> {
     /// Ids of the sender keys held, current first.
     pub fn sender_key_ids(&self) -> impl Iterator<Item = &str> {
         self.senders.ids()
@@ -174,7 +174,7 @@ impl<S: Suite> OpeningKeys<S> {
     }
 }
 
-impl<S: Suite> std::fmt::Debug for OpeningKeys<S> {
+impl<S: SuiteAlgorithms> std::fmt::Debug for OpeningKeys<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct(S::OPEN_KEYS_NAME)
             .field("recipient_key_ids", &self.recipients)
@@ -183,7 +183,7 @@ impl<S: Suite> std::fmt::Debug for OpeningKeys<S> {
     }
 }
 
-impl<S: Suite> OpenKeys for OpeningKeys<S> {
+impl<S: SuiteAlgorithms> OpenKeys for OpeningKeys<S> {
     fn link(&self) -> &dyn LinkCrypto {
         &self.link
     }

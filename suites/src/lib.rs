@@ -31,4 +31,4 @@ pub mod intl;
 mod kdf;
 pub mod keyring;
 
-pub use keyring::{KeyRing, OpeningKeys, SealingKeys, Suite};
+pub use keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
