@@ -167,7 +167,7 @@ fn gm_suite_link_delivers_bit_exact_with_sm3_digests() {
         assert_eq!(side["digest_algorithm"], "sm3");
         assert_eq!(
             side["digest"].as_str().expect("digest"),
-            hex::encode(ferry_keys::gm::sm3(&got))
+            hex::encode(ferry_suites::gm::sm3(&got))
         );
         assert!(side["signing_key_id"]
             .as_str()

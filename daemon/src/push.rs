@@ -1157,11 +1157,11 @@ fn digest_file(
         DigestChoice::None => return Ok((before, None)),
         DigestChoice::Sha256 => (
             "sha256",
-            ferry_protocol::suite::LinkCrypto::new_digest(&ferry_protocol::intl::IntlLink),
+            ferry_protocol::suite::LinkCrypto::new_digest(&ferry_suites::intl::IntlLink),
         ),
         DigestChoice::Sm3 => (
             "sm3",
-            ferry_protocol::suite::LinkCrypto::new_digest(&ferry_keys::gm::GmLink),
+            ferry_protocol::suite::LinkCrypto::new_digest(&ferry_suites::gm::GmLink),
         ),
     };
     let mut buf = vec![0u8; CHUNK_BYTES];

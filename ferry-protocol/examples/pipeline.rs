@@ -3,12 +3,12 @@
 //! `cargo run --release -p ferry-protocol --example pipeline -- [MIB] [LOSS%]`
 
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
-use ferry_protocol::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
 use ferry_protocol::suite::{LinkCrypto, Secret32};
 use ferry_protocol::{
     Event, Millis, PackageId, PackageMeta, Receiver, ReceiverConfig, ReplayWindow, Sender,
     SenderConfig, Transmit,
 };
+use ferry_suites::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

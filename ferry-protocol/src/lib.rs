@@ -11,7 +11,6 @@
 
 pub mod epoch;
 pub mod fec;
-pub mod intl;
 pub mod manifest;
 pub mod receiver;
 pub mod replay;

@@ -3,9 +3,10 @@
 //! The protocol state machines never name an algorithm. They ask a suite to
 //! sign or verify a manifest, to derive a per-package payload cipher, to
 //! ratchet the link's epoch secret forward and to authenticate datagrams.
-//! The `intl` suite (Ed25519, X25519 + HKDF-SHA256, AES-256-GCM,
-//! HMAC-SHA256) lives in [`crate::intl`]; the GM suite (SM2/SM3/SM4) plugs
-//! in through the same traits.
+//! The suites themselves live side by side in the `ferry-suites` crate: `intl`
+//! (Ed25519, X25519 + HKDF-SHA256, AES-256-GCM, HMAC-SHA256) and `gm`
+//! (SM2/SM3/SM4), both behind these traits, so this crate depends on no
+//! crypto library.
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 

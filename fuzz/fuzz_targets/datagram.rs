@@ -21,7 +21,7 @@
 #![no_main]
 
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
-use ferry_protocol::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
+use ferry_suites::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
 use ferry_protocol::suite::{
     CryptoError, LinkCrypto, OpenKeys, PayloadCipher, Secret32, DATAGRAM_TAG_LEN,
 };

@@ -1,7 +1,7 @@
 //! ferry's key store: key generation per suite, passphrase encryption at
 //! rest, rotation and retirement, signed public bundles exchanged out of
-//! band, link pairing and the persisted epoch secret; plus the GM suite
-//! (SM2/SM3/SM4 through the system OpenSSL) in [`gm`].
+//! band, link pairing and the persisted epoch secret. The suites' algorithms
+//! (intl, and GM through the system OpenSSL) live in `ferry-suites`.
 //!
 //! This crate owns every secret that lives on disk. It must never print or
 //! log key material, and it refuses key files that other users could read
@@ -9,7 +9,6 @@
 //! `ferry-certs` crate.
 #![forbid(unsafe_code)]
 
-pub mod gm;
 pub mod material;
 pub mod sealed;
 pub mod store;
@@ -228,7 +227,7 @@ pub enum KeyError {
     Crypto(#[from] ferry_protocol::CryptoError),
     /// The GM suite failed (or is unavailable in this OpenSSL).
     #[error("{0}")]
-    Gm(#[from] gm::GmError),
+    Gm(#[from] ferry_suites::gm::GmError),
 }
 
 /// Largest key, keyring, passphrase or public-bundle file read (they are a

@@ -6,15 +6,15 @@
 //! and public keys as bytes, and asks this module what to do with them.
 
 use crate::{KeyError, Purpose, Suite};
-use ferry_protocol::intl;
 use ferry_protocol::suite::{LinkCrypto, OpenKeys, SealKeys, Secret32};
+use ferry_suites::{gm, intl};
 use zeroize::Zeroizing;
 
 /// Private key bytes, erased on drop.
 pub type PrivateBytes = Zeroizing<Vec<u8>>;
 
 static INTL_LINK: intl::IntlLink = intl::IntlLink;
-static GM_LINK: crate::gm::GmLink = crate::gm::GmLink;
+static GM_LINK: gm::GmLink = gm::GmLink;
 
 /// The link primitives of `suite`.
 pub fn link_crypto(suite: Suite) -> &'static dyn LinkCrypto {
@@ -28,7 +28,7 @@ pub fn link_crypto(suite: Suite) -> &'static dyn LinkCrypto {
 pub fn ensure_suite(suite: Suite) -> Result<(), KeyError> {
     match suite {
         Suite::Intl => Ok(()),
-        Suite::Gm => crate::gm::ensure_available().map_err(KeyError::from),
+        Suite::Gm => gm::ensure_available().map_err(KeyError::from),
     }
 }
 
@@ -43,7 +43,7 @@ pub fn generate(suite: Suite, purpose: Purpose) -> Result<(PrivateBytes, Vec<u8>
             let (secret, public) = intl::generate_agreement_key()?;
             Ok((Zeroizing::new(secret.0.to_vec()), public.to_vec()))
         }
-        (Suite::Gm, _) => Ok(crate::gm::generate_sm2()?),
+        (Suite::Gm, _) => Ok(gm::generate_sm2()?),
     }
 }
 
@@ -58,7 +58,7 @@ pub fn public_of(suite: Suite, purpose: Purpose, private: &[u8]) -> Result<Vec<u
                 Purpose::Agreement | Purpose::Pairing => intl::agreement_public(&secret).to_vec(),
             })
         }
-        Suite::Gm => Ok(crate::gm::sm2_public_from_private(private)?),
+        Suite::Gm => Ok(gm::sm2_public_from_private(private)?),
     }
 }
 
@@ -66,11 +66,7 @@ pub fn public_of(suite: Suite, purpose: Purpose, private: &[u8]) -> Result<Vec<u
 pub fn sign(suite: Suite, private: &[u8], msg: &[u8]) -> Result<Vec<u8>, KeyError> {
     match suite {
         Suite::Intl => Ok(intl::sign_detached(&secret32(private)?, msg)?.to_vec()),
-        Suite::Gm => Ok(crate::gm::sm2_sign(
-            private,
-            crate::gm::DEFAULT_DISTINGUISHING_ID,
-            msg,
-        )?),
+        Suite::Gm => Ok(gm::sm2_sign(private, gm::DEFAULT_DISTINGUISHING_ID, msg)?),
     }
 }
 
@@ -80,9 +76,7 @@ pub fn verify(suite: Suite, public: &[u8], msg: &[u8], sig: &[u8]) -> bool {
         Suite::Intl => <[u8; 32]>::try_from(public)
             .map(|p| intl::verify_detached(&p, msg, sig).is_ok())
             .unwrap_or(false),
-        Suite::Gm => {
-            crate::gm::sm2_verify(public, crate::gm::DEFAULT_DISTINGUISHING_ID, msg, sig).is_ok()
-        }
+        Suite::Gm => gm::sm2_verify(public, gm::DEFAULT_DISTINGUISHING_ID, msg, sig).is_ok(),
     }
 }
 
@@ -91,7 +85,7 @@ pub fn verify(suite: Suite, public: &[u8], msg: &[u8], sig: &[u8]) -> bool {
 pub fn public_is_valid(suite: Suite, public: &[u8]) -> bool {
     match suite {
         Suite::Intl => public.len() == 32,
-        Suite::Gm => crate::gm::sm2_public_spki_to_pem(public).is_ok(),
+        Suite::Gm => gm::sm2_public_spki_to_pem(public).is_ok(),
     }
 }
 
@@ -110,7 +104,7 @@ pub fn pair(
                 .map_err(|_| KeyError::Crypto(ferry_protocol::CryptoError::Agreement))?;
             Ok(intl::pair(&secret32(own_private)?, &peer, link)?)
         }
-        Suite::Gm => Ok(crate::gm::pairing_secret(own_private, peer_public, link)?),
+        Suite::Gm => Ok(gm::pairing_secret(own_private, peer_public, link)?),
     }
 }
 
@@ -141,12 +135,12 @@ pub fn seal_keys(
                 recipient.id.to_owned(),
             )?))
         }
-        Suite::Gm => Ok(Box::new(crate::gm::GmSealKeys::new(
+        Suite::Gm => Ok(Box::new(gm::GmSealKeys::new(
             signing.id.to_owned(),
             signing.bytes,
             recipient.id.to_owned(),
             recipient.bytes,
-            crate::gm::DEFAULT_DISTINGUISHING_ID,
+            gm::DEFAULT_DISTINGUISHING_ID,
         )?)),
     }
 }
@@ -182,7 +176,7 @@ pub fn open_keys(
             }
             Ok(Box::new(keys))
         }
-        Suite::Gm => Ok(Box::new(crate::gm::GmOpenKeys::new(
+        Suite::Gm => Ok(Box::new(gm::GmOpenKeys::new(
             senders
                 .iter()
                 .map(|k| (k.id.to_owned(), k.bytes.to_vec()))
@@ -191,7 +185,7 @@ pub fn open_keys(
                 .iter()
                 .map(|k| (k.id.to_owned(), Zeroizing::new(k.bytes.to_vec())))
                 .collect(),
-            crate::gm::DEFAULT_DISTINGUISHING_ID,
+            gm::DEFAULT_DISTINGUISHING_ID,
         )?)),
     }
 }

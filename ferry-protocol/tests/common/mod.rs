@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
-use ferry_protocol::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
 use ferry_protocol::receiver::FailReason;
 use ferry_protocol::suite::{LinkCrypto, Secret32};
 use ferry_protocol::{
     Event, Millis, PackageId, PackageMeta, Receiver, ReceiverConfig, ReplayWindow, Sender,
     SenderConfig, Transmit,
 };
+use ferry_suites::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};

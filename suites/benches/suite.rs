@@ -9,9 +9,9 @@
 //! - `primitives_64KiB/{sm4_ctr,hmac_sm3}`: the two halves of a GM chunk.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ferry_keys::gm::{self, GmLink, GmOpenKeys, GmSealKeys, DEFAULT_DISTINGUISHING_ID};
-use ferry_protocol::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
 use ferry_protocol::suite::{LinkCrypto, OpenKeys, PayloadCipher, SealKeys, Secret32};
+use ferry_suites::gm::{self, GmLink, GmOpenKeys, GmSealKeys, DEFAULT_DISTINGUISHING_ID};
+use ferry_suites::intl::{self, IntlLink, IntlOpenKeys, IntlSealKeys};
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;
 use std::hint::black_box;

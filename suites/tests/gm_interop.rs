@@ -7,9 +7,9 @@
 //! OpenSSL 3.0's CLI signs and verifies SM2 with an *empty* ID unless told
 //! otherwise, so every call passes `distid:1234567812345678`.
 
-use ferry_keys::gm::{self, GmOpenKeys, GmSealKeys, DEFAULT_DISTINGUISHING_ID};
 use ferry_protocol::manifest::MAX_EPHEMERAL_LEN;
 use ferry_protocol::suite::{CryptoError, OpenKeys, SealKeys, Secret32};
+use ferry_suites::gm::{self, GmOpenKeys, GmSealKeys, DEFAULT_DISTINGUISHING_ID};
 use openssl::derive::Deriver;
 use openssl::pkey::PKey;
 use std::path::{Path, PathBuf};

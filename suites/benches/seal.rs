@@ -2,10 +2,10 @@
 //! opening, the per-datagram MAC and the payload digest.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ferry_protocol::intl::{
+use ferry_protocol::suite::{LinkCrypto, OpenKeys, PayloadCipher, SealKeys, Secret32};
+use ferry_suites::intl::{
     generate_agreement_key, generate_signing_key, IntlLink, IntlOpenKeys, IntlSealKeys,
 };
-use ferry_protocol::suite::{LinkCrypto, OpenKeys, PayloadCipher, SealKeys, Secret32};
 
 /// Payload chunk size measured (a typical sender chunk).
 const CHUNK_BYTES: usize = 64 * 1024;

@@ -10,8 +10,8 @@
 //!   Z_A, e, r, s (the same values OpenSSL's test/sm2_internal_test.c
 //!   uses).
 
-use ferry_keys::gm::{self, GmError, DEFAULT_DISTINGUISHING_ID};
 use ferry_protocol::suite::LinkCrypto;
+use ferry_suites::gm::{self, GmError, DEFAULT_DISTINGUISHING_ID};
 use openssl::bn::BigNum;
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;

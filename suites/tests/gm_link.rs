@@ -4,7 +4,6 @@
 //! HMAC-SM3 chunks, HMAC-SM3 datagram tags, SM3 digests, and an initial
 //! epoch secret from GM pairing.
 
-use ferry_keys::gm::{self, GmLink, GmOpenKeys, GmSealKeys, DEFAULT_DISTINGUISHING_ID};
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
 use ferry_protocol::receiver::FailReason;
 use ferry_protocol::suite::{LinkCrypto, Secret32};
@@ -12,6 +11,7 @@ use ferry_protocol::{
     Event, Millis, PackageId, PackageMeta, Receiver, ReceiverConfig, ReplayWindow, Sender,
     SenderConfig, Transmit,
 };
+use ferry_suites::gm::{self, GmLink, GmOpenKeys, GmSealKeys, DEFAULT_DISTINGUISHING_ID};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};

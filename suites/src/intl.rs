@@ -3,34 +3,37 @@
 //! tags and SHA-256 payload digests.
 //!
 //! It exists so the protocol state machines can stay algorithm-free (they
-//! only see the traits in [`crate::suite`]). Secret keys live only in
+//! only see the traits in [`ferry_protocol::suite`]); the key sets and the
+//! key schedule it shares with the GM suite are in [`crate::keyring`] and
+//! `crate::kdf`, so this file holds only the algorithms. Secret keys live only in
 //! zeroizing types, `Debug` prints key ids only and no error carries key
 //! material. Copies made inside `ring` (the expanded AES, HMAC and Ed25519
 //! key schedules) are not zeroized by `ring`; the suite keeps them as short
 //! lived as the hot path allows.
 
+use std::convert::Infallible;
+
+use ferry_protocol::suite::{
+    CryptoError, DatagramMac, LinkCrypto, PayloadCipher, PayloadDigest, Secret32, SuiteId,
+};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{aead, digest, hmac, signature};
 use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
 use zeroize::Zeroizing;
 
-use crate::suite::{
-    CryptoError, DatagramMac, LinkCrypto, OpenKeys, PayloadCipher, PayloadDigest, SealKeys,
-    Secret32, SuiteId, DATAGRAM_TAG_LEN,
-};
+use crate::kdf::{self, Hmac32, Labels, HASH_LEN};
+use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
 
-/// HKDF salt of the epoch ratchet.
-const RATCHET_SALT: &[u8] = b"ferry/v1/epoch-ratchet";
-/// HKDF info of the epoch ratchet.
-const RATCHET_INFO: &[u8] = b"next";
-/// HKDF info deriving the datagram MAC key from an epoch secret.
-const DATAGRAM_MAC_INFO: &[u8] = b"ferry/v1/datagram-mac";
+/// The labels of the intl key schedule (see `crate::kdf`).
+const LABELS: Labels = Labels {
+    ratchet_salt: b"ferry/v1/epoch-ratchet",
+    ratchet_info: b"next",
+    datagram_mac_info: b"ferry/v1/datagram-mac",
+    pairing_salt: b"ferry/v1/pairing",
+    pairing_info: b"ferry/v1/epoch0",
+};
 /// HKDF info prefix (followed by the package context) of a payload key.
 const PAYLOAD_INFO: &[u8] = b"ferry/v1/payload";
-/// HKDF salt of link pairing.
-const PAIRING_SALT: &[u8] = b"ferry/v1/pairing";
-/// HKDF info prefix (followed by the link name) of the initial epoch secret.
-const PAIRING_INFO: &[u8] = b"ferry/v1/epoch0";
 
 /// Length of an AES-256-GCM tag, the per-chunk overhead.
 const CHUNK_TAG_LEN: usize = 16;
@@ -50,15 +53,14 @@ impl LinkCrypto for IntlLink {
     }
 
     fn ratchet(&self, epoch_secret: &Secret32) -> Secret32 {
-        hkdf_sha256_32(RATCHET_SALT, &epoch_secret.0, &[RATCHET_INFO])
+        infallible(kdf::ratchet::<HmacSha256>(&LABELS, epoch_secret))
     }
 
     fn datagram_mac(&self, epoch_secret: &Secret32) -> Box<dyn DatagramMac> {
-        // No salt: the epoch secret is already uniformly random.
-        let mac_key = hkdf_sha256_32(&[], &epoch_secret.0, &[DATAGRAM_MAC_INFO]);
-        Box::new(IntlDatagramMac {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &mac_key.0),
-        })
+        Box::new(infallible(kdf::datagram_mac::<HmacSha256>(
+            &LABELS,
+            epoch_secret,
+        )))
     }
 
     fn new_digest(&self) -> Box<dyn PayloadDigest> {
@@ -70,40 +72,33 @@ impl LinkCrypto for IntlLink {
     }
 }
 
-/// HMAC-SHA256 truncated to [`DATAGRAM_TAG_LEN`]; the key schedule is
-/// computed once per epoch because this runs for every datagram.
-struct IntlDatagramMac {
-    key: hmac::Key,
-}
+/// HMAC-SHA256 on ring, the key schedule computed once per key.
+struct HmacSha256(hmac::Key);
 
-impl DatagramMac for IntlDatagramMac {
-    fn tag(&self, msg: &[u8]) -> [u8; DATAGRAM_TAG_LEN] {
-        let full = hmac::sign(&self.key, msg);
-        let mut tag = [0u8; DATAGRAM_TAG_LEN];
-        tag.copy_from_slice(&full.as_ref()[..DATAGRAM_TAG_LEN]);
-        tag
+impl Hmac32 for HmacSha256 {
+    type Error = Infallible;
+
+    fn new(key: &[u8]) -> Result<Self, Infallible> {
+        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, key)))
     }
 
-    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
-        if tag.len() != DATAGRAM_TAG_LEN {
-            return false;
+    fn mac(&self, parts: &[&[u8]]) -> Result<[u8; HASH_LEN], Infallible> {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        for part in parts {
+            ctx.update(part);
         }
-        constant_time_eq(&self.tag(msg), tag)
+        let mut out = [0u8; HASH_LEN];
+        out.copy_from_slice(ctx.sign().as_ref());
+        Ok(out)
     }
 }
 
-/// Compares two slices without an early exit on the first difference. The
-/// lengths are public (the tag length is fixed by the protocol).
-///
-/// Written here rather than taken from `ring::constant_time`, which is
-/// deprecated and slated for removal.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The value of a computation on ring's HMAC, which cannot fail.
+fn infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
     }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // Keeps the optimiser from turning the fold into an early-exit compare.
-    std::hint::black_box(diff) == 0
 }
 
 /// Incremental SHA-256 of package plaintext.
@@ -176,19 +171,78 @@ impl PayloadCipher for IntlPayloadCipher {
     }
 }
 
-/// The ingress side's keys: Ed25519 signing seed and the egress side's X25519
-/// public key.
-pub struct IntlSealKeys {
-    link: IntlLink,
-    /// Kept as the seed (zeroized on drop) and expanded per signature, so
-    /// ring's non-zeroizing key pair lives only for one call.
-    signing_seed: Secret32,
-    signing_key_id: String,
-    recipient_public: [u8; X25519_PUBLIC_LEN],
-    recipient_key_id: String,
+/// An egress side's X25519 agreement key: the secret and, bound into every
+/// package key, its public half.
+pub struct IntlRecipient {
+    secret: StaticSecret,
+    public: [u8; X25519_PUBLIC_LEN],
 }
 
-impl IntlSealKeys {
+impl SuiteAlgorithms for IntlLink {
+    const SEAL_KEYS_NAME: &'static str = "IntlSealKeys";
+    const OPEN_KEYS_NAME: &'static str = "IntlOpenKeys";
+    /// Kept as the seed (zeroized on drop) and expanded per signature, so
+    /// ring's non-zeroizing key pair lives only for one call.
+    type SigningKey = Secret32;
+    /// An Ed25519 public key.
+    type VerifyingKey = [u8; 32];
+    /// An X25519 public key.
+    type RecipientPublic = [u8; X25519_PUBLIC_LEN];
+    type RecipientSecret = IntlRecipient;
+
+    fn sign(seed: &Secret32, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(sign_detached(seed, msg)?.to_vec())
+    }
+
+    fn verify(public: &[u8; 32], msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+        verify_detached(public, msg, signature)
+    }
+
+    fn seal_package(
+        recipient_public: &[u8; X25519_PUBLIC_LEN],
+        epoch_secret: &Secret32,
+        context: &[u8],
+    ) -> Result<(Box<dyn PayloadCipher>, Vec<u8>), CryptoError> {
+        let ephemeral = random_x25519_secret()?;
+        let ephemeral_public = PublicKey::from(&ephemeral);
+        let shared = agree(&ephemeral, recipient_public)?;
+        drop(ephemeral);
+        let cipher = package_cipher(
+            epoch_secret,
+            &shared,
+            ephemeral_public.as_bytes(),
+            recipient_public,
+            context,
+        )?;
+        Ok((Box::new(cipher), ephemeral_public.as_bytes().to_vec()))
+    }
+
+    fn open_package(
+        recipient: &IntlRecipient,
+        epoch_secret: &Secret32,
+        ephemeral: &[u8],
+        context: &[u8],
+    ) -> Result<Box<dyn PayloadCipher>, CryptoError> {
+        let ephemeral: [u8; X25519_PUBLIC_LEN] = ephemeral
+            .try_into()
+            .map_err(|_| CryptoError::BadEphemeral)?;
+        let shared = agree(&recipient.secret, &ephemeral)?;
+        let cipher = package_cipher(
+            epoch_secret,
+            &shared,
+            &ephemeral,
+            &recipient.public,
+            context,
+        )?;
+        Ok(Box::new(cipher))
+    }
+}
+
+/// The ingress side's keys: Ed25519 signing seed and the egress side's X25519
+/// public key.
+pub type IntlSealKeys = SealingKeys<IntlLink>;
+
+impl SealingKeys<IntlLink> {
     /// Keys for sealing to `recipient_public`. Fails with
     /// [`CryptoError::Agreement`] if the recipient key is a low-order point
     /// (every package sealed to it would be readable by anyone).
@@ -206,57 +260,11 @@ impl IntlSealKeys {
         agree(&probe, &recipient_public)?;
         Ok(Self {
             link: IntlLink,
-            signing_seed: signing_seed.clone(),
+            signing_key: signing_seed.clone(),
             signing_key_id,
-            recipient_public,
+            recipient_key: recipient_public,
             recipient_key_id,
         })
-    }
-}
-
-impl std::fmt::Debug for IntlSealKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IntlSealKeys")
-            .field("signing_key_id", &self.signing_key_id)
-            .field("recipient_key_id", &self.recipient_key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SealKeys for IntlSealKeys {
-    fn link(&self) -> &dyn LinkCrypto {
-        &self.link
-    }
-
-    fn signing_key_id(&self) -> &str {
-        &self.signing_key_id
-    }
-
-    fn recipient_key_id(&self) -> &str {
-        &self.recipient_key_id
-    }
-
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        Ok(sign_detached(&self.signing_seed, msg)?.to_vec())
-    }
-
-    fn new_package(
-        &self,
-        epoch_secret: &Secret32,
-        context: &[u8],
-    ) -> Result<(Box<dyn PayloadCipher>, Vec<u8>), CryptoError> {
-        let ephemeral = random_x25519_secret()?;
-        let ephemeral_public = PublicKey::from(&ephemeral);
-        let shared = agree(&ephemeral, &self.recipient_public)?;
-        drop(ephemeral);
-        let cipher = package_cipher(
-            epoch_secret,
-            &shared,
-            ephemeral_public.as_bytes(),
-            &self.recipient_public,
-            context,
-        )?;
-        Ok((Box::new(cipher), ephemeral_public.as_bytes().to_vec()))
     }
 }
 
@@ -264,15 +272,9 @@ impl SealKeys for IntlSealKeys {
 /// Ed25519 public keys, each under its key id. Several of each are held
 /// while a rotation overlaps: packages sealed to the old agreement key, or
 /// signed by the old signing key, still open until that key is retired.
-pub struct IntlOpenKeys {
-    link: IntlLink,
-    /// `(key id, secret, public)`, newest first.
-    recipients: Vec<(String, StaticSecret, [u8; X25519_PUBLIC_LEN])>,
-    /// `(key id, Ed25519 public key)`, newest first.
-    senders: Vec<(String, [u8; 32])>,
-}
+pub type IntlOpenKeys = OpeningKeys<IntlLink>;
 
-impl IntlOpenKeys {
+impl OpeningKeys<IntlLink> {
     /// Keys for opening packages sealed to `agreement_secret` and signed by
     /// `sender_public`.
     pub fn new(
@@ -283,8 +285,8 @@ impl IntlOpenKeys {
     ) -> Result<Self, CryptoError> {
         let mut keys = Self {
             link: IntlLink,
-            recipients: Vec::new(),
-            senders: Vec::new(),
+            recipients: KeyRing::new(),
+            senders: KeyRing::new(),
         };
         keys.add_recipient(recipient_key_id, agreement_secret);
         keys.add_sender(sender_key_id, sender_public);
@@ -295,69 +297,13 @@ impl IntlOpenKeys {
     pub fn add_recipient(&mut self, key_id: String, agreement_secret: &Secret32) {
         let secret = StaticSecret::from(agreement_secret.0);
         let public = PublicKey::from(&secret).to_bytes();
-        self.recipients.push((key_id, secret, public));
+        self.recipients
+            .push(key_id, IntlRecipient { secret, public });
     }
 
     /// Also accepts manifests signed by this (older) signing key.
     pub fn add_sender(&mut self, key_id: String, public: [u8; 32]) {
-        self.senders.push((key_id, public));
-    }
-}
-
-impl std::fmt::Debug for IntlOpenKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let recipients: Vec<&str> = self.recipients.iter().map(|r| r.0.as_str()).collect();
-        let senders: Vec<&str> = self.senders.iter().map(|s| s.0.as_str()).collect();
-        f.debug_struct("IntlOpenKeys")
-            .field(
-                "recipient_key_ids",
-                &format_args!("{}", recipients.join(", ")),
-            )
-            .field("sender_key_ids", &format_args!("{}", senders.join(", ")))
-            .finish_non_exhaustive()
-    }
-}
-
-impl OpenKeys for IntlOpenKeys {
-    fn link(&self) -> &dyn LinkCrypto {
-        &self.link
-    }
-
-    fn sender_key_id(&self) -> &str {
-        self.senders.first().map_or("", |s| s.0.as_str())
-    }
-
-    fn recipient_key_id(&self) -> &str {
-        self.recipients.first().map_or("", |r| r.0.as_str())
-    }
-
-    fn verify(&self, key_id: &str, msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
-        let (_, public) = self
-            .senders
-            .iter()
-            .find(|(id, _)| id == key_id)
-            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
-        verify_detached(public, msg, signature)
-    }
-
-    fn open_package(
-        &self,
-        recipient_key_id: &str,
-        epoch_secret: &Secret32,
-        ephemeral: &[u8],
-        context: &[u8],
-    ) -> Result<Box<dyn PayloadCipher>, CryptoError> {
-        let (_, secret, public) = self
-            .recipients
-            .iter()
-            .find(|(id, _, _)| id == recipient_key_id)
-            .ok_or_else(|| CryptoError::UnknownKey(recipient_key_id.to_owned()))?;
-        let ephemeral: [u8; X25519_PUBLIC_LEN] = ephemeral
-            .try_into()
-            .map_err(|_| CryptoError::BadEphemeral)?;
-        let shared = agree(secret, &ephemeral)?;
-        let cipher = package_cipher(epoch_secret, &shared, &ephemeral, public, context)?;
-        Ok(Box::new(cipher))
+        self.senders.push(key_id, public);
     }
 }
 
@@ -401,11 +347,11 @@ pub fn pair(
 ) -> Result<Secret32, CryptoError> {
     let own = StaticSecret::from(own_pairing_secret.0);
     let shared = agree(&own, peer_pairing_public)?;
-    Ok(hkdf_sha256_32(
-        PAIRING_SALT,
+    Ok(infallible(kdf::pairing::<HmacSha256>(
+        &LABELS,
         shared.as_bytes(),
-        &[PAIRING_INFO, link_name.as_bytes()],
-    ))
+        link_name,
+    )))
 }
 
 /// Ed25519 signature of `msg` by `seed` (for key bundles and other crates).
@@ -478,26 +424,17 @@ fn random_x25519_secret() -> Result<StaticSecret, CryptoError> {
     Ok(StaticSecret::from(*bytes))
 }
 
-/// HKDF-SHA256 (RFC 5869) with an output length of exactly one hash block
-/// (L = 32), where expand is the single step T(1) = HMAC(PRK, info || 0x01).
-/// Written on ring's HMAC because ring's HKDF `expand` is fallible for
-/// lengths we never ask for, and the ratchet must not fail. `info` parts
-/// are concatenated.
+/// HKDF-SHA256 (RFC 5869) with an output of one hash block (L = 32); see
+/// `crate::kdf::hkdf_32`.
 fn hkdf_sha256_32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Secret32 {
-    let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, salt), ikm);
-    let mut expand = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()));
-    for part in info {
-        expand.update(part);
-    }
-    expand.update(&[1]);
-    let mut out = Secret32([0; 32]);
-    out.0.copy_from_slice(expand.sign().as_ref());
-    out
+    infallible(kdf::hkdf_32::<HmacSha256>(salt, ikm, info))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{self, Fixture};
+    use ferry_protocol::suite::{OpenKeys, SealKeys};
     use proptest::prelude::*;
 
     fn unhex<const N: usize>(s: &str) -> [u8; N] {
@@ -509,13 +446,7 @@ mod tests {
         out
     }
 
-    struct Fixture {
-        seal: IntlSealKeys,
-        open: IntlOpenKeys,
-        epoch: Secret32,
-    }
-
-    fn fixture() -> Fixture {
+    fn fixture() -> Fixture<IntlLink> {
         let (signing_seed, signing_pub) = generate_signing_key().expect("signing key");
         let (agreement_secret, agreement_pub) = generate_agreement_key().expect("agreement key");
         let seal = IntlSealKeys::new(
@@ -539,68 +470,22 @@ mod tests {
         }
     }
 
-    /// A sealed single-chunk package: (sealing cipher, opening cipher,
-    /// ciphertext of `plain` as chunk 3, not last).
-    fn sealed_chunk(
-        f: &Fixture,
-        plain: &[u8],
-    ) -> (Box<dyn PayloadCipher>, Box<dyn PayloadCipher>, Vec<u8>) {
-        let (sealer, eph) = f
-            .seal
-            .new_package(&f.epoch, b"pkg-ctx")
-            .expect("new package");
-        let opener = f
-            .open
-            .open_package("agr-1", &f.epoch, &eph, b"pkg-ctx")
-            .expect("open package");
-        let mut buf = plain.to_vec();
-        sealer.seal_chunk(3, false, &mut buf).expect("seal");
-        (sealer, opener, buf)
-    }
-
     #[test]
     fn seal_open_round_trip_over_chunk_sizes() {
-        let f = fixture();
-        for size in [0usize, 1, 15, 16, 17, 1000, 65536] {
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            assert_eq!(eph.len(), 32);
-            let opener = f
-                .open
-                .open_package("agr-1", &f.epoch, &eph, b"ctx")
-                .expect("open package");
-            assert_eq!(sealer.overhead(), 16);
-            let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            for (index, last) in [(0u64, false), (1, false), (2, true)] {
-                let mut buf = plain.clone();
-                sealer.seal_chunk(index, last, &mut buf).expect("seal");
-                assert_eq!(buf.len(), size + 16);
-                // A short ciphertext can equal its plaintext by chance
-                // (1 in 256 for one byte); from 16 bytes on it cannot.
-                if size >= 16 {
-                    assert_ne!(&buf[..size], &plain[..]);
-                }
-                opener.open_chunk(index, last, &mut buf).expect("open");
-                assert_eq!(buf, plain);
-            }
-        }
+        conformance::seal_open_round_trip_over_chunk_sizes(&fixture(), 16, |eph| {
+            assert_eq!(eph.len(), 32)
+        });
     }
 
     #[test]
     fn packages_get_fresh_keys() {
-        let f = fixture();
-        let (a, eph_a) = f.seal.new_package(&f.epoch, b"ctx").expect("package a");
-        let (b, eph_b) = f.seal.new_package(&f.epoch, b"ctx").expect("package b");
-        assert_ne!(eph_a, eph_b);
-        let (mut ca, mut cb) = (vec![0u8; 32], vec![0u8; 32]);
-        a.seal_chunk(0, true, &mut ca).expect("seal a");
-        b.seal_chunk(0, true, &mut cb).expect("seal b");
-        assert_ne!(ca, cb);
+        conformance::packages_get_fresh_keys(&fixture());
     }
 
     #[test]
     fn tampered_ciphertext_byte_is_bad_chunk() {
         let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"one-way payload");
+        let (_, opener, sealed) = f.sealed_chunk(b"one-way payload");
         for pos in [0, 5, sealed.len() - 1] {
             let mut buf = sealed.clone();
             buf[pos] ^= 0x01;
@@ -614,7 +499,7 @@ mod tests {
     #[test]
     fn wrong_last_flag_is_bad_chunk() {
         let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"not the last chunk");
+        let (_, opener, sealed) = f.sealed_chunk(b"not the last chunk");
         // A stream cut after this chunk would present it as last.
         let mut buf = sealed.clone();
         assert_eq!(
@@ -627,15 +512,7 @@ mod tests {
 
     #[test]
     fn wrong_chunk_index_is_bad_chunk() {
-        let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"chunk three");
-        for index in [0, 2, 4, u64::MAX] {
-            let mut buf = sealed.clone();
-            assert_eq!(
-                opener.open_chunk(index, false, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
-        }
+        conformance::wrong_last_flag_or_index_is_bad_chunk(&fixture());
     }
 
     #[test]
@@ -648,9 +525,15 @@ mod tests {
         // The receiver holds the new keys first and the old ones beside them.
         let mut open = IntlOpenKeys::new(&new_agr, "agr-2".into(), new_sig_pub, "sig-2".into())
             .expect("open keys");
-        let (old_agr, _) = (f.open.recipients[0].1.to_bytes(), ());
+        let old_agr = f
+            .open
+            .recipients
+            .get("agr-1")
+            .expect("held")
+            .secret
+            .to_bytes();
         open.add_recipient("agr-1".into(), &Secret32(old_agr));
-        open.add_sender("sig-1".into(), f.open.senders[0].1);
+        open.add_sender("sig-1".into(), *f.open.senders.get("sig-1").expect("held"));
         assert_eq!(open.recipient_key_id(), "agr-2");
         for (seal, rid) in [(&f.seal, "agr-1"), (&new_seal, "agr-2")] {
             let sig = seal.sign(b"manifest").expect("sign");
@@ -683,7 +566,7 @@ mod tests {
     #[test]
     fn short_chunk_is_rejected() {
         let f = fixture();
-        let (_, opener, _) = sealed_chunk(&f, b"");
+        let (_, opener, _) = f.sealed_chunk(b"");
         let mut buf = vec![0u8; 15];
         assert_eq!(
             opener.open_chunk(0, true, &mut buf),
@@ -717,14 +600,7 @@ mod tests {
         );
 
         // The right key with the wrong epoch secret or context fails too.
-        for (epoch, ctx) in [(Secret32([8; 32]), &b"ctx"[..]), (f.epoch.clone(), b"ctx2")] {
-            let opener = f
-                .open
-                .open_package("agr-1", &epoch, &eph, ctx)
-                .expect("derives some key");
-            let mut buf = sealed.clone();
-            assert!(opener.open_chunk(0, true, &mut buf).is_err());
-        }
+        conformance::wrong_epoch_or_context_cannot_open(&f);
     }
 
     #[test]
@@ -766,58 +642,19 @@ mod tests {
     #[test]
     fn signature_round_trip_and_failures() {
         let f = fixture();
-        let msg = b"canonical manifest bytes";
-        let sig = f.seal.sign(msg).expect("sign");
+        let sig = conformance::signature_round_trip_and_failures(&f);
         assert_eq!(sig.len(), 64);
         assert_eq!(f.seal.signing_key_id(), "sig-1");
-        f.open.verify("sig-1", msg, &sig).expect("verifies");
-        assert_eq!(
-            f.open.verify("sig-1", b"canonical manifest byteZ", &sig),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-1", msg, &sig[..63]),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-2", msg, &sig),
-            Err(CryptoError::UnknownKey("sig-2".to_owned()))
-        );
     }
 
     #[test]
     fn ratchet_is_one_way_and_deterministic() {
-        let link = IntlLink;
-        let e0 = Secret32([1; 32]);
-        let e1 = link.ratchet(&e0);
-        assert_eq!(e1, link.ratchet(&e0));
-        assert_ne!(e1, e0);
-        let e2 = link.ratchet(&e1);
-        assert_ne!(e2, e1);
-        assert_ne!(e2, e0);
-        assert_eq!(link.suite(), SuiteId::Intl);
+        conformance::ratchet_is_one_way_and_deterministic(IntlLink, SuiteId::Intl);
     }
 
     #[test]
     fn datagram_mac_verifies_and_rejects() {
-        let link = IntlLink;
-        let mac = link.datagram_mac(&Secret32([3; 32]));
-        let msg = vec![0xabu8; 1424];
-        let tag = mac.tag(&msg);
-        assert!(mac.verify(&msg, &tag));
-        let mut flipped = msg.clone();
-        flipped[700] ^= 0x80;
-        assert!(!mac.verify(&flipped, &tag));
-        let mut bad_tag = tag;
-        bad_tag[15] ^= 0x01;
-        assert!(!mac.verify(&msg, &bad_tag));
-        assert!(!mac.verify(&msg, &tag[..15]));
-        assert!(!mac.verify(&msg, &[]));
-        let mut long = tag.to_vec();
-        long.push(0);
-        assert!(!mac.verify(&msg, &long));
-        let other_epoch = link.datagram_mac(&Secret32([4; 32]));
-        assert!(!other_epoch.verify(&msg, &tag));
+        conformance::datagram_mac_verifies_and_rejects(IntlLink);
     }
 
     #[test]
@@ -868,10 +705,10 @@ mod tests {
 
         // pair() is HKDF over exactly that shared secret (checked with ring's
         // own HKDF).
-        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, PAIRING_SALT);
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, LABELS.pairing_salt);
         let mut expected = [0u8; 32];
         salt.extract(&k)
-            .expand(&[PAIRING_INFO, b"lnk"], ring::hkdf::HKDF_SHA256)
+            .expand(&[LABELS.pairing_info, b"lnk"], ring::hkdf::HKDF_SHA256)
             .expect("expand")
             .fill(&mut expected)
             .expect("fill");
@@ -923,11 +760,7 @@ mod tests {
 
     #[test]
     fn debug_shows_ids_not_secrets() {
-        let f = fixture();
-        let seal = format!("{:?}", f.seal);
-        let open = format!("{:?}", f.open);
-        assert!(seal.contains("sig-1") && seal.contains("agr-1"));
-        assert!(open.contains("sig-1") && open.contains("agr-1"));
+        let (seal, open) = conformance::debug_shows_ids(&fixture());
         for s in [&seal, &open] {
             assert!(!s.contains("signing_seed") && !s.contains("agreement_secret"));
             assert!(!s.contains('[') && !s.contains("0x"));
@@ -943,21 +776,9 @@ mod tests {
             flip in any::<proptest::sample::Index>(),
             bit in 0u8..8,
         ) {
-            let f = fixture();
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            let opener = f.open.open_package("agr-1", &f.epoch, &eph, b"ctx").expect("open");
-            let mut sealed = plain.clone();
-            sealer.seal_chunk(index, last, &mut sealed).expect("seal");
-            let mut buf = sealed.clone();
-            opener.open_chunk(index, last, &mut buf).expect("open");
-            prop_assert_eq!(&buf, &plain);
-            let mut buf = sealed;
-            let pos = flip.index(buf.len());
-            buf[pos] ^= 1 << bit;
-            prop_assert_eq!(
-                opener.open_chunk(index, last, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
+            conformance::any_chunk_round_trips_and_any_bit_flip_fails(
+                &fixture(), &plain, index, last, flip, bit,
+            )?;
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The GM crypto suite (SM2, SM3, SM4) through the system OpenSSL 3.
 //!
 //! It exists so a link can run on the Chinese national algorithms behind
-//! the same traits as the `intl` suite ([`ferry_protocol::suite`]):
+//! the same traits as the `intl` suite next to it ([`ferry_protocol::suite`];
+//! the key sets and the key schedule both share are in [`crate::keyring`]
+//! and `crate::kdf`):
 //! SM2 manifest signatures (GB/T 32918.2, with the signer's distinguishing
 //! ID hashed into `Z_A`), SM2 public-key encryption of a fresh package key
 //! (GB/T 32918.4), SM4-CTR + HMAC-SM3 encrypt-then-MAC payload chunks
@@ -24,8 +26,7 @@ use std::sync::Arc;
 
 use ferry_protocol::manifest::MAX_EPHEMERAL_LEN;
 use ferry_protocol::suite::{
-    CryptoError, DatagramMac, LinkCrypto, OpenKeys, PayloadCipher, PayloadDigest, SealKeys,
-    Secret32, SuiteId, DATAGRAM_TAG_LEN,
+    CryptoError, DatagramMac, LinkCrypto, PayloadCipher, PayloadDigest, Secret32, SuiteId,
 };
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::cipher::Cipher;
@@ -37,6 +38,9 @@ use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, KeyType, PKey, PKeyRef, Private, Public};
 use openssl::pkey_ctx::PkeyCtx;
 use zeroize::Zeroizing;
+
+use crate::kdf::{self, constant_time_eq, Hmac32, Labels, HASH_LEN};
+use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
 
 /// The default SM2 distinguishing ID of GB/T 32918 / GM/T 0009, used
 /// unless a deployment configures another one on both sides.
@@ -51,20 +55,18 @@ pub const PACKAGE_KEY_LEN: usize = 32;
 /// save 16 bytes per 64 KiB chunk (0.02 %), not worth giving up margin.
 pub const CHUNK_TAG_LEN: usize = 32;
 
-/// HKDF salt of the epoch ratchet.
-const RATCHET_SALT: &[u8] = b"ferry/v1/gm/epoch-ratchet";
-/// HKDF info of the epoch ratchet.
-const RATCHET_INFO: &[u8] = b"next";
-/// HKDF info deriving the datagram MAC key from an epoch secret.
-const DATAGRAM_MAC_INFO: &[u8] = b"ferry/v1/gm/datagram-mac";
+/// The labels of the GM key schedule (see `crate::kdf`).
+const LABELS: Labels = Labels {
+    ratchet_salt: b"ferry/v1/gm/epoch-ratchet",
+    ratchet_info: b"next",
+    datagram_mac_info: b"ferry/v1/gm/datagram-mac",
+    pairing_salt: b"ferry/v1/gm/pairing",
+    pairing_info: b"ferry/v1/gm/epoch0",
+};
 /// HKDF info prefix (followed by the package context) of the SM4 key.
 const PAYLOAD_ENC_INFO: &[u8] = b"ferry/v1/gm/payload-enc";
 /// HKDF info prefix (followed by the package context) of the chunk MAC key.
 const PAYLOAD_MAC_INFO: &[u8] = b"ferry/v1/gm/payload-mac";
-/// HKDF salt of link pairing.
-const PAIRING_SALT: &[u8] = b"ferry/v1/gm/pairing";
-/// HKDF info prefix (followed by the link name) of the initial epoch secret.
-const PAIRING_INFO: &[u8] = b"ferry/v1/gm/epoch0";
 
 /// SM3 digest length.
 const SM3_LEN: usize = 32;
@@ -411,18 +413,24 @@ impl HmacSm3 {
     }
 }
 
-/// HKDF-SM3 (RFC 5869 with SM3) with an output of exactly one hash block
-/// (L = 32), where expand is the single step T(1) = HMAC(PRK, info || 0x01).
-/// `info` parts are concatenated; an empty salt equals a zero salt.
+impl Hmac32 for HmacSm3 {
+    type Error = ErrorStack;
+
+    fn new(key: &[u8]) -> Result<Self, ErrorStack> {
+        HmacSm3::new(key)
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> Result<[u8; HASH_LEN], ErrorStack> {
+        let mut out = [0u8; HASH_LEN];
+        self.mac_into(parts, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// HKDF-SM3 (RFC 5869 with SM3) with an output of one hash block (L = 32);
+/// see `crate::kdf::hkdf_32`.
 fn hkdf_sm3_32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Result<Secret32, ErrorStack> {
-    let mut prk = Zeroizing::new([0u8; SM3_LEN]);
-    HmacSm3::new(salt)?.mac_into(&[ikm], &mut prk)?;
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(info.len() + 1);
-    parts.extend_from_slice(info);
-    parts.push(&[1]);
-    let mut out = Secret32([0; 32]);
-    HmacSm3::new(&prk[..])?.mac_into(&parts, &mut out.0)?;
-    Ok(out)
+    kdf::hkdf_32::<HmacSm3>(salt, ikm, info)
 }
 
 /// Link primitives of the GM suite: HKDF-SM3 ratchet, truncated HMAC-SM3
@@ -440,7 +448,7 @@ impl LinkCrypto for GmLink {
     /// startup: returning any fixed value instead would make every later
     /// key predictable.
     fn ratchet(&self, epoch_secret: &Secret32) -> Secret32 {
-        match hkdf_sm3_32(RATCHET_SALT, &epoch_secret.0, &[RATCHET_INFO]) {
+        match kdf::ratchet::<HmacSm3>(&LABELS, epoch_secret) {
             Ok(next) => next,
             Err(e) => panic!("OpenSSL HMAC-SM3 failed after the startup self-test passed: {e}"),
         }
@@ -449,11 +457,8 @@ impl LinkCrypto for GmLink {
     /// # Panics
     /// Like [`GmLink::ratchet`], if OpenSSL's SM3 fails.
     fn datagram_mac(&self, epoch_secret: &Secret32) -> Box<dyn DatagramMac> {
-        // No salt: the epoch secret is already uniformly random.
-        let mac = hkdf_sm3_32(&[], &epoch_secret.0, &[DATAGRAM_MAC_INFO])
-            .and_then(|key| HmacSm3::new(&key.0));
-        match mac {
-            Ok(mac) => Box::new(GmDatagramMac { mac }),
+        match kdf::datagram_mac::<HmacSm3>(&LABELS, epoch_secret) {
+            Ok(mac) => Box::new(mac),
             Err(e) => panic!("OpenSSL HMAC-SM3 failed after the startup self-test passed: {e}"),
         }
     }
@@ -465,36 +470,6 @@ impl LinkCrypto for GmLink {
 
     fn digest_len(&self) -> usize {
         SM3_LEN
-    }
-}
-
-/// HMAC-SM3 truncated to [`DATAGRAM_TAG_LEN`]; the key's pad states are
-/// computed once per epoch because this runs for every datagram.
-struct GmDatagramMac {
-    mac: HmacSm3,
-}
-
-impl DatagramMac for GmDatagramMac {
-    /// On an OpenSSL failure the tag is all zeros, which no receiver
-    /// accepts: the datagram is dropped as forged (fail closed).
-    fn tag(&self, msg: &[u8]) -> [u8; DATAGRAM_TAG_LEN] {
-        let mut full = [0u8; SM3_LEN];
-        let mut tag = [0u8; DATAGRAM_TAG_LEN];
-        if self.mac.mac_into(&[msg], &mut full).is_ok() {
-            tag.copy_from_slice(&full[..DATAGRAM_TAG_LEN]);
-        }
-        tag
-    }
-
-    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
-        if tag.len() != DATAGRAM_TAG_LEN {
-            return false;
-        }
-        let mut full = [0u8; SM3_LEN];
-        if self.mac.mac_into(&[msg], &mut full).is_err() {
-            return false;
-        }
-        openssl::memcmp::eq(&full[..DATAGRAM_TAG_LEN], tag)
     }
 }
 
@@ -575,7 +550,7 @@ impl PayloadCipher for GmPayloadCipher {
         let (ciphertext, tag) = buf.split_at(ciphertext_len);
         let expected = self.tag(index, last, ciphertext).map_err(|_| bad.clone())?;
         // Verify before decrypting: unauthenticated plaintext never exists.
-        if !openssl::memcmp::eq(&expected, tag) {
+        if !constant_time_eq(&expected, tag) {
             return Err(bad);
         }
         buf.truncate(ciphertext_len);
@@ -870,8 +845,7 @@ pub fn pairing_secret(
             detail: "all-zero shared secret".to_owned(),
         });
     }
-    hkdf_sm3_32(PAIRING_SALT, &shared, &[PAIRING_INFO, link.as_bytes()])
-        .map_err(GmError::crypto("HKDF-SM3"))
+    kdf::pairing::<HmacSm3>(&LABELS, &shared, link).map_err(GmError::crypto("HKDF-SM3"))
 }
 
 /// Converts an SM2 private key from PEM (`BEGIN PRIVATE KEY`, as written by
@@ -940,36 +914,110 @@ pub fn sm2_public_from_coordinates(x: &[u8; 32], y: &[u8; 32]) -> Result<Vec<u8>
     Ok(spki)
 }
 
-/// A sender's SM2 verifying key with its precomputed `Z_A`.
-struct SenderKey {
-    id: String,
-    key: PKey<Public>,
+/// An SM2 key with the `Z_A` of its public half and the distinguishing ID,
+/// computed once: the ingress side's signing key or a sender's verifying
+/// key. Held inside OpenSSL, which cleanses a private key when it frees it.
+pub struct Sm2SignatureKey<T> {
+    key: PKey<T>,
     z: [u8; 32],
 }
 
-/// A recipient's SM2 decryption key with its SPKI (bound into the package
-/// key derivation).
-struct RecipientKey {
-    id: String,
-    key: PKey<Private>,
+/// An SM2 encryption key of the egress side, public (what the ingress side
+/// seals to) or private (what opens), with its SPKI (bound into the package
+/// key derivation) and the SM4-CTR cipher fetched once.
+pub struct Sm2RecipientKey<T> {
+    key: PKey<T>,
     spki: Vec<u8>,
+    cipher: Arc<Cipher>,
+}
+
+impl SuiteAlgorithms for GmLink {
+    const SEAL_KEYS_NAME: &'static str = "GmSealKeys";
+    const OPEN_KEYS_NAME: &'static str = "GmOpenKeys";
+    type SigningKey = Sm2SignatureKey<Private>;
+    type VerifyingKey = Sm2SignatureKey<Public>;
+    type RecipientPublic = Sm2RecipientKey<Public>;
+    type RecipientSecret = Sm2RecipientKey<Private>;
+
+    fn sign(key: &Sm2SignatureKey<Private>, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(sign_with(&key.key, &key.z, msg)?)
+    }
+
+    fn verify(
+        key: &Sm2SignatureKey<Public>,
+        msg: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError> {
+        verify_with(&key.key, &key.z, msg, signature).map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn seal_package(
+        recipient: &Sm2RecipientKey<Public>,
+        epoch_secret: &Secret32,
+        context: &[u8],
+    ) -> Result<(Box<dyn PayloadCipher>, Vec<u8>), CryptoError> {
+        let mut package_key = Zeroizing::new([0u8; PACKAGE_KEY_LEN]);
+        openssl::rand::rand_priv_bytes(&mut package_key[..])
+            .map_err(|_| CryptoError::Signing("OpenSSL random generator failed".to_owned()))?;
+        let ephemeral =
+            sm2_encrypt(&recipient.key, &package_key[..]).map_err(|_| CryptoError::Agreement)?;
+        if ephemeral.len() > MAX_EPHEMERAL_LEN {
+            // Cannot happen for a 32-byte key (about 140 bytes of DER), but
+            // the manifest would refuse it later with a vaguer error.
+            return Err(CryptoError::BadEphemeral);
+        }
+        let cipher = package_cipher(
+            &recipient.cipher,
+            epoch_secret,
+            &package_key[..],
+            &ephemeral,
+            &recipient.spki,
+            context,
+        )
+        .map_err(|_| CryptoError::Agreement)?;
+        Ok((Box::new(cipher), ephemeral))
+    }
+
+    fn open_package(
+        recipient: &Sm2RecipientKey<Private>,
+        epoch_secret: &Secret32,
+        ephemeral: &[u8],
+        context: &[u8],
+    ) -> Result<Box<dyn PayloadCipher>, CryptoError> {
+        if ephemeral.is_empty() || ephemeral.len() > MAX_EPHEMERAL_LEN {
+            return Err(CryptoError::BadEphemeral);
+        }
+        // The manifest's signature was checked before this call, so a
+        // failing SM2 decryption (C3 check) means the package was sealed
+        // to another key under this id: a key agreement failure.
+        let package_key =
+            sm2_decrypt(&recipient.key, ephemeral).map_err(|_| CryptoError::Agreement)?;
+        if package_key.len() != PACKAGE_KEY_LEN {
+            return Err(CryptoError::BadEphemeral);
+        }
+        let cipher = package_cipher(
+            &recipient.cipher,
+            epoch_secret,
+            &package_key,
+            ephemeral,
+            &recipient.spki,
+            context,
+        )
+        .map_err(|_| CryptoError::Agreement)?;
+        Ok(Box::new(cipher))
+    }
+}
+
+/// SM4-CTR fetched once per key set and shared by its package ciphers.
+fn shared_sm4_ctr() -> Result<Arc<Cipher>, GmError> {
+    Ok(Arc::new(sm4_ctr().map_err(unavailable("SM4-CTR"))?))
 }
 
 /// The ingress side's GM keys: its SM2 signing key and the egress side's
 /// SM2 encryption public key.
-pub struct GmSealKeys {
-    link: GmLink,
-    signing_key_id: String,
-    /// Held inside OpenSSL, which cleanses it when the key is freed.
-    signing_key: PKey<Private>,
-    signing_z: [u8; 32],
-    recipient_key_id: String,
-    recipient_key: PKey<Public>,
-    recipient_spki: Vec<u8>,
-    cipher: Arc<Cipher>,
-}
+pub type GmSealKeys = SealingKeys<GmLink>;
 
-impl GmSealKeys {
+impl SealingKeys<GmLink> {
     /// Keys for signing with `signing_private_pkcs8_der` under
     /// `distinguishing_id` and sealing to `recipient_public_spki_der`.
     pub fn new(
@@ -991,90 +1039,34 @@ impl GmSealKeys {
         let recipient_spki = recipient_key
             .public_key_to_der()
             .map_err(GmError::crypto("encoding an SM2 public key"))?;
-        let cipher = Arc::new(sm4_ctr().map_err(unavailable("SM4-CTR"))?);
         Ok(Self {
             link: GmLink,
             signing_key_id,
-            signing_key,
-            signing_z,
+            signing_key: Sm2SignatureKey {
+                key: signing_key,
+                z: signing_z,
+            },
             recipient_key_id,
-            recipient_key,
-            recipient_spki,
-            cipher,
+            recipient_key: Sm2RecipientKey {
+                key: recipient_key,
+                spki: recipient_spki,
+                cipher: shared_sm4_ctr()?,
+            },
         })
-    }
-}
-
-impl std::fmt::Debug for GmSealKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GmSealKeys")
-            .field("signing_key_id", &self.signing_key_id)
-            .field("recipient_key_id", &self.recipient_key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SealKeys for GmSealKeys {
-    fn link(&self) -> &dyn LinkCrypto {
-        &self.link
-    }
-
-    fn signing_key_id(&self) -> &str {
-        &self.signing_key_id
-    }
-
-    fn recipient_key_id(&self) -> &str {
-        &self.recipient_key_id
-    }
-
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        Ok(sign_with(&self.signing_key, &self.signing_z, msg)?)
-    }
-
-    fn new_package(
-        &self,
-        epoch_secret: &Secret32,
-        context: &[u8],
-    ) -> Result<(Box<dyn PayloadCipher>, Vec<u8>), CryptoError> {
-        let mut package_key = Zeroizing::new([0u8; PACKAGE_KEY_LEN]);
-        openssl::rand::rand_priv_bytes(&mut package_key[..])
-            .map_err(|_| CryptoError::Signing("OpenSSL random generator failed".to_owned()))?;
-        let ephemeral = sm2_encrypt(&self.recipient_key, &package_key[..])
-            .map_err(|_| CryptoError::Agreement)?;
-        if ephemeral.len() > MAX_EPHEMERAL_LEN {
-            // Cannot happen for a 32-byte key (about 140 bytes of DER), but
-            // the manifest would refuse it later with a vaguer error.
-            return Err(CryptoError::BadEphemeral);
-        }
-        let cipher = package_cipher(
-            &self.cipher,
-            epoch_secret,
-            &package_key[..],
-            &ephemeral,
-            &self.recipient_spki,
-            context,
-        )
-        .map_err(|_| CryptoError::Agreement)?;
-        Ok((Box::new(cipher), ephemeral))
     }
 }
 
 /// The egress side's GM keys: its SM2 decryption keys and the ingress
 /// side's SM2 verifying keys, several of each so that packages sealed
 /// before and after a rotation both open. A manifest picks keys by id.
-pub struct GmOpenKeys {
-    link: GmLink,
-    senders: Vec<SenderKey>,
-    recipients: Vec<RecipientKey>,
-    cipher: Arc<Cipher>,
-}
+pub type GmOpenKeys = OpeningKeys<GmLink>;
 
-impl GmOpenKeys {
+impl OpeningKeys<GmLink> {
     /// Keys for verifying manifests signed by any of `senders` (id, SPKI
     /// DER) under `distinguishing_id` and opening packages sealed to any of
     /// `recipients` (id, PKCS#8 DER). The first entry of each list is the
-    /// current key (what [`OpenKeys::sender_key_id`] and
-    /// [`OpenKeys::recipient_key_id`] report).
+    /// current key (what [`ferry_protocol::OpenKeys::sender_key_id`] and
+    /// [`ferry_protocol::OpenKeys::recipient_key_id`] report).
     pub fn new(
         senders: Vec<(String, Vec<u8>)>,
         recipients: Vec<(String, Zeroizing<Vec<u8>>)>,
@@ -1091,9 +1083,9 @@ impl GmOpenKeys {
                 what: "recipient decryption keys",
             });
         }
-        let mut sender_keys: Vec<SenderKey> = Vec::with_capacity(senders.len());
+        let mut sender_keys = KeyRing::new();
         for (id, spki) in senders {
-            if sender_keys.iter().any(|k| k.id == id) {
+            if sender_keys.contains(&id) {
                 return Err(GmError::DuplicateKeyId {
                     id,
                     what: "sender verifying keys",
@@ -1101,11 +1093,12 @@ impl GmOpenKeys {
             }
             let key = load_public(&spki, &format!("sender key `{id}`"))?;
             let z = z_a(&key, distinguishing_id)?;
-            sender_keys.push(SenderKey { id, key, z });
+            sender_keys.push(id, Sm2SignatureKey { key, z });
         }
-        let mut recipient_keys: Vec<RecipientKey> = Vec::with_capacity(recipients.len());
+        let cipher = shared_sm4_ctr()?;
+        let mut recipient_keys = KeyRing::new();
         for (id, pkcs8) in recipients {
-            if recipient_keys.iter().any(|k| k.id == id) {
+            if recipient_keys.contains(&id) {
                 return Err(GmError::DuplicateKeyId {
                     id,
                     what: "recipient decryption keys",
@@ -1115,113 +1108,27 @@ impl GmOpenKeys {
             let spki = key
                 .public_key_to_der()
                 .map_err(GmError::crypto("encoding an SM2 public key"))?;
-            recipient_keys.push(RecipientKey { id, key, spki });
+            let cipher = Arc::clone(&cipher);
+            recipient_keys.push(id, Sm2RecipientKey { key, spki, cipher });
         }
-        let cipher = Arc::new(sm4_ctr().map_err(unavailable("SM4-CTR"))?);
         Ok(Self {
             link: GmLink,
             senders: sender_keys,
             recipients: recipient_keys,
-            cipher,
         })
-    }
-
-    /// Ids of the sender keys held, current first.
-    pub fn sender_key_ids(&self) -> impl Iterator<Item = &str> {
-        self.senders.iter().map(|k| k.id.as_str())
-    }
-
-    /// Ids of the recipient keys held, current first.
-    pub fn recipient_key_ids(&self) -> impl Iterator<Item = &str> {
-        self.recipients.iter().map(|k| k.id.as_str())
-    }
-}
-
-impl std::fmt::Debug for GmOpenKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GmOpenKeys")
-            .field("sender_key_ids", &self.sender_key_ids().collect::<Vec<_>>())
-            .field(
-                "recipient_key_ids",
-                &self.recipient_key_ids().collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-impl OpenKeys for GmOpenKeys {
-    fn link(&self) -> &dyn LinkCrypto {
-        &self.link
-    }
-
-    fn sender_key_id(&self) -> &str {
-        // The constructor refuses an empty list.
-        self.senders.first().map_or("", |k| k.id.as_str())
-    }
-
-    fn recipient_key_id(&self) -> &str {
-        self.recipients.first().map_or("", |k| k.id.as_str())
-    }
-
-    fn verify(&self, key_id: &str, msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
-        let sender = self
-            .senders
-            .iter()
-            .find(|k| k.id == key_id)
-            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
-        verify_with(&sender.key, &sender.z, msg, signature).map_err(|_| CryptoError::BadSignature)
-    }
-
-    fn open_package(
-        &self,
-        recipient_key_id: &str,
-        epoch_secret: &Secret32,
-        ephemeral: &[u8],
-        context: &[u8],
-    ) -> Result<Box<dyn PayloadCipher>, CryptoError> {
-        let recipient = self
-            .recipients
-            .iter()
-            .find(|k| k.id == recipient_key_id)
-            .ok_or_else(|| CryptoError::UnknownKey(recipient_key_id.to_owned()))?;
-        if ephemeral.is_empty() || ephemeral.len() > MAX_EPHEMERAL_LEN {
-            return Err(CryptoError::BadEphemeral);
-        }
-        // The manifest's signature was checked before this call, so a
-        // failing SM2 decryption (C3 check) means the package was sealed
-        // to another key under this id: a key agreement failure.
-        let package_key =
-            sm2_decrypt(&recipient.key, ephemeral).map_err(|_| CryptoError::Agreement)?;
-        if package_key.len() != PACKAGE_KEY_LEN {
-            return Err(CryptoError::BadEphemeral);
-        }
-        let cipher = package_cipher(
-            &self.cipher,
-            epoch_secret,
-            &package_key,
-            ephemeral,
-            &recipient.spki,
-            context,
-        )
-        .map_err(|_| CryptoError::Agreement)?;
-        Ok(Box::new(cipher))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{self, Fixture};
+    use ferry_protocol::suite::{OpenKeys, SealKeys};
     use openssl::md::Md;
     use openssl::sign::Signer;
     use proptest::prelude::*;
 
-    struct Fixture {
-        seal: GmSealKeys,
-        open: GmOpenKeys,
-        epoch: Secret32,
-    }
-
-    fn fixture() -> Fixture {
+    fn fixture() -> Fixture<GmLink> {
         let (sig_priv, sig_pub) = generate_sm2().expect("signing key");
         let (enc_priv, enc_pub) = generate_sm2().expect("encryption key");
         let seal = GmSealKeys::new(
@@ -1243,21 +1150,6 @@ mod tests {
             open,
             epoch: Secret32([7; 32]),
         }
-    }
-
-    /// (sealing cipher, opening cipher, `plain` sealed as chunk 3, not last).
-    fn sealed_chunk(
-        f: &Fixture,
-        plain: &[u8],
-    ) -> (Box<dyn PayloadCipher>, Box<dyn PayloadCipher>, Vec<u8>) {
-        let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-        let opener = f
-            .open
-            .open_package("enc-1", &f.epoch, &eph, b"ctx")
-            .expect("open package");
-        let mut buf = plain.to_vec();
-        sealer.seal_chunk(3, false, &mut buf).expect("seal");
-        (sealer, opener, buf)
     }
 
     #[test]
@@ -1299,7 +1191,7 @@ mod tests {
         for (salt, ikm, info) in [
             (&b""[..], &[9u8; 32][..], &b"ferry/v1/gm/datagram-mac"[..]),
             (&[1u8; 32][..], &[2u8; 200][..], &b""[..]),
-            (RATCHET_SALT, &[3u8; 32][..], RATCHET_INFO),
+            (LABELS.ratchet_salt, &[3u8; 32][..], LABELS.ratchet_info),
         ] {
             let mut ctx = PkeyCtx::new_id(Id::HKDF).expect("hkdf");
             ctx.derive_init().expect("init");
@@ -1390,27 +1282,9 @@ mod tests {
 
     #[test]
     fn seal_open_round_trip_over_chunk_sizes() {
-        let f = fixture();
-        for size in [0usize, 1, 15, 16, 17, 1000, 65536] {
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            assert!(eph.len() <= MAX_EPHEMERAL_LEN, "{}", eph.len());
-            let opener = f
-                .open
-                .open_package("enc-1", &f.epoch, &eph, b"ctx")
-                .expect("open package");
-            assert_eq!(sealer.overhead(), CHUNK_TAG_LEN);
-            let plain: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            for (index, last) in [(0u64, false), (1, false), (2, true)] {
-                let mut buf = plain.clone();
-                sealer.seal_chunk(index, last, &mut buf).expect("seal");
-                assert_eq!(buf.len(), size + CHUNK_TAG_LEN);
-                if size >= 16 {
-                    assert_ne!(&buf[..size], &plain[..]);
-                }
-                opener.open_chunk(index, last, &mut buf).expect("open");
-                assert_eq!(buf, plain);
-            }
-        }
+        conformance::seal_open_round_trip_over_chunk_sizes(&fixture(), CHUNK_TAG_LEN, |eph| {
+            assert!(eph.len() <= MAX_EPHEMERAL_LEN, "{}", eph.len())
+        });
     }
 
     #[test]
@@ -1428,20 +1302,13 @@ mod tests {
 
     #[test]
     fn packages_get_fresh_keys() {
-        let f = fixture();
-        let (a, eph_a) = f.seal.new_package(&f.epoch, b"ctx").expect("a");
-        let (b, eph_b) = f.seal.new_package(&f.epoch, b"ctx").expect("b");
-        assert_ne!(eph_a, eph_b);
-        let (mut ca, mut cb) = (vec![0u8; 32], vec![0u8; 32]);
-        a.seal_chunk(0, true, &mut ca).expect("seal a");
-        b.seal_chunk(0, true, &mut cb).expect("seal b");
-        assert_ne!(ca, cb);
+        conformance::packages_get_fresh_keys(&fixture());
     }
 
     #[test]
     fn any_flipped_bit_is_bad_chunk_and_leaves_no_plaintext() {
         let f = fixture();
-        let (_, opener, sealed) = sealed_chunk(&f, b"one-way payload, forty bytes long.....");
+        let (_, opener, sealed) = f.sealed_chunk(b"one-way payload, forty bytes long.....");
         for pos in 0..sealed.len() {
             for bit in [0u8, 7] {
                 let mut buf = sealed.clone();
@@ -1458,20 +1325,8 @@ mod tests {
 
     #[test]
     fn wrong_last_flag_index_or_swap_is_bad_chunk() {
-        let f = fixture();
-        let (sealer, opener, sealed) = sealed_chunk(&f, b"not the last chunk");
-        let mut buf = sealed.clone();
-        assert_eq!(
-            opener.open_chunk(3, true, &mut buf),
-            Err(CryptoError::BadChunk { chunk: 3 })
-        );
-        for index in [0, 2, 4, u64::MAX] {
-            let mut buf = sealed.clone();
-            assert_eq!(
-                opener.open_chunk(index, false, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
-        }
+        let (sealer, opener, sealed) =
+            conformance::wrong_last_flag_or_index_is_bad_chunk(&fixture());
         // Two chunks presented in each other's place.
         let mut four = b"chunk four".to_vec();
         sealer.seal_chunk(4, false, &mut four).expect("seal");
@@ -1495,20 +1350,8 @@ mod tests {
     #[test]
     fn wrong_epoch_context_or_recipient_cannot_open() {
         let f = fixture();
-        let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-        let mut sealed = b"for enc-1 only".to_vec();
-        sealer.seal_chunk(0, true, &mut sealed).expect("seal");
-        for (epoch, ctx) in [(Secret32([8; 32]), &b"ctx"[..]), (f.epoch.clone(), b"ctx2")] {
-            let opener = f
-                .open
-                .open_package("enc-1", &epoch, &eph, ctx)
-                .expect("derives some key");
-            let mut buf = sealed.clone();
-            assert_eq!(
-                opener.open_chunk(0, true, &mut buf),
-                Err(CryptoError::BadChunk { chunk: 0 })
-            );
-        }
+        conformance::wrong_epoch_or_context_cannot_open(&f);
+        let (_, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
         // Another private key under the same id: SM2 decryption fails.
         let (sig_priv, sig_pub) = generate_sm2().expect("sig");
         let _ = sig_priv;
@@ -1559,7 +1402,7 @@ mod tests {
     #[test]
     fn a_package_key_of_another_length_is_bad_ephemeral() {
         let f = fixture();
-        let spki = &f.open.recipients[0].spki;
+        let spki = &f.open.recipients.get("enc-1").expect("held").spki;
         let recipient = load_public(spki, "r").expect("public");
         let eph = sm2_encrypt(&recipient, &[1u8; 16]).expect("encrypt");
         assert_eq!(
@@ -1571,29 +1414,15 @@ mod tests {
     #[test]
     fn signature_round_trip_and_failures() {
         let f = fixture();
-        let msg = b"canonical manifest bytes";
-        let sig = f.seal.sign(msg).expect("sign");
+        let sig = conformance::signature_round_trip_and_failures(&f);
         assert!(
             sig.len() <= MAX_SIGNATURE_DER_LEN && sig[0] == 0x30,
             "{}",
             sig.len()
         );
-        f.open.verify("sig-1", msg, &sig).expect("verifies");
         assert_eq!(
-            f.open.verify("sig-1", b"canonical manifest byteZ", &sig),
+            f.open.verify("sig-1", b"canonical manifest bytes", &[]),
             Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-1", msg, &sig[..sig.len() - 1]),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-1", msg, &[]),
-            Err(CryptoError::BadSignature)
-        );
-        assert_eq!(
-            f.open.verify("sig-2", msg, &sig),
-            Err(CryptoError::UnknownKey("sig-2".into()))
         );
     }
 
@@ -1646,43 +1475,19 @@ mod tests {
 
     #[test]
     fn ratchet_is_one_way_and_deterministic() {
-        let link = GmLink;
+        conformance::ratchet_is_one_way_and_deterministic(GmLink, SuiteId::Gm);
         let e0 = Secret32([1; 32]);
-        let e1 = link.ratchet(&e0);
-        assert_eq!(e1, link.ratchet(&e0));
-        assert_ne!(e1, e0);
-        let e2 = link.ratchet(&e1);
-        assert_ne!(e2, e1);
-        assert_ne!(e2, e0);
-        assert_eq!(link.suite(), SuiteId::Gm);
         assert_eq!(
-            e1,
-            hkdf_sm3_32(RATCHET_SALT, &e0.0, &[RATCHET_INFO]).expect("hkdf")
+            GmLink.ratchet(&e0),
+            hkdf_sm3_32(LABELS.ratchet_salt, &e0.0, &[LABELS.ratchet_info]).expect("hkdf")
         );
     }
 
     #[test]
     fn datagram_mac_verifies_and_rejects() {
-        let link = GmLink;
-        let mac = link.datagram_mac(&Secret32([3; 32]));
-        let msg = vec![0xabu8; 1424];
-        let tag = mac.tag(&msg);
-        assert!(mac.verify(&msg, &tag));
-        let mut flipped = msg.clone();
-        flipped[700] ^= 0x80;
-        assert!(!mac.verify(&flipped, &tag));
-        let mut bad_tag = tag;
-        bad_tag[15] ^= 0x01;
-        assert!(!mac.verify(&msg, &bad_tag));
-        assert!(!mac.verify(&msg, &tag[..15]));
-        assert!(!mac.verify(&msg, &[]));
-        let mut long = tag.to_vec();
-        long.push(0);
-        assert!(!mac.verify(&msg, &long));
-        let other_epoch = link.datagram_mac(&Secret32([4; 32]));
-        assert!(!other_epoch.verify(&msg, &tag));
+        let (msg, tag) = conformance::datagram_mac_verifies_and_rejects(GmLink);
         // The tag is HMAC-SM3 under the derived key, truncated.
-        let key = hkdf_sm3_32(&[], &[3; 32], &[DATAGRAM_MAC_INFO]).expect("hkdf");
+        let key = hkdf_sm3_32(&[], &[3; 32], &[LABELS.datagram_mac_info]).expect("hkdf");
         let pkey = PKey::hmac(&key.0).expect("hmac key");
         let mut signer =
             Signer::new(MessageDigest::from_nid(Nid::SM3).expect("sm3"), &pkey).expect("signer");
@@ -1734,11 +1539,7 @@ mod tests {
 
     #[test]
     fn debug_shows_ids_not_secrets() {
-        let f = fixture();
-        let seal = format!("{:?}", f.seal);
-        let open = format!("{:?}", f.open);
-        assert!(seal.contains("sig-1") && seal.contains("enc-1"), "{seal}");
-        assert!(open.contains("sig-1") && open.contains("enc-1"), "{open}");
+        let (seal, open) = conformance::debug_shows_ids(&fixture());
         for s in [&seal, &open] {
             assert!(!s.contains("signing_key:") && !s.contains("key:"), "{s}");
             assert!(!s.contains("0x") && !s.contains("PKey"), "{s}");
@@ -1776,21 +1577,9 @@ mod tests {
             flip in any::<proptest::sample::Index>(),
             bit in 0u8..8,
         ) {
-            let f = fixture();
-            let (sealer, eph) = f.seal.new_package(&f.epoch, b"ctx").expect("new package");
-            let opener = f.open.open_package("enc-1", &f.epoch, &eph, b"ctx").expect("open");
-            let mut sealed = plain.clone();
-            sealer.seal_chunk(index, last, &mut sealed).expect("seal");
-            let mut buf = sealed.clone();
-            opener.open_chunk(index, last, &mut buf).expect("open");
-            prop_assert_eq!(&buf, &plain);
-            let mut buf = sealed;
-            let pos = flip.index(buf.len());
-            buf[pos] ^= 1 << bit;
-            prop_assert_eq!(
-                opener.open_chunk(index, last, &mut buf),
-                Err(CryptoError::BadChunk { chunk: index })
-            );
+            conformance::any_chunk_round_trips_and_any_bit_flip_fails(
+                &fixture(), &plain, index, last, flip, bit,
+            )?;
         }
     }
 }
