@@ -61,11 +61,9 @@ impl FileSet {
         Source {
             text: &f.text,
             origin: &f.origin,
-            line_starts: f.line_starts.get_or_init(|| {
-                std::iter::once(0)
-                    .chain(f.text.match_indices('\n').map(|(i, _)| i + 1))
-                    .collect()
-            }),
+            line_starts: f
+                .line_starts
+                .get_or_init(|| ferry_common::located::line_starts(&f.text)),
         }
     }
 

@@ -266,10 +266,7 @@ impl fmt::Display for Reason {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
+use ferry_common::rfc3339::format as rfc3339;
 
 /// What one step of evaluation found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -461,7 +458,7 @@ impl Policy {
             let names: Vec<&str> = self.channels.iter().map(|c| c.name.as_str()).collect();
             return d.deny(Reason::UnknownChannel {
                 channel: req.channel.clone(),
-                suggestion: crate::diag::closest(&req.channel, &names).map(str::to_string),
+                suggestion: crate::diag::suggest(&req.channel, &names).map(str::to_string),
             });
         };
         let Some(ts) = to_timestamp(req.at) else {
