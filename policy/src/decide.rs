@@ -8,7 +8,7 @@
 
 use crate::model::*;
 use crate::when::Window;
-use jiff::Timestamp;
+use crate::when::Instant;
 use serde::Serialize;
 use std::fmt;
 use time::OffsetDateTime;
@@ -371,14 +371,14 @@ fn check_file_name(name: &str) -> Option<String> {
     None
 }
 
-use crate::when::{from_jiff as to_offset, to_jiff as to_timestamp};
+use crate::when::{instant as to_timestamp, offset_date_time as to_offset};
 
 /// Which windows of a list are open, and the earliest next opening.
-fn windows_state(windows: &[Window], ids: &[usize], ts: Timestamp) -> (bool, Option<Timestamp>) {
+fn windows_state(windows: &[Window], ids: &[usize], ts: Instant) -> (bool, Option<Instant>) {
     if ids.is_empty() {
         return (true, None);
     }
-    let mut next: Option<Timestamp> = None;
+    let mut next: Option<Instant> = None;
     for &i in ids {
         let w = &windows[i];
         if w.is_open(ts) {
@@ -503,7 +503,7 @@ impl Policy {
         } = *scope;
         let channel = &self.channels[ch];
         let mut allow: Option<usize> = None;
-        let mut hold: Option<(usize, Option<Timestamp>)> = None;
+        let mut hold: Option<(usize, Option<Instant>)> = None;
         let mut forbids: Vec<usize> = Vec::new();
         let mut misses: Vec<Reason> = Vec::new();
         for &ri in &self.rules_by_channel[ch] {
@@ -727,7 +727,7 @@ struct Scope<'a> {
     /// The channel's index.
     ch: usize,
     /// The request's time.
-    ts: Timestamp,
+    ts: Instant,
     /// Which identities match the sender.
     matched: &'a [bool],
     /// The request's media type, lowercase, without parameters.
