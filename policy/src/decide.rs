@@ -7,8 +7,8 @@
 //! whether to fix the request or the policy.
 
 use crate::model::*;
-use crate::when::Window;
 use crate::when::Instant;
+use crate::when::Window;
 use serde::Serialize;
 use std::fmt;
 use time::OffsetDateTime;
