@@ -119,6 +119,23 @@ pub enum AuditError {
 
 impl AuditError {
     /// Wraps an I/O error with the file it concerns.
+    /// A failed durable write ([`ferry_common::durable`]), with its step.
+    pub(crate) fn write(e: ferry_common::durable::WriteError) -> Self {
+        use ferry_common::durable::WriteError as W;
+        match e {
+            W::Io { step, path, source } => AuditError::Io {
+                what: step,
+                path,
+                source,
+            },
+            W::Exists { path } => AuditError::Io {
+                what: "creating",
+                path,
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            },
+        }
+    }
+
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         AuditError::Io {
             what,

@@ -63,6 +63,10 @@ pub struct Forwarder {
     hostname: String,
 }
 
+/// The forwarding cursor is no secret; like the log it may be read by the
+/// audit group.
+const CURSOR_MODE: u32 = 0o640;
+
 /// Records sent per cursor update.
 const BATCH_RECORDS: usize = 512;
 
@@ -93,22 +97,15 @@ impl Forwarder {
     }
 
     fn store_cursor(&self, seq: u64) -> Result<(), AuditError> {
-        let tmp = self.cursor.with_extension("tmp");
-        let r = std::fs::File::create(&tmp)
-            .and_then(|mut f| {
-                writeln!(f, "{seq}")?;
-                f.sync_all()
-            })
-            .and_then(|_| std::fs::rename(&tmp, &self.cursor));
-        r.map_err(|e| AuditError::io("writing cursor", &self.cursor, e))?;
-        if let Some(parent) = self.cursor.parent() {
-            crate::segment::sync_dir(if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            })?;
-        }
-        Ok(())
+        // Replaced whole or not at all: a torn cursor would re-send or
+        // skip records after a crash.
+        ferry_common::durable::write(
+            &self.cursor,
+            format!("{seq}\n").as_bytes(),
+            CURSOR_MODE,
+            ferry_common::durable::Replace::Atomically,
+        )
+        .map_err(AuditError::write)
     }
 
     fn connect(&self) -> Result<Conn, std::io::Error> {

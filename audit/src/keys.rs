@@ -233,7 +233,6 @@ fn encode_writer(writer: Option<&[u8; 32]>, log_id: &[u8; 16]) -> Zeroizing<[u8;
 
 /// Refuses a private key file that group or others may read or write.
 pub(crate) fn check_private_mode(path: &Path, file: &File) -> Result<(), AuditError> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = file
         .metadata()
         .map_err(|e| AuditError::io("reading the mode of", path, e))?;
@@ -245,14 +244,15 @@ pub(crate) fn check_private_mode(path: &Path, file: &File) -> Result<(), AuditEr
             reason: "not a regular file; put the key file itself at this path".into(),
         });
     }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(AuditError::KeyMode {
+    ferry_common::private_file::check_mode(path, &meta).map_err(|e| match e {
+        ferry_common::private_file::PrivateFileError::LoosePermissions { path, mode } => {
+            AuditError::KeyMode { path, mode }
+        }
+        other => AuditError::SealKey {
             path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
+            reason: other.to_string(),
+        },
+    })
 }
 
 /// What [`SealKeyFile::open`] found.
@@ -439,22 +439,13 @@ fn migrate_v1(path: &Path, raw: &[u8], log_id: &[u8; 16]) -> Result<(), AuditErr
             })
         }
     };
-    let tmp = path.with_extension("key.v2tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| AuditError::io("creating", &tmp, e))?;
-    f.write_all(&file_bytes(&key, log_id, None)[..])
-        .and_then(|_| f.sync_all())
-        .map_err(|e| AuditError::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| AuditError::io("renaming", &tmp, e))?;
-    if let Some(d) = path.parent() {
-        crate::segment::sync_dir(d)?;
-    }
-    Ok(())
+    ferry_common::durable::write(
+        path,
+        &file_bytes(&key, log_id, None)[..],
+        0o600,
+        ferry_common::durable::Replace::Atomically,
+    )
+    .map_err(AuditError::write)
 }
 
 // ---------------------------------------------------------------------------

@@ -448,9 +448,7 @@ pub fn read_compressed_range(
 
 /// fsyncs a directory so that creations, renames and removals in it last.
 pub fn sync_dir(dir: &Path) -> Result<(), AuditError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AuditError::io("syncing directory", dir, e))
+    ferry_common::durable::sync_dir(dir).map_err(|e| AuditError::io("syncing directory", dir, e))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! UTC time formatting and the time arguments the audit officer types
+//! UTC time formatting (the workspace's one formatter, `ferry_common::rfc3339`)
+//! and the time arguments the audit officer types
 //! (`2026-11-28`, `2026-11-28T10:00:00Z`, `2h`, `7d`).
 
 use crate::error::AuditError;
@@ -13,23 +14,9 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// `2026-11-28T10:00:00.123Z`.
-pub fn rfc3339(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => {
-            let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
-            format!(
-                "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.millisecond()
-            )
-        }
-        Err(_) => format!("@{ms}ms"),
-    }
-}
+/// `2026-11-28T10:00:00.123Z` (always three fraction digits, so record
+/// lines align), by the workspace's one formatter.
+pub use ferry_common::rfc3339::unix_ms_millis as rfc3339;
 
 /// Parses a time argument: RFC 3339, a date (UTC midnight), or an age such
 /// as `90s`, `15m`, `2h`, `7d` meaning that long before `now_ms`.

@@ -218,12 +218,13 @@ pub fn init(dir: &Path, verify_key_out: &Path) -> Result<VerifyKey, AuditError> 
     let meta_text =
         serde_json::to_string_pretty(&meta).map_err(|e| AuditError::Encode(e.to_string()))?;
     let meta_path = dir.join(files::META);
-    let tmp = dir.join("log.meta.tmp");
-    fs::write(&tmp, meta_text.as_bytes())
-        .and_then(|_| File::open(&tmp)?.sync_all())
-        .and_then(|_| fs::rename(&tmp, &meta_path))
-        .map_err(|e| AuditError::io("writing", &meta_path, e))?;
-    sync_dir(dir)?;
+    ferry_common::durable::write(
+        &meta_path,
+        meta_text.as_bytes(),
+        0o640,
+        ferry_common::durable::Replace::Atomically,
+    )
+    .map_err(AuditError::write)?;
     Ok(vk)
 }
 
@@ -892,22 +893,11 @@ fn spawn_archiver_inner(shared: &Shared, no: u64) {
 pub fn archive_segment(dir: &Path, no: u64) -> Result<(), AuditError> {
     let plain = dir.join(segment::segment_name(no));
     let gz = dir.join(format!("{}.gz", segment::segment_name(no)));
-    let tmp = dir.join(format!("{}.gz.tmp", segment::segment_name(no)));
     let data = fs::read(&plain).map_err(|e| AuditError::io("reading segment", &plain, e))?;
     let (out, _) =
         segment::compress_members(&data).map_err(|e| AuditError::io("compressing", &plain, e))?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&tmp)
-        .map_err(|e| AuditError::io("creating", &tmp, e))?;
-    f.write_all(&out)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| AuditError::io("writing", &tmp, e))?;
-    fs::rename(&tmp, &gz).map_err(|e| AuditError::io("renaming", &tmp, e))?;
-    sync_dir(dir)?;
+    ferry_common::durable::write(&gz, &out, 0o640, ferry_common::durable::Replace::Atomically)
+        .map_err(AuditError::write)?;
     fs::remove_file(&plain).map_err(|e| AuditError::io("removing", &plain, e))?;
     sync_dir(dir)
 }

@@ -119,10 +119,7 @@ fn check_days(days: u32) -> Result<(), CertError> {
     Ok(())
 }
 
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
+pub(crate) use ferry_common::rfc3339::format as rfc3339;
 
 /// The site CA, as `ferryctl certs init-ca` and `show` report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

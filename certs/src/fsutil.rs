@@ -8,10 +8,8 @@
 use crate::CertError;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
 /// Largest PEM file read (certificate chains and CRLs are a few KiB; a bigger
@@ -25,103 +23,34 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
     }
 }
 
-/// How `write_file` treats an existing target.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Replace {
-    /// Refuse if the target exists (keys and issued certificates).
-    Never,
-    /// Replace atomically (the CA index and the CRL).
-    Atomically,
-}
+pub(crate) use ferry_common::durable::Replace;
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `data` to `path` through a temp file in the same directory:
-/// create (mode `mode`), write, fsync, then rename (or hard-link, when the
-/// target must not exist, so that the no-overwrite check and the publication
-/// are one atomic step), then fsync the directory. A crash leaves either the
-/// old state or the complete new file, never a half-written key.
+/// Writes `data` to `path` with `mode`, durably (the workspace's one
+/// writer, [`ferry_common::durable`]): a crash leaves the old state or the
+/// complete new file, never a half-written key; with [`Replace::Never`] an
+/// existing file is refused and kept.
 pub(crate) fn write_file(
     path: &Path,
     data: &[u8],
     mode: u32,
     replace: Replace,
 ) -> Result<(), CertError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if replace == Replace::Never && fs::symlink_metadata(path).is_ok() {
-        return Err(CertError::Exists {
-            path: path.to_path_buf(),
-        });
-    }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        // The umask may have narrowed `mode`; it must never widen it, but a
-        // public certificate should still end up readable as asked.
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io(&tmp))?;
-        f.write_all(data).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        match replace {
-            Replace::Atomically => fs::rename(&tmp, path).map_err(io(path)),
-            Replace::Never => match fs::hard_link(&tmp, path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(CertError::Exists {
-                    path: path.to_path_buf(),
-                }),
-                Err(e) => Err(io(path)(e)),
-            },
-        }
-    })();
-    // After a rename the temp name is gone; after a hard link or a failure
-    // it must go (a leftover temp copy of a key is still a key).
-    let _ = fs::remove_file(&tmp);
-    result?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
-}
-
-/// The effective uid, which owns every file this process creates.
-pub(crate) fn euid() -> u32 {
-    nix::unistd::geteuid().as_raw()
+    use ferry_common::durable::WriteError;
+    ferry_common::durable::write(path, data, mode, replace).map_err(|e| match e {
+        WriteError::Exists { path } => CertError::Exists { path },
+        WriteError::Io { path, source, .. } => CertError::Io { path, source },
+    })
 }
 
 /// Refuses a private-key file that group or other users can access, or that
 /// belongs to another user (who could then swap it).
 pub(crate) fn check_private(path: &Path) -> Result<(), CertError> {
-    let meta = fs::metadata(path).map_err(io(path))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(CertError::LoosePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let me = euid();
-    if meta.uid() != me {
-        return Err(CertError::WrongOwner {
-            path: path.to_path_buf(),
-            owner: meta.uid(),
-            me,
-        });
-    }
-    Ok(())
+    use ferry_common::private_file::PrivateFileError as E;
+    ferry_common::private_file::check(path).map_err(|e| match e {
+        E::LoosePermissions { path, mode } => CertError::LoosePermissions { path, mode },
+        E::WrongOwner { path, owner, me } => CertError::WrongOwner { path, owner, me },
+        E::Io { path, source } => CertError::Io { path, source },
+    })
 }
 
 /// Reads a file of bounded size.

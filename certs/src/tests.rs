@@ -316,7 +316,7 @@ fn loose_key_permissions_are_refused_with_chmod_advice() {
 
 #[test]
 fn key_owned_by_another_user_is_refused() {
-    if crate::fsutil::euid() != 0 {
+    if ferry_common::private_file::effective_uid() != 0 {
         // chown to another uid needs root; the mode check above still runs.
         eprintln!("skipped: not root");
         return;

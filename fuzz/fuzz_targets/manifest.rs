@@ -55,6 +55,7 @@ fn manifest_from(u: &mut Unstructured<'_>) -> Result<(Manifest, Vec<u8>)> {
         signing_key_id: u.arbitrary()?,
         recipient_key_id: u.arbitrary()?,
         ephemeral: u.arbitrary()?,
+        first_seq: u.arbitrary()?,
     };
     let signature = u.arbitrary()?;
     Ok((m, signature))

@@ -330,7 +330,7 @@ impl<A: Automaton> Step<'_, A> {
         for k in 0..self.aut.match_len(self.sid) {
             let p = self.aut.match_pattern(self.sid, k).as_u32();
             let len = self.lens.get(p as usize).copied().unwrap_or(0);
-            if best.map_or(true, |(_, l)| len > l) {
+            if best.is_none_or(|(_, l)| len > l) {
                 best = Some((p, len));
             }
         }

@@ -65,7 +65,10 @@ fn truncated_and_malformed_csv() {
     }
     // One record larger than the record limit.
     let mut big = b"a,b\n1,".to_vec();
-    big.extend(std::iter::repeat(b'x').take(ferry_guard::RECORD_MAX_BYTES + 10));
+    big.extend(std::iter::repeat_n(
+        b'x',
+        ferry_guard::RECORD_MAX_BYTES + 10,
+    ));
     big.push(b'\n');
     rejected(&big, "a.csv", "text/csv", "a record longer than");
 }

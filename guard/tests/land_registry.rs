@@ -160,7 +160,7 @@ fn geojson_findings_are_caught_and_masked() {
             for pos in ring.as_array().unwrap() {
                 for c in pos.as_array().unwrap() {
                     let s = c.to_string();
-                    assert!(s.split('.').nth(1).map_or(true, |d| d.len() <= 4), "{s}");
+                    assert!(s.split('.').nth(1).is_none_or(|d| d.len() <= 4), "{s}");
                 }
             }
         }

@@ -8,6 +8,9 @@
 //! crate knows and the kernel enforces the ones it supports; on a kernel
 //! without Landlock nothing is enforced and the status says so, for the
 //! caller to log and `selfcheck` to flag.
+// The workspace denies unsafe code; this module is one of hardening's three
+// exceptions: a Landlock ABI probe syscall has no safe wrapper. Each block has a SAFETY line.
+#![allow(unsafe_code)]
 
 use crate::HardeningError;
 use landlock::{

@@ -5,6 +5,9 @@
 //! be locked, while key-encryption keys and private keys are small. Pages
 //! are never unlocked again, because other allocations may share them;
 //! leaving a page locked costs only its share of `RLIMIT_MEMLOCK`.
+// The workspace denies unsafe code; this module is one of hardening's three
+// exceptions: mlock(2), madvise(2) and sysconf(3) on raw pages have no safe wrapper. Each block has a SAFETY line.
+#![allow(unsafe_code)]
 
 /// What protecting a buffer achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

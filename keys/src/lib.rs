@@ -20,9 +20,6 @@ pub use store::{
 };
 
 use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// File names inside a key directory.
@@ -242,26 +239,9 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (key validity in listings and
-/// messages).
+/// messages), through the workspace's one formatter.
 pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    ferry_common::rfc3339::unix_s(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
 /// Seconds since the Unix epoch now.
@@ -271,67 +251,28 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Checks that a secret file is private to the running user.
+/// Checks that a secret file is private to the running user (mode and
+/// owner, as every ferry crate checks its secrets).
 pub fn check_private(path: &Path) -> Result<(), KeyError> {
-    let meta = fs::metadata(path).map_err(io(path))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::LoosePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let me = effective_uid();
-    if meta.uid() != me {
-        return Err(KeyError::WrongOwner {
-            path: path.to_path_buf(),
-            owner: meta.uid(),
-            me,
-        });
-    }
-    Ok(())
+    use ferry_common::private_file::PrivateFileError as E;
+    ferry_common::private_file::check(path).map_err(|e| match e {
+        E::LoosePermissions { path, mode } => KeyError::LoosePermissions { path, mode },
+        E::WrongOwner { path, owner, me } => KeyError::WrongOwner { path, owner, me },
+        E::Io { path, source } => KeyError::Io { path, source },
+    })
 }
 
-/// The effective uid of this process, as the kernel has it: the owner a
-/// file this process creates gets, and the only uid a secret may belong to.
-///
-/// Asked of the kernel (`geteuid(2)`, a call that cannot fail), never read
-/// from a file: an earlier version parsed `/proc/self/status` and took uid 0
-/// when that failed (no `/proc` in a sandbox or container), so a process
-/// running as an ordinary user would have accepted root-owned key files.
-pub fn effective_uid() -> u32 {
-    nix::unistd::geteuid().as_raw()
-}
+pub use ferry_common::private_file::effective_uid;
 
-/// Writes `data` to `path` atomically: temp file (mode 0600), fsync,
-/// rename, fsync of the directory. Never leaves a half-written key.
+/// Writes `data` to `path` with `mode`, durably: after a crash the file is
+/// the old or the new one, whole (see [`ferry_common::durable`]). Never
+/// leaves a half-written key.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("key")
-    ));
-    // A temp file left by a crash may carry other permissions; start anew so
-    // the mode below is the one the file gets.
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
-        _ => {}
-    }
-    {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(data).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io(path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
+    ferry_common::durable::write(path, data, mode, ferry_common::durable::Replace::Atomically)
+        .map_err(|e| {
+            let (path, source) = e.into_parts();
+            KeyError::Io { path, source }
+        })
 }
 
 #[cfg(test)]

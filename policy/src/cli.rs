@@ -331,7 +331,7 @@ pub fn render_decision(req: &Request, d: &Decision) -> String {
         req.file_name,
         req.content_type,
         req.size_bytes,
-        req.at.format(&Rfc3339).unwrap_or_default()
+        ferry_common::rfc3339::format(req.at)
     );
     s.push_str("trace:\n");
     for t in &d.trace {

@@ -61,11 +61,9 @@ impl FileSet {
         Source {
             text: &f.text,
             origin: &f.origin,
-            line_starts: f.line_starts.get_or_init(|| {
-                std::iter::once(0)
-                    .chain(f.text.match_indices('\n').map(|(i, _)| i + 1))
-                    .collect()
-            }),
+            line_starts: f
+                .line_starts
+                .get_or_init(|| ferry_common::located::line_starts(&f.text)),
         }
     }
 
@@ -1166,10 +1164,7 @@ pub(crate) fn compile(set: &FileSet) -> Result<(Policy, Vec<Diagnostic>), Vec<Di
             };
             match CronSchedule::parse(&s.v, &zone_name, tz) {
                 Ok(c) => {
-                    // 2026-01-01T00:00Z: any fixed instant will do; a schedule
-                    // that never fires from there never fires at all.
-                    let origin = jiff::Timestamp::from_second(1_767_225_600).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-                    if c.next_after(origin).is_none() {
+                    if !c.ever_fires() {
                         ctx.err("schedule-never-fires", &s.loc, format!("cron schedule \"{}\" never fires (no such date); check day-of-month and month", s.v));
                         return None;
                     }
@@ -1463,7 +1458,7 @@ fn for_each_named<'d>(
     }
 }
 
-fn zone(ctx: &mut Ctx<'_>, z: &Sp<String>) -> Option<jiff::tz::TimeZone> {
+fn zone(ctx: &mut Ctx<'_>, z: &Sp<String>) -> Option<crate::when::Zone> {
     // Only IANA names: a POSIX TZ string or an abbreviation like CST is
     // ambiguous (China, or US Central?).
     let looks_iana = z.v == "UTC" || z.v.contains('/');
@@ -1489,7 +1484,7 @@ fn compile_window(
     name: &str,
     loc: &Loc,
     w: &RawWindow,
-    default_zone: Option<&jiff::tz::TimeZone>,
+    default_zone: Option<&crate::when::Zone>,
     default_given: bool,
 ) -> Option<Window> {
     let time = |ctx: &mut Ctx<'_>, v: &Option<Sp<String>>, end: bool| -> Option<u16> {

@@ -7,8 +7,8 @@
 //! whether to fix the request or the policy.
 
 use crate::model::*;
+use crate::when::Instant;
 use crate::when::Window;
-use jiff::Timestamp;
 use serde::Serialize;
 use std::fmt;
 use time::OffsetDateTime;
@@ -266,10 +266,7 @@ impl fmt::Display for Reason {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
+use ferry_common::rfc3339::format as rfc3339;
 
 /// What one step of evaluation found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -374,14 +371,14 @@ fn check_file_name(name: &str) -> Option<String> {
     None
 }
 
-use crate::when::{from_jiff as to_offset, to_jiff as to_timestamp};
+use crate::when::{instant as to_timestamp, offset_date_time as to_offset};
 
 /// Which windows of a list are open, and the earliest next opening.
-fn windows_state(windows: &[Window], ids: &[usize], ts: Timestamp) -> (bool, Option<Timestamp>) {
+fn windows_state(windows: &[Window], ids: &[usize], ts: Instant) -> (bool, Option<Instant>) {
     if ids.is_empty() {
         return (true, None);
     }
-    let mut next: Option<Timestamp> = None;
+    let mut next: Option<Instant> = None;
     for &i in ids {
         let w = &windows[i];
         if w.is_open(ts) {
@@ -461,7 +458,7 @@ impl Policy {
             let names: Vec<&str> = self.channels.iter().map(|c| c.name.as_str()).collect();
             return d.deny(Reason::UnknownChannel {
                 channel: req.channel.clone(),
-                suggestion: crate::diag::closest(&req.channel, &names).map(str::to_string),
+                suggestion: crate::diag::suggest(&req.channel, &names).map(str::to_string),
             });
         };
         let Some(ts) = to_timestamp(req.at) else {
@@ -506,7 +503,7 @@ impl Policy {
         } = *scope;
         let channel = &self.channels[ch];
         let mut allow: Option<usize> = None;
-        let mut hold: Option<(usize, Option<Timestamp>)> = None;
+        let mut hold: Option<(usize, Option<Instant>)> = None;
         let mut forbids: Vec<usize> = Vec::new();
         let mut misses: Vec<Reason> = Vec::new();
         for &ri in &self.rules_by_channel[ch] {
@@ -730,7 +727,7 @@ struct Scope<'a> {
     /// The channel's index.
     ch: usize,
     /// The request's time.
-    ts: Timestamp,
+    ts: Instant,
     /// Which identities match the sender.
     matched: &'a [bool],
     /// The request's media type, lowercase, without parameters.

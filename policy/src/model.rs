@@ -538,7 +538,7 @@ impl Policy {
         at: time::OffsetDateTime,
     ) -> Option<Option<time::OffsetDateTime>> {
         let &c = self.channel_index.get(name)?;
-        let ts = crate::when::to_jiff(at)?;
+        let ts = crate::when::instant(at)?;
         let ids = &self.channels[c].window_ids;
         if ids.is_empty() || ids.iter().any(|&i| self.windows[i].is_open(ts)) {
             return None;
@@ -547,7 +547,7 @@ impl Policy {
             .iter()
             .filter_map(|&i| self.windows[i].next_opening(ts))
             .min()
-            .and_then(crate::when::from_jiff);
+            .and_then(crate::when::offset_date_time);
         Some(next)
     }
 

@@ -10,10 +10,10 @@ use crate::compile::{compile, read_files, FileSet};
 use crate::diag::Diagnostic;
 use crate::model::Policy;
 use crate::PolicyError;
+use ferry_common::durable::Replace;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -174,28 +174,20 @@ fn read_small(path: &Path) -> Result<String, SignError> {
     Ok(s)
 }
 
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), SignError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| SignError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                SignError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                io(e)
-            }
-        })?;
-    f.write_all(contents).map_err(io)?;
-    f.sync_all().map_err(io)
+/// Writes `contents` to `path` with `mode` through the workspace's one
+/// durable writer: a crash leaves no half-written key or signature, and
+/// with [`Replace::Never`] an existing file is refused and kept.
+fn write_durably(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    replace: Replace,
+) -> Result<(), SignError> {
+    use ferry_common::durable::WriteError;
+    ferry_common::durable::write(path, contents, mode, replace).map_err(|e| match e {
+        WriteError::Exists { path } => SignError::Exists { path },
+        WriteError::Io { path, source, .. } => SignError::Io { path, source },
+    })
 }
 
 /// The public-key file written next to a signing key: `OUT.pub`.
@@ -229,11 +221,12 @@ pub fn keygen(out: &Path) -> Result<(PathBuf, PathBuf), SignError> {
         "{SIGNING_KEY_HEADER}\n{}\n",
         hex::encode(&*key.pkcs8)
     ));
-    write_new(out, text.as_bytes(), 0o600)?;
-    write_new(
+    write_durably(out, text.as_bytes(), 0o600, Replace::Never)?;
+    write_durably(
         &pub_path,
         format!("{PUBLIC_KEY_HEADER} {}\n", hex::encode(public.bytes)).as_bytes(),
         0o644,
+        Replace::Never,
     )?;
     Ok((out.to_path_buf(), pub_path))
 }
@@ -275,15 +268,9 @@ pub fn sign(policy: &Path, key: &Path) -> Result<PathBuf, SignError> {
         hex::encode(sig.as_ref())
     );
     let path = signature_path(policy);
-    // Re-signing replaces the old signature: write a temporary file and
-    // rename, so a reader never sees half a signature.
-    let tmp = path.with_extension("sig.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, text.as_bytes(), 0o644)?;
-    std::fs::rename(&tmp, &path).map_err(|source| SignError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    // Re-signing replaces the old signature in one step: a reader never
+    // sees half a signature.
+    write_durably(&path, text.as_bytes(), 0o644, Replace::Atomically)?;
     Ok(path)
 }
 

@@ -3,10 +3,23 @@
 //! Both work on civil (wall-clock) time in the named zone, so "22:00–06:00
 //! Asia/Shanghai" means what the administrator wrote on every day of the
 //! year, including days with a daylight-saving change in zones that have one.
+//!
+//! This is the one module that uses `jiff`; the rest of ferry uses `time`.
+//! `time` knows fixed UTC offsets only, not the IANA rules (when a zone
+//! changes offset, and to what), which a window in `Europe/Berlin` needs on
+//! the two nights a year its offset moves; jiff bundles the IANA database,
+//! so zones resolve without reading the host's `/usr/share/zoneinfo`
+//! (which ferryd's Landlock sandbox forbids). Other modules name the types
+//! below ([`Instant`], [`Zone`]), never jiff itself.
 
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
+
+/// An instant as windows and schedules compute with it.
+pub(crate) type Instant = Timestamp;
+/// A time zone with its IANA rules.
+pub(crate) type Zone = TimeZone;
 
 /// Days searched for the next window opening or schedule firing. Eight years
 /// cover every cron pattern that fires at all (29 February on a given weekday
@@ -33,7 +46,7 @@ pub struct Window {
 
 impl Window {
     /// Whether the window is open at `ts`.
-    pub fn is_open(&self, ts: Timestamp) -> bool {
+    pub(crate) fn is_open(&self, ts: Instant) -> bool {
         let dt = self.tz.to_datetime(ts);
         let minute = dt.hour() as u16 * 60 + dt.minute() as u16;
         let day = dt.weekday().to_monday_zero_offset() as usize;
@@ -47,7 +60,7 @@ impl Window {
     }
 
     /// The first opening strictly after `ts`, if the window ever opens.
-    pub fn next_opening(&self, ts: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn next_opening(&self, ts: Instant) -> Option<Instant> {
         let mut date = self.tz.to_datetime(ts).date();
         // Start a day early: yesterday's opening time converted through a
         // DST change may still lie ahead.
@@ -72,14 +85,14 @@ impl Window {
         None
     }
 
-    /// Whether the window is open at `at` (for callers without jiff).
+    /// Whether the window is open at `at`.
     pub fn is_open_at(&self, at: time::OffsetDateTime) -> bool {
-        to_jiff(at).is_some_and(|t| self.is_open(t))
+        instant(at).is_some_and(|t| self.is_open(t))
     }
 
     /// The first opening strictly after `at`.
     pub fn next_opening_after(&self, at: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
-        self.next_opening(to_jiff(at)?).and_then(from_jiff)
+        self.next_opening(instant(at)?).and_then(offset_date_time)
     }
 
     /// Minutes of the week (Monday 00:00 = 0) this window covers, as
@@ -124,11 +137,13 @@ pub(crate) fn time_zone(name: &str) -> Result<TimeZone, jiff::Error> {
     jiff::tz::TimeZoneDatabase::bundled().get(name)
 }
 
-pub(crate) fn to_jiff(t: time::OffsetDateTime) -> Option<Timestamp> {
+/// `t` as an [`Instant`], if in jiff's range.
+pub(crate) fn instant(t: time::OffsetDateTime) -> Option<Instant> {
     Timestamp::from_nanosecond(t.unix_timestamp_nanos()).ok()
 }
 
-pub(crate) fn from_jiff(t: Timestamp) -> Option<time::OffsetDateTime> {
+/// `t` as the rest of ferry keeps time (whole seconds).
+pub(crate) fn offset_date_time(t: Instant) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp(t.as_second()).ok()
 }
 
@@ -279,13 +294,21 @@ impl CronSchedule {
         }
     }
 
-    /// The first firing strictly after `at` (for callers without jiff).
+    /// The first firing strictly after `at`.
     pub fn next_run_after(&self, at: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
-        self.next_after(to_jiff(at)?).and_then(from_jiff)
+        self.next_after(instant(at)?).and_then(offset_date_time)
+    }
+
+    /// Whether the schedule fires at all (`30 2 31 2 *` never does).
+    pub(crate) fn ever_fires(&self) -> bool {
+        // 2026-01-01T00:00Z: any fixed instant will do; a schedule that
+        // never fires from there never fires at all.
+        let origin = Timestamp::from_second(1_767_225_600).unwrap_or(Timestamp::UNIX_EPOCH);
+        self.next_after(origin).is_some()
     }
 
     /// The first firing strictly after `ts`, if the schedule ever fires.
-    pub fn next_after(&self, ts: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn next_after(&self, ts: Instant) -> Option<Instant> {
         let start: DateTime = self.tz.to_datetime(ts);
         // A day back, so a firing moved later by a DST change is not missed.
         let mut date = start.date().yesterday().ok()?;

@@ -415,7 +415,7 @@ fn members(
 
 /// Overflowed, or beyond `limit`.
 fn beyond(v: Option<u64>, limit: u64) -> bool {
-    v.map_or(true, |v| v > limit)
+    v.is_none_or(|v| v > limit)
 }
 
 /// Checks a member's CRC-32 and size when its data ends.

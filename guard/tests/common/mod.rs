@@ -337,9 +337,9 @@ pub fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
         out.extend_from_slice(&h);
         out.extend_from_slice(data);
         let pad = (512 - data.len() % 512) % 512;
-        out.extend(std::iter::repeat(0).take(pad));
+        out.extend(std::iter::repeat_n(0, pad));
     }
-    out.extend(std::iter::repeat(0).take(1024));
+    out.extend(std::iter::repeat_n(0, 1024));
     out
 }
 
