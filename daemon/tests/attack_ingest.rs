@@ -5,7 +5,6 @@
 //! mid-request. Each test names the promise it pins (issue 14, items A1-A5
 //! and B7).
 
-#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::*;
