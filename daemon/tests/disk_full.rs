@@ -20,7 +20,7 @@ impl Drop for Mount {
 #[test]
 fn full_outbox_raises_an_alarm_and_resumes_when_space_returns() {
     if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs as the outbox");
+        skip("needs root to mount a small tmpfs as the outbox");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -94,7 +94,7 @@ fn full_outbox_raises_an_alarm_and_resumes_when_space_returns() {
 #[test]
 fn full_ingress_queue_refuses_the_upload_and_keeps_nothing() {
     if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs as the ingress queue");
+        skip("needs root to mount a small tmpfs as the ingress queue");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,22 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn ctl(args: &[&str]) {
-    let out = Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl");
-    assert!(
-        out.status.success(),
-        "ferryctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 struct Site {
     ca: PathBuf,
     tls: PathBuf,
@@ -36,49 +20,49 @@ fn site(root: &Path) -> Site {
         tls: root.join("ingress/tls"),
         clients: root.join("clients"),
     };
-    ctl(&["certs", "init-ca", "--dir", s(&site.ca)]);
-    ctl(&[
+    ctl_ok(&["certs", "init-ca", "--dir", path_str(&site.ca)]);
+    ctl_ok(&[
         "certs",
         "issue-server",
         "--ca",
-        s(&site.ca),
+        path_str(&site.ca),
         "--out",
-        s(&site.tls),
+        path_str(&site.tls),
         "--name",
         "ingest",
         "--ip",
         "127.0.0.1",
     ]);
     for (name, role) in [("registry-feed", "pusher"), ("revoked-feed", "pusher")] {
-        ctl(&[
+        ctl_ok(&[
             "certs",
             "issue-client",
             "--ca",
-            s(&site.ca),
+            path_str(&site.ca),
             "--out",
-            s(&site.clients),
+            path_str(&site.clients),
             "--name",
             name,
             "--role",
             role,
         ]);
     }
-    ctl(&[
+    ctl_ok(&[
         "certs",
         "revoke",
         "--ca",
-        s(&site.ca),
-        s(&site.clients.join("revoked-feed.crt")),
+        path_str(&site.ca),
+        path_str(&site.clients.join("revoked-feed.crt")),
     ]);
     let other = root.join("other-ca");
-    ctl(&["certs", "init-ca", "--dir", s(&other)]);
-    ctl(&[
+    ctl_ok(&["certs", "init-ca", "--dir", path_str(&other)]);
+    ctl_ok(&[
         "certs",
         "issue-client",
         "--ca",
-        s(&other),
+        path_str(&other),
         "--out",
-        s(&root.join("stranger")),
+        path_str(&root.join("stranger")),
         "--name",
         "registry-feed",
         "--role",
@@ -114,7 +98,7 @@ struct Curl {
 fn curl(port: u16, site: &Site, client: Option<(&Path, &str)>, path: &str, extra: &[&str]) -> Curl {
     let mut c = Command::new("curl");
     c.args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["--cacert", s(&site.ca.join("ca.crt"))]);
+        .args(["--cacert", path_str(&site.ca.join("ca.crt"))]);
     if let Some((dir, name)) = client {
         c.arg("--cert")
             .arg(dir.join(format!("{name}.crt")))
@@ -143,8 +127,8 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
         &tb.ingress_config,
         format!(
             "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
-            s(&site.ca.join("ca.crt")),
-            s(&site.ca.join("ca.crl"))
+            path_str(&site.ca.join("ca.crt")),
+            path_str(&site.ca.join("ca.crl"))
         ),
     )
     .expect("config");
@@ -182,7 +166,7 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
         "/v1/channels/e2e/packages",
         &[
             "--data-binary",
-            &format!("@{}", s(&upload)),
+            &format!("@{}", path_str(&upload)),
             "-H",
             "X-Ferry-File-Name: stats.csv",
             "-H",
@@ -263,7 +247,7 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
     assert_eq!(String::from_utf8_lossy(&not_found.stdout), "404");
 
     let push = |client: Option<(&Path, &str)>, path: &str, headers: &[&str], file: &Path| {
-        let mut extra = vec!["--data-binary".to_string(), format!("@{}", s(file))];
+        let mut extra = vec!["--data-binary".to_string(), format!("@{}", path_str(file))];
         for h in headers {
             extra.push("-H".into());
             extra.push((*h).to_string());
@@ -361,7 +345,7 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
         &tb.ingress_config,
         format!(
             "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
-            s(&site.ca.join("ca.crt")),
+            path_str(&site.ca.join("ca.crt")),
         ),
     )
     .expect("config");
@@ -387,9 +371,9 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
             "-connect",
             &format!("127.0.0.1:{port}"),
         ])
-        .args(["-CAfile", s(&site.ca.join("ca.crt"))])
-        .args(["-cert", s(&site.clients.join("registry-feed.crt"))])
-        .args(["-key", s(&site.clients.join("registry-feed.key"))])
+        .args(["-CAfile", path_str(&site.ca.join("ca.crt"))])
+        .args(["-cert", path_str(&site.clients.join("registry-feed.crt"))])
+        .args(["-key", path_str(&site.clients.join("registry-feed.key"))])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -455,7 +439,7 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
             "--max-time",
             "60",
             "--data-binary",
-            &format!("@{}", s(&data)),
+            &format!("@{}", path_str(&data)),
             "-H",
             "X-Ferry-File-Name: late.csv",
             "-H",
@@ -489,13 +473,13 @@ fn a_renewed_crl_takes_effect_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tb = testbed(dir.path(), |_| {});
     let site = site(dir.path());
-    ctl(&[
+    ctl_ok(&[
         "certs",
         "issue-client",
         "--ca",
-        s(&site.ca),
+        path_str(&site.ca),
         "--out",
-        s(&site.clients),
+        path_str(&site.clients),
         "--name",
         "soon-revoked",
         "--role",
@@ -507,8 +491,8 @@ fn a_renewed_crl_takes_effect_without_a_restart() {
         &tb.ingress_config,
         format!(
             "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
-            s(&site.ca.join("ca.crt")),
-            s(&site.ca.join("ca.crl"))
+            path_str(&site.ca.join("ca.crt")),
+            path_str(&site.ca.join("ca.crl"))
         ),
     )
     .expect("config");
@@ -527,7 +511,7 @@ fn a_renewed_crl_takes_effect_without_a_restart() {
             "/v1/channels/e2e/packages",
             &[
                 "--data-binary",
-                &format!("@{}", s(&data)),
+                &format!("@{}", path_str(&data)),
                 "-H",
                 &format!("X-Ferry-File-Name: {name}"),
                 "-H",
@@ -536,12 +520,12 @@ fn a_renewed_crl_takes_effect_without_a_restart() {
         )
     };
     assert_eq!(push("soon-revoked", "before.csv").code, Some(202));
-    ctl(&[
+    ctl_ok(&[
         "certs",
         "revoke",
         "--ca",
-        s(&site.ca),
-        s(&site.clients.join("soon-revoked.crt")),
+        path_str(&site.ca),
+        path_str(&site.clients.join("soon-revoked.crt")),
     ]);
     let mut n = 0;
     wait_for(Duration::from_secs(30), "the renewed CRL in force", || {
@@ -567,7 +551,7 @@ fn a_full_send_queue_answers_503_with_retry_after() {
         &tb.ingress_config,
         format!(
             "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\nmax_queued_packages = 3\n",
-            s(&site.ca.join("ca.crt")),
+            path_str(&site.ca.join("ca.crt")),
         ),
     )
     .expect("config");
@@ -587,7 +571,7 @@ fn a_full_send_queue_answers_503_with_retry_after() {
             &[
                 "-i",
                 "--data-binary",
-                &format!("@{}", s(&data)),
+                &format!("@{}", path_str(&data)),
                 "-H",
                 &format!("X-Ferry-File-Name: {name}"),
             ],

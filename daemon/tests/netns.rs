@@ -29,14 +29,6 @@ const PORT_A: u16 = 47001;
 /// Where the egress listens behind the relay (egress namespace loopback).
 const PORT_B: u16 = 47002;
 
-fn skip_unless_root() -> bool {
-    if is_root() {
-        return false;
-    }
-    println!("skipped: needs root for network namespaces");
-    true
-}
-
 /// Runs a command to completion; panics with its stderr on failure.
 fn run(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -360,7 +352,7 @@ fn wait_or_dump(
 
 #[test]
 fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
-    if skip_unless_root() {
+    if !root_or_skip("network namespaces") {
         return;
     }
     const FILES: u64 = 8;
@@ -472,7 +464,7 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
 
 #[test]
 fn sender_survives_transient_send_errors() {
-    if skip_unless_root() {
+    if !root_or_skip("network namespaces") {
         return;
     }
     let link = Link::new("eperm");

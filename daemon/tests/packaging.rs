@@ -102,16 +102,16 @@ impl Drop for Purge {
 #[test]
 fn debian_package_has_its_contents_and_installs() {
     if !is_root() {
-        eprintln!("skipped: installing a package with dpkg needs root");
+        skip("installing a package with dpkg needs root");
         return;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if !cargo_deb_available(&cargo) {
-        eprintln!("skipped: cargo-deb is not installed (cargo install cargo-deb --locked; .ci/run does it)");
+        skip("cargo-deb is not installed (cargo install cargo-deb --locked; .ci/run does it)");
         return;
     }
     if Command::new("dpkg").arg("--version").output().is_err() {
-        eprintln!("skipped: not a Debian machine (no dpkg)");
+        skip("not a Debian machine (no dpkg)");
         return;
     }
     if Command::new("dpkg-query")
@@ -119,7 +119,7 @@ fn debian_package_has_its_contents_and_installs() {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("installed"))
     {
-        eprintln!("skipped: a `ferry` package is already installed here; not touching it");
+        skip("a `ferry` package is already installed here; not touching it");
         return;
     }
     // The binaries this test run was built with live in the profile

@@ -11,73 +11,13 @@
 mod common;
 
 use common::*;
-use std::io::Read;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest any single `ferryctl push` may run in these tests.
 const PUSH_LIMIT: Duration = Duration::from_secs(60);
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `ferryctl ARGS`, killing it after `limit`.
-fn ctl(args: &[&str], limit: Duration) -> Run {
-    let mut child = Command::new(ferryctl())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferryctl");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ferryctl {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code(),
-        stdout: t_out.join().expect("stdout reader"),
-        stderr: t_err.join().expect("stderr reader"),
-    }
-}
 
 /// A site: CA, ingest server certificate, clients, a foreign CA's client,
 /// a policy, and both daemons running with the ingest API on `port`.
@@ -205,8 +145,8 @@ fn start_site(root: &Path) -> Site {
         &tb.ingress_config,
         format!(
             "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n",
-            s(&ca.join("ca.crt")),
-            s(&ca.join("ca.crl"))
+            path_str(&ca.join("ca.crt")),
+            path_str(&ca.join("ca.crl"))
         ),
     )
     .expect("config");
@@ -238,13 +178,13 @@ impl Site {
     }
 
     fn cacert(&self) -> String {
-        s(&self.ca.join("ca.crt")).to_owned()
+        path_str(&self.ca.join("ca.crt")).to_owned()
     }
 
     fn cert(&self, who: &str) -> (String, String) {
         (
-            s(&self.clients.join(format!("{who}.crt"))).to_owned(),
-            s(&self.clients.join(format!("{who}.key"))).to_owned(),
+            path_str(&self.clients.join(format!("{who}.crt"))).to_owned(),
+            path_str(&self.clients.join(format!("{who}.key"))).to_owned(),
         )
     }
 
@@ -267,14 +207,14 @@ impl Site {
             &key,
         ];
         args.extend_from_slice(extra);
-        ctl(&args, PUSH_LIMIT)
+        ctl_within(&args, PUSH_LIMIT)
     }
 
     fn file(&self, name: &str, data: &[u8]) -> String {
         let p = self.root.join("files").join(name);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, data).expect("write");
-        s(&p).to_owned()
+        path_str(&p).to_owned()
     }
 }
 
@@ -375,7 +315,7 @@ fn pushed_files_are_accepted_digested_and_delivered() {
     assert_eq!(r.code, Some(2), "{r:?}");
     assert!(r.stderr.contains("--name"), "{r:?}");
     // A missing file is reported and counts as a failure; the others go on.
-    let missing = s(&site.root.join("files/missing.csv")).to_owned();
+    let missing = path_str(&site.root.join("files/missing.csv")).to_owned();
     let d = site.file("after-missing.csv", b"x\n");
     let r = site.push("registry-feed", "stats", &["--json", &missing, &d]);
     assert_eq!(r.code, Some(1), "{r:?}");
@@ -504,8 +444,8 @@ fn tls_failures_are_named_and_exit_3() {
     let (crt, key) = site.cert("registry-feed");
 
     // The server's certificate does not chain to the CA given.
-    let wrong_ca = s(&site.root.join("other-ca/ca.crt")).to_owned();
-    let r = ctl(
+    let wrong_ca = path_str(&site.root.join("other-ca/ca.crt")).to_owned();
+    let r = ctl_within(
         &[
             "push",
             "--url",
@@ -531,7 +471,7 @@ fn tls_failures_are_named_and_exit_3() {
 
     // No client certificate at all.
     let cacert = site.cacert();
-    let r = ctl(
+    let r = ctl_within(
         &[
             "push",
             "--url",
@@ -552,11 +492,11 @@ fn tls_failures_are_named_and_exit_3() {
     let (rcrt, rkey) = site.cert("revoked-feed");
     let stranger = site.root.join("stranger");
     let (scrt, skey) = (
-        s(&stranger.join("registry-feed.crt")).to_owned(),
-        s(&stranger.join("registry-feed.key")).to_owned(),
+        path_str(&stranger.join("registry-feed.crt")).to_owned(),
+        path_str(&stranger.join("registry-feed.key")).to_owned(),
     );
     for (c, k, what) in [(&rcrt, &rkey, "revoked"), (&scrt, &skey, "another CA")] {
-        let r = ctl(
+        let r = ctl_within(
             &[
                 "push",
                 "--url",
@@ -598,7 +538,7 @@ fn tls_failures_are_named_and_exit_3() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
-    let r = ctl(
+    let r = ctl_within(
         &[
             "push",
             "--url",
@@ -675,7 +615,7 @@ fn tls_failures_are_named_and_exit_3() {
             "--cert without --key",
         ),
     ] {
-        let r = ctl(&args, PUSH_LIMIT);
+        let r = ctl_within(&args, PUSH_LIMIT);
         assert_eq!(r.code, Some(2), "{what}: {r:?}");
         assert!(!r.stderr.is_empty(), "{what}: {r:?}");
     }
@@ -688,7 +628,7 @@ fn tls_failures_are_named_and_exit_3() {
 fn bench_e2e_runs_and_prints_its_figures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().join("bench");
-    let r = ctl(
+    let r = ctl_within(
         &[
             "bench",
             "e2e",
@@ -697,7 +637,7 @@ fn bench_e2e_runs_and_prints_its_figures() {
             "--clients",
             "4",
             "--dir",
-            s(&work),
+            path_str(&work),
             "--timeout",
             "120",
         ],
