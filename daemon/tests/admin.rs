@@ -317,6 +317,8 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     wait_for(Duration::from_secs(15), "ingress back", || {
         status(&tb.ingress_config).is_some_and(|v| v["stopped_channels"]["e2e"].is_string())
     });
+    // A deliberate window: a stopped channel must leave the late file in
+    // the spool, and it would be picked up within it if it were not.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(tb.spool.join("late.bin").exists());
 

@@ -292,6 +292,7 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     let o = approve(REVIEWER_A, "again");
     assert!(!o.status.success());
     assert!(text(&o).contains("already approved"), "{}", text(&o));
+    // A deliberate window in which a premature send would be delivered.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         outbox_files(&tb.outbox).is_empty(),
@@ -357,6 +358,7 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
         ],
     );
     assert!(text(&o).contains("is awaiting approval"), "{}", text(&o));
+    // A deliberate window in which a wrongly released package would arrive.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(outbox_files(&tb.outbox), vec!["parcels.csv".to_string()]);
     let o = ctl_as(

@@ -399,6 +399,8 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
         "a parked package does not block",
         || accepted_names(&state).contains(&"after.csv".to_owned()),
     );
+    // A deliberate window in which a retry of the parked package would
+    // reach the downstream (it must not be retried).
     std::thread::sleep(Duration::from_millis(1500));
     let refusals = state
         .lock()

@@ -311,6 +311,7 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
             r.code
         );
     }
+    // A deliberate window in which a refused upload would be delivered.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(outbox_files(&tb.outbox), vec!["stats.csv".to_string()]);
     let queue = dir.path().join("ingress/state/queue");
@@ -418,6 +419,9 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
         idle.len()
     );
     assert!(idle.len() > 600, "only {} connections made", idle.len());
+    // A deliberate pause: the bound below is an upper one, so giving the
+    // daemon time to accept more of the idle connections only makes the
+    // check stricter; a fast or a slow machine cannot make it pass wrongly.
     std::thread::sleep(Duration::from_millis(500));
     let during = fds();
     assert!(

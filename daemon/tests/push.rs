@@ -619,7 +619,8 @@ fn tls_failures_are_named_and_exit_3() {
         assert_eq!(r.code, Some(2), "{what}: {r:?}");
         assert!(!r.stderr.is_empty(), "{what}: {r:?}");
     }
-    // Nothing of all this was delivered.
+    // Nothing of all this was delivered (a deliberate window in which a
+    // wrongly accepted push would arrive).
     std::thread::sleep(Duration::from_millis(500));
     assert!(outbox_files(&site.outbox).is_empty());
 }

@@ -382,7 +382,8 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     });
     let (_, st) = site.state(&id);
     assert_eq!(st["state"], "sent", "{st}");
-    // Still once a moment later (a second release would deliver again).
+    // Still once a moment later (a second release would deliver again): a
+    // deliberate window.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(outbox_files(&tb.outbox), all);
     ingress.stop();

@@ -70,6 +70,9 @@ enum Cmd {
     /// them delivered, and clean up.
     Demo {
         /// Keep both sides' state in this directory instead of deleting it.
+        /// As root, when the reviewer accounts cannot reach it (under
+        /// /root, say), the state goes to /var/tmp/ferry-demo-* and this
+        /// directory becomes a link to it.
         #[arg(long)]
         keep: Option<PathBuf>,
     },

@@ -284,6 +284,7 @@ pub fn skip(why: &str) {
         .name()
         .unwrap_or("unnamed test")
         .to_owned();
+    let why = why.replace('\n', " ");
     let line = format!("{}::{test}: {why}", env!("CARGO_CRATE_NAME"));
     eprintln!("skipped (loudly): {line}");
     let written = std::fs::OpenOptions::new()
