@@ -658,4 +658,55 @@ fn bench_e2e_runs_and_prints_its_figures() {
         assert!(r.stdout.contains(needle), "missing `{needle}`: {r:?}");
     }
     assert_eq!(outbox_files(&work.join("egress/outbox")).len(), 200);
+    assert_logs_in_named_file(&r, &work.join("daemons.log"));
+}
+
+/// A bench's terminal shows its figures, not the daemons' log lines: those
+/// go to the file it names (`--dir DIR`: `DIR/daemons.log`), which holds
+/// one "delivered" line per package.
+fn assert_logs_in_named_file(r: &Run, log: &Path) {
+    for (stream, out) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(" INFO ") || l.contains(" WARN ") || l.contains("delivered\""))
+            .collect();
+        assert!(lines.is_empty(), "log lines on {stream}: {lines:?}");
+    }
+    assert!(
+        r.stdout
+            .contains(&format!("daemons' logs: {}", path_str(log))),
+        "the log file is not named: {r:?}"
+    );
+    let text = std::fs::read_to_string(log).expect("the named log file");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("delivered")),
+        "no daemon lines in {}:\n{text}",
+        log.display()
+    );
+}
+
+#[test]
+fn bench_link_runs_and_keeps_the_daemons_logs_off_the_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("bench");
+    let r = ctl_within(
+        &[
+            "bench",
+            "link",
+            "--size",
+            "2000000",
+            "--files",
+            "20",
+            "--loss",
+            "0",
+            "--dir",
+            path_str(&work),
+        ],
+        Duration::from_secs(180),
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stdout.contains("moved 2000000 bytes"), "{r:?}");
+    assert!(r.stdout.contains("0 lost, 0 corrupted"), "{r:?}");
+    assert_logs_in_named_file(&r, &work.join("daemons.log"));
 }
