@@ -55,16 +55,10 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
         .expect("audit init");
     assert!(out.status.success(), "{}", text(&out));
     let socket = run.join("ingress.sock");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nsecadmin = [\"uid:{SECADMIN}\"]\nauditor = [\"uid:{AUDITOR}\"]\nreviewer = [\"uid:{REVIEWER}\"]\n",
+    append_config(&tb.ingress_config, &format!("[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nsecadmin = [\"uid:{SECADMIN}\"]\nauditor = [\"uid:{AUDITOR}\"]\nreviewer = [\"uid:{REVIEWER}\"]\n",
             path_str(&audit_dir),
             path_str(&socket)
-        ),
-    )
-    .expect("config");
+        ));
     std::fs::set_permissions(&tb.ingress_config, std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
     let ingress = Daemon::start(&tb.ingress_config);

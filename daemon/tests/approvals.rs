@@ -82,9 +82,7 @@ struct Site {
 
 fn push(site: &Site, who: &str, name: &str, data: &Path) -> (u16, serde_json::Value) {
     let (code, body) = curl_https(
-        &SiteCa {
-            dir: site.ca.clone(),
-        },
+        &SiteCa::at(&site.ca),
         site.port,
         "/v1/channels/release/packages",
         Some((&site.clients, who)),
@@ -105,9 +103,7 @@ fn push(site: &Site, who: &str, name: &str, data: &Path) -> (u16, serde_json::Va
 
 fn state(site: &Site, id: &str) -> (u16, serde_json::Value) {
     let (code, body) = curl_https(
-        &SiteCa {
-            dir: site.ca.clone(),
-        },
+        &SiteCa::at(&site.ca),
         site.port,
         &format!("/v1/packages/{id}"),
         Some((&site.clients, "registry-feed")),
@@ -139,39 +135,14 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     std::fs::set_permissions(root.join("ingress"), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
     let site = Site {
-        port: std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port"),
+        port: free_tcp_port(),
         ca: root.join("ca"),
         clients: root.join("clients"),
     };
-    ctl_ok(&["certs", "init-ca", "--dir", path_str(&site.ca)]);
-    ctl_ok(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        path_str(&site.ca),
-        "--out",
-        path_str(&root.join("ingress/tls")),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
+    SiteCa::init(&site.ca);
+    SiteCa::at(&site.ca).server(&root.join("ingress/tls"), "ingest");
     for name in ["registry-feed", "nobody"] {
-        ctl_ok(&[
-            "certs",
-            "issue-client",
-            "--ca",
-            path_str(&site.ca),
-            "--out",
-            path_str(&site.clients),
-            "--name",
-            name,
-            "--role",
-            "pusher",
-        ]);
+        SiteCa::at(&site.ca).client(&site.clients, name, "pusher");
     }
     std::fs::write(root.join("ingress/policy.toml"), policy(&tb.spool)).expect("policy");
     let run_dir = root.join("run");
@@ -188,18 +159,12 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
         "--verify-key-out",
         path_str(&root.join("audit.verify")),
     ]);
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{sock}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nreviewer = [\"uid:{REVIEWER_A}\", \"nobody\"]\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{sock}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nreviewer = [\"uid:{REVIEWER_A}\", \"nobody\"]\n",
             port = site.port,
             ca = path_str(&site.ca.join("ca.crt")),
             audit = path_str(&audit_dir),
             sock = path_str(&run_dir.join("ingress.sock")),
-        ),
-    )
-    .expect("config");
+        ));
     std::fs::set_permissions(&tb.ingress_config, std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
     let config = path_str(&tb.ingress_config).to_owned();

@@ -9,15 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 fn add_audit(config: &Path, dir: &Path, min_free: u64) {
-    let cfg = std::fs::read_to_string(config).expect("config");
-    std::fs::write(
+    append_config(
         config,
-        format!(
-            "{cfg}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = {min_free}\n",
+        &format!(
+            "[audit]\ndir = \"{}\"\nmin_free_bytes_accept = {min_free}\n",
             path_str(dir)
         ),
-    )
-    .expect("config");
+    );
 }
 
 #[test]

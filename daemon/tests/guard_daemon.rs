@@ -101,31 +101,9 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
     let tb = testbed(root, |_| {});
     let ca = root.join("ca");
     let clients = root.join("clients");
-    ctl_ok(&["certs", "init-ca", "--dir", path_str(&ca)]);
-    ctl_ok(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        path_str(&ca),
-        "--out",
-        path_str(&root.join("ingress/tls")),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        path_str(&ca),
-        "--out",
-        path_str(&clients),
-        "--name",
-        "registry-feed",
-        "--role",
-        "pusher",
-    ]);
+    SiteCa::init(&ca);
+    SiteCa::at(&ca).server(&root.join("ingress/tls"), "ingest");
+    SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
     let words = root.join("words/classified.txt");
     std::fs::create_dir_all(words.parent().expect("dir")).expect("mkdir");
     std::fs::write(&words, "秘密\n绝密\n").expect("words");
@@ -145,30 +123,15 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
             "--verify-key-out",
             path_str(&root.join(format!("{side}.verify"))),
         ]);
-        let cfg = std::fs::read_to_string(config).expect("config");
-        std::fs::write(
-            config,
-            format!(
-                "{cfg}\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n",
+        append_config(config, &format!("[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n",
                 path_str(&dir)
-            ),
-        )
-        .expect("config");
+            ));
         audits.push(dir);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
             path_str(&ca.join("ca.crt"))
-        ),
-    )
-    .expect("config");
+        ));
     let egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(20), "ingest listening", || {

@@ -20,32 +20,10 @@ fn site(root: &Path) -> Site {
         tls: root.join("ingress/tls"),
         clients: root.join("clients"),
     };
-    ctl_ok(&["certs", "init-ca", "--dir", path_str(&site.ca)]);
-    ctl_ok(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        path_str(&site.ca),
-        "--out",
-        path_str(&site.tls),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
+    SiteCa::init(&site.ca);
+    SiteCa::at(&site.ca).server(&site.tls, "ingest");
     for (name, role) in [("registry-feed", "pusher"), ("revoked-feed", "pusher")] {
-        ctl_ok(&[
-            "certs",
-            "issue-client",
-            "--ca",
-            path_str(&site.ca),
-            "--out",
-            path_str(&site.clients),
-            "--name",
-            name,
-            "--role",
-            role,
-        ]);
+        SiteCa::at(&site.ca).client(&site.clients, name, role);
     }
     ctl_ok(&[
         "certs",
@@ -55,19 +33,8 @@ fn site(root: &Path) -> Site {
         path_str(&site.clients.join("revoked-feed.crt")),
     ]);
     let other = root.join("other-ca");
-    ctl_ok(&["certs", "init-ca", "--dir", path_str(&other)]);
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        path_str(&other),
-        "--out",
-        path_str(&root.join("stranger")),
-        "--name",
-        "registry-feed",
-        "--role",
-        "pusher",
-    ]);
+    SiteCa::init(&other);
+    SiteCa::at(&other).client(&root.join("stranger"), "registry-feed", "pusher");
     site
 }
 
@@ -80,13 +47,6 @@ fn raise_fd_limit(n: u64) -> Option<()> {
         return Some(());
     }
     setrlimit(Resource::RLIMIT_NOFILE, n, hard.max(n)).ok()
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 struct Curl {
@@ -122,28 +82,20 @@ fn curl_pushes_with_a_client_certificate_and_the_package_arrives() {
     let tb = testbed(dir.path(), |_| {});
     let site = site(dir.path());
     let port = free_tcp_port();
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
             path_str(&site.ca.join("ca.crt")),
             path_str(&site.ca.join("ca.crl"))
-        ),
-    )
-    .expect("config");
+        ));
     // Both sides expose /metrics on a listener of their own.
     let (imetrics, emetrics) = (free_tcp_port(), free_tcp_port());
     for (config, port) in [
         (&tb.ingress_config, imetrics),
         (&tb.egress_config, emetrics),
     ] {
-        let text = std::fs::read_to_string(config).expect("config");
-        std::fs::write(
+        append_config(
             config,
-            format!("{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
-        )
-        .expect("config");
+            &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        );
     }
     let _egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
@@ -341,15 +293,9 @@ fn floods_and_slow_clients_are_bounded_and_a_real_push_still_lands() {
     let tb = testbed(dir.path(), |_| {});
     let site = site(dir.path());
     let port = free_tcp_port();
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
             path_str(&site.ca.join("ca.crt")),
-        ),
-    )
-    .expect("config");
+        ));
     let _egress = Daemon::start(&tb.egress_config);
     let ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(15), "ingest listening", || {
@@ -477,29 +423,12 @@ fn a_renewed_crl_takes_effect_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tb = testbed(dir.path(), |_| {});
     let site = site(dir.path());
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        path_str(&site.ca),
-        "--out",
-        path_str(&site.clients),
-        "--name",
-        "soon-revoked",
-        "--role",
-        "pusher",
-    ]);
+    SiteCa::at(&site.ca).client(&site.clients, "soon-revoked", "pusher");
     let port = free_tcp_port();
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
             path_str(&site.ca.join("ca.crt")),
             path_str(&site.ca.join("ca.crl"))
-        ),
-    )
-    .expect("config");
+        ));
     let _egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(15), "ingest listening", || {
@@ -550,15 +479,9 @@ fn a_full_send_queue_answers_503_with_retry_after() {
     let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 2000);
     let site = site(dir.path());
     let port = free_tcp_port();
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\nmax_queued_packages = 3\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\nmax_queued_packages = 3\n",
             path_str(&site.ca.join("ca.crt")),
-        ),
-    )
-    .expect("config");
+        ));
     let _egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(15), "ingest listening", || {

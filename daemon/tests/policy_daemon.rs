@@ -116,43 +116,10 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
     let ca = root.join("ca");
     let clients = root.join("clients");
     let tls = root.join("ingress/tls");
-    ctl_ok(&["certs", "init-ca", "--dir", path_str(&ca)]);
-    ctl_ok(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        path_str(&ca),
-        "--out",
-        path_str(&tls),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        path_str(&ca),
-        "--out",
-        path_str(&clients),
-        "--name",
-        "registry-feed",
-        "--role",
-        "pusher",
-    ]);
-    ctl_ok(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        path_str(&ca),
-        "--out",
-        path_str(&clients),
-        "--name",
-        "someone-else",
-        "--role",
-        "pusher",
-    ]);
+    SiteCa::init(&ca);
+    SiteCa::at(&ca).server(&tls, "ingest");
+    SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
+    SiteCa::at(&ca).client(&clients, "someone-else", "pusher");
     let key: PathBuf = root.join("secadmin.key");
     ctl_ok(&["policy", "keygen", path_str(&key)]);
     let public = PathBuf::from(format!("{}.pub", path_str(&key)));
@@ -166,21 +133,12 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
     std::fs::write(&policy, policy_text(&tb.spool, true, 2)).expect("policy");
     ctl_ok(&["policy", "sign", path_str(&policy), "--key", path_str(&key)]);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca_crt}\"]\ncrl = [\"{crl}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\nsigners = [\"{public}\"]\n",
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca_crt}\"]\ncrl = [\"{crl}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\nsigners = [\"{public}\"]\n",
             ca_crt = path_str(&ca.join("ca.crt")),
             crl = path_str(&ca.join("ca.crl")),
             public = path_str(&public)
-        ),
-    )
-    .expect("config");
+        ));
     let _egress = Daemon::start(&tb.egress_config);
     let ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(15), "ingest listening", || {

@@ -136,20 +136,11 @@ fn start_site(root: &Path) -> Site {
     .expect("foreign client certificate");
 
     std::fs::write(root.join("ingress/policy.toml"), policy_text()).expect("policy");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n",
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n",
             path_str(&ca.join("ca.crt")),
             path_str(&ca.join("ca.crl"))
-        ),
-    )
-    .expect("config");
+        ));
     let egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -534,10 +525,7 @@ fn tls_failures_are_named_and_exit_3() {
     }
 
     // Nobody listening.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let closed = free_tcp_port();
     let r = ctl_within(
         &[
             "push",

@@ -157,10 +157,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     // closes their window.
     let tb = testbed(root, |o| o.rate_bytes_per_s = 40_000);
     let site = Site {
-        port: std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port"),
+        port: free_tcp_port(),
         ca: root.join("ca"),
         clients: root.join("clients"),
     };
@@ -187,17 +184,11 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
         path_str(&root.join("audit.verify")),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n",
             port = site.port,
             ca = path_str(&site.ca.join("ca.crt")),
             audit = path_str(&audit_dir),
-        ),
-    )
-    .expect("config");
+        ));
     let config = path_str(&tb.ingress_config).to_owned();
 
     // The window opens at the next whole minute far enough away.

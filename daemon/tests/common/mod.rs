@@ -330,6 +330,13 @@ impl SiteCa {
         }
     }
 
+    /// A CA already made in `dir`.
+    pub fn at(dir: &Path) -> SiteCa {
+        SiteCa {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     /// `ca.crt`.
     pub fn crt(&self) -> PathBuf {
         self.dir.join("ca.crt")
