@@ -220,6 +220,10 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
                     d.display()
                 )));
             }
+            // Made first, so the check below reads their real modes.
+            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(DaemonError::io(parent))?;
+            }
             if root_user && !others_can_reach(d) {
                 // The reviewer accounts read the ingress configuration and
                 // connect to its socket, so they must traverse every
@@ -235,8 +239,6 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
                 if d.exists() {
                     // Empty (checked above): the link takes its place.
                     std::fs::remove_dir(d).map_err(DaemonError::io(d))?;
-                } else if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(DaemonError::io(parent))?;
                 }
                 std::os::unix::fs::symlink(&work, d).map_err(DaemonError::io(d))?;
                 println!(
@@ -585,17 +587,16 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
 const KEPT_STATE_PARENT: &str = "/var/tmp";
 
 /// True when an account that is neither the owner nor in the group of the
-/// directories above `dir` can traverse them (all have `o+x`). The
-/// directories still to be made are made `0755`, so only the existing ones
-/// count. `dir` itself is the demo's and is opened by it.
+/// directories above `dir` can traverse them (all have `o+x`); one that
+/// cannot be read counts as closed. `dir` itself is the demo's and is
+/// opened by it.
 fn others_can_reach(dir: &Path) -> bool {
     let Ok(abs) = std::path::absolute(dir) else {
         return false;
     };
     abs.ancestors()
         .skip(1)
-        .filter_map(|a| std::fs::metadata(a).ok())
-        .all(|m| m.permissions().mode() & 0o001 != 0)
+        .all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 fn check_alive(daemons: &mut [&mut Daemon], root: &Path) -> Result<(), DaemonError> {
