@@ -35,25 +35,11 @@ fn run(args: &[&str], env: &[(&str, &Path)]) -> Output {
 /// reader blocked on a FIFO shows as this failure, not as a hung test.
 fn run_bin(exe: &str, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(exe);
-    c.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }
-    let mut child = c.spawn().expect("spawn");
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{exe} {args:?} still running after {COMMAND_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run_within(&mut c, COMMAND_LIMIT)
 }
 
 /// A policy whose profile `strict` reads the dirty-word list `list`; the

@@ -10,35 +10,20 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Each external step gets this long; the whole test stays well under
 /// two minutes on the reference machine (measured: about 10 s).
 const STEP_LIMIT: Duration = Duration::from_secs(120);
 
+/// Runs one external step within [`STEP_LIMIT`]; it must succeed.
 fn run(cmd: &mut Command) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let deadline = Instant::now() + STEP_LIMIT;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within {STEP_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = run_within(cmd, STEP_LIMIT);
     assert!(
         out.status.success(),
-        "{what}: {:?}\n{}{}",
+        "{cmd:?}: {:?}\n{}",
         out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        text(&out)
     );
     out
 }

@@ -232,27 +232,29 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// Runs `ferryctl ARGS`, killing it (and failing the test) after `limit`:
-/// a command that hangs shows as this failure, not as a hung test.
-pub fn ctl_within(args: &[&str], limit: Duration) -> Run {
-    let mut child = Command::new(ferryctl())
-        .args(args)
+/// Runs `cmd` (stdin empty, both streams read while it runs, so a chatty
+/// command cannot fill a pipe and stall), killing it and failing the test
+/// after `limit`: a command that hangs shows as this failure, not as a hung
+/// test.
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ferryctl");
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
     });
     let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
     });
     let deadline = Instant::now() + limit;
     let status = loop {
@@ -262,14 +264,24 @@ pub fn ctl_within(args: &[&str], limit: Duration) -> Run {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("ferryctl {args:?} still running after {limit:?}");
+            panic!("{what} still running after {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Run {
-        code: status.code(),
+    Output {
+        status,
         stdout: t_out.join().expect("stdout reader"),
         stderr: t_err.join().expect("stderr reader"),
+    }
+}
+
+/// Runs `ferryctl ARGS` through [`run_within`].
+pub fn ctl_within(args: &[&str], limit: Duration) -> Run {
+    let o = run_within(Command::new(ferryctl()).args(args), limit);
+    Run {
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
 }
 
