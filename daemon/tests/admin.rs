@@ -389,10 +389,7 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
         ),
     );
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "admin API listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    ingress.wait_listening(&[port], "admin API listening");
     let call = |dir: &Path, who: Option<&str>, body: &str| {
         curl_https(
             &ca,
@@ -506,11 +503,7 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
     );
     let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "both APIs listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
-            && std::net::TcpStream::connect(("127.0.0.1", ingest)).is_ok()
-    });
+    ingress.wait_listening(&[api, ingest], "both APIs listening");
     let data = root.join("notice.csv");
     std::fs::write(&data, "parcel,area\nA-1,10\n").expect("write");
     let (code, body) = curl_https(

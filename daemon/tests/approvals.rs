@@ -170,10 +170,7 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     let config = path_str(&tb.ingress_config).to_owned();
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(15), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", site.port)).is_ok()
-    });
+    ingress.wait_listening(&[site.port], "ingest listening");
 
     // Pushed and held: 202 awaiting approval; nothing is sent.
     let data = root.join("parcels.csv");

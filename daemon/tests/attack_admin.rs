@@ -108,11 +108,7 @@ impl ApiSite {
         );
         let egress = Daemon::start_ready(&tb.egress_config);
         let mut ingress = Daemon::start(&tb.ingress_config);
-        wait_for(Duration::from_secs(20), "both APIs listening", || {
-            assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-            std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", ingest)).is_ok()
-        });
+        ingress.wait_listening(&[api, ingest], "both APIs listening");
         ApiSite {
             tb,
             ca,

@@ -118,10 +118,7 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
     append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
     let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    ingress.wait_listening(&[port], "ingest listening");
 
     /// Pushes answered `202` before the kill: enough that some are sent
     /// and some are still queued when the ingress dies.

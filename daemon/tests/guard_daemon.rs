@@ -134,10 +134,7 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
         ));
     let egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    ingress.wait_listening(&[port], "ingest listening");
 
     // Clean: crosses unchanged, both inspections pass.
     let clean = root.join("clean.csv");

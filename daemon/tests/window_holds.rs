@@ -200,10 +200,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     std::fs::write(&policy_file, policy(opens, true)).expect("policy");
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(15), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", site.port)).is_ok()
-    });
+    ingress.wait_listening(&[site.port], "ingest listening");
 
     // Bulk packages on the open channel start on the slow link.
     let bulk: Vec<String> = (0..6).map(|i| format!("bulk-{i}.csv")).collect();
@@ -315,10 +312,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     // kill -9 while held: after the restart it is still held.
     ingress.kill9();
     ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(15), "ingest back", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", site.port)).is_ok()
-    });
+    ingress.wait_listening(&[site.port], "ingest back");
     let (_, st) = site.state(&id);
     assert_eq!(st["state"], "awaiting_window", "{st}");
     // A package whose redundant sends the kill cut short is queued again at

@@ -16,6 +16,10 @@ pub fn ferryctl() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ferryctl"))
 }
 
+/// How long a daemon may take to start listening (generous: a busy
+/// machine starts slowly; it bounds a failure, it measures nothing).
+pub const LISTEN_LIMIT: Duration = Duration::from_secs(30);
+
 /// A running `ferryd`, killed (SIGKILL) when dropped unless stopped first.
 pub struct Daemon {
     pub child: Child,
@@ -69,6 +73,18 @@ impl Daemon {
             config: config.to_path_buf(),
             log,
         }
+    }
+
+    /// Waits until every one of `ports` on 127.0.0.1 accepts a connection
+    /// (`what` names them in the failure); fails with the log if the daemon
+    /// exits first.
+    pub fn wait_listening(&mut self, ports: &[u16], what: &str) {
+        wait_for(LISTEN_LIMIT, what, || {
+            assert!(self.alive(), "ferryd exited:\n{}", self.log_text());
+            ports
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
     }
 
     pub fn kill9(mut self) {
