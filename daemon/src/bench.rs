@@ -9,7 +9,7 @@ use crate::egress::EgressOptions;
 use crate::testbed::{self, TestbedOptions};
 use crate::{config, egress, ingress, DaemonError};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +65,35 @@ pub(crate) fn cpu_seconds() -> f64 {
     }
 }
 
+/// Sends the daemons' logs (both sides run in this process) to a file
+/// instead of the terminal and returns its path: `DIR/daemons.log` with
+/// `--dir DIR`, else a new `ferry-bench-*.log` in the temporary directory,
+/// kept when the work directory is removed, so the path printed still
+/// holds the logs afterwards.
+pub fn log_to_file(dir: Option<&Path>) -> Result<PathBuf, DaemonError> {
+    let (file, path) = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(DaemonError::io(d))?;
+            let path = d.join("daemons.log");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(DaemonError::io(&path))?;
+            (file, path)
+        }
+        None => tempfile::Builder::new()
+            .prefix("ferry-bench-")
+            .suffix(".log")
+            .tempfile()
+            .map_err(DaemonError::io(Path::new("temp dir")))?
+            .keep()
+            .map_err(|e| DaemonError::io(Path::new("temp dir"))(e.error))?,
+    };
+    crate::init_logging_to_file(file);
+    Ok(path)
+}
+
 /// Runs the benchmark and prints the result.
 pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     if a.files == 0 || !(0.0..100.0).contains(&a.loss) {
@@ -72,6 +101,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
             "--files must be at least 1 and --loss within 0..100".into(),
         ));
     }
+    let log = log_to_file(a.dir.as_deref())?;
     let tmp;
     let root = match &a.dir {
         Some(d) => d.clone(),
@@ -209,10 +239,12 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         "datagrams_sent": is.datagrams_sent,
         "send_errors": is.send_errors,
         "receiver": es.receiver,
+        "daemons_log": log,
     });
     if a.json {
         println!("{out}");
     } else {
+        println!("daemons' logs: {}", log.display());
         println!(
             "moved {bytes} bytes in {elapsed:.2} s: {mb_per_s:.1} MB/s ({} suite) at {}% injected loss, FEC overhead {:.1}%, {cpu:.2} CPU s, {} lost, {corrupted} corrupted",
             a.suite,

@@ -284,6 +284,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
             "--packages, --clients and --size must be at least 1".into(),
         ));
     }
+    let log = crate::bench::log_to_file(a.dir.as_deref())?;
     let tmp;
     let root = match &a.dir {
         Some(d) => d.clone(),
@@ -374,6 +375,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let t0 = Instant::now();
     let cpu0 = crate::bench::cpu_seconds();
+    let progress = progress(a.packages, next.clone(), est.clone());
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..a.clients {
@@ -462,6 +464,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let cpu = crate::bench::cpu_seconds() - cpu0;
+    drop(progress);
     // Let the watcher drain its last events before it is stopped.
     std::thread::sleep(Duration::from_millis(100));
     shutdown.store(true, Ordering::Relaxed);
@@ -517,10 +520,12 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         "payload_bytes_per_s": round(bytes_per_s, 0),
         "cpu_seconds": round(cpu, 3),
         "errors": errors.iter().take(5).collect::<Vec<_>>(),
+        "daemons_log": log,
     });
     if a.json {
         println!("{out}");
     } else {
+        println!("daemons' logs: {}", log.display());
         println!(
             "bench e2e: {} packages of {} B from {} clients over mTLS (keep-alive {}), durable queue and audit on both sides",
             a.packages,
@@ -554,6 +559,48 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         )));
     }
     Ok(())
+}
+
+/// The bench's progress line on a terminal's stderr, redrawn every
+/// `PROGRESS_INTERVAL`: packages pushed and delivered so far.
+struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the progress line is redrawn.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+
+fn progress(total: u64, pushed: Arc<AtomicU64>, egress: SharedStatus) -> Progress {
+    let stop = Arc::new(AtomicBool::new(false));
+    // Not on a terminal (a pipe, a CI log): the summary is enough.
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return Progress { stop, thread: None };
+    }
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("bench-progress".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let sent = pushed.load(Ordering::Relaxed).min(total);
+                let delivered = control::snapshot(&egress).delivered;
+                eprint!("\r  pushed {sent}/{total}, delivered {delivered}   ");
+                std::thread::sleep(PROGRESS_INTERVAL);
+            }
+            eprintln!();
+        })
+        .ok();
+    Progress { stop, thread }
+}
+
+/// Dropping it stops the line (also on an early return).
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn note(errors: &Mutex<Vec<String>>, e: String) {

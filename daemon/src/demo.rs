@@ -198,7 +198,16 @@ channels = ["public-release", "reviewed-release"]
 /// Runs the demo; with `keep`, leaves everything in that directory.
 pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
     let started = Instant::now();
+    let me = std::env::current_exe().map_err(DaemonError::io(Path::new("current_exe")))?;
+    let root_user = nix::unistd::geteuid().is_root()
+        && Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
     let tmp;
+    // Where the state really is when `--keep DIR` could not hold it (see
+    // below); DIR is then a link to it.
+    let mut kept_elsewhere = None;
     let root = match keep {
         Some(d) => {
             if d.exists()
@@ -211,8 +220,39 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
                     d.display()
                 )));
             }
-            std::fs::create_dir_all(d).map_err(DaemonError::io(d))?;
-            d.to_path_buf()
+            // Made first, so the check below reads their real modes.
+            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(DaemonError::io(parent))?;
+            }
+            if root_user && !others_can_reach(d) {
+                // The reviewer accounts read the ingress configuration and
+                // connect to its socket, so they must traverse every
+                // directory above it; DIR's are closed to them (/root, a
+                // `mktemp -d`). Nothing above DIR is opened: the state goes
+                // to a new directory under KEPT_STATE_PARENT, as open as the
+                // demo's temporary one, and DIR becomes a link to it.
+                let work = tempfile::Builder::new()
+                    .prefix("ferry-demo-")
+                    .tempdir_in(KEPT_STATE_PARENT)
+                    .map_err(DaemonError::io(Path::new(KEPT_STATE_PARENT)))?
+                    .keep();
+                if d.exists() {
+                    // Empty (checked above): the link takes its place.
+                    std::fs::remove_dir(d).map_err(DaemonError::io(d))?;
+                }
+                std::os::unix::fs::symlink(&work, d).map_err(DaemonError::io(d))?;
+                println!(
+                    "   {} is closed to the reviewer accounts; the state is kept in {} and {} links to it",
+                    d.display(),
+                    work.display(),
+                    d.display()
+                );
+                kept_elsewhere = Some(work.clone());
+                work
+            } else {
+                std::fs::create_dir_all(d).map_err(DaemonError::io(d))?;
+                d.to_path_buf()
+            }
         }
         None => {
             tmp = tempfile::Builder::new()
@@ -222,12 +262,6 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
             tmp.path().to_path_buf()
         }
     };
-    let me = std::env::current_exe().map_err(DaemonError::io(Path::new("current_exe")))?;
-    let root_user = nix::unistd::geteuid().is_root()
-        && Command::new("setpriv")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
     let n_reviewers = if root_user { 2 } else { 1 };
 
     println!("1. keys for both sides, a site CA, a server and a client certificate, audit logs, a policy");
@@ -535,12 +569,34 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
         }
         println!("   {side}: {}", out.lines().last().unwrap_or("verified"));
     }
-    match keep {
-        Some(d) => println!("8. state kept in {}", d.display()),
-        None => println!("8. temporary directory removed"),
+    match (keep, &kept_elsewhere) {
+        (Some(d), None) => println!("8. state kept in {}", d.display()),
+        (Some(d), Some(work)) => println!(
+            "8. state kept in {} (a link to {}; remove both when done)",
+            d.display(),
+            work.display()
+        ),
+        (None, _) => println!("8. temporary directory removed"),
     }
     println!("demo passed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Where `--keep DIR` puts the state when the reviewer accounts cannot
+/// reach DIR: open to every account like `/tmp`, and not emptied at boot.
+const KEPT_STATE_PARENT: &str = "/var/tmp";
+
+/// True when an account that is neither the owner nor in the group of the
+/// directories above `dir` can traverse them (all have `o+x`); one that
+/// cannot be read counts as closed. `dir` itself is the demo's and is
+/// opened by it.
+fn others_can_reach(dir: &Path) -> bool {
+    let Ok(abs) = std::path::absolute(dir) else {
+        return false;
+    };
+    abs.ancestors()
+        .skip(1)
+        .all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 fn check_alive(daemons: &mut [&mut Daemon], root: &Path) -> Result<(), DaemonError> {

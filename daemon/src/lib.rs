@@ -51,6 +51,20 @@ pub fn now_millis() -> ferry_protocol::Millis {
     ferry_protocol::Millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
+/// Structured logs appended to `file` instead of stderr, without colour:
+/// for the benches, which run both daemons in their own process and show
+/// the terminal progress and a summary, not a line per package.
+/// `RUST_LOG` filters them, default `info`.
+pub fn init_logging_to_file(file: std::fs::File) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}
+
 /// Structured logs to stderr (journald captures them under systemd);
 /// `RUST_LOG` filters them, default `info`.
 pub fn init_logging(format: &str) {

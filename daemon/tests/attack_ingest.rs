@@ -5,7 +5,6 @@
 //! mid-request. Each test names the promise it pins (issue 14, items A1-A5
 //! and B7).
 
-#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::*;
@@ -49,7 +48,7 @@ impl Site {
     }
 
     fn revoke(&self, who: &str) {
-        ferryctl_ok(&[
+        ctl_ok(&[
             "certs",
             "revoke",
             "--ca",
@@ -187,7 +186,7 @@ fn start_ingress(
 ) -> (Daemon, u16, PathBuf) {
     let port = free_tcp_port();
     let audit = root.join("audit-ingress");
-    ferryctl_ok(&[
+    ctl_ok(&[
         "audit",
         "init",
         "--dir",
@@ -211,7 +210,7 @@ fn start_ingress(
 }
 
 fn audit_query(config: &Path, dir: &Path, event: &str) -> String {
-    ferryctl_ok(&[
+    ctl_ok(&[
         "audit",
         "--via",
         path_str(config),
@@ -787,7 +786,7 @@ fn b9_admin_api_body_that_never_comes_is_408_counted_and_audited() {
         })
     });
     ingress.stop();
-    let recs = ferryctl_ok(&["audit", "query", "--dir", path_str(&audit), "--json"]);
+    let recs = ctl_ok(&["audit", "query", "--dir", path_str(&audit), "--json"]);
     assert!(
         recs.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

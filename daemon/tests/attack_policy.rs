@@ -11,6 +11,9 @@
 //!   sandbox names zones never used before and still loads, and a
 //!   tampered `/usr/share/zoneinfo` (`TZDIR`) changes no decision.
 
+mod common;
+
+use common::*;
 use ferry_daemon::config::PolicySection;
 use ferry_daemon::policy_gate::PolicyGate;
 use std::path::{Path, PathBuf};
@@ -20,50 +23,23 @@ use std::time::{Duration, Instant};
 /// Every command here answers at once; this bounds a hang.
 const COMMAND_LIMIT: Duration = Duration::from_secs(20);
 
-fn ferryctl() -> &'static str {
-    env!("CARGO_BIN_EXE_ferryctl")
-}
+/// `ferryctl` as the `&str` [`run_bin`] takes.
+const FERRYCTL: &str = env!("CARGO_BIN_EXE_ferryctl");
 
 /// Runs ferryctl, killing it (and failing) if it does not finish in time.
 fn run(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    run_bin(ferryctl(), args, env)
+    run_bin(FERRYCTL, args, env)
 }
 
 /// Runs `exe`, killing it (and failing) if it does not finish in time: a
 /// reader blocked on a FIFO shows as this failure, not as a hung test.
 fn run_bin(exe: &str, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(exe);
-    c.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }
-    let mut child = c.spawn().expect("spawn");
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{exe} {args:?} still running after {COMMAND_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+    run_within(&mut c, COMMAND_LIMIT)
 }
 
 /// A policy whose profile `strict` reads the dirty-word list `list`; the
@@ -127,7 +103,7 @@ fn strict_check_loads_the_lists_ferryd_loads_and_agrees_with_it() {
     for (list, refused) in cases {
         let file = dir.path().join("policy.toml");
         std::fs::write(&file, policy_with_list(&list)).unwrap();
-        let out = run(&["policy", "check", "--strict", s(&file)], &[]);
+        let out = run(&["policy", "check", "--strict", path_str(&file)], &[]);
         let daemon = gate(&file);
         match refused {
             Some(why) => {
@@ -140,7 +116,7 @@ fn strict_check_loads_the_lists_ferryd_loads_and_agrees_with_it() {
                     .unwrap_or_else(|| panic!("ferryd loaded {list:?}"));
                 assert!(e.contains(why), "{e}");
                 // Without --strict the check still says it, as a warning.
-                let out = run(&["policy", "check", s(&file)], &[]);
+                let out = run(&["policy", "check", path_str(&file)], &[]);
                 assert!(
                     text(&out).contains("warning: ferryd would refuse"),
                     "{}",
@@ -171,12 +147,12 @@ fn inspect_refuses_a_fifo_input_at_once() {
             &[
                 "inspect",
                 "--policy",
-                s(&policy),
+                path_str(&policy),
                 "--profile",
                 "strict",
                 "--name",
                 "in.csv",
-                s(input),
+                path_str(input),
             ],
             &[],
         );
@@ -200,7 +176,7 @@ fn ferryd_refuses_a_vacuous_identity() {
             .err()
             .unwrap_or_else(|| panic!("ferryd loaded `{vacuous}`"));
         assert!(e.contains(&format!("{}:5:", file.display())), "{e}");
-        let out = run(&["policy", "check", s(&file)], &[]);
+        let out = run(&["policy", "check", path_str(&file)], &[]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     }
 }
@@ -256,7 +232,7 @@ fn a_tampered_host_zoneinfo_changes_no_decision() {
     let args = [
         "policy",
         "explain",
-        s(&file),
+        path_str(&file),
         "--cn",
         "stats",
         "--channel",
@@ -369,7 +345,7 @@ fn every_operator_file_refuses_a_fifo_at_once() {
             "keys",
             "init",
             "--dir",
-            s(&keys),
+            path_str(&keys),
             "--link",
             "l",
             "--side",
@@ -377,30 +353,46 @@ fn every_operator_file_refuses_a_fifo_at_once() {
             "--kdf-target-ms",
             "10",
             "--passphrase-file",
-            s(&pass),
+            path_str(&pass),
         ],
         vec![
             "audit",
             "init",
             "--dir",
-            s(&audit),
+            path_str(&audit),
             "--verify-key-out",
-            s(&vk),
+            path_str(&vk),
         ],
     ] {
         let out = run(&setup, &[]);
         assert!(out.status.success(), "{setup:?}: {}", text(&out));
     }
     let cases: Vec<(&str, Vec<&str>)> = vec![
-        (env!("CARGO_BIN_EXE_ferryd"), vec!["--config", s(&fifo)]),
-        (ferryctl(), vec!["certs", "show", s(&fifo)]),
         (
-            ferryctl(),
-            vec!["keys", "import-peer", "--dir", s(&keys), s(&fifo)],
+            env!("CARGO_BIN_EXE_ferryd"),
+            vec!["--config", path_str(&fifo)],
+        ),
+        (FERRYCTL, vec!["certs", "show", path_str(&fifo)]),
+        (
+            FERRYCTL,
+            vec![
+                "keys",
+                "import-peer",
+                "--dir",
+                path_str(&keys),
+                path_str(&fifo),
+            ],
         ),
         (
-            ferryctl(),
-            vec!["audit", "verify", "--dir", s(&audit), "--key", s(&fifo)],
+            FERRYCTL,
+            vec![
+                "audit",
+                "verify",
+                "--dir",
+                path_str(&audit),
+                "--key",
+                path_str(&fifo),
+            ],
         ),
     ];
     for (exe, args) in cases {

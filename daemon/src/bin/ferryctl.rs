@@ -70,6 +70,9 @@ enum Cmd {
     /// them delivered, and clean up.
     Demo {
         /// Keep both sides' state in this directory instead of deleting it.
+        /// As root, when the reviewer accounts cannot reach it (under
+        /// /root, say), the state goes to /var/tmp/ferry-demo-* and this
+        /// directory becomes a link to it.
         #[arg(long)]
         keep: Option<PathBuf>,
     },
@@ -150,8 +153,13 @@ enum BenchCmd {
 }
 
 fn main() -> std::process::ExitCode {
-    ferry_daemon::init_logging("text");
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // The benches run both daemons in this process: their logs go to a
+    // file the bench names (bench::log_to_file), not to the terminal.
+    if !matches!(cli.cmd, Cmd::Bench(_)) {
+        ferry_daemon::init_logging("text");
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ferryctl: {e:#}");

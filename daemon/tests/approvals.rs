@@ -10,12 +10,7 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 const ADMINS_GID: u32 = 64_910;
 const SYSADMIN: u32 = 64_911;
@@ -23,33 +18,6 @@ const REVIEWER_A: u32 = 64_912;
 /// The second reviewer is the real `nobody` account, so a client
 /// certificate with CN=nobody is "their" push.
 const NOBODY: u32 = 65_534;
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ctl(args: &[&str]) -> String {
-    let o = run(Command::new(ferryctl()).args(args));
-    assert!(o.status.success(), "ferryctl {args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn as_uid(uid: u32, args: &[&str]) -> Output {
-    run(Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={ADMINS_GID}"))
-        .arg("--clear-groups")
-        .arg(ferryctl())
-        .args(args))
-}
 
 fn policy(spool: &Path) -> String {
     format!(
@@ -102,7 +70,7 @@ effect = "allow"
 identities = ["feed", "nobody", "spool"]
 channels = ["release"]
 "#,
-        spool = s(spool)
+        spool = path_str(spool)
     )
 }
 
@@ -113,53 +81,43 @@ struct Site {
 }
 
 fn push(site: &Site, who: &str, name: &str, data: &Path) -> (u16, serde_json::Value) {
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["--cacert", s(&site.ca.join("ca.crt"))])
-        .arg("--cert")
-        .arg(site.clients.join(format!("{who}.crt")))
-        .arg("--key")
-        .arg(site.clients.join(format!("{who}.key")))
-        .args(["-H", &format!("X-Ferry-File-Name: {name}")])
-        .args(["-H", "Content-Type: text/csv"])
-        .args(["--data-binary", &format!("@{}", s(data))])
-        .arg(format!(
-            "https://127.0.0.1:{}/v1/channels/release/packages",
-            site.port
-        )));
-    let t = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = t.rsplit_once('\n').unwrap_or(("", ""));
+    let (code, body) = curl_https(
+        &SiteCa::at(&site.ca),
+        site.port,
+        "/v1/channels/release/packages",
+        Some((&site.clients, who)),
+        &[
+            "-H",
+            &format!("X-Ferry-File-Name: {name}"),
+            "-H",
+            "Content-Type: text/csv",
+            "--data-binary",
+            &format!("@{}", path_str(data)),
+        ],
+    );
     (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        code.parse().unwrap_or(0),
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
 }
 
 fn state(site: &Site, id: &str) -> (u16, serde_json::Value) {
-    let o = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["--cacert", s(&site.ca.join("ca.crt"))])
-        .arg("--cert")
-        .arg(site.clients.join("registry-feed.crt"))
-        .arg("--key")
-        .arg(site.clients.join("registry-feed.key"))
-        .arg(format!("https://127.0.0.1:{}/v1/packages/{id}", site.port)));
-    let t = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = t.rsplit_once('\n').unwrap_or(("", ""));
+    let (code, body) = curl_https(
+        &SiteCa::at(&site.ca),
+        site.port,
+        &format!("/v1/packages/{id}"),
+        Some((&site.clients, "registry-feed")),
+        &[],
+    );
     (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        code.parse().unwrap_or(0),
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
 }
 
 #[test]
 fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
-    if !is_root() {
-        eprintln!("skipped: acting as reviewers (setpriv) needs root");
-        return;
-    }
-    if run(Command::new("setpriv").arg("--version")).status.code() != Some(0) {
-        eprintln!("skipped: setpriv (util-linux) is not installed");
+    if !setpriv_or_skip("acting as reviewers (setpriv)") {
         return;
     }
     if nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(NOBODY))
@@ -167,7 +125,7 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
         .flatten()
         .is_none_or(|u| u.name != "nobody")
     {
-        eprintln!("skipped: no `nobody` account with uid 65534");
+        skip("no `nobody` account with uid 65534");
         return;
     }
     let t = tempfile::tempdir().expect("tempdir");
@@ -177,39 +135,14 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     std::fs::set_permissions(root.join("ingress"), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
     let site = Site {
-        port: std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port"),
+        port: free_tcp_port(),
         ca: root.join("ca"),
         clients: root.join("clients"),
     };
-    ctl(&["certs", "init-ca", "--dir", s(&site.ca)]);
-    ctl(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        s(&site.ca),
-        "--out",
-        s(&root.join("ingress/tls")),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
+    SiteCa::init(&site.ca);
+    SiteCa::at(&site.ca).server(&root.join("ingress/tls"), "ingest");
     for name in ["registry-feed", "nobody"] {
-        ctl(&[
-            "certs",
-            "issue-client",
-            "--ca",
-            s(&site.ca),
-            "--out",
-            s(&site.clients),
-            "--name",
-            name,
-            "--role",
-            "pusher",
-        ]);
+        SiteCa::at(&site.ca).client(&site.clients, name, "pusher");
     }
     std::fs::write(root.join("ingress/policy.toml"), policy(&tb.spool)).expect("policy");
     let run_dir = root.join("run");
@@ -218,35 +151,26 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
         .expect("chgrp");
     std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o2750)).expect("chmod");
     let audit_dir = root.join("audit");
-    ctl(&[
+    ctl_ok(&[
         "audit",
         "init",
         "--dir",
-        s(&audit_dir),
+        path_str(&audit_dir),
         "--verify-key-out",
-        s(&root.join("audit.verify")),
+        path_str(&root.join("audit.verify")),
     ]);
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{sock}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nreviewer = [\"uid:{REVIEWER_A}\", \"nobody\"]\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{sock}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nreviewer = [\"uid:{REVIEWER_A}\", \"nobody\"]\n",
             port = site.port,
-            ca = s(&site.ca.join("ca.crt")),
-            audit = s(&audit_dir),
-            sock = s(&run_dir.join("ingress.sock")),
-        ),
-    )
-    .expect("config");
+            ca = path_str(&site.ca.join("ca.crt")),
+            audit = path_str(&audit_dir),
+            sock = path_str(&run_dir.join("ingress.sock")),
+        ));
     std::fs::set_permissions(&tb.ingress_config, std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
-    let config = s(&tb.ingress_config).to_owned();
+    let config = path_str(&tb.ingress_config).to_owned();
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(15), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", site.port)).is_ok()
-    });
+    ingress.wait_listening(&[site.port], "ingest listening");
 
     // Pushed and held: 202 awaiting approval; nothing is sent.
     let data = root.join("parcels.csv");
@@ -264,19 +188,28 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     assert_eq!(st["needed"], 2, "{st}");
 
     // The reviewers see it, with a preview of the text.
-    let o = as_uid(REVIEWER_A, &["approvals", "list", "--config", &config]);
+    let o = ctl_as(
+        REVIEWER_A,
+        ADMINS_GID,
+        &["approvals", "list", "--config", &config],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains(&id) && text(&o).contains("0 of 2"),
         "{}",
         text(&o)
     );
-    let o = as_uid(REVIEWER_A, &["approvals", "show", "--config", &config, &id]);
+    let o = ctl_as(
+        REVIEWER_A,
+        ADMINS_GID,
+        &["approvals", "show", "--config", &config, &id],
+    );
     assert!(text(&o).contains("parcel,area\nA-1,20.5"), "{}", text(&o));
 
     // A system administrator may not approve.
-    let o = as_uid(
+    let o = ctl_as(
         SYSADMIN,
+        ADMINS_GID,
         &[
             "approvals",
             "approve",
@@ -301,8 +234,9 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
 
     // First approval; the same reviewer cannot approve twice.
     let approve = |uid: u32, why: &str| {
-        as_uid(
+        ctl_as(
             uid,
+            ADMINS_GID,
             &[
                 "approvals",
                 "approve",
@@ -320,6 +254,7 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     let o = approve(REVIEWER_A, "again");
     assert!(!o.status.success());
     assert!(text(&o).contains("already approved"), "{}", text(&o));
+    // A deliberate window in which a premature send would be delivered.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         outbox_files(&tb.outbox).is_empty(),
@@ -338,8 +273,9 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     let (code, v) = push(&site, "nobody", "own.csv", &data);
     assert_eq!(code, 202, "{v}");
     let own = v["package_id"].as_str().expect("id").to_owned();
-    let o = as_uid(
+    let o = ctl_as(
         NOBODY,
+        ADMINS_GID,
         &[
             "approvals",
             "approve",
@@ -354,8 +290,9 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     assert!(text(&o).contains("you pushed package"), "{}", text(&o));
 
     // Rejected: gone, never sent.
-    let o = as_uid(
+    let o = ctl_as(
         REVIEWER_A,
+        ADMINS_GID,
         &[
             "approvals",
             "reject",
@@ -369,8 +306,9 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
     assert!(o.status.success(), "{}", text(&o));
     let (code, _) = state(&site, &own);
     assert_eq!(code, 404);
-    let o = as_uid(
+    let o = ctl_as(
         REVIEWER_A,
+        ADMINS_GID,
         &[
             "approvals",
             "approve",
@@ -382,15 +320,20 @@ fn two_reviewers_release_a_held_package_and_nothing_else_gets_out() {
         ],
     );
     assert!(text(&o).contains("is awaiting approval"), "{}", text(&o));
+    // A deliberate window in which a wrongly released package would arrive.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(outbox_files(&tb.outbox), vec!["parcels.csv".to_string()]);
-    let o = as_uid(SYSADMIN, &["status", "--config", &config, "--json"]);
+    let o = ctl_as(
+        SYSADMIN,
+        ADMINS_GID,
+        &["status", "--config", &config, "--json"],
+    );
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
     assert_eq!(st["awaiting_approval"], 0, "{st}");
     ingress.stop();
 
     // The audit log holds each step with its reviewer.
-    let out = ctl(&["audit", "query", "--dir", s(&audit_dir), "--json"]);
+    let out = ctl_ok(&["audit", "query", "--dir", path_str(&audit_dir), "--json"]);
     let records: Vec<serde_json::Value> = out
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

@@ -11,24 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn ctl(args: &[&str]) -> String {
-    let o = Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl");
-    assert!(
-        o.status.success(),
-        "ferryctl {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// A valid (fake) PRC resident identity number: region, birth date,
 /// sequence, and the ISO 7064 MOD 11-2 check character.
 fn prc_id(body17: &str) -> String {
@@ -86,22 +68,22 @@ effect = "allow"
 identities = ["feed", "spool"]
 channels = ["release"]
 "#,
-        spool = s(spool),
-        words = s(words)
+        spool = path_str(spool),
+        words = path_str(words)
     )
 }
 
 fn push(port: u16, ca: &Path, clients: &Path, name: &str, ty: &str, data: &Path) -> (u16, String) {
     let o = Command::new("curl")
         .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["--cacert", s(&ca.join("ca.crt"))])
+        .args(["--cacert", path_str(&ca.join("ca.crt"))])
         .arg("--cert")
         .arg(clients.join("registry-feed.crt"))
         .arg("--key")
         .arg(clients.join("registry-feed.key"))
         .args(["-H", &format!("X-Ferry-File-Name: {name}")])
         .args(["-H", &format!("Content-Type: {ty}")])
-        .args(["--data-binary", &format!("@{}", s(data))])
+        .args(["--data-binary", &format!("@{}", path_str(data))])
         .arg(format!(
             "https://127.0.0.1:{port}/v1/channels/release/packages"
         ))
@@ -119,31 +101,9 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
     let tb = testbed(root, |_| {});
     let ca = root.join("ca");
     let clients = root.join("clients");
-    ctl(&["certs", "init-ca", "--dir", s(&ca)]);
-    ctl(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&root.join("ingress/tls")),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    ctl(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&clients),
-        "--name",
-        "registry-feed",
-        "--role",
-        "pusher",
-    ]);
+    SiteCa::init(&ca);
+    SiteCa::at(&ca).server(&root.join("ingress/tls"), "ingest");
+    SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
     let words = root.join("words/classified.txt");
     std::fs::create_dir_all(words.parent().expect("dir")).expect("mkdir");
     std::fs::write(&words, "秘密\n绝密\n").expect("words");
@@ -155,44 +115,26 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
     ] {
         std::fs::write(root.join(side).join("policy.toml"), &policy_text).expect("policy");
         let dir = root.join(format!("audit-{side}"));
-        ctl(&[
+        ctl_ok(&[
             "audit",
             "init",
             "--dir",
-            s(&dir),
+            path_str(&dir),
             "--verify-key-out",
-            s(&root.join(format!("{side}.verify"))),
+            path_str(&root.join(format!("{side}.verify"))),
         ]);
-        let cfg = std::fs::read_to_string(config).expect("config");
-        std::fs::write(
-            config,
-            format!(
-                "{cfg}\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n",
-                s(&dir)
-            ),
-        )
-        .expect("config");
+        append_config(config, &format!("[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n",
+                path_str(&dir)
+            ));
         audits.push(dir);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
-            s(&ca.join("ca.crt"))
-        ),
-    )
-    .expect("config");
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
+            path_str(&ca.join("ca.crt"))
+        ));
     let egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    ingress.wait_listening(&[port], "ingest listening");
 
     // Clean: crosses unchanged, both inspections pass.
     let clean = root.join("clean.csv");
@@ -307,17 +249,17 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
         (&audits[0], "guard.inspected", 4),
         (&audits[1], "guard.reinspected", 2),
     ] {
-        let out = ctl(&[
+        let out = ctl_ok(&[
             "audit",
             "query",
             "--dir",
-            s(dir),
+            path_str(dir),
             "--event",
             event,
             "--json",
         ]);
         assert!(out.lines().count() >= min, "{event}: {out}");
-        let all = ctl(&["audit", "export", "--dir", s(dir)]);
+        let all = ctl_ok(&["audit", "export", "--dir", path_str(dir)]);
         for value in [id.as_str(), "13812345678", "秘密", "绝密"] {
             assert!(!all.contains(value), "{value} is in the audit log");
         }

@@ -42,7 +42,8 @@ fn egress_killed_mid_transfer_then_restarted() {
     });
     let got = std::fs::read(tb.outbox.join("big.bin")).expect("read");
     assert!(got == big, "bit-exact");
-    // The rest of the second send (and heartbeats) must not deliver again.
+    // The rest of the second send (and heartbeats) must not deliver again:
+    // a deliberate window in which a second delivery would show.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(outbox_files(&tb.outbox), vec!["big.bin".to_string()]);
     assert!(staging_is_empty(&tb.outbox));
@@ -70,6 +71,7 @@ fn ingress_killed_mid_transfer_then_restarted() {
     });
     assert!(std::fs::read(tb.outbox.join("big.bin")).expect("read") == big);
     assert!(std::fs::read(tb.outbox.join("small.bin")).expect("read") == small);
+    // A deliberate window in which a second delivery would show.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(outbox_files(&tb.outbox).len(), 2, "nothing delivered twice");
     assert!(staging_is_empty(&tb.outbox));
@@ -116,16 +118,18 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
     append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
     let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    ingress.wait_listening(&[port], "ingest listening");
 
+    /// Pushes answered `202` before the kill: enough that some are sent
+    /// and some are still queued when the ingress dies.
+    const ANSWERED_BEFORE_KILL: usize = 20;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pushers: Vec<_> = (0..6)
         .map(|t| {
-            let (stop, ca, clients, data_dir) = (
+            let (stop, answered, ca, clients, data_dir) = (
                 stop.clone(),
+                answered.clone(),
                 ca.clone(),
                 clients.clone(),
                 root.join(format!("data-{t}")),
@@ -153,14 +157,23 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
                     if code == "202" {
                         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
                         accepted.push(v["package_id"].as_str().expect("id").to_owned());
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 accepted
             })
         })
         .collect();
-    // Let a few batches be answered, then kill while pushes are arriving.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Let a few batches be answered (counted, not timed: a slow machine
+    // answers fewer per second), then kill while pushes are arriving.
+    wait_for(
+        Duration::from_secs(120),
+        &format!("{ANSWERED_BEFORE_KILL} pushes answered 202 before the kill"),
+        || {
+            assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
+            answered.load(std::sync::atomic::Ordering::Relaxed) >= ANSWERED_BEFORE_KILL
+        },
+    );
     ingress.kill9();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let accepted: Vec<String> = pushers
@@ -168,7 +181,7 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
         .flat_map(|p| p.join().expect("pusher"))
         .collect();
     assert!(
-        accepted.len() >= 20,
+        accepted.len() >= ANSWERED_BEFORE_KILL,
         "only {} pushes answered",
         accepted.len()
     );
@@ -188,6 +201,7 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
         let ids = delivered_ids(&tb.outbox);
         accepted.iter().all(|id| ids.contains_key(id))
     });
+    // A deliberate window in which a second delivery would show.
     std::thread::sleep(Duration::from_secs(2));
     let ids = delivered_ids(&tb.outbox);
     for (id, n) in &ids {

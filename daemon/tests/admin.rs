@@ -10,12 +10,8 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// The administrators' group and the test users (no passwd entries
 /// needed: `uid:N` in `[admin]`).
@@ -26,34 +22,9 @@ const AUDITOR: u32 = 64_903;
 const REVIEWER: u32 = 64_904;
 const STRANGER: u32 = 64_905;
 
-/// `ferryctl ARGS` as `uid`, with the administrators' group.
-fn as_uid(uid: u32, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={ADMINS_GID}"))
-        .arg("--clear-groups")
-        .arg(ferryctl())
-        .args(args)
-        .output()
-        .expect("setpriv ferryctl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
-    if !is_root() {
-        eprintln!("skipped: acting as other uids (setpriv) needs root");
-        return;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped: setpriv (util-linux) is not installed");
+    if !setpriv_or_skip("acting as other uids (setpriv)") {
         return;
     }
     let t = tempfile::tempdir().expect("tempdir");
@@ -76,24 +47,18 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
             "audit",
             "init",
             "--dir",
-            s(&audit_dir),
+            path_str(&audit_dir),
             "--verify-key-out",
-            s(&key),
+            path_str(&key),
         ])
         .output()
         .expect("audit init");
     assert!(out.status.success(), "{}", text(&out));
     let socket = run.join("ingress.sock");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nsecadmin = [\"uid:{SECADMIN}\"]\nauditor = [\"uid:{AUDITOR}\"]\nreviewer = [\"uid:{REVIEWER}\"]\n",
-            s(&audit_dir),
-            s(&socket)
-        ),
-    )
-    .expect("config");
+    append_config(&tb.ingress_config, &format!("[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nsecadmin = [\"uid:{SECADMIN}\"]\nauditor = [\"uid:{AUDITOR}\"]\nreviewer = [\"uid:{REVIEWER}\"]\n",
+            path_str(&audit_dir),
+            path_str(&socket)
+        ));
     std::fs::set_permissions(&tb.ingress_config, std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
     let ingress = Daemon::start(&tb.ingress_config);
@@ -106,11 +71,11 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o660, "the socket is for the administrators' group");
-    let config = s(&tb.ingress_config);
+    let config = path_str(&tb.ingress_config);
 
     // Any administrator reads the status; it names who holds what.
     for uid in [SYSADMIN, SECADMIN, AUDITOR, REVIEWER] {
-        let o = as_uid(uid, &["status", "--config", config, "--json"]);
+        let o = ctl_as(uid, ADMINS_GID, &["status", "--config", config, "--json"]);
         assert!(o.status.success(), "status as {uid}: {}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         assert_eq!(
@@ -120,7 +85,7 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
         );
     }
     // A uid with no role, and root itself (not listed), get nothing.
-    let o = as_uid(STRANGER, &["status", "--config", config]);
+    let o = ctl_as(STRANGER, ADMINS_GID, &["status", "--config", config]);
     assert!(!o.status.success());
     assert!(text(&o).contains("holds no role"), "{}", text(&o));
     let o = Command::new(ferryctl())
@@ -132,7 +97,7 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
     // resend: the system administrator's job.
     let resend = ["resend", "--config", config, "--seq", "1..1"];
     for uid in [SECADMIN, AUDITOR, REVIEWER] {
-        let o = as_uid(uid, &resend);
+        let o = ctl_as(uid, ADMINS_GID, &resend);
         assert!(!o.status.success());
         assert!(
             text(&o).contains("`resend` is the system administrator's job"),
@@ -140,14 +105,14 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
             text(&o)
         );
     }
-    let o = as_uid(SYSADMIN, &resend);
+    let o = ctl_as(SYSADMIN, ADMINS_GID, &resend);
     assert!(!text(&o).contains("refused"), "sysadmin: {}", text(&o));
 
     // Policy reload: the security administrator's job (this side has no
     // [policy], so the allowed call reports that, not a refusal).
     let reload = ["policy", "reload", "--config", config];
     for uid in [SYSADMIN, AUDITOR, REVIEWER] {
-        let o = as_uid(uid, &reload);
+        let o = ctl_as(uid, ADMINS_GID, &reload);
         assert!(!o.status.success());
         assert!(
             text(&o).contains("security administrator's job"),
@@ -155,7 +120,7 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
             text(&o)
         );
     }
-    let o = as_uid(SECADMIN, &reload);
+    let o = ctl_as(SECADMIN, ADMINS_GID, &reload);
     assert!(text(&o).contains("no [policy] configured"), "{}", text(&o));
 
     ingress.stop();
@@ -164,7 +129,7 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
             "audit",
             "query",
             "--dir",
-            s(&audit_dir),
+            path_str(&audit_dir),
             "--event",
             "admin.action",
             "--json",
@@ -234,7 +199,14 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
         );
     }
     let v = Command::new(ferryctl())
-        .args(["audit", "verify", "--dir", s(&audit_dir), "--key", s(&key)])
+        .args([
+            "audit",
+            "verify",
+            "--dir",
+            path_str(&audit_dir),
+            "--key",
+            path_str(&key),
+        ])
         .output()
         .expect("verify");
     assert!(v.status.success(), "{}", text(&v));
@@ -249,7 +221,7 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     let t = tempfile::tempdir().expect("tempdir");
     // A slow link, so that packages wait in the queue.
     let tb = testbed(t.path(), |o| o.rate_bytes_per_s = 40_000);
-    let config = s(&tb.ingress_config).to_owned();
+    let config = path_str(&tb.ingress_config).to_owned();
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     let names: Vec<String> = (0..10).map(|i| format!("parcel-{i:02}.bin")).collect();
@@ -339,6 +311,8 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     wait_for(Duration::from_secs(15), "ingress back", || {
         status(&tb.ingress_config).is_some_and(|v| v["stopped_channels"]["e2e"].is_string())
     });
+    // A deliberate window: a stopped channel must leave the late file in
+    // the spool, and it would be picked up within it if it were not.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(tb.spool.join("late.bin").exists());
 
@@ -397,28 +371,25 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
     }
     SiteCa::init(&root.join("other-ca")).client(&root.join("stranger"), "ops-sys", "sysadmin");
     let audit = root.join("audit-ingress");
-    ferryctl_ok(&[
+    ctl_ok(&[
         "audit",
         "init",
         "--dir",
-        s(&audit),
+        path_str(&audit),
         "--verify-key-out",
-        s(&root.join("ingress.verify")),
+        path_str(&root.join("ingress.verify")),
     ]);
     let port = free_tcp_port();
     append_config(
         &tb.ingress_config,
         &format!(
             "[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n{}",
-            s(&audit),
+            path_str(&audit),
             admin_sections(port, &ca)
         ),
     );
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "admin API listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    ingress.wait_listening(&[port], "admin API listening");
     let call = |dir: &Path, who: Option<&str>, body: &str| {
         curl_https(
             &ca,
@@ -467,7 +438,7 @@ fn the_admin_api_takes_roles_from_certificates_through_the_same_gate() {
             "audit",
             "query",
             "--dir",
-            s(&audit),
+            path_str(&audit),
             "--event",
             "admin.action",
             "--json",
@@ -532,11 +503,7 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
     );
     let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "both APIs listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
-            && std::net::TcpStream::connect(("127.0.0.1", ingest)).is_ok()
-    });
+    ingress.wait_listening(&[api, ingest], "both APIs listening");
     let data = root.join("notice.csv");
     std::fs::write(&data, "parcel,area\nA-1,10\n").expect("write");
     let (code, body) = curl_https(
@@ -550,7 +517,7 @@ fn reviewers_approve_over_the_admin_api_by_certificate() {
             "-H",
             "Content-Type: text/csv",
             "--data-binary",
-            &format!("@{}", s(&data)),
+            &format!("@{}", path_str(&data)),
         ],
     );
     assert_eq!(code, "202", "{body}");

@@ -10,24 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn ctl(args: &[&str]) -> String {
-    let out = Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl");
-    assert!(
-        out.status.success(),
-        "ferryctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn policy_text(spool: &Path, allow_feed: bool, per_minute: u32) -> String {
     let rule = if allow_feed {
         r#"
@@ -87,7 +69,7 @@ effect = "allow"
 identities = ["spool"]
 channels = ["stats"]
 {rule}"#,
-        spool = s(spool)
+        spool = path_str(spool)
     )
 }
 
@@ -101,13 +83,13 @@ fn curl_push(
 ) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["--cacert", s(&ca.join("ca.crt"))])
+        .args(["--cacert", path_str(&ca.join("ca.crt"))])
         .arg("--cert")
         .arg(clients.join(format!("{who}.crt")))
         .arg("--key")
         .arg(clients.join(format!("{who}.key")))
         .args(["-H", &format!("X-Ferry-File-Name: {name}")])
-        .args(["--data-binary", &format!("@{}", s(data))])
+        .args(["--data-binary", &format!("@{}", path_str(data))])
         .arg(format!(
             "https://127.0.0.1:{port}/v1/channels/stats/packages"
         ))
@@ -134,46 +116,13 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
     let ca = root.join("ca");
     let clients = root.join("clients");
     let tls = root.join("ingress/tls");
-    ctl(&["certs", "init-ca", "--dir", s(&ca)]);
-    ctl(&[
-        "certs",
-        "issue-server",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&tls),
-        "--name",
-        "ingest",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    ctl(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&clients),
-        "--name",
-        "registry-feed",
-        "--role",
-        "pusher",
-    ]);
-    ctl(&[
-        "certs",
-        "issue-client",
-        "--ca",
-        s(&ca),
-        "--out",
-        s(&clients),
-        "--name",
-        "someone-else",
-        "--role",
-        "pusher",
-    ]);
+    SiteCa::init(&ca);
+    SiteCa::at(&ca).server(&tls, "ingest");
+    SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
+    SiteCa::at(&ca).client(&clients, "someone-else", "pusher");
     let key: PathBuf = root.join("secadmin.key");
-    ctl(&["policy", "keygen", s(&key)]);
-    let public = PathBuf::from(format!("{}.pub", s(&key)));
+    ctl_ok(&["policy", "keygen", path_str(&key)]);
+    let public = PathBuf::from(format!("{}.pub", path_str(&key)));
     let public = if public.exists() {
         public
     } else {
@@ -182,23 +131,14 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
     assert!(public.exists(), "keygen wrote no public key");
     let policy = root.join("ingress/policy.toml");
     std::fs::write(&policy, policy_text(&tb.spool, true, 2)).expect("policy");
-    ctl(&["policy", "sign", s(&policy), "--key", s(&key)]);
+    ctl_ok(&["policy", "sign", path_str(&policy), "--key", path_str(&key)]);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca_crt}\"]\ncrl = [\"{crl}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\nsigners = [\"{public}\"]\n",
-            ca_crt = s(&ca.join("ca.crt")),
-            crl = s(&ca.join("ca.crl")),
-            public = s(&public)
-        ),
-    )
-    .expect("config");
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca_crt}\"]\ncrl = [\"{crl}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\nsigners = [\"{public}\"]\n",
+            ca_crt = path_str(&ca.join("ca.crt")),
+            crl = path_str(&ca.join("ca.crl")),
+            public = path_str(&public)
+        ));
     let _egress = Daemon::start(&tb.egress_config);
     let ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(15), "ingest listening", || {
@@ -239,45 +179,64 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
 
     // Hot reload of a valid signed policy that no longer allows the feed.
     std::fs::write(&policy, policy_text(&tb.spool, false, 2)).expect("policy");
-    ctl(&["policy", "sign", s(&policy), "--key", s(&key)]);
+    ctl_ok(&["policy", "sign", path_str(&policy), "--key", path_str(&key)]);
     let pid = nix::unistd::Pid::from_raw(ingress.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
     wait_for(Duration::from_secs(10), "reload", || {
         let (h, r) = policy_status(&tb.ingress_config);
         h != hash0 && r.starts_with("reloaded")
     });
+    // Status shows "reloaded" only after the gate swapped (reload_policy
+    // updates it after PolicyGate::reload returned): the new policy is in
+    // force now, no time to wait.
     let (hash1, _) = policy_status(&tb.ingress_config);
-    std::thread::sleep(Duration::from_millis(1100));
     let (code, body) = curl_push(port, &ca, &clients, "registry-feed", "four.csv", &data);
     assert_eq!(code, 403, "the new policy is in force: {body}");
 
     // An unsigned change (signature no longer matches): refused, old kept.
     std::fs::write(&policy, policy_text(&tb.spool, true, 100)).expect("policy");
-    let out = Command::new(ferryctl())
-        .args(["policy", "reload", "--config", s(&tb.ingress_config)])
-        .output()
-        .expect("ferryctl");
+    let out = ctl(&["policy", "reload", "--config", path_str(&tb.ingress_config)]);
     assert!(!out.status.success(), "a refused reload exits non-zero");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let answer = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("\"reloaded\": false") && text.contains("changed after signing"),
-        "{text}"
+        answer.contains("\"reloaded\": false") && answer.contains("changed after signing"),
+        "{answer}"
     );
     let (h, r) = policy_status(&tb.ingress_config);
     assert_eq!(h, hash1);
     assert!(r.starts_with("refused"), "{r}");
-    // An invalid file, even signed with a valid signature, is refused.
+    // An invalid file cannot be signed: `policy sign` checks it first, so
+    // the signature on disk stays the old one.
     std::fs::write(&policy, "version = 1\n[channel.x]\nbogus_key = 1\n").expect("policy");
-    let signed = Command::new(ferryctl())
-        .args(["policy", "sign", s(&policy), "--key", s(&key)])
-        .output()
-        .expect("sign");
-    let _ = signed;
+    let signed = ctl(&["policy", "sign", path_str(&policy), "--key", path_str(&key)]);
+    assert!(!signed.status.success(), "signed an invalid policy");
+    assert!(text(&signed).contains("bogus_key"), "{}", text(&signed));
+    // A file that is signed (it compiles) but that ferryd cannot load (its
+    // content profile names a dirty-word list that is not there): the
+    // SIGHUP reload is refused for that reason and the old policy is kept.
+    let missing_list = root.join("no-such-words.txt");
+    let unloadable = policy_text(&tb.spool, true, 100).replace(
+        "destination = \"outbox\"\n",
+        "destination = \"outbox\"\nprofile = \"strict\"\n",
+    ) + &format!(
+        "\n[profile.strict]\ndirty_words = {{ action = \"reject\", lists = [\"{}\"] }}\n",
+        path_str(&missing_list)
+    );
+    std::fs::write(&policy, unloadable).expect("policy");
+    ctl_ok(&["policy", "sign", path_str(&policy), "--key", path_str(&key)]);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
-    std::thread::sleep(Duration::from_millis(2500));
-    let (h, r) = policy_status(&tb.ingress_config);
-    assert_eq!(h, hash1, "invalid policy swapped in");
-    assert!(r.starts_with("refused"), "{r}");
+    // Before this SIGHUP the status already said "refused" (the unsigned
+    // change above), so wait for this reload's own reason.
+    wait_for(
+        Duration::from_secs(10),
+        "the SIGHUP reload refused for the missing word list",
+        || {
+            let (_, r) = policy_status(&tb.ingress_config);
+            r.starts_with("refused") && r.contains("no-such-words.txt")
+        },
+    );
+    let (h, _) = policy_status(&tb.ingress_config);
+    assert_eq!(h, hash1, "an unloadable policy swapped in");
     let (code, _) = curl_push(port, &ca, &clients, "registry-feed", "five.csv", &data);
     assert_eq!(code, 403, "the last good policy is still in force");
 }

@@ -230,7 +230,7 @@ fn site(downstream: bool) -> Site {
     site_ca.client(&root.join("egress/tls"), "egress-forwarder", "pusher");
     let ca = site_ca.dir.clone();
     let audit = root.join("audit-egress");
-    ferryctl_ok(&[
+    ctl_ok(&[
         "audit",
         "init",
         "--dir",
@@ -399,6 +399,8 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
         "a parked package does not block",
         || accepted_names(&state).contains(&"after.csv".to_owned()),
     );
+    // A deliberate window in which a retry of the parked package would
+    // reach the downstream (it must not be retried).
     std::thread::sleep(Duration::from_millis(1500));
     let refusals = state
         .lock()
@@ -416,7 +418,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
         "{st}"
     );
     state.lock().expect("state").refuse_name = None;
-    let answer = ferryctl_ok(&["forward", "retry", "--config", path_str(&tb.egress_config)]);
+    let answer = ctl_ok(&["forward", "retry", "--config", path_str(&tb.egress_config)]);
     assert!(answer.contains("released"), "{answer}");
     wait_for(Duration::from_secs(30), "the parked package sent", || {
         accepted_names(&state).contains(&"refused.csv".to_owned())
@@ -439,7 +441,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
 
     // The audit log names the endpoint for each delivery and the refusal.
     let audit = root.join("audit-egress");
-    let out = ferryctl_ok(&[
+    let out = ctl_ok(&[
         "audit",
         "query",
         "--dir",
@@ -450,7 +452,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
     ]);
     let delivered = out.lines().filter(|l| l.contains(url)).count();
     assert_eq!(delivered, 9, "{out}");
-    let out = ferryctl_ok(&[
+    let out = ctl_ok(&[
         "audit",
         "query",
         "--dir",
@@ -460,7 +462,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
         "--json",
     ]);
     assert!(out.contains("refused by") && out.contains("403"), "{out}");
-    ferryctl_ok(&[
+    ctl_ok(&[
         "audit",
         "verify",
         "--dir",

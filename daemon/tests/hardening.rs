@@ -90,7 +90,7 @@ fn verdicts(v: &serde_json::Value) -> Vec<(String, String)> {
 #[test]
 fn root_ferryd_drops_privileges_and_is_confined() {
     if !is_root() {
-        eprintln!("skipped: starting ferryd as root and dropping to a service user needs root");
+        skip("starting ferryd as root and dropping to a service user needs root");
         return;
     }
     let user = nix::unistd::User::from_name(SERVICE_USER)
@@ -210,7 +210,7 @@ fn root_ferryd_drops_privileges_and_is_confined() {
 #[test]
 fn unprivileged_start_like_systemd_user_is_hardened() {
     if !is_root() || !Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("skipped: needs root and setpriv to start ferryd as another user");
+        skip("needs root and setpriv to start ferryd as another user");
         return;
     }
     let user = nix::unistd::User::from_name(SERVICE_USER)
@@ -418,7 +418,7 @@ fn systemd_unit_exposure_at_most_1_5_and_verify_clean() {
         .map(PathBuf::from)
         .find(|p| p.exists())
     else {
-        eprintln!("skipped: systemd-analyze is not installed");
+        skip("systemd-analyze is not installed");
         return;
     };
     let help = Command::new(&analyze)
@@ -426,7 +426,7 @@ fn systemd_unit_exposure_at_most_1_5_and_verify_clean() {
         .output()
         .expect("systemd-analyze");
     if !String::from_utf8_lossy(&help.stdout).contains("--offline") {
-        eprintln!("skipped: this systemd-analyze has no --offline (systemd < 250)");
+        skip("this systemd-analyze has no --offline (systemd < 250)");
         return;
     }
     let unit_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/ferryd@.service");
@@ -519,11 +519,11 @@ fn the_unit_does_not_hide_administrators_in_a_user_namespace() {
 fn sysusers_and_tmpfiles_apply_to_an_empty_root() {
     let tools = ["/usr/bin/systemd-sysusers", "/usr/bin/systemd-tmpfiles"];
     if tools.iter().any(|t| !Path::new(t).exists()) {
-        eprintln!("skipped: systemd-sysusers / systemd-tmpfiles are not installed");
+        skip("systemd-sysusers / systemd-tmpfiles are not installed");
         return;
     }
     if !is_root() {
-        eprintln!("skipped: systemd-tmpfiles --root chowns, which needs root");
+        skip("systemd-tmpfiles --root chowns, which needs root");
         return;
     }
     let root = tempfile::tempdir().expect("tempdir");

@@ -17,14 +17,9 @@ use common::*;
 use ferry_daemon::store::{LedgerEntry, LedgerState, StateStore};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// A relay between the ingress (which sends to `from`) and the egress
 /// (listening on `to`), keeping a copy of every datagram: the capture an
@@ -103,46 +98,31 @@ fn alarms(v: &serde_json::Value) -> String {
     v["alarms"].to_string()
 }
 
-fn ctl(args: &[&str]) -> std::process::Output {
-    Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = ctl(args);
-    assert!(
-        out.status.success(),
-        "ferryctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Sets up an audit log for `config` and returns its directory.
 fn with_audit(root: &Path, config: &Path, name: &str) -> PathBuf {
     let dir = root.join(format!("audit-{name}"));
     let key = root.join(format!("{name}.verify"));
-    ok(&[
+    ctl_ok(&[
         "audit",
         "init",
         "--dir",
-        s(&dir),
+        path_str(&dir),
         "--verify-key-out",
-        s(&key),
+        path_str(&key),
     ]);
-    append_config(config, &format!("\n[audit]\ndir = \"{}\"\n", s(&dir)));
+    append_config(
+        config,
+        &format!("\n[audit]\ndir = \"{}\"\n", path_str(&dir)),
+    );
     dir
 }
 
 fn audit_records(dir: &Path, event: &str) -> Vec<serde_json::Value> {
-    let text = ok(&[
+    let text = ctl_ok(&[
         "audit",
         "query",
         "--dir",
-        s(dir),
+        path_str(dir),
         "--event",
         event,
         "--json",
@@ -301,10 +281,10 @@ fn gaps_survive_egress_kill9_until_a_resend_fills_them() {
             .and_then(|g| g[1].as_u64())
             .expect("last"),
     );
-    ok(&[
+    ctl_ok(&[
         "resend",
         "--config",
-        s(&tb.ingress_config),
+        path_str(&tb.ingress_config),
         "--seq",
         &format!("{a}..{b}"),
     ]);
@@ -320,11 +300,11 @@ fn gaps_survive_egress_kill9_until_a_resend_fills_them() {
     if let Some(rest) = st["gaps"].as_array().filter(|g| !g.is_empty()) {
         for g in rest.clone() {
             let range = format!("{}..{}", g[0], g[1]);
-            ok(&[
+            ctl_ok(&[
                 "gaps",
                 "ack",
                 "--config",
-                s(&tb.egress_config),
+                path_str(&tb.egress_config),
                 &range,
                 "--reason",
                 "no package was sent under it",

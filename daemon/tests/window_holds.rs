@@ -14,7 +14,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Time the steps before the window opens need (push, checks, kill -9 and
@@ -22,25 +22,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const SETUP_MARGIN_S: u64 = 35;
 /// Longest wait for delivery once the window is open.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(90);
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ctl(args: &[&str]) -> Output {
-    Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl")
-}
 
 fn unix_now_s() -> u64 {
     SystemTime::now()
@@ -130,7 +111,7 @@ impl Site {
     fn curl(&self, extra: &[&str], url: &str) -> (u16, serde_json::Value) {
         let o = Command::new("curl")
             .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
-            .args(["--cacert", s(&self.ca.join("ca.crt"))])
+            .args(["--cacert", path_str(&self.ca.join("ca.crt"))])
             .arg("--cert")
             .arg(self.clients.join("registry-feed.crt"))
             .arg("--key")
@@ -149,7 +130,7 @@ impl Site {
 
     fn push(&self, channel: &str, name: &str, data: &Path) -> (u16, serde_json::Value) {
         let header = format!("X-Ferry-File-Name: {name}");
-        let body = format!("@{}", s(data));
+        let body = format!("@{}", path_str(data));
         self.curl(
             &[
                 "-H",
@@ -176,10 +157,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     // closes their window.
     let tb = testbed(root, |o| o.rate_bytes_per_s = 40_000);
     let site = Site {
-        port: std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port"),
+        port: free_tcp_port(),
         ca: root.join("ca"),
         clients: root.join("clients"),
     };
@@ -201,23 +179,17 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
         "audit",
         "init",
         "--dir",
-        s(&audit_dir),
+        path_str(&audit_dir),
         "--verify-key-out",
-        s(&root.join("audit.verify")),
+        path_str(&root.join("audit.verify")),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n",
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{ca}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{audit}\"\nmin_free_bytes_accept = 0\n",
             port = site.port,
-            ca = s(&site.ca.join("ca.crt")),
-            audit = s(&audit_dir),
-        ),
-    )
-    .expect("config");
-    let config = s(&tb.ingress_config).to_owned();
+            ca = path_str(&site.ca.join("ca.crt")),
+            audit = path_str(&audit_dir),
+        ));
+    let config = path_str(&tb.ingress_config).to_owned();
 
     // The window opens at the next whole minute far enough away.
     let mut opens = (unix_now_s() / 60 + 1) * 60;
@@ -228,10 +200,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     std::fs::write(&policy_file, policy(opens, true)).expect("policy");
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(15), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", site.port)).is_ok()
-    });
+    ingress.wait_listening(&[site.port], "ingest listening");
 
     // Bulk packages on the open channel start on the slow link.
     let bulk: Vec<String> = (0..6).map(|i| format!("bulk-{i}.csv")).collect();
@@ -343,10 +312,7 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     // kill -9 while held: after the restart it is still held.
     ingress.kill9();
     ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(15), "ingest back", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", site.port)).is_ok()
-    });
+    ingress.wait_listening(&[site.port], "ingest back");
     let (_, st) = site.state(&id);
     assert_eq!(st["state"], "awaiting_window", "{st}");
     // A package whose redundant sends the kill cut short is queued again at
@@ -401,13 +367,14 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     });
     let (_, st) = site.state(&id);
     assert_eq!(st["state"], "sent", "{st}");
-    // Still once a moment later (a second release would deliver again).
+    // Still once a moment later (a second release would deliver again): a
+    // deliberate window.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(outbox_files(&tb.outbox), all);
     ingress.stop();
 
     // The audit log: held and released, for the push and the bulk ones.
-    let o = ctl(&["audit", "query", "--dir", s(&audit_dir), "--json"]);
+    let o = ctl(&["audit", "query", "--dir", path_str(&audit_dir), "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let records: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
         .lines()

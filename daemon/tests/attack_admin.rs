@@ -22,55 +22,21 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 const ADMINS_GID: u32 = 64_920;
 const SYSADMIN: u32 = 64_921;
 const AUDITOR: u32 = 64_922;
 const STRANGER: u32 = 64_923;
 
-/// `ferryctl ARGS` as `uid` with group `gid`.
-fn as_uid_gid(uid: u32, gid: u32, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("60")
-        .arg("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .arg("--clear-groups")
-        .arg(ferryctl())
-        .args(args)
-        .output()
-        .expect("setpriv ferryctl")
-}
-
 fn can_act_as_others() -> bool {
-    if !is_root() {
-        eprintln!("skipped (loudly): acting as other uids (setpriv) and namespaces need root");
-        return false;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped (loudly): setpriv (util-linux) is not installed");
-        return false;
-    }
-    true
+    setpriv_or_skip("acting as other uids (setpriv) and namespaces")
 }
 
 /// Every record of the log in `dir`, as JSON.
 fn records(dir: &Path) -> Vec<serde_json::Value> {
-    ferryctl_ok(&["audit", "query", "--dir", s(dir), "--json"])
+    ctl_ok(&["audit", "query", "--dir", path_str(dir), "--json"])
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
@@ -79,13 +45,13 @@ fn records(dir: &Path) -> Vec<serde_json::Value> {
 fn audit_init(root: &Path) -> (PathBuf, PathBuf) {
     let dir = root.join("audit");
     let key = root.join("audit.verify");
-    ferryctl_ok(&[
+    ctl_ok(&[
         "audit",
         "init",
         "--dir",
-        s(&dir),
+        path_str(&dir),
         "--verify-key-out",
-        s(&key),
+        path_str(&key),
     ]);
     (dir, key)
 }
@@ -135,18 +101,14 @@ impl ApiSite {
                 "[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n{}\n\
                  [admin]\nsysadmin = [\"uid:{SYSADMIN}\"]\n\n[admin_api]\nlisten = \"127.0.0.1:{api}\"\n\
                  cert = \"tls/admin-api.crt\"\nkey = \"tls/admin-api.key\"\nclient_ca = [\"{}\"]\n",
-                s(&audit),
+                path_str(&audit),
                 ingest_section(ingest, &ca, ""),
-                s(&ca.crt())
+                path_str(&ca.crt())
             ),
         );
         let egress = Daemon::start_ready(&tb.egress_config);
         let mut ingress = Daemon::start(&tb.ingress_config);
-        wait_for(Duration::from_secs(20), "both APIs listening", || {
-            assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-            std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", ingest)).is_ok()
-        });
+        ingress.wait_listening(&[api, ingest], "both APIs listening");
         ApiSite {
             tb,
             ca,
@@ -174,7 +136,7 @@ impl ApiSite {
                 "-H",
                 "Content-Type: text/csv",
                 "--data-binary",
-                &format!("@{}", s(&data)),
+                &format!("@{}", path_str(&data)),
             ],
         );
         assert_eq!(code, "202", "{body}");
@@ -203,8 +165,15 @@ fn issue(
     person: Option<&str>,
 ) -> Result<(), String> {
     let mut c = Command::new(ferryctl());
-    c.args(["certs", "issue-client", "--ca", s(&ca.dir), "--out", s(out)])
-        .args(["--name", name, "--role", role]);
+    c.args([
+        "certs",
+        "issue-client",
+        "--ca",
+        path_str(&ca.dir),
+        "--out",
+        path_str(out),
+    ])
+    .args(["--name", name, "--role", role]);
     if let Some(p) = person {
         c.args(["--person", p]);
     }
@@ -396,8 +365,8 @@ fn socket_site(root: &Path) -> (ferry_daemon::testbed::Testbed, PathBuf, PathBuf
         &tb.ingress_config,
         &format!(
             "[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n\n[admin]\nsocket = \"{}\"\nsysadmin = [\"uid:{SYSADMIN}\"]\nauditor = [\"uid:{AUDITOR}\"]\n",
-            s(&audit),
-            s(&socket)
+            path_str(&audit),
+            path_str(&socket)
         ),
     );
     std::fs::set_permissions(&tb.ingress_config, std::fs::Permissions::from_mode(0o644))
@@ -424,7 +393,7 @@ fn refused_callers_learn_nothing_and_are_told_what_happened() {
     wait_for(Duration::from_secs(15), "control socket", || {
         socket.exists()
     });
-    let config = s(&tb.ingress_config).to_owned();
+    let config = path_str(&tb.ingress_config).to_owned();
 
     let o = Command::new(ferryctl())
         .args([
@@ -433,9 +402,9 @@ fn refused_callers_learn_nothing_and_are_told_what_happened() {
             "--via",
             &config,
             "--dir",
-            s(&audit),
+            path_str(&audit),
             "--key",
-            s(&key),
+            path_str(&key),
         ])
         .output()
         .expect("verify");
@@ -452,20 +421,20 @@ fn refused_callers_learn_nothing_and_are_told_what_happened() {
             "audit",
             "verify",
             "--dir",
-            s(&audit),
+            path_str(&audit),
             "--key",
-            s(&dir.path().join("nokey")),
+            path_str(&dir.path().join("nokey")),
         ])
         .output()
         .expect("verify");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
     // selfcheck without a role: refused, on the socket actually asked.
-    let o = as_uid_gid(STRANGER, ADMINS_GID, &["selfcheck", "--config", &config]);
+    let o = ctl_as(STRANGER, ADMINS_GID, &["selfcheck", "--config", &config]);
     assert!(!o.status.success());
     let t = text(&o);
     assert!(
-        t.contains("refused this caller") && t.contains(s(&socket)),
+        t.contains("refused this caller") && t.contains(path_str(&socket)),
         "{t}"
     );
     assert!(
@@ -473,7 +442,7 @@ fn refused_callers_learn_nothing_and_are_told_what_happened() {
         "names a socket that does not exist: {t}"
     );
     // Outside the administrators' group the socket cannot be reached.
-    let o = as_uid_gid(STRANGER, STRANGER, &["status", "--config", &config]);
+    let o = ctl_as(STRANGER, STRANGER, &["status", "--config", &config]);
     assert!(!o.status.success());
     assert!(text(&o).contains("permission denied"), "{}", text(&o));
     assert!(!text(&o).contains("is ferryd running"), "{}", text(&o));
@@ -514,7 +483,7 @@ fn a_user_namespace_that_hides_administrators_is_named_loudly() {
         .map(|s| !s.success())
         .unwrap_or(true)
     {
-        eprintln!("skipped (loudly): this host does not allow user namespaces");
+        skip("this host does not allow user namespaces");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -549,10 +518,10 @@ fn a_user_namespace_that_hides_administrators_is_named_loudly() {
     );
 
     // What the sysadmin sees: refused, and the uid the daemon saw.
-    let o = as_uid_gid(
+    let o = ctl_as(
         SYSADMIN,
         ADMINS_GID,
-        &["status", "--config", s(&tb.ingress_config)],
+        &["status", "--config", path_str(&tb.ingress_config)],
     );
     assert!(!o.status.success());
     assert!(text(&o).contains("(uid 65534)"), "{}", text(&o));

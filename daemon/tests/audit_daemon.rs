@@ -6,41 +6,16 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn ctl(args: &[&str]) -> Output {
-    Command::new(ferryctl())
-        .args(args)
-        .output()
-        .expect("ferryctl")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = ctl(args);
-    assert!(
-        out.status.success(),
-        "ferryctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn add_audit(config: &Path, dir: &Path, min_free: u64) {
-    let cfg = std::fs::read_to_string(config).expect("config");
-    std::fs::write(
+    append_config(
         config,
-        format!(
-            "{cfg}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = {min_free}\n",
-            s(dir)
+        &format!(
+            "[audit]\ndir = \"{}\"\nmin_free_bytes_accept = {min_free}\n",
+            path_str(dir)
         ),
-    )
-    .expect("config");
+    );
 }
 
 #[test]
@@ -49,8 +24,22 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
     let tb = testbed(t.path(), |_| {});
     let (ia, ea) = (t.path().join("audit-in"), t.path().join("audit-out"));
     let (ik, ek) = (t.path().join("in.verify"), t.path().join("out.verify"));
-    ok(&["audit", "init", "--dir", s(&ia), "--verify-key-out", s(&ik)]);
-    ok(&["audit", "init", "--dir", s(&ea), "--verify-key-out", s(&ek)]);
+    ctl_ok(&[
+        "audit",
+        "init",
+        "--dir",
+        path_str(&ia),
+        "--verify-key-out",
+        path_str(&ik),
+    ]);
+    ctl_ok(&[
+        "audit",
+        "init",
+        "--dir",
+        path_str(&ea),
+        "--verify-key-out",
+        path_str(&ek),
+    ]);
     add_audit(&tb.ingress_config, &ia, 0);
     add_audit(&tb.egress_config, &ea, 0);
     let egress = Daemon::start(&tb.egress_config);
@@ -81,16 +70,23 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
         status(&tb.ingress_config).is_some_and(|v| v["sent"] == 1)
     });
     // While ferryd holds the log, the tools record their use through it.
-    let direct = ctl(&["audit", "query", "--dir", s(&ia), "--event", "daemon.start"]);
-    assert!(!direct.status.success());
-    assert!(String::from_utf8_lossy(&direct.stderr).contains("--via"));
-    let live = ok(&[
+    let direct = ctl(&[
         "audit",
-        "--via",
-        s(&tb.ingress_config),
         "query",
         "--dir",
-        s(&ia),
+        path_str(&ia),
+        "--event",
+        "daemon.start",
+    ]);
+    assert!(!direct.status.success());
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("--via"));
+    let live = ctl_ok(&[
+        "audit",
+        "--via",
+        path_str(&tb.ingress_config),
+        "query",
+        "--dir",
+        path_str(&ia),
         "--package",
         &id,
         "--json",
@@ -98,11 +94,11 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
     assert!(live.contains("package.pushed"), "{live}");
     ingress.stop();
     egress.stop();
-    let reads = ok(&[
+    let reads = ctl_ok(&[
         "audit",
         "query",
         "--dir",
-        s(&ia),
+        path_str(&ia),
         "--event",
         "audit.read",
         "--json",
@@ -112,17 +108,24 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
         "the live query was audited with its user: {reads}"
     );
 
-    let trace_in = ok(&["audit", "trace", "--dir", s(&ia), &id]);
+    let trace_in = ctl_ok(&["audit", "trace", "--dir", path_str(&ia), &id]);
     for event in ["package.pushed", "package.sent"] {
         assert!(
             trace_in.contains(event),
             "ingress trace lacks {event}:\n{trace_in}"
         );
     }
-    let trace_out = ok(&["audit", "trace", "--dir", s(&ea), &id]);
+    let trace_out = ctl_ok(&["audit", "trace", "--dir", path_str(&ea), &id]);
     assert!(trace_out.contains("package.delivered"), "{trace_out}");
     for (dir, key) in [(&ia, &ik), (&ea, &ek)] {
-        let out = ctl(&["audit", "verify", "--dir", s(dir), "--key", s(key)]);
+        let out = ctl(&[
+            "audit",
+            "verify",
+            "--dir",
+            path_str(dir),
+            "--key",
+            path_str(key),
+        ]);
         assert!(
             out.status.success(),
             "verify {}: {}{}",
@@ -131,11 +134,11 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let starts = ok(&[
+    let starts = ctl_ok(&[
         "audit",
         "query",
         "--dir",
-        s(&ia),
+        path_str(&ia),
         "--event",
         "daemon.start",
         "--json",
@@ -161,7 +164,14 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
         .expect("the file name is in a record");
     bytes[at] ^= 0x20;
     std::fs::write(&seg, bytes).expect("write");
-    let out = ctl(&["audit", "verify", "--dir", s(&ia), "--key", s(&ik)]);
+    let out = ctl(&[
+        "audit",
+        "verify",
+        "--dir",
+        path_str(&ia),
+        "--key",
+        path_str(&ik),
+    ]);
     assert_eq!(out.status.code(), Some(1), "tampering not detected");
 }
 
@@ -170,13 +180,13 @@ fn low_audit_disk_stops_intake_before_auditing_stops() {
     let t = tempfile::tempdir().expect("tempdir");
     let tb = testbed(t.path(), |_| {});
     let ia = t.path().join("audit-in");
-    ok(&[
+    ctl_ok(&[
         "audit",
         "init",
         "--dir",
-        s(&ia),
+        path_str(&ia),
         "--verify-key-out",
-        s(&t.path().join("k")),
+        path_str(&t.path().join("k")),
     ]);
     // A floor no disk can meet: the log itself still writes (its own floor
     // is lower), but no package is taken.

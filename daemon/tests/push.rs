@@ -11,73 +11,13 @@
 mod common;
 
 use common::*;
-use std::io::Read;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest any single `ferryctl push` may run in these tests.
 const PUSH_LIMIT: Duration = Duration::from_secs(60);
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `ferryctl ARGS`, killing it after `limit`.
-fn ctl(args: &[&str], limit: Duration) -> Run {
-    let mut child = Command::new(ferryctl())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferryctl");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ferryctl {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code(),
-        stdout: t_out.join().expect("stdout reader"),
-        stderr: t_err.join().expect("stderr reader"),
-    }
-}
 
 /// A site: CA, ingest server certificate, clients, a foreign CA's client,
 /// a policy, and both daemons running with the ingest API on `port`.
@@ -196,20 +136,11 @@ fn start_site(root: &Path) -> Site {
     .expect("foreign client certificate");
 
     std::fs::write(root.join("ingress/policy.toml"), policy_text()).expect("policy");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let cfg = std::fs::read_to_string(&tb.ingress_config).expect("config");
-    std::fs::write(
-        &tb.ingress_config,
-        format!(
-            "{cfg}\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n",
-            s(&ca.join("ca.crt")),
-            s(&ca.join("ca.crl"))
-        ),
-    )
-    .expect("config");
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\ncrl = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n",
+            path_str(&ca.join("ca.crt")),
+            path_str(&ca.join("ca.crl"))
+        ));
     let egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -238,13 +169,13 @@ impl Site {
     }
 
     fn cacert(&self) -> String {
-        s(&self.ca.join("ca.crt")).to_owned()
+        path_str(&self.ca.join("ca.crt")).to_owned()
     }
 
     fn cert(&self, who: &str) -> (String, String) {
         (
-            s(&self.clients.join(format!("{who}.crt"))).to_owned(),
-            s(&self.clients.join(format!("{who}.key"))).to_owned(),
+            path_str(&self.clients.join(format!("{who}.crt"))).to_owned(),
+            path_str(&self.clients.join(format!("{who}.key"))).to_owned(),
         )
     }
 
@@ -267,14 +198,14 @@ impl Site {
             &key,
         ];
         args.extend_from_slice(extra);
-        ctl(&args, PUSH_LIMIT)
+        ctl_within(&args, PUSH_LIMIT)
     }
 
     fn file(&self, name: &str, data: &[u8]) -> String {
         let p = self.root.join("files").join(name);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, data).expect("write");
-        s(&p).to_owned()
+        path_str(&p).to_owned()
     }
 }
 
@@ -375,7 +306,7 @@ fn pushed_files_are_accepted_digested_and_delivered() {
     assert_eq!(r.code, Some(2), "{r:?}");
     assert!(r.stderr.contains("--name"), "{r:?}");
     // A missing file is reported and counts as a failure; the others go on.
-    let missing = s(&site.root.join("files/missing.csv")).to_owned();
+    let missing = path_str(&site.root.join("files/missing.csv")).to_owned();
     let d = site.file("after-missing.csv", b"x\n");
     let r = site.push("registry-feed", "stats", &["--json", &missing, &d]);
     assert_eq!(r.code, Some(1), "{r:?}");
@@ -504,8 +435,8 @@ fn tls_failures_are_named_and_exit_3() {
     let (crt, key) = site.cert("registry-feed");
 
     // The server's certificate does not chain to the CA given.
-    let wrong_ca = s(&site.root.join("other-ca/ca.crt")).to_owned();
-    let r = ctl(
+    let wrong_ca = path_str(&site.root.join("other-ca/ca.crt")).to_owned();
+    let r = ctl_within(
         &[
             "push",
             "--url",
@@ -531,7 +462,7 @@ fn tls_failures_are_named_and_exit_3() {
 
     // No client certificate at all.
     let cacert = site.cacert();
-    let r = ctl(
+    let r = ctl_within(
         &[
             "push",
             "--url",
@@ -552,11 +483,11 @@ fn tls_failures_are_named_and_exit_3() {
     let (rcrt, rkey) = site.cert("revoked-feed");
     let stranger = site.root.join("stranger");
     let (scrt, skey) = (
-        s(&stranger.join("registry-feed.crt")).to_owned(),
-        s(&stranger.join("registry-feed.key")).to_owned(),
+        path_str(&stranger.join("registry-feed.crt")).to_owned(),
+        path_str(&stranger.join("registry-feed.key")).to_owned(),
     );
     for (c, k, what) in [(&rcrt, &rkey, "revoked"), (&scrt, &skey, "another CA")] {
-        let r = ctl(
+        let r = ctl_within(
             &[
                 "push",
                 "--url",
@@ -594,11 +525,8 @@ fn tls_failures_are_named_and_exit_3() {
     }
 
     // Nobody listening.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let r = ctl(
+    let closed = free_tcp_port();
+    let r = ctl_within(
         &[
             "push",
             "--url",
@@ -675,11 +603,12 @@ fn tls_failures_are_named_and_exit_3() {
             "--cert without --key",
         ),
     ] {
-        let r = ctl(&args, PUSH_LIMIT);
+        let r = ctl_within(&args, PUSH_LIMIT);
         assert_eq!(r.code, Some(2), "{what}: {r:?}");
         assert!(!r.stderr.is_empty(), "{what}: {r:?}");
     }
-    // Nothing of all this was delivered.
+    // Nothing of all this was delivered (a deliberate window in which a
+    // wrongly accepted push would arrive).
     std::thread::sleep(Duration::from_millis(500));
     assert!(outbox_files(&site.outbox).is_empty());
 }
@@ -688,7 +617,7 @@ fn tls_failures_are_named_and_exit_3() {
 fn bench_e2e_runs_and_prints_its_figures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().join("bench");
-    let r = ctl(
+    let r = ctl_within(
         &[
             "bench",
             "e2e",
@@ -697,7 +626,7 @@ fn bench_e2e_runs_and_prints_its_figures() {
             "--clients",
             "4",
             "--dir",
-            s(&work),
+            path_str(&work),
             "--timeout",
             "120",
         ],
@@ -717,4 +646,55 @@ fn bench_e2e_runs_and_prints_its_figures() {
         assert!(r.stdout.contains(needle), "missing `{needle}`: {r:?}");
     }
     assert_eq!(outbox_files(&work.join("egress/outbox")).len(), 200);
+    assert_logs_in_named_file(&r, &work.join("daemons.log"));
+}
+
+/// A bench's terminal shows its figures, not the daemons' log lines: those
+/// go to the file it names (`--dir DIR`: `DIR/daemons.log`), which holds
+/// one "delivered" line per package.
+fn assert_logs_in_named_file(r: &Run, log: &Path) {
+    for (stream, out) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(" INFO ") || l.contains(" WARN ") || l.contains("delivered\""))
+            .collect();
+        assert!(lines.is_empty(), "log lines on {stream}: {lines:?}");
+    }
+    assert!(
+        r.stdout
+            .contains(&format!("daemons' logs: {}", path_str(log))),
+        "the log file is not named: {r:?}"
+    );
+    let text = std::fs::read_to_string(log).expect("the named log file");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("delivered")),
+        "no daemon lines in {}:\n{text}",
+        log.display()
+    );
+}
+
+#[test]
+fn bench_link_runs_and_keeps_the_daemons_logs_off_the_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("bench");
+    let r = ctl_within(
+        &[
+            "bench",
+            "link",
+            "--size",
+            "2000000",
+            "--files",
+            "20",
+            "--loss",
+            "0",
+            "--dir",
+            path_str(&work),
+        ],
+        Duration::from_secs(180),
+    );
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stdout.contains("moved 2000000 bytes"), "{r:?}");
+    assert!(r.stdout.contains("0 lost, 0 corrupted"), "{r:?}");
+    assert_logs_in_named_file(&r, &work.join("daemons.log"));
 }

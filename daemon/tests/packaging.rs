@@ -10,35 +10,20 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Each external step gets this long; the whole test stays well under
 /// two minutes on the reference machine (measured: about 10 s).
 const STEP_LIMIT: Duration = Duration::from_secs(120);
 
+/// Runs one external step within [`STEP_LIMIT`]; it must succeed.
 fn run(cmd: &mut Command) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let deadline = Instant::now() + STEP_LIMIT;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within {STEP_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = run_within(cmd, STEP_LIMIT);
     assert!(
         out.status.success(),
-        "{what}: {:?}\n{}{}",
+        "{cmd:?}: {:?}\n{}",
         out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        text(&out)
     );
     out
 }
@@ -102,16 +87,16 @@ impl Drop for Purge {
 #[test]
 fn debian_package_has_its_contents_and_installs() {
     if !is_root() {
-        eprintln!("skipped: installing a package with dpkg needs root");
+        skip("installing a package with dpkg needs root");
         return;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if !cargo_deb_available(&cargo) {
-        eprintln!("skipped: cargo-deb is not installed (cargo install cargo-deb --locked; .ci/run does it)");
+        skip("cargo-deb is not installed (cargo install cargo-deb --locked; .ci/run does it)");
         return;
     }
     if Command::new("dpkg").arg("--version").output().is_err() {
-        eprintln!("skipped: not a Debian machine (no dpkg)");
+        skip("not a Debian machine (no dpkg)");
         return;
     }
     if Command::new("dpkg-query")
@@ -119,7 +104,7 @@ fn debian_package_has_its_contents_and_installs() {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("installed"))
     {
-        eprintln!("skipped: a `ferry` package is already installed here; not touching it");
+        skip("a `ferry` package is already installed here; not touching it");
         return;
     }
     // The binaries this test run was built with live in the profile

@@ -20,7 +20,7 @@ impl Drop for Mount {
 #[test]
 fn full_outbox_raises_an_alarm_and_resumes_when_space_returns() {
     if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs as the outbox");
+        skip("needs root to mount a small tmpfs as the outbox");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -94,7 +94,7 @@ fn full_outbox_raises_an_alarm_and_resumes_when_space_returns() {
 #[test]
 fn full_ingress_queue_refuses_the_upload_and_keeps_nothing() {
     if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs as the ingress queue");
+        skip("needs root to mount a small tmpfs as the ingress queue");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -118,10 +118,7 @@ fn full_ingress_queue_refuses_the_upload_and_keeps_nothing() {
     let _mount = Mount(queue.clone());
     let _egress = Daemon::start_ready(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
-    wait_for(Duration::from_secs(20), "ingest listening", || {
-        assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    ingress.wait_listening(&[port], "ingest listening");
     let push = |name: &str, data: &[u8], chunked: bool| {
         let file = root.join(name);
         std::fs::write(&file, data).expect("write");

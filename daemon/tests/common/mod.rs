@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use ferry_daemon::testbed::{self, Testbed, TestbedOptions};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn ferryd() -> PathBuf {
@@ -14,6 +15,10 @@ pub fn ferryd() -> PathBuf {
 pub fn ferryctl() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ferryctl"))
 }
+
+/// How long a daemon may take to start listening (generous: a busy
+/// machine starts slowly; it bounds a failure, it measures nothing).
+pub const LISTEN_LIMIT: Duration = Duration::from_secs(30);
 
 /// A running `ferryd`, killed (SIGKILL) when dropped unless stopped first.
 pub struct Daemon {
@@ -68,6 +73,18 @@ impl Daemon {
             config: config.to_path_buf(),
             log,
         }
+    }
+
+    /// Waits until every one of `ports` on 127.0.0.1 accepts a connection
+    /// (`what` names them in the failure); fails with the log if the daemon
+    /// exits first.
+    pub fn wait_listening(&mut self, ports: &[u16], what: &str) {
+        wait_for(LISTEN_LIMIT, what, || {
+            assert!(self.alive(), "ferryd exited:\n{}", self.log_text());
+            ports
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
     }
 
     pub fn kill9(mut self) {
@@ -156,19 +173,166 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// `ferryctl ARGS`, which must succeed; its standard output.
-pub fn ferryctl_ok(args: &[&str]) -> String {
-    let o = Command::new(ferryctl())
+/// `ferryctl ARGS`: its output, whatever its exit status.
+pub fn ctl(args: &[&str]) -> Output {
+    Command::new(ferryctl())
         .args(args)
         .output()
-        .expect("ferryctl");
-    assert!(
-        o.status.success(),
-        "ferryctl {args:?}: {}{}",
+        .expect("spawn ferryctl")
+}
+
+/// `ferryctl ARGS`, which must succeed; its standard output. On failure the
+/// panic shows both streams.
+pub fn ctl_ok(args: &[&str]) -> String {
+    let o = ctl(args);
+    assert!(o.status.success(), "ferryctl {args:?} failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `ferryctl ARGS` run as `uid` with primary group `gid` and no
+/// supplementary groups (through `setpriv`, so the caller must be root),
+/// killed by `timeout` if it runs past [`CTL_AS_LIMIT_S`].
+pub fn ctl_as(uid: u32, gid: u32, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg(CTL_AS_LIMIT_S.to_string())
+        .arg("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(ferryctl())
+        .args(args)
+        .output()
+        .expect("setpriv ferryctl")
+}
+
+/// Longest a [`ctl_as`] run may take, in seconds.
+pub const CTL_AS_LIMIT_S: u64 = 120;
+
+/// True when the test may act as other accounts (root and `setpriv`);
+/// otherwise records a skip and returns false.
+pub fn setpriv_or_skip(what: &str) -> bool {
+    if !root_or_skip(what) {
+        return false;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        skip("setpriv (util-linux) is not installed");
+        return false;
+    }
+    true
+}
+
+/// Standard output then standard error, for assertion messages and for
+/// looking for words wherever the command put them.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    )
+}
+
+/// A finished command: its exit code and both streams.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` (stdin empty, both streams read while it runs, so a chatty
+/// command cannot fill a pipe and stall), killing it and failing the test
+/// after `limit`: a command that hangs shows as this failure, not as a hung
+/// test.
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: t_out.join().expect("stdout reader"),
+        stderr: t_err.join().expect("stderr reader"),
+    }
+}
+
+/// Runs `ferryctl ARGS` through [`run_within`].
+pub fn ctl_within(args: &[&str], limit: Duration) -> Run {
+    let o = run_within(Command::new(ferryctl()).args(args), limit);
+    Run {
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Where skipped tests are listed, one line each, so that a run can say how
+/// many did not run (`.ci/run` prints the count after `cargo test`).
+pub const SKIPPED_LIST: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/ferry-skipped-tests.txt");
+
+/// Says loudly that the running test is skipped and why, and appends
+/// `TEST-BINARY::TEST: WHY` to [`SKIPPED_LIST`]. The caller returns next.
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_owned();
+    let why = why.replace('\n', " ");
+    let line = format!("{}::{test}: {why}", env!("CARGO_CRATE_NAME"));
+    eprintln!("skipped (loudly): {line}");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIPPED_LIST)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!("could not list the skip in {SKIPPED_LIST}: {e}");
+    }
+}
+
+/// True when the test may go on as root; otherwise records a skip for
+/// `what` ("acting as other uids (setpriv)") and returns false.
+pub fn root_or_skip(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    skip(&format!("{what} needs root"));
+    false
 }
 
 /// A loopback TCP port that was free a moment ago.
@@ -188,7 +352,14 @@ pub struct SiteCa {
 
 impl SiteCa {
     pub fn init(dir: &Path) -> SiteCa {
-        ferryctl_ok(&["certs", "init-ca", "--dir", path_str(dir)]);
+        ctl_ok(&["certs", "init-ca", "--dir", path_str(dir)]);
+        SiteCa {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// A CA already made in `dir`.
+    pub fn at(dir: &Path) -> SiteCa {
         SiteCa {
             dir: dir.to_path_buf(),
         }
@@ -201,7 +372,7 @@ impl SiteCa {
 
     /// `out/NAME.crt` and `.key` for 127.0.0.1.
     pub fn server(&self, out: &Path, name: &str) {
-        ferryctl_ok(&[
+        ctl_ok(&[
             "certs",
             "issue-server",
             "--ca",
@@ -217,7 +388,7 @@ impl SiteCa {
 
     /// `out/NAME.crt` and `.key` carrying `role`.
     pub fn client(&self, out: &Path, name: &str, role: &str) {
-        ferryctl_ok(&[
+        ctl_ok(&[
             "certs",
             "issue-client",
             "--ca",
@@ -232,6 +403,7 @@ impl SiteCa {
     }
 }
 
+/// A path as the `&str` a command line takes (the tests make only UTF-8 paths).
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }

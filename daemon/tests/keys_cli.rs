@@ -36,12 +36,8 @@ fn fails(args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn list_json(dir: &Path) -> Vec<serde_json::Value> {
-    let text = ok(&["keys", "list", "--dir", s(dir), "--json"], &[]);
+    let text = ok(&["keys", "list", "--dir", path_str(dir), "--json"], &[]);
     serde_json::from_str(&text).expect("list json")
 }
 
@@ -53,14 +49,14 @@ fn keys_lifecycle_through_the_cli() {
         let pass = t.path().join("pass");
         std::fs::write(&pass, "a passphrase from a file\n").expect("write");
         std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let pf = ["--passphrase-file", s(&pass)];
+        let pf = ["--passphrase-file", path_str(&pass)];
         // No passphrase source at all: refused with the three ways to give one.
         let e = fails(
             &[
                 "keys",
                 "init",
                 "--dir",
-                s(&a),
+                path_str(&a),
                 "--link",
                 "l",
                 "--side",
@@ -77,7 +73,7 @@ fn keys_lifecycle_through_the_cli() {
                 "keys",
                 "init",
                 "--dir",
-                s(dir),
+                path_str(dir),
                 "--link",
                 "l",
                 "--side",
@@ -103,18 +99,34 @@ fn keys_lifecycle_through_the_cli() {
         );
         let export = t.path().join("egress-bundle.toml");
         ok(
-            &["keys", "export-public", "--dir", s(&b), "--out", s(&export)],
+            &[
+                "keys",
+                "export-public",
+                "--dir",
+                path_str(&b),
+                "--out",
+                path_str(&export),
+            ],
             &[],
         );
-        let out = ok(&["keys", "import-peer", "--dir", s(&a), s(&export)], &[]);
+        let out = ok(
+            &[
+                "keys",
+                "import-peer",
+                "--dir",
+                path_str(&a),
+                path_str(&export),
+            ],
+            &[],
+        );
         assert!(out.contains("first import"), "{out}");
         ok(
             &[
                 "keys",
                 "import-peer",
                 "--dir",
-                s(&b),
-                s(&a.join("public.toml")),
+                path_str(&b),
+                path_str(&a.join("public.toml")),
             ],
             &[],
         );
@@ -132,25 +144,25 @@ fn keys_lifecycle_through_the_cli() {
             .and_then(|k| k["id"].as_str().map(str::to_owned))
             .expect("agreement key");
         let env = [("FERRY_KEYS_PASSPHRASE", "an environment passphrase")];
-        let out = ok(&["keys", "rotate", "--dir", s(&b)], &env);
+        let out = ok(&["keys", "rotate", "--dir", path_str(&b)], &env);
         assert!(out.contains("takes over"), "{out}");
         let out = ok(
             &[
                 "keys",
                 "import-peer",
                 "--dir",
-                s(&a),
-                s(&b.join("public.toml")),
+                path_str(&a),
+                path_str(&b.join("public.toml")),
             ],
             &[],
         );
         assert!(out.contains("continuity: signed by"), "{out}");
         let e = fails(
-            &["keys", "retire", "--dir", s(&b), &old],
+            &["keys", "retire", "--dir", path_str(&b), &old],
             &[("FERRY_KEYS_PASSPHRASE", "a wrong passphrase!!")],
         );
         assert!(e.contains("wrong passphrase"), "{e}");
-        ok(&["keys", "retire", "--dir", s(&b), &old], &env);
+        ok(&["keys", "retire", "--dir", path_str(&b), &old], &env);
         let states: Vec<(String, String)> = list_json(&b)
             .into_iter()
             .filter(|k| k["owner"] == "own" && k["purpose"] == "agreement")
@@ -171,8 +183,8 @@ fn keys_lifecycle_through_the_cli() {
                 "keys",
                 "import-peer",
                 "--dir",
-                s(&a),
-                s(&b.join("public.toml")),
+                path_str(&a),
+                path_str(&b.join("public.toml")),
             ],
             &[],
         );
@@ -190,7 +202,7 @@ fn site_ca_and_certificates_through_the_cli() {
             "certs",
             "init-ca",
             "--dir",
-            s(&ca),
+            path_str(&ca),
             "--name",
             "Test Site CA",
         ],
@@ -201,9 +213,9 @@ fn site_ca_and_certificates_through_the_cli() {
             "certs",
             "issue-server",
             "--ca",
-            s(&ca),
+            path_str(&ca),
             "--out",
-            s(&out),
+            path_str(&out),
             "--name",
             "ingest",
             "--dns",
@@ -218,9 +230,9 @@ fn site_ca_and_certificates_through_the_cli() {
             "certs",
             "issue-client",
             "--ca",
-            s(&ca),
+            path_str(&ca),
             "--out",
-            s(&out),
+            path_str(&out),
             "--name",
             "alice",
             "--role",
@@ -229,15 +241,18 @@ fn site_ca_and_certificates_through_the_cli() {
         &[],
     );
     assert!(issued.contains("role        auditor"), "{issued}");
-    let shown = ok(&["certs", "show", s(&out.join("alice.crt")), "--json"], &[]);
+    let shown = ok(
+        &["certs", "show", path_str(&out.join("alice.crt")), "--json"],
+        &[],
+    );
     let v: serde_json::Value = serde_json::from_str(&shown).expect("json");
     assert_eq!(v[0]["identity"]["role"], "auditor", "{v}");
     // openssl agrees the chain is valid before revocation and revoked after.
     let verify = |crl: bool| {
         let mut c = Command::new("openssl");
-        c.args(["verify", "-CAfile", s(&ca.join("ca.crt"))]);
+        c.args(["verify", "-CAfile", path_str(&ca.join("ca.crt"))]);
         if crl {
-            c.args(["-crl_check", "-CRLfile", s(&ca.join("ca.crl"))]);
+            c.args(["-crl_check", "-CRLfile", path_str(&ca.join("ca.crl"))]);
         }
         c.arg(out.join("alice.crt"));
         c.output().expect("openssl").status.success()
@@ -248,8 +263,8 @@ fn site_ca_and_certificates_through_the_cli() {
             "certs",
             "revoke",
             "--ca",
-            s(&ca),
-            s(&out.join("alice.crt")),
+            path_str(&ca),
+            path_str(&out.join("alice.crt")),
             "--reason",
             "key-compromise",
         ],
@@ -257,7 +272,7 @@ fn site_ca_and_certificates_through_the_cli() {
     );
     assert!(r.contains("revoked serial"), "{r}");
     assert!(!verify(true), "openssl still accepts a revoked certificate");
-    let list = ok(&["certs", "list", "--ca", s(&ca), "--json"], &[]);
+    let list = ok(&["certs", "list", "--ca", path_str(&ca), "--json"], &[]);
     let v: serde_json::Value = serde_json::from_str(&list).expect("json");
     assert!(v
         .as_array()
@@ -265,9 +280,16 @@ fn site_ca_and_certificates_through_the_cli() {
         .iter()
         .any(|r| r["name"] == "alice" && r["revoked"].is_object()));
     // Nothing expires soon; a 400-day window catches the one-year leaves.
-    ok(&["certs", "expiring", "--dir", s(&out)], &[]);
+    ok(&["certs", "expiring", "--dir", path_str(&out)], &[]);
     let o = ferryctl_run(
-        &["certs", "expiring", "--dir", s(&out), "--days", "400"],
+        &[
+            "certs",
+            "expiring",
+            "--dir",
+            path_str(&out),
+            "--days",
+            "400",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(2));
@@ -284,25 +306,25 @@ fn status_warns_about_keys_and_certificates_near_expiry() {
             "keys",
             "rotate",
             "--dir",
-            s(&keys),
+            path_str(&keys),
             "--validity-days",
             "10",
             "--passphrase-file",
-            s(&pass),
+            path_str(&pass),
         ],
         &[],
     );
     let ca = dir.path().join("ca");
     let certs = dir.path().join("ingress/tls");
-    ok(&["certs", "init-ca", "--dir", s(&ca)], &[]);
+    ok(&["certs", "init-ca", "--dir", path_str(&ca)], &[]);
     ok(
         &[
             "certs",
             "issue-server",
             "--ca",
-            s(&ca),
+            path_str(&ca),
             "--out",
-            s(&certs),
+            path_str(&certs),
             "--name",
             "ingest",
             "--dns",
@@ -343,7 +365,7 @@ fn status_warns_about_keys_and_certificates_near_expiry() {
         "{text}"
     );
     // The human status shows them too, without turning them into alarms.
-    let out = ferryctl_run(&["status", "--config", s(&tb.ingress_config)], &[]);
+    let out = ferryctl_run(&["status", "--config", path_str(&tb.ingress_config)], &[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING:"));
 }
