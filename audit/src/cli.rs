@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Default log directory.
-pub const DEFAULT_DIR: &str = "/var/lib/ferry/audit";
+/// Default log directory: where the Debian package and the examples put it
+/// (`[audit] dir`), so the auditor's tools find the log without `--dir`.
+pub const DEFAULT_DIR: &str = "/var/log/ferry/audit";
 
 /// The audit subcommands.
 #[derive(Debug, Subcommand)]
