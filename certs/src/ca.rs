@@ -42,8 +42,10 @@ pub const DEFAULT_CA_VALIDITY_DAYS: u32 = 3650;
 /// Default lifetime of a server or client certificate.
 pub const DEFAULT_LEAF_VALIDITY_DAYS: u32 = 365;
 /// How long a CRL is valid (its nextUpdate); re-sign it with
-/// [`renew_crl`] before then.
-pub const DEFAULT_CRL_VALIDITY_DAYS: u32 = 30;
+/// [`renew_crl`] before then. Twice the expiry warning window
+/// ([`crate::DEFAULT_EXPIRY_WARNING_DAYS`]), so a fresh CRL is not reported
+/// as expiring and a warning means the renewal stopped.
+pub const DEFAULT_CRL_VALIDITY_DAYS: u32 = 60;
 /// Upper bound on any validity, to keep date arithmetic sane.
 pub const MAX_VALIDITY_DAYS: u32 = 36_500;
 /// Longest certificate name (it is also a file name).

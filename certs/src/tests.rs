@@ -49,7 +49,7 @@ fn init_ca_writes_private_key_certificate_index_and_first_crl() {
     assert!(crl.revoked.is_empty());
     let next = crl.next_update.unwrap();
     let days = (next - OffsetDateTime::now_utc()).whole_days();
-    assert!((29..=30).contains(&days), "nextUpdate in {days} days");
+    assert!((59..=60).contains(&days), "nextUpdate in {days} days");
     assert!(list_issued(&dir).unwrap().is_empty());
     // No temp files left behind.
     let leftovers: Vec<_> = fs::read_dir(&dir)
@@ -516,9 +516,11 @@ fn expiry_lists_expired_and_soon_expiring_only() {
     );
     assert!(notices[0].to_string().contains("expired"));
 
-    // The CA dir: the CA is fine; its CRL (30 days) falls inside a 31-day window only.
-    assert!(expiring_in_dir(&ca, 29, now).unwrap().is_empty());
-    let crl = expiring_in_dir(&ca, 31, now).unwrap();
+    // The CA dir: the CA is fine; its CRL (60 days) falls inside a 61-day window only,
+    // so the default 30-day window does not list a fresh CRL.
+    assert!(expiring_in_dir(&ca, DEFAULT_EXPIRY_WARNING_DAYS, now).unwrap().is_empty());
+    assert!(expiring_in_dir(&ca, 59, now).unwrap().is_empty());
+    let crl = expiring_in_dir(&ca, 61, now).unwrap();
     assert_eq!(crl.len(), 1);
     assert_eq!(crl[0].kind, ExpiryKind::Crl);
     assert!(crl[0].to_string().contains("renew-crl"));
