@@ -28,16 +28,16 @@ pub enum DaemonError {
     },
     /// The state store failed.
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::state::store::StoreError),
     /// The outbox failed.
     #[error("{0}")]
-    Outbox(#[from] crate::outbox::OutboxError),
+    Outbox(#[from] crate::state::outbox::OutboxError),
     /// The UDP transport failed.
     #[error("{0}")]
-    Udp(#[from] crate::udp::UdpError),
+    Udp(#[from] crate::link::udp::UdpError),
     /// The control socket failed.
     #[error("{0}")]
-    Control(#[from] crate::control::ControlError),
+    Control(#[from] crate::admin::control::ControlError),
     /// The protocol sender refused its configuration or a package.
     #[error("{0}")]
     Sender(#[from] ferry_protocol::sender::SenderError),

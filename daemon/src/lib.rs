@@ -2,42 +2,18 @@
 
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod outbox;
-pub mod pacer;
-pub mod policy_gate;
-pub mod store;
-pub mod udp;
-
-pub(crate) mod accept;
 pub mod admin;
-pub mod admin_api;
-pub mod approvals;
-pub mod approvals_cli;
-pub mod audit_trail;
-pub mod bench;
-pub mod bench_e2e;
-pub mod certs_cli;
-pub mod content;
-pub mod control;
-pub mod demo;
+pub mod cli;
+pub mod config;
 pub mod egress;
 mod error;
-pub mod expiry;
-pub mod forward;
-pub mod gaps;
-pub(crate) mod https_server;
-pub mod ingest;
+pub(crate) mod http;
 pub mod ingress;
-pub mod inspect_cli;
-pub mod keys_cli;
-pub mod metrics;
-pub mod push;
-pub mod selfcheck;
-pub mod spool;
-pub mod systemd_dropin;
-pub mod testbed;
-pub mod window_holds;
+pub mod inspection;
+pub mod link;
+pub mod ops;
+pub mod state;
+pub mod testkit;
 
 pub use error::DaemonError;
 

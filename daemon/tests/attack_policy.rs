@@ -12,7 +12,7 @@
 //!   tampered `/usr/share/zoneinfo` (`TZDIR`) changes no decision.
 
 use ferry_daemon::config::PolicySection;
-use ferry_daemon::policy_gate::PolicyGate;
+use ferry_daemon::inspection::policy_gate::PolicyGate;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,11 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry_daemon::{bench, certs_cli, config, control, demo, keys_cli, selfcheck, systemd_dropin};
+use ferry_daemon::admin::control;
+use ferry_daemon::cli::{
+    bench, certs as certs_cli, demo, keys as keys_cli, selfcheck, systemd_dropin,
+};
+use ferry_daemon::config;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -27,17 +31,17 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Reviewers: packages held for approval (list, show, approve, reject).
     #[command(subcommand)]
-    Approvals(ferry_daemon::approvals_cli::ApprovalsCmd),
+    Approvals(ferry_daemon::cli::approvals::ApprovalsCmd),
     /// System administrator: stop or start a channel on the ingress side.
     #[command(subcommand)]
-    Channel(ferry_daemon::approvals_cli::ChannelCmd),
+    Channel(ferry_daemon::cli::approvals::ChannelCmd),
     /// System administrator: packages waiting for a downstream HTTPS
     /// endpoint on the egress side.
     #[command(subcommand)]
-    Forward(ferry_daemon::approvals_cli::ForwardCmd),
+    Forward(ferry_daemon::cli::approvals::ForwardCmd),
     /// Egress side: acknowledge gaps that will never come (audited).
     #[command(subcommand)]
-    Gaps(ferry_daemon::approvals_cli::GapsCmd),
+    Gaps(ferry_daemon::cli::approvals::GapsCmd),
     /// Show a running daemon's status.
     Status {
         /// The daemon's configuration file.
@@ -62,7 +66,7 @@ enum Cmd {
     },
     /// Push files to an ingress side's HTTPS ingest API with a client
     /// certificate (one package per file).
-    Push(ferry_daemon::push::PushArgs),
+    Push(ferry_daemon::cli::push::PushArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -97,7 +101,7 @@ enum Cmd {
     },
     /// Run a content profile on a file: verdict and findings. Exit 0 pass
     /// or masked, 1 review or reject, 2 usage, policy or profile errors.
-    Inspect(ferry_daemon::inspect_cli::InspectArgs),
+    Inspect(ferry_daemon::cli::inspect::InspectArgs),
     /// Write the man pages and shell completions (used when packaging).
     #[command(hide = true)]
     GenerateDocs {
@@ -146,7 +150,7 @@ enum BenchCmd {
     Link(bench::LinkArgs),
     /// Push small packages over mTLS from several keep-alive clients to
     /// the ingest API and time them until delivered in the egress outbox.
-    E2e(ferry_daemon::bench_e2e::E2eArgs),
+    E2e(ferry_daemon::cli::bench::e2e::E2eArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -216,13 +220,13 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Policy(PolicyCmd::Tool(cmd)) => {
             return Ok(ferry_policy::cli::run_with(
                 cmd,
-                &ferry_daemon::policy_gate::DaemonLoad,
+                &ferry_daemon::inspection::policy_gate::DaemonLoad,
             )?)
         }
-        Cmd::Approvals(cmd) => return ferry_daemon::approvals_cli::run(cmd),
-        Cmd::Channel(cmd) => return ferry_daemon::approvals_cli::run_channel(cmd),
-        Cmd::Forward(cmd) => return ferry_daemon::approvals_cli::run_forward(cmd),
-        Cmd::Gaps(cmd) => return ferry_daemon::approvals_cli::run_gaps(cmd),
+        Cmd::Approvals(cmd) => return ferry_daemon::cli::approvals::run(cmd),
+        Cmd::Channel(cmd) => return ferry_daemon::cli::approvals::run_channel(cmd),
+        Cmd::Forward(cmd) => return ferry_daemon::cli::approvals::run_forward(cmd),
+        Cmd::Gaps(cmd) => return ferry_daemon::cli::approvals::run_gaps(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => {
             let cfg = config::load(&config)?;
             let v = control::request(&cfg.control_socket(), &control::Request::ReloadPolicy)?;
@@ -290,10 +294,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Cmd::Bench(BenchCmd::Link(args)) => bench::link(&args)?,
-        Cmd::Bench(BenchCmd::E2e(args)) => ferry_daemon::bench_e2e::e2e(&args)?,
-        Cmd::Push(args) => return Ok(std::process::ExitCode::from(ferry_daemon::push::run(&args))),
+        Cmd::Bench(BenchCmd::E2e(args)) => ferry_daemon::cli::bench::e2e::e2e(&args)?,
+        Cmd::Push(args) => {
+            return Ok(std::process::ExitCode::from(ferry_daemon::cli::push::run(
+                &args,
+            )))
+        }
         Cmd::Demo { keep } => demo::run(keep.as_deref())?,
-        Cmd::Inspect(args) => return Ok(ferry_daemon::inspect_cli::run(&args)),
+        Cmd::Inspect(args) => return Ok(ferry_daemon::cli::inspect::run(&args)),
         Cmd::Selfcheck { config, json } => {
             let cfg = config::load(&config)?;
             let result = selfcheck::run(&cfg, &config)?;

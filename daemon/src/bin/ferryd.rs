@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_daemon::{config, control, egress, ingress, selfcheck};
+use ferry_daemon::admin::control;
+use ferry_daemon::cli::selfcheck;
+use ferry_daemon::{config, egress, ingress};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,7 +38,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut cfg = config::load(&args.config)?;
     // Before Landlock hides /etc/passwd.
     cfg.resolve_admin().map_err(anyhow::Error::msg)?;
-    ferry_daemon::admin::remember_accounts();
+    ferry_daemon::admin::gate::remember_accounts();
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handler")?;

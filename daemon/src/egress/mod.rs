@@ -1,0 +1,1455 @@
+//! The egress side: receive datagrams, rebuild and verify packages, and
+//! deliver them atomically into the outbox exactly once.
+//!
+//! The receive thread owns the sockets and the protocol receiver and does
+//! nothing slow; a writer thread owns the outbox and the state store, so a
+//! slow disk does not make the receive thread miss datagrams. The writer
+//! stages every package in `OUTBOX/.staging`, and on a verified completion
+//! records the delivery (ledger entry plus replay window, one redb
+//! transaction) before the atomic rename, so a crash between the two is
+//! finished at the next start and a package is never delivered twice.
+
+pub mod forward;
+
+use crate::admin::control::{self, Request, SharedStatus};
+use crate::config::Config;
+use crate::ingress::schedule;
+use crate::link::udp::{self, BatchReceiver, DatagramBatch};
+use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
+use crate::state::gaps::{self, GapBook};
+use crate::state::outbox::{Outbox, OutboxError, Staging};
+use crate::state::store::{LedgerEntry, LedgerState, StateStore};
+use crate::{now_millis, DaemonError};
+use ferry_protocol::receiver::ReceiverStats;
+use ferry_protocol::{Event, Manifest, Receiver, ReceiverConfig, ReplayWindow};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver as Rx, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Datagrams per recvmmsg batch.
+const BATCH: usize = 64;
+/// Writer queue depth (messages, each at most one 64 KiB chunk): bounds
+/// the memory between the threads to about 64 MiB.
+const WRITER_QUEUE: usize = 1024;
+/// Gap ranges shown in the status (all of them stay in the gap book).
+const MAX_GAPS_SHOWN: usize = 32;
+/// At most one audit record and one warning per this many ms about
+/// replayed heartbeats (a replay flood must not flood the audit log); each
+/// carries the count since the previous one.
+const REPLAY_REPORT_INTERVAL_MS: u64 = 60_000;
+/// Prefix of the alarm replayed heartbeats raise.
+const REPLAY_ALARM_PREFIX: &str = "link replay:";
+/// Prefix of the alarm a package refused on this side raises.
+const REFUSED_ALARM_PREFIX: &str = "egress refused:";
+
+/// Test and benchmark knobs that a deployment never sets: random loss
+/// injected on the receive path (the loopback has none of its own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EgressOptions {
+    /// Datagrams dropped per million, before the protocol sees them.
+    pub drop_per_million: u32,
+    /// Seed of the drop decisions.
+    pub seed: u64,
+}
+
+enum Write {
+    Start {
+        seq: u64,
+        attempt: u8,
+    },
+    Data {
+        seq: u64,
+        data: Vec<u8>,
+    },
+    Complete {
+        seq: u64,
+        manifest: Box<Manifest>,
+        replay: Vec<u8>,
+    },
+    Failed {
+        seq: u64,
+    },
+    /// A fresh heartbeat: persist its sender time.
+    Heartbeat {
+        sender_time_ms: u64,
+    },
+}
+
+/// Runs the egress side until `shutdown` is set.
+pub fn run(
+    cfg: Config,
+    shutdown: Arc<AtomicBool>,
+    status: SharedStatus,
+    options: EgressOptions,
+) -> Result<(), DaemonError> {
+    let audit = Arc::new(AuditTrail::open(&cfg)?);
+    let mut keys = crate::ingress::load_keys(&cfg)?;
+    let open = keys.take_open_keys()?;
+    let mut expiry = crate::ops::expiry::ExpiryWatch::new(&cfg, &keys);
+    expiry.poll(&status);
+    let state_dir = cfg.paths.state_dir.clone();
+    std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
+    let store = Arc::new(StateStore::open(&state_dir.join("ferry.redb"))?);
+    let outbox_dir = cfg
+        .paths
+        .outbox_dir
+        .clone()
+        .ok_or_else(|| DaemonError::Config("egress needs paths.outbox_dir".into()))?;
+    let outbox = Outbox::open(&outbox_dir)?;
+    let gap_book = Arc::new(Mutex::new(GapBook::load(&store)?));
+    recover(&store, &outbox, &audit, &gap_book)?;
+    outbox.cleanup_staging()?;
+    if let Ok(b) = gap_book.lock() {
+        show_gaps(&status, &b);
+    }
+
+    let window = match store.load_replay()? {
+        Some(b) => ReplayWindow::from_bytes(&b)?,
+        None => ReplayWindow::new(),
+    };
+    let chain = crate::ingress::epoch_chain(&cfg, &keys);
+    let mut rc = ReceiverConfig::new(&cfg.link.name, schedule(&cfg));
+    rc.mtu = cfg.link.mtu;
+    rc.max_buffer_bytes = cfg.link.max_buffer_bytes;
+    rc.package_idle_timeout_ms = cfg.link.package_idle_timeout_ms;
+    rc.link_down_after_ms = cfg.link.link_down_after_ms;
+    let mut receiver = Receiver::new(rc, open, chain, window);
+    if let Some(t) = gaps::load_newest_heartbeat(&store)? {
+        // Heartbeats made before the last one seen (before this restart)
+        // are replays, not life.
+        receiver.resume_heartbeats_after(t);
+    }
+
+    let mut sockets = Vec::new();
+    for addr in &cfg.link.listen {
+        let (sock, report) = udp::bind_socket(*addr, cfg.link.socket_buffer_bytes)?;
+        if report.capped {
+            tracing::warn!(
+                requested = report.requested,
+                got = report.rcvbuf,
+                "kernel capped the socket receive buffer; raise net.core.rmem_max or expect loss under load"
+            );
+        }
+        sockets.push(sock);
+    }
+    let max_len = ferry_protocol::wire::max_datagram_len(cfg.link.mtu);
+    let mut udp = BatchReceiver::new(sockets, BATCH, max_len)?;
+
+    control::update(&status, |s| {
+        s.role = "egress".into();
+        s.link = cfg.link.name.clone();
+    });
+    audit.record(
+        AuditRecord::new(EventKind::DaemonStart, Actor::system(), Outcome::Success)
+            .detail("role", "egress")
+            .detail("link", cfg.link.name.clone())
+            .detail("suite", keys.suite().name()),
+    )?;
+    // The policy, when configured, for the redundant content inspection
+    // under each channel's `egress_profile` before delivery.
+    let gate = cfg
+        .policy
+        .as_ref()
+        .map(crate::inspection::policy_gate::PolicyGate::load)
+        .transpose()?
+        .map(Arc::new);
+    if let (Some(g), None) = (&gate, &cfg.downstream) {
+        if let Some(c) = g
+            .current()
+            .channels()
+            .iter()
+            .find(|c| matches!(c.destination, ferry_policy::Destination::Downstream(_)))
+        {
+            return Err(DaemonError::Config(format!(
+                "channel `{}` delivers to a downstream HTTPS endpoint, but this configuration has no [downstream] section: add one with the CA of the endpoint (ca), and the client certificate and key ferryd presents (cert, key)",
+                c.name
+            )));
+        }
+    }
+    let forwarder = crate::egress::forward::spawn(
+        cfg.downstream.clone(),
+        store.clone(),
+        outbox.clone(),
+        status.clone(),
+        audit.clone(),
+        shutdown.clone(),
+    )?;
+    let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
+    let writer = {
+        let status = status.clone();
+        let store = store.clone();
+        let link_name = cfg.link.name.clone();
+        let audit = audit.clone();
+        let gate = gate.clone();
+        let wake = forwarder.notifier();
+        let gap_book = gap_book.clone();
+        std::thread::Builder::new()
+            .name("ferry-writer".into())
+            .spawn(move || {
+                writer_loop(
+                    rx,
+                    Sinks {
+                        outbox,
+                        store,
+                        wake,
+                        gaps: gap_book,
+                    },
+                    status,
+                    link_name,
+                    &audit,
+                    gate.as_deref(),
+                )
+            })
+            .map_err(DaemonError::io(std::path::Path::new("writer thread")))?
+    };
+    let control = {
+        let status = status.clone();
+        let audit = audit.clone();
+        let store = store.clone();
+        let wake = forwarder.notifier();
+        let gap_book = gap_book.clone();
+        let admin =
+            crate::admin::gate::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
+        crate::admin::gate::publish(&admin, &cfg, &status);
+        let mode = admin.socket_mode();
+        let note: crate::admin::api::Note = {
+            let audit = audit.clone();
+            Arc::new(move |r| audit.note(r))
+        };
+        let handler: crate::admin::api::Handler = Arc::new(move |caller, req| {
+            crate::admin::gate::gate(&admin, &audit, caller, req, |actor, _, req| match req {
+                Request::Status => serde_json::to_value(control::snapshot(&status))
+                    .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+                Request::Resend { .. } => serde_json::json!({
+                    "error": "resend is an ingress command: run it against the ingress side's configuration"
+                }),
+                Request::ReloadPolicy => match &gate {
+                    None => {
+                        serde_json::json!({ "error": "no [policy] configured on this side" })
+                    }
+                    Some(g) => match g.reload() {
+                        Ok(hash) => {
+                            audit.note(
+                                AuditRecord::new(
+                                    EventKind::PolicyReloaded,
+                                    actor,
+                                    Outcome::Success,
+                                )
+                                .policy_hash(hash.clone()),
+                            );
+                            serde_json::json!({ "reloaded": hash })
+                        }
+                        Err(e) => {
+                            audit.note(
+                                AuditRecord::new(
+                                    EventKind::PolicyReloaded,
+                                    actor,
+                                    Outcome::Failure,
+                                )
+                                .reason(e.clone()),
+                            );
+                            serde_json::json!({ "error": format!("policy not reloaded, the old one stays in force: {e}") })
+                        }
+                    },
+                },
+                Request::AuditNote { record } => control::audit_note(&audit, actor, record),
+                Request::ApprovalsList
+                | Request::ApprovalsShow { .. }
+                | Request::Approve { .. }
+                | Request::Reject { .. } => serde_json::json!({
+                    "error": "approvals happen on the ingress side, before a package is sent: ask the ingress ferryd"
+                }),
+                Request::ChannelStop { .. } | Request::ChannelStart { .. } => {
+                    serde_json::json!({
+                        "error": "channels are stopped and started on the ingress side: ask the ingress ferryd"
+                    })
+                }
+                Request::ForwardRetry { package } => {
+                    match crate::egress::forward::retry(&store, &status, package.as_deref()) {
+                        Ok(v) => {
+                            wake.retry_now();
+                            v
+                        }
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    }
+                }
+                Request::GapAck {
+                    first,
+                    last,
+                    reason,
+                } => ack_gaps(
+                    &gap_book, &store, &status, &audit, actor, first, last, &reason,
+                ),
+            })
+        });
+        crate::admin::api::Planes::start(&cfg, mode, shutdown.clone(), handler, note)?
+    };
+    let metrics = match cfg.metrics.as_ref() {
+        Some(m) => Some(crate::ops::metrics::spawn(
+            m.listen,
+            status.clone(),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
+
+    let mut batch = DatagramBatch::new(BATCH, max_len);
+    let mut rng = options.seed | 1;
+    let mut saved_epoch = receiver.epochs().oldest().map(|(e, _)| e);
+    let mut last_status = Instant::now();
+    let mut result = Ok(());
+    let mut link = LinkWatch {
+        gaps: gap_book.clone(),
+        store: store.clone(),
+        replays_unreported: 0,
+        last_replay_report: None,
+    };
+    while !shutdown.load(Ordering::Relaxed) {
+        let wait = receiver
+            .poll_timeout()
+            .map(|t| t.since(now_millis()))
+            .unwrap_or(100)
+            .clamp(1, 100);
+        match udp.recv(&mut batch, Duration::from_millis(wait)) {
+            Ok(_) => {}
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
+        }
+        let now = now_millis();
+        for d in batch.iter() {
+            if options.drop_per_million > 0 {
+                // xorshift64: cheap, seeded, good enough to spread drops.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if (rng % 1_000_000) < u64::from(options.drop_per_million) {
+                    continue;
+                }
+            }
+            receiver.handle_datagram(now, d);
+        }
+        receiver.handle_timeout(now);
+        if !drain(&mut receiver, &tx, &status, &audit, &mut link) {
+            result = Err(DaemonError::Config("writer thread stopped".into()));
+            break;
+        }
+        if let Some((e, secret)) = receiver.epochs().oldest().map(|(e, s)| (e, s.clone())) {
+            if saved_epoch != Some(e) {
+                if let Err(err) = keys.save_epoch(e, &secret) {
+                    result = Err(err.into());
+                    break;
+                }
+                saved_epoch = Some(e);
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = Instant::now();
+            expiry.poll(&status);
+            audit.tick();
+            publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+        }
+    }
+    drop(tx);
+    let _ = writer.join();
+    shutdown.store(true, Ordering::Relaxed);
+    forwarder.join();
+    control.join();
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
+    publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+    audit.note(
+        AuditRecord::new(EventKind::DaemonStop, Actor::system(), Outcome::Success)
+            .detail("role", "egress"),
+    );
+    if let Ok(a) = Arc::try_unwrap(audit) {
+        a.close();
+    }
+    result
+}
+
+fn publish(status: &SharedStatus, cfg: &Config, stats: ReceiverStats, epoch: u32) {
+    control::update(status, |s| {
+        s.updated_unix_ms = now_millis().0;
+        s.epoch = epoch;
+        s.receiver = Some(stats_json(&stats));
+    });
+    let snap = control::snapshot(status);
+    if let Err(e) = control::write_status_file(&cfg.paths.state_dir, &snap) {
+        tracing::warn!(error = %e, "could not write status.json");
+    }
+}
+
+fn stats_json(s: &ReceiverStats) -> serde_json::Value {
+    serde_json::json!({
+        "datagrams": s.datagrams,
+        "authenticated": s.authenticated,
+        "malformed": s.malformed,
+        "other_link": s.other_link,
+        "stale_epoch": s.stale_epoch,
+        "forged": s.forged,
+        "duplicate": s.duplicate,
+        "too_old": s.too_old,
+        "late": s.late,
+        "inconsistent": s.inconsistent,
+        "blocks_decoded": s.blocks_decoded,
+        "blocks_repaired": s.blocks_repaired,
+        "packages_complete": s.packages_complete,
+        "packages_failed": s.packages_failed,
+        "heartbeats": s.heartbeats,
+        "heartbeats_replayed": s.heartbeats_replayed,
+        "buffered_bytes": s.buffered_bytes,
+    })
+}
+
+/// What the receive thread keeps about the link beyond the protocol: the
+/// durable gap book and the replayed-heartbeat reporting.
+struct LinkWatch {
+    gaps: Arc<Mutex<GapBook>>,
+    store: Arc<StateStore>,
+    replays_unreported: u64,
+    last_replay_report: Option<u64>,
+}
+
+impl LinkWatch {
+    /// Records a reported gap durably (kept until delivered or
+    /// acknowledged), audits it, and raises the gap alarm.
+    fn gap(&mut self, status: &SharedStatus, audit: &AuditTrail, first: u64, last: u64) {
+        let Ok(mut book) = self.gaps.lock() else {
+            return;
+        };
+        let new = book.open(first, last, now_millis().0);
+        if new == 0 {
+            // Reported again (after a restart): already in the book.
+            return;
+        }
+        if let Err(e) = book.save(&self.store) {
+            alarm(status, &format!("state store: {e}"));
+        }
+        control::update(status, |s| s.gap_seqs_total += new);
+        show_gaps(status, &book);
+        tracing::warn!(
+            first,
+            last,
+            "sequence numbers missing: resend them from the ingress side (`ferryctl resend --seq {first}..{last}`)"
+        );
+        audit.note(
+            AuditRecord::new(EventKind::LinkGap, Actor::system(), Outcome::Failure)
+                .reason(format!(
+                    "sequence numbers {first}..{last} missing; resend them from the ingress side"
+                ))
+                .detail("action", "opened")
+                .detail("first", first.to_string())
+                .detail("last", last.to_string()),
+        );
+    }
+
+    /// A replayed heartbeat: counted at once, alarmed, and logged and
+    /// audited at most once per [`REPLAY_REPORT_INTERVAL_MS`] with the
+    /// count since the last report.
+    fn replay(
+        &mut self,
+        status: &SharedStatus,
+        audit: &AuditTrail,
+        sender_time_ms: u64,
+        newest_seen_ms: u64,
+    ) {
+        self.replays_unreported += 1;
+        let now = now_millis().0;
+        let total = {
+            let mut t = 0;
+            control::update(status, |s| {
+                s.heartbeats_replayed += 1;
+                t = s.heartbeats_replayed;
+            });
+            t
+        };
+        let due = self
+            .last_replay_report
+            .is_none_or(|l| now.saturating_sub(l) >= REPLAY_REPORT_INTERVAL_MS);
+        if !due {
+            return;
+        }
+        self.last_replay_report = Some(now);
+        let n = std::mem::take(&mut self.replays_unreported);
+        let why = format!(
+            "{n} authenticated heartbeat(s) older than the newest seen (sender time {sender_time_ms} ms ≤ {newest_seen_ms} ms) were refused as replays, not taken as life"
+        );
+        tracing::warn!(
+            "{why}: someone replays captured link traffic, or the ingress clock was stepped back"
+        );
+        let msg = format!(
+            "{REPLAY_ALARM_PREFIX} {total} replayed heartbeat(s) refused since start: someone on the link replays captured datagrams, or the ingress host's clock was stepped back (check it); the link state shown comes from fresh heartbeats only"
+        );
+        control::update(status, |s| {
+            s.alarms.retain(|a| !a.starts_with(REPLAY_ALARM_PREFIX));
+            s.alarms.push(msg);
+        });
+        audit.note(
+            AuditRecord::new(EventKind::LinkReplay, Actor::system(), Outcome::Refused)
+                .reason(why)
+                .detail("count", n.to_string())
+                .detail("sender_time_ms", sender_time_ms.to_string())
+                .detail("newest_seen_ms", newest_seen_ms.to_string()),
+        );
+    }
+}
+
+/// An administrator's acknowledgement that `first..=last` will never come:
+/// removed from the book (durably), audited with who and why.
+#[allow(clippy::too_many_arguments)]
+fn ack_gaps(
+    book: &Mutex<GapBook>,
+    store: &StateStore,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+    actor: Actor,
+    first: u64,
+    last: u64,
+    reason: &str,
+) -> serde_json::Value {
+    if last < first || reason.trim().is_empty() {
+        return serde_json::json!({ "error": "give a range first ≤ last and a reason" });
+    }
+    let Ok(mut b) = book.lock() else {
+        return serde_json::json!({ "error": "internal: gap book unavailable; restart ferryd" });
+    };
+    let mut trial = b.clone();
+    let removed = trial.acknowledge(first, last);
+    if removed == 0 {
+        return serde_json::json!({
+            "error": format!("no open gap in {first}..{last}: see \"gaps\" in `ferryctl status`")
+        });
+    }
+    // Audited before it takes effect: an acknowledgement the log cannot
+    // hold is not made.
+    if let Err(e) = audit.record(
+        AuditRecord::new(EventKind::LinkGap, actor, Outcome::Success)
+            .reason(reason.to_owned())
+            .detail("action", "acknowledged")
+            .detail("first", first.to_string())
+            .detail("last", last.to_string())
+            .detail("seqs", removed.to_string()),
+    ) {
+        return serde_json::json!({ "error": format!("not acknowledged: {e}") });
+    }
+    if let Err(e) = trial.save(store) {
+        return serde_json::json!({ "error": format!("not acknowledged: {e}") });
+    }
+    *b = trial;
+    show_gaps(status, &b);
+    serde_json::json!({ "acknowledged": removed, "gap_seqs_open": b.seqs_open() })
+}
+
+/// Shows the gap book in the status: the oldest ranges, the count of open
+/// numbers, and the alarm while any is open.
+fn show_gaps(status: &SharedStatus, book: &GapBook) {
+    let shown: Vec<(u64, u64)> = book
+        .ranges()
+        .take(MAX_GAPS_SHOWN)
+        .map(|g| (g.first, g.last))
+        .collect();
+    let open = book.seqs_open();
+    let alarm = book.alarm();
+    control::update(status, |s| {
+        s.gaps = shown;
+        s.gap_seqs_open = open;
+        s.alarms.retain(|a| !a.starts_with(gaps::GAP_ALARM_PREFIX));
+        if let Some(a) = alarm {
+            s.alarms.push(a);
+        }
+    });
+}
+
+/// Moves protocol events to the writer and the status. Returns false when
+/// the writer is gone.
+fn drain(
+    receiver: &mut Receiver,
+    tx: &SyncSender<Write>,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+    link: &mut LinkWatch,
+) -> bool {
+    while let Some(ev) = receiver.poll_event() {
+        let msg = match ev {
+            Event::PackageStarted {
+                seq,
+                attempt,
+                manifest,
+            } => {
+                tracing::debug!(seq, attempt, package = %manifest.meta.id, "package started");
+                Write::Start { seq, attempt }
+            }
+            Event::PackageData { seq, data, .. } => Write::Data { seq, data },
+            Event::PackageComplete { seq, manifest } => Write::Complete {
+                seq,
+                manifest,
+                replay: receiver.replay_window().to_bytes(),
+            },
+            Event::PackageFailed {
+                seq,
+                attempt,
+                id,
+                reason,
+            } => {
+                let id = id.map(|i| i.to_hex()).unwrap_or_else(|| "unknown".into());
+                tracing::warn!(seq, attempt, package = %id, reason = %reason, "package send failed");
+                control::update(status, |s| s.failed += 1);
+                audit.note(
+                    AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Failure)
+                        .package(id.clone())
+                        .reason(reason.to_string())
+                        .detail("seq", seq.to_string())
+                        .detail("send", attempt.to_string()),
+                );
+                Write::Failed { seq }
+            }
+            Event::Gap { first, last } => {
+                link.gap(status, audit, first, last);
+                continue;
+            }
+            Event::LinkUp => {
+                tracing::info!("link up");
+                control::update(status, |s| s.link_up = true);
+                continue;
+            }
+            Event::LinkDown { silent_ms } => {
+                tracing::warn!(silent_ms, "link down: no fresh heartbeat received");
+                control::update(status, |s| s.link_up = false);
+                continue;
+            }
+            Event::Heartbeat(hb) => {
+                control::update(status, |s| {
+                    s.sender_next_seq = Some(hb.next_seq);
+                    s.last_heartbeat_unix_ms = Some(now_millis().0);
+                });
+                Write::Heartbeat {
+                    sender_time_ms: hb.sender_time_ms,
+                }
+            }
+            Event::HeartbeatReplayed {
+                sender_time_ms,
+                newest_seen_ms,
+            } => {
+                link.replay(status, audit, sender_time_ms, newest_seen_ms);
+                continue;
+            }
+        };
+        if tx.send(msg).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+struct Staged {
+    staging: Option<Staging>,
+    attempt: u8,
+}
+
+/// Where the writer puts verified packages.
+struct Sinks {
+    outbox: Outbox,
+    store: Arc<StateStore>,
+    /// Tells the forwarder about packages waiting for a downstream endpoint.
+    wake: crate::egress::forward::Notifier,
+    /// Open gaps, closed here when a delivery fills them.
+    gaps: Arc<Mutex<GapBook>>,
+}
+
+/// Most packages committed together. Bounds the open staging files and
+/// the time before the first of them is delivered.
+const MAX_BATCH: usize = 256;
+
+/// A verified package waiting for its batch's commit.
+struct Ready {
+    seq: u64,
+    staging: Staging,
+    manifest: Box<Manifest>,
+    /// The channel's downstream endpoint; `None` for the outbox.
+    destination: Option<String>,
+    sidecar: serde_json::Value,
+}
+
+fn writer_loop(
+    rx: Rx<Write>,
+    sinks: Sinks,
+    status: SharedStatus,
+    link: String,
+    audit: &AuditTrail,
+    gate: Option<&crate::inspection::policy_gate::PolicyGate>,
+) {
+    let mut w = Writer {
+        sinks,
+        status,
+        link,
+        audit,
+        gate,
+        staged: HashMap::new(),
+        ready: Vec::new(),
+        replay: None,
+        refused: Default::default(),
+    };
+    // Group commit: take what the receive thread has queued (up to a
+    // batch), then make all of its completed packages durable together —
+    // one file-system sync, one ledger transaction and one audit flush
+    // per step instead of per package. A lone package is a batch of one.
+    while let Ok(msg) = rx.recv() {
+        w.handle(msg);
+        while w.ready.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => w.handle(msg),
+                Err(_) => break,
+            }
+        }
+        w.commit();
+    }
+    w.commit();
+}
+
+struct Writer<'a> {
+    sinks: Sinks,
+    status: SharedStatus,
+    link: String,
+    audit: &'a AuditTrail,
+    gate: Option<&'a crate::inspection::policy_gate::PolicyGate>,
+    staged: HashMap<u64, Staged>,
+    ready: Vec<Ready>,
+    /// The receiver's replay window after the newest completion of the
+    /// batch (the window only grows, so it covers the earlier ones).
+    replay: Option<Vec<u8>>,
+    /// Packages refused here (by id) and not delivered since: the
+    /// `egress refused:` alarm stands until each is delivered (a resend
+    /// after the operator fixed the cause), so it neither goes silent
+    /// early nor stays after the operator's fix worked.
+    refused: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl Writer<'_> {
+    fn handle(&mut self, msg: Write) {
+        let outbox = &self.sinks.outbox;
+        match msg {
+            Write::Start { seq, attempt } => {
+                if let Some(old) = self.staged.remove(&seq) {
+                    if let Some(st) = old.staging {
+                        outbox.abort(st);
+                    }
+                }
+                let staging = match outbox.begin(&format!("{seq}-{attempt}")) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                        None
+                    }
+                };
+                self.staged.insert(seq, Staged { staging, attempt });
+            }
+            Write::Data { seq, data } => {
+                let Some(s) = self.staged.get_mut(&seq) else {
+                    return;
+                };
+                let Some(st) = s.staging.as_mut() else {
+                    return;
+                };
+                if let Err(e) = st.write_all(&data) {
+                    // Nothing partial stays: the staging file goes, and this
+                    // send of the package is lost (a redundant send or an
+                    // operator resend brings it once space returns).
+                    alarm(&self.status, &format!("outbox: {e}"));
+                    if let Some(st) = s.staging.take() {
+                        outbox.abort(st);
+                    }
+                }
+            }
+            Write::Heartbeat { sender_time_ms } => {
+                if let Err(e) = gaps::save_newest_heartbeat(&self.sinks.store, sender_time_ms) {
+                    alarm(&self.status, &format!("state store: {e}"));
+                }
+            }
+            Write::Failed { seq } => {
+                if let Some(Staged {
+                    staging: Some(st), ..
+                }) = self.staged.remove(&seq)
+                {
+                    outbox.abort(st);
+                }
+            }
+            Write::Complete {
+                seq,
+                manifest,
+                replay,
+            } => {
+                // The window moves on whatever becomes of the package, so
+                // a failure here is not mistaken for a replay later.
+                self.replay = Some(replay);
+                let Some(s) = self.staged.remove(&seq) else {
+                    return;
+                };
+                let Some(mut st) = s.staging else {
+                    self.refuse(
+                        seq,
+                        &manifest,
+                        "received but could not be staged (see the outbox alarm); resend it once the outbox has space",
+                    );
+                    return;
+                };
+                let guard = match reinspect(self.gate, outbox, &mut st, &manifest, self.audit) {
+                    Ok(g) => g,
+                    Err(why) => {
+                        // Never delivered, not even in part.
+                        outbox.abort(st);
+                        self.refuse(seq, &manifest, &why);
+                        return;
+                    }
+                };
+                let destination = self.gate.and_then(|g| {
+                    match &g.current().channel(&manifest.meta.channel)?.destination {
+                        ferry_policy::Destination::Downstream(url) => Some(url.clone()),
+                        ferry_policy::Destination::Outbox => None,
+                    }
+                });
+                let mut side = sidecar(&self.link, seq, s.attempt, &manifest);
+                if let Some(g) = guard {
+                    side["egress_guard"] = g;
+                }
+                self.ready.push(Ready {
+                    seq,
+                    staging: st,
+                    manifest,
+                    destination,
+                    sidecar: side,
+                });
+            }
+        }
+    }
+
+    /// Delivers the batch: each package whole or not at all, none twice.
+    ///
+    /// 1. drop duplicates (the ledger's, and the batch's own) and names
+    ///    that cannot be delivered; write each sidecar; move packages for
+    ///    a downstream endpoint into the forward area;
+    /// 2. one sync of the outbox's file system makes all of that durable;
+    /// 3. one ledger transaction records every package (delivering or
+    ///    forwarding) with the replay window;
+    /// 4. the renames into the outbox, one more sync, and one transaction
+    ///    marking them delivered; a crash between 3 and 4 is finished at
+    ///    start-up ([`recover`]);
+    /// 5. the audit records, appended together and flushed once.
+    fn commit(&mut self) {
+        let replay = self.replay.take();
+        if self.ready.is_empty() {
+            if let Some(replay) = replay {
+                if let Err(e) = self.sinks.store.save_replay(&replay) {
+                    alarm(&self.status, &format!("state store: {e}"));
+                }
+            }
+            return;
+        }
+        let replay = replay.unwrap_or_default();
+        let batch = std::mem::take(&mut self.ready);
+        let mut items = self.prepare(batch);
+        let (outbox, store) = (&self.sinks.outbox, &self.sinks.store);
+        if let Err(e) = outbox.sync_filesystem() {
+            alarm(&self.status, &format!("outbox: {e}"));
+            self.discard(items, &replay);
+            return;
+        }
+        let entries: Vec<_> = items
+            .iter()
+            .map(|it| (it.manifest.meta.id.0, &it.entry))
+            .collect();
+        if let Err(e) = store.begin_deliveries(&entries, &replay) {
+            alarm(&self.status, &format!("state store: {e}"));
+            self.discard(items, &replay);
+            return;
+        }
+        let mut delivered = Vec::new();
+        for it in &mut items {
+            let Some(st) = it.staging.take() else {
+                continue;
+            };
+            let id = it.manifest.meta.id;
+            match outbox.place_batched(st, &it.manifest.meta.file_name) {
+                Ok(path) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    delivered.push((id.0, name.clone()));
+                    it.delivered_as = Some(name);
+                }
+                Err(e) => {
+                    if matches!(e, OutboxError::DiskFull { .. }) {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                    }
+                    self.refuse(
+                        it.entry.seq,
+                        &it.manifest,
+                        &format!("could not be placed in the outbox: {e}; resend it once fixed"),
+                    );
+                    // The ledger says "delivering" with no staging file
+                    // left: undo it so a resend can deliver the package.
+                    if let Err(e) = store.ledger_remove(id.0) {
+                        alarm(&self.status, &format!("state store: {e}"));
+                    }
+                    it.failed = true;
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            let finished = match outbox.sync_filesystem() {
+                Ok(()) => match store.finish_deliveries(&delivered, now_millis().0) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        alarm(&self.status, &format!("state store: {e}"));
+                        false
+                    }
+                },
+                // Left "delivering": the next start makes sure of them.
+                Err(e) => {
+                    alarm(&self.status, &format!("outbox: {e}"));
+                    false
+                }
+            };
+            if !finished {
+                // `package.delivered` is written once, when the ledger
+                // says the delivery finished: for these, by the start-up
+                // recovery that finishes them (never twice).
+                for it in items.iter_mut().filter(|it| it.delivered_as.is_some()) {
+                    tracing::warn!(seq = it.entry.seq, package = %it.manifest.meta.id, "renamed into the outbox but not recorded as finished; the next start finishes and audits it");
+                    it.delivered_as = None;
+                }
+            }
+        }
+        self.report(items);
+    }
+
+    /// Step 1 of [`Writer::commit`]: what of the batch can go on, with its
+    /// sidecar written and its ledger entry made.
+    fn prepare(&self, batch: Vec<Ready>) -> Vec<Item> {
+        let (outbox, store) = (&self.sinks.outbox, &self.sinks.store);
+        let mut seen = std::collections::HashSet::new();
+        let mut items = Vec::with_capacity(batch.len());
+        for Ready {
+            seq,
+            mut staging,
+            manifest,
+            destination,
+            sidecar,
+        } in batch
+        {
+            let id = manifest.meta.id;
+            match store.ledger_get(id.0) {
+                Ok(None) if seen.insert(id.0) => {}
+                Ok(_) => {
+                    // Delivered before under another sequence number (a
+                    // resend or a redundant send): once only.
+                    outbox.abort(staging);
+                    control::update(&self.status, |s| s.duplicates_suppressed += 1);
+                    tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
+                    // The package is delivered: whatever gap this send
+                    // (or the first send it repeats) left is filled.
+                    self.fill_gaps(&[(seq, manifest.first_seq)]);
+                    continue;
+                }
+                Err(e) => {
+                    alarm(&self.status, &format!("state store: {e}"));
+                    outbox.abort(staging);
+                    self.refuse(
+                        seq,
+                        &manifest,
+                        &format!("the delivery ledger could not be read: {e}"),
+                    );
+                    continue;
+                }
+            }
+            let name = &manifest.meta.file_name;
+            // Also for a downstream endpoint: the name travels in a header,
+            // and no endpoint is handed a path or a control code.
+            if let Err(e) = crate::state::outbox::sanitize_file_name(name) {
+                outbox.abort(staging);
+                self.refuse(seq, &manifest, &format!("file name refused: {e}"));
+                continue;
+            }
+            if let Err(e) = outbox.write_sidecar(&mut staging, &sidecar) {
+                alarm(&self.status, &format!("outbox: {e}"));
+                outbox.abort(staging);
+                self.refuse(
+                    seq,
+                    &manifest,
+                    &format!("its metadata file could not be written: {e}; resend it once fixed"),
+                );
+                continue;
+            }
+            let (state, staging) = match &destination {
+                None => (
+                    LedgerState::Delivering {
+                        staging: staging.name().to_owned(),
+                        final_name: name.clone(),
+                    },
+                    Some(staging),
+                ),
+                Some(url) => {
+                    // Out of staging now: the coming sync makes the move
+                    // durable with the data. A crash before the ledger
+                    // write leaves files no entry names, removed at start.
+                    if let Err(e) = outbox.park_for_forward(staging, &id.to_hex()) {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                        self.refuse(
+                            seq,
+                            &manifest,
+                            &format!("could not be kept for its downstream endpoint: {e}; resend it once fixed"),
+                        );
+                        continue;
+                    }
+                    let state = LedgerState::Forwarding {
+                        url: url.clone(),
+                        file_name: name.clone(),
+                        attempts: 0,
+                        last_error: None,
+                        parked: None,
+                        since_unix_ms: now_millis().0,
+                    };
+                    (state, None)
+                }
+            };
+            items.push(Item {
+                entry: LedgerEntry { seq, state },
+                manifest,
+                destination,
+                staging,
+                delivered_as: None,
+                failed: false,
+            });
+        }
+        items
+    }
+
+    /// Nothing of a batch that could not be made durable is delivered.
+    fn discard(&self, items: Vec<Item>, replay: &[u8]) {
+        for it in items {
+            match it.staging {
+                Some(st) => self.sinks.outbox.abort(st),
+                None => self
+                    .sinks
+                    .outbox
+                    .forward_done(&it.manifest.meta.id.to_hex()),
+            }
+            self.refuse(
+                it.entry.seq,
+                &it.manifest,
+                "received but its delivery could not be made durable (see the alarm); resend it once the alarm is cleared",
+            );
+        }
+        if let Err(e) = self.sinks.store.save_replay(replay) {
+            alarm(&self.status, &format!("state store: {e}"));
+        }
+    }
+
+    /// Step 5: counters, log lines and audit records of a committed batch.
+    fn report(&self, items: Vec<Item>) {
+        let mut records = Vec::with_capacity(items.len());
+        let mut forwarding = Vec::new();
+        let mut any_delivered = false;
+        let mut filled = Vec::new();
+        let mut refused_cleared = false;
+        for it in items.into_iter().filter(|it| !it.failed) {
+            let meta = &it.manifest.meta;
+            filled.push((it.entry.seq, it.manifest.first_seq));
+            {
+                let mut r = self.refused.borrow_mut();
+                if r.remove(&meta.id.to_hex()) && r.is_empty() {
+                    refused_cleared = true;
+                }
+            }
+            let place = match (&it.destination, &it.delivered_as) {
+                (Some(url), _) => {
+                    forwarding.push(((it.entry.seq, meta.id.0), url.clone()));
+                    tracing::info!(seq = it.entry.seq, package = %meta.id, destination = %url, "verified; waiting for the downstream endpoint");
+                    format!("waiting for {url}")
+                }
+                (None, Some(name)) => {
+                    any_delivered = true;
+                    control::count(&self.status, &meta.channel, |c| {
+                        c.delivered += 1;
+                        c.delivered_bytes += meta.size;
+                    });
+                    control::update(&self.status, |s| {
+                        s.delivered += 1;
+                        s.delivered_bytes += meta.size;
+                    });
+                    tracing::info!(seq = it.entry.seq, package = %meta.id, file = %name, size = meta.size, "delivered");
+                    format!("outbox: {name}")
+                }
+                (None, None) => continue,
+            };
+            let kind = if it.destination.is_some() {
+                EventKind::PackageReceived
+            } else {
+                EventKind::PackageDelivered
+            };
+            records.push(
+                AuditRecord::new(kind, Actor::system(), Outcome::Success)
+                    .package(meta.id.to_hex())
+                    .channel(meta.channel.clone())
+                    .detail("seq", it.entry.seq.to_string())
+                    .detail("size", meta.size.to_string())
+                    .detail("digest", hex::encode(&meta.digest))
+                    .detail("sender", meta.sender_identity.clone())
+                    .detail("signing_key", it.manifest.signing_key_id.clone())
+                    .detail("destination", place),
+            );
+        }
+        if any_delivered {
+            // A delivery went through: outbox alarms (disk full) are
+            // over; the log keeps their history.
+            control::update(&self.status, |s| {
+                s.alarms.retain(|a| !a.starts_with("outbox:"))
+            });
+        }
+        if refused_cleared {
+            // Every refused package was delivered since: nothing left to act on.
+            control::update(&self.status, |s| {
+                s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX))
+            });
+        }
+        self.audit.note_all(records);
+        self.fill_gaps(&filled);
+        if !forwarding.is_empty() {
+            self.sinks.wake.added(forwarding);
+        }
+    }
+
+    /// Closes the gaps that delivered packages fill: their own sequence
+    /// number and, for a resend, the one they were first sent under.
+    fn fill_gaps(&self, filled: &[(u64, Option<u64>)]) {
+        fill_gaps(
+            &self.sinks.gaps,
+            &self.sinks.store,
+            &self.status,
+            self.audit,
+            filled,
+        );
+    }
+
+    /// A verified package that is not delivered, for whatever reason:
+    /// counted (per channel), audited and alarmed — never only a log line.
+    fn refuse(&self, seq: u64, manifest: &Manifest, why: &str) {
+        let meta = &manifest.meta;
+        control::count_rejected(&self.status, &meta.channel);
+        tracing::warn!(seq, package = %meta.id, "not delivered: {why}");
+        self.audit.note(
+            AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Refused)
+                .package(meta.id.to_hex())
+                .channel(meta.channel.clone())
+                .reason(why.to_owned())
+                .detail("seq", seq.to_string())
+                .detail("side", "egress"),
+        );
+        let total = control::snapshot(&self.status).rejected;
+        let open = {
+            let mut r = self.refused.borrow_mut();
+            r.insert(meta.id.to_hex());
+            r.len()
+        };
+        let msg = format!(
+            "{REFUSED_ALARM_PREFIX} {open} package(s) refused and not delivered since ({total} refusals since start), the last {} (seq {seq}): {why}; the audit log has each one (`ferryctl audit query --event package.failed`); the alarm clears once each is delivered (fix the cause, then resend)",
+            meta.id.to_hex()
+        );
+        control::update(&self.status, |s| {
+            s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX));
+            s.alarms.push(msg);
+        });
+    }
+}
+
+/// Closes the gaps `filled` names (sequence number, and first sequence
+/// number of a resend), saves the book when it changed, and audits each
+/// closed number.
+fn fill_gaps(
+    book: &Mutex<GapBook>,
+    store: &StateStore,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+    filled: &[(u64, Option<u64>)],
+) {
+    let Ok(mut b) = book.lock() else {
+        return;
+    };
+    if b.is_empty() {
+        return;
+    }
+    let mut closed = Vec::new();
+    for (seq, first) in filled {
+        for s in std::iter::once(*seq).chain(*first) {
+            if b.close(s) {
+                closed.push((s, *seq));
+            }
+        }
+    }
+    if closed.is_empty() {
+        return;
+    }
+    if let Err(e) = b.save(store) {
+        alarm(status, &format!("state store: {e}"));
+    }
+    show_gaps(status, &b);
+    drop(b);
+    audit.note_all(
+        closed
+            .into_iter()
+            .map(|(gap, by)| {
+                AuditRecord::new(EventKind::LinkGap, Actor::system(), Outcome::Success)
+                    .detail("action", "closed")
+                    .detail("seq", gap.to_string())
+                    .detail("delivered_as_seq", by.to_string())
+            })
+            .collect(),
+    );
+}
+
+/// A package of a batch being committed.
+struct Item {
+    entry: LedgerEntry,
+    manifest: Box<Manifest>,
+    destination: Option<String>,
+    /// Still in staging (outbox packages until renamed).
+    staging: Option<Staging>,
+    /// Its name in the outbox once renamed.
+    delivered_as: Option<String>,
+    failed: bool,
+}
+
+fn alarm(status: &SharedStatus, msg: &str) {
+    tracing::error!("{msg}");
+    control::update(status, |s| {
+        if !s.alarms.iter().any(|a| a == msg) {
+            s.alarms.push(msg.to_string());
+        }
+    });
+}
+
+/// The second, independent inspection on the egress side under the
+/// channel's `egress_profile`: `Ok(sidecar note)` to deliver (a masked
+/// copy has replaced the staged data), `Err(why)` to drop. Fails closed:
+/// a channel the egress policy does not know, a profile it cannot load, a
+/// `review` verdict (there are no reviewers on this side) or an audit log
+/// that cannot record the inspection all stop delivery.
+fn reinspect(
+    gate: Option<&crate::inspection::policy_gate::PolicyGate>,
+    outbox: &Outbox,
+    staging: &mut Staging,
+    manifest: &Manifest,
+    audit: &AuditTrail,
+) -> Result<Option<serde_json::Value>, String> {
+    let Some(gate) = gate else { return Ok(None) };
+    let meta = &manifest.meta;
+    let policy = gate.current();
+    let Some(channel) = policy.channel(&meta.channel) else {
+        return Err(format!(
+            "channel `{}` is not in this side's policy (fail closed)",
+            meta.channel
+        ));
+    };
+    let Some(profile) = channel.egress_profile.clone() else {
+        return Ok(None);
+    };
+    let guard = gate
+        .guard(&profile)
+        .ok_or_else(|| format!("content profile `{profile}` is not loaded"))?;
+    staging.sync().map_err(|e| e.to_string())?;
+    let id = meta.id.to_hex();
+    let report = crate::inspection::content::inspect_in_place(
+        &guard,
+        staging.path(),
+        &meta.file_name,
+        &meta.content_type,
+        outbox.staging_dir(),
+        &id,
+    )
+    .map_err(|e| e.to_string())?;
+    audit
+        .record(crate::inspection::content::record(
+            EventKind::GuardReinspected,
+            Actor::system(),
+            &id,
+            &meta.channel,
+            &report,
+        ))
+        .map_err(|e| format!("the audit log cannot record the inspection: {e}"))?;
+    match report.verdict {
+        ferry_guard::Verdict::Pass | ferry_guard::Verdict::Masked => {
+            Ok(Some(serde_json::json!({
+                "profile": report.profile,
+                "verdict": report.verdict,
+                "findings_total": report.findings_total,
+                "sha256_before": report.digest_before,
+                "sha256_after": report.digest_after,
+            })))
+        }
+        ferry_guard::Verdict::Review => Err(format!(
+            "the egress profile `{profile}` asks for review; there are no reviewers on the egress side (fail closed): {}",
+            report.reasons.join("; ")
+        )),
+        ferry_guard::Verdict::Reject => Err(format!(
+            "refused by the egress content guard (`{profile}`): {}",
+            report.reasons.join("; ")
+        )),
+    }
+}
+
+/// The JSON metadata written next to each delivered file.
+pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::Value {
+    // The digest is the suite's: SHA-256 (intl) or SM3 (gm).
+    let digest_algorithm = match m.suite {
+        ferry_protocol::suite::SuiteId::Intl => "sha256",
+        ferry_protocol::suite::SuiteId::Gm => "sm3",
+    };
+    let mut v = serde_json::json!({
+        "package_id": m.meta.id.to_hex(),
+        "link": link,
+        "seq": seq,
+        "send": attempt,
+        "channel": m.meta.channel,
+        "file_name": m.meta.file_name,
+        "content_type": m.meta.content_type,
+        "size": m.meta.size,
+        "digest_algorithm": digest_algorithm,
+        "digest": hex::encode(&m.meta.digest),
+        "sender_identity": m.meta.sender_identity,
+        "created_unix_ms": m.meta.created_unix_ms,
+        "delivered_unix_ms": now_millis().0,
+        "suite": m.suite.name(),
+        "signing_key_id": m.signing_key_id,
+        "key_epoch": m.epoch,
+    });
+    if let Some(first) = m.first_seq {
+        // A resend: the sequence number it was first sent under (the gap
+        // it fills).
+        v["first_seq"] = first.into();
+    }
+    if let Some(i) = &m.meta.inspection {
+        // The ingress guard's record, signed in the manifest.
+        v["ingress_guard"] = serde_json::json!({
+            "profile": i.profile,
+            "verdict": i.verdict.as_str(),
+            "sha256_before": hex::encode(&i.sha256_before),
+            "sha256_after": hex::encode(&i.sha256_after),
+        });
+    }
+    v
+}
+
+/// Finishes deliveries a crash interrupted between the ledger write and
+/// the rename, and writes their `package.delivered` record: a delivery
+/// left "delivering" never had one (the writer records a delivery only
+/// once the ledger says it finished), so each gets exactly one.
+fn recover(
+    store: &StateStore,
+    outbox: &Outbox,
+    audit: &AuditTrail,
+    gap_book: &Mutex<GapBook>,
+) -> Result<(), DaemonError> {
+    let mut records = Vec::new();
+    let mut filled = Vec::new();
+    for (id, entry) in store.list_delivering()? {
+        if let LedgerState::Delivering {
+            staging,
+            final_name,
+        } = &entry.state
+        {
+            let sidecar = outbox.staged_sidecar(staging).unwrap_or_else(|| {
+                serde_json::json!({
+                    "package_id": hex::encode(id),
+                    "seq": entry.seq,
+                    "recovered_after_crash": true,
+                })
+            });
+            match outbox.recover(staging, final_name, &sidecar) {
+                Ok(Some(path)) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    store.finish_delivery(id, &name, now_millis().0)?;
+                    tracing::info!(package = %hex::encode(id), file = %name, "interrupted delivery finished");
+                    records.push(recovered_record(id, entry.seq, &sidecar, &name));
+                }
+                Ok(None) => {
+                    // No staging file: the rename had happened already.
+                    store.finish_delivery(id, final_name, now_millis().0)?;
+                    tracing::info!(package = %hex::encode(id), file = %final_name, "interrupted delivery finished (renamed before the crash)");
+                    records.push(recovered_record(id, entry.seq, &sidecar, final_name));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            filled.push((entry.seq, sidecar.get("first_seq").and_then(|v| v.as_u64())));
+        }
+    }
+    // Recorded before the daemon takes any new traffic; a failure to
+    // record stops the start (the deliveries stay finished, and the next
+    // start cannot tell them apart, so it must not go on silently).
+    for r in records {
+        audit.record(r)?;
+    }
+    if let Ok(mut b) = gap_book.lock() {
+        let mut changed = false;
+        for (seq, first) in filled {
+            for s in std::iter::once(seq).chain(first) {
+                changed |= b.close(s);
+            }
+        }
+        if changed {
+            b.save(store)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `package.delivered` record of a delivery start-up recovery
+/// finished, from what its sidecar says.
+fn recovered_record(
+    id: [u8; 16],
+    seq: u64,
+    sidecar: &serde_json::Value,
+    name: &str,
+) -> AuditRecord {
+    let text = |k: &str| {
+        sidecar
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut r = AuditRecord::new(
+        EventKind::PackageDelivered,
+        Actor::system(),
+        Outcome::Success,
+    )
+    .package(hex::encode(id))
+    .detail("seq", seq.to_string())
+    .detail("destination", format!("outbox: {name}"))
+    .detail("recovered_after_crash", "true");
+    if let Some(c) = sidecar.get("channel").and_then(|v| v.as_str()) {
+        r = r.channel(c.to_owned());
+    }
+    for (k, field) in [
+        ("size", "size"),
+        ("digest", "digest"),
+        ("sender", "sender_identity"),
+        ("signing_key", "signing_key_id"),
+    ] {
+        let v = match sidecar.get(field) {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => text(field),
+        };
+        if !v.is_empty() {
+            r = r.detail(k, v);
+        }
+    }
+    r
+}

@@ -1,0 +1,6 @@
+//! What survives a restart: the redb store, the ingress outbox of sealed
+//! packages, and the egress gap records.
+
+pub mod gaps;
+pub mod outbox;
+pub mod store;
