@@ -37,7 +37,7 @@ pub enum DaemonError {
     Udp(#[from] crate::link::udp::UdpError),
     /// The control socket failed.
     #[error("{0}")]
-    Control(#[from] crate::admin::control::ControlError),
+    Control(#[from] crate::admin::socket::ControlError),
     /// The protocol sender refused its configuration or a package.
     #[error("{0}")]
     Sender(#[from] ferry_protocol::sender::SenderError),

@@ -15,7 +15,7 @@
 //! under the certificate with the status, so probing the API leaves a
 //! trace.
 
-use crate::admin::control::{Caller, CertCaller, Request};
+use crate::admin::protocol::{Caller, CertCaller, Request};
 use crate::config::AdminApiSection;
 use crate::DaemonError;
 use bytes::Bytes;
@@ -294,7 +294,7 @@ impl Planes {
     ) -> Result<Planes, DaemonError> {
         let control = {
             let h = handler.clone();
-            crate::admin::control::serve(
+            crate::admin::socket::serve(
                 &cfg.control_socket(),
                 socket_mode,
                 shutdown.clone(),

@@ -13,7 +13,7 @@
 //! root and the service user can connect; they hold every role and status
 //! says the roles are not separated.
 
-use crate::admin::control::{Caller, Request};
+use crate::admin::protocol::{Caller, Request};
 use crate::config::{AdminPrincipal, Config};
 use crate::DaemonError;
 use ferry_audit::{Actor, AuditRecord, EventKind, Outcome, Role};
@@ -278,7 +278,7 @@ pub fn admin_accounts(cfg: &Config) -> Vec<(String, u32)> {
 pub fn publish(
     admin: &AdminPlane,
     cfg: &Config,
-    status: &crate::admin::control::SharedStatus,
+    status: &crate::admin::protocol::SharedStatus,
 ) -> Option<String> {
     let map = UID_MAP
         .get()
@@ -289,7 +289,7 @@ pub fn publish(
     if let Some(f) = &finding {
         tracing::error!("{f}");
     }
-    crate::admin::control::update(status, |s| {
+    crate::admin::protocol::update(status, |s| {
         s.admin_roles = Some(admin.describe());
         if let Some(f) = &finding {
             if !s.alarms.contains(f) {
@@ -460,7 +460,7 @@ impl AdminPlane {
     /// holds what), and only with roles separated.
     fn authorize_certificate(
         &self,
-        c: &crate::admin::control::CertCaller,
+        c: &crate::admin::protocol::CertCaller,
         needed: Option<AdminRole>,
         request: &'static str,
     ) -> Result<Actor, Refusal> {
@@ -545,7 +545,7 @@ impl AdminPlane {
 /// How the audit log names an admin API caller: `cert:CN (sha256:PREFIX,
 /// person ID)`, under the administrative role its certificate carries
 /// (`none` for any other).
-pub fn certificate_actor(c: &crate::admin::control::CertCaller) -> Actor {
+pub fn certificate_actor(c: &crate::admin::protocol::CertCaller) -> Actor {
     Actor::new(
         format!(
             "cert:{} (sha256:{}, person {})",
@@ -634,7 +634,7 @@ mod tests {
     }
 
     fn cert(cn: &str, role: Option<&str>) -> Caller {
-        Caller::certificate(crate::admin::control::CertCaller {
+        Caller::certificate(crate::admin::protocol::CertCaller {
             common_name: cn.into(),
             person: cn.to_ascii_lowercase(),
             fingerprint: format!("{cn:0>64}"),
@@ -838,5 +838,24 @@ mod tests {
         .expect("syntax is fine");
         let e = AdminPlane::from_config(&e, 999).expect_err("unknown user");
         assert!(e.to_string().contains("does not exist on this host"), "{e}");
+    }
+}
+/// Appends an `audit.read` record handed over the control socket; any
+/// other event is refused, so the socket cannot be used to forge history.
+///
+/// The record is attributed to the caller the kernel identified (`actor`),
+/// whatever actor the tool put in it.
+pub fn audit_note(
+    audit: &crate::ops::audit_trail::AuditTrail,
+    actor: ferry_audit::Actor,
+    mut record: ferry_audit::AuditRecord,
+) -> serde_json::Value {
+    record.actor = actor;
+    if record.event != ferry_audit::EventKind::AuditRead {
+        return serde_json::json!({ "error": "only audit.read records are accepted on the control socket" });
+    }
+    match audit.record(record) {
+        Ok(()) => serde_json::json!({ "recorded": true }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry_daemon::admin::control;
+use ferry_daemon::admin::{protocol, socket};
 use ferry_daemon::cli::{
     bench, certs as certs_cli, demo, keys as keys_cli, selfcheck, systemd_dropin,
 };
@@ -188,7 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     };
                     let socket = cfg.control_socket();
                     let recorder = move |_: &std::path::Path, record: ferry_audit::AuditRecord| {
-                        let v = control::request(&socket, &control::Request::AuditNote { record })
+                        let v = socket::request(&socket, &protocol::Request::AuditNote { record })
                             .map_err(|e| ferry_audit::AuditError::NotAudited(e.to_string()))?;
                         match v.get("error").and_then(|e| e.as_str()) {
                             Some(e) if v.get("refused").and_then(|r| r.as_bool()) == Some(true) => {
@@ -229,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Gaps(cmd) => return ferry_daemon::cli::approvals::run_gaps(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => {
             let cfg = config::load(&config)?;
-            let v = control::request(&cfg.control_socket(), &control::Request::ReloadPolicy)?;
+            let v = socket::request(&cfg.control_socket(), &protocol::Request::ReloadPolicy)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             if v.get("error").is_some() {
                 return Ok(std::process::ExitCode::FAILURE);
@@ -237,7 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Cmd::Status { config, json } => {
             let cfg = config::load(&config)?;
-            let v = control::request(&cfg.control_socket(), &control::Request::Status)?;
+            let v = socket::request(&cfg.control_socket(), &protocol::Request::Status)?;
             if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
                 bail!("{e}");
             }
@@ -281,9 +281,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if packages.is_empty() && seq_range.is_none() {
                 bail!("name what to resend: --package ID (repeatable) or --seq A..B");
             }
-            let v = control::request(
+            let v = socket::request(
                 &cfg.control_socket(),
-                &control::Request::Resend {
+                &protocol::Request::Resend {
                     packages,
                     seq_range,
                 },

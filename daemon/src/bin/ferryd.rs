@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_daemon::admin::control;
+use ferry_daemon::admin::protocol;
 use ferry_daemon::cli::selfcheck;
 use ferry_daemon::{config, egress, ingress};
 use std::path::PathBuf;
@@ -61,9 +61,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let plan = selfcheck::hardening_config(&cfg, &args.config, keep_fds);
     let report = ferry_hardening::apply(&plan).context("hardening ferryd")?;
     log_hardening(&report);
-    let status = control::SharedStatus::default();
+    let status = protocol::SharedStatus::default();
     let hardening = serde_json::to_value(&report).ok();
-    control::update(&status, |s| s.hardening = hardening);
+    protocol::update(&status, |s| s.hardening = hardening);
     let notify = notifier
         .map(|n| {
             let (status, shutdown) = (status.clone(), shutdown.clone());
@@ -122,7 +122,7 @@ fn log_hardening(r: &ferry_hardening::Report) {
 /// stops the pings and systemd restarts the service.
 fn notify_loop(
     n: &ferry_hardening::notify::Notifier,
-    status: &control::SharedStatus,
+    status: &protocol::SharedStatus,
     shutdown: &AtomicBool,
     watchdog: Option<Duration>,
 ) {
@@ -132,7 +132,7 @@ fn notify_loop(
     let mut last_change = Instant::now();
     let mut last_ping: Option<Instant> = None;
     while !shutdown.load(Ordering::Relaxed) {
-        let snap = control::snapshot(status);
+        let snap = protocol::snapshot(status);
         if snap.updated_unix_ms != last_update {
             last_update = snap.updated_unix_ms;
             last_change = Instant::now();

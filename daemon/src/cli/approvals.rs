@@ -2,7 +2,8 @@
 //! (the system administrator's stop/start), over the ingress `ferryd`'s
 //! control socket; the admin plane decides who may use which.
 
-use crate::admin::control::{self, Request};
+use crate::admin::protocol::Request;
+use crate::admin::socket;
 use crate::config;
 use std::path::PathBuf;
 
@@ -82,7 +83,7 @@ pub fn run(cmd: ApprovalsCmd) -> anyhow::Result<std::process::ExitCode> {
     let cfg = config::load(&cfg_path)?;
     let list = matches!(req, Request::ApprovalsList);
     let show = matches!(req, Request::ApprovalsShow { .. });
-    let v = control::request(&cfg.control_socket(), &req)?;
+    let v = socket::request(&cfg.control_socket(), &req)?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         eprintln!("ferryctl: {e}");
         return Ok(std::process::ExitCode::FAILURE);
@@ -287,7 +288,7 @@ pub fn run_channel(cmd: ChannelCmd) -> anyhow::Result<std::process::ExitCode> {
 /// Sends one request to the daemon of `cfg_path` and prints its answer.
 fn ask(cfg_path: &std::path::Path, req: &Request) -> anyhow::Result<std::process::ExitCode> {
     let cfg = config::load(cfg_path)?;
-    let v = control::request(&cfg.control_socket(), req)?;
+    let v = socket::request(&cfg.control_socket(), req)?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         eprintln!("ferryctl: {e}");
         return Ok(std::process::ExitCode::FAILURE);

@@ -9,7 +9,8 @@
 //! Landlock ABI (which `/proc` does not show) comes from the daemon's own
 //! report.
 
-use crate::admin::control;
+use crate::admin::protocol;
+use crate::admin::socket;
 use crate::config::{Config, SeccompActionName};
 use ferry_hardening::{Capability, HardeningConfig, Report, SeccompAction, StepState};
 use serde::Serialize;
@@ -215,7 +216,7 @@ impl Selfcheck {
 pub enum SelfcheckError {
     /// The control socket did not answer.
     #[error("{0}")]
-    Control(#[from] control::ControlError),
+    Control(#[from] socket::ControlError),
     /// The daemon's status carries no hardening report.
     #[error("{socket}: the daemon's status has no hardening report (a ferryd older than selfcheck?); upgrade and restart it")]
     NoReport {
@@ -244,7 +245,7 @@ pub enum SelfcheckError {
 /// the file permissions.
 pub fn run(cfg: &Config, config_path: &Path) -> Result<Selfcheck, SelfcheckError> {
     let socket = cfg.control_socket();
-    let status = control::request(&socket, &control::Request::Status)?;
+    let status = socket::request(&socket, &protocol::Request::Status)?;
     // A refusal is an answer without a report: name it as what it is, on
     // the socket actually asked (`[admin] socket` when set).
     if let Some(e) = status.get("error").and_then(|e| e.as_str()) {

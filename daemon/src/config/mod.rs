@@ -162,7 +162,7 @@ impl Config {
         self.admin
             .as_ref()
             .and_then(|a| a.socket.clone())
-            .unwrap_or_else(|| self.paths.state_dir.join(crate::admin::control::SOCKET))
+            .unwrap_or_else(|| self.paths.state_dir.join(crate::admin::protocol::SOCKET))
     }
 }
 

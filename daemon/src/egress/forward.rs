@@ -24,14 +24,13 @@
 //! again with the same `Idempotency-Key` (its package id), which the
 //! endpoint uses to recognise the repeat.
 
-use crate::admin::control::{self, SharedStatus};
+use crate::admin::protocol::{self, DownstreamStatus, SharedStatus};
 use crate::cli::push::{Endpoint, IngestClient, Payload, PushError, Upload};
 use crate::config::DownstreamSection;
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::state::outbox::Outbox;
 use crate::state::store::{LedgerEntry, LedgerState, PackageIdBytes, StateStore};
 use crate::{now_millis, DaemonError};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -46,25 +45,6 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 const MAX_REASON_CHARS: usize = 300;
 /// Prefix of the alarms this module raises (replaced, not accumulated).
 const ALARM_PREFIX: &str = "downstream ";
-
-/// What the status shows per endpoint.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DownstreamStatus {
-    /// Packages waiting for it (parked ones included).
-    pub waiting: u64,
-    /// Packages it refused outright, waiting for an operator's retry.
-    pub parked: u64,
-    /// Packages it accepted since start.
-    pub forwarded: u64,
-    /// Failed attempts in a row.
-    pub consecutive_failures: u32,
-    /// Since when it has been failing, ms since the Unix epoch.
-    pub failing_since_unix_ms: Option<u64>,
-    /// The next attempt, ms since the Unix epoch (while backing off).
-    pub next_attempt_unix_ms: Option<u64>,
-    /// The last failure.
-    pub last_error: Option<String>,
-}
 
 /// Messages to the forwarder thread.
 pub enum Msg {
@@ -498,11 +478,11 @@ impl Forwarder {
         };
         let channel = text("channel");
         let size = sidecar.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
-        control::count(&self.status, &channel, |c| {
+        protocol::count(&self.status, &channel, |c| {
             c.delivered += 1;
             c.delivered_bytes += size;
         });
-        control::update(&self.status, |s| {
+        protocol::update(&self.status, |s| {
             s.delivered += 1;
             s.delivered_bytes += size;
         });
@@ -664,7 +644,7 @@ impl Forwarder {
                 .filter(|(_, id)| self.parked.contains(id))
                 .count() as u64;
         }
-        control::update(&self.status, |s| s.downstream = shown);
+        protocol::update(&self.status, |s| s.downstream = shown);
     }
 }
 
@@ -729,14 +709,14 @@ fn push_error_text(e: &PushError) -> String {
 
 /// Replaces the alarm starting with `prefix` by `msg`.
 fn set_alarm(status: &SharedStatus, prefix: &str, msg: &str) {
-    control::update(status, |s| {
+    protocol::update(status, |s| {
         s.alarms.retain(|a| !a.starts_with(prefix));
         s.alarms.push(msg.to_owned());
     });
 }
 
 fn clear_alarm(status: &SharedStatus, prefix: &str) {
-    control::update(status, |s| s.alarms.retain(|a| !a.starts_with(prefix)));
+    protocol::update(status, |s| s.alarms.retain(|a| !a.starts_with(prefix)));
 }
 
 /// `ferryctl forward retry`: parked packages (all, or `package`) go back

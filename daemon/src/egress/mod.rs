@@ -11,7 +11,7 @@
 
 pub mod forward;
 
-use crate::admin::control::{self, Request, SharedStatus};
+use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::Config;
 use crate::ingress::schedule;
 use crate::link::udp::{self, BatchReceiver, DatagramBatch};
@@ -137,7 +137,7 @@ pub fn run(
     let max_len = ferry_protocol::wire::max_datagram_len(cfg.link.mtu);
     let mut udp = BatchReceiver::new(sockets, BATCH, max_len)?;
 
-    control::update(&status, |s| {
+    protocol::update(&status, |s| {
         s.role = "egress".into();
         s.link = cfg.link.name.clone();
     });
@@ -220,7 +220,7 @@ pub fn run(
         };
         let handler: crate::admin::api::Handler = Arc::new(move |caller, req| {
             crate::admin::gate::gate(&admin, &audit, caller, req, |actor, _, req| match req {
-                Request::Status => serde_json::to_value(control::snapshot(&status))
+                Request::Status => serde_json::to_value(protocol::snapshot(&status))
                     .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
                 Request::Resend { .. } => serde_json::json!({
                     "error": "resend is an ingress command: run it against the ingress side's configuration"
@@ -254,7 +254,9 @@ pub fn run(
                         }
                     },
                 },
-                Request::AuditNote { record } => control::audit_note(&audit, actor, record),
+                Request::AuditNote { record } => {
+                    crate::admin::gate::audit_note(&audit, actor, record)
+                }
                 Request::ApprovalsList
                 | Request::ApprovalsShow { .. }
                 | Request::Approve { .. }
@@ -373,13 +375,13 @@ pub fn run(
 }
 
 fn publish(status: &SharedStatus, cfg: &Config, stats: ReceiverStats, epoch: u32) {
-    control::update(status, |s| {
+    protocol::update(status, |s| {
         s.updated_unix_ms = now_millis().0;
         s.epoch = epoch;
         s.receiver = Some(stats_json(&stats));
     });
-    let snap = control::snapshot(status);
-    if let Err(e) = control::write_status_file(&cfg.paths.state_dir, &snap) {
+    let snap = protocol::snapshot(status);
+    if let Err(e) = protocol::write_status_file(&cfg.paths.state_dir, &snap) {
         tracing::warn!(error = %e, "could not write status.json");
     }
 }
@@ -430,7 +432,7 @@ impl LinkWatch {
         if let Err(e) = book.save(&self.store) {
             alarm(status, &format!("state store: {e}"));
         }
-        control::update(status, |s| s.gap_seqs_total += new);
+        protocol::update(status, |s| s.gap_seqs_total += new);
         show_gaps(status, &book);
         tracing::warn!(
             first,
@@ -462,7 +464,7 @@ impl LinkWatch {
         let now = now_millis().0;
         let total = {
             let mut t = 0;
-            control::update(status, |s| {
+            protocol::update(status, |s| {
                 s.heartbeats_replayed += 1;
                 t = s.heartbeats_replayed;
             });
@@ -485,7 +487,7 @@ impl LinkWatch {
         let msg = format!(
             "{REPLAY_ALARM_PREFIX} {total} replayed heartbeat(s) refused since start: someone on the link replays captured datagrams, or the ingress host's clock was stepped back (check it); the link state shown comes from fresh heartbeats only"
         );
-        control::update(status, |s| {
+        protocol::update(status, |s| {
             s.alarms.retain(|a| !a.starts_with(REPLAY_ALARM_PREFIX));
             s.alarms.push(msg);
         });
@@ -555,7 +557,7 @@ fn show_gaps(status: &SharedStatus, book: &GapBook) {
         .collect();
     let open = book.seqs_open();
     let alarm = book.alarm();
-    control::update(status, |s| {
+    protocol::update(status, |s| {
         s.gaps = shown;
         s.gap_seqs_open = open;
         s.alarms.retain(|a| !a.starts_with(gaps::GAP_ALARM_PREFIX));
@@ -598,7 +600,7 @@ fn drain(
             } => {
                 let id = id.map(|i| i.to_hex()).unwrap_or_else(|| "unknown".into());
                 tracing::warn!(seq, attempt, package = %id, reason = %reason, "package send failed");
-                control::update(status, |s| s.failed += 1);
+                protocol::update(status, |s| s.failed += 1);
                 audit.note(
                     AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Failure)
                         .package(id.clone())
@@ -614,16 +616,16 @@ fn drain(
             }
             Event::LinkUp => {
                 tracing::info!("link up");
-                control::update(status, |s| s.link_up = true);
+                protocol::update(status, |s| s.link_up = true);
                 continue;
             }
             Event::LinkDown { silent_ms } => {
                 tracing::warn!(silent_ms, "link down: no fresh heartbeat received");
-                control::update(status, |s| s.link_up = false);
+                protocol::update(status, |s| s.link_up = false);
                 continue;
             }
             Event::Heartbeat(hb) => {
-                control::update(status, |s| {
+                protocol::update(status, |s| {
                     s.sender_next_seq = Some(hb.next_seq);
                     s.last_heartbeat_unix_ms = Some(now_millis().0);
                 });
@@ -949,7 +951,7 @@ impl Writer<'_> {
                     // Delivered before under another sequence number (a
                     // resend or a redundant send): once only.
                     outbox.abort(staging);
-                    control::update(&self.status, |s| s.duplicates_suppressed += 1);
+                    protocol::update(&self.status, |s| s.duplicates_suppressed += 1);
                     tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
                     // The package is delivered: whatever gap this send
                     // (or the first send it repeats) left is filled.
@@ -1074,11 +1076,11 @@ impl Writer<'_> {
                 }
                 (None, Some(name)) => {
                     any_delivered = true;
-                    control::count(&self.status, &meta.channel, |c| {
+                    protocol::count(&self.status, &meta.channel, |c| {
                         c.delivered += 1;
                         c.delivered_bytes += meta.size;
                     });
-                    control::update(&self.status, |s| {
+                    protocol::update(&self.status, |s| {
                         s.delivered += 1;
                         s.delivered_bytes += meta.size;
                     });
@@ -1107,13 +1109,13 @@ impl Writer<'_> {
         if any_delivered {
             // A delivery went through: outbox alarms (disk full) are
             // over; the log keeps their history.
-            control::update(&self.status, |s| {
+            protocol::update(&self.status, |s| {
                 s.alarms.retain(|a| !a.starts_with("outbox:"))
             });
         }
         if refused_cleared {
             // Every refused package was delivered since: nothing left to act on.
-            control::update(&self.status, |s| {
+            protocol::update(&self.status, |s| {
                 s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX))
             });
         }
@@ -1140,7 +1142,7 @@ impl Writer<'_> {
     /// counted (per channel), audited and alarmed — never only a log line.
     fn refuse(&self, seq: u64, manifest: &Manifest, why: &str) {
         let meta = &manifest.meta;
-        control::count_rejected(&self.status, &meta.channel);
+        protocol::count_rejected(&self.status, &meta.channel);
         tracing::warn!(seq, package = %meta.id, "not delivered: {why}");
         self.audit.note(
             AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Refused)
@@ -1150,7 +1152,7 @@ impl Writer<'_> {
                 .detail("seq", seq.to_string())
                 .detail("side", "egress"),
         );
-        let total = control::snapshot(&self.status).rejected;
+        let total = protocol::snapshot(&self.status).rejected;
         let open = {
             let mut r = self.refused.borrow_mut();
             r.insert(meta.id.to_hex());
@@ -1160,7 +1162,7 @@ impl Writer<'_> {
             "{REFUSED_ALARM_PREFIX} {open} package(s) refused and not delivered since ({total} refusals since start), the last {} (seq {seq}): {why}; the audit log has each one (`ferryctl audit query --event package.failed`); the alarm clears once each is delivered (fix the cause, then resend)",
             meta.id.to_hex()
         );
-        control::update(&self.status, |s| {
+        protocol::update(&self.status, |s| {
             s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX));
             s.alarms.push(msg);
         });
@@ -1226,7 +1228,7 @@ struct Item {
 
 fn alarm(status: &SharedStatus, msg: &str) {
     tracing::error!("{msg}");
-    control::update(status, |s| {
+    protocol::update(status, |s| {
         if !s.alarms.iter().any(|a| a == msg) {
             s.alarms.push(msg.to_string());
         }

@@ -13,7 +13,7 @@ pub mod holds;
 pub mod ingest;
 pub mod spool;
 
-use crate::admin::control::{self, Caller, Request, SharedStatus};
+use crate::admin::protocol::{self, Caller, Request, SharedStatus};
 use crate::config::Config;
 use crate::link::pacer::Pacer;
 use crate::link::udp::{self, BatchSender, DatagramBatch};
@@ -247,7 +247,7 @@ pub fn run(
                 .policy_hash(hash.clone())
                 .reason("loaded at start"),
         )?;
-        control::update(&status, |st| st.policy_hash = Some(hash));
+        protocol::update(&status, |st| st.policy_hash = Some(hash));
     }
     let mut expiry = crate::ops::expiry::ExpiryWatch::new(&cfg, &keys);
     expiry.poll(&status);
@@ -371,7 +371,7 @@ fn requeue_interrupted(store: &StateStore) -> Result<(), DaemonError> {
 }
 
 fn update_status(status: &SharedStatus, cfg: &Config) {
-    control::update(status, |s| {
+    protocol::update(status, |s| {
         s.role = "ingress".into();
         s.link = cfg.link.name.clone();
     });
@@ -397,7 +397,7 @@ fn intake_loop(s: &Shared, spool: &Path) {
         }
         if let Err(e) = intake_once(s, spool, &mut seen) {
             tracing::error!(error = %e, "spool intake failed; retrying");
-            control::update(&s.status, |st| {
+            protocol::update(&s.status, |st| {
                 let msg = format!("spool intake: {e}");
                 if !st.alarms.contains(&msg) {
                     st.alarms.push(msg);
@@ -456,7 +456,7 @@ fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "unnamed".into());
     if let Err(why) = s.audit.accepting() {
-        control::update(&s.status, |st| {
+        protocol::update(&s.status, |st| {
             let msg = format!("intake stopped: {why}");
             if !st.alarms.contains(&msg) {
                 st.alarms.push(msg);
@@ -782,7 +782,7 @@ fn set_aside_refused(
         let _ = std::fs::remove_file(current);
     }
     tracing::warn!(file = %file_name, channel = %channel, "spool file {why}");
-    control::count_rejected(&s.status, channel);
+    protocol::count_rejected(&s.status, channel);
     Ok(())
 }
 
@@ -861,8 +861,8 @@ pub(crate) fn admit(
 
 /// Counts an accepted package, in the side's total and its channel's.
 pub(crate) fn count_accepted(s: &Shared, meta: &PackageMeta) {
-    control::update(&s.status, |st| st.taken += 1);
-    control::count(&s.status, &meta.channel, |c| {
+    protocol::update(&s.status, |st| st.taken += 1);
+    protocol::count(&s.status, &meta.channel, |c| {
         c.accepted += 1;
         c.accepted_bytes += meta.size;
     });
@@ -924,13 +924,13 @@ fn record_pushed(
             }
             Admitted::Held(_) => {
                 s.store.hold_remove(meta.id.0)?;
-                control::update(&s.status, |st| {
+                protocol::update(&s.status, |st| {
                     st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
                 });
             }
             Admitted::AwaitingWindow(_) => {
                 s.store.hold_remove(meta.id.0)?;
-                control::update(&s.status, |st| {
+                protocol::update(&s.status, |st| {
                     st.awaiting_window = st.awaiting_window.saturating_sub(1)
                 });
             }
@@ -1277,7 +1277,7 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
             }
             let report = udp.send(&batch);
             sender.record_send_errors(report.transient_errors);
-            control::update(&s.status, |st| {
+            protocol::update(&s.status, |st| {
                 st.datagrams_sent += report.sent as u64;
                 st.send_dropped += report.dropped as u64;
                 st.send_errors += report.transient_errors;
@@ -1297,8 +1297,8 @@ fn send_loop(s: &Shared, sender: &mut Sender, udp: &mut BatchSender) -> Result<(
                         last_unix_ms: now_millis().0,
                     },
                 ));
-                control::update(&s.status, |st| st.sent += 1);
-                control::count(&s.status, &o.channel, |c| {
+                protocol::update(&s.status, |st| st.sent += 1);
+                protocol::count(&s.status, &o.channel, |c| {
                     c.sent += 1;
                     c.sent_bytes += o.size;
                 });
@@ -1352,7 +1352,7 @@ fn publish(s: &Shared, sender: &Sender) {
     let queued = s.store.count_queued().unwrap_or(0);
     let epoch = sender.epochs().current();
     let ss = sender.stats();
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.sender = Some(serde_json::json!({
             "packages_sent": ss.packages_sent,
             "sends_completed": ss.sends_completed,
@@ -1367,8 +1367,8 @@ fn publish(s: &Shared, sender: &Sender) {
         st.queued = queued + sender.queued() as u64;
         st.epoch = epoch;
     });
-    let snap = control::snapshot(&s.status);
-    if let Err(e) = control::write_status_file(&s.cfg.paths.state_dir, &snap) {
+    let snap = protocol::snapshot(&s.status);
+    if let Err(e) = protocol::write_status_file(&s.cfg.paths.state_dir, &snap) {
         tracing::warn!(error = %e, "could not write status.json");
     }
 }
@@ -1532,7 +1532,7 @@ fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), DaemonError> {
             "self-healing re-send skipped packages (over heal_resend_max_bytes_per_s, or due too long ago); an egress crash around their sends needs an operator resend (see the egress side's gaps)"
         );
     }
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.heal_resent += resent;
         st.heal_skipped += skipped;
     });
@@ -1578,7 +1578,7 @@ fn prune(s: &Shared) -> Result<(), DaemonError> {
             kept += 1;
         }
     }
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.retained = kept;
         st.retained_bytes = total;
     });
@@ -1587,7 +1587,7 @@ fn prune(s: &Shared) -> Result<(), DaemonError> {
 
 fn handle_request(s: &Shared, actor: Actor, caller: Caller, req: Request) -> serde_json::Value {
     match req {
-        Request::Status => serde_json::to_value(control::snapshot(&s.status))
+        Request::Status => serde_json::to_value(protocol::snapshot(&s.status))
             .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
         Request::Resend {
             packages,
@@ -1614,7 +1614,7 @@ fn handle_request(s: &Shared, actor: Actor, caller: Caller, req: Request) -> ser
             v
         }
         Request::ReloadPolicy => reload_policy(s, actor),
-        Request::AuditNote { record } => control::audit_note(&s.audit, actor, record),
+        Request::AuditNote { record } => crate::admin::gate::audit_note(&s.audit, actor, record),
         Request::ApprovalsList => crate::ingress::holds::approvals::list(s),
         Request::ApprovalsShow { package } => crate::ingress::holds::approvals::show(s, &package),
         Request::Approve { package, reason } => {
@@ -1651,7 +1651,7 @@ fn publish_stopped(
             )
         })
         .collect();
-    control::update(status, |st| st.stopped_channels = shown);
+    protocol::update(status, |st| st.stopped_channels = shown);
 }
 
 /// Whether `channel` is one this side carries (by the policy, or the
@@ -1737,7 +1737,7 @@ fn reload_policy(s: &Shared, actor: Actor) -> serde_json::Value {
                     .policy_hash(hash.clone())
                     .detail("previous", old.clone()),
             );
-            control::update(&s.status, |st| {
+            protocol::update(&s.status, |st| {
                 st.policy_hash = Some(hash.clone());
                 st.policy_reload = Some(msg);
             });
@@ -1750,7 +1750,7 @@ fn reload_policy(s: &Shared, actor: Actor) -> serde_json::Value {
                     .policy_hash(old.clone())
                     .reason(why.clone()),
             );
-            control::update(&s.status, |st| {
+            protocol::update(&s.status, |st| {
                 st.policy_reload = Some(format!("refused (kept {old}): {why}"));
             });
             serde_json::json!({ "reloaded": false, "policy_hash": old, "error": why })
@@ -1799,7 +1799,7 @@ fn resend(
         let seq = requeue(&s.store, id, q)?;
         requeued.push(serde_json::json!({ "package": hex::encode(id), "new_seq": seq }));
     }
-    control::update(&s.status, |st| st.resent += requeued.len() as u64);
+    protocol::update(&s.status, |st| st.resent += requeued.len() as u64);
     tracing::info!(count = requeued.len(), "operator resend queued");
     Ok(serde_json::json!({ "requeued": requeued, "not_retained": unknown, "already_queued": busy }))
 }

@@ -3,7 +3,7 @@
 //! `paths.certs_dir`. They go to the log and to the status `warnings`
 //! list, re-checked hourly, so an operator sees them 30 days ahead.
 
-use crate::admin::control::{self, SharedStatus};
+use crate::admin::protocol::{self, SharedStatus};
 use crate::config::Config;
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,7 @@ impl ExpiryWatch {
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        control::update(status, |st| {
+        protocol::update(status, |st| {
             st.warnings = warnings;
             st.cert_not_after = not_after;
         });

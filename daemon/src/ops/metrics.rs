@@ -9,7 +9,7 @@
 //! request per connection, a bounded request head, short timeouts, and one
 //! connection at a time (a scraper every few seconds is the only client).
 
-use crate::admin::control::{self, SharedStatus, Status};
+use crate::admin::protocol::{self, SharedStatus, Status};
 use crate::DaemonError;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -81,7 +81,7 @@ fn answer(stream: TcpStream, status: &SharedStatus) -> std::io::Result<()> {
         ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            render(&control::snapshot(status), crate::now_millis().0),
+            render(&protocol::snapshot(status), crate::now_millis().0),
         ),
         ("GET", _) => (
             "404 Not Found",
@@ -475,7 +475,7 @@ pub fn render(s: &Status, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::control::ChannelCounters;
+    use crate::admin::protocol::ChannelCounters;
 
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines()

@@ -10,7 +10,7 @@
 //! second (the `202`s), delivered packages per second, the `202` latency
 //! and the ingest-to-delivery latency, at p50 and p99.
 
-use crate::admin::control::{self, SharedStatus};
+use crate::admin::protocol::{self, SharedStatus};
 use crate::cli::push::{Endpoint, IngestClient, Payload, PushError, Upload};
 use crate::egress::EgressOptions;
 use crate::testkit::{self, TestbedOptions};
@@ -321,7 +321,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
     // The egress side's sockets must be bound before the ingress side
     // sends: with no way back, what is sent to a closed port is a gap.
     let binding = Instant::now();
-    while crate::admin::control::read(&est, |s| s.role.is_empty()) {
+    while crate::admin::protocol::read(&est, |s| s.role.is_empty()) {
         if e.is_finished() || binding.elapsed() > LISTEN_TIMEOUT {
             shutdown.store(true, Ordering::Relaxed);
             stop_watch.store(true, Ordering::Relaxed);
@@ -449,7 +449,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
     let deadline = t0 + Duration::from_secs(a.timeout);
     let mut last = (0u64, Instant::now());
     loop {
-        let s = control::snapshot(&est);
+        let s = protocol::snapshot(&est);
         if s.delivered + s.failed >= want {
             break;
         }

@@ -6,7 +6,7 @@
 
 pub mod e2e;
 
-use crate::admin::control::{self, SharedStatus};
+use crate::admin::protocol::{self, SharedStatus};
 use crate::egress::EgressOptions;
 use crate::testkit::{self, TestbedOptions};
 use crate::{config, egress, ingress, DaemonError};
@@ -137,7 +137,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     }
     // The clock starts when every package is queued (digested and durable).
     let deadline = Instant::now() + Duration::from_secs(600);
-    while control::snapshot(&ist).taken < u64::from(a.files) {
+    while protocol::snapshot(&ist).taken < u64::from(a.files) {
         if Instant::now() > deadline || i.is_finished() {
             shutdown.store(true, Ordering::Relaxed);
             return Err(DaemonError::Config("ingress did not take the files".into()));
@@ -148,7 +148,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     let cpu0 = cpu_seconds();
     let mut last_progress = (0u64, Instant::now());
     loop {
-        let s = control::snapshot(&est);
+        let s = protocol::snapshot(&est);
         if s.delivered + s.failed >= u64::from(a.files) {
             break;
         }
@@ -170,8 +170,8 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     shutdown.store(true, Ordering::Relaxed);
     let _ = i.join();
     let _ = e.join();
-    let es = control::snapshot(&est);
-    let is = control::snapshot(&ist);
+    let es = protocol::snapshot(&est);
+    let is = protocol::snapshot(&ist);
 
     let mut corrupted = 0u64;
     let mut delivered = 0u64;

@@ -13,7 +13,7 @@
 //! a closed window is reviewed first; approved while the window is still
 //! closed, it waits for the window.
 
-use crate::admin::control::{self, Caller};
+use crate::admin::protocol::{self, Caller};
 use crate::ingress::{queue_package, Shared};
 use crate::state::store::{ApprovalMark, HeldPackage, HoldKind, StateStore};
 use crate::{now_millis, DaemonError};
@@ -60,7 +60,7 @@ pub(crate) fn hold(
         subject,
     };
     s.store.hold_put(meta.id.0, &held)?;
-    control::update(&s.status, |st| st.awaiting_approval += 1);
+    protocol::update(&s.status, |st| st.awaiting_approval += 1);
     Ok(expires)
 }
 
@@ -430,7 +430,7 @@ fn approve_inner(
     // and start-up drops the hold of a package already queued.
     let seq = queue_package(s, &pkg, Path::new(&h.path), &meta)?;
     s.store.hold_remove(bytes)?;
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.awaiting_approval = st.awaiting_approval.saturating_sub(1)
     });
     tracing::info!(package = %id, seq, approvals = h.approvals.len(), "approved; queued");
@@ -484,9 +484,9 @@ pub(crate) fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(),
         .and_then(|c| c.as_str())
         .map(str::to_owned)
         .unwrap_or_default();
-    control::count_rejected(&s.status, &channel);
+    protocol::count_rejected(&s.status, &channel);
     let kind = h.kind();
-    control::update(&s.status, |st| match kind {
+    protocol::update(&s.status, |st| match kind {
         HoldKind::Approval => st.awaiting_approval = st.awaiting_approval.saturating_sub(1),
         HoldKind::Window { .. } => st.awaiting_window = st.awaiting_window.saturating_sub(1),
         HoldKind::ChannelStopped => {}
@@ -552,7 +552,7 @@ pub(crate) struct HeldCounts {
 /// is queued, so its hold goes. The count of held packages is published.
 pub(crate) fn reconcile(s: &Shared) -> Result<(), DaemonError> {
     let counts = reconcile_store(&s.store)?;
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.awaiting_approval = counts.awaiting_approval;
         st.awaiting_window = counts.awaiting_window;
     });

@@ -9,7 +9,7 @@
 //! into the same holds by the send loop. Reviewers cannot release these
 //! holds. Spool files are not held here: they wait in the spool.
 
-use crate::admin::control;
+use crate::admin::protocol;
 use crate::ingress::{queue_package, Shared};
 use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome};
 use crate::state::store::{HeldPackage, HoldKind, QueuedPackage};
@@ -193,7 +193,7 @@ pub(crate) fn hold(
         subject,
     };
     s.store.hold_put(meta.id.0, &held)?;
-    control::update(&s.status, |st| st.awaiting_window += 1);
+    protocol::update(&s.status, |st| st.awaiting_window += 1);
     Ok(())
 }
 
@@ -232,7 +232,7 @@ pub(crate) fn hold_queued(
     };
     s.store.hold_put(id, &held)?;
     s.store.remove(id)?;
-    control::update(&s.status, |st| st.awaiting_window += 1);
+    protocol::update(&s.status, |st| st.awaiting_window += 1);
     tracing::info!(package = %hex::encode(id), channel, "held: its channel's window is closed");
     Ok(())
 }
@@ -269,7 +269,7 @@ pub(crate) fn hold_approved(
     h.expires_unix_ms = u64::MAX;
     h.reasons.push(why);
     s.store.hold_put(id, &h)?;
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.awaiting_approval = st.awaiting_approval.saturating_sub(1);
         st.awaiting_window += 1;
     });
@@ -350,7 +350,7 @@ fn release(s: &Shared, id: [u8; 16], h: &HeldPackage, channel: &str) -> Result<(
     // and start-up drops the hold of a package already queued.
     let seq = queue_package(s, &pkg, Path::new(&h.path), &h.meta())?;
     s.store.hold_remove(id)?;
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.awaiting_window = st.awaiting_window.saturating_sub(1)
     });
     tracing::info!(package = %hex::encode(id), seq, channel, "window open; queued");
@@ -383,7 +383,7 @@ fn to_review(
         .saturating_add(req.expires_after_s.saturating_mul(1000));
     h.reasons.push(why);
     s.store.hold_put(id, &h)?;
-    control::update(&s.status, |st| {
+    protocol::update(&s.status, |st| {
         st.awaiting_window = st.awaiting_window.saturating_sub(1);
         st.awaiting_approval += 1;
     });

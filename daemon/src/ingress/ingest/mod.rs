@@ -102,13 +102,13 @@ impl crate::http::server::Hooks for IngestHooks {
     fn reloaded(&self, r: Result<bool, DaemonError>) {
         match r {
             Ok(false) => {}
-            Ok(true) => crate::admin::control::update(&self.shared.status, |st| {
+            Ok(true) => crate::admin::protocol::update(&self.shared.status, |st| {
                 st.alarms.retain(|a| !a.starts_with("ingest TLS:"))
             }),
             Err(e) => {
                 tracing::error!(error = %e, "ingest TLS files changed but cannot be loaded; the previous ones stay in force");
                 let msg = format!("ingest TLS: {e}; the previous trust store stays in force");
-                crate::admin::control::update(&self.shared.status, |st| {
+                crate::admin::protocol::update(&self.shared.status, |st| {
                     if !st.alarms.contains(&msg) {
                         st.alarms.push(msg);
                     }
@@ -209,7 +209,7 @@ pub(crate) fn escaped(text: &str, max: usize) -> String {
 
 /// Counts, audits and (on a flood) alarms a refusal.
 pub(crate) fn record_refusal(s: &Shared, alarm_per_minute: u64, r: Refusal<'_>) {
-    crate::admin::control::update(&s.status, |st| {
+    crate::admin::protocol::update(&s.status, |st| {
         *st.client_refusals.entry(r.reason.to_owned()).or_default() += 1;
     });
     let detail = escaped(&r.detail, 200);
@@ -277,7 +277,7 @@ fn raise_flood_alarm(s: &Shared, n: u64) {
     let msg = format!(
         "{REFUSAL_ALARM} {n} or more clients refused within a minute; a client may be attacking or misconfigured: see `ferryctl audit query` for client.refused and the ferry_client_refusals_total metric"
     );
-    crate::admin::control::update(&s.status, |st| {
+    crate::admin::protocol::update(&s.status, |st| {
         st.alarms.retain(|a| !a.starts_with(REFUSAL_ALARM));
         st.alarms.push(msg);
     });
@@ -316,7 +316,7 @@ pub(crate) fn refusal_tick(s: &Shared, alarm_per_minute: u64) {
         }
     }
     if closed.count < alarm_per_minute {
-        crate::admin::control::update(&s.status, |st| {
+        crate::admin::protocol::update(&s.status, |st| {
             st.alarms.retain(|a| !a.starts_with(REFUSAL_ALARM))
         });
     }
@@ -604,7 +604,7 @@ async fn push(
         return *r;
     }
     // Back-pressure: the send queue as last counted (every second).
-    let queued = crate::admin::control::read(&s.status, |st| st.queued);
+    let queued = crate::admin::protocol::read(&s.status, |st| st.queued);
     if queued >= cfg.max_queued_packages {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -704,7 +704,7 @@ async fn push(
                     .map(Some)
                     .map_err(|r| Box::new(tagged(*r, "policy", true)));
                 if answer.is_err() {
-                    crate::admin::control::count_rejected(&s.status, channel);
+                    crate::admin::protocol::count_rejected(&s.status, channel);
                 }
                 answer
             }
@@ -825,7 +825,7 @@ async fn push(
                 }
                 crate::ingress::Guarded::Refused { report, why } => {
                     let _ = tokio::fs::remove_file(&upload).await;
-                    crate::admin::control::count_rejected(&s.status, channel);
+                    crate::admin::protocol::count_rejected(&s.status, channel);
                     let r = json(
                         StatusCode::FORBIDDEN,
                         serde_json::json!({

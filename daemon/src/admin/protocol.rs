@@ -1,29 +1,18 @@
-//! The daemon's local control socket and status snapshot.
-//!
-//! `ferryd` listens on `STATE_DIR/control.sock` (mode 0600, so only the
-//! service user and root can connect) for one JSON request per connection
-//! and answers with one JSON document: `status`, and on the ingress side
-//! `resend`. It also writes the same status to `STATE_DIR/status.json`
-//! every second so an operator can read it without the daemon. The
-//! three-role admin plane (peer credentials, mTLS admin certificates) is
-//! the service issue's work; this socket is deliberately minimal.
+//! The admin plane's protocol: the requests a caller may make of a running
+//! ferryd, the status it publishes, and who the caller is. A leaf: the
+//! control socket, the admin HTTPS API, both sides' handlers and ferryctl
+//! all use these types, and this module uses none of theirs.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// File name of the control socket inside the state directory.
 pub const SOCKET: &str = "control.sock";
 /// File name of the periodic status snapshot inside the state directory.
 pub const STATUS_FILE: &str = "status.json";
 /// Largest request accepted on the socket.
-const MAX_REQUEST_BYTES: u64 = 4096;
 
 /// A request on the control socket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,26 +92,6 @@ pub enum Request {
         /// Why they will never come (recorded).
         reason: String,
     },
-}
-
-/// Appends an `audit.read` record handed over the control socket; any
-/// other event is refused, so the socket cannot be used to forge history.
-///
-/// The record is attributed to the caller the kernel identified (`actor`),
-/// whatever actor the tool put in it.
-pub fn audit_note(
-    audit: &crate::ops::audit_trail::AuditTrail,
-    actor: ferry_audit::Actor,
-    mut record: ferry_audit::AuditRecord,
-) -> serde_json::Value {
-    record.actor = actor;
-    if record.event != ferry_audit::EventKind::AuditRead {
-        return serde_json::json!({ "error": "only audit.read records are accepted on the control socket" });
-    }
-    match audit.record(record) {
-        Ok(()) => serde_json::json!({ "recorded": true }),
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
-    }
 }
 
 /// The status a daemon publishes. Fields not relevant to a side stay empty.
@@ -224,7 +193,7 @@ pub struct Status {
     /// Egress: downstream HTTPS endpoints and the packages waiting for
     /// them, by URL.
     #[serde(default)]
-    pub downstream: BTreeMap<String, crate::egress::forward::DownstreamStatus>,
+    pub downstream: BTreeMap<String, DownstreamStatus>,
     /// Ingress: clients refused by the ingest API and the spool intake
     /// (connection caps, handshakes, bad requests, names, policy, guard),
     /// by reason.
@@ -318,39 +287,6 @@ pub fn write_status_file(state_dir: &Path, s: &Status) -> std::io::Result<()> {
     std::fs::rename(tmp, state_dir.join(STATUS_FILE))
 }
 
-/// Control-socket errors.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// The socket could not be created or reached.
-    #[error("control socket {path}: {source} (is ferryd running with this state_dir?)")]
-    Io {
-        /// The socket path.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The socket exists but this account may not connect to it.
-    #[error("control socket {path}: permission denied for this account; with [admin] the socket is for the administrators' group: ask the security administrator for a role in [admin] and membership of the socket's group (without [admin] only root and the service user may connect)")]
-    Denied {
-        /// The socket path.
-        path: PathBuf,
-    },
-    /// There is no socket there.
-    #[error("no control socket at {path}: is ferryd running with this configuration (`[admin] socket`, else STATE_DIR/control.sock)?")]
-    Missing {
-        /// The socket path.
-        path: PathBuf,
-    },
-    /// The daemon's answer was not understood.
-    #[error("control socket {path}: bad answer: {what}")]
-    Protocol {
-        /// The socket path.
-        path: PathBuf,
-        /// What was wrong.
-        what: String,
-    },
-}
-
 /// Who is on the other end of a control connection, as the kernel says
 /// (`SO_PEERCRED`), not as the caller claims; or, on the admin API, as its
 /// verified client certificate says.
@@ -403,97 +339,21 @@ impl Caller {
     }
 }
 
-/// Answers requests on `socket` (created with `mode`) until `shutdown` is
-/// set. `handle` turns a request from a caller into a JSON answer; the
-/// admin plane's gate decides what the caller may ask.
-pub fn serve(
-    socket: &Path,
-    mode: u32,
-    shutdown: Arc<AtomicBool>,
-    handle: impl Fn(Caller, Request) -> serde_json::Value + Send + 'static,
-) -> Result<std::thread::JoinHandle<()>, ControlError> {
-    let path = socket.to_path_buf();
-    let err = |source| ControlError::Io {
-        path: path.clone(),
-        source,
-    };
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(err)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    listener.set_nonblocking(true).map_err(err)?;
-    let handle_path = path.clone();
-    Ok(std::thread::spawn(move || {
-        while !shutdown.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = answer(stream, &handle) {
-                        tracing::warn!(socket = %handle_path.display(), error = %e, "control request failed");
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        }
-        let _ = std::fs::remove_file(&handle_path);
-    }))
-}
-
-fn answer(
-    stream: UnixStream,
-    handle: &impl Fn(Caller, Request) -> serde_json::Value,
-) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-        .map_err(std::io::Error::from)?;
-    let caller = Caller {
-        uid: cred.uid(),
-        gid: cred.gid(),
-        pid: cred.pid(),
-        cert: None,
-    };
-    let mut line = String::new();
-    BufReader::new(std::io::Read::take(&stream, MAX_REQUEST_BYTES)).read_line(&mut line)?;
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => handle(caller, req),
-        Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
-    };
-    let mut w = &stream;
-    serde_json::to_writer(&mut w, &reply).map_err(std::io::Error::other)?;
-    w.write_all(b"\n")
-}
-
-/// Sends one request to a running daemon's control socket
-/// ([`crate::config::Config::control_socket`]) and returns its answer.
-pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, ControlError> {
-    let path = socket.to_path_buf();
-    let err = |source| ControlError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => ControlError::Denied { path: path.clone() },
-        std::io::ErrorKind::NotFound => ControlError::Missing { path: path.clone() },
-        _ => err(e),
-    })?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(err)?;
-    let mut text = serde_json::to_string(req).map_err(|e| ControlError::Protocol {
-        path: path.clone(),
-        what: e.to_string(),
-    })?;
-    text.push('\n');
-    stream.write_all(text.as_bytes()).map_err(err)?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).map_err(err)?;
-    serde_json::from_str(&line).map_err(|e| ControlError::Protocol {
-        path: path.clone(),
-        what: e.to_string(),
-    })
+/// What the status shows per endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DownstreamStatus {
+    /// Packages waiting for it (parked ones included).
+    pub waiting: u64,
+    /// Packages it refused outright, waiting for an operator's retry.
+    pub parked: u64,
+    /// Packages it accepted since start.
+    pub forwarded: u64,
+    /// Failed attempts in a row.
+    pub consecutive_failures: u32,
+    /// Since when it has been failing, ms since the Unix epoch.
+    pub failing_since_unix_ms: Option<u64>,
+    /// The next attempt, ms since the Unix epoch (while backing off).
+    pub next_attempt_unix_ms: Option<u64>,
+    /// The last failure.
+    pub last_error: Option<String>,
 }
