@@ -613,6 +613,26 @@ pub fn gate(
     }
 }
 
+/// Appends an `audit.read` record handed over the control socket; any
+/// other event is refused, so the socket cannot be used to forge history.
+///
+/// The record is attributed to the caller the kernel identified (`actor`),
+/// whatever actor the tool put in it.
+pub fn audit_note(
+    audit: &crate::ops::audit_trail::AuditTrail,
+    actor: ferry_audit::Actor,
+    mut record: ferry_audit::AuditRecord,
+) -> serde_json::Value {
+    record.actor = actor;
+    if record.event != ferry_audit::EventKind::AuditRead {
+        return serde_json::json!({ "error": "only audit.read records are accepted on the control socket" });
+    }
+    match audit.record(record) {
+        Ok(()) => serde_json::json!({ "recorded": true }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,24 +858,5 @@ mod tests {
         .expect("syntax is fine");
         let e = AdminPlane::from_config(&e, 999).expect_err("unknown user");
         assert!(e.to_string().contains("does not exist on this host"), "{e}");
-    }
-}
-/// Appends an `audit.read` record handed over the control socket; any
-/// other event is refused, so the socket cannot be used to forge history.
-///
-/// The record is attributed to the caller the kernel identified (`actor`),
-/// whatever actor the tool put in it.
-pub fn audit_note(
-    audit: &crate::ops::audit_trail::AuditTrail,
-    actor: ferry_audit::Actor,
-    mut record: ferry_audit::AuditRecord,
-) -> serde_json::Value {
-    record.actor = actor;
-    if record.event != ferry_audit::EventKind::AuditRead {
-        return serde_json::json!({ "error": "only audit.read records are accepted on the control socket" });
-    }
-    match audit.record(record) {
-        Ok(()) => serde_json::json!({ "recorded": true }),
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
     }
 }

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 pub const SOCKET: &str = "control.sock";
 /// File name of the periodic status snapshot inside the state directory.
 pub const STATUS_FILE: &str = "status.json";
-/// Largest request accepted on the socket.
 
 /// A request on the control socket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -13,7 +13,7 @@ pub mod forward;
 
 use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::Config;
-use crate::ingress::schedule;
+use crate::link::keys::schedule;
 use crate::link::udp::{self, BatchReceiver, DatagramBatch};
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::state::gaps::{self, GapBook};
@@ -85,7 +85,7 @@ pub fn run(
     options: EgressOptions,
 ) -> Result<(), DaemonError> {
     let audit = Arc::new(AuditTrail::open(&cfg)?);
-    let mut keys = crate::ingress::load_keys(&cfg)?;
+    let mut keys = crate::link::keys::load_keys(&cfg)?;
     let open = keys.take_open_keys()?;
     let mut expiry = crate::ops::expiry::ExpiryWatch::new(&cfg, &keys);
     expiry.poll(&status);
@@ -109,7 +109,7 @@ pub fn run(
         Some(b) => ReplayWindow::from_bytes(&b)?,
         None => ReplayWindow::new(),
     };
-    let chain = crate::ingress::epoch_chain(&cfg, &keys);
+    let chain = crate::link::keys::epoch_chain(&cfg, &keys);
     let mut rc = ReceiverConfig::new(&cfg.link.name, schedule(&cfg));
     rc.mtu = cfg.link.mtu;
     rc.max_buffer_bytes = cfg.link.max_buffer_bytes;
@@ -225,35 +225,12 @@ pub fn run(
                 Request::Resend { .. } => serde_json::json!({
                     "error": "resend is an ingress command: run it against the ingress side's configuration"
                 }),
-                Request::ReloadPolicy => match &gate {
-                    None => {
-                        serde_json::json!({ "error": "no [policy] configured on this side" })
-                    }
-                    Some(g) => match g.reload() {
-                        Ok(hash) => {
-                            audit.note(
-                                AuditRecord::new(
-                                    EventKind::PolicyReloaded,
-                                    actor,
-                                    Outcome::Success,
-                                )
-                                .policy_hash(hash.clone()),
-                            );
-                            serde_json::json!({ "reloaded": hash })
-                        }
-                        Err(e) => {
-                            audit.note(
-                                AuditRecord::new(
-                                    EventKind::PolicyReloaded,
-                                    actor,
-                                    Outcome::Failure,
-                                )
-                                .reason(e.clone()),
-                            );
-                            serde_json::json!({ "error": format!("policy not reloaded, the old one stays in force: {e}") })
-                        }
-                    },
-                },
+                Request::ReloadPolicy => crate::inspection::policy_gate::reload_policy(
+                    gate.as_deref(),
+                    &audit,
+                    &status,
+                    actor,
+                ),
                 Request::AuditNote { record } => {
                     crate::admin::gate::audit_note(&audit, actor, record)
                 }

@@ -269,3 +269,49 @@ pub fn subject_of(id: &ferry_certs::Identity) -> ferry_policy::Subject {
         spool: None,
     }
 }
+
+/// Answers `ReloadPolicy` (and SIGHUP) on either side: reads the policy
+/// again and swaps it in if valid, else keeps the one in force; audits
+/// and publishes the outcome either way. One handler, so both sides give
+/// the same answer.
+pub(crate) fn reload_policy(
+    gate: Option<&PolicyGate>,
+    audit: &crate::ops::audit_trail::AuditTrail,
+    status: &crate::admin::protocol::SharedStatus,
+    actor: ferry_audit::Actor,
+) -> serde_json::Value {
+    use crate::admin::protocol;
+    use ferry_audit::{AuditRecord, EventKind, Outcome};
+    let Some(gate) = gate else {
+        return serde_json::json!({ "error": "no [policy] configured on this side" });
+    };
+    let old = gate.current().hash().to_owned();
+    match gate.reload() {
+        Ok(hash) => {
+            tracing::info!(old = %old, new = %hash, "policy reloaded");
+            let msg = format!("reloaded: {hash} replaces {old}");
+            audit.note(
+                AuditRecord::new(EventKind::PolicyReloaded, actor, Outcome::Success)
+                    .policy_hash(hash.clone())
+                    .detail("previous", old.clone()),
+            );
+            protocol::update(status, |st| {
+                st.policy_hash = Some(hash.clone());
+                st.policy_reload = Some(msg);
+            });
+            serde_json::json!({ "reloaded": true, "policy_hash": hash, "previous": old })
+        }
+        Err(why) => {
+            tracing::error!(kept = %old, "policy reload refused, the previous policy stays in force: {why}");
+            audit.note(
+                AuditRecord::new(EventKind::PolicyReloaded, actor, Outcome::Refused)
+                    .policy_hash(old.clone())
+                    .reason(why.clone()),
+            );
+            protocol::update(status, |st| {
+                st.policy_reload = Some(format!("refused (kept {old}): {why}"));
+            });
+            serde_json::json!({ "reloaded": false, "policy_hash": old, "error": why })
+        }
+    }
+}

@@ -2,5 +2,6 @@
 //! packages, and the egress gap records.
 
 pub mod gaps;
+pub mod meta;
 pub mod outbox;
 pub mod store;

@@ -179,7 +179,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         let p = tb.outbox.join(format!("bench-{n:04}.bin"));
         if p.exists() {
             delivered += 1;
-            if &ingress::digest_file(&ferry_protocol::intl::IntlLink, &p)?.1 != want {
+            if &ingress::admission::digest_file(&ferry_protocol::intl::IntlLink, &p)?.1 != want {
                 corrupted += 1;
             }
         }

@@ -14,7 +14,8 @@
 //! closed, it waits for the window.
 
 use crate::admin::protocol::{self, Caller};
-use crate::ingress::{queue_package, Shared};
+use crate::ingress::queue::queue_package;
+use crate::ingress::shared::Shared;
 use crate::state::store::{ApprovalMark, HeldPackage, HoldKind, StateStore};
 use crate::{now_millis, DaemonError};
 use ferry_audit::{Actor, AuditRecord, EventKind, Outcome, Role};
@@ -45,7 +46,7 @@ pub(crate) fn hold(
     let expires = now.saturating_add(req.expires_after_s.saturating_mul(1000));
     let held = HeldPackage {
         path: path.to_string_lossy().into_owned(),
-        meta_json: crate::ingress::meta_to_json(meta).to_string(),
+        meta_json: crate::state::meta::meta_to_json(meta).to_string(),
         bytes: meta.size,
         held_unix_ms: now,
         expires_unix_ms: expires,
@@ -109,7 +110,7 @@ pub(crate) fn release_stopped(s: &Shared, channel: &str) -> Result<usize, Daemon
         if meta.get("channel").and_then(|c| c.as_str()) != Some(channel) {
             continue;
         }
-        let Some(pkg) = crate::ingress::meta_from_json(&meta) else {
+        let Some(pkg) = crate::state::meta::meta_from_json(&meta) else {
             return Err(DaemonError::Package {
                 id: hex::encode(id),
                 what: "held record unreadable".into(),
@@ -406,7 +407,7 @@ fn approve_inner(
             "needed": h.reviewers_needed,
         }));
     }
-    let Some(pkg) = crate::ingress::meta_from_json(&meta) else {
+    let Some(pkg) = crate::state::meta::meta_from_json(&meta) else {
         return Err(DaemonError::Package {
             id: id.to_owned(),
             what: "held record unreadable".into(),
@@ -467,31 +468,11 @@ pub(crate) fn reject(s: &Shared, actor: Actor, id: &str, reason: &str) -> serde_
                 .reason(reason.to_owned())
                 .detail("approval", h.requirement.clone()),
         )?;
-        drop_held(s, bytes, &h)?;
+        crate::ingress::holds::drop_held(s, bytes, &h)?;
         tracing::info!(package = %id, "rejected by a reviewer");
         Ok(serde_json::json!({ "package_id": id, "state": "rejected" }))
     })();
     result.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
-}
-
-/// Deletes a held package that will never be sent, and counts it refused.
-pub(crate) fn drop_held(s: &Shared, id: [u8; 16], h: &HeldPackage) -> Result<(), DaemonError> {
-    s.store.hold_remove(id)?;
-    let _ = std::fs::remove_file(&h.path);
-    let channel = h
-        .meta()
-        .get("channel")
-        .and_then(|c| c.as_str())
-        .map(str::to_owned)
-        .unwrap_or_default();
-    protocol::count_rejected(&s.status, &channel);
-    let kind = h.kind();
-    protocol::update(&s.status, |st| match kind {
-        HoldKind::Approval => st.awaiting_approval = st.awaiting_approval.saturating_sub(1),
-        HoldKind::Window { .. } => st.awaiting_window = st.awaiting_window.saturating_sub(1),
-        HoldKind::ChannelStopped => {}
-    });
-    Ok(())
 }
 
 /// Drops held packages past their expiry (called every second by the send
@@ -530,7 +511,7 @@ pub(crate) fn expire(s: &Shared) {
             tracing::error!(error = %e, "cannot record an approval expiry");
             return;
         }
-        if let Err(e) = drop_held(s, id, &h) {
+        if let Err(e) = crate::ingress::holds::drop_held(s, id, &h) {
             tracing::error!(error = %e, "cannot drop an expired package");
             continue;
         }

@@ -10,7 +10,8 @@
 //! holds. Spool files are not held here: they wait in the spool.
 
 use crate::admin::protocol;
-use crate::ingress::{queue_package, Shared};
+use crate::ingress::queue::queue_package;
+use crate::ingress::shared::Shared;
 use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome};
 use crate::state::store::{HeldPackage, HoldKind, QueuedPackage};
 use crate::{now_millis, DaemonError};
@@ -178,7 +179,7 @@ pub(crate) fn hold(
         .record(held_record(meta.id.0, &meta.channel, until, &why))?;
     let held = HeldPackage {
         path: path.to_string_lossy().into_owned(),
-        meta_json: crate::ingress::meta_to_json(meta).to_string(),
+        meta_json: crate::state::meta::meta_to_json(meta).to_string(),
         bytes: meta.size,
         held_unix_ms: now_millis().0,
         expires_unix_ms: u64::MAX,
@@ -329,7 +330,7 @@ pub(crate) fn release_due(s: &Shared) {
 }
 
 fn release(s: &Shared, id: [u8; 16], h: &HeldPackage, channel: &str) -> Result<(), DaemonError> {
-    let Some(pkg) = crate::ingress::meta_from_json(&h.meta()) else {
+    let Some(pkg) = crate::state::meta::meta_from_json(&h.meta()) else {
         return Err(DaemonError::Package {
             id: hex::encode(id),
             what: "held record unreadable".into(),
@@ -412,7 +413,7 @@ fn refuse(
         r = r.rule(rule);
     }
     s.audit.record(r)?;
-    crate::ingress::holds::approvals::drop_held(s, id, h)?;
+    crate::ingress::holds::drop_held(s, id, h)?;
     tracing::warn!(package = %hex::encode(id), channel, "{why}; held package deleted");
     Ok(())
 }

@@ -10,7 +10,10 @@
 //! request is answered only after all of that; a failure answers every
 //! request of the batch with an error and leaves none of it queued.
 
-use crate::ingress::{Admitted, Grant, Shared, Upload};
+use crate::ingress::admission::Upload;
+use crate::ingress::shared::Admitted;
+use crate::ingress::shared::Grant;
+use crate::ingress::shared::Shared;
 use crate::ops::audit_trail::Actor;
 use crate::DaemonError;
 use std::path::PathBuf;
@@ -74,7 +77,7 @@ fn commit(s: &Shared, jobs: Vec<Job>) {
         return;
     }
     // One sync makes every body and every rename of the batch durable.
-    if let Err(e) = crate::ingress::sync_filesystem(&s.queue_dir) {
+    if let Err(e) = crate::ingress::admission::sync_filesystem(&s.queue_dir) {
         let why = e.to_string();
         for (j, dest) in moved {
             let _ = std::fs::remove_file(&dest);
@@ -87,8 +90,8 @@ fn commit(s: &Shared, jobs: Vec<Job>) {
         .partition(|(j, _)| j.grant.approval.is_none() && j.grant.window_until_unix_ms.is_none());
     // Held packages (approvals, closed windows) are rare: one by one.
     for (j, dest) in held {
-        let meta = crate::ingress::meta_of(j.upload);
-        let r = crate::ingress::admit(s, &meta, &dest, j.grant, j.actor);
+        let meta = crate::ingress::admission::meta_of(j.upload);
+        let r = crate::ingress::admission::admit(s, &meta, &dest, j.grant, j.actor);
         if r.is_err() {
             let _ = std::fs::remove_file(&dest);
         }
@@ -107,13 +110,13 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
     let mut items: Vec<_> = jobs
         .into_iter()
         .map(|(j, dest)| {
-            let meta = crate::ingress::meta_of(j.upload);
+            let meta = crate::ingress::admission::meta_of(j.upload);
             (meta, dest, j.actor, j.reply)
         })
         .collect();
     let mut records: Vec<_> = items
         .iter()
-        .map(|(meta, dest, _, _)| (meta.id.0, crate::ingress::queued_record(meta, dest)))
+        .map(|(meta, dest, _, _)| (meta.id.0, crate::ingress::queue::queued_record(meta, dest)))
         .collect();
     let fail = |items: Vec<(ferry_protocol::PackageMeta, PathBuf, Actor, _)>, why: String| {
         for (_, dest, _, reply) in items {
@@ -137,7 +140,7 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
         .iter_mut()
         .zip(&records)
         .map(|((meta, _, actor, _), (_, q))| {
-            crate::ingress::pushed_record(meta, &Admitted::Queued(q.seq), actor.clone())
+            crate::ingress::admission::pushed_record(meta, &Admitted::Queued(q.seq), actor.clone())
         })
         .collect();
     if let Err(e) = s.audit.record_all(audit) {
@@ -152,7 +155,7 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
         return;
     }
     for ((meta, _, _, reply), (_, q)) in items.into_iter().zip(&records) {
-        crate::ingress::count_accepted(s, &meta);
+        crate::ingress::admission::count_accepted(s, &meta);
         let _ = reply.send(Ok(Admitted::Queued(q.seq)));
     }
 }

@@ -14,7 +14,7 @@
 pub(crate) mod accept;
 
 use crate::config::IngestSection;
-use crate::ingress::Shared;
+use crate::ingress::shared::Shared;
 use crate::state::store::QueueState;
 use crate::DaemonError;
 use bytes::Bytes;
@@ -690,7 +690,7 @@ async fn push(
                     size_bytes: size,
                     at: time::OffsetDateTime::now_utc(),
                 });
-                let record = crate::ingress::decision_record(
+                let record = crate::ingress::admission::decision_record(
                     &d,
                     crate::ops::audit_trail::actor_of(identity),
                     channel,
@@ -729,7 +729,7 @@ async fn push(
         return r;
     }
 
-    let id = match crate::ingress::new_package_id() {
+    let id = match crate::ingress::admission::new_package_id() {
         Ok(id) => id,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -789,9 +789,9 @@ async fn push(
             let actor = crate::ops::audit_trail::actor_of(identity);
             let approval = approval.clone();
             tokio::task::spawn_blocking(move || {
-                crate::ingress::guard_package(
+                crate::ingress::admission::guard_package(
                     &s,
-                    &crate::ingress::GuardJob {
+                    &crate::ingress::admission::GuardJob {
                         profile: &name,
                         path: &upload,
                         file_name: &file_name,
@@ -807,7 +807,7 @@ async fn push(
         };
         match inspected {
             Ok(Ok(g)) => match g {
-                crate::ingress::Guarded::Go { report, changed } => {
+                crate::ingress::admission::Guarded::Go { report, changed } => {
                     if let Some((new_size, new_digest)) = changed {
                         size = new_size;
                         digest = new_digest;
@@ -815,7 +815,7 @@ async fn push(
                     guard_verdict = Some(report.verdict);
                     inspection = crate::inspection::content::inspection_of(&report);
                 }
-                crate::ingress::Guarded::Review {
+                crate::ingress::admission::Guarded::Review {
                     report,
                     requirement,
                 } => {
@@ -823,7 +823,7 @@ async fn push(
                     inspection = crate::inspection::content::inspection_of(&report);
                     approval = Some(requirement);
                 }
-                crate::ingress::Guarded::Refused { report, why } => {
+                crate::ingress::admission::Guarded::Refused { report, why } => {
                     let _ = tokio::fs::remove_file(&upload).await;
                     crate::admin::protocol::count_rejected(&s.status, channel);
                     let r = json(
@@ -874,7 +874,7 @@ async fn push(
     let (reply, accepted) = tokio::sync::oneshot::channel();
     let job = crate::ingress::ingest::accept::Job {
         staged: upload.clone(),
-        upload: crate::ingress::Upload {
+        upload: crate::ingress::admission::Upload {
             id,
             channel: channel.to_owned(),
             file_name: file_name.clone(),
@@ -885,7 +885,7 @@ async fn push(
             inspection,
         },
         actor: crate::ops::audit_trail::actor_of(identity),
-        grant: crate::ingress::Grant {
+        grant: crate::ingress::shared::Grant {
             approval,
             window_until_unix_ms: window_until,
             subject: subject.clone(),
@@ -903,7 +903,7 @@ async fn push(
         Ok(Ok(admitted)) => {
             let url = format!("/v1/packages/{}", id.to_hex());
             let body = match admitted {
-                crate::ingress::Admitted::Queued(seq) => {
+                crate::ingress::shared::Admitted::Queued(seq) => {
                     tracing::info!(package = %id, seq, file = %file_name, size, identity = %identity.subject, role = ?identity.role, "accepted over HTTPS");
                     serde_json::json!({
                         "package_id": id.to_hex(),
@@ -914,7 +914,7 @@ async fn push(
                         "state_url": url,
                     })
                 }
-                crate::ingress::Admitted::AwaitingWindow(until) => {
+                crate::ingress::shared::Admitted::AwaitingWindow(until) => {
                     tracing::info!(package = %id, file = %file_name, size, identity = %identity.subject, "accepted over HTTPS; held until its channel's window opens");
                     serde_json::json!({
                         "package_id": id.to_hex(),
@@ -926,7 +926,7 @@ async fn push(
                         "state_url": url,
                     })
                 }
-                crate::ingress::Admitted::Held(expires) => {
+                crate::ingress::shared::Admitted::Held(expires) => {
                     tracing::info!(package = %id, file = %file_name, size, identity = %identity.subject, "accepted over HTTPS; held for approval");
                     serde_json::json!({
                         "package_id": id.to_hex(),
