@@ -7,7 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod egress;
 mod error;
-pub(crate) mod http;
+pub mod http;
 pub mod ingress;
 pub mod inspection;
 pub mod link;

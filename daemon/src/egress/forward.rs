@@ -25,8 +25,8 @@
 //! endpoint uses to recognise the repeat.
 
 use crate::admin::protocol::{self, DownstreamStatus, SharedStatus};
-use crate::cli::push::{Endpoint, IngestClient, Payload, PushError, Upload};
 use crate::config::DownstreamSection;
+use crate::http::client::{Endpoint, IngestClient, Payload, PushError, Upload};
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::state::outbox::Outbox;
 use crate::state::store::{LedgerEntry, LedgerState, PackageIdBytes, StateStore};

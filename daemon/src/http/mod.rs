@@ -1,4 +1,6 @@
 //! HTTPS for the daemon: the one TLS server the ingest API and the admin
-//! API both run on.
+//! API both run on, and the one client `ferryctl push` and the egress
+//! forwarder both push with.
 
+pub mod client;
 pub(crate) mod server;

@@ -11,8 +11,8 @@
 //! and the ingest-to-delivery latency, at p50 and p99.
 
 use crate::admin::protocol::{self, SharedStatus};
-use crate::cli::push::{Endpoint, IngestClient, Payload, PushError, Upload};
 use crate::egress::EgressOptions;
+use crate::http::client::{Endpoint, IngestClient, Payload, PushError, Upload};
 use crate::testkit::{self, TestbedOptions};
 use crate::{config, egress, ingress, DaemonError};
 use bytes::Bytes;
