@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use ferry_daemon::admin::protocol;
-use ferry_daemon::cli::selfcheck;
+use ferry_daemon::ops::hardening_plan;
 use ferry_daemon::{config, egress, ingress};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +58,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     });
     let watchdog = ferry_hardening::notify::watchdog_interval();
     let keep_fds = notifier.iter().map(|n| n.fd()).collect();
-    let plan = selfcheck::hardening_config(&cfg, &args.config, keep_fds);
+    let plan = hardening_plan::hardening_config(&cfg, &args.config, keep_fds);
     let report = ferry_hardening::apply(&plan).context("hardening ferryd")?;
     log_hardening(&report);
     let status = protocol::SharedStatus::default();
