@@ -124,7 +124,7 @@ pub fn create(root: &Path, o: &TestbedOptions) -> Result<Testbed, DaemonError> {
 fn write_passphrase(path: &Path) -> Result<ferry_keys::Passphrase, DaemonError> {
     let mut bytes = [0u8; 24];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| DaemonError::Config("operating system random generator failed".into()))?;
+        .map_err(|_| DaemonError::Random)?;
     let text = zeroize::Zeroizing::new(hex::encode(bytes));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(DaemonError::io(dir))?;

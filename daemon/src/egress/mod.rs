@@ -313,7 +313,7 @@ pub fn run(
         }
         receiver.handle_timeout(now);
         if !drain(&mut receiver, &tx, &status, &audit, &mut link) {
-            result = Err(DaemonError::Config("writer thread stopped".into()));
+            result = Err(DaemonError::ThreadStopped("egress writer"));
             break;
         }
         if let Some((e, secret)) = receiver.epochs().oldest().map(|(e, s)| (e, s.clone())) {

@@ -229,10 +229,23 @@ impl Plane {
         crl: &[PathBuf],
         reload: Duration,
     ) -> Result<Arc<Plane>, DaemonError> {
-        let trust = Trust::shared(client_ca, crl, reload)?;
+        // Certificate errors name the plane, so an operator knows whether
+        // the ingest or the admin files are wrong.
+        let on_plane = |e: DaemonError| match e {
+            DaemonError::Certs(source) => DaemonError::Tls {
+                plane: name,
+                source: Box::new(source),
+            },
+            other => other,
+        };
+        let trust = Trust::shared(client_ca, crl, reload).map_err(on_plane)?;
         let trust_generation = trust.generation();
         let own_digest = digest_files(&[cert, key]);
-        let config = ferry_certs::server_config(cert, key, &*trust.store()?)?;
+        let config = ferry_certs::server_config(cert, key, &*trust.store().map_err(on_plane)?)
+            .map_err(|source| DaemonError::Tls {
+                plane: name,
+                source: Box::new(source),
+            })?;
         Ok(Arc::new(Plane {
             name,
             cert: cert.to_path_buf(),

@@ -234,7 +234,7 @@ pub(crate) fn guard_package(
         .as_ref()
         .and_then(|g| g.guard(job.profile))
         .ok_or_else(|| {
-            DaemonError::Config(format!(
+            DaemonError::Policy(format!(
                 "content profile `{}` is not loaded; reload the policy",
                 job.profile
             ))
@@ -295,7 +295,7 @@ pub(crate) fn new_package_id() -> Result<PackageId, DaemonError> {
 pub(crate) fn rand_id() -> Result<[u8; 16], DaemonError> {
     let mut id = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
-        .map_err(|_| DaemonError::Config("operating system random generator failed".into()))?;
+        .map_err(|_| DaemonError::Random)?;
     Ok(id)
 }
 

@@ -102,8 +102,8 @@ pub(crate) fn send_loop(
             }
             if let Some((seq, offset, len)) = need {
                 let Some(o) = open.get(&seq) else {
-                    return Err(DaemonError::Config(format!(
-                        "internal: payload for unknown seq {seq}"
+                    return Err(DaemonError::Internal(format!(
+                        "payload for unknown seq {seq}"
                     )));
                 };
                 payload.resize(len, 0);

@@ -101,10 +101,10 @@ impl PolicyGate {
             .iter()
             .map(|p| PublicKey::read(p))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| DaemonError::Config(format!("policy signer key: {e}")))?;
+            .map_err(|e| DaemonError::Policy(format!("policy signer key: {e}")))?;
         let policy = read(&cfg.file, &signers).map_err(DaemonError::Config)?;
         let guards = crate::inspection::content::Guards::build(&policy)
-            .map_err(|e| DaemonError::Config(format!("policy {}: {e}", cfg.file.display())))?;
+            .map_err(|e| DaemonError::Policy(format!("policy {}: {e}", cfg.file.display())))?;
         tracing::info!(
             policy = %cfg.file.display(),
             hash = %policy.hash(),

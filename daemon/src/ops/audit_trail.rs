@@ -39,7 +39,7 @@ impl AuditTrail {
             ..ferry_audit::AuditOptions::default()
         };
         let log = ferry_audit::AuditLog::open(&a.dir, opts).map_err(|e| {
-            DaemonError::Config(format!(
+            DaemonError::AuditLog(format!(
                 "audit log {}: {e}; an auditor creates it with `ferryctl audit init --dir {}`",
                 a.dir.display(),
                 a.dir.display()
@@ -87,7 +87,7 @@ impl AuditTrail {
             Some(log) => log
                 .append(record)
                 .map(|_| ())
-                .map_err(|e| DaemonError::Config(format!("audit log append failed: {e}"))),
+                .map_err(|e| DaemonError::AuditLog(format!("audit log append failed: {e}"))),
         }
     }
 
@@ -117,7 +117,7 @@ impl AuditTrail {
             return Ok(());
         };
         let failed = |e: ferry_audit::AuditError| {
-            DaemonError::Config(format!("audit log append failed: {e}"))
+            DaemonError::AuditLog(format!("audit log append failed: {e}"))
         };
         for r in records {
             log.append_nowait(r).map_err(failed)?;

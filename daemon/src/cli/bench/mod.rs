@@ -70,7 +70,7 @@ pub(crate) fn cpu_seconds() -> f64 {
 /// Runs the benchmark and prints the result.
 pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     if a.files == 0 || !(0.0..100.0).contains(&a.loss) {
-        return Err(DaemonError::Config(
+        return Err(DaemonError::Bench(
             "--files must be at least 1 and --loss within 0..100".into(),
         ));
     }
@@ -140,7 +140,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     while protocol::snapshot(&ist).taken < u64::from(a.files) {
         if Instant::now() > deadline || i.is_finished() {
             shutdown.store(true, Ordering::Relaxed);
-            return Err(DaemonError::Config("ingress did not take the files".into()));
+            return Err(DaemonError::Bench("ingress did not take the files".into()));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -224,7 +224,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         );
     }
     if corrupted > 0 {
-        return Err(DaemonError::Config("corrupted deliveries".into()));
+        return Err(DaemonError::Bench("corrupted deliveries".into()));
     }
     Ok(())
 }

@@ -81,7 +81,7 @@ fn commit(s: &Shared, jobs: Vec<Job>) {
         let why = e.to_string();
         for (j, dest) in moved {
             let _ = std::fs::remove_file(&dest);
-            let _ = j.reply.send(Err(DaemonError::Config(why.clone())));
+            let _ = j.reply.send(Err(DaemonError::GroupCommit(why.clone())));
         }
         return;
     }
@@ -122,7 +122,7 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
         for (_, dest, _, reply) in items {
             let _ = std::fs::remove_file(&dest);
             let reply: tokio::sync::oneshot::Sender<Result<Admitted, DaemonError>> = reply;
-            let _ = reply.send(Err(DaemonError::Config(why.clone())));
+            let _ = reply.send(Err(DaemonError::GroupCommit(why.clone())));
         }
     };
     let queued = match s.lock.lock() {
