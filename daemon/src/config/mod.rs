@@ -1,4 +1,6 @@
-//! The daemon's TOML configuration, until a policy language exists.
+//! The daemon's TOML configuration (`ferryd.toml`): paths, the link, the
+//! planes and limits of one side. What may cross, and when, is the policy's
+//! business (`ferry-policy`, loaded by `inspection::policy_gate`).
 //!
 //! An operator edits this file by hand on a hardened host, often with no one
 //! to ask, so every refusal names the file, line and column, shows the line,

@@ -1,13 +1,14 @@
-//! The ingress side: spool intake, durable queue, sealing and paced UDP
-//! sending.
+//! The ingress side's wiring: starts its threads and answers its admin
+//! requests (status, resend, channel stop/start, policy reload).
 //!
-//! Three threads: intake (takes settled files from the spool directory,
-//! digests them, queues them durably), the sender (drives
-//! `ferry_protocol::Sender`, reads payloads from the queue files, paces and
-//! batches datagrams), and the control socket. A file is in the queue,
-//! with its sequence number, in redb before anything is sent, so a crash at
-//! any point either resends it under the same sequence number (the egress
-//! side de-duplicates) or never took it from the spool.
+//! The threads: spool intake (`intake.rs`: settled files from the spool
+//! directories), the HTTPS ingest API (`ingest/`), the sender (`send.rs`:
+//! drives `ferry_protocol::Sender`, paces and batches datagrams) and the
+//! control socket. Both doors hand a digested package to `admission.rs`,
+//! which queues it (`queue.rs`) or holds it (`holds/`). A file is in the
+//! queue, with its sequence number, in redb before anything is sent, so a
+//! crash at any point either resends it under the same sequence number
+//! (the egress side de-duplicates) or never took it from the spool.
 
 pub(crate) mod admission;
 pub mod holds;
