@@ -20,7 +20,7 @@ pub mod egress;
 mod error;
 /// The one TLS server (ingest and admin APIs) and the one HTTPS client
 /// (`ferryctl push` and the forwarder).
-pub mod http;
+pub(crate) mod http;
 /// The ingress side: wiring, admission, queue, spool intake, send loop,
 /// the HTTPS ingest API (`ingest/`) and held packages (`holds/`).
 pub mod ingress;

@@ -2,7 +2,7 @@
 //! control socket and over HTTPS. `protocol` is the leaf both planes and
 //! both sides share.
 
-pub mod api;
+pub(crate) mod api;
 pub mod gate;
 pub mod protocol;
 pub mod socket;

@@ -10,7 +10,7 @@
 //! before the atomic rename, so a crash between the two is finished at the
 //! next start and a package is never delivered twice.
 
-pub mod forward;
+pub(crate) mod forward;
 pub(crate) mod receive;
 pub(crate) mod status;
 pub(crate) mod writer;

@@ -2,5 +2,5 @@
 //! API both run on, and the one client `ferryctl push` and the egress
 //! forwarder both push with.
 
-pub mod client;
+pub(crate) mod client;
 pub(crate) mod server;

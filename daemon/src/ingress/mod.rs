@@ -11,13 +11,13 @@
 //! (the egress side de-duplicates) or never took it from the spool.
 
 pub(crate) mod admission;
-pub mod holds;
-pub mod ingest;
+pub(crate) mod holds;
+pub(crate) mod ingest;
 pub(crate) mod intake;
 pub(crate) mod queue;
 pub(crate) mod send;
 pub(crate) mod shared;
-pub mod spool;
+pub(crate) mod spool;
 
 use crate::admin::protocol::{self, Caller, Request, SharedStatus};
 use crate::config::Config;

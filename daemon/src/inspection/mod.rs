@@ -1,5 +1,5 @@
 //! What both sides check about a package's content: the policy verdict and
 //! the content inspection (type, guard) it rests on.
 
-pub mod content;
+pub(crate) mod content;
 pub mod policy_gate;
