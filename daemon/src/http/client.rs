@@ -46,7 +46,7 @@ pub(crate) const MAX_RETRY_AFTER_S: u64 = 600;
 #[non_exhaustive]
 pub enum PushError {
     /// The `--url` is not usable.
-    #[error("--url `{url}`: {why}")]
+    #[error("--url `{url}`: {why}; give the ingest API as https://HOST:PORT (the ingress side's [ingest] listen address)")]
     BadUrl {
         /// As given.
         url: String,
@@ -60,7 +60,7 @@ pub enum PushError {
     #[error("{0}")]
     Certs(#[from] ferry_certs::CertError),
     /// A file to push cannot be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}; check the path and that this account may read the file")]
     File {
         /// The file.
         path: PathBuf,
@@ -106,7 +106,7 @@ pub enum PushError {
         why: String,
     },
     /// Another TLS failure.
-    #[error("TLS with {addr} failed: {why}")]
+    #[error("TLS with {addr} failed: {why}; check that {addr} is the ingest API of a ferryd and that --cacert, --cert and --key belong to this link")]
     Tls {
         /// `HOST:PORT`.
         addr: String,
@@ -114,7 +114,7 @@ pub enum PushError {
         why: String,
     },
     /// The HTTP exchange broke off.
-    #[error("HTTP exchange with {addr} failed: {why}")]
+    #[error("HTTP exchange with {addr} failed: {why}; check that {addr} is the ingest API of a ferryd (not another HTTPS service), then push again")]
     Http {
         /// `HOST:PORT`.
         addr: String,
@@ -140,7 +140,7 @@ pub enum PushError {
         secs: u64,
     },
     /// The local async runtime could not start.
-    #[error("cannot start the I/O runtime: {0}")]
+    #[error("cannot start the I/O runtime: {0}; the system is short of threads or file descriptors (check `ulimit -n` and `ulimit -u`)")]
     Runtime(std::io::Error),
 }
 
