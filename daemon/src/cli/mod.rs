@@ -2,8 +2,10 @@
 //! nothing in the daemon's runtime calls a command.
 
 pub mod approvals;
+pub mod audit;
 pub mod bench;
 pub mod certs;
+pub mod daemon;
 pub mod demo;
 pub mod inspect;
 pub mod keys;
