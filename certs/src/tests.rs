@@ -518,7 +518,9 @@ fn expiry_lists_expired_and_soon_expiring_only() {
 
     // The CA dir: the CA is fine; its CRL (60 days) falls inside a 61-day window only,
     // so the default 30-day window does not list a fresh CRL.
-    assert!(expiring_in_dir(&ca, DEFAULT_EXPIRY_WARNING_DAYS, now).unwrap().is_empty());
+    assert!(expiring_in_dir(&ca, DEFAULT_EXPIRY_WARNING_DAYS, now)
+        .unwrap()
+        .is_empty());
     assert!(expiring_in_dir(&ca, 59, now).unwrap().is_empty());
     let crl = expiring_in_dir(&ca, 61, now).unwrap();
     assert_eq!(crl.len(), 1);

@@ -6,18 +6,48 @@ use std::path::{Path, PathBuf};
 /// Why the daemon (or a command) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The configuration is unusable.
+    /// The configuration is unusable (the message names the setting and
+    /// what to change).
     #[error("{0}")]
     Config(String),
+    /// The audit log cannot be opened or appended to.
+    #[error("{0}")]
+    AuditLog(String),
+    /// The policy or one of its content profiles cannot be loaded.
+    #[error("{0}")]
+    Policy(String),
+    /// A daemon thread the caller depends on has stopped.
+    #[error("the {0} thread stopped; the log line before this one says why; restart ferryd")]
+    ThreadStopped(&'static str),
+    /// A batch of uploads could not be made durable together.
+    #[error("the upload could not be made durable ({0}); check the queue directory's disk and file system, then push again")]
+    GroupCommit(String),
+    /// The operating system's random generator failed.
+    #[error("the operating system's random generator failed; check that getrandom(2) is allowed (a container or seccomp policy may block it)")]
+    Random,
+    /// A state the daemon's own code should never reach.
+    #[error("internal error: {0}; restart ferryd and report this with the log")]
+    Internal(String),
+    /// `ferryctl bench` could not run or its run went wrong.
+    #[error("bench: {0}")]
+    Bench(String),
     /// Configuration file error (located).
     #[error("{0}")]
     ConfigFile(#[from] crate::config::ConfigError),
     /// Key files.
     #[error("{0}")]
     Keys(#[from] ferry_keys::KeyError),
-    /// Certificates, keys or CRLs of the ingest API.
-    #[error("ingest TLS: {0}")]
+    /// Certificates, keys or CRLs outside one plane's setup.
+    #[error("TLS certificates: {0}")]
     Certs(#[from] ferry_certs::CertError),
+    /// Certificates, keys or CRLs of one HTTPS plane (`ingest`, `admin`).
+    #[error("{plane} TLS: {source}")]
+    Tls {
+        /// Which plane's files.
+        plane: &'static str,
+        /// What is wrong with them.
+        source: Box<ferry_certs::CertError>,
+    },
     /// A file or directory operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -28,16 +58,16 @@ pub enum DaemonError {
     },
     /// The state store failed.
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::state::store::StoreError),
     /// The outbox failed.
     #[error("{0}")]
-    Outbox(#[from] crate::outbox::OutboxError),
+    Outbox(#[from] crate::state::outbox::OutboxError),
     /// The UDP transport failed.
     #[error("{0}")]
-    Udp(#[from] crate::udp::UdpError),
+    Udp(#[from] crate::link::udp::UdpError),
     /// The control socket failed.
     #[error("{0}")]
-    Control(#[from] crate::control::ControlError),
+    Control(#[from] crate::admin::socket::ControlError),
     /// The protocol sender refused its configuration or a package.
     #[error("{0}")]
     Sender(#[from] ferry_protocol::sender::SenderError),

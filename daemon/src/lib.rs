@@ -1,48 +1,50 @@
 //! ferryd and ferryctl: the I/O shell around ferry-protocol.
+//!
+//! The protocol crates hold no sockets, clocks or files; this crate owns
+//! them. It is split into rooms, each a folder with one job, and a module
+//! never imports the module that calls it (shared types sit in leaves:
+//! `admin::protocol`, `ingress::shared`, `link::keys`, `state::meta`).
+//! `docs/architecture.md` follows one package through them.
 
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod outbox;
-pub mod pacer;
-pub mod policy_gate;
-pub mod store;
-pub mod udp;
-
-pub(crate) mod accept;
+/// The admin plane: request/response/status protocol (a leaf), the role
+/// gate, the control socket and the admin HTTPS API.
 pub mod admin;
-pub mod admin_api;
-pub mod approvals;
-pub mod approvals_cli;
-pub mod audit_trail;
-pub mod bench;
-pub mod bench_e2e;
-pub mod certs_cli;
-pub mod content;
-pub mod control;
-pub mod demo;
+/// `ferryctl` subcommands, one file each (benches in `cli/bench`).
+pub mod cli;
+/// `ferryd.toml`: loading, defaults and checks with located errors.
+pub mod config;
+/// The egress side: receive, verify, write, deliver, forward downstream.
 pub mod egress;
 mod error;
-pub mod expiry;
-pub mod forward;
-pub mod gaps;
-pub(crate) mod https_server;
-pub mod ingest;
+/// The one TLS server (ingest and admin APIs) and the one HTTPS client
+/// (`ferryctl push` and the forwarder).
+pub(crate) mod http;
+/// The ingress side: wiring, admission, queue, spool intake, send loop,
+/// the HTTPS ingest API (`ingest/`) and held packages (`holds/`).
 pub mod ingress;
-pub mod inspect_cli;
-pub mod keys_cli;
-pub mod metrics;
-pub mod push;
-pub mod selfcheck;
-pub mod spool;
-pub mod systemd_dropin;
-pub mod testbed;
-pub mod window_holds;
+/// Policy verdicts and content inspection, for both sides.
+pub mod inspection;
+/// What both link ends share below the protocol: keys and epochs, UDP,
+/// pacing.
+pub mod link;
+/// Running the daemon: audit trail, expiry warnings, metrics, hardening
+/// plan.
+pub mod ops;
+/// What survives a restart: the redb store, the outbox, gap records,
+/// stored package metadata.
+pub mod state;
+/// Two-sided test beds on one host, for tests, the demo and benches.
+pub mod testkit;
 
 pub use error::DaemonError;
 
 /// Wall-clock time for the protocol (ms since the Unix epoch). The protocol
-/// never reads a clock itself; this is the one place the daemon does.
+/// never reads a clock itself; the daemon hands it this. Calendar decisions
+/// (time windows, spool schedules, certificate expiry) read
+/// `time::OffsetDateTime::now_utc()` where they decide, and intervals are
+/// measured with `Instant`.
 pub fn now_millis() -> ferry_protocol::Millis {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

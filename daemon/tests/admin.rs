@@ -226,7 +226,7 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     let mut ingress = Daemon::start(&tb.ingress_config);
     let names: Vec<String> = (0..10).map(|i| format!("parcel-{i:02}.bin")).collect();
     for (i, n) in names.iter().enumerate() {
-        ferry_daemon::testbed::spool_file(&tb.spool, n, &content(i as u64, 60_000)).expect("spool");
+        ferry_daemon::testkit::spool_file(&tb.spool, n, &content(i as u64, 60_000)).expect("spool");
     }
     wait_for(Duration::from_secs(20), "all ten taken", || {
         status(&tb.ingress_config).is_some_and(|v| v["taken"] == 10)
@@ -247,7 +247,7 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
         "maintenance",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    ferry_daemon::testbed::spool_file(&tb.spool, "late.bin", b"late").expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "late.bin", b"late").expect("spool");
 
     let held = || -> Vec<String> {
         let o = ctl(&["approvals", "list", "--config", &config, "--json"]);

@@ -59,7 +59,7 @@ fn audit_init(root: &Path) -> (PathBuf, PathBuf) {
 /// An ingress side with the ingest API, the admin API and an audit log; a
 /// release channel that needs two approvals.
 struct ApiSite {
-    tb: ferry_daemon::testbed::Testbed,
+    tb: ferry_daemon::testkit::Testbed,
     ca: SiteCa,
     people: PathBuf,
     api: u16,
@@ -350,7 +350,7 @@ fn admin_api_requests_answered_before_the_gate_are_audited() {
 
 /// A control socket in a setgid directory of the administrators' group,
 /// an audit log, `[admin]` with a sysadmin and an auditor.
-fn socket_site(root: &Path) -> (ferry_daemon::testbed::Testbed, PathBuf, PathBuf, PathBuf) {
+fn socket_site(root: &Path) -> (ferry_daemon::testkit::Testbed, PathBuf, PathBuf, PathBuf) {
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let tb = testbed(root, |_| {});
     std::fs::set_permissions(root.join("ingress"), std::fs::Permissions::from_mode(0o755))

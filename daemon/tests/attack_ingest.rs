@@ -179,7 +179,7 @@ fn alarms(config: &Path) -> String {
 /// audit log; the daemon is listening when this returns.
 fn start_ingress(
     root: &Path,
-    tb: &ferry_daemon::testbed::Testbed,
+    tb: &ferry_daemon::testkit::Testbed,
     site: &Site,
     extra: &str,
     more: &str,

@@ -14,7 +14,7 @@
 mod common;
 
 use common::*;
-use ferry_daemon::store::{LedgerEntry, LedgerState, StateStore};
+use ferry_daemon::state::store::{LedgerEntry, LedgerState, StateStore};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,12 +73,12 @@ impl Drop for Tap {
 
 /// Moves the egress side to a new port so that a [`Tap`] can sit on the
 /// port the ingress side sends to. Returns (ingress target, egress port).
-fn insert_tap_port(tb: &ferry_daemon::testbed::Testbed) -> (SocketAddr, SocketAddr) {
+fn insert_tap_port(tb: &ferry_daemon::testkit::Testbed) -> (SocketAddr, SocketAddr) {
     let text = std::fs::read_to_string(&tb.egress_config).expect("config");
     let start = text.find("listen = [\"").expect("listen") + "listen = [\"".len();
     let end = start + text[start..].find('"').expect("end");
     let old: SocketAddr = text[start..end].parse().expect("addr");
-    let new = ferry_daemon::testbed::free_udp_port().expect("port");
+    let new = ferry_daemon::testkit::free_udp_port().expect("port");
     std::fs::write(
         &tb.egress_config,
         text.replace(
@@ -148,7 +148,7 @@ fn replayed_heartbeats_over_udp_are_not_life() {
     let egress = Daemon::start_ready(&tb.egress_config);
     let tap = Tap::start(tap_port, egress_port);
     let ingress = Daemon::start(&tb.ingress_config);
-    ferry_daemon::testbed::spool_file(&tb.spool, "a.bin", &content(1, 10_000)).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "a.bin", &content(1, 10_000)).expect("spool");
     wait_for(Duration::from_secs(30), "delivery and link up", || {
         outbox_files(&tb.outbox) == vec!["a.bin".to_string()]
             && status(&tb.egress_config).is_some_and(|v| v["link_up"] == true)
@@ -218,9 +218,9 @@ fn link_keys(config: &Path, lines: &str) {
     .expect("config");
 }
 
-fn spool_lost_in_flight(tb: &ferry_daemon::testbed::Testbed, files: &[(&str, Vec<u8>)]) {
+fn spool_lost_in_flight(tb: &ferry_daemon::testkit::Testbed, files: &[(&str, Vec<u8>)]) {
     for (name, data) in files {
-        ferry_daemon::testbed::spool_file(&tb.spool, name, data).expect("spool");
+        ferry_daemon::testkit::spool_file(&tb.spool, name, data).expect("spool");
     }
 }
 
@@ -345,7 +345,7 @@ fn deliveries_finished_by_recovery_are_audited_once() {
     // but not recorded as finished.
     let (staged_id, renamed_id) = ([0x51u8; 16], [0x52u8; 16]);
     {
-        let outbox = ferry_daemon::outbox::Outbox::open(&tb.outbox).expect("outbox");
+        let outbox = ferry_daemon::state::outbox::Outbox::open(&tb.outbox).expect("outbox");
         let store = StateStore::open(&state.join("ferry.redb")).expect("store");
         let mut st = outbox.begin("7-0").expect("staging");
         st.write_all(b"staged before the crash").expect("write");

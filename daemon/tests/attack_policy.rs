@@ -15,7 +15,7 @@ mod common;
 
 use common::*;
 use ferry_daemon::config::PolicySection;
-use ferry_daemon::policy_gate::PolicyGate;
+use ferry_daemon::inspection::policy_gate::PolicyGate;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

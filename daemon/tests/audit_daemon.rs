@@ -44,7 +44,7 @@ fn both_sides_audit_a_package_and_the_auditor_verifies_it() {
     add_audit(&tb.egress_config, &ea, 0);
     let egress = Daemon::start(&tb.egress_config);
     let ingress = Daemon::start(&tb.ingress_config);
-    ferry_daemon::testbed::spool_file(&tb.spool, "parcels.csv", b"id,area\n1,20\n").expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "parcels.csv", b"id,area\n1,20\n").expect("spool");
     wait_for(Duration::from_secs(30), "delivery", || {
         outbox_files(&tb.outbox) == vec!["parcels.csv".to_string()]
     });
@@ -192,7 +192,7 @@ fn low_audit_disk_stops_intake_before_auditing_stops() {
     // is lower), but no package is taken.
     add_audit(&tb.ingress_config, &ia, u64::MAX / 2);
     let _ingress = Daemon::start(&tb.ingress_config);
-    ferry_daemon::testbed::spool_file(&tb.spool, "held.csv", b"x\n").expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "held.csv", b"x\n").expect("spool");
     wait_for(Duration::from_secs(15), "intake alarm", || {
         status(&tb.ingress_config).is_some_and(|v| {
             v["alarms"].as_array().is_some_and(|a| {

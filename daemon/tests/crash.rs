@@ -25,7 +25,7 @@ fn egress_killed_mid_transfer_then_restarted() {
     let egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
     let big = content(1, 48 << 20);
-    ferry_daemon::testbed::spool_file(&tb.spool, "big.bin", &big).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "big.bin", &big).expect("spool");
     wait_for(Duration::from_secs(30), "staging in progress", || {
         std::fs::read_dir(tb.outbox.join(".staging"))
             .map(|mut r| r.next().is_some())
@@ -57,14 +57,14 @@ fn ingress_killed_mid_transfer_then_restarted() {
     let ingress = Daemon::start(&tb.ingress_config);
     let big = content(2, 48 << 20);
     let small = content(3, 1000);
-    ferry_daemon::testbed::spool_file(&tb.spool, "big.bin", &big).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "big.bin", &big).expect("spool");
     wait_for(Duration::from_secs(30), "egress staging", || {
         std::fs::read_dir(tb.outbox.join(".staging"))
             .map(|mut r| r.next().is_some())
             .unwrap_or(false)
     });
     ingress.kill9();
-    ferry_daemon::testbed::spool_file(&tb.spool, "small.bin", &small).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "small.bin", &small).expect("spool");
     let _ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(120), "both delivered", || {
         outbox_files(&tb.outbox) == vec!["big.bin".to_string(), "small.bin".to_string()]

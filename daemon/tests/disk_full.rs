@@ -37,14 +37,14 @@ fn full_outbox_raises_an_alarm_and_resumes_when_space_returns() {
     let _ingress = Daemon::start(&tb.ingress_config);
 
     let first = content(1, 3 << 20);
-    ferry_daemon::testbed::spool_file(&tb.spool, "first.bin", &first).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "first.bin", &first).expect("spool");
     wait_for(Duration::from_secs(30), "first delivery", || {
         outbox_files(&tb.outbox) == vec!["first.bin".to_string()]
     });
 
     // 6 MiB more does not fit in the 8 MiB outbox.
     let big = content(2, 6 << 20);
-    ferry_daemon::testbed::spool_file(&tb.spool, "big.bin", &big).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "big.bin", &big).expect("spool");
     wait_for(Duration::from_secs(30), "disk-full alarm", || {
         status(&tb.egress_config).is_some_and(|s| {
             s["alarms"]

@@ -206,7 +206,7 @@ fn downstream_field(v: &serde_json::Value, url: &str, k: &str) -> u64 {
 struct Site {
     _dir: tempfile::TempDir,
     root: PathBuf,
-    tb: ferry_daemon::testbed::Testbed,
+    tb: ferry_daemon::testkit::Testbed,
     url: String,
     port: u16,
 }
@@ -280,7 +280,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
     let mut sent: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (name, len) in [("a.csv", 1000), ("big.bin", 3 << 20), ("c d.txt", 10)] {
         let data = content(name.len() as u64 + len as u64, len);
-        ferry_daemon::testbed::spool_file(&tb.spool, name, &data).expect("spool");
+        ferry_daemon::testkit::spool_file(&tb.spool, name, &data).expect("spool");
         sent.insert(name.to_owned(), data);
     }
     wait_for(Duration::from_secs(60), "three packages downstream", || {
@@ -331,7 +331,7 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
     for i in 0..4 {
         let name = format!("outage-{i}.csv");
         let data = content(100 + i, 5000);
-        ferry_daemon::testbed::spool_file(&tb.spool, &name, &data).expect("spool");
+        ferry_daemon::testkit::spool_file(&tb.spool, &name, &data).expect("spool");
         sent.insert(name, data);
     }
     wait_for(
@@ -385,14 +385,14 @@ fn forwards_over_mtls_through_outage_crash_503_and_refusal_exactly_once() {
     // through; after the cause is fixed, `forward retry` sends it.
     state.lock().expect("state").refuse_name = Some("refused.csv".into());
     let refused = content(7, 700);
-    ferry_daemon::testbed::spool_file(&tb.spool, "refused.csv", &refused).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "refused.csv", &refused).expect("spool");
     sent.insert("refused.csv".into(), refused);
     wait_for(Duration::from_secs(60), "refused.csv parked", || {
         let st = egress_status(&tb.egress_config);
         downstream_field(&st, url, "parked") == 1
     });
     let after = content(8, 800);
-    ferry_daemon::testbed::spool_file(&tb.spool, "after.csv", &after).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "after.csv", &after).expect("spool");
     sent.insert("after.csv".into(), after);
     wait_for(
         Duration::from_secs(60),

@@ -168,7 +168,7 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
     );
 
     // A spool file with a dirty word is set aside with the guard's reason.
-    ferry_daemon::testbed::spool_file(&tb.spool, "note.txt", "绝密文件\n".as_bytes())
+    ferry_daemon::testkit::spool_file(&tb.spool, "note.txt", "绝密文件\n".as_bytes())
         .expect("spool");
 
     wait_for(Duration::from_secs(30), "two deliveries", || {

@@ -117,7 +117,7 @@ fn root_ferryd_drops_privileges_and_is_confined() {
     wait_status(&tb.ingress_config, "ingress");
 
     let data = content(7, 300_000);
-    ferry_daemon::testbed::spool_file(&tb.spool, "confined.bin", &data).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "confined.bin", &data).expect("spool");
     let delivered = tb.outbox.join("confined.bin");
     wait_for(
         Duration::from_secs(30),
@@ -399,7 +399,7 @@ fn sd_notify_ready_watchdog_and_stopping() {
             "{var} kept: {st}"
         );
     }
-    ferry_daemon::demo::stop_child(&mut daemon.child, Duration::from_secs(10));
+    ferry_daemon::cli::demo::stop_child(&mut daemon.child, Duration::from_secs(10));
     recv_until("STOPPING=1", Duration::from_secs(5), &mut messages);
 }
 

@@ -38,7 +38,7 @@ fn hundred_files_of_mixed_sizes_arrive_bit_exact() {
     for (n, size) in sizes.iter().enumerate() {
         let name = format!("f{n:03}.bin");
         let data = content(n as u64, *size);
-        ferry_daemon::testbed::spool_file(&tb.spool, &name, &data).expect("spool");
+        ferry_daemon::testkit::spool_file(&tb.spool, &name, &data).expect("spool");
         expect.push((name, data));
     }
     wait_for(Duration::from_secs(240), "100 deliveries", || {
@@ -76,7 +76,7 @@ fn resend_of_a_delivered_package_is_suppressed_not_delivered_twice() {
     let tb = testbed(dir.path(), |_| {});
     let _egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
-    ferry_daemon::testbed::spool_file(&tb.spool, "a.csv", b"x,y\n1,2\n").expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "a.csv", b"x,y\n1,2\n").expect("spool");
     wait_for(Duration::from_secs(30), "delivery", || {
         outbox_files(&tb.outbox) == vec!["a.csv".to_string()]
     });
@@ -150,7 +150,7 @@ fn gm_suite_link_delivers_bit_exact_with_sm3_digests() {
     let sizes = [0usize, 1, 65_536, 65_537, 3 << 20];
     for (n, size) in sizes.iter().enumerate() {
         let data = content(100 + n as u64, *size);
-        ferry_daemon::testbed::spool_file(&tb.spool, &format!("g{n}.bin"), &data).expect("spool");
+        ferry_daemon::testkit::spool_file(&tb.spool, &format!("g{n}.bin"), &data).expect("spool");
     }
     wait_for(Duration::from_secs(120), "gm deliveries", || {
         outbox_files(&tb.outbox).len() == sizes.len()

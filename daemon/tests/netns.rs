@@ -421,7 +421,7 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
     let start = Instant::now();
     for n in 0..FILES {
         let data = content(1000 + n, FILE_BYTES);
-        ferry_daemon::testbed::spool_file(&tb.spool, &format!("part{n}.bin"), &data)
+        ferry_daemon::testkit::spool_file(&tb.spool, &format!("part{n}.bin"), &data)
             .expect("spool");
     }
     wait_or_dump(
@@ -508,7 +508,7 @@ fn sender_survives_transient_send_errors() {
     let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
     let mut ingress = Daemon::start_with(&tb.ingress_config, &["ip", "netns", "exec", i_ns]);
 
-    ferry_daemon::testbed::spool_file(&tb.spool, "blocked.bin", &content(7, 200_000))
+    ferry_daemon::testkit::spool_file(&tb.spool, "blocked.bin", &content(7, 200_000))
         .expect("spool");
     // Until the blocked file's send has completed (into the firewall), so
     // the errors are the package's datagrams and not only heartbeats.
@@ -534,7 +534,7 @@ fn sender_survives_transient_send_errors() {
 
     in_ns(i_ns, &["nft", "delete table inet block"]);
     let after = content(8, 300_000);
-    ferry_daemon::testbed::spool_file(&tb.spool, "after.bin", &after).expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "after.bin", &after).expect("spool");
     let took = wait_or_dump(
         Duration::from_secs(60),
         "delivery after the block is lifted",

@@ -169,7 +169,7 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
     );
 
     // A spool file is decided too: an executable is moved aside with its reason.
-    ferry_daemon::testbed::spool_file(&tb.spool, "bad.exe", b"MZ").expect("spool");
+    ferry_daemon::testkit::spool_file(&tb.spool, "bad.exe", b"MZ").expect("spool");
     let rejected = tb.spool.join(".rejected");
     wait_for(Duration::from_secs(10), "spool refusal", || {
         rejected.join("bad.exe").exists() && rejected.join("bad.exe.reason.json").exists()

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_daemon::{config, control, egress, ingress, selfcheck};
+use ferry_daemon::admin::protocol;
+use ferry_daemon::ops::hardening_plan;
+use ferry_daemon::{config, egress, ingress};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,7 +38,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut cfg = config::load(&args.config)?;
     // Before Landlock hides /etc/passwd.
     cfg.resolve_admin().map_err(anyhow::Error::msg)?;
-    ferry_daemon::admin::remember_accounts();
+    ferry_daemon::admin::gate::remember_accounts();
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handler")?;
@@ -56,12 +58,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
     });
     let watchdog = ferry_hardening::notify::watchdog_interval();
     let keep_fds = notifier.iter().map(|n| n.fd()).collect();
-    let plan = selfcheck::hardening_config(&cfg, &args.config, keep_fds);
+    let plan = hardening_plan::hardening_config(&cfg, &args.config, keep_fds);
     let report = ferry_hardening::apply(&plan).context("hardening ferryd")?;
     log_hardening(&report);
-    let status = control::SharedStatus::default();
+    let status = protocol::SharedStatus::default();
     let hardening = serde_json::to_value(&report).ok();
-    control::update(&status, |s| s.hardening = hardening);
+    protocol::update(&status, |s| s.hardening = hardening);
     let notify = notifier
         .map(|n| {
             let (status, shutdown) = (status.clone(), shutdown.clone());
@@ -120,7 +122,7 @@ fn log_hardening(r: &ferry_hardening::Report) {
 /// stops the pings and systemd restarts the service.
 fn notify_loop(
     n: &ferry_hardening::notify::Notifier,
-    status: &control::SharedStatus,
+    status: &protocol::SharedStatus,
     shutdown: &AtomicBool,
     watchdog: Option<Duration>,
 ) {
@@ -130,7 +132,7 @@ fn notify_loop(
     let mut last_change = Instant::now();
     let mut last_ping: Option<Instant> = None;
     while !shutdown.load(Ordering::Relaxed) {
-        let snap = control::snapshot(status);
+        let snap = protocol::snapshot(status);
         if snap.updated_unix_ms != last_update {
             last_update = snap.updated_unix_ms;
             last_change = Instant::now();

@@ -2,7 +2,7 @@
 //! temporary directory, real `ferryd` processes, and bounded waits.
 #![allow(dead_code)]
 
-use ferry_daemon::testbed::{self, Testbed, TestbedOptions};
+use ferry_daemon::testkit::{self, Testbed, TestbedOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -94,7 +94,7 @@ impl Daemon {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) {
-        ferry_daemon::demo::stop_child(&mut self.child, Duration::from_secs(10));
+        ferry_daemon::cli::demo::stop_child(&mut self.child, Duration::from_secs(10));
     }
 
     pub fn alive(&mut self) -> bool {
@@ -116,7 +116,7 @@ impl Drop for Daemon {
 pub fn testbed(dir: &Path, f: impl FnOnce(&mut TestbedOptions)) -> Testbed {
     let mut o = TestbedOptions::loopback("e2e").expect("options");
     f(&mut o);
-    testbed::create(dir, &o).expect("testbed")
+    testkit::create(dir, &o).expect("testbed")
 }
 
 /// Waits until `f` is true or `limit` passes; panics with `what` on timeout.

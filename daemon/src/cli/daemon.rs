@@ -1,0 +1,203 @@
+//! `ferryctl status`, `ferryctl resend` and `ferryctl policy reload`: one
+//! request each to a running ferryd's control socket, and its answer shown.
+
+use crate::admin::{protocol, socket};
+use crate::config;
+use anyhow::{bail, Context};
+use std::path::Path;
+
+/// `ferryctl policy reload`: fails when the daemon kept the old policy.
+pub fn reload_policy(config: &Path) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = config::load(config)?;
+    let v = socket::request(&cfg.control_socket(), &protocol::Request::ReloadPolicy)?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    if v.get("error").is_some() {
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `ferryctl status`: exits 2 when the daemon shows alarms.
+pub fn status(config: &Path, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = config::load(config)?;
+    let v = socket::request(&cfg.control_socket(), &protocol::Request::Status)?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        bail!("{e}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_status(&v);
+    }
+    let alarms = v
+        .get("alarms")
+        .and_then(|a| a.as_array())
+        .map_or(0, |a| a.len());
+    if alarms > 0 {
+        return Ok(std::process::ExitCode::from(2));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `ferryctl resend`: retained packages by id, or a sequence range `A..B`.
+pub fn resend(
+    config: &Path,
+    packages: Vec<String>,
+    seq: Option<String>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = config::load(config)?;
+    let seq_range = match seq {
+        None => None,
+        Some(s) => {
+            let (a, b) = s.split_once("..").unwrap_or((&s, &s));
+            let a: u64 = a
+                .trim()
+                .parse()
+                .with_context(|| format!("bad --seq `{s}`: use A..B"))?;
+            let b: u64 = b
+                .trim()
+                .parse()
+                .with_context(|| format!("bad --seq `{s}`: use A..B"))?;
+            if b < a {
+                bail!("bad --seq `{s}`: the range is empty");
+            }
+            Some((a, b))
+        }
+    };
+    if packages.is_empty() && seq_range.is_none() {
+        bail!("name what to resend: --package ID (repeatable) or --seq A..B");
+    }
+    let v = socket::request(
+        &cfg.control_socket(),
+        &protocol::Request::Resend {
+            packages,
+            seq_range,
+        },
+    )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    if v.get("error").is_some() {
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_status(v: &serde_json::Value) {
+    let get = |k: &str| {
+        v.get(k)
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
+    println!("{} side of link {}", get("role"), get("link"));
+    let fields: &[&str] = if get("role") == "egress" {
+        &[
+            "epoch",
+            "link_up",
+            "sender_next_seq",
+            "delivered",
+            "delivered_bytes",
+            "rejected",
+            "failed",
+            "duplicates_suppressed",
+        ]
+    } else {
+        &[
+            "epoch",
+            "queued",
+            "awaiting_approval",
+            "awaiting_window",
+            "taken",
+            "sent",
+            "resent",
+            "rejected",
+            "datagrams_sent",
+            "send_errors",
+            "retained",
+        ]
+    };
+    if let Some(r) = v.get("admin_roles").and_then(|r| r.as_str()) {
+        println!("  {:<22} {r}", "admin roles");
+    }
+    for k in fields {
+        if let Some(x) = v.get(k) {
+            println!("  {k:<22} {x}");
+        }
+    }
+    if let (Some(t), Some(now)) = (
+        v.get("last_heartbeat_unix_ms").and_then(|t| t.as_u64()),
+        v.get("updated_unix_ms").and_then(|t| t.as_u64()),
+    ) {
+        let age = now.saturating_sub(t) as f64 / 1000.0;
+        println!("  {:<22} {age:.1} s ago", "last heartbeat");
+    }
+    if let Some(ch) = v
+        .get("channels")
+        .and_then(|c| c.as_object())
+        .filter(|c| !c.is_empty())
+    {
+        println!("  channels:");
+        for (name, c) in ch {
+            let n = |k: &str| c.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            if v.get("role").and_then(|r| r.as_str()) == Some("egress") {
+                println!(
+                    "    {name:<20} delivered {} ({} bytes)",
+                    n("delivered"),
+                    n("delivered_bytes")
+                );
+            } else {
+                println!(
+                    "    {name:<20} accepted {}, rejected {}, sent {} ({} bytes)",
+                    n("accepted"),
+                    n("rejected"),
+                    n("sent"),
+                    n("sent_bytes")
+                );
+            }
+        }
+    }
+    if let Some(d) = v
+        .get("downstream")
+        .and_then(|d| d.as_object())
+        .filter(|d| !d.is_empty())
+    {
+        println!("  downstream:");
+        for (url, e) in d {
+            let n = |k: &str| e.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            print!(
+                "    {url}  waiting {}, parked {}, forwarded {}",
+                n("waiting"),
+                n("parked"),
+                n("forwarded")
+            );
+            match e.get("last_error").and_then(|x| x.as_str()) {
+                Some(err) if n("consecutive_failures") > 0 => {
+                    println!(", failing ({} attempts): {err}", n("consecutive_failures"))
+                }
+                _ => println!(),
+            }
+        }
+    }
+    if let Some(g) = v
+        .get("gaps")
+        .and_then(|g| g.as_array())
+        .filter(|g| !g.is_empty())
+    {
+        println!(
+            "  gaps (resend these):   {}",
+            serde_json::Value::Array(g.clone())
+        );
+    }
+    if let Some(w) = v.get("warnings").and_then(|w| w.as_array()) {
+        for x in w {
+            println!("  WARNING: {}", x.as_str().unwrap_or_default());
+        }
+    }
+    if let Some(a) = v
+        .get("alarms")
+        .and_then(|a| a.as_array())
+        .filter(|a| !a.is_empty())
+    {
+        for x in a {
+            println!("  ALARM: {}", x.as_str().unwrap_or_default());
+        }
+    }
+}

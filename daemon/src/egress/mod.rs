@@ -1,0 +1,364 @@
+//! The egress side's wiring: starts the receive thread (`receive.rs`) and
+//! the writer thread (`writer.rs`), the forwarder (`forward.rs`) when a
+//! channel delivers downstream, and answers its admin requests.
+//!
+//! The receive thread owns the sockets and the protocol receiver and does
+//! nothing slow; the writer owns the outbox and the state store, so a slow
+//! disk does not make the receive thread miss datagrams. The writer stages
+//! every package in `OUTBOX/.staging`, and on a verified completion records
+//! the delivery (ledger entry plus replay window, one redb transaction)
+//! before the atomic rename, so a crash between the two is finished at the
+//! next start and a package is never delivered twice.
+
+pub(crate) mod forward;
+pub(crate) mod receive;
+pub(crate) mod status;
+pub(crate) mod writer;
+
+use crate::admin::protocol::{self, Request, SharedStatus};
+use crate::config::Config;
+use crate::egress::receive::{drain, LinkWatch, BATCH};
+use crate::egress::status::{publish, show_gaps};
+use crate::egress::writer::{recover, writer_loop, Sinks, Write, WRITER_QUEUE};
+use crate::link::keys::schedule;
+use crate::link::udp::{self, BatchReceiver, DatagramBatch};
+use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
+use crate::state::gaps::{self, GapBook};
+use crate::state::outbox::Outbox;
+use crate::state::store::StateStore;
+use crate::{now_millis, DaemonError};
+use ferry_protocol::{Receiver, ReceiverConfig, ReplayWindow};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Test and benchmark knobs that a deployment never sets: random loss
+/// injected on the receive path (the loopback has none of its own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EgressOptions {
+    /// Datagrams dropped per million, before the protocol sees them.
+    pub drop_per_million: u32,
+    /// Seed of the drop decisions.
+    pub seed: u64,
+}
+
+/// Runs the egress side until `shutdown` is set.
+pub fn run(
+    cfg: Config,
+    shutdown: Arc<AtomicBool>,
+    status: SharedStatus,
+    options: EgressOptions,
+) -> Result<(), DaemonError> {
+    let audit = Arc::new(AuditTrail::open(&cfg)?);
+    let mut keys = crate::link::keys::load_keys(&cfg)?;
+    let open = keys.take_open_keys()?;
+    let mut expiry = crate::ops::expiry::ExpiryWatch::new(&cfg, &keys);
+    expiry.poll(&status);
+    let state_dir = cfg.paths.state_dir.clone();
+    std::fs::create_dir_all(&state_dir).map_err(DaemonError::io(&state_dir))?;
+    let store = Arc::new(StateStore::open(&state_dir.join("ferry.redb"))?);
+    let outbox_dir = cfg
+        .paths
+        .outbox_dir
+        .clone()
+        .ok_or_else(|| DaemonError::Config("egress needs paths.outbox_dir".into()))?;
+    let outbox = Outbox::open(&outbox_dir)?;
+    let gap_book = Arc::new(Mutex::new(GapBook::load(&store)?));
+    recover(&store, &outbox, &audit, &gap_book)?;
+    outbox.cleanup_staging()?;
+    if let Ok(b) = gap_book.lock() {
+        show_gaps(&status, &b);
+    }
+
+    let window = match store.load_replay()? {
+        Some(b) => ReplayWindow::from_bytes(&b)?,
+        None => ReplayWindow::new(),
+    };
+    let chain = crate::link::keys::epoch_chain(&cfg, &keys);
+    let mut rc = ReceiverConfig::new(&cfg.link.name, schedule(&cfg));
+    rc.mtu = cfg.link.mtu;
+    rc.max_buffer_bytes = cfg.link.max_buffer_bytes;
+    rc.package_idle_timeout_ms = cfg.link.package_idle_timeout_ms;
+    rc.link_down_after_ms = cfg.link.link_down_after_ms;
+    let mut receiver = Receiver::new(rc, open, chain, window);
+    if let Some(t) = gaps::load_newest_heartbeat(&store)? {
+        // Heartbeats made before the last one seen (before this restart)
+        // are replays, not life.
+        receiver.resume_heartbeats_after(t);
+    }
+
+    let mut sockets = Vec::new();
+    for addr in &cfg.link.listen {
+        let (sock, report) = udp::bind_socket(*addr, cfg.link.socket_buffer_bytes)?;
+        if report.capped {
+            tracing::warn!(
+                requested = report.requested,
+                got = report.rcvbuf,
+                "kernel capped the socket receive buffer; raise net.core.rmem_max or expect loss under load"
+            );
+        }
+        sockets.push(sock);
+    }
+    let max_len = ferry_protocol::wire::max_datagram_len(cfg.link.mtu);
+    let mut udp = BatchReceiver::new(sockets, BATCH, max_len)?;
+
+    protocol::update(&status, |s| {
+        s.role = "egress".into();
+        s.link = cfg.link.name.clone();
+    });
+    audit.record(
+        AuditRecord::new(EventKind::DaemonStart, Actor::system(), Outcome::Success)
+            .detail("role", "egress")
+            .detail("link", cfg.link.name.clone())
+            .detail("suite", keys.suite().name()),
+    )?;
+    // The policy, when configured, for the redundant content inspection
+    // under each channel's `egress_profile` before delivery.
+    let gate = cfg
+        .policy
+        .as_ref()
+        .map(crate::inspection::policy_gate::PolicyGate::load)
+        .transpose()?
+        .map(Arc::new);
+    if let (Some(g), None) = (&gate, &cfg.downstream) {
+        if let Some(c) = g
+            .current()
+            .channels()
+            .iter()
+            .find(|c| matches!(c.destination, ferry_policy::Destination::Downstream(_)))
+        {
+            return Err(DaemonError::Config(format!(
+                "channel `{}` delivers to a downstream HTTPS endpoint, but this configuration has no [downstream] section: add one with the CA of the endpoint (ca), and the client certificate and key ferryd presents (cert, key)",
+                c.name
+            )));
+        }
+    }
+    let forwarder = crate::egress::forward::spawn(
+        cfg.downstream.clone(),
+        store.clone(),
+        outbox.clone(),
+        status.clone(),
+        audit.clone(),
+        shutdown.clone(),
+    )?;
+    let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
+    let writer = {
+        let status = status.clone();
+        let store = store.clone();
+        let link_name = cfg.link.name.clone();
+        let audit = audit.clone();
+        let gate = gate.clone();
+        let wake = forwarder.notifier();
+        let gap_book = gap_book.clone();
+        std::thread::Builder::new()
+            .name("ferry-writer".into())
+            .spawn(move || {
+                writer_loop(
+                    rx,
+                    Sinks {
+                        outbox,
+                        store,
+                        wake,
+                        gaps: gap_book,
+                    },
+                    status,
+                    link_name,
+                    &audit,
+                    gate.as_deref(),
+                )
+            })
+            .map_err(DaemonError::io(std::path::Path::new("writer thread")))?
+    };
+    let control = {
+        let status = status.clone();
+        let audit = audit.clone();
+        let store = store.clone();
+        let wake = forwarder.notifier();
+        let gap_book = gap_book.clone();
+        let admin =
+            crate::admin::gate::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
+        crate::admin::gate::publish(&admin, &cfg, &status);
+        let mode = admin.socket_mode();
+        let note: crate::admin::api::Note = {
+            let audit = audit.clone();
+            Arc::new(move |r| audit.note(r))
+        };
+        let handler: crate::admin::api::Handler = Arc::new(move |caller, req| {
+            crate::admin::gate::gate(&admin, &audit, caller, req, |actor, _, req| match req {
+                Request::Status => serde_json::to_value(protocol::snapshot(&status))
+                    .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+                Request::Resend { .. } => serde_json::json!({
+                    "error": "resend is an ingress command: run it against the ingress side's configuration"
+                }),
+                Request::ReloadPolicy => crate::inspection::policy_gate::reload_policy(
+                    gate.as_deref(),
+                    &audit,
+                    &status,
+                    actor,
+                ),
+                Request::AuditNote { record } => {
+                    crate::admin::gate::audit_note(&audit, actor, record)
+                }
+                Request::ApprovalsList
+                | Request::ApprovalsShow { .. }
+                | Request::Approve { .. }
+                | Request::Reject { .. } => serde_json::json!({
+                    "error": "approvals happen on the ingress side, before a package is sent: ask the ingress ferryd"
+                }),
+                Request::ChannelStop { .. } | Request::ChannelStart { .. } => {
+                    serde_json::json!({
+                        "error": "channels are stopped and started on the ingress side: ask the ingress ferryd"
+                    })
+                }
+                Request::ForwardRetry { package } => {
+                    match crate::egress::forward::retry(&store, &status, package.as_deref()) {
+                        Ok(v) => {
+                            wake.retry_now();
+                            v
+                        }
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    }
+                }
+                Request::GapAck {
+                    first,
+                    last,
+                    reason,
+                } => ack_gaps(
+                    &gap_book, &store, &status, &audit, actor, first, last, &reason,
+                ),
+            })
+        });
+        crate::admin::api::Planes::start(&cfg, mode, shutdown.clone(), handler, note)?
+    };
+    let metrics = match cfg.metrics.as_ref() {
+        Some(m) => Some(crate::ops::metrics::spawn(
+            m.listen,
+            status.clone(),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
+
+    let mut batch = DatagramBatch::new(BATCH, max_len);
+    let mut rng = options.seed | 1;
+    let mut saved_epoch = receiver.epochs().oldest().map(|(e, _)| e);
+    let mut last_status = Instant::now();
+    let mut result = Ok(());
+    let mut link = LinkWatch {
+        gaps: gap_book.clone(),
+        store: store.clone(),
+        replays_unreported: 0,
+        last_replay_report: None,
+    };
+    while !shutdown.load(Ordering::Relaxed) {
+        let wait = receiver
+            .poll_timeout()
+            .map(|t| t.since(now_millis()))
+            .unwrap_or(100)
+            .clamp(1, 100);
+        match udp.recv(&mut batch, Duration::from_millis(wait)) {
+            Ok(_) => {}
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
+        }
+        let now = now_millis();
+        for d in batch.iter() {
+            if options.drop_per_million > 0 {
+                // xorshift64: cheap, seeded, good enough to spread drops.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if (rng % 1_000_000) < u64::from(options.drop_per_million) {
+                    continue;
+                }
+            }
+            receiver.handle_datagram(now, d);
+        }
+        receiver.handle_timeout(now);
+        if !drain(&mut receiver, &tx, &status, &audit, &mut link) {
+            result = Err(DaemonError::ThreadStopped("egress writer"));
+            break;
+        }
+        if let Some((e, secret)) = receiver.epochs().oldest().map(|(e, s)| (e, s.clone())) {
+            if saved_epoch != Some(e) {
+                if let Err(err) = keys.save_epoch(e, &secret) {
+                    result = Err(err.into());
+                    break;
+                }
+                saved_epoch = Some(e);
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = Instant::now();
+            expiry.poll(&status);
+            audit.tick();
+            publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+        }
+    }
+    drop(tx);
+    let _ = writer.join();
+    shutdown.store(true, Ordering::Relaxed);
+    forwarder.join();
+    control.join();
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
+    publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+    audit.note(
+        AuditRecord::new(EventKind::DaemonStop, Actor::system(), Outcome::Success)
+            .detail("role", "egress"),
+    );
+    if let Ok(a) = Arc::try_unwrap(audit) {
+        a.close();
+    }
+    result
+}
+
+/// An administrator's acknowledgement that `first..=last` will never come:
+/// removed from the book (durably), audited with who and why.
+#[allow(clippy::too_many_arguments)]
+fn ack_gaps(
+    book: &Mutex<GapBook>,
+    store: &StateStore,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+    actor: Actor,
+    first: u64,
+    last: u64,
+    reason: &str,
+) -> serde_json::Value {
+    if last < first || reason.trim().is_empty() {
+        return serde_json::json!({ "error": "give a range first ≤ last and a reason" });
+    }
+    let Ok(mut b) = book.lock() else {
+        return serde_json::json!({ "error": "internal: gap book unavailable; restart ferryd" });
+    };
+    let mut trial = b.clone();
+    let removed = trial.acknowledge(first, last);
+    if removed == 0 {
+        return serde_json::json!({
+            "error": format!("no open gap in {first}..{last}: see \"gaps\" in `ferryctl status`")
+        });
+    }
+    // Audited before it takes effect: an acknowledgement the log cannot
+    // hold is not made.
+    if let Err(e) = audit.record(
+        AuditRecord::new(EventKind::LinkGap, actor, Outcome::Success)
+            .reason(reason.to_owned())
+            .detail("action", "acknowledged")
+            .detail("first", first.to_string())
+            .detail("last", last.to_string())
+            .detail("seqs", removed.to_string()),
+    ) {
+        return serde_json::json!({ "error": format!("not acknowledged: {e}") });
+    }
+    if let Err(e) = trial.save(store) {
+        return serde_json::json!({ "error": format!("not acknowledged: {e}") });
+    }
+    *b = trial;
+    show_gaps(status, &b);
+    serde_json::json!({ "acknowledged": removed, "gap_seqs_open": b.seqs_open() })
+}

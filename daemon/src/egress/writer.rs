@@ -1,0 +1,842 @@
+//! The writer thread: owns the outbox and the state store, stages each
+//! package, inspects it again, records the delivery (ledger and replay
+//! window in one transaction) and renames it into place, or hands it to the
+//! forwarder; and finishes at start what a crash interrupted.
+
+use crate::admin::protocol::{self, SharedStatus};
+use crate::egress::status::{alarm, show_gaps, REFUSED_ALARM_PREFIX};
+use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
+use crate::state::gaps::{self, GapBook};
+use crate::state::outbox::{Outbox, OutboxError, Staging};
+use crate::state::store::{LedgerEntry, LedgerState, StateStore};
+use crate::{now_millis, DaemonError};
+use ferry_protocol::Manifest;
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver as Rx;
+use std::sync::{Arc, Mutex};
+
+/// Writer queue depth (messages, each at most one 64 KiB chunk): bounds
+/// the memory between the threads to about 64 MiB.
+pub(crate) const WRITER_QUEUE: usize = 1024;
+
+pub(crate) enum Write {
+    Start {
+        seq: u64,
+        attempt: u8,
+    },
+    Data {
+        seq: u64,
+        data: Vec<u8>,
+    },
+    Complete {
+        seq: u64,
+        manifest: Box<Manifest>,
+        replay: Vec<u8>,
+    },
+    Failed {
+        seq: u64,
+    },
+    /// A fresh heartbeat: persist its sender time.
+    Heartbeat {
+        sender_time_ms: u64,
+    },
+}
+
+pub(crate) struct Staged {
+    staging: Option<Staging>,
+    attempt: u8,
+}
+
+/// Where the writer puts verified packages.
+pub(crate) struct Sinks {
+    pub(crate) outbox: Outbox,
+    pub(crate) store: Arc<StateStore>,
+    /// Tells the forwarder about packages waiting for a downstream endpoint.
+    pub(crate) wake: crate::egress::forward::Notifier,
+    /// Open gaps, closed here when a delivery fills them.
+    pub(crate) gaps: Arc<Mutex<GapBook>>,
+}
+
+/// Most packages committed together. Bounds the open staging files and
+/// the time before the first of them is delivered.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// A verified package waiting for its batch's commit.
+pub(crate) struct Ready {
+    seq: u64,
+    staging: Staging,
+    manifest: Box<Manifest>,
+    /// The channel's downstream endpoint; `None` for the outbox.
+    destination: Option<String>,
+    sidecar: serde_json::Value,
+}
+
+pub(crate) fn writer_loop(
+    rx: Rx<Write>,
+    sinks: Sinks,
+    status: SharedStatus,
+    link: String,
+    audit: &AuditTrail,
+    gate: Option<&crate::inspection::policy_gate::PolicyGate>,
+) {
+    let mut w = Writer {
+        sinks,
+        status,
+        link,
+        audit,
+        gate,
+        staged: HashMap::new(),
+        ready: Vec::new(),
+        replay: None,
+        refused: Default::default(),
+    };
+    // Group commit: take what the receive thread has queued (up to a
+    // batch), then make all of its completed packages durable together —
+    // one file-system sync, one ledger transaction and one audit flush
+    // per step instead of per package. A lone package is a batch of one.
+    while let Ok(msg) = rx.recv() {
+        w.handle(msg);
+        while w.ready.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => w.handle(msg),
+                Err(_) => break,
+            }
+        }
+        w.commit();
+    }
+    w.commit();
+}
+
+pub(crate) struct Writer<'a> {
+    sinks: Sinks,
+    status: SharedStatus,
+    link: String,
+    audit: &'a AuditTrail,
+    gate: Option<&'a crate::inspection::policy_gate::PolicyGate>,
+    staged: HashMap<u64, Staged>,
+    ready: Vec<Ready>,
+    /// The receiver's replay window after the newest completion of the
+    /// batch (the window only grows, so it covers the earlier ones).
+    replay: Option<Vec<u8>>,
+    /// Packages refused here (by id) and not delivered since: the
+    /// `egress refused:` alarm stands until each is delivered (a resend
+    /// after the operator fixed the cause), so it neither goes silent
+    /// early nor stays after the operator's fix worked.
+    refused: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl Writer<'_> {
+    fn handle(&mut self, msg: Write) {
+        let outbox = &self.sinks.outbox;
+        match msg {
+            Write::Start { seq, attempt } => {
+                if let Some(old) = self.staged.remove(&seq) {
+                    if let Some(st) = old.staging {
+                        outbox.abort(st);
+                    }
+                }
+                let staging = match outbox.begin(&format!("{seq}-{attempt}")) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                        None
+                    }
+                };
+                self.staged.insert(seq, Staged { staging, attempt });
+            }
+            Write::Data { seq, data } => {
+                let Some(s) = self.staged.get_mut(&seq) else {
+                    return;
+                };
+                let Some(st) = s.staging.as_mut() else {
+                    return;
+                };
+                if let Err(e) = st.write_all(&data) {
+                    // Nothing partial stays: the staging file goes, and this
+                    // send of the package is lost (a redundant send or an
+                    // operator resend brings it once space returns).
+                    alarm(&self.status, &format!("outbox: {e}"));
+                    if let Some(st) = s.staging.take() {
+                        outbox.abort(st);
+                    }
+                }
+            }
+            Write::Heartbeat { sender_time_ms } => {
+                if let Err(e) = gaps::save_newest_heartbeat(&self.sinks.store, sender_time_ms) {
+                    alarm(&self.status, &format!("state store: {e}"));
+                }
+            }
+            Write::Failed { seq } => {
+                if let Some(Staged {
+                    staging: Some(st), ..
+                }) = self.staged.remove(&seq)
+                {
+                    outbox.abort(st);
+                }
+            }
+            Write::Complete {
+                seq,
+                manifest,
+                replay,
+            } => {
+                // The window moves on whatever becomes of the package, so
+                // a failure here is not mistaken for a replay later.
+                self.replay = Some(replay);
+                let Some(s) = self.staged.remove(&seq) else {
+                    return;
+                };
+                let Some(mut st) = s.staging else {
+                    self.refuse(
+                        seq,
+                        &manifest,
+                        "received but could not be staged (see the outbox alarm); resend it once the outbox has space",
+                    );
+                    return;
+                };
+                let guard = match reinspect(self.gate, outbox, &mut st, &manifest, self.audit) {
+                    Ok(g) => g,
+                    Err(why) => {
+                        // Never delivered, not even in part.
+                        outbox.abort(st);
+                        self.refuse(seq, &manifest, &why);
+                        return;
+                    }
+                };
+                let destination = self.gate.and_then(|g| {
+                    match &g.current().channel(&manifest.meta.channel)?.destination {
+                        ferry_policy::Destination::Downstream(url) => Some(url.clone()),
+                        ferry_policy::Destination::Outbox => None,
+                    }
+                });
+                let mut side = sidecar(&self.link, seq, s.attempt, &manifest);
+                if let Some(g) = guard {
+                    side["egress_guard"] = g;
+                }
+                self.ready.push(Ready {
+                    seq,
+                    staging: st,
+                    manifest,
+                    destination,
+                    sidecar: side,
+                });
+            }
+        }
+    }
+
+    /// Delivers the batch: each package whole or not at all, none twice.
+    ///
+    /// 1. drop duplicates (the ledger's, and the batch's own) and names
+    ///    that cannot be delivered; write each sidecar; move packages for
+    ///    a downstream endpoint into the forward area;
+    /// 2. one sync of the outbox's file system makes all of that durable;
+    /// 3. one ledger transaction records every package (delivering or
+    ///    forwarding) with the replay window;
+    /// 4. the renames into the outbox, one more sync, and one transaction
+    ///    marking them delivered; a crash between 3 and 4 is finished at
+    ///    start-up ([`recover`]);
+    /// 5. the audit records, appended together and flushed once.
+    fn commit(&mut self) {
+        let replay = self.replay.take();
+        if self.ready.is_empty() {
+            if let Some(replay) = replay {
+                if let Err(e) = self.sinks.store.save_replay(&replay) {
+                    alarm(&self.status, &format!("state store: {e}"));
+                }
+            }
+            return;
+        }
+        let replay = replay.unwrap_or_default();
+        let batch = std::mem::take(&mut self.ready);
+        let mut items = self.prepare(batch);
+        let (outbox, store) = (&self.sinks.outbox, &self.sinks.store);
+        if let Err(e) = outbox.sync_filesystem() {
+            alarm(&self.status, &format!("outbox: {e}"));
+            self.discard(items, &replay);
+            return;
+        }
+        let entries: Vec<_> = items
+            .iter()
+            .map(|it| (it.manifest.meta.id.0, &it.entry))
+            .collect();
+        if let Err(e) = store.begin_deliveries(&entries, &replay) {
+            alarm(&self.status, &format!("state store: {e}"));
+            self.discard(items, &replay);
+            return;
+        }
+        let mut delivered = Vec::new();
+        for it in &mut items {
+            let Some(st) = it.staging.take() else {
+                continue;
+            };
+            let id = it.manifest.meta.id;
+            match outbox.place_batched(st, &it.manifest.meta.file_name) {
+                Ok(path) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    delivered.push((id.0, name.clone()));
+                    it.delivered_as = Some(name);
+                }
+                Err(e) => {
+                    if matches!(e, OutboxError::DiskFull { .. }) {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                    }
+                    self.refuse(
+                        it.entry.seq,
+                        &it.manifest,
+                        &format!("could not be placed in the outbox: {e}; resend it once fixed"),
+                    );
+                    // The ledger says "delivering" with no staging file
+                    // left: undo it so a resend can deliver the package.
+                    if let Err(e) = store.ledger_remove(id.0) {
+                        alarm(&self.status, &format!("state store: {e}"));
+                    }
+                    it.failed = true;
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            let finished = match outbox.sync_filesystem() {
+                Ok(()) => match store.finish_deliveries(&delivered, now_millis().0) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        alarm(&self.status, &format!("state store: {e}"));
+                        false
+                    }
+                },
+                // Left "delivering": the next start makes sure of them.
+                Err(e) => {
+                    alarm(&self.status, &format!("outbox: {e}"));
+                    false
+                }
+            };
+            if !finished {
+                // `package.delivered` is written once, when the ledger
+                // says the delivery finished: for these, by the start-up
+                // recovery that finishes them (never twice).
+                for it in items.iter_mut().filter(|it| it.delivered_as.is_some()) {
+                    tracing::warn!(seq = it.entry.seq, package = %it.manifest.meta.id, "renamed into the outbox but not recorded as finished; the next start finishes and audits it");
+                    it.delivered_as = None;
+                }
+            }
+        }
+        self.report(items);
+    }
+
+    /// Step 1 of [`Writer::commit`]: what of the batch can go on, with its
+    /// sidecar written and its ledger entry made.
+    fn prepare(&self, batch: Vec<Ready>) -> Vec<Item> {
+        let (outbox, store) = (&self.sinks.outbox, &self.sinks.store);
+        let mut seen = std::collections::HashSet::new();
+        let mut items = Vec::with_capacity(batch.len());
+        for Ready {
+            seq,
+            mut staging,
+            manifest,
+            destination,
+            sidecar,
+        } in batch
+        {
+            let id = manifest.meta.id;
+            match store.ledger_get(id.0) {
+                Ok(None) if seen.insert(id.0) => {}
+                Ok(_) => {
+                    // Delivered before under another sequence number (a
+                    // resend or a redundant send): once only.
+                    outbox.abort(staging);
+                    protocol::update(&self.status, |s| s.duplicates_suppressed += 1);
+                    tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
+                    // The package is delivered: whatever gap this send
+                    // (or the first send it repeats) left is filled.
+                    self.fill_gaps(&[(seq, manifest.first_seq)]);
+                    continue;
+                }
+                Err(e) => {
+                    alarm(&self.status, &format!("state store: {e}"));
+                    outbox.abort(staging);
+                    self.refuse(
+                        seq,
+                        &manifest,
+                        &format!("the delivery ledger could not be read: {e}"),
+                    );
+                    continue;
+                }
+            }
+            let name = &manifest.meta.file_name;
+            // Also for a downstream endpoint: the name travels in a header,
+            // and no endpoint is handed a path or a control code.
+            if let Err(e) = crate::state::outbox::sanitize_file_name(name) {
+                outbox.abort(staging);
+                self.refuse(seq, &manifest, &format!("file name refused: {e}"));
+                continue;
+            }
+            if let Err(e) = outbox.write_sidecar(&mut staging, &sidecar) {
+                alarm(&self.status, &format!("outbox: {e}"));
+                outbox.abort(staging);
+                self.refuse(
+                    seq,
+                    &manifest,
+                    &format!("its metadata file could not be written: {e}; resend it once fixed"),
+                );
+                continue;
+            }
+            let (state, staging) = match &destination {
+                None => (
+                    LedgerState::Delivering {
+                        staging: staging.name().to_owned(),
+                        final_name: name.clone(),
+                    },
+                    Some(staging),
+                ),
+                Some(url) => {
+                    // Out of staging now: the coming sync makes the move
+                    // durable with the data. A crash before the ledger
+                    // write leaves files no entry names, removed at start.
+                    if let Err(e) = outbox.park_for_forward(staging, &id.to_hex()) {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                        self.refuse(
+                            seq,
+                            &manifest,
+                            &format!("could not be kept for its downstream endpoint: {e}; resend it once fixed"),
+                        );
+                        continue;
+                    }
+                    let state = LedgerState::Forwarding {
+                        url: url.clone(),
+                        file_name: name.clone(),
+                        attempts: 0,
+                        last_error: None,
+                        parked: None,
+                        since_unix_ms: now_millis().0,
+                    };
+                    (state, None)
+                }
+            };
+            items.push(Item {
+                entry: LedgerEntry { seq, state },
+                manifest,
+                destination,
+                staging,
+                delivered_as: None,
+                failed: false,
+            });
+        }
+        items
+    }
+
+    /// Nothing of a batch that could not be made durable is delivered.
+    fn discard(&self, items: Vec<Item>, replay: &[u8]) {
+        for it in items {
+            match it.staging {
+                Some(st) => self.sinks.outbox.abort(st),
+                None => self
+                    .sinks
+                    .outbox
+                    .forward_done(&it.manifest.meta.id.to_hex()),
+            }
+            self.refuse(
+                it.entry.seq,
+                &it.manifest,
+                "received but its delivery could not be made durable (see the alarm); resend it once the alarm is cleared",
+            );
+        }
+        if let Err(e) = self.sinks.store.save_replay(replay) {
+            alarm(&self.status, &format!("state store: {e}"));
+        }
+    }
+
+    /// Step 5: counters, log lines and audit records of a committed batch.
+    fn report(&self, items: Vec<Item>) {
+        let mut records = Vec::with_capacity(items.len());
+        let mut forwarding = Vec::new();
+        let mut any_delivered = false;
+        let mut filled = Vec::new();
+        let mut refused_cleared = false;
+        for it in items.into_iter().filter(|it| !it.failed) {
+            let meta = &it.manifest.meta;
+            filled.push((it.entry.seq, it.manifest.first_seq));
+            {
+                let mut r = self.refused.borrow_mut();
+                if r.remove(&meta.id.to_hex()) && r.is_empty() {
+                    refused_cleared = true;
+                }
+            }
+            let place = match (&it.destination, &it.delivered_as) {
+                (Some(url), _) => {
+                    forwarding.push(((it.entry.seq, meta.id.0), url.clone()));
+                    tracing::info!(seq = it.entry.seq, package = %meta.id, destination = %url, "verified; waiting for the downstream endpoint");
+                    format!("waiting for {url}")
+                }
+                (None, Some(name)) => {
+                    any_delivered = true;
+                    protocol::count(&self.status, &meta.channel, |c| {
+                        c.delivered += 1;
+                        c.delivered_bytes += meta.size;
+                    });
+                    protocol::update(&self.status, |s| {
+                        s.delivered += 1;
+                        s.delivered_bytes += meta.size;
+                    });
+                    tracing::info!(seq = it.entry.seq, package = %meta.id, file = %name, size = meta.size, "delivered");
+                    format!("outbox: {name}")
+                }
+                (None, None) => continue,
+            };
+            let kind = if it.destination.is_some() {
+                EventKind::PackageReceived
+            } else {
+                EventKind::PackageDelivered
+            };
+            records.push(
+                AuditRecord::new(kind, Actor::system(), Outcome::Success)
+                    .package(meta.id.to_hex())
+                    .channel(meta.channel.clone())
+                    .detail("seq", it.entry.seq.to_string())
+                    .detail("size", meta.size.to_string())
+                    .detail("digest", hex::encode(&meta.digest))
+                    .detail("sender", meta.sender_identity.clone())
+                    .detail("signing_key", it.manifest.signing_key_id.clone())
+                    .detail("destination", place),
+            );
+        }
+        if any_delivered {
+            // A delivery went through: outbox alarms (disk full) are
+            // over; the log keeps their history.
+            protocol::update(&self.status, |s| {
+                s.alarms.retain(|a| !a.starts_with("outbox:"))
+            });
+        }
+        if refused_cleared {
+            // Every refused package was delivered since: nothing left to act on.
+            protocol::update(&self.status, |s| {
+                s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX))
+            });
+        }
+        self.audit.note_all(records);
+        self.fill_gaps(&filled);
+        if !forwarding.is_empty() {
+            self.sinks.wake.added(forwarding);
+        }
+    }
+
+    /// Closes the gaps that delivered packages fill: their own sequence
+    /// number and, for a resend, the one they were first sent under.
+    fn fill_gaps(&self, filled: &[(u64, Option<u64>)]) {
+        fill_gaps(
+            &self.sinks.gaps,
+            &self.sinks.store,
+            &self.status,
+            self.audit,
+            filled,
+        );
+    }
+
+    /// A verified package that is not delivered, for whatever reason:
+    /// counted (per channel), audited and alarmed — never only a log line.
+    fn refuse(&self, seq: u64, manifest: &Manifest, why: &str) {
+        let meta = &manifest.meta;
+        protocol::count_rejected(&self.status, &meta.channel);
+        tracing::warn!(seq, package = %meta.id, "not delivered: {why}");
+        self.audit.note(
+            AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Refused)
+                .package(meta.id.to_hex())
+                .channel(meta.channel.clone())
+                .reason(why.to_owned())
+                .detail("seq", seq.to_string())
+                .detail("side", "egress"),
+        );
+        let total = protocol::snapshot(&self.status).rejected;
+        let open = {
+            let mut r = self.refused.borrow_mut();
+            r.insert(meta.id.to_hex());
+            r.len()
+        };
+        let msg = format!(
+            "{REFUSED_ALARM_PREFIX} {open} package(s) refused and not delivered since ({total} refusals since start), the last {} (seq {seq}): {why}; the audit log has each one (`ferryctl audit query --event package.failed`); the alarm clears once each is delivered (fix the cause, then resend)",
+            meta.id.to_hex()
+        );
+        protocol::update(&self.status, |s| {
+            s.alarms.retain(|a| !a.starts_with(REFUSED_ALARM_PREFIX));
+            s.alarms.push(msg);
+        });
+    }
+}
+
+/// Closes the gaps `filled` names (sequence number, and first sequence
+/// number of a resend), saves the book when it changed, and audits each
+/// closed number.
+pub(crate) fn fill_gaps(
+    book: &Mutex<GapBook>,
+    store: &StateStore,
+    status: &SharedStatus,
+    audit: &AuditTrail,
+    filled: &[(u64, Option<u64>)],
+) {
+    let Ok(mut b) = book.lock() else {
+        return;
+    };
+    if b.is_empty() {
+        return;
+    }
+    let mut closed = Vec::new();
+    for (seq, first) in filled {
+        for s in std::iter::once(*seq).chain(*first) {
+            if b.close(s) {
+                closed.push((s, *seq));
+            }
+        }
+    }
+    if closed.is_empty() {
+        return;
+    }
+    if let Err(e) = b.save(store) {
+        alarm(status, &format!("state store: {e}"));
+    }
+    show_gaps(status, &b);
+    drop(b);
+    audit.note_all(
+        closed
+            .into_iter()
+            .map(|(gap, by)| {
+                AuditRecord::new(EventKind::LinkGap, Actor::system(), Outcome::Success)
+                    .detail("action", "closed")
+                    .detail("seq", gap.to_string())
+                    .detail("delivered_as_seq", by.to_string())
+            })
+            .collect(),
+    );
+}
+
+/// A package of a batch being committed.
+pub(crate) struct Item {
+    entry: LedgerEntry,
+    manifest: Box<Manifest>,
+    destination: Option<String>,
+    /// Still in staging (outbox packages until renamed).
+    staging: Option<Staging>,
+    /// Its name in the outbox once renamed.
+    delivered_as: Option<String>,
+    failed: bool,
+}
+
+/// The second, independent inspection on the egress side under the
+/// channel's `egress_profile`: `Ok(sidecar note)` to deliver (a masked
+/// copy has replaced the staged data), `Err(why)` to drop. Fails closed:
+/// a channel the egress policy does not know, a profile it cannot load, a
+/// `review` verdict (there are no reviewers on this side) or an audit log
+/// that cannot record the inspection all stop delivery.
+pub(crate) fn reinspect(
+    gate: Option<&crate::inspection::policy_gate::PolicyGate>,
+    outbox: &Outbox,
+    staging: &mut Staging,
+    manifest: &Manifest,
+    audit: &AuditTrail,
+) -> Result<Option<serde_json::Value>, String> {
+    let Some(gate) = gate else { return Ok(None) };
+    let meta = &manifest.meta;
+    let policy = gate.current();
+    let Some(channel) = policy.channel(&meta.channel) else {
+        return Err(format!(
+            "channel `{}` is not in this side's policy (fail closed)",
+            meta.channel
+        ));
+    };
+    let Some(profile) = channel.egress_profile.clone() else {
+        return Ok(None);
+    };
+    let guard = gate
+        .guard(&profile)
+        .ok_or_else(|| format!("content profile `{profile}` is not loaded"))?;
+    staging.sync().map_err(|e| e.to_string())?;
+    let id = meta.id.to_hex();
+    let report = crate::inspection::content::inspect_in_place(
+        &guard,
+        staging.path(),
+        &meta.file_name,
+        &meta.content_type,
+        outbox.staging_dir(),
+        &id,
+    )
+    .map_err(|e| e.to_string())?;
+    audit
+        .record(crate::inspection::content::record(
+            EventKind::GuardReinspected,
+            Actor::system(),
+            &id,
+            &meta.channel,
+            &report,
+        ))
+        .map_err(|e| format!("the audit log cannot record the inspection: {e}"))?;
+    match report.verdict {
+        ferry_guard::Verdict::Pass | ferry_guard::Verdict::Masked => {
+            Ok(Some(serde_json::json!({
+                "profile": report.profile,
+                "verdict": report.verdict,
+                "findings_total": report.findings_total,
+                "sha256_before": report.digest_before,
+                "sha256_after": report.digest_after,
+            })))
+        }
+        ferry_guard::Verdict::Review => Err(format!(
+            "the egress profile `{profile}` asks for review; there are no reviewers on the egress side (fail closed): {}",
+            report.reasons.join("; ")
+        )),
+        ferry_guard::Verdict::Reject => Err(format!(
+            "refused by the egress content guard (`{profile}`): {}",
+            report.reasons.join("; ")
+        )),
+    }
+}
+
+/// The JSON metadata written next to each delivered file.
+pub fn sidecar(link: &str, seq: u64, attempt: u8, m: &Manifest) -> serde_json::Value {
+    // The digest is the suite's: SHA-256 (intl) or SM3 (gm).
+    let digest_algorithm = match m.suite {
+        ferry_protocol::suite::SuiteId::Intl => "sha256",
+        ferry_protocol::suite::SuiteId::Gm => "sm3",
+    };
+    let mut v = serde_json::json!({
+        "package_id": m.meta.id.to_hex(),
+        "link": link,
+        "seq": seq,
+        "send": attempt,
+        "channel": m.meta.channel,
+        "file_name": m.meta.file_name,
+        "content_type": m.meta.content_type,
+        "size": m.meta.size,
+        "digest_algorithm": digest_algorithm,
+        "digest": hex::encode(&m.meta.digest),
+        "sender_identity": m.meta.sender_identity,
+        "created_unix_ms": m.meta.created_unix_ms,
+        "delivered_unix_ms": now_millis().0,
+        "suite": m.suite.name(),
+        "signing_key_id": m.signing_key_id,
+        "key_epoch": m.epoch,
+    });
+    if let Some(first) = m.first_seq {
+        // A resend: the sequence number it was first sent under (the gap
+        // it fills).
+        v["first_seq"] = first.into();
+    }
+    if let Some(i) = &m.meta.inspection {
+        // The ingress guard's record, signed in the manifest.
+        v["ingress_guard"] = serde_json::json!({
+            "profile": i.profile,
+            "verdict": i.verdict.as_str(),
+            "sha256_before": hex::encode(&i.sha256_before),
+            "sha256_after": hex::encode(&i.sha256_after),
+        });
+    }
+    v
+}
+
+/// Finishes deliveries a crash interrupted between the ledger write and
+/// the rename, and writes their `package.delivered` record: a delivery
+/// left "delivering" never had one (the writer records a delivery only
+/// once the ledger says it finished), so each gets exactly one.
+pub(crate) fn recover(
+    store: &StateStore,
+    outbox: &Outbox,
+    audit: &AuditTrail,
+    gap_book: &Mutex<GapBook>,
+) -> Result<(), DaemonError> {
+    let mut records = Vec::new();
+    let mut filled = Vec::new();
+    for (id, entry) in store.list_delivering()? {
+        if let LedgerState::Delivering {
+            staging,
+            final_name,
+        } = &entry.state
+        {
+            let sidecar = outbox.staged_sidecar(staging).unwrap_or_else(|| {
+                serde_json::json!({
+                    "package_id": hex::encode(id),
+                    "seq": entry.seq,
+                    "recovered_after_crash": true,
+                })
+            });
+            match outbox.recover(staging, final_name, &sidecar) {
+                Ok(Some(path)) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    store.finish_delivery(id, &name, now_millis().0)?;
+                    tracing::info!(package = %hex::encode(id), file = %name, "interrupted delivery finished");
+                    records.push(recovered_record(id, entry.seq, &sidecar, &name));
+                }
+                Ok(None) => {
+                    // No staging file: the rename had happened already.
+                    store.finish_delivery(id, final_name, now_millis().0)?;
+                    tracing::info!(package = %hex::encode(id), file = %final_name, "interrupted delivery finished (renamed before the crash)");
+                    records.push(recovered_record(id, entry.seq, &sidecar, final_name));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            filled.push((entry.seq, sidecar.get("first_seq").and_then(|v| v.as_u64())));
+        }
+    }
+    // Recorded before the daemon takes any new traffic; a failure to
+    // record stops the start (the deliveries stay finished, and the next
+    // start cannot tell them apart, so it must not go on silently).
+    for r in records {
+        audit.record(r)?;
+    }
+    if let Ok(mut b) = gap_book.lock() {
+        let mut changed = false;
+        for (seq, first) in filled {
+            for s in std::iter::once(seq).chain(first) {
+                changed |= b.close(s);
+            }
+        }
+        if changed {
+            b.save(store)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `package.delivered` record of a delivery start-up recovery
+/// finished, from what its sidecar says.
+pub(crate) fn recovered_record(
+    id: [u8; 16],
+    seq: u64,
+    sidecar: &serde_json::Value,
+    name: &str,
+) -> AuditRecord {
+    let text = |k: &str| {
+        sidecar
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut r = AuditRecord::new(
+        EventKind::PackageDelivered,
+        Actor::system(),
+        Outcome::Success,
+    )
+    .package(hex::encode(id))
+    .detail("seq", seq.to_string())
+    .detail("destination", format!("outbox: {name}"))
+    .detail("recovered_after_crash", "true");
+    if let Some(c) = sidecar.get("channel").and_then(|v| v.as_str()) {
+        r = r.channel(c.to_owned());
+    }
+    for (k, field) in [
+        ("size", "size"),
+        ("digest", "digest"),
+        ("sender", "sender_identity"),
+        ("signing_key", "signing_key_id"),
+    ] {
+        let v = match sidecar.get(field) {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => text(field),
+        };
+        if !v.is_empty() {
+            r = r.detail(k, v);
+        }
+    }
+    r
+}

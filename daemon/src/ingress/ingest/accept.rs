@@ -1,0 +1,161 @@
+//! Group commit of uploads accepted over HTTPS.
+//!
+//! A `202` promises the package survives a crash, so each one used to cost
+//! its own fsync of the body, of the queue directory, a redb commit and an
+//! audit flush before the answer. Concurrent requests now hand their
+//! finished uploads to one committer thread, which admits everything that
+//! is waiting together: the renames into the queue directory, one
+//! `syncfs(2)` for all bodies and names, one redb transaction queueing all
+//! of them under consecutive sequence numbers, and one audit flush. Each
+//! request is answered only after all of that; a failure answers every
+//! request of the batch with an error and leaves none of it queued.
+
+use crate::ingress::admission::Upload;
+use crate::ingress::shared::Admitted;
+use crate::ingress::shared::Grant;
+use crate::ingress::shared::Shared;
+use crate::ops::audit_trail::Actor;
+use crate::DaemonError;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Most uploads admitted together.
+const MAX_BATCH: usize = 256;
+
+/// A finished upload to make durable and admit, and where to answer.
+pub(crate) struct Job {
+    /// The body, written (not yet synced) under the queue directory.
+    pub(crate) staged: PathBuf,
+    pub(crate) upload: Upload,
+    pub(crate) actor: Actor,
+    pub(crate) grant: Grant,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<Admitted, DaemonError>>,
+}
+
+/// Where the ingest API sends finished uploads.
+pub(crate) type Committer = tokio::sync::mpsc::Sender<Job>;
+
+/// Starts the committer thread. It ends when every [`Committer`] is
+/// dropped, after answering what it was given.
+pub(crate) fn spawn(
+    s: Arc<Shared>,
+    capacity: usize,
+) -> Result<(Committer, std::thread::JoinHandle<()>), DaemonError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(capacity.max(1));
+    let join = std::thread::Builder::new()
+        .name("ferry-accept".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                commit(&s, jobs);
+            }
+        })
+        .map_err(DaemonError::io(std::path::Path::new("accept thread")))?;
+    Ok((tx, join))
+}
+
+/// Admits a batch: every job is answered.
+fn commit(s: &Shared, jobs: Vec<Job>) {
+    let mut moved = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let dest = s.queue_dir.join(j.upload.id.to_hex());
+        match std::fs::rename(&j.staged, &dest) {
+            Ok(()) => moved.push((j, dest)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&j.staged);
+                let _ = j.reply.send(Err(DaemonError::io(&dest)(e)));
+            }
+        }
+    }
+    if moved.is_empty() {
+        return;
+    }
+    // One sync makes every body and every rename of the batch durable.
+    if let Err(e) = crate::ingress::admission::sync_filesystem(&s.queue_dir) {
+        let why = e.to_string();
+        for (j, dest) in moved {
+            let _ = std::fs::remove_file(&dest);
+            let _ = j.reply.send(Err(DaemonError::GroupCommit(why.clone())));
+        }
+        return;
+    }
+    let (plain, held): (Vec<_>, Vec<_>) = moved
+        .into_iter()
+        .partition(|(j, _)| j.grant.approval.is_none() && j.grant.window_until_unix_ms.is_none());
+    // Held packages (approvals, closed windows) are rare: one by one.
+    for (j, dest) in held {
+        let meta = crate::ingress::admission::meta_of(j.upload);
+        let r = crate::ingress::admission::admit(s, &meta, &dest, j.grant, j.actor);
+        if r.is_err() {
+            let _ = std::fs::remove_file(&dest);
+        }
+        let _ = j.reply.send(r);
+    }
+    if !plain.is_empty() {
+        queue_all(s, plain);
+    }
+}
+
+/// Queues packages under consecutive sequence numbers in one transaction
+/// and records them with one audit flush; if the log cannot take the
+/// records, none of them stays queued (nothing is sent that the audit log
+/// does not show).
+fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
+    let mut items: Vec<_> = jobs
+        .into_iter()
+        .map(|(j, dest)| {
+            let meta = crate::ingress::admission::meta_of(j.upload);
+            (meta, dest, j.actor, j.reply)
+        })
+        .collect();
+    let mut records: Vec<_> = items
+        .iter()
+        .map(|(meta, dest, _, _)| (meta.id.0, crate::ingress::queue::queued_record(meta, dest)))
+        .collect();
+    let fail = |items: Vec<(ferry_protocol::PackageMeta, PathBuf, Actor, _)>, why: String| {
+        for (_, dest, _, reply) in items {
+            let _ = std::fs::remove_file(&dest);
+            let reply: tokio::sync::oneshot::Sender<Result<Admitted, DaemonError>> = reply;
+            let _ = reply.send(Err(DaemonError::GroupCommit(why.clone())));
+        }
+    };
+    let queued = match s.lock.lock() {
+        Ok(_guard) => s.store.enqueue_fresh(&mut records),
+        Err(_) => {
+            fail(items, DaemonError::Poisoned.to_string());
+            return;
+        }
+    };
+    if let Err(e) = queued {
+        fail(items, e.to_string());
+        return;
+    }
+    let audit: Vec<_> = items
+        .iter_mut()
+        .zip(&records)
+        .map(|((meta, _, actor, _), (_, q))| {
+            crate::ingress::admission::pushed_record(meta, &Admitted::Queued(q.seq), actor.clone())
+        })
+        .collect();
+    if let Err(e) = s.audit.record_all(audit) {
+        if let Ok(_guard) = s.lock.lock() {
+            for (id, _) in &records {
+                if let Err(e) = s.store.remove(*id) {
+                    tracing::error!(error = %e, package = %hex::encode(id), "could not take a package out of the queue after the audit log failed");
+                }
+            }
+        }
+        fail(items, e.to_string());
+        return;
+    }
+    for ((meta, _, _, reply), (_, q)) in items.into_iter().zip(&records) {
+        crate::ingress::admission::count_accepted(s, &meta);
+        let _ = reply.send(Ok(Admitted::Queued(q.seq)));
+    }
+}

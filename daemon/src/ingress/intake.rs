@@ -1,0 +1,436 @@
+//! Spool intake: takes settled files from the spool directories, checks
+//! them against the policy, and hands them to admission.
+
+/// A spool file is taken once its size and mtime stayed the same this long.
+pub(crate) const SPOOL_SETTLE_MS: u64 = 500;
+
+use crate::admin::protocol::{self};
+use crate::ingress::admission::{
+    admit, decision_record, digest_file, guard_package, rand_id, GuardJob, Guarded,
+};
+use crate::ingress::shared::{Admitted, Grant, Shared};
+use crate::ops::audit_trail::{Actor, Role};
+use crate::{now_millis, DaemonError};
+use ferry_protocol::{PackageId, PackageMeta};
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
+    let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+    let mut clock = crate::ingress::spool::SpoolClock::default();
+    while !s.shutdown.load(Ordering::Relaxed) {
+        // The spool's schedule, from the policy in force (a reload may
+        // change it).
+        let policy = s.policy.as_ref().map(|g| g.current());
+        let name = spool_name(s);
+        let coll = policy
+            .as_ref()
+            .and_then(|p| p.spool_collections().iter().find(|c| c.name == name));
+        if !clock.collecting(coll, time::OffsetDateTime::now_utc(), Instant::now()) {
+            // Between collections nothing is watched: a file must settle
+            // within the next collection's window.
+            seen.clear();
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        if let Err(e) = intake_once(s, spool, &mut seen) {
+            tracing::error!(error = %e, "spool intake failed; retrying");
+            protocol::update(&s.status, |st| {
+                let msg = format!("spool intake: {e}");
+                if !st.alarms.contains(&msg) {
+                    st.alarms.push(msg);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub(crate) fn intake_once(
+    s: &Shared,
+    spool: &Path,
+    seen: &mut HashMap<PathBuf, (u64, SystemTime, Instant)>,
+) -> Result<(), DaemonError> {
+    let now = Instant::now();
+    let mut present = Vec::new();
+    for entry in std::fs::read_dir(spool).map_err(DaemonError::io(spool))? {
+        let entry = entry.map_err(DaemonError::io(spool))?;
+        let name = entry.file_name();
+        // Dot files are in-progress uploads by convention (write `.x`, then
+        // rename to `x`).
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) if m.is_file() => m,
+            _ => continue,
+        };
+        let path = entry.path();
+        present.push(path.clone());
+        let sig = (
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        match seen.get(&path) {
+            Some((len, mtime, since)) if (*len, *mtime) == sig => {
+                if now.duration_since(*since) >= Duration::from_millis(SPOOL_SETTLE_MS) {
+                    seen.remove(&path);
+                    take(s, &path)?;
+                }
+            }
+            _ => {
+                seen.insert(path, (sig.0, sig.1, now));
+            }
+        }
+    }
+    seen.retain(|p, _| present.contains(p));
+    Ok(())
+}
+
+/// Moves a settled spool file into the queue and records it durably.
+pub(crate) fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unnamed".into());
+    if let Err(why) = s.audit.accepting() {
+        protocol::update(&s.status, |st| {
+            let msg = format!("intake stopped: {why}");
+            if !st.alarms.contains(&msg) {
+                st.alarms.push(msg);
+            }
+        });
+        return Ok(());
+    }
+    if refuse_spool_name(s, path, &file_name)? {
+        return Ok(());
+    }
+    let (channel, mut approval, profile) = match spool_verdict(s, path, &file_name)? {
+        SpoolVerdict::Take {
+            channel,
+            approval,
+            profile,
+        } => (channel, approval, profile),
+        SpoolVerdict::Leave => return Ok(()),
+    };
+    let id = PackageId(rand_id()?);
+    let dest = s.queue_dir.join(id.to_hex());
+    if let Err(e) = std::fs::rename(path, &dest) {
+        if e.raw_os_error() == Some(libc::EXDEV) {
+            // Spool on another filesystem: copy, make durable, then remove.
+            std::fs::copy(path, &dest).map_err(DaemonError::io(&dest))?;
+            File::open(&dest)
+                .and_then(|f| f.sync_all())
+                .map_err(DaemonError::io(&dest))?;
+            std::fs::remove_file(path).map_err(DaemonError::io(path))?;
+        } else {
+            return Err(DaemonError::io(path)(e));
+        }
+    }
+    let mut inspection = None;
+    if let Some(profile) = profile {
+        let actor = Actor::new(format!("spool:{}", spool_name(s)), Role::Sender);
+        let job = GuardJob {
+            profile: &profile,
+            path: &dest,
+            file_name: &file_name,
+            content_type: "application/octet-stream",
+            id: &id.to_hex(),
+            channel: &channel,
+            approval: approval.as_ref(),
+        };
+        match guard_package(s, &job, actor) {
+            Ok(Guarded::Go { report, .. }) => {
+                inspection = crate::inspection::content::inspection_of(&report);
+            }
+            Ok(Guarded::Review {
+                requirement,
+                report,
+            }) => {
+                inspection = crate::inspection::content::inspection_of(&report);
+                approval = Some(requirement);
+            }
+            Ok(Guarded::Refused { report, why }) => {
+                let reason = serde_json::json!({
+                    "file_name": file_name,
+                    "refused_unix_ms": now_millis().0,
+                    "summary": why,
+                    "guard": report,
+                });
+                return set_aside_refused(
+                    s,
+                    path,
+                    &dest,
+                    &file_name,
+                    &channel,
+                    &reason,
+                    "refused by the content guard",
+                );
+            }
+            Err(e) => {
+                // Not inspected, not sent: back into the spool for the next
+                // collection, and the operator told.
+                let _ = std::fs::rename(&dest, path);
+                return Err(e);
+            }
+        }
+    }
+    let (size, digest) = digest_file(s.keys.link_crypto(), &dest)?;
+    File::open(&dest)
+        .and_then(|f| f.sync_all())
+        .map_err(DaemonError::io(&dest))?;
+    let meta = PackageMeta {
+        id,
+        channel: channel.clone(),
+        size,
+        digest,
+        file_name: file_name.clone(),
+        content_type: "application/octet-stream".into(),
+        sender_identity: format!("spool:{}", spool_name(s)),
+        created_unix_ms: now_millis().0,
+        inspection,
+    };
+    let actor = Actor::new(meta.sender_identity.clone(), Role::Sender);
+    // A spool file meets no closed window here (it waits in the spool), so
+    // only approvals can hold it.
+    let grant = Grant {
+        approval,
+        window_until_unix_ms: None,
+        subject: s
+            .policy
+            .as_ref()
+            .map(|_| ferry_policy::Subject::spool(&spool_name(s))),
+    };
+    let admitted = admit(s, &meta, &dest, grant, actor)?;
+    let (state, seq) = match admitted {
+        Admitted::Queued(seq) => {
+            tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
+            ("queued", Some(seq))
+        }
+        Admitted::Held(_) => {
+            tracing::info!(package = %id, file = %file_name, size, "taken from spool; held for approval");
+            ("awaiting_approval", None)
+        }
+        Admitted::AwaitingWindow(_) => {
+            tracing::info!(package = %id, file = %file_name, size, "taken from spool; held until its window opens");
+            ("awaiting_window", None)
+        }
+    };
+    if let Some(spool) = path.parent() {
+        let receipt = serde_json::json!({
+            "file_name": file_name,
+            "package_id": id.to_hex(),
+            "channel": meta.channel,
+            "state": state,
+            "seq": seq,
+            "size": size,
+            "digest_algorithm": match s.keys.link_crypto().suite() {
+                ferry_protocol::suite::SuiteId::Intl => "sha256",
+                ferry_protocol::suite::SuiteId::Gm => "sm3",
+            },
+            "digest": hex::encode(&meta.digest),
+            "taken_unix_ms": meta.created_unix_ms,
+        });
+        crate::ingress::spool::record_done(spool, &dest, &file_name, &receipt);
+    }
+    Ok(())
+}
+
+/// Name of this side's spool as the policy knows it: the `[spool.NAME]`
+/// whose directory is `paths.spool_dir`, else the link's name.
+pub(crate) fn spool_name(s: &Shared) -> String {
+    let dir = s.cfg.paths.spool_dir.as_deref();
+    s.policy
+        .as_ref()
+        .and_then(|g| {
+            g.current()
+                .spool_collections()
+                .iter()
+                .find(|c| Some(c.dir.as_path()) == dir)
+                .map(|c| c.name.clone())
+        })
+        .unwrap_or_else(|| s.cfg.link.name.clone())
+}
+
+pub(crate) enum SpoolVerdict {
+    /// Queue it on this channel (held first when approvals are required),
+    /// after the content guard under `profile`.
+    Take {
+        channel: String,
+        approval: Option<ferry_policy::ApprovalRequirement>,
+        profile: Option<String>,
+    },
+    /// Not now (window closed) or refused (moved aside): leave it.
+    Leave,
+}
+
+/// The one file-name rule of ingest, spool and outbox
+/// ([`crate::state::outbox::sanitize_file_name`]) for a spool file: a name the
+/// egress side would not deliver (e.g. `x.ferry.json`) is set aside in
+/// `SPOOL/.rejected/` with its reason, counted and audited, never sent.
+/// True when refused.
+pub(crate) fn refuse_spool_name(
+    s: &Shared,
+    path: &Path,
+    file_name: &str,
+) -> Result<bool, DaemonError> {
+    let Err(e) = crate::state::outbox::sanitize_file_name(file_name) else {
+        return Ok(false);
+    };
+    let name = spool_name(s);
+    let channel = s
+        .policy
+        .as_ref()
+        .and_then(|g| {
+            g.current()
+                .spool_collections()
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.channel.clone())
+        })
+        .unwrap_or_else(|| s.cfg.link.name.clone());
+    let reason = serde_json::json!({
+        "file_name": file_name,
+        "refused_unix_ms": now_millis().0,
+        "summary": e.to_string(),
+    });
+    set_aside_refused(
+        s,
+        path,
+        path,
+        file_name,
+        &channel,
+        &reason,
+        "refused: its name cannot be delivered",
+    )?;
+    crate::ingress::ingest::record_refusal(
+        s,
+        s.cfg
+            .ingest
+            .as_ref()
+            .map_or(crate::config::DEFAULT_REFUSAL_ALARM_PER_MINUTE, |i| {
+                i.refusal_alarm_per_minute
+            }),
+        crate::ingress::ingest::Refusal {
+            reason: "file_name",
+            status: None,
+            peer: None,
+            identity: None,
+            actor: Some(Actor::new(format!("spool:{name}"), Role::Sender)),
+            channel: Some(&channel),
+            detail: e.to_string(),
+            audited: false,
+        },
+    );
+    Ok(true)
+}
+
+/// Asks the policy about a settled spool file. A refused file is moved to
+/// `SPOOL/.rejected/` with a `.reason.txt` beside it, so nothing is lost and
+/// the operator sees why.
+pub(crate) fn spool_verdict(
+    s: &Shared,
+    path: &Path,
+    file_name: &str,
+) -> Result<SpoolVerdict, DaemonError> {
+    let Some(gate) = &s.policy else {
+        if s.stopped(&s.cfg.link.name).is_some() {
+            return Ok(SpoolVerdict::Leave);
+        }
+        return Ok(SpoolVerdict::Take {
+            channel: s.cfg.link.name.clone(),
+            approval: None,
+            profile: None,
+        });
+    };
+    let name = spool_name(s);
+    let policy = gate.current();
+    let channel = policy
+        .spool_collections()
+        .iter()
+        .find(|c| c.name == name)
+        .map_or_else(|| s.cfg.link.name.clone(), |c| c.channel.clone());
+    if s.stopped(&channel).is_some() {
+        // Collected again once the channel is started.
+        return Ok(SpoolVerdict::Leave);
+    }
+    let size = std::fs::metadata(path)
+        .map_err(DaemonError::io(path))?
+        .len();
+    let d = gate.decide_and_charge(&ferry_policy::Request {
+        identity: ferry_policy::Subject::spool(&name),
+        channel: channel.clone(),
+        file_name: file_name.to_owned(),
+        content_type: "application/octet-stream".into(),
+        size_bytes: size,
+        at: time::OffsetDateTime::now_utc(),
+    });
+    s.audit.record(decision_record(
+        &d,
+        Actor::new(format!("spool:{name}"), Role::Sender),
+        &channel,
+        file_name,
+        size,
+    ))?;
+    let refusal = match d.verdict {
+        ferry_policy::Verdict::Hold => return Ok(SpoolVerdict::Leave),
+        ferry_policy::Verdict::Allow => {
+            return Ok(SpoolVerdict::Take {
+                channel,
+                approval: d.approval,
+                profile: d.profile,
+            })
+        }
+        ferry_policy::Verdict::Deny => d
+            .reasons
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    let reason = serde_json::json!({
+        "file_name": file_name,
+        "refused_unix_ms": now_millis().0,
+        "rule_id": d.rule_id,
+        "reasons": d.reasons,
+        "summary": refusal,
+        "policy_hash": d.policy_hash,
+    });
+    let why = format!("refused by policy: {refusal}");
+    set_aside_refused(s, path, path, file_name, &channel, &reason, &why)?;
+    Ok(SpoolVerdict::Leave)
+}
+
+/// A refused spool file (still at `original`, or already moved to
+/// `current` in the queue): into `SPOOL/.rejected/` under a free name with
+/// its reason beside it (the policy's reasons or the guard's report, no
+/// values), counted, and logged with `why`.
+pub(crate) fn set_aside_refused(
+    s: &Shared,
+    original: &Path,
+    current: &Path,
+    file_name: &str,
+    channel: &str,
+    reason: &serde_json::Value,
+    why: &str,
+) -> Result<(), DaemonError> {
+    let spool = original.parent().unwrap_or(Path::new("."));
+    let rejected = spool.join(".rejected");
+    std::fs::create_dir_all(&rejected).map_err(DaemonError::io(&rejected))?;
+    let dest = crate::ingress::spool::free_name(&rejected, file_name);
+    let mut reason_path = dest.clone().into_os_string();
+    reason_path.push(".reason.json");
+    let reason_path = PathBuf::from(reason_path);
+    std::fs::write(&reason_path, format!("{reason:#}\n")).map_err(DaemonError::io(&reason_path))?;
+    if std::fs::rename(current, &dest).is_err() {
+        // Another filesystem: copy, then drop the queued one.
+        std::fs::copy(current, &dest).map_err(DaemonError::io(&dest))?;
+        let _ = std::fs::remove_file(current);
+    }
+    tracing::warn!(file = %file_name, channel = %channel, "spool file {why}");
+    protocol::count_rejected(&s.status, channel);
+    Ok(())
+}

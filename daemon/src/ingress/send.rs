@@ -1,0 +1,438 @@
+//! The send loop: drives `ferry_protocol::Sender`, reads payloads from the
+//! queue files, paces and batches datagrams, re-sends what the egress side
+//! may have missed, and prunes what it no longer needs.
+
+use crate::admin::protocol::{self};
+use crate::ingress::queue::{first_seq_of, requeue, with_first_seq};
+use crate::ingress::shared::Shared;
+use crate::link::pacer::Pacer;
+use crate::link::udp::{BatchSender, DatagramBatch};
+use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome, Role};
+use crate::state::meta::meta_from_json;
+use crate::state::store::{QueueState, QueuedPackage};
+use crate::{now_millis, DaemonError};
+use ferry_protocol::{PackageId, Sender, Transmit};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Datagrams per sendmmsg batch.
+pub(crate) const BATCH: usize = 64;
+
+/// Packages handed to the protocol sender at once (each holds one FEC
+/// block in memory while being sent).
+pub(crate) const SENDER_WINDOW: usize = 4;
+
+/// How often the sender looks for newly queued packages while busy.
+pub(crate) const FEED_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Self-healing re-sends consider packages whose sends ended at most this
+/// long before they became due; older ones (an ingress that was down, a
+/// budget long exhausted) are skipped and counted, never sent in a flood.
+pub(crate) const HEAL_WINDOW_MS: u64 = 60_000;
+
+/// Key in a queued package's description: it had its self-healing re-send.
+pub(crate) const HEALED_KEY: &str = "heal_resent";
+
+pub(crate) struct Open {
+    id: PackageId,
+    file: File,
+    /// For the per-channel counters once the send completes.
+    channel: String,
+    size: u64,
+}
+
+pub(crate) fn send_loop(
+    s: &Shared,
+    sender: &mut Sender,
+    udp: &mut BatchSender,
+) -> Result<(), DaemonError> {
+    let max_len = sender.max_datagram_len();
+    let mut batch = DatagramBatch::new(BATCH, max_len);
+    // Four batches of credit: a sleep that overshoots (timer slack is tens
+    // of microseconds) is not lost in full, and 4 × 64 datagrams are far
+    // below any receive buffer.
+    let burst = (4 * BATCH * max_len) as u64;
+    let mut pacer = Pacer::new(s.cfg.link.rate_bytes_per_s, burst);
+    let mut open: HashMap<u64, Open> = HashMap::new();
+    let mut last_seq: Option<u64> = None;
+    let mut payload = Vec::new();
+    let mut saved_epoch = sender.epochs().oldest().map(|(e, _)| e);
+    let mut last_status = Instant::now();
+    let mut last_prune = Instant::now();
+    let mut last_feed = Instant::now();
+    let mut heal = HealBudget::new(s.cfg.link.heal_resend_max_bytes_per_s, Instant::now());
+    while !s.shutdown.load(Ordering::Relaxed) {
+        let now = now_millis();
+        // The queue is read at most every FEED_INTERVAL while sending (a
+        // redb read per batch would cost more than the batch), at once when
+        // idle.
+        if sender.queued() < SENDER_WINDOW
+            && (sender.queued() == 0 || last_feed.elapsed() >= FEED_INTERVAL)
+        {
+            last_feed = Instant::now();
+            feed(s, sender, &mut open, &mut last_seq, now)?;
+        }
+        let before = sender.queued_seqs();
+        batch.clear();
+        let mut idle = false;
+        while batch.len() < BATCH && !idle {
+            let mut need = None;
+            let mut failure = None;
+            batch.push_with(|buf| match sender.poll_transmit(now, buf) {
+                Ok(Transmit::Datagram(n)) => n,
+                Ok(Transmit::NeedPayload { seq, offset, len }) => {
+                    need = Some((seq, offset, len));
+                    0
+                }
+                Ok(Transmit::Idle) => {
+                    idle = true;
+                    0
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    0
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
+            if let Some((seq, offset, len)) = need {
+                let Some(o) = open.get(&seq) else {
+                    return Err(DaemonError::Internal(format!(
+                        "payload for unknown seq {seq}"
+                    )));
+                };
+                payload.resize(len, 0);
+                o.file
+                    .read_exact_at(&mut payload, offset)
+                    .map_err(|e| DaemonError::Package {
+                        id: o.id.to_hex(),
+                        what: format!("queue file unreadable: {e}"),
+                    })?;
+                sender.provide_payload(seq, offset, &payload)?;
+            }
+        }
+        if !batch.is_empty() {
+            let bytes: u64 = batch.iter().map(|d| d.len() as u64).sum();
+            let wait = pacer.delay(Instant::now(), bytes);
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            let report = udp.send(&batch);
+            sender.record_send_errors(report.transient_errors);
+            protocol::update(&s.status, |st| {
+                st.datagrams_sent += report.sent as u64;
+                st.send_dropped += report.dropped as u64;
+                st.send_errors += report.transient_errors;
+            });
+        }
+        let after = sender.queued_seqs();
+        // Every package whose sends completed in this round: one
+        // transaction and one audit flush for all of them.
+        let mut sent = Vec::new();
+        let mut records = Vec::new();
+        for seq in before.iter().filter(|q| !after.contains(q)) {
+            if let Some(o) = open.remove(seq) {
+                sent.push((
+                    o.id.0,
+                    QueueState::Sent {
+                        times: u32::from(s.cfg.link.redundancy),
+                        last_unix_ms: now_millis().0,
+                    },
+                ));
+                protocol::update(&s.status, |st| st.sent += 1);
+                protocol::count(&s.status, &o.channel, |c| {
+                    c.sent += 1;
+                    c.sent_bytes += o.size;
+                });
+                tracing::info!(package = %o.id, seq, "sent");
+                records.push(
+                    AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
+                        .package(o.id.to_hex())
+                        .detail("seq", seq.to_string())
+                        .detail("sends", s.cfg.link.redundancy.to_string()),
+                );
+            }
+        }
+        s.store.set_states(&sent)?;
+        s.audit.note_all(records);
+        let oldest = sender.epochs().oldest().map(|(e, sec)| (e, sec.clone()));
+        if let Some((e, secret)) = oldest {
+            if saved_epoch != Some(e) {
+                s.keys.save_epoch(e, &secret)?;
+                saved_epoch = Some(e);
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = Instant::now();
+            publish(s, sender);
+            if s.reload.swap(false, Ordering::Relaxed) {
+                crate::inspection::policy_gate::reload_policy(
+                    s.policy.as_ref(),
+                    &s.audit,
+                    &s.status,
+                    Actor::new("SIGHUP", Role::SystemAdmin),
+                );
+            }
+            s.audit.tick();
+            heal_resend(s, &mut heal)?;
+            crate::ingress::holds::approvals::expire(s);
+            crate::ingress::holds::window_holds::release_due(s);
+            if let Ok(mut w) = s.expiry.lock() {
+                w.poll(&s.status);
+            }
+        }
+        if last_prune.elapsed() >= Duration::from_secs(10) {
+            last_prune = Instant::now();
+            prune(s)?;
+        }
+        if idle && batch.is_empty() {
+            let until = sender.poll_timeout();
+            let wait = until.since(now_millis()).clamp(1, 20);
+            std::thread::sleep(Duration::from_millis(wait));
+        }
+    }
+    publish(s, sender);
+    Ok(())
+}
+
+pub(crate) fn publish(s: &Shared, sender: &Sender) {
+    let queued = s.store.count_queued().unwrap_or(0);
+    let epoch = sender.epochs().current();
+    let ss = sender.stats();
+    protocol::update(&s.status, |st| {
+        st.sender = Some(serde_json::json!({
+            "packages_sent": ss.packages_sent,
+            "sends_completed": ss.sends_completed,
+            "datagrams": ss.datagrams,
+            "repair_datagrams": ss.repair_datagrams,
+            "heartbeats": ss.heartbeats,
+            "payload_bytes": ss.payload_bytes,
+            "expired_sends": ss.expired_sends,
+            "send_errors": ss.send_errors,
+        }));
+        st.updated_unix_ms = now_millis().0;
+        st.queued = queued + sender.queued() as u64;
+        st.epoch = epoch;
+    });
+    let snap = protocol::snapshot(&s.status);
+    if let Err(e) = protocol::write_status_file(&s.cfg.paths.state_dir, &snap) {
+        tracing::warn!(error = %e, "could not write status.json");
+    }
+}
+
+/// Hands queued packages to the protocol sender in sequence order.
+pub(crate) fn feed(
+    s: &Shared,
+    sender: &mut Sender,
+    open: &mut HashMap<u64, Open>,
+    last_seq: &mut Option<u64>,
+    now: ferry_protocol::Millis,
+) -> Result<(), DaemonError> {
+    let room = SENDER_WINDOW.saturating_sub(sender.queued());
+    let first = last_seq.map_or(0, |l| l.saturating_add(1));
+    // Recorded together once the round is handed over (one transaction).
+    let mut sending = Vec::new();
+    for (id, q) in s.store.next_queued(first, room)? {
+        let json: Option<serde_json::Value> = serde_json::from_str(&q.meta_json).ok();
+        let first_seq = json.as_ref().and_then(first_seq_of);
+        let meta = json
+            .as_ref()
+            .and_then(meta_from_json)
+            .ok_or_else(|| DaemonError::Package {
+                id: hex::encode(id),
+                what: "queue record unreadable".into(),
+            })?;
+        let path = PathBuf::from(&q.path);
+        if let Some(stop) = s.stopped(&meta.channel) {
+            // Out of the sequence order until the channel starts again, so
+            // the egress side sees no gap for it.
+            // Its number is skipped (the egress side sees a gap): the
+            // package keeps it as its first, to close that gap later.
+            crate::ingress::holds::approvals::hold_stopped(s, id, &with_first_seq(&q), &stop)?;
+            *last_seq = Some(q.seq);
+            continue;
+        }
+        if let Some(until) = crate::ingress::holds::window_holds::closed_until(s, &meta.channel) {
+            // "Held queued until the window opens": out of the sequence
+            // order like a stopped channel's, queued again (new sequence
+            // number) when the window opens. A package already handed to
+            // the sender finishes its send.
+            crate::ingress::holds::window_holds::hold_queued(
+                s,
+                id,
+                &with_first_seq(&q),
+                &meta.channel,
+                until,
+            )?;
+            *last_seq = Some(q.seq);
+            continue;
+        }
+        let file = File::open(&path).map_err(DaemonError::io(&path))?;
+        let (channel, size) = (meta.channel.clone(), meta.size);
+        sender.enqueue_resend(now, q.seq, meta, first_seq)?;
+        sending.push((id, QueueState::Sending));
+        open.insert(
+            q.seq,
+            Open {
+                id: PackageId(id),
+                file,
+                channel,
+                size,
+            },
+        );
+        *last_seq = Some(q.seq);
+    }
+    s.store.set_states(&sending)?;
+    Ok(())
+}
+
+/// Byte budget of the self-healing re-sends: refilled at the configured
+/// rate up to one second's worth; a package may take it below zero (so a
+/// package larger than a second's budget is still healed), after which no
+/// re-send starts until it has refilled.
+pub(crate) struct HealBudget {
+    rate: u64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl HealBudget {
+    fn new(rate: u64, now: Instant) -> HealBudget {
+        HealBudget {
+            rate,
+            tokens: rate as f64,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant, bytes: u64) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.rate as f64).min(self.rate as f64);
+        if self.rate == 0 || self.tokens < 0.0 {
+            return false;
+        }
+        self.tokens -= bytes as f64;
+        true
+    }
+}
+
+/// The link heals by itself after an egress crash, without a back channel:
+/// every package is sent once more, under a new sequence number (its
+/// manifest names the first, so the egress side closes that gap), once
+/// `heal_resend_after_ms` has passed since its sends ended — longer than
+/// an egress restart takes. The egress ledger drops the copy that was
+/// already delivered. Bounded by `heal_resend_max_bytes_per_s` and by
+/// [`HEAL_WINDOW_MS`]; what is skipped is counted (the egress side still
+/// lists its gap for an operator resend).
+pub(crate) fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), DaemonError> {
+    let l = &s.cfg.link;
+    if l.heal_resend_max_bytes_per_s == 0 {
+        return Ok(());
+    }
+    let now = now_millis().0;
+    let Some(due_before) = now.checked_sub(l.heal_resend_after_ms) else {
+        return Ok(());
+    };
+    let oldest = due_before.saturating_sub(HEAL_WINDOW_MS);
+    let mut due: Vec<([u8; 16], QueuedPackage)> = s
+        .store
+        .list(Some(QueueState::Sent {
+            times: 0,
+            last_unix_ms: 0,
+        }))?
+        .into_iter()
+        .filter(|(_, q)| match q.state {
+            QueueState::Sent { last_unix_ms, .. } => last_unix_ms <= due_before,
+            _ => false,
+        })
+        .filter(|(_, q)| !healed(q))
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    due.sort_by_key(|(_, q)| q.seq);
+    let (mut resent, mut skipped) = (0u64, 0u64);
+    for (id, q) in due {
+        let last = match q.state {
+            QueueState::Sent { last_unix_ms, .. } => last_unix_ms,
+            _ => continue,
+        };
+        // Marked either way, so each package is considered once.
+        let q = mark_healed(&q);
+        let fits =
+            last >= oldest && Path::new(&q.path).exists() && budget.take(Instant::now(), q.bytes);
+        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+        if fits {
+            let old_seq = q.seq;
+            let seq = requeue(&s.store, id, q)?;
+            tracing::debug!(package = %hex::encode(id), old_seq, seq, "self-healing re-send queued");
+            resent += 1;
+        } else {
+            s.store.enqueue(id, &q)?;
+            skipped += 1;
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "self-healing re-send skipped packages (over heal_resend_max_bytes_per_s, or due too long ago); an egress crash around their sends needs an operator resend (see the egress side's gaps)"
+        );
+    }
+    protocol::update(&s.status, |st| {
+        st.heal_resent += resent;
+        st.heal_skipped += skipped;
+    });
+    Ok(())
+}
+
+pub(crate) fn healed(q: &QueuedPackage) -> bool {
+    serde_json::from_str::<serde_json::Value>(&q.meta_json)
+        .ok()
+        .is_some_and(|v| v.get(HEALED_KEY).is_some())
+}
+
+pub(crate) fn mark_healed(q: &QueuedPackage) -> QueuedPackage {
+    let mut q = q.clone();
+    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&q.meta_json) {
+        m.insert(HEALED_KEY.into(), true.into());
+        q.meta_json = serde_json::Value::Object(m).to_string();
+    }
+    q
+}
+
+/// Deletes retained copies beyond the configured age and byte bounds,
+/// oldest first.
+pub(crate) fn prune(s: &Shared) -> Result<(), DaemonError> {
+    let mut sent: Vec<([u8; 16], QueuedPackage)> = s
+        .store
+        .list(None)?
+        .into_iter()
+        .filter(|(_, q)| matches!(q.state, QueueState::Sent { .. }))
+        .collect();
+    sent.sort_by_key(|(_, q)| q.enqueued_unix_ms);
+    let now = now_millis().0;
+    let max_age_ms = s.cfg.retention.max_age_s.saturating_mul(1000);
+    let mut total: u64 = sent.iter().map(|(_, q)| q.bytes).sum();
+    let mut kept = 0u64;
+    for (id, q) in &sent {
+        let old = now.saturating_sub(q.enqueued_unix_ms) > max_age_ms;
+        if old || total > s.cfg.retention.max_bytes {
+            let _ = std::fs::remove_file(&q.path);
+            s.store.remove(*id)?;
+            total -= q.bytes;
+        } else {
+            kept += 1;
+        }
+    }
+    protocol::update(&s.status, |st| {
+        st.retained = kept;
+        st.retained_bytes = total;
+    });
+    Ok(())
+}

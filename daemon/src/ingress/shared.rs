@@ -1,0 +1,75 @@
+//! What the ingress threads (intake, ingest API, control, send loop) share,
+//! and what admission decided for a package: a leaf under the wiring so
+//! every ingress room can use it without importing the wiring.
+
+use crate::admin::protocol::SharedStatus;
+use crate::config::Config;
+use crate::ops::audit_trail::AuditTrail;
+use crate::state::store::StateStore;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// Serializes sequence-number reservation with the queue write, so that
+/// packages enter the queue in sequence order whichever thread adds them.
+pub(crate) type QueueLock = Arc<Mutex<()>>;
+
+/// What the ingress threads (intake, ingest API, control, send loop) share.
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    /// Sealing keys are moved into the sender; this keeps the KEK for the
+    /// epoch state and the suite for digests.
+    pub(crate) keys: ferry_keys::LinkKeys,
+    /// Hourly key and certificate expiry check.
+    pub(crate) expiry: Mutex<crate::ops::expiry::ExpiryWatch>,
+    pub(crate) store: Arc<StateStore>,
+    pub(crate) queue_dir: PathBuf,
+    pub(crate) status: SharedStatus,
+    pub(crate) lock: QueueLock,
+    pub(crate) shutdown: Arc<AtomicBool>,
+    /// The policy in force, when `[policy]` is configured.
+    pub(crate) policy: Option<crate::inspection::policy_gate::PolicyGate>,
+    /// Set by SIGHUP: reload the policy.
+    pub(crate) reload: Arc<AtomicBool>,
+    /// The audit log (or none).
+    pub(crate) audit: AuditTrail,
+    /// Serializes approvals, rejections and expiries of held packages.
+    pub(crate) approvals_lock: Mutex<()>,
+    /// Channels the system administrator stopped (persisted in the store).
+    pub(crate) stopped: std::sync::RwLock<BTreeMap<String, crate::state::store::StoppedChannel>>,
+}
+
+impl Shared {
+    /// The stop record of `channel`, if it is stopped.
+    pub(crate) fn stopped(&self, channel: &str) -> Option<crate::state::store::StoppedChannel> {
+        match self.stopped.read() {
+            Ok(m) => m.get(channel).cloned(),
+            Err(p) => p.into_inner().get(channel).cloned(),
+        }
+    }
+}
+
+/// Where an admitted package went.
+pub(crate) enum Admitted {
+    /// Into the send queue under this sequence number.
+    Queued(u64),
+    /// Held for approval until this time (ms since the Unix epoch).
+    Held(u64),
+    /// Held until its channel's window opens at this time (ms since the
+    /// Unix epoch).
+    AwaitingWindow(u64),
+}
+
+/// What the policy granted an accepted package besides "allowed".
+#[derive(Default)]
+pub(crate) struct Grant {
+    /// Held for these approvals first.
+    pub(crate) approval: Option<ferry_policy::ApprovalRequirement>,
+    /// A window was closed: not sent before it opens (ms since the Unix
+    /// epoch).
+    pub(crate) window_until_unix_ms: Option<u64>,
+    /// The sender as the policy saw it, kept with a held package to decide
+    /// again at release.
+    pub(crate) subject: Option<ferry_policy::Subject>,
+}

@@ -1,0 +1,6 @@
+//! What both sides of the link share below the protocol: the UDP socket
+//! and the pacer that spaces datagrams to the configured rate.
+
+pub mod keys;
+pub mod pacer;
+pub mod udp;
