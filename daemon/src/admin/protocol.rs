@@ -278,7 +278,9 @@ pub fn update(s: &SharedStatus, f: impl FnOnce(&mut Status)) {
     }
 }
 
-/// Writes the status file atomically.
+/// Writes the status file atomically (rename), but not durably: it is a
+/// snapshot rewritten on every status publish, and a new start writes a
+/// fresh one, so an fsync per publish would buy nothing after a crash.
 pub fn write_status_file(state_dir: &Path, s: &Status) -> std::io::Result<()> {
     let tmp = state_dir.join(".status.json.tmp");
     let text = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;

@@ -7,6 +7,7 @@
 //! and says what to change. Values are checked here, once, so the rest of the
 //! daemon can trust them.
 
+use ferry_common::{did_you_mean, located};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
@@ -754,34 +755,16 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    /// The one located-error renderer (`ferry_common::located`), shared
+    /// with the policy language, so both point at FILE:LINE:COL alike.
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let start = floor_char_boundary(self.text, span.start.min(self.text.len()));
-        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..]
-            .find('\n')
-            .map_or(self.text.len(), |i| start + i);
-        let source_line = self.text[line_start..line_end].trim_end_matches('\r');
-        let line = self.text[..start].matches('\n').count() + 1;
-        let column = self.text[line_start..start].chars().count() + 1;
-        let end = floor_char_boundary(self.text, span.end.clamp(start, line_end));
-        let width = self.text[start..end].chars().count().max(1);
-        let number = line.to_string();
-        let gutter = " ".repeat(number.len());
-        // Tabs stay tabs so the caret lines up in a terminal.
-        let pad: String = self.text[line_start..start]
-            .chars()
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        let excerpt = format!(
-            "{gutter} |\n{number} | {source_line}\n{gutter} | {pad}{}",
-            "^".repeat(width)
-        );
+        let at = located::locate(self.text, span, &[]);
         ConfigError::Invalid {
             origin: self.origin.to_string(),
-            line,
-            column,
+            line: at.line,
+            column: at.column,
             message: message.into(),
-            excerpt,
+            excerpt: at.excerpt,
         }
     }
 
@@ -794,7 +777,7 @@ impl Source<'_> {
     /// The span of a table's `[header]` line, where keys missing from the
     /// table are reported.
     fn header_span(&self, table: &Range<usize>) -> Range<usize> {
-        let start = floor_char_boundary(self.text, table.start.min(self.text.len()));
+        let start = located::floor_char_boundary(self.text, table.start.min(self.text.len()));
         let end = self.text[start..]
             .find('\n')
             .map_or(self.text.len(), |i| start + i);
@@ -802,22 +785,12 @@ impl Source<'_> {
     }
 }
 
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
 /// Rewrites serde's wording into the file's terms and adds a suggestion.
 fn explain_toml_message(message: &str) -> String {
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
-    let suggest = |word: &str, candidates: &[&str]| {
-        closest(word, candidates).map_or(String::new(), |c| format!(", did you mean `{c}`?"))
-    };
     if message.starts_with("unknown field") {
         if let Some((word, expected)) = quoted.split_first() {
-            let hint = suggest(word, expected);
+            let hint = did_you_mean::hint(word, expected);
             if hint.is_empty() {
                 return format!(
                     "unknown key `{word}`; remove it (allowed here: {})",
@@ -829,7 +802,7 @@ fn explain_toml_message(message: &str) -> String {
     }
     if message.starts_with("unknown variant") {
         if let Some((word, expected)) = quoted.split_first() {
-            let hint = suggest(word, expected);
+            let hint = did_you_mean::hint(word, expected);
             let allowed = expected
                 .iter()
                 .map(|e| format!("\"{e}\""))
@@ -845,52 +818,6 @@ fn explain_toml_message(message: &str) -> String {
         return format!("wrong type: {message}");
     }
     message.to_string()
-}
-
-/// The candidate an operator most likely meant, if any is close.
-fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
-    let lower = word.to_lowercase();
-    let mut best: Option<(usize, &str)> = None;
-    for &c in candidates {
-        let d = edit_distance(&lower, c);
-        let limit = (c.chars().count() / 3).max(1);
-        let contained = lower.len() >= 3 && (c.contains(lower.as_str()) || lower.contains(c));
-        let better = match best {
-            None => true,
-            Some((bd, _)) => d < bd,
-        };
-        if (d <= limit || contained) && better {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, c)| c)
-}
-
-/// Optimal string alignment distance: Levenshtein plus adjacent
-/// transpositions, the most common typing slip (`mut` for `mtu`).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 struct Checker<'a> {
@@ -1846,21 +1773,21 @@ impl Checker<'_> {
     /// key an operator has to remove.
     fn key_span(&self, value: &Range<usize>) -> Range<usize> {
         let text = self.source.text;
-        let start = floor_char_boundary(text, value.start.min(text.len()));
+        let start = located::floor_char_boundary(text, value.start.min(text.len()));
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
         let indent = text[line_start..start].len() - text[line_start..start].trim_start().len();
         (line_start + indent)..value.end
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        let start = floor_char_boundary(self.source.text, span.start.min(self.source.text.len()));
-        self.source.text[..start].matches('\n').count() + 1
+        located::line_of(self.source.text, span.start, &[])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_common::did_you_mean::suggest;
 
     const INGRESS: &str = r#"# ingress side
 [link]
@@ -2354,16 +2281,16 @@ outbox_dir = "/srv/ferry/in"
 
     #[test]
     fn suggestions() {
-        assert_eq!(closest("mut", &["name", "mtu"]), Some("mtu"));
-        assert_eq!(closest("MTU", &["name", "mtu"]), Some("mtu"));
+        assert_eq!(suggest("mut", &["name", "mtu"]), Some("mtu"));
+        assert_eq!(suggest("MTU", &["name", "mtu"]), Some("mtu"));
         assert_eq!(
-            closest("rate", &["rate_bytes_per_s", "mtu"]),
+            suggest("rate", &["rate_bytes_per_s", "mtu"]),
             Some("rate_bytes_per_s")
         );
         assert_eq!(
-            closest("heartbeat_interval", &["heartbeat_interval_ms"]),
+            suggest("heartbeat_interval", &["heartbeat_interval_ms"]),
             Some("heartbeat_interval_ms")
         );
-        assert_eq!(closest("xyz", &["name", "mtu"]), None);
+        assert_eq!(suggest("xyz", &["name", "mtu"]), None);
     }
 }

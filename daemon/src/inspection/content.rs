@@ -120,9 +120,7 @@ pub fn inspect_in_place(
     if report.verdict == Verdict::Masked {
         std::fs::rename(&masked, path).map_err(DaemonError::io(path))?;
         if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(DaemonError::io(dir))?;
+            ferry_common::durable::sync_dir(dir).map_err(DaemonError::io(dir))?;
         }
     } else {
         let _ = std::fs::remove_file(&masked);

@@ -7,6 +7,7 @@
 //! sidecar is renamed first, so whoever sees a data file finds its
 //! metadata. A full disk leaves nothing partial behind.
 
+use ferry_common::durable::{self, Replace};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -503,7 +504,7 @@ impl Outbox {
     ) -> Result<(), OutboxError> {
         let path = self.staged_sidecar_path(&staging.name)?;
         staging.writer.flush().map_err(|e| staging.fail(e))?;
-        write_json(&path, sidecar, false).inspect_err(|e| {
+        write_json(&path, sidecar).inspect_err(|e| {
             let _ = std::fs::remove_file(&path);
             if matches!(e, OutboxError::DiskFull { .. }) {
                 let _ = std::fs::remove_file(&staging.path);
@@ -629,13 +630,20 @@ fn exists(path: &Path) -> Result<bool, OutboxError> {
     }
 }
 
-/// Writes JSON into a new 0600 file and fsyncs it.
+/// Writes JSON into a 0600 file durably (the one durable write,
+/// `ferry_common::durable`: temp file, fsync, rename, directory fsync).
 fn write_durably(path: &Path, value: &serde_json::Value) -> Result<(), OutboxError> {
-    write_json(path, value, true)
+    let text = json_text(path, value)?;
+    durable::write(path, &text, FILE_MODE, Replace::Atomically).map_err(|e| {
+        let (at, source) = e.into_parts();
+        io_error(&at, source)
+    })
 }
 
-/// Writes JSON into a new 0600 file, fsync'd when `sync`.
-fn write_json(path: &Path, value: &serde_json::Value, sync: bool) -> Result<(), OutboxError> {
+/// Writes JSON into a new 0600 file without an fsync: the group-commit
+/// write, whose batch is made durable by one `syncfs` after all its files
+/// (a durable write per file would undo the batching).
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), OutboxError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -643,14 +651,18 @@ fn write_json(path: &Path, value: &serde_json::Value, sync: bool) -> Result<(), 
         .mode(FILE_MODE)
         .open(path)
         .map_err(|e| io_error(path, e))?;
+    let text = json_text(path, value)?;
+    file.write_all(&text).map_err(|e| io_error(path, e))
+}
+
+/// The sidecar's bytes: pretty JSON and a final newline.
+fn json_text(path: &Path, value: &serde_json::Value) -> Result<Vec<u8>, OutboxError> {
     let mut text = serde_json::to_vec_pretty(value).map_err(|e| OutboxError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })?;
     text.push(b'\n');
-    file.write_all(&text)
-        .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
-        .map_err(|e| io_error(path, e))
+    Ok(text)
 }
 
 /// Renames `from` to `to`; with `no_replace`, refuses to overwrite and
@@ -678,9 +690,7 @@ fn rename_into(from: &Path, to: &Path, no_replace: bool) -> Result<bool, OutboxE
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error(dir, e))
+    durable::sync_dir(dir).map_err(|e| io_error(dir, e))
 }
 
 #[cfg(test)]

@@ -54,9 +54,8 @@ pub(crate) fn unix_ms(t: OffsetDateTime) -> u64 {
 
 /// `ms` since the Unix epoch as RFC 3339 (UTC).
 pub(crate) fn rfc3339(ms: u64) -> Option<String> {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    let t = ferry_common::rfc3339::from_unix_ms(i64::try_from(ms).ok()?)?;
+    Some(ferry_common::rfc3339::format(t))
 }
 
 fn meta_str<'a>(meta: &'a serde_json::Value, key: &str) -> &'a str {
