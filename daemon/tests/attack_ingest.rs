@@ -489,6 +489,49 @@ fn a2_b7_revocation_reaches_open_keep_alive_connections_on_both_planes() {
         }
     });
     drop(rt);
+
+    // A CRL that cannot be loaded leaves the previous trust store in force
+    // and raises one alarm per plane, each naming its plane once (the
+    // ingest alarm read "ingest TLS: ingest TLS: …", and the admin API's
+    // failure raised none); a good CRL again clears both.
+    let status_file = tb
+        .ingress_config
+        .with_file_name("state")
+        .join("status.json");
+    let alarms = || -> Vec<String> {
+        std::fs::read(&status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("alarms").cloned())
+            .and_then(|a| serde_json::from_value(a).ok())
+            .unwrap_or_default()
+    };
+    let tls_alarms = |prefix: &str| {
+        alarms()
+            .into_iter()
+            .filter(|a| a.starts_with(prefix))
+            .count()
+    };
+    std::fs::write(
+        site.crl(),
+        "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n",
+    )
+    .expect("break the CRL");
+    wait_for(
+        Duration::from_secs(20),
+        "a TLS alarm on both planes",
+        || tls_alarms("ingest TLS:") == 1 && tls_alarms("admin API TLS:") == 1,
+    );
+    for a in alarms() {
+        assert!(
+            !a.contains("TLS: ingest TLS") && !a.contains("TLS: admin API TLS"),
+            "{a}"
+        );
+    }
+    ctl_ok(&["certs", "renew-crl", "--ca", path_str(&site.ca.dir)]);
+    wait_for(Duration::from_secs(20), "both TLS alarms cleared", || {
+        tls_alarms("ingest TLS:") == 0 && tls_alarms("admin API TLS:") == 0
+    });
     ingress.stop();
 }
 

@@ -15,7 +15,7 @@
 //! under the certificate with the status, so probing the API leaves a
 //! trace.
 
-use crate::admin::protocol::{Caller, CertCaller, Request};
+use crate::admin::protocol::{Caller, CertCaller, Request, SharedStatus};
 use crate::config::AdminApiSection;
 use crate::DaemonError;
 use bytes::Bytes;
@@ -50,6 +50,7 @@ pub fn spawn(
     handler: Handler,
     note: Note,
     shutdown: Arc<AtomicBool>,
+    status: SharedStatus,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     // The same trust store as the ingest API when both name the same CA
     // and CRL files, with the same reload: a revoked reviewer's open
@@ -73,6 +74,7 @@ pub fn spawn(
     };
     let hooks: Arc<dyn crate::http::server::Hooks> = Arc::new(AdminHooks {
         shutdown,
+        status,
         note: note.clone(),
         window: std::sync::Mutex::new(RefusalWindow::default()),
     });
@@ -116,6 +118,8 @@ struct RefusalWindow {
 /// audited by the gate and by `handle`.
 struct AdminHooks {
     shutdown: Arc<AtomicBool>,
+    /// Where a failed reload of the admin API's TLS files is alarmed.
+    status: SharedStatus,
     note: Note,
     window: std::sync::Mutex<RefusalWindow>,
 }
@@ -167,9 +171,7 @@ impl crate::http::server::Hooks for AdminHooks {
     }
 
     fn reloaded(&self, r: Result<bool, DaemonError>) {
-        if let Err(e) = r {
-            tracing::error!(error = %e, "admin API TLS files changed but cannot be loaded; the previous ones stay in force");
-        }
+        crate::http::server::report_reload(&self.status, "admin API", r);
     }
 
     fn shutting_down(&self) -> bool {
@@ -291,6 +293,7 @@ impl Planes {
         shutdown: Arc<AtomicBool>,
         handler: Handler,
         note: Note,
+        status: SharedStatus,
     ) -> Result<Planes, DaemonError> {
         let control = {
             let h = handler.clone();
@@ -302,7 +305,7 @@ impl Planes {
             )?
         };
         let api = match &cfg.admin_api {
-            Some(a) => Some(spawn(a, handler, note, shutdown)?),
+            Some(a) => Some(spawn(a, handler, note, shutdown, status)?),
             None => None,
         };
         Ok(Planes { control, api })

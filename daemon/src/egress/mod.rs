@@ -180,6 +180,7 @@ pub fn run(
             crate::admin::gate::AdminPlane::from_config(&cfg, nix::unistd::getuid().as_raw())?;
         crate::admin::gate::publish(&admin, &cfg, &status);
         let mode = admin.socket_mode();
+        let plane_status = status.clone();
         let note: crate::admin::api::Note = {
             let audit = audit.clone();
             Arc::new(move |r| audit.note(r))
@@ -229,7 +230,7 @@ pub fn run(
                 ),
             })
         });
-        crate::admin::api::Planes::start(&cfg, mode, shutdown.clone(), handler, note)?
+        crate::admin::api::Planes::start(&cfg, mode, shutdown.clone(), handler, note, plane_status)?
     };
     let metrics = match cfg.metrics.as_ref() {
         Some(m) => Some(crate::ops::metrics::spawn(

@@ -10,6 +10,7 @@
 //! the plane's [`Hooks`], which counts, audits and alarms it: no refusal
 //! here is silent.
 
+use crate::admin::protocol::SharedStatus;
 use crate::DaemonError;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -216,6 +217,38 @@ struct PlaneTls {
     acceptor: tokio_rustls::TlsAcceptor,
     trust_generation: u64,
     own_digest: Vec<u8>,
+}
+
+/// Reports a reload of `plane`'s TLS files (`ingest`, `admin API`) the one
+/// way both planes share: a failure is logged and raised as a status alarm
+/// (the previous files stay in force, so an operator must act), and the
+/// alarm clears at the next successful load.
+pub(crate) fn report_reload(status: &SharedStatus, plane: &str, r: Result<bool, DaemonError>) {
+    let prefix = format!("{plane} TLS:");
+    match r {
+        // Unchanged files are the ones in force, so they loaded: clear too.
+        // Planes that share a trust store see one `Ok(true)` between them;
+        // the other plane learns of the repair from its next `Ok(false)`.
+        Ok(_) => crate::admin::protocol::update(status, |st| {
+            st.alarms.retain(|a| !a.starts_with(&prefix))
+        }),
+        Err(e) => {
+            // The error may already name the plane (`DaemonError::Tls`);
+            // say it once.
+            let detail = match &e {
+                DaemonError::Tls { source, .. } => source.to_string(),
+                DaemonError::Certs(source) => source.to_string(),
+                other => other.to_string(),
+            };
+            tracing::error!(plane, error = %detail, "TLS files changed but cannot be loaded; the previous ones stay in force");
+            let msg = format!("{prefix} {detail}; the previous trust store stays in force");
+            crate::admin::protocol::update(status, |st| {
+                // One alarm per plane: a newer failure replaces the older.
+                st.alarms.retain(|a| !a.starts_with(&prefix));
+                st.alarms.push(msg);
+            });
+        }
+    }
 }
 
 impl Plane {

@@ -143,10 +143,18 @@ pub fn run(
                 handle_request(&s, actor, caller, req)
             })
         });
-        crate::admin::api::Planes::start(&shared.cfg, mode, shared.shutdown.clone(), handler, {
+        let note: crate::admin::api::Note = {
             let s = shared.clone();
             Arc::new(move |r| s.audit.note(r))
-        })?
+        };
+        crate::admin::api::Planes::start(
+            &shared.cfg,
+            mode,
+            shared.shutdown.clone(),
+            handler,
+            note,
+            shared.status.clone(),
+        )?
     };
     let metrics = match shared.cfg.metrics.as_ref() {
         Some(m) => Some(crate::ops::metrics::spawn(

@@ -100,21 +100,7 @@ impl crate::http::server::Hooks for IngestHooks {
     }
 
     fn reloaded(&self, r: Result<bool, DaemonError>) {
-        match r {
-            Ok(false) => {}
-            Ok(true) => crate::admin::protocol::update(&self.shared.status, |st| {
-                st.alarms.retain(|a| !a.starts_with("ingest TLS:"))
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "ingest TLS files changed but cannot be loaded; the previous ones stay in force");
-                let msg = format!("ingest TLS: {e}; the previous trust store stays in force");
-                crate::admin::protocol::update(&self.shared.status, |st| {
-                    if !st.alarms.contains(&msg) {
-                        st.alarms.push(msg);
-                    }
-                });
-            }
-        }
+        crate::http::server::report_reload(&self.shared.status, "ingest", r);
     }
 
     fn tick(&self) {
