@@ -19,6 +19,18 @@ pub enum DaemonError {
     /// A daemon thread the caller depends on has stopped.
     #[error("the {0} thread stopped; the log line before this one says why; restart ferryd")]
     ThreadStopped(&'static str),
+    /// The operating system refused a new thread.
+    #[error("cannot start the {name} thread: {source}; the host is out of threads or memory: check `ulimit -u`, the unit's TasksMax= and free memory")]
+    ThreadStart {
+        /// Which thread.
+        name: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `ferryctl demo` could not run one of its steps (the message says
+    /// which and what to do).
+    #[error("demo: {0}")]
+    Demo(String),
     /// A batch of uploads could not be made durable together.
     #[error("the upload could not be made durable ({0}); check the queue directory's disk and file system, then push again")]
     GroupCommit(String),
@@ -91,6 +103,11 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
+    /// Maps a thread-spawn error for the thread called `name`.
+    pub fn thread_start(name: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+        move |source| DaemonError::ThreadStart { name, source }
+    }
+
     /// Maps an I/O error on `path`.
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
         move |source| DaemonError::Io {

@@ -28,8 +28,9 @@ pub enum Request {
         #[serde(default)]
         seq_range: Option<(u64, u64)>,
     },
-    /// Ingress only: read the policy file again and swap it in if valid
-    /// (and signed, when signatures are required); the same as SIGHUP.
+    /// Either side: read the policy file again and swap it in if valid
+    /// (and signed, when signatures are required); on the ingress side the
+    /// same as SIGHUP (the egress side has no SIGHUP reload).
     ReloadPolicy,
     /// Record a use of the audit tools in the log this daemon writes
     /// (`audit.read` only: the tools cannot open the log while the daemon

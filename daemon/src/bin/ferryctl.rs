@@ -119,10 +119,11 @@ enum Cmd {
 enum PolicyCmd {
     #[command(flatten)]
     Tool(ferry_policy::cli::PolicyCommand),
-    /// Ask a running ingress `ferryd` to reload its policy (as SIGHUP does);
+    /// Ask a running `ferryd`, either side, to reload its policy (as SIGHUP
+    /// does on the ingress side; on the egress side this is the only way);
     /// prints the new hash, or why the old policy stays in force.
     Reload {
-        /// The ingress daemon's configuration file.
+        /// The daemon's configuration file.
         #[arg(long, short)]
         config: PathBuf,
     },

@@ -172,7 +172,7 @@ pub fn run(cmd: CertsCmd) -> anyhow::Result<std::process::ExitCode> {
                 reason.as_str()
             );
             println!(
-                "wrote {} (CRL number {}, {} revoked, next update {}); copy it to every ferry host and reload",
+                "wrote {} (CRL number {}, {} revoked, next update {}); copy it to every ferry host (ferryd re-reads it within trust_reload_interval_s, no restart)",
                 r.crl.path.display(),
                 r.crl.number,
                 r.crl.revoked_count,

@@ -51,7 +51,7 @@ fn ferryd_path() -> Result<PathBuf, DaemonError> {
     if p.exists() {
         Ok(p)
     } else {
-        Err(DaemonError::Config(format!(
+        Err(DaemonError::Demo(format!(
             "ferryd not found next to ferryctl ({}); build both binaries (`cargo build --release`)",
             p.display()
         )))
@@ -95,7 +95,7 @@ fn fake_id() -> String {
 }
 
 fn fail(msg: impl Into<String>) -> DaemonError {
-    DaemonError::Config(msg.into())
+    DaemonError::Demo(msg.into())
 }
 
 fn ctl(me: &Path, args: &[&str]) -> Result<String, DaemonError> {

@@ -154,7 +154,7 @@ pub fn spawn(
     let join = std::thread::Builder::new()
         .name("ferry-forward".into())
         .spawn(move || f.run(rx))
-        .map_err(DaemonError::io(std::path::Path::new("forwarder thread")))?;
+        .map_err(DaemonError::thread_start("forwarder"))?;
     Ok(Handle {
         notifier: Notifier { tx, waiting },
         join,

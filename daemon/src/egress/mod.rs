@@ -168,7 +168,7 @@ pub fn run(
                     gate.as_deref(),
                 )
             })
-            .map_err(DaemonError::io(std::path::Path::new("writer thread")))?
+            .map_err(DaemonError::thread_start("writer"))?
     };
     let control = {
         let status = status.clone();

@@ -824,5 +824,5 @@ where
                 let _ = t.join();
             }
         })
-        .map_err(DaemonError::io(Path::new("server thread")))
+        .map_err(DaemonError::thread_start("server"))
 }

@@ -124,7 +124,7 @@ pub fn run(
         std::thread::Builder::new()
             .name("ferry-intake".into())
             .spawn(move || intake_loop(&s, &spool))
-            .map_err(DaemonError::io(Path::new("intake thread")))?
+            .map_err(DaemonError::thread_start("intake"))?
     };
     let ingest = match shared.cfg.ingest.clone() {
         Some(c) => Some(crate::ingress::ingest::spawn(shared.clone(), c)?),

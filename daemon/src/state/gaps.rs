@@ -188,7 +188,7 @@ impl GapBook {
     pub fn alarm(&self) -> Option<String> {
         let first = self.ranges.values().next()?;
         Some(format!(
-            "{GAP_ALARM_PREFIX} {} sequence number(s) in {} range(s) never delivered, oldest {}..{}: resend them from the ingress side (`ferryctl resend --seq {}..{}`), or, if they will never come, acknowledge them on this side (`ferryctl gaps ack {}..{} --reason TEXT`, audited)",
+            "{GAP_ALARM_PREFIX} {} sequence number(s) in {} range(s) never delivered, oldest {}..{}: resend them from the ingress side (`ferryctl resend --config INGRESS.toml --seq {}..{}`), or, if they will never come, acknowledge them on this side (`ferryctl gaps ack --config EGRESS.toml {}..{} --reason TEXT`, audited)",
             self.seqs_open(),
             self.ranges.len(),
             first.first,

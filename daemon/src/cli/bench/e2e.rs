@@ -253,7 +253,7 @@ fn watch_outbox(
                 }
             }
         })
-        .map_err(io(Path::new("outbox watcher thread")))
+        .map_err(|e| BenchError::Daemon(DaemonError::thread_start("outbox watcher")(e)))
 }
 
 /// When a delivered file appeared, from the watcher or, if it missed it
@@ -317,7 +317,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         std::thread::Builder::new()
             .name("ferry-recv".into())
             .spawn(move || egress::run(ecfg, s, st, opts))
-            .map_err(io(Path::new("egress thread")))?
+            .map_err(DaemonError::thread_start("egress"))?
     };
     // The egress side's sockets must be bound before the ingress side
     // sends: with no way back, what is sent to a closed port is a gap.
@@ -339,7 +339,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         std::thread::Builder::new()
             .name("ferry-send".into())
             .spawn(move || ingress::run(icfg, s, st))
-            .map_err(io(Path::new("ingress thread")))?
+            .map_err(DaemonError::thread_start("ingress"))?
     };
     let stop = |why: String| -> BenchError {
         shutdown.store(true, Ordering::Relaxed);

@@ -150,7 +150,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         std::thread::Builder::new()
             .name("ferry-recv".into())
             .spawn(move || egress::run(ecfg, s, st, loss))
-            .map_err(DaemonError::io(Path::new("egress thread")))?
+            .map_err(DaemonError::thread_start("egress"))?
     };
     std::thread::sleep(Duration::from_millis(200));
     let i = {
@@ -158,7 +158,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         std::thread::Builder::new()
             .name("ferry-send".into())
             .spawn(move || ingress::run(icfg, s, st))
-            .map_err(DaemonError::io(Path::new("ingress thread")))?
+            .map_err(DaemonError::thread_start("ingress"))?
     };
     for n in 0..a.files {
         let from = src.join(format!("bench-{n:04}.bin"));

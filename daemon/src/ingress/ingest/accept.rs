@@ -56,7 +56,7 @@ pub(crate) fn spawn(
                 commit(&s, jobs);
             }
         })
-        .map_err(DaemonError::io(std::path::Path::new("accept thread")))?;
+        .map_err(DaemonError::thread_start("accept"))?;
     Ok((tx, join))
 }
 
