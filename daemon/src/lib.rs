@@ -41,16 +41,23 @@ pub mod testkit;
 pub use error::DaemonError;
 
 /// Wall-clock time for the protocol (ms since the Unix epoch). The protocol
-/// never reads a clock itself; the daemon hands it this. Calendar decisions
-/// (time windows, spool schedules, certificate expiry) read
-/// `time::OffsetDateTime::now_utc()` where they decide, and intervals are
-/// measured with `Instant`.
+/// never reads a clock itself; the daemon hands it this. This and
+/// [`now_utc`] are the only places the daemon reads the wall clock (a test
+/// or a future simulated clock has one seam); intervals are measured with
+/// `Instant`.
 pub fn now_millis() -> ferry_protocol::Millis {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     ferry_protocol::Millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// Wall-clock time for calendar decisions (time windows, spool schedules,
+/// certificate expiry, audit timestamps), from the same clock as
+/// [`now_millis`].
+pub fn now_utc() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
 }
 
 /// Structured logs appended to `file` instead of stderr, without colour:

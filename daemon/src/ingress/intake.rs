@@ -29,7 +29,7 @@ pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
         let coll = policy
             .as_ref()
             .and_then(|p| p.spool_collections().iter().find(|c| c.name == name));
-        if !clock.collecting(coll, time::OffsetDateTime::now_utc(), Instant::now()) {
+        if !clock.collecting(coll, crate::now_utc(), Instant::now()) {
             // Between collections nothing is watched: a file must settle
             // within the next collection's window.
             seen.clear();
@@ -366,7 +366,7 @@ pub(crate) fn spool_verdict(
         file_name: file_name.to_owned(),
         content_type: "application/octet-stream".into(),
         size_bytes: size,
-        at: time::OffsetDateTime::now_utc(),
+        at: crate::now_utc(),
     });
     s.audit.record(decision_record(
         &d,

@@ -43,14 +43,14 @@ impl ExpiryWatch {
         self.last = Some(Instant::now());
         let mut warnings = self.key_warnings.clone();
         if let Some(dir) = &self.certs_dir {
-            match ferry_certs::expiring_in_dir(dir, WARNING_DAYS, time::OffsetDateTime::now_utc()) {
+            match ferry_certs::expiring_in_dir(dir, WARNING_DAYS, crate::now_utc()) {
                 Ok(notices) => warnings.extend(notices.iter().map(|n| n.to_string())),
                 Err(e) => warnings.push(format!("certificate check failed: {e}")),
             }
         }
         // Every end date, for the metrics' expiry gauges (the warnings
         // above only list those within the window).
-        let now = time::OffsetDateTime::now_utc();
+        let now = crate::now_utc();
         let mut not_after = std::collections::BTreeMap::new();
         let mut found = Vec::new();
         if let Some(dir) = &self.certs_dir {

@@ -142,7 +142,7 @@ pub(crate) fn release_decision(
 /// the Unix epoch); `None` when open, or without a policy.
 pub(crate) fn closed_until(s: &Shared, channel: &str) -> Option<u64> {
     let gate = s.policy.as_ref()?;
-    let now = OffsetDateTime::now_utc();
+    let now = crate::now_utc();
     let next = gate.current().channel_closed_until(channel, now)?;
     Some(next.map_or(unix_ms(now).saturating_add(RECHECK_MS), unix_ms))
 }
@@ -242,12 +242,7 @@ pub(crate) fn hold_queued(
 /// Approvals keep their grant: only the window is asked here.
 pub(crate) fn wait_after_approval(s: &Shared, h: &HeldPackage) -> Option<u64> {
     let gate = s.policy.as_ref()?;
-    match release_decision(
-        &gate.current(),
-        &s.cfg.link.name,
-        h,
-        OffsetDateTime::now_utc(),
-    ) {
+    match release_decision(&gate.current(), &s.cfg.link.name, h, crate::now_utc()) {
         Release::Wait { until_unix_ms } => Some(until_unix_ms),
         _ => None,
     }
@@ -285,7 +280,7 @@ pub(crate) fn release_due(s: &Shared) {
     let Ok(_guard) = s.approvals_lock.lock() else {
         return;
     };
-    let now = OffsetDateTime::now_utc();
+    let now = crate::now_utc();
     let now_ms = unix_ms(now);
     let held = match s.store.hold_list() {
         Ok(h) => h,

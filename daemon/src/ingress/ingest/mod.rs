@@ -674,7 +674,7 @@ async fn push(
                     file_name: file_name.clone(),
                     content_type: content_type.clone(),
                     size_bytes: size,
-                    at: time::OffsetDateTime::now_utc(),
+                    at: crate::now_utc(),
                 });
                 let record = crate::ingress::admission::decision_record(
                     &d,
@@ -1037,7 +1037,7 @@ fn verdict(
             // A closed window that never opens again is refused when the
             // policy loads; should one slip through, the release check
             // looks again a minute later.
-            let now = time::OffsetDateTime::now_utc();
+            let now = crate::now_utc();
             let until = d
                 .hold_until
                 .unwrap_or(now + time::Duration::seconds(RETRY_AFTER_S as i64));
