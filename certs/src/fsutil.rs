@@ -47,9 +47,8 @@ pub(crate) fn write_file(
 pub(crate) fn check_private(path: &Path) -> Result<(), CertError> {
     use ferry_common::private_file::PrivateFileError as E;
     ferry_common::private_file::check(path).map_err(|e| match e {
-        E::LoosePermissions { path, mode } => CertError::LoosePermissions { path, mode },
-        E::WrongOwner { path, owner, me } => CertError::WrongOwner { path, owner, me },
         E::Io { path, source } => CertError::Io { path, source },
+        other => CertError::PrivateFile(other),
     })
 }
 

@@ -69,26 +69,11 @@ pub enum CertError {
         /// What is wrong.
         what: String,
     },
-    /// A private-key file that group or other users can access.
-    #[error(
-        "{path}: permissions {mode:04o} let other users read a private key; run `chmod 600 {path}`"
-    )]
-    LoosePermissions {
-        /// The file.
-        path: PathBuf,
-        /// Its mode bits.
-        mode: u32,
-    },
-    /// A private-key file owned by another user.
-    #[error("{path}: owned by uid {owner}, but ferry runs as uid {me}; run `chown {me} {path}` and `chmod 600 {path}`")]
-    WrongOwner {
-        /// The file.
-        path: PathBuf,
-        /// Its owner.
-        owner: u32,
-        /// The effective uid.
-        me: u32,
-    },
+    /// A private-key file that group or other users can access, or that
+    /// another user owns (the one check and message,
+    /// `ferry_common::private_file`).
+    #[error(transparent)]
+    PrivateFile(#[from] ferry_common::private_file::PrivateFileError),
     /// Refusing to overwrite.
     #[error("{path} already exists; refusing to overwrite it (move it away first, or choose another name or directory)")]
     Exists {

@@ -2,6 +2,7 @@
 //! index and CRL numbering, and each refusal.
 
 use crate::*;
+use ferry_common::private_file::PrivateFileError;
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -297,7 +298,10 @@ fn loose_key_permissions_are_refused_with_chmod_advice() {
     fs::set_permissions(&info.key_path, fs::Permissions::from_mode(0o640)).unwrap();
     let err = issue_client(t.path(), t.path(), "a", None, 5).unwrap_err();
     assert!(
-        matches!(err, CertError::LoosePermissions { mode: 0o640, .. }),
+        matches!(
+            err,
+            CertError::PrivateFile(PrivateFileError::LoosePermissions { mode: 0o640, .. })
+        ),
         "{err}"
     );
     let msg = err.to_string();
@@ -311,7 +315,13 @@ fn loose_key_permissions_are_refused_with_chmod_advice() {
     // The same check guards keys handed to the TLS configurations.
     fs::set_permissions(&c.key_path, fs::Permissions::from_mode(0o604)).unwrap();
     let err = client_config(&info.cert_path, &c.cert_path, &c.key_path).unwrap_err();
-    assert!(matches!(err, CertError::LoosePermissions { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CertError::PrivateFile(PrivateFileError::LoosePermissions { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -333,11 +343,11 @@ fn key_owned_by_another_user_is_refused() {
     assert!(
         matches!(
             err,
-            CertError::WrongOwner {
+            CertError::PrivateFile(PrivateFileError::WrongOwner {
                 owner: 65534,
                 me: 0,
                 ..
-            }
+            })
         ),
         "{err}"
     );

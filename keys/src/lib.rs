@@ -129,26 +129,10 @@ pub enum KeyError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Group or other users can access the file.
-    #[error(
-        "{path}: permissions {mode:04o} let other users read a secret; run `chmod 600 {path}`"
-    )]
-    LoosePermissions {
-        /// The file.
-        path: PathBuf,
-        /// Its mode bits.
-        mode: u32,
-    },
-    /// The file belongs to another user.
-    #[error("{path}: owned by uid {owner}, but ferry runs as uid {me}; run `chown {me} {path}`")]
-    WrongOwner {
-        /// The file.
-        path: PathBuf,
-        /// Its owner.
-        owner: u32,
-        /// The effective uid.
-        me: u32,
-    },
+    /// A secret file that group or other users can access, or that another
+    /// user owns (the one check and message, `ferry_common::private_file`).
+    #[error(transparent)]
+    PrivateFile(#[from] ferry_common::private_file::PrivateFileError),
     /// The content is not a valid key file.
     #[error(
         "{path}: {what}; restore it from backup or re-create the key set with `ferryctl keys init`"
@@ -256,9 +240,8 @@ pub fn now_secs() -> u64 {
 pub fn check_private(path: &Path) -> Result<(), KeyError> {
     use ferry_common::private_file::PrivateFileError as E;
     ferry_common::private_file::check(path).map_err(|e| match e {
-        E::LoosePermissions { path, mode } => KeyError::LoosePermissions { path, mode },
-        E::WrongOwner { path, owner, me } => KeyError::WrongOwner { path, owner, me },
         E::Io { path, source } => KeyError::Io { path, source },
+        other => KeyError::PrivateFile(other),
     })
 }
 

@@ -55,7 +55,9 @@ fn child_refuses_a_root_owned_key_without_proc() {
         "the parent hides /proc"
     );
     match ferry_keys::check_private(Path::new(&file)) {
-        Err(ferry_keys::KeyError::WrongOwner { owner, me, .. }) => {
+        Err(ferry_keys::KeyError::PrivateFile(
+            ferry_common::private_file::PrivateFileError::WrongOwner { owner, me, .. },
+        )) => {
             assert_eq!((owner, me), (0, CHILD_UID));
         }
         other => panic!("a root-owned key was not refused as uid {CHILD_UID}: {other:?}"),
