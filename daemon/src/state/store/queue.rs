@@ -1,0 +1,342 @@
+//! The ingress queue: the sequence counter (`counters`), the packages by id
+//! (`queue`) and by sequence (`queue_by_seq`). The three change together in
+//! one transaction when a package is queued or requeued.
+
+use crate::state::store::error::StoreError;
+use crate::state::store::tables::{
+    PackageIdBytes, StateStore, COUNTERS, NEXT_SEQ_KEY, QUEUE, QUEUE_BY_SEQ,
+};
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+
+/// Where a queued package is in its life on the ingress side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueState {
+    /// Waiting to be sent.
+    Queued,
+    /// Handed to the protocol sender; a crash here means "send again".
+    Sending,
+    /// All sends done; kept for operator resends.
+    Sent {
+        /// Sends made (redundancy included).
+        times: u32,
+        /// When the last send finished, ms since the Unix epoch.
+        last_unix_ms: u64,
+    },
+}
+
+impl QueueState {
+    fn tag(&self) -> u8 {
+        match self {
+            QueueState::Queued => 0,
+            QueueState::Sending => 1,
+            QueueState::Sent { .. } => 2,
+        }
+    }
+}
+
+/// One package in the ingress queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedPackage {
+    /// Sequence number it is (or was last) sent under.
+    pub seq: u64,
+    /// The queued copy of the payload.
+    pub path: String,
+    /// Package description (JSON text), opaque to the store.
+    pub meta_json: String,
+    /// Where it is in its life.
+    pub state: QueueState,
+    /// Payload size.
+    pub bytes: u64,
+    /// When it entered the queue, ms since the Unix epoch.
+    pub enqueued_unix_ms: u64,
+}
+
+impl StateStore {
+    // ---- ingress: sequence numbers -------------------------------------
+
+    /// The next sequence number `reserve_seqs` would hand out.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let t = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
+        Ok(t.get(NEXT_SEQ_KEY)
+            .map_err(|e| self.db_err(e))?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// Reserves `n` consecutive sequence numbers and returns the first. The
+    /// counter is committed before this returns, so a crash never hands out
+    /// a number twice (numbers reserved but unused are simply skipped).
+    pub fn reserve_seqs(&self, n: u64) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let first = {
+            let mut t = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
+            let first = t
+                .get(NEXT_SEQ_KEY)
+                .map_err(|e| self.db_err(e))?
+                .map_or(0, |v| v.value());
+            let next = first
+                .checked_add(n)
+                .ok_or_else(|| StoreError::SeqExhausted {
+                    path: self.path.clone(),
+                })?;
+            t.insert(NEXT_SEQ_KEY, next).map_err(|e| self.db_err(e))?;
+            first
+        };
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(first)
+    }
+
+    // ---- ingress: queue -------------------------------------------------
+
+    /// Inserts or replaces the queue record of `id`. Replacing with a new
+    /// `seq` (a resend) moves it in the sequence order.
+    pub fn enqueue(&self, id: PackageIdBytes, pkg: &QueuedPackage) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+            self.put_queued(&mut queue, &mut by_seq, id, pkg)?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Queues new packages under fresh consecutive sequence numbers, in
+    /// one transaction with the counter: all of them or none, and no
+    /// number handed out twice. Sets each `seq`.
+    pub fn enqueue_fresh(
+        &self,
+        pkgs: &mut [(PackageIdBytes, QueuedPackage)],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
+            let first = counters
+                .get(NEXT_SEQ_KEY)
+                .map_err(|e| self.db_err(e))?
+                .map_or(0, |v| v.value());
+            let next =
+                first
+                    .checked_add(pkgs.len() as u64)
+                    .ok_or_else(|| StoreError::SeqExhausted {
+                        path: self.path.clone(),
+                    })?;
+            counters
+                .insert(NEXT_SEQ_KEY, next)
+                .map_err(|e| self.db_err(e))?;
+            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+            for (seq, (id, pkg)) in (first..).zip(pkgs.iter_mut()) {
+                pkg.seq = seq;
+                self.put_queued(&mut queue, &mut by_seq, *id, pkg)?;
+            }
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    fn put_queued(
+        &self,
+        queue: &mut redb::Table<&[u8; 16], &str>,
+        by_seq: &mut redb::Table<u64, ([u8; 16], u8)>,
+        id: PackageIdBytes,
+        pkg: &QueuedPackage,
+    ) -> Result<(), StoreError> {
+        let json = self.encode("queue record", pkg)?;
+        {
+            if let Some((other, _)) = by_seq
+                .get(pkg.seq)
+                .map_err(|e| self.db_err(e))?
+                .map(|v| v.value())
+            {
+                if other != id {
+                    return Err(StoreError::SeqTaken {
+                        seq: pkg.seq,
+                        other: hex::encode(other),
+                    });
+                }
+            }
+            let old = match queue.get(&id).map_err(|e| self.db_err(e))? {
+                Some(v) => Some(self.decode::<QueuedPackage>(queue_what(&id), v.value())?),
+                None => None,
+            };
+            if let Some(old) = old {
+                by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
+            }
+            queue
+                .insert(&id, json.as_str())
+                .map_err(|e| self.db_err(e))?;
+            by_seq
+                .insert(pkg.seq, (id, pkg.state.tag()))
+                .map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The queue record of `id`.
+    pub fn get(&self, id: PackageIdBytes) -> Result<Option<QueuedPackage>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+        let found = queue.get(&id).map_err(|e| self.db_err(e))?;
+        match found {
+            Some(v) => Ok(Some(self.decode(queue_what(&id), v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Changes the state of a queued package.
+    pub fn set_state(&self, id: PackageIdBytes, state: QueueState) -> Result<(), StoreError> {
+        self.set_states(&[(id, state)])
+    }
+
+    /// [`StateStore::set_state`] for several packages, in one transaction.
+    pub fn set_states(&self, changes: &[(PackageIdBytes, QueueState)]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+            for (id, state) in changes {
+                let current = match queue.get(id).map_err(|e| self.db_err(e))? {
+                    Some(v) => self.decode::<QueuedPackage>(queue_what(id), v.value())?,
+                    None => {
+                        return Err(StoreError::NotQueued {
+                            id: hex::encode(id),
+                        })
+                    }
+                };
+                let updated = QueuedPackage {
+                    state: *state,
+                    ..current
+                };
+                let json = self.encode("queue record", &updated)?;
+                queue
+                    .insert(id, json.as_str())
+                    .map_err(|e| self.db_err(e))?;
+                by_seq
+                    .insert(updated.seq, (*id, state.tag()))
+                    .map_err(|e| self.db_err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Queued packages in sequence order; with `Some(state)`, only those in
+    /// that state (compared by kind: any `Sent { .. }` matches `Sent`).
+    pub fn list(
+        &self,
+        state: Option<QueueState>,
+    ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
+        self.list_range(0, u64::MAX, state.map(|s| s.tag()))
+    }
+
+    /// Queued packages whose sequence number is in `first..=last`, in order.
+    pub fn find_by_seq_range(
+        &self,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
+        self.list_range(first, last, None)
+    }
+
+    /// At most `limit` packages waiting to be sent, from sequence number
+    /// `first` on, in order. Decodes only those it returns, so the send
+    /// loop's cost does not grow with the backlog.
+    pub fn next_queued(
+        &self,
+        first: u64,
+        limit: usize,
+    ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
+        self.list_range_limited(first, u64::MAX, Some(QueueState::Queued.tag()), limit)
+    }
+
+    fn list_range(
+        &self,
+        first: u64,
+        last: u64,
+        tag: Option<u8>,
+    ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
+        self.list_range_limited(first, last, tag, usize::MAX)
+    }
+
+    fn list_range_limited(
+        &self,
+        first: u64,
+        last: u64,
+        tag: Option<u8>,
+        limit: usize,
+    ) -> Result<Vec<(PackageIdBytes, QueuedPackage)>, StoreError> {
+        if first > last || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+        let by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+        let mut out = Vec::new();
+        for row in by_seq.range(first..=last).map_err(|e| self.db_err(e))? {
+            let (seq, v) = row.map_err(|e| self.db_err(e))?;
+            let (id, t) = v.value();
+            if tag.is_some_and(|want| want != t) {
+                continue;
+            }
+            let Some(rec) = queue.get(&id).map_err(|e| self.db_err(e))? else {
+                return Err(self.corrupt(
+                    format!("queue index seq {}", seq.value()),
+                    "points at a package that is not queued",
+                ));
+            };
+            out.push((id, self.decode(queue_what(&id), rec.value())?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of packages waiting to be sent (read from the sequence
+    /// index only; nothing is decoded).
+    pub fn count_queued(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+        let want = QueueState::Queued.tag();
+        let mut n = 0u64;
+        for row in by_seq.iter().map_err(|e| self.db_err(e))? {
+            let (_, v) = row.map_err(|e| self.db_err(e))?;
+            if v.value().1 == want {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Number of queued packages (all states).
+    pub fn queue_len(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+        queue.len().map_err(|e| self.db_err(e))
+    }
+
+    /// Removes a package from the queue; returns its record if it was there.
+    pub fn remove(&self, id: PackageIdBytes) -> Result<Option<QueuedPackage>, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let old = {
+            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+            let old = match queue.remove(&id).map_err(|e| self.db_err(e))? {
+                Some(v) => Some(self.decode::<QueuedPackage>(queue_what(&id), v.value())?),
+                None => None,
+            };
+            if let Some(old) = &old {
+                by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
+            }
+            old
+        };
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(old)
+    }
+}
+
+fn queue_what(id: &PackageIdBytes) -> String {
+    format!("queue/{}", hex::encode(id))
+}

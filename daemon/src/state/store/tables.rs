@@ -1,0 +1,95 @@
+//! The store's leaf: the redb tables, the [`StateStore`] handle and the
+//! helpers every table's methods share (error mapping, JSON records). The
+//! other files of `state/store` add methods to [`StateStore`] per table.
+
+use crate::state::store::error::StoreError;
+use redb::{Database, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Package id as stored (the protocol's 16-byte id).
+pub type PackageIdBytes = [u8; 16];
+
+pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(super) const QUEUE: TableDefinition<&[u8; 16], &str> = TableDefinition::new("queue");
+/// seq → (package id, state tag): lists the queue in sequence order and by
+/// state without decoding every record.
+pub(super) const QUEUE_BY_SEQ: TableDefinition<u64, ([u8; 16], u8)> =
+    TableDefinition::new("queue_by_seq");
+pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+pub(super) const LEDGER: TableDefinition<&[u8; 16], &str> = TableDefinition::new("ledger");
+/// Ingress packages held (for approval, a closed window or a stopped
+/// channel): outside the sequence order, so a held package never leaves a
+/// gap on the egress side.
+pub(super) const HELD: TableDefinition<&[u8; 16], &str> = TableDefinition::new("held");
+
+pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
+pub(super) const REPLAY_KEY: &str = "replay_window";
+pub(super) const STOPPED_KEY: &str = "stopped_channels";
+
+/// The daemon's durable state; one per state directory. Safe to share
+/// between threads (redb serializes writers).
+#[derive(Debug)]
+pub struct StateStore {
+    pub(super) db: Database,
+    pub(super) path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<StateStore, StoreError> {
+        let db = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        let store = StateStore {
+            db,
+            path: path.to_path_buf(),
+        };
+        // Creating every table up front lets readers open them without a
+        // "table does not exist" case.
+        let tx = store.db.begin_write().map_err(|e| store.db_err(e))?;
+        {
+            tx.open_table(COUNTERS).map_err(|e| store.db_err(e))?;
+            tx.open_table(QUEUE).map_err(|e| store.db_err(e))?;
+            tx.open_table(QUEUE_BY_SEQ).map_err(|e| store.db_err(e))?;
+            tx.open_table(BLOBS).map_err(|e| store.db_err(e))?;
+            tx.open_table(LEDGER).map_err(|e| store.db_err(e))?;
+            tx.open_table(HELD).map_err(|e| store.db_err(e))?;
+        }
+        tx.commit().map_err(|e| store.db_err(e))?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn db_err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Database {
+            path: self.path.clone(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    pub(super) fn corrupt(&self, what: String, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    pub(super) fn encode<T: Serialize>(&self, what: &str, v: &T) -> Result<String, StoreError> {
+        serde_json::to_string(v).map_err(|e| self.corrupt(what.to_string(), e))
+    }
+
+    pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: String,
+        text: &str,
+    ) -> Result<T, StoreError> {
+        serde_json::from_str(text).map_err(|e| self.corrupt(what, e))
+    }
+}

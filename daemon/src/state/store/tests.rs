@@ -1,0 +1,266 @@
+//! The store's tests: each table's round trips, and the promises that
+//! span tables (one transaction, reopen keeps everything).
+
+use crate::state::store::tables::{BLOBS, LEDGER, REPLAY_KEY};
+use crate::state::store::*;
+
+fn pkg(seq: u64, state: QueueState) -> QueuedPackage {
+    QueuedPackage {
+        seq,
+        path: format!("/q/{seq}"),
+        meta_json: format!("{{\"seq\":{seq}}}"),
+        state,
+        bytes: 100 + seq,
+        enqueued_unix_ms: 1_700_000_000_000 + seq,
+    }
+}
+
+fn id(n: u8) -> PackageIdBytes {
+    [n; 16]
+}
+
+fn delivering(seq: u64) -> LedgerEntry {
+    LedgerEntry {
+        seq,
+        state: LedgerState::Delivering {
+            staging: format!("{seq}-0"),
+            final_name: "a.csv".into(),
+        },
+    }
+}
+
+#[test]
+fn store_is_shared_between_threads() {
+    fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<StateStore>();
+}
+
+#[test]
+fn queue_round_trip_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+    s.enqueue(id(3), &pkg(30, QueueState::Queued)).unwrap();
+    s.enqueue(id(1), &pkg(10, QueueState::Queued)).unwrap();
+    s.enqueue(id(2), &pkg(20, QueueState::Sending)).unwrap();
+    assert_eq!(s.get(id(1)).unwrap(), Some(pkg(10, QueueState::Queued)));
+    assert_eq!(s.get(id(9)).unwrap(), None);
+    let all: Vec<u64> = s.list(None).unwrap().iter().map(|(_, p)| p.seq).collect();
+    assert_eq!(all, vec![10, 20, 30]);
+    let queued: Vec<_> = s.list(Some(QueueState::Queued)).unwrap();
+    assert_eq!(
+        queued,
+        vec![
+            (id(1), pkg(10, QueueState::Queued)),
+            (id(3), pkg(30, QueueState::Queued))
+        ]
+    );
+
+    let sent = QueueState::Sent {
+        times: 2,
+        last_unix_ms: 5,
+    };
+    s.set_state(id(2), sent).unwrap();
+    assert_eq!(s.get(id(2)).unwrap().unwrap().state, sent);
+    let any_sent = QueueState::Sent {
+        times: 0,
+        last_unix_ms: 0,
+    };
+    assert_eq!(
+        s.list(Some(any_sent)).unwrap(),
+        vec![(id(2), pkg(20, sent))]
+    );
+    assert!(s.list(Some(QueueState::Sending)).unwrap().is_empty());
+
+    let range: Vec<u64> = s
+        .find_by_seq_range(15, 30)
+        .unwrap()
+        .iter()
+        .map(|(_, p)| p.seq)
+        .collect();
+    assert_eq!(range, vec![20, 30]);
+    assert!(s.find_by_seq_range(31, 40).unwrap().is_empty());
+    assert!(s.find_by_seq_range(30, 10).unwrap().is_empty());
+
+    assert_eq!(s.remove(id(1)).unwrap(), Some(pkg(10, QueueState::Queued)));
+    assert_eq!(s.remove(id(1)).unwrap(), None);
+    assert_eq!(s.queue_len().unwrap(), 2);
+    assert!(s.find_by_seq_range(10, 10).unwrap().is_empty());
+    assert!(matches!(
+        s.set_state(id(1), QueueState::Queued),
+        Err(StoreError::NotQueued { .. })
+    ));
+}
+
+#[test]
+fn next_queued_reads_only_what_it_returns_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+    for n in 1..=9u8 {
+        let state = if n % 3 == 0 {
+            QueueState::Sending
+        } else {
+            QueueState::Queued
+        };
+        s.enqueue(id(n), &pkg(u64::from(n) * 10, state)).unwrap();
+    }
+    let seqs = |v: Vec<(PackageIdBytes, QueuedPackage)>| -> Vec<u64> {
+        v.into_iter().map(|(_, p)| p.seq).collect()
+    };
+    assert_eq!(seqs(s.next_queued(0, 3).unwrap()), vec![10, 20, 40]);
+    assert_eq!(seqs(s.next_queued(41, 3).unwrap()), vec![50, 70, 80]);
+    assert_eq!(seqs(s.next_queued(81, 3).unwrap()), Vec::<u64>::new());
+    assert!(s.next_queued(0, 0).unwrap().is_empty());
+    assert_eq!(s.count_queued().unwrap(), 6);
+}
+
+#[test]
+fn requeue_under_a_new_seq_moves_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+    s.enqueue(
+        id(1),
+        &pkg(
+            1,
+            QueueState::Sent {
+                times: 1,
+                last_unix_ms: 1,
+            },
+        ),
+    )
+    .unwrap();
+    s.enqueue(id(2), &pkg(2, QueueState::Queued)).unwrap();
+    s.enqueue(id(1), &pkg(3, QueueState::Queued)).unwrap();
+    let order: Vec<_> = s
+        .list(None)
+        .unwrap()
+        .iter()
+        .map(|(i, p)| (i[0], p.seq))
+        .collect();
+    assert_eq!(order, vec![(2, 2), (1, 3)]);
+    assert!(s.find_by_seq_range(1, 1).unwrap().is_empty());
+    // A sequence number belongs to one package only.
+    assert!(matches!(
+        s.enqueue(id(4), &pkg(2, QueueState::Queued)),
+        Err(StoreError::SeqTaken { seq: 2, .. })
+    ));
+}
+
+#[test]
+fn reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    {
+        let s = StateStore::open(&path).unwrap();
+        assert_eq!(s.reserve_seqs(5).unwrap(), 0);
+        s.enqueue(id(1), &pkg(4, QueueState::Sending)).unwrap();
+        s.save_replay(b"window-1").unwrap();
+        s.begin_delivery(id(7), &delivering(9), b"window-2")
+            .unwrap();
+        s.begin_delivery(id(8), &delivering(10), b"window-3")
+            .unwrap();
+        s.finish_delivery(id(8), "b.csv", 42).unwrap();
+    }
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.next_seq().unwrap(), 5);
+    assert_eq!(s.get(id(1)).unwrap(), Some(pkg(4, QueueState::Sending)));
+    assert_eq!(s.list(Some(QueueState::Sending)).unwrap().len(), 1);
+    assert_eq!(s.load_replay().unwrap().as_deref(), Some(&b"window-3"[..]));
+    assert_eq!(s.list_delivering().unwrap(), vec![(id(7), delivering(9))]);
+    assert_eq!(
+        s.ledger_get(id(8)).unwrap(),
+        Some(LedgerEntry {
+            seq: 10,
+            state: LedgerState::Delivered {
+                unix_ms: 42,
+                name: "b.csv".into()
+            }
+        })
+    );
+}
+
+#[test]
+fn reserve_seqs_is_monotonic_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let mut last = None;
+    for round in 0..3 {
+        let s = StateStore::open(&path).unwrap();
+        for n in 1..=4 {
+            let first = s.reserve_seqs(n).unwrap();
+            if let Some((prev_first, prev_n)) = last {
+                assert_eq!(first, prev_first + prev_n, "round {round}");
+            }
+            last = Some((first, n));
+        }
+    }
+    assert_eq!(last, Some((26, 4)));
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.reserve_seqs(0).unwrap(), 30);
+    assert_eq!(s.next_seq().unwrap(), 30);
+}
+
+#[test]
+fn reserve_seqs_refuses_to_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+    s.reserve_seqs(u64::MAX - 1).unwrap();
+    assert!(matches!(
+        s.reserve_seqs(2),
+        Err(StoreError::SeqExhausted { .. })
+    ));
+    assert_eq!(s.reserve_seqs(1).unwrap(), u64::MAX - 1);
+}
+
+#[test]
+fn begin_delivery_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+    assert_eq!(s.load_replay().unwrap(), None);
+
+    // A reader that started before the commit sees neither write; one
+    // after sees both.
+    let before = s.db.begin_read().unwrap();
+    s.begin_delivery(id(1), &delivering(1), b"after-1").unwrap();
+    {
+        let ledger = before.open_table(LEDGER).unwrap();
+        let blobs = before.open_table(BLOBS).unwrap();
+        assert!(ledger.get(&id(1)).unwrap().is_none());
+        assert!(blobs.get(REPLAY_KEY).unwrap().is_none());
+    }
+    assert_eq!(s.ledger_get(id(1)).unwrap(), Some(delivering(1)));
+    assert_eq!(s.load_replay().unwrap().as_deref(), Some(&b"after-1"[..]));
+
+    // A refused begin changes nothing, not even the replay window.
+    assert!(matches!(
+        s.begin_delivery(id(1), &delivering(2), b"after-2"),
+        Err(StoreError::AlreadyInLedger { .. })
+    ));
+    assert_eq!(s.ledger_get(id(1)).unwrap(), Some(delivering(1)));
+    assert_eq!(s.load_replay().unwrap().as_deref(), Some(&b"after-1"[..]));
+
+    // Undoing a failed delivery lets a resend begin again.
+    assert!(s.ledger_remove(id(1)).unwrap());
+    assert!(!s.ledger_remove(id(1)).unwrap());
+    s.begin_delivery(id(1), &delivering(2), b"after-2").unwrap();
+    assert_eq!(s.load_replay().unwrap().as_deref(), Some(&b"after-2"[..]));
+}
+
+#[test]
+fn finish_without_begin_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+    assert!(matches!(
+        s.finish_delivery(id(5), "x", 1),
+        Err(StoreError::NotInLedger { .. })
+    ));
+    assert_eq!(s.ledger_get(id(5)).unwrap(), None);
+}
+
+#[test]
+fn a_second_open_of_the_same_file_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let _first = StateStore::open(&path).unwrap();
+    let e = StateStore::open(&path).unwrap_err();
+    assert!(e.to_string().contains("another ferryd"), "{e}");
+}
