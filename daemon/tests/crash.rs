@@ -104,12 +104,11 @@ fn delivered_ids(outbox: &std::path::Path) -> std::collections::BTreeMap<String,
 fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    // Paced so a backlog is queued, not yet sent, when the ingress dies.
-    // Measured on the 2-core machine: at 300 kB/s a quiet run had sent
-    // all 174 pushes before the kill (the precondition below failed); at
-    // 15 kB/s 78 of 195 were sent, so the kill leaves a backlog on a
-    // faster or a slower machine alike.
-    let tb = testbed(root, |o| o.rate_bytes_per_s = 15_000);
+    // Paced so a backlog builds up (a few 1 kB packages a second), and the
+    // kill waits for that backlog below: at 300 kB/s a quiet run had sent
+    // all 174 pushes before the kill, and at 15 kB/s a loaded run sent all
+    // 22 (the precondition below failed both times).
+    let tb = testbed(root, |o| o.rate_bytes_per_s = 4_000);
     let ca = SiteCa::init(&root.join("ca"));
     let clients = root.join("clients");
     ca.server(&root.join("ingress/tls"), "ingest");
@@ -120,9 +119,11 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
     let mut ingress = Daemon::start(&tb.ingress_config);
     ingress.wait_listening(&[port], "ingest listening");
 
-    /// Pushes answered `202` before the kill: enough that some are sent
-    /// and some are still queued when the ingress dies.
+    /// Pushes answered `202` before the kill, and how many of them must
+    /// still be unsent then: the kill must find a queued backlog, whatever
+    /// the machine's speed.
     const ANSWERED_BEFORE_KILL: usize = 20;
+    const UNSENT_AT_KILL: usize = 8;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pushers: Vec<_> = (0..6)
@@ -164,14 +165,18 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
             })
         })
         .collect();
-    // Let a few batches be answered (counted, not timed: a slow machine
-    // answers fewer per second), then kill while pushes are arriving.
+    // Let a few batches be answered and a backlog build (counted, not
+    // timed: a slow machine answers fewer per second), then kill while
+    // pushes are arriving.
     wait_for(
         Duration::from_secs(120),
-        &format!("{ANSWERED_BEFORE_KILL} pushes answered 202 before the kill"),
+        &format!(
+            "{ANSWERED_BEFORE_KILL} pushes answered 202 and {UNSENT_AT_KILL} of them unsent before the kill"
+        ),
         || {
             assert!(ingress.alive(), "ferryd exited:\n{}", ingress.log_text());
-            answered.load(std::sync::atomic::Ordering::Relaxed) >= ANSWERED_BEFORE_KILL
+            let n = answered.load(std::sync::atomic::Ordering::Relaxed);
+            n >= ANSWERED_BEFORE_KILL && n >= delivered_ids(&tb.outbox).len() + UNSENT_AT_KILL
         },
     );
     ingress.kill9();

@@ -13,7 +13,8 @@
 use ferry_protocol::suite::{CryptoError, LinkCrypto, OpenKeys, PayloadCipher, SealKeys, Secret32};
 
 /// The algorithms of one suite, on top of its link primitives. Implemented
-/// by [`crate::intl::IntlLink`] and `crate::gm::GmLink`.
+/// by `IntlLink` (in `intl.rs`) and `GmLink` (in `gm.rs`); this leaf names
+/// neither by path, so the suites depend on it and never the reverse.
 pub trait SuiteAlgorithms: LinkCrypto + Copy + Default + 'static {
     /// Name of the sealing key set in `Debug` output (`IntlSealKeys`).
     const SEAL_KEYS_NAME: &'static str;
