@@ -67,6 +67,11 @@ pub(crate) fn spawn(
     Ok(thread)
 }
 
+/// How much of a streamed body past the package limit is read and
+/// discarded before the `413` is sent, so that a client still sending sees
+/// the answer rather than a reset connection.
+const OVERSIZE_DRAIN_BYTES: u64 = 8 << 20;
+
 /// What every request handler needs besides the shared state.
 struct Api {
     cfg: Arc<IngestSection>,
@@ -1098,6 +1103,19 @@ async fn receive_body(
     let min_rate = cfg.limits.min_body_bytes_per_s;
     let started = tokio::time::Instant::now();
     let mut size = 0u64;
+    let too_large = || {
+        tagged(
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "package is over this channel's limit of {} bytes; nothing was queued",
+                    cfg.max_package_bytes
+                ),
+            ),
+            "too_large",
+            false,
+        )
+    };
     loop {
         // The next piece must come within the idle timeout, and before the
         // moment the average rate would fall below the minimum.
@@ -1138,21 +1156,22 @@ async fn receive_body(
         if let Ok(data) = frame.into_data() {
             size += data.len() as u64;
             if size > cfg.max_package_bytes {
-                return Err(tagged(
-                    error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "package is over this channel's limit of {} bytes; nothing was queued",
-                            cfg.max_package_bytes
-                        ),
-                    ),
-                    "too_large",
-                    false,
-                ));
+                // Read on and discard, up to a bound, before answering:
+                // a connection closed while the client is still sending
+                // is reset, and the reset can destroy the 413 before the
+                // client reads it (seen as curl's last code 100). Past
+                // the bound, or at the body's end, the 413 goes out.
+                if size > cfg.max_package_bytes.saturating_add(OVERSIZE_DRAIN_BYTES) {
+                    return Err(too_large());
+                }
+                continue;
             }
             digest.update(&data);
             file.write_all(&data).await.map_err(io_err)?;
         }
+    }
+    if size > cfg.max_package_bytes {
+        return Err(too_large());
     }
     // Not synced here: the committer makes every body of its batch
     // durable with one sync before anything is queued or answered.
