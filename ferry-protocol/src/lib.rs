@@ -9,6 +9,7 @@
 #![forbid(unsafe_code, unused_must_use)]
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod budget;
 pub mod epoch;
 pub mod fec;
 pub mod manifest;
@@ -18,6 +19,7 @@ pub mod sender;
 pub mod suite;
 pub mod wire;
 
+pub use budget::{LossBudget, SendPlan};
 pub use epoch::{EpochChain, EpochSchedule};
 pub use manifest::{Inspection, InspectionVerdict, Manifest, PackageId, PackageMeta};
 pub use receiver::{Event, Receiver, ReceiverConfig, ReceiverStats};

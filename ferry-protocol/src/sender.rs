@@ -5,15 +5,22 @@
 //! either writes the next datagram into the caller's buffer, asks for the
 //! next plaintext chunk ([`Transmit::NeedPayload`]), or says there is
 //! nothing to do until [`Sender::poll_timeout`]. Memory stays bounded by one
-//! FEC block per package in transmission, whatever the package size.
+//! interleaving group of FEC blocks (at most `2 · (burst + 1)` blocks) per
+//! package in transmission, whatever the package size.
 //!
-//! Each send of a package is: a manifest, the first symbols, a second
-//! manifest copy, the remaining symbols, and a trailer manifest that marks
-//! the end of the send. Redundant sends repeat this after a spacing, with
-//! an incremented attempt number and byte-identical sealed payload.
+//! How a package is cut into blocks, how much repair each block gets, how
+//! many manifest copies a send carries and in which order the datagrams go
+//! is the package's [`SendPlan`], derived from the link's loss budget
+//! (`budget.rs`). Each send of a package is: a manifest, the symbols of the
+//! package's interleaving groups (round robin across the blocks of a
+//! group) with further manifest copies spread evenly among them, and a
+//! trailer manifest that marks the end of the send. Redundant sends repeat
+//! this after a spacing, with an incremented attempt number and
+//! byte-identical sealed payload.
 
+use crate::budget::{LossBudget, PlanError, Planner, SendPlan};
 use crate::epoch::{EpochChain, EpochSchedule};
-use crate::fec::{self, BlockEncoder, FecError, Geometry};
+use crate::fec::{BlockEncoder, FecError, Geometry};
 use crate::manifest::{self, Manifest, ManifestError, PackageMeta};
 use crate::suite::{CryptoError, PayloadCipher, SealKeys, DATAGRAM_TAG_LEN};
 use crate::wire::{self, CommonHeader, DataHeader, Heartbeat, Kind, ManifestHeader};
@@ -24,8 +31,9 @@ use std::collections::VecDeque;
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest plaintext chunk (bounds the receiver's chunk buffer).
 pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
-/// Data datagrams sent before the second manifest copy of a send.
-pub const SECOND_MANIFEST_AFTER: u32 = 32;
+/// Data datagrams sent before the second manifest copy of a send when no
+/// loss budget is set.
+pub const SECOND_MANIFEST_AFTER: u64 = crate::budget::LEGACY_SECOND_MANIFEST_AFTER;
 
 /// How the sender cuts, protects and paces its output.
 #[derive(Debug, Clone)]
@@ -34,10 +42,16 @@ pub struct SenderConfig {
     pub link_name: String,
     /// Path MTU; datagrams are at most `mtu - 28` bytes.
     pub mtu: usize,
-    /// Source symbols per full FEC block.
+    /// Source symbols per full FEC block (the largest; the plan may cut a
+    /// package into smaller blocks to interleave them).
     pub block_symbols: u16,
-    /// Repair symbols as a percentage of source symbols.
+    /// Repair symbols as a percentage of source symbols: with a loss
+    /// budget a floor under what the budget derives, without one the
+    /// repair itself.
     pub repair_overhead_percent: f64,
+    /// The loss every package must survive (None: fixed repair and two or
+    /// three manifest copies, nothing promised).
+    pub loss_budget: Option<LossBudget>,
     /// Plaintext bytes per sealed chunk.
     pub chunk_size: u32,
     /// Interval between heartbeats.
@@ -58,6 +72,7 @@ impl SenderConfig {
             mtu: 1500,
             block_symbols: 1024,
             repair_overhead_percent: 10.0,
+            loss_budget: Some(LossBudget::DEFAULT),
             chunk_size: DEFAULT_CHUNK_SIZE,
             heartbeat_interval_ms: 1000,
             redundancy: 1,
@@ -82,6 +97,9 @@ pub enum SenderError {
     /// FEC encoding failed.
     #[error("FEC: {0}")]
     Fec(#[from] FecError),
+    /// No protection the code supports meets the loss budget.
+    #[error("{0}")]
+    Budget(#[from] PlanError),
     /// Sequence numbers must increase.
     #[error("sequence number {seq} is not above the last one used ({last})")]
     SeqNotIncreasing {
@@ -151,36 +169,43 @@ struct Package {
     signed: Vec<u8>,
     cipher: Box<dyn PayloadCipher>,
     geometry: Geometry,
+    plan: SendPlan,
     attempts_done: u8,
     next_attempt_at: Millis,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    LeadingManifest,
-    Symbols,
-    TrailerManifest,
 }
 
 /// The send in progress.
 struct Active {
     index: usize,
     attempt: u8,
-    phase: Phase,
     plain_offset: u64,
     chunk_index: u64,
     awaiting: Option<(u64, usize)>,
+    /// Sealed bytes read but not yet cut into a block.
     sealed: Vec<u8>,
-    sealed_taken: u64,
+    /// The interleaving group being sent, and its blocks.
+    group: u64,
+    span: (u64, u64),
+    /// Blocks of the group encoded so far (into `Sender::blocks`).
+    assembled: usize,
+    /// Symbol index being sent across the group, and the next block of the
+    /// group to send it from.
+    round: u32,
+    cursor: usize,
+    data_sent: u64,
+    /// Manifest copies sent so far, the leading one included.
+    copies_sent: u16,
+    trailer_due: bool,
+}
+
+/// One encoded block of the group being sent (buffers reused).
+#[derive(Default)]
+struct BlockBuf {
     block: u64,
-    block_ready: bool,
     k: u16,
     r: u16,
     source: Vec<u8>,
     repair: Vec<u8>,
-    next_symbol: u32,
-    data_sent: u32,
-    second_manifest_sent: bool,
 }
 
 /// The sans-IO sender of one link.
@@ -192,6 +217,11 @@ pub struct Sender {
     symbol_size: usize,
     packages: VecDeque<Package>,
     active: Option<Active>,
+    planner: Planner,
+    /// Bytes a sealed chunk adds, as the suite's ciphers report it (32, the
+    /// largest of the suites, until the first package says).
+    chunk_overhead: usize,
+    blocks: Vec<BlockBuf>,
     encoder: BlockEncoder,
     last_seq: Option<u64>,
     next_heartbeat: Millis,
@@ -237,17 +267,34 @@ impl Sender {
                 wire::MAX_BLOCK_SYMBOLS
             )));
         }
-        let r = fec::repair_symbols(config.block_symbols, config.repair_overhead_percent);
-        if !fec::supported(config.block_symbols, r) {
+        if !(config.repair_overhead_percent >= 0.0 && config.repair_overhead_percent <= 100.0) {
             return Err(SenderError::Config(format!(
-                "block_symbols {} with {}% repair needs {} repair symbols, which the FEC code does not support; lower one of them",
-                config.block_symbols, config.repair_overhead_percent, r
+                "repair_overhead_percent {} outside 0..=100",
+                config.repair_overhead_percent
             )));
+        }
+        if let Some(budget) = config.loss_budget {
+            budget.validate().map_err(SenderError::Config)?;
         }
         if config.redundancy == 0 {
             return Err(SenderError::Config("redundancy must be at least 1".into()));
         }
         let symbol_size = wire::symbol_size(config.mtu);
+        let mut planner = Planner::new(
+            config.loss_budget,
+            config.repair_overhead_percent,
+            symbol_size,
+            config.block_symbols,
+        );
+        // A package of many full blocks: if its protection is reachable,
+        // every size is (smaller blocks need fewer repair symbols).
+        let full = u64::from(config.block_symbols) * symbol_size as u64 * 64;
+        planner.plan(full).map_err(|e| {
+            SenderError::Config(format!(
+                "block_symbols {} with {}% repair: {e}",
+                config.block_symbols, config.repair_overhead_percent
+            ))
+        })?;
         Ok(Sender {
             link_id: wire::link_id(&config.link_name),
             symbol_size,
@@ -256,6 +303,9 @@ impl Sender {
             epochs,
             packages: VecDeque::new(),
             active: None,
+            planner,
+            chunk_overhead: 32,
+            blocks: Vec::new(),
             encoder: BlockEncoder::new(),
             last_seq: None,
             next_heartbeat: Millis(0),
@@ -286,6 +336,13 @@ impl Sender {
     /// The largest datagram this sender produces.
     pub fn max_datagram_len(&self) -> usize {
         wire::max_datagram_len(self.config.mtu)
+    }
+
+    /// The plan a package of `size` plaintext bytes would be sent with
+    /// (for status pages and overhead tables).
+    pub fn plan_for(&mut self, size: u64) -> Result<SendPlan, SenderError> {
+        let sealed = manifest::sealed_len(size, self.config.chunk_size, self.chunk_overhead);
+        Ok(self.planner.plan(sealed)?)
     }
 
     /// Adds transient transport errors to the counters the heartbeats carry.
@@ -327,13 +384,16 @@ impl Sender {
             .ok_or_else(|| SenderError::Config("no epoch secret held".into()))?;
         let context = package_context(&meta, seq);
         let (cipher, ephemeral) = self.keys.new_package(secret, &context)?;
+        self.chunk_overhead = cipher.overhead();
+        let sealed_len = manifest::sealed_len(meta.size, self.config.chunk_size, cipher.overhead());
+        let plan = self.planner.plan(sealed_len)?;
         let manifest = Manifest {
             meta,
             suite: link.suite(),
             seq,
             epoch,
             chunk_size: self.config.chunk_size,
-            block_symbols: self.config.block_symbols,
+            block_symbols: plan.block_symbols,
             symbol_size: u16::try_from(self.symbol_size)
                 .map_err(|_| SenderError::Config("symbol size".into()))?,
             signing_key_id: self.keys.signing_key_id().to_string(),
@@ -350,9 +410,9 @@ impl Sender {
             )));
         }
         let geometry = Geometry {
-            sealed_len: manifest.sealed_len(cipher.overhead()),
+            sealed_len,
             symbol_size: self.symbol_size,
-            block_symbols: self.config.block_symbols,
+            block_symbols: plan.block_symbols,
         };
         self.last_seq = Some(seq);
         self.packages.push_back(Package {
@@ -361,6 +421,7 @@ impl Sender {
             signed,
             cipher,
             geometry,
+            plan,
             attempts_done: 0,
             next_attempt_at: now,
         });
@@ -463,43 +524,32 @@ impl Sender {
                 link_id: self.link_id,
                 epoch: pkg.manifest.epoch,
             };
-            match active.phase {
-                Phase::LeadingManifest => {
-                    active.phase = Phase::Symbols;
-                    let c = common(Kind::Manifest, 0);
-                    let h = ManifestHeader {
-                        seq: pkg.seq,
-                        attempt: active.attempt,
-                    };
-                    let n = wire::write_manifest(out, &c, &h, &pkg.signed);
-                    return Ok(Transmit::Datagram(self.finish(out, &c, n)));
-                }
-                Phase::TrailerManifest => {
-                    let c = common(Kind::Manifest, wire::FLAG_TRAILER);
-                    let h = ManifestHeader {
-                        seq: pkg.seq,
-                        attempt: active.attempt,
-                    };
-                    let n = wire::write_manifest(out, &c, &h, &pkg.signed);
-                    self.complete_send(now);
-                    return Ok(Transmit::Datagram(self.finish(out, &c, n)));
-                }
-                Phase::Symbols => {}
-            }
-            if active.data_sent == SECOND_MANIFEST_AFTER && !active.second_manifest_sent {
-                active.second_manifest_sent = true;
+            let manifest_header = ManifestHeader {
+                seq: pkg.seq,
+                attempt: active.attempt,
+            };
+            // Manifest copies other than the trailer go before the data
+            // datagram the plan names (copy 0 leads the send).
+            if active.copies_sent + 1 < pkg.plan.manifest_copies
+                && active.data_sent >= pkg.plan.copy_before(active.copies_sent)
+            {
+                active.copies_sent += 1;
                 let c = common(Kind::Manifest, 0);
-                let h = ManifestHeader {
-                    seq: pkg.seq,
-                    attempt: active.attempt,
-                };
-                let n = wire::write_manifest(out, &c, &h, &pkg.signed);
+                let n = wire::write_manifest(out, &c, &manifest_header, &pkg.signed);
                 return Ok(Transmit::Datagram(self.finish(out, &c, n)));
             }
-            if !active.block_ready {
-                // Gather the block's ciphertext, asking for plaintext chunk
-                // by chunk.
-                let (_, block_len) = pkg.geometry.block_span(active.block);
+            if active.trailer_due {
+                let c = common(Kind::Manifest, wire::FLAG_TRAILER);
+                let n = wire::write_manifest(out, &c, &manifest_header, &pkg.signed);
+                self.complete_send(now);
+                return Ok(Transmit::Datagram(self.finish(out, &c, n)));
+            }
+            let group_len = (active.span.1 - active.span.0) as usize;
+            if active.assembled < group_len {
+                // Gather the next block's ciphertext, asking for plaintext
+                // chunk by chunk, and encode it.
+                let block = active.span.0 + active.assembled as u64;
+                let (_, block_len) = pkg.geometry.block_span(block);
                 let have = active.sealed.len();
                 if have < block_len {
                     let size = pkg.manifest.meta.size;
@@ -520,48 +570,73 @@ impl Sender {
                     }
                     continue;
                 }
-                let k = pkg.geometry.k_of(active.block);
-                let r = fec::repair_symbols(k, self.config.repair_overhead_percent);
-                active.source.clear();
-                active.source.extend_from_slice(&active.sealed[..block_len]);
-                active.source.resize(usize::from(k) * self.symbol_size, 0);
+                let k = pkg.geometry.k_of(block);
+                let r = pkg.plan.repair_of(block);
+                if self.blocks.len() <= active.assembled {
+                    self.blocks
+                        .resize_with(active.assembled + 1, BlockBuf::default);
+                }
+                let buf = &mut self.blocks[active.assembled];
+                buf.block = block;
+                buf.k = k;
+                buf.r = r;
+                buf.source.clear();
+                buf.source.extend_from_slice(&active.sealed[..block_len]);
+                buf.source.resize(usize::from(k) * self.symbol_size, 0);
                 active.sealed.drain(..block_len);
-                active.sealed_taken += block_len as u64;
                 self.encoder
-                    .encode(&active.source, k, r, self.symbol_size, &mut active.repair)?;
-                active.k = k;
-                active.r = r;
-                active.next_symbol = 0;
-                active.block_ready = true;
+                    .encode(&buf.source, k, r, self.symbol_size, &mut buf.repair)?;
+                active.assembled += 1;
+                continue;
             }
-            let i = active.next_symbol as usize;
+            // Round robin over the group's blocks: symbol `round` of each
+            // block that has one, so two symbols of a block are as far apart
+            // as the group is wide.
+            let group = &self.blocks[..group_len];
+            let next = (active.cursor..group_len)
+                .find(|&j| active.round < u32::from(group[j].k) + u32::from(group[j].r));
+            let Some(j) = next else {
+                let longest = group
+                    .iter()
+                    .map(|b| u32::from(b.k) + u32::from(b.r))
+                    .max()
+                    .unwrap_or(0);
+                active.round += 1;
+                active.cursor = 0;
+                if active.round >= longest {
+                    active.group += 1;
+                    if active.group >= pkg.plan.groups {
+                        active.trailer_due = true;
+                    } else {
+                        active.span = pkg.plan.group_span(active.group);
+                        active.assembled = 0;
+                        active.round = 0;
+                    }
+                }
+                continue;
+            };
+            active.cursor = j + 1;
+            let buf = &self.blocks[j];
+            let i = active.round as usize;
             let s = self.symbol_size;
-            let k = usize::from(active.k);
+            let k = usize::from(buf.k);
             let symbol = if i < k {
-                &active.source[i * s..(i + 1) * s]
+                &buf.source[i * s..(i + 1) * s]
             } else {
                 self.stats.repair_datagrams += 1;
-                &active.repair[(i - k) * s..(i - k + 1) * s]
+                &buf.repair[(i - k) * s..(i - k + 1) * s]
             };
             let c = common(Kind::Data, 0);
             let h = DataHeader {
                 seq: pkg.seq,
-                block: u32::try_from(active.block).unwrap_or(u32::MAX),
+                block: u32::try_from(buf.block).unwrap_or(u32::MAX),
                 index: i as u16,
-                k: active.k,
-                r: active.r,
+                k: buf.k,
+                r: buf.r,
                 attempt: active.attempt,
             };
             let n = wire::write_data(out, &c, &h, symbol);
-            active.next_symbol += 1;
-            active.data_sent = active.data_sent.saturating_add(1);
-            if active.next_symbol >= u32::from(active.k) + u32::from(active.r) {
-                active.block_ready = false;
-                active.block += 1;
-                if active.block >= pkg.geometry.blocks() {
-                    active.phase = Phase::TrailerManifest;
-                }
-            }
+            active.data_sent += 1;
             return Ok(Transmit::Datagram(self.finish(out, &c, n)));
         }
     }
@@ -590,21 +665,18 @@ impl Sender {
             self.active = Some(Active {
                 index,
                 attempt: pkg.attempts_done,
-                phase: Phase::LeadingManifest,
                 plain_offset: 0,
                 chunk_index: 0,
                 awaiting: None,
                 sealed: Vec::new(),
-                sealed_taken: 0,
-                block: 0,
-                block_ready: false,
-                k: 0,
-                r: 0,
-                source: Vec::new(),
-                repair: Vec::new(),
-                next_symbol: 0,
+                group: 0,
+                span: pkg.plan.group_span(0),
+                assembled: 0,
+                round: 0,
+                cursor: 0,
                 data_sent: 0,
-                second_manifest_sent: false,
+                copies_sent: 0,
+                trailer_due: false,
             });
             return true;
         }

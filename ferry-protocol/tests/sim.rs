@@ -101,6 +101,7 @@ fn loss_above_capacity_fails_that_package_alone() {
     let k = keys();
     let mut cfg = sender_config();
     cfg.repair_overhead_percent = 1.0;
+    cfg.loss_budget = None;
     let mut s = sender(&k, cfg);
     let mut e = Egress::new(&k, ReplayWindow::new());
     // A big package spans many blocks at 1 % repair under 8 % loss: it
@@ -139,6 +140,7 @@ fn redundant_sends_recover_a_failed_first_send_and_deliver_once() {
     let k = keys();
     let mut cfg = sender_config();
     cfg.repair_overhead_percent = 1.0;
+    cfg.loss_budget = None;
     cfg.redundancy = 4;
     cfg.redundancy_spacing_ms = 50;
     let mut s = sender(&k, cfg);
@@ -365,6 +367,7 @@ fn symbols_from_several_sends_pool_into_one_package() {
     let k = keys();
     let mut cfg = sender_config();
     cfg.repair_overhead_percent = 2.0;
+    cfg.loss_budget = None;
     cfg.redundancy = 3;
     cfg.redundancy_spacing_ms = 100;
     let mut s = sender(&k, cfg);
