@@ -27,6 +27,10 @@ pub struct TestbedOptions {
     pub max_buffer_bytes: usize,
     /// Crypto suite of both sides.
     pub suite: ferry_keys::Suite,
+    /// The ingress side's loss budget in percent (0 = off). Tests that
+    /// pace the link slowly to build a backlog switch it off, so a small
+    /// package costs the few datagrams they were timed with.
+    pub loss_budget_percent: f64,
 }
 
 impl TestbedOptions {
@@ -42,6 +46,7 @@ impl TestbedOptions {
             socket_buffer_bytes: 32 << 20,
             max_buffer_bytes: 256 << 20,
             suite: ferry_keys::Suite::Intl,
+            loss_budget_percent: 5.0,
         })
     }
 }
@@ -97,8 +102,8 @@ pub fn create(root: &Path, o: &TestbedOptions) -> Result<Testbed, DaemonError> {
         o.link, o.suite.name(), o.mtu, o.socket_buffer_bytes, o.repair_overhead_percent, o.redundancy, o.max_buffer_bytes
     );
     let ingress = format!(
-        "[link]\nrole = \"ingress\"\n{common}peer = [\"{}\"]\nbind = \"127.0.0.1:0\"\nrate_bytes_per_s = {}\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\nspool_dir = \"spool\"\n",
-        o.listen, o.rate_bytes_per_s
+        "[link]\nrole = \"ingress\"\n{common}peer = [\"{}\"]\nbind = \"127.0.0.1:0\"\nrate_bytes_per_s = {}\nloss_budget_percent = {:?}\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\nspool_dir = \"spool\"\n",
+        o.listen, o.rate_bytes_per_s, o.loss_budget_percent
     );
     let egress = format!(
         "[link]\nrole = \"egress\"\n{common}listen = [\"{}\"]\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\noutbox_dir = \"outbox\"\n",

@@ -187,6 +187,31 @@ impl Drop for Link {
     }
 }
 
+/// Drops `per_mille` ‰ of the UDP datagrams arriving at the egress veth,
+/// at random (nftables `numgen random` at netdev ingress: this kernel has no
+/// `sch_netem`), counted in table `netdev wire`.
+fn wire_loss(e_ns: &str, per_mille: u32) {
+    in_ns(e_ns, &["nft", "add table netdev wire"]);
+    in_ns(
+        e_ns,
+        &[
+            "nft",
+            &format!(
+                "add chain netdev wire in {{ type filter hook ingress device {EGRESS_IF} priority 0; }}"
+            ),
+        ],
+    );
+    in_ns(
+        e_ns,
+        &[
+            "nft",
+            &format!(
+                "add rule netdev wire in meta l4proto udp numgen random mod 1000 < {per_mille} counter drop"
+            ),
+        ],
+    );
+}
+
 /// Moves the calling thread (only it) into the named network namespace.
 fn enter_netns(ns: &str) {
     let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
@@ -360,23 +385,7 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
     let link = Link::new("lossy");
     let (i_ns, e_ns) = (link.ingress.as_str(), link.egress.as_str());
     // 5 % random loss of UDP arriving at the egress veth.
-    in_ns(e_ns, &["nft", "add table netdev wire"]);
-    in_ns(
-        e_ns,
-        &[
-            "nft",
-            &format!(
-                "add chain netdev wire in {{ type filter hook ingress device {EGRESS_IF} priority 0; }}"
-            ),
-        ],
-    );
-    in_ns(
-        e_ns,
-        &[
-            "nft",
-            "add rule netdev wire in meta l4proto udp numgen random mod 1000 < 50 counter drop",
-        ],
-    );
+    wire_loss(e_ns, 50);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let tb = testbed(dir.path(), |o| {
@@ -396,16 +405,13 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
         &format!("listen = [\"127.0.0.1:{PORT_B}\"]"),
     );
 
-    // At 5 % loss a package's manifest is sometimes lost in every copy
-    // (issue 19: the manifest is not yet protected like the data); seen
-    // once in four runs here ("manifest never arrived" for one of the 8).
-    // The link's own remedy is the self-healing re-send, 15 s later; its
-    // default budget (10 MB/s) is smaller than one 25 MiB package, so this
-    // test gives it room for all of them.
+    // The loss budget (5 %, shipped default) protects every package,
+    // manifest included: no self-healing re-send may be needed, so it is
+    // off and any loss would show as a failed package.
     rewrite(
         &tb.ingress_config,
         "\n[paths]",
-        "heal_resend_max_bytes_per_s = 1000000000\n\n[paths]",
+        "heal_resend_max_bytes_per_s = 0\n\n[paths]",
     );
     let relay = Relay::start(e_ns, 0x5eed);
     let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
@@ -470,6 +476,113 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
     assert_eq!(into_ingress, 0, "something flowed from egress to ingress");
     assert!(dropped > 0, "the lossy wire dropped nothing");
     assert!(stats.received > 0, "the relay saw nothing");
+    assert_eq!(
+        egress_status["receiver"]["packages_failed"].as_u64(),
+        Some(0),
+        "within the loss budget no send fails"
+    );
+}
+
+/// Issue 19's operator trial: many small packages (about 300 bytes, one
+/// symbol each) across two namespaces at 5 % random loss with the shipped
+/// defaults (loss budget 5 %, bursts of 8; redundancy 1) and the
+/// self-healing re-send off, so nothing but the budget protects them. All
+/// must be delivered; none may fail or leave a gap. `NETNS_SMALL_PACKAGES`
+/// sets the count: 4,000 by default to stay within CI's time (about 25 s
+/// of transfer in a debug build); the issue's 10,000 is
+/// `NETNS_SMALL_PACKAGES=10000` (about 60 s).
+#[test]
+fn small_packages_at_five_percent_loss_all_arrive() {
+    if !root_or_skip("network namespaces") {
+        return;
+    }
+    let count: usize = std::env::var("NETNS_SMALL_PACKAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4_000);
+    let link = Link::new("small");
+    let (i_ns, e_ns) = (link.ingress.as_str(), link.egress.as_str());
+    wire_loss(e_ns, 50);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |o| {
+        o.listen = format!("{EGRESS_ADDR}:{PORT_A}").parse().expect("addr");
+        // Paced so the egress socket never overflows: the loss is the
+        // wire's 5 %, not the receiving host's.
+        o.rate_bytes_per_s = 40_000_000;
+        o.socket_buffer_bytes = 32 << 20;
+    });
+    rewrite(
+        &tb.ingress_config,
+        "bind = \"127.0.0.1:0\"",
+        &format!("bind = \"{INGRESS_ADDR}:0\""),
+    );
+    rewrite(
+        &tb.ingress_config,
+        "\n[paths]",
+        "heal_resend_max_bytes_per_s = 0\n\n[paths]",
+    );
+    let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
+    let ingress = Daemon::start_with(&tb.ingress_config, &["ip", "netns", "exec", i_ns]);
+    wait_or_dump(
+        Duration::from_secs(30),
+        "egress link up",
+        &[&ingress, &egress],
+        || status(&tb.egress_config).is_some_and(|s| s["link_up"] == serde_json::json!(true)),
+    );
+    let start = Instant::now();
+    let record = |n: usize| {
+        format!(
+            "parcel,owner,area\n{n:06},owner-{n},{}.{:02}\n{}",
+            n * 7 % 9000,
+            n % 100,
+            "x".repeat(240)
+        )
+    };
+    for n in 0..count {
+        ferry_daemon::testkit::spool_file(&tb.spool, &format!("r{n:06}.csv"), record(n).as_bytes())
+            .expect("spool");
+    }
+    wait_or_dump(
+        Duration::from_secs(900),
+        "every small package in the outbox",
+        &[&ingress, &egress],
+        || outbox_files(&tb.outbox).len() >= count,
+    );
+    let elapsed = start.elapsed();
+    // Every sequence number below the sender's next is accounted for
+    // once the gap check has run after the last heartbeat.
+    std::thread::sleep(Duration::from_secs(3));
+    let egress_status = status(&tb.egress_config).unwrap_or_default();
+    let ingress_status = status(&tb.ingress_config).unwrap_or_default();
+    drop(ingress);
+    drop(egress);
+    let dropped = nft_packets(e_ns, "netdev", "wire");
+    let into_ingress = link.packets_into_ingress();
+    let sent = ingress_status["datagrams_sent"].as_u64().unwrap_or(0);
+    println!(
+        "netns small: {count} packages in {:.1} s; {dropped} of {sent} datagrams dropped by the wire ({:.2} %); \
+         failed {}, gap seqs {}",
+        elapsed.as_secs_f64(),
+        100.0 * dropped as f64 / sent.max(1) as f64,
+        egress_status["failed"],
+        egress_status["gap_seqs_total"]
+    );
+    for n in (0..count).step_by(997) {
+        let got = std::fs::read(tb.outbox.join(format!("r{n:06}.csv"))).expect("delivered file");
+        assert_eq!(got, record(n).as_bytes(), "r{n:06}.csv differs");
+    }
+    assert_eq!(outbox_files(&tb.outbox).len(), count);
+    assert_eq!(
+        egress_status["failed"].as_u64(),
+        Some(0),
+        "no package failed"
+    );
+    assert_eq!(egress_status["gap_seqs_total"].as_u64(), Some(0), "no gap");
+    assert!(
+        dropped as f64 > sent as f64 * 0.04,
+        "the wire dropped about 5 %: {dropped} of {sent}"
+    );
+    assert_eq!(into_ingress, 0, "something flowed from egress to ingress");
 }
 
 #[test]

@@ -155,7 +155,10 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     let root = t.path();
     // A slow link, so that bulk packages are still queued when the reload
     // closes their window.
-    let tb = testbed(root, |o| o.rate_bytes_per_s = 40_000);
+    let tb = testbed(root, |o| {
+        o.rate_bytes_per_s = 40_000;
+        o.loss_budget_percent = 0.0;
+    });
     let site = Site {
         port: free_tcp_port(),
         ca: root.join("ca"),

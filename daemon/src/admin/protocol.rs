@@ -214,6 +214,41 @@ pub struct Status {
     /// operator resend for them (the egress side lists the gap).
     #[serde(default)]
     pub heal_skipped: u64,
+    /// The link's loss budget and what it costs per package size (None
+    /// when the budget is off).
+    #[serde(default)]
+    pub loss_budget: Option<BudgetStatus>,
+}
+
+/// The loss budget in force and its cost, from the configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BudgetStatus {
+    /// Percent of datagrams the link may lose.
+    pub loss_percent: f64,
+    /// Longest run of datagrams lost in a row.
+    pub burst: u16,
+    /// Probability of losing a package within the budget stays below this.
+    pub target_package_loss: f64,
+    /// The cost for a few package sizes.
+    pub sizes: Vec<BudgetRow>,
+}
+
+/// What one package size costs under the budget, and without it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BudgetRow {
+    /// Plaintext bytes of the package.
+    pub bytes: u64,
+    /// Datagrams of one send (data and manifest copies).
+    pub datagrams: u64,
+    /// Of which manifest copies.
+    pub manifest_copies: u16,
+    /// Bytes on the wire (UDP payloads) of one send, at most.
+    pub wire_bytes: u64,
+    /// The computed bound on losing the package within the budget.
+    pub loss_bound: f64,
+    /// Datagrams of one send with fixed repair (`repair_overhead_percent`)
+    /// and no budget, as before budgets existed.
+    pub datagrams_without_budget: u64,
 }
 
 /// Counters of one channel. Ingress counts `accepted` (queued), `rejected`

@@ -50,6 +50,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The link's loss budget and what it costs per package size, from a
+    /// configuration file (no daemon needed).
+    Budget {
+        /// A daemon configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ingress side: send retained packages again (new sequence numbers,
     /// same package ids; the egress side delivers each id once).
     Resend {
@@ -173,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Gaps(cmd) => return ferry_daemon::cli::approvals::run_gaps(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => return daemon::reload_policy(&config),
         Cmd::Status { config, json } => return daemon::status(&config, json),
+        Cmd::Budget { config, json } => return daemon::budget(&config, json),
         Cmd::Resend {
             config,
             packages,

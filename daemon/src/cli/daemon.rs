@@ -39,6 +39,23 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<std::process::ExitCod
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// `ferryctl budget`: the loss budget a configuration sets and its cost.
+pub fn budget(config: &Path, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = config::load(config)?;
+    let status = crate::link::keys::budget_status(&cfg);
+    let v = serde_json::json!({ "loss_budget": status });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "link {} (mtu {}, blocks of at most {} symbols)",
+            cfg.link.name, cfg.link.mtu, cfg.link.block_symbols
+        );
+        print_budget(&v);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// `ferryctl resend`: retained packages by id, or a sequence range `A..B`.
 pub fn resend(
     config: &Path,
@@ -79,6 +96,41 @@ pub fn resend(
         return Ok(std::process::ExitCode::FAILURE);
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The loss budget line and its cost per package size.
+fn print_budget(v: &serde_json::Value) {
+    let Some(b) = v.get("loss_budget").filter(|b| !b.is_null()) else {
+        println!(
+            "  {:<22} off (fixed repair, nothing promised)",
+            "loss budget"
+        );
+        return;
+    };
+    let f = |k: &str| b.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    println!(
+        "  {:<22} {} % loss, bursts of {}: each package lost with probability < {:e}",
+        "loss budget",
+        f("loss_percent"),
+        f("burst"),
+        f("target_package_loss")
+    );
+    for row in b
+        .get("sizes")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let n = |k: &str| row.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        println!(
+            "    {:>10} B: {} datagrams ({} manifest copies, {} bytes on the wire; {} without the budget)",
+            n("bytes"),
+            n("datagrams"),
+            n("manifest_copies"),
+            n("wire_bytes"),
+            n("datagrams_without_budget")
+        );
+    }
 }
 
 fn print_status(v: &serde_json::Value) {
@@ -122,6 +174,7 @@ fn print_status(v: &serde_json::Value) {
             println!("  {k:<22} {x}");
         }
     }
+    print_budget(v);
     if let (Some(t), Some(now)) = (
         v.get("last_heartbeat_unix_ms").and_then(|t| t.as_u64()),
         v.get("updated_unix_ms").and_then(|t| t.as_u64()),

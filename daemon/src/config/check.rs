@@ -14,10 +14,11 @@ use crate::config::model::{
     DEFAULT_EPOCH_ORIGIN_UNIX_S, DEFAULT_HEAL_RESEND_AFTER_MS, DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S,
     DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_INGEST_MAX_PACKAGE_BYTES,
     DEFAULT_INGEST_MAX_QUEUED_PACKAGES, DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LINK_DOWN_AFTER_MS,
-    DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU, DEFAULT_PACKAGE_IDLE_TIMEOUT_MS,
-    DEFAULT_RATE_BYTES_PER_S, DEFAULT_REDUNDANCY, DEFAULT_REDUNDANCY_SPACING_MS,
-    DEFAULT_REFUSAL_ALARM_PER_MINUTE, DEFAULT_REPAIR_OVERHEAD_PERCENT, DEFAULT_RETENTION_MAX_AGE_S,
-    DEFAULT_RETENTION_MAX_BYTES, DEFAULT_SOCKET_BUFFER_BYTES, DEFAULT_TRUST_RELOAD_INTERVAL_S,
+    DEFAULT_LOSS_BUDGET_BURST, DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
+    DEFAULT_PACKAGE_IDLE_TIMEOUT_MS, DEFAULT_RATE_BYTES_PER_S, DEFAULT_REDUNDANCY,
+    DEFAULT_REDUNDANCY_SPACING_MS, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
+    DEFAULT_REPAIR_OVERHEAD_PERCENT, DEFAULT_RETENTION_MAX_AGE_S, DEFAULT_RETENTION_MAX_BYTES,
+    DEFAULT_SOCKET_BUFFER_BYTES, DEFAULT_TRUST_RELOAD_INTERVAL_S,
 };
 use crate::config::raw::{
     RawAdmin, RawConfig, RawDownstream, RawHardening, RawIngest, RawLink, RawPaths,
@@ -751,6 +752,21 @@ impl Checker<'_> {
             }
         };
 
+        let loss_budget_percent = match l.loss_budget_percent {
+            None => DEFAULT_LOSS_BUDGET_PERCENT,
+            Some(p) => {
+                let v = *p.get_ref();
+                let max = ferry_protocol::budget::MAX_BUDGET_LOSS * 100.0;
+                if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                    return Err(self.err(
+                        p.span(),
+                        format!("`loss_budget_percent` must be within 0..={max} (percent of datagrams the link may lose; 0 switches the budget off), got {v}"),
+                    ));
+                }
+                v
+            }
+        };
+
         Ok(LinkSection {
             name: name.into_inner(),
             role,
@@ -807,6 +823,16 @@ impl Checker<'_> {
                 )?
                 .map_or(DEFAULT_EPOCH_GRACE, |v| v as u32),
             repair_overhead_percent,
+            loss_budget_percent,
+            loss_budget_burst: self
+                .uint(
+                    l.loss_budget_burst,
+                    "loss_budget_burst",
+                    1,
+                    u64::from(ferry_protocol::budget::MAX_BUDGET_BURST),
+                    "datagrams lost in a row",
+                )?
+                .map_or(DEFAULT_LOSS_BUDGET_BURST, |v| v as u16),
             block_symbols: self
                 .uint(
                     l.block_symbols,

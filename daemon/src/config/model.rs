@@ -25,6 +25,9 @@ pub(crate) const DEFAULT_EPOCH_LENGTH_S: u64 = 3600;
 pub(crate) const DEFAULT_EPOCH_ORIGIN_UNIX_S: u64 = 1_767_225_600;
 pub(crate) const DEFAULT_EPOCH_GRACE: u32 = 1;
 pub(crate) const DEFAULT_REPAIR_OVERHEAD_PERCENT: f64 = 10.0;
+/// The shipped loss budget: 5 % of datagrams lost, in bursts of up to 8.
+pub(crate) const DEFAULT_LOSS_BUDGET_PERCENT: f64 = 5.0;
+pub(crate) const DEFAULT_LOSS_BUDGET_BURST: u16 = 8;
 pub(crate) const DEFAULT_BLOCK_SYMBOLS: u16 = 1024;
 pub(crate) const DEFAULT_REDUNDANCY: u8 = 1;
 pub(crate) const DEFAULT_REDUNDANCY_SPACING_MS: u64 = 1000;
@@ -431,8 +434,15 @@ pub struct LinkSection {
     pub epoch_origin_unix_s: u64,
     /// Past epochs whose keys are kept.
     pub epoch_grace: u32,
-    /// Repair symbols as a percentage of source symbols.
+    /// Repair symbols as a percentage of source symbols: a floor under what
+    /// the loss budget derives (the repair itself when the budget is off).
     pub repair_overhead_percent: f64,
+    /// Loss budget: percent of datagrams the link may lose with every
+    /// package still delivered (probability of losing one below 10^-6);
+    /// 0 = no budget, fixed repair only.
+    pub loss_budget_percent: f64,
+    /// Loss budget: longest run of consecutive datagrams lost.
+    pub loss_budget_burst: u16,
     /// Source symbols per FEC block.
     pub block_symbols: u16,
     /// Sends per package.

@@ -134,6 +134,8 @@ pub(crate) struct RawLink {
     pub(crate) epoch_origin_unix_s: Option<Spanned<i64>>,
     pub(crate) epoch_grace: Option<Spanned<i64>>,
     pub(crate) repair_overhead_percent: Option<Spanned<f64>>,
+    pub(crate) loss_budget_percent: Option<Spanned<f64>>,
+    pub(crate) loss_budget_burst: Option<Spanned<i64>>,
     pub(crate) block_symbols: Option<Spanned<i64>>,
     pub(crate) redundancy: Option<Spanned<i64>>,
     pub(crate) redundancy_spacing_ms: Option<Spanned<i64>>,

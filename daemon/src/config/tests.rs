@@ -76,6 +76,8 @@ fn valid_ingress_file_with_defaults() {
     assert_eq!(c.link.epoch_origin_unix_s, 1_767_225_600);
     assert_eq!(c.link.epoch_grace, 1);
     assert_eq!(c.link.repair_overhead_percent, 10.0);
+    assert_eq!(c.link.loss_budget_percent, 5.0);
+    assert_eq!(c.link.loss_budget_burst, 8);
     assert_eq!(c.link.block_symbols, 1024);
     assert_eq!(c.link.redundancy, 1);
     assert_eq!(c.link.redundancy_spacing_ms, 1000);
@@ -205,6 +207,26 @@ fn other_ranges_are_checked() {
             "mtu = 9000",
             "mtu = 9000\nrepair_overhead_percent = 150",
             "repair_overhead_percent",
+        ),
+        (
+            "mtu = 9000",
+            "mtu = 9000\nloss_budget_percent = 25.0",
+            "loss_budget_percent",
+        ),
+        (
+            "mtu = 9000",
+            "mtu = 9000\nloss_budget_percent = -1.0",
+            "loss_budget_percent",
+        ),
+        (
+            "mtu = 9000",
+            "mtu = 9000\nloss_budget_burst = 0",
+            "loss_budget_burst",
+        ),
+        (
+            "mtu = 9000",
+            "mtu = 9000\nloss_budget_burst = 33",
+            "loss_budget_burst",
         ),
         ("mtu = 9000", "mtu = 9000\nepoch_grace = -1", "epoch_grace"),
         (

@@ -201,6 +201,7 @@ fn update_status(status: &SharedStatus, cfg: &Config) {
     protocol::update(status, |s| {
         s.role = "ingress".into();
         s.link = cfg.link.name.clone();
+        s.loss_budget = crate::link::keys::budget_status(cfg);
     });
 }
 

@@ -3,7 +3,9 @@
 //! Egress needs the same keys and epochs as ingress, so neither side owns
 //! them.
 
+use crate::admin::protocol::{BudgetRow, BudgetStatus};
 use crate::config::Config;
+use crate::config::SuiteName;
 use crate::{now_millis, DaemonError};
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
 use ferry_protocol::SenderConfig;
@@ -15,10 +17,68 @@ pub fn sender_config(cfg: &Config) -> SenderConfig {
     s.mtu = l.mtu;
     s.block_symbols = l.block_symbols;
     s.repair_overhead_percent = l.repair_overhead_percent;
+    s.loss_budget = loss_budget(cfg);
     s.heartbeat_interval_ms = l.heartbeat_interval_ms;
     s.redundancy = l.redundancy;
     s.redundancy_spacing_ms = l.redundancy_spacing_ms;
     s
+}
+
+/// The link's loss budget (None when `loss_budget_percent = 0`).
+pub fn loss_budget(cfg: &Config) -> Option<ferry_protocol::LossBudget> {
+    let l = &cfg.link;
+    (l.loss_budget_percent > 0.0).then_some(ferry_protocol::LossBudget {
+        loss: l.loss_budget_percent / 100.0,
+        burst: l.loss_budget_burst,
+    })
+}
+
+/// Sizes the status shows the budget's cost for.
+const BUDGET_STATUS_SIZES: [u64; 4] = [300, 64 << 10, 1 << 20, 1 << 30];
+
+/// The budget in force and its cost per package size, for `ferryctl
+/// status` (None without a budget).
+pub fn budget_status(cfg: &Config) -> Option<BudgetStatus> {
+    use ferry_protocol::budget::{Planner, TARGET_PACKAGE_LOSS};
+    let budget = loss_budget(cfg)?;
+    let l = &cfg.link;
+    let symbol = ferry_protocol::wire::symbol_size(l.mtu);
+    let datagram = ferry_protocol::wire::max_datagram_len(l.mtu) as u64;
+    // Bytes a sealed chunk adds: the AES-GCM tag, or SM4-CTR's HMAC-SM3.
+    let chunk_tag = match l.suite {
+        SuiteName::Intl => 16,
+        SuiteName::Gm => 32,
+    };
+    let chunk = ferry_protocol::sender::DEFAULT_CHUNK_SIZE;
+    let mut with = Planner::new(
+        Some(budget),
+        l.repair_overhead_percent,
+        symbol,
+        l.block_symbols,
+    );
+    let mut without = Planner::new(None, l.repair_overhead_percent, symbol, l.block_symbols);
+    let sizes = BUDGET_STATUS_SIZES
+        .iter()
+        .filter_map(|&bytes| {
+            let sealed = ferry_protocol::manifest::sealed_len(bytes, chunk, chunk_tag);
+            let plan = with.plan(sealed).ok()?;
+            let fixed = without.plan(sealed).ok()?;
+            Some(BudgetRow {
+                bytes,
+                datagrams: plan.datagrams(),
+                manifest_copies: plan.manifest_copies,
+                wire_bytes: plan.datagrams() * datagram,
+                loss_bound: plan.loss_bound,
+                datagrams_without_budget: fixed.datagrams(),
+            })
+        })
+        .collect();
+    Some(BudgetStatus {
+        loss_percent: l.loss_budget_percent,
+        burst: l.loss_budget_burst,
+        target_package_loss: TARGET_PACKAGE_LOSS,
+        sizes,
+    })
 }
 
 /// The epoch schedule from the configuration.
