@@ -522,6 +522,13 @@ fn small_packages_at_five_percent_loss_all_arrive() {
         "heal_resend_max_bytes_per_s = 0\n\n[paths]",
     );
     let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
+    // The egress binds its UDP socket before its control socket answers:
+    // start the ingress only then, or its first datagrams meet a closed
+    // port and the egress kernel answers with ICMP (a packet into the
+    // ingress namespace, which the one-way counter rightly counts).
+    wait_or_dump(Duration::from_secs(30), "egress ready", &[&egress], || {
+        status(&tb.egress_config).is_some()
+    });
     let ingress = Daemon::start_with(&tb.ingress_config, &["ip", "netns", "exec", i_ns]);
     wait_or_dump(
         Duration::from_secs(30),
