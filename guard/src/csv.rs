@@ -548,7 +548,15 @@ fn coordinates(
                 Default::default()
             }
         };
-        let Some((places, x)) = crate::geo::quick(v) else {
+        // A value in a coordinate column is a coordinate in degrees, or it
+        // is a format finding: not a number, or a number no longitude
+        // (±180) or latitude (±90) can be. An out-of-range number is more
+        // likely something else in the wrong column (a phone number, an
+        // identity number), which masking by its own rule would otherwise
+        // turn into a non-number here, found again on re-inspection.
+        let limit = if is_lon { 180.0 } else { 90.0 };
+        let degrees = crate::geo::quick(v).filter(|(_, x)| x.abs() <= limit);
+        let Some((places, x)) = degrees else {
             let l = loc(ctx);
             let taken = ctx.finding(
                 FindingKind::Geodata,

@@ -461,6 +461,22 @@ fn bbox_and_coordinate_formats() {
     );
 }
 
+/// A number no latitude can be (a phone number in the wrong column) is a
+/// format finding like `N/A`, and masking empties it, so the masked table
+/// passes a second inspection (a mutated sample once left `130****6028`
+/// there, found again as a malformed coordinate).
+#[test]
+fn an_out_of_range_coordinate_is_a_format_finding_and_masking_settles() {
+    let g = guard_edit(|s| s["geodata"]["bbox"] = serde_json::Value::Null);
+    let data = "id,lon,lat\n1,116.39,13090196028\n2,-181,39.9\n3,116.39,39.9\n";
+    let (r, out) = inspect(&g, data.as_bytes(), "x.csv", "text/csv");
+    assert_eq!(count(&r, "coordinate_format"), 2, "{:#?}", r.reasons);
+    let out = String::from_utf8(out.expect("masked")).expect("utf-8");
+    assert!(out.starts_with("id,lon,lat\n1,116.39,\n2,,39.9\n"), "{out}");
+    let (again, _) = inspect(&g, out.as_bytes(), "x.csv", "text/csv");
+    assert_eq!(again.verdict, Verdict::Pass, "{:#?}", again.reasons);
+}
+
 #[test]
 fn a_rejection_early_in_a_large_file_does_not_misreport_later_masks() {
     let mut data = String::from("id,note,phone\n1,内部资料,\n");
