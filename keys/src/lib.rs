@@ -1,7 +1,8 @@
 //! ferry's key store: key generation per suite, passphrase encryption at
 //! rest, rotation and retirement, signed public bundles exchanged out of
-//! band, link pairing and the persisted epoch secret. The suites' algorithms
-//! (intl, and GM through the system OpenSSL) live in `ferry-suites`.
+//! band, link pairing and the persisted epoch secret, and the content
+//! guard's pseudonym key (`pseudonym`). The suites' algorithms (intl, and GM
+//! through the system OpenSSL) live in `ferry-suites`.
 //!
 //! This crate owns every secret that lives on disk. It must never print or
 //! log key material, and it refuses key files that other users could read
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod material;
+pub mod pseudonym;
 pub mod sealed;
 pub mod store;
 

@@ -105,6 +105,48 @@ pub enum KeysCmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Security administrator: the content guard's pseudonym key (rotate,
+    /// list, retire).
+    Pseudonym {
+        #[command(subcommand)]
+        cmd: PseudonymCmd,
+    },
+}
+
+/// `ferryctl keys pseudonym` subcommands. The key never leaves its file:
+/// no command prints it.
+#[derive(Subcommand)]
+pub enum PseudonymCmd {
+    /// Start a new key epoch: a new random key, `pseudonym-N.key` (0600).
+    /// Every value gets a new pseudonym under it, so tables released under
+    /// different epochs do not join.
+    Rotate {
+        /// Pseudonym key directory (created, mode 0700).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the epochs held: epoch, creation time, which one is current.
+    List {
+        /// Pseudonym key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase the keys of every epoch below EPOCH (never the current one).
+    /// Pseudonyms made under them can no longer be made again.
+    Retire {
+        /// Pseudonym key directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Retire the epochs below this one.
+        #[arg(long, value_name = "EPOCH")]
+        before: u32,
+    },
 }
 
 /// Runs one `keys` subcommand.
@@ -250,8 +292,84 @@ pub fn run(cmd: KeysCmd) -> anyhow::Result<std::process::ExitCode> {
             println!("fingerprint: {}", b.fingerprint());
             print_keys(&dir, false)?;
         }
+        KeysCmd::Pseudonym { cmd } => run_pseudonym(cmd)?,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn run_pseudonym(cmd: PseudonymCmd) -> anyhow::Result<()> {
+    use ferry_keys::pseudonym;
+    match cmd {
+        PseudonymCmd::Rotate { dir, json } => {
+            let epoch = pseudonym::rotate(&dir)?;
+            let file = dir.join(format!("pseudonym-{epoch}.key"));
+            if json {
+                let out = serde_json::json!({
+                    "epoch": epoch,
+                    "file": file.display().to_string(),
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(());
+            }
+            println!("new pseudonym key epoch {epoch} in {}", file.display());
+            println!(
+                "every value gets a new pseudonym under epoch {epoch}: tables released from now on do not join with tables released under earlier epochs"
+            );
+            println!(
+                "next: retire old epochs with `ferryctl keys pseudonym retire` once their pseudonyms need never be made again"
+            );
+            // ferryd does not load the pseudonym key yet, and there is no
+            // `ferryctl reload` of keys: say so rather than promise a pickup.
+            println!(
+                "note: this ferryd does not read the pseudonym key yet; once it does, restart ferryd to use epoch {epoch}"
+            );
+        }
+        PseudonymCmd::List { dir, json } => {
+            let keys = pseudonym::list(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+                return Ok(());
+            }
+            if keys.is_empty() {
+                println!(
+                    "no pseudonym key in {}; create one with `ferryctl keys pseudonym rotate --dir {}`",
+                    dir.display(),
+                    dir.display()
+                );
+                return Ok(());
+            }
+            println!("{:<6} {:<20} STATE", "EPOCH", "CREATED");
+            for k in keys {
+                println!(
+                    "{:<6} {:<20} {}",
+                    k.epoch,
+                    k.created,
+                    if k.current { "current" } else { "held" }
+                );
+            }
+        }
+        PseudonymCmd::Retire { dir, before } => {
+            let removed = pseudonym::retire(&dir, before)?;
+            if removed.is_empty() {
+                println!(
+                    "no epoch below {before} to retire in {} (the current epoch is never retired)",
+                    dir.display()
+                );
+                return Ok(());
+            }
+            let list: Vec<String> = removed.iter().map(u32::to_string).collect();
+            println!(
+                "retired epoch{} {}; their key files are overwritten and deleted",
+                if removed.len() == 1 { "" } else { "s" },
+                list.join(", ")
+            );
+            println!(
+                "pseudonyms made under {} can no longer be made again",
+                if removed.len() == 1 { "it" } else { "them" }
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_keys(dir: &Path, json: bool) -> anyhow::Result<()> {
