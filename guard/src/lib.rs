@@ -29,6 +29,7 @@
 
 mod archive;
 mod csv;
+mod deid;
 mod emit;
 mod error;
 mod geo;
