@@ -7,6 +7,10 @@
 //! valid: there is no partially loaded policy.
 
 use crate::diag::{suggest, Diagnostic, Severity, Source};
+pub use profile_rules::MASK_LIMITS;
+
+#[path = "profile_rules.rs"]
+mod profile_rules;
 use crate::glob::Glob;
 use crate::model::*;
 use crate::when::{parse_hhmm, CronSchedule, Schedule, Window, DAY_NAMES};
@@ -824,6 +828,9 @@ const PROFILE_KEYS: &[&str] = &[
     "geodata",
     "office",
     "legacy_encodings",
+    "columns",
+    "require_rules",
+    "suppression",
 ];
 const OFFICE_KEYS: &[&str] = &["action"];
 const ARCHIVE_KEYS: &[&str] = &[
@@ -835,7 +842,7 @@ const ARCHIVE_KEYS: &[&str] = &[
     "max_ratio",
 ];
 const DIRTY_KEYS: &[&str] = &["lists", "action"];
-const PII_KEYS: &[&str] = &["detectors", "action", "keep_prefix", "keep_suffix"];
+const PII_KEYS: &[&str] = &["detectors", "action", "keep_prefix", "keep_suffix", "mask"];
 const GEO_KEYS: &[&str] = &[
     "max_decimal_places",
     "bbox",
@@ -2067,9 +2074,11 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
         let detectors = p.str_list(ctx, "detectors");
         check_members(ctx, &detectors, PII_DETECTORS, "PII detector");
         action(ctx, &p);
-        p.uint(ctx, "keep_prefix", 0, 32, "characters");
-        p.uint(ctx, "keep_suffix", 0, 32, "characters");
+        profile_rules::pii_masks(ctx, &p, detectors.as_ref());
     }
+    profile_rules::columns(ctx, t);
+    t.bool(ctx, "require_rules");
+    profile_rules::suppression(ctx, t);
     if let Some(g) = t.table(ctx, "geodata", GEO_KEYS) {
         g.uint(ctx, "max_decimal_places", 0, 15, "decimal places");
         if let Some((item, loc)) = g.item("bbox") {

@@ -23,8 +23,8 @@ pub mod sign;
 mod when;
 
 pub use compile::{
-    ACTIONS, ARCHIVE_FORMATS, FILES_MAX, FILE_MAX_BYTES, INCLUDE_DEPTH_MAX, PII_DETECTORS,
-    RULES_MAX,
+    ACTIONS, ARCHIVE_FORMATS, FILES_MAX, FILE_MAX_BYTES, INCLUDE_DEPTH_MAX, MASK_LIMITS,
+    PII_DETECTORS, RULES_MAX,
 };
 pub use decide::{
     Charge, Counter, Decision, Measure, NoUsage, Period, Reason, Request, StepOutcome, TraceStep,

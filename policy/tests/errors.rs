@@ -446,3 +446,131 @@ fn duplicate_definitions_across_files() {
     assert_eq!(d.line, 7, "{d}");
     assert!(d.message.contains("more.toml:1"), "{d}");
 }
+
+/// Promise: a mask that keeps more of a value than docs/guard.md allows
+/// ("Masking rules") is refused at the value that says so, whether it is
+/// written for one detector or for all.
+#[test]
+fn masks_that_hide_too_little_are_refused_where_written() {
+    // The README's old demo profile: 6 + 4 kept of an 11-digit mobile.
+    let text = edit(
+        "allowed_types = [\"text/csv\"]\n",
+        "allowed_types = [\"text/csv\"]\npii = { detectors = [\"mobile\"], action = \"mask\", keep_prefix = 6, keep_suffix = 4 }\n",
+    );
+    let (line, col, code, msg) = one_error(&text);
+    assert_eq!((line, code), (20, "mask-too-weak"), "{msg}");
+    assert_eq!(col, 64, "points at the 6: {msg}");
+    assert!(msg.contains("keeps too much of a mobile value"), "{msg}");
+    assert!(msg.contains("keep_prefix = 3"), "{msg}");
+    // The same keep, overridden for mobile by its own rule, is fine for
+    // an identity number (6 + 4 hides the birth date).
+    let text = edit(
+        "allowed_types = [\"text/csv\"]\n",
+        "allowed_types = [\"text/csv\"]\n[profile.strict.pii]\ndetectors = [\"mobile\", \"prc_id\"]\naction = \"mask\"\nkeep_prefix = 6\nkeep_suffix = 4\nmask = { mobile = { keep_prefix = 3, keep_suffix = 4 } }\n",
+    );
+    assert!(errors(&text).is_empty(), "{:?}", errors(&text));
+    // A per-detector rule that keeps too much.
+    let text = edit(
+        "allowed_types = [\"text/csv\"]\n",
+        "allowed_types = [\"text/csv\"]\npii = { action = \"mask\", mask = { uscc = { keep_suffix = 2 } } }\n",
+    );
+    let (line, _, code, msg) = one_error(&text);
+    assert_eq!((line, code), (20, "mask-too-weak"), "{msg}");
+    assert!(msg.contains("uscc"), "{msg}");
+    // An unknown detector under mask.
+    let text = edit(
+        "allowed_types = [\"text/csv\"]\n",
+        "allowed_types = [\"text/csv\"]\npii = { action = \"mask\", mask = { phone = { keep_suffix = 2 } } }\n",
+    );
+    let (_, _, code, msg) = one_error(&text);
+    assert_eq!(code, "unknown-key", "{msg}");
+}
+
+/// Promise: column rules and suppression are checked key by key, each
+/// error at its place, with what to write instead.
+#[test]
+fn column_rules_and_suppression_are_checked_where_written() {
+    let with = |rules: &str| {
+        edit(
+            "allowed_types = [\"text/csv\"]\n",
+            &format!("allowed_types = [\"text/csv\"]\n{rules}"),
+        )
+    };
+    let ok = with(
+        "require_rules = true\ncolumns = [\n  { match = [\"权利人\", \"owner*\"], action = \"pseudonymize\" },\n  { match = [\"登记日期\"], action = \"generalize\", to = \"month\" },\n  { match = [\"成交价格\"], action = \"generalize\", to = \"range\", step = 100000 },\n  { match = [\"联系电话\"], action = \"mask\", keep_prefix = 3 },\n  { match = [\"备注\"], action = \"drop\" },\n]\nsuppression = { count_columns = [\"户数\"], k = 5, total_column = \"合计\", marker = \"*\" }\n",
+    );
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "columns = [{ match = [\"a\"], action = \"hash\" }]\n",
+            "invalid-value",
+            "unknown column action \"hash\"",
+        ),
+        (
+            "columns = [{ match = [\"a\"], action = \"generalize\" }]\n",
+            "missing-key",
+            "needs `to`",
+        ),
+        (
+            "columns = [{ match = [\"a\"], action = \"generalize\", to = \"range\" }]\n",
+            "missing-key",
+            "need a `step`",
+        ),
+        (
+            "columns = [{ match = [\"a\"], action = \"generalize\", to = \"week\" }]\n",
+            "invalid-value",
+            "unknown `to = \"week\"`",
+        ),
+        (
+            "columns = [{ match = [\"a\"], action = \"mask\", keep_prefix = 9 }]\n",
+            "invalid-value",
+            "`keep_prefix` must be between 0 and 4",
+        ),
+        (
+            "columns = [{ match = [\"a\"], action = \"drop\", to = \"month\" }]\n",
+            "invalid-value",
+            "`to` applies to action = \"generalize\" only",
+        ),
+        (
+            "columns = [{ match = [], action = \"drop\" }]\n",
+            "invalid-value",
+            "`match` names at least one column",
+        ),
+        (
+            "columns = [{ action = \"drop\" }]\n",
+            "missing-key",
+            "missing key `match`",
+        ),
+        (
+            "columns = [{ match = [\"a\"], action = \"drop\", colour = 1 }]\n",
+            "unknown-key",
+            "unknown key `colour`",
+        ),
+        (
+            "suppression = { count_columns = [\"户数\"], k = 1 }\n",
+            "invalid-value",
+            "`k` must be between 2 and 100",
+        ),
+        (
+            "suppression = { count_columns = [\"户数\"] }\n",
+            "missing-key",
+            "needs `k`",
+        ),
+        (
+            "suppression = { count_columns = [\"户数\"], k = 3, marker = \"0\" }\n",
+            "invalid-value",
+            "`marker` is 1 to 16 characters",
+        ),
+        (
+            "require_rules = \"yes\"\n",
+            "wrong-type",
+            "`require_rules` must be true or false",
+        ),
+    ];
+    for (rules, code, needle) in cases {
+        let (line, _, c, msg) = one_error(&with(rules));
+        assert_eq!(line, 20, "{rules}: {msg}");
+        assert_eq!(c, *code, "{rules}: {msg}");
+        assert!(msg.contains(needle), "{rules}: {msg}");
+    }
+}
