@@ -31,7 +31,7 @@ fn guard() -> &'static Guard {
         let settings = serde_json::json!({
             "archives": { "allowed": true, "max_depth": 3, "max_members": 64, "max_expanded_bytes": 8_388_608, "max_ratio": 100 },
             "dirty_words": { "lists": ["/fuzz/words.txt"], "action": "mask" },
-            "pii": { "action": "mask", "keep_prefix": 3, "keep_suffix": 4 },
+            "pii": { "action": "mask" },
             "geodata": { "max_decimal_places": 4, "forbidden_attributes": ["owner"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
         });
         let profile = Profile::from_settings("fuzz", &settings, &lists).expect("profile");

@@ -6,6 +6,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ferry_guard::{prc_id_check, Guard, Profile};
 use std::path::Path;
 
+#[path = "../examples/registry_table.rs"]
+mod registry_table;
+
 struct Rng(u64);
 
 impl Rng {
@@ -49,12 +52,36 @@ fn guard() -> Guard {
     let settings = serde_json::json!({
         "allowed_types": ["text/*"],
         "dirty_words": { "lists": ["/bench/words.txt"], "action": "reject" },
-        "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask", "keep_prefix": 3, "keep_suffix": 4 },
+        "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask" },
         "geodata": { "max_decimal_places": 4, "bbox": [73.5, 18.0, 135.1, 53.6], "forbidden_attributes": ["owner_name"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
     });
     let p = Profile::from_settings("bench", &settings, &lists).expect("profile");
     assert_eq!(p.word_count(), 1000);
     Guard::with_finding_key(p, b"bench")
+}
+
+/// The de-identification example profile: every column of the parcel
+/// table under a rule, detectors on (docs/guard.md §7).
+fn deid_guard() -> Guard {
+    let list = word_list();
+    let lists = move |_: &Path| -> std::io::Result<Vec<u8>> { Ok(list.clone().into_bytes()) };
+    let settings = serde_json::json!({
+        "allowed_types": ["text/*"],
+        "dirty_words": { "lists": ["/bench/words.txt"], "action": "reject" },
+        "pii": { "action": "mask" },
+        "require_rules": true,
+        "columns": [
+            { "match": ["宗地编号", "宗地面积"], "action": "keep" },
+            { "match": ["权利人", "证件号码"], "action": "pseudonymize" },
+            { "match": ["联系电话"], "action": "mask", "keep_prefix": 3, "keep_suffix": 4 },
+            { "match": ["坐落"], "action": "generalize", "to": "district" },
+            { "match": ["登记日期"], "action": "generalize", "to": "month" },
+            { "match": ["成交价格"], "action": "generalize", "to": "range", "step": 100000 },
+            { "match": ["备注"], "action": "drop" }
+        ]
+    });
+    let p = Profile::from_settings("bench-deid", &settings, &lists).expect("profile");
+    Guard::with_finding_key(p, b"bench").with_pseudonym_key(1, b"bench pseudonym key")
 }
 
 const DISTRICTS: [&str; 6] = ["海淀区", "朝阳区", "西城区", "东城区", "丰台区", "通州区"];
@@ -150,6 +177,40 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(data.len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| g.inspect_bytes(&data, file, ty).expect("inspects"))
+        });
+    }
+    // The parcel table: clean under the detector profile, and with owners
+    // under the column rules (every value of six columns rewritten).
+    let d = deid_guard();
+    for (name, guard, data) in [
+        (
+            "registry_table_clean",
+            &g,
+            registry_table::table(SIZE, false),
+        ),
+        (
+            "registry_table_column_rules",
+            &d,
+            registry_table::table(SIZE, true),
+        ),
+    ] {
+        let (r, _) = guard
+            .inspect_bytes_for("bench", &data, "parcels.csv", "text/csv")
+            .expect("inspects");
+        eprintln!(
+            "{name}: {} bytes, verdict {}, {} findings, {} techniques",
+            data.len(),
+            r.verdict.as_str(),
+            r.findings_total,
+            r.deidentification.len()
+        );
+        group.throughput(Throughput::Bytes(data.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                guard
+                    .inspect_bytes_for("bench", &data, "parcels.csv", "text/csv")
+                    .expect("inspects")
+            })
         });
     }
     group.finish();

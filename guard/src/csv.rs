@@ -9,7 +9,9 @@ use crate::geo::{in_bbox, Decimal};
 use crate::inspect::{Ctx, Halt};
 use crate::profile::GeoRules;
 use crate::report::{Action, FindingKind};
+use crate::rules::{fold, ColumnAction};
 use crate::scan::{ContentScan, SegMap};
+use crate::tabular::{self, Applied};
 use crate::text::{check_text, count_lines, fill, BLOCK_BYTES, BOM};
 use std::io::Read;
 
@@ -17,6 +19,9 @@ use std::io::Read;
 pub const RECORD_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Most columns.
 pub const COLUMNS_MAX: usize = 10_000;
+/// Most count cells of a table under small-cell suppression (the whole
+/// table's counts are held to find the complementary cells).
+pub const SUPPRESSION_CELLS_MAX: usize = 1_000_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Field {
@@ -145,12 +150,37 @@ struct Columns {
     /// (column, pair, is longitude).
     coords: Vec<(usize, usize, bool)>,
     pairs: usize,
-    /// Forbidden columns to drop (mask).
+    /// Forbidden columns and columns of `drop` rules.
     drop: Vec<bool>,
     any_drop: bool,
+    /// Column rules other than `drop`, by column.
+    rules: Vec<Option<ColumnAction>>,
+    /// Small-cell suppression of this table, when it has count columns.
+    counts: Option<Counts>,
+}
+
+/// The count cells of a statistical table, held to the end of the file.
+struct Counts {
+    /// Count columns (and the total column), in header order.
+    cols: Vec<usize>,
+    /// Position of the total column in `cols`.
+    total_col: Option<usize>,
+    k: u64,
+    marker: String,
+    /// Row-major values and their byte ranges in the package.
+    cells: Vec<Option<u64>>,
+    spans: Vec<(u64, u64)>,
+    rows: usize,
+    total_row: Option<usize>,
+    target: String,
 }
 
 impl Columns {
+    /// The column in the de-identification record.
+    fn target(&self, col: usize) -> String {
+        format!("column {}", self.label(col))
+    }
+
     fn label(&self, col: usize) -> String {
         match self.names.get(col) {
             Some(n)
@@ -189,12 +219,16 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
     let mut records: Vec<(usize, u64)> = Vec::new();
     let mut blank_since: Option<u64> = None;
     let mut first_block = true;
+    // Byte ranges of this block's fields that a column rule replaces:
+    // detector hits inside them are moot (the rule writes the value).
+    let mut covered: Vec<(u64, u64)> = Vec::new();
     loop {
         fill(r, &mut buf, &mut len, &mut eof)?;
         if len == 0 {
             break;
         }
         records.clear();
+        covered.clear();
         let mut p = 0;
         while p < len {
             match parse_record(&buf[..len], p, eof, &mut fields) {
@@ -202,7 +236,7 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
                 Parsed::Bad(msg) => return Err(ctx.reject(format!("line {line}: {msg}"))),
                 Parsed::Record { end, newlines } => {
                     let blank = fields.len() == 1 && fields[0].s == fields[0].e;
-                    match &cols {
+                    match &mut cols {
                         None => {
                             if blank {
                                 return Err(
@@ -216,12 +250,14 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
                                 &buf[..len],
                                 &fields,
                                 base,
-                                cols.as_ref(),
+                                cols.as_mut(),
                                 None,
                                 line,
+                                None,
                             )?;
                         }
                         Some(c) => {
+                            let c = &mut *c;
                             if blank {
                                 blank_since.get_or_insert(line);
                             } else {
@@ -245,6 +281,7 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
                                     Some(c),
                                     geo.as_ref(),
                                     line,
+                                    Some(&mut covered),
                                 )?;
                             }
                         }
@@ -276,6 +313,12 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
         if scan.is_active() {
             scan.reset();
             scan.scan(&seg[skip..], &SegMap::Linear(base + skip as u64));
+            if !covered.is_empty() {
+                let at = base + skip as u64;
+                scan.word_hits.retain(|h| !in_ranges(&covered, h.start));
+                scan.pii_hits
+                    .retain(|h| !in_ranges(&covered, at + h.start as u64));
+            }
             if !scan.word_hits.is_empty() || !scan.pii_hits.is_empty() {
                 let c = cols.as_ref();
                 let mut scratch = Vec::new();
@@ -302,20 +345,124 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
                     ctx.edit(m.start, m.end, m.op)?;
                 }
             }
-            multiline_fields(ctx, &mut flow, seg, skip, base, &records, cols.as_ref())?;
+            multiline_fields(
+                ctx,
+                &mut flow,
+                seg,
+                skip,
+                base,
+                &records,
+                cols.as_ref(),
+                &covered,
+            )?;
         }
         base += p as u64;
         buf.copy_within(p..len, 0);
         len -= p;
-        ctx.flush_to(base)?;
+        // Suppression decides at the end of the table which cells go:
+        // nothing is written before that.
+        if cols.as_ref().is_none_or(|c| c.counts.is_none()) {
+            ctx.flush_to(base)?;
+        }
         if eof && len == 0 {
             break;
         }
     }
-    if cols.is_none() {
+    let Some(c) = cols else {
         return Err(ctx.reject("empty CSV: there is no header line".into()));
+    };
+    if let Some(counts) = c.counts {
+        suppress(ctx, counts)?;
+        ctx.flush_to(base)?;
     }
     Ok(())
+}
+
+/// Is `at` inside one of the sorted, disjoint `ranges`?
+fn in_ranges(ranges: &[(u64, u64)], at: u64) -> bool {
+    let i = ranges.partition_point(|r| r.0 <= at);
+    i > 0 && at < ranges[i - 1].1
+}
+
+/// A value written as one CSV field: quoted when it must be.
+fn csv_field(v: &str) -> Vec<u8> {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\"")).into_bytes()
+    } else {
+        v.as_bytes().to_vec()
+    }
+}
+
+/// Small-cell suppression at the end of the table: the suppressed cells
+/// become the marker.
+fn suppress(ctx: &mut Ctx<'_>, t: Counts) -> Result<(), Halt> {
+    if t.rows == 0 {
+        return Ok(());
+    }
+    let table = crate::deid::CountTable {
+        rows: t.rows,
+        cols: t.cols.len(),
+        cells: t.cells,
+        total_row: t.total_row,
+        total_col: t.total_col,
+    };
+    let out = match crate::deid::suppress(&table, t.k) {
+        Ok(o) => o,
+        Err(crate::deid::SuppressError::TooManyUnknowns { suppressed, max }) => {
+            return Err(ctx.reject(format!(
+                "small-cell suppression: more than {max} cells would be suppressed ({suppressed} so far), too many to check that no total recovers one; aggregate the table further"
+            )))
+        }
+        Err(crate::deid::SuppressError::CannotProtect { row, col }) => {
+            return Err(ctx.reject(format!(
+                "small-cell suppression: the cell at data row {}, count column {} cannot be protected (its line has no other cell to suppress); aggregate the table further",
+                row + 1,
+                col + 1
+            )))
+        }
+    };
+    if out.primary + out.complementary == 0 {
+        return Ok(());
+    }
+    ctx.transforming(&format!("suppression of {}", t.target))?;
+    let rule = format!("k = {}", t.k);
+    ctx.applied(
+        "suppress",
+        t.target.clone(),
+        format!("{rule}, below k"),
+        out.primary,
+        None,
+    );
+    if out.complementary > 0 {
+        ctx.applied(
+            "suppress",
+            t.target,
+            format!("{rule}, complementary"),
+            out.complementary,
+            None,
+        );
+    }
+    for (i, gone) in out.cells.iter().enumerate() {
+        if *gone {
+            if let Some(&(s, e)) = t.spans.get(i) {
+                ctx.edit(s, e, Op::Replace(t.marker.as_bytes().to_vec()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A count: digits, with `,` grouping allowed.
+fn count_value(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if v.is_empty() || v.starts_with(',') || v.ends_with(',') {
+        return None;
+    }
+    let digits: String = v.chars().filter(|&c| c != ',').collect();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Reads the header: names, coordinate and forbidden columns.
@@ -334,6 +481,8 @@ fn header(
         pairs: 0,
         drop: vec![false; names.len()],
         any_drop: false,
+        rules: vec![None; names.len()],
+        counts: None,
         names,
     };
     // A header name with a finding of its own is not shown in locations.
@@ -347,9 +496,28 @@ fn header(
             }
         }
     }
-    let Some(g) = geo else {
-        return Ok(c);
-    };
+    if let Some(g) = geo {
+        geodata_columns(ctx, fields, g, line, base, &mut c);
+    }
+    table_rules(ctx, geo, &mut c)?;
+    if c.any_drop && c.drop.iter().all(|&d| d) {
+        return Err(ctx.reject(
+            "every column is a forbidden attribute or dropped: nothing would be left after masking"
+                .into(),
+        ));
+    }
+    Ok(c)
+}
+
+/// Coordinate and forbidden columns.
+fn geodata_columns(
+    ctx: &mut Ctx<'_>,
+    fields: &[Field],
+    g: &GeoRules,
+    line: u64,
+    base: u64,
+    c: &mut Columns,
+) {
     for (i, name) in c.names.iter().enumerate() {
         if let Some((pair, lon)) = g.coordinate_role(name) {
             c.coords.push((i, pair, lon));
@@ -373,12 +541,78 @@ fn header(
             }
         }
     }
-    if c.any_drop && c.drop.iter().all(|&d| d) {
-        return Err(ctx.reject(
-            "every column is a forbidden attribute: nothing would be left after masking".into(),
-        ));
+}
+
+/// `columns`, `require_rules` and `suppression` for this header.
+fn table_rules(ctx: &mut Ctx<'_>, geo: Option<&GeoRules>, c: &mut Columns) -> Result<(), Halt> {
+    let t = ctx.profile.tables();
+    if t.is_empty() {
+        return Ok(());
     }
-    Ok(c)
+    let mut count_cols = Vec::new();
+    let mut total_col = None;
+    for i in 0..c.names.len() {
+        let name = c.names[i].clone();
+        let rule = t.rule_for(&name).map(|r| r.action);
+        let is_total = t.is_total_column(&name);
+        let counted = t.is_count(&name) || is_total;
+        if counted {
+            if rule.is_some_and(|a| a.replaces()) {
+                return Err(ctx.reject(format!(
+                    "{} is a count column of the suppression rules and also named by a [[columns]] rule that changes it; name it in one of them",
+                    c.target(i)
+                )));
+            }
+            if is_total && total_col.is_none() {
+                total_col = Some(count_cols.len());
+            }
+            count_cols.push(i);
+        }
+        let geo_named =
+            geo.is_some_and(|g| g.is_forbidden(&name) || g.coordinate_role(&name).is_some());
+        match rule {
+            Some(ColumnAction::Drop) => {
+                if !c.drop[i] {
+                    ctx.transforming(&format!("drop of {}", c.target(i)))?;
+                    c.drop[i] = true;
+                    c.any_drop = true;
+                }
+                c.rules[i] = Some(ColumnAction::Drop);
+                ctx.applied("drop", c.target(i), String::new(), 1, None);
+            }
+            Some(a) => c.rules[i] = Some(a),
+            None if t.require_rules && !counted && !geo_named && !c.drop[i] => {
+                return Err(ctx.reject(format!(
+                    "{} has no rule, and profile `{}` requires one for every column (require_rules = true): name it in a [[columns]] rule (keep, drop, mask, pseudonymize or generalize)",
+                    c.target(i),
+                    ctx.profile.name()
+                )));
+            }
+            None => {}
+        }
+    }
+    if let (Some(s), false) = (&t.suppression, count_cols.is_empty()) {
+        let target = format!(
+            "columns {}",
+            count_cols
+                .iter()
+                .map(|&i| c.label(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        c.counts = Some(Counts {
+            cols: count_cols,
+            total_col,
+            k: s.k,
+            marker: s.marker.clone(),
+            cells: Vec::new(),
+            spans: Vec::new(),
+            rows: 0,
+            total_row: None,
+            target,
+        });
+    }
+    Ok(())
 }
 
 /// RFC 4180: a line break inside a quoted field is part of the field, not
@@ -389,6 +623,7 @@ fn header(
 /// (`"机<LF>密"`, `"138<LF>1234 5678"`) is found as in text, JSON and XML.
 /// Only matches that span a line break are kept: the others were found
 /// by the record scan already.
+#[allow(clippy::too_many_arguments)]
 fn multiline_fields(
     ctx: &mut Ctx<'_>,
     flow: &mut ContentScan<'_>,
@@ -397,6 +632,7 @@ fn multiline_fields(
     base: u64,
     records: &[(usize, u64)],
     cols: Option<&Columns>,
+    covered: &[(u64, u64)],
 ) -> Result<(), Halt> {
     if !flow.is_active() || memchr::memchr(b'"', seg).is_none() {
         return Ok(());
@@ -414,7 +650,9 @@ fn multiline_fields(
         }
         for (col, f) in fields.iter().enumerate() {
             let content = &seg[f.cs..f.ce];
-            if memchr::memchr2(b'\n', b'\r', content).is_none() {
+            if memchr::memchr2(b'\n', b'\r', content).is_none()
+                || in_ranges(covered, base + f.s as u64)
+            {
                 continue;
             }
             joined.clear();
@@ -460,15 +698,19 @@ fn multiline_fields(
     Ok(())
 }
 
-/// Geodata checks of one record and the edits for dropped columns.
+/// Geodata checks of one record, its column rules and count cells, and
+/// the edits for dropped columns. `covered`: `None` for the header, else
+/// where the byte ranges of fields a rule replaces go.
+#[allow(clippy::too_many_arguments)]
 fn record_edits(
     ctx: &mut Ctx<'_>,
     b: &[u8],
     fields: &[Field],
     base: u64,
-    cols: Option<&Columns>,
+    cols: Option<&mut Columns>,
     geo: Option<&GeoRules>,
     line: u64,
+    covered: Option<&mut Vec<(u64, u64)>>,
 ) -> Result<(), Halt> {
     let Some(c) = cols else { return Ok(()) };
     if let Some(g) = geo {
@@ -476,6 +718,13 @@ fn record_edits(
             coordinates(ctx, b, fields, base, c, g, line)?;
         }
     }
+    if let Some(covered) = covered {
+        column_rules(ctx, b, fields, base, c, covered)?;
+        if c.counts.is_some() {
+            count_cells(ctx, b, fields, base, c, line)?;
+        }
+    }
+    let c = &*c;
     if c.any_drop {
         // A single column left, empty in this record: quote it, or the
         // record would become a blank line.
@@ -508,6 +757,89 @@ fn record_edits(
             ctx.edit(base + s as u64, base + e as u64, Op::Replace(Vec::new()))?;
         }
     }
+    Ok(())
+}
+
+/// The column rules of one data record.
+fn column_rules(
+    ctx: &mut Ctx<'_>,
+    b: &[u8],
+    fields: &[Field],
+    base: u64,
+    c: &Columns,
+    covered: &mut Vec<(u64, u64)>,
+) -> Result<(), Halt> {
+    for (k, f) in fields.iter().enumerate() {
+        let Some(Some(action)) = c.rules.get(k) else {
+            continue;
+        };
+        if *action == ColumnAction::Drop {
+            // Removed with the column: what it holds is not released, so
+            // detector hits inside it are not findings.
+            covered.push((base + f.s as u64, base + f.e as u64));
+            continue;
+        }
+        if c.drop.get(k).copied().unwrap_or(false) {
+            continue;
+        }
+        let text = content_text(b, f);
+        if let Applied::Replace(r) = tabular::apply(ctx, *action, &text, &c.target(k))? {
+            ctx.edit(
+                base + f.s as u64,
+                base + f.e as u64,
+                Op::Replace(csv_field(&r)),
+            )?;
+        }
+        if action.replaces() {
+            covered.push((base + f.s as u64, base + f.e as u64));
+        }
+    }
+    Ok(())
+}
+
+/// Holds the count cells of one data record for suppression.
+fn count_cells(
+    ctx: &mut Ctx<'_>,
+    b: &[u8],
+    fields: &[Field],
+    base: u64,
+    c: &mut Columns,
+    line: u64,
+) -> Result<(), Halt> {
+    let t = ctx.profile.tables();
+    let Some(counts) = c.counts.as_mut() else {
+        return Ok(());
+    };
+    let is_total = fields
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !counts.cols.contains(k))
+        .any(|(_, f)| t.is_total_label(&fold(&content_text(b, f))));
+    if is_total {
+        if counts.total_row.is_some() {
+            return Err(ctx.reject(format!(
+                "line {line}: a second totals row (subtotals): small-cell suppression cannot tell which cells each total covers; send the table without subtotals"
+            )));
+        }
+        counts.total_row = Some(counts.rows);
+    }
+    if counts.cells.len() + counts.cols.len() > SUPPRESSION_CELLS_MAX {
+        return Err(ctx.reject(format!(
+            "line {line}: more than {SUPPRESSION_CELLS_MAX} count cells under small-cell suppression; split the table"
+        )));
+    }
+    for &k in &counts.cols {
+        let (v, span) = match fields.get(k) {
+            Some(f) => (
+                count_value(&content_text(b, f)),
+                (base + f.s as u64, base + f.e as u64),
+            ),
+            None => (None, (0, 0)),
+        };
+        counts.cells.push(v);
+        counts.spans.push(span);
+    }
+    counts.rows += 1;
     Ok(())
 }
 

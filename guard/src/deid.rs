@@ -45,10 +45,6 @@
 //!   determined cell with no line left to protect it is refused
 //!   ([`SuppressError::CannotProtect`]): the caller withholds the table.
 
-// The masking rules that call these functions come in a later change; until
-// then nothing in the crate uses them outside the tests.
-#![allow(dead_code)]
-
 // ---------------------------------------------------------------------------
 // Dates
 // ---------------------------------------------------------------------------

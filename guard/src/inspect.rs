@@ -30,6 +30,8 @@ const HEAD_BYTES: usize = 8192;
 pub struct Guard {
     profile: Profile,
     key: ring::hmac::Key,
+    /// The site's pseudonym key and its epoch (`pseudonymize` rules).
+    pseudonyms: Option<(u32, ring::hmac::Key)>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -73,7 +75,11 @@ impl Guard {
             }
             ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k)
         });
-        Guard { profile, key }
+        Guard {
+            profile,
+            key,
+            pseudonyms: None,
+        }
     }
 
     /// A guard whose finding hashes are HMAC-SHA-256 under `key`: give
@@ -84,7 +90,25 @@ impl Guard {
         Guard {
             profile,
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+            pseudonyms: None,
         }
+    }
+
+    /// This guard with the site's pseudonym key of key epoch `epoch`
+    /// (`ferryctl keys pseudonym`): `pseudonymize` column rules turn a
+    /// value into `p<epoch>-` and 20 letters, an HMAC-SHA-256 under a key
+    /// derived from `secret` and the channel, so the same value gets the
+    /// same pseudonym in every package of a channel until the key is
+    /// rotated. Without a key, a value to pseudonymize rejects the
+    /// package (fail closed).
+    pub fn with_pseudonym_key(mut self, epoch: u32, secret: &[u8]) -> Guard {
+        self.pseudonyms = Some((epoch, ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret)));
+        self
+    }
+
+    /// The key epoch of the pseudonym key, if the guard has one.
+    pub fn pseudonym_epoch(&self) -> Option<u32> {
+        self.pseudonyms.as_ref().map(|(e, _)| *e)
     }
 
     /// The profile this guard applies.
@@ -112,6 +136,19 @@ impl Guard {
         declared_content_type: &str,
         masked_out: &Path,
     ) -> Result<Report, GuardError> {
+        self.inspect_for("", input, declared_name, declared_content_type, masked_out)
+    }
+
+    /// [`Guard::inspect`] for a package of `channel`: pseudonyms are
+    /// stable per channel (and key epoch).
+    pub fn inspect_for(
+        &self,
+        channel: &str,
+        input: &Path,
+        declared_name: &str,
+        declared_content_type: &str,
+        masked_out: &Path,
+    ) -> Result<Report, GuardError> {
         let in_err = |source| GuardError::Input {
             path: input.to_path_buf(),
             source,
@@ -131,10 +168,9 @@ impl Guard {
             _ => PathBuf::from("."),
         };
         let (report, sink) = self.run(
+            (channel, declared_name, declared_content_type),
             &file,
             input,
-            declared_name,
-            declared_content_type,
             Target::Dir(dir.clone()),
             dir.clone(),
         )?;
@@ -165,11 +201,21 @@ impl Guard {
         declared_name: &str,
         declared_content_type: &str,
     ) -> Result<(Report, Option<Vec<u8>>), GuardError> {
+        self.inspect_bytes_for("", data, declared_name, declared_content_type)
+    }
+
+    /// [`Guard::inspect_bytes`] for a package of `channel`.
+    pub fn inspect_bytes_for(
+        &self,
+        channel: &str,
+        data: &[u8],
+        declared_name: &str,
+        declared_content_type: &str,
+    ) -> Result<(Report, Option<Vec<u8>>), GuardError> {
         let (report, sink) = self.run(
+            (channel, declared_name, declared_content_type),
             &data,
             Path::new("<memory>"),
-            declared_name,
-            declared_content_type,
             Target::Memory,
             std::env::temp_dir(),
         )?;
@@ -182,14 +228,14 @@ impl Guard {
 
     fn run(
         &self,
+        (channel, name, content_type): (&str, &str, &str),
         src: &dyn RandomRead,
         path: &Path,
-        name: &str,
-        content_type: &str,
         target: Target,
         scratch: PathBuf,
     ) -> Result<(Report, Option<Sink>), GuardError> {
         let mut ctx = Ctx::new(self, src, target, scratch);
+        ctx.channel = channel.to_string();
         ctx.declared_type = Some(content_type.to_string());
         match ctx.top(src, name) {
             Ok(()) | Err(Halt::Rejected) => {}
@@ -239,6 +285,13 @@ pub(crate) struct Ctx<'a> {
     /// The members being inspected are parts of an office document (set
     /// by the zip handler from the archive's own structure).
     pub(crate) office: bool,
+    /// The channel of the package (pseudonyms are stable per channel).
+    channel: String,
+    /// The pseudonym key of this channel, derived on first use.
+    channel_key: Option<ring::hmac::Key>,
+    /// The de-identification record: (technique, target, rule) → (values,
+    /// key epoch).
+    deid: BTreeMap<(&'static str, String, String), (u64, Option<u32>)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -269,6 +322,9 @@ impl<'a> Ctx<'a> {
             digest_before: None,
             bytes_read: 0,
             office: false,
+            channel: String::new(),
+            channel_key: None,
+            deid: BTreeMap::new(),
         }
     }
 
@@ -770,13 +826,21 @@ impl<'a> Ctx<'a> {
                 );
                 if taken == Action::Mask {
                     let token = fold_token(seg.get(h.start..h.end).unwrap_or(&[]));
+                    let rule = rules.mask(h.detector);
                     let (kp, ks) = pii::keep_at(
                         seg,
                         h.start,
                         h.end,
                         h.detector,
-                        rules.keep_prefix,
-                        rules.keep_suffix,
+                        rule.keep_prefix,
+                        rule.keep_suffix,
+                    );
+                    self.applied(
+                        "mask",
+                        format!("detector {}", h.detector.name()),
+                        format!("keep {} first, {} last", rule.keep_prefix, rule.keep_suffix),
+                        1,
+                        None,
                     );
                     let replacement = if h.detector == pii::Detector::Email {
                         pii::mask_email(&token, kp, ks)
@@ -792,6 +856,52 @@ impl<'a> Ctx<'a> {
             }
         }
         Ok(masked)
+    }
+
+    // ---- de-identification ---------------------------------------------
+
+    /// Adds `n` values to the de-identification record.
+    pub(crate) fn applied(
+        &mut self,
+        technique: &'static str,
+        target: String,
+        rule: String,
+        n: u64,
+        epoch: Option<u32>,
+    ) {
+        let e = self
+            .deid
+            .entry((technique, target, rule))
+            .or_insert((0, epoch));
+        e.0 += n;
+    }
+
+    /// A column rule is about to change the package: possible only where
+    /// masking is (not inside archives, not in XML); otherwise the package
+    /// is rejected with the reason. Sets the verdict to at least masked.
+    pub(crate) fn transforming(&mut self, what: &str) -> Result<(), Halt> {
+        if let Err(why) = self.can_mask() {
+            return Err(self.reject(format!("{what}: the rule changes the data, but {why}")));
+        }
+        self.verdict = self.verdict.max(Verdict::Masked);
+        Ok(())
+    }
+
+    /// The channel's pseudonym key and its epoch; `None` when the guard
+    /// has no pseudonym key.
+    pub(crate) fn pseudonym_key(&mut self) -> Option<(u32, &ring::hmac::Key)> {
+        let (epoch, master) = self.guard.pseudonyms.as_ref()?;
+        if self.channel_key.is_none() {
+            // One key per channel: the same value pseudonymized for two
+            // channels gives two unrelated tokens, so releases can be
+            // joined within a channel only.
+            let mut c = ring::hmac::Context::with_key(master);
+            c.update(b"ferry-pseudonym-v1\0");
+            c.update(self.channel.as_bytes());
+            let tag = c.sign();
+            self.channel_key = Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, tag.as_ref()));
+        }
+        self.channel_key.as_ref().map(|k| (*epoch, k))
     }
 
     /// Structural rejection with a reason (prefixed with the member).
@@ -954,6 +1064,23 @@ impl<'a> Ctx<'a> {
             bytes_read: self.bytes_read,
             bytes_expanded: self.budget.expanded.get(),
             members: self.budget.members.get(),
+            // Held or refused: nothing was applied to what goes on.
+            deidentification: if self.verdict >= Verdict::Review {
+                BTreeMap::new()
+            } else {
+                self.deid
+            }
+            .into_iter()
+            .map(|((technique, target, rule), (values, key_epoch))| {
+                crate::report::Deidentification {
+                    technique: technique.to_string(),
+                    target,
+                    rule,
+                    values,
+                    key_epoch,
+                }
+            })
+            .collect(),
         };
         // The one place every report string passes: no package text with
         // a sensitive value leaves in a report (see `redact`).

@@ -15,8 +15,10 @@ use crate::geo::Decimal;
 use crate::inspect::{Ctx, Halt, Masked};
 use crate::profile::GeoRules;
 use crate::report::{Action, FindingKind};
+use crate::rules::ColumnAction;
 use crate::scan::{ContentScan, SegMap};
 use crate::source::Peek;
+use crate::tabular::{self, Applied};
 use crate::text::BOM;
 use std::io::Read;
 
@@ -63,6 +65,8 @@ struct Frame {
     next_bbox: bool,
     /// The current member names a coordinate column: (pair, is lon).
     next_column: Option<(usize, bool)>,
+    /// The current member is named by a column rule (not `drop`).
+    next_rule: Option<ColumnAction>,
     /// Members kept (not dropped), the last comma, and whether the comma
     /// after a dropped first member must go too.
     kept: u64,
@@ -89,6 +93,7 @@ impl Frame {
             next_coords: false,
             next_bbox: false,
             next_column: None,
+            next_rule: None,
             kept: 0,
             last_comma: None,
             delete_next_comma: false,
@@ -207,6 +212,17 @@ impl Parser<'_, '_, '_> {
                             rd.bump();
                             self.top_type = false;
                             let ctn = if c == b'{' { Ctn::Obj } else { Ctn::Arr };
+                            if self.drop.is_none() {
+                                if let Some(a) = self.stack.last().and_then(|f| f.next_rule) {
+                                    if a.replaces() {
+                                        let target = self.rule_target();
+                                        return Err(self.ctx.reject(format!(
+                                            "{} of {target}: the value is an object or an array; only drop applies to nested values",
+                                            a.technique()
+                                        )));
+                                    }
+                                }
+                            }
                             let mut f = Frame::new(ctn, start, rd.line);
                             if let Some(parent) = self.stack.last() {
                                 if ctn == Ctn::Arr {
@@ -374,6 +390,7 @@ impl Parser<'_, '_, '_> {
             f.next_coords = false;
             f.next_bbox = false;
             f.next_column = None;
+            f.next_rule = None;
         }
         if end - self.last_flush >= FLUSH_EVERY {
             let safe = self.drop.as_ref().map_or(end, |d| d.start.min(end));
@@ -409,6 +426,34 @@ impl Parser<'_, '_, '_> {
             }
         }
         let column = self.geo.as_ref().and_then(|g| g.coordinate_role(&key));
+        let mut rule = None;
+        if !dropping && !self.ctx.profile.tables().is_empty() {
+            let geo_named =
+                column.is_some() || self.geo.as_ref().is_some_and(|g| g.is_forbidden(&key));
+            match self.ctx.profile.tables().rule_for(&key).map(|r| r.action) {
+                Some(ColumnAction::Drop) => {
+                    let target = format!("member {}", shown(&key));
+                    if !drop_now {
+                        self.ctx.transforming(&format!("drop of {target}"))?;
+                        drop_now = true;
+                    }
+                    self.ctx.applied("drop", target, String::new(), 1, None);
+                }
+                Some(a) => rule = Some(a),
+                None if self.ctx.profile.tables().require_rules
+                    && self.in_record()
+                    && !geo_named
+                    && !drop_now =>
+                {
+                    let field = self.pointer_with(&key);
+                    return Err(self.ctx.reject(format!(
+                        "member {field} has no rule, and profile `{}` requires one for every member of a record (require_rules = true): name it in a [[columns]] rule (keep, drop, mask, pseudonymize or generalize)",
+                        self.ctx.profile.name()
+                    )));
+                }
+                None => {}
+            }
+        }
         let Some(f) = self.stack.last_mut() else {
             return Ok(());
         };
@@ -416,6 +461,7 @@ impl Parser<'_, '_, '_> {
         f.next_coords = key == "coordinates";
         f.next_bbox = key == "bbox";
         f.next_column = column;
+        f.next_rule = rule;
         if drop_now {
             let start = if f.kept > 0 {
                 f.last_comma.unwrap_or(key_start)
@@ -428,6 +474,58 @@ impl Parser<'_, '_, '_> {
             f.kept += 1;
         }
         Ok(())
+    }
+
+    /// Is the object being read a record of a table: an element of the
+    /// top-level array, or the `properties` of a GeoJSON feature?
+    fn in_record(&self) -> bool {
+        let n = self.stack.len();
+        if n < 2 || self.stack[n - 1].ctn != Ctn::Obj {
+            return false;
+        }
+        let parent = &self.stack[n - 2];
+        (n == 2 && parent.ctn == Ctn::Arr) || (parent.ctn == Ctn::Obj && parent.key == "properties")
+    }
+
+    /// The member a column rule applies to, in the de-identification
+    /// record: by name, not by position, so a rule's values add up.
+    fn rule_target(&self) -> String {
+        match self.stack.last() {
+            Some(f) if f.key_hidden => "member *".into(),
+            Some(f) => format!("member {}", f.key),
+            None => "member".into(),
+        }
+    }
+
+    /// Applies the current member's column rule (not `drop`) to a scalar
+    /// written at `start..end`; `Ok(true)` when the rule replaces it (so
+    /// detectors have nothing left to look at).
+    fn column_rule(
+        &mut self,
+        text: &str,
+        start: u64,
+        end: u64,
+        string: bool,
+    ) -> Result<bool, Halt> {
+        let Some(a) = self.stack.last().and_then(|f| f.next_rule) else {
+            return Ok(false);
+        };
+        let target = self.rule_target();
+        if let Applied::Replace(r) = tabular::apply(self.ctx, a, text, &target)? {
+            let out = if string {
+                escape(r.as_bytes())
+            } else if valid_number(r.as_bytes()) {
+                r.into_bytes()
+            } else {
+                let mut q = Vec::with_capacity(r.len() + 2);
+                q.push(b'"');
+                q.extend_from_slice(&escape(r.as_bytes()));
+                q.push(b'"');
+                q
+            };
+            self.ctx.edit(start, end, Op::Replace(out))?;
+        }
+        Ok(a.replaces())
     }
 
     fn pointer_with(&self, key: &str) -> String {
@@ -559,6 +657,12 @@ impl Parser<'_, '_, '_> {
         if self.drop.is_some() {
             return Ok(());
         }
+        if !is_key {
+            let text = String::from_utf8_lossy(&self.sbuf).into_owned();
+            if self.column_rule(&text, cs, ce, true)? {
+                return Ok(());
+            }
+        }
         // A coordinate column written as a string.
         if !is_key {
             if let Some((pair, lon)) = self.stack.last().and_then(|f| f.next_column) {
@@ -662,6 +766,9 @@ impl Parser<'_, '_, '_> {
             return Ok(());
         }
         let text = self.nbuf.clone();
+        if self.column_rule(&String::from_utf8_lossy(&text), start, end, false)? {
+            return Ok(());
+        }
         let mut replaced = false;
         // Personal data written as a number (a phone number, a card).
         if self.scan.is_active() {
@@ -848,6 +955,11 @@ fn masked_linear(masked: Vec<Masked>, base: u64) -> Vec<Masked> {
 }
 
 /// JSON string content for `s` (valid UTF-8).
+/// A member name as shown in the de-identification record.
+fn shown(key: &str) -> String {
+    key.chars().take(KEY_SHOWN_MAX).collect()
+}
+
 fn escape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() + 8);
     for &b in s {

@@ -18,7 +18,7 @@
 //! # fn main() -> Result<(), ferry_guard::GuardError> {
 //! use ferry_guard::{FsLists, Guard, Profile};
 //! let settings = serde_json::json!({ "allowed_types": ["text/csv"],
-//!     "pii": { "action": "mask", "keep_prefix": 3, "keep_suffix": 4 } });
+//!     "pii": { "action": "mask", "mask": { "mobile": { "keep_prefix": 3, "keep_suffix": 4 } } } });
 //! let guard = Guard::new(Profile::from_settings("strict", &settings, &FsLists)?);
 //! let report = guard.inspect("in.csv".as_ref(), "stats.csv", "text/csv", "out/stats.csv".as_ref())?;
 //! println!("{} {:?}", report.verdict.as_str(), report.reasons);
@@ -41,9 +41,11 @@ mod pii;
 mod profile;
 mod redact;
 mod report;
+mod rules;
 mod scan;
 mod sniff;
 mod source;
+mod tabular;
 mod text;
 mod words;
 mod xml;
@@ -58,7 +60,10 @@ pub use profile::{
     FsLists, ListSource, Profile, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EXPANDED_BYTES,
     DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, LIST_MAX_BYTES,
 };
-pub use report::{Action, Finding, FindingKind, Location, Report, Verdict};
+pub use report::{Action, Deidentification, Finding, FindingKind, Location, Report, Verdict};
+pub use rules::{
+    COLUMN_KEEP_MAX, DEFAULT_TOTAL_LABELS, K_MAX, MARKER_MAX_CHARS, MASK_LIMITS, STEP_MAX,
+};
 pub use source::RATIO_FLOOR_BYTES;
 pub use words::{GAP_MAX_CHARS, WORDS_MAX, WORD_MAX_BYTES};
 pub use xml::DEPTH_MAX as XML_DEPTH_MAX;

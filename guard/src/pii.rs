@@ -629,14 +629,22 @@ pub(crate) fn mask_email(token: &[u8], keep_prefix: usize, keep_suffix: usize) -
         return mask_token(token, 0, 0);
     };
     let (local, domain) = (&token[..at], &token[at + 1..]);
-    let keep = keep_prefix.min(local.len().saturating_sub(1));
+    // Never more than half of the local part.
+    let keep = keep_prefix.min(local.len() / 2);
     let mut out: Vec<u8> = local
         .iter()
         .enumerate()
         .map(|(i, &c)| if i < keep { c } else { b'*' })
         .collect();
     out.push(b'@');
-    out.extend_from_slice(&mask_token(domain, 0, keep_suffix));
+    let domain_chars = domain.iter().filter(|c| c.is_ascii_alphanumeric()).count();
+    if keep_suffix >= domain_chars {
+        // The whole domain kept (the default): it names a provider, not a
+        // person, and the starred local part cannot form an address again.
+        out.extend_from_slice(domain);
+    } else {
+        out.extend_from_slice(&mask_token(domain, 0, keep_suffix));
+    }
     out
 }
 
@@ -735,8 +743,9 @@ mod tests {
             mask_email(b"zhang.san@example.cn", 3, 4),
             b"zha******@*****le.cn"
         );
-        assert_eq!(mask_email(b"pBZMZ%@NK.MZ", 3, 4), b"pBZ***@**.**");
-        assert_eq!(mask_email(b"a@b.cn", 3, 4), b"*@*.**");
+        assert_eq!(mask_email(b"pBZMZ%@NK.MZ", 3, 4), b"pBZ***@NK.MZ");
+        assert_eq!(mask_email(b"pBZMZ%@NK.MZ", 3, 2), b"pBZ***@**.MZ");
+        assert_eq!(mask_email(b"a@b.cn", 3, 4), b"*@b.cn");
         let mut hits = Vec::new();
         scan(
             b"pBZ***@NK.MZ zzz**@z.ri",

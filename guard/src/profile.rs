@@ -7,9 +7,10 @@ use crate::error::GuardError;
 use crate::normalize::normalize_word;
 use crate::pii::{Detector, Detectors};
 use crate::report::Action;
+use crate::rules::{ColumnSettings, KeepSettings, MaskRule, SuppressionSettings, TableRules};
 use crate::words::{DirtyWords, WORDS_MAX, WORD_MAX_BYTES};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,9 @@ struct Settings {
     geodata: Option<GeoSettings>,
     office: Option<OfficeSettings>,
     legacy_encodings: Option<bool>,
+    columns: Option<Vec<ColumnSettings>>,
+    require_rules: Option<bool>,
+    suppression: Option<SuppressionSettings>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +100,7 @@ struct PiiSettings {
     action: Option<Action>,
     keep_prefix: Option<u32>,
     keep_suffix: Option<u32>,
+    mask: Option<BTreeMap<String, KeepSettings>>,
 }
 
 #[derive(Deserialize)]
@@ -132,8 +137,19 @@ pub(crate) struct DirtyWordRules {
 pub(crate) struct PiiRules {
     pub detectors: Detectors,
     pub action: Action,
-    pub keep_prefix: usize,
-    pub keep_suffix: usize,
+    /// By detector, in the order of [`Detector::ALL`].
+    masks: [MaskRule; 5],
+}
+
+impl PiiRules {
+    /// How much of a `detector` value masking keeps.
+    pub(crate) fn mask(&self, detector: Detector) -> MaskRule {
+        let i = Detector::ALL
+            .iter()
+            .position(|d| *d == detector)
+            .unwrap_or(0);
+        self.masks[i]
+    }
 }
 
 /// `geodata = { … }`.
@@ -177,6 +193,8 @@ pub struct Profile {
     /// `legacy_encodings = true`: GBK/GB18030 text is decoded and
     /// inspected (default: refused, naming the encoding).
     pub(crate) legacy_encodings: bool,
+    /// `columns`, `require_rules`, `suppression`.
+    pub(crate) tables: TableRules,
 }
 
 impl fmt::Debug for Profile {
@@ -200,8 +218,9 @@ impl Profile {
     ///
     /// Defaults: every `action` is `reject`; `allowed_types` absent allows
     /// every type the guard can inspect; `archives` absent refuses
-    /// archives; `pii.detectors` absent enables all five; `keep_prefix` and
-    /// `keep_suffix` are 0.
+    /// archives; `pii.detectors` absent enables all five; each detector
+    /// masks by its own default rule ([`crate::MASK_LIMITS`]); no column
+    /// rules.
     pub fn from_settings(
         name: &str,
         settings: &serde_json::Value,
@@ -292,18 +311,11 @@ impl Profile {
                         }
                     }
                 }
-                let keep = |v: Option<u32>, key: &str| -> Result<usize, GuardError> {
-                    let v = v.unwrap_or(0);
-                    if v > 32 {
-                        return Err(bad(format!("pii.{key} must be between 0 and 32")));
-                    }
-                    Ok(v as usize)
-                };
                 Some(PiiRules {
                     detectors,
                     action: p.action.unwrap_or(Action::Reject),
-                    keep_prefix: keep(p.keep_prefix, "keep_prefix")?,
-                    keep_suffix: keep(p.keep_suffix, "keep_suffix")?,
+                    masks: crate::rules::mask_rules(p.keep_prefix, p.keep_suffix, p.mask)
+                        .map_err(bad)?,
                 })
             }
         };
@@ -341,6 +353,8 @@ impl Profile {
                 })
             }
         };
+        let tables =
+            crate::rules::table_rules(s.columns, s.require_rules, s.suppression).map_err(bad)?;
         Ok(Profile {
             name: name.to_string(),
             description: s.description,
@@ -351,6 +365,7 @@ impl Profile {
             geodata,
             office_action: s.office.and_then(|o| o.action).unwrap_or(Action::Reject),
             legacy_encodings: s.legacy_encodings.unwrap_or(false),
+            tables,
         })
     }
 
@@ -379,6 +394,20 @@ impl Profile {
 
     pub(crate) fn geodata(&self) -> Option<&GeoRules> {
         self.geodata.as_ref()
+    }
+
+    /// `columns`, `require_rules` and `suppression`.
+    pub(crate) fn tables(&self) -> &TableRules {
+        &self.tables
+    }
+
+    /// Does a column rule of the profile pseudonymize (so the guard needs
+    /// a pseudonym key, [`crate::Guard::with_pseudonym_key`])?
+    pub fn pseudonymizes(&self) -> bool {
+        self.tables
+            .columns
+            .iter()
+            .any(|c| c.action == crate::rules::ColumnAction::Pseudonymize)
     }
 
     /// Does the profile ask for any check of the content itself?
@@ -531,7 +560,7 @@ mod tests {
                 "allowed_types": ["text/csv", "application/json", "application/geo+json", "text/*"],
                 "archives": { "allowed": false, "formats": ["zip", "tar", "gzip"], "max_depth": 2, "max_members": 10000, "max_expanded_bytes": 4_294_967_296u64, "max_ratio": 100 },
                 "dirty_words": { "lists": ["/w/a.txt"], "action": "reject" },
-                "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask", "keep_prefix": 6, "keep_suffix": 4 },
+                "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask", "mask": { "mobile": { "keep_prefix": 3, "keep_suffix": 4 } } },
                 "geodata": { "max_decimal_places": 4, "bbox": [73.5, 18.0, 135.1, 53.6], "forbidden_attributes": ["owner_name"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
             }),
             &lists,

@@ -118,6 +118,9 @@ pub(crate) fn report(profile: &Profile, r: &mut Report) {
         red.clean(s);
     }
     red.clean(&mut r.declared_type);
+    for d in &mut r.deidentification {
+        red.clean(&mut d.target);
+    }
     for f in &mut r.findings {
         if let Some(m) = &mut f.location.member {
             red.clean(m);

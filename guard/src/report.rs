@@ -141,6 +141,26 @@ pub struct Finding {
     pub action: Action,
 }
 
+/// One de-identification technique applied to a package: what was done,
+/// to which column or detector, to how many values. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deidentification {
+    /// `mask`, `pseudonymize`, `generalize`, `drop`, `suppress` or `keep`.
+    pub technique: String,
+    /// `detector mobile`, `column 联系电话` (a column named by a finding
+    /// is shown by number), or `columns 户数, 人口` for suppression.
+    pub target: String,
+    /// The rule's parameters: `keep 3 first, 4 last`, `to month`,
+    /// `k = 5, below k`, … (empty when the technique has none).
+    pub rule: String,
+    /// How many values the technique changed (for `keep`: values
+    /// released as they were; for `drop`: columns removed).
+    pub values: u64,
+    /// Pseudonyms: the key epoch they were made under.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key_epoch: Option<u32>,
+}
+
 /// The result of inspecting one package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -175,6 +195,10 @@ pub struct Report {
     pub bytes_expanded: u64,
     /// Archive members inspected (every level counted).
     pub members: u64,
+    /// The de-identification record: every technique applied, by column
+    /// or detector, with counts and key epochs, never values.
+    #[serde(default)]
+    pub deidentification: Vec<Deidentification>,
 }
 
 impl Report {

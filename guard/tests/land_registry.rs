@@ -93,7 +93,7 @@ fn csv_findings_are_caught_and_masked() {
         assert_eq!(f[0], p.parcel_id);
         assert_eq!(
             f[1],
-            format!("{}***********{}", &p.owner_id[..3], &p.owner_id[14..])
+            format!("{}********{}", &p.owner_id[..6], &p.owner_id[14..])
         );
         assert_eq!(f[2], format!("{}****{}", &p.phone[..3], &p.phone[7..]));
         assert!(f[4].contains('*') && f[4].contains('@'));
@@ -154,7 +154,7 @@ fn geojson_findings_are_caught_and_masked() {
         let id = props["owner_id"].as_str().unwrap();
         assert_eq!(
             id,
-            format!("{}***********{}", &p.owner_id[..3], &p.owner_id[14..])
+            format!("{}********{}", &p.owner_id[..6], &p.owner_id[14..])
         );
         for ring in feat["geometry"]["coordinates"].as_array().unwrap() {
             for pos in ring.as_array().unwrap() {

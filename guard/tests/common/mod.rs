@@ -168,7 +168,7 @@ pub fn settings() -> serde_json::Value {
         "allowed_types": ["text/*", "application/json", "application/geo+json", "application/xml", "application/pdf", "image/*"],
         "archives": { "allowed": true, "formats": ["zip", "tar", "gzip"], "max_depth": 2, "max_members": 100, "max_expanded_bytes": 67_108_864, "max_ratio": 100 },
         "dirty_words": { "lists": [LIST_PATH], "action": "reject" },
-        "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask", "keep_prefix": 3, "keep_suffix": 4 },
+        "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask" },
         "geodata": { "max_decimal_places": 4, "bbox": [73.5, 18.0, 135.1, 53.6], "forbidden_attributes": ["owner_name"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
     })
 }
