@@ -71,6 +71,7 @@ fn gate(file: &Path) -> Result<PolicyGate, String> {
     PolicyGate::load(&PolicySection {
         file: file.to_path_buf(),
         signers: Vec::new(),
+        pseudonym_keys: None,
     })
     .map_err(|e| e.to_string())
 }

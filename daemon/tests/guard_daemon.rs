@@ -24,7 +24,33 @@ fn prc_id(body17: &str) -> String {
     format!("{body17}{check}")
 }
 
-fn policy(spool: &Path, words: &Path) -> String {
+/// The profile of the first test: detectors only.
+const STRICT: &str = r#"[profile.strict]
+description = "What may leave"
+allowed_types = ["text/csv", "text/plain"]
+dirty_words = { lists = ["WORDS"], action = "reject" }
+pii = { detectors = ["prc_id", "mobile"], action = "mask" }
+"#;
+
+/// A de-identifying profile: owners pseudonymized, phones masked, dates
+/// to the month, remarks dropped, and every column named.
+const DEID: &str = r#"[profile.strict]
+description = "Parcel tables for open data"
+allowed_types = ["text/csv"]
+dirty_words = { lists = ["WORDS"], action = "reject" }
+pii = { action = "mask" }
+require_rules = true
+columns = [
+  { match = ["parcel"], action = "keep" },
+  { match = ["owner", "owner_id"], action = "pseudonymize" },
+  { match = ["phone"], action = "mask", keep_prefix = 3, keep_suffix = 4 },
+  { match = ["registered"], action = "generalize", to = "month" },
+  { match = ["remark"], action = "drop" },
+]
+"#;
+
+fn policy(spool: &Path, words: &Path, profile: &str) -> String {
+    let profile = profile.replace("WORDS", path_str(words));
     format!(
         r#"version = 1
 
@@ -47,12 +73,7 @@ dir = "{spool}"
 channel = "release"
 schedule = "continuous"
 
-[profile.strict]
-description = "What may leave"
-allowed_types = ["text/csv", "text/plain"]
-dirty_words = {{ lists = ["{words}"], action = "reject" }}
-pii = {{ detectors = ["prc_id", "mobile"], action = "mask", keep_prefix = 6, keep_suffix = 4 }}
-
+{profile}
 [channel.release]
 description = "Release, inspected on both sides"
 direction = "import"
@@ -69,7 +90,6 @@ identities = ["feed", "spool"]
 channels = ["release"]
 "#,
         spool = path_str(spool),
-        words = path_str(words)
     )
 }
 
@@ -94,53 +114,109 @@ fn push(port: u16, ca: &Path, clients: &Path, name: &str, ty: &str, data: &Path)
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// Two real `ferryd`, both inspecting under `policy_text`, each with its
+/// own audit log; the ingress side serves HTTPS to `registry-feed` and
+/// gets `ingress_policy_extra` in its `[policy]` section.
+struct Site {
+    _t: tempfile::TempDir,
+    root: PathBuf,
+    tb: ferry_daemon::testkit::Testbed,
+    ca: PathBuf,
+    clients: PathBuf,
+    audits: Vec<PathBuf>,
+    port: u16,
+    words: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().to_path_buf();
+        let tb = testbed(&root, |_| {});
+        let ca = root.join("ca");
+        let clients = root.join("clients");
+        SiteCa::init(&ca);
+        SiteCa::at(&ca).server(&root.join("ingress/tls"), "ingest");
+        SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
+        let words = root.join("words/classified.txt");
+        std::fs::create_dir_all(words.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&words, "秘密\n绝密\n").expect("words");
+        Site {
+            _t: t,
+            root,
+            tb,
+            ca,
+            clients,
+            audits: Vec::new(),
+            port: free_tcp_port(),
+            words,
+        }
+    }
+
+    /// Writes the policy and the config sections, starts both daemons.
+    fn start(&mut self, policy_text: &str, ingress_policy_extra: &str) -> (Daemon, Daemon) {
+        let root = self.root.clone();
+        for (side, config, extra) in [
+            ("ingress", &self.tb.ingress_config, ingress_policy_extra),
+            ("egress", &self.tb.egress_config, ""),
+        ] {
+            std::fs::write(root.join(side).join("policy.toml"), policy_text).expect("policy");
+            let dir = root.join(format!("audit-{side}"));
+            ctl_ok(&[
+                "audit",
+                "init",
+                "--dir",
+                path_str(&dir),
+                "--verify-key-out",
+                path_str(&root.join(format!("{side}.verify"))),
+            ]);
+            append_config(config, &format!("[policy]\nfile = \"policy.toml\"\n{extra}\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n",
+                    path_str(&dir)
+                ));
+            self.audits.push(dir);
+        }
+        append_config(&self.tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
+                self.port,
+                path_str(&self.ca.join("ca.crt"))
+            ));
+        let egress = Daemon::start(&self.tb.egress_config);
+        let mut ingress = Daemon::start(&self.tb.ingress_config);
+        ingress.wait_listening(&[self.port], "ingest listening");
+        (ingress, egress)
+    }
+
+    fn push(&self, name: &str, ty: &str, data: &Path) -> (u16, String) {
+        push(self.port, &self.ca, &self.clients, name, ty, data)
+    }
+
+    /// Every record of `event` in the audit log at `dir`, and the whole
+    /// log exported.
+    fn audit(&self, dir: &Path, event: &str) -> (String, String) {
+        let out = ctl_ok(&[
+            "audit",
+            "query",
+            "--dir",
+            path_str(dir),
+            "--event",
+            event,
+            "--json",
+        ]);
+        (out, ctl_ok(&["audit", "export", "--dir", path_str(dir)]))
+    }
+}
+
 #[test]
 fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
-    let t = tempfile::tempdir().expect("tempdir");
-    let root = t.path();
-    let tb = testbed(root, |_| {});
-    let ca = root.join("ca");
-    let clients = root.join("clients");
-    SiteCa::init(&ca);
-    SiteCa::at(&ca).server(&root.join("ingress/tls"), "ingest");
-    SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
-    let words = root.join("words/classified.txt");
-    std::fs::create_dir_all(words.parent().expect("dir")).expect("mkdir");
-    std::fs::write(&words, "秘密\n绝密\n").expect("words");
-    let policy_text = policy(&tb.spool, &words);
-    let mut audits: Vec<PathBuf> = Vec::new();
-    for (side, config) in [
-        ("ingress", &tb.ingress_config),
-        ("egress", &tb.egress_config),
-    ] {
-        std::fs::write(root.join(side).join("policy.toml"), &policy_text).expect("policy");
-        let dir = root.join(format!("audit-{side}"));
-        ctl_ok(&[
-            "audit",
-            "init",
-            "--dir",
-            path_str(&dir),
-            "--verify-key-out",
-            path_str(&root.join(format!("{side}.verify"))),
-        ]);
-        append_config(config, &format!("[policy]\nfile = \"policy.toml\"\n\n[audit]\ndir = \"{}\"\nmin_free_bytes_accept = 0\n",
-                path_str(&dir)
-            ));
-        audits.push(dir);
-    }
-    let port = free_tcp_port();
-    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n",
-            path_str(&ca.join("ca.crt"))
-        ));
-    let egress = Daemon::start(&tb.egress_config);
-    let mut ingress = Daemon::start(&tb.ingress_config);
-    ingress.wait_listening(&[port], "ingest listening");
+    let mut site = Site::new();
+    let policy_text = policy(&site.tb.spool, &site.words, STRICT);
+    let (ingress, egress) = site.start(&policy_text, "");
+    let (root, tb) = (site.root.clone(), &site.tb);
 
     // Clean: crosses unchanged, both inspections pass.
     let clean = root.join("clean.csv");
     let clean_bytes = "parcel,area_m2,county\nA-001,1200.5,Xinjian\nA-002,88.0,Anyi\n";
     std::fs::write(&clean, clean_bytes).expect("write");
-    let (code, body) = push(port, &ca, &clients, "clean.csv", "text/csv", &clean);
+    let (code, body) = site.push("clean.csv", "text/csv", &clean);
     assert_eq!(code, 202, "{body}");
     assert!(body.contains("\"guard\":\"pass\""), "{body}");
 
@@ -152,14 +228,14 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
         format!("parcel,owner_id,phone\nA-001,{id},13812345678\n"),
     )
     .expect("write");
-    let (code, body) = push(port, &ca, &clients, "owners.csv", "text/csv", &owners);
+    let (code, body) = site.push("owners.csv", "text/csv", &owners);
     assert_eq!(code, 202, "{body}");
     assert!(body.contains("\"guard\":\"masked\""), "{body}");
 
     // Marked 秘密 with a space and a full-width letter inside: refused.
     let secret = root.join("memo.txt");
     std::fs::write(&secret, "会议纪要 秘 密 ★ 第三季度\n").expect("write");
-    let (code, body) = push(port, &ca, &clients, "memo.txt", "text/plain", &secret);
+    let (code, body) = site.push("memo.txt", "text/plain", &secret);
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("dirty_word"), "{body}");
     assert!(
@@ -246,22 +322,133 @@ fn both_sides_inspect_mask_and_refuse_and_audit_without_values() {
     egress.stop();
     // Both sides recorded the inspections; no value appears in either log.
     for (dir, event, min) in [
-        (&audits[0], "guard.inspected", 4),
-        (&audits[1], "guard.reinspected", 2),
+        (&site.audits[0], "guard.inspected", 4),
+        (&site.audits[1], "guard.reinspected", 2),
     ] {
-        let out = ctl_ok(&[
-            "audit",
-            "query",
-            "--dir",
-            path_str(dir),
-            "--event",
-            event,
-            "--json",
-        ]);
+        let (out, all) = site.audit(dir, event);
         assert!(out.lines().count() >= min, "{event}: {out}");
-        let all = ctl_ok(&["audit", "export", "--dir", path_str(dir)]);
         for value in [id.as_str(), "13812345678", "秘密", "绝密"] {
             assert!(!all.contains(value), "{value} is in the audit log");
         }
+    }
+}
+
+/// A parcel table: (owner, owner_id, phone) per row, with a registration
+/// date and a remark that repeats the phone number.
+fn parcel_table(rows: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from("parcel,owner,owner_id,phone,registered,remark\n");
+    for (i, (owner, id, phone)) in rows.iter().enumerate() {
+        s.push_str(&format!(
+            "420111GB{i:05},{owner},{id},{phone},2021-03-{:02},witness {phone}\n",
+            i + 1
+        ));
+    }
+    s
+}
+
+/// Promise: a table released through two real `ferryd` is de-identified
+/// by its column rules on the ingress side, passes the egress side's
+/// re-inspection without a key, carries the same pseudonym for the same
+/// owner in two packages, a new one after the security administrator
+/// rotates the key and reloads, and the audit logs record the techniques
+/// and key epochs without a value.
+#[test]
+fn deidentified_tables_cross_with_stable_pseudonyms_until_the_key_rotates() {
+    let mut site = Site::new();
+    let keys = site.root.join("pseudonym-keys");
+    ctl_ok(&["keys", "pseudonym", "rotate", "--dir", path_str(&keys)]);
+    let policy_text = policy(&site.tb.spool, &site.words, DEID);
+    let (ingress, egress) = site.start(
+        &policy_text,
+        &format!("pseudonym_keys = \"{}\"\n", path_str(&keys)),
+    );
+    let zhang = ("张伟", prc_id("42010219800101123"), "13812345678");
+    let wang = ("王芳", prc_id("42010219900505456"), "13998765432");
+    let rows = |who: &[&(&str, String, &str)]| -> String {
+        let r: Vec<(&str, &str, &str)> = who.iter().map(|(a, b, c)| (*a, b.as_str(), *c)).collect();
+        parcel_table(&r)
+    };
+    let send = |name: &str, text: &str| {
+        let f = site.root.join(name);
+        std::fs::write(&f, text).expect("write");
+        let (code, body) = site.push(name, "text/csv", &f);
+        assert_eq!(code, 202, "{body}");
+        assert!(body.contains("\"guard\":\"masked\""), "{body}");
+    };
+    send("parcels-a.csv", &rows(&[&zhang, &wang]));
+    send("parcels-b.csv", &rows(&[&wang, &zhang, &zhang]));
+    let tb = &site.tb;
+    wait_for(Duration::from_secs(30), "two deliveries", || {
+        outbox_files(&tb.outbox).len() == 2
+    });
+    // owner_id column → pseudonym, by the owner's identity number.
+    let tokens = |name: &str| -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(tb.outbox.join(name)).expect("delivered");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("parcel,owner,owner_id,phone,registered"));
+        lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f.len(), 5, "{l}");
+                assert!(f[3].contains("****"), "{l}");
+                assert_eq!(f[4], "2021-03", "{l}");
+                (f[1].to_string(), f[2].to_string())
+            })
+            .collect()
+    };
+    let a = tokens("parcels-a.csv");
+    let b = tokens("parcels-b.csv");
+    assert!(
+        a[0].1.starts_with("p1-") && a[0].0.starts_with("p1-"),
+        "{a:?}"
+    );
+    assert_eq!(a[0], b[1], "the same owner, the same pseudonym");
+    assert_eq!(a[0], b[2]);
+    assert_eq!(a[1], b[0]);
+    assert_ne!(a[0], a[1]);
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tb.outbox.join("parcels-a.csv.ferry.json")).expect("sidecar"),
+    )
+    .expect("json");
+    assert_eq!(side["ingress_guard"]["verdict"], "masked", "{side}");
+    assert_eq!(side["egress_guard"]["verdict"], "pass", "{side}");
+
+    // The security administrator rotates; a reload makes ferryd use it.
+    ctl_ok(&["keys", "pseudonym", "rotate", "--dir", path_str(&keys)]);
+    ctl_ok(&["policy", "reload", "--config", path_str(&tb.ingress_config)]);
+    send("parcels-c.csv", &rows(&[&zhang]));
+    wait_for(Duration::from_secs(30), "third delivery", || {
+        outbox_files(&tb.outbox).len() == 3
+    });
+    let c = tokens("parcels-c.csv");
+    assert!(c[0].1.starts_with("p2-"), "{c:?}");
+    assert_ne!(c[0].1[3..], a[0].1[3..], "rotation changes the pseudonym");
+    ingress.stop();
+    egress.stop();
+
+    let (inspected, all) = site.audit(&site.audits[0], "guard.inspected");
+    assert!(inspected.contains("deidentification"), "{inspected}");
+    assert!(
+        inspected.contains("key_epoch\\\":1") || inspected.contains("key_epoch\":1"),
+        "{inspected}"
+    );
+    assert!(
+        inspected.contains("key_epoch\\\":2") || inspected.contains("key_epoch\":2"),
+        "{inspected}"
+    );
+    let (_, egress_all) = site.audit(&site.audits[1], "guard.reinspected");
+    for value in [
+        zhang.0,
+        zhang.1.as_str(),
+        zhang.2,
+        wang.0,
+        wang.1.as_str(),
+        wang.2,
+    ] {
+        assert!(!all.contains(value), "{value} is in the ingress audit log");
+        assert!(
+            !egress_all.contains(value),
+            "{value} is in the egress audit log"
+        );
     }
 }

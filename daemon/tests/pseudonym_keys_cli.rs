@@ -56,7 +56,7 @@ fn pseudonym_keys_through_the_cli() {
 
     let (o, e) = pseudonym(&["rotate", "--dir", d], true);
     assert!(o.contains("epoch 1"), "{o}");
-    assert!(o.contains("restart ferryd"), "{o}");
+    assert!(o.contains("ferryctl policy reload"), "{o}");
     outputs.push(o + &e);
     let (o, e) = pseudonym(&["rotate", "--dir", d, "--json"], true);
     let v: serde_json::Value = serde_json::from_str(&o).expect("rotate json");

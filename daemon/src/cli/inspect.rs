@@ -32,6 +32,19 @@ pub struct InspectArgs {
     /// The name the sender declared (default: the input's file name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Show the de-identification record as a table: which technique was
+    /// applied to which column or detector, how many values, the key
+    /// epoch of pseudonyms (never a value).
+    #[arg(long)]
+    pub explain: bool,
+    /// The channel the package would travel on: pseudonyms are stable per
+    /// channel, so give it to see the pseudonyms ferryd would write.
+    #[arg(long, default_value = "")]
+    pub channel: String,
+    /// The pseudonym key directory (`ferryctl keys pseudonym rotate`),
+    /// for profiles with `pseudonymize` column rules.
+    #[arg(long, value_name = "DIR")]
+    pub pseudonym_keys: Option<PathBuf>,
 }
 
 /// Exit status when the command could not run.
@@ -66,7 +79,11 @@ pub fn run_to(args: &InspectArgs, out: &mut dyn Write) -> Result<u8, String> {
         ));
     };
     let profile = crate::inspection::content::compile_profile(p).map_err(|e| e.to_string())?;
-    let guard = Guard::new(profile);
+    let mut guard = Guard::new(profile);
+    if let Some(dir) = &args.pseudonym_keys {
+        let key = ferry_keys::pseudonym::load_current(dir).map_err(|e| e.to_string())?;
+        guard = guard.with_pseudonym_key(key.epoch(), key.secret());
+    }
     // A FIFO, device or directory given as the input is refused at once
     // (the guard would block reading a FIFO), by the one helper every
     // operator-named file goes through.
@@ -93,7 +110,7 @@ pub fn run_to(args: &InspectArgs, out: &mut dyn Write) -> Result<u8, String> {
     };
     let content_type = args.content_type.as_deref().unwrap_or("");
     let report = guard
-        .inspect(&args.input, &name, content_type, &target)
+        .inspect_for(&args.channel, &args.input, &name, content_type, &target)
         .map_err(|e| e.to_string())?;
     let written = (report.verdict == Verdict::Masked && args.out.is_some()).then_some(&target);
     let shown = if args.json {
@@ -101,11 +118,64 @@ pub fn run_to(args: &InspectArgs, out: &mut dyn Write) -> Result<u8, String> {
             .map(|s| s + "\n")
             .map_err(|e| e.to_string())?
     } else {
-        render(&report, written)
+        let mut text = render(&report, written);
+        if args.explain {
+            text.push_str(&explain(&report));
+        }
+        text
     };
     out.write_all(shown.as_bytes())
         .map_err(|e| format!("cannot write output: {e}"))?;
     Ok(if report.may_pass() { 0 } else { 1 })
+}
+
+/// The de-identification record as a table.
+fn explain(r: &Report) -> String {
+    let mut s = String::from("de-identification:\n");
+    if r.deidentification.is_empty() {
+        s.push_str("  (no technique applied)\n");
+        return s;
+    }
+    let rows: Vec<[String; 5]> = r
+        .deidentification
+        .iter()
+        .map(|d| {
+            [
+                d.technique.clone(),
+                d.target.clone(),
+                d.rule.clone(),
+                d.values.to_string(),
+                d.key_epoch.map_or(String::new(), |e| e.to_string()),
+            ]
+        })
+        .collect();
+    let head = [
+        "technique",
+        "column / detector",
+        "rule",
+        "values",
+        "key epoch",
+    ];
+    let mut width = head.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut l = String::from(" ");
+        for (c, w) in cells.iter().zip(width) {
+            l.push(' ');
+            l.push_str(c);
+            l.push_str(&" ".repeat(w - c.chars().count() + 1));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    s.push_str(&line(head));
+    for row in &rows {
+        s.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
+    s
 }
 
 fn render(r: &Report, written: Option<&PathBuf>) -> String {
@@ -200,7 +270,7 @@ profile = "p"
 [profile.p]
 allowed_types = ["text/csv"]
 dirty_words = {{ lists = ["{}"], action = "reject" }}
-pii = {{ action = "mask", keep_prefix = 3, keep_suffix = 4 }}
+pii = {{ action = "mask", mask = {{ mobile = {{ keep_prefix = 3, keep_suffix = 4 }} }} }}
 "#,
                 words.display()
             ),
@@ -216,6 +286,9 @@ pii = {{ action = "mask", keep_prefix = 3, keep_suffix = 4 }}
             content_type: None,
             out: Some(dir.path().join("masked.csv")),
             name: None,
+            explain: false,
+            channel: String::new(),
+            pseudonym_keys: None,
         };
         (dir, args)
     }
@@ -246,5 +319,56 @@ pii = {{ action = "mask", keep_prefix = 3, keep_suffix = 4 }}
         assert!(e.contains("no [profile.q]; its profiles: p"), "{e}");
         args.policy = dir.path().join("missing.toml");
         assert!(run_to(&args, &mut Vec::new()).is_err());
+    }
+
+    /// Promise: `--explain` shows what was done to which column, how often
+    /// and under which key epoch, and no value.
+    #[test]
+    fn explain_shows_the_deidentification_record() {
+        let (dir, mut args) = setup();
+        let policy = std::fs::read_to_string(&args.policy).unwrap().replace(
+            "[profile.p]\n",
+            "[profile.p]\ncolumns = [{ match = [\"name\"], action = \"pseudonymize\" }, { match = [\"phone\"], action = \"keep\" }]\n",
+        );
+        std::fs::write(&args.policy, policy).unwrap();
+        args.explain = true;
+        args.channel = "in".into();
+        // Without a key: refused, and the reason says how to get one.
+        let mut out = Vec::new();
+        assert_eq!(run_to(&args, &mut out), Ok(1));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("no pseudonym key"), "{text}");
+        let keys = dir.path().join("keys");
+        ferry_keys::pseudonym::rotate(&keys).unwrap();
+        args.pseudonym_keys = Some(keys);
+        let mut out = Vec::new();
+        assert_eq!(run_to(&args, &mut out), Ok(0));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("de-identification:"), "{text}");
+        let row = |technique: &str, column: &str| {
+            text.lines()
+                .find(|l| l.split_whitespace().next() == Some(technique) && l.contains(column))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_else(|| panic!("no {technique} row for {column}: {text}"))
+        };
+        assert_eq!(
+            row("pseudonymize", "column name"),
+            ["pseudonymize", "column", "name", "1", "1"]
+        );
+        assert_eq!(
+            row("mask", "detector mobile"),
+            ["mask", "detector", "mobile", "keep", "3", "first,", "4", "last", "1"]
+        );
+        assert_eq!(
+            row("keep", "column phone"),
+            ["keep", "column", "phone", "1"]
+        );
+        assert!(
+            !text.contains("zhang") && !text.contains("13812345678"),
+            "{text}"
+        );
+        let masked = std::fs::read_to_string(dir.path().join("masked.csv")).unwrap();
+        assert!(masked.starts_with("name,phone\np1-"), "{masked}");
+        assert!(masked.ends_with(",138****5678\n"), "{masked}");
     }
 }

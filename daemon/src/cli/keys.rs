@@ -318,10 +318,10 @@ fn run_pseudonym(cmd: PseudonymCmd) -> anyhow::Result<()> {
             println!(
                 "next: retire old epochs with `ferryctl keys pseudonym retire` once their pseudonyms need never be made again"
             );
-            // ferryd does not load the pseudonym key yet, and there is no
-            // `ferryctl reload` of keys: say so rather than promise a pickup.
+            // ferryd reads `[policy] pseudonym_keys` at start and at every
+            // policy reload.
             println!(
-                "note: this ferryd does not read the pseudonym key yet; once it does, restart ferryd to use epoch {epoch}"
+                "next: `ferryctl policy reload --config FILE` (or a restart) makes ferryd use epoch {epoch}"
             );
         }
         PseudonymCmd::List { dir, json } => {

@@ -155,9 +155,14 @@ impl Checker<'_> {
                         .map(|v| self.path(v, "signers"))
                         .collect::<Result<Vec<_>, _>>()
                 })?;
+                let pseudonym_keys = p
+                    .pseudonym_keys
+                    .map(|v| self.path(v, "pseudonym_keys"))
+                    .transpose()?;
                 Some(PolicySection {
                     file: self.path(file, "file")?,
                     signers,
+                    pseudonym_keys,
                 })
             }
         };

@@ -308,6 +308,10 @@ pub struct PolicySection {
     /// Security-administrator public keys; when given, the policy must
     /// carry a detached signature (`FILE.sig`) by one of them.
     pub signers: Vec<PathBuf>,
+    /// The pseudonym key directory (`ferryctl keys pseudonym rotate`) for
+    /// `pseudonymize` column rules; read at start and at every reload, so
+    /// a rotated key takes over with the next `ferryctl reload`.
+    pub pseudonym_keys: Option<PathBuf>,
 }
 
 /// `[ingest]`: HTTPS with mandatory client certificates.

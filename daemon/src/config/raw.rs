@@ -91,6 +91,7 @@ pub(crate) struct RawAudit {
 pub(crate) struct RawPolicy {
     pub(crate) file: Option<Spanned<String>>,
     pub(crate) signers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) pseudonym_keys: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

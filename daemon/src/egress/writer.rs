@@ -652,9 +652,9 @@ pub(crate) fn reinspect(
     let id = meta.id.to_hex();
     let report = crate::inspection::content::inspect_in_place(
         &guard,
+        &meta.channel,
         staging.path(),
-        &meta.file_name,
-        &meta.content_type,
+        (&meta.file_name, &meta.content_type),
         outbox.staging_dir(),
         &id,
     )

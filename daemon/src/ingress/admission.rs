@@ -241,9 +241,9 @@ pub(crate) fn guard_package(
         })?;
     let report = crate::inspection::content::inspect_in_place(
         &guard,
+        job.channel,
         job.path,
-        job.file_name,
-        job.content_type,
+        (job.file_name, job.content_type),
         &s.queue_dir,
         job.id,
     )?;

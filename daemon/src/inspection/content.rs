@@ -38,27 +38,52 @@ pub struct Guards {
 }
 
 impl Guards {
-    /// Compiles every profile of `policy`, reading its dirty-word lists;
-    /// the first profile that fails refuses the whole policy.
-    pub fn build(policy: &ferry_policy::Policy) -> Result<Guards, String> {
-        let (guards, failed) = Guards::build_each(policy);
-        match failed.first() {
-            Some((_, e)) => Err(e.to_string()),
-            None => Ok(guards),
+    /// Compiles every profile of `policy`, reading its dirty-word lists,
+    /// with the current pseudonym key of `pseudonym_keys` (`[policy]
+    /// pseudonym_keys`); the first profile that fails, or a key directory
+    /// that cannot be read, refuses the whole policy.
+    pub fn build(
+        policy: &ferry_policy::Policy,
+        pseudonym_keys: Option<&Path>,
+    ) -> Result<Guards, String> {
+        let key = match pseudonym_keys {
+            None => None,
+            Some(dir) => Some(
+                ferry_keys::pseudonym::load_current(dir)
+                    .map_err(|e| format!("[policy] pseudonym_keys: {e}"))?,
+            ),
+        };
+        let (guards, failed) = Guards::build_each(policy, key.as_ref());
+        if let Some((_, e)) = failed.first() {
+            return Err(e.to_string());
         }
+        for (name, g) in &guards.by_profile {
+            if g.profile().pseudonymizes() && key.is_none() {
+                // Not an error: the egress side re-inspects pseudonyms the
+                // ingress made and needs no key for that. A value still to
+                // pseudonymize is refused (fail closed), and says why.
+                tracing::warn!(profile = %name, "profile pseudonymizes columns but [policy] pseudonym_keys is not set: packages with values to pseudonymize will be refused");
+            }
+        }
+        Ok(guards)
     }
 
-    /// Compiles every profile of `policy`; the profiles that fail, each
-    /// with why.
-    pub fn build_each(
-        policy: &ferry_policy::Policy,
-    ) -> (Guards, Vec<(&ferry_policy::Profile, GuardError)>) {
+    /// Compiles every profile of `policy` (with the pseudonym `key`, when
+    /// given); the profiles that fail, each with why.
+    pub fn build_each<'p>(
+        policy: &'p ferry_policy::Policy,
+        key: Option<&ferry_keys::pseudonym::PseudonymKey>,
+    ) -> (Guards, Vec<(&'p ferry_policy::Profile, GuardError)>) {
         let mut by_profile = HashMap::new();
         let mut failed = Vec::new();
         for p in policy.profiles() {
             match compile_profile(p) {
                 Ok(profile) => {
-                    by_profile.insert(p.name.clone(), Arc::new(Guard::new(profile)));
+                    let mut guard = Guard::new(profile);
+                    if let Some(k) = key {
+                        guard = guard.with_pseudonym_key(k.epoch(), k.secret());
+                    }
+                    by_profile.insert(p.name.clone(), Arc::new(guard));
                 }
                 Err(e) => failed.push((p, e)),
             }
@@ -104,15 +129,15 @@ pub fn list_dirs(policy_file: &Path) -> Vec<PathBuf> {
 /// the same filesystem as `path`.
 pub fn inspect_in_place(
     guard: &Guard,
+    channel: &str,
     path: &Path,
-    declared_name: &str,
-    declared_type: &str,
+    (declared_name, declared_type): (&str, &str),
     scratch: &Path,
     id: &str,
 ) -> Result<Report, DaemonError> {
     let masked = scratch.join(format!(".masked-{id}"));
     let report = guard
-        .inspect(path, declared_name, declared_type, &masked)
+        .inspect_for(channel, path, declared_name, declared_type, &masked)
         .map_err(|e| DaemonError::Package {
             id: id.to_owned(),
             what: format!("content guard: {e}"),
@@ -182,6 +207,13 @@ pub fn record(
             serde_json::to_string(&findings).unwrap_or_default(),
         )
         .detail("detected_type", r.detected_type.clone().unwrap_or_default());
+    if !r.deidentification.is_empty() {
+        // Techniques, columns, counts and key epochs: never a value.
+        rec = rec.detail(
+            "deidentification",
+            serde_json::to_string(&r.deidentification).unwrap_or_default(),
+        );
+    }
     if let Some(d) = &r.digest_before {
         rec = rec.detail("sha256_before", d.clone());
     }
@@ -197,6 +229,14 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Promise: `policy check` and the guard refuse the same masking rules
+    /// (the policy crate checks them at FILE:LINE:COL, the guard again at
+    /// load); one table in each crate, kept equal here.
+    #[test]
+    fn policy_and_guard_agree_on_what_a_mask_must_hide() {
+        assert_eq!(ferry_policy::MASK_LIMITS, ferry_guard::MASK_LIMITS);
+    }
 
     /// Promise: Landlock lets ferryd read, on a reload, every file the
     /// policy made it read at start: includes in other directories too,

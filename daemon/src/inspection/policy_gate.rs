@@ -85,6 +85,8 @@ impl UsageCounters {
 /// The policy in force and its counters.
 pub struct PolicyGate {
     path: PathBuf,
+    /// `[policy] pseudonym_keys`, read again at every reload.
+    pseudonym_keys: Option<PathBuf>,
     signers: Vec<PublicKey>,
     current: RwLock<Arc<Policy>>,
     /// The content guards of the policy in force, swapped with it.
@@ -103,8 +105,9 @@ impl PolicyGate {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DaemonError::Policy(format!("policy signer key: {e}")))?;
         let policy = read(&cfg.file, &signers).map_err(DaemonError::Config)?;
-        let guards = crate::inspection::content::Guards::build(&policy)
-            .map_err(|e| DaemonError::Policy(format!("policy {}: {e}", cfg.file.display())))?;
+        let guards =
+            crate::inspection::content::Guards::build(&policy, cfg.pseudonym_keys.as_deref())
+                .map_err(|e| DaemonError::Policy(format!("policy {}: {e}", cfg.file.display())))?;
         tracing::info!(
             policy = %cfg.file.display(),
             hash = %policy.hash(),
@@ -113,6 +116,7 @@ impl PolicyGate {
         );
         Ok(PolicyGate {
             path: cfg.file.clone(),
+            pseudonym_keys: cfg.pseudonym_keys.clone(),
             signers,
             current: RwLock::new(Arc::new(policy)),
             guards: RwLock::new(Arc::new(guards)),
@@ -133,7 +137,10 @@ impl PolicyGate {
     /// error the old policy stays in force.
     pub fn reload(&self) -> Result<String, String> {
         let policy = read(&self.path, &self.signers)?;
-        let guards = Arc::new(crate::inspection::content::Guards::build(&policy)?);
+        let guards = Arc::new(crate::inspection::content::Guards::build(
+            &policy,
+            self.pseudonym_keys.as_deref(),
+        )?);
         let hash = policy.hash().to_owned();
         // Guards first: a decision made between the two swaps names a
         // profile of the new policy, which the new guards have.
@@ -220,7 +227,7 @@ pub struct DaemonLoad;
 
 impl ferry_policy::Referenced for DaemonLoad {
     fn load_referenced(&self, policy: &Policy) -> Vec<ferry_policy::Diagnostic> {
-        let (_, failed) = crate::inspection::content::Guards::build_each(policy);
+        let (_, failed) = crate::inspection::content::Guards::build_each(policy, None);
         failed
             .into_iter()
             .map(|(profile, e)| {

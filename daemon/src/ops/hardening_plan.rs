@@ -47,6 +47,8 @@ pub fn read_only_paths(cfg: &Config, config_path: &Path) -> Vec<PathBuf> {
         // Dirty-word lists the policy names now (a reload naming lists in
         // a new directory needs a restart, or `extra_read_paths`).
         v.extend(crate::inspection::content::list_dirs(&p.file));
+        // The pseudonym key directory: a rotated key is read at reload.
+        v.extend(p.pseudonym_keys.clone());
     }
     if let Some(i) = &cfg.ingest {
         v.push(i.cert.clone());
