@@ -9,10 +9,11 @@ use crate::geo::{in_bbox, Decimal};
 use crate::inspect::{Ctx, Halt};
 use crate::profile::GeoRules;
 use crate::report::{Action, FindingKind};
-use crate::rules::{fold, ColumnAction};
+use crate::rules::ColumnAction;
 use crate::scan::{ContentScan, SegMap};
-use crate::tabular::{self, Applied};
+use crate::tabular::{self, Applied, Tally};
 use crate::text::{check_text, count_lines, fill, BLOCK_BYTES, BOM};
+use std::borrow::Cow;
 use std::io::Read;
 
 /// Longest record (one line, or several for quoted line breaks).
@@ -153,8 +154,10 @@ struct Columns {
     /// Forbidden columns and columns of `drop` rules.
     drop: Vec<bool>,
     any_drop: bool,
-    /// Column rules other than `drop`, by column.
+    /// Column rules, by column.
     rules: Vec<Option<ColumnAction>>,
+    /// What each column's rule did, for the de-identification record.
+    tallies: Vec<Tally>,
     /// Small-cell suppression of this table, when it has count columns.
     counts: Option<Counts>,
 }
@@ -176,9 +179,10 @@ struct Counts {
 }
 
 impl Columns {
-    /// The column in the de-identification record.
+    /// The column in the de-identification record: by name, or by
+    /// number (`column #3`) where the name held a finding.
     fn target(&self, col: usize) -> String {
-        format!("column {}", self.label(col))
+        column_target(&self.names, &self.hidden, col)
     }
 
     fn label(&self, col: usize) -> String {
@@ -192,6 +196,23 @@ impl Columns {
             }
             _ => format!("column {}", col + 1),
         }
+    }
+}
+
+/// See [`Columns::target`].
+fn column_target(names: &[String], hidden: &[bool], col: usize) -> String {
+    match (names.get(col), hidden.get(col)) {
+        (Some(n), Some(false)) if !n.is_empty() && n.len() <= 64 => format!("column {n}"),
+        _ => format!("column #{}", col + 1),
+    }
+}
+
+/// [`content_text`] without a copy where the field needs no unquoting
+/// (the common case: column rules read every field they cover).
+fn field_text<'b>(b: &'b [u8], f: &Field) -> Cow<'b, str> {
+    match std::str::from_utf8(&b[f.cs..f.ce]) {
+        Ok(s) if !s.contains("\"\"") => Cow::Borrowed(s.trim_start_matches('\u{FEFF}').trim()),
+        _ => Cow::Owned(content_text(b, f)),
     }
 }
 
@@ -371,6 +392,13 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<(), Halt> {
     let Some(c) = cols else {
         return Err(ctx.reject("empty CSV: there is no header line".into()));
     };
+    for (k, action) in c.rules.iter().enumerate() {
+        if let (Some(a), Some(t)) = (action, c.tallies.get(k)) {
+            if *a != ColumnAction::Drop {
+                t.record(ctx, *a, &c.target(k));
+            }
+        }
+    }
     if let Some(counts) = c.counts {
         suppress(ctx, counts)?;
         ctx.flush_to(base)?;
@@ -424,7 +452,7 @@ fn suppress(ctx: &mut Ctx<'_>, t: Counts) -> Result<(), Halt> {
     if out.primary + out.complementary == 0 {
         return Ok(());
     }
-    ctx.transforming(&format!("suppression of {}", t.target))?;
+    ctx.transforming(|| format!("suppression of {}", t.target))?;
     let rule = format!("k = {}", t.k);
     ctx.applied(
         "suppress",
@@ -482,6 +510,7 @@ fn header(
         drop: vec![false; names.len()],
         any_drop: false,
         rules: vec![None; names.len()],
+        tallies: vec![Tally::default(); names.len()],
         counts: None,
         names,
     };
@@ -573,7 +602,7 @@ fn table_rules(ctx: &mut Ctx<'_>, geo: Option<&GeoRules>, c: &mut Columns) -> Re
         match rule {
             Some(ColumnAction::Drop) => {
                 if !c.drop[i] {
-                    ctx.transforming(&format!("drop of {}", c.target(i)))?;
+                    ctx.transforming(|| format!("drop of {}", c.target(i)))?;
                     c.drop[i] = true;
                     c.any_drop = true;
                 }
@@ -766,14 +795,14 @@ fn column_rules(
     b: &[u8],
     fields: &[Field],
     base: u64,
-    c: &Columns,
+    c: &mut Columns,
     covered: &mut Vec<(u64, u64)>,
 ) -> Result<(), Halt> {
     for (k, f) in fields.iter().enumerate() {
-        let Some(Some(action)) = c.rules.get(k) else {
+        let Some(&Some(action)) = c.rules.get(k) else {
             continue;
         };
-        if *action == ColumnAction::Drop {
+        if action == ColumnAction::Drop {
             // Removed with the column: what it holds is not released, so
             // detector hits inside it are not findings.
             covered.push((base + f.s as u64, base + f.e as u64));
@@ -782,8 +811,14 @@ fn column_rules(
         if c.drop.get(k).copied().unwrap_or(false) {
             continue;
         }
-        let text = content_text(b, f);
-        if let Applied::Replace(r) = tabular::apply(ctx, *action, &text, &c.target(k))? {
+        let text = field_text(b, f);
+        let (names, hidden) = (&c.names, &c.hidden);
+        // The column's name in a refusal, made only then.
+        let target = || column_target(names, hidden, k);
+        let Some(tally) = c.tallies.get_mut(k) else {
+            continue;
+        };
+        if let Applied::Replace(r) = tabular::apply(ctx, action, &text, &target, tally)? {
             ctx.edit(
                 base + f.s as u64,
                 base + f.e as u64,
@@ -814,7 +849,7 @@ fn count_cells(
         .iter()
         .enumerate()
         .filter(|(k, _)| !counts.cols.contains(k))
-        .any(|(_, f)| t.is_total_label(&fold(&content_text(b, f))));
+        .any(|(_, f)| t.is_total_label(&field_text(b, f)));
     if is_total {
         if counts.total_row.is_some() {
             return Err(ctx.reject(format!(
@@ -831,7 +866,7 @@ fn count_cells(
     for &k in &counts.cols {
         let (v, span) = match fields.get(k) {
             Some(f) => (
-                count_value(&content_text(b, f)),
+                count_value(&field_text(b, f)),
                 (base + f.s as u64, base + f.e as u64),
             ),
             None => (None, (0, 0)),

@@ -879,8 +879,10 @@ impl<'a> Ctx<'a> {
     /// A column rule is about to change the package: possible only where
     /// masking is (not inside archives, not in XML); otherwise the package
     /// is rejected with the reason. Sets the verdict to at least masked.
-    pub(crate) fn transforming(&mut self, what: &str) -> Result<(), Halt> {
+    /// `what` names the rule and column, made only when it is refused.
+    pub(crate) fn transforming(&mut self, what: impl FnOnce() -> String) -> Result<(), Halt> {
         if let Err(why) = self.can_mask() {
+            let what = what();
             return Err(self.reject(format!("{what}: the rule changes the data, but {why}")));
         }
         self.verdict = self.verdict.max(Verdict::Masked);

@@ -18,8 +18,9 @@ use crate::report::{Action, FindingKind};
 use crate::rules::ColumnAction;
 use crate::scan::{ContentScan, SegMap};
 use crate::source::Peek;
-use crate::tabular::{self, Applied};
+use crate::tabular::{self, Applied, Tally};
 use crate::text::BOM;
+use std::collections::BTreeMap;
 use std::io::Read;
 
 /// Deepest nesting of arrays and objects.
@@ -135,6 +136,9 @@ struct Parser<'c, 'a, 'p> {
     /// The top-level member being read is `type`.
     top_type: bool,
     last_flush: u64,
+    /// What each member's column rule did, by rule target (`member
+    /// phone`), for the de-identification record.
+    tallies: BTreeMap<String, (ColumnAction, Tally)>,
 }
 
 /// Inspects a JSON document; `Ok(true)` when it is GeoJSON (a top-level
@@ -171,8 +175,12 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<bool, Halt>
         is_geo: false,
         top_type: false,
         last_flush: 0,
+        tallies: BTreeMap::new(),
     };
     p.run(&mut rd)?;
+    for (target, (action, tally)) in std::mem::take(&mut p.tallies) {
+        tally.record(p.ctx, action, &target);
+    }
     Ok(p.is_geo)
 }
 
@@ -434,7 +442,7 @@ impl Parser<'_, '_, '_> {
                 Some(ColumnAction::Drop) => {
                     let target = format!("member {}", shown(&key));
                     if !drop_now {
-                        self.ctx.transforming(&format!("drop of {target}"))?;
+                        self.ctx.transforming(|| format!("drop of {target}"))?;
                         drop_now = true;
                     }
                     self.ctx.applied("drop", target, String::new(), 1, None);
@@ -511,7 +519,17 @@ impl Parser<'_, '_, '_> {
             return Ok(false);
         };
         let target = self.rule_target();
-        if let Applied::Replace(r) = tabular::apply(self.ctx, a, text, &target)? {
+        let entry = match self.tallies.get_mut(&target) {
+            Some(e) => e,
+            None => self
+                .tallies
+                .entry(target.clone())
+                .or_insert((a, Tally::default())),
+        };
+        // One rule per name (the first that matches it), so the action
+        // kept with the tally is this one.
+        let shown = || target.clone();
+        if let Applied::Replace(r) = tabular::apply(self.ctx, a, text, &shown, &mut entry.1)? {
             let out = if string {
                 escape(r.as_bytes())
             } else if valid_number(r.as_bytes()) {

@@ -269,12 +269,13 @@ impl TableRules {
             .is_some_and(|p| glob(p.as_bytes(), h.as_bytes()))
     }
 
-    /// Is `value` a totals-row label?
+    /// Is `value` a totals-row label? (Asked of every field of every row:
+    /// no allocation.)
     pub(crate) fn is_total_label(&self, value: &str) -> bool {
-        let v = fold(value);
+        let v = value.trim();
         self.suppression
             .as_ref()
-            .is_some_and(|s| s.total_labels.contains(&v))
+            .is_some_and(|s| s.total_labels.iter().any(|l| l.eq_ignore_ascii_case(v)))
     }
 }
 

@@ -23,31 +23,80 @@ pub(crate) enum Applied {
     Replace(String),
 }
 
+/// What one rule did to the values of one column, counted while the
+/// table streams and written to the de-identification record once at its
+/// end ([`Tally::record`]): per value, a record entry would cost two
+/// strings and a map look-up.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tally {
+    /// Values the rule applied to (changed, or already in its form).
+    values: u64,
+    /// Values a `generalize` rule could not read, emptied.
+    emptied: u64,
+    /// Values already pseudonyms, left as they were.
+    already: u64,
+    /// The key epoch of the pseudonyms made.
+    epoch: Option<u32>,
+}
+
+impl Tally {
+    /// Adds the counts to the record under `target`.
+    pub(crate) fn record(&self, ctx: &mut Ctx<'_>, action: ColumnAction, target: &str) {
+        let (technique, rule) = (action.technique(), action.parameters());
+        if self.values > 0 {
+            ctx.applied(
+                technique,
+                target.to_string(),
+                rule.clone(),
+                self.values,
+                self.epoch,
+            );
+        }
+        if self.emptied > 0 {
+            ctx.applied(
+                technique,
+                target.to_string(),
+                format!("{rule}; unreadable, emptied"),
+                self.emptied,
+                None,
+            );
+        }
+        if self.already > 0 {
+            ctx.applied(
+                technique,
+                target.to_string(),
+                "already a pseudonym".into(),
+                self.already,
+                None,
+            );
+        }
+    }
+}
+
 /// Applies `action` (not `drop`, which the format handler does by removing
-/// the member or field) to `value`; `target` names the column in the
-/// de-identification record (`column 联系电话`, `member /0/phone`).
+/// the member or field) to `value`, counting it in `tally`; `target` names
+/// the column (`column 联系电话`, `member phone`) in a refusal.
 pub(crate) fn apply(
     ctx: &mut Ctx<'_>,
     action: ColumnAction,
     value: &str,
-    target: &str,
+    target: &dyn Fn() -> String,
+    tally: &mut Tally,
 ) -> Result<Applied, Halt> {
     let v = value.trim();
     if v.is_empty() {
         return Ok(Applied::Unchanged);
     }
-    let technique = action.technique();
-    let rule = action.parameters();
     let made = match action {
         ColumnAction::Keep | ColumnAction::Drop => {
-            ctx.applied(technique, target.to_string(), rule, 1, None);
+            tally.values += 1;
             return Ok(Applied::Unchanged);
         }
         ColumnAction::Mask {
             keep_prefix,
             keep_suffix,
         } => Some(mask_cell(v, keep_prefix, keep_suffix)),
-        ColumnAction::Pseudonymize => return pseudonymize(ctx, v, target),
+        ColumnAction::Pseudonymize => return pseudonymize(ctx, v, target, tally),
         ColumnAction::Date(grain) => generalize_date(v, grain),
         ColumnAction::Number { step, grain } => generalize_number(v, step, grain),
         ColumnAction::Address => generalize_address(v),
@@ -56,58 +105,47 @@ pub(crate) fn apply(
         Some(m) if m == v => {
             // Already in the rule's form (a month stays a month): the
             // egress re-inspection of a generalized table changes nothing.
-            ctx.applied(technique, target.to_string(), rule, 1, None);
+            tally.values += 1;
             Ok(Applied::Unchanged)
         }
         Some(m) => {
-            ctx.transforming(&format!("{technique} of {target}"))?;
-            ctx.applied(technique, target.to_string(), rule, 1, None);
+            ctx.transforming(|| format!("{} of {}", action.technique(), target()))?;
+            tally.values += 1;
             Ok(Applied::Replace(m))
         }
         None => {
             // Not a date / number / address the rule can read: emptied
             // rather than released as it is, and counted apart so the
             // operator sees how many.
-            ctx.transforming(&format!("{technique} of {target}"))?;
-            ctx.applied(
-                technique,
-                target.to_string(),
-                format!("{rule}; unreadable, emptied"),
-                1,
-                None,
-            );
+            ctx.transforming(|| format!("{} of {}", action.technique(), target()))?;
+            tally.emptied += 1;
             Ok(Applied::Replace(String::new()))
         }
     }
 }
 
-fn pseudonymize(ctx: &mut Ctx<'_>, v: &str, target: &str) -> Result<Applied, Halt> {
+fn pseudonymize(
+    ctx: &mut Ctx<'_>,
+    v: &str,
+    target: &dyn Fn() -> String,
+    tally: &mut Tally,
+) -> Result<Applied, Halt> {
     if is_pseudonym(v) {
         // Made by a guard before (the ingress side, seen again on the
         // egress side, which holds no pseudonym key).
-        ctx.applied(
-            "pseudonymize",
-            target.to_string(),
-            "already a pseudonym".into(),
-            1,
-            None,
-        );
+        tally.already += 1;
         return Ok(Applied::Unchanged);
     }
     let Some((epoch, key)) = ctx.pseudonym_key() else {
         return Err(ctx.reject(format!(
-            "pseudonymize of {target}: this guard has no pseudonym key (ferryctl keys pseudonym rotate; [policy] pseudonym_keys in the daemon's config); refused rather than released"
+            "pseudonymize of {}: this guard has no pseudonym key (ferryctl keys pseudonym rotate; [policy] pseudonym_keys in the daemon's config); refused rather than released",
+            target()
         )));
     };
     let token = token(epoch, key, v);
-    ctx.transforming(&format!("pseudonymize of {target}"))?;
-    ctx.applied(
-        "pseudonymize",
-        target.to_string(),
-        String::new(),
-        1,
-        Some(epoch),
-    );
+    ctx.transforming(|| format!("pseudonymize of {}", target()))?;
+    tally.values += 1;
+    tally.epoch = Some(epoch);
     Ok(Applied::Replace(token))
 }
 

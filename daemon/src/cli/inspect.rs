@@ -156,10 +156,10 @@ fn explain(r: &Report) -> String {
         "values",
         "key epoch",
     ];
-    let mut width = head.map(|h| h.chars().count());
+    let mut width = head.map(display_width);
     for row in &rows {
         for (w, c) in width.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(display_width(c));
         }
     }
     let line = |cells: [&str; 5]| {
@@ -167,7 +167,7 @@ fn explain(r: &Report) -> String {
         for (c, w) in cells.iter().zip(width) {
             l.push(' ');
             l.push_str(c);
-            l.push_str(&" ".repeat(w - c.chars().count() + 1));
+            l.push_str(&" ".repeat(w - display_width(c) + 1));
         }
         l.trim_end().to_string() + "\n"
     };
@@ -176,6 +176,20 @@ fn explain(r: &Report) -> String {
         s.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
     }
     s
+}
+
+/// Columns a terminal gives `s`: Chinese characters (and the other wide
+/// scripts from U+2E80 on) take two, so the table's columns line up.
+fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            if ('\u{2E80}'..='\u{FFEF}').contains(&c) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 fn render(r: &Report, written: Option<&PathBuf>) -> String {
