@@ -2176,23 +2176,31 @@ fn type_pattern(ctx: &mut Ctx<'_>, s: &Sp<String>, allow_wildcard: bool) -> Opti
     }
 }
 
-fn read_rules(ctx: &mut Ctx<'_>, top: &Tbl<'_>, out: &mut Vec<RawRule>) {
-    let Some(item) = top.table.get("rule") else {
-        return;
-    };
-    let key_span = top.key_loc("rule").span;
-    let list: Vec<(&dyn TableLike, Range<usize>)> = match item {
-        Item::ArrayOfTables(a) => a
-            .iter()
-            .map(|t| (t as &dyn TableLike, t.span().unwrap_or(key_span.clone())))
-            .collect(),
-        Item::Value(Value::Array(a)) if a.iter().all(|v| v.as_inline_table().is_some()) => a
-            .iter()
-            .filter_map(|v| {
-                v.as_inline_table()
-                    .map(|t| (t as &dyn TableLike, t.span().unwrap_or(key_span.clone())))
-            })
-            .collect(),
+/// The tables of `key` written as `[[key]]` or as an array of inline
+/// tables, each with its span; `None` (reported as `wrong_type`) when
+/// `key` is something else, or absent.
+fn tables_of<'d>(
+    ctx: &mut Ctx<'_>,
+    top: &Tbl<'d>,
+    key: &str,
+    wrong_type: &str,
+) -> Option<Vec<(&'d dyn TableLike, Range<usize>)>> {
+    let item = top.table.get(key)?;
+    let key_span = top.key_loc(key).span;
+    match item {
+        Item::ArrayOfTables(a) => Some(
+            a.iter()
+                .map(|t| (t as &dyn TableLike, t.span().unwrap_or(key_span.clone())))
+                .collect(),
+        ),
+        Item::Value(Value::Array(a)) if a.iter().all(|v| v.as_inline_table().is_some()) => Some(
+            a.iter()
+                .filter_map(|v| {
+                    v.as_inline_table()
+                        .map(|t| (t as &dyn TableLike, t.span().unwrap_or(key_span.clone())))
+                })
+                .collect(),
+        ),
         other => {
             ctx.err(
                 "wrong-type",
@@ -2200,11 +2208,23 @@ fn read_rules(ctx: &mut Ctx<'_>, top: &Tbl<'_>, out: &mut Vec<RawRule>) {
                     file: top.file,
                     span: other.span().unwrap_or(key_span),
                 },
-                "wrong type: rules are written as [[rule]] tables",
+                wrong_type,
             );
-            return;
+            None
         }
+    }
+}
+
+fn read_rules(ctx: &mut Ctx<'_>, top: &Tbl<'_>, out: &mut Vec<RawRule>) {
+    let Some(list) = tables_of(
+        ctx,
+        top,
+        "rule",
+        "wrong type: rules are written as [[rule]] tables",
+    ) else {
+        return;
     };
+    let key_span = top.key_loc("rule").span;
     if out.len() + list.len() > RULES_MAX {
         ctx.err(
             "invalid-value",

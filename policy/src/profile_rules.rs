@@ -6,7 +6,6 @@
 //! points at FILE:LINE:COL.
 
 use super::{Ctx, Loc, Sp, Tbl, PII_DETECTORS};
-use toml_edit::{Item, TableLike, Value};
 
 /// Per detector: (name, most `keep_prefix`, most `keep_suffix`, default
 /// `keep_prefix`, default `keep_suffix`): what a mask must hide at least
@@ -95,33 +94,13 @@ pub(super) fn pii_masks(ctx: &mut Ctx<'_>, p: &Tbl<'_>, detectors: Option<&Sp<Ve
 
 /// `columns = [ … ]` (`[[profile.NAME.columns]]`).
 pub(super) fn columns(ctx: &mut Ctx<'_>, t: &Tbl<'_>) {
-    let Some(item) = t.table.get("columns") else {
+    let Some(list) = super::tables_of(
+        ctx,
+        t,
+        "columns",
+        "wrong type: column rules are written as [[profile.NAME.columns]] tables",
+    ) else {
         return;
-    };
-    let key_span = t.key_loc("columns").span;
-    let list: Vec<(&dyn TableLike, std::ops::Range<usize>)> = match item {
-        Item::ArrayOfTables(a) => a
-            .iter()
-            .map(|x| (x as &dyn TableLike, x.span().unwrap_or(key_span.clone())))
-            .collect(),
-        Item::Value(Value::Array(a)) if a.iter().all(|v| v.as_inline_table().is_some()) => a
-            .iter()
-            .filter_map(|v| {
-                v.as_inline_table()
-                    .map(|x| (x as &dyn TableLike, x.span().unwrap_or(key_span.clone())))
-            })
-            .collect(),
-        other => {
-            ctx.err(
-                "wrong-type",
-                &Loc {
-                    file: t.file,
-                    span: other.span().unwrap_or(key_span),
-                },
-                "wrong type: column rules are written as [[profile.NAME.columns]] tables",
-            );
-            return;
-        }
     };
     for (i, (table, span)) in list.into_iter().enumerate() {
         let what = format!("columns[{i}] of {}", t.what);
