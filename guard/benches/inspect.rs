@@ -9,21 +9,7 @@ use std::path::Path;
 #[path = "../examples/registry_table.rs"]
 mod registry_table;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use registry_table::Rng;
 
 /// 1 000 entries: the markings, 100 ASCII code names and CJK words.
 fn word_list() -> String {
@@ -46,25 +32,28 @@ fn word_list() -> String {
     s
 }
 
-fn guard() -> Guard {
+/// A guard for `settings`, whose dirty-word list is [`word_list`].
+fn guard_for(name: &str, settings: &serde_json::Value) -> Guard {
     let list = word_list();
     let lists = move |_: &Path| -> std::io::Result<Vec<u8>> { Ok(list.clone().into_bytes()) };
+    let p = Profile::from_settings(name, settings, &lists).expect("profile");
+    assert_eq!(p.word_count(), 1000);
+    Guard::with_finding_key(p, b"bench")
+}
+
+fn guard() -> Guard {
     let settings = serde_json::json!({
         "allowed_types": ["text/*"],
         "dirty_words": { "lists": ["/bench/words.txt"], "action": "reject" },
         "pii": { "detectors": ["prc_id", "mobile", "bank_card", "email", "uscc"], "action": "mask" },
         "geodata": { "max_decimal_places": 4, "bbox": [73.5, 18.0, 135.1, 53.6], "forbidden_attributes": ["owner_name"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
     });
-    let p = Profile::from_settings("bench", &settings, &lists).expect("profile");
-    assert_eq!(p.word_count(), 1000);
-    Guard::with_finding_key(p, b"bench")
+    guard_for("bench", &settings)
 }
 
 /// The de-identification example profile: every column of the parcel
 /// table under a rule, detectors on (docs/guard.md §7).
 fn deid_guard() -> Guard {
-    let list = word_list();
-    let lists = move |_: &Path| -> std::io::Result<Vec<u8>> { Ok(list.clone().into_bytes()) };
     let settings = serde_json::json!({
         "allowed_types": ["text/*"],
         "dirty_words": { "lists": ["/bench/words.txt"], "action": "reject" },
@@ -80,8 +69,7 @@ fn deid_guard() -> Guard {
             { "match": ["备注"], "action": "drop" }
         ]
     });
-    let p = Profile::from_settings("bench-deid", &settings, &lists).expect("profile");
-    Guard::with_finding_key(p, b"bench").with_pseudonym_key(1, b"bench pseudonym key")
+    guard_for("bench-deid", &settings).with_pseudonym_key(1, b"bench pseudonym key")
 }
 
 const DISTRICTS: [&str; 6] = ["海淀区", "朝阳区", "西城区", "东城区", "丰台区", "通州区"];

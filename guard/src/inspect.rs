@@ -4,6 +4,7 @@
 
 use crate::emit::{EmitError, Emitter, Op, Sink, Target};
 use crate::error::GuardError;
+use crate::pii::Detector;
 use crate::profile::Profile;
 use crate::report::{Action, Finding, FindingKind, Location, Report, Verdict};
 use crate::scan::{fold_token, ContentScan, SegMap};
@@ -292,6 +293,8 @@ pub(crate) struct Ctx<'a> {
     /// The de-identification record: (technique, target, rule) → (values,
     /// key epoch).
     deid: BTreeMap<(&'static str, String, String), (u64, Option<u32>)>,
+    /// Values masked per detector, in the order of [`Detector::ALL`].
+    detector_masks: [u64; 5],
 }
 
 impl<'a> Ctx<'a> {
@@ -325,6 +328,7 @@ impl<'a> Ctx<'a> {
             channel: String::new(),
             channel_key: None,
             deid: BTreeMap::new(),
+            detector_masks: [0; 5],
         }
     }
 
@@ -835,13 +839,15 @@ impl<'a> Ctx<'a> {
                         rule.keep_prefix,
                         rule.keep_suffix,
                     );
-                    self.applied(
-                        "mask",
-                        format!("detector {}", h.detector.name()),
-                        format!("keep {} first, {} last", rule.keep_prefix, rule.keep_suffix),
-                        1,
-                        None,
-                    );
+                    // Counted here, written to the record once in `finish`:
+                    // findings-dense data masks millions of values.
+                    if let Some(n) = Detector::ALL
+                        .iter()
+                        .position(|d| *d == h.detector)
+                        .and_then(|i| self.detector_masks.get_mut(i))
+                    {
+                        *n += 1;
+                    }
                     let replacement = if h.detector == pii::Detector::Email {
                         pii::mask_email(&token, kp, ks)
                     } else {
@@ -992,6 +998,20 @@ impl<'a> Ctx<'a> {
     }
 
     fn finish(mut self, content_type: &str) -> Result<(Report, Option<Sink>), GuardError> {
+        if let Some(rules) = self.profile.pii() {
+            for (d, n) in Detector::ALL.into_iter().zip(self.detector_masks) {
+                if n > 0 {
+                    let rule = rules.mask(d);
+                    self.applied(
+                        "mask",
+                        format!("detector {}", d.name()),
+                        format!("keep {} first, {} last", rule.keep_prefix, rule.keep_suffix),
+                        n,
+                        None,
+                    );
+                }
+            }
+        }
         let mut sink = None;
         let mut digest_after = None;
         if self.verdict == Verdict::Masked {
