@@ -136,8 +136,8 @@ struct Parser<'c, 'a, 'p> {
     /// The top-level member being read is `type`.
     top_type: bool,
     last_flush: u64,
-    /// What each member's column rule did, by rule target (`member
-    /// phone`), for the de-identification record.
+    /// What each member's column rule did, by member name (`*` for a
+    /// name that held a finding), for the de-identification record.
     tallies: BTreeMap<String, (ColumnAction, Tally)>,
 }
 
@@ -178,8 +178,8 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read) -> Result<bool, Halt>
         tallies: BTreeMap::new(),
     };
     p.run(&mut rd)?;
-    for (target, (action, tally)) in std::mem::take(&mut p.tallies) {
-        tally.record(p.ctx, action, &target);
+    for (name, (action, tally)) in std::mem::take(&mut p.tallies) {
+        tally.record(p.ctx, action, &format!("member {name}"));
     }
     Ok(p.is_geo)
 }
@@ -518,17 +518,21 @@ impl Parser<'_, '_, '_> {
         let Some(a) = self.stack.last().and_then(|f| f.next_rule) else {
             return Ok(false);
         };
-        let target = self.rule_target();
-        let entry = match self.tallies.get_mut(&target) {
-            Some(e) => e,
-            None => self
-                .tallies
-                .entry(target.clone())
-                .or_insert((a, Tally::default())),
+        // Tallies are kept by member name, looked up without a copy (this
+        // runs for every value a rule covers); one rule per name (the first
+        // that matches it), so the action kept with the tally is this one.
+        let name = match self.stack.last() {
+            Some(f) if f.key_hidden => "*",
+            Some(f) => f.key.as_str(),
+            None => "",
         };
-        // One rule per name (the first that matches it), so the action
-        // kept with the tally is this one.
-        let shown = || target.clone();
+        if !self.tallies.contains_key(name) {
+            self.tallies.insert(name.to_string(), (a, Tally::default()));
+        }
+        let Some(entry) = self.tallies.get_mut(name) else {
+            return Ok(false);
+        };
+        let shown = || format!("member {name}");
         if let Applied::Replace(r) = tabular::apply(self.ctx, a, text, &shown, &mut entry.1)? {
             let out = if string {
                 escape(r.as_bytes())
