@@ -34,13 +34,14 @@ pub struct TestbedOptions {
 }
 
 impl TestbedOptions {
-    /// Loopback defaults with a free UDP port.
+    /// Loopback defaults with a free UDP port; the pacing is the shipped
+    /// default, so the tests run the link as it is deployed.
     pub fn loopback(link: &str) -> Result<TestbedOptions, DaemonError> {
         Ok(TestbedOptions {
             link: link.to_string(),
             mtu: 1500,
             repair_overhead_percent: 10.0,
-            rate_bytes_per_s: 0,
+            rate_bytes_per_s: crate::config::DEFAULT_RATE_BYTES_PER_S,
             redundancy: 1,
             listen: free_udp_port()?,
             socket_buffer_bytes: 32 << 20,

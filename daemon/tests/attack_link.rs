@@ -16,7 +16,7 @@ mod common;
 use common::*;
 use ferry_daemon::state::store::{LedgerEntry, LedgerState, StateStore};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,44 +96,6 @@ fn n(v: &serde_json::Value, k: &str) -> u64 {
 
 fn alarms(v: &serde_json::Value) -> String {
     v["alarms"].to_string()
-}
-
-/// Sets up an audit log for `config` and returns its directory.
-fn with_audit(root: &Path, config: &Path, name: &str) -> PathBuf {
-    let dir = root.join(format!("audit-{name}"));
-    let key = root.join(format!("{name}.verify"));
-    ctl_ok(&[
-        "audit",
-        "init",
-        "--dir",
-        path_str(&dir),
-        "--verify-key-out",
-        path_str(&key),
-    ]);
-    append_config(
-        config,
-        &format!("\n[audit]\ndir = \"{}\"\n", path_str(&dir)),
-    );
-    dir
-}
-
-fn audit_records(dir: &Path, event: &str) -> Vec<serde_json::Value> {
-    let text = ctl_ok(&[
-        "audit",
-        "query",
-        "--dir",
-        path_str(dir),
-        "--event",
-        event,
-        "--json",
-    ]);
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .flat_map(|v| match v {
-            serde_json::Value::Array(a) => a,
-            other => vec![other],
-        })
-        .collect()
 }
 
 /// Promise: heartbeats captured earlier and replayed while the ingress is

@@ -218,6 +218,31 @@ pub struct Status {
     /// when the budget is off).
     #[serde(default)]
     pub loss_budget: Option<BudgetStatus>,
+    /// Egress: the receive spool and the rate this side sustains.
+    #[serde(default)]
+    pub receive: Option<ReceiveStatus>,
+}
+
+/// Egress: the buffer between the socket and the protocol work, and the
+/// rate the work sustains (what the ingress side should be paced at).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceiveStatus {
+    /// Datagram bytes waiting to be processed now (memory and disk).
+    pub backlog_bytes: u64,
+    /// The largest backlog since start.
+    pub peak_backlog_bytes: u64,
+    /// Datagram bytes that went through the disk since start.
+    pub spilled_bytes: u64,
+    /// Datagrams dropped because the spool was full (an alarm says so).
+    pub dropped_datagrams: u64,
+    /// The disk bound (`receive_spool_bytes`).
+    pub spool_limit_bytes: u64,
+    /// Datagram bytes per second the processing handles while busy, once
+    /// measured (at least 32 MiB seen).
+    pub sustained_bytes_per_s: Option<u64>,
+    /// The ingress `rate_bytes_per_s` this suggests: 80 % of the sustained
+    /// rate, rounded down to a megabyte per second.
+    pub suggested_rate_bytes_per_s: Option<u64>,
 }
 
 /// The loss budget in force and its cost, from the configuration.

@@ -60,6 +60,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The link's settings.
+    #[command(subcommand)]
+    Link(LinkCmd),
     /// Ingress side: send retained packages again (new sequence numbers,
     /// same package ids; the egress side delivers each id once).
     Resend {
@@ -140,6 +143,20 @@ enum PolicyCmd {
 }
 
 #[derive(Subcommand)]
+enum LinkCmd {
+    /// Set the ingress pacing (`[link] rate_bytes_per_s`) in a
+    /// configuration file, comments kept; use the rate the egress side's
+    /// `ferryctl status` suggests. Applied at the daemon's next start.
+    SetRate {
+        /// The ingress daemon's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Bytes per second of datagrams (0 = unpaced).
+        rate: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCmd {
     /// Move data through a real UDP loopback link with the whole pipeline.
     Link(bench::LinkArgs),
@@ -184,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Policy(PolicyCmd::Reload { config }) => return daemon::reload_policy(&config),
         Cmd::Status { config, json } => return daemon::status(&config, json),
         Cmd::Budget { config, json } => return daemon::budget(&config, json),
+        Cmd::Link(LinkCmd::SetRate { config, rate }) => return daemon::set_rate(&config, rate),
         Cmd::Resend {
             config,
             packages,

@@ -39,6 +39,105 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<std::process::ExitCod
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The egress receive spool and the rate this side sustains, with the
+/// command that paces the ingress side to it.
+fn print_receive(v: &serde_json::Value) {
+    let Some(r) = v.get("receive").filter(|r| r.is_object()) else {
+        return;
+    };
+    let n = |k: &str| r.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    println!(
+        "  {:<22} {} bytes waiting (peak {}, {} through the disk, {} datagrams dropped, limit {})",
+        "receive spool",
+        n("backlog_bytes"),
+        n("peak_backlog_bytes"),
+        n("spilled_bytes"),
+        n("dropped_datagrams"),
+        n("spool_limit_bytes")
+    );
+    match (
+        r.get("sustained_bytes_per_s").and_then(|x| x.as_u64()),
+        r.get("suggested_rate_bytes_per_s").and_then(|x| x.as_u64()),
+    ) {
+        (Some(s), Some(rate)) => {
+            println!(
+                "  {:<22} {:.1} MB/s of datagrams while busy",
+                "sustains",
+                s as f64 / 1e6
+            );
+            println!(
+                "  {:<22} on the ingress host: ferryctl link set-rate --config <its ferryd.toml> {rate}",
+                "pace the ingress"
+            );
+        }
+        _ => println!(
+            "  {:<22} not measured yet (needs 32 MiB received)",
+            "sustains"
+        ),
+    }
+}
+
+/// `ferryctl link set-rate`: writes `[link] rate_bytes_per_s` into an
+/// ingress configuration, keeping every comment and the file's mode, after
+/// checking the result loads; the daemon applies it at its next start.
+pub fn set_rate(config_path: &Path, rate: u64) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = config::load(config_path)?;
+    if cfg.link.role != config::Role::Ingress {
+        bail!(
+            "{} is an egress configuration: the rate paces the sender, so set it in the ingress side's configuration",
+            config_path.display()
+        );
+    }
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("parsing {}", config_path.display()))?;
+    let Some(link) = doc.get_mut("link").and_then(|l| l.as_table_like_mut()) else {
+        bail!("{} has no [link] table", config_path.display());
+    };
+    let rate_value = i64::try_from(rate).context("the rate is too large")?;
+    let old = link
+        .get("rate_bytes_per_s")
+        .and_then(|v| v.as_integer())
+        .map(|v| v.to_string());
+    match link
+        .get_mut("rate_bytes_per_s")
+        .and_then(|v| v.as_value_mut())
+    {
+        // Keeps the comment after the value.
+        Some(v) => {
+            let decor = v.decor().clone();
+            *v = toml_edit::Value::from(rate_value);
+            *v.decor_mut() = decor;
+        }
+        None => {
+            link.insert("rate_bytes_per_s", toml_edit::value(rate_value));
+        }
+    }
+    let new_text = doc.to_string();
+    let dir = config_path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ferryd-set-rate")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, new_text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    // The new file must load as the daemon will load it (relative paths
+    // resolve from the same directory).
+    config::load(tmp.path()).context("the changed configuration does not load; nothing changed")?;
+    let mode = std::fs::metadata(config_path)?.permissions();
+    std::fs::set_permissions(tmp.path(), mode)?;
+    tmp.persist(config_path)
+        .with_context(|| format!("replacing {}", config_path.display()))?;
+    println!(
+        "{}: [link] rate_bytes_per_s = {rate} (was {}); restart the ingress ferryd to apply it",
+        config_path.display(),
+        old.as_deref().unwrap_or("the default")
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// `ferryctl budget`: the loss budget a configuration sets and its cost.
 pub fn budget(config: &Path, json: bool) -> anyhow::Result<std::process::ExitCode> {
     let cfg = config::load(config)?;
@@ -175,6 +274,7 @@ fn print_status(v: &serde_json::Value) {
         }
     }
     print_budget(v);
+    print_receive(v);
     if let (Some(t), Some(now)) = (
         v.get("last_heartbeat_unix_ms").and_then(|t| t.as_u64()),
         v.get("updated_unix_ms").and_then(|t| t.as_u64()),

@@ -15,8 +15,8 @@ use crate::config::model::{
     DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_INGEST_MAX_PACKAGE_BYTES,
     DEFAULT_INGEST_MAX_QUEUED_PACKAGES, DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LINK_DOWN_AFTER_MS,
     DEFAULT_LOSS_BUDGET_BURST, DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
-    DEFAULT_PACKAGE_IDLE_TIMEOUT_MS, DEFAULT_RATE_BYTES_PER_S, DEFAULT_REDUNDANCY,
-    DEFAULT_REDUNDANCY_SPACING_MS, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
+    DEFAULT_PACKAGE_IDLE_TIMEOUT_MS, DEFAULT_RATE_BYTES_PER_S, DEFAULT_RECEIVE_SPOOL_BYTES,
+    DEFAULT_REDUNDANCY, DEFAULT_REDUNDANCY_SPACING_MS, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
     DEFAULT_REPAIR_OVERHEAD_PERCENT, DEFAULT_RETENTION_MAX_AGE_S, DEFAULT_RETENTION_MAX_BYTES,
     DEFAULT_SOCKET_BUFFER_BYTES, DEFAULT_TRUST_RELOAD_INTERVAL_S,
 };
@@ -874,6 +874,15 @@ impl Checker<'_> {
                     "bytes",
                 )?
                 .map_or(DEFAULT_MAX_BUFFER_BYTES, |v| v as usize),
+            receive_spool_bytes: self
+                .uint(
+                    l.receive_spool_bytes,
+                    "receive_spool_bytes",
+                    0,
+                    u64::MAX,
+                    "bytes",
+                )?
+                .unwrap_or(DEFAULT_RECEIVE_SPOOL_BYTES),
             package_idle_timeout_ms: self
                 .uint(
                     l.package_idle_timeout_ms,

@@ -34,7 +34,7 @@ pub use crate::config::model::{
 };
 pub(crate) use crate::config::model::{
     DEFAULT_DOWNSTREAM_ALARM_AFTER_S, DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS,
-    DEFAULT_DOWNSTREAM_RETRY_MAX_MS, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
+    DEFAULT_DOWNSTREAM_RETRY_MAX_MS, DEFAULT_RATE_BYTES_PER_S, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
 };
 
 /// Largest `ferryd.toml` read (a few KiB in practice; a larger file is a

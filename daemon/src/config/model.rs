@@ -14,7 +14,10 @@ pub(crate) const IP_UDP_OVERHEAD_BYTES: usize = 28;
 pub(crate) const DEFAULT_MTU: usize = 1500;
 pub(crate) const DEFAULT_BIND: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-pub(crate) const DEFAULT_RATE_BYTES_PER_S: u64 = 0;
+/// Ingress pacing when not configured: 100 MB/s, below a gigabit link and
+/// what a modest egress host sustains; `ferryctl status` on the egress side
+/// suggests the rate for the host at hand (`ferryctl link set-rate`).
+pub(crate) const DEFAULT_RATE_BYTES_PER_S: u64 = 100_000_000;
 pub(crate) const DEFAULT_SOCKET_BUFFER_BYTES: usize = 8 << 20;
 pub(crate) const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub(crate) const DEFAULT_LINK_DOWN_AFTER_MS: u64 = 3500;
@@ -32,6 +35,9 @@ pub(crate) const DEFAULT_BLOCK_SYMBOLS: u16 = 1024;
 pub(crate) const DEFAULT_REDUNDANCY: u8 = 1;
 pub(crate) const DEFAULT_REDUNDANCY_SPACING_MS: u64 = 1000;
 pub(crate) const DEFAULT_MAX_BUFFER_BYTES: usize = 256 << 20;
+/// Egress: datagrams the receive thread may hold on disk while the
+/// processing falls behind (4 GiB: about 40 s of a saturated gigabit link).
+pub(crate) const DEFAULT_RECEIVE_SPOOL_BYTES: u64 = 4 << 30;
 pub(crate) const DEFAULT_PACKAGE_IDLE_TIMEOUT_MS: u64 = 5000;
 /// Ingress: a package is sent once more this long after its sends ended
 /// (self-healing after an egress crash; longer than the unit's restart).
@@ -455,6 +461,8 @@ pub struct LinkSection {
     pub redundancy_spacing_ms: u64,
     /// Egress receive memory bound.
     pub max_buffer_bytes: usize,
+    /// Egress: disk bytes the receive spool may hold (0 = memory only).
+    pub receive_spool_bytes: u64,
     /// Egress: a package silent this long is abandoned.
     pub package_idle_timeout_ms: u64,
     /// Ingress: each package is sent once more this long after its sends

@@ -141,6 +141,7 @@ pub(crate) struct RawLink {
     pub(crate) redundancy: Option<Spanned<i64>>,
     pub(crate) redundancy_spacing_ms: Option<Spanned<i64>>,
     pub(crate) max_buffer_bytes: Option<Spanned<i64>>,
+    pub(crate) receive_spool_bytes: Option<Spanned<i64>>,
     pub(crate) package_idle_timeout_ms: Option<Spanned<i64>>,
     pub(crate) heal_resend_after_ms: Option<Spanned<i64>>,
     pub(crate) heal_resend_max_bytes_per_s: Option<Spanned<i64>>,

@@ -2,26 +2,32 @@
 //! the writer thread (`writer.rs`), the forwarder (`forward.rs`) when a
 //! channel delivers downstream, and answers its admin requests.
 //!
-//! The receive thread owns the sockets and the protocol receiver and does
-//! nothing slow; the writer owns the outbox and the state store, so a slow
-//! disk does not make the receive thread miss datagrams. The writer stages
-//! every package in `OUTBOX/.staging`, and on a verified completion records
+//! The receive thread owns the sockets and the protocol receiver and writes
+//! each package's plaintext into `OUTBOX/.staging` as it is verified
+//! (`stage.rs`: page-cache writes, never an fsync); the writer owns the
+//! state store and the deliveries, so a slow disk, fsync or re-inspection
+//! does not make the receive thread miss datagrams. On a verified
+//! completion the writer records
 //! the delivery (ledger entry plus replay window, one redb transaction)
 //! before the atomic rename, so a crash between the two is finished at the
 //! next start and a package is never delivered twice.
 
 pub(crate) mod forward;
 pub(crate) mod receive;
+pub(crate) mod spool;
+pub(crate) mod stage;
 pub(crate) mod status;
 pub(crate) mod writer;
 
 use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::Config;
 use crate::egress::receive::{drain, LinkWatch, BATCH};
-use crate::egress::status::{publish, show_gaps};
+use crate::egress::spool::Spool;
+use crate::egress::stage::Stager;
+use crate::egress::status::{publish, show_gaps, show_spool, Capacity};
 use crate::egress::writer::{recover, writer_loop, Sinks, Write, WRITER_QUEUE};
 use crate::link::keys::schedule;
-use crate::link::udp::{self, BatchReceiver, DatagramBatch};
+use crate::link::udp::{self, BatchReceiver};
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::state::gaps::{self, GapBook};
 use crate::state::outbox::Outbox;
@@ -34,13 +40,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Test and benchmark knobs that a deployment never sets: random loss
-/// injected on the receive path (the loopback has none of its own).
+/// injected on the receive path (the loopback has none of its own), and a
+/// slower processing thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EgressOptions {
     /// Datagrams dropped per million, before the protocol sees them.
     pub drop_per_million: u32,
     /// Seed of the drop decisions.
     pub seed: u64,
+    /// Microseconds the processing thread pauses per batch: an egress
+    /// host slower than the sender, made on purpose.
+    pub slow_batch_us: u32,
 }
 
 /// Runs the egress side until `shutdown` is set.
@@ -101,7 +111,7 @@ pub fn run(
         sockets.push(sock);
     }
     let max_len = ferry_protocol::wire::max_datagram_len(cfg.link.mtu);
-    let mut udp = BatchReceiver::new(sockets, BATCH, max_len)?;
+    let udp = BatchReceiver::new(sockets, BATCH, max_len)?;
 
     protocol::update(&status, |s| {
         s.role = "egress".into();
@@ -142,7 +152,8 @@ pub fn run(
         audit.clone(),
         shutdown.clone(),
     )?;
-    let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
+    let mut stager = Stager::new(outbox.clone());
+    let (tx, rx) = sync_channel::<Write>(writer_queue_depth());
     let writer = {
         let status = status.clone();
         let store = store.clone();
@@ -241,7 +252,28 @@ pub fn run(
         None => None,
     };
 
-    let mut batch = DatagramBatch::new(BATCH, max_len);
+    // The socket's own thread: it only moves batches into the spool, so
+    // slow processing fills the spool (memory, then disk) instead of the
+    // socket buffer.
+    let spool = Arc::new(
+        Spool::new(
+            &state_dir,
+            RECEIVE_SPOOL_MEMORY_BYTES,
+            cfg.link.receive_spool_bytes,
+            BATCH,
+            max_len,
+        )
+        .map_err(DaemonError::io(&state_dir))?,
+    );
+    let socket_thread = {
+        let spool = spool.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name("ferry-recv".into())
+            .spawn(move || receive_into(udp, &spool, &shutdown))
+            .map_err(DaemonError::thread_start("receive"))?
+    };
+    let mut batch = spool.new_batch();
     let mut rng = options.seed | 1;
     let mut saved_epoch = receiver.epochs().oldest().map(|(e, _)| e);
     let mut last_status = Instant::now();
@@ -252,20 +284,29 @@ pub fn run(
         replays_unreported: 0,
         last_replay_report: None,
     };
+    // The receiver's clock: the arrival time of what it processes while a
+    // backlog waits, the wall clock otherwise (never going back).
+    let mut clock = now_millis();
+    let mut capacity = Capacity::default();
     while !shutdown.load(Ordering::Relaxed) {
+        if socket_thread.is_finished() {
+            break;
+        }
         let wait = receiver
             .poll_timeout()
             .map(|t| t.since(now_millis()))
             .unwrap_or(100)
             .clamp(1, 100);
-        match udp.recv(&mut batch, Duration::from_millis(wait)) {
-            Ok(_) => {}
-            Err(e) => {
-                result = Err(e.into());
-                break;
-            }
+        let taken = spool.take(&mut batch, Duration::from_millis(wait));
+        let now = match &taken {
+            Some(t) if t.more => t.arrived,
+            _ => now_millis(),
+        };
+        let busy_from = Instant::now();
+        let bytes = batch.total_bytes() as u64;
+        if let Some(t) = &taken {
+            clock = clock.max(t.arrived);
         }
-        let now = now_millis();
         for d in batch.iter() {
             if options.drop_per_million > 0 {
                 // xorshift64: cheap, seeded, good enough to spread drops.
@@ -276,12 +317,21 @@ pub fn run(
                     continue;
                 }
             }
-            receiver.handle_datagram(now, d);
+            receiver.handle_datagram(clock, d);
         }
+        batch.clear();
+        if options.slow_batch_us > 0 && bytes > 0 {
+            std::thread::sleep(Duration::from_micros(u64::from(options.slow_batch_us)));
+        }
+        clock = clock.max(now);
+        let now = clock;
         receiver.handle_timeout(now);
-        if !drain(&mut receiver, &tx, &status, &audit, &mut link) {
+        if !drain(&mut receiver, &mut stager, &tx, &status, &audit, &mut link) {
             result = Err(DaemonError::ThreadStopped("egress writer"));
             break;
+        }
+        if bytes > 0 {
+            capacity.record(bytes, busy_from.elapsed());
         }
         if let Some((e, secret)) = receiver.epochs().oldest().map(|(e, s)| (e, s.clone())) {
             if saved_epoch != Some(e) {
@@ -297,7 +347,14 @@ pub fn run(
             expiry.poll(&status);
             audit.tick();
             publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+            show_spool(&status, &spool, cfg.link.receive_spool_bytes, &capacity);
         }
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    match socket_thread.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => result = result.and(Err(e)),
+        Err(_) => result = result.and(Err(DaemonError::ThreadStopped("egress receive"))),
     }
     drop(tx);
     let _ = writer.join();
@@ -316,6 +373,46 @@ pub fn run(
         a.close();
     }
     result
+}
+
+/// Memory the receive spool holds before it spills to disk.
+const RECEIVE_SPOOL_MEMORY_BYTES: usize = 64 << 20;
+
+/// The socket thread: batches from the sockets into the spool until
+/// shutdown or a socket error.
+fn receive_into(
+    mut udp: BatchReceiver,
+    spool: &Spool,
+    shutdown: &AtomicBool,
+) -> Result<(), DaemonError> {
+    let mut batch = spool.new_batch();
+    while !shutdown.load(Ordering::Relaxed) {
+        udp.recv(&mut batch, Duration::from_millis(100))?;
+        spool.push(&mut batch, now_millis());
+    }
+    Ok(())
+}
+
+/// File descriptors kept free for everything but queued completions:
+/// sockets, the state store, the audit log, the packages in flight, the
+/// writer's batch, the admin and metrics connections.
+const FD_RESERVE: u64 = 768;
+
+/// How many completed packages may wait for the writer. Each holds its
+/// open staging file, so the queue is sized to the descriptor limit, which
+/// is first raised to its hard limit (the systemd unit's `LimitNOFILE`).
+fn writer_queue_depth() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 64;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        soft = hard;
+    }
+    let free = soft.saturating_sub(FD_RESERVE) / 2;
+    usize::try_from(free)
+        .unwrap_or(usize::MAX)
+        .clamp(64, WRITER_QUEUE)
 }
 
 /// An administrator's acknowledgement that `first..=last` will never come:

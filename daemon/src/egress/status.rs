@@ -36,6 +36,78 @@ pub(crate) fn show_gaps(status: &SharedStatus, book: &GapBook) {
     });
 }
 
+/// Prefix of the alarm a full or failing receive spool raises.
+pub(crate) const SPOOL_ALARM_PREFIX: &str = "receive spool:";
+
+/// Bytes seen before the sustained rate is first estimated (and per
+/// later estimate), so a few small packages do not make a figure.
+const CAPACITY_SAMPLE_BYTES: u64 = 32 << 20;
+
+/// Measures the datagram bytes per second the processing thread handles
+/// while busy (time waiting for datagrams is not counted), so the figure
+/// is what this host sustains, whatever the sender sends.
+#[derive(Debug, Default)]
+pub(crate) struct Capacity {
+    bytes: u64,
+    busy: std::time::Duration,
+    estimate: Option<u64>,
+}
+
+impl Capacity {
+    pub(crate) fn record(&mut self, bytes: u64, busy: std::time::Duration) {
+        self.bytes += bytes;
+        self.busy += busy;
+        if self.bytes >= CAPACITY_SAMPLE_BYTES && !self.busy.is_zero() {
+            let rate = (self.bytes as f64 / self.busy.as_secs_f64()) as u64;
+            // Half the old figure, half the new: steady, and recent.
+            self.estimate = Some(self.estimate.map_or(rate, |e| e / 2 + rate / 2));
+            self.bytes = 0;
+            self.busy = std::time::Duration::ZERO;
+        }
+    }
+
+    pub(crate) fn estimate(&self) -> Option<u64> {
+        self.estimate
+    }
+}
+
+/// The ingress rate a sustained rate suggests: 80 %, in whole MB/s.
+pub(crate) fn suggested_rate(sustained: u64) -> u64 {
+    sustained / 5 * 4 / 1_000_000 * 1_000_000
+}
+
+/// Shows the receive spool and the sustained rate; a spool that dropped
+/// datagrams (or whose file failed) raises the alarm, which stays until
+/// the daemon restarts (the drops are counted in the status).
+pub(crate) fn show_spool(
+    status: &SharedStatus,
+    spool: &crate::egress::spool::Spool,
+    limit: u64,
+    capacity: &Capacity,
+) {
+    let (st, error) = spool.stats();
+    if let Some(e) = error {
+        let msg = format!("{SPOOL_ALARM_PREFIX} {e}");
+        tracing::error!("{msg}");
+        protocol::update(status, |s| {
+            s.alarms.retain(|a| !a.starts_with(SPOOL_ALARM_PREFIX));
+            s.alarms.push(msg);
+        });
+    }
+    let sustained = capacity.estimate();
+    protocol::update(status, |s| {
+        s.receive = Some(protocol::ReceiveStatus {
+            backlog_bytes: st.backlog_bytes,
+            peak_backlog_bytes: st.peak_backlog_bytes,
+            spilled_bytes: st.spilled_bytes,
+            dropped_datagrams: st.dropped_datagrams,
+            spool_limit_bytes: limit,
+            sustained_bytes_per_s: sustained,
+            suggested_rate_bytes_per_s: sustained.map(suggested_rate),
+        });
+    });
+}
+
 pub(crate) fn alarm(status: &SharedStatus, msg: &str) {
     tracing::error!("{msg}");
     protocol::update(status, |s| {

@@ -110,8 +110,26 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test (a timed-out wait, a wrong file) shows what each
+        // daemon said: on a CI machine that log is the only witness.
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(LOG_TAIL_LINES).collect();
+            eprintln!(
+                "---- last {} lines of {} (config {}) ----",
+                tail.len(),
+                self.log.display(),
+                self.config.display()
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
+
+/// Lines of a daemon's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 60;
 
 pub fn testbed(dir: &Path, f: impl FnOnce(&mut TestbedOptions)) -> Testbed {
     let mut o = TestbedOptions::loopback("e2e").expect("options");
@@ -451,4 +469,42 @@ pub fn curl_https(
     let t = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = t.rsplit_once('\n').unwrap_or(("", ""));
     (code.trim().to_owned(), body.to_owned())
+}
+
+/// Sets up an audit log for `config` and returns its directory.
+pub fn with_audit(root: &Path, config: &Path, name: &str) -> PathBuf {
+    let dir = root.join(format!("audit-{name}"));
+    let key = root.join(format!("{name}.verify"));
+    ctl_ok(&[
+        "audit",
+        "init",
+        "--dir",
+        path_str(&dir),
+        "--verify-key-out",
+        path_str(&key),
+    ]);
+    append_config(
+        config,
+        &format!("\n[audit]\ndir = \"{}\"\n", path_str(&dir)),
+    );
+    dir
+}
+
+pub fn audit_records(dir: &Path, event: &str) -> Vec<serde_json::Value> {
+    let text = ctl_ok(&[
+        "audit",
+        "query",
+        "--dir",
+        path_str(dir),
+        "--event",
+        event,
+        "--json",
+    ]);
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|v| match v {
+            serde_json::Value::Array(a) => a,
+            other => vec![other],
+        })
+        .collect()
 }

@@ -313,6 +313,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         let opts = EgressOptions {
             drop_per_million: 0,
             seed: 1,
+            slow_batch_us: 0,
         };
         std::thread::Builder::new()
             .name("ferry-recv".into())

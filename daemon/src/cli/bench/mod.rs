@@ -144,6 +144,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     let loss = EgressOptions {
         drop_per_million: (a.loss * 10_000.0) as u32,
         seed: 0x5eed,
+        slow_batch_us: 0,
     };
     let e = {
         let (s, st) = (shutdown.clone(), est.clone());
