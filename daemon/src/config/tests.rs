@@ -110,6 +110,25 @@ fn valid_egress_file() {
     assert_eq!(c.paths.outbox_dir, Some(PathBuf::from("/srv/ferry/in")));
     assert_eq!(c.paths.spool_dir, None);
     assert_eq!(c.retention.max_bytes, 1 << 30);
+    assert_eq!(
+        c.link.receive_spool_bytes,
+        4 << 30,
+        "the documented default"
+    );
+}
+
+#[test]
+fn the_default_pacing_is_100_mb_per_s_and_the_spool_size_is_checked() {
+    let text = INGRESS.replace("rate_bytes_per_s = 100000000\n", "");
+    let c = parse(&text, "/etc/ferry/ferryd.toml").unwrap();
+    assert_eq!(c.link.rate_bytes_per_s, 100_000_000);
+    let text = EGRESS.replace("[paths]", "receive_spool_bytes = 0\n\n[paths]");
+    let c = parse(&text, "/etc/ferry/ferryd.toml").unwrap();
+    assert_eq!(c.link.receive_spool_bytes, 0, "memory only");
+    let text = EGRESS.replace("[paths]", "receive_spool_bytes = -1\n\n[paths]");
+    let (_, col, msg) = refused(&text);
+    assert_eq!(col, 23);
+    assert!(msg.contains("receive_spool_bytes"), "{msg}");
 }
 
 #[test]

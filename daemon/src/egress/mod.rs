@@ -2,20 +2,21 @@
 //! the writer thread (`writer.rs`), the forwarder (`forward.rs`) when a
 //! channel delivers downstream, and answers its admin requests.
 //!
-//! The receive thread owns the sockets and the protocol receiver and writes
-//! each package's plaintext into `OUTBOX/.staging` as it is verified
-//! (`stage.rs`: page-cache writes, never an fsync); the writer owns the
-//! state store and the deliveries, so a slow disk, fsync or re-inspection
-//! does not make the receive thread miss datagrams. On a verified
-//! completion the writer records
-//! the delivery (ledger entry plus replay window, one redb transaction)
-//! before the atomic rename, so a crash between the two is finished at the
-//! next start and a package is never delivered twice.
+//! Three threads carry a package: the socket thread only reads datagrams
+//! into the receive spool (`spool.rs`: memory, then disk); the receive
+//! thread runs the protocol receiver on them and hands verified plaintext
+//! to the writer; the writer owns the outbox and the state store. A slow
+//! disk, fsync or re-inspection makes the writer's queue full and the
+//! receive thread wait, and then the spool grows: datagrams wait, they are
+//! not dropped. The writer stages every package in `OUTBOX/.staging`, and
+//! on a verified completion records the delivery (ledger entry plus replay
+//! window, one redb transaction) before the atomic rename, so a crash
+//! between the two is finished at the next start and a package is never
+//! delivered twice.
 
 pub(crate) mod forward;
 pub(crate) mod receive;
 pub(crate) mod spool;
-pub(crate) mod stage;
 pub(crate) mod status;
 pub(crate) mod writer;
 
@@ -23,7 +24,6 @@ use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::Config;
 use crate::egress::receive::{drain, LinkWatch, BATCH};
 use crate::egress::spool::Spool;
-use crate::egress::stage::Stager;
 use crate::egress::status::{publish, show_gaps, show_spool, Capacity};
 use crate::egress::writer::{recover, writer_loop, Sinks, Write, WRITER_QUEUE};
 use crate::link::keys::schedule;
@@ -152,8 +152,7 @@ pub fn run(
         audit.clone(),
         shutdown.clone(),
     )?;
-    let mut stager = Stager::new(outbox.clone());
-    let (tx, rx) = sync_channel::<Write>(writer_queue_depth());
+    let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
     let writer = {
         let status = status.clone();
         let store = store.clone();
@@ -326,7 +325,7 @@ pub fn run(
         clock = clock.max(now);
         let now = clock;
         receiver.handle_timeout(now);
-        if !drain(&mut receiver, &mut stager, &tx, &status, &audit, &mut link) {
+        if !drain(&mut receiver, &tx, &status, &audit, &mut link) {
             result = Err(DaemonError::ThreadStopped("egress writer"));
             break;
         }
@@ -391,28 +390,6 @@ fn receive_into(
         spool.push(&mut batch, now_millis());
     }
     Ok(())
-}
-
-/// File descriptors kept free for everything but queued completions:
-/// sockets, the state store, the audit log, the packages in flight, the
-/// writer's batch, the admin and metrics connections.
-const FD_RESERVE: u64 = 768;
-
-/// How many completed packages may wait for the writer. Each holds its
-/// open staging file, so the queue is sized to the descriptor limit, which
-/// is first raised to its hard limit (the systemd unit's `LimitNOFILE`).
-fn writer_queue_depth() -> usize {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return 64;
-    };
-    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        soft = hard;
-    }
-    let free = soft.saturating_sub(FD_RESERVE) / 2;
-    usize::try_from(free)
-        .unwrap_or(usize::MAX)
-        .clamp(64, WRITER_QUEUE)
 }
 
 /// An administrator's acknowledgement that `first..=last` will never come:

@@ -1,11 +1,9 @@
 //! The receive thread's work: datagrams into the protocol receiver, its
-//! plaintext into staging files (`stage.rs`), completed packages handed to
-//! the writer, and the link's health watched (heartbeats, replays). It
-//! never waits for an fsync, so a slow disk or a slow re-inspection does
-//! not make it miss datagrams.
+//! events handed to the writer, and the link's health watched (heartbeats,
+//! replays). It does nothing slow, so a slow disk never makes it miss
+//! datagrams.
 
 use crate::admin::protocol::{self, SharedStatus};
-use crate::egress::stage::Stager;
 use crate::egress::status::{alarm, show_gaps, REPLAY_ALARM_PREFIX};
 use crate::egress::writer::Write;
 use crate::now_millis;
@@ -117,11 +115,10 @@ impl LinkWatch {
     }
 }
 
-/// Moves protocol events into staging files, the writer and the status.
-/// Returns false when the writer is gone.
+/// Moves protocol events to the writer and the status. Returns false when
+/// the writer is gone.
 pub(crate) fn drain(
     receiver: &mut Receiver,
-    stager: &mut Stager,
     tx: &SyncSender<Write>,
     status: &SharedStatus,
     audit: &AuditTrail,
@@ -135,16 +132,11 @@ pub(crate) fn drain(
                 manifest,
             } => {
                 tracing::debug!(seq, attempt, package = %manifest.meta.id, "package started");
-                stager.start(status, seq, attempt);
-                continue;
+                Write::Start { seq, attempt }
             }
-            Event::PackageData { seq, data, .. } => {
-                stager.data(status, seq, &data);
-                continue;
-            }
+            Event::PackageData { seq, data, .. } => Write::Data { seq, data },
             Event::PackageComplete { seq, manifest } => Write::Complete {
                 seq,
-                staged: stager.take(seq),
                 manifest,
                 replay: receiver.replay_window().to_bytes(),
             },
@@ -164,8 +156,7 @@ pub(crate) fn drain(
                         .detail("seq", seq.to_string())
                         .detail("send", attempt.to_string()),
                 );
-                stager.failed(seq);
-                continue;
+                Write::Failed { seq }
             }
             Event::Gap { first, last } => {
                 link.gap(status, audit, first, last);

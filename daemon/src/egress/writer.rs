@@ -4,7 +4,6 @@
 //! forwarder; and finishes at start what a crash interrupted.
 
 use crate::admin::protocol::{self, SharedStatus};
-use crate::egress::stage::Staged;
 use crate::egress::status::{alarm, show_gaps, REFUSED_ALARM_PREFIX};
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::state::gaps::{self, GapBook};
@@ -12,26 +11,40 @@ use crate::state::outbox::{Outbox, OutboxError, Staging};
 use crate::state::store::{LedgerEntry, LedgerState, StateStore};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::Manifest;
+use std::collections::HashMap;
 use std::sync::mpsc::Receiver as Rx;
 use std::sync::{Arc, Mutex};
 
-/// Writer queue depth: completed packages (each with its open staging
-/// file) and heartbeats waiting for the writer. The data itself is already
-/// in the staging files, so a slow writer costs disk, not memory; only
-/// when this many completions wait does the receive thread wait too.
+/// Writer queue depth (messages, each at most one 64 KiB chunk): bounds
+/// the memory between the threads to about 64 MiB.
 pub(crate) const WRITER_QUEUE: usize = 1024;
 
 pub(crate) enum Write {
-    /// A verified package, staged by the receive thread.
+    Start {
+        seq: u64,
+        attempt: u8,
+    },
+    Data {
+        seq: u64,
+        data: Vec<u8>,
+    },
     Complete {
         seq: u64,
-        /// `None` when nothing was staged for it (never started here).
-        staged: Option<Staged>,
         manifest: Box<Manifest>,
         replay: Vec<u8>,
     },
+    Failed {
+        seq: u64,
+    },
     /// A fresh heartbeat: persist its sender time.
-    Heartbeat { sender_time_ms: u64 },
+    Heartbeat {
+        sender_time_ms: u64,
+    },
+}
+
+pub(crate) struct Staged {
+    staging: Option<Staging>,
+    attempt: u8,
 }
 
 /// Where the writer puts verified packages.
@@ -72,6 +85,7 @@ pub(crate) fn writer_loop(
         link,
         audit,
         gate,
+        staged: HashMap::new(),
         ready: Vec::new(),
         replay: None,
         refused: Default::default(),
@@ -99,6 +113,7 @@ pub(crate) struct Writer<'a> {
     link: String,
     audit: &'a AuditTrail,
     gate: Option<&'a crate::inspection::policy_gate::PolicyGate>,
+    staged: HashMap<u64, Staged>,
     ready: Vec<Ready>,
     /// The receiver's replay window after the newest completion of the
     /// batch (the window only grows, so it covers the earlier ones).
@@ -114,21 +129,60 @@ impl Writer<'_> {
     fn handle(&mut self, msg: Write) {
         let outbox = &self.sinks.outbox;
         match msg {
+            Write::Start { seq, attempt } => {
+                if let Some(old) = self.staged.remove(&seq) {
+                    if let Some(st) = old.staging {
+                        outbox.abort(st);
+                    }
+                }
+                let staging = match outbox.begin(&format!("{seq}-{attempt}")) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        alarm(&self.status, &format!("outbox: {e}"));
+                        None
+                    }
+                };
+                self.staged.insert(seq, Staged { staging, attempt });
+            }
+            Write::Data { seq, data } => {
+                let Some(s) = self.staged.get_mut(&seq) else {
+                    return;
+                };
+                let Some(st) = s.staging.as_mut() else {
+                    return;
+                };
+                if let Err(e) = st.write_all(&data) {
+                    // Nothing partial stays: the staging file goes, and this
+                    // send of the package is lost (a redundant send or an
+                    // operator resend brings it once space returns).
+                    alarm(&self.status, &format!("outbox: {e}"));
+                    if let Some(st) = s.staging.take() {
+                        outbox.abort(st);
+                    }
+                }
+            }
             Write::Heartbeat { sender_time_ms } => {
                 if let Err(e) = gaps::save_newest_heartbeat(&self.sinks.store, sender_time_ms) {
                     alarm(&self.status, &format!("state store: {e}"));
                 }
             }
+            Write::Failed { seq } => {
+                if let Some(Staged {
+                    staging: Some(st), ..
+                }) = self.staged.remove(&seq)
+                {
+                    outbox.abort(st);
+                }
+            }
             Write::Complete {
                 seq,
-                staged,
                 manifest,
                 replay,
             } => {
                 // The window moves on whatever becomes of the package, so
                 // a failure here is not mistaken for a replay later.
                 self.replay = Some(replay);
-                let Some(s) = staged else {
+                let Some(s) = self.staged.remove(&seq) else {
                     return;
                 };
                 let Some(mut st) = s.staging else {

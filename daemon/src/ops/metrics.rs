@@ -278,6 +278,42 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             "Authenticated heartbeats refused as not fresh (replayed capture, or the ingress clock stepped back).",
             s.heartbeats_replayed,
         );
+        if let Some(r) = &s.receive {
+            o.single(
+                "ferry_receive_spool_backlog_bytes",
+                "gauge",
+                "Datagram bytes received and waiting to be processed (memory and disk).",
+                r.backlog_bytes,
+            );
+            o.single(
+                "ferry_receive_spool_spilled_bytes_total",
+                "counter",
+                "Datagram bytes that waited on disk because the processing fell behind.",
+                r.spilled_bytes,
+            );
+            o.single(
+                "ferry_receive_spool_dropped_datagrams_total",
+                "counter",
+                "Datagrams dropped because the receive spool was full (lower the ingress rate).",
+                r.dropped_datagrams,
+            );
+            if let Some(v) = r.sustained_bytes_per_s {
+                o.single(
+                    "ferry_receive_sustained_bytes_per_second",
+                    "gauge",
+                    "Datagram bytes per second this side processes while busy.",
+                    v,
+                );
+            }
+            if let Some(v) = r.suggested_rate_bytes_per_s {
+                o.single(
+                    "ferry_receive_suggested_ingress_rate_bytes_per_second",
+                    "gauge",
+                    "The ingress rate_bytes_per_s this side suggests (80 % of the sustained rate).",
+                    v,
+                );
+            }
+        }
         o.single(
             "ferry_delivery_failures_total",
             "counter",
