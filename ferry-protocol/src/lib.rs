@@ -22,7 +22,7 @@ pub mod wire;
 pub use budget::{LossBudget, SendPlan};
 pub use epoch::{EpochChain, EpochSchedule};
 pub use manifest::{Inspection, InspectionVerdict, Manifest, PackageId, PackageMeta};
-pub use receiver::{Event, Receiver, ReceiverConfig, ReceiverStats};
+pub use receiver::{BlockStore, Event, Receiver, ReceiverConfig, ReceiverStats};
 pub use replay::ReplayWindow;
 pub use sender::{Sender, SenderConfig, SenderStats, Transmit};
 pub use suite::{CryptoError, LinkCrypto, OpenKeys, SealKeys, Secret32, SuiteId};

@@ -18,7 +18,7 @@ use crate::suite::{CryptoError, OpenKeys, PayloadCipher, PayloadDigest};
 use crate::wire::{self, Body, DataHeader, Heartbeat, ManifestHeader};
 use crate::Millis;
 use reed_solomon_simd::ReedSolomonDecoder;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Failed (seq, attempt) pairs remembered so that the rest of a failed
 /// send is dropped cheaply.
@@ -64,6 +64,21 @@ impl ReceiverConfig {
     }
 }
 
+/// Where decoded blocks that cannot be used yet (an earlier block or the
+/// manifest is still missing) wait when memory is short: the daemon gives
+/// a file, so a package larger than the memory bound, waiting for a later
+/// send to fill one block, is not failed for memory. What is stored is
+/// sealed (encrypted) data, authenticated when it is taken back and
+/// opened.
+pub trait BlockStore: Send {
+    /// Keeps `bytes` as block `block` of package `seq`.
+    fn put(&mut self, seq: u64, block: u64, bytes: &[u8]) -> std::io::Result<()>;
+    /// Gives back (and forgets) block `block` of package `seq`.
+    fn take(&mut self, seq: u64, block: u64) -> std::io::Result<Vec<u8>>;
+    /// Forgets every block of package `seq`.
+    fn forget(&mut self, seq: u64);
+}
+
 /// Why a package failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailReason {
@@ -93,6 +108,8 @@ pub enum FailReason {
     DigestMismatch,
     /// The manifest's key epoch is no longer (or not yet) held.
     EpochUnavailable(u32),
+    /// A block put in the block store could not be read back.
+    Storage(String),
 }
 
 impl std::fmt::Display for FailReason {
@@ -111,6 +128,10 @@ impl std::fmt::Display for FailReason {
             FailReason::BadManifest(m) => write!(f, "bad manifest: {m}"),
             FailReason::Crypto(e) => write!(f, "{e}"),
             FailReason::DigestMismatch => f.write_str("payload digest does not match the manifest"),
+            FailReason::Storage(e) => write!(
+                f,
+                "receive block store: {e}; check the disk of the state directory"
+            ),
             FailReason::EpochUnavailable(e) => {
                 write!(f, "key epoch {e} is not held (erased or clocks apart); check both clocks")
             }
@@ -228,6 +249,10 @@ pub struct ReceiverStats {
     pub heartbeats_replayed: u64,
     /// Bytes of symbols and blocks currently held.
     pub buffered_bytes: u64,
+    /// Decoded blocks put in the block store because memory was short.
+    pub blocks_stored: u64,
+    /// Blocks the store refused (kept in memory instead).
+    pub store_errors: u64,
 }
 
 struct Opened {
@@ -245,6 +270,8 @@ struct InFlight {
     opened: Option<Opened>,
     blocks: BTreeMap<u64, BlockDecoder>,
     decoded: BTreeMap<u64, Vec<u8>>,
+    /// Decoded blocks waiting in the block store.
+    stored: BTreeSet<u64>,
     next_block: u64,
     carry: Vec<u8>,
     chunk_index: u64,
@@ -263,6 +290,7 @@ impl InFlight {
             opened: None,
             blocks: BTreeMap::new(),
             decoded: BTreeMap::new(),
+            stored: BTreeSet::new(),
             next_block: 0,
             carry: Vec::new(),
             chunk_index: 0,
@@ -287,6 +315,7 @@ pub struct Receiver {
     failed_order: VecDeque<(u64, u8)>,
     events: VecDeque<Event>,
     rs: Option<ReedSolomonDecoder>,
+    store: Option<Box<dyn BlockStore>>,
     held_total: usize,
     /// When the last fresh heartbeat arrived (receiver's clock).
     last_valid: Option<Millis>,
@@ -331,6 +360,7 @@ impl Receiver {
             failed_order: VecDeque::new(),
             events: VecDeque::new(),
             rs: None,
+            store: None,
             held_total: 0,
             last_valid: None,
             newest_heartbeat_ms: None,
@@ -339,6 +369,13 @@ impl Receiver {
             gap_check: None,
             stats: ReceiverStats::default(),
         }
+    }
+
+    /// Decoded blocks that must wait go to `store` once half the memory
+    /// bound is in use, instead of failing a package at the bound.
+    pub fn with_block_store(mut self, store: Box<dyn BlockStore>) -> Receiver {
+        self.store = Some(store);
+        self
     }
 
     /// Counters.
@@ -765,7 +802,7 @@ impl Receiver {
                 return;
             }
         }
-        if block < p.next_block || p.decoded.contains_key(&block) {
+        if block < p.next_block || p.decoded.contains_key(&block) || p.stored.contains(&block) {
             self.stats.late += 1;
             return;
         }
@@ -798,9 +835,29 @@ impl Receiver {
                         self.stats.blocks_repaired += 1;
                     }
                     let p = &mut self.in_flight[i];
-                    p.held += bytes.len();
-                    self.held_total += bytes.len();
-                    p.decoded.insert(block, bytes);
+                    // A block that cannot be used yet goes to the store
+                    // once memory is half used; the next one in order is
+                    // used at once and never stored.
+                    let waits = block != p.next_block || p.opened.is_none();
+                    let short = self.held_total + bytes.len() > self.config.max_buffer_bytes / 2;
+                    let stored = match self.store.as_mut() {
+                        Some(store) if waits && short => match store.put(h.seq, block, &bytes) {
+                            Ok(()) => true,
+                            Err(_) => {
+                                self.stats.store_errors += 1;
+                                false
+                            }
+                        },
+                        _ => false,
+                    };
+                    if stored {
+                        self.stats.blocks_stored += 1;
+                        p.stored.insert(block);
+                    } else {
+                        p.held += bytes.len();
+                        self.held_total += bytes.len();
+                        p.decoded.insert(block, bytes);
+                    }
                     self.consume(h.seq);
                 }
                 Err(e) => {
@@ -828,12 +885,29 @@ impl Receiver {
             let Some(o) = p.opened.as_mut() else {
                 return;
             };
-            while let Some(mut bytes) = p.decoded.remove(&p.next_block) {
-                let held = bytes.len();
+            loop {
+                let mut bytes = if let Some(b) = p.decoded.remove(&p.next_block) {
+                    p.held -= b.len();
+                    self.held_total -= b.len();
+                    b
+                } else if p.stored.remove(&p.next_block) {
+                    let taken = self.store.as_mut().map(|s| s.take(seq, p.next_block));
+                    match taken {
+                        Some(Ok(b)) => b,
+                        Some(Err(e)) => {
+                            failure = Some(FailReason::Storage(e.to_string()));
+                            break;
+                        }
+                        None => {
+                            failure = Some(FailReason::Storage("no block store".into()));
+                            break;
+                        }
+                    }
+                } else {
+                    break;
+                };
                 let (_, len) = o.geometry.block_span(p.next_block);
                 bytes.truncate(len);
-                p.held -= held;
-                self.held_total -= held;
                 p.next_block += 1;
                 let overhead = o.cipher.overhead();
                 let chunk = u64::from(o.manifest.chunk_size);
@@ -899,6 +973,11 @@ impl Receiver {
         if complete {
             let p = self.in_flight.swap_remove(i);
             self.held_total -= p.held;
+            if !p.stored.is_empty() {
+                if let Some(store) = self.store.as_mut() {
+                    store.forget(seq);
+                }
+            }
             self.window.accept(seq);
             self.stats.packages_complete += 1;
             if let Some(o) = p.opened {
@@ -916,6 +995,11 @@ impl Receiver {
         };
         let p = self.in_flight.swap_remove(i);
         self.held_total -= p.held;
+        if !p.stored.is_empty() {
+            if let Some(store) = self.store.as_mut() {
+                store.forget(seq);
+            }
+        }
         self.stats.packages_failed += 1;
         if self.failed_order.len() >= FAILED_MEMORY {
             if let Some(old) = self.failed_order.pop_front() {

@@ -49,6 +49,7 @@ fn loss_reorder_duplication_within_fec_capacity() {
         duplicate: 0.05,
         corrupt: 0.0,
         seed: 7,
+        outage: None,
     };
     run(&mut s, &mut e, 0, &pk, net, &mut |_| {});
     assert_eq!(
@@ -320,7 +321,7 @@ proptest! {
         let mut s = sender(&k, sender_config());
         let mut e = Egress::new(&k, ReplayWindow::new());
         let pk: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, n)| payload(seed ^ i as u64, *n)).collect();
-        let net = Net { loss: 0.01, reorder: 0.02, duplicate: 0.02, corrupt: 0.005, seed };
+        let net = Net { loss: 0.01, reorder: 0.02, duplicate: 0.02, corrupt: 0.005, seed, outage: None };
         run(&mut s, &mut e, 0, &pk, net, &mut |_| {});
         for (i, p) in pk.iter().enumerate() {
             prop_assert!(exact(e.outcome.delivered.get(&(i as u64)), p), "package differs");
@@ -387,6 +388,96 @@ fn symbols_from_several_sends_pool_into_one_package() {
     assert!(
         e.outcome.failed.is_empty(),
         "no send failed: {:?}",
+        e.outcome.failed
+    );
+}
+
+/// A block store in memory that counts what it holds (the daemon's keeps
+/// the blocks in a file).
+type Blocks = std::collections::HashMap<(u64, u64), Vec<u8>>;
+
+#[derive(Clone, Default)]
+struct CountingStore {
+    blocks: std::sync::Arc<std::sync::Mutex<Blocks>>,
+    peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ferry_protocol::BlockStore for CountingStore {
+    fn put(&mut self, seq: u64, block: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let mut b = self.blocks.lock().expect("lock");
+        b.insert((seq, block), bytes.to_vec());
+        self.peak
+            .fetch_max(b.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+    fn take(&mut self, seq: u64, block: u64) -> std::io::Result<Vec<u8>> {
+        self.blocks
+            .lock()
+            .expect("lock")
+            .remove(&(seq, block))
+            .ok_or_else(|| std::io::Error::other("no such block"))
+    }
+    fn forget(&mut self, seq: u64) {
+        self.blocks.lock().expect("lock").retain(|k, _| k.0 != seq);
+    }
+}
+
+/// Promise: memory is never the reason a package fails. An outage early
+/// in the first send of a package eight times the receive memory bound
+/// leaves its first block unrepairable until the second send, so every
+/// later block is decoded and must wait: with a block store they wait
+/// there and the package is delivered, memory under the bound; without
+/// one it fails for memory (the control, so this test can fail).
+#[test]
+fn a_package_many_times_the_memory_bound_waits_in_the_block_store() {
+    let k = keys();
+    let bound = 2 << 20;
+    let pk = vec![payload(11, 16 << 20)];
+    let run_with = |store: Option<CountingStore>| {
+        let mut cfg = sender_config();
+        cfg.loss_budget = None;
+        cfg.redundancy = 2;
+        cfg.redundancy_spacing_ms = 100;
+        let mut s = sender(&k, cfg);
+        let mut e = Egress::bounded(
+            &k,
+            bound,
+            store.map(|s| Box::new(s) as Box<dyn ferry_protocol::BlockStore>),
+        );
+        let net = Net {
+            outage: Some((20, 220)),
+            ..Net::default()
+        };
+        run(&mut s, &mut e, 0, &pk, net, &mut |_| {});
+        e
+    };
+    let store = CountingStore::default();
+    let e = run_with(Some(store.clone()));
+    assert!(
+        exact(e.outcome.delivered.get(&0), &pk[0]),
+        "{:?}",
+        e.outcome.failed
+    );
+    let st = e.receiver.stats();
+    assert!(st.blocks_stored > 0, "blocks waited in the store: {st:?}");
+    let peak = store.peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        peak * 256 * 1400 > bound,
+        "more blocks waited at once ({peak}) than the bound holds"
+    );
+    assert!(
+        store.blocks.lock().expect("lock").is_empty(),
+        "forgotten once used"
+    );
+    assert_eq!(st.buffered_bytes, 0);
+
+    let e = run_with(None);
+    assert!(
+        e.outcome
+            .failed
+            .iter()
+            .any(|(_, r)| *r == ferry_protocol::receiver::FailReason::MemoryLimit),
+        "without a store the same package fails for memory: {:?}",
         e.outcome.failed
     );
 }

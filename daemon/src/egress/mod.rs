@@ -14,6 +14,7 @@
 //! between the two is finished at the next start and a package is never
 //! delivered twice.
 
+pub(crate) mod blocks;
 pub(crate) mod forward;
 pub(crate) mod receive;
 pub(crate) mod spool;
@@ -91,7 +92,10 @@ pub fn run(
     rc.max_buffer_bytes = cfg.link.max_buffer_bytes;
     rc.package_idle_timeout_ms = cfg.link.package_idle_timeout_ms;
     rc.link_down_after_ms = cfg.link.link_down_after_ms;
-    let mut receiver = Receiver::new(rc, open, chain, window);
+    // Blocks that must wait go to disk, bounded like the receive spool.
+    let mut receiver = Receiver::new(rc, open, chain, window).with_block_store(Box::new(
+        crate::egress::blocks::FileBlockStore::new(state_dir.clone(), cfg.link.receive_spool_bytes),
+    ));
     if let Some(t) = gaps::load_newest_heartbeat(&store)? {
         // Heartbeats made before the last one seen (before this restart)
         // are replays, not life.

@@ -148,5 +148,7 @@ pub(crate) fn stats_json(s: &ReceiverStats) -> serde_json::Value {
         "heartbeats": s.heartbeats,
         "heartbeats_replayed": s.heartbeats_replayed,
         "buffered_bytes": s.buffered_bytes,
+        "blocks_stored": s.blocks_stored,
+        "store_errors": s.store_errors,
     })
 }

@@ -97,6 +97,9 @@ pub struct Net {
     pub duplicate: f64,
     pub corrupt: f64,
     pub seed: u64,
+    /// Datagrams `a..b` (counted from the first sent) are all lost: an
+    /// outage in the middle of a send.
+    pub outage: Option<(u64, u64)>,
 }
 
 /// Compares a delivery with the original without printing megabytes on
@@ -134,6 +137,31 @@ impl Egress {
         cfg.max_buffer_bytes = 64 << 20;
         Egress {
             receiver: Receiver::new(cfg, Box::new(keys.open()), chain(&keys.epoch0), window),
+            staging: BTreeMap::new(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// An egress side whose receiver holds at most `max_buffer_bytes`,
+    /// with `store` for the blocks that must wait.
+    pub fn bounded(
+        keys: &Keys,
+        max_buffer_bytes: usize,
+        store: Option<Box<dyn ferry_protocol::BlockStore>>,
+    ) -> Egress {
+        let mut cfg = ReceiverConfig::new(LINK, schedule());
+        cfg.max_buffer_bytes = max_buffer_bytes;
+        let mut receiver = Receiver::new(
+            cfg,
+            Box::new(keys.open()),
+            chain(&keys.epoch0),
+            ReplayWindow::new(),
+        );
+        if let Some(store) = store {
+            receiver = receiver.with_block_store(store);
+        }
+        Egress {
+            receiver,
             staging: BTreeMap::new(),
             outcome: Outcome::default(),
         }
@@ -212,6 +240,12 @@ pub fn run(
                 }
                 let d = buf[..n].to_vec();
                 tap(&d);
+                if net
+                    .outage
+                    .is_some_and(|(a, b)| (a..b).contains(&(produced - 1)))
+                {
+                    continue;
+                }
                 deliver(&mut rng, net, d, &mut held, egress, now);
             }
             Transmit::NeedPayload { seq, offset, len } => {
