@@ -136,3 +136,42 @@ fn a_spool_too_small_drops_counted_and_alarmed_and_delivers_nothing_in_part() {
         "the failed send is audited"
     );
 }
+
+/// A package five times `max_buffer_bytes` crosses two real `ferryd` with the
+/// shipped pacing, and neither process grows with it: the sender streams
+/// from the spooled file, the receiver writes each verified block to the
+/// staging file. The bound leaves room for the spool's 64 MiB, the
+/// writer's queue and the allocator; the package alone would exceed it.
+#[test]
+fn a_package_many_times_the_memory_bound_crosses_at_bounded_rss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Enough for one interleaving group of the default loss budget (about
+    // 27 MB of symbols in flight), a fifth of the package.
+    let tb = testbed(dir.path(), |o| o.max_buffer_bytes = 48 << 20);
+    let egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    let size: usize = 256 << 20;
+    let data = content(31, size);
+    ferry_daemon::testkit::spool_file(&tb.spool, "large.bin", &data).expect("spool");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+    drop(data);
+    wait_for(Duration::from_secs(300), "the large package", || {
+        outbox_files(&tb.outbox).len() == 1
+    });
+    let got = std::fs::read(tb.outbox.join("large.bin")).expect("delivered");
+    assert_eq!(got.len(), size);
+    assert_eq!(
+        ring::digest::digest(&ring::digest::SHA256, &got).as_ref(),
+        digest.as_ref()
+    );
+    drop(got);
+    let bound: u64 = 128 << 20;
+    for (side, d) in [("egress", &egress), ("ingress", &ingress)] {
+        let peak = d.peak_rss_bytes().expect("VmHWM");
+        assert!(
+            peak < bound && peak < size as u64,
+            "{side} peak RSS {peak} bytes, bound {bound}"
+        );
+        eprintln!("{side} peak RSS: {:.1} MiB", peak as f64 / 1048576.0);
+    }
+}
