@@ -97,6 +97,18 @@ fn a_sender_faster_than_the_egress_delivers_every_package_with_the_shipped_defau
     assert!(sustained > 0 && sustained < 200_000_000, "{sustained}");
     let suggested = r.suggested_rate_bytes_per_s.expect("suggested");
     assert!(suggested <= sustained / 5 * 4, "{suggested} vs {sustained}");
+    // The operator sees the figure and the command that applies it.
+    let shown = ctl_ok(&["status", "--config", path_str(&tb.egress_config)]);
+    assert!(
+        shown.contains("sustains") && shown.contains("MB/s of datagrams while busy"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "ferryctl link set-rate --config <its ferryd.toml> {suggested}"
+        )),
+        "{shown}"
+    );
 }
 
 #[test]
