@@ -154,36 +154,76 @@ fn a_spool_too_small_drops_counted_and_alarmed_and_delivers_nothing_in_part() {
 /// from the spooled file, the receiver writes each verified block to the
 /// staging file. The bound leaves room for the spool's 64 MiB, the
 /// writer's queue and the allocator; the package alone would exceed it.
+///
+/// `FERRY_LARGE_PACKAGE_BYTES=17179869184` runs it with a 16 GiB package
+/// (a sparse file of zeros, so only the delivered copy takes disk; run it
+/// in a release build: `cargo test --release -p ferry-daemon --test
+/// slow_egress bounded_rss -- --nocapture`).
 #[test]
 fn a_package_many_times_the_memory_bound_crosses_at_bounded_rss() {
+    let size: u64 = std::env::var("FERRY_LARGE_PACKAGE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256 << 20);
     let dir = tempfile::tempdir().expect("tempdir");
     // Enough for one interleaving group of the default loss budget (about
-    // 27 MB of symbols in flight), a fifth of the package.
+    // 27 MB of symbols in flight), a fifth of the default package.
     let tb = testbed(dir.path(), |o| o.max_buffer_bytes = 48 << 20);
     let egress = Daemon::start(&tb.egress_config);
     let ingress = Daemon::start(&tb.ingress_config);
-    let size: usize = 256 << 20;
-    let data = content(31, size);
-    ferry_daemon::testkit::spool_file(&tb.spool, "large.bin", &data).expect("spool");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &data);
-    drop(data);
-    wait_for(Duration::from_secs(300), "the large package", || {
+    let digest = if size <= 1 << 30 {
+        let data = content(31, size as usize);
+        ferry_daemon::testkit::spool_file(&tb.spool, "large.bin", &data).expect("spool");
+        ring::digest::digest(&ring::digest::SHA256, &data)
+    } else {
+        let tmp = tb.spool.join(".large.bin.part");
+        let f = std::fs::File::create(&tmp).expect("create");
+        f.set_len(size).expect("sparse");
+        drop(f);
+        std::fs::rename(&tmp, tb.spool.join("large.bin")).expect("rename");
+        sha256_of_zeros(size)
+    };
+    let limit = Duration::from_secs(300 + size / 50_000_000);
+    wait_for(limit, "the large package", || {
         outbox_files(&tb.outbox).len() == 1
     });
-    let got = std::fs::read(tb.outbox.join("large.bin")).expect("delivered");
-    assert_eq!(got.len(), size);
-    assert_eq!(
-        ring::digest::digest(&ring::digest::SHA256, &got).as_ref(),
-        digest.as_ref()
-    );
-    drop(got);
+    let got = tb.outbox.join("large.bin");
+    assert_eq!(std::fs::metadata(&got).expect("delivered").len(), size);
+    assert_eq!(sha256_of_file(&got).as_ref(), digest.as_ref());
     let bound: u64 = 128 << 20;
     for (side, d) in [("egress", &egress), ("ingress", &ingress)] {
         let peak = d.peak_rss_bytes().expect("VmHWM");
+        eprintln!("{side} peak RSS: {:.1} MiB", peak as f64 / 1048576.0);
         assert!(
-            peak < bound && peak < size as u64,
+            peak < bound && peak < size,
             "{side} peak RSS {peak} bytes, bound {bound}"
         );
-        eprintln!("{side} peak RSS: {:.1} MiB", peak as f64 / 1048576.0);
     }
+}
+
+fn sha256_of_zeros(size: u64) -> ring::digest::Digest {
+    let zeros = vec![0u8; 1 << 20];
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        h.update(&zeros[..n]);
+        left -= n as u64;
+    }
+    h.finish()
+}
+
+fn sha256_of_file(path: &std::path::Path) -> ring::digest::Digest {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finish()
 }
