@@ -90,11 +90,16 @@ pub enum EventKind {
     /// delivery, or acknowledged by an administrator as never coming.
     #[serde(rename = "link.gap")]
     LinkGap,
+    /// The egress receive spool was full and dropped datagrams: the sender
+    /// is paced faster than this side sustains for longer than the spool
+    /// holds.
+    #[serde(rename = "link.overrun")]
+    LinkOverrun,
 }
 
 impl EventKind {
     /// Every kind, in vocabulary order.
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::PackagePushed,
         EventKind::PolicyDecided,
         EventKind::GuardInspected,
@@ -120,6 +125,7 @@ impl EventKind {
         EventKind::ClientRefused,
         EventKind::LinkReplay,
         EventKind::LinkGap,
+        EventKind::LinkOverrun,
     ];
 
     /// The dotted name (`package.pushed`).
@@ -150,6 +156,7 @@ impl EventKind {
             EventKind::ClientRefused => "client.refused",
             EventKind::LinkReplay => "link.replay",
             EventKind::LinkGap => "link.gap",
+            EventKind::LinkOverrun => "link.overrun",
         }
     }
 

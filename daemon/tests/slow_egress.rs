@@ -147,6 +147,24 @@ fn a_spool_too_small_drops_counted_and_alarmed_and_delivers_nothing_in_part() {
         !audit_records(&audit, "package.failed").is_empty(),
         "the failed send is audited"
     );
+    // One record within the minute, and one more at shutdown for what
+    // dropped after it: together every dropped datagram is accounted for.
+    let overruns = audit_records(&audit, "link.overrun");
+    assert!(
+        (1..=2).contains(&overruns.len()),
+        "at most one record a minute, plus the last at shutdown: {overruns:?}"
+    );
+    let counted: u64 = overruns
+        .iter()
+        .filter_map(|o| {
+            o.pointer("/details/count")
+                .or_else(|| o.pointer("/record/details/count"))
+                .and_then(|c| c.as_str())
+                .and_then(|c| c.parse::<u64>().ok())
+        })
+        .sum();
+    let dropped = r.dropped_datagrams;
+    assert!(counted >= dropped, "{counted} of {dropped}: {overruns:?}");
 }
 
 /// A package five times `max_buffer_bytes` crosses two real `ferryd` with the

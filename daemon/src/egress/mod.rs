@@ -25,7 +25,7 @@ use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::Config;
 use crate::egress::receive::{drain, LinkWatch, BATCH};
 use crate::egress::spool::Spool;
-use crate::egress::status::{publish, show_gaps, show_spool, Capacity};
+use crate::egress::status::{publish, show_gaps, show_spool, Capacity, OverrunReport};
 use crate::egress::writer::{recover, writer_loop, Sinks, Write, WRITER_QUEUE};
 use crate::link::keys::schedule;
 use crate::link::udp::{self, BatchReceiver};
@@ -291,6 +291,7 @@ pub fn run(
     // backlog waits, the wall clock otherwise (never going back).
     let mut clock = now_millis();
     let mut capacity = Capacity::default();
+    let mut overrun = OverrunReport::default();
     while !shutdown.load(Ordering::Relaxed) {
         if socket_thread.is_finished() {
             break;
@@ -350,7 +351,14 @@ pub fn run(
             expiry.poll(&status);
             audit.tick();
             publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
-            show_spool(&status, &spool, cfg.link.receive_spool_bytes, &capacity);
+            show_spool(
+                &status,
+                &spool,
+                cfg.link.receive_spool_bytes,
+                &capacity,
+                &mut overrun,
+                &audit,
+            );
         }
     }
     shutdown.store(true, Ordering::Relaxed);
@@ -368,6 +376,17 @@ pub fn run(
         let _ = m.join();
     }
     publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+    // What dropped since the last overrun record is audited before the
+    // stop, whatever the interval.
+    overrun.flush();
+    show_spool(
+        &status,
+        &spool,
+        cfg.link.receive_spool_bytes,
+        &capacity,
+        &mut overrun,
+        &audit,
+    );
     audit.note(
         AuditRecord::new(EventKind::DaemonStop, Actor::system(), Outcome::Success)
             .detail("role", "egress"),

@@ -39,6 +39,25 @@ pub(crate) fn show_gaps(status: &SharedStatus, book: &GapBook) {
 /// Prefix of the alarm a full or failing receive spool raises.
 pub(crate) const SPOOL_ALARM_PREFIX: &str = "receive spool:";
 
+/// At most one `link.overrun` audit record per this many ms (a flood
+/// must not flood the audit log); each carries the count since the last.
+pub(crate) const OVERRUN_REPORT_INTERVAL_MS: u64 = 60_000;
+
+/// What has been audited of the spool's drops.
+#[derive(Debug, Default)]
+pub(crate) struct OverrunReport {
+    reported: u64,
+    last: Option<u64>,
+    reason: Option<String>,
+}
+
+impl OverrunReport {
+    /// The next report is due at once.
+    pub(crate) fn flush(&mut self) {
+        self.last = None;
+    }
+}
+
 /// Bytes seen before the sustained rate is first estimated (and per
 /// later estimate), so a few small packages do not make a figure.
 const CAPACITY_SAMPLE_BYTES: u64 = 32 << 20;
@@ -79,20 +98,50 @@ pub(crate) fn suggested_rate(sustained: u64) -> u64 {
 /// Shows the receive spool and the sustained rate; a spool that dropped
 /// datagrams (or whose file failed) raises the alarm, which stays until
 /// the daemon restarts (the drops are counted in the status).
+///
+/// Drops are audited (`link.overrun`) at most once per
+/// [`OVERRUN_REPORT_INTERVAL_MS`], with the count since the last record.
 pub(crate) fn show_spool(
     status: &SharedStatus,
     spool: &crate::egress::spool::Spool,
     limit: u64,
     capacity: &Capacity,
+    overrun: &mut OverrunReport,
+    audit: &crate::ops::audit_trail::AuditTrail,
 ) {
+    use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome};
     let (st, error) = spool.stats();
-    if let Some(e) = error {
+    if let Some(e) = &error {
         let msg = format!("{SPOOL_ALARM_PREFIX} {e}");
         tracing::error!("{msg}");
         protocol::update(status, |s| {
             s.alarms.retain(|a| !a.starts_with(SPOOL_ALARM_PREFIX));
             s.alarms.push(msg);
         });
+        overrun.reason = Some(e.clone());
+    }
+    let now = now_millis().0;
+    let new = st.dropped_datagrams - overrun.reported;
+    let due = overrun
+        .last
+        .is_none_or(|l| now.saturating_sub(l) >= OVERRUN_REPORT_INTERVAL_MS);
+    if new > 0 && due {
+        overrun.last = Some(now);
+        overrun.reported = st.dropped_datagrams;
+        let mut r = AuditRecord::new(EventKind::LinkOverrun, Actor::system(), Outcome::Failure)
+            .reason(
+                overrun
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "receive spool full: datagrams dropped".into()),
+            )
+            .detail("count", new.to_string())
+            .detail("total", st.dropped_datagrams.to_string())
+            .detail("spool_limit_bytes", limit.to_string());
+        if let Some(rate) = capacity.estimate().map(suggested_rate) {
+            r = r.detail("suggested_rate_bytes_per_s", rate.to_string());
+        }
+        audit.note(r);
     }
     let sustained = capacity.estimate();
     protocol::update(status, |s| {
