@@ -7,10 +7,11 @@
 //! with the process, and each package's file goes once it completes or
 //! fails.
 
+use crate::egress::spool::unlinked_file;
 use ferry_protocol::BlockStore;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 struct PackageFile {
@@ -41,19 +42,7 @@ impl FileBlockStore {
     }
 
     fn open(&self, seq: u64) -> std::io::Result<File> {
-        let path = self
-            .dir
-            .join(format!("blocks-{}-{seq}", std::process::id()));
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        // Unlinked at once: nothing left after a crash, nothing to open.
-        std::fs::remove_file(&path)?;
-        Ok(f)
+        unlinked_file(&self.dir, &format!("blocks-{}-{seq}", std::process::id()))
     }
 }
 

@@ -107,18 +107,10 @@ impl Spool {
         max_len: usize,
     ) -> std::io::Result<Spool> {
         let file = if max_file_bytes > 0 {
-            let path = dir.join(format!("receive-spool.{}", std::process::id()));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)?;
-            // Unlinked at once: nothing is left behind by a crash, and
-            // nothing else can open it.
-            std::fs::remove_file(&path)?;
-            Some(f)
+            Some(unlinked_file(
+                dir,
+                &format!("receive-spool.{}", std::process::id()),
+            )?)
         } else {
             None
         };
@@ -355,6 +347,22 @@ impl Spool {
         let mut s = self.lock();
         (s.stats, s.file_error.take())
     }
+}
+
+/// A new file in `dir`, readable and writable by this process only,
+/// unlinked at once: nothing is left behind by a crash, and nothing else
+/// can open it.
+pub(crate) fn unlinked_file(dir: &Path, name: &str) -> std::io::Result<File> {
+    let path = dir.join(name);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(f)
 }
 
 fn grow(stats: &mut SpoolStats, bytes: u64) {
