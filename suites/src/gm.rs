@@ -597,47 +597,94 @@ impl PayloadDigest for Sm3Digest {
 }
 
 /// SM4-GCM (SP 800-38D with SM4; RFC 8998, GB/T 36624) under one key,
-/// composed from OpenSSL's SM4-CTR and GHASH because OpenSSL 3.0 has no
-/// SM4-GCM. The CTR context keeps its key schedule from chunk to chunk:
-/// each chunk only sets a new IV, instead of a context and an SM4 key
-/// expansion per chunk.
+/// composed from SM4 in counter mode and GHASH because OpenSSL 3.0 has no
+/// SM4-GCM. The counter mode is [`ferry_hardening::sm4_simd`] (SM4 on the
+/// AES instructions, several times OpenSSL's table-driven SM4) where the CPU
+/// has AES-NI, else OpenSSL's SM4-CTR; both give the same bytes (tests
+/// compare them) and both keep the key schedule from chunk to chunk.
 struct Sm4Gcm {
-    /// SM4-CTR under the key. A `RefCell` because [`PayloadCipher`] seals
-    /// through `&self` and a package cipher is used by one thread at a time
-    /// (it is `Send`, not shared).
-    ctr: std::cell::RefCell<CipherCtx>,
-    /// GHASH keyed with `H = E_K(0^128)`; cloned per chunk. The `ghash`
+    ctr: Sm4Stream,
+    /// GHASH keyed with `H = E_K(0^128)`; cloned per chunk. The `polyval`
     /// crate's `zeroize` feature wipes `H` when the last clone is dropped.
     ghash: GHash,
 }
 
-impl Sm4Gcm {
-    fn new(cipher: &Cipher, key: &[u8; SM4_KEY_LEN]) -> Result<Self, ErrorStack> {
+/// SM4 in counter mode under one key.
+enum Sm4Stream {
+    /// SM4 on the AES instructions.
+    Simd(ferry_hardening::sm4_simd::Sm4Ctr),
+    /// OpenSSL's SM4-CTR. A `RefCell` because [`PayloadCipher`] seals
+    /// through `&self` and a package cipher is used by one thread at a time
+    /// (it is `Send`, not shared).
+    OpenSsl(std::cell::RefCell<CipherCtx>),
+}
+
+impl Sm4Stream {
+    fn openssl(cipher: &Cipher, key: &[u8; SM4_KEY_LEN]) -> Result<Self, ErrorStack> {
         let mut ctx = CipherCtx::new()?;
-        // With IV 0 the first keystream block is E_K(0^128) = H.
         ctx.encrypt_init(Some(cipher), Some(key), Some(&[0u8; SM4_BLOCK_LEN]))?;
-        let mut h = Zeroizing::new([0u8; SM4_BLOCK_LEN]);
-        ctx.cipher_update_inplace(&mut h[..], SM4_BLOCK_LEN)?;
-        let ghash = GHash::new(ghash::Key::from_slice(&h[..]));
-        Ok(Self {
-            ctr: std::cell::RefCell::new(ctx),
-            ghash,
-        })
+        Ok(Sm4Stream::OpenSsl(std::cell::RefCell::new(ctx)))
     }
 
-    /// Sets the CTR stream to `J0 = nonce || 0^31 || 1` and takes its
-    /// first block, `E_K(J0)` (the tag mask); the stream then stands at
-    /// `inc32(J0)`, where GCM's data starts.
-    fn start(ctx: &mut CipherCtx, nonce: &[u8; GCM_NONCE_LEN]) -> Result<[u8; 16], ErrorStack> {
+    /// XORs `first` and then `rest` with the keystream from `counter` on:
+    /// `first` takes the first block (GCM's tag mask, or `H`), `rest` the
+    /// blocks after it.
+    fn apply(
+        &self,
+        counter: &[u8; SM4_BLOCK_LEN],
+        first: &mut [u8; SM4_BLOCK_LEN],
+        rest: Option<&mut [u8]>,
+    ) -> Result<(), ErrorStack> {
+        match self {
+            Sm4Stream::Simd(sm4) => {
+                sm4.apply_keystream(counter, first);
+                if let Some(rest) = rest {
+                    let next = u128::from_be_bytes(*counter).wrapping_add(1);
+                    sm4.apply_keystream(&next.to_be_bytes(), rest);
+                }
+                Ok(())
+            }
+            Sm4Stream::OpenSsl(ctx) => {
+                let mut ctx = ctx.try_borrow_mut().map_err(|_| ErrorStack::get())?;
+                // No cipher and no key: OpenSSL keeps the key schedule and
+                // resets only the IV and the stream position.
+                ctx.encrypt_init(None, None, Some(counter))?;
+                ctx.cipher_update_inplace(first, SM4_BLOCK_LEN)?;
+                if let Some(rest) = rest {
+                    let len = rest.len();
+                    // CTR is a stream mode: the stream goes on where the
+                    // first block left it, and nothing is held back.
+                    ctx.cipher_update_inplace(rest, len)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Sm4Gcm {
+    fn new(cipher: &Cipher, key: &[u8; SM4_KEY_LEN]) -> Result<Self, ErrorStack> {
+        match ferry_hardening::sm4_simd::Sm4Ctr::new(key) {
+            Some(sm4) => Self::with(Sm4Stream::Simd(sm4)),
+            None => Self::with(Sm4Stream::openssl(cipher, key)?),
+        }
+    }
+
+    fn with(ctr: Sm4Stream) -> Result<Self, ErrorStack> {
+        // With counter 0 the first keystream block is E_K(0^128) = H.
+        let mut h = Zeroizing::new([0u8; SM4_BLOCK_LEN]);
+        ctr.apply(&[0u8; SM4_BLOCK_LEN], &mut h, None)?;
+        let ghash = GHash::new(ghash::Key::from_slice(&h[..]));
+        Ok(Self { ctr, ghash })
+    }
+
+    /// `J0 = nonce || 0^31 || 1`: its keystream block `E_K(J0)` masks the
+    /// tag and the data starts at `inc32(J0)`.
+    fn j0(nonce: &[u8; GCM_NONCE_LEN]) -> [u8; SM4_BLOCK_LEN] {
         let mut j0 = [0u8; SM4_BLOCK_LEN];
         j0[..GCM_NONCE_LEN].copy_from_slice(nonce);
         j0[SM4_BLOCK_LEN - 1] = 1;
-        // No cipher and no key: OpenSSL keeps the key schedule and resets
-        // only the IV and the stream position.
-        ctx.encrypt_init(None, None, Some(&j0))?;
-        let mut mask = [0u8; SM4_BLOCK_LEN];
-        ctx.cipher_update_inplace(&mut mask, SM4_BLOCK_LEN)?;
-        Ok(mask)
+        j0
     }
 
     /// `E_K(J0) xor GHASH_H(aad || pad || ciphertext || pad || lengths)`.
@@ -666,10 +713,8 @@ impl Sm4Gcm {
         data: &mut [u8],
     ) -> Result<[u8; 16], ErrorStack> {
         Self::too_long(data.len())?;
-        let mut ctx = self.ctr.try_borrow_mut().map_err(|_| ErrorStack::get())?;
-        let mask = Self::start(&mut ctx, nonce)?;
-        let len = data.len();
-        ctx.cipher_update_inplace(data, len)?;
+        let mut mask = [0u8; SM4_BLOCK_LEN];
+        self.ctr.apply(&Self::j0(nonce), &mut mask, Some(data))?;
         Ok(self.tag(&mask, aad, data))
     }
 
@@ -683,13 +728,14 @@ impl Sm4Gcm {
         tag: &[u8],
     ) -> Result<bool, ErrorStack> {
         Self::too_long(data.len())?;
-        let mut ctx = self.ctr.try_borrow_mut().map_err(|_| ErrorStack::get())?;
-        let mask = Self::start(&mut ctx, nonce)?;
+        let j0 = Self::j0(nonce);
+        let mut mask = [0u8; SM4_BLOCK_LEN];
+        self.ctr.apply(&j0, &mut mask, None)?;
         if !constant_time_eq(&self.tag(&mask, aad, data), tag) {
             return Ok(false);
         }
-        let len = data.len();
-        ctx.cipher_update_inplace(data, len)?;
+        let mut again = [0u8; SM4_BLOCK_LEN];
+        self.ctr.apply(&j0, &mut again, Some(data))?;
         Ok(true)
     }
 }
@@ -1850,12 +1896,38 @@ mod tests {
     }
 
     #[test]
+    fn simd_sm4_and_openssl_sm4_give_the_same_gcm() {
+        if !ferry_hardening::sm4_simd::available() {
+            eprintln!("no AES-NI: only OpenSSL's SM4 runs here");
+            return;
+        }
+        let cipher = sm4_ctr().expect("sm4-ctr");
+        for seed in 0u8..8 {
+            let key = [seed.wrapping_mul(37).wrapping_add(1); 16];
+            let simd = Sm4Gcm::new(&cipher, &key).expect("simd");
+            assert!(matches!(simd.ctr, Sm4Stream::Simd(_)));
+            let ossl = Sm4Gcm::with(Sm4Stream::openssl(&cipher, &key).expect("ctx")).expect("gcm");
+            for len in [0usize, 1, 16, 63, 64, 65, 1000, 65536 + 5] {
+                let plain: Vec<u8> = (0..len).map(|j| (j as u8) ^ seed).collect();
+                let nonce =
+                    GmPayloadCipher::nonce(u64::from(seed) << 40 | len as u64, seed % 2 == 0);
+                let (mut a, mut b) = (plain.clone(), plain.clone());
+                let ta = simd.seal(&nonce, b"aad", &mut a).expect("seal");
+                let tb = ossl.seal(&nonce, b"aad", &mut b).expect("seal");
+                assert_eq!((&a, ta), (&b, tb), "seed {seed} len {len}");
+                assert!(ossl.open(&nonce, b"aad", &mut a, &ta).expect("open"));
+                assert_eq!(a, plain);
+            }
+        }
+    }
+
+    #[test]
     fn one_context_over_many_chunks_equals_a_fresh_one_per_chunk() {
         // The package cipher keeps one CTR context and only resets its IV;
         // any state carried from one chunk to the next would show here.
         let cipher = sm4_ctr().expect("sm4-ctr");
         let key = [0x42u8; 16];
-        let reused = Sm4Gcm::new(&cipher, &key).expect("gcm");
+        let reused = Sm4Gcm::with(Sm4Stream::openssl(&cipher, &key).expect("ctx")).expect("gcm");
         for (i, len) in [0usize, 1, 15, 16, 17, 1000, 65536, 3]
             .into_iter()
             .enumerate()
