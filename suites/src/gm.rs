@@ -565,8 +565,13 @@ impl LinkCrypto for GmLink {
     }
 
     fn new_digest(&self) -> Box<dyn PayloadDigest> {
-        let hasher = sm3_md().ok().and_then(|md| Hasher::new(md).ok());
-        Box::new(Sm3Digest(hasher))
+        match sm3_md().ok().and_then(|md| Hasher::new(md).ok()) {
+            Some(hasher) => Box::new(Sm3Digest::Inline {
+                hasher,
+                absorbed: 0,
+            }),
+            None => Box::new(Sm3Digest::Failed),
+        }
     }
 
     fn digest_len(&self) -> usize {
@@ -574,25 +579,114 @@ impl LinkCrypto for GmLink {
     }
 }
 
-/// Incremental SM3 of package plaintext. `None` after an OpenSSL failure:
-/// `finish` then returns an empty digest, which never matches a manifest's
-/// 32-byte digest, so the package fails closed.
-struct Sm3Digest(Option<Hasher>);
+/// Bytes of a package hashed on the caller's thread before the rest of its
+/// SM3 moves to a thread of its own. Small packages (the many-small-files
+/// case) never pay for a thread; a large one pays one spawn per several
+/// milliseconds of hashing.
+const SM3_OFFLOAD_AFTER_BYTES: u64 = 4 << 20;
+/// Plaintext pieces queued for the SM3 thread at most: when it falls
+/// behind, `update` waits, so one package holds at most this many pieces
+/// (each as long as the receiver's pieces, one payload chunk).
+const SM3_QUEUE_PIECES: usize = 4;
+
+/// Incremental SM3 of package plaintext. On the egress side SM3 was the
+/// largest cost left on the receive thread (OpenSSL's C SM3, about a third
+/// of SM4-GCM's speed), which bounds the whole link, while the other core
+/// had room: past [`SM3_OFFLOAD_AFTER_BYTES`] the hashing goes on in a
+/// thread of the package's own, fed in order through a bounded queue. The
+/// digest is the same either way; only where it is computed changes.
+///
+/// After an OpenSSL failure (or a lost SM3 thread) `finish` returns an
+/// empty digest, which never matches a manifest's 32-byte digest, so the
+/// package fails closed.
+enum Sm3Digest {
+    /// Hashing on the caller's thread.
+    Inline {
+        hasher: Hasher,
+        absorbed: u64,
+    },
+    /// Hashing on its own thread, which returns the hasher when the queue
+    /// closes.
+    Offloaded {
+        queue: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::JoinHandle<Option<Hasher>>,
+    },
+    Failed,
+}
+
+impl Sm3Digest {
+    /// Moves the hashing to a thread; stays inline if no thread starts.
+    fn offload(hasher: Hasher, absorbed: u64) -> Sm3Digest {
+        let (queue, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(SM3_QUEUE_PIECES);
+        // The hasher moves into the thread only if the thread starts.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(hasher)));
+        let theirs = std::sync::Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("ferry-sm3".into())
+            .spawn(move || {
+                let mut hasher = theirs.lock().ok()?.take()?;
+                for piece in pieces {
+                    hasher.update(&piece).ok()?;
+                }
+                Some(hasher)
+            });
+        match spawned {
+            Ok(worker) => Sm3Digest::Offloaded { queue, worker },
+            // No thread (limits reached): hash here, as before. The thread
+            // never ran, so the hasher is still in its slot.
+            Err(_) => match slot.lock().ok().and_then(|mut s| s.take()) {
+                Some(hasher) => Sm3Digest::Inline { hasher, absorbed },
+                None => Sm3Digest::Failed,
+            },
+        }
+    }
+}
 
 impl PayloadDigest for Sm3Digest {
     fn update(&mut self, data: &[u8]) {
-        if let Some(h) = &mut self.0 {
-            if h.update(data).is_err() {
-                self.0 = None;
+        let state = std::mem::replace(self, Sm3Digest::Failed);
+        *self = match state {
+            Sm3Digest::Inline {
+                mut hasher,
+                absorbed,
+            } => {
+                if hasher.update(data).is_err() {
+                    Sm3Digest::Failed
+                } else {
+                    let absorbed = absorbed + data.len() as u64;
+                    if absorbed < SM3_OFFLOAD_AFTER_BYTES {
+                        Sm3Digest::Inline { hasher, absorbed }
+                    } else {
+                        Sm3Digest::offload(hasher, absorbed)
+                    }
+                }
             }
-        }
+            Sm3Digest::Offloaded { queue, worker } => {
+                // A closed queue means the thread stopped on an OpenSSL
+                // error: the digest has failed.
+                if queue.send(data.to_vec()).is_ok() {
+                    Sm3Digest::Offloaded { queue, worker }
+                } else {
+                    Sm3Digest::Failed
+                }
+            }
+            Sm3Digest::Failed => Sm3Digest::Failed,
+        };
     }
 
     fn finish(self: Box<Self>) -> Vec<u8> {
-        match self.0 {
-            Some(mut h) => h.finish().map(|d| d.to_vec()).unwrap_or_default(),
-            None => Vec::new(),
-        }
+        let hasher = match *self {
+            Sm3Digest::Inline { hasher, .. } => Some(hasher),
+            Sm3Digest::Offloaded { queue, worker } => {
+                drop(queue);
+                worker.join().ok().flatten()
+            }
+            Sm3Digest::Failed => None,
+        };
+        hasher
+            .and_then(|mut h| h.finish().ok())
+            .map(|d| d.to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -604,9 +698,9 @@ impl PayloadDigest for Sm3Digest {
 /// compare them) and both keep the key schedule from chunk to chunk.
 struct Sm4Gcm {
     ctr: Sm4Stream,
-    /// GHASH keyed with `H = E_K(0^128)`; cloned per chunk. The `polyval`
-    /// crate's `zeroize` feature wipes `H` when the last clone is dropped.
-    ghash: GHash,
+    /// GHASH keyed with `H = E_K(0^128)`. Both implementations wipe `H`
+    /// when dropped (the `polyval` crate through its `zeroize` feature).
+    ghash: GhashKey,
 }
 
 /// SM4 in counter mode under one key.
@@ -674,7 +768,7 @@ impl Sm4Gcm {
         // With counter 0 the first keystream block is E_K(0^128) = H.
         let mut h = Zeroizing::new([0u8; SM4_BLOCK_LEN]);
         ctr.apply(&[0u8; SM4_BLOCK_LEN], &mut h, None)?;
-        let ghash = GHash::new(ghash::Key::from_slice(&h[..]));
+        let ghash = GhashKey::new(&h[..]);
         Ok(Self { ctr, ghash })
     }
 
@@ -689,7 +783,7 @@ impl Sm4Gcm {
 
     /// `E_K(J0) xor GHASH_H(aad || pad || ciphertext || pad || lengths)`.
     fn tag(&self, mask: &[u8; 16], aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
-        let s = ghash_with_lengths(self.ghash.clone(), aad, ciphertext);
+        let s = self.ghash.hash(aad, ciphertext);
         let mut tag = [0u8; 16];
         for ((t, a), b) in tag.iter_mut().zip(s.iter()).zip(mask) {
             *t = a ^ b;
@@ -737,6 +831,34 @@ impl Sm4Gcm {
         let mut again = [0u8; SM4_BLOCK_LEN];
         self.ctr.apply(&j0, &mut again, Some(data))?;
         Ok(true)
+    }
+}
+
+/// GHASH under one key: [`ferry_hardening::ghash_simd`] (four blocks per
+/// reduction) where the CPU has PCLMULQDQ, else the `ghash` crate. Both
+/// give the same bytes; tests compare them.
+enum GhashKey {
+    Simd(ferry_hardening::ghash_simd::Ghash),
+    Soft(GHash),
+}
+
+impl GhashKey {
+    fn new(h: &[u8]) -> GhashKey {
+        let simd = <&[u8; 16]>::try_from(h)
+            .ok()
+            .and_then(ferry_hardening::ghash_simd::Ghash::new);
+        match simd {
+            Some(g) => GhashKey::Simd(g),
+            None => GhashKey::Soft(GHash::new(ghash::Key::from_slice(h))),
+        }
+    }
+
+    /// GHASH of `a`, `c` and their lengths block.
+    fn hash(&self, a: &[u8], c: &[u8]) -> [u8; 16] {
+        match self {
+            GhashKey::Simd(g) => g.hash(a, c),
+            GhashKey::Soft(g) => ghash_with_lengths(g.clone(), a, c),
+        }
     }
 }
 
@@ -796,7 +918,7 @@ impl Sm4Block {
 /// distinguishing advantage). The cost per 1.4 KB datagram is the GHASH
 /// and one SM4 block, against two SM3 passes for format 1's HMAC.
 struct GhashSm4Mac {
-    ghash: GHash,
+    ghash: GhashKey,
     prp: Sm4Block,
 }
 
@@ -807,14 +929,13 @@ impl GhashSm4Mac {
         k.copy_from_slice(&keys.0[..SM4_KEY_LEN]);
         let ecb = sm4_ecb().map_err(|_| ErrorStack::get())?;
         Ok(Self {
-            ghash: GHash::new(ghash::Key::from_slice(&keys.0[SM4_KEY_LEN..])),
+            ghash: GhashKey::new(&keys.0[SM4_KEY_LEN..]),
             prp: Sm4Block::new(&ecb, &k)?,
         })
     }
 
     fn full_tag(&self, msg: &[u8]) -> Result<[u8; DATAGRAM_TAG_LEN], ErrorStack> {
-        self.prp
-            .encrypt(&ghash_with_lengths(self.ghash.clone(), msg, &[]))
+        self.prp.encrypt(&self.ghash.hash(msg, &[]))
     }
 }
 
@@ -1922,6 +2043,24 @@ mod tests {
     }
 
     #[test]
+    fn simd_ghash_and_the_ghash_crate_agree() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 1) as u8).collect();
+        let h = [0x66u8; 16];
+        let simd = GhashKey::new(&h);
+        let soft = GhashKey::Soft(GHash::new(ghash::Key::from_slice(&h)));
+        if !matches!(simd, GhashKey::Simd(_)) {
+            eprintln!("no PCLMULQDQ: only the ghash crate runs here");
+        }
+        for (a, c) in [(0, 0), (1, 0), (0, 1424), (20, 65536 % 3000), (13, 2999)] {
+            assert_eq!(
+                simd.hash(&data[..a], &data[..c]),
+                soft.hash(&data[..a], &data[..c]),
+                "a {a} c {c}"
+            );
+        }
+    }
+
+    #[test]
     fn one_context_over_many_chunks_equals_a_fresh_one_per_chunk() {
         // The package cipher keeps one CTR context and only resets its IV;
         // any state carried from one chunk to the next would show here.
@@ -1966,6 +2105,26 @@ mod tests {
             .expect("mac");
         let mac = GmLink.datagram_mac(&Secret32([3; 32]));
         assert!(!mac.verify(&msg, &v1[..DATAGRAM_TAG_LEN]));
+    }
+
+    #[test]
+    fn sm3_digest_is_the_same_inline_and_on_its_thread() {
+        // Past the offload threshold the hashing moves to a thread; the
+        // digest of the whole must still be SM3 of the whole.
+        let total = SM3_OFFLOAD_AFTER_BYTES as usize + 3 * 65536 + 17;
+        let data: Vec<u8> = (0..total).map(|i| (i * 131 % 251) as u8).collect();
+        let mut d = GmLink.new_digest();
+        for piece in data.chunks(65536 - 3) {
+            d.update(piece);
+        }
+        assert_eq!(d.finish(), sm3(&data).to_vec());
+        // Exactly at the threshold, then nothing more.
+        let mut d = GmLink.new_digest();
+        d.update(&data[..SM3_OFFLOAD_AFTER_BYTES as usize]);
+        assert_eq!(
+            d.finish(),
+            sm3(&data[..SM3_OFFLOAD_AFTER_BYTES as usize]).to_vec()
+        );
     }
 
     #[test]
