@@ -1,7 +1,7 @@
 //! A complete two-sided link set up in one directory: keys for both sides,
-//! paired, and a configuration file per side. Used by `ferryctl demo`,
-//! `ferryctl bench link` and the end-to-end tests, so all three exercise
-//! the same files an operator would write.
+//! paired, and a configuration file per side. Used by `ferryctl demo`, the
+//! `ferryctl bench` commands and the end-to-end tests, so all of them
+//! exercise the same files an operator would write.
 
 use crate::DaemonError;
 use std::path::{Path, PathBuf};
