@@ -33,8 +33,16 @@ fn bench_netns_delivers_a_package_one_way_and_reports_its_figures() {
     assert_eq!(v["reverse_packets"].as_u64(), Some(0), "{v}");
     assert_eq!(v["bytes"].as_u64(), Some(8_388_608), "{v}");
     assert_eq!(v["loss_percent"].as_f64(), Some(1.0), "{v}");
-    // The shipped defaults, since the command line gave none.
-    assert_eq!(v["rate_bytes_per_s"].as_u64(), Some(0), "{v}");
+    // The shipped defaults, since the command line gave none: the rate the
+    // example ingress configuration ships with (the daemon's default).
+    let example = include_str!("../../examples/ferryd-ingress.toml");
+    let shipped = example
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rate_bytes_per_s = "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("examples/ferryd-ingress.toml sets rate_bytes_per_s");
+    assert_eq!(v["rate_bytes_per_s"].as_u64(), Some(shipped), "{v}");
     assert_eq!(v["repair_percent"].as_f64(), Some(10.0), "{v}");
     // A daemon's peak resident set: more than a few MiB (keys, sockets,
     // buffers), far less than the machine.
