@@ -372,3 +372,93 @@ fn without_disarm_images_are_checked_as_before() {
     let e = Profile::from_settings("bad", &bad, &common::lists).expect_err("refused");
     assert!(e.to_string().contains("disarm"), "{e}");
 }
+
+mod hostile {
+    //! Hostile images: any mutation of a tagged JPEG or PNG ends in a
+    //! verdict, never a panic, and what is stripped passes a second
+    //! inspection with nothing left to strip (the fuzz target
+    //! `guard_inspect` runs the same profile on arbitrary bytes).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seg(code: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0xFF, code];
+        v.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn tagged_jpeg() -> Vec<u8> {
+        let mut v = vec![0xFF, 0xD8];
+        v.extend(seg(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+        v.extend(seg(
+            0xE1,
+            b"Exif\0\0II*\0\x08\0\0\0\x01\0\x25\x88\x04\0\x01\0\0\0\x1a\0\0\0\0\0\0\0",
+        ));
+        v.extend(seg(0xFE, b"a comment"));
+        v.extend(seg(0xDB, &[0; 65]));
+        v.extend(seg(0xDA, &[1, 1, 0, 0, 63, 0]));
+        v.extend_from_slice(&[1, 2, 0xFF, 0, 3, 0xFF, 0xD1, 4, 5, 0xFF, 0xD9]);
+        v
+    }
+
+    fn tagged_png() -> Vec<u8> {
+        let mut png = common::png();
+        // Insert a text chunk after IHDR (8 + 25 bytes).
+        let mut t = 9u32.to_be_bytes().to_vec();
+        t.extend_from_slice(b"tEXtAuthor\0me");
+        let mut c = crc32fast::Hasher::new();
+        c.update(b"tEXtAuthor\0me");
+        t.extend_from_slice(&c.finalize().to_be_bytes());
+        png.splice(33..33, t);
+        png
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_images_never_panic_and_stripped_ones_come_back_clean(
+            png in any::<bool>(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let (mut data, name, ty) = if png {
+                (tagged_png(), "a.png", "image/png")
+            } else {
+                (tagged_jpeg(), "a.jpg", "image/jpeg")
+            };
+            for (at, byte, how) in edits {
+                if data.is_empty() {
+                    break;
+                }
+                let i = at.index(data.len());
+                match how {
+                    0 => data[i] = byte,
+                    1 => { data.remove(i); }
+                    _ => data.insert(i, byte),
+                }
+            }
+            let g = guard("strip");
+            let (r, out) = g.inspect_bytes(&data, name, ty).expect("no machine error");
+            if let Some(out) = out {
+                prop_assert_eq!(r.verdict, Verdict::Masked);
+                let (again, copy) = g.inspect_bytes(&out, name, ty).expect("no machine error");
+                prop_assert_eq!(again.verdict, Verdict::Pass, "{:?}", again.reasons);
+                prop_assert!(copy.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn the_unmutated_samples_are_stripped() {
+        let g = guard("strip");
+        for (data, name, ty) in [
+            (tagged_jpeg(), "a.jpg", "image/jpeg"),
+            (tagged_png(), "a.png", "image/png"),
+        ] {
+            let (r, out) = g.inspect_bytes(&data, name, ty).expect("no machine error");
+            assert_eq!(r.verdict, Verdict::Masked, "{name}: {:#?}", r.reasons);
+            assert!(out.is_some());
+        }
+    }
+}
