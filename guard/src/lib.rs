@@ -30,6 +30,7 @@
 mod archive;
 mod csv;
 mod deid;
+mod disarm;
 mod emit;
 mod error;
 mod geo;
@@ -57,7 +58,7 @@ pub use inspect::{Guard, FINDINGS_LISTED_MAX};
 pub use json::{DEPTH_MAX as JSON_DEPTH_MAX, STRING_MAX_BYTES as JSON_STRING_MAX_BYTES};
 pub use pii::{prc_id_check, uscc_check};
 pub use profile::{
-    FsLists, ListSource, Profile, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EXPANDED_BYTES,
+    Disarm, FsLists, ListSource, Profile, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EXPANDED_BYTES,
     DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, LIST_MAX_BYTES,
 };
 pub use report::{Action, Deidentification, Finding, FindingKind, Location, Report, Verdict};

@@ -64,6 +64,7 @@ struct Settings {
     geodata: Option<GeoSettings>,
     office: Option<OfficeSettings>,
     legacy_encodings: Option<bool>,
+    disarm: Option<String>,
     columns: Option<Vec<ColumnSettings>>,
     require_rules: Option<bool>,
     suppression: Option<SuppressionSettings>,
@@ -195,6 +196,30 @@ pub struct Profile {
     pub(crate) legacy_encodings: bool,
     /// `columns`, `require_rules`, `suppression`.
     pub(crate) tables: TableRules,
+    /// `disarm`: what to do about metadata and active content the guard
+    /// can remove (absent: nothing is looked for).
+    pub(crate) disarm: Option<Disarm>,
+}
+
+/// `disarm = "strip" | "refuse"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disarm {
+    /// Remove what was found and let the package go on (verdict
+    /// `masked`); where the guard cannot rewrite (inside an archive), the
+    /// package is refused.
+    Strip,
+    /// Refuse a package that carries any.
+    Refuse,
+}
+
+impl Disarm {
+    /// The action a disarm finding takes.
+    pub(crate) fn action(self) -> Action {
+        match self {
+            Disarm::Strip => Action::Mask,
+            Disarm::Refuse => Action::Reject,
+        }
+    }
 }
 
 impl fmt::Debug for Profile {
@@ -355,6 +380,16 @@ impl Profile {
         };
         let tables =
             crate::rules::table_rules(s.columns, s.require_rules, s.suppression).map_err(bad)?;
+        let disarm = match s.disarm.as_deref() {
+            None => None,
+            Some("strip") => Some(Disarm::Strip),
+            Some("refuse") => Some(Disarm::Refuse),
+            Some(other) => {
+                return Err(bad(format!(
+                    "disarm: unknown mode `{other}`; use \"strip\" or \"refuse\""
+                )))
+            }
+        };
         Ok(Profile {
             name: name.to_string(),
             description: s.description,
@@ -366,6 +401,7 @@ impl Profile {
             office_action: s.office.and_then(|o| o.action).unwrap_or(Action::Reject),
             legacy_encodings: s.legacy_encodings.unwrap_or(false),
             tables,
+            disarm,
         })
     }
 
@@ -408,6 +444,11 @@ impl Profile {
             .columns
             .iter()
             .any(|c| c.action == crate::rules::ColumnAction::Pseudonymize)
+    }
+
+    /// `disarm`, when the profile sets it.
+    pub fn disarm(&self) -> Option<Disarm> {
+        self.disarm
     }
 
     /// Does the profile ask for any check of the content itself?

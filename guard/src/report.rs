@@ -78,6 +78,10 @@ pub enum FindingKind {
     /// Content the guard cannot look into (`detector` is the type, e.g.
     /// `pdf`), under a profile that asks for content checks.
     Uninspectable,
+    /// Metadata or active content that `disarm` strips or refuses
+    /// (`detector` is `image_gps` or `image_metadata`; the location's
+    /// `field` names the segment or chunk, e.g. `APP1 Exif`).
+    Disarm,
 }
 
 impl FindingKind {
@@ -88,6 +92,7 @@ impl FindingKind {
             FindingKind::PersonalData => "personal_data",
             FindingKind::Geodata => "geodata",
             FindingKind::Uninspectable => "uninspectable",
+            FindingKind::Disarm => "disarm",
         }
     }
 }
