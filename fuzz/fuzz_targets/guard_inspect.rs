@@ -22,6 +22,10 @@ const NAMES: &[(&str, &str)] = &[
     ("a.pdf", "application/pdf"),
     ("a.png", "image/png"),
     ("a.jpg", "image/jpeg"),
+    (
+        "a.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
     ("a", ""),
 ];
 

@@ -286,6 +286,11 @@ pub(crate) struct Ctx<'a> {
     /// The members being inspected are parts of an office document (set
     /// by the zip handler from the archive's own structure).
     pub(crate) office: bool,
+    /// The members being inspected are parts of the package's own office
+    /// document under `disarm = "strip"`: its macros can be cut out.
+    pub(crate) office_strip: bool,
+    /// Parts to cut out of the package's office document (`disarm`).
+    pub(crate) strip_parts: Vec<String>,
     /// The channel of the package (pseudonyms are stable per channel).
     channel: String,
     /// The pseudonym key of this channel, derived on first use.
@@ -325,6 +330,8 @@ impl<'a> Ctx<'a> {
             digest_before: None,
             bytes_read: 0,
             office: false,
+            office_strip: false,
+            strip_parts: Vec::new(),
             channel: String::new(),
             channel_key: None,
             deid: BTreeMap::new(),
@@ -515,6 +522,10 @@ impl<'a> Ctx<'a> {
             OfficePart::Plain
         };
         let named = match (part, Kind::from_name(name)) {
+            (OfficePart::Macro, _) if self.profile.disarm.is_some() => {
+                self.macro_part(name);
+                return Ok(());
+            }
             (OfficePart::Macro | OfficePart::Embedded, _) => {
                 let (detector, what) = if part == OfficePart::Macro {
                     ("office_macro", "a macro")
@@ -607,6 +618,34 @@ impl<'a> Ctx<'a> {
 
     /// Is `head` GBK/GB18030 text the profile lets the guard decode
     /// (`legacy_encodings = true`; not UTF-8, no NUL, valid GB18030)?
+    /// A macro part of an office document under `disarm`: cut out when
+    /// the document is the package itself and the profile strips (the zip
+    /// handler rewrites the archive without it); refused otherwise.
+    fn macro_part(&mut self, name: &str) {
+        let loc = self.location(None, None, None);
+        let strip = self.office_strip && self.members.len() == 1;
+        match self.profile.disarm {
+            Some(crate::profile::Disarm::Strip) if strip => {
+                // Not through `can_mask`: this finding's edit is the
+                // rewrite of the archive, which the zip handler makes.
+                self.verdict = self.verdict.max(Verdict::Masked);
+                self.count_finding(FindingKind::Disarm, "office_macro", loc, Action::Mask);
+                self.strip_parts.push(name.to_string());
+            }
+            mode => {
+                self.count_finding(FindingKind::Disarm, "office_macro", loc, Action::Reject);
+                self.verdict = Verdict::Reject;
+                let why = if mode == Some(crate::profile::Disarm::Refuse) {
+                    "the profile sets disarm = \"refuse\""
+                } else {
+                    "the guard strips macros only from an office document sent as the package itself, not inside an archive"
+                };
+                let r = format!("{}a macro in an office document: {why}", self.where_());
+                self.add_reason(r);
+            }
+        }
+    }
+
     fn legacy_text(&self, head: &[u8]) -> bool {
         self.profile.legacy_encodings
             && std::str::from_utf8(head).is_err()
@@ -756,6 +795,31 @@ impl<'a> Ctx<'a> {
             }
         }
         self.verdict = self.verdict.max(taken.verdict());
+        self.list_finding(kind, detector, location, value, pattern, taken);
+        taken
+    }
+
+    /// Counts and lists a finding whose action was decided by the caller
+    /// (the verdict too).
+    fn count_finding(
+        &mut self,
+        kind: FindingKind,
+        detector: &'static str,
+        location: Location,
+        taken: Action,
+    ) {
+        self.list_finding(kind, detector, location, None, None, taken);
+    }
+
+    fn list_finding(
+        &mut self,
+        kind: FindingKind,
+        detector: &'static str,
+        location: Location,
+        value: Option<&[u8]>,
+        pattern: Option<String>,
+        taken: Action,
+    ) {
         self.findings_total += 1;
         *self.tally.entry((kind, detector, taken)).or_insert(0) += 1;
         if self.findings.len() < FINDINGS_LISTED_MAX {
@@ -775,7 +839,6 @@ impl<'a> Ctx<'a> {
                 action: taken,
             });
         }
-        taken
     }
 
     /// Records the hits of the last `scan` of `seg`. Where the action is

@@ -462,3 +462,187 @@ mod hostile {
         }
     }
 }
+
+mod office {
+    //! Macros cut out of a macro-enabled Word document sent as the
+    //! package (docs/guard.md, "Disarm"): the VBA project, its data and
+    //! relationships go, the body becomes a plain `.docx` body, every
+    //! other part is byte for byte what it was, and an independent zip
+    //! reader (Python's `zipfile`) opens the result.
+    use super::*;
+    use common::ZipEntry;
+
+    const DOCM: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    const CT: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="bin" ContentType="application/vnd.ms-office.vbaProject"/><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.ms-word.document.macroEnabled.main+xml"/><Override PartName="/word/vbaData.xml" ContentType="application/vnd.ms-word.vbaData+xml"/><Override PartName="/word/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml"/></Types>"#;
+    const RELS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
+    const DOC_RELS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/><Relationship Id="rId2" Type="http://schemas.microsoft.com/office/2006/relationships/vbaProject" Target="vbaProject.bin"/></Relationships>"#;
+    const VBA_RELS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.microsoft.com/office/2006/relationships/wordVbaData" Target="vbaData.xml"/></Relationships>"#;
+    const DOC: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Parcel survey, Xinjian district</w:t></w:r></w:p></w:body></w:document>"#;
+    const STYLES: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:styles xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"/>"#;
+    const VBA_DATA: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<wne:vbaSuppData xmlns:wne="http://schemas.microsoft.com/office/word/2006/wordml"/>"#;
+
+    /// An OLE compound file header and an `AutoOpen` macro's text, as a
+    /// VBA project carries them.
+    fn vba_project() -> Vec<u8> {
+        let mut v = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1".to_vec();
+        v.extend_from_slice(&[0; 504]);
+        v.extend_from_slice(b"Attribute VB_Name = \"ThisDocument\"\r\nSub AutoOpen()\r\n Shell \"cmd /c calc\"\r\nEnd Sub\r\n");
+        v
+    }
+
+    fn docm() -> Vec<u8> {
+        let vba = vba_project();
+        let mut stored = entry("word/styles.xml", STYLES);
+        stored.deflate = false;
+        zip(&[
+            entry("[Content_Types].xml", CT),
+            entry("_rels/.rels", RELS),
+            entry("word/document.xml", DOC),
+            entry("word/_rels/document.xml.rels", DOC_RELS),
+            stored,
+            ZipEntry {
+                name: b"word/vbaProject.bin",
+                data: &vba,
+                deflate: true,
+                unix_mode: None,
+            },
+            entry("word/_rels/vbaProject.bin.rels", VBA_RELS),
+            entry("word/vbaData.xml", VBA_DATA),
+        ])
+    }
+
+    fn office_guard(disarm: &str) -> Guard {
+        let s = serde_json::json!({
+            "allowed_types": [DOCM, "text/*"],
+            "disarm": disarm,
+        });
+        Guard::new(Profile::from_settings("import", &s, &common::lists).expect("profile"))
+    }
+
+    /// Every member's name and content, read by Python's `zipfile`
+    /// (which also checks every CRC), or `None` without Python.
+    fn python_read(dir: &Path, data: &[u8]) -> Option<serde_json::Value> {
+        let f = dir.join("doc.docx");
+        std::fs::write(&f, data).expect("write");
+        let script = "import json,sys,zipfile\nz=zipfile.ZipFile(sys.argv[1])\nbad=z.testzip()\nassert bad is None, bad\nprint(json.dumps({n: z.read(n).decode('latin-1') for n in z.namelist()}))";
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&f)
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(serde_json::from_slice(&out.stdout).expect("json"))
+    }
+
+    #[test]
+    fn a_macro_is_cut_out_of_a_word_document_and_the_rest_is_untouched() {
+        let original = docm();
+        let g = office_guard("strip");
+        let (r, out) = g
+            .inspect_bytes(&original, "survey.docx", DOCM)
+            .expect("no machine error");
+        assert_eq!(r.verdict, Verdict::Masked, "{:#?}", r.reasons);
+        assert_eq!(count(&r, "office_macro"), 3, "{:#?}", r.findings);
+        assert!(
+            r.reasons.iter().any(|x| x.contains("stripped")),
+            "{:#?}",
+            r.reasons
+        );
+        let out = out.expect("stripped copy");
+        assert_eq!(r.digest_after.as_deref(), Some(sha256(&out).as_str()));
+        let json = serde_json::to_string(&r).expect("json");
+        assert!(
+            !json.contains("AutoOpen") && !json.contains("calc"),
+            "{json}"
+        );
+
+        // The guard's own strict reader: the stripped document passes.
+        let (again, copy) = g
+            .inspect_bytes(&out, "survey.docx", DOCM)
+            .expect("no machine error");
+        assert_eq!(again.verdict, Verdict::Pass, "{:#?}", again.reasons);
+        assert!(copy.is_none());
+        assert!(!out.windows(8).any(|w| w == b"AutoOpen"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Some(parts) = python_read(dir.path(), &out) else {
+            skip(
+                "a_macro_is_cut_out_of_a_word_document_and_the_rest_is_untouched",
+                "python3 not found: the independent zip reader's check did not run",
+            );
+            return;
+        };
+        let names: Vec<&String> = parts.as_object().expect("object").keys().collect();
+        assert_eq!(
+            names,
+            [
+                "[Content_Types].xml",
+                "_rels/.rels",
+                "word/_rels/document.xml.rels",
+                "word/document.xml",
+                "word/styles.xml"
+            ],
+        );
+        let text = |n: &str| parts[n].as_str().expect("text").to_string();
+        assert_eq!(text("word/document.xml").as_bytes(), DOC);
+        assert_eq!(text("word/styles.xml").as_bytes(), STYLES);
+        assert_eq!(text("_rels/.rels").as_bytes(), RELS);
+        let rels = text("word/_rels/document.xml.rels");
+        assert!(
+            rels.contains("styles.xml") && !rels.contains("vbaProject"),
+            "{rels}"
+        );
+        let ct = text("[Content_Types].xml");
+        assert!(!ct.contains("vba") && !ct.contains("macroEnabled"), "{ct}");
+        assert!(ct.contains("wordprocessingml.document.main+xml"), "{ct}");
+    }
+
+    #[test]
+    fn refuse_mode_and_a_document_inside_an_archive_refuse_the_macro() {
+        let (r, out) = office_guard("refuse")
+            .inspect_bytes(&docm(), "survey.docx", DOCM)
+            .expect("no machine error");
+        assert_rejected(&r, "disarm = \"refuse\"");
+        assert!(out.is_none());
+        let mut s = serde_json::json!({
+            "allowed_types": [DOCM, "application/zip"],
+            "archives": { "allowed": true, "formats": ["zip"] },
+            "disarm": "strip",
+        });
+        s["archives"]["max_depth"] = serde_json::json!(2);
+        let g = Guard::new(Profile::from_settings("import", &s, &common::lists).expect("profile"));
+        let doc = docm();
+        let z = zip(&[entry("survey.docx", &doc)]);
+        let (r, out) = g
+            .inspect_bytes(&z, "batch.zip", "application/zip")
+            .expect("no machine error");
+        assert_rejected(&r, "not inside an archive");
+        assert!(out.is_none());
+    }
+
+    #[test]
+    fn a_document_without_macros_passes_unchanged() {
+        let clean = zip(&[
+            entry("[Content_Types].xml", br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/></Types>"#),
+            entry("_rels/.rels", RELS),
+            entry("word/document.xml", DOC),
+        ]);
+        let (r, out) = office_guard("strip")
+            .inspect_bytes(&clean, "survey.docx", DOCM)
+            .expect("no machine error");
+        assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+        assert!(out.is_none());
+    }
+}

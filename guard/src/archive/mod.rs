@@ -6,6 +6,7 @@
 //! a path and never rewrites archives.
 
 pub(crate) mod gzip;
+pub(crate) mod ooxml;
 pub(crate) mod tar;
 pub(crate) mod zip;
 

@@ -8,6 +8,7 @@
 
 use super::{check_name, who, Names, ReadSeek};
 use crate::inspect::{Ctx, Halt};
+use crate::profile::Disarm;
 use crate::source::{content_problem, drain, Metered};
 use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read, SeekFrom};
@@ -141,9 +142,37 @@ pub(crate) fn inspect(
     let office = is_office(f, cd_off, cd_end, n)?;
     let saved = ctx.office;
     ctx.office = office;
+    // `disarm = "strip"` on an office document that is the package itself:
+    // its macros can be cut out (the archive is rewritten), so the member
+    // loop keeps what the rewrite needs.
+    let strip = office && depth == 0 && ctx.profile.disarm == Some(Disarm::Strip);
+    let saved_strip = std::mem::replace(&mut ctx.office_strip, strip);
     let res = members(ctx, f, cd_off, cd_end, n, depth, max_ratio);
+    ctx.office_strip = saved_strip;
     ctx.office = saved;
-    res
+    let records = res?;
+    if strip && !ctx.strip_parts.is_empty() && !ctx.rejected() {
+        let parts = std::mem::take(&mut ctx.strip_parts);
+        super::ooxml::rewrite(ctx, f, &records, &parts, cd_off, size)?;
+    }
+    Ok(())
+}
+
+/// A member as the rewrite of a stripped office document needs it.
+pub(crate) struct Record {
+    pub name: String,
+    /// Its local header's offset, and the end of its data (and data
+    /// descriptor).
+    pub local_off: u64,
+    pub entry_end: u64,
+    /// Where its (compressed) data starts.
+    pub data_start: u64,
+    pub method: u16,
+    pub csize: u64,
+    pub usize_: u64,
+    pub zip64: bool,
+    /// Its central directory header: the 46 fixed bytes, name and extra.
+    pub cd_header: Vec<u8>,
 }
 
 /// Reads the central directory's names only: is this an office document?
@@ -182,8 +211,9 @@ fn members(
     n: u64,
     depth: u32,
     max_ratio: u64,
-) -> Result<(), Halt> {
+) -> Result<Vec<Record>, Halt> {
     let rej = |ctx: &mut Ctx<'_>, m: String| ctx.reject(format!("zip: {m}"));
+    let mut records = Vec::new();
     let mut names = Names::default();
     let mut cd_pos = cd_off;
     let mut expect_local = 0u64;
@@ -397,6 +427,21 @@ fn members(
             let _ = sig;
             expect_local += len as u64;
         }
+        if ctx.office_strip {
+            let mut cd_header = h.to_vec();
+            cd_header.extend_from_slice(&var);
+            records.push(Record {
+                name: name.clone(),
+                local_off,
+                entry_end: expect_local,
+                data_start,
+                method,
+                csize,
+                usize_,
+                zip64,
+                cd_header,
+            });
+        }
     }
     if cd_pos != cd_end {
         return Err(rej(
@@ -410,7 +455,7 @@ fn members(
             "data between the last member and the central directory would not be inspected".into(),
         ));
     }
-    Ok(())
+    Ok(records)
 }
 
 /// Overflowed, or beyond `limit`.
