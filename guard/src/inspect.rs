@@ -623,7 +623,9 @@ impl<'a> Ctx<'a> {
     /// handler rewrites the archive without it); refused otherwise.
     fn macro_part(&mut self, name: &str) {
         let loc = self.location(None, None, None);
-        let strip = self.office_strip && self.members.len() == 1;
+        let strip = self.office_strip
+            && self.members.len() == 1
+            && self.profile.disarm == Some(crate::profile::Disarm::Strip);
         match self.profile.disarm {
             Some(crate::profile::Disarm::Strip) if strip => {
                 // Not through `can_mask`: this finding's edit is the

@@ -633,6 +633,44 @@ mod office {
     }
 
     #[test]
+    fn a_remote_template_is_refused_and_a_hyperlink_is_not() {
+        let settings_rels = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate" Target="http://192.0.2.7/share/normal.dotm" TargetMode="External"/></Relationships>"#;
+        let link_rels = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink" Target="https://portal.example/parcels" TargetMode="External"/></Relationships>"#;
+        let ct = br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/></Types>"#;
+        for mode in ["strip", "refuse"] {
+            let doc = zip(&[
+                entry("[Content_Types].xml", ct),
+                entry("_rels/.rels", RELS),
+                entry("word/document.xml", DOC),
+                entry("word/_rels/settings.xml.rels", settings_rels),
+            ]);
+            let (r, out) = office_guard(mode)
+                .inspect_bytes(&doc, "survey.docx", DOCM)
+                .expect("no machine error");
+            assert_rejected(&r, "external relationship of type `attachedTemplate`");
+            assert_eq!(count(&r, "office_external"), 1, "{:#?}", r.findings);
+            assert!(out.is_none());
+            let json = serde_json::to_string(&r).expect("json");
+            assert!(
+                !json.contains("192.0.2.7"),
+                "the target is in the report: {json}"
+            );
+        }
+        let doc = zip(&[
+            entry("[Content_Types].xml", ct),
+            entry("_rels/.rels", RELS),
+            entry("word/document.xml", DOC),
+            entry("word/_rels/document.xml.rels", link_rels),
+        ]);
+        let (r, _) = office_guard("strip")
+            .inspect_bytes(&doc, "survey.docx", DOCM)
+            .expect("no machine error");
+        assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+    }
+
+    #[test]
     fn a_document_without_macros_passes_unchanged() {
         let clean = zip(&[
             entry("[Content_Types].xml", br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/></Types>"#),

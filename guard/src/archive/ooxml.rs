@@ -156,6 +156,65 @@ pub(crate) fn rewrite(
     Ok(())
 }
 
+/// Relationships that reach outside the document when it opens: a remote
+/// template (`attachedTemplate`), a linked OLE object, frame, image or
+/// data source (`TargetMode="External"` on anything but a hyperlink,
+/// which only a click follows). Under `disarm` each one refuses the
+/// package: cutting it would leave the body pointing at nothing, so it is
+/// not stripped. The report names the relationship's type and part, never
+/// its target.
+pub(crate) fn external_links(
+    ctx: &mut Ctx<'_>,
+    f: &mut dyn ReadSeek,
+    records: &[Record],
+) -> Result<(), Halt> {
+    for r in records {
+        if !r.name.to_ascii_lowercase().ends_with(".rels") {
+            continue;
+        }
+        if r.usize_ > PART_MAX {
+            return Err(ctx.reject(format!(
+                "{}: a relationships part larger than 4 MiB",
+                r.name
+            )));
+        }
+        let Some(text) = read_part(f, r)? else {
+            return Err(ctx.reject(format!(
+                "{}: a relationships part that is not UTF-8",
+                r.name
+            )));
+        };
+        for (_, _, tag) in elements(&text, "Relationship") {
+            if attr(tag, "TargetMode") != Some("External") {
+                continue;
+            }
+            let ty = attr(tag, "Type").unwrap_or("");
+            let kind = ty.rsplit('/').next().unwrap_or("");
+            if kind == "hyperlink" {
+                continue;
+            }
+            let mut loc = ctx.location(None, Some(format!("relationship {kind}")), None);
+            let member = match loc.member.take() {
+                Some(outer) => format!("{outer}!{}", r.name),
+                None => r.name.clone(),
+            };
+            loc.member = Some(member.clone());
+            ctx.finding(
+                crate::report::FindingKind::Disarm,
+                "office_external",
+                loc,
+                None,
+                None,
+                crate::report::Action::Reject,
+            );
+            ctx.add_reason(format!(
+                "member {member}: an external relationship of type `{kind}` (a remote template, linked object or data source fetched when the document opens); the guard does not strip these: remove the link and send the document again"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn put32(b: &mut [u8], at: usize, v: u32) {
     if let Some(s) = b.get_mut(at..at + 4) {
         s.copy_from_slice(&v.to_le_bytes());

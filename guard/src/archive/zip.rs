@@ -146,11 +146,17 @@ pub(crate) fn inspect(
     // its macros can be cut out (the archive is rewritten), so the member
     // loop keeps what the rewrite needs.
     let strip = office && depth == 0 && ctx.profile.disarm == Some(Disarm::Strip);
-    let saved_strip = std::mem::replace(&mut ctx.office_strip, strip);
+    // Under any `disarm`, the relationships of an office document are read
+    // again after the member loop for links that reach out when it opens.
+    let links = office && ctx.profile.disarm.is_some();
+    let saved_strip = std::mem::replace(&mut ctx.office_strip, strip || links);
     let res = members(ctx, f, cd_off, cd_end, n, depth, max_ratio);
     ctx.office_strip = saved_strip;
     ctx.office = saved;
     let records = res?;
+    if links {
+        super::ooxml::external_links(ctx, f, &records)?;
+    }
     if strip && !ctx.strip_parts.is_empty() && !ctx.rejected() {
         let parts = std::mem::take(&mut ctx.strip_parts);
         super::ooxml::rewrite(ctx, f, &records, &parts, cd_off, size)?;
