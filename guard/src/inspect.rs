@@ -448,6 +448,12 @@ impl<'a> Ctx<'a> {
                 );
                 xml::inspect(self, r)
             }
+            Kind::Pdf if self.profile.disarm.is_some() => {
+                // Rewritten by the parser at the top level (`can_mask`
+                // still refuses inside archives).
+                self.mask_refusal = None;
+                crate::pdf::inspect(self, r, top)
+            }
             Kind::Jpeg | Kind::Png | Kind::Tiff if self.profile.disarm.is_some() => {
                 // Metadata is cut out of the image where it stands: at the
                 // top level the image can be rewritten (`can_mask` still

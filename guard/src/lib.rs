@@ -38,6 +38,7 @@ mod inspect;
 mod json;
 mod normalize;
 mod opaque;
+mod pdf;
 mod pii;
 mod profile;
 mod redact;
