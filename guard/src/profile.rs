@@ -3,6 +3,7 @@
 //! with its dirty-word lists read and compiled. Compile once per policy
 //! load; inspect many packages with it.
 
+use crate::clamd::Clamd;
 use crate::error::GuardError;
 use crate::normalize::normalize_word;
 use crate::pii::{Detector, Detectors};
@@ -67,6 +68,18 @@ struct Settings {
     columns: Option<Vec<ColumnSettings>>,
     require_rules: Option<bool>,
     suppression: Option<SuppressionSettings>,
+    malware: Option<MalwareSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MalwareSettings {
+    engine: Option<String>,
+    socket: Option<String>,
+    timeout_ms: Option<u64>,
+    on_unavailable: Option<String>,
+    max_signature_age_days: Option<u64>,
+    max_stream_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +208,8 @@ pub struct Profile {
     pub(crate) legacy_encodings: bool,
     /// `columns`, `require_rules`, `suppression`.
     pub(crate) tables: TableRules,
+    /// `malware = { … }`: scan with clamd.
+    malware: Option<MalwareRules>,
 }
 
 impl fmt::Debug for Profile {
@@ -206,6 +221,7 @@ impl fmt::Debug for Profile {
             .field("dirty_words", &self.word_count())
             .field("pii", &self.pii)
             .field("geodata", &self.geodata)
+            .field("malware", &self.malware)
             .finish()
     }
 }
@@ -355,6 +371,7 @@ impl Profile {
         };
         let tables =
             crate::rules::table_rules(s.columns, s.require_rules, s.suppression).map_err(bad)?;
+        let malware = s.malware.map(malware_rules).transpose().map_err(bad)?;
         Ok(Profile {
             name: name.to_string(),
             description: s.description,
@@ -366,6 +383,7 @@ impl Profile {
             office_action: s.office.and_then(|o| o.action).unwrap_or(Action::Reject),
             legacy_encodings: s.legacy_encodings.unwrap_or(false),
             tables,
+            malware,
         })
     }
 
@@ -408,6 +426,12 @@ impl Profile {
             .columns
             .iter()
             .any(|c| c.action == crate::rules::ColumnAction::Pseudonymize)
+    }
+
+    /// `malware = { … }`: the engine every file and archive member is
+    /// scanned with, and what to do when it cannot answer.
+    pub fn malware(&self) -> Option<&MalwareRules> {
+        self.malware.as_ref()
     }
 
     /// Does the profile ask for any check of the content itself?
@@ -488,6 +512,121 @@ fn archive_rules(a: Option<ArchiveSettings>) -> Result<ArchiveRules, String> {
         max_members,
         max_expanded_bytes,
         max_ratio,
+    })
+}
+
+/// `malware.on_unavailable`: what becomes of a package the engine could
+/// not scan (down, too slow, or answering with an error). Never a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Not accepted now, to be tried again: the ingest API answers 503
+    /// with `Retry-After`, a spool file stays in the spool for the next
+    /// collection. On the egress side (nothing can wait there) the
+    /// package is refused like `refuse`.
+    Hold,
+    /// Refused like any rejected package.
+    Refuse,
+}
+
+impl OnUnavailable {
+    /// `hold` or `refuse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Hold => "hold",
+            OnUnavailable::Refuse => "refuse",
+        }
+    }
+}
+
+/// Default `malware.max_signature_age_days`.
+pub const DEFAULT_MAX_SIGNATURE_AGE_DAYS: u32 = 7;
+/// Limits of `malware.timeout_ms` (milliseconds).
+pub const MALWARE_TIMEOUT_MS_RANGE: (u64, u64) = (100, 600_000);
+/// Largest `malware.max_stream_bytes`: clamd's `StreamMaxLength` is read
+/// as a 32-bit size (4 GiB − 1).
+pub const MALWARE_MAX_STREAM_BYTES_MAX: u64 = u32::MAX as u64;
+
+/// `malware = { … }`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalwareRules {
+    clamd: Clamd,
+    on_unavailable: OnUnavailable,
+    max_signature_age_days: u32,
+}
+
+impl MalwareRules {
+    /// The clamd client (socket, timeout, stream limit).
+    pub fn clamd(&self) -> &Clamd {
+        &self.clamd
+    }
+
+    /// What to do when the engine cannot answer.
+    pub fn on_unavailable(&self) -> OnUnavailable {
+        self.on_unavailable
+    }
+
+    /// Signatures older than this many days raise a warning.
+    pub fn max_signature_age_days(&self) -> u32 {
+        self.max_signature_age_days
+    }
+}
+
+fn malware_rules(m: MalwareSettings) -> Result<MalwareRules, String> {
+    match m.engine.as_deref() {
+        None | Some("clamd") => {}
+        Some(other) => {
+            return Err(format!(
+                "malware.engine: unknown engine `{other}`; the guard scans with \"clamd\""
+            ))
+        }
+    }
+    let socket = m
+        .socket
+        .unwrap_or_else(|| crate::clamd::DEFAULT_SOCKET.to_string());
+    if !socket.starts_with('/') {
+        return Err(format!(
+            "malware.socket: `{socket}` is not an absolute path; write clamd's LocalSocket, e.g. \"/run/clamav/clamd.ctl\""
+        ));
+    }
+    let (lo, hi) = MALWARE_TIMEOUT_MS_RANGE;
+    let timeout_ms = m.timeout_ms.unwrap_or(crate::clamd::DEFAULT_TIMEOUT_MS);
+    if !(lo..=hi).contains(&timeout_ms) {
+        return Err(format!(
+            "malware.timeout_ms must be between {lo} and {hi} (milliseconds)"
+        ));
+    }
+    let on_unavailable = match m.on_unavailable.as_deref() {
+        None | Some("refuse") => OnUnavailable::Refuse,
+        Some("hold") => OnUnavailable::Hold,
+        Some(other) => {
+            return Err(format!(
+                "malware.on_unavailable: `{other}` is neither \"hold\" nor \"refuse\""
+            ))
+        }
+    };
+    let age = m
+        .max_signature_age_days
+        .unwrap_or(u64::from(DEFAULT_MAX_SIGNATURE_AGE_DAYS));
+    if !(1..=365).contains(&age) {
+        return Err("malware.max_signature_age_days must be between 1 and 365 (days)".into());
+    }
+    let max_stream = m
+        .max_stream_bytes
+        .unwrap_or(crate::clamd::DEFAULT_MAX_STREAM_BYTES);
+    if !(1..=MALWARE_MAX_STREAM_BYTES_MAX).contains(&max_stream) {
+        return Err(format!(
+            "malware.max_stream_bytes must be between 1 and {MALWARE_MAX_STREAM_BYTES_MAX} (bytes)"
+        ));
+    }
+    Ok(MalwareRules {
+        clamd: Clamd::new(
+            socket,
+            std::time::Duration::from_millis(timeout_ms),
+            max_stream,
+        ),
+        on_unavailable,
+        max_signature_age_days: u32::try_from(age).unwrap_or(DEFAULT_MAX_SIGNATURE_AGE_DAYS),
     })
 }
 
