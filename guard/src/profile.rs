@@ -751,4 +751,42 @@ mod tests {
         let e = Profile::from_settings("p", &json!({"pii": {"mode": "x"}}), &lists).unwrap_err();
         assert!(e.to_string().contains("unknown field `mode`"), "{e}");
     }
+
+    #[test]
+    fn malware_settings_have_defaults_and_limits() {
+        let p = Profile::from_settings("p", &json!({"malware": {}}), &lists).unwrap();
+        let m = p.malware().unwrap();
+        assert_eq!(m.clamd().socket(), Path::new(crate::clamd::DEFAULT_SOCKET));
+        assert_eq!(m.on_unavailable(), OnUnavailable::Refuse);
+        assert_eq!(m.max_signature_age_days(), DEFAULT_MAX_SIGNATURE_AGE_DAYS);
+        assert_eq!(
+            m.clamd().max_stream_bytes(),
+            crate::clamd::DEFAULT_MAX_STREAM_BYTES
+        );
+        let p = Profile::from_settings(
+            "p",
+            &json!({"malware": {"engine": "clamd", "socket": "/s", "timeout_ms": 500, "on_unavailable": "hold", "max_signature_age_days": 3, "max_stream_bytes": 1000}}),
+            &lists,
+        )
+        .unwrap();
+        let m = p.malware().unwrap();
+        assert_eq!(m.on_unavailable(), OnUnavailable::Hold);
+        assert_eq!(m.clamd().timeout(), std::time::Duration::from_millis(500));
+        for bad in [
+            json!({"engine": "yara"}),
+            json!({"socket": "relative.sock"}),
+            json!({"timeout_ms": 5}),
+            json!({"on_unavailable": "pass"}),
+            json!({"max_signature_age_days": 0}),
+            json!({"max_stream_bytes": 0}),
+            json!({"sockett": "/s"}),
+        ] {
+            let e = Profile::from_settings("p", &json!({ "malware": bad }), &lists).unwrap_err();
+            assert!(matches!(e, GuardError::Settings { .. }), "{e}");
+        }
+        assert!(Profile::from_settings("p", &json!({}), &lists)
+            .unwrap()
+            .malware()
+            .is_none());
+    }
 }
