@@ -254,7 +254,20 @@ impl Clamd {
         Ok(one.to_owned())
     }
 
+    fn closed(&self) -> ClamdError {
+        ClamdError::Io {
+            socket: self.socket.clone(),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "clamd closed the connection without an answer",
+            ),
+        }
+    }
+
     fn bad_reply(&self, reply: &[u8]) -> ClamdError {
+        if reply.is_empty() {
+            return self.closed();
+        }
         ClamdError::Reply {
             socket: self.socket.clone(),
             reply: printable(reply),
@@ -402,6 +415,9 @@ impl Scan<'_> {
     }
 
     fn classify(&self, reply: &[u8]) -> Result<Detection, ClamdError> {
+        if reply.is_empty() {
+            return Err(self.clamd.closed());
+        }
         parse_scan_reply(reply).map_err(|kind| match kind {
             ReplyError::StreamLimit => ClamdError::StreamLimit,
             ReplyError::Engine(message) => ClamdError::Engine { message },
@@ -782,10 +798,8 @@ mod tests {
             // Closed without a word.
         });
         let clamd = Clamd::new(&path2, Duration::from_secs(5), 1 << 20);
-        assert!(matches!(
-            clamd.scan_reader(&mut &b"d"[..]).unwrap_err(),
-            ClamdError::Reply { .. }
-        ));
+        let e = clamd.scan_reader(&mut &b"d"[..]).unwrap_err();
+        assert!(e.to_string().contains("without an answer"), "{e}");
         let (_d3, path3) = server(|mut c| {
             let _ = read_instream(&mut c);
             let _ = c.write_all(b"stream: OK");
