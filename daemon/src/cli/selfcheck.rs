@@ -119,6 +119,7 @@ pub fn run(cfg: &Config, config_path: &Path) -> Result<Selfcheck, SelfcheckError
         cfg,
     ));
     checks.push(check_clock());
+    checks.extend(check_malware(&status));
     Ok(Selfcheck { pid, checks })
 }
 
@@ -412,6 +413,51 @@ fn check_user_namespace(uid_map: Option<String>, cfg: &Config) -> Check {
             "every administrator reaches the control socket under its own uid",
         ),
     }
+}
+
+/// The malware engines as the daemon last probed them (once a minute,
+/// from inside its sandbox, with its own permissions on the socket):
+/// unreachable fails, signatures older than `max_signature_age_days` (or
+/// of unknown age) warn. Nothing when no profile scans.
+pub fn check_malware(status: &serde_json::Value) -> Vec<Check> {
+    let Some(engines) = status
+        .get("malware")
+        .and_then(|m| m.get("engines"))
+        .and_then(|e| serde_json::from_value::<Vec<protocol::EngineStatus>>(e.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    engines
+        .into_iter()
+        .map(|e| {
+            let item = format!("malware:{}", e.engine);
+            let profiles = e.profiles.join(", ");
+            if !e.reachable {
+                return check(
+                    &item,
+                    Verdict::Fail,
+                    format!(
+                        "{} (profiles {profiles}): packages these profiles inspect are held or refused until it answers",
+                        e.error.unwrap_or_else(|| format!("{} did not answer", e.socket))
+                    ),
+                );
+            }
+            let db = match (&e.database_version, &e.database_date, e.database_age_days) {
+                (Some(v), Some(d), Some(age)) => format!("database {v} of {d} ({age} days old)"),
+                _ => "no official database (custom signatures only)".to_owned(),
+            };
+            let found = format!(
+                "{} at {}, {db}, max_signature_age_days {} (profiles {profiles})",
+                e.version.unwrap_or_default(),
+                e.socket,
+                e.max_signature_age_days
+            );
+            match e.warning {
+                Some(w) => check(&item, Verdict::Warn, format!("{found}: {w}")),
+                None => check(&item, Verdict::Pass, found),
+            }
+        })
+        .collect()
 }
 
 fn check_clock() -> Check {
