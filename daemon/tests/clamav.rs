@@ -601,3 +601,222 @@ fn over_stream_max_length_is_not_a_pass() {
         "{m:?}"
     );
 }
+
+// ---- through real ferryd --------------------------------------------------
+
+/// An import channel whose profile scans with the clamd at `socket` on
+/// both sides, packages held while the engine cannot answer.
+fn ferry_policy(socket: &Path, spool: &Path) -> String {
+    format!(
+        r#"version = 1
+
+[policy]
+name = "clamav-test"
+time_zone = "Asia/Shanghai"
+
+[identity.feed]
+description = "The public-data feed"
+cn = "registry-feed"
+role = "pusher"
+
+[identity.spool]
+description = "This link's spool"
+spool = "e2e"
+
+[spool.e2e]
+description = "The spool"
+dir = "{}"
+channel = "import"
+schedule = "continuous"
+
+[profile.import]
+description = "Public data brought in, scanned for malware"
+allowed_types = ["text/csv", "text/plain"]
+archives = {{ allowed = true, formats = ["zip"], max_depth = 2 }}
+malware = {{ engine = "clamd", socket = "{}", timeout_ms = 10000, on_unavailable = "hold", max_signature_age_days = 7 }}
+
+[channel.import]
+description = "Import, scanned on both sides"
+direction = "import"
+link = "e2e"
+destination = "outbox"
+profile = "import"
+egress_profile = "import"
+
+[[rule]]
+id = "R-import"
+description = "The feed pushes"
+effect = "allow"
+identities = ["feed", "spool"]
+channels = ["import"]
+"#,
+        spool.display(),
+        socket.display()
+    )
+}
+
+/// `curl` a file to the import channel: HTTP code and Retry-After (in one
+/// string, `503 30`), and the body.
+fn push_file(port: u16, ca: &SiteCa, clients: &Path, name: &str, data: &Path) -> (String, String) {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-o", "-"])
+        .args(["-w", "\n%{http_code} %header{retry-after}"])
+        .arg("--cacert")
+        .arg(ca.crt())
+        .arg("--cert")
+        .arg(clients.join("registry-feed.crt"))
+        .arg("--key")
+        .arg(clients.join("registry-feed.key"))
+        .args(["-H", &format!("X-Ferry-File-Name: {name}")])
+        .args(["-H", "Content-Type: application/octet-stream"])
+        .args(["--data-binary", &format!("@{}", path_str(data))])
+        .arg(format!(
+            "https://127.0.0.1:{port}/v1/channels/import/packages"
+        ))
+        .output()
+        .expect("curl");
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = t.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().to_owned(), body.to_owned())
+}
+
+/// Promise: a real ferryd refuses an EICAR zip at ingest (403, the
+/// signature named in the answer and in the `guard.inspected` audit
+/// record), lets clean data cross (scanned on both sides), shows the
+/// engine in its status, and once clamd is stopped holds packages at the
+/// sender (503 with Retry-After) or in the spool, with an alarm, passing
+/// none.
+#[test]
+fn ferryd_refuses_an_eicar_zip_and_holds_while_clamd_is_down() {
+    let Some(mut c) = Clamd::start(NO_ARCHIVES) else {
+        return;
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path().to_path_buf();
+    let tb = testbed(&root, |_| {});
+    let ca = SiteCa::init(&root.join("ca"));
+    ca.server(&root.join("ingress/tls"), "ingest");
+    let clients = root.join("clients");
+    ca.client(&clients, "registry-feed", "pusher");
+    let port = free_tcp_port();
+    let policy_text = ferry_policy(&c.socket, &tb.spool);
+    let mut audits = Vec::new();
+    for (side, config) in [
+        ("ingress", &tb.ingress_config),
+        ("egress", &tb.egress_config),
+    ] {
+        std::fs::write(root.join(side).join("policy.toml"), &policy_text).expect("policy");
+        append_config(config, "[policy]\nfile = \"policy.toml\"\n");
+        audits.push(with_audit(&root, config, side));
+    }
+    append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
+    let egress = Daemon::start(&tb.egress_config);
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    ingress.wait_listening(&[port], "ingest listening");
+
+    // `ferryctl inspect` with the same profile says the same as ferryd.
+    let z = root.join("data.zip");
+    std::fs::write(&z, zip(&[("counts.csv", CSV), ("notes/readme.txt", EICAR)])).expect("zip");
+    let policy_file = root.join("ingress/policy.toml");
+    let o = ctl(&[
+        "inspect",
+        "--policy",
+        path_str(&policy_file),
+        "--profile",
+        "import",
+        path_str(&z),
+    ]);
+    let shown = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("malware: found"), "{shown}");
+    assert!(
+        shown.contains(&format!("signature {SIGNATURE} in notes/readme.txt")),
+        "{shown}"
+    );
+
+    let clean = root.join("counts.csv");
+    std::fs::write(&clean, CSV).expect("csv");
+    let (code, body) = push_file(port, &ca, &clients, "counts.csv", &clean);
+    assert_eq!(code, "202", "{body}");
+    let (code, body) = push_file(port, &ca, &clients, "data.zip", &z);
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains(SIGNATURE), "{body}");
+    wait_for(Duration::from_secs(30), "the clean file delivered", || {
+        outbox_files(&tb.outbox) == vec!["counts.csv".to_string()]
+    });
+    let st = status(&tb.ingress_config).expect("status");
+    let m = &st["malware"];
+    assert_eq!(m["scanned"], 2, "{st}");
+    assert_eq!(m["detected"], 1, "{st}");
+    assert_eq!(m["engines"][0]["reachable"], true, "{st}");
+    assert!(
+        m["engines"][0]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ClamAV")),
+        "{st}"
+    );
+    // Custom signatures only: the database's age cannot be known.
+    assert!(
+        m["engines"][0]["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("unknown")),
+        "{st}"
+    );
+    assert_eq!(st["rejected"], 1, "{st}");
+    let est = status(&tb.egress_config).expect("egress status");
+    assert_eq!(
+        est["malware"]["scanned"], 1,
+        "the egress side scans again: {est}"
+    );
+
+    // clamd stops: held at the sender, alarmed, never passed.
+    c.stop();
+    let (code, body) = push_file(port, &ca, &clients, "counts-2.csv", &clean);
+    assert_eq!(
+        code, "503 30",
+        "held at the sender, try again in 30 s: {body}"
+    );
+    assert!(body.contains("on_unavailable"), "{body}");
+    let st = status(&tb.ingress_config).expect("status");
+    assert_eq!(st["malware"]["unavailable"], 1, "{st}");
+    assert_eq!(st["malware"]["held"], 1, "{st}");
+    let alarms = st["alarms"].to_string();
+    assert!(alarms.contains("malware scan failed:"), "{alarms}");
+    assert_eq!(st["channels"]["import"]["accepted"], 1, "{st}");
+    // A spool file waits in the spool (not set aside, not queued).
+    ferry_daemon::testkit::spool_file(&tb.spool, "late.csv", CSV).expect("spool");
+    wait_for(Duration::from_secs(20), "the spool file held", || {
+        status(&tb.ingress_config).is_some_and(|st| st["malware"]["held"] == 2)
+    });
+    // Not asked again at once (the intake backs off for 30 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(tb.spool.join("late.csv").exists(), "left in the spool");
+    assert!(!tb.spool.join(".rejected/late.csv").exists());
+    let st = status(&tb.ingress_config).expect("status");
+    assert_eq!(st["channels"]["import"]["accepted"], 1, "{st}");
+    let shown = text(&ctl(&["status", "--config", path_str(&tb.ingress_config)]));
+    assert!(shown.contains("malware scans"), "{shown}");
+    assert!(shown.contains("ALARM: malware scan failed"), "{shown}");
+    ingress.stop();
+    egress.stop();
+    assert_eq!(outbox_files(&tb.outbox), vec!["counts.csv".to_string()]);
+
+    // The audit log: the signature and the engine for the refusal, the
+    // unscanned hold as a failure, never the content.
+    let recs = audit_records(&audits[0], "guard.inspected");
+    let refused = recs
+        .iter()
+        .find(|r| r.to_string().contains("\"malware_signature\""))
+        .unwrap_or_else(|| panic!("no record with the signature: {recs:#?}"));
+    let r = refused.to_string();
+    assert!(r.contains(SIGNATURE), "{r}");
+    assert!(r.contains("ClamAV"), "{r}");
+    assert!(r.contains("refused"), "{r}");
+    let unscanned = recs
+        .iter()
+        .filter(|r| r.to_string().contains("\"malware\":\"unavailable\""))
+        .count();
+    assert_eq!(unscanned, 2, "the push and one spool attempt: {recs:#?}");
+    let all = ctl_ok(&["audit", "export", "--dir", path_str(&audits[0])]);
+    assert!(!all.contains("EICAR-STANDARD"), "content in the audit log");
+}

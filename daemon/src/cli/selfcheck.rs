@@ -741,4 +741,27 @@ mod tests {
             Verdict::Fail
         );
     }
+
+    /// Promise: selfcheck fails an unreachable malware engine, warns about
+    /// old or unknown signatures, and passes a fresh one.
+    #[test]
+    fn malware_engines_are_judged_from_the_daemon_status() {
+        let status = serde_json::json!({ "malware": { "engines": [
+            { "engine": "clamd", "socket": "/run/clamav/clamd.ctl", "profiles": ["import"], "reachable": false,
+              "error": "clamd is not reachable at /run/clamav/clamd.ctl: No such file", "max_signature_age_days": 7, "checked_unix_ms": 1 },
+            { "engine": "clamd", "socket": "/b", "profiles": ["a"], "reachable": true, "version": "ClamAV 1.4.3",
+              "database_version": 27000, "database_date": "Thu Dec  4 09:00:00 2026", "database_age_days": 9,
+              "max_signature_age_days": 7, "warning": "signatures are 9 days old", "checked_unix_ms": 1 },
+            { "engine": "clamd", "socket": "/c", "profiles": ["b"], "reachable": true, "version": "ClamAV 1.4.3",
+              "database_version": 27000, "database_date": "Thu Dec  4 09:00:00 2026", "database_age_days": 1,
+              "max_signature_age_days": 7, "checked_unix_ms": 1 }
+        ], "scanned": 0, "detected": 0, "unavailable": 0, "held": 0, "unscannable": 0 } });
+        let c = check_malware(&status);
+        let v: Vec<Verdict> = c.iter().map(|c| c.verdict).collect();
+        assert_eq!(v, vec![Verdict::Fail, Verdict::Warn, Verdict::Pass]);
+        assert!(c[0].detail.contains("not reachable"), "{}", c[0].detail);
+        assert!(c[1].detail.contains("9 days old"), "{}", c[1].detail);
+        assert!(c[2].detail.contains("database 27000"), "{}", c[2].detail);
+        assert!(check_malware(&serde_json::json!({})).is_empty());
+    }
 }
