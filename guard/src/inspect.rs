@@ -944,6 +944,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The package was read whole (by the malware scan) before the
+    /// inspection proper: its size and digest, kept should the scan end
+    /// the inspection.
+    pub(crate) fn read_whole(&mut self, bytes: u64, digest: String) {
+        self.bytes_read = bytes;
+        self.digest_before = Some(digest);
+    }
+
     /// The verdict so far.
     pub(crate) fn verdict(&self) -> Verdict {
         self.verdict

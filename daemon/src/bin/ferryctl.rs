@@ -163,6 +163,9 @@ enum BenchCmd {
     /// Push small packages over mTLS from several keep-alive clients to
     /// the ingest API and time them until delivered in the egress outbox.
     E2e(ferry_daemon::cli::bench::e2e::E2eArgs),
+    /// Inspect a generated mixed corpus (CSV, JSON, text, zip, tar.gz)
+    /// under a profile that scans with clamd, and without the scan.
+    Scan(ferry_daemon::cli::bench::scan::ScanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -209,6 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => return daemon::resend(&config, packages, seq),
         Cmd::Bench(BenchCmd::Link(args)) => bench::link(&args)?,
         Cmd::Bench(BenchCmd::E2e(args)) => ferry_daemon::cli::bench::e2e::e2e(&args)?,
+        Cmd::Bench(BenchCmd::Scan(args)) => ferry_daemon::cli::bench::scan::scan(&args)?,
         Cmd::Push(args) => {
             return Ok(std::process::ExitCode::from(ferry_daemon::cli::push::run(
                 &args,

@@ -271,6 +271,9 @@ fn render(r: &Report, written: Option<&PathBuf>) -> String {
                 at.push(format!("offset {x}"));
             }
             let extra = match (&f.pattern, &f.value_hash) {
+                (Some(p), _) if f.kind == ferry_guard::FindingKind::Malware => {
+                    format!("  signature {p}")
+                }
                 (Some(p), _) => format!("  list {p}"),
                 (None, Some(h)) => format!("  hash {}", &h[..h.len().min(16)]),
                 _ => String::new(),

@@ -5,6 +5,7 @@
 //! loopback itself loses nothing.
 
 pub mod e2e;
+pub mod scan;
 
 use crate::admin::protocol::{self, SharedStatus};
 use crate::egress::EgressOptions;
