@@ -66,14 +66,13 @@ pub use inspect::{Guard, FINDINGS_LISTED_MAX};
 pub use json::{DEPTH_MAX as JSON_DEPTH_MAX, STRING_MAX_BYTES as JSON_STRING_MAX_BYTES};
 pub use pii::{prc_id_check, uscc_check};
 pub use profile::{
-    FsLists, ListSource, MalwareRules, OnUnavailable, Profile, DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_EXPANDED_BYTES, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO,
-    DEFAULT_MAX_SIGNATURE_AGE_DAYS, LIST_MAX_BYTES, MALWARE_MAX_STREAM_BYTES_MAX,
-    MALWARE_TIMEOUT_MS_RANGE,
+    FsLists, ListSource, MalwareRules, Profile, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EXPANDED_BYTES,
+    DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, DEFAULT_MAX_SIGNATURE_AGE_DAYS, LIST_MAX_BYTES,
+    MALWARE_MAX_STREAM_BYTES_MAX, MALWARE_TIMEOUT_MS_RANGE,
 };
 pub use report::{
     Action, Deidentification, Finding, FindingKind, Location, MalwareDetection, MalwareScan,
-    Report, ScanStatus, Verdict,
+    OnUnavailable, Report, ScanStatus, Verdict,
 };
 pub use rules::{
     COLUMN_KEEP_MAX, DEFAULT_TOTAL_LABELS, K_MAX, MARKER_MAX_CHARS, MASK_LIMITS, STEP_MAX,

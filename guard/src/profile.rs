@@ -7,7 +7,7 @@ use crate::clamd::Clamd;
 use crate::error::GuardError;
 use crate::normalize::normalize_word;
 use crate::pii::{Detector, Detectors};
-use crate::report::Action;
+use crate::report::{Action, OnUnavailable};
 use crate::rules::{ColumnSettings, KeepSettings, MaskRule, SuppressionSettings, TableRules};
 use crate::words::{DirtyWords, WORDS_MAX, WORD_MAX_BYTES};
 use serde::Deserialize;
@@ -513,30 +513,6 @@ fn archive_rules(a: Option<ArchiveSettings>) -> Result<ArchiveRules, String> {
         max_expanded_bytes,
         max_ratio,
     })
-}
-
-/// `malware.on_unavailable`: what becomes of a package the engine could
-/// not scan (down, too slow, or answering with an error). Never a pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnUnavailable {
-    /// Not accepted now, to be tried again: the ingest API answers 503
-    /// with `Retry-After`, a spool file stays in the spool for the next
-    /// collection. On the egress side (nothing can wait there) the
-    /// package is refused like `refuse`.
-    Hold,
-    /// Refused like any rejected package.
-    Refuse,
-}
-
-impl OnUnavailable {
-    /// `hold` or `refuse`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnUnavailable::Hold => "hold",
-            OnUnavailable::Refuse => "refuse",
-        }
-    }
 }
 
 /// Default `malware.max_signature_age_days`.

@@ -208,6 +208,30 @@ pub struct Report {
     pub malware: Option<MalwareScan>,
 }
 
+/// `malware.on_unavailable`: what becomes of a package the engine could
+/// not scan (down, too slow, or answering with an error). Never a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Not accepted now, to be tried again: the ingest API answers 503
+    /// with `Retry-After`, a spool file stays in the spool for the next
+    /// collection. On the egress side (nothing can wait there) the
+    /// package is refused like `refuse`.
+    Hold,
+    /// Refused like any rejected package.
+    Refuse,
+}
+
+impl OnUnavailable {
+    /// `hold` or `refuse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Hold => "hold",
+            OnUnavailable::Refuse => "refuse",
+        }
+    }
+}
+
 /// What the malware scan of a package came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -282,7 +306,7 @@ pub struct MalwareScan {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
     /// `malware.on_unavailable` of the profile.
-    pub on_unavailable: crate::profile::OnUnavailable,
+    pub on_unavailable: OnUnavailable,
     /// The engine could not answer, the profile says `hold`, and nothing
     /// else refused the package: the verdict is `reject` (never a pass),
     /// but the caller should keep the package for another try rather than

@@ -60,8 +60,22 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "rainfall", "county", "survey", "river", "station", "monthly", "report", "average",
-    "township", "reservoir", "level", "public", "dataset", "update", "season", "harvest",
+    "rainfall",
+    "county",
+    "survey",
+    "river",
+    "station",
+    "monthly",
+    "report",
+    "average",
+    "township",
+    "reservoir",
+    "level",
+    "public",
+    "dataset",
+    "update",
+    "season",
+    "harvest",
 ];
 
 fn csv(rng: &mut Rng, bytes: usize) -> Vec<u8> {
@@ -270,9 +284,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn scan(args: &ScanArgs) -> Result<(), DaemonError> {
     let (policy, _) =
         ferry_policy::load(&args.policy).map_err(|e| DaemonError::Policy(e.to_string()))?;
-    let p = policy
-        .profile(&args.profile)
-        .ok_or_else(|| DaemonError::Policy(format!("the policy has no [profile.{}]", args.profile)))?;
+    let p = policy.profile(&args.profile).ok_or_else(|| {
+        DaemonError::Policy(format!("the policy has no [profile.{}]", args.profile))
+    })?;
     let with = crate::inspection::content::compile_profile(p)
         .map_err(|e| DaemonError::Policy(e.to_string()))?;
     let Some(rules) = with.malware().cloned() else {
@@ -353,16 +367,26 @@ pub fn scan(args: &ScanArgs) -> Result<(), DaemonError> {
             version.describe(),
             rules.clamd().socket().display()
         );
-        println!("per pass: {streams} streams, {sent} bytes sent to clamd (files and every member)");
+        println!(
+            "per pass: {streams} streams, {sent} bytes sent to clamd (files and every member)"
+        );
         println!(
             "with malware scan:    median {:.1} MB/s over {runs} runs ({})",
             mbps(m_with),
-            t_with.iter().map(|t| format!("{t:.2} s")).collect::<Vec<_>>().join(", ")
+            t_with
+                .iter()
+                .map(|t| format!("{t:.2} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         println!(
             "without (same profile): median {:.1} MB/s over {runs} runs ({})",
             mbps(m_without),
-            t_without.iter().map(|t| format!("{t:.2} s")).collect::<Vec<_>>().join(", ")
+            t_without
+                .iter()
+                .map(|t| format!("{t:.2} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         for n in &not_clean {
             println!("NOT PASSED: {n}");
