@@ -745,6 +745,9 @@ fn ferryd_refuses_an_eicar_zip_and_holds_while_clamd_is_down() {
         outbox_files(&tb.outbox) == vec!["counts.csv".to_string()]
     });
     let st = status(&tb.ingress_config).expect("status");
+    // The scans above ran inside ferryd's sandbox (seccomp allow-list, and
+    // Landlock where the kernel has it): connecting to clamd is allowed.
+    assert_eq!(st["hardening"]["seccomp_action"], "kill_process", "{st}");
     let m = &st["malware"];
     assert_eq!(m["scanned"], 2, "{st}");
     assert_eq!(m["detected"], 1, "{st}");
