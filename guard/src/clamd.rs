@@ -657,6 +657,30 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any bytes from the socket: no panic, and only the one exact
+        /// reply is a pass.
+        #[test]
+        fn only_stream_ok_is_clean(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if parse_scan_reply(&b) == Ok(Detection::Clean) {
+                proptest::prop_assert_eq!(&b[..], &b"stream: OK\0"[..]);
+            }
+            let _ = parse_version(&String::from_utf8_lossy(&b));
+            let _ = single(&b);
+        }
+
+        /// Replies built from the protocol's pieces: still only the exact
+        /// one passes.
+        #[test]
+        fn near_misses_are_not_clean(parts in proptest::collection::vec(
+            proptest::sample::select(vec!["stream: ", "OK", " FOUND", "\0", " ERROR", "X", " ", ":"]), 0..8)) {
+            let b = parts.concat().into_bytes();
+            if parse_scan_reply(&b) == Ok(Detection::Clean) {
+                proptest::prop_assert_eq!(&b[..], &b"stream: OK\0"[..]);
+            }
+        }
+    }
+
     #[test]
     fn versions_and_database_age() {
         let v = parse_version("ClamAV 1.4.3/27000/Thu Dec  4 09:00:00 2026").unwrap();

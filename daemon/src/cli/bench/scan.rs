@@ -242,13 +242,19 @@ fn make_corpus(dir: &Path, size: u64) -> Result<(Vec<PathBuf>, u64), DaemonError
     Ok((files, total))
 }
 
-/// One timed pass: seconds, streams and bytes sent to the engine, and
-/// the reports that did not pass.
-fn pass(
-    guard: &Guard,
-    files: &[PathBuf],
-    scratch: &Path,
-) -> Result<(f64, u64, u64, Vec<(String, Report)>), DaemonError> {
+/// What one pass over the corpus came to.
+struct Pass {
+    seconds: f64,
+    /// Streams sent to the engine.
+    streams: u64,
+    /// Bytes sent to the engine.
+    bytes: u64,
+    /// The files that did not pass, with their reports.
+    failed: Vec<(String, Report)>,
+}
+
+/// One timed pass over the corpus.
+fn pass(guard: &Guard, files: &[PathBuf], scratch: &Path) -> Result<Pass, DaemonError> {
     let out = scratch.join("masked");
     let start = Instant::now();
     let (mut streams, mut bytes) = (0u64, 0u64);
@@ -272,7 +278,12 @@ fn pass(
             failed.push((name, r));
         }
     }
-    Ok((start.elapsed().as_secs_f64(), streams, bytes, failed))
+    Ok(Pass {
+        seconds: start.elapsed().as_secs_f64(),
+        streams,
+        bytes,
+        failed,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -319,13 +330,18 @@ pub fn scan(args: &ScanArgs) -> Result<(), DaemonError> {
     let (files, total) = make_corpus(&corpus, args.size)?;
     let (g_with, g_without) = (Guard::new(with), Guard::new(without));
     // One untimed pass each warms the page cache and clamd.
-    let (_, streams, sent, failed) = pass(&g_with, &files, &scratch)?;
+    let Pass {
+        streams,
+        bytes: sent,
+        failed,
+        ..
+    } = pass(&g_with, &files, &scratch)?;
     pass(&g_without, &files, &scratch)?;
     let runs = args.runs.max(1);
     let (mut t_with, mut t_without) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        t_with.push(pass(&g_with, &files, &scratch)?.0);
-        t_without.push(pass(&g_without, &files, &scratch)?.0);
+        t_with.push(pass(&g_with, &files, &scratch)?.seconds);
+        t_without.push(pass(&g_without, &files, &scratch)?.seconds);
     }
     let mbps = |t: f64| total as f64 / t.max(1e-9) / 1e6;
     let (m_with, m_without) = (median(t_with.clone()), median(t_without.clone()));
