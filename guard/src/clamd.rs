@@ -836,6 +836,22 @@ mod tests {
     }
 
     #[test]
+    fn an_engine_that_dies_mid_stream_is_an_error() {
+        let (_d, path) = server(|mut c| {
+            let mut cmd = [0u8; 10];
+            let _ = c.read_exact(&mut cmd);
+            let mut first = [0u8; 1024];
+            let _ = c.read_exact(&mut first);
+            // Gone, without a word, in the middle of the data.
+        });
+        let clamd = Clamd::new(&path, Duration::from_secs(5), 64 << 20);
+        let data = vec![b'x'; 8 << 20];
+        let e = clamd.scan_reader(&mut &data[..]).unwrap_err();
+        assert!(matches!(e, ClamdError::Io { .. }), "{e}");
+        assert!(!e.is_about_package());
+    }
+
+    #[test]
     fn a_missing_socket_is_unreachable() {
         let dir = tempfile::tempdir().unwrap();
         let clamd = Clamd::new(dir.path().join("none.sock"), Duration::from_secs(1), 1);
