@@ -460,6 +460,28 @@ fn read_reply(s: &mut UnixStream, deadline: Instant) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Parses a complete `INSTREAM` reply as read from the socket (NUL
+/// terminators included): what [`Scan::finish`] does with the bytes, for
+/// fuzzing and for callers with a transport of their own. Only the exact
+/// `stream: OK\0` is [`Detection::Clean`].
+pub fn parse_instream_reply(reply: &[u8]) -> Result<Detection, ClamdError> {
+    match parse_scan_reply(reply) {
+        Ok(d) => Ok(d),
+        Err(ReplyError::StreamLimit) => Err(ClamdError::StreamLimit),
+        Err(ReplyError::Engine(message)) => Err(ClamdError::Engine { message }),
+        Err(ReplyError::Malformed) => Err(ClamdError::Reply {
+            socket: PathBuf::new(),
+            reply: printable(reply),
+        }),
+    }
+}
+
+/// Parses a complete `VERSION` reply as read from the socket (one message
+/// ending in NUL); `None` when it is not one.
+pub fn parse_version_reply(reply: &[u8]) -> Option<EngineVersion> {
+    parse_version(single(reply)?)
+}
+
 /// The one NUL-terminated message of a reply.
 fn single(reply: &[u8]) -> Option<&str> {
     let body = reply.strip_suffix(b"\0")?;

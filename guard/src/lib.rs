@@ -57,8 +57,9 @@ mod xml;
 
 pub use archive::MEMBER_NAME_MAX_BYTES;
 pub use clamd::{
-    Clamd, ClamdError, Detection, EngineVersion, Scan, CHUNK_MAX_BYTES, DEFAULT_MAX_STREAM_BYTES,
-    DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, REPLY_MAX_BYTES, SIGNATURE_MAX_CHARS,
+    parse_instream_reply, parse_version_reply, Clamd, ClamdError, Detection, EngineVersion, Scan,
+    CHUNK_MAX_BYTES, DEFAULT_MAX_STREAM_BYTES, DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, REPLY_MAX_BYTES,
+    SIGNATURE_MAX_CHARS,
 };
 pub use csv::{COLUMNS_MAX, RECORD_MAX_BYTES};
 pub use error::GuardError;
