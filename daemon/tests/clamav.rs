@@ -823,3 +823,92 @@ fn ferryd_refuses_an_eicar_zip_and_holds_while_clamd_is_down() {
     let all = ctl_ok(&["audit", "export", "--dir", path_str(&audits[0])]);
     assert!(!all.contains("EICAR-STANDARD"), "content in the audit log");
 }
+
+/// Promise: the egress side scans again on its own. An ingress side whose
+/// profile does not scan lets an EICAR zip and a clean file through; the
+/// egress side, scanning with its own clamd, delivers the clean file,
+/// refuses the zip (never delivered, `package.failed` with the signature
+/// in the reason, the `egress refused:` alarm); with its clamd stopped it
+/// refuses even a clean file (nothing waits on this side) and raises the
+/// malware alarm.
+#[test]
+fn the_egress_side_scans_again_and_refuses_without_an_engine() {
+    let Some(mut c) = Clamd::start(NO_ARCHIVES) else {
+        return;
+    };
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path().to_path_buf();
+    let tb = testbed(&root, |_| {});
+    let ca = SiteCa::init(&root.join("ca"));
+    ca.server(&root.join("ingress/tls"), "ingest");
+    let clients = root.join("clients");
+    ca.client(&clients, "registry-feed", "pusher");
+    let port = free_tcp_port();
+    let scanning = ferry_policy(&c.socket, &tb.spool);
+    let not_scanning: String = scanning
+        .lines()
+        .filter(|l| !l.starts_with("malware = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(scanning, not_scanning);
+    let mut audits = Vec::new();
+    for (side, config, text) in [
+        ("ingress", &tb.ingress_config, &not_scanning),
+        ("egress", &tb.egress_config, &scanning),
+    ] {
+        std::fs::write(root.join(side).join("policy.toml"), text).expect("policy");
+        append_config(config, "[policy]\nfile = \"policy.toml\"\n");
+        audits.push(with_audit(&root, config, side));
+    }
+    append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
+    let egress = Daemon::start(&tb.egress_config);
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    ingress.wait_listening(&[port], "ingest listening");
+
+    let z = root.join("data.zip");
+    std::fs::write(&z, zip(&[("counts.csv", CSV), ("notes/readme.txt", EICAR)])).expect("zip");
+    let clean = root.join("counts.csv");
+    std::fs::write(&clean, CSV).expect("csv");
+    for (name, path) in [("data.zip", &z), ("counts.csv", &clean)] {
+        let (code, body) = push_file(port, &ca, &clients, name, path);
+        assert_eq!(code, "202", "the ingress side does not scan: {body}");
+    }
+    wait_for(Duration::from_secs(30), "the clean file delivered", || {
+        outbox_files(&tb.outbox) == vec!["counts.csv".to_string()]
+    });
+    wait_for(Duration::from_secs(30), "the zip refused", || {
+        status(&tb.egress_config).is_some_and(|st| st["malware"]["detected"] == 1)
+    });
+    let st = status(&tb.egress_config).expect("status");
+    assert!(st["alarms"].to_string().contains("egress refused:"), "{st}");
+
+    // The egress side's clamd stops: a clean file is refused, not held.
+    c.stop();
+    let (code, body) = push_file(port, &ca, &clients, "counts-2.csv", &clean);
+    assert_eq!(code, "202", "{body}");
+    wait_for(
+        Duration::from_secs(30),
+        "the unscanned file refused",
+        || status(&tb.egress_config).is_some_and(|st| st["malware"]["unavailable"] == 1),
+    );
+    let st = status(&tb.egress_config).expect("status");
+    let alarms = st["alarms"].to_string();
+    assert!(alarms.contains("malware scan failed:"), "{alarms}");
+    assert_eq!(st["rejected"], 2, "{st}");
+    ingress.stop();
+    egress.stop();
+    assert_eq!(outbox_files(&tb.outbox), vec!["counts.csv".to_string()]);
+    let failed = audit_records(&audits[1], "package.failed");
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(
+        failed.iter().any(|r| r.to_string().contains(SIGNATURE)),
+        "{failed:#?}"
+    );
+    let rescanned = audit_records(&audits[1], "guard.reinspected");
+    assert!(
+        rescanned
+            .iter()
+            .any(|r| r.to_string().contains("\"malware\":\"unavailable\"")),
+        "{rescanned:#?}"
+    );
+}
