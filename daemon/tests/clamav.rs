@@ -9,8 +9,10 @@
 //! a docx and in a tar.gz, with the signature's name and the engine's
 //! version in the report; a clean corpus passes; an engine stopped in the
 //! middle of a package, a reply that never comes, and a stream over
-//! clamd's StreamMaxLength are never a pass; and a real `ferryd` refuses
-//! an EICAR zip at ingest with the signature in its audit record.
+//! clamd's StreamMaxLength are never a pass; a real `ferryd` refuses an
+//! EICAR zip at ingest with the signature in its audit record and holds
+//! packages while clamd is down; and the egress side scans again on its
+//! own and refuses (never holds) without its engine.
 
 mod common;
 
