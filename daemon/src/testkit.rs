@@ -1,7 +1,7 @@
 //! A complete two-sided link set up in one directory: keys for both sides,
-//! paired, and a configuration file per side. Used by `ferryctl demo`,
-//! `ferryctl bench link` and the end-to-end tests, so all three exercise
-//! the same files an operator would write.
+//! paired, and a configuration file per side. Used by `ferryctl demo`, the
+//! `ferryctl bench` commands and the end-to-end tests, so all of them
+//! exercise the same files an operator would write.
 
 use crate::DaemonError;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ pub struct TestbedOptions {
     pub redundancy: u8,
     /// Egress listen address (its port must be free).
     pub listen: std::net::SocketAddr,
+    /// Ingress bind address of the link socket.
+    pub bind: std::net::SocketAddr,
     /// Socket buffer size requested.
     pub socket_buffer_bytes: usize,
     /// Receive memory bound.
@@ -31,6 +33,10 @@ pub struct TestbedOptions {
     /// pace the link slowly to build a backlog switch it off, so a small
     /// package costs the few datagrams they were timed with.
     pub loss_budget_percent: f64,
+    /// Heartbeats every 200 ms, the link down after 1 s and redundant
+    /// copies 200 ms apart, so tests see the link up quickly; `false`
+    /// leaves these keys out and the shipped defaults apply.
+    pub quick_timing: bool,
 }
 
 impl TestbedOptions {
@@ -44,11 +50,38 @@ impl TestbedOptions {
             rate_bytes_per_s: crate::config::DEFAULT_RATE_BYTES_PER_S,
             redundancy: 1,
             listen: free_udp_port()?,
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             socket_buffer_bytes: 32 << 20,
             max_buffer_bytes: 256 << 20,
             suite: ferry_keys::Suite::Intl,
             loss_budget_percent: 5.0,
+            quick_timing: true,
         })
+    }
+
+    /// The shipped defaults of every key the generated files write (what
+    /// an operator gets who leaves them out), for a link from `bind` to
+    /// `listen`: benchmarks that claim to measure what ships start here.
+    pub fn shipped(
+        link: &str,
+        bind: std::net::SocketAddr,
+        listen: std::net::SocketAddr,
+    ) -> TestbedOptions {
+        use crate::config as d;
+        TestbedOptions {
+            link: link.to_string(),
+            mtu: d::DEFAULT_MTU,
+            repair_overhead_percent: d::DEFAULT_REPAIR_OVERHEAD_PERCENT,
+            rate_bytes_per_s: d::DEFAULT_RATE_BYTES_PER_S,
+            redundancy: d::DEFAULT_REDUNDANCY,
+            listen,
+            bind,
+            socket_buffer_bytes: d::DEFAULT_SOCKET_BUFFER_BYTES,
+            max_buffer_bytes: d::DEFAULT_MAX_BUFFER_BYTES,
+            suite: ferry_keys::Suite::Intl,
+            loss_budget_percent: d::DEFAULT_LOSS_BUDGET_PERCENT,
+            quick_timing: false,
+        }
     }
 }
 
@@ -98,13 +131,18 @@ pub fn create(root: &Path, o: &TestbedOptions) -> Result<Testbed, DaemonError> {
     }
     ferry_keys::import_peer(&ik, &ek.join(ferry_keys::files::PUBLIC), false)?;
     ferry_keys::import_peer(&ek, &ik.join(ferry_keys::files::PUBLIC), false)?;
+    let timing = if o.quick_timing {
+        "redundancy_spacing_ms = 200\nheartbeat_interval_ms = 200\nlink_down_after_ms = 1000\n"
+    } else {
+        ""
+    };
     let common = format!(
-        "name = \"{}\"\nsuite = \"{}\"\nmtu = {}\nsocket_buffer_bytes = {}\nrepair_overhead_percent = {:?}\nredundancy = {}\nredundancy_spacing_ms = 200\nheartbeat_interval_ms = 200\nlink_down_after_ms = 1000\nmax_buffer_bytes = {}\n",
+        "name = \"{}\"\nsuite = \"{}\"\nmtu = {}\nsocket_buffer_bytes = {}\nrepair_overhead_percent = {:?}\nredundancy = {}\n{timing}max_buffer_bytes = {}\n",
         o.link, o.suite.name(), o.mtu, o.socket_buffer_bytes, o.repair_overhead_percent, o.redundancy, o.max_buffer_bytes
     );
     let ingress = format!(
-        "[link]\nrole = \"ingress\"\n{common}peer = [\"{}\"]\nbind = \"127.0.0.1:0\"\nrate_bytes_per_s = {}\nloss_budget_percent = {:?}\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\nspool_dir = \"spool\"\n",
-        o.listen, o.rate_bytes_per_s, o.loss_budget_percent
+        "[link]\nrole = \"ingress\"\n{common}peer = [\"{}\"]\nbind = \"{}\"\nrate_bytes_per_s = {}\nloss_budget_percent = {:?}\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\nspool_dir = \"spool\"\n",
+        o.listen, o.bind, o.rate_bytes_per_s, o.loss_budget_percent
     );
     let egress = format!(
         "[link]\nrole = \"egress\"\n{common}listen = [\"{}\"]\n\n[paths]\nstate_dir = \"state\"\nkeys_dir = \"keys\"\npassphrase_file = \"passphrase\"\noutbox_dir = \"outbox\"\n",

@@ -452,3 +452,88 @@ fn deidentified_tables_cross_with_stable_pseudonyms_until_the_key_rotates() {
         );
     }
 }
+
+/// A profile that strips image metadata (docs/guard.md, "Disarm").
+const PHOTOS: &str = r#"[profile.strict]
+description = "Parcel photographs"
+allowed_types = ["image/jpeg"]
+disarm = "strip"
+"#;
+
+#[test]
+fn a_photo_crosses_both_sides_without_its_gps_position() {
+    for tool in ["cjpeg", "exiftool"] {
+        if Command::new(tool).arg("-ver").output().is_err() {
+            skip(&format!(
+                "`{tool}` not found (Debian: libjpeg-turbo-progs, libimage-exiftool-perl)"
+            ));
+            return;
+        }
+    }
+    let mut site = Site::new();
+    let policy_text = policy(&site.tb.spool, &site.words, PHOTOS);
+    let (ingress, egress) = site.start(&policy_text, "");
+    let root = site.root.clone();
+
+    // A real photo, as a phone would tag it.
+    let ppm = root.join("raw.ppm");
+    let mut raw = b"P6\n32 32\n255\n".to_vec();
+    raw.extend((0..32 * 32 * 3).map(|i| (i % 251) as u8));
+    std::fs::write(&ppm, raw).expect("ppm");
+    let jpeg = Command::new("cjpeg").arg(&ppm).output().expect("cjpeg");
+    assert!(jpeg.status.success());
+    let photo = root.join("parcel.jpg");
+    std::fs::write(&photo, &jpeg.stdout).expect("jpeg");
+    let tag = Command::new("exiftool")
+        .args([
+            "-q",
+            "-overwrite_original",
+            "-GPSLatitude=28.6829",
+            "-GPSLatitudeRef=N",
+        ])
+        .args([
+            "-GPSLongitude=115.8582",
+            "-GPSLongitudeRef=E",
+            "-Artist=Surveyor Wang",
+        ])
+        .arg(&photo)
+        .output()
+        .expect("exiftool");
+    assert!(tag.status.success(), "{tag:?}");
+    let original = std::fs::read(&photo).expect("read");
+
+    let (code, body) = site.push("parcel.jpg", "image/jpeg", &photo);
+    assert_eq!(code, 202, "{body}");
+    assert!(body.contains("\"guard\":\"masked\""), "{body}");
+    let tb = &site.tb;
+    wait_for(Duration::from_secs(30), "the photo delivered", || {
+        outbox_files(&tb.outbox) == vec!["parcel.jpg".to_string()]
+    });
+    let delivered = tb.outbox.join("parcel.jpg");
+    let crossed = std::fs::read(&delivered).expect("read");
+    assert!(crossed.len() < original.len());
+    let tags = Command::new("exiftool")
+        .args(["-j", "-G", "-a"])
+        .arg(&delivered)
+        .output()
+        .expect("exiftool");
+    let tags = String::from_utf8_lossy(&tags.stdout);
+    for t in ["GPS", "Artist", "Wang"] {
+        assert!(!tags.contains(t), "{t} crossed: {tags}");
+    }
+    // The egress side re-inspected the stripped photo: nothing left.
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tb.outbox.join("parcel.jpg.ferry.json")).expect("sidecar"),
+    )
+    .expect("json");
+    assert_eq!(side["ingress_guard"]["verdict"], "masked", "{side}");
+    assert_eq!(side["egress_guard"]["verdict"], "pass", "{side}");
+    // The ingress audit names what was stripped, never the position
+    // (read once the daemons have stopped: one writer at a time).
+    drop((ingress, egress));
+    let (records, export) = site.audit(&site.audits[0], "guard.inspected");
+    assert!(records.contains("image_gps"), "{records}");
+    for secret in ["28.68", "115.85", "Wang"] {
+        assert!(!export.contains(secret), "{secret} in the audit log");
+    }
+}

@@ -217,6 +217,10 @@ pub enum ManifestError {
     /// A different manifest version.
     #[error("unsupported manifest version {0}")]
     Version(u8),
+    /// A suite format this build no longer speaks (see
+    /// [`crate::suite::RETIRED_SUITES`]); never read under another format.
+    #[error("manifest sealed with the retired {0}")]
+    RetiredSuite(&'static str),
 }
 
 impl Manifest {
@@ -338,7 +342,14 @@ impl Manifest {
         if base != MANIFEST_VERSION && base != MANIFEST_VERSION_INSPECTED {
             return Err(ManifestError::Version(version));
         }
-        let suite = SuiteId::from_wire(r.u8("suite")?).ok_or(ManifestError::Field("suite"))?;
+        let suite_byte = r.u8("suite")?;
+        let suite = match SuiteId::from_wire(suite_byte) {
+            Some(s) => s,
+            None => match SuiteId::retired(suite_byte) {
+                Some(what) => return Err(ManifestError::RetiredSuite(what)),
+                None => return Err(ManifestError::Field("suite")),
+            },
+        };
         let mut id = [0u8; 16];
         id.copy_from_slice(r.take(16, "package_id")?);
         let seq = r.u64("seq")?;
@@ -583,6 +594,27 @@ mod tests {
         assert_eq!(
             Manifest::decode_signed(&signed).map(|_| ()),
             Err(ManifestError::Version(5))
+        );
+    }
+
+    #[test]
+    fn a_retired_suite_byte_is_refused_by_name_and_an_unknown_one_as_a_field() {
+        let body = sample().encode_body().expect("encodes");
+        let mut old = body.clone();
+        old[1] = 2; // GM format 1 (SM4-CTR + HMAC-SM3)
+        let old = Manifest::encode_signed(&old, &[5u8; 64]).expect("signs");
+        let e = Manifest::decode_signed(&old).expect_err("retired");
+        assert!(matches!(e, ManifestError::RetiredSuite(_)), "{e}");
+        assert!(
+            e.to_string().contains("upgrade ferryd on the ingress side"),
+            "{e}"
+        );
+        let mut unknown = body;
+        unknown[1] = 0x7f;
+        let unknown = Manifest::encode_signed(&unknown, &[5u8; 64]).expect("signs");
+        assert_eq!(
+            Manifest::decode_signed(&unknown).err(),
+            Some(ManifestError::Field("suite"))
         );
     }
 

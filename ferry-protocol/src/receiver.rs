@@ -14,7 +14,7 @@ use crate::fec::{BlockDecoder, Geometry};
 use crate::manifest::{self, Manifest, PackageId};
 use crate::replay::{ReplayWindow, SeqStatus, WINDOW};
 use crate::sender::package_context;
-use crate::suite::{CryptoError, OpenKeys, PayloadCipher, PayloadDigest};
+use crate::suite::{CryptoError, OpenKeys, PayloadCipher, PayloadDigest, SuiteId};
 use crate::wire::{self, Body, DataHeader, Heartbeat, ManifestHeader};
 use crate::Millis;
 use reed_solomon_simd::ReedSolomonDecoder;
@@ -195,6 +195,15 @@ pub enum Event {
         /// Time since the last fresh heartbeat.
         silent_ms: u64,
     },
+    /// Datagrams of this link arrive in a suite format this build retired
+    /// (an ingress side not yet upgraded). They are dropped, counted in
+    /// [`ReceiverStats::other_link`]; raised once per receiver.
+    RetiredFormat {
+        /// The suite byte they carry.
+        suite_byte: u8,
+        /// What that format was and what to do.
+        what: &'static str,
+    },
     /// A fresh heartbeat arrived: authenticated, and made later (by the
     /// sender's clock) than every heartbeat seen before. Only these are
     /// evidence that the sender is alive.
@@ -323,6 +332,9 @@ pub struct Receiver {
     /// (see [`Receiver::newest_heartbeat_ms`]) so a restart does not make
     /// old heartbeats fresh again.
     newest_heartbeat_ms: Option<u64>,
+    /// Whether [`Event::RetiredFormat`] was raised: once per receiver, since
+    /// an old peer sends thousands of datagrams a second.
+    retired_format_reported: bool,
     link_up: bool,
     gap_cursor: Option<u64>,
     gap_check: Option<(u64, Millis)>,
@@ -364,6 +376,7 @@ impl Receiver {
             held_total: 0,
             last_valid: None,
             newest_heartbeat_ms: None,
+            retired_format_reported: false,
             link_up: false,
             gap_cursor,
             gap_check: None,
@@ -514,6 +527,20 @@ impl Receiver {
         let link = self.keys.link();
         if parsed.common.link_id != self.link_id || parsed.common.suite != link.suite().to_wire() {
             self.stats.other_link += 1;
+            // Our link, but a suite format this build retired: say so
+            // instead of leaving the operator a counter. Nothing in the
+            // datagram is read under the current format, and nothing but
+            // this header byte is trusted (it is not authenticated; a forger
+            // gains one log line per receiver).
+            if parsed.common.link_id == self.link_id && !self.retired_format_reported {
+                if let Some(what) = SuiteId::retired(parsed.common.suite) {
+                    self.retired_format_reported = true;
+                    self.events.push_back(Event::RetiredFormat {
+                        suite_byte: parsed.common.suite,
+                        what,
+                    });
+                }
+            }
             return;
         }
         let Some(mac) = self.epochs.mac(parsed.common.epoch) else {

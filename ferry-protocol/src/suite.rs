@@ -18,16 +18,27 @@ pub const DATAGRAM_TAG_LEN: usize = 16;
 pub enum SuiteId {
     /// Ed25519, X25519 + HKDF-SHA256, AES-256-GCM, HMAC-SHA256, SHA-256.
     Intl,
-    /// SM2, SM3, SM4 (GB/T 32918, 32905, 32907).
+    /// SM2, SM3, SM4 (GB/T 32918, 32905, 32907): payload format 2,
+    /// SM4-GCM chunks and GHASH-then-SM4 datagram tags.
     Gm,
 }
+
+/// Suite bytes of formats this build no longer speaks, with what an
+/// operator should do about a peer that still sends them. They are never
+/// reused for another format, so an old datagram or manifest is refused
+/// by name instead of being read under the wrong algorithms.
+pub const RETIRED_SUITES: &[(u8, &str)] = &[(
+    2,
+    "GM suite format 1 (SM4-CTR + HMAC-SM3, ferry before GM format 2): upgrade ferryd on the ingress side so both sides run GM format 2",
+)];
 
 impl SuiteId {
     /// The byte that names this suite on the wire.
     pub fn to_wire(self) -> u8 {
         match self {
             SuiteId::Intl => 1,
-            SuiteId::Gm => 2,
+            // Byte 2 was GM format 1; see [`RETIRED_SUITES`].
+            SuiteId::Gm => 3,
         }
     }
 
@@ -35,9 +46,18 @@ impl SuiteId {
     pub fn from_wire(b: u8) -> Option<Self> {
         match b {
             1 => Some(SuiteId::Intl),
-            2 => Some(SuiteId::Gm),
+            3 => Some(SuiteId::Gm),
             _ => None,
         }
+    }
+
+    /// What a retired suite byte was and what to do, or `None` for a byte
+    /// that never named a suite.
+    pub fn retired(b: u8) -> Option<&'static str> {
+        RETIRED_SUITES
+            .iter()
+            .find(|(byte, _)| *byte == b)
+            .map(|(_, what)| *what)
     }
 
     /// The configuration name (`intl`, `gm`).

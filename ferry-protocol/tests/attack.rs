@@ -7,7 +7,9 @@
 //!   heartbeat seen, across restarts) is evidence of a live link; a replayed
 //!   one is counted and reported, never taken as life;
 //! - a resend under a new sequence number names, signed, the sequence
-//!   number it was first sent under, so the egress side can close the gap.
+//!   number it was first sent under, so the egress side can close the gap;
+//! - datagrams of this link in a retired suite format (docs/keys.md, "GM
+//!   format 1") are dropped before the MAC and named once, never read.
 
 mod common;
 
@@ -219,4 +221,47 @@ fn a_copy_of_the_newest_heartbeat_is_a_duplicate_not_a_replay() {
         before.duplicate + 1,
         "counted as a duplicate"
     );
+}
+
+/// Promise: a datagram of this link whose suite byte names a retired
+/// format is dropped before any other work (counted `other_link`) and the
+/// receiver says once what it is and what to do; another link's datagrams
+/// with that byte raise nothing.
+#[test]
+fn a_retired_suite_format_is_dropped_and_named_once() {
+    let (k, _, tape) = captured_run();
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let old: Vec<Vec<u8>> = tape
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            d[2] = 2; // GM format 1
+            d
+        })
+        .collect();
+    let mut foreign = old[0].clone();
+    foreign[4] ^= 0xff; // another link id
+    e.receiver.handle_datagram(Millis(1), &foreign);
+    assert!(e.receiver.poll_event().is_none(), "not this link's");
+    for d in &old {
+        e.receiver.handle_datagram(Millis(1), d);
+    }
+    let st = e.receiver.stats();
+    assert_eq!(st.other_link, old.len() as u64 + 1);
+    assert_eq!(st.authenticated, 0);
+    let mut named = 0;
+    while let Some(ev) = e.receiver.poll_event() {
+        match ev {
+            Event::RetiredFormat { suite_byte, what } => {
+                assert_eq!(suite_byte, 2);
+                assert!(
+                    what.contains("upgrade ferryd on the ingress side"),
+                    "{what}"
+                );
+                named += 1;
+            }
+            other => panic!("a retired-format datagram was read: {other:?}"),
+        }
+    }
+    assert_eq!(named, 1, "named once, not once per datagram");
 }

@@ -21,6 +21,7 @@ const NAMES: &[(&str, &str)] = &[
     ("a.csv.gz", "application/gzip"),
     ("a.pdf", "application/pdf"),
     ("a.png", "image/png"),
+    ("a.jpg", "image/jpeg"),
     ("a", ""),
 ];
 
@@ -32,7 +33,8 @@ fn guard() -> &'static Guard {
             "archives": { "allowed": true, "max_depth": 3, "max_members": 64, "max_expanded_bytes": 8_388_608, "max_ratio": 100 },
             "dirty_words": { "lists": ["/fuzz/words.txt"], "action": "mask" },
             "pii": { "action": "mask" },
-            "geodata": { "max_decimal_places": 4, "forbidden_attributes": ["owner"], "coordinate_columns": ["lon", "lat"], "action": "mask" }
+            "geodata": { "max_decimal_places": 4, "forbidden_attributes": ["owner"], "coordinate_columns": ["lon", "lat"], "action": "mask" },
+            "disarm": "strip"
         });
         let profile = Profile::from_settings("fuzz", &settings, &lists).expect("profile");
         Guard::with_finding_key(profile, b"fuzz")

@@ -201,7 +201,78 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // Disarm: a 16 MiB JPEG with an EXIF block holding a GPS position,
+    // stripped (every marker walked, the entropy-coded data scanned for
+    // markers, the block cut out and the rest written).
+    let photos = Guard::with_finding_key(
+        Profile::from_settings(
+            "photos",
+            &serde_json::json!({ "allowed_types": ["image/*"], "disarm": "strip" }),
+            &|_: &Path| -> std::io::Result<Vec<u8>> { Ok(Vec::new()) },
+        )
+        .expect("profile"),
+        b"bench",
+    );
+    let data = jpeg_with_gps(SIZE);
+    let (r, out) = photos
+        .inspect_bytes(&data, "parcel.jpg", "image/jpeg")
+        .expect("inspects");
+    assert_eq!(r.verdict.as_str(), "masked");
+    eprintln!(
+        "jpeg_strip_gps: {} bytes, verdict {}, {} bytes after",
+        data.len(),
+        r.verdict.as_str(),
+        out.map_or(0, |o| o.len())
+    );
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("jpeg_strip_gps", |b| {
+        b.iter(|| {
+            photos
+                .inspect_bytes(&data, "parcel.jpg", "image/jpeg")
+                .expect("inspects")
+        })
+    });
     group.finish();
+}
+
+/// A JPEG of about `bytes`: JFIF, an EXIF block with a GPS directory,
+/// tables, one scan of pseudo-random entropy-coded data (0xFF stuffed, a
+/// restart marker every 4 KiB), EOI.
+fn jpeg_with_gps(bytes: usize) -> Vec<u8> {
+    fn seg(v: &mut Vec<u8>, code: u8, payload: &[u8]) {
+        v.extend_from_slice(&[0xFF, code]);
+        v.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        v.extend_from_slice(payload);
+    }
+    let mut v = vec![0xFF, 0xD8];
+    seg(&mut v, 0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+    let mut exif =
+        b"Exif\0\0II*\0\x08\0\0\0\x01\0\x25\x88\x04\0\x01\0\0\0\x1a\0\0\0\0\0\0\0".to_vec();
+    exif.resize(8 * 1024, 0);
+    seg(&mut v, 0xE1, &exif);
+    seg(&mut v, 0xDB, &[0; 65]);
+    seg(&mut v, 0xC0, &[8, 0, 16, 0, 16, 1, 1, 0x11, 0]);
+    seg(&mut v, 0xC4, &[0; 29]);
+    seg(&mut v, 0xDA, &[1, 1, 0, 0, 63, 0]);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut n = 0u32;
+    while v.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for b in x.to_le_bytes() {
+            v.push(b);
+            if b == 0xFF {
+                v.push(0);
+            }
+        }
+        if v.len() % 4096 < 8 {
+            v.extend_from_slice(&[0xFF, 0xD0 + (n % 8) as u8]);
+            n += 1;
+        }
+    }
+    v.extend_from_slice(&[0xFF, 0xD9]);
+    v
 }
 
 criterion_group!(benches, bench);

@@ -451,6 +451,13 @@ impl<'a> Ctx<'a> {
                 );
                 xml::inspect(self, r)
             }
+            Kind::Jpeg | Kind::Png | Kind::Tiff if self.profile.disarm.is_some() => {
+                // Metadata is cut out of the image where it stands: at the
+                // top level the image can be rewritten (`can_mask` still
+                // refuses inside archives).
+                self.mask_refusal = None;
+                crate::disarm::image(self, r, kind, top)
+            }
             _ => {
                 self.mask_refusal = Some("the guard cannot rewrite this type");
                 opaque::inspect(self, r, kind)
@@ -1087,6 +1094,7 @@ impl<'a> Ctx<'a> {
         let mut reasons = self.reasons;
         for ((kind, detector, action), n) in &self.tally {
             let what = match action {
+                Action::Mask if *kind == FindingKind::Disarm => "stripped",
                 Action::Mask => "masked",
                 Action::Reject => "rejected",
                 Action::Review => "held for review",
@@ -1206,6 +1214,7 @@ fn kind_label(k: FindingKind) -> &'static str {
         FindingKind::Geodata => "geodata",
         FindingKind::Uninspectable => "uninspectable content",
         FindingKind::Malware => "malware",
+        FindingKind::Disarm => "metadata or active content",
     }
 }
 

@@ -34,6 +34,7 @@ mod archive;
 mod clamd;
 mod csv;
 mod deid;
+mod disarm;
 mod emit;
 mod error;
 mod geo;
@@ -67,9 +68,10 @@ pub use inspect::{Guard, FINDINGS_LISTED_MAX};
 pub use json::{DEPTH_MAX as JSON_DEPTH_MAX, STRING_MAX_BYTES as JSON_STRING_MAX_BYTES};
 pub use pii::{prc_id_check, uscc_check};
 pub use profile::{
-    FsLists, ListSource, MalwareRules, Profile, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EXPANDED_BYTES,
-    DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, DEFAULT_MAX_SIGNATURE_AGE_DAYS, LIST_MAX_BYTES,
-    MALWARE_MAX_STREAM_BYTES_MAX, MALWARE_TIMEOUT_MS_RANGE,
+    Disarm, FsLists, ListSource, MalwareRules, Profile, DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_EXPANDED_BYTES, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO,
+    DEFAULT_MAX_SIGNATURE_AGE_DAYS, LIST_MAX_BYTES, MALWARE_MAX_STREAM_BYTES_MAX,
+    MALWARE_TIMEOUT_MS_RANGE,
 };
 pub use report::{
     Action, Deidentification, Finding, FindingKind, Location, MalwareDetection, MalwareScan,

@@ -65,6 +65,7 @@ struct Settings {
     geodata: Option<GeoSettings>,
     office: Option<OfficeSettings>,
     legacy_encodings: Option<bool>,
+    disarm: Option<String>,
     columns: Option<Vec<ColumnSettings>>,
     require_rules: Option<bool>,
     suppression: Option<SuppressionSettings>,
@@ -210,6 +211,30 @@ pub struct Profile {
     pub(crate) tables: TableRules,
     /// `malware = { … }`: scan with clamd.
     malware: Option<MalwareRules>,
+    /// `disarm`: what to do about metadata and active content the guard
+    /// can remove (absent: nothing is looked for).
+    pub(crate) disarm: Option<Disarm>,
+}
+
+/// `disarm = "strip" | "refuse"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disarm {
+    /// Remove what was found and let the package go on (verdict
+    /// `masked`); where the guard cannot rewrite (inside an archive), the
+    /// package is refused.
+    Strip,
+    /// Refuse a package that carries any.
+    Refuse,
+}
+
+impl Disarm {
+    /// The action a disarm finding takes.
+    pub(crate) fn action(self) -> Action {
+        match self {
+            Disarm::Strip => Action::Mask,
+            Disarm::Refuse => Action::Reject,
+        }
+    }
 }
 
 impl fmt::Debug for Profile {
@@ -372,6 +397,16 @@ impl Profile {
         let tables =
             crate::rules::table_rules(s.columns, s.require_rules, s.suppression).map_err(bad)?;
         let malware = s.malware.map(malware_rules).transpose().map_err(bad)?;
+        let disarm = match s.disarm.as_deref() {
+            None => None,
+            Some("strip") => Some(Disarm::Strip),
+            Some("refuse") => Some(Disarm::Refuse),
+            Some(other) => {
+                return Err(bad(format!(
+                    "disarm: unknown mode `{other}`; use \"strip\" or \"refuse\""
+                )))
+            }
+        };
         Ok(Profile {
             name: name.to_string(),
             description: s.description,
@@ -384,6 +419,7 @@ impl Profile {
             legacy_encodings: s.legacy_encodings.unwrap_or(false),
             tables,
             malware,
+            disarm,
         })
     }
 
@@ -432,6 +468,11 @@ impl Profile {
     /// scanned with, and what to do when it cannot answer.
     pub fn malware(&self) -> Option<&MalwareRules> {
         self.malware.as_ref()
+    }
+
+    /// `disarm`, when the profile sets it.
+    pub fn disarm(&self) -> Option<Disarm> {
+        self.disarm
     }
 
     /// Does the profile ask for any check of the content itself?

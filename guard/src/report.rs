@@ -81,6 +81,10 @@ pub enum FindingKind {
     /// A malware signature matched (`detector` is `clamav`; `pattern` is
     /// the signature's name as the engine gives it).
     Malware,
+    /// Metadata or active content that `disarm` strips or refuses
+    /// (`detector` is `image_gps` or `image_metadata`; the location's
+    /// `field` names the segment or chunk, e.g. `APP1 Exif`).
+    Disarm,
 }
 
 impl FindingKind {
@@ -92,6 +96,7 @@ impl FindingKind {
             FindingKind::Geodata => "geodata",
             FindingKind::Uninspectable => "uninspectable",
             FindingKind::Malware => "malware",
+            FindingKind::Disarm => "disarm",
         }
     }
 }

@@ -15,7 +15,10 @@
 //! returns a [`Report`] of what is in force and what is off. A step is off
 //! only when the configuration says so; `ferryd` logs every off step and
 //! `ferryctl selfcheck` fails it. Also here: locked, non-dumpable pages for
-//! secrets ([`memory`]) and the `sd_notify` writer ([`notify`]).
+//! secrets ([`memory`]) and the `sd_notify` writer ([`notify`]); and, as
+//! the one crate where `unsafe` may live, SM4-CTR on the AES instructions
+//! for the GM suite ([`sm4_simd`], [`ghash_simd`]: each one `unsafe` call
+//! after CPU detection).
 //!
 //! This crate never decides *what* to allow: the daemon computes the paths,
 //! capabilities and user from its configuration. It is the only crate
@@ -25,11 +28,13 @@ pub mod clock;
 pub mod environment;
 pub mod fds;
 pub mod filesystem;
+pub mod ghash_simd;
 pub mod memory;
 pub mod notify;
 pub mod privileges;
 pub mod process;
 pub mod seccomp;
+pub mod sm4_simd;
 #[cfg(test)]
 mod test_support;
 

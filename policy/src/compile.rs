@@ -828,6 +828,7 @@ const PROFILE_KEYS: &[&str] = &[
     "geodata",
     "office",
     "legacy_encodings",
+    "disarm",
     "columns",
     "require_rules",
     "suppression",
@@ -846,6 +847,7 @@ const MALWARE_ENGINES: &[&str] = &["clamd"];
 /// What a profile may do with a package the engine could not scan.
 const ON_UNAVAILABLE: &[&str] = &["hold", "refuse"];
 const OFFICE_KEYS: &[&str] = &["action"];
+const DISARM_MODES: &[&str] = &["strip", "refuse"];
 const ARCHIVE_KEYS: &[&str] = &[
     "allowed",
     "formats",
@@ -2125,6 +2127,21 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
     t.bool(ctx, "legacy_encodings");
     if let Some(m) = t.table(ctx, "malware", MALWARE_KEYS) {
         read_malware(ctx, &m);
+    }
+    // Metadata and active content (docs/guard.md, "Disarm").
+    if let Some(d) = t.str(ctx, "disarm") {
+        if !DISARM_MODES.contains(&d.v.as_str()) {
+            let hint = suggest(&d.v, DISARM_MODES)
+                .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
+            ctx.err(
+                "invalid-value",
+                &d.loc,
+                format!(
+                    "unknown disarm mode \"{}\"{hint}; use \"strip\" (cut image metadata out and go on) or \"refuse\" (refuse packages that carry any)",
+                    d.v
+                ),
+            );
+        }
     }
     if ctx.diags.len() > before {
         return None;

@@ -659,3 +659,22 @@ fn malware_settings_are_located() {
         assert!(msg.contains(needle), "{m}: {msg}");
     }
 }
+
+#[test]
+fn unknown_disarm_mode_points_at_the_value_and_names_the_modes() {
+    let text = edit(
+        "[profile.strict]\n",
+        "[profile.strict]\ndisarm = \"strp\"\n",
+    );
+    let (l, c, code, m) = one_error(&text);
+    assert_eq!((l, c, code), (19, 10, "invalid-value"));
+    assert!(m.contains("did you mean `strip`"), "{m}");
+    assert!(m.contains("\"refuse\""), "{m}");
+    for ok in ["strip", "refuse"] {
+        let text = edit(
+            "[profile.strict]\n",
+            &format!("[profile.strict]\ndisarm = \"{ok}\"\n"),
+        );
+        assert_eq!(errors(&text), vec![]);
+    }
+}

@@ -6,10 +6,20 @@
 //! and `crate::kdf`):
 //! SM2 manifest signatures (GB/T 32918.2, with the signer's distinguishing
 //! ID hashed into `Z_A`), SM2 public-key encryption of a fresh package key
-//! (GB/T 32918.4), SM4-CTR + HMAC-SM3 encrypt-then-MAC payload chunks
-//! (GB/T 32907, GB/T 32905), an HMAC-SM3 HKDF (RFC 5869 with SM3) for the
-//! epoch ratchet and every derived key, and truncated HMAC-SM3 datagram
-//! tags.
+//! (GB/T 32918.4), SM4-GCM payload chunks (GB/T 32907 in the GCM mode of
+//! NIST SP 800-38D, as RFC 8998 and GB/T 36624 use it), an HMAC-SM3 HKDF
+//! (RFC 5869 with SM3, GB/T 32905) for the epoch ratchet and every derived
+//! key, and GHASH-then-SM4 datagram tags.
+//!
+//! This is the suite's payload format 2 (suite byte 3 on the wire). Format
+//! 1 sealed chunks with SM4-CTR + HMAC-SM3 and tagged datagrams with
+//! HMAC-SM3: three passes over every byte on each side (SM4, the chunk
+//! HMAC, the datagram HMAC) besides the SM3 digest, which held a link to
+//! 0.4 x OpenSSL's own SM4 speed. GCM folds the chunk MAC into GHASH, a
+//! carry-less multiply per block that costs a few percent of SM4, and the
+//! datagram tag uses the same GHASH. OpenSSL 3.0 has no SM4-GCM, so the
+//! mode is composed here from OpenSSL's SM4-CTR and the `ghash` crate
+//! (PCLMULQDQ when the CPU has it), and pinned by RFC 8998's vector.
 //!
 //! Algorithms are looked up by name at run time (never through OpenSSL's
 //! compile-time `OPENSSL_NO_SM*` switches), so this crate builds against an
@@ -27,7 +37,10 @@ use std::sync::Arc;
 use ferry_protocol::manifest::MAX_EPHEMERAL_LEN;
 use ferry_protocol::suite::{
     CryptoError, DatagramMac, LinkCrypto, PayloadCipher, PayloadDigest, Secret32, SuiteId,
+    DATAGRAM_TAG_LEN,
 };
+use ghash::universal_hash::{KeyInit, UniversalHash};
+use ghash::GHash;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;
@@ -51,22 +64,23 @@ pub const MAX_DISTINGUISHING_ID_LEN: usize = 8191;
 pub const MAX_SIGNATURE_DER_LEN: usize = 72;
 /// Length of the random package key carried SM2-encrypted in the manifest.
 pub const PACKAGE_KEY_LEN: usize = 32;
-/// Per-chunk overhead: the full 32-byte HMAC-SM3 tag. Truncating would
-/// save 16 bytes per 64 KiB chunk (0.02 %), not worth giving up margin.
-pub const CHUNK_TAG_LEN: usize = 32;
+/// Per-chunk overhead: the full 16-byte GCM tag (never truncated; SP
+/// 800-38D's short tags are for constrained links, not this one).
+pub const CHUNK_TAG_LEN: usize = 16;
 
 /// The labels of the GM key schedule (see `crate::kdf`).
 const LABELS: Labels = Labels {
     ratchet_salt: b"ferry/v1/gm/epoch-ratchet",
     ratchet_info: b"next",
-    datagram_mac_info: b"ferry/v1/gm/datagram-mac",
+    // v2: format 2 derives SM4 and GHASH keys here, not an HMAC key; the
+    // new label keeps the two formats' keys apart.
+    datagram_mac_info: b"ferry/v2/gm/datagram-mac",
     pairing_salt: b"ferry/v1/gm/pairing",
     pairing_info: b"ferry/v1/gm/epoch0",
 };
-/// HKDF info prefix (followed by the package context) of the SM4 key.
-const PAYLOAD_ENC_INFO: &[u8] = b"ferry/v1/gm/payload-enc";
-/// HKDF info prefix (followed by the package context) of the chunk MAC key.
-const PAYLOAD_MAC_INFO: &[u8] = b"ferry/v1/gm/payload-mac";
+/// HKDF info prefix (followed by the package context) of the SM4-GCM key
+/// (v2: format 1's SM4-CTR key is never reused under GCM).
+const PAYLOAD_ENC_INFO: &[u8] = b"ferry/v2/gm/payload-enc";
 
 /// SM3 digest length.
 const SM3_LEN: usize = 32;
@@ -78,6 +92,14 @@ const SM4_KEY_LEN: usize = 16;
 const SM4_BLOCK_LEN: usize = 16;
 /// OpenSSL's name of SM4 in counter mode, fetched at run time.
 const SM4_CTR_NAME: &str = "SM4-CTR";
+/// OpenSSL's name of SM4 on single blocks (the datagram tag's last step).
+const SM4_ECB_NAME: &str = "SM4-ECB";
+/// GCM nonce length (the 96-bit IV of SP 800-38D, J0 = IV || 0^31 || 1).
+const GCM_NONCE_LEN: usize = 12;
+/// Longest GCM plaintext (SP 800-38D: 2^39 - 256 bits), where the 32-bit
+/// block counter would wrap. OpenSSL's CTR increments all 128 bits, which
+/// equals GCM's 32-bit increment only below this length.
+const GCM_MAX_LEN: u64 = (1 << 36) - 32;
 
 /// Decodes a fixed-length hex constant at compile time.
 const fn hex<const N: usize>(s: &str) -> [u8; N] {
@@ -120,6 +142,22 @@ const SM4_KAT_CIPHERTEXT: [u8; 16] = hex("681edf34d206965e86b3e94f536e4246");
 /// GM/T 0042-2015 appendix D.3, second example: key 01..25, 50 x 0xcd.
 const HMAC_SM3_KAT: [u8; 32] =
     hex("220bf579ded555393f0159f66c99877822a3ecf610d1552154b41d44b94db3ae");
+/// RFC 8998 appendix A.1, SM4-GCM: the key is [`SM4_KAT_KEY`].
+const SM4_GCM_KAT_NONCE: [u8; GCM_NONCE_LEN] = hex("00001234567800000000ABCD");
+/// RFC 8998 A.1 additional data.
+const SM4_GCM_KAT_AAD: [u8; 20] = hex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2");
+/// RFC 8998 A.1 plaintext.
+const SM4_GCM_KAT_PLAINTEXT: [u8; 64] = hex(concat!(
+    "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD",
+    "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA"
+));
+/// RFC 8998 A.1 ciphertext.
+const SM4_GCM_KAT_CIPHERTEXT: [u8; 64] = hex(concat!(
+    "17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735",
+    "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
+));
+/// RFC 8998 A.1 tag.
+const SM4_GCM_KAT_TAG: [u8; 16] = hex("83DE3541E4C2B58177E065A9BF7B62EC");
 
 /// Why the GM suite cannot be used or a GM key or signature was refused.
 /// Messages name the thing and say what to do; none carries key material.
@@ -184,6 +222,9 @@ pub enum GmError {
     /// An SM2 signature does not verify.
     #[error("SM2 signature does not verify under the given public key and distinguishing ID")]
     BadSignature,
+    /// An SM4-GCM tag does not authenticate the ciphertext.
+    #[error("SM4-GCM tag does not match: the ciphertext, nonce, additional data or key differ")]
+    BadTag,
     /// An OpenSSL operation failed for a reason other than the above.
     #[error("OpenSSL {operation} failed: {detail}")]
     Crypto {
@@ -262,6 +303,27 @@ pub fn ensure_available() -> Result<(), GmError> {
     if block != SM4_KAT_CIPHERTEXT {
         return Err(self_test("SM4-CTR"));
     }
+    // SM4-GCM as composed here (RFC 8998 A.1), and SM4-ECB, which the
+    // datagram tag needs.
+    let gcm =
+        Sm4Gcm::new(&cipher, &SM4_KAT_KEY).map_err(|e| unavailable("SM4-CTR")(e.to_string()))?;
+    let mut data = SM4_GCM_KAT_PLAINTEXT;
+    let tag = gcm
+        .seal(&SM4_GCM_KAT_NONCE, &SM4_GCM_KAT_AAD, &mut data)
+        .map_err(|e| unavailable("SM4-CTR")(e.to_string()))?;
+    if data != SM4_GCM_KAT_CIPHERTEXT || tag != SM4_GCM_KAT_TAG {
+        return Err(self_test("SM4-GCM"));
+    }
+    let ecb = sm4_ecb().map_err(unavailable("SM4-ECB"))?;
+    let prp =
+        Sm4Block::new(&ecb, &SM4_KAT_KEY).map_err(|e| unavailable("SM4-ECB")(e.to_string()))?;
+    if prp
+        .encrypt(&SM4_KAT_KEY)
+        .map_err(|e| unavailable("SM4-ECB")(e.to_string()))?
+        != SM4_KAT_CIPHERTEXT
+    {
+        return Err(self_test("SM4-ECB"));
+    }
 
     // SM2: keygen, sign + verify, encrypt + decrypt, ECDH.
     let sm2 = |e: GmError| match e {
@@ -300,6 +362,11 @@ fn sm3_md() -> Result<MessageDigest, String> {
 /// SM4-CTR fetched from the default provider.
 fn sm4_ctr() -> Result<Cipher, String> {
     Cipher::fetch(None, SM4_CTR_NAME, None).map_err(|e| e.to_string())
+}
+
+/// SM4-ECB fetched from the default provider.
+fn sm4_ecb() -> Result<Cipher, String> {
+    Cipher::fetch(None, SM4_ECB_NAME, None).map_err(|e| e.to_string())
 }
 
 /// SM4-CTR of `data` in place (encryption and decryption are the same).
@@ -346,6 +413,38 @@ pub fn hmac_sm3(key: &[u8], data: &[u8]) -> Result<[u8; 32], GmError> {
         .and_then(|m| m.mac_into(&[data], &mut out))
         .map_err(GmError::crypto("HMAC-SM3"))?;
     Ok(out)
+}
+
+/// SM4-GCM encryption (RFC 8998, GB/T 36624) of `data` in place with a
+/// 96-bit nonce; returns the 16-byte tag. What a payload chunk is sealed
+/// with, exposed for known-answer and interop checks.
+pub fn sm4_gcm_encrypt(
+    key: &[u8; SM4_KEY_LEN],
+    nonce: &[u8; GCM_NONCE_LEN],
+    aad: &[u8],
+    data: &mut [u8],
+) -> Result<[u8; 16], GmError> {
+    let cipher = sm4_ctr().map_err(unavailable("SM4-CTR"))?;
+    Sm4Gcm::new(&cipher, key)
+        .and_then(|g| g.seal(nonce, aad, data))
+        .map_err(GmError::crypto("SM4-GCM encryption"))
+}
+
+/// SM4-GCM decryption in place: [`GmError::BadTag`] (and `data` untouched)
+/// unless `tag` authenticates `aad` and `data`.
+pub fn sm4_gcm_decrypt(
+    key: &[u8; SM4_KEY_LEN],
+    nonce: &[u8; GCM_NONCE_LEN],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8],
+) -> Result<(), GmError> {
+    let cipher = sm4_ctr().map_err(unavailable("SM4-CTR"))?;
+    match Sm4Gcm::new(&cipher, key).and_then(|g| g.open(nonce, aad, data, tag)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(GmError::BadTag),
+        Err(e) => Err(GmError::crypto("SM4-GCM decryption")(e)),
+    }
 }
 
 /// SM3 over the concatenation of `parts`.
@@ -433,7 +532,7 @@ fn hkdf_sm3_32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Result<Secret32, Erro
     kdf::hkdf_32::<HmacSm3>(salt, ikm, info)
 }
 
-/// Link primitives of the GM suite: HKDF-SM3 ratchet, truncated HMAC-SM3
+/// Link primitives of the GM suite: HKDF-SM3 ratchet, GHASH-then-SM4
 /// datagram tags, SM3 digests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GmLink;
@@ -457,15 +556,22 @@ impl LinkCrypto for GmLink {
     /// # Panics
     /// Like [`GmLink::ratchet`], if OpenSSL's SM3 fails.
     fn datagram_mac(&self, epoch_secret: &Secret32) -> Box<dyn DatagramMac> {
-        match kdf::datagram_mac::<HmacSm3>(&LABELS, epoch_secret) {
+        match GhashSm4Mac::new(epoch_secret) {
             Ok(mac) => Box::new(mac),
-            Err(e) => panic!("OpenSSL HMAC-SM3 failed after the startup self-test passed: {e}"),
+            Err(e) => {
+                panic!("OpenSSL HMAC-SM3 or SM4 failed after the startup self-test passed: {e}")
+            }
         }
     }
 
     fn new_digest(&self) -> Box<dyn PayloadDigest> {
-        let hasher = sm3_md().ok().and_then(|md| Hasher::new(md).ok());
-        Box::new(Sm3Digest(hasher))
+        match sm3_md().ok().and_then(|md| Hasher::new(md).ok()) {
+            Some(hasher) => Box::new(Sm3Digest::Inline {
+                hasher,
+                absorbed: 0,
+            }),
+            None => Box::new(Sm3Digest::Failed),
+        }
     }
 
     fn digest_len(&self) -> usize {
@@ -473,56 +579,395 @@ impl LinkCrypto for GmLink {
     }
 }
 
-/// Incremental SM3 of package plaintext. `None` after an OpenSSL failure:
-/// `finish` then returns an empty digest, which never matches a manifest's
-/// 32-byte digest, so the package fails closed.
-struct Sm3Digest(Option<Hasher>);
+/// Bytes of a package hashed on the caller's thread before the rest of its
+/// SM3 moves to a thread of its own. Small packages (the many-small-files
+/// case) never pay for a thread; a large one pays one spawn per several
+/// milliseconds of hashing.
+const SM3_OFFLOAD_AFTER_BYTES: u64 = 4 << 20;
+/// Plaintext pieces queued for the SM3 thread at most: when it falls
+/// behind, `update` waits, so one package holds at most this many pieces
+/// (each as long as the receiver's pieces, one payload chunk).
+const SM3_QUEUE_PIECES: usize = 4;
+
+/// Incremental SM3 of package plaintext. On the egress side SM3 was the
+/// largest cost left on the receive thread (OpenSSL's C SM3, about a third
+/// of SM4-GCM's speed), which bounds the whole link, while the other core
+/// had room: past [`SM3_OFFLOAD_AFTER_BYTES`] the hashing goes on in a
+/// thread of the package's own, fed in order through a bounded queue. The
+/// digest is the same either way; only where it is computed changes.
+///
+/// After an OpenSSL failure (or a lost SM3 thread) `finish` returns an
+/// empty digest, which never matches a manifest's 32-byte digest, so the
+/// package fails closed.
+enum Sm3Digest {
+    /// Hashing on the caller's thread.
+    Inline {
+        hasher: Hasher,
+        absorbed: u64,
+    },
+    /// Hashing on its own thread, which returns the hasher when the queue
+    /// closes.
+    Offloaded {
+        queue: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::JoinHandle<Option<Hasher>>,
+    },
+    Failed,
+}
+
+impl Sm3Digest {
+    /// Moves the hashing to a thread; stays inline if no thread starts.
+    fn offload(hasher: Hasher, absorbed: u64) -> Sm3Digest {
+        let (queue, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(SM3_QUEUE_PIECES);
+        // The hasher moves into the thread only if the thread starts.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(hasher)));
+        let theirs = std::sync::Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("ferry-sm3".into())
+            .spawn(move || {
+                let mut hasher = theirs.lock().ok()?.take()?;
+                for piece in pieces {
+                    hasher.update(&piece).ok()?;
+                }
+                Some(hasher)
+            });
+        match spawned {
+            Ok(worker) => Sm3Digest::Offloaded { queue, worker },
+            // No thread (limits reached): hash here, as before. The thread
+            // never ran, so the hasher is still in its slot.
+            Err(_) => match slot.lock().ok().and_then(|mut s| s.take()) {
+                Some(hasher) => Sm3Digest::Inline { hasher, absorbed },
+                None => Sm3Digest::Failed,
+            },
+        }
+    }
+}
 
 impl PayloadDigest for Sm3Digest {
     fn update(&mut self, data: &[u8]) {
-        if let Some(h) = &mut self.0 {
-            if h.update(data).is_err() {
-                self.0 = None;
+        let state = std::mem::replace(self, Sm3Digest::Failed);
+        *self = match state {
+            Sm3Digest::Inline {
+                mut hasher,
+                absorbed,
+            } => {
+                if hasher.update(data).is_err() {
+                    Sm3Digest::Failed
+                } else {
+                    let absorbed = absorbed + data.len() as u64;
+                    if absorbed < SM3_OFFLOAD_AFTER_BYTES {
+                        Sm3Digest::Inline { hasher, absorbed }
+                    } else {
+                        Sm3Digest::offload(hasher, absorbed)
+                    }
+                }
             }
-        }
+            Sm3Digest::Offloaded { queue, worker } => {
+                // A closed queue means the thread stopped on an OpenSSL
+                // error: the digest has failed.
+                if queue.send(data.to_vec()).is_ok() {
+                    Sm3Digest::Offloaded { queue, worker }
+                } else {
+                    Sm3Digest::Failed
+                }
+            }
+            Sm3Digest::Failed => Sm3Digest::Failed,
+        };
     }
 
     fn finish(self: Box<Self>) -> Vec<u8> {
-        match self.0 {
-            Some(mut h) => h.finish().map(|d| d.to_vec()).unwrap_or_default(),
-            None => Vec::new(),
+        let hasher = match *self {
+            Sm3Digest::Inline { hasher, .. } => Some(hasher),
+            Sm3Digest::Offloaded { queue, worker } => {
+                drop(queue);
+                worker.join().ok().flatten()
+            }
+            Sm3Digest::Failed => None,
+        };
+        hasher
+            .and_then(|mut h| h.finish().ok())
+            .map(|d| d.to_vec())
+            .unwrap_or_default()
+    }
+}
+
+/// SM4-GCM (SP 800-38D with SM4; RFC 8998, GB/T 36624) under one key,
+/// composed from SM4 in counter mode and GHASH because OpenSSL 3.0 has no
+/// SM4-GCM. The counter mode is [`ferry_hardening::sm4_simd`] (SM4 on the
+/// AES instructions, several times OpenSSL's table-driven SM4) where the CPU
+/// has AES-NI, else OpenSSL's SM4-CTR; both give the same bytes (tests
+/// compare them) and both keep the key schedule from chunk to chunk.
+struct Sm4Gcm {
+    ctr: Sm4Stream,
+    /// GHASH keyed with `H = E_K(0^128)`. Both implementations wipe `H`
+    /// when dropped (the `polyval` crate through its `zeroize` feature).
+    ghash: GhashKey,
+}
+
+/// SM4 in counter mode under one key.
+enum Sm4Stream {
+    /// SM4 on the AES instructions.
+    Simd(ferry_hardening::sm4_simd::Sm4Ctr),
+    /// OpenSSL's SM4-CTR. A `RefCell` because [`PayloadCipher`] seals
+    /// through `&self` and a package cipher is used by one thread at a time
+    /// (it is `Send`, not shared).
+    OpenSsl(std::cell::RefCell<CipherCtx>),
+}
+
+impl Sm4Stream {
+    fn openssl(cipher: &Cipher, key: &[u8; SM4_KEY_LEN]) -> Result<Self, ErrorStack> {
+        let mut ctx = CipherCtx::new()?;
+        ctx.encrypt_init(Some(cipher), Some(key), Some(&[0u8; SM4_BLOCK_LEN]))?;
+        Ok(Sm4Stream::OpenSsl(std::cell::RefCell::new(ctx)))
+    }
+
+    /// XORs `first` and then `rest` with the keystream from `counter` on:
+    /// `first` takes the first block (GCM's tag mask, or `H`), `rest` the
+    /// blocks after it.
+    fn apply(
+        &self,
+        counter: &[u8; SM4_BLOCK_LEN],
+        first: &mut [u8; SM4_BLOCK_LEN],
+        rest: Option<&mut [u8]>,
+    ) -> Result<(), ErrorStack> {
+        match self {
+            Sm4Stream::Simd(sm4) => {
+                sm4.apply_keystream(counter, first);
+                if let Some(rest) = rest {
+                    let next = u128::from_be_bytes(*counter).wrapping_add(1);
+                    sm4.apply_keystream(&next.to_be_bytes(), rest);
+                }
+                Ok(())
+            }
+            Sm4Stream::OpenSsl(ctx) => {
+                let mut ctx = ctx.try_borrow_mut().map_err(|_| ErrorStack::get())?;
+                // No cipher and no key: OpenSSL keeps the key schedule and
+                // resets only the IV and the stream position.
+                ctx.encrypt_init(None, None, Some(counter))?;
+                ctx.cipher_update_inplace(first, SM4_BLOCK_LEN)?;
+                if let Some(rest) = rest {
+                    let len = rest.len();
+                    // CTR is a stream mode: the stream goes on where the
+                    // first block left it, and nothing is held back.
+                    ctx.cipher_update_inplace(rest, len)?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
-/// SM4-CTR + HMAC-SM3 encrypt-then-MAC under per-package keys. The keys
-/// are fresh for every package (new random package key), so the chunk
-/// index alone makes the counter blocks unique: chunk `i` starts at
-/// `i (8 bytes, big-endian) || 0 (8 bytes)` and a chunk of at most
-/// `2^64` blocks never reaches the next chunk's counters.
-struct GmPayloadCipher {
-    cipher: Arc<Cipher>,
-    enc_key: Zeroizing<[u8; SM4_KEY_LEN]>,
-    mac: HmacSm3,
-}
-
-impl GmPayloadCipher {
-    fn iv(index: u64) -> [u8; SM4_BLOCK_LEN] {
-        let mut iv = [0u8; SM4_BLOCK_LEN];
-        iv[..8].copy_from_slice(&index.to_be_bytes());
-        iv
+impl Sm4Gcm {
+    fn new(cipher: &Cipher, key: &[u8; SM4_KEY_LEN]) -> Result<Self, ErrorStack> {
+        match ferry_hardening::sm4_simd::Sm4Ctr::new(key) {
+            Some(sm4) => Self::with(Sm4Stream::Simd(sm4)),
+            None => Self::with(Sm4Stream::openssl(cipher, key)?),
+        }
     }
 
-    /// The tag over `index (8, big-endian) || last (1) || ciphertext`: the
-    /// fixed-length prefix binds the position and the last flag, so a
-    /// swapped, reordered or cut-short stream fails.
-    fn tag(&self, index: u64, last: bool, ciphertext: &[u8]) -> Result<[u8; SM3_LEN], ErrorStack> {
-        let mut tag = [0u8; SM3_LEN];
-        self.mac.mac_into(
-            &[&index.to_be_bytes(), &[u8::from(last)], ciphertext],
-            &mut tag,
-        )?;
-        Ok(tag)
+    fn with(ctr: Sm4Stream) -> Result<Self, ErrorStack> {
+        // With counter 0 the first keystream block is E_K(0^128) = H.
+        let mut h = Zeroizing::new([0u8; SM4_BLOCK_LEN]);
+        ctr.apply(&[0u8; SM4_BLOCK_LEN], &mut h, None)?;
+        let ghash = GhashKey::new(&h[..]);
+        Ok(Self { ctr, ghash })
+    }
+
+    /// `J0 = nonce || 0^31 || 1`: its keystream block `E_K(J0)` masks the
+    /// tag and the data starts at `inc32(J0)`.
+    fn j0(nonce: &[u8; GCM_NONCE_LEN]) -> [u8; SM4_BLOCK_LEN] {
+        let mut j0 = [0u8; SM4_BLOCK_LEN];
+        j0[..GCM_NONCE_LEN].copy_from_slice(nonce);
+        j0[SM4_BLOCK_LEN - 1] = 1;
+        j0
+    }
+
+    /// `E_K(J0) xor GHASH_H(aad || pad || ciphertext || pad || lengths)`.
+    fn tag(&self, mask: &[u8; 16], aad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
+        let s = self.ghash.hash(aad, ciphertext);
+        let mut tag = [0u8; 16];
+        for ((t, a), b) in tag.iter_mut().zip(s.iter()).zip(mask) {
+            *t = a ^ b;
+        }
+        tag
+    }
+
+    fn too_long(len: usize) -> Result<(), ErrorStack> {
+        if len as u64 > GCM_MAX_LEN || i32::try_from(len).is_err() {
+            // An empty stack: callers map any error to their own variant.
+            return Err(ErrorStack::get());
+        }
+        Ok(())
+    }
+
+    /// Encrypts `data` in place and returns the tag.
+    fn seal(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> Result<[u8; 16], ErrorStack> {
+        Self::too_long(data.len())?;
+        let mut mask = [0u8; SM4_BLOCK_LEN];
+        self.ctr.apply(&Self::j0(nonce), &mut mask, Some(data))?;
+        Ok(self.tag(&mask, aad, data))
+    }
+
+    /// Checks `tag` over `data` and only then decrypts it in place; on a
+    /// wrong tag `data` is left as it was and the result is `Ok(false)`.
+    fn open(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &[u8],
+    ) -> Result<bool, ErrorStack> {
+        Self::too_long(data.len())?;
+        let j0 = Self::j0(nonce);
+        let mut mask = [0u8; SM4_BLOCK_LEN];
+        self.ctr.apply(&j0, &mut mask, None)?;
+        if !constant_time_eq(&self.tag(&mask, aad, data), tag) {
+            return Ok(false);
+        }
+        let mut again = [0u8; SM4_BLOCK_LEN];
+        self.ctr.apply(&j0, &mut again, Some(data))?;
+        Ok(true)
+    }
+}
+
+/// GHASH under one key: [`ferry_hardening::ghash_simd`] (four blocks per
+/// reduction) where the CPU has PCLMULQDQ, else the `ghash` crate. Both
+/// give the same bytes; tests compare them.
+enum GhashKey {
+    Simd(ferry_hardening::ghash_simd::Ghash),
+    Soft(GHash),
+}
+
+impl GhashKey {
+    fn new(h: &[u8]) -> GhashKey {
+        let simd = <&[u8; 16]>::try_from(h)
+            .ok()
+            .and_then(ferry_hardening::ghash_simd::Ghash::new);
+        match simd {
+            Some(g) => GhashKey::Simd(g),
+            None => GhashKey::Soft(GHash::new(ghash::Key::from_slice(h))),
+        }
+    }
+
+    /// GHASH of `a`, `c` and their lengths block.
+    fn hash(&self, a: &[u8], c: &[u8]) -> [u8; 16] {
+        match self {
+            GhashKey::Simd(g) => g.hash(a, c),
+            GhashKey::Soft(g) => ghash_with_lengths(g.clone(), a, c),
+        }
+    }
+}
+
+/// GHASH over `a` and `c`, each zero-padded to whole blocks, and the block
+/// `bitlen(a) (64) || bitlen(c) (64)`, as GCM defines it.
+fn ghash_with_lengths(mut g: GHash, a: &[u8], c: &[u8]) -> [u8; 16] {
+    g.update_padded(a);
+    g.update_padded(c);
+    let mut lengths = ghash::Block::default();
+    lengths[..8].copy_from_slice(&((a.len() as u64) * 8).to_be_bytes());
+    lengths[8..].copy_from_slice(&((c.len() as u64) * 8).to_be_bytes());
+    g.update(&[lengths]);
+    g.finalize().into()
+}
+
+/// SM4 on single blocks under one key (an ECB context whose key schedule
+/// is computed once).
+struct Sm4Block(std::sync::Mutex<CipherCtx>);
+
+impl Sm4Block {
+    fn new(ecb: &Cipher, key: &[u8; SM4_KEY_LEN]) -> Result<Self, ErrorStack> {
+        let mut ctx = CipherCtx::new()?;
+        ctx.encrypt_init(Some(ecb), Some(key), None)?;
+        // Whole blocks only: nothing is held back for a final call.
+        ctx.set_padding(false);
+        Ok(Self(std::sync::Mutex::new(ctx)))
+    }
+
+    fn encrypt(&self, block: &[u8; SM4_BLOCK_LEN]) -> Result<[u8; SM4_BLOCK_LEN], ErrorStack> {
+        // A poisoned lock only means another thread panicked mid-call; the
+        // context holds no partial block (padding is off, input is whole
+        // blocks), so it is still good.
+        let mut ctx = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // OpenSSL's update wants room for one block more than the input.
+        let mut out = Zeroizing::new([0u8; 2 * SM4_BLOCK_LEN]);
+        let n = ctx.cipher_update(block, Some(&mut out[..]))?;
+        if n != SM4_BLOCK_LEN {
+            return Err(ErrorStack::get());
+        }
+        let mut block = [0u8; SM4_BLOCK_LEN];
+        block.copy_from_slice(&out[..SM4_BLOCK_LEN]);
+        Ok(block)
+    }
+}
+
+/// The format-2 datagram tag: `SM4_K(GHASH_H(datagram, lengths))`, with
+/// `K || H` = HKDF-SM3(no salt, ikm = E, info = "ferry/v2/gm/datagram-mac").
+///
+/// Why not GMAC: GMAC needs a nonce that never repeats under a key, and a
+/// datagram has none the sender can promise (a heartbeat after a restart
+/// in the same epoch, a redundant send of the same symbol); one repeat
+/// would reveal `H` and let anyone forge. Enciphering the universal hash's
+/// output instead of masking it needs no nonce: GHASH with its length
+/// block is `(l+1)/2^128`-almost-universal for `l`-block inputs, and an
+/// almost-universal hash followed by a block cipher is a PRF (forgery
+/// chance about `q^2 (l+1) / 2^128` after `q` tags, plus SM4's own
+/// distinguishing advantage). The cost per 1.4 KB datagram is the GHASH
+/// and one SM4 block, against two SM3 passes for format 1's HMAC.
+struct GhashSm4Mac {
+    ghash: GhashKey,
+    prp: Sm4Block,
+}
+
+impl GhashSm4Mac {
+    fn new(epoch_secret: &Secret32) -> Result<Self, ErrorStack> {
+        let keys = hkdf_sm3_32(&[], &epoch_secret.0, &[LABELS.datagram_mac_info])?;
+        let mut k = Zeroizing::new([0u8; SM4_KEY_LEN]);
+        k.copy_from_slice(&keys.0[..SM4_KEY_LEN]);
+        let ecb = sm4_ecb().map_err(|_| ErrorStack::get())?;
+        Ok(Self {
+            ghash: GhashKey::new(&keys.0[SM4_KEY_LEN..]),
+            prp: Sm4Block::new(&ecb, &k)?,
+        })
+    }
+
+    fn full_tag(&self, msg: &[u8]) -> Result<[u8; DATAGRAM_TAG_LEN], ErrorStack> {
+        self.prp.encrypt(&self.ghash.hash(msg, &[]))
+    }
+}
+
+impl DatagramMac for GhashSm4Mac {
+    /// On a library failure the tag is all zeros, which no receiver
+    /// accepts: the datagram is dropped as forged (fail closed).
+    fn tag(&self, msg: &[u8]) -> [u8; DATAGRAM_TAG_LEN] {
+        self.full_tag(msg).unwrap_or([0; DATAGRAM_TAG_LEN])
+    }
+
+    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
+        match self.full_tag(msg) {
+            Ok(expected) => constant_time_eq(&expected, tag),
+            Err(_) => false,
+        }
+    }
+}
+
+/// SM4-GCM chunks under a per-package key. The key is fresh for every
+/// package (new random package key), so the chunk position alone makes
+/// the nonces unique: chunk `i` uses `i (8 bytes, big-endian) || 0 0 0 ||
+/// last (1 byte, 0 or 1)`. Putting the position and the last flag in the
+/// nonce binds them to the tag, so a swapped, reordered or cut-short
+/// stream fails; the additional data is empty.
+struct GmPayloadCipher(Sm4Gcm);
+
+impl GmPayloadCipher {
+    fn nonce(index: u64, last: bool) -> [u8; GCM_NONCE_LEN] {
+        let mut n = [0u8; GCM_NONCE_LEN];
+        n[..8].copy_from_slice(&index.to_be_bytes());
+        n[GCM_NONCE_LEN - 1] = u8::from(last);
+        n
     }
 }
 
@@ -534,9 +979,10 @@ impl PayloadCipher for GmPayloadCipher {
     fn seal_chunk(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
         // OpenSSL fails here only without memory; report it against the
         // chunk like the intl suite does.
-        let bad = |_| CryptoError::BadChunk { chunk: index };
-        ctr_in_place(&self.cipher, &self.enc_key, &Self::iv(index), buf).map_err(bad)?;
-        let tag = self.tag(index, last, buf).map_err(bad)?;
+        let tag = self
+            .0
+            .seal(&Self::nonce(index, last), &[], buf)
+            .map_err(|_| CryptoError::BadChunk { chunk: index })?;
         buf.extend_from_slice(&tag);
         Ok(())
     }
@@ -545,24 +991,24 @@ impl PayloadCipher for GmPayloadCipher {
         if buf.len() < CHUNK_TAG_LEN {
             return Err(CryptoError::ShortChunk);
         }
-        let bad = CryptoError::BadChunk { chunk: index };
         let ciphertext_len = buf.len() - CHUNK_TAG_LEN;
-        let (ciphertext, tag) = buf.split_at(ciphertext_len);
-        let expected = self.tag(index, last, ciphertext).map_err(|_| bad.clone())?;
-        // Verify before decrypting: unauthenticated plaintext never exists.
-        if !constant_time_eq(&expected, tag) {
-            return Err(bad);
+        let (ciphertext, tag) = buf.split_at_mut(ciphertext_len);
+        // `open` verifies before it decrypts: unauthenticated plaintext
+        // never exists.
+        match self.0.open(&Self::nonce(index, last), &[], ciphertext, tag) {
+            Ok(true) => {
+                buf.truncate(ciphertext_len);
+                Ok(())
+            }
+            _ => Err(CryptoError::BadChunk { chunk: index }),
         }
-        buf.truncate(ciphertext_len);
-        ctr_in_place(&self.cipher, &self.enc_key, &Self::iv(index), buf).map_err(|_| bad)
     }
 }
 
 /// The package cipher: with
-/// `ikm = package_key || ephemeral || recipient_spki`,
-/// SM4 key = first 16 bytes of HKDF-SM3(salt = E, ikm,
-/// info = "ferry/v1/gm/payload-enc" || context) and MAC key =
-/// HKDF-SM3(salt = E, ikm, info = "ferry/v1/gm/payload-mac" || context).
+/// `ikm = package_key || ephemeral || recipient_spki`, the SM4-GCM key is
+/// the first 16 bytes of HKDF-SM3(salt = E, ikm,
+/// info = "ferry/v2/gm/payload-enc" || context).
 /// Binding the SM2 ciphertext and the recipient key keeps a package key
 /// from being replayed under another manifest or key.
 fn package_cipher(
@@ -580,14 +1026,9 @@ fn package_cipher(
     ikm.extend_from_slice(ephemeral);
     ikm.extend_from_slice(recipient_spki);
     let enc = hkdf_sm3_32(&epoch_secret.0, &ikm, &[PAYLOAD_ENC_INFO, context])?;
-    let mac_key = hkdf_sm3_32(&epoch_secret.0, &ikm, &[PAYLOAD_MAC_INFO, context])?;
     let mut enc_key = Zeroizing::new([0u8; SM4_KEY_LEN]);
     enc_key.copy_from_slice(&enc.0[..SM4_KEY_LEN]);
-    Ok(GmPayloadCipher {
-        cipher: Arc::clone(cipher),
-        enc_key,
-        mac: HmacSm3::new(&mac_key.0)?,
-    })
+    Ok(GmPayloadCipher(Sm4Gcm::new(cipher, &enc_key)?))
 }
 
 fn check_id(id: &[u8]) -> Result<(), GmError> {
@@ -1483,16 +1924,207 @@ mod tests {
         );
     }
 
+    /// GF(2^128) multiplication of SP 800-38D algorithm 1, bit by bit: a
+    /// reference independent of the `ghash` crate's byte order and SIMD.
+    fn gf128_mul(x: u128, y: u128) -> u128 {
+        const R: u128 = 0xe1 << 120;
+        let (mut z, mut v) = (0u128, y);
+        for i in 0..128 {
+            if (x >> (127 - i)) & 1 == 1 {
+                z ^= v;
+            }
+            v = if v & 1 == 1 { (v >> 1) ^ R } else { v >> 1 };
+        }
+        z
+    }
+
+    fn reference_ghash(h: &[u8; 16], a: &[u8], c: &[u8]) -> [u8; 16] {
+        let h = u128::from_be_bytes(*h);
+        let mut y = 0u128;
+        let mut absorb = |data: &[u8]| {
+            for block in data.chunks(16) {
+                let mut b = [0u8; 16];
+                b[..block.len()].copy_from_slice(block);
+                y = gf128_mul(y ^ u128::from_be_bytes(b), h);
+            }
+        };
+        absorb(a);
+        absorb(c);
+        let lengths = ((a.len() as u128 * 8) << 64) | (c.len() as u128 * 8);
+        gf128_mul(y ^ lengths, h).to_be_bytes()
+    }
+
+    fn sm4_block(key: &[u8; 16], block: &[u8; 16]) -> [u8; 16] {
+        // A fresh ECB context per block, apart from `Sm4Block`'s reuse.
+        let ecb = Cipher::fetch(None, "SM4-ECB", None).expect("sm4-ecb");
+        let mut c = CipherCtx::new().expect("ctx");
+        c.encrypt_init(Some(&ecb), Some(key), None).expect("init");
+        c.set_padding(false);
+        let mut out = [0u8; 32];
+        assert_eq!(c.cipher_update(block, Some(&mut out)).expect("update"), 16);
+        out[..16].try_into().expect("16")
+    }
+
+    #[test]
+    fn sm4_gcm_matches_rfc8998_and_the_reference_ghash() {
+        let mut data = SM4_GCM_KAT_PLAINTEXT;
+        let tag = sm4_gcm_encrypt(
+            &SM4_KAT_KEY,
+            &SM4_GCM_KAT_NONCE,
+            &SM4_GCM_KAT_AAD,
+            &mut data,
+        )
+        .expect("seal");
+        assert_eq!(data, SM4_GCM_KAT_CIPHERTEXT);
+        assert_eq!(tag, SM4_GCM_KAT_TAG);
+        // The same tag from the bit-by-bit GHASH: E_K(J0) xor GHASH_H.
+        let h = sm4_block(&SM4_KAT_KEY, &[0; 16]);
+        let mut j0 = [0u8; 16];
+        j0[..12].copy_from_slice(&SM4_GCM_KAT_NONCE);
+        j0[15] = 1;
+        let s = reference_ghash(&h, &SM4_GCM_KAT_AAD, &SM4_GCM_KAT_CIPHERTEXT);
+        let mask = sm4_block(&SM4_KAT_KEY, &j0);
+        let expected: Vec<u8> = s.iter().zip(mask).map(|(a, b)| a ^ b).collect();
+        assert_eq!(&expected[..], &tag[..]);
+        sm4_gcm_decrypt(
+            &SM4_KAT_KEY,
+            &SM4_GCM_KAT_NONCE,
+            &SM4_GCM_KAT_AAD,
+            &mut data,
+            &tag,
+        )
+        .expect("open");
+        assert_eq!(data, SM4_GCM_KAT_PLAINTEXT);
+        // A wrong tag, nonce or AAD leaves the ciphertext as it was.
+        let mut ct = SM4_GCM_KAT_CIPHERTEXT;
+        let mut bad = tag;
+        bad[15] ^= 1;
+        assert!(matches!(
+            sm4_gcm_decrypt(
+                &SM4_KAT_KEY,
+                &SM4_GCM_KAT_NONCE,
+                &SM4_GCM_KAT_AAD,
+                &mut ct,
+                &bad
+            ),
+            Err(GmError::BadTag)
+        ));
+        assert!(matches!(
+            sm4_gcm_decrypt(&SM4_KAT_KEY, &SM4_GCM_KAT_NONCE, &[], &mut ct, &tag),
+            Err(GmError::BadTag)
+        ));
+        assert_eq!(ct, SM4_GCM_KAT_CIPHERTEXT);
+    }
+
+    #[test]
+    fn simd_sm4_and_openssl_sm4_give_the_same_gcm() {
+        if !ferry_hardening::sm4_simd::available() {
+            eprintln!("no AES-NI: only OpenSSL's SM4 runs here");
+            return;
+        }
+        let cipher = sm4_ctr().expect("sm4-ctr");
+        for seed in 0u8..8 {
+            let key = [seed.wrapping_mul(37).wrapping_add(1); 16];
+            let simd = Sm4Gcm::new(&cipher, &key).expect("simd");
+            assert!(matches!(simd.ctr, Sm4Stream::Simd(_)));
+            let ossl = Sm4Gcm::with(Sm4Stream::openssl(&cipher, &key).expect("ctx")).expect("gcm");
+            for len in [0usize, 1, 16, 63, 64, 65, 1000, 65536 + 5] {
+                let plain: Vec<u8> = (0..len).map(|j| (j as u8) ^ seed).collect();
+                let nonce =
+                    GmPayloadCipher::nonce(u64::from(seed) << 40 | len as u64, seed % 2 == 0);
+                let (mut a, mut b) = (plain.clone(), plain.clone());
+                let ta = simd.seal(&nonce, b"aad", &mut a).expect("seal");
+                let tb = ossl.seal(&nonce, b"aad", &mut b).expect("seal");
+                assert_eq!((&a, ta), (&b, tb), "seed {seed} len {len}");
+                assert!(ossl.open(&nonce, b"aad", &mut a, &ta).expect("open"));
+                assert_eq!(a, plain);
+            }
+        }
+    }
+
+    #[test]
+    fn simd_ghash_and_the_ghash_crate_agree() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 1) as u8).collect();
+        let h = [0x66u8; 16];
+        let simd = GhashKey::new(&h);
+        let soft = GhashKey::Soft(GHash::new(ghash::Key::from_slice(&h)));
+        if !matches!(simd, GhashKey::Simd(_)) {
+            eprintln!("no PCLMULQDQ: only the ghash crate runs here");
+        }
+        for (a, c) in [(0, 0), (1, 0), (0, 1424), (20, 65536 % 3000), (13, 2999)] {
+            assert_eq!(
+                simd.hash(&data[..a], &data[..c]),
+                soft.hash(&data[..a], &data[..c]),
+                "a {a} c {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_context_over_many_chunks_equals_a_fresh_one_per_chunk() {
+        // The package cipher keeps one CTR context and only resets its IV;
+        // any state carried from one chunk to the next would show here.
+        let cipher = sm4_ctr().expect("sm4-ctr");
+        let key = [0x42u8; 16];
+        let reused = Sm4Gcm::with(Sm4Stream::openssl(&cipher, &key).expect("ctx")).expect("gcm");
+        for (i, len) in [0usize, 1, 15, 16, 17, 1000, 65536, 3]
+            .into_iter()
+            .enumerate()
+        {
+            let plain: Vec<u8> = (0..len).map(|j| (j * 31 + i) as u8).collect();
+            let nonce = GmPayloadCipher::nonce(i as u64, i % 2 == 1);
+            let mut a = plain.clone();
+            let tag_a = reused.seal(&nonce, b"", &mut a).expect("seal");
+            let mut b = plain.clone();
+            let tag_b = Sm4Gcm::new(&cipher, &key)
+                .expect("gcm")
+                .seal(&nonce, b"", &mut b)
+                .expect("seal");
+            assert_eq!((a.clone(), tag_a), (b, tag_b), "chunk {i} of {len} bytes");
+            assert!(reused.open(&nonce, b"", &mut a, &tag_a).expect("open"));
+            assert_eq!(a, plain);
+        }
+    }
+
     #[test]
     fn datagram_mac_verifies_and_rejects() {
         let (msg, tag) = conformance::datagram_mac_verifies_and_rejects(GmLink);
-        // The tag is HMAC-SM3 under the derived key, truncated.
-        let key = hkdf_sm3_32(&[], &[3; 32], &[LABELS.datagram_mac_info]).expect("hkdf");
-        let pkey = PKey::hmac(&key.0).expect("hmac key");
-        let mut signer =
-            Signer::new(MessageDigest::from_nid(Nid::SM3).expect("sm3"), &pkey).expect("signer");
-        signer.update(&msg).expect("update");
-        assert_eq!(&signer.sign_to_vec().expect("sign")[..16], &tag[..]);
+        // The tag is SM4_K(GHASH_H(msg, lengths)) under K || H derived
+        // from the epoch secret, recomputed here from the reference GHASH.
+        let keys = hkdf_sm3_32(&[], &[3; 32], &[LABELS.datagram_mac_info]).expect("hkdf");
+        let k: [u8; 16] = keys.0[..16].try_into().expect("16");
+        let h: [u8; 16] = keys.0[16..].try_into().expect("16");
+        let expected = sm4_block(&k, &reference_ghash(&h, &msg, &[]));
+        assert_eq!(&expected[..], &tag[..]);
+        // Format 1's HMAC-SM3 tag of the same bytes is refused.
+        let v1_key = hkdf_sm3_32(&[], &[3; 32], &[b"ferry/v1/gm/datagram-mac"]).expect("hkdf");
+        let mut v1 = [0u8; 32];
+        HmacSm3::new(&v1_key.0)
+            .expect("key")
+            .mac_into(&[&msg], &mut v1)
+            .expect("mac");
+        let mac = GmLink.datagram_mac(&Secret32([3; 32]));
+        assert!(!mac.verify(&msg, &v1[..DATAGRAM_TAG_LEN]));
+    }
+
+    #[test]
+    fn sm3_digest_is_the_same_inline_and_on_its_thread() {
+        // Past the offload threshold the hashing moves to a thread; the
+        // digest of the whole must still be SM3 of the whole.
+        let total = SM3_OFFLOAD_AFTER_BYTES as usize + 3 * 65536 + 17;
+        let data: Vec<u8> = (0..total).map(|i| (i * 131 % 251) as u8).collect();
+        let mut d = GmLink.new_digest();
+        for piece in data.chunks(65536 - 3) {
+            d.update(piece);
+        }
+        assert_eq!(d.finish(), sm3(&data).to_vec());
+        // Exactly at the threshold, then nothing more.
+        let mut d = GmLink.new_digest();
+        d.update(&data[..SM3_OFFLOAD_AFTER_BYTES as usize]);
+        assert_eq!(
+            d.finish(),
+            sm3(&data[..SM3_OFFLOAD_AFTER_BYTES as usize]).to_vec()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The GM suite against the `openssl` command-line tool run as a separate
 //! process (signatures both ways with an explicit distinguishing ID, keys
-//! from `openssl genpkey`, SM2 encryption both ways, HMAC-SM3 and the
-//! pairing HKDF-SM3), and key rotation through the public API.
+//! from `openssl genpkey`, SM2 encryption both ways, HMAC-SM3, the
+//! pairing HKDF-SM3 and the SM4-GCM keystream), SM4-GCM with its tag
+//! against Python's `cryptography` where that is installed, and key
+//! rotation through the public API.
 //!
 //! Needs the `openssl` binary of an OpenSSL 3 with SM algorithms on PATH.
 //! OpenSSL 3.0's CLI signs and verifies SM2 with an *empty* ID unless told
@@ -377,6 +379,146 @@ fn hmac_sm3_and_hkdf_sm3_match_openssl_cli() {
         .replace(':', "")
         .to_ascii_lowercase();
     assert_eq!(cli, hex::encode(e0.0));
+}
+
+/// The RFC 8998 A.1 key and nonce, and a plaintext of several blocks with
+/// a ragged end.
+const GCM_KEY: [u8; 16] = [
+    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+];
+const GCM_NONCE: [u8; 12] = [0, 0, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0, 0xab, 0xcd];
+
+fn gcm_plaintext() -> Vec<u8> {
+    (0..1000u32).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+#[test]
+fn sm4_gcm_keystream_matches_openssl_enc_both_ways() {
+    // OpenSSL 3.0's CLI has no SM4-GCM (and `enc` takes no AEAD), but
+    // GCM's ciphertext is SM4-CTR from inc32(J0) = nonce || 00000002: the
+    // CLI decrypts ours, and its encryption equals ours.
+    let dir = Dir::new();
+    let plain = gcm_plaintext();
+    let mut ours = plain.clone();
+    let tag = gm::sm4_gcm_encrypt(&GCM_KEY, &GCM_NONCE, b"", &mut ours).expect("seal");
+    let iv = format!("{}00000002", hex::encode(GCM_NONCE));
+    let key = hex::encode(GCM_KEY);
+    let ct_path = dir.file("ct.bin", &ours);
+    let cli_plain = openssl_ok(&[
+        "enc",
+        "-d",
+        "-sm4-ctr",
+        "-K",
+        &key,
+        "-iv",
+        &iv,
+        "-in",
+        p(&ct_path),
+    ]);
+    assert_eq!(
+        cli_plain, plain,
+        "openssl enc decrypts our SM4-GCM ciphertext"
+    );
+    let pt_path = dir.file("pt.bin", &plain);
+    let cli_ct = openssl_ok(&[
+        "enc",
+        "-sm4-ctr",
+        "-K",
+        &key,
+        "-iv",
+        &iv,
+        "-in",
+        p(&pt_path),
+    ]);
+    assert_eq!(
+        cli_ct, ours,
+        "openssl enc's SM4-CTR from inc32(J0) is our ciphertext"
+    );
+    let mut back = cli_ct;
+    gm::sm4_gcm_decrypt(&GCM_KEY, &GCM_NONCE, b"", &mut back, &tag).expect("open");
+    assert_eq!(back, plain);
+}
+
+/// Runs a Python snippet; `None` when Python or its `cryptography` with
+/// SM4-GCM is not installed (the test then says so and checks nothing).
+fn python(script: &str, input: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(input).ok()?;
+    let out = child.wait_with_output().ok()?;
+    if out.status.code() == Some(3) {
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out.stdout)
+}
+
+const PY_GCM: &str = r#"
+import sys
+try:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    Cipher(algorithms.SM4(bytes(16)), modes.GCM(bytes(12))).encryptor()
+except Exception:
+    sys.exit(3)
+"#;
+
+fn python_gcm(op: &str, data: &[u8], tag: Option<&[u8; 16]>) -> Option<Vec<u8>> {
+    let body = match op {
+        "seal" => "e = Cipher(algorithms.SM4(K), modes.GCM(N)).encryptor()\nct = e.update(D) + e.finalize()\nsys.stdout.buffer.write(ct + e.tag)",
+        _ => "d = Cipher(algorithms.SM4(K), modes.GCM(N, D[-16:])).decryptor()\nsys.stdout.buffer.write(d.update(D[:-16]) + d.finalize())",
+    };
+    let script = format!(
+        "{PY_GCM}\nK = bytes.fromhex('{}')\nN = bytes.fromhex('{}')\nD = sys.stdin.buffer.read()\n{}\n",
+        hex::encode(GCM_KEY),
+        hex::encode(GCM_NONCE),
+        body
+    );
+    let mut input = data.to_vec();
+    if let Some(t) = tag {
+        input.extend_from_slice(t);
+    }
+    python(&script, &input)
+}
+
+#[test]
+fn sm4_gcm_interoperates_with_python_cryptography_both_ways() {
+    let plain = gcm_plaintext();
+    let mut ours = plain.clone();
+    let tag = gm::sm4_gcm_encrypt(&GCM_KEY, &GCM_NONCE, b"", &mut ours).expect("seal");
+    let Some(theirs) = python_gcm("seal", &plain, None) else {
+        eprintln!("python3 with cryptography's SM4-GCM not installed: interop not checked");
+        return;
+    };
+    assert_eq!(
+        theirs,
+        [&ours[..], &tag[..]].concat(),
+        "same ciphertext and tag"
+    );
+    let opened = python_gcm("open", &ours, Some(&tag)).expect("python ran before");
+    assert_eq!(
+        opened, plain,
+        "python opens ours (its finalize checks the tag)"
+    );
+    let mut back = theirs[..theirs.len() - 16].to_vec();
+    gm::sm4_gcm_decrypt(
+        &GCM_KEY,
+        &GCM_NONCE,
+        b"",
+        &mut back,
+        &theirs[theirs.len() - 16..],
+    )
+    .expect("we open theirs");
+    assert_eq!(back, plain);
 }
 
 /// Keys of one generation: (signing PKCS#8, signing SPKI, encryption

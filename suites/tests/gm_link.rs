@@ -1,7 +1,7 @@
 //! The GM suite through the protocol's sender and receiver state machines
 //! over a simulated, seeded, lossy one-way link (no sockets, no clocks):
-//! SM2-signed manifests carrying SM2-encrypted package keys, SM4-CTR +
-//! HMAC-SM3 chunks, HMAC-SM3 datagram tags, SM3 digests, and an initial
+//! SM2-signed manifests carrying SM2-encrypted package keys, SM4-GCM
+//! chunks, GHASH-then-SM4 datagram tags (format 2), SM3 digests, and an initial
 //! epoch secret from GM pairing.
 
 use ferry_protocol::epoch::{EpochChain, EpochSchedule};
@@ -269,7 +269,10 @@ fn gm_link_delivers_packages_intact_through_loss_reorder_duplication_and_corrupt
         assert!(got == p, "package {seq} differs");
     }
     let st = r.stats();
-    assert!(st.forged > 0, "corrupted datagrams fail the HMAC-SM3 tag");
+    assert!(
+        st.forged > 0,
+        "corrupted datagrams fail the GHASH-then-SM4 tag"
+    );
     assert_eq!(st.buffered_bytes, 0);
 }
 

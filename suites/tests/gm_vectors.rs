@@ -5,6 +5,8 @@
 //! - SM4: GB/T 32907-2016 appendix A, example 1 (one block) and example 2
 //!   (1 000 000 encryptions).
 //! - HMAC-SM3: GM/T 0042-2015 appendix D.3 (two examples).
+//! - SM4-GCM: RFC 8998 appendix A.1 (the payload chunk cipher of GM
+//!   format 2).
 //! - SM2: GB/T 32918.2-2016 appendix A / GM/T 0003.5 on the recommended
 //!   curve: public key, ID "1234567812345678", message "message digest",
 //!   Z_A, e, r, s (the same values OpenSSL's test/sm2_internal_test.c
@@ -98,7 +100,7 @@ fn sm4_gbt32907_examples() {
     let mut block = key.clone();
     sm4("SM4-ECB", &key, None, &mut block);
     assert_eq!(block, expected);
-    // CTR, the mode the suite uses: the first keystream block is E_K(IV).
+    // CTR, under the suite's GCM: the first keystream block is E_K(IV).
     let mut zeros = [0u8; 16];
     sm4("SM4-CTR", &key, Some(&key), &mut zeros);
     assert_eq!(zeros.to_vec(), expected);
@@ -120,6 +122,31 @@ fn sm4_gbt32907_examples() {
         block[..16].to_vec(),
         unhex("595298c7c6fd271f0402f804c33d3f66")
     );
+}
+
+#[test]
+fn sm4_gcm_rfc8998_example() {
+    let key: [u8; 16] = unhex("0123456789ABCDEFFEDCBA9876543210")
+        .try_into()
+        .expect("16");
+    let nonce: [u8; 12] = unhex("00001234567800000000ABCD").try_into().expect("12");
+    let aad = unhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2");
+    let plain = unhex(concat!(
+        "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD",
+        "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA"
+    ));
+    let mut data = plain.clone();
+    let tag = gm::sm4_gcm_encrypt(&key, &nonce, &aad, &mut data).expect("seal");
+    assert_eq!(
+        data,
+        unhex(concat!(
+            "17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735",
+            "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
+        ))
+    );
+    assert_eq!(tag.to_vec(), unhex("83DE3541E4C2B58177E065A9BF7B62EC"));
+    gm::sm4_gcm_decrypt(&key, &nonce, &aad, &mut data, &tag).expect("open");
+    assert_eq!(data, plain);
 }
 
 #[test]

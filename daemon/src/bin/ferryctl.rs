@@ -163,6 +163,10 @@ enum BenchCmd {
     /// Push small packages over mTLS from several keep-alive clients to
     /// the ingest API and time them until delivered in the egress outbox.
     E2e(ferry_daemon::cli::bench::e2e::E2eArgs),
+    /// As root: two real ferryd in two network namespaces over a veth
+    /// pair with nftables loss, one package with the shipped defaults,
+    /// against plain UDP measured in the same run.
+    Netns(ferry_daemon::cli::bench::netns::NetnsArgs),
     /// Inspect a generated mixed corpus (CSV, JSON, text, zip, tar.gz)
     /// under a profile that scans with clamd, and without the scan.
     Scan(ferry_daemon::cli::bench::scan::ScanArgs),
@@ -212,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => return daemon::resend(&config, packages, seq),
         Cmd::Bench(BenchCmd::Link(args)) => bench::link(&args)?,
         Cmd::Bench(BenchCmd::E2e(args)) => ferry_daemon::cli::bench::e2e::e2e(&args)?,
+        Cmd::Bench(BenchCmd::Netns(args)) => ferry_daemon::cli::bench::netns::netns(&args)?,
         Cmd::Bench(BenchCmd::Scan(args)) => ferry_daemon::cli::bench::scan::scan(&args)?,
         Cmd::Push(args) => {
             return Ok(std::process::ExitCode::from(ferry_daemon::cli::push::run(

@@ -45,7 +45,7 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-fn ferryd_path() -> Result<PathBuf, DaemonError> {
+pub(crate) fn ferryd_path() -> Result<PathBuf, DaemonError> {
     let me = std::env::current_exe().map_err(DaemonError::io(Path::new("current_exe")))?;
     let p = me.with_file_name("ferryd");
     if p.exists() {

@@ -188,6 +188,14 @@ pub(crate) fn drain(
                 link.replay(status, audit, sender_time_ms, newest_seen_ms);
                 continue;
             }
+            Event::RetiredFormat { suite_byte, what } => {
+                let msg = format!(
+                    "datagrams of this link arrive with suite byte {suite_byte}, the retired {what}; they are dropped (counted as other_link)"
+                );
+                tracing::error!(suite_byte, "{msg}");
+                protocol::update(status, |s| s.alarms.push(msg));
+                continue;
+            }
         };
         if tx.send(msg).is_err() {
             return false;

@@ -194,7 +194,9 @@ impl Egress {
                 Event::Gap { first, last } => self.outcome.gaps.push((first, last)),
                 Event::LinkUp => self.outcome.link_up += 1,
                 Event::LinkDown { .. } => self.outcome.link_down += 1,
-                Event::Heartbeat(_) | Event::HeartbeatReplayed { .. } => {}
+                Event::Heartbeat(_)
+                | Event::HeartbeatReplayed { .. }
+                | Event::RetiredFormat { .. } => {}
             }
         }
     }

@@ -5,6 +5,7 @@
 //! loopback itself loses nothing.
 
 pub mod e2e;
+pub mod netns;
 pub mod scan;
 
 use crate::admin::protocol::{self, SharedStatus};
@@ -265,7 +266,7 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
 
 /// Writes `len` pseudo-random bytes (xorshift, seeded) and returns their
 /// SHA-256.
-fn write_random(path: &Path, len: u64, seed: u64) -> Result<Vec<u8>, DaemonError> {
+pub(crate) fn write_random(path: &Path, len: u64, seed: u64) -> Result<Vec<u8>, DaemonError> {
     let mut f = std::fs::File::create(path).map_err(DaemonError::io(path))?;
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut buf = vec![0u8; 1 << 20];

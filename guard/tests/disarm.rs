@@ -1,0 +1,464 @@
+//! Promise pinned here (docs/guard.md, "Disarm: image metadata"): under
+//! `disarm = "strip"` a photograph leaves without its EXIF block (camera,
+//! time, GPS position), XMP, IPTC and comments, and is still the same
+//! picture; under `"refuse"` it does not leave; where the guard cannot
+//! rewrite (inside an archive, a TIFF) it is refused, never passed with its
+//! position. The images are made by real tools the way an office makes
+//! them: `cjpeg` encodes, `exiftool` writes the metadata and reads the
+//! result back, `djpeg` decodes both to compare pixels.
+
+mod common;
+
+use common::{assert_rejected, count, entry, zip};
+use ferry_guard::{Guard, Profile, Report, Verdict};
+use std::path::Path;
+use std::process::Command;
+
+/// Says loudly that this test is skipped and lists it where `.ci/run`
+/// counts skipped tests.
+fn skip(test: &str, why: &str) {
+    let list = concat!(env!("CARGO_TARGET_TMPDIR"), "/ferry-skipped-tests.txt");
+    let line = format!("{}::{test}: {why}", env!("CARGO_CRATE_NAME"));
+    eprintln!("skipped (loudly): {line}");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(list)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!("could not list the skip in {list}: {e}");
+    }
+}
+
+/// The tools this suite drives, or why not.
+fn tools(test: &str) -> bool {
+    for t in ["cjpeg", "djpeg", "exiftool"] {
+        let found = Command::new(t)
+            .arg(if t == "exiftool" { "-ver" } else { "-version" })
+            .output()
+            .is_ok();
+        if !found {
+            skip(
+                test,
+                &format!("`{t}` not found (Debian: libjpeg-turbo-progs, libimage-exiftool-perl)"),
+            );
+            return false;
+        }
+    }
+    true
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("tool runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A 96x64 colour gradient as a binary PPM.
+fn ppm() -> Vec<u8> {
+    let (w, h) = (96u32, 64u32);
+    let mut v = format!("P6\n{w} {h}\n255\n").into_bytes();
+    for y in 0..h {
+        for x in 0..w {
+            v.extend_from_slice(&[(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8]);
+        }
+    }
+    v
+}
+
+/// What a phone writes: EXIF with a GPS position (Nanchang), the camera
+/// and time; an XMP creator; an IPTC by-line; a JPEG comment.
+const PHOTO_TAGS: &[&str] = &[
+    "-GPSLatitude=28.6829",
+    "-GPSLatitudeRef=N",
+    "-GPSLongitude=115.8582",
+    "-GPSLongitudeRef=E",
+    "-Make=Phone",
+    "-Model=Survey 3",
+    "-DateTimeOriginal=2026:11:02 09:41:07",
+    "-XMP-dc:Creator=Surveyor Wang",
+    "-IPTC:By-line=Surveyor Wang",
+    "-Comment=parcel 36-0102-118, owner at home",
+];
+
+/// A real photograph: `cjpeg` output with `tags` written by `exiftool`.
+fn photo(dir: &Path, tags: &[&str]) -> Vec<u8> {
+    let raw = dir.join("raw.ppm");
+    std::fs::write(&raw, ppm()).expect("write ppm");
+    let jpg = dir.join("photo.jpg");
+    let data = run(Command::new("cjpeg").args(["-quality", "90"]).arg(&raw));
+    std::fs::write(&jpg, data).expect("write jpeg");
+    if !tags.is_empty() {
+        run(Command::new("exiftool")
+            .args(["-q", "-overwrite_original"])
+            .args(tags)
+            .arg(&jpg));
+    }
+    std::fs::read(&jpg).expect("read jpeg")
+}
+
+/// What `exiftool` reads from `data`: every tag, by group and name.
+fn tags_of(dir: &Path, data: &[u8], name: &str) -> serde_json::Value {
+    let f = dir.join(name);
+    std::fs::write(&f, data).expect("write");
+    let out = run(Command::new("exiftool").args(["-j", "-G", "-a"]).arg(&f));
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("exiftool json");
+    v[0].clone()
+}
+
+fn has_tag(tags: &serde_json::Value, needle: &str) -> bool {
+    tags.as_object()
+        .expect("object")
+        .keys()
+        .any(|k| k.contains(needle))
+}
+
+/// The pixels `djpeg` decodes.
+fn pixels(dir: &Path, data: &[u8]) -> Vec<u8> {
+    let f = dir.join("decode.jpg");
+    std::fs::write(&f, data).expect("write");
+    run(Command::new("djpeg").args(["-pnm"]).arg(&f))
+}
+
+fn guard(disarm: &str) -> Guard {
+    let s = serde_json::json!({
+        "description": "photographs of parcels for the portal",
+        "allowed_types": ["image/*", "text/*"],
+        "archives": { "allowed": true, "formats": ["zip"] },
+        "disarm": disarm,
+    });
+    Guard::new(Profile::from_settings("photos", &s, &common::lists).expect("profile"))
+}
+
+fn sha256(data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+fn inspect(g: &Guard, data: &[u8], name: &str, ty: &str) -> (Report, Option<Vec<u8>>) {
+    g.inspect_bytes(data, name, ty).expect("no machine error")
+}
+
+#[test]
+fn a_photos_gps_position_and_metadata_are_stripped_and_the_picture_is_unchanged() {
+    const T: &str = "a_photos_gps_position_and_metadata_are_stripped_and_the_picture_is_unchanged";
+    if !tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = photo(dir.path(), PHOTO_TAGS);
+    // The attack is real: the tools see the position before.
+    let before = tags_of(dir.path(), &original, "before.jpg");
+    for t in ["GPSLatitude", "Model", "Creator", "By-line", "Comment"] {
+        assert!(has_tag(&before, t), "exiftool should see {t}: {before}");
+    }
+
+    let g = guard("strip");
+    let (r, out) = inspect(&g, &original, "parcel.jpg", "image/jpeg");
+    assert_eq!(r.verdict, Verdict::Masked, "{:#?}", r.reasons);
+    assert_eq!(count(&r, "image_gps"), 1, "{:#?}", r.findings);
+    assert!(count(&r, "image_metadata") >= 2, "{:#?}", r.findings);
+    assert!(
+        r.reasons.iter().any(|x| x.contains("stripped")),
+        "{:#?}",
+        r.reasons
+    );
+    let gps = r
+        .findings
+        .iter()
+        .find(|f| f.detector == "image_gps")
+        .expect("gps finding");
+    assert_eq!(gps.location.field.as_deref(), Some("APP1 Exif"));
+    assert!(gps.location.byte_offset.is_some());
+    let out = out.expect("stripped copy");
+    assert!(out.len() < original.len());
+    assert_eq!(r.digest_after.as_deref(), Some(sha256(&out).as_str()));
+    assert_eq!(r.digest_before.as_deref(), Some(sha256(&original).as_str()));
+
+    // No reader finds the metadata any more; the picture is the same.
+    let after = tags_of(dir.path(), &out, "after.jpg");
+    for t in [
+        "GPS",
+        "Make",
+        "Model",
+        "DateTimeOriginal",
+        "Creator",
+        "By-line",
+        "Comment",
+        "XMP",
+        "IPTC",
+    ] {
+        assert!(
+            !has_tag(&after, t),
+            "{t} left in the stripped photo: {after}"
+        );
+    }
+    assert_eq!(pixels(dir.path(), &original), pixels(dir.path(), &out));
+
+    // The report names kinds and places, never the content.
+    let json = serde_json::to_string(&r).expect("json");
+    for secret in ["Wang", "Survey 3", "36-0102", "28.68", "115.85"] {
+        assert!(!json.contains(secret), "{secret} in the report");
+    }
+
+    // Stripping is idempotent: the egress side's re-inspection of the
+    // stripped photo finds nothing and passes it unchanged.
+    let (again, copy) = inspect(&g, &out, "parcel.jpg", "image/jpeg");
+    assert_eq!(again.verdict, Verdict::Pass, "{:#?}", again.reasons);
+    assert_eq!(again.findings_total, 0);
+    assert!(copy.is_none());
+}
+
+#[test]
+fn a_clean_photo_passes_unchanged() {
+    const T: &str = "a_clean_photo_passes_unchanged";
+    if !tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clean = photo(dir.path(), &[]);
+    let (r, out) = inspect(&guard("strip"), &clean, "parcel.jpg", "image/jpeg");
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+    assert_eq!(r.findings_total, 0);
+    assert!(out.is_none());
+    assert_eq!(r.digest_after, r.digest_before);
+}
+
+#[test]
+fn refuse_mode_refuses_a_photo_with_a_position_and_says_so() {
+    const T: &str = "refuse_mode_refuses_a_photo_with_a_position_and_says_so";
+    if !tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = photo(dir.path(), PHOTO_TAGS);
+    let (r, out) = inspect(&guard("refuse"), &original, "parcel.jpg", "image/jpeg");
+    assert_rejected(&r, "GPS position");
+    assert!(out.is_none());
+    assert_eq!(r.digest_after, None);
+}
+
+#[test]
+fn a_photo_inside_an_archive_is_refused_not_passed_with_its_position() {
+    const T: &str = "a_photo_inside_an_archive_is_refused_not_passed_with_its_position";
+    if !tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = photo(dir.path(), PHOTO_TAGS);
+    let z = zip(&[
+        entry("notes.txt", b"site visit\n"),
+        entry("parcel.jpg", &original),
+    ]);
+    let (r, out) = inspect(&guard("strip"), &z, "visit.zip", "application/zip");
+    assert_rejected(&r, "does not rewrite archives");
+    assert_eq!(count(&r, "image_gps"), 1, "{:#?}", r.findings);
+    assert!(out.is_none());
+    // A clean photo in the same archive passes.
+    let clean = photo(dir.path(), &[]);
+    let z = zip(&[entry("parcel.jpg", &clean)]);
+    let (r, _) = inspect(&guard("strip"), &z, "visit.zip", "application/zip");
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+}
+
+/// A real PNG (zlib-compressed scanlines), with `exiftool`'s metadata.
+fn png_photo(dir: &Path) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, ty: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(ty);
+        out.extend_from_slice(data);
+        let mut c = crc32fast::Hasher::new();
+        c.update(ty);
+        c.update(data);
+        out.extend_from_slice(&c.finalize().to_be_bytes());
+    }
+    let (w, h) = (32u32, 16u32);
+    let mut raw = Vec::new();
+    for y in 0..h {
+        raw.push(0);
+        for x in 0..w {
+            raw.extend_from_slice(&[(x * 8) as u8, (y * 16) as u8, 128]);
+        }
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut z, &raw).expect("deflate");
+    let idat = z.finish().expect("deflate");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &idat);
+    chunk(&mut png, b"IEND", b"");
+    let f = dir.join("map.png");
+    std::fs::write(&f, &png).expect("write png");
+    run(Command::new("exiftool")
+        .args(["-q", "-overwrite_original"])
+        .args([
+            "-GPSLatitude=28.6829",
+            "-GPSLatitudeRef=N",
+            "-GPSLongitude=115.8582",
+            "-GPSLongitudeRef=E",
+            "-XMP-dc:Creator=Surveyor Wang",
+            "-PNG:Comment=owner at home",
+        ])
+        .arg(&f));
+    std::fs::read(&f).expect("read png")
+}
+
+/// The chunks of a PNG, in order, as (type, bytes with header and CRC).
+fn chunks(png: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 8;
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]) as usize;
+        let ty = String::from_utf8_lossy(&png[at + 4..at + 8]).into_owned();
+        let end = at + 12 + len;
+        out.push((ty, png[at..end].to_vec()));
+        at = end;
+    }
+    out
+}
+
+#[test]
+fn a_png_keeps_its_picture_chunks_and_loses_its_metadata() {
+    const T: &str = "a_png_keeps_its_picture_chunks_and_loses_its_metadata";
+    if !tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = png_photo(dir.path());
+    let before = tags_of(dir.path(), &original, "before.png");
+    assert!(has_tag(&before, "GPSLatitude"), "{before}");
+    assert!(has_tag(&before, "Creator"), "{before}");
+
+    let (r, out) = inspect(&guard("strip"), &original, "map.png", "image/png");
+    assert_eq!(r.verdict, Verdict::Masked, "{:#?}", r.reasons);
+    assert!(count(&r, "image_gps") >= 1, "{:#?}", r.findings);
+    let out = out.expect("stripped copy");
+    let after = tags_of(dir.path(), &out, "after.png");
+    for t in ["GPS", "Creator", "Comment", "XMP"] {
+        assert!(!has_tag(&after, t), "{t} left in the stripped PNG: {after}");
+    }
+    // What is left is exactly the picture's chunks of the original.
+    let kept: Vec<_> = chunks(&original)
+        .into_iter()
+        .filter(|(t, _)| ["IHDR", "IDAT", "IEND"].contains(&t.as_str()))
+        .collect();
+    assert_eq!(chunks(&out), kept);
+}
+
+#[test]
+fn a_tiff_under_disarm_is_refused_with_the_reason() {
+    let tiff = b"II*\0\x08\0\0\0\x00\0\0\0\0\0";
+    let (r, out) = inspect(&guard("strip"), tiff, "scan.tif", "image/tiff");
+    assert_rejected(&r, "TIFF");
+    assert!(out.is_none());
+}
+
+#[test]
+fn without_disarm_images_are_checked_as_before() {
+    let s = serde_json::json!({ "allowed_types": ["image/*"] });
+    let g = Guard::new(Profile::from_settings("plain", &s, &common::lists).expect("profile"));
+    let png = common::png();
+    let (r, out) = inspect(&g, &png, "a.png", "image/png");
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+    assert!(out.is_none());
+    // An unknown mode is a settings error that names the key.
+    let bad = serde_json::json!({ "disarm": "scrub" });
+    let e = Profile::from_settings("bad", &bad, &common::lists).expect_err("refused");
+    assert!(e.to_string().contains("disarm"), "{e}");
+}
+
+mod hostile {
+    //! Hostile images: any mutation of a tagged JPEG or PNG ends in a
+    //! verdict, never a panic, and what is stripped passes a second
+    //! inspection with nothing left to strip (the fuzz target
+    //! `guard_inspect` runs the same profile on arbitrary bytes).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seg(code: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0xFF, code];
+        v.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn tagged_jpeg() -> Vec<u8> {
+        let mut v = vec![0xFF, 0xD8];
+        v.extend(seg(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+        v.extend(seg(
+            0xE1,
+            b"Exif\0\0II*\0\x08\0\0\0\x01\0\x25\x88\x04\0\x01\0\0\0\x1a\0\0\0\0\0\0\0",
+        ));
+        v.extend(seg(0xFE, b"a comment"));
+        v.extend(seg(0xDB, &[0; 65]));
+        v.extend(seg(0xDA, &[1, 1, 0, 0, 63, 0]));
+        v.extend_from_slice(&[1, 2, 0xFF, 0, 3, 0xFF, 0xD1, 4, 5, 0xFF, 0xD9]);
+        v
+    }
+
+    fn tagged_png() -> Vec<u8> {
+        let mut png = common::png();
+        // Insert a text chunk after IHDR (8 + 25 bytes).
+        let mut t = 9u32.to_be_bytes().to_vec();
+        t.extend_from_slice(b"tEXtAuthor\0me");
+        let mut c = crc32fast::Hasher::new();
+        c.update(b"tEXtAuthor\0me");
+        t.extend_from_slice(&c.finalize().to_be_bytes());
+        png.splice(33..33, t);
+        png
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_images_never_panic_and_stripped_ones_come_back_clean(
+            png in any::<bool>(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let (mut data, name, ty) = if png {
+                (tagged_png(), "a.png", "image/png")
+            } else {
+                (tagged_jpeg(), "a.jpg", "image/jpeg")
+            };
+            for (at, byte, how) in edits {
+                if data.is_empty() {
+                    break;
+                }
+                let i = at.index(data.len());
+                match how {
+                    0 => data[i] = byte,
+                    1 => { data.remove(i); }
+                    _ => data.insert(i, byte),
+                }
+            }
+            let g = guard("strip");
+            let (r, out) = g.inspect_bytes(&data, name, ty).expect("no machine error");
+            if let Some(out) = out {
+                prop_assert_eq!(r.verdict, Verdict::Masked);
+                let (again, copy) = g.inspect_bytes(&out, name, ty).expect("no machine error");
+                prop_assert_eq!(again.verdict, Verdict::Pass, "{:?}", again.reasons);
+                prop_assert!(copy.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn the_unmutated_samples_are_stripped() {
+        let g = guard("strip");
+        for (data, name, ty) in [
+            (tagged_jpeg(), "a.jpg", "image/jpeg"),
+            (tagged_png(), "a.png", "image/png"),
+        ] {
+            let (r, out) = g.inspect_bytes(&data, name, ty).expect("no machine error");
+            assert_eq!(r.verdict, Verdict::Masked, "{name}: {:#?}", r.reasons);
+            assert!(out.is_some());
+        }
+    }
+}
