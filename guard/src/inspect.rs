@@ -238,7 +238,14 @@ impl Guard {
         let mut ctx = Ctx::new(self, src, target, scratch);
         ctx.channel = channel.to_string();
         ctx.declared_type = Some(content_type.to_string());
-        match ctx.top(src, name) {
+        // Malware first: a package the engine refuses (or cannot scan) is
+        // not looked into any further.
+        let scanned = match self.profile.malware() {
+            Some(rules) => ctx.scan_package(rules, src),
+            None => Ok(()),
+        };
+        let inspected = scanned.and_then(|()| ctx.top(src, name));
+        match inspected {
             Ok(()) | Err(Halt::Rejected) => {}
             Err(Halt::Io(e)) => match blame(e) {
                 Blame::Machine(source) => {
@@ -300,6 +307,8 @@ pub(crate) struct Ctx<'a> {
     deid: BTreeMap<(&'static str, String, String), (u64, Option<u32>)>,
     /// Values masked per detector, in the order of [`Detector::ALL`].
     detector_masks: [u64; 5],
+    /// The malware scan so far (profiles with `malware`).
+    pub(crate) malware: Option<crate::report::MalwareScan>,
 }
 
 impl<'a> Ctx<'a> {
@@ -336,6 +345,7 @@ impl<'a> Ctx<'a> {
             channel_key: None,
             deid: BTreeMap::new(),
             detector_masks: [0; 5],
+            malware: None,
         }
     }
 
@@ -503,7 +513,10 @@ impl<'a> Ctx<'a> {
                         *l = name.to_string();
                     }
                 }
-                self.member_inner(r, name, depth)
+                match self.profile.malware() {
+                    Some(rules) => self.scan_member(rules, r, name, depth),
+                    None => self.member_inner(r, name, depth),
+                }
             }
             Err(h) => Err(h),
         };
@@ -518,7 +531,12 @@ impl<'a> Ctx<'a> {
         res
     }
 
-    fn member_inner(&mut self, r: &mut dyn Read, name: &str, depth: u32) -> Result<(), Halt> {
+    pub(crate) fn member_inner(
+        &mut self,
+        r: &mut dyn Read,
+        name: &str,
+        depth: u32,
+    ) -> Result<(), Halt> {
         let mut head = vec![0u8; HEAD_BYTES];
         let n = read_full(r, &mut head)?;
         head.truncate(n);
@@ -770,7 +788,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn where_(&self) -> String {
+    pub(crate) fn where_(&self) -> String {
         if self.members.is_empty() {
             String::new()
         } else {
@@ -1004,6 +1022,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The package was read whole (by the malware scan) before the
+    /// inspection proper: its size and digest, kept should the scan end
+    /// the inspection.
+    pub(crate) fn read_whole(&mut self, bytes: u64, digest: String) {
+        self.bytes_read = bytes;
+        self.digest_before = Some(digest);
+    }
+
+    /// The verdict so far.
+    pub(crate) fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
     /// Is the package already rejected (no point writing a masked copy)?
     pub(crate) fn rejected(&self) -> bool {
         self.verdict >= Verdict::Review
@@ -1182,6 +1213,7 @@ impl<'a> Ctx<'a> {
                 }
             })
             .collect(),
+            malware: self.malware,
         };
         // The one place every report string passes: no package text with
         // a sensitive value leaves in a report (see `redact`).
@@ -1252,6 +1284,7 @@ fn kind_label(k: FindingKind) -> &'static str {
         FindingKind::PersonalData => "personal data",
         FindingKind::Geodata => "geodata",
         FindingKind::Uninspectable => "uninspectable content",
+        FindingKind::Malware => "malware",
         FindingKind::Disarm => "metadata or active content",
     }
 }

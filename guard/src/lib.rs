@@ -5,14 +5,17 @@
 //! agreeing with the declared type and the extension), archive handling
 //! with limits, dirty words (over normalised text), personal data
 //! (validated detectors), geodata (precision, area, forbidden attributes),
-//! and masking. It reads the package as a stream in bounded memory and
-//! never panics on any input; bad content is a verdict with a reason,
-//! never an error.
+//! and masking; and, where a profile asks, a malware scan by clamd of the
+//! package and of every archive member, first. It reads the package as a
+//! stream in bounded memory and never panics on any input; bad content is
+//! a verdict with a reason, never an error.
 //!
 //! It must never put a sensitive value into a report: findings carry a
-//! keyed hash, a type and a location. It does no network I/O, keeps no
-//! state between inspections, and writes only the masked package (and
-//! scratch copies of nested zip archives) next to the caller's output path.
+//! keyed hash, a type and a location. It does no network I/O (its one
+//! connection is to a local `clamd` socket, when a profile asks for a
+//! malware scan: [`Clamd`]), keeps no state between inspections, and
+//! writes only the masked package (and scratch copies of nested zip
+//! archives) next to the caller's output path.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), ferry_guard::GuardError> {
@@ -28,6 +31,7 @@
 #![deny(missing_docs)]
 
 mod archive;
+mod clamd;
 mod csv;
 mod deid;
 mod disarm;
@@ -36,6 +40,7 @@ mod error;
 mod geo;
 mod inspect;
 mod json;
+mod malware;
 mod normalize;
 mod opaque;
 mod pdf;
@@ -53,16 +58,26 @@ mod words;
 mod xml;
 
 pub use archive::MEMBER_NAME_MAX_BYTES;
+pub use clamd::{
+    parse_instream_reply, parse_version_reply, Clamd, ClamdError, Detection, EngineVersion, Scan,
+    CHUNK_MAX_BYTES, DEFAULT_MAX_STREAM_BYTES, DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, REPLY_MAX_BYTES,
+    SIGNATURE_MAX_CHARS,
+};
 pub use csv::{COLUMNS_MAX, RECORD_MAX_BYTES};
 pub use error::GuardError;
 pub use inspect::{Guard, FINDINGS_LISTED_MAX};
 pub use json::{DEPTH_MAX as JSON_DEPTH_MAX, STRING_MAX_BYTES as JSON_STRING_MAX_BYTES};
 pub use pii::{prc_id_check, uscc_check};
 pub use profile::{
-    Disarm, FsLists, ListSource, Profile, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EXPANDED_BYTES,
-    DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, LIST_MAX_BYTES,
+    Disarm, FsLists, ListSource, MalwareRules, Profile, DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_EXPANDED_BYTES, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO,
+    DEFAULT_MAX_SIGNATURE_AGE_DAYS, LIST_MAX_BYTES, MALWARE_MAX_STREAM_BYTES_MAX,
+    MALWARE_TIMEOUT_MS_RANGE,
 };
-pub use report::{Action, Deidentification, Finding, FindingKind, Location, Report, Verdict};
+pub use report::{
+    Action, Deidentification, Finding, FindingKind, Location, MalwareDetection, MalwareScan,
+    OnUnavailable, Report, ScanStatus, Verdict,
+};
 pub use rules::{
     COLUMN_KEEP_MAX, DEFAULT_TOTAL_LABELS, K_MAX, MARKER_MAX_CHARS, MASK_LIMITS, STEP_MAX,
 };

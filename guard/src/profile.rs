@@ -3,10 +3,11 @@
 //! with its dirty-word lists read and compiled. Compile once per policy
 //! load; inspect many packages with it.
 
+use crate::clamd::Clamd;
 use crate::error::GuardError;
 use crate::normalize::normalize_word;
 use crate::pii::{Detector, Detectors};
-use crate::report::Action;
+use crate::report::{Action, OnUnavailable};
 use crate::rules::{ColumnSettings, KeepSettings, MaskRule, SuppressionSettings, TableRules};
 use crate::words::{DirtyWords, WORDS_MAX, WORD_MAX_BYTES};
 use serde::Deserialize;
@@ -68,6 +69,18 @@ struct Settings {
     columns: Option<Vec<ColumnSettings>>,
     require_rules: Option<bool>,
     suppression: Option<SuppressionSettings>,
+    malware: Option<MalwareSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MalwareSettings {
+    engine: Option<String>,
+    socket: Option<String>,
+    timeout_ms: Option<u64>,
+    on_unavailable: Option<String>,
+    max_signature_age_days: Option<u64>,
+    max_stream_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +209,8 @@ pub struct Profile {
     pub(crate) legacy_encodings: bool,
     /// `columns`, `require_rules`, `suppression`.
     pub(crate) tables: TableRules,
+    /// `malware = { … }`: scan with clamd.
+    malware: Option<MalwareRules>,
     /// `disarm`: what to do about metadata and active content the guard
     /// can remove (absent: nothing is looked for).
     pub(crate) disarm: Option<Disarm>,
@@ -231,6 +246,7 @@ impl fmt::Debug for Profile {
             .field("dirty_words", &self.word_count())
             .field("pii", &self.pii)
             .field("geodata", &self.geodata)
+            .field("malware", &self.malware)
             .finish()
     }
 }
@@ -380,6 +396,7 @@ impl Profile {
         };
         let tables =
             crate::rules::table_rules(s.columns, s.require_rules, s.suppression).map_err(bad)?;
+        let malware = s.malware.map(malware_rules).transpose().map_err(bad)?;
         let disarm = match s.disarm.as_deref() {
             None => None,
             Some("strip") => Some(Disarm::Strip),
@@ -401,6 +418,7 @@ impl Profile {
             office_action: s.office.and_then(|o| o.action).unwrap_or(Action::Reject),
             legacy_encodings: s.legacy_encodings.unwrap_or(false),
             tables,
+            malware,
             disarm,
         })
     }
@@ -444,6 +462,12 @@ impl Profile {
             .columns
             .iter()
             .any(|c| c.action == crate::rules::ColumnAction::Pseudonymize)
+    }
+
+    /// `malware = { … }`: the engine every file and archive member is
+    /// scanned with, and what to do when it cannot answer.
+    pub fn malware(&self) -> Option<&MalwareRules> {
+        self.malware.as_ref()
     }
 
     /// `disarm`, when the profile sets it.
@@ -529,6 +553,97 @@ fn archive_rules(a: Option<ArchiveSettings>) -> Result<ArchiveRules, String> {
         max_members,
         max_expanded_bytes,
         max_ratio,
+    })
+}
+
+/// Default `malware.max_signature_age_days`.
+pub const DEFAULT_MAX_SIGNATURE_AGE_DAYS: u32 = 7;
+/// Limits of `malware.timeout_ms` (milliseconds).
+pub const MALWARE_TIMEOUT_MS_RANGE: (u64, u64) = (100, 600_000);
+/// Largest `malware.max_stream_bytes`: clamd's `StreamMaxLength` is read
+/// as a 32-bit size (4 GiB − 1).
+pub const MALWARE_MAX_STREAM_BYTES_MAX: u64 = u32::MAX as u64;
+
+/// `malware = { … }`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalwareRules {
+    clamd: Clamd,
+    on_unavailable: OnUnavailable,
+    max_signature_age_days: u32,
+}
+
+impl MalwareRules {
+    /// The clamd client (socket, timeout, stream limit).
+    pub fn clamd(&self) -> &Clamd {
+        &self.clamd
+    }
+
+    /// What to do when the engine cannot answer.
+    pub fn on_unavailable(&self) -> OnUnavailable {
+        self.on_unavailable
+    }
+
+    /// Signatures older than this many days raise a warning.
+    pub fn max_signature_age_days(&self) -> u32 {
+        self.max_signature_age_days
+    }
+}
+
+fn malware_rules(m: MalwareSettings) -> Result<MalwareRules, String> {
+    match m.engine.as_deref() {
+        None | Some("clamd") => {}
+        Some(other) => {
+            return Err(format!(
+                "malware.engine: unknown engine `{other}`; the guard scans with \"clamd\""
+            ))
+        }
+    }
+    let socket = m
+        .socket
+        .unwrap_or_else(|| crate::clamd::DEFAULT_SOCKET.to_string());
+    if !socket.starts_with('/') {
+        return Err(format!(
+            "malware.socket: `{socket}` is not an absolute path; write clamd's LocalSocket, e.g. \"/run/clamav/clamd.ctl\""
+        ));
+    }
+    let (lo, hi) = MALWARE_TIMEOUT_MS_RANGE;
+    let timeout_ms = m.timeout_ms.unwrap_or(crate::clamd::DEFAULT_TIMEOUT_MS);
+    if !(lo..=hi).contains(&timeout_ms) {
+        return Err(format!(
+            "malware.timeout_ms must be between {lo} and {hi} (milliseconds)"
+        ));
+    }
+    let on_unavailable = match m.on_unavailable.as_deref() {
+        None | Some("refuse") => OnUnavailable::Refuse,
+        Some("hold") => OnUnavailable::Hold,
+        Some(other) => {
+            return Err(format!(
+                "malware.on_unavailable: `{other}` is neither \"hold\" nor \"refuse\""
+            ))
+        }
+    };
+    let age = m
+        .max_signature_age_days
+        .unwrap_or(u64::from(DEFAULT_MAX_SIGNATURE_AGE_DAYS));
+    if !(1..=365).contains(&age) {
+        return Err("malware.max_signature_age_days must be between 1 and 365 (days)".into());
+    }
+    let max_stream = m
+        .max_stream_bytes
+        .unwrap_or(crate::clamd::DEFAULT_MAX_STREAM_BYTES);
+    if !(1..=MALWARE_MAX_STREAM_BYTES_MAX).contains(&max_stream) {
+        return Err(format!(
+            "malware.max_stream_bytes must be between 1 and {MALWARE_MAX_STREAM_BYTES_MAX} (bytes)"
+        ));
+    }
+    Ok(MalwareRules {
+        clamd: Clamd::new(
+            socket,
+            std::time::Duration::from_millis(timeout_ms),
+            max_stream,
+        ),
+        on_unavailable,
+        max_signature_age_days: u32::try_from(age).unwrap_or(DEFAULT_MAX_SIGNATURE_AGE_DAYS),
     })
 }
 
@@ -652,5 +767,43 @@ mod tests {
         assert!(e.to_string().contains("unknown detector `ssn`"), "{e}");
         let e = Profile::from_settings("p", &json!({"pii": {"mode": "x"}}), &lists).unwrap_err();
         assert!(e.to_string().contains("unknown field `mode`"), "{e}");
+    }
+
+    #[test]
+    fn malware_settings_have_defaults_and_limits() {
+        let p = Profile::from_settings("p", &json!({"malware": {}}), &lists).unwrap();
+        let m = p.malware().unwrap();
+        assert_eq!(m.clamd().socket(), Path::new(crate::clamd::DEFAULT_SOCKET));
+        assert_eq!(m.on_unavailable(), OnUnavailable::Refuse);
+        assert_eq!(m.max_signature_age_days(), DEFAULT_MAX_SIGNATURE_AGE_DAYS);
+        assert_eq!(
+            m.clamd().max_stream_bytes(),
+            crate::clamd::DEFAULT_MAX_STREAM_BYTES
+        );
+        let p = Profile::from_settings(
+            "p",
+            &json!({"malware": {"engine": "clamd", "socket": "/s", "timeout_ms": 500, "on_unavailable": "hold", "max_signature_age_days": 3, "max_stream_bytes": 1000}}),
+            &lists,
+        )
+        .unwrap();
+        let m = p.malware().unwrap();
+        assert_eq!(m.on_unavailable(), OnUnavailable::Hold);
+        assert_eq!(m.clamd().timeout(), std::time::Duration::from_millis(500));
+        for bad in [
+            json!({"engine": "yara"}),
+            json!({"socket": "relative.sock"}),
+            json!({"timeout_ms": 5}),
+            json!({"on_unavailable": "pass"}),
+            json!({"max_signature_age_days": 0}),
+            json!({"max_stream_bytes": 0}),
+            json!({"sockett": "/s"}),
+        ] {
+            let e = Profile::from_settings("p", &json!({ "malware": bad }), &lists).unwrap_err();
+            assert!(matches!(e, GuardError::Settings { .. }), "{e}");
+        }
+        assert!(Profile::from_settings("p", &json!({}), &lists)
+            .unwrap()
+            .malware()
+            .is_none());
     }
 }

@@ -78,6 +78,9 @@ pub enum FindingKind {
     /// Content the guard cannot look into (`detector` is the type, e.g.
     /// `pdf`), under a profile that asks for content checks.
     Uninspectable,
+    /// A malware signature matched (`detector` is `clamav`; `pattern` is
+    /// the signature's name as the engine gives it).
+    Malware,
     /// Metadata or active content that `disarm` strips or refuses
     /// (`detector` is `image_gps` or `image_metadata`; the location's
     /// `field` names the segment or chunk, e.g. `APP1 Exif`).
@@ -92,6 +95,7 @@ impl FindingKind {
             FindingKind::PersonalData => "personal_data",
             FindingKind::Geodata => "geodata",
             FindingKind::Uninspectable => "uninspectable",
+            FindingKind::Malware => "malware",
             FindingKind::Disarm => "disarm",
         }
     }
@@ -204,6 +208,116 @@ pub struct Report {
     /// or detector, with counts and key epochs, never values.
     #[serde(default)]
     pub deidentification: Vec<Deidentification>,
+    /// The malware scan, under a profile with `malware = { … }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malware: Option<MalwareScan>,
+}
+
+/// `malware.on_unavailable`: what becomes of a package the engine could
+/// not scan (down, too slow, or answering with an error). Never a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Not accepted now, to be tried again: the ingest API answers 503
+    /// with `Retry-After`, a spool file stays in the spool for the next
+    /// collection. On the egress side (nothing can wait there) the
+    /// package is refused like `refuse`.
+    Hold,
+    /// Refused like any rejected package.
+    Refuse,
+}
+
+impl OnUnavailable {
+    /// `hold` or `refuse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Hold => "hold",
+            OnUnavailable::Refuse => "refuse",
+        }
+    }
+}
+
+/// What the malware scan of a package came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanStatus {
+    /// Every stream scanned was clean (when the inspection stopped early
+    /// for another reason, not every member was scanned: see `streams`).
+    Clean,
+    /// A signature matched: the package is refused.
+    Found,
+    /// The engine could not answer (down, too slow, an error): the
+    /// package is refused, and `on_unavailable` says whether it is held
+    /// for another try instead. Never a pass.
+    Unavailable,
+    /// The file or a member is larger than the engine takes
+    /// (`max_stream_bytes`, clamd's `StreamMaxLength`): refused, since
+    /// trying again will not help.
+    Unscannable,
+}
+
+impl ScanStatus {
+    /// `clean`, `found`, `unavailable` or `unscannable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Clean => "clean",
+            ScanStatus::Found => "found",
+            ScanStatus::Unavailable => "unavailable",
+            ScanStatus::Unscannable => "unscannable",
+        }
+    }
+}
+
+/// One signature that matched, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MalwareDetection {
+    /// The archive member (as in [`Location::member`]); absent for the
+    /// package as a whole.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub member: Option<String>,
+    /// The signature's name as the engine gives it
+    /// (`Win.Test.EICAR_HDB-1`): the engine's name, not package content.
+    pub signature: String,
+}
+
+/// The malware scan of one package: the engine, its database, and the
+/// verdict. Never holds package content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MalwareScan {
+    /// `clamd`.
+    pub engine: String,
+    /// The engine's version (`ClamAV 1.4.3`), when it answered.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub engine_version: Option<String>,
+    /// The signature database's version, when an official database is
+    /// loaded.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub database_version: Option<u64>,
+    /// The database's build time, as the engine gives it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub database_date: Option<String>,
+    /// The outcome.
+    pub status: ScanStatus,
+    /// Streams scanned to a verdict: the package itself and each archive
+    /// member at every level.
+    pub streams: u64,
+    /// Bytes sent to the engine.
+    pub bytes: u64,
+    /// Signatures that matched.
+    #[serde(default)]
+    pub detections: Vec<MalwareDetection>,
+    /// Why the engine gave no verdict (status `unavailable` or
+    /// `unscannable`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    /// `malware.on_unavailable` of the profile.
+    pub on_unavailable: OnUnavailable,
+    /// The engine could not answer, the profile says `hold`, and nothing
+    /// else refused the package: the verdict is `reject` (never a pass),
+    /// but the caller should keep the package for another try rather than
+    /// refuse it for good.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 impl Report {

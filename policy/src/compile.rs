@@ -832,7 +832,20 @@ const PROFILE_KEYS: &[&str] = &[
     "columns",
     "require_rules",
     "suppression",
+    "malware",
 ];
+const MALWARE_KEYS: &[&str] = &[
+    "engine",
+    "socket",
+    "timeout_ms",
+    "on_unavailable",
+    "max_signature_age_days",
+    "max_stream_bytes",
+];
+/// Malware engines the guard can use.
+const MALWARE_ENGINES: &[&str] = &["clamd"];
+/// What a profile may do with a package the engine could not scan.
+const ON_UNAVAILABLE: &[&str] = &["hold", "refuse"];
 const OFFICE_KEYS: &[&str] = &["action"];
 const DISARM_MODES: &[&str] = &["strip", "refuse"];
 const ARCHIVE_KEYS: &[&str] = &[
@@ -2112,6 +2125,9 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
         action(ctx, &o);
     }
     t.bool(ctx, "legacy_encodings");
+    if let Some(m) = t.table(ctx, "malware", MALWARE_KEYS) {
+        read_malware(ctx, &m);
+    }
     // Metadata and active content (docs/guard.md, "Disarm").
     if let Some(d) = t.str(ctx, "disarm") {
         if !DISARM_MODES.contains(&d.v.as_str()) {
@@ -2136,6 +2152,57 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
         at: ctx.set.source(t.header.file).place(t.header.span.clone()),
         lists,
     })
+}
+
+/// `malware = { … }` (docs/policy.md): the same limits the guard checks
+/// again when it compiles the profile (`ferry_guard::MALWARE_*`).
+fn read_malware(ctx: &mut Ctx<'_>, m: &Tbl<'_>) {
+    let one_of = |ctx: &mut Ctx<'_>, key: &str, known: &[&str], what: &str| {
+        let v = m.str(ctx, key)?;
+        if known.contains(&v.v.as_str()) {
+            return Some(v);
+        }
+        let hint = suggest(&v.v, known).map_or(String::new(), |c| format!(", did you mean `{c}`?"));
+        ctx.err(
+            "invalid-value",
+            &v.loc,
+            format!(
+                "unknown {what} \"{}\"{hint}; use {}",
+                v.v,
+                known
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        );
+        None
+    };
+    one_of(ctx, "engine", MALWARE_ENGINES, "malware engine");
+    if let Some(s) = m.str(ctx, "socket") {
+        if !s.v.starts_with('/') {
+            ctx.err(
+                "invalid-value",
+                &s.loc,
+                "`socket` is clamd's LocalSocket, an absolute path, e.g. \"/run/clamav/clamd.ctl\"",
+            );
+        }
+    }
+    m.uint(ctx, "timeout_ms", 100, 600_000, "milliseconds");
+    one_of(
+        ctx,
+        "on_unavailable",
+        ON_UNAVAILABLE,
+        "on_unavailable action",
+    );
+    m.uint(ctx, "max_signature_age_days", 1, 365, "days");
+    m.uint(
+        ctx,
+        "max_stream_bytes",
+        1,
+        u64::from(u32::MAX),
+        "bytes; equal to StreamMaxLength in clamd.conf",
+    );
 }
 
 fn to_json(t: &dyn TableLike) -> serde_json::Value {

@@ -575,6 +575,91 @@ fn column_rules_and_suppression_are_checked_where_written() {
     }
 }
 
+/// `malware = { … }`: each wrong setting at its line and column, with
+/// what to write instead; a valid table is accepted and handed to the
+/// guard as it is.
+#[test]
+fn malware_settings_are_located() {
+    let with = |m: &str| {
+        edit(
+            "allowed_types = [\"text/csv\"]\n",
+            &format!("allowed_types = [\"text/csv\"]\nmalware = {{ {m} }}\n"),
+        )
+    };
+    let ok = with(
+        "engine = \"clamd\", socket = \"/run/clamav/clamd.ctl\", timeout_ms = 30000, on_unavailable = \"hold\", max_signature_age_days = 7, max_stream_bytes = 104857600",
+    );
+    assert_eq!(errors(&ok), vec![]);
+    let (policy, _) = parse_str(&ok, "policy.toml").unwrap();
+    let settings = &policy.profile("strict").unwrap().settings;
+    assert_eq!(settings["malware"]["on_unavailable"], "hold");
+    assert_eq!(errors(&with("")), vec![], "every key has a default");
+    // (setting, column of the value, code, part of the message)
+    let cases: &[(&str, usize, &str, &str)] = &[
+        (
+            "engine = \"clamav\"",
+            22,
+            "invalid-value",
+            "unknown malware engine \"clamav\"",
+        ),
+        ("engine = \"yara\"", 22, "invalid-value", "use \"clamd\""),
+        (
+            "socket = \"clamd.ctl\"",
+            22,
+            "invalid-value",
+            "an absolute path",
+        ),
+        (
+            "timeout_ms = 10",
+            26,
+            "invalid-value",
+            "between 100 and 600000 (milliseconds)",
+        ),
+        (
+            "timeout_ms = \"30s\"",
+            26,
+            "wrong-type",
+            "must be an integer",
+        ),
+        (
+            "on_unavailable = \"pass\"",
+            30,
+            "invalid-value",
+            "use \"hold\" or \"refuse\"",
+        ),
+        (
+            "on_unavailable = \"hodl\"",
+            30,
+            "invalid-value",
+            "did you mean `hold`?",
+        ),
+        (
+            "max_signature_age_days = 0",
+            38,
+            "invalid-value",
+            "between 1 and 365 (days)",
+        ),
+        (
+            "max_stream_bytes = 5000000000",
+            32,
+            "invalid-value",
+            "StreamMaxLength",
+        ),
+        (
+            "sokcet = \"/x\"",
+            13,
+            "unknown-key",
+            "did you mean `socket`?",
+        ),
+    ];
+    for (m, col, code, needle) in cases {
+        let (line, c, got, msg) = one_error(&with(m));
+        assert_eq!((line, got), (20, *code), "{m}: {msg}");
+        assert_eq!(c, *col, "{m}: {msg}");
+        assert!(msg.contains(needle), "{m}: {msg}");
+    }
+}
+
 #[test]
 fn unknown_disarm_mode_points_at_the_value_and_names_the_modes() {
     let text = edit(

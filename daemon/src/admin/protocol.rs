@@ -221,6 +221,58 @@ pub struct Status {
     /// Egress: the receive spool and the rate this side sustains.
     #[serde(default)]
     pub receive: Option<ReceiveStatus>,
+    /// Malware scanning (profiles with `malware`): the engines and what
+    /// the scans came to since start.
+    #[serde(default)]
+    pub malware: Option<MalwareStatus>,
+}
+
+/// Malware scanning on this side: each engine the profiles in force use,
+/// as last probed, and counts since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MalwareStatus {
+    /// One entry per clamd socket.
+    pub engines: Vec<EngineStatus>,
+    /// Packages scanned to a verdict (clean or found).
+    pub scanned: u64,
+    /// Packages refused because a signature matched.
+    pub detected: u64,
+    /// Packages not scanned because the engine could not answer (never
+    /// passed: held or refused).
+    pub unavailable: u64,
+    /// Of those, held for another try (`on_unavailable = "hold"`).
+    pub held: u64,
+    /// Packages refused as larger than the engine takes.
+    pub unscannable: u64,
+}
+
+/// One malware engine as last probed (`VERSION`, every minute).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EngineStatus {
+    /// `clamd`.
+    pub engine: String,
+    /// Its socket.
+    pub socket: String,
+    /// The profiles that scan with it.
+    pub profiles: Vec<String>,
+    /// It answered the last probe.
+    pub reachable: bool,
+    /// `ClamAV 1.4.3`.
+    pub version: Option<String>,
+    /// The signature database's version (official databases only).
+    pub database_version: Option<u64>,
+    /// Its build time as the engine gives it.
+    pub database_date: Option<String>,
+    /// Its age in whole days.
+    pub database_age_days: Option<u64>,
+    /// The profiles' `max_signature_age_days` (the smallest).
+    pub max_signature_age_days: u32,
+    /// Why the last probe failed.
+    pub error: Option<String>,
+    /// Signatures older than allowed, or of unknown age.
+    pub warning: Option<String>,
+    /// When it was probed, ms since the Unix epoch.
+    pub checked_unix_ms: u64,
 }
 
 /// Egress: the buffer between the socket and the protocol work, and the

@@ -167,6 +167,9 @@ enum BenchCmd {
     /// pair with nftables loss, one package with the shipped defaults,
     /// against plain UDP measured in the same run.
     Netns(ferry_daemon::cli::bench::netns::NetnsArgs),
+    /// Inspect a generated mixed corpus (CSV, JSON, text, zip, tar.gz)
+    /// under a profile that scans with clamd, and without the scan.
+    Scan(ferry_daemon::cli::bench::scan::ScanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -214,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Bench(BenchCmd::Link(args)) => bench::link(&args)?,
         Cmd::Bench(BenchCmd::E2e(args)) => ferry_daemon::cli::bench::e2e::e2e(&args)?,
         Cmd::Bench(BenchCmd::Netns(args)) => ferry_daemon::cli::bench::netns::netns(&args)?,
+        Cmd::Bench(BenchCmd::Scan(args)) => ferry_daemon::cli::bench::scan::scan(&args)?,
         Cmd::Push(args) => {
             return Ok(std::process::ExitCode::from(ferry_daemon::cli::push::run(
                 &args,

@@ -39,6 +39,39 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<std::process::ExitCod
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The malware engines (as last probed) and what the scans came to.
+fn print_malware(v: &serde_json::Value) {
+    let Some(m) = v
+        .get("malware")
+        .filter(|m| m.is_object())
+        .and_then(|m| serde_json::from_value::<protocol::MalwareStatus>(m.clone()).ok())
+    else {
+        return;
+    };
+    println!(
+        "  {:<22} {} scanned, {} refused as malware, {} not scanned ({} held, none passed), {} too large",
+        "malware scans", m.scanned, m.detected, m.unavailable, m.held, m.unscannable
+    );
+    for e in &m.engines {
+        let state = if e.reachable {
+            let db = match (&e.database_version, &e.database_date, e.database_age_days) {
+                (Some(v), Some(d), Some(age)) => format!("database {v} of {d}, {age} days old"),
+                _ => "custom signatures only, database age unknown".to_owned(),
+            };
+            format!(
+                "{} reachable, {db}",
+                e.version.as_deref().unwrap_or("clamd")
+            )
+        } else {
+            format!("UNREACHABLE: {}", e.error.as_deref().unwrap_or("no answer"))
+        };
+        println!("  {:<22} {} ({state})", "malware engine", e.socket);
+        if let Some(w) = &e.warning {
+            println!("  WARNING: {w}");
+        }
+    }
+}
+
 /// The egress receive spool and the rate this side sustains, with the
 /// command that paces the ingress side to it.
 fn print_receive(v: &serde_json::Value) {
@@ -339,6 +372,7 @@ fn print_status(v: &serde_json::Value) {
             serde_json::Value::Array(g.clone())
         );
     }
+    print_malware(v);
     if let Some(w) = v.get("warnings").and_then(|w| w.as_array()) {
         for x in w {
             println!("  WARNING: {}", x.as_str().unwrap_or_default());

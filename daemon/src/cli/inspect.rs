@@ -209,6 +209,34 @@ fn render(r: &Report, written: Option<&PathBuf>) -> String {
         "read: {} bytes   expanded: {} bytes   members: {}\n",
         r.bytes_read, r.bytes_expanded, r.members
     ));
+    if let Some(m) = &r.malware {
+        let engine = match (&m.engine_version, &m.database_version) {
+            (Some(e), Some(v)) => format!("{e}, database {v}"),
+            (Some(e), None) => format!("{e}, custom signatures only"),
+            _ => m.engine.clone(),
+        };
+        s.push_str(&format!(
+            "malware: {} ({} streams, {} bytes scanned by {engine})\n",
+            m.status.as_str(),
+            m.streams,
+            m.bytes
+        ));
+        for d in &m.detections {
+            s.push_str(&format!(
+                "  signature {} in {}\n",
+                d.signature,
+                d.member.as_deref().unwrap_or("the package")
+            ));
+        }
+        if let Some(e) = &m.error {
+            let then = if m.hold {
+                "held for another try"
+            } else {
+                "refused"
+            };
+            s.push_str(&format!("  no verdict ({then}): {e}\n"));
+        }
+    }
     if let Some(d) = &r.digest_before {
         s.push_str(&format!("sha256 before: {d}\n"));
     }
@@ -243,6 +271,9 @@ fn render(r: &Report, written: Option<&PathBuf>) -> String {
                 at.push(format!("offset {x}"));
             }
             let extra = match (&f.pattern, &f.value_hash) {
+                (Some(p), _) if f.kind == ferry_guard::FindingKind::Malware => {
+                    format!("  signature {p}")
+                }
                 (Some(p), _) => format!("  list {p}"),
                 (None, Some(h)) => format!("  hash {}", &h[..h.len().min(16)]),
                 _ => String::new(),

@@ -119,6 +119,7 @@ pub fn run(cfg: &Config, config_path: &Path) -> Result<Selfcheck, SelfcheckError
         cfg,
     ));
     checks.push(check_clock());
+    checks.extend(check_malware(&status));
     Ok(Selfcheck { pid, checks })
 }
 
@@ -414,6 +415,51 @@ fn check_user_namespace(uid_map: Option<String>, cfg: &Config) -> Check {
     }
 }
 
+/// The malware engines as the daemon last probed them (once a minute,
+/// from inside its sandbox, with its own permissions on the socket):
+/// unreachable fails, signatures older than `max_signature_age_days` (or
+/// of unknown age) warn. Nothing when no profile scans.
+pub fn check_malware(status: &serde_json::Value) -> Vec<Check> {
+    let Some(engines) = status
+        .get("malware")
+        .and_then(|m| m.get("engines"))
+        .and_then(|e| serde_json::from_value::<Vec<protocol::EngineStatus>>(e.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    engines
+        .into_iter()
+        .map(|e| {
+            let item = format!("malware:{}", e.engine);
+            let profiles = e.profiles.join(", ");
+            if !e.reachable {
+                return check(
+                    &item,
+                    Verdict::Fail,
+                    format!(
+                        "{} (profiles {profiles}): packages these profiles inspect are held or refused until it answers",
+                        e.error.unwrap_or_else(|| format!("{} did not answer", e.socket))
+                    ),
+                );
+            }
+            let db = match (&e.database_version, &e.database_date, e.database_age_days) {
+                (Some(v), Some(d), Some(age)) => format!("database {v} of {d} ({age} days old)"),
+                _ => "no official database (custom signatures only)".to_owned(),
+            };
+            let found = format!(
+                "{} at {}, {db}, max_signature_age_days {} (profiles {profiles})",
+                e.version.unwrap_or_default(),
+                e.socket,
+                e.max_signature_age_days
+            );
+            match e.warning {
+                Some(w) => check(&item, Verdict::Warn, format!("{found}: {w}")),
+                None => check(&item, Verdict::Pass, found),
+            }
+        })
+        .collect()
+}
+
 fn check_clock() -> Check {
     let td = std::process::Command::new("timedatectl")
         .args(["show", "-p", "NTPSynchronized", "--value"])
@@ -694,5 +740,28 @@ mod tests {
             verdict(&check_permissions(&c, &conf, other), "perm:state_dir"),
             Verdict::Fail
         );
+    }
+
+    /// Promise: selfcheck fails an unreachable malware engine, warns about
+    /// old or unknown signatures, and passes a fresh one.
+    #[test]
+    fn malware_engines_are_judged_from_the_daemon_status() {
+        let status = serde_json::json!({ "malware": { "engines": [
+            { "engine": "clamd", "socket": "/run/clamav/clamd.ctl", "profiles": ["import"], "reachable": false,
+              "error": "clamd is not reachable at /run/clamav/clamd.ctl: No such file", "max_signature_age_days": 7, "checked_unix_ms": 1 },
+            { "engine": "clamd", "socket": "/b", "profiles": ["a"], "reachable": true, "version": "ClamAV 1.4.3",
+              "database_version": 27000, "database_date": "Thu Dec  4 09:00:00 2026", "database_age_days": 9,
+              "max_signature_age_days": 7, "warning": "signatures are 9 days old", "checked_unix_ms": 1 },
+            { "engine": "clamd", "socket": "/c", "profiles": ["b"], "reachable": true, "version": "ClamAV 1.4.3",
+              "database_version": 27000, "database_date": "Thu Dec  4 09:00:00 2026", "database_age_days": 1,
+              "max_signature_age_days": 7, "checked_unix_ms": 1 }
+        ], "scanned": 0, "detected": 0, "unavailable": 0, "held": 0, "unscannable": 0 } });
+        let c = check_malware(&status);
+        let v: Vec<Verdict> = c.iter().map(|c| c.verdict).collect();
+        assert_eq!(v, vec![Verdict::Fail, Verdict::Warn, Verdict::Pass]);
+        assert!(c[0].detail.contains("not reachable"), "{}", c[0].detail);
+        assert!(c[1].detail.contains("9 days old"), "{}", c[1].detail);
+        assert!(c[2].detail.contains("database 27000"), "{}", c[2].detail);
+        assert!(check_malware(&serde_json::json!({})).is_empty());
     }
 }

@@ -184,6 +184,17 @@ pub fn run(
             })
             .map_err(DaemonError::thread_start("writer"))?
     };
+    let watch = match &gate {
+        Some(g) => {
+            let g = g.clone();
+            Some(crate::inspection::malware::spawn_watch(
+                status.clone(),
+                shutdown.clone(),
+                move || g.malware_profiles(),
+            )?)
+        }
+        None => None,
+    };
     let control = {
         let status = status.clone();
         let audit = audit.clone();
@@ -374,6 +385,9 @@ pub fn run(
     control.join();
     if let Some(m) = metrics {
         let _ = m.join();
+    }
+    if let Some(w) = watch {
+        let _ = w.join();
     }
     publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
     // What dropped since the last overrun record is audited before the

@@ -193,7 +193,14 @@ impl Writer<'_> {
                     );
                     return;
                 };
-                let guard = match reinspect(self.gate, outbox, &mut st, &manifest, self.audit) {
+                let guard = match reinspect(
+                    self.gate,
+                    outbox,
+                    &mut st,
+                    &manifest,
+                    self.audit,
+                    &self.status,
+                ) {
                     Ok(g) => g,
                     Err(why) => {
                         // Never delivered, not even in part.
@@ -625,13 +632,17 @@ pub(crate) struct Item {
 /// copy has replaced the staged data), `Err(why)` to drop. Fails closed:
 /// a channel the egress policy does not know, a profile it cannot load, a
 /// `review` verdict (there are no reviewers on this side) or an audit log
-/// that cannot record the inspection all stop delivery.
+/// that cannot record the inspection all stop delivery. A package the
+/// malware engine could not scan is refused here whatever the profile's
+/// `on_unavailable` (nothing can wait on this side); the operator resends
+/// it once the engine is back.
 pub(crate) fn reinspect(
     gate: Option<&crate::inspection::policy_gate::PolicyGate>,
     outbox: &Outbox,
     staging: &mut Staging,
     manifest: &Manifest,
     audit: &AuditTrail,
+    status: &SharedStatus,
 ) -> Result<Option<serde_json::Value>, String> {
     let Some(gate) = gate else { return Ok(None) };
     let meta = &manifest.meta;
@@ -668,6 +679,7 @@ pub(crate) fn reinspect(
             &report,
         ))
         .map_err(|e| format!("the audit log cannot record the inspection: {e}"))?;
+    crate::inspection::malware::note_report(status, &report, &id);
     match report.verdict {
         ferry_guard::Verdict::Pass | ferry_guard::Verdict::Masked => {
             Ok(Some(serde_json::json!({

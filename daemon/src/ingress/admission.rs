@@ -200,6 +200,14 @@ pub(crate) enum Guarded {
         /// The channel's approvals.
         requirement: ferry_policy::ApprovalRequirement,
     },
+    /// Not scanned for malware (the engine could not answer) and the
+    /// profile says hold: not accepted now, to be tried again later.
+    HeldForScan {
+        /// The report (verdict `reject`, never passed).
+        report: ferry_guard::Report,
+        /// One line for the sender.
+        why: String,
+    },
     /// Never sent.
     Refused {
         /// The report.
@@ -255,6 +263,17 @@ pub(crate) fn guard_package(
         &report,
     ))?;
     tracing::info!(package = %job.id, profile = %job.profile, verdict = report.verdict.as_str(), findings = report.findings_total, "inspected");
+    crate::inspection::malware::note_report(&s.status, &report, job.id);
+    if report.malware.as_ref().is_some_and(|m| m.hold) {
+        return Ok(Guarded::HeldForScan {
+            why: format!(
+                "the malware engine could not scan the package, and profile `{}` holds such packages (on_unavailable = \"hold\"); nothing was queued, try again in {} s",
+                job.profile,
+                crate::inspection::malware::HOLD_RETRY_S
+            ),
+            report,
+        });
+    }
     Ok(match report.verdict {
         ferry_guard::Verdict::Pass => Guarded::Go {
             report,

@@ -29,6 +29,15 @@ pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
         let coll = policy
             .as_ref()
             .and_then(|p| p.spool_collections().iter().find(|c| c.name == name));
+        // A package was held because the malware engine could not scan
+        // it: leave the spool alone until the back-off has passed, rather
+        // than asking a dead engine (and auditing it) several times a
+        // second.
+        let hold = s.scan_hold_until_ms.load(Ordering::Relaxed);
+        if now_millis().0 < hold {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         if !clock.collecting(coll, crate::now_utc(), Instant::now()) {
             // Between collections nothing is watched: a file must settle
             // within the next collection's window.
@@ -152,6 +161,17 @@ pub(crate) fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
             }) => {
                 inspection = crate::inspection::content::inspection_of(&report);
                 approval = Some(requirement);
+            }
+            Ok(Guarded::HeldForScan { why, .. }) => {
+                // Back into the spool, untouched: the next collection after
+                // the back-off tries again (audited and alarmed already).
+                std::fs::rename(&dest, path).map_err(DaemonError::io(path))?;
+                s.scan_hold_until_ms.store(
+                    now_millis().0 + crate::inspection::malware::HOLD_RETRY_S * 1000,
+                    Ordering::Relaxed,
+                );
+                tracing::warn!(file = %file_name, "{why}");
+                return Ok(());
             }
             Ok(Guarded::Refused { report, why }) => {
                 let reason = serde_json::json!({

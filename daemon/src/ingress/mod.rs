@@ -111,6 +111,7 @@ pub fn run(
         reload,
         audit,
         approvals_lock: Mutex::new(()),
+        scan_hold_until_ms: std::sync::atomic::AtomicU64::new(0),
         stopped: std::sync::RwLock::new(BTreeMap::new()),
     });
     let stopped = shared.store.stopped_channels()?;
@@ -164,8 +165,27 @@ pub fn run(
         )?),
         None => None,
     };
+    let watch = match &shared.policy {
+        Some(_) => {
+            let s = shared.clone();
+            Some(crate::inspection::malware::spawn_watch(
+                shared.status.clone(),
+                shared.shutdown.clone(),
+                move || {
+                    s.policy
+                        .as_ref()
+                        .map(|g| g.malware_profiles())
+                        .unwrap_or_default()
+                },
+            )?)
+        }
+        None => None,
+    };
     let result = send_loop(&shared, &mut sender, &mut udp);
     shared.shutdown.store(true, Ordering::Relaxed);
+    if let Some(w) = watch {
+        let _ = w.join();
+    }
     if let Some(m) = metrics {
         let _ = m.join();
     }

@@ -36,6 +36,9 @@ pub(crate) struct Shared {
     pub(crate) audit: AuditTrail,
     /// Serializes approvals, rejections and expiries of held packages.
     pub(crate) approvals_lock: Mutex<()>,
+    /// Until when (ms since the Unix epoch) the spool intake waits, after
+    /// a package was held because the malware engine could not scan it.
+    pub(crate) scan_hold_until_ms: std::sync::atomic::AtomicU64,
     /// Channels the system administrator stopped (persisted in the store).
     pub(crate) stopped: std::sync::RwLock<BTreeMap<String, crate::state::store::StoppedChannel>>,
 }

@@ -189,9 +189,12 @@ pub fn record(
     channel: &str,
     r: &Report,
 ) -> AuditRecord {
+    let held = r.malware.as_ref().is_some_and(|m| m.hold);
     let outcome = match r.verdict {
         Verdict::Pass | Verdict::Masked => Outcome::Allowed,
         Verdict::Review => Outcome::Failure,
+        // Not scanned and held for another try: not refused (yet).
+        Verdict::Reject if held => Outcome::Failure,
         Verdict::Reject => Outcome::Refused,
     };
     let findings: Vec<&ferry_guard::Finding> =
@@ -213,6 +216,16 @@ pub fn record(
             "deidentification",
             serde_json::to_string(&r.deidentification).unwrap_or_default(),
         );
+    }
+    if let Some(m) = &r.malware {
+        // The verdict, signature names and the engine's database: never
+        // package content.
+        rec = rec
+            .detail("malware", m.status.as_str())
+            .detail("malware_scan", serde_json::to_string(m).unwrap_or_default());
+        if let Some(s) = m.detections.first() {
+            rec = rec.detail("malware_signature", s.signature.clone());
+        }
     }
     if let Some(d) = &r.digest_before {
         rec = rec.detail("sha256_before", d.clone());

@@ -2,4 +2,5 @@
 //! the content inspection (type, guard) it rests on.
 
 pub(crate) mod content;
+pub mod malware;
 pub mod policy_gate;

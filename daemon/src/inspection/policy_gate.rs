@@ -155,6 +155,20 @@ impl PolicyGate {
         Ok(hash)
     }
 
+    /// The profiles in force that scan for malware, with their engine
+    /// settings (for the engine watch).
+    pub fn malware_profiles(&self) -> Vec<(String, ferry_guard::MalwareRules)> {
+        self.current()
+            .profiles()
+            .iter()
+            .filter_map(|p| {
+                let g = self.guard(&p.name)?;
+                let m = g.profile().malware()?.clone();
+                Some((p.name.clone(), m))
+            })
+            .collect()
+    }
+
     /// The guard of content profile `name` in the policy in force.
     pub fn guard(&self, name: &str) -> Option<Arc<ferry_guard::Guard>> {
         let guards = match self.guards.read() {

@@ -219,6 +219,48 @@ pub fn render(s: &Status, now_ms: u64) -> String {
         "Things to act on soon (keys or certificates near expiry).",
         s.warnings.len(),
     );
+    if let Some(m) = &s.malware {
+        o.family(
+            "ferry_malware_scans_total",
+            "counter",
+            "Packages by what their malware scan came to (clean, found, unavailable: never passed, of which held; unscannable: too large).",
+        );
+        for (outcome, n) in [
+            ("clean", m.scanned.saturating_sub(m.detected)),
+            ("found", m.detected),
+            ("unavailable", m.unavailable),
+            ("held", m.held),
+            ("unscannable", m.unscannable),
+        ] {
+            o.sample("ferry_malware_scans_total", &[("outcome", outcome)], n);
+        }
+        o.family(
+            "ferry_malware_engine_up",
+            "gauge",
+            "1 when the malware engine answered its last probe (once a minute).",
+        );
+        for e in &m.engines {
+            o.sample(
+                "ferry_malware_engine_up",
+                &[("socket", &e.socket)],
+                u8::from(e.reachable),
+            );
+        }
+        o.family(
+            "ferry_malware_database_age_days",
+            "gauge",
+            "Age of the engine's signature database in days (absent when unknown: custom signatures only).",
+        );
+        for e in &m.engines {
+            if let Some(age) = e.database_age_days {
+                o.sample(
+                    "ferry_malware_database_age_days",
+                    &[("socket", &e.socket)],
+                    age,
+                );
+            }
+        }
+    }
     let failed_steps = s
         .hardening
         .as_ref()
@@ -518,6 +560,52 @@ mod tests {
             .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn malware_scans_and_engines_are_exposed() {
+        let s = Status {
+            role: "ingress".into(),
+            malware: Some(crate::admin::protocol::MalwareStatus {
+                engines: vec![crate::admin::protocol::EngineStatus {
+                    socket: "/run/clamav/clamd.ctl".into(),
+                    reachable: true,
+                    database_age_days: Some(3),
+                    ..Default::default()
+                }],
+                scanned: 5,
+                detected: 2,
+                unavailable: 1,
+                held: 1,
+                unscannable: 0,
+            }),
+            ..Status::default()
+        };
+        let t = render(&s, 0);
+        for (series, v) in [
+            (
+                r#"ferry_malware_scans_total{side="ingress",outcome="clean"}"#,
+                3.0,
+            ),
+            (
+                r#"ferry_malware_scans_total{side="ingress",outcome="found"}"#,
+                2.0,
+            ),
+            (
+                r#"ferry_malware_scans_total{side="ingress",outcome="unavailable"}"#,
+                1.0,
+            ),
+            (
+                r#"ferry_malware_engine_up{side="ingress",socket="/run/clamav/clamd.ctl"}"#,
+                1.0,
+            ),
+            (
+                r#"ferry_malware_database_age_days{side="ingress",socket="/run/clamav/clamd.ctl"}"#,
+                3.0,
+            ),
+        ] {
+            assert_eq!(value(&t, series), Some(v), "{series}\n{t}");
+        }
     }
 
     #[test]

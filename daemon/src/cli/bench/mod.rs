@@ -6,6 +6,7 @@
 
 pub mod e2e;
 pub mod netns;
+pub mod scan;
 
 use crate::admin::protocol::{self, SharedStatus};
 use crate::egress::EgressOptions;

@@ -814,6 +814,27 @@ async fn push(
                     inspection = crate::inspection::content::inspection_of(&report);
                     approval = Some(requirement);
                 }
+                crate::ingress::admission::Guarded::HeldForScan { report, why } => {
+                    // Held at the sender: nothing is kept here, the client
+                    // pushes again (counted as a refusal of this request,
+                    // audited and alarmed by the guard step).
+                    let _ = tokio::fs::remove_file(&upload).await;
+                    let mut r = json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        serde_json::json!({
+                            "error": why,
+                            "profile": report.profile,
+                            "verdict": report.verdict,
+                            "reasons": report.reasons,
+                            "malware": report.malware,
+                        }),
+                    );
+                    r.headers_mut().insert(
+                        hyper::header::RETRY_AFTER,
+                        crate::inspection::malware::HOLD_RETRY_S.into(),
+                    );
+                    return tagged(r, "malware_engine_unavailable", true);
+                }
                 crate::ingress::admission::Guarded::Refused { report, why } => {
                     let _ = tokio::fs::remove_file(&upload).await;
                     crate::admin::protocol::count_rejected(&s.status, channel);
@@ -827,6 +848,7 @@ async fn push(
                             "findings": report.findings,
                             "findings_total": report.findings_total,
                             "detected_type": report.detected_type,
+                            "malware": report.malware,
                         }),
                     );
                     return tagged(r, "guard", true);
