@@ -185,3 +185,31 @@ pub fn spool_file(spool: &Path, name: &str, data: &[u8]) -> Result<(), DaemonErr
     let dest = spool.join(name);
     std::fs::rename(&tmp, &dest).map_err(DaemonError::io(&dest))
 }
+
+/// A ustar archive of regular files (mode 0644, a fixed owner and time):
+/// test and bench data, where the archive's bytes must be reproducible.
+/// Names longer than 100 bytes are cut.
+pub fn ustar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in entries {
+        let mut h = [0u8; 512];
+        let n = name.as_bytes();
+        h[..n.len().min(100)].copy_from_slice(&n[..n.len().min(100)]);
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0001750");
+        h[116..123].copy_from_slice(b"0001750");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"14723545600");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.extend(std::iter::repeat_n(0, (512 - data.len() % 512) % 512));
+    }
+    out.extend(std::iter::repeat_n(0, 1024));
+    out
+}

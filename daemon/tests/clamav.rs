@@ -264,27 +264,7 @@ fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// A ustar archive of regular files.
 fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, data) in entries {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..107].copy_from_slice(b"0000644");
-        h[108..115].copy_from_slice(b"0001750");
-        h[116..123].copy_from_slice(b"0001750");
-        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        h[136..147].copy_from_slice(b"14723545600");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        out.extend(std::iter::repeat_n(0, (512 - data.len() % 512) % 512));
-    }
-    out.extend(std::iter::repeat_n(0, 1024));
-    out
+    ferry_daemon::testkit::ustar(entries)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -695,26 +675,14 @@ fn ferryd_refuses_an_eicar_zip_and_holds_while_clamd_is_down() {
     };
     let t = tempfile::tempdir().expect("tempdir");
     let root = t.path().to_path_buf();
-    let tb = testbed(&root, |_| {});
-    let ca = SiteCa::init(&root.join("ca"));
-    ca.server(&root.join("ingress/tls"), "ingest");
-    let clients = root.join("clients");
-    ca.client(&clients, "registry-feed", "pusher");
-    let port = free_tcp_port();
+    let Site {
+        tb,
+        ca,
+        clients,
+        port,
+    } = Site::new(&root);
     let policy_text = ferry_policy(&c.socket, &tb.spool);
-    let mut audits = Vec::new();
-    for (side, config) in [
-        ("ingress", &tb.ingress_config),
-        ("egress", &tb.egress_config),
-    ] {
-        std::fs::write(root.join(side).join("policy.toml"), &policy_text).expect("policy");
-        append_config(config, "[policy]\nfile = \"policy.toml\"\n");
-        audits.push(with_audit(&root, config, side));
-    }
-    append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
-    let egress = Daemon::start(&tb.egress_config);
-    let mut ingress = Daemon::start(&tb.ingress_config);
-    ingress.wait_listening(&[port], "ingest listening");
+    let (audits, ingress, egress) = start(&root, &tb, &ca, port, [&policy_text, &policy_text]);
 
     // `ferryctl inspect` with the same profile says the same as ferryd.
     let z = root.join("data.zip");
@@ -840,12 +808,12 @@ fn the_egress_side_scans_again_and_refuses_without_an_engine() {
     };
     let t = tempfile::tempdir().expect("tempdir");
     let root = t.path().to_path_buf();
-    let tb = testbed(&root, |_| {});
-    let ca = SiteCa::init(&root.join("ca"));
-    ca.server(&root.join("ingress/tls"), "ingest");
-    let clients = root.join("clients");
-    ca.client(&clients, "registry-feed", "pusher");
-    let port = free_tcp_port();
+    let Site {
+        tb,
+        ca,
+        clients,
+        port,
+    } = Site::new(&root);
     let scanning = ferry_policy(&c.socket, &tb.spool);
     let not_scanning: String = scanning
         .lines()
@@ -853,19 +821,7 @@ fn the_egress_side_scans_again_and_refuses_without_an_engine() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert_ne!(scanning, not_scanning);
-    let mut audits = Vec::new();
-    for (side, config, text) in [
-        ("ingress", &tb.ingress_config, &not_scanning),
-        ("egress", &tb.egress_config, &scanning),
-    ] {
-        std::fs::write(root.join(side).join("policy.toml"), text).expect("policy");
-        append_config(config, "[policy]\nfile = \"policy.toml\"\n");
-        audits.push(with_audit(&root, config, side));
-    }
-    append_config(&tb.ingress_config, &ingest_section(port, &ca, ""));
-    let egress = Daemon::start(&tb.egress_config);
-    let mut ingress = Daemon::start(&tb.ingress_config);
-    ingress.wait_listening(&[port], "ingest listening");
+    let (audits, ingress, egress) = start(&root, &tb, &ca, port, [&not_scanning, &scanning]);
 
     let z = root.join("data.zip");
     std::fs::write(&z, zip(&[("counts.csv", CSV), ("notes/readme.txt", EICAR)])).expect("zip");
@@ -913,4 +869,58 @@ fn the_egress_side_scans_again_and_refuses_without_an_engine() {
             .any(|r| r.to_string().contains("\"malware\":\"unavailable\"")),
         "{rescanned:#?}"
     );
+}
+
+/// A testbed with a site CA, the ingest server's certificate and the
+/// `registry-feed` client's, and a free port for ingest.
+struct Site {
+    tb: ferry_daemon::testkit::Testbed,
+    ca: SiteCa,
+    clients: PathBuf,
+    port: u16,
+}
+
+impl Site {
+    fn new(root: &Path) -> Site {
+        let tb = testbed(root, |_| {});
+        let ca = SiteCa::init(&root.join("ca"));
+        ca.server(&root.join("ingress/tls"), "ingest");
+        let clients = root.join("clients");
+        ca.client(&clients, "registry-feed", "pusher");
+        Site {
+            tb,
+            ca,
+            clients,
+            port: free_tcp_port(),
+        }
+    }
+}
+
+/// Starts both daemons of `tb`, the ingress side under `policies[0]` with
+/// HTTPS ingest on `port`, the egress side under `policies[1]`, each with
+/// its own audit log (returned in that order).
+fn start(
+    root: &Path,
+    tb: &ferry_daemon::testkit::Testbed,
+    ca: &SiteCa,
+    port: u16,
+    policies: [&str; 2],
+) -> (Vec<PathBuf>, Daemon, Daemon) {
+    let mut audits = Vec::new();
+    for ((side, config), text) in [
+        ("ingress", &tb.ingress_config),
+        ("egress", &tb.egress_config),
+    ]
+    .into_iter()
+    .zip(policies)
+    {
+        std::fs::write(root.join(side).join("policy.toml"), text).expect("policy");
+        append_config(config, "[policy]\nfile = \"policy.toml\"\n");
+        audits.push(with_audit(root, config, side));
+    }
+    append_config(&tb.ingress_config, &ingest_section(port, ca, ""));
+    let egress = Daemon::start(&tb.egress_config);
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    ingress.wait_listening(&[port], "ingest listening");
+    (audits, ingress, egress)
 }

@@ -533,6 +533,10 @@ fn a_photo_crosses_both_sides_without_its_gps_position() {
     drop((ingress, egress));
     let (records, export) = site.audit(&site.audits[0], "guard.inspected");
     assert!(records.contains("image_gps"), "{records}");
+    assert!(
+        records.contains("the stripped copy was inspected again"),
+        "{records}"
+    );
     for secret in ["28.68", "115.85", "Wang"] {
         assert!(!export.contains(secret), "{secret} in the audit log");
     }

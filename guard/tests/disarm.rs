@@ -9,26 +9,10 @@
 
 mod common;
 
-use common::{assert_rejected, count, entry, zip};
+use common::{assert_rejected, count, entry, skip, zip};
 use ferry_guard::{Guard, Profile, Report, Verdict};
 use std::path::Path;
 use std::process::Command;
-
-/// Says loudly that this test is skipped and lists it where `.ci/run`
-/// counts skipped tests.
-fn skip(test: &str, why: &str) {
-    let list = concat!(env!("CARGO_TARGET_TMPDIR"), "/ferry-skipped-tests.txt");
-    let line = format!("{}::{test}: {why}", env!("CARGO_CRATE_NAME"));
-    eprintln!("skipped (loudly): {line}");
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(list)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
-    if let Err(e) = written {
-        eprintln!("could not list the skip in {list}: {e}");
-    }
-}
 
 /// The tools this suite drives, or why not.
 fn tools(test: &str) -> bool {

@@ -8,24 +8,10 @@
 
 mod common;
 
-use common::{assert_rejected, count};
+use common::{assert_rejected, count, skip};
 use ferry_guard::{Guard, Profile, Verdict};
 use std::path::Path;
 use std::process::Command;
-
-fn skip(test: &str, why: &str) {
-    let list = concat!(env!("CARGO_TARGET_TMPDIR"), "/ferry-skipped-tests.txt");
-    let line = format!("{}::{test}: {why}", env!("CARGO_CRATE_NAME"));
-    eprintln!("skipped (loudly): {line}");
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(list)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
-    if let Err(e) = written {
-        eprintln!("could not list the skip in {list}: {e}");
-    }
-}
 
 fn guard(disarm: &str) -> Guard {
     let s = serde_json::json!({ "allowed_types": ["application/pdf"], "disarm": disarm });

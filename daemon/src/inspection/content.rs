@@ -142,6 +142,45 @@ pub fn inspect_in_place(
             id: id.to_owned(),
             what: format!("content guard: {e}"),
         })?;
+    let mut report = report;
+    if report.verdict == Verdict::Masked
+        && report
+            .findings
+            .iter()
+            .any(|f| f.kind == ferry_guard::FindingKind::Disarm)
+    {
+        // A stripped copy is a new file written by the guard's own
+        // rewriting (an archive's directory, a PDF written again): it is
+        // inspected again before it replaces the package, and must come
+        // back with nothing left to strip.
+        let again = scratch.join(format!(".masked-{id}-again"));
+        let second = guard.inspect_for(channel, &masked, declared_name, declared_type, &again);
+        let _ = std::fs::remove_file(&again);
+        let clean = second.as_ref().is_ok_and(|r| {
+            r.verdict <= Verdict::Masked
+                && !r
+                    .findings
+                    .iter()
+                    .any(|f| f.kind == ferry_guard::FindingKind::Disarm)
+        });
+        if clean {
+            report
+                .reasons
+                .push("the stripped copy was inspected again: nothing left to strip".into());
+        } else {
+            let _ = std::fs::remove_file(&masked);
+            let why = match &second {
+                Ok(r) => r.reasons.join("; "),
+                Err(e) => e.to_string(),
+            };
+            report.verdict = Verdict::Reject;
+            report.digest_after = None;
+            report.reasons.push(format!(
+                "the stripped copy did not pass a second inspection ({why}); refused rather than passed"
+            ));
+            return Ok(report);
+        }
+    }
     if report.verdict == Verdict::Masked {
         std::fs::rename(&masked, path).map_err(DaemonError::io(path))?;
         if let Some(dir) = path.parent() {

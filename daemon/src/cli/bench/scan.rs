@@ -173,27 +173,11 @@ fn zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
 
 /// A gzip-compressed ustar archive of regular files.
 fn tar_gz(entries: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
-    let mut tar = Vec::new();
-    for (name, data) in entries {
-        let mut h = [0u8; 512];
-        let n = name.as_bytes();
-        h[..n.len().min(100)].copy_from_slice(&n[..n.len().min(100)]);
-        h[100..107].copy_from_slice(b"0000644");
-        h[108..115].copy_from_slice(b"0001750");
-        h[116..123].copy_from_slice(b"0001750");
-        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        h[136..147].copy_from_slice(b"14723545600");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        tar.extend_from_slice(&h);
-        tar.extend_from_slice(data);
-        tar.extend(std::iter::repeat_n(0, (512 - data.len() % 512) % 512));
-    }
-    tar.extend(std::iter::repeat_n(0, 1024));
+    let entries: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let tar = crate::testkit::ustar(&entries);
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(&tar)?;
     e.finish()
