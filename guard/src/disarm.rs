@@ -82,6 +82,7 @@ pub(crate) fn image(
             ));
         }
         if taken == Action::Mask && top {
+            ctx.stripped = true;
             ctx.edit(c.start, c.end, crate::emit::Op::Replace(Vec::new()))?;
         }
     }

@@ -298,6 +298,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) office_strip: bool,
     /// Parts to cut out of the package's office document (`disarm`).
     pub(crate) strip_parts: Vec<String>,
+    /// `disarm = "strip"` cut something out of the copy that would go on.
+    pub(crate) stripped: bool,
     /// The channel of the package (pseudonyms are stable per channel).
     channel: String,
     /// The pseudonym key of this channel, derived on first use.
@@ -341,6 +343,7 @@ impl<'a> Ctx<'a> {
             office: false,
             office_strip: false,
             strip_parts: Vec::new(),
+            stripped: false,
             channel: String::new(),
             channel_key: None,
             deid: BTreeMap::new(),
@@ -657,6 +660,7 @@ impl<'a> Ctx<'a> {
                 self.verdict = self.verdict.max(Verdict::Masked);
                 self.count_finding(FindingKind::Disarm, "office_macro", loc, Action::Mask);
                 self.strip_parts.push(name.to_string());
+                self.stripped = true;
             }
             mode => {
                 self.count_finding(FindingKind::Disarm, "office_macro", loc, Action::Reject);
@@ -1120,6 +1124,13 @@ impl<'a> Ctx<'a> {
                     );
                 }
             }
+        }
+        if self.verdict == Verdict::Review && self.stripped {
+            // A held package goes on as given once approved, so holding it
+            // would let what `disarm` found through: refused instead.
+            self.reject(
+                "metadata or active content must be stripped (disarm = \"strip\"), but the package is also held for review, and a reviewed package goes on as given: strip it before sending, or send it under a profile that does not hold it".into(),
+            );
         }
         let mut sink = None;
         let mut digest_after = None;

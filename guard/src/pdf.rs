@@ -126,6 +126,7 @@ pub(crate) fn inspect(ctx: &mut Ctx<'_>, r: &mut dyn Read, top: bool) -> Result<
         }
         stripped |= taken == Action::Mask;
     }
+    ctx.stripped |= stripped && top;
     if stripped && top && !ctx.rejected() {
         let mut out = Vec::with_capacity(data.len());
         let saved =

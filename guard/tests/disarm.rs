@@ -197,6 +197,35 @@ fn a_photos_gps_position_and_metadata_are_stripped_and_the_picture_is_unchanged(
 }
 
 #[test]
+fn a_photo_to_strip_under_a_profile_that_holds_images_is_refused_not_held() {
+    const T: &str = "a_photo_to_strip_under_a_profile_that_holds_images_is_refused_not_held";
+    if !tools(T) {
+        return;
+    }
+    // Dirty words make every image uninspectable content, held for a
+    // reviewer; a held package goes on as given, so its GPS would too.
+    let s = serde_json::json!({
+        "allowed_types": ["image/*"],
+        "dirty_words": { "lists": [common::LIST_PATH], "action": "reject" },
+        "disarm": "strip",
+    });
+    let g = Guard::new(Profile::from_settings("photos", &s, &common::lists).expect("profile"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (r, out) = inspect(
+        &g,
+        &photo(dir.path(), PHOTO_TAGS),
+        "parcel.jpg",
+        "image/jpeg",
+    );
+    assert_rejected(&r, "also held for review");
+    assert!(out.is_none());
+    // A photo with nothing to strip is held for review as before.
+    let (r, out) = inspect(&g, &photo(dir.path(), &[]), "parcel.jpg", "image/jpeg");
+    assert_eq!(r.verdict, Verdict::Review, "{:#?}", r.reasons);
+    assert!(out.is_none());
+}
+
+#[test]
 fn a_clean_photo_passes_unchanged() {
     const T: &str = "a_clean_photo_passes_unchanged";
     if !tools(T) {
