@@ -39,6 +39,30 @@ pub enum GuardError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A YARA rules file could not be read.
+    #[error("[profile.{profile}]: cannot read YARA rules file {}: {source}; check the path in `yara.rules` and that ferry may read it", path.display())]
+    RulesUnreadable {
+        /// The profile name.
+        profile: String,
+        /// The rules file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A YARA rules file does not compile.
+    #[error("{}:{line}:{column}: {message}; fix the rule (see docs/guard.md, YARA rules)", path.display())]
+    RulesInvalid {
+        /// The rules file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// The rules file's line with a caret line under the error.
+        excerpt: String,
+        /// The engine's error.
+        message: String,
+    },
     /// The dirty-word lists are too large to compile into one automaton.
     #[error("[profile.{profile}]: the dirty-word lists are too large ({message}); split them across profiles or shorten them")]
     ListTooLarge {

@@ -244,6 +244,11 @@ impl Guard {
             Some(rules) => ctx.scan_package(rules, src),
             None => Ok(()),
         };
+        // Then the site's YARA rules, on the package as given.
+        let scanned = scanned.and_then(|()| match self.profile.yara() {
+            Some(rules) => ctx.yara_package(rules, src),
+            None => Ok(()),
+        });
         let inspected = scanned.and_then(|()| ctx.top(src, name));
         match inspected {
             Ok(()) | Err(Halt::Rejected) => {}
@@ -311,6 +316,11 @@ pub(crate) struct Ctx<'a> {
     detector_masks: [u64; 5],
     /// The malware scan so far (profiles with `malware`).
     pub(crate) malware: Option<crate::report::MalwareScan>,
+    /// The YARA scan so far (profiles with `yara`).
+    pub(crate) yara: Option<crate::report::YaraScan>,
+    /// A scanner of the profile's YARA rules, kept between streams (making
+    /// one instantiates the rules' compiled code).
+    pub(crate) yara_scanner: Option<yara_x::Scanner<'a>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -349,6 +359,8 @@ impl<'a> Ctx<'a> {
             deid: BTreeMap::new(),
             detector_masks: [0; 5],
             malware: None,
+            yara: None,
+            yara_scanner: None,
         }
     }
 
@@ -516,9 +528,14 @@ impl<'a> Ctx<'a> {
                         *l = name.to_string();
                     }
                 }
-                match self.profile.malware() {
-                    Some(rules) => self.scan_member(rules, r, name, depth),
-                    None => self.member_inner(r, name, depth),
+                let profile = self.profile;
+                let scanned = |ctx: &mut Self, r: &mut dyn Read| match profile.malware() {
+                    Some(rules) => ctx.scan_member(rules, r, name, depth),
+                    None => ctx.member_inner(r, name, depth),
+                };
+                match profile.yara() {
+                    Some(rules) => self.yara_member(rules, r, scanned),
+                    None => scanned(self, r),
                 }
             }
             Err(h) => Err(h),
@@ -1026,7 +1043,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The package was read whole (by the malware scan) before the
+    /// The package was read whole (by the malware or YARA scan) before the
     /// inspection proper: its size and digest, kept should the scan end
     /// the inspection.
     pub(crate) fn read_whole(&mut self, bytes: u64, digest: String) {
@@ -1225,6 +1242,7 @@ impl<'a> Ctx<'a> {
             })
             .collect(),
             malware: self.malware,
+            yara: self.yara,
         };
         // The one place every report string passes: no package text with
         // a sensitive value leaves in a report (see `redact`).
@@ -1297,6 +1315,7 @@ fn kind_label(k: FindingKind) -> &'static str {
         FindingKind::Uninspectable => "uninspectable content",
         FindingKind::Malware => "malware",
         FindingKind::Disarm => "metadata or active content",
+        FindingKind::Yara => "YARA rule",
     }
 }
 

@@ -5,8 +5,8 @@
 //! agreeing with the declared type and the extension), archive handling
 //! with limits, dirty words (over normalised text), personal data
 //! (validated detectors), geodata (precision, area, forbidden attributes),
-//! and masking; and, where a profile asks, a malware scan by clamd of the
-//! package and of every archive member, first. It reads the package as a
+//! and masking; and, where a profile asks, a malware scan by clamd and the
+//! site's YARA rules on the package and on every archive member, first. It reads the package as a
 //! stream in bounded memory and never panics on any input; bad content is
 //! a verdict with a reason, never an error.
 //!
@@ -56,6 +56,7 @@ mod tabular;
 mod text;
 mod words;
 mod xml;
+mod yara;
 
 pub use archive::MEMBER_NAME_MAX_BYTES;
 pub use clamd::{
@@ -76,7 +77,7 @@ pub use profile::{
 };
 pub use report::{
     Action, Deidentification, Finding, FindingKind, Location, MalwareDetection, MalwareScan,
-    OnUnavailable, Report, ScanStatus, Verdict,
+    OnUnavailable, Report, ScanStatus, Verdict, YaraMatch, YaraRulesFile, YaraScan, YaraStatus,
 };
 pub use rules::{
     COLUMN_KEEP_MAX, DEFAULT_TOTAL_LABELS, K_MAX, MARKER_MAX_CHARS, MASK_LIMITS, STEP_MAX,
@@ -84,3 +85,7 @@ pub use rules::{
 pub use source::RATIO_FLOOR_BYTES;
 pub use words::{GAP_MAX_CHARS, WORDS_MAX, WORD_MAX_BYTES};
 pub use xml::DEPTH_MAX as XML_DEPTH_MAX;
+pub use yara::{
+    YaraRules, DEFAULT_YARA_MAX_SCAN_BYTES, DEFAULT_YARA_TIMEOUT_S, YARA_MAX_MATCHES_PER_PATTERN,
+    YARA_MAX_SCAN_BYTES_MAX, YARA_RULES_FILES_MAX, YARA_TIMEOUT_S_RANGE,
+};

@@ -28,7 +28,8 @@ pub const DEFAULT_MAX_EXPANDED_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Default `archives.max_ratio`.
 pub const DEFAULT_MAX_RATIO: u64 = 100;
 
-/// Where dirty-word lists are read from: the file system in production
+/// Where dirty-word lists and YARA rules files are read from: the file
+/// system in production
 /// ([`FsLists`]), anything else in tests (any
 /// `Fn(&Path) -> io::Result<Vec<u8>>`).
 pub trait ListSource {
@@ -70,6 +71,7 @@ struct Settings {
     require_rules: Option<bool>,
     suppression: Option<SuppressionSettings>,
     malware: Option<MalwareSettings>,
+    yara: Option<crate::yara::YaraSettings>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +213,8 @@ pub struct Profile {
     pub(crate) tables: TableRules,
     /// `malware = { … }`: scan with clamd.
     malware: Option<MalwareRules>,
+    /// `yara = { … }`: the site's YARA rules, compiled.
+    yara: Option<crate::yara::YaraRules>,
     /// `disarm`: what to do about metadata and active content the guard
     /// can remove (absent: nothing is looked for).
     pub(crate) disarm: Option<Disarm>,
@@ -247,6 +251,7 @@ impl fmt::Debug for Profile {
             .field("pii", &self.pii)
             .field("geodata", &self.geodata)
             .field("malware", &self.malware)
+            .field("yara", &self.yara)
             .finish()
     }
 }
@@ -397,6 +402,10 @@ impl Profile {
         let tables =
             crate::rules::table_rules(s.columns, s.require_rules, s.suppression).map_err(bad)?;
         let malware = s.malware.map(malware_rules).transpose().map_err(bad)?;
+        let yara = s
+            .yara
+            .map(|y| crate::yara::compile(name, y, lists))
+            .transpose()?;
         let disarm = match s.disarm.as_deref() {
             None => None,
             Some("strip") => Some(Disarm::Strip),
@@ -419,6 +428,7 @@ impl Profile {
             legacy_encodings: s.legacy_encodings.unwrap_or(false),
             tables,
             malware,
+            yara,
             disarm,
         })
     }
@@ -468,6 +478,12 @@ impl Profile {
     /// scanned with, and what to do when it cannot answer.
     pub fn malware(&self) -> Option<&MalwareRules> {
         self.malware.as_ref()
+    }
+
+    /// `yara = { … }`: the rules every file and archive member is scanned
+    /// with, compiled.
+    pub fn yara(&self) -> Option<&crate::yara::YaraRules> {
+        self.yara.as_ref()
     }
 
     /// `disarm`, when the profile sets it.

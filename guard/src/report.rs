@@ -85,6 +85,11 @@ pub enum FindingKind {
     /// (`detector` is `image_gps` or `image_metadata`; the location's
     /// `field` names the segment or chunk, e.g. `APP1 Exif`).
     Disarm,
+    /// A YARA rule of the profile matched (`detector` is `yara_rule`;
+    /// `pattern` is the rule as `FILE-STEM:RULE`, never what it matched),
+    /// or a stream could not be scanned (`yara_timeout`,
+    /// `yara_unscannable`).
+    Yara,
 }
 
 impl FindingKind {
@@ -97,6 +102,7 @@ impl FindingKind {
             FindingKind::Uninspectable => "uninspectable",
             FindingKind::Malware => "malware",
             FindingKind::Disarm => "disarm",
+            FindingKind::Yara => "yara",
         }
     }
 }
@@ -211,6 +217,9 @@ pub struct Report {
     /// The malware scan, under a profile with `malware = { … }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malware: Option<MalwareScan>,
+    /// The YARA scan, under a profile with `yara = { … }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yara: Option<YaraScan>,
 }
 
 /// `malware.on_unavailable`: what becomes of a package the engine could
@@ -318,6 +327,85 @@ pub struct MalwareScan {
     /// refuse it for good.
     #[serde(default)]
     pub hold: bool,
+}
+
+/// What the YARA scan of a package came to, ordered by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum YaraStatus {
+    /// No rule matched in any stream scanned (when the inspection stopped
+    /// early for another reason, not every member was scanned: see
+    /// `streams`).
+    Clean,
+    /// A rule matched: the package is refused or held (`yara.action`).
+    Matched,
+    /// A scan ran past `yara.timeout_s`: refused, never passed.
+    Timeout,
+    /// A stream is longer than `yara.max_scan_bytes`, or the engine
+    /// failed: refused, never passed.
+    Unscannable,
+}
+
+impl YaraStatus {
+    /// `clean`, `matched`, `timeout` or `unscannable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            YaraStatus::Clean => "clean",
+            YaraStatus::Matched => "matched",
+            YaraStatus::Timeout => "timeout",
+            YaraStatus::Unscannable => "unscannable",
+        }
+    }
+}
+
+/// One rules file of a profile, as compiled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct YaraRulesFile {
+    /// The file, as named in the policy (made absolute).
+    pub path: String,
+    /// Hex SHA-256 of the file as compiled: which rules judged the package.
+    pub sha256: String,
+    /// Rules in the file.
+    pub rules: usize,
+}
+
+/// One rule that matched, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct YaraMatch {
+    /// The archive member (as in [`Location::member`]); absent for the
+    /// package as a whole.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub member: Option<String>,
+    /// `FILE-STEM:RULE`: the rules file's name without extension (the
+    /// rule's namespace) and the rule's identifier.
+    pub rule: String,
+    /// The rule's tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The YARA scan of one package: the rules that judged it and what
+/// matched, by rule name. Never holds package content (no matched bytes,
+/// no offsets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct YaraScan {
+    /// The rules files, each with its digest and rule count.
+    pub files: Vec<YaraRulesFile>,
+    /// Rules in all files.
+    pub rules: usize,
+    /// The outcome.
+    pub status: YaraStatus,
+    /// Streams scanned to the end: the package itself and each archive
+    /// member at every level.
+    pub streams: u64,
+    /// Bytes scanned (or read to be).
+    pub bytes: u64,
+    /// Rules that matched, in the order found.
+    #[serde(default)]
+    pub matches: Vec<YaraMatch>,
+    /// Why a stream was not scanned (status `timeout` or `unscannable`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
 }
 
 impl Report {
