@@ -26,6 +26,15 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 pub const FILE_MAX_BYTES: usize = 1 << 20;
 /// Most files in one policy, main file and includes together.
 pub const FILES_MAX: usize = 32;
+/// `yara.timeout_s` bounds (seconds); the guard's
+/// `ferry_guard::YARA_TIMEOUT_S_RANGE`, kept equal by a daemon test.
+pub const YARA_TIMEOUT_S_MIN: u64 = 2;
+/// See [`YARA_TIMEOUT_S_MIN`].
+pub const YARA_TIMEOUT_S_MAX: u64 = 60;
+/// Largest `yara.max_scan_bytes` (`ferry_guard::YARA_MAX_SCAN_BYTES_MAX`).
+pub const YARA_MAX_SCAN_BYTES_MAX: u64 = 1 << 30;
+/// Most files in `yara.rules` (`ferry_guard::YARA_RULES_FILES_MAX`).
+pub const YARA_RULES_FILES_MAX: usize = 64;
 /// Deepest include chain.
 pub const INCLUDE_DEPTH_MAX: usize = 8;
 /// Most rules in one policy.
@@ -48,6 +57,9 @@ pub(crate) struct PolicyFile {
     pub(crate) hash_name: String,
     pub(crate) text: String,
     pub(crate) line_starts: std::sync::OnceLock<Vec<usize>>,
+    /// The directory the file was read from (`None` for a policy given as
+    /// text): paths the file names (`yara.rules`) are relative to it.
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Files read for one policy, in discovery order, and the order their
@@ -274,6 +286,10 @@ fn add_file(
     if let Some(p) = &path {
         seen.insert(p.clone(), index);
     }
+    let dir = path
+        .as_ref()
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf);
     if bytes.len() > FILE_MAX_BYTES {
         let src = Source {
             text: "",
@@ -293,6 +309,7 @@ fn add_file(
             origin,
             hash_name,
             text: String::new(),
+            dir,
         });
         set.docs.push(None);
         return;
@@ -306,6 +323,7 @@ fn add_file(
                 origin,
                 hash_name,
                 text: String::new(),
+                dir,
             });
             set.docs.push(None);
             return;
@@ -317,6 +335,7 @@ fn add_file(
         origin: origin.clone(),
         hash_name: hash_name.clone(),
         text,
+        dir,
     });
     // Includes are listed before the file itself is compiled, so their rules
     // come first.
@@ -833,7 +852,11 @@ const PROFILE_KEYS: &[&str] = &[
     "require_rules",
     "suppression",
     "malware",
+    "yara",
 ];
+const YARA_KEYS: &[&str] = &["rules", "action", "timeout_s", "max_scan_bytes"];
+/// What a YARA match may do (it cannot be masked).
+const YARA_ACTIONS: &[&str] = &["reject", "review"];
 const MALWARE_KEYS: &[&str] = &[
     "engine",
     "socket",
@@ -2128,6 +2151,10 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
     if let Some(m) = t.table(ctx, "malware", MALWARE_KEYS) {
         read_malware(ctx, &m);
     }
+    let rules_files = match t.table(ctx, "yara", YARA_KEYS) {
+        Some(y) => read_yara(ctx, &y),
+        None => Vec::new(),
+    };
     // Metadata and active content (docs/guard.md, "Disarm").
     if let Some(d) = t.str(ctx, "disarm") {
         if !DISARM_MODES.contains(&d.v.as_str()) {
@@ -2146,12 +2173,110 @@ fn read_profile(ctx: &mut Ctx<'_>, name: &str, t: &Tbl<'_>) -> Option<Profile> {
     if ctx.diags.len() > before {
         return None;
     }
+    let mut settings = to_json(t.table);
+    if let Some(rules) = settings.pointer_mut("/yara/rules") {
+        // The guard reads the files where this crate found them.
+        *rules = rules_files
+            .iter()
+            .map(|(p, _)| serde_json::Value::String(p.display().to_string()))
+            .collect();
+    }
     Some(Profile {
         name: name.to_string(),
-        settings: to_json(t.table),
+        settings,
         at: ctx.set.source(t.header.file).place(t.header.span.clone()),
         lists,
+        rules_files,
     })
+}
+
+/// `yara = { … }` (docs/policy.md): the same limits the guard checks
+/// again when it compiles the rules (`ferry_guard::YARA_*`). Returns each
+/// rules file made absolute, with where it is named; whether a file can
+/// be read and compiled is the guard's to say (`ferryctl policy check`
+/// asks it).
+fn read_yara(ctx: &mut Ctx<'_>, y: &Tbl<'_>) -> Vec<(PathBuf, crate::diag::Place)> {
+    let mut out = Vec::new();
+    match y.str_list(ctx, "rules") {
+        None if y.item("rules").is_none() => ctx.err(
+            "missing-key",
+            &y.header,
+            "`yara` needs `rules`, the YARA rules files to scan with, e.g. rules = [\"yara/import.yar\"]",
+        ),
+        None => {}
+        Some(list) if list.v.is_empty() => ctx.err(
+            "invalid-value",
+            &list.loc,
+            "`rules` is empty; name at least one YARA rules file, e.g. [\"yara/import.yar\"]",
+        ),
+        Some(list) if list.v.len() > YARA_RULES_FILES_MAX => ctx.err(
+            "invalid-value",
+            &list.loc,
+            format!("more than {YARA_RULES_FILES_MAX} rules files; merge some"),
+        ),
+        Some(list) => {
+            let mut stems = HashMap::new();
+            for r in list.v {
+                let dir = ctx.set.files[r.loc.file].dir.clone();
+                let path = match (Path::new(&r.v).is_absolute(), dir) {
+                    (true, _) => PathBuf::from(&r.v),
+                    (false, Some(dir)) if !r.v.is_empty() => dir.join(&r.v),
+                    (false, _) => {
+                        ctx.err(
+                            "invalid-value",
+                            &r.loc,
+                            "a relative rules path is read from the policy file's directory, so the policy must be loaded from a file; or write an absolute path",
+                        );
+                        continue;
+                    }
+                };
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(first) = stems.insert(stem.clone(), r.v.clone()) {
+                    ctx.err(
+                        "invalid-value",
+                        &r.loc,
+                        format!("`{}` and `{first}` have the same name `{stem}`; matches are reported as NAME:RULE, so rename one", r.v),
+                    );
+                    continue;
+                }
+                let place = ctx.set.source(r.loc.file).place(r.loc.span.clone());
+                out.push((path, place));
+            }
+        }
+    }
+    if let Some(a) = y.str(ctx, "action") {
+        if !YARA_ACTIONS.contains(&a.v.as_str()) {
+            let hint = suggest(&a.v, YARA_ACTIONS)
+                .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
+            ctx.err(
+                "invalid-value",
+                &a.loc,
+                format!(
+                    "unknown YARA action \"{}\"{hint}; use \"reject\" (refuse the package) or \"review\" (hold it for reviewers): a match cannot be masked",
+                    a.v
+                ),
+            );
+        }
+    }
+    y.uint(
+        ctx,
+        "timeout_s",
+        YARA_TIMEOUT_S_MIN,
+        YARA_TIMEOUT_S_MAX,
+        "seconds per stream scanned",
+    );
+    y.uint(
+        ctx,
+        "max_scan_bytes",
+        1,
+        YARA_MAX_SCAN_BYTES_MAX,
+        "bytes held in memory per stream scanned",
+    );
+    out
 }
 
 /// `malware = { … }` (docs/policy.md): the same limits the guard checks

@@ -24,7 +24,8 @@ mod when;
 
 pub use compile::{
     ACTIONS, ARCHIVE_FORMATS, FILES_MAX, FILE_MAX_BYTES, INCLUDE_DEPTH_MAX, MASK_LIMITS,
-    PII_DETECTORS, RULES_MAX,
+    PII_DETECTORS, RULES_MAX, YARA_MAX_SCAN_BYTES_MAX, YARA_RULES_FILES_MAX, YARA_TIMEOUT_S_MAX,
+    YARA_TIMEOUT_S_MIN,
 };
 pub use decide::{
     Charge, Counter, Decision, Measure, NoUsage, Period, Reason, Request, StepOutcome, TraceStep,

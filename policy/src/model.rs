@@ -159,6 +159,11 @@ pub struct Profile {
     /// Each `dirty_words.lists` entry and where it is written, so that a
     /// list the guard cannot read or parse is reported there.
     pub lists: Vec<(std::path::PathBuf, crate::diag::Place)>,
+    /// Each `yara.rules` entry, made absolute (a relative path is read
+    /// from the directory of the policy file that names it), and where it
+    /// is written, so that a rules file the guard cannot read or compile
+    /// is reported there too. `settings` holds the absolute paths.
+    pub rules_files: Vec<(std::path::PathBuf, crate::diag::Place)>,
 }
 
 /// A subject alternative name of a certificate.

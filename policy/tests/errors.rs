@@ -678,3 +678,144 @@ fn unknown_disarm_mode_points_at_the_value_and_names_the_modes() {
         assert_eq!(errors(&text), vec![]);
     }
 }
+
+/// `yara = { … }`: each wrong setting at its line and column, with what
+/// to write instead; a valid table is accepted, its rules files handed to
+/// the guard as absolute paths.
+#[test]
+fn yara_settings_are_located() {
+    let with = |y: &str| {
+        edit(
+            "allowed_types = [\"text/csv\"]\n",
+            &format!("allowed_types = [\"text/csv\"]\nyara = {{ {y} }}\n"),
+        )
+    };
+    let ok = with(
+        "rules = [\"/etc/ferry/yara/import.yar\", \"/etc/ferry/yara/docs.yar\"], action = \"review\", timeout_s = 10, max_scan_bytes = 1048576",
+    );
+    assert_eq!(errors(&ok), vec![]);
+    let (policy, _) = parse_str(&ok, "policy.toml").unwrap();
+    let p = policy.profile("strict").unwrap();
+    assert_eq!(p.settings["yara"]["action"], "review");
+    let files: Vec<_> = p
+        .rules_files
+        .iter()
+        .map(|(f, at)| (f.clone(), at.line, at.column))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            ("/etc/ferry/yara/import.yar".into(), 20, 19),
+            ("/etc/ferry/yara/docs.yar".into(), 20, 49),
+        ]
+    );
+    // (setting, the text the error points at, code, part of the message)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "action = \"reject\"",
+            "{",
+            "missing-key",
+            "`yara` needs `rules`",
+        ),
+        ("rules = []", "[]", "invalid-value", "name at least one"),
+        (
+            "rules = \"/a.yar\"",
+            "\"/a.yar\"",
+            "wrong-type",
+            "an array of strings",
+        ),
+        (
+            "rules = [\"import.yar\"]",
+            "\"import.yar\"",
+            "invalid-value",
+            "loaded from a file",
+        ),
+        (
+            "rules = [\"/a/import.yar\", \"/b/import.yar\"]",
+            "\"/b/import.yar\"",
+            "invalid-value",
+            "same name `import`",
+        ),
+        (
+            "rules = [\"/a.yar\"], action = \"mask\"",
+            "\"mask\"",
+            "invalid-value",
+            "a match cannot be masked",
+        ),
+        (
+            "rules = [\"/a.yar\"], action = \"reviw\"",
+            "\"reviw\"",
+            "invalid-value",
+            "did you mean `review`?",
+        ),
+        (
+            "rules = [\"/a.yar\"], timeout_s = 1",
+            "1 }",
+            "invalid-value",
+            "between 2 and 60 (seconds",
+        ),
+        (
+            "rules = [\"/a.yar\"], timeout_s = \"5s\"",
+            "\"5s\"",
+            "wrong-type",
+            "must be an integer",
+        ),
+        (
+            "rules = [\"/a.yar\"], max_scan_bytes = 0",
+            "0 }",
+            "invalid-value",
+            "between 1 and 1073741824",
+        ),
+        (
+            "rules = [\"/a.yar\"], timeout_ms = 5000",
+            "timeout_ms",
+            "unknown-key",
+            "did you mean `timeout_s`?",
+        ),
+    ];
+    for (y, at, code, needle) in cases {
+        let text = with(y);
+        let line = text.lines().nth(19).unwrap();
+        let col = line.find(at).unwrap() + 1;
+        let (l, c, got, msg) = one_error(&text);
+        assert_eq!((l, got), (20, *code), "{y}: {msg}");
+        assert_eq!(c, col, "{y}: {msg}");
+        assert!(msg.contains(needle), "{y}: {msg}");
+    }
+}
+
+/// A relative rules path is read from the directory of the policy file
+/// that names it: the main file's, or an include's own.
+#[test]
+fn relative_yara_rules_are_read_from_the_naming_files_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir(root.join("shared")).unwrap();
+    std::fs::write(
+        root.join("shared/profiles.toml"),
+        "[profile.inc]\nyara = { rules = [\"yara/inc.yar\"] }\n",
+    )
+    .unwrap();
+    let main = edit(
+        "allowed_types = [\"text/csv\"]\n",
+        "allowed_types = [\"text/csv\"]\nyara = { rules = [\"yara/import.yar\"] }\n",
+    )
+    .replacen(
+        "version = 1\n",
+        "version = 1\ninclude = [\"shared/profiles.toml\"]\n",
+        1,
+    );
+    std::fs::write(root.join("policy.toml"), main).unwrap();
+    let report = check(&root.join("policy.toml"), false);
+    assert!(report.valid, "{}", report.render());
+    let (policy, _) = ferry_policy::load(&root.join("policy.toml")).unwrap();
+    let strict = policy.profile("strict").unwrap();
+    assert_eq!(strict.rules_files[0].0, root.join("yara/import.yar"));
+    assert_eq!(
+        strict.settings["yara"]["rules"][0],
+        root.join("yara/import.yar").display().to_string()
+    );
+    let inc = policy.profile("inc").unwrap();
+    assert_eq!(inc.rules_files[0].0, root.join("shared/yara/inc.yar"));
+    assert!(inc.rules_files[0].1.file.ends_with("shared/profiles.toml"));
+}
