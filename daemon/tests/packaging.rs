@@ -148,6 +148,7 @@ fn debian_package_has_its_contents_and_installs() {
         "./usr/share/doc/ferry/examples/ferryd-ingress.toml",
         "./usr/share/doc/ferry/examples/ferryd-egress.toml",
         "./usr/share/doc/ferry/examples/policy.toml",
+        "./usr/share/doc/ferry/examples/yara/import.yar",
         "./usr/share/doc/ferry/operations.md",
         "./usr/share/man/man1/ferryctl.1",
         "./usr/share/man/man1/ferryctl-selfcheck.1",

@@ -225,6 +225,24 @@ pub struct Status {
     /// the scans came to since start.
     #[serde(default)]
     pub malware: Option<MalwareStatus>,
+    /// YARA scanning (profiles with `yara`): what the scans came to since
+    /// start.
+    #[serde(default)]
+    pub yara: Option<YaraCounts>,
+}
+
+/// What the YARA scans of packages on this side came to since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct YaraCounts {
+    /// Packages scanned to a verdict (clean or matched).
+    pub scanned: u64,
+    /// Packages in which a rule matched (refused or held for review).
+    pub matched: u64,
+    /// Packages refused because a scan ran past `yara.timeout_s`.
+    pub timeout: u64,
+    /// Packages refused as larger than `yara.max_scan_bytes`, or whose
+    /// scan failed.
+    pub unscannable: u64,
 }
 
 /// Malware scanning on this side: each engine the profiles in force use,

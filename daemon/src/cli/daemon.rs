@@ -39,6 +39,21 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<std::process::ExitCod
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// What the YARA scans came to.
+fn print_yara(v: &serde_json::Value) {
+    let Some(y) = v
+        .get("yara")
+        .filter(|y| y.is_object())
+        .and_then(|y| serde_json::from_value::<protocol::YaraCounts>(y.clone()).ok())
+    else {
+        return;
+    };
+    println!(
+        "  {:<22} {} scanned, {} matched a rule, {} timed out and {} not scannable (refused)",
+        "yara scans", y.scanned, y.matched, y.timeout, y.unscannable
+    );
+}
+
 /// The malware engines (as last probed) and what the scans came to.
 fn print_malware(v: &serde_json::Value) {
     let Some(m) = v
@@ -373,6 +388,7 @@ fn print_status(v: &serde_json::Value) {
         );
     }
     print_malware(v);
+    print_yara(v);
     if let Some(w) = v.get("warnings").and_then(|w| w.as_array()) {
         for x in w {
             println!("  WARNING: {}", x.as_str().unwrap_or_default());

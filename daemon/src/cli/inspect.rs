@@ -237,6 +237,36 @@ fn render(r: &Report, written: Option<&PathBuf>) -> String {
             s.push_str(&format!("  no verdict ({then}): {e}\n"));
         }
     }
+    if let Some(y) = &r.yara {
+        s.push_str(&format!(
+            "yara: {} ({} streams, {} bytes scanned with {} rules)\n",
+            y.status.as_str(),
+            y.streams,
+            y.bytes,
+            y.rules
+        ));
+        for f in &y.files {
+            s.push_str(&format!(
+                "  rules {} ({} rules, sha256 {})\n",
+                f.path, f.rules, f.sha256
+            ));
+        }
+        for m in &y.matches {
+            let tags = if m.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", m.tags.join(", "))
+            };
+            s.push_str(&format!(
+                "  rule {}{tags} matched in {}\n",
+                m.rule,
+                m.member.as_deref().unwrap_or("the package")
+            ));
+        }
+        if let Some(e) = &y.error {
+            s.push_str(&format!("  no verdict (refused): {e}\n"));
+        }
+    }
     if let Some(d) = &r.digest_before {
         s.push_str(&format!("sha256 before: {d}\n"));
     }
@@ -273,6 +303,9 @@ fn render(r: &Report, written: Option<&PathBuf>) -> String {
             let extra = match (&f.pattern, &f.value_hash) {
                 (Some(p), _) if f.kind == ferry_guard::FindingKind::Malware => {
                     format!("  signature {p}")
+                }
+                (Some(p), _) if f.kind == ferry_guard::FindingKind::Yara => {
+                    format!("  rule {p}")
                 }
                 (Some(p), _) => format!("  list {p}"),
                 (None, Some(h)) => format!("  hash {}", &h[..h.len().min(16)]),

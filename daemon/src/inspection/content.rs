@@ -98,7 +98,8 @@ impl Guards {
 }
 
 /// The directories of every file the policy makes `ferryd` read (the
-/// policy's includes, wherever they are, and its dirty-word lists), so
+/// policy's includes, wherever they are, its dirty-word lists and YARA
+/// rules files), so
 /// Landlock lets `ferryd` read them on a reload (best effort: an
 /// unreadable policy here is reported when ferryd loads it).
 pub fn list_dirs(policy_file: &Path) -> Vec<PathBuf> {
@@ -109,10 +110,12 @@ pub fn list_dirs(policy_file: &Path) -> Vec<PathBuf> {
         .files
         .into_iter()
         .map(PathBuf::from);
-    let lists = policy
-        .profiles()
-        .iter()
-        .flat_map(|p| p.lists.iter().map(|(path, _)| path.clone()));
+    let lists = policy.profiles().iter().flat_map(|p| {
+        p.lists
+            .iter()
+            .chain(&p.rules_files)
+            .map(|(path, _)| path.clone())
+    });
     let mut dirs: Vec<PathBuf> = includes
         .chain(lists)
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
@@ -264,6 +267,18 @@ pub fn record(
             .detail("malware_scan", serde_json::to_string(m).unwrap_or_default());
         if let Some(s) = m.detections.first() {
             rec = rec.detail("malware_signature", s.signature.clone());
+        }
+    }
+    if let Some(y) = &r.yara {
+        // Rule names, tags, members and the rules files' digests: never
+        // what a rule matched.
+        rec = rec
+            .detail("yara", y.status.as_str())
+            .detail("yara_scan", serde_json::to_string(y).unwrap_or_default());
+        if !y.matches.is_empty() {
+            let mut rules: Vec<&str> = y.matches.iter().map(|m| m.rule.as_str()).collect();
+            rules.dedup();
+            rec = rec.detail("yara_rules", rules.join(", "));
         }
     }
     if let Some(d) = &r.digest_before {

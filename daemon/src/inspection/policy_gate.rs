@@ -245,14 +245,44 @@ impl ferry_policy::Referenced for DaemonLoad {
         failed
             .into_iter()
             .map(|(profile, e)| {
-                let list = match &e {
-                    ferry_guard::GuardError::ListUnreadable { path, .. }
-                    | ferry_guard::GuardError::ListInvalid { path, .. } => Some(path),
-                    _ => None,
+                let named = |path: &std::path::Path| {
+                    profile
+                        .lists
+                        .iter()
+                        .chain(&profile.rules_files)
+                        .find(|(p, _)| p == path)
+                        .map(|(_, place)| place)
                 };
-                let place = list
-                    .and_then(|l| profile.lists.iter().find(|(p, _)| p == l))
-                    .map_or(&profile.at, |(_, place)| place);
+                let place = match &e {
+                    ferry_guard::GuardError::ListUnreadable { path, .. }
+                    | ferry_guard::GuardError::ListInvalid { path, .. }
+                    | ferry_guard::GuardError::RulesUnreadable { path, .. } => named(path),
+                    ferry_guard::GuardError::RulesInvalid {
+                        path,
+                        line,
+                        column,
+                        excerpt,
+                        message,
+                    } => {
+                        // At the error in the rules file, naming the
+                        // policy entry that made ferryd read it.
+                        let by = named(path).unwrap_or(&profile.at);
+                        return ferry_policy::Diagnostic {
+                            severity: ferry_policy::Severity::Warning,
+                            code: "profile-unloadable",
+                            file: path.display().to_string(),
+                            line: *line,
+                            column: *column,
+                            message: format!(
+                                "ferryd would refuse this policy: {message}; the rules file is named in `yara.rules` of [profile.{}] at {}:{}:{}",
+                                profile.name, by.file, by.line, by.column
+                            ),
+                            excerpt: excerpt.clone(),
+                        };
+                    }
+                    _ => None,
+                }
+                .unwrap_or(&profile.at);
                 place.diagnostic(
                     ferry_policy::Severity::Warning,
                     "profile-unloadable",

@@ -261,6 +261,21 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             }
         }
     }
+    if let Some(y) = &s.yara {
+        o.family(
+            "ferry_yara_scans_total",
+            "counter",
+            "Packages by what their YARA scan came to (clean, matched: refused or held; timeout and unscannable: refused, never passed).",
+        );
+        for (outcome, n) in [
+            ("clean", y.scanned.saturating_sub(y.matched)),
+            ("matched", y.matched),
+            ("timeout", y.timeout),
+            ("unscannable", y.unscannable),
+        ] {
+            o.sample("ferry_yara_scans_total", &[("outcome", outcome)], n);
+        }
+    }
     let failed_steps = s
         .hardening
         .as_ref()
@@ -605,6 +620,30 @@ mod tests {
             ),
         ] {
             assert_eq!(value(&t, series), Some(v), "{series}\n{t}");
+        }
+    }
+
+    #[test]
+    fn yara_scans_are_exposed_by_outcome() {
+        let s = Status {
+            role: "ingress".into(),
+            yara: Some(crate::admin::protocol::YaraCounts {
+                scanned: 7,
+                matched: 2,
+                timeout: 1,
+                unscannable: 3,
+            }),
+            ..Status::default()
+        };
+        let t = render(&s, 0);
+        for (outcome, v) in [
+            ("clean", 5.0),
+            ("matched", 2.0),
+            ("timeout", 1.0),
+            ("unscannable", 3.0),
+        ] {
+            let series = format!(r#"ferry_yara_scans_total{{side="ingress",outcome="{outcome}"}}"#);
+            assert_eq!(value(&t, &series), Some(v), "{series}\n{t}");
         }
     }
 
