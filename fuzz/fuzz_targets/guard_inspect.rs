@@ -32,13 +32,22 @@ const NAMES: &[(&str, &str)] = &[
 fn guard() -> &'static Guard {
     static G: OnceLock<Guard> = OnceLock::new();
     G.get_or_init(|| {
-        let lists = |_: &Path| Ok("秘密\n机密\n绝密\n内部\nTOP SECRET\n".as_bytes().to_vec());
+        // The dirty words, and one YARA rule (every stream goes through
+        // the YARA tee; a match holds the package for review).
+        let lists = |p: &Path| {
+            Ok(if p.ends_with("fuzz.yar") {
+                b"rule Fuzz_Marker { strings: $a = \"FUZZ-YARA-MARK\" condition: $a or uint16(0) == 0x5A4D }\n".to_vec()
+            } else {
+                "秘密\n机密\n绝密\n内部\nTOP SECRET\n".as_bytes().to_vec()
+            })
+        };
         let settings = serde_json::json!({
             "archives": { "allowed": true, "max_depth": 3, "max_members": 64, "max_expanded_bytes": 8_388_608, "max_ratio": 100 },
             "dirty_words": { "lists": ["/fuzz/words.txt"], "action": "mask" },
             "pii": { "action": "mask" },
             "geodata": { "max_decimal_places": 4, "forbidden_attributes": ["owner"], "coordinate_columns": ["lon", "lat"], "action": "mask" },
-            "disarm": "strip"
+            "disarm": "strip",
+            "yara": { "rules": ["/fuzz/fuzz.yar"], "action": "review", "max_scan_bytes": 8_388_608 }
         });
         let profile = Profile::from_settings("fuzz", &settings, &lists).expect("profile");
         Guard::with_finding_key(profile, b"fuzz")
