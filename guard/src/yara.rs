@@ -45,6 +45,9 @@ pub const YARA_RULES_FILES_MAX: usize = 64;
 /// counting more occurrences than this (`#a > 20000`) never matches.
 pub const YARA_MAX_MATCHES_PER_PATTERN: usize = 10_000;
 
+/// First allocation of a member's buffer.
+const GROW_MIN_BYTES: usize = 64 * 1024;
+
 /// `yara = { … }`, compiled.
 #[derive(Clone)]
 pub struct YaraRules {
@@ -342,7 +345,16 @@ impl Read for YaraTee<'_, '_> {
         }
         self.bytes += n as u64;
         if self.bytes <= self.limit && self.outcome.is_none() {
-            if self.buf.try_reserve(n).is_err() {
+            // Grown by doubling, but never past the limit: the buffer's
+            // capacity, not only its length, stays within max_scan_bytes.
+            let len = self.buf.len();
+            let want = (self.buf.capacity() * 2)
+                .max(len + n)
+                .max(GROW_MIN_BYTES)
+                .min(usize::try_from(self.limit).unwrap_or(usize::MAX));
+            if self.buf.capacity() < len + n
+                && self.buf.try_reserve_exact(want.max(len + n) - len).is_err()
+            {
                 self.outcome = Some(Outcome::Failed(format!(
                     "no memory for a {} byte buffer",
                     self.bytes

@@ -305,18 +305,45 @@ mod tests {
         assert_eq!(ferry_policy::MASK_LIMITS, ferry_guard::MASK_LIMITS);
     }
 
-    /// Promise: Landlock lets ferryd read, on a reload, every file the
-    /// policy made it read at start: includes in other directories too,
-    /// not only the policy's own directory.
+    /// Promise: `policy check` and the guard accept the same `yara`
+    /// limits (the policy crate cannot name the guard's constants).
     #[test]
-    fn sandbox_directories_cover_includes_and_lists() {
+    fn policy_and_guard_agree_on_the_yara_limits() {
+        assert_eq!(
+            (
+                ferry_policy::YARA_TIMEOUT_S_MIN,
+                ferry_policy::YARA_TIMEOUT_S_MAX
+            ),
+            ferry_guard::YARA_TIMEOUT_S_RANGE
+        );
+        assert_eq!(
+            ferry_policy::YARA_MAX_SCAN_BYTES_MAX,
+            ferry_guard::YARA_MAX_SCAN_BYTES_MAX
+        );
+        assert_eq!(
+            ferry_policy::YARA_RULES_FILES_MAX,
+            ferry_guard::YARA_RULES_FILES_MAX
+        );
+    }
+
+    /// Promise: Landlock lets ferryd read, on a reload, every file the
+    /// policy made it read at start: includes, dirty-word lists and YARA
+    /// rules files in other directories too, not only the policy's own
+    /// directory.
+    #[test]
+    fn sandbox_directories_cover_includes_lists_and_rules() {
         let root = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(root.path()).unwrap();
-        for d in ["policy", "shared", "words"] {
+        for d in ["policy", "shared", "words", "rules"] {
             std::fs::create_dir(root.join(d)).unwrap();
         }
         let list = root.join("words/classified.txt");
         std::fs::write(&list, "秘密\n").unwrap();
+        std::fs::write(
+            root.join("rules/import.yar"),
+            "rule R { condition: false }\n",
+        )
+        .unwrap();
         std::fs::write(
             root.join("shared/ids.toml"),
             "[identity.stats]\ncn = \"stats\"\n",
@@ -326,13 +353,13 @@ mod tests {
         std::fs::write(
             &main,
             format!(
-                "include = [\"../shared/ids.toml\"]\n[profile.p]\ndirty_words = {{ action = \"reject\", lists = [\"{}\"] }}\n[channel.c]\ndirection = \"import\"\nlink = \"l\"\nprofile = \"p\"\n[[rule]]\nid = \"R\"\neffect = \"allow\"\nidentities = [\"stats\"]\nchannels = [\"c\"]\n",
+                "include = [\"../shared/ids.toml\"]\n[profile.p]\ndirty_words = {{ action = \"reject\", lists = [\"{}\"] }}\nyara = {{ rules = [\"../rules/import.yar\"] }}\n[channel.c]\ndirection = \"import\"\nlink = \"l\"\nprofile = \"p\"\n[[rule]]\nid = \"R\"\neffect = \"allow\"\nidentities = [\"stats\"]\nchannels = [\"c\"]\n",
                 list.display()
             ),
         )
         .unwrap();
         let dirs = list_dirs(&main);
-        for d in ["policy", "shared", "words"] {
+        for d in ["policy", "shared", "words", "rules"] {
             assert!(dirs.contains(&root.join(d)), "{d} missing from {dirs:?}");
         }
     }
