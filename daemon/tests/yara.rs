@@ -250,6 +250,11 @@ fn ferryd_refuses_a_matching_package_and_keeps_its_rules_when_a_reload_breaks_th
         "the second clean file delivered",
         || outbox_files(&tb.outbox).len() == 2,
     );
+    let shown = text(&ctl(&["status", "--config", path_str(&tb.ingress_config)]));
+    assert!(
+        shown.contains("yara scans") && shown.contains("2 matched a rule"),
+        "{shown}"
+    );
     ingress.stop();
     egress.stop();
 
