@@ -268,6 +268,9 @@ impl Guard {
 pub(crate) struct Ctx<'a> {
     pub(crate) profile: &'a Profile,
     guard: &'a Guard,
+    /// The package itself, read at offsets where a format needs random
+    /// access at the top level (TIFF directories).
+    pub(crate) src: &'a dyn RandomRead,
     declared_type: Option<String>,
     verdict: Verdict,
     reasons: Vec<String>,
@@ -319,6 +322,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             profile: &guard.profile,
             guard,
+            src,
             declared_type: None,
             verdict: Verdict::Pass,
             reasons: Vec::new(),

@@ -2,8 +2,9 @@
 //! `disarm = "strip"` a photograph leaves without its EXIF block (camera,
 //! time, GPS position), XMP, IPTC and comments, and is still the same
 //! picture; under `"refuse"` it does not leave; where the guard cannot
-//! rewrite (inside an archive, a TIFF) it is refused, never passed with its
-//! position. The images are made by real tools the way an office makes
+//! rewrite (inside an archive) it is refused, never passed with its
+//! position. A TIFF is stripped in place (`ppm2tiff` makes it, `tiffinfo`
+//! decodes both to compare pixels). The images are made by real tools the way an office makes
 //! them: `cjpeg` encodes, `exiftool` writes the metadata and reads the
 //! result back, `djpeg` decodes both to compare pixels.
 
@@ -364,11 +365,203 @@ fn a_png_keeps_its_picture_chunks_and_loses_its_metadata() {
     assert_eq!(chunks(&out), kept);
 }
 
+/// libtiff's tools (Debian: libtiff-tools), or why not.
+fn tiff_tools(test: &str) -> bool {
+    if !tools(test) {
+        return false;
+    }
+    for t in ["ppm2tiff", "tiffinfo", "tiffcp"] {
+        if Command::new(t).arg("-h").output().is_err() {
+            skip(test, &format!("`{t}` not found (Debian: libtiff-tools)"));
+            return false;
+        }
+    }
+    true
+}
+
+/// A real TIFF (`ppm2tiff`, LZW) with `tags` written by `exiftool`.
+fn tiff(dir: &Path, name: &str, tags: &[&str]) -> Vec<u8> {
+    let raw = dir.join("raw.ppm");
+    std::fs::write(&raw, ppm()).expect("write ppm");
+    let f = dir.join(name);
+    run(Command::new("ppm2tiff")
+        .args(["-c", "lzw"])
+        .arg(&raw)
+        .arg(&f));
+    if !tags.is_empty() {
+        run(Command::new("exiftool")
+            .args(["-q", "-overwrite_original"])
+            .args(tags)
+            .arg(&f));
+    }
+    std::fs::read(&f).expect("read tiff")
+}
+
+/// What libtiff decodes: every directory's size and every strip's
+/// pixels (`tiffinfo -D -d`, decompressed), without the tag listing.
+fn tiff_pixels(dir: &Path, data: &[u8]) -> String {
+    let f = dir.join("decode.tif");
+    std::fs::write(&f, data).expect("write");
+    let out = Command::new("tiffinfo")
+        .args(["-D", "-d"])
+        .arg(&f)
+        .output()
+        .expect("tiffinfo runs");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "tiffinfo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| {
+            l.starts_with("Strip ")
+                || l.starts_with(' ') && l.trim().split(' ').all(|h| h.len() == 2)
+                || l.contains("Image Width")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a scanner and a GIS export write into a TIFF: a GPS position,
+/// the device, time, author, a description, XMP and IPTC.
+const TIFF_TAGS: &[&str] = &[
+    "-GPSLatitude=28.6829",
+    "-GPSLatitudeRef=N",
+    "-GPSLongitude=115.8582",
+    "-GPSLongitudeRef=E",
+    "-Make=Scanner",
+    "-Model=Survey 3",
+    "-DateTimeOriginal=2026:11:02 09:41:07",
+    "-Artist=Surveyor Wang",
+    "-ImageDescription=parcel 36-0102-118",
+    "-XMP-dc:Creator=Surveyor Wang",
+    "-IPTC:By-line=Surveyor Wang",
+];
+
 #[test]
-fn a_tiff_under_disarm_is_refused_with_the_reason() {
-    let tiff = b"II*\0\x08\0\0\0\x00\0\0\0\0\0";
+fn a_tiffs_position_and_metadata_are_stripped_in_place_and_the_picture_is_unchanged() {
+    const T: &str =
+        "a_tiffs_position_and_metadata_are_stripped_in_place_and_the_picture_is_unchanged";
+    if !tiff_tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = tiff(dir.path(), "scan.tif", TIFF_TAGS);
+    let before = tags_of(dir.path(), &original, "before.tif");
+    for t in ["GPSLatitude", "Model", "Artist", "Creator", "By-line", "ImageDescription"] {
+        assert!(has_tag(&before, t), "exiftool should see {t}: {before}");
+    }
+
+    let g = guard("strip");
+    let (r, out) = inspect(&g, &original, "scan.tif", "image/tiff");
+    assert_eq!(r.verdict, Verdict::Masked, "{:#?}", r.reasons);
+    assert_eq!(count(&r, "image_gps"), 1, "{:#?}", r.findings);
+    assert!(count(&r, "image_metadata") >= 5, "{:#?}", r.findings);
+    let gps = r
+        .findings
+        .iter()
+        .find(|f| f.location.field.as_deref() == Some("IFD 0 tag 34853 GPSInfo"))
+        .expect("the GPS directory is named");
+    assert!(gps.location.byte_offset.is_some());
+    let out = out.expect("stripped copy");
+    assert_eq!(out.len(), original.len(), "stripped in place: nothing moves");
+    assert_eq!(r.digest_after.as_deref(), Some(sha256(&out).as_str()));
+
+    let after = tags_of(dir.path(), &out, "after.tif");
+    for t in [
+        "GPS", "Make", "Model", "DateTime", "Artist", "Description", "Creator", "By-line",
+        "XMP", "IPTC", "ExifIFD",
+    ] {
+        assert!(!has_tag(&after, t), "{t} left in the stripped TIFF: {after}");
+    }
+    // Not even as bytes nothing points at any more.
+    for secret in ["Surveyor Wang", "Survey 3", "36-0102", "Scanner"] {
+        assert!(
+            memchr::memmem::find(&out, secret.as_bytes()).is_none(),
+            "{secret} left in the file"
+        );
+    }
+    assert_eq!(tiff_pixels(dir.path(), &original), tiff_pixels(dir.path(), &out));
+    let json = serde_json::to_string(&r).expect("json");
+    for secret in ["Wang", "Survey 3", "36-0102", "28.68", "115.85"] {
+        assert!(!json.contains(secret), "{secret} in the report");
+    }
+    // The egress side's re-inspection finds nothing and passes it as is.
+    let (again, copy) = inspect(&g, &out, "scan.tif", "image/tiff");
+    assert_eq!(again.verdict, Verdict::Pass, "{:#?}", again.reasons);
+    assert_eq!(again.findings_total, 0);
+    assert!(copy.is_none());
+}
+
+#[test]
+fn every_page_of_a_multi_page_tiff_is_stripped() {
+    const T: &str = "every_page_of_a_multi_page_tiff_is_stripped";
+    if !tiff_tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiff(dir.path(), "p1.tif", &["-Artist=Page One Author", "-Make=Scanner"]);
+    tiff(dir.path(), "p2.tif", &["-Artist=Page Two Author", "-Software=Scan 2"]);
+    let multi = dir.path().join("multi.tif");
+    run(Command::new("tiffcp")
+        .arg(dir.path().join("p1.tif"))
+        .arg(dir.path().join("p2.tif"))
+        .arg(&multi));
+    let original = std::fs::read(&multi).expect("read");
+    for secret in ["Page One Author", "Page Two Author"] {
+        assert!(memchr::memmem::find(&original, secret.as_bytes()).is_some());
+    }
+    let (r, out) = inspect(&guard("strip"), &original, "pages.tif", "image/tiff");
+    assert_eq!(r.verdict, Verdict::Masked, "{:#?}", r.reasons);
+    let fields: Vec<_> = r
+        .findings
+        .iter()
+        .filter_map(|f| f.location.field.clone())
+        .collect();
+    assert!(fields.iter().any(|f| f.starts_with("IFD 0 tag 315")), "{fields:?}");
+    assert!(fields.iter().any(|f| f.starts_with("IFD 1 tag 315")), "{fields:?}");
+    let out = out.expect("stripped copy");
+    for secret in ["Page One Author", "Page Two Author", "Scan 2"] {
+        assert!(memchr::memmem::find(&out, secret.as_bytes()).is_none(), "{secret}");
+    }
+    let pages = tiff_pixels(dir.path(), &out);
+    assert_eq!(pages.matches("Image Width").count(), 2, "both pages kept");
+    assert_eq!(tiff_pixels(dir.path(), &original), pages);
+}
+
+#[test]
+fn a_tiff_with_metadata_is_refused_in_refuse_mode_and_inside_an_archive() {
+    const T: &str = "a_tiff_with_metadata_is_refused_in_refuse_mode_and_inside_an_archive";
+    if !tiff_tools(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tagged = tiff(dir.path(), "scan.tif", TIFF_TAGS);
+    let (r, out) = inspect(&guard("refuse"), &tagged, "scan.tif", "image/tiff");
+    assert_rejected(&r, "a GPS position (IFD 0 tag ");
+    assert!(out.is_none());
+    let z = zip(&[entry("scan.tif", &tagged)]);
+    let (r, out) = inspect(&guard("strip"), &z, "scans.zip", "application/zip");
+    assert_rejected(&r, "does not rewrite archives");
+    assert!(count(&r, "image_gps") >= 1, "{:#?}", r.findings);
+    assert!(out.is_none());
+    // A TIFF without metadata passes in either place, unchanged.
+    let clean = tiff(dir.path(), "clean.tif", &[]);
+    let (r, out) = inspect(&guard("refuse"), &clean, "clean.tif", "image/tiff");
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.findings);
+    assert!(out.is_none());
+    let z = zip(&[entry("clean.tif", &clean)]);
+    let (r, _) = inspect(&guard("strip"), &z, "scans.zip", "application/zip");
+    assert_eq!(r.verdict, Verdict::Pass, "{:#?}", r.reasons);
+}
+
+#[test]
+fn a_tiff_the_strip_cannot_keep_intact_is_refused_with_the_reason() {
+    // A directory that points past the end of the file.
+    let tiff = b"II*\0\x08\0\0\0\x01\0\0\x01\x03\0\x01\0\0\0\x04\0\0\0\0\0\0\0";
     let (r, out) = inspect(&guard("strip"), tiff, "scan.tif", "image/tiff");
-    assert_rejected(&r, "TIFF");
+    assert_rejected(&r, "TIFF: directory 0 has no complete strip or tile table");
     assert!(out.is_none());
 }
 
