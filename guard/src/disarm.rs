@@ -31,6 +31,9 @@ const TIFF_NESTED_MAX: u64 = 64 * 1024 * 1024;
 /// Longest PNG chunk (the PNG limit).
 const PNG_CHUNK_MAX: u32 = 0x7FFF_FFFF;
 
+/// Bytes `start..end` of the image become these.
+type Edit = (u64, u64, Vec<u8>);
+
 /// One thing to cut: bytes `start..end` of the image.
 #[derive(Debug)]
 struct Cut {
@@ -56,7 +59,7 @@ pub(crate) fn image(
     };
     // What is found, and the edits that remove it: cuts for JPEG and PNG,
     // bytes changed in place for TIFF (nothing in it may move).
-    let (found, edits): (Vec<Cut>, Vec<(u64, u64, Vec<u8>)>) = if kind == Kind::Tiff {
+    let (found, edits): (Vec<Cut>, Vec<Edit>) = if kind == Kind::Tiff {
         let walked = if top {
             // Read where it lies; the stream is still read to its end
             // (digests, the malware scan).

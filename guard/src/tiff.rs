@@ -366,7 +366,10 @@ fn directory(
             )));
         };
         let Some(bytes) = e.count.checked_mul(unit) else {
-            return Ok(Err(format!("directory {index}, tag {}: count too large", e.tag)));
+            return Ok(Err(format!(
+                "directory {index}, tag {}: count too large",
+                e.tag
+            )));
         };
         let value_at = if bytes > 4 {
             let at = u64::from(f.u32(&e.raw[8..12]));
@@ -626,7 +629,11 @@ mod tests {
             &[],
         );
         let plan = run(&t).expect("valid");
-        let kinds: Vec<_> = plan.found.iter().map(|f| (f.detector, f.field.as_str())).collect();
+        let kinds: Vec<_> = plan
+            .found
+            .iter()
+            .map(|f| (f.detector, f.field.as_str()))
+            .collect();
         assert_eq!(
             kinds,
             vec![
