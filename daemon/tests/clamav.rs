@@ -1264,6 +1264,30 @@ fn signature_packages_are_verified_applied_and_refused_through_ferry() {
 
     ingress.stop();
     egress.stop();
+    // With the egress ferryd down nothing can be recorded: nothing is
+    // applied, the file stays in the outbox for the next run.
+    let kept = site.tb.outbox.join(".signatures/applied");
+    let (file, sidecar) = std::fs::read_dir(&kept)
+        .expect("applied dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("marker.hdb"))
+        .map(|p| {
+            (
+                p.clone(),
+                PathBuf::from(format!("{}.ferry.json", p.display())),
+            )
+        })
+        .next()
+        .expect("the applied marker.hdb");
+    std::fs::copy(&file, site.tb.outbox.join("again.hdb")).expect("copy");
+    std::fs::copy(&sidecar, site.tb.outbox.join("again.hdb.ferry.json")).expect("copy");
+    let before = database(&c);
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("nothing was applied"), "{text}");
+    assert_eq!(database(&c), before);
+    assert!(outbox_files(&site.tb.outbox).contains(&"again.hdb".to_string()));
     let applied = audit_records(&audits[1], "signatures.applied");
     let refused = audit_records(&audits[1], "signatures.refused");
     assert_eq!(applied.len(), 3, "{applied:#?}");

@@ -77,8 +77,18 @@ pub enum SignaturesCmd {
     },
 }
 
-/// Runs `ferryctl signatures`.
+/// Runs `ferryctl signatures`; exit 2 when it could not run.
 pub fn run(cmd: SignaturesCmd) -> anyhow::Result<std::process::ExitCode> {
+    match apply(cmd) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("ferryctl: {e:#}");
+            Ok(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+fn apply(cmd: SignaturesCmd) -> anyhow::Result<std::process::ExitCode> {
     let SignaturesCmd::Apply { config, watch } = cmd;
     let cfg = config::load(&config)?;
     let Some(sig) = cfg.signatures.clone() else {
