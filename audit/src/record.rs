@@ -95,11 +95,19 @@ pub enum EventKind {
     /// holds.
     #[serde(rename = "link.overrun")]
     LinkOverrun,
+    /// A ClamAV signature database that came over the link was verified,
+    /// put into clamd's database directory and loaded.
+    #[serde(rename = "signatures.applied")]
+    SignaturesApplied,
+    /// A signature package was refused (name, header, digital signature,
+    /// version or a failed test load): nothing of it was used.
+    #[serde(rename = "signatures.refused")]
+    SignaturesRefused,
 }
 
 impl EventKind {
     /// Every kind, in vocabulary order.
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 28] = [
         EventKind::PackagePushed,
         EventKind::PolicyDecided,
         EventKind::GuardInspected,
@@ -126,6 +134,8 @@ impl EventKind {
         EventKind::LinkReplay,
         EventKind::LinkGap,
         EventKind::LinkOverrun,
+        EventKind::SignaturesApplied,
+        EventKind::SignaturesRefused,
     ];
 
     /// The dotted name (`package.pushed`).
@@ -157,6 +167,8 @@ impl EventKind {
             EventKind::LinkReplay => "link.replay",
             EventKind::LinkGap => "link.gap",
             EventKind::LinkOverrun => "link.overrun",
+            EventKind::SignaturesApplied => "signatures.applied",
+            EventKind::SignaturesRefused => "signatures.refused",
         }
     }
 

@@ -875,3 +875,384 @@ fn start(
     ingress.wait_listening(&[port], "ingest listening");
     (audits, ingress, egress)
 }
+
+// ---- signatures brought in over the link -----------------------------------
+
+/// `ferry_policy` with a second channel, `av-signatures`, that carries
+/// signature files (no content profile: a database is not a document).
+fn signature_policy(socket: &Path, spool: &Path) -> String {
+    format!(
+        r#"{}
+[channel.av-signatures]
+description = "ClamAV databases from the non-classified side"
+direction = "import"
+link = "e2e"
+destination = "outbox"
+
+[[rule]]
+id = "R-signatures"
+description = "The feed brings signatures"
+effect = "allow"
+identities = ["feed"]
+channels = ["av-signatures"]
+"#,
+        ferry_policy(socket, spool)
+    )
+}
+
+/// Pushes `data` as `name` on the `av-signatures` channel; the HTTP code.
+fn push_signature(site: &Site, name: &str, data: &[u8]) -> String {
+    let f = site
+        .tb
+        .spool
+        .parent()
+        .expect("root")
+        .join(format!("push-{name}"));
+    std::fs::write(&f, data).expect("write");
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(site.ca.crt())
+        .arg("--cert")
+        .arg(site.clients.join("registry-feed.crt"))
+        .arg("--key")
+        .arg(site.clients.join("registry-feed.key"))
+        .args(["-H", &format!("X-Ferry-File-Name: {name}")])
+        .args(["-H", "Content-Type: application/octet-stream"])
+        .args(["--data-binary", &format!("@{}", path_str(&f))])
+        .arg(format!(
+            "https://127.0.0.1:{}/v1/channels/av-signatures/packages",
+            site.port
+        ))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An unsigned container `daily.cud` holding `hdb` (as `daily.hdb`), built
+/// by `sigtool --build` with `version`; with `age_days`, its header and
+/// `daily.info` are dated that many days back (by Python's tarfile, MD5
+/// recomputed), as an old database that came late would be.
+fn daily_cud(dir: &Path, hdb: &str, version: u32, age_days: u32) -> Option<Vec<u8>> {
+    let build = dir.join(format!("build-{version}"));
+    std::fs::create_dir_all(&build).expect("build dir");
+    std::fs::write(build.join("daily.hdb"), hdb).expect("hdb");
+    std::fs::write(build.join("COPYING"), "test database\n").expect("COPYING");
+    let mut child = Command::new(find_tool("sigtool")?)
+        .args(["--build=daily.cud", "--unsigned", "--max-bad-sigs=0"])
+        .current_dir(&build)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sigtool");
+    // It asks for the version number and the builder's name.
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{version}\nferry-test\n").as_bytes())
+        .expect("answer sigtool");
+    assert!(child.wait().expect("sigtool").success(), "sigtool --build");
+    let cud = build.join("daily.cud");
+    if age_days > 0 {
+        let script = r#"
+import sys, tarfile, io, time, hashlib
+p, days = sys.argv[1], int(sys.argv[2])
+d = open(p, 'rb').read()
+t = tarfile.open(fileobj=io.BytesIO(d[512:]))
+files = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+when_s = int(time.time()) - days * 86400
+when = time.strftime('%d %b %Y %H-%M +0000', time.gmtime(when_s))
+def redate(line):
+    f = line.split(':'); f[1] = when; f[8] = str(when_s); return ':'.join(f)
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode='w:gz') as z:
+    for name, data in files:
+        if name.endswith('.info'):
+            lines = data.decode().split('\n'); lines[0] = redate(lines[0]); data = '\n'.join(lines).encode()
+        ti = tarfile.TarInfo(name); ti.size = len(data); ti.mode = 0o644
+        z.addfile(ti, io.BytesIO(data))
+body = out.getvalue()
+h = d[:512].rstrip(b' \0').decode().split(':')
+h = redate(':'.join(h)).split(':'); h[5] = hashlib.md5(body).hexdigest()
+head = ':'.join(h).encode()
+open(p, 'wb').write(head + b' ' * (512 - len(head)) + body)
+"#;
+        let ok = Command::new("python3")
+            .args(["-c", script])
+            .arg(&cud)
+            .arg(age_days.to_string())
+            .status()
+            .ok()?
+            .success();
+        assert!(ok, "redating daily.cud");
+    }
+    Some(std::fs::read(cud).expect("daily.cud"))
+}
+
+/// What the test's clamd says of `data`.
+fn scan(c: &Clamd, data: &[u8]) -> ferry_guard::Detection {
+    ferry_guard::Clamd::new(&c.socket, Duration::from_secs(10), 1 << 20)
+        .scan_reader(&mut &data[..])
+        .expect("clamd answers")
+}
+
+/// The database directory's files and contents.
+fn database(c: &Clamd) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(c.dir.path().join("db"))
+        .expect("db dir")
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `ferryctl signatures apply`: exit code and what it printed.
+fn apply(config: &Path) -> (i32, String) {
+    let o = Command::new(ferryctl())
+        .args(["signatures", "apply", "--config"])
+        .arg(config)
+        .output()
+        .expect("ferryctl");
+    (
+        o.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// Promise (docs/operations.md, "Bringing ClamAV signatures in"): a
+/// signature file reaches clamd only over the link and only verified. A
+/// new `.hdb` crosses two real ferryd, is applied and loaded (a file clean
+/// before is detected after); a file with a name that is not a database,
+/// a database clamscan cannot load, an unsigned container without
+/// `allow_unsigned`-style trust broken by one flipped byte, and an old
+/// container sent again are each refused — the database directory byte
+/// for byte as it was, clamd still answering, the refusal audited,
+/// counted and alarmed by the egress ferryd; and a container dated 40
+/// days back makes `ferryctl selfcheck` warn about the database's age.
+#[test]
+fn signature_packages_are_verified_applied_and_refused_through_ferry() {
+    let Some(c) = Clamd::start(NO_ARCHIVES) else {
+        return;
+    };
+    if Command::new("python3").arg("-V").output().is_err() {
+        skip("python3 not found: the dated test database cannot be made");
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path().to_path_buf();
+    let site = Site::new(&root);
+    let policy = signature_policy(&c.socket, &site.tb.spool);
+    append_config(
+        &site.tb.egress_config,
+        &format!(
+            "\n[signatures]\nchannel = \"av-signatures\"\ndatabase_dir = \"{}\"\nsocket = \"{}\"\nallow_unsigned = true\n",
+            c.dir.path().join("db").display(),
+            c.socket.display()
+        ),
+    );
+    let (audits, ingress, egress) = start(&root, &site.tb, &site.ca, site.port, [&policy, &policy]);
+
+    // A marker no signature knows yet.
+    let marker = b"ferry signature import marker: parcel survey 2026\n";
+    assert_eq!(scan(&c, marker), ferry_guard::Detection::Clean);
+    let mfile = root.join("marker.bin");
+    std::fs::write(&mfile, marker).expect("marker");
+    let out = Command::new(find_tool("sigtool").expect("sigtool"))
+        .arg("--md5")
+        .arg(&mfile)
+        .output()
+        .expect("sigtool");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (md5, size) = {
+        let mut f = line.splitn(3, ':');
+        (
+            f.next().unwrap_or("").to_owned(),
+            f.next().unwrap_or("").to_owned(),
+        )
+    };
+    let hdb = format!("{md5}:{size}:Ferry.Test.Marker\n");
+
+    // 1. A good .hdb crosses and is applied.
+    assert_eq!(push_signature(&site, "marker.hdb", hdb.as_bytes()), "202");
+    wait_for(Duration::from_secs(30), "marker.hdb delivered", || {
+        outbox_files(&site.tb.outbox).contains(&"marker.hdb".to_string())
+    });
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("applied  marker.hdb"), "{text}");
+    assert!(
+        outbox_files(&site.tb.outbox).is_empty(),
+        "taken out of the outbox"
+    );
+    assert!(database(&c)
+        .iter()
+        .any(|(n, d)| n == "marker.hdb" && d == hdb.as_bytes()));
+    wait_for(Duration::from_secs(60), "clamd detects the marker", || {
+        scan(&c, marker)
+            == ferry_guard::Detection::Found(vec!["Ferry.Test.Marker.UNOFFICIAL".into()])
+    });
+
+    // 2. Attacks: none of them changes the database.
+    let before = database(&c);
+    let cud5 = daily_cud(&root, &hdb, 5, 0).expect("daily.cud");
+    let mut flipped = cud5.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x55;
+    for (name, data) in [
+        ("clamd.conf", b"DatabaseDirectory /tmp\n".to_vec()),
+        ("broken.ndb", b"this is not a signature line\n".to_vec()),
+        ("daily.cud", flipped),
+    ] {
+        assert_eq!(push_signature(&site, name, &data), "202", "{name}");
+    }
+    wait_for(Duration::from_secs(30), "three files delivered", || {
+        outbox_files(&site.tb.outbox).len() == 3
+    });
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("REFUSED  clamd.conf"), "{text}");
+    assert!(
+        text.contains("REFUSED  broken.ndb") && text.contains("clamscan could not load it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("REFUSED  daily.cud") && text.contains("does not match the MD5"),
+        "{text}"
+    );
+    assert_eq!(database(&c), before, "nothing of a refused file is used");
+    assert_eq!(
+        scan(&c, marker),
+        ferry_guard::Detection::Found(vec!["Ferry.Test.Marker.UNOFFICIAL".into()])
+    );
+    let st = status(&site.tb.egress_config).expect("status");
+    assert_eq!(st["signatures_refused"], 3, "{st}");
+    assert_eq!(st["signatures_applied"], 1, "{st}");
+    assert!(st["alarms"].to_string().contains("signatures:"), "{st}");
+
+    // 3. A container, then the same version again (a replay), and an
+    // older database dated 40 days back under a newer version.
+    assert_eq!(push_signature(&site, "daily.cud", &cud5), "202");
+    wait_for(Duration::from_secs(30), "daily.cud delivered", || {
+        outbox_files(&site.tb.outbox).len() == 1
+    });
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("applied  daily.cud") && text.contains("version 5"),
+        "{text}"
+    );
+    wait_for(Duration::from_secs(60), "clamd reports database 5", || {
+        ferry_guard::Clamd::new(&c.socket, Duration::from_secs(5), 1)
+            .version()
+            .is_ok_and(|v| v.database_version == Some(5))
+    });
+    assert_eq!(push_signature(&site, "daily.cud", &cud5), "202");
+    wait_for(Duration::from_secs(30), "the replay delivered", || {
+        outbox_files(&site.tb.outbox).len() == 1
+    });
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("version 5 is not newer than version 5"),
+        "{text}"
+    );
+    let old = daily_cud(&root, &hdb, 6, 40).expect("dated daily.cud");
+    assert_eq!(push_signature(&site, "daily.cud", &old), "202");
+    wait_for(
+        Duration::from_secs(30),
+        "the dated database delivered",
+        || outbox_files(&site.tb.outbox).len() == 1,
+    );
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 0, "{text}");
+    wait_for(Duration::from_secs(60), "clamd reports database 6", || {
+        ferry_guard::Clamd::new(&c.socket, Duration::from_secs(5), 1)
+            .version()
+            .is_ok_and(|v| v.database_version == Some(6))
+    });
+    wait_for(
+        Duration::from_secs(60),
+        "status shows the database's age",
+        || {
+            status(&site.tb.egress_config).is_some_and(|st| {
+                st["malware"]["engines"][0]["database_age_days"]
+                    .as_u64()
+                    .is_some_and(|d| d >= 40)
+            })
+        },
+    );
+    let o = Command::new(ferryctl())
+        .args(["selfcheck", "--config"])
+        .arg(&site.tb.egress_config)
+        .output()
+        .expect("selfcheck");
+    let sc = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(sc.contains("40 days old"), "{sc}");
+
+    ingress.stop();
+    egress.stop();
+    // With the egress ferryd down nothing can be recorded: nothing is
+    // applied, the file stays in the outbox for the next run.
+    let kept = site.tb.outbox.join(".signatures/applied");
+    let (file, sidecar) = std::fs::read_dir(&kept)
+        .expect("applied dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("marker.hdb"))
+        .map(|p| {
+            (
+                p.clone(),
+                PathBuf::from(format!("{}.ferry.json", p.display())),
+            )
+        })
+        .next()
+        .expect("the applied marker.hdb");
+    std::fs::copy(&file, site.tb.outbox.join("again.hdb")).expect("copy");
+    std::fs::copy(&sidecar, site.tb.outbox.join("again.hdb.ferry.json")).expect("copy");
+    let before = database(&c);
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("nothing was applied"), "{text}");
+    assert_eq!(database(&c), before);
+    assert!(outbox_files(&site.tb.outbox).contains(&"again.hdb".to_string()));
+    let applied = audit_records(&audits[1], "signatures.applied");
+    let refused = audit_records(&audits[1], "signatures.refused");
+    assert_eq!(applied.len(), 3, "{applied:#?}");
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    for r in &refused {
+        assert!(
+            r["details"]["reason"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{r}"
+        );
+    }
+    assert!(
+        applied.iter().any(|r| r["details"]["version"] == "6"),
+        "{applied:#?}"
+    );
+}

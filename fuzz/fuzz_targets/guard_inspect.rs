@@ -22,6 +22,7 @@ const NAMES: &[(&str, &str)] = &[
     ("a.pdf", "application/pdf"),
     ("a.png", "image/png"),
     ("a.jpg", "image/jpeg"),
+    ("a.tif", "image/tiff"),
     (
         "a.docx",
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",

@@ -15,8 +15,7 @@
 //! what goes needs (is there a GPS directory?).
 //!
 //! TIFF keeps its metadata in directory entries that point anywhere in
-//! the file; cutting them out means rewriting the file, which the guard
-//! does not do yet: under `disarm` a TIFF is refused with that reason.
+//! the file, so it is stripped in place instead ([`crate::tiff`]).
 
 use crate::inspect::{Ctx, Halt};
 use crate::report::{Action, FindingKind};
@@ -26,8 +25,14 @@ use std::io::{self, Read};
 /// Longest PNG chunk read into memory to name what it holds (`eXIf`,
 /// `iTXt`); a longer one is removed all the same, named by its type only.
 const CHUNK_PEEK_MAX: usize = 1024 * 1024;
+/// Largest TIFF inside an archive walked (in memory; at the top level the
+/// package is read where it lies).
+const TIFF_NESTED_MAX: u64 = 64 * 1024 * 1024;
 /// Longest PNG chunk (the PNG limit).
 const PNG_CHUNK_MAX: u32 = 0x7FFF_FFFF;
+
+/// Bytes `start..end` of the image become these.
+type Edit = (u64, u64, Vec<u8>);
 
 /// One thing to cut: bytes `start..end` of the image.
 #[derive(Debug)]
@@ -52,38 +57,82 @@ pub(crate) fn image(
     let Some(mode) = ctx.profile.disarm else {
         return crate::opaque::inspect(ctx, r, kind);
     };
-    let mut b = Bytes::new(r);
-    let walked = match kind {
-        Kind::Jpeg => jpeg(&mut b),
-        Kind::Png => png(&mut b),
-        _ => {
-            return Err(ctx.reject(
-                "a TIFF image's metadata (EXIF, GPS, XMP, IPTC) sits in directory entries the guard cannot cut out yet, and the profile sets disarm: convert it to PNG or JPEG".into(),
-            ))
-        }
-    };
-    let cuts = match walked? {
-        Ok(cuts) => cuts,
-        Err(problem) => return Err(ctx.reject(problem)),
+    // What is found, and the edits that remove it: cuts for JPEG and PNG,
+    // bytes changed in place for TIFF (nothing in it may move).
+    let (found, edits): (Vec<Cut>, Vec<Edit>) = if kind == Kind::Tiff {
+        let walked = if top {
+            // Read where it lies; the stream is still read to its end
+            // (digests, the malware scan).
+            let w = crate::tiff::walk(ctx.src)?;
+            crate::source::drain(r)?;
+            w
+        } else {
+            let mut data = Vec::new();
+            Read::take(&mut *r, TIFF_NESTED_MAX + 1).read_to_end(&mut data)?;
+            if data.len() as u64 > TIFF_NESTED_MAX {
+                return Err(ctx.reject(format!(
+                    "a TIFF inside an archive is checked in memory, up to {} MiB, and this one is larger: send it on its own",
+                    TIFF_NESTED_MAX >> 20
+                )));
+            }
+            crate::tiff::walk(&data.as_slice())?
+        };
+        let plan = match walked {
+            Ok(plan) => plan,
+            Err(problem) => return Err(ctx.reject(format!("TIFF: {problem}"))),
+        };
+        let found = plan
+            .found
+            .into_iter()
+            .map(|f| Cut {
+                start: f.at,
+                end: f.at,
+                detector: f.detector,
+                field: f.field,
+            })
+            .collect();
+        let edits = plan
+            .edits
+            .into_iter()
+            .map(|(at, b)| (at, at + b.len() as u64, b))
+            .collect();
+        (found, edits)
+    } else {
+        let mut b = Bytes::new(r);
+        let walked = if kind == Kind::Jpeg {
+            jpeg(&mut b)
+        } else {
+            png(&mut b)
+        };
+        let cuts = match walked? {
+            Ok(cuts) => cuts,
+            Err(problem) => return Err(ctx.reject(problem)),
+        };
+        let edits = cuts.iter().map(|c| (c.start, c.end, Vec::new())).collect();
+        (cuts, edits)
     };
     let action = mode.action();
-    for c in &cuts {
+    let mut strip = false;
+    for c in &found {
         let loc = ctx.location(None, Some(c.field.clone()), Some(c.start));
         let taken = ctx.finding(FindingKind::Disarm, c.detector, loc, None, None, action);
         if taken == Action::Reject && mode == crate::profile::Disarm::Refuse {
-            let what = if c.detector == "image_gps" {
-                "a GPS position"
-            } else {
-                "metadata"
+            let what = match c.detector {
+                "image_gps" => "a GPS position",
+                "image_georef" => "a georeference (GeoTIFF keys)",
+                _ => "metadata",
             };
             ctx.add_reason(format!(
                 "the image carries {what} ({} at byte {}), and the profile sets disarm = \"refuse\"",
                 c.field, c.start
             ));
         }
-        if taken == Action::Mask && top {
-            ctx.stripped = true;
-            ctx.edit(c.start, c.end, crate::emit::Op::Replace(Vec::new()))?;
+        strip |= taken == Action::Mask && top;
+    }
+    if strip {
+        ctx.stripped = true;
+        for (start, end, bytes) in edits {
+            ctx.edit(start, end, crate::emit::Op::Replace(bytes))?;
         }
     }
     crate::opaque::uninspectable(ctx, kind);
@@ -362,7 +411,7 @@ fn exif_has_gps(tiff: &[u8]) -> bool {
 }
 
 /// Does an XMP packet hold a GPS position (`exif:GPSLatitude`)?
-fn xmp_has_gps(xmp: &[u8]) -> bool {
+pub(crate) fn xmp_has_gps(xmp: &[u8]) -> bool {
     memchr::memmem::find(xmp, b"GPSLatitude").is_some()
         || memchr::memmem::find(xmp, b"GPSLongitude").is_some()
 }

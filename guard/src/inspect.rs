@@ -273,6 +273,9 @@ impl Guard {
 pub(crate) struct Ctx<'a> {
     pub(crate) profile: &'a Profile,
     guard: &'a Guard,
+    /// The package itself, read at offsets where a format needs random
+    /// access at the top level (TIFF directories).
+    pub(crate) src: &'a dyn RandomRead,
     declared_type: Option<String>,
     verdict: Verdict,
     reasons: Vec<String>,
@@ -329,6 +332,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             profile: &guard.profile,
             guard,
+            src,
             declared_type: None,
             verdict: Verdict::Pass,
             reasons: Vec::new(),
@@ -565,36 +569,18 @@ impl<'a> Ctx<'a> {
         } else {
             OfficePart::Plain
         };
+        if self.office && self.profile.disarm.is_some() {
+            if let Some(detector) = active_part(name) {
+                self.active_part(name, detector);
+                return Ok(());
+            }
+        }
         let named = match (part, Kind::from_name(name)) {
             (OfficePart::Macro, _) if self.profile.disarm.is_some() => {
                 self.macro_part(name);
                 return Ok(());
             }
-            (OfficePart::Macro | OfficePart::Embedded, _) => {
-                let (detector, what) = if part == OfficePart::Macro {
-                    ("office_macro", "a macro")
-                } else {
-                    ("office_embedded", "an embedded object")
-                };
-                let loc = self.location(None, None, None);
-                let action = self.profile.office_action;
-                let taken = self.finding(
-                    FindingKind::Uninspectable,
-                    detector,
-                    loc,
-                    None,
-                    None,
-                    action,
-                );
-                if taken != Action::Review {
-                    self.add_reason(format!(
-                        "{}{what} in an office document cannot be inspected (office.action = \"{}\")",
-                        self.where_(),
-                        taken.as_str()
-                    ));
-                }
-                return Ok(());
-            }
+            (OfficePart::Macro | OfficePart::Embedded, _) => return self.embedded_part(part),
             (OfficePart::As(k), _) => k,
             (OfficePart::Plain, Ok(Some(k))) => k,
             (OfficePart::Plain, Ok(None)) => {
@@ -662,6 +648,70 @@ impl<'a> Ctx<'a> {
 
     /// Is `head` GBK/GB18030 text the profile lets the guard decode
     /// (`legacy_encodings = true`; not UTF-8, no NUL, valid GB18030)?
+    /// A macro or embedded binary part of an office document, where
+    /// `disarm` does not deal with it: `office.action` says what happens.
+    fn embedded_part(&mut self, part: OfficePart) -> Result<(), Halt> {
+        let (detector, what) = if part == OfficePart::Macro {
+            ("office_macro", "a macro")
+        } else {
+            ("office_embedded", "an embedded object")
+        };
+        let loc = self.location(None, None, None);
+        let action = self.profile.office_action;
+        let taken = self.finding(
+            FindingKind::Uninspectable,
+            detector,
+            loc,
+            None,
+            None,
+            action,
+        );
+        if taken != Action::Review {
+            self.add_reason(format!(
+                "{}{what} in an office document cannot be inspected (office.action = \"{}\")",
+                self.where_(),
+                taken.as_str()
+            ));
+        }
+        Ok(())
+    }
+
+    /// An OLE object or ActiveX control part of an office document under
+    /// `disarm`: cut out of a Word document sent as the package itself
+    /// when the profile strips (the body's references to it go with it,
+    /// see `archive::ooxml`); refused otherwise.
+    fn active_part(&mut self, name: &str, detector: &'static str) {
+        let loc = self.location(None, None, None);
+        let word = name.to_ascii_lowercase().starts_with("word/");
+        let strip = self.office_strip
+            && self.members.len() == 1
+            && word
+            && self.profile.disarm == Some(crate::profile::Disarm::Strip);
+        if strip {
+            self.verdict = self.verdict.max(Verdict::Masked);
+            self.count_finding(FindingKind::Disarm, detector, loc, Action::Mask);
+            self.strip_parts.push(name.to_string());
+            self.stripped = true;
+            return;
+        }
+        self.count_finding(FindingKind::Disarm, detector, loc, Action::Reject);
+        self.verdict = Verdict::Reject;
+        let what = if detector == "office_activex" {
+            "an ActiveX control"
+        } else {
+            "an embedded OLE object (it can carry any program)"
+        };
+        let why = if self.profile.disarm == Some(crate::profile::Disarm::Refuse) {
+            "the profile sets disarm = \"refuse\""
+        } else if !word {
+            "the guard strips embedded objects and controls from Word documents only, not from spreadsheets or presentations"
+        } else {
+            "the guard strips them only from an office document sent as the package itself, not inside an archive"
+        };
+        let r = format!("{}{what} in an office document: {why}", self.where_());
+        self.add_reason(r);
+    }
+
     /// A macro part of an office document under `disarm`: cut out when
     /// the document is the package itself and the profile strips (the zip
     /// handler rewrites the archive without it); refused otherwise.
@@ -1275,6 +1325,18 @@ pub(crate) enum OfficePart {
     As(Kind),
     /// Typed by its extension as in any archive.
     Plain,
+}
+
+/// Is this office part active content `disarm` deals with: an OLE object
+/// (`embeddings/*.bin`) or any part of an ActiveX control (`activeX/`)?
+/// Embedded documents of a known type (`embeddings/x.xlsx`) are not: they
+/// are inspected as documents.
+fn active_part(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    if lower.contains("activex/") {
+        return Some("office_activex");
+    }
+    (lower.contains("embeddings/") && lower.ends_with(".bin")).then_some("office_ole")
 }
 
 pub(crate) fn office_part(name: &str) -> OfficePart {

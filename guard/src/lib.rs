@@ -54,6 +54,7 @@ mod sniff;
 mod source;
 mod tabular;
 mod text;
+mod tiff;
 mod words;
 mod xml;
 mod yara;

@@ -82,8 +82,10 @@ pub enum FindingKind {
     /// the signature's name as the engine gives it).
     Malware,
     /// Metadata or active content that `disarm` strips or refuses
-    /// (`detector` is `image_gps` or `image_metadata`; the location's
-    /// `field` names the segment or chunk, e.g. `APP1 Exif`).
+    /// (`detector`: `image_gps`, `image_georef`, `image_metadata`,
+    /// `office_macro`, `office_ole`, `office_activex`, `office_external`,
+    /// `office_dde`, `pdf_*`; the location's `field` names the segment,
+    /// chunk or tag, e.g. `APP1 Exif`, `IFD 0 tag 34853 GPSInfo`).
     Disarm,
     /// A YARA rule of the profile matched (`detector` is `yara_rule`;
     /// `pattern` is the rule as `FILE-STEM:RULE`, never what it matched),

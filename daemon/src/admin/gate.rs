@@ -86,6 +86,7 @@ pub fn required_role(req: &Request) -> Option<AdminRole> {
         | Request::GapAck { .. } => Some(AdminRole::Sysadmin),
         Request::ReloadPolicy => Some(AdminRole::Secadmin),
         Request::AuditNote { .. } => Some(AdminRole::Auditor),
+        Request::SignaturesNote { .. } => Some(AdminRole::Sysadmin),
         Request::ApprovalsList
         | Request::ApprovalsShow { .. }
         | Request::Approve { .. }
@@ -100,6 +101,7 @@ pub fn request_name(req: &Request) -> &'static str {
         Request::Resend { .. } => "resend",
         Request::ReloadPolicy => "reload_policy",
         Request::AuditNote { .. } => "audit_note",
+        Request::SignaturesNote { .. } => "signatures_note",
         Request::ApprovalsList => "approvals_list",
         Request::ApprovalsShow { .. } => "approvals_show",
         Request::Approve { .. } => "approve",
@@ -592,7 +594,10 @@ pub fn gate(
             refusal.answer()
         }
         Ok(actor) => {
-            if !matches!(req, Request::Status | Request::AuditNote { .. }) {
+            if !matches!(
+                req,
+                Request::Status | Request::AuditNote { .. } | Request::SignaturesNote { .. }
+            ) {
                 // audit.read records carry their own details; others get
                 // the admin.action record here, before the action.
                 let record =

@@ -39,6 +39,14 @@ pub enum Request {
         /// The record.
         record: ferry_audit::AuditRecord,
     },
+    /// Egress, system administrators: what `ferryctl signatures apply` did
+    /// with a signature package (`signatures.applied` or
+    /// `signatures.refused`), recorded in the audit log, counted, and
+    /// alarmed when refused.
+    SignaturesNote {
+        /// The record.
+        record: ferry_audit::AuditRecord,
+    },
     /// Ingress, reviewers: packages held for approval.
     ApprovalsList,
     /// Ingress, reviewers: one held package with a preview.
@@ -138,6 +146,13 @@ pub struct Status {
     /// Egress: packages received again (redundant send or resend) and not
     /// delivered a second time.
     pub duplicates_suppressed: u64,
+    /// Egress: ClamAV signature files applied from the `[signatures]`
+    /// channel.
+    #[serde(default)]
+    pub signatures_applied: u64,
+    /// Egress: signature files refused (each audited and alarmed).
+    #[serde(default)]
+    pub signatures_refused: u64,
     /// Egress: the most recent missing sequence ranges (what to resend).
     pub gaps: Vec<(u64, u64)>,
     /// Egress: protocol counters.

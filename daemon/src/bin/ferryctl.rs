@@ -38,6 +38,10 @@ enum Cmd {
     /// endpoint on the egress side.
     #[command(subcommand)]
     Forward(ferry_daemon::cli::approvals::ForwardCmd),
+    /// Egress side: apply the ClamAV signature packages of the
+    /// [signatures] channel to the local clamd (verified first).
+    #[command(subcommand)]
+    Signatures(ferry_daemon::cli::signatures::SignaturesCmd),
     /// Egress side: acknowledge gaps that will never come (audited).
     #[command(subcommand)]
     Gaps(ferry_daemon::cli::approvals::GapsCmd),
@@ -204,6 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Approvals(cmd) => return ferry_daemon::cli::approvals::run(cmd),
         Cmd::Channel(cmd) => return ferry_daemon::cli::approvals::run_channel(cmd),
         Cmd::Forward(cmd) => return ferry_daemon::cli::approvals::run_forward(cmd),
+        Cmd::Signatures(cmd) => return ferry_daemon::cli::signatures::run(cmd),
         Cmd::Gaps(cmd) => return ferry_daemon::cli::approvals::run_gaps(cmd),
         Cmd::Policy(PolicyCmd::Reload { config }) => return daemon::reload_policy(&config),
         Cmd::Status { config, json } => return daemon::status(&config, json),

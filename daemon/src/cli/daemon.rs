@@ -297,6 +297,8 @@ fn print_status(v: &serde_json::Value) {
             "rejected",
             "failed",
             "duplicates_suppressed",
+            "signatures_applied",
+            "signatures_refused",
         ]
     } else {
         &[

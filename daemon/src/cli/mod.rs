@@ -11,4 +11,5 @@ pub mod inspect;
 pub mod keys;
 pub mod push;
 pub mod selfcheck;
+pub mod signatures;
 pub mod systemd_dropin;

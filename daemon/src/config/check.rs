@@ -7,21 +7,22 @@ use crate::config::error::{ConfigError, Source};
 use crate::config::model::{
     AdminApiSection, AdminPrincipal, AdminSection, AuditSection, Config, ConnectionLimits,
     DownstreamSection, HardeningSection, IngestSection, LinkSection, MetricsSection, PathsSection,
-    PolicySection, RetentionSection, Role, SuiteName, DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT,
-    DEFAULT_BIND, DEFAULT_BLOCK_SYMBOLS, DEFAULT_DOWNSTREAM_ALARM_AFTER_S,
-    DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS, DEFAULT_DOWNSTREAM_RETRY_MAX_MS,
-    DEFAULT_DOWNSTREAM_TIMEOUT_S, DEFAULT_EPOCH_GRACE, DEFAULT_EPOCH_LENGTH_S,
-    DEFAULT_EPOCH_ORIGIN_UNIX_S, DEFAULT_HEAL_RESEND_AFTER_MS, DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S,
-    DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_INGEST_MAX_PACKAGE_BYTES,
-    DEFAULT_INGEST_MAX_QUEUED_PACKAGES, DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LINK_DOWN_AFTER_MS,
-    DEFAULT_LOSS_BUDGET_BURST, DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
+    PolicySection, RetentionSection, Role, SignaturesSection, SuiteName,
+    DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT, DEFAULT_BIND, DEFAULT_BLOCK_SYMBOLS,
+    DEFAULT_DOWNSTREAM_ALARM_AFTER_S, DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS,
+    DEFAULT_DOWNSTREAM_RETRY_MAX_MS, DEFAULT_DOWNSTREAM_TIMEOUT_S, DEFAULT_EPOCH_GRACE,
+    DEFAULT_EPOCH_LENGTH_S, DEFAULT_EPOCH_ORIGIN_UNIX_S, DEFAULT_HEAL_RESEND_AFTER_MS,
+    DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S, DEFAULT_HEARTBEAT_INTERVAL_MS,
+    DEFAULT_INGEST_MAX_PACKAGE_BYTES, DEFAULT_INGEST_MAX_QUEUED_PACKAGES,
+    DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LINK_DOWN_AFTER_MS, DEFAULT_LOSS_BUDGET_BURST,
+    DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
     DEFAULT_PACKAGE_IDLE_TIMEOUT_MS, DEFAULT_RATE_BYTES_PER_S, DEFAULT_RECEIVE_SPOOL_BYTES,
     DEFAULT_REDUNDANCY, DEFAULT_REDUNDANCY_SPACING_MS, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
     DEFAULT_REPAIR_OVERHEAD_PERCENT, DEFAULT_RETENTION_MAX_AGE_S, DEFAULT_RETENTION_MAX_BYTES,
     DEFAULT_SOCKET_BUFFER_BYTES, DEFAULT_TRUST_RELOAD_INTERVAL_S,
 };
 use crate::config::raw::{
-    RawAdmin, RawConfig, RawDownstream, RawHardening, RawIngest, RawLink, RawPaths,
+    RawAdmin, RawConfig, RawDownstream, RawHardening, RawIngest, RawLink, RawPaths, RawSignatures,
 };
 use ferry_common::located;
 use std::net::SocketAddr;
@@ -267,6 +268,19 @@ impl Checker<'_> {
                 })
             }
         };
+        let signatures = match raw.signatures {
+            None => None,
+            Some(g) => {
+                let header = self.source.header_span(&g.span());
+                if link.role == Role::Ingress {
+                    return Err(self.err(
+                        header,
+                        "`[signatures]` applies to the egress role only (it applies ClamAV signature packages on the receiving side); remove it from an ingress configuration",
+                    ));
+                }
+                Some(self.signatures(g.into_inner(), &header)?)
+            }
+        };
         Ok(Config {
             link,
             paths,
@@ -279,6 +293,7 @@ impl Checker<'_> {
             admin,
             downstream,
             admin_api,
+            signatures,
         })
     }
 
@@ -392,6 +407,44 @@ impl Checker<'_> {
             ));
         }
         Ok(section)
+    }
+
+    fn signatures(
+        &self,
+        g: RawSignatures,
+        header: &Range<usize>,
+    ) -> Result<SignaturesSection, ConfigError> {
+        let required = |v: Option<Spanned<String>>, key: &str, example: &str| {
+            v.ok_or_else(|| {
+                self.err(
+                    header.clone(),
+                    format!(
+                        "missing key `{key}` in `[signatures]`: add it, e.g. {key} = {example}"
+                    ),
+                )
+            })
+        };
+        let channel = required(g.channel, "channel", "\"av-signatures\"")?;
+        if channel.get_ref().is_empty() {
+            return Err(self.err(
+                channel.span(),
+                "`channel` must name a channel of the policy",
+            ));
+        }
+        let dir = required(g.database_dir, "database_dir", "\"/var/lib/clamav\"")?;
+        let socket = required(g.socket, "socket", "\"/run/clamav/clamd.ctl\"")?;
+        let tool = |v: Option<Spanned<String>>, key: &str, default: &str| match v {
+            Some(v) => self.path(v, key),
+            None => Ok(PathBuf::from(default)),
+        };
+        Ok(SignaturesSection {
+            channel: channel.into_inner(),
+            database_dir: self.path(dir, "database_dir")?,
+            socket: self.path(socket, "socket")?,
+            clamscan: tool(g.clamscan, "clamscan", "clamscan")?,
+            sigtool: tool(g.sigtool, "sigtool", "sigtool")?,
+            allow_unsigned: g.allow_unsigned.is_some_and(|b| b.into_inner()),
+        })
     }
 
     fn admin(&self, a: RawAdmin) -> Result<AdminSection, ConfigError> {

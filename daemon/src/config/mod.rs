@@ -30,7 +30,7 @@ pub use crate::config::error::ConfigError;
 pub use crate::config::model::{
     AdminApiSection, AdminPrincipal, AdminSection, AuditSection, Config, ConnectionLimits,
     DownstreamSection, HardeningSection, IngestSection, LinkSection, MetricsSection, PathsSection,
-    PolicySection, RetentionSection, Role, SeccompActionName, SuiteName,
+    PolicySection, RetentionSection, Role, SeccompActionName, SignaturesSection, SuiteName,
 };
 pub(crate) use crate::config::model::{
     DEFAULT_DOWNSTREAM_ALARM_AFTER_S, DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS,

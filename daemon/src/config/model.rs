@@ -85,6 +85,28 @@ pub struct Config {
     /// `[admin_api]`: the admin plane over HTTPS for administrators with
     /// client certificates (absent = the local socket only).
     pub admin_api: Option<AdminApiSection>,
+    /// `[signatures]`: a channel whose packages are ClamAV signature
+    /// databases, applied to a local clamd (egress only).
+    pub signatures: Option<SignaturesSection>,
+}
+
+/// `[signatures]`: packages delivered on `channel` are ClamAV database
+/// files; each is verified and put into `database_dir`, and clamd is told
+/// to reload (docs/operations.md, "Bringing ClamAV signatures in").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignaturesSection {
+    /// The channel whose packages are signature files.
+    pub channel: String,
+    /// clamd's `DatabaseDirectory`.
+    pub database_dir: PathBuf,
+    /// clamd's socket (`LocalSocket`), for `RELOAD`.
+    pub socket: PathBuf,
+    /// `clamscan`, which loads each file before it is used.
+    pub clamscan: PathBuf,
+    /// `sigtool`, which checks a `.cvd`'s digital signature.
+    pub sigtool: PathBuf,
+    /// Accept unsigned `.cud` databases (a site's own builds).
+    pub allow_unsigned: bool,
 }
 
 /// `[admin_api]`: `POST /v1/admin` over mTLS. The caller's role is the one

@@ -21,6 +21,18 @@ pub(crate) struct RawConfig {
     pub(crate) admin: Option<Spanned<RawAdmin>>,
     pub(crate) downstream: Option<Spanned<RawDownstream>>,
     pub(crate) admin_api: Option<Spanned<RawAdminApi>>,
+    pub(crate) signatures: Option<Spanned<RawSignatures>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSignatures {
+    pub(crate) channel: Option<Spanned<String>>,
+    pub(crate) database_dir: Option<Spanned<String>>,
+    pub(crate) socket: Option<Spanned<String>>,
+    pub(crate) clamscan: Option<Spanned<String>>,
+    pub(crate) sigtool: Option<Spanned<String>>,
+    pub(crate) allow_unsigned: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -226,6 +226,9 @@ pub fn run(
                 Request::AuditNote { record } => {
                     crate::admin::gate::audit_note(&audit, actor, record)
                 }
+                Request::SignaturesNote { record } => {
+                    crate::cli::signatures::note(&audit, &status, actor, record)
+                }
                 Request::ApprovalsList
                 | Request::ApprovalsShow { .. }
                 | Request::Approve { .. }

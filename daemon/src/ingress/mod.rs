@@ -260,6 +260,9 @@ fn handle_request(s: &Shared, actor: Actor, caller: Caller, req: Request) -> ser
             actor,
         ),
         Request::AuditNote { record } => crate::admin::gate::audit_note(&s.audit, actor, record),
+        Request::SignaturesNote { .. } => serde_json::json!({
+            "error": "signature packages are applied on the egress side, where they arrive: ask the egress ferryd"
+        }),
         Request::ApprovalsList => crate::ingress::holds::approvals::list(s),
         Request::ApprovalsShow { package } => crate::ingress::holds::approvals::show(s, &package),
         Request::Approve { package, reason } => {

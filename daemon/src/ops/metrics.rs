@@ -383,6 +383,18 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             "Packages received again and not delivered a second time.",
             s.duplicates_suppressed,
         );
+        o.single(
+            "ferry_signatures_applied_total",
+            "counter",
+            "ClamAV signature files from the [signatures] channel verified and put into clamd's database.",
+            s.signatures_applied,
+        );
+        o.single(
+            "ferry_signatures_refused_total",
+            "counter",
+            "ClamAV signature files from the [signatures] channel refused (nothing of them used).",
+            s.signatures_refused,
+        );
         o.family(
             "ferry_datagrams_total",
             "counter",

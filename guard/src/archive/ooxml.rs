@@ -26,6 +26,9 @@ use std::io::{Read, SeekFrom, Write};
 /// Largest `.rels` or `[Content_Types].xml` part rewritten (they are a
 /// few KiB; a larger one is refused rather than held in memory).
 const PART_MAX: u64 = 4 * 1024 * 1024;
+/// Largest document body rewritten (to cut out references to a removed
+/// object) or read for DDE fields; it is held in memory.
+const BODY_MAX: u64 = 64 * 1024 * 1024;
 
 /// The main content types of macro-enabled documents and what they are
 /// without macros.
@@ -73,7 +76,7 @@ pub(crate) fn rewrite(
 ) -> Result<(), Halt> {
     let refuse = |ctx: &mut Ctx<'_>, why: &str| {
         ctx.reject(format!(
-            "the macros of this office document cannot be stripped: {why}"
+            "the active content of this office document cannot be stripped: {why}"
         ))
     };
     if records.iter().any(|r| r.zip64) || size > u64::from(u32::MAX) {
@@ -92,6 +95,8 @@ pub(crate) fn rewrite(
     }
     // New contents of the parts that mention what is removed.
     let mut changed: Vec<(usize, Vec<u8>)> = Vec::new();
+    // Relationship ids dropped, by the part that holds them.
+    let mut dropped: Vec<(String, BTreeSet<String>)> = Vec::new();
     for (i, r) in records.iter().enumerate() {
         if removed.contains(&r.name) {
             continue;
@@ -108,9 +113,44 @@ pub(crate) fn rewrite(
             return Err(refuse(ctx, &format!("{} is not UTF-8", r.name)));
         };
         let new = if is_rels {
-            drop_relationships(&r.name, &text, &removed)
+            let (new, ids) = drop_relationships(&r.name, &text, &removed);
+            if let (Some(source), false) = (source_of(&r.name), ids.is_empty()) {
+                dropped.push((source, ids));
+            }
+            new
         } else {
             content_types(&text, &removed)
+        };
+        if new != text {
+            changed.push((i, new.into_bytes()));
+        }
+    }
+    // The body parts that point at a removed object or control by id.
+    for (source, ids) in dropped {
+        if removed.contains(&source) {
+            continue;
+        }
+        let Some(i) = records.iter().position(|r| r.name == source) else {
+            continue;
+        };
+        let r = &records[i];
+        if r.usize_ > BODY_MAX {
+            return Err(refuse(
+                ctx,
+                &format!("{} is larger than {} MiB", r.name, BODY_MAX >> 20),
+            ));
+        }
+        let Some(text) = read_limited(f, r, BODY_MAX)? else {
+            return Err(refuse(ctx, &format!("{} is not UTF-8", r.name)));
+        };
+        let Some(new) = drop_references(&text, &ids) else {
+            return Err(refuse(
+                ctx,
+                &format!(
+                    "{} refers to a removed part from an element the guard does not remove",
+                    r.name
+                ),
+            ));
         };
         if new != text {
             changed.push((i, new.into_bytes()));
@@ -215,6 +255,274 @@ pub(crate) fn external_links(
     Ok(())
 }
 
+/// DDE (dynamic data exchange) in an office document: a Word field whose
+/// instruction is `DDE` or `DDEAUTO` (it starts a program, with arguments,
+/// when the document opens or its fields update), an Excel DDE link
+/// (`ddeLink` in an external-link part) or a cell formula with a DDE
+/// reference (`cmd|'/c …'!A0`). Under `disarm` each one refuses the
+/// package (either mode): a field is part of the text, so it is not cut
+/// out. The report names the part and the kind, never the command.
+pub(crate) fn dde(ctx: &mut Ctx<'_>, f: &mut dyn ReadSeek, records: &[Record]) -> Result<(), Halt> {
+    for r in records {
+        let lower = r.name.to_ascii_lowercase();
+        if !lower.ends_with(".xml") {
+            continue;
+        }
+        let found = if lower.starts_with("word/") {
+            if r.usize_ > BODY_MAX {
+                return Err(ctx.reject(format!(
+                    "{}: a document part larger than {} MiB cannot be checked for DDE fields",
+                    r.name,
+                    BODY_MAX >> 20
+                )));
+            }
+            let Some(text) = read_limited(f, r, BODY_MAX)? else {
+                return Err(ctx.reject(format!("{}: a document part that is not UTF-8", r.name)));
+            };
+            word_dde(&text)
+        } else if lower.starts_with("xl/externallinks/") {
+            let Some(text) = read_part(f, r)? else {
+                return Err(ctx.reject(format!(
+                    "{}: an external-link part that is not UTF-8",
+                    r.name
+                )));
+            };
+            let link = start_tags(&text).any(|(local, _)| local == "ddeLink");
+            link.then_some("an Excel DDE link")
+        } else if lower.starts_with("xl/worksheets/") {
+            f.seek(SeekFrom::Start(r.data_start))?;
+            let take = Read::take(&mut *f, r.csize);
+            let hit = if r.method == 8 {
+                formula_dde(&mut flate2::read::DeflateDecoder::new(take))?
+            } else {
+                formula_dde(&mut { take })?
+            };
+            hit.then_some("a cell formula with a DDE reference")
+        } else {
+            None
+        };
+        let Some(what) = found else { continue };
+        let mut loc = ctx.location(None, Some("DDE".into()), None);
+        let member = match loc.member.take() {
+            Some(outer) => format!("{outer}!{}", r.name),
+            None => r.name.clone(),
+        };
+        loc.member = Some(member.clone());
+        ctx.finding(
+            crate::report::FindingKind::Disarm,
+            "office_dde",
+            loc,
+            None,
+            None,
+            crate::report::Action::Reject,
+        );
+        ctx.add_reason(format!(
+            "member {member}: {what} (DDE starts a program or fetches data when the document opens or updates); the guard does not strip fields: remove it and send the document again"
+        ));
+    }
+    Ok(())
+}
+
+/// The kind of the first DDE field in a Word part's XML, if any: complex
+/// fields (`w:fldChar` begin … `w:instrText` … separate/end, the
+/// instruction split over any number of runs, nested fields each on its
+/// own) and simple ones (`w:fldSimple w:instr`).
+fn word_dde(text: &str) -> Option<&'static str> {
+    let is_dde = |instr: &str| {
+        let first = instr
+            .trim_start_matches(|c: char| c.is_whitespace() || c == '"')
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+            .next()
+            .unwrap_or("");
+        first.eq_ignore_ascii_case("DDE") || first.eq_ignore_ascii_case("DDEAUTO")
+    };
+    // Instructions of the open fields; `None` once a field's instruction
+    // ended (at `separate`) and was checked.
+    let mut open: Vec<Option<String>> = Vec::new();
+    let mut at = 0;
+    while let Some(i) = text[at..].find('<') {
+        let start = at + i;
+        let Some(gt) = text[start..].find('>') else {
+            break;
+        };
+        let tag = &text[start..start + gt + 1];
+        at = start + gt + 1;
+        // The instruction of a field that just ended, if any.
+        let done = match local_name(tag) {
+            "fldChar" => match attr_suffix(tag, "fldCharType") {
+                Some("begin") => {
+                    open.push(Some(String::new()));
+                    None
+                }
+                Some("separate") => open.last_mut().and_then(Option::take),
+                Some("end") => open.pop().flatten(),
+                _ => None,
+            },
+            "instrText" if !tag.ends_with("/>") => {
+                let end = text[at..].find('<').map_or(text.len(), |j| at + j);
+                let piece = unescape(&text[at..end]);
+                match open.last_mut() {
+                    Some(Some(buf)) => {
+                        buf.push_str(&piece);
+                        None
+                    }
+                    _ => Some(piece),
+                }
+            }
+            "fldSimple" => attr_suffix(tag, "instr").map(unescape),
+            _ => None,
+        };
+        if done.is_some_and(|s| is_dde(&s)) {
+            return Some("a DDE field");
+        }
+    }
+    // A field left open at the end of the part.
+    open.into_iter()
+        .flatten()
+        .any(|s| is_dde(&s))
+        .then_some("a DDE field")
+}
+
+/// Does a worksheet hold a formula with a DDE reference (`app|topic!item`:
+/// a `|` outside string literals and quoted names)? Read as a stream, any
+/// size: only the formula being read is held.
+fn formula_dde(r: &mut dyn Read) -> std::io::Result<bool> {
+    let dde = |f: &[u8]| {
+        let mut quote = None;
+        for &b in f {
+            match (quote, b) {
+                (None, b'"' | b'\'') => quote = Some(b),
+                (Some(q), _) if b == q => quote = None,
+                (None, b'|') => return true,
+                _ => {}
+            }
+        }
+        false
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tag: Vec<u8> = Vec::new();
+    let mut in_tag = false;
+    let mut formula: Option<Vec<u8>> = None;
+    loop {
+        let n = crate::source::read_full(r, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if in_tag {
+                if b == b'>' {
+                    in_tag = false;
+                    let name = tag.split(|c| c.is_ascii_whitespace()).next().unwrap_or(&[]);
+                    let local = name.rsplit(|&c| c == b':').next().unwrap_or(name);
+                    if local == b"f" && tag.last() != Some(&b'/') {
+                        formula = Some(Vec::new());
+                    }
+                } else if tag.len() < 256 {
+                    tag.push(b);
+                }
+            } else if b == b'<' {
+                if formula.take().is_some_and(|f| dde(&f)) {
+                    return Ok(true);
+                }
+                in_tag = true;
+                tag.clear();
+            } else if let Some(f) = formula.as_mut() {
+                // Excel's formulas are at most 8,192 characters.
+                if f.len() < 64 * 1024 {
+                    f.push(b);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Every start tag of `text` with its local name (prefix dropped).
+fn start_tags(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut at = 0;
+    std::iter::from_fn(move || loop {
+        let start = at + text[at..].find('<')?;
+        let end = start + text[start..].find('>')? + 1;
+        at = end;
+        let tag = &text[start..end];
+        if !tag.starts_with("</") && !tag.starts_with("<?") && !tag.starts_with("<!") {
+            return Some((local_name(tag), tag));
+        }
+    })
+}
+
+/// The local name of the element a tag opens (`<w:instrText …>` →
+/// `instrText`).
+fn local_name(tag: &str) -> &str {
+    let name = tag
+        .trim_start_matches('<')
+        .split(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .next()
+        .unwrap_or("");
+    name.rsplit(':').next().unwrap_or(name)
+}
+
+/// The value of the attribute whose local name is `local`, any prefix.
+fn attr_suffix<'t>(tag: &'t str, local: &str) -> Option<&'t str> {
+    let mut rest = tag;
+    while let Some(i) = rest.find(local) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + local.len()..].trim_start();
+        if before.is_some_and(|c| c.is_whitespace() || c == ':') && after.starts_with('=') {
+            let v = after[1..].trim_start();
+            let q = v.chars().next()?;
+            if q == '"' || q == '\'' {
+                let end = v[1..].find(q)?;
+                return Some(&v[1..1 + end]);
+            }
+            return None;
+        }
+        rest = &rest[i + local.len()..];
+    }
+    None
+}
+
+/// XML character data with its entity and character references replaced.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(semi) = tail.find(';').filter(|&j| j <= 12) else {
+            out.push('&');
+            rest = &tail[1..];
+            continue;
+        };
+        let name = &tail[1..semi];
+        let c = match name {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => name
+                .strip_prefix("#x")
+                .or_else(|| name.strip_prefix("#X"))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn put32(b: &mut [u8], at: usize, v: u32) {
     if let Some(s) = b.get_mut(at..at + 4) {
         s.copy_from_slice(&v.to_le_bytes());
@@ -223,15 +531,20 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
 
 /// A member's content as text (`None` when it is not UTF-8).
 fn read_part(f: &mut dyn ReadSeek, r: &Record) -> Result<Option<String>, Halt> {
+    read_limited(f, r, PART_MAX)
+}
+
+/// At most `max` bytes of a member's content, as text.
+fn read_limited(f: &mut dyn ReadSeek, r: &Record, max: u64) -> Result<Option<String>, Halt> {
     f.seek(SeekFrom::Start(r.data_start))?;
     let take = Read::take(&mut *f, r.csize);
     let mut data = Vec::new();
     if r.method == 8 {
         flate2::read::DeflateDecoder::new(take)
-            .take(PART_MAX)
+            .take(max)
             .read_to_end(&mut data)?;
     } else {
-        take.take(PART_MAX).read_to_end(&mut data)?;
+        take.take(max).read_to_end(&mut data)?;
     }
     Ok(String::from_utf8(data).ok())
 }
@@ -364,13 +677,86 @@ fn resolve(rels: &str, target: &str) -> String {
     parts.join("/")
 }
 
-/// A `.rels` part without the relationships to removed parts.
-fn drop_relationships(rels: &str, text: &str, removed: &BTreeSet<String>) -> String {
+/// A `.rels` part without the relationships to removed parts, and the
+/// ids of those relationships.
+fn drop_relationships(
+    rels: &str,
+    text: &str,
+    removed: &BTreeSet<String>,
+) -> (String, BTreeSet<String>) {
     let elems = elements(text, "Relationship");
-    without(text, &elems, |tag| {
+    let goes = |tag: &str| {
         let external = attr(tag, "TargetMode").is_some_and(|m| m == "External");
-        external || !attr(tag, "Target").is_some_and(|t| removed.contains(&resolve(rels, t)))
-    })
+        !external && attr(tag, "Target").is_some_and(|t| removed.contains(&resolve(rels, t)))
+    };
+    let ids = elems
+        .iter()
+        .filter(|(_, _, tag)| goes(tag))
+        .filter_map(|(_, _, tag)| attr(tag, "Id").map(str::to_owned))
+        .collect();
+    (without(text, &elems, |tag| !goes(tag)), ids)
+}
+
+/// The part whose relationships a `.rels` part holds
+/// (`word/_rels/document.xml.rels` → `word/document.xml`).
+fn source_of(rels: &str) -> Option<String> {
+    let (dir, base) = rels.rsplit_once("_rels/")?;
+    Some(format!("{dir}{}", base.strip_suffix(".rels")?))
+}
+
+/// Elements of a document body that point at an embedded object or a
+/// control by relationship id: Word's `o:OLEObject` (inside `w:object`,
+/// whose VML shape with the object's preview picture stays, so the page
+/// shows the picture where the object was) and `w:control`.
+const REFERRING: &[&str] = &["OLEObject", "control"];
+
+/// `text` without the [`REFERRING`] elements whose relationship id is one
+/// of `ids`, whatever their namespace prefix; `None` when something else
+/// in it still names one of the ids (cutting the part would break it).
+fn drop_references(text: &str, ids: &BTreeSet<String>) -> Option<String> {
+    let mut cut = Vec::new();
+    let mut at = 0;
+    while let Some(i) = text[at..].find('<') {
+        let start = at + i;
+        let name_end = text[start + 1..]
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+            .map_or(text.len(), |j| start + 1 + j);
+        let qname = &text[start + 1..name_end];
+        let local = qname.rsplit(':').next().unwrap_or(qname);
+        at = name_end;
+        if !REFERRING.contains(&local) {
+            continue;
+        }
+        let tag_end = start + text[start..].find('>')? + 1;
+        let tag = &text[start..tag_end];
+        let points_at_removed = ids.iter().any(|id| {
+            [format!(":id=\"{id}\""), format!(":id='{id}'")]
+                .iter()
+                .any(|a| tag.contains(a.as_str()))
+        });
+        if !points_at_removed {
+            continue;
+        }
+        let end = if tag.ends_with("/>") {
+            tag_end
+        } else {
+            let close = format!("</{qname}>");
+            tag_end + text[tag_end..].find(&close)? + close.len()
+        };
+        cut.push((start, end));
+        at = end;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for (s, e) in cut {
+        out.push_str(&text[from..s]);
+        from = e;
+    }
+    out.push_str(&text[from..]);
+    let dangling = ids
+        .iter()
+        .any(|id| out.contains(&format!("=\"{id}\"")) || out.contains(&format!("='{id}'")));
+    (!dangling).then_some(out)
 }
 
 /// `[Content_Types].xml` without the removed parts' overrides and the VBA
@@ -395,12 +781,75 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dde_fields_are_found_however_they_are_split_or_escaped() {
+        let split = r#"<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> DD</w:instrText></w:r><w:r><w:instrText>EAUTO c:\\windows\\system32\\cmd.exe "/k calc"</w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>x</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>"#;
+        assert_eq!(word_dde(split), Some("a DDE field"));
+        let escaped = r#"<w:fldSimple w:instr=" &#68;&#x44;E cmd &quot;/c calc&quot;"><w:r><w:t>1</w:t></w:r></w:fldSimple>"#;
+        assert_eq!(word_dde(escaped), Some("a DDE field"));
+        let lower = r#"<w:fldChar w:fldCharType="begin"/><w:instrText>ddeauto x</w:instrText><w:fldChar w:fldCharType="end"/>"#;
+        assert_eq!(word_dde(lower), Some("a DDE field"));
+        // Nested: a DDE field inside another field's instruction.
+        let nested = r#"<w:fldChar w:fldCharType="begin"/><w:instrText>QUOTE </w:instrText><w:fldChar w:fldCharType="begin"/><w:instrText>DDE cmd x</w:instrText><w:fldChar w:fldCharType="end"/><w:fldChar w:fldCharType="end"/>"#;
+        assert_eq!(word_dde(nested), Some("a DDE field"));
+        // Ordinary fields and the word in text are not DDE.
+        let ordinary = r#"<w:fldChar w:fldCharType="begin"/><w:instrText> PAGE \* MERGEFORMAT</w:instrText><w:fldChar w:fldCharType="end"/><w:t>DDEAUTO is a Word field</w:t><w:fldSimple w:instr="HYPERLINK &quot;https://x&quot;"/>"#;
+        assert_eq!(word_dde(ordinary), None);
+        let sheet = |f: &str| {
+            let x = format!("<worksheet><sheetData><row><c r=\"A1\"><f>{f}</f><v>0</v></c></row></sheetData></worksheet>");
+            formula_dde(&mut x.as_bytes()).expect("in memory")
+        };
+        assert!(sheet("cmd|' /C calc'!A0"));
+        assert!(sheet(
+            "SUM(1)+msexcel|'\\..\\..\\windows\\system32\\cmd.exe /c calc'!''"
+        ));
+        assert!(!sheet("SUM(A1:A9)"));
+        assert!(!sheet("CONCAT(\"a|b\",'x|y'!A1)"));
+    }
+
+    #[test]
+    fn references_to_a_removed_object_go_with_it_and_the_picture_stays() {
+        let body = r#"<w:p><w:r><w:object w:dxaOrig="1"><v:shape id="s1"><v:imagedata r:id="rId4"/></v:shape><o:OLEObject Type="Embed" ProgID="Package" ShapeID="s1" r:id="rId5"/></w:object></w:r><w:r><w:object><v:shape id="s2"><v:imagedata r:id="rId6"/></v:shape><w:control r:id="rId7" w:name="CommandButton1" w:shapeid="s2"></w:control></w:object></w:r><w:hyperlink r:id="rId8"/></w:p>"#;
+        let ids: BTreeSet<String> = ["rId5".to_string(), "rId7".to_string()].into();
+        let out = drop_references(body, &ids).expect("every reference removable");
+        assert!(
+            !out.contains("OLEObject") && !out.contains("w:control"),
+            "{out}"
+        );
+        for kept in [
+            "rId4",
+            "rId6",
+            "rId8",
+            "<w:object w:dxaOrig=\"1\"><v:shape id=\"s1\">",
+        ] {
+            assert!(out.contains(kept), "{kept} in {out}");
+        }
+        // Another prefix for the same namespace is the same element.
+        let other = body.replace("o:OLEObject", "office:OLEObject");
+        assert!(!drop_references(&other, &ids)
+            .expect("removable")
+            .contains("OLEObject"));
+        // An element the guard does not remove still names the id: the
+        // document would break, so the strip is refused.
+        let linked = r#"<w:p><w:object><o:OLEObject r:id="rId5"/></w:object><w:hyperlink r:id="rId5"/></w:p>"#;
+        assert!(drop_references(linked, &ids).is_none());
+        // Nothing to remove: unchanged.
+        let none: BTreeSet<String> = ["rId99".to_string()].into();
+        assert_eq!(drop_references(body, &none).as_deref(), Some(body));
+    }
+
+    #[test]
     fn relationships_to_removed_parts_go_and_others_stay() {
         let rels = r#"<?xml version="1.0"?><Relationships xmlns="x"><Relationship Id="rId1" Type="t/styles" Target="styles.xml"/><Relationship Id="rId2" Type="t/vbaProject" Target="vbaProject.bin"/><Relationship Id="rId3" Type="t/hyperlink" Target="https://example.org/vbaProject.bin" TargetMode="External"/></Relationships>"#;
         let removed: BTreeSet<String> = ["word/vbaProject.bin".to_string()].into();
-        let out = drop_relationships("word/_rels/document.xml.rels", rels, &removed);
+        let (out, ids) = drop_relationships("word/_rels/document.xml.rels", rels, &removed);
         assert!(out.contains("rId1") && out.contains("rId3"), "{out}");
         assert!(!out.contains("rId2"), "{out}");
+        assert_eq!(ids, ["rId2".to_string()].into());
+        assert_eq!(
+            source_of("word/_rels/document.xml.rels").as_deref(),
+            Some("word/document.xml")
+        );
+        assert_eq!(source_of("_rels/.rels").as_deref(), Some(""));
         assert_eq!(
             resolve("word/_rels/document.xml.rels", "../customXml/item1.xml"),
             "customXml/item1.xml"

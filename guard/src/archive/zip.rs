@@ -156,6 +156,7 @@ pub(crate) fn inspect(
     let records = res?;
     if links {
         super::ooxml::external_links(ctx, f, &records)?;
+        super::ooxml::dde(ctx, f, &records)?;
     }
     if strip && !ctx.strip_parts.is_empty() && !ctx.rejected() {
         let parts = std::mem::take(&mut ctx.strip_parts);
