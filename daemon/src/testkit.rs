@@ -100,12 +100,78 @@ pub struct Testbed {
     pub outbox: PathBuf,
 }
 
-/// A loopback UDP address whose port was free a moment ago.
+/// A loopback UDP address whose port was free a moment ago (see
+/// [`free_port`]).
 pub fn free_udp_port() -> Result<std::net::SocketAddr, DaemonError> {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0")
-        .map_err(DaemonError::io(Path::new("127.0.0.1:0")))?;
-    s.local_addr()
-        .map_err(DaemonError::io(Path::new("127.0.0.1:0")))
+    free_port(Proto::Udp).map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// The transport a port is picked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// A UDP port.
+    Udp,
+    /// A TCP port.
+    Tcp,
+}
+
+/// A loopback port that was free a moment ago and that the kernel never
+/// hands out on its own.
+///
+/// A port the kernel chose (`bind` to port 0) is released before the
+/// daemon binds it, and in that window any socket bound to port 0 — the
+/// ingress side's sending socket, a client's connection in another test
+/// — may be given the same port: the daemon then fails to start and the
+/// test waits for nothing. Ports are therefore picked outside
+/// `net.ipv4.ip_local_port_range`, and a process-wide counter keeps two
+/// picks of one test binary apart.
+pub fn free_port(proto: Proto) -> Result<u16, DaemonError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (lo, hi) = ephemeral_range();
+    // Below the ephemeral range when there is room, above it otherwise.
+    let (first, count) = if lo >= 12_000 {
+        (10_000u32, lo - 10_000)
+    } else {
+        (hi + 1, 65_535u32.saturating_sub(hi))
+    };
+    let here = Path::new("127.0.0.1");
+    if count < 100 {
+        return Err(DaemonError::Internal(format!(
+            "no port range outside ip_local_port_range {lo}..{hi} to pick a test port from"
+        )));
+    }
+    // Processes of one `cargo test` run start apart in the range.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % count;
+    for _ in 0..count {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(first + (start + n) % count) else {
+            continue;
+        };
+        let free = match proto {
+            Proto::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+            Proto::Tcp => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        };
+        if free {
+            return Ok(port);
+        }
+    }
+    Err(DaemonError::io(here)(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "every port outside ip_local_port_range is taken",
+    )))
+}
+
+/// `net.ipv4.ip_local_port_range`, or Linux's default when unreadable.
+fn ephemeral_range() -> (u32, u32) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|v| v.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi && *hi <= 65_535)
+        .unwrap_or((32_768, 60_999))
 }
 
 /// Creates keys, pairs them and writes both configuration files under `root`.

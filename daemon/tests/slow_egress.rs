@@ -39,6 +39,15 @@ impl SlowEgress {
         }
     }
 
+    /// Panics when the egress side stopped on its own (it never should
+    /// while a test runs): its error says why, at once.
+    fn assert_running(&mut self) {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            let ended = self.thread.take().map(|t| t.join());
+            panic!("the egress side stopped: {ended:?}");
+        }
+    }
+
     fn status(&self) -> protocol::Status {
         protocol::snapshot(&self.status)
     }
@@ -46,9 +55,18 @@ impl SlowEgress {
 
 impl Drop for SlowEgress {
     fn drop(&mut self) {
+        // A failing test shows the egress side's view (it runs in this
+        // process, without a log): on a CI machine it is the only witness
+        // of which package was lost and why.
+        if std::thread::panicking() {
+            eprintln!("---- egress status ----\n{:#?}", self.status());
+        }
         self.shutdown.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let ended = t.join();
+            if std::thread::panicking() {
+                eprintln!("---- the egress side ended with: {ended:?}");
+            }
         }
     }
 }
@@ -61,7 +79,7 @@ fn a_sender_faster_than_the_egress_delivers_every_package_with_the_shipped_defau
     let ecfg = ferry_daemon::config::load(&tb.egress_config).expect("egress config");
     // 3 ms per batch of 64 datagrams: at most ~30 MB/s processed, a third
     // of the default 100 MB/s pacing.
-    let egress = SlowEgress::start(ecfg, 3000);
+    let mut egress = SlowEgress::start(ecfg, 3000);
     std::thread::sleep(Duration::from_millis(200));
     let _ingress = Daemon::start(&tb.ingress_config);
     // 160 MiB: more than the spool's 64 MiB of memory is waiting at the
@@ -74,9 +92,23 @@ fn a_sender_faster_than_the_egress_delivers_every_package_with_the_shipped_defau
         ferry_daemon::testkit::spool_file(&tb.spool, &name, &data).expect("spool");
         expect.push((name, data));
     }
-    wait_for(Duration::from_secs(180), "33 deliveries", || {
-        outbox_files(&tb.outbox).len() == expect.len()
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let got = outbox_files(&tb.outbox);
+        if got.len() == expect.len() {
+            break;
+        }
+        egress.assert_running();
+        if std::time::Instant::now() > deadline {
+            let missing: Vec<&str> = expect
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !got.iter().any(|g| g == n))
+                .collect();
+            panic!("timed out after 180 s; not delivered: {missing:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for (name, data) in &expect {
         let got = std::fs::read(tb.outbox.join(name)).expect("delivered");
         assert!(got == *data, "{name} differs");

@@ -306,10 +306,7 @@ pub fn run(keep: Option<&Path>) -> Result<(), DaemonError> {
     std::fs::create_dir_all(root.join("words")).map_err(DaemonError::io(&root))?;
     std::fs::write(&words, "绝密\n机密\n秘密\n").map_err(DaemonError::io(&words))?;
     let policy_text = policy(&tb.spool, &words, n_reviewers);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(DaemonError::io(Path::new("127.0.0.1:0")))?;
+    let port = crate::testkit::free_port(crate::testkit::Proto::Tcp)?;
     let run_dir = root.join("run");
     std::fs::create_dir_all(&run_dir).map_err(DaemonError::io(&run_dir))?;
     let admin = if root_user {

@@ -361,12 +361,10 @@ pub fn root_or_skip(what: &str) -> bool {
     false
 }
 
-/// A loopback TCP port that was free a moment ago.
+/// A loopback TCP port that was free a moment ago, outside the range the
+/// kernel hands out to other tests' clients.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    ferry_daemon::testkit::free_port(ferry_daemon::testkit::Proto::Tcp).expect("free port")
 }
 
 /// A site CA made with `ferryctl certs` in `ca`, issuing server and client

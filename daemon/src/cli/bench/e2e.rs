@@ -158,10 +158,7 @@ channels = ["{CHANNEL}"]
         ferry_audit::init(&dir, &root.join(format!("{side}-audit.verify")))?;
         audit.push(dir);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(io(Path::new("127.0.0.1:0")))?;
+    let port = crate::testkit::free_port(crate::testkit::Proto::Tcp)?;
     let max_package_bytes = (a.size as u64).max(1 << 20);
     let ingress_extra = format!(
         "\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = {}\nkey = {}\nclient_ca = [{}]\ncrl = [{}]\nmax_package_bytes = {max_package_bytes}\nmin_free_bytes = 0\n\n[policy]\nfile = {}\n\n[audit]\ndir = {}\nmin_free_bytes_accept = 0\n",
