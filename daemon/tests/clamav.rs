@@ -1213,6 +1213,40 @@ fn signature_packages_are_verified_applied_and_refused_through_ferry() {
     );
     assert!(sc.contains("40 days old"), "{sc}");
 
+    // 4. Two databases of one name sent before one run: the second waits
+    // as `daily.1.cud`; they are applied in the order they were sent, both
+    // under the name they were sent with, so clamd never loads two dailies.
+    for v in [7, 8] {
+        let cud = daily_cud(&root, &hdb, v, 0).expect("daily.cud");
+        assert_eq!(push_signature(&site, "daily.cud", &cud), "202");
+        wait_for(Duration::from_secs(30), "daily.cud delivered", || {
+            outbox_files(&site.tb.outbox).len() == usize::from(v == 8) + 1
+        });
+    }
+    assert_eq!(
+        outbox_files(&site.tb.outbox),
+        ["daily.1.cud", "daily.cud"],
+        "the name sort puts the newer first"
+    );
+    let (code, text) = apply(&site.tb.egress_config);
+    assert_eq!(code, 0, "{text}");
+    let (v7, v8) = (
+        text.find("applied  daily.cud").expect("v7 applied"),
+        text.rfind("applied  daily.cud").expect("v8 applied"),
+    );
+    assert!(v7 < v8 && text[v7..].contains("version 7"), "{text}");
+    assert!(text[v8..].contains("version 8"), "{text}");
+    let names: Vec<String> = database(&c).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.iter().any(|n| n == "daily.cud") && !names.iter().any(|n| n == "daily.1.cud"),
+        "{names:?}"
+    );
+    wait_for(Duration::from_secs(60), "clamd reports database 8", || {
+        ferry_guard::Clamd::new(&c.socket, Duration::from_secs(5), 1)
+            .version()
+            .is_ok_and(|v| v.database_version == Some(8))
+    });
+
     ingress.stop();
     egress.stop();
     // With the egress ferryd down nothing can be recorded: nothing is
@@ -1241,7 +1275,12 @@ fn signature_packages_are_verified_applied_and_refused_through_ferry() {
     assert!(outbox_files(&site.tb.outbox).contains(&"again.hdb".to_string()));
     let applied = audit_records(&audits[1], "signatures.applied");
     let refused = audit_records(&audits[1], "signatures.refused");
-    assert_eq!(applied.len(), 3, "{applied:#?}");
+    assert_eq!(applied.len(), 5, "{applied:#?}");
+    assert!(
+        applied.iter().any(|r| r["details"]["file"] == "daily.cud"
+            && r["details"]["delivered_as"] == "daily.1.cud"),
+        "{applied:#?}"
+    );
     assert_eq!(refused.len(), 4, "{refused:#?}");
     for r in &refused {
         assert!(

@@ -39,6 +39,7 @@
 use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::{self, SignaturesSection};
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
+use crate::state::outbox::SIDECAR_SUFFIX;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -162,25 +163,28 @@ impl Applier {
     fn round(&self) -> anyhow::Result<Round> {
         let dir = std::fs::read_dir(&self.outbox_dir)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", self.outbox_dir.display()))?;
-        let mut names: Vec<String> = dir
+        // Each delivered file with its sidecar, of this channel only.
+        let mut waiting: Vec<(u64, String, serde_json::Value)> = dir
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter_map(|name| {
+                let file = name.strip_suffix(SIDECAR_SUFFIX)?.to_owned();
+                let sidecar = self.sidecar(&name)?;
+                if sidecar["channel"].as_str() != Some(self.cfg.channel.as_str()) {
+                    return None;
+                }
+                let seq = sidecar["seq"].as_u64().unwrap_or(u64::MAX);
+                Some((seq, file, sidecar))
+            })
             .collect();
-        // In the order they came: a newer daily after an older one.
-        names.sort();
+        // In the order they were sent, not by name: two databases of one
+        // name wait as `daily.cud` and `daily.1.cud`, and the older must
+        // go first or the newer would be refused as a rollback.
+        waiting.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut round = Round::default();
         let mut applied = 0;
-        for name in names {
-            let Some(file) = name.strip_suffix(".ferry.json") else {
-                continue;
-            };
-            let Some(sidecar) = self.sidecar(&name) else {
-                continue;
-            };
-            if sidecar["channel"].as_str() != Some(self.cfg.channel.as_str()) {
-                continue;
-            }
-            match self.one(file, &sidecar)? {
+        for (_, file, sidecar) in waiting {
+            match self.one(&file, &sidecar)? {
                 Ok(line) => {
                     applied += 1;
                     round.lines.push(line);
@@ -216,6 +220,11 @@ impl Applier {
     /// One delivered file: checked, recorded by ferryd, then applied or
     /// moved aside. `Ok(line)` when applied, `Err(line)` when refused; an
     /// error when ferryd could not record it (nothing was done then).
+    ///
+    /// `file` is the name it was delivered under in the outbox; it is
+    /// installed under the name it was sent with (the sidecar's
+    /// `file_name`), which differs when an earlier file of the same name
+    /// was still waiting (`daily.1.cud` for the second `daily.cud`).
     fn one(
         &self,
         file: &str,
@@ -223,7 +232,8 @@ impl Applier {
     ) -> anyhow::Result<Result<String, String>> {
         let id = sidecar["package_id"].as_str().unwrap_or("").to_owned();
         let path = self.outbox_dir.join(file);
-        let outcome = check(&self.cfg, file, &path, &self.work.join("probe"));
+        let name = sidecar["file_name"].as_str().unwrap_or(file).to_owned();
+        let outcome = check(&self.cfg, &name, &path, &self.work.join("probe"));
         let record = |outcome: &Result<Checked, String>| {
             let (kind, result) = match outcome {
                 Ok(_) => (EventKind::SignaturesApplied, Outcome::Success),
@@ -232,8 +242,11 @@ impl Applier {
             let mut r = AuditRecord::new(kind, Actor::system(), result)
                 .package(id.clone())
                 .channel(self.cfg.channel.clone())
-                .detail("file", file.to_owned())
+                .detail("file", name.clone())
                 .detail("database_dir", self.cfg.database_dir.display().to_string());
+            if name != file {
+                r = r.detail("delivered_as", file.to_owned());
+            }
             match outcome {
                 Ok(c) => {
                     r = r.detail("sha256", c.sha256.clone());
@@ -256,7 +269,7 @@ impl Applier {
                     built_unix_s: c.built_unix_s,
                     sha256: c.sha256.clone(),
                 })))?;
-                match install(&self.cfg.database_dir, file, &path) {
+                match install(&self.cfg.database_dir, &name, &path) {
                     Ok(()) => Ok(c),
                     Err(why) => {
                         let failed = Err(why);
@@ -291,13 +304,13 @@ impl Applier {
         }
         Ok(match outcome {
             Ok(c) => Ok(format!(
-                "applied  {file} (package {id}{}, sha256 {})",
+                "applied  {name} (package {id}{}, sha256 {})",
                 c.version
                     .map(|v| format!(", version {v}"))
                     .unwrap_or_default(),
                 c.sha256
             )),
-            Err(why) => Err(format!("REFUSED  {file} (package {id}): {why}")),
+            Err(why) => Err(format!("REFUSED  {name} (package {id}): {why}")),
         })
     }
 
