@@ -37,8 +37,20 @@ pub const BLOCK_LEN: usize = 16;
 /// when the CPU has AES-NI and SSSE3. Wiped on drop.
 pub struct Sm4Ctr {
     rk: [u32; 32],
-    /// The CPU also has AVX2: eight blocks per instruction.
-    wide: bool,
+    /// The widest path this CPU runs.
+    path: Path,
+}
+
+/// Which code runs the keystream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Four blocks per 128-bit vector (AES-NI, SSSE3).
+    Narrow,
+    /// Eight blocks per 256-bit vector (AVX2 too), the S-box's AESENCLAST
+    /// on each half.
+    Avx2,
+    /// Eight blocks per 256-bit vector with VAES's 256-bit AESENCLAST.
+    Vaes,
 }
 
 impl Drop for Sm4Ctr {
@@ -81,9 +93,16 @@ impl Sm4Ctr {
         {
             // SAFETY: `available()` just saw AES-NI and SSSE3 on this CPU,
             // the only target features `expand_key` is compiled for.
+            let path = if !std::arch::is_x86_feature_detected!("avx2") {
+                Path::Narrow
+            } else if std::arch::is_x86_feature_detected!("vaes") {
+                Path::Vaes
+            } else {
+                Path::Avx2
+            };
             Some(Sm4Ctr {
                 rk: unsafe { expand_key(key) },
-                wide: std::arch::is_x86_feature_detected!("avx2"),
+                path,
             })
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -100,14 +119,18 @@ impl Sm4Ctr {
         #[cfg(target_arch = "x86_64")]
         {
             let counter = u128::from_be_bytes(*counter);
-            if self.wide {
-                // SAFETY: `wide` is set only when `new` saw AVX2 (besides
-                // AES-NI and SSSE3), the target features of `ctr_wide`.
-                unsafe { ctr_wide(&self.rk, counter, data) }
-            } else {
+            match self.path {
+                // SAFETY: `Vaes` is chosen only when `new` saw VAES and
+                // AVX2 besides AES-NI and SSSE3, the target features of
+                // `vaes::ctr`.
+                Path::Vaes => unsafe { vaes::ctr(&self.rk, counter, data) },
+                // SAFETY: `Avx2` is chosen only when `new` saw AVX2
+                // besides AES-NI and SSSE3, the target features of
+                // `avx2::ctr`.
+                Path::Avx2 => unsafe { avx2::ctr(&self.rk, counter, data) },
                 // SAFETY: an `Sm4Ctr` exists only when `new` saw AES-NI
                 // and SSSE3, the target features of `ctr`.
-                unsafe { ctr(&self.rk, counter, data) }
+                Path::Narrow => unsafe { ctr(&self.rk, counter, data) },
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -168,6 +191,8 @@ mod consts {
     pub(super) const ROL8: Bytes = bytes(0x0605_0407_0201_0003, 0x0E0D_0C0F_0A09_080B);
     pub(super) const ROL16: Bytes = bytes(0x0504_0706_0100_0302, 0x0D0C_0F0E_0908_0B0A);
     pub(super) const ROL24: Bytes = bytes(0x0407_0605_0003_0201, 0x0C0F_0E0D_080B_0A09);
+    /// Byte order reversed within each 32-bit lane.
+    pub(super) const BSWAP32: Bytes = bytes(0x0405_0607_0001_0203, 0x0C0D_0E0F_0809_0A0B);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -335,120 +360,215 @@ fn wide(b: consts::Bytes) -> __m256i {
     _mm256_broadcastsi128_si256(load(b))
 }
 
+/// AESENCLAST with the key `0x0f..` on each 128-bit half, without VAES: an
+/// extract and an insert around two 128-bit instructions.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "aes,ssse3,avx2")]
-fn sbox_wide(x: __m256i) -> __m256i {
-    let nibble = _mm256_set1_epi8(0x0f);
-    let lo = _mm256_shuffle_epi8(wide(consts::PRE_LO), _mm256_and_si256(x, nibble));
-    let hi = _mm256_shuffle_epi8(
-        wide(consts::PRE_HI),
-        _mm256_and_si256(_mm256_srli_epi64(x, 4), nibble),
-    );
-    let x = _mm256_shuffle_epi8(_mm256_xor_si256(lo, hi), wide(consts::INV_SHIFT_ROWS));
-    // AESENCLAST on each 128-bit half: the 256-bit form (VAES) needs a newer
-    // Rust than the workspace's minimum, and the two halves cost only an
-    // extract and an insert more.
+fn aes_last_halves(x: __m256i) -> __m256i {
     let key = _mm_set1_epi8(0x0f);
-    let x = _mm256_set_m128i(
+    _mm256_set_m128i(
         _mm_aesenclast_si128(_mm256_extracti128_si256::<1>(x), key),
         _mm_aesenclast_si128(_mm256_castsi256_si128(x), key),
-    );
-    let lo = _mm256_shuffle_epi8(wide(consts::POST_LO), _mm256_andnot_si256(x, nibble));
-    let hi = _mm256_shuffle_epi8(
-        wide(consts::POST_HI),
-        _mm256_and_si256(_mm256_srli_epi64(x, 4), nibble),
-    );
-    _mm256_xor_si256(lo, hi)
+    )
 }
 
-/// [`encrypt`] on eight-block groups.
+/// The same in one 256-bit instruction (VAES).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "aes,ssse3,avx2")]
-fn encrypt_wide<const N: usize>(rk: &[u32; 32], w: [[__m256i; 4]; N]) -> [[__m256i; 4]; N] {
-    let (rol8, rol16, rol24) = (wide(consts::ROL8), wide(consts::ROL16), wide(consts::ROL24));
-    let mut t = w;
-    for &k in rk {
-        let k = _mm256_set1_epi32(k as i32);
-        for g in t.iter_mut() {
-            let x = _mm256_xor_si256(_mm256_xor_si256(g[1], g[2]), _mm256_xor_si256(g[3], k));
-            let x = sbox_wide(x);
-            let y = _mm256_xor_si256(
-                x,
-                _mm256_xor_si256(_mm256_shuffle_epi8(x, rol8), _mm256_shuffle_epi8(x, rol16)),
-            );
-            let y = _mm256_xor_si256(_mm256_slli_epi32(y, 2), _mm256_srli_epi32(y, 30));
-            let l = _mm256_xor_si256(_mm256_xor_si256(x, y), _mm256_shuffle_epi8(x, rol24));
-            *g = [g[1], g[2], g[3], _mm256_xor_si256(g[0], l)];
-        }
-    }
-    for g in t.iter_mut() {
-        *g = [g[3], g[2], g[1], g[0]];
-    }
-    t
+#[target_feature(enable = "aes,ssse3,avx2,vaes")]
+fn aes_last_vaes(x: __m256i) -> __m256i {
+    _mm256_aesenclast_epi128(x, _mm256_set1_epi8(0x0f))
 }
 
 /// Groups of eight blocks interleaved per step of the wide path.
 const WIDE_GROUPS: usize = 2;
 
-/// [`xor_groups`] on eight-block groups.
+/// The eight-block path, compiled twice: for AVX2 (the S-box's AESENCLAST
+/// on each half) and for AVX2 with VAES (one instruction). The two must be
+/// separate functions, each compiled for its own target features, so the
+/// VAES instruction can never run on a CPU without it.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "aes,ssse3,avx2")]
-fn xor_groups_wide<const N: usize>(rk: &[u32; 32], counter: u128, data: &mut [u8]) {
-    let mut w = [[_mm256_setzero_si256(); 4]; N];
-    for (g, words) in w.iter_mut().enumerate() {
-        let c = |b: usize| counter.wrapping_add((8 * g + b) as u128);
-        let c = [c(0), c(1), c(2), c(3), c(4), c(5), c(6), c(7)];
-        for (j, word) in words.iter_mut().enumerate() {
-            let lane = |b: usize| (c[b] >> (96 - 32 * j)) as u32 as i32;
-            *word = _mm256_setr_epi32(
-                lane(0),
-                lane(1),
-                lane(2),
-                lane(3),
-                lane(4),
-                lane(5),
-                lane(6),
-                lane(7),
-            );
-        }
-    }
-    let out = encrypt_wide(rk, w);
-    for (g, words) in out.iter().enumerate() {
-        let mut l = [[0u32; 8]; 4];
-        for (j, word) in words.iter().enumerate() {
-            let lo = lanes(_mm256_castsi256_si128(*word));
-            let hi = lanes(_mm256_extracti128_si256::<1>(*word));
-            l[j] = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
-        }
-        for b in 0..8 {
-            for (j, word) in l.iter().enumerate() {
-                let at = (8 * g + b) * BLOCK_LEN + 4 * j;
-                if at >= data.len() {
-                    return;
+macro_rules! wide_path {
+    ($module:ident, $features:literal, $aes_last:ident) => {
+        mod $module {
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            fn sbox(x: __m256i) -> __m256i {
+                let nibble = _mm256_set1_epi8(0x0f);
+                let lo = _mm256_shuffle_epi8(wide(consts::PRE_LO), _mm256_and_si256(x, nibble));
+                let hi = _mm256_shuffle_epi8(
+                    wide(consts::PRE_HI),
+                    _mm256_and_si256(_mm256_srli_epi64(x, 4), nibble),
+                );
+                let x = _mm256_shuffle_epi8(_mm256_xor_si256(lo, hi), wide(consts::INV_SHIFT_ROWS));
+                let x = $aes_last(x);
+                let lo = _mm256_shuffle_epi8(wide(consts::POST_LO), _mm256_andnot_si256(x, nibble));
+                let hi = _mm256_shuffle_epi8(
+                    wide(consts::POST_HI),
+                    _mm256_and_si256(_mm256_srli_epi64(x, 4), nibble),
+                );
+                _mm256_xor_si256(lo, hi)
+            }
+
+            /// [`super::encrypt`] on eight-block groups.
+            #[target_feature(enable = $features)]
+            fn encrypt<const N: usize>(rk: &[u32; 32], w: [[__m256i; 4]; N]) -> [[__m256i; 4]; N] {
+                let (rol8, rol16, rol24) =
+                    (wide(consts::ROL8), wide(consts::ROL16), wide(consts::ROL24));
+                let mut t = w;
+                for &k in rk {
+                    let k = _mm256_set1_epi32(k as i32);
+                    for g in t.iter_mut() {
+                        let x = _mm256_xor_si256(
+                            _mm256_xor_si256(g[1], g[2]),
+                            _mm256_xor_si256(g[3], k),
+                        );
+                        let x = sbox(x);
+                        let y = _mm256_xor_si256(
+                            x,
+                            _mm256_xor_si256(
+                                _mm256_shuffle_epi8(x, rol8),
+                                _mm256_shuffle_epi8(x, rol16),
+                            ),
+                        );
+                        let y = _mm256_xor_si256(_mm256_slli_epi32(y, 2), _mm256_srli_epi32(y, 30));
+                        let l =
+                            _mm256_xor_si256(_mm256_xor_si256(x, y), _mm256_shuffle_epi8(x, rol24));
+                        *g = [g[1], g[2], g[3], _mm256_xor_si256(g[0], l)];
+                    }
                 }
-                let ks = word[b].to_be_bytes();
-                for (d, k) in data[at..].iter_mut().zip(ks) {
-                    *d ^= k;
+                for g in t.iter_mut() {
+                    *g = [g[3], g[2], g[1], g[0]];
+                }
+                t
+            }
+
+            /// The keystream of one group in block order: four vectors of
+            /// two blocks each (blocks 0-1, 2-3, 4-5, 6-7), bytes as they
+            /// XOR into the data. The words come out one word per lane;
+            /// a 4x4 transpose in each half gathers each block's words,
+            /// and a byte swap per word turns them big-endian.
+            #[target_feature(enable = $features)]
+            fn block_order(w: [__m256i; 4]) -> [__m256i; 4] {
+                let t0 = _mm256_unpacklo_epi32(w[0], w[1]);
+                let t1 = _mm256_unpackhi_epi32(w[0], w[1]);
+                let t2 = _mm256_unpacklo_epi32(w[2], w[3]);
+                let t3 = _mm256_unpackhi_epi32(w[2], w[3]);
+                let swap = wide(consts::BSWAP32);
+                // Halves: blocks (0, 4), (1, 5), (2, 6), (3, 7).
+                let b04 = _mm256_shuffle_epi8(_mm256_unpacklo_epi64(t0, t2), swap);
+                let b15 = _mm256_shuffle_epi8(_mm256_unpackhi_epi64(t0, t2), swap);
+                let b26 = _mm256_shuffle_epi8(_mm256_unpacklo_epi64(t1, t3), swap);
+                let b37 = _mm256_shuffle_epi8(_mm256_unpackhi_epi64(t1, t3), swap);
+                [
+                    _mm256_permute2x128_si256::<0x20>(b04, b15),
+                    _mm256_permute2x128_si256::<0x20>(b26, b37),
+                    _mm256_permute2x128_si256::<0x31>(b04, b15),
+                    _mm256_permute2x128_si256::<0x31>(b26, b37),
+                ]
+            }
+
+            /// XORs 32 keystream bytes into `data` (the front of them when
+            /// `data` is shorter), eight bytes at a time.
+            #[target_feature(enable = $features)]
+            fn xor32(ks: __m256i, data: &mut [u8]) {
+                let k = [
+                    _mm256_extract_epi64::<0>(ks) as u64,
+                    _mm256_extract_epi64::<1>(ks) as u64,
+                    _mm256_extract_epi64::<2>(ks) as u64,
+                    _mm256_extract_epi64::<3>(ks) as u64,
+                ];
+                let mut words = data.chunks_exact_mut(8);
+                for (d, k) in (&mut words).zip(k) {
+                    let mut v = [0u8; 8];
+                    v.copy_from_slice(d);
+                    d.copy_from_slice(&(u64::from_le_bytes(v) ^ k).to_le_bytes());
+                }
+                let rest = words.into_remainder();
+                if !rest.is_empty() {
+                    let k = k[(data.len() / 8).min(3)].to_le_bytes();
+                    let done = data.len() - data.len() % 8;
+                    for (d, k) in data[done..].iter_mut().zip(k) {
+                        *d ^= k;
+                    }
+                }
+            }
+
+            /// [`super::xor_groups`] on eight-block groups.
+            #[target_feature(enable = $features)]
+            fn xor_groups<const N: usize>(rk: &[u32; 32], counter: u128, data: &mut [u8]) {
+                let mut w = [[_mm256_setzero_si256(); 4]; N];
+                let low = counter as u32;
+                if low.checked_add((8 * N - 1) as u32).is_some() {
+                    // No carry out of the low word in these blocks (all but
+                    // one call in 2^32 / 8N): the three high words are the
+                    // same in every block, and the low word counts up.
+                    let same = |j: u32| _mm256_set1_epi32((counter >> (96 - 32 * j)) as u32 as i32);
+                    let steps = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                    for (g, words) in w.iter_mut().enumerate() {
+                        let base = _mm256_set1_epi32(low.wrapping_add(8 * g as u32) as i32);
+                        *words = [same(0), same(1), same(2), _mm256_add_epi32(base, steps)];
+                    }
+                    let out = encrypt(rk, w);
+                    return xor_out(&out, data);
+                }
+                for (g, words) in w.iter_mut().enumerate() {
+                    let c = |b: usize| counter.wrapping_add((8 * g + b) as u128);
+                    let c = [c(0), c(1), c(2), c(3), c(4), c(5), c(6), c(7)];
+                    for (j, word) in words.iter_mut().enumerate() {
+                        let lane = |b: usize| (c[b] >> (96 - 32 * j)) as u32 as i32;
+                        *word = _mm256_setr_epi32(
+                            lane(0),
+                            lane(1),
+                            lane(2),
+                            lane(3),
+                            lane(4),
+                            lane(5),
+                            lane(6),
+                            lane(7),
+                        );
+                    }
+                }
+                let out = encrypt(rk, w);
+                xor_out(&out, data);
+            }
+
+            /// XORs the keystream of `N` encrypted groups into `data`.
+            #[target_feature(enable = $features)]
+            fn xor_out<const N: usize>(out: &[[__m256i; 4]; N], data: &mut [u8]) {
+                for (g, words) in out.iter().enumerate() {
+                    for (i, ks) in block_order(*words).into_iter().enumerate() {
+                        let at = (8 * g + 2 * i) * BLOCK_LEN;
+                        if at >= data.len() {
+                            return;
+                        }
+                        let end = (at + 2 * BLOCK_LEN).min(data.len());
+                        xor32(ks, &mut data[at..end]);
+                    }
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn ctr(rk: &[u32; 32], mut counter: u128, data: &mut [u8]) {
+                const LONG: usize = WIDE_GROUPS * 8 * BLOCK_LEN;
+                let mut chunks = data.chunks_exact_mut(LONG);
+                for chunk in &mut chunks {
+                    xor_groups::<WIDE_GROUPS>(rk, counter, chunk);
+                    counter = counter.wrapping_add((WIDE_GROUPS * 8) as u128);
+                }
+                for tail in chunks.into_remainder().chunks_mut(8 * BLOCK_LEN) {
+                    xor_groups::<1>(rk, counter, tail);
+                    counter = counter.wrapping_add(8);
                 }
             }
         }
-    }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "aes,ssse3,avx2")]
-fn ctr_wide(rk: &[u32; 32], mut counter: u128, data: &mut [u8]) {
-    const LONG: usize = WIDE_GROUPS * 8 * BLOCK_LEN;
-    let mut chunks = data.chunks_exact_mut(LONG);
-    for chunk in &mut chunks {
-        xor_groups_wide::<WIDE_GROUPS>(rk, counter, chunk);
-        counter = counter.wrapping_add((WIDE_GROUPS * 8) as u128);
-    }
-    for tail in chunks.into_remainder().chunks_mut(8 * BLOCK_LEN) {
-        xor_groups_wide::<1>(rk, counter, tail);
-        counter = counter.wrapping_add(8);
-    }
-}
+wide_path!(avx2, "aes,ssse3,avx2", aes_last_halves);
+#[cfg(target_arch = "x86_64")]
+wide_path!(vaes, "aes,ssse3,avx2,vaes", aes_last_vaes);
 
 #[cfg(test)]
 mod tests {
@@ -491,23 +611,44 @@ mod tests {
     }
 
     #[test]
-    fn the_wide_and_the_narrow_path_agree() {
+    fn the_wide_and_the_narrow_paths_agree() {
         let Some(mut sm4) = Sm4Ctr::new(&[9u8; 16]) else {
             return;
         };
-        if !sm4.wide {
-            eprintln!("no AVX2: the wide path is not checked here");
-            return;
-        }
-        for len in [0usize, 1, 64, 127, 128, 129, 255, 256, 257, 1000, 4096 + 7] {
-            let start = (u128::MAX - 5).to_be_bytes();
-            let mut wide = vec![0x5au8; len];
-            sm4.wide = true;
-            sm4.apply_keystream(&start, &mut wide);
-            let mut narrow = vec![0x5au8; len];
-            sm4.wide = false;
-            sm4.apply_keystream(&start, &mut narrow);
-            assert_eq!(wide, narrow, "len {len}");
+        let paths = match sm4.path {
+            Path::Narrow => {
+                eprintln!("no AVX2: the wide paths are not checked here");
+                return;
+            }
+            Path::Avx2 => {
+                eprintln!("no VAES: the VAES path is not checked here");
+                vec![Path::Avx2]
+            }
+            Path::Vaes => vec![Path::Avx2, Path::Vaes],
+        };
+        for len in [
+            0usize, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 127, 128, 129, 255, 256, 257, 1000,
+            4103,
+        ] {
+            // Starts that wrap the whole counter, carry out of the low word
+            // inside a group, at a group's edge, and never.
+            for start in [
+                u128::MAX - 5,
+                (7u128 << 64) | 0xffff_fffd,
+                (7u128 << 64) | 0xffff_fff0,
+                0x0102_0304_0506_0708_090a_0b0c_0000_0001,
+            ] {
+                let start = start.to_be_bytes();
+                let mut narrow = vec![0x5au8; len];
+                sm4.path = Path::Narrow;
+                sm4.apply_keystream(&start, &mut narrow);
+                for &p in &paths {
+                    let mut wide = vec![0x5au8; len];
+                    sm4.path = p;
+                    sm4.apply_keystream(&start, &mut wide);
+                    assert_eq!(wide, narrow, "{p:?} len {len} start {start:02x?}");
+                }
+            }
         }
     }
 
