@@ -320,6 +320,14 @@ pub struct ReceiveStatus {
     pub spilled_bytes: u64,
     /// Datagrams dropped because the spool was full (an alarm says so).
     pub dropped_datagrams: u64,
+    /// Datagrams the kernel dropped at the socket before ferryd read them
+    /// (a host too busy for the socket buffer; a warning says so).
+    #[serde(default)]
+    pub kernel_dropped_datagrams: u64,
+    /// Times the receive thread found the spool's memory full and waited
+    /// for the disk (the socket buffer held what came meanwhile).
+    #[serde(default)]
+    pub receive_waits: u64,
     /// The disk bound (`receive_spool_bytes`).
     pub spool_limit_bytes: u64,
     /// Datagram bytes per second the processing handles while busy, once

@@ -103,6 +103,11 @@ fn print_receive(v: &serde_json::Value) {
         n("dropped_datagrams"),
         n("spool_limit_bytes")
     );
+    println!(
+        "  {:<22} {} datagrams dropped by the kernel before ferryd read them",
+        "receive socket",
+        n("kernel_dropped_datagrams")
+    );
     match (
         r.get("sustained_bytes_per_s").and_then(|x| x.as_u64()),
         r.get("suggested_rate_bytes_per_s").and_then(|x| x.as_u64()),

@@ -116,6 +116,7 @@ pub fn run(
     }
     let max_len = ferry_protocol::wire::max_datagram_len(cfg.link.mtu);
     let udp = BatchReceiver::new(sockets, BATCH, max_len)?;
+    let kernel_drops = udp.drop_probe();
 
     protocol::update(&status, |s| {
         s.role = "egress".into();
@@ -282,6 +283,9 @@ pub fn run(
         )
         .map_err(DaemonError::io(&state_dir))?,
     );
+    let spill_thread = spool
+        .spill_thread()
+        .map_err(DaemonError::thread_start("receive spool"))?;
     let socket_thread = {
         let spool = spool.clone();
         let shutdown = shutdown.clone();
@@ -307,7 +311,7 @@ pub fn run(
     let mut capacity = Capacity::default();
     let mut overrun = OverrunReport::default();
     while !shutdown.load(Ordering::Relaxed) {
-        if socket_thread.is_finished() {
+        if socket_thread.is_finished() || spill_thread.as_ref().is_some_and(|t| t.is_finished()) {
             break;
         }
         let wait = receiver
@@ -368,6 +372,7 @@ pub fn run(
             show_spool(
                 &status,
                 &spool,
+                kernel_drops.dropped(),
                 cfg.link.receive_spool_bytes,
                 &capacity,
                 &mut overrun,
@@ -376,6 +381,12 @@ pub fn run(
         }
     }
     shutdown.store(true, Ordering::Relaxed);
+    spool.close();
+    if let Some(t) = spill_thread {
+        if t.join().is_err() {
+            result = result.and(Err(DaemonError::ThreadStopped("receive spool")));
+        }
+    }
     match socket_thread.join() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => result = result.and(Err(e)),
@@ -399,6 +410,7 @@ pub fn run(
     show_spool(
         &status,
         &spool,
+        kernel_drops.dropped(),
         cfg.link.receive_spool_bytes,
         &capacity,
         &mut overrun,

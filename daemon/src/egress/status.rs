@@ -43,18 +43,24 @@ pub(crate) const SPOOL_ALARM_PREFIX: &str = "receive spool:";
 /// must not flood the audit log); each carries the count since the last.
 pub(crate) const OVERRUN_REPORT_INTERVAL_MS: u64 = 60_000;
 
-/// What has been audited of the spool's drops.
+/// Prefix of the warning datagrams the kernel dropped at the socket raise.
+pub(crate) const SOCKET_DROP_WARNING_PREFIX: &str = "receive socket:";
+
+/// What has been audited of the spool's drops and the kernel's.
 #[derive(Debug, Default)]
 pub(crate) struct OverrunReport {
     reported: u64,
     last: Option<u64>,
     reason: Option<String>,
+    kernel_reported: u64,
+    kernel_last: Option<u64>,
 }
 
 impl OverrunReport {
-    /// The next report is due at once.
+    /// The next reports are due at once.
     pub(crate) fn flush(&mut self) {
         self.last = None;
+        self.kernel_last = None;
     }
 }
 
@@ -97,13 +103,19 @@ pub(crate) fn suggested_rate(sustained: u64) -> u64 {
 
 /// Shows the receive spool and the sustained rate; a spool that dropped
 /// datagrams (or whose file failed) raises the alarm, which stays until
-/// the daemon restarts (the drops are counted in the status).
+/// the daemon restarts (the drops are counted in the status). Datagrams
+/// the kernel dropped at the socket (`kernel_dropped`, since start) raise
+/// a warning: the FEC may have repaired them, and a package it could not
+/// repair raises its own alarm.
 ///
 /// Drops are audited (`link.overrun`) at most once per
-/// [`OVERRUN_REPORT_INTERVAL_MS`], with the count since the last record.
+/// [`OVERRUN_REPORT_INTERVAL_MS`] for each place, with the count since the
+/// last record.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn show_spool(
     status: &SharedStatus,
     spool: &crate::egress::spool::Spool,
+    kernel_dropped: Option<u64>,
     limit: u64,
     capacity: &Capacity,
     overrun: &mut OverrunReport,
@@ -143,13 +155,44 @@ pub(crate) fn show_spool(
         }
         audit.note(r);
     }
+    let kernel = kernel_dropped.unwrap_or(overrun.kernel_reported);
+    let kernel_new = kernel.saturating_sub(overrun.kernel_reported);
+    let kernel_due = overrun
+        .kernel_last
+        .is_none_or(|l| now.saturating_sub(l) >= OVERRUN_REPORT_INTERVAL_MS);
+    let kernel_warning = (kernel > 0).then(|| {
+        format!(
+            "{SOCKET_DROP_WARNING_PREFIX} the kernel dropped {kernel} datagrams before ferryd read them (this host was too busy for the socket buffer): raise socket_buffer_bytes, or lower the ingress rate_bytes_per_s; the FEC repairs some, and a package it could not repair fails (audited, re-sent by the self-healing re-send)"
+        )
+    });
+    if kernel_new > 0 && kernel_due {
+        overrun.kernel_last = Some(now);
+        overrun.kernel_reported = kernel;
+        if let Some(w) = &kernel_warning {
+            tracing::warn!("{w}");
+        }
+        audit.note(
+            AuditRecord::new(EventKind::LinkOverrun, Actor::system(), Outcome::Failure)
+                .reason("the kernel dropped datagrams at the receive socket".to_string())
+                .detail("place", "socket")
+                .detail("count", kernel_new.to_string())
+                .detail("total", kernel.to_string()),
+        );
+    }
     let sustained = capacity.estimate();
     protocol::update(status, |s| {
+        s.warnings
+            .retain(|w| !w.starts_with(SOCKET_DROP_WARNING_PREFIX));
+        if let Some(w) = kernel_warning {
+            s.warnings.push(w);
+        }
         s.receive = Some(protocol::ReceiveStatus {
             backlog_bytes: st.backlog_bytes,
             peak_backlog_bytes: st.peak_backlog_bytes,
             spilled_bytes: st.spilled_bytes,
             dropped_datagrams: st.dropped_datagrams,
+            kernel_dropped_datagrams: kernel,
+            receive_waits: st.receive_waits,
             spool_limit_bytes: limit,
             sustained_bytes_per_s: sustained,
             suggested_rate_bytes_per_s: sustained.map(suggested_rate),

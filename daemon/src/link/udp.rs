@@ -128,6 +128,48 @@ pub fn bind_socket(
     Ok((socket, BufferReport::from_kernel(buffer_bytes, rcv, snd)))
 }
 
+/// Reads how many datagrams the kernel dropped on a set of sockets
+/// because their receive buffers were full: loss on this host, before
+/// ferryd read them, which no other counter sees (the FEC repairs some,
+/// the rest fail packages). From the `drops` column of
+/// `/proc/self/net/udp` and `udp6`, matched by socket inode.
+#[derive(Debug, Clone, Default)]
+pub struct KernelDropProbe {
+    inodes: Vec<u64>,
+}
+
+impl KernelDropProbe {
+    /// Datagrams dropped since the sockets were opened, summed; `None`
+    /// when the kernel's tables cannot be read (no procfs).
+    pub fn dropped(&self) -> Option<u64> {
+        let mut total = 0u64;
+        let mut read_any = false;
+        for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            read_any = true;
+            total += drops_of(&text, &self.inodes);
+        }
+        read_any.then_some(total)
+    }
+}
+
+/// Sums the `drops` column (the last) of the rows whose inode (the
+/// tenth column) is one of `inodes`; the header and odd rows are skipped.
+fn drops_of(table: &str, inodes: &[u64]) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            let inode: u64 = cols.get(9)?.parse().ok()?;
+            let drops: u64 = cols.last()?.parse().ok()?;
+            inodes.contains(&inode).then_some(drops)
+        })
+        .sum()
+}
+
 /// Reusable storage for up to `capacity` datagrams of at most `max_len`
 /// bytes each: one allocation, filled and drained without copying.
 #[derive(Debug, Clone)]
@@ -529,6 +571,18 @@ impl BatchReceiver {
             .collect()
     }
 
+    /// What reads the kernel's drop counts of these sockets.
+    pub fn drop_probe(&self) -> KernelDropProbe {
+        let inodes = self
+            .sockets
+            .iter()
+            .filter_map(|s| s.as_fd().try_clone_to_owned().ok())
+            .filter_map(|fd| std::fs::File::from(fd).metadata().ok())
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .collect();
+        KernelDropProbe { inodes }
+    }
+
     /// Cumulative figures since creation.
     pub fn counters(&self) -> RecvCounters {
         self.counters
@@ -696,6 +750,37 @@ mod tests {
         bind_socket("127.0.0.1:0".parse().unwrap(), buffer)
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn datagrams_the_kernel_dropped_on_a_full_socket_are_counted() {
+        // A socket with the smallest buffer the kernel grants, never read:
+        // most of a burst on loopback is dropped at the socket.
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        setsockopt(&rx, sockopt::RcvBuf, &4096).unwrap();
+        let to = rx.local_addr().unwrap();
+        let receiver = BatchReceiver::new(vec![rx], 8, 2048).unwrap();
+        let probe = receiver.drop_probe();
+        assert_eq!(probe.dropped(), Some(0), "a new socket has dropped nothing");
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..200 {
+            tx.send_to(&[7u8; 1000], to).unwrap();
+        }
+        let dropped = probe.dropped().expect("procfs");
+        assert!(dropped > 100 && dropped <= 200, "{dropped}");
+        // Another socket's drops are not ours.
+        assert_eq!(KernelDropProbe::default().dropped(), Some(0));
+    }
+
+    #[test]
+    fn the_drops_column_is_read_by_inode() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            \x20 1: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n\
+            \x20 2: 0100007F:A1B3 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4343 2 0000000000000000 5\n\
+            garbage\n";
+        assert_eq!(drops_of(table, &[4242]), 17);
+        assert_eq!(drops_of(table, &[4242, 4343]), 22);
+        assert_eq!(drops_of(table, &[1]), 0);
     }
 
     /// Datagram `i`: its index then a pattern, length varying with `i`.

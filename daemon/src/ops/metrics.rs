@@ -354,6 +354,12 @@ pub fn render(s: &Status, now_ms: u64) -> String {
                 "Datagrams dropped because the receive spool was full (lower the ingress rate).",
                 r.dropped_datagrams,
             );
+            o.single(
+                "ferry_receive_socket_dropped_datagrams_total",
+                "counter",
+                "Datagrams the kernel dropped at the receive socket before ferryd read them (a host too busy; raise socket_buffer_bytes or lower the ingress rate).",
+                r.kernel_dropped_datagrams,
+            );
             if let Some(v) = r.sustained_bytes_per_s {
                 o.single(
                     "ferry_receive_sustained_bytes_per_second",
