@@ -849,6 +849,8 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
         "datagrams_sent": counter(&ingress_status, "datagrams_sent"),
         "send_errors": counter(&ingress_status, "send_errors"),
         "egress_failed": counter(&egress_status, "failed"),
+        "egress_socket_dropped": counter(&egress_status["receive"], "kernel_dropped_datagrams"),
+        "egress_spool_dropped": counter(&egress_status["receive"], "dropped_datagrams"),
         "egress_peak_rss_bytes": egress_rss,
         "ingress_peak_rss_bytes": ingress_rss,
         "reverse_packets": reverse_packets,
