@@ -359,7 +359,7 @@ impl Manifest {
             return Err(ManifestError::Field("size"));
         }
         let chunk_size = r.u32("chunk_size")?;
-        if chunk_size == 0 || chunk_size > crate::sender::MAX_CHUNK_SIZE {
+        if chunk_size == 0 || chunk_size > crate::wire::MAX_CHUNK_SIZE {
             return Err(ManifestError::Field("chunk_size"));
         }
         let block_symbols = r.u16("block_symbols")?;

@@ -27,10 +27,10 @@ use crate::wire::{self, CommonHeader, DataHeader, Heartbeat, Kind, ManifestHeade
 use crate::Millis;
 use std::collections::VecDeque;
 
+pub use crate::wire::MAX_CHUNK_SIZE;
+
 /// Default plaintext bytes per sealed chunk.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
-/// Largest plaintext chunk (bounds the receiver's chunk buffer).
-pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
 /// Data datagrams sent before the second manifest copy of a send when no
 /// loss budget is set.
 pub const SECOND_MANIFEST_AFTER: u64 = crate::budget::LEGACY_SECOND_MANIFEST_AFTER;

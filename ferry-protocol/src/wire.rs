@@ -27,6 +27,9 @@ pub const MANIFEST_HEADER_LEN: usize = COMMON_HEADER_LEN + 12;
 pub const HEARTBEAT_BODY_LEN: usize = 8 + 4 + 8 + 8 + 8 + 8 + 8;
 /// Largest number of source symbols in one FEC block.
 pub const MAX_BLOCK_SYMBOLS: u16 = 16_384;
+/// Largest plaintext chunk a manifest may declare (bounds the receiver's
+/// chunk buffer).
+pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
 /// Largest number of repair symbols in one FEC block.
 pub const MAX_REPAIR_SYMBOLS: u16 = 16_384;
 

@@ -54,6 +54,8 @@ pub(crate) struct OverrunReport {
     reason: Option<String>,
     kernel_reported: u64,
     kernel_last: Option<u64>,
+    /// The kernel's count as last read (it only grows).
+    kernel_seen: u64,
 }
 
 impl OverrunReport {
@@ -155,7 +157,8 @@ pub(crate) fn show_spool(
         }
         audit.note(r);
     }
-    let kernel = kernel_dropped.unwrap_or(overrun.kernel_reported);
+    overrun.kernel_seen = overrun.kernel_seen.max(kernel_dropped.unwrap_or(0));
+    let kernel = overrun.kernel_seen;
     let kernel_new = kernel.saturating_sub(overrun.kernel_reported);
     let kernel_due = overrun
         .kernel_last

@@ -133,9 +133,14 @@ pub fn bind_socket(
 /// ferryd read them, which no other counter sees (the FEC repairs some,
 /// the rest fail packages). From the `drops` column of
 /// `/proc/self/net/udp` and `udp6`, matched by socket inode.
-#[derive(Debug, Clone, Default)]
+///
+/// It holds a duplicate of each socket, so the sockets (and their rows)
+/// live as long as the probe: the last reading, after the receive thread
+/// closed its side, still counts every drop.
+#[derive(Debug, Default)]
 pub struct KernelDropProbe {
     inodes: Vec<u64>,
+    sockets: Vec<std::fs::File>,
 }
 
 impl KernelDropProbe {
@@ -573,14 +578,18 @@ impl BatchReceiver {
 
     /// What reads the kernel's drop counts of these sockets.
     pub fn drop_probe(&self) -> KernelDropProbe {
-        let inodes = self
-            .sockets
-            .iter()
-            .filter_map(|s| s.as_fd().try_clone_to_owned().ok())
-            .filter_map(|fd| std::fs::File::from(fd).metadata().ok())
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .collect();
-        KernelDropProbe { inodes }
+        let mut probe = KernelDropProbe::default();
+        for s in &self.sockets {
+            let Ok(fd) = s.as_fd().try_clone_to_owned() else {
+                continue;
+            };
+            let file = std::fs::File::from(fd);
+            if let Ok(m) = file.metadata() {
+                probe.inodes.push(std::os::unix::fs::MetadataExt::ino(&m));
+                probe.sockets.push(file);
+            }
+        }
+        probe
     }
 
     /// Cumulative figures since creation.
