@@ -221,28 +221,12 @@ fn a_spool_too_small_drops_counted_and_alarmed_and_delivers_nothing_in_part() {
     // dropped after it: together every dropped datagram is accounted for.
     // The spool's records (the kernel's own drops at the socket, on a
     // busy CI host, have records of their own).
-    let overruns: Vec<serde_json::Value> = audit_records(&audit, "link.overrun")
-        .into_iter()
-        .filter(|o| {
-            o.pointer("/details/place")
-                .or_else(|| o.pointer("/record/details/place"))
-                .and_then(|p| p.as_str())
-                != Some("socket")
-        })
-        .collect();
+    let overruns = overrun_records(&audit, false);
     assert!(
         (1..=2).contains(&overruns.len()),
         "at most one record a minute, plus the last at shutdown: {overruns:?}"
     );
-    let counted: u64 = overruns
-        .iter()
-        .filter_map(|o| {
-            o.pointer("/details/count")
-                .or_else(|| o.pointer("/record/details/count"))
-                .and_then(|c| c.as_str())
-                .and_then(|c| c.parse::<u64>().ok())
-        })
-        .sum();
+    let counted = counted(&overruns);
     let dropped = r.dropped_datagrams;
     assert!(counted >= dropped, "{counted} of {dropped}: {overruns:?}");
 }
@@ -386,24 +370,34 @@ fn datagrams_the_kernel_drops_at_the_egress_socket_are_counted_warned_and_audite
         .receive
         .map_or(0, |r| r.kernel_dropped_datagrams);
     drop(egress);
-    let records = audit_records(&audit, "link.overrun");
-    let counted: u64 = records
-        .iter()
-        .filter(|o| {
-            o.pointer("/details/place")
-                .or_else(|| o.pointer("/record/details/place"))
-                .and_then(|p| p.as_str())
-                == Some("socket")
-        })
-        .filter_map(|o| {
-            o.pointer("/details/count")
-                .or_else(|| o.pointer("/record/details/count"))
-                .and_then(|c| c.as_str())
-                .and_then(|c| c.parse::<u64>().ok())
-        })
-        .sum();
+    let records = overrun_records(&audit, true);
+    let counted = counted(&records);
     assert!(
         counted >= last && last >= seen,
         "every drop is audited ({counted} of {last}): {records:?}"
     );
+}
+
+/// The `link.overrun` audit records of the socket (`socket`) or of the
+/// spool (`!socket`).
+fn overrun_records(audit: &std::path::Path, socket: bool) -> Vec<serde_json::Value> {
+    audit_records(audit, "link.overrun")
+        .into_iter()
+        .filter(|o| (detail(o, "place") == Some("socket")) == socket)
+        .collect()
+}
+
+/// The sum of the records' `count` details.
+fn counted(records: &[serde_json::Value]) -> u64 {
+    records
+        .iter()
+        .filter_map(|o| detail(o, "count").and_then(|c| c.parse::<u64>().ok()))
+        .sum()
+}
+
+fn detail<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    record
+        .pointer(&format!("/details/{key}"))
+        .or_else(|| record.pointer(&format!("/record/details/{key}")))
+        .and_then(|v| v.as_str())
 }
