@@ -422,3 +422,50 @@ fn link_heals_by_itself_after_egress_kill9() {
     // restart; at least the one in flight was healed.
     assert!(n(&ingress_status, "heal_resent") >= 1, "{ingress_status}");
 }
+
+/// Promise: the self-healing re-send's budget delays re-sends, it does not
+/// cancel them. Six packages sent while the egress side is down, the first
+/// larger than four seconds of the budget: every one is re-sent (the small
+/// ones wait for the budget the first one spent) and delivered, none
+/// skipped.
+#[test]
+fn heal_resends_over_the_budget_wait_for_it_instead_of_being_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 20_000_000);
+    link_keys(
+        &tb.ingress_config,
+        "heal_resend_after_ms = 3000\nheal_resend_max_bytes_per_s = 2000000",
+    );
+    let ingress = Daemon::start(&tb.ingress_config);
+    let mut files = vec![("big.bin".to_string(), content(40, 8 << 20))];
+    for i in 0..5u64 {
+        files.push((format!("small{i}.bin"), content(41 + i, 1 << 20)));
+    }
+    // The large one first (the lowest sequence number, so the first
+    // re-send), then the small ones.
+    for (i, (name, data)) in files.iter().enumerate() {
+        ferry_daemon::testkit::spool_file(&tb.spool, name, data).expect("spool");
+        if i == 0 {
+            wait_for(Duration::from_secs(30), "the large one taken", || {
+                status(&tb.ingress_config).is_some_and(|v| n(&v, "taken") >= 1)
+            });
+        }
+    }
+    // Every send goes to a link with nobody listening.
+    wait_for(Duration::from_secs(60), "all six sent", || {
+        status(&tb.ingress_config).is_some_and(|v| n(&v, "sent") == 6)
+    });
+    let _egress = Daemon::start_ready(&tb.egress_config);
+    wait_for(Duration::from_secs(60), "all six healed", || {
+        outbox_files(&tb.outbox).len() == 6
+    });
+    for (name, data) in &files {
+        assert!(
+            std::fs::read(tb.outbox.join(name)).is_ok_and(|g| g == *data),
+            "{name} not bit-exact"
+        );
+    }
+    let v = status(&tb.ingress_config).expect("status");
+    assert_eq!((n(&v, "heal_resent"), n(&v, "heal_skipped")), (6, 0), "{v}");
+    drop(ingress);
+}

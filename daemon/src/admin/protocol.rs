@@ -224,8 +224,9 @@ pub struct Status {
     /// Ingress: packages sent once more by the self-healing re-send.
     #[serde(default)]
     pub heal_resent: u64,
-    /// Ingress: packages the self-healing re-send skipped (over its byte
-    /// budget, or no longer retained); an egress crash then needs an
+    /// Ingress: packages the self-healing re-send skipped (still over its
+    /// byte budget 60 s after they became due, due while the ingress was
+    /// down, or no longer retained); an egress crash then needs an
     /// operator resend for them (the egress side lists the gap).
     #[serde(default)]
     pub heal_skipped: u64,

@@ -327,9 +327,10 @@ impl HealBudget {
 /// manifest names the first, so the egress side closes that gap), once
 /// `heal_resend_after_ms` has passed since its sends ended — longer than
 /// an egress restart takes. The egress ledger drops the copy that was
-/// already delivered. Bounded by `heal_resend_max_bytes_per_s` and by
-/// [`HEAL_WINDOW_MS`]; what is skipped is counted (the egress side still
-/// lists its gap for an operator resend).
+/// already delivered. Bounded by `heal_resend_max_bytes_per_s`: a package
+/// over the budget waits for it, within [`HEAL_WINDOW_MS`]; what leaves
+/// the window unsent is skipped and counted (the egress side still lists
+/// its gap for an operator resend).
 pub(crate) fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), DaemonError> {
     let l = &s.cfg.link;
     if l.heal_resend_max_bytes_per_s == 0 {
@@ -363,12 +364,18 @@ pub(crate) fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), Dae
             QueueState::Sent { last_unix_ms, .. } => last_unix_ms,
             _ => continue,
         };
-        // Marked either way, so each package is considered once.
+        let can = last >= oldest && Path::new(&q.path).exists();
+        // Over the budget for now: the package stays due and is looked at
+        // again next second, until it leaves the window. A large package
+        // followed by a burst of small ones (the budget spent on the first)
+        // no longer costs the small ones their re-send.
+        if can && !budget.take(Instant::now(), q.bytes) {
+            continue;
+        }
+        // Marked either way, so each package is re-sent or skipped once.
         let q = mark_healed(&q);
-        let fits =
-            last >= oldest && Path::new(&q.path).exists() && budget.take(Instant::now(), q.bytes);
         let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
-        if fits {
+        if can {
             let old_seq = q.seq;
             let seq = requeue(&s.store, id, q)?;
             tracing::debug!(package = %hex::encode(id), old_seq, seq, "self-healing re-send queued");
@@ -381,7 +388,7 @@ pub(crate) fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), Dae
     if skipped > 0 {
         tracing::warn!(
             skipped,
-            "self-healing re-send skipped packages (over heal_resend_max_bytes_per_s, or due too long ago); an egress crash around their sends needs an operator resend (see the egress side's gaps)"
+            "self-healing re-send skipped packages (due more than 60 s ago: over heal_resend_max_bytes_per_s for that long, or the ingress was down; or their retained copy is gone); an egress crash around their sends needs an operator resend (see the egress side's gaps)"
         );
     }
     protocol::update(&s.status, |st| {

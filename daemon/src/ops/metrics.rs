@@ -527,7 +527,7 @@ pub fn render(s: &Status, now_ms: u64) -> String {
         o.single(
             "ferry_heal_skipped_total",
             "counter",
-            "Packages the self-healing re-send skipped (over its budget or window).",
+            "Packages the self-healing re-send skipped (over its budget for its whole 60 s window, or out of it).",
             s.heal_skipped,
         );
         o.single(
