@@ -123,6 +123,11 @@ pub struct Status {
     pub resent: u64,
     /// Ingress: datagrams sent.
     pub datagrams_sent: u64,
+    /// Ingress: UDP messages those datagrams went in (fewer with GSO).
+    pub udp_messages_sent: u64,
+    /// Ingress: datagrams per UDP GSO message now (1: off, or the kernel
+    /// refused GSO and the sender went on without it).
+    pub udp_gso_segments: u64,
     /// Ingress: datagrams the transport dropped after transient errors.
     pub send_dropped: u64,
     /// Ingress: transient send errors (EPERM, ENOBUFS, …) counted and survived.

@@ -316,6 +316,8 @@ fn print_status(v: &serde_json::Value) {
             "resent",
             "rejected",
             "datagrams_sent",
+            "udp_messages_sent",
+            "udp_gso_segments",
             "send_errors",
             "retained",
         ]

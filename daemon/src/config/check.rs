@@ -825,6 +825,18 @@ impl Checker<'_> {
             }
         };
 
+        let loss_budget_burst = self
+            .uint(
+                l.loss_budget_burst,
+                "loss_budget_burst",
+                1,
+                u64::from(ferry_protocol::budget::MAX_BUDGET_BURST),
+                "datagrams lost in a row",
+            )?
+            .map_or(DEFAULT_LOSS_BUDGET_BURST, |v| v as u16);
+        let udp_gso_segments =
+            self.udp_gso_segments(l.udp_gso_segments, loss_budget_percent, loss_budget_burst)?;
+
         Ok(LinkSection {
             name: name.into_inner(),
             role,
@@ -882,15 +894,8 @@ impl Checker<'_> {
                 .map_or(DEFAULT_EPOCH_GRACE, |v| v as u32),
             repair_overhead_percent,
             loss_budget_percent,
-            loss_budget_burst: self
-                .uint(
-                    l.loss_budget_burst,
-                    "loss_budget_burst",
-                    1,
-                    u64::from(ferry_protocol::budget::MAX_BUDGET_BURST),
-                    "datagrams lost in a row",
-                )?
-                .map_or(DEFAULT_LOSS_BUDGET_BURST, |v| v as u16),
+            loss_budget_burst,
+            udp_gso_segments,
             block_symbols: self
                 .uint(
                     l.block_symbols,
@@ -1087,6 +1092,44 @@ impl Checker<'_> {
     }
 
     /// Checks an integer key against its range; `None` when absent.
+    /// `udp_gso_segments`: by default the loss budget's burst (1, GSO off,
+    /// without a budget). More than the burst is refused: a veth or a
+    /// loopback passes a super-packet whole and loses it whole, a burst the
+    /// budget's interleaving must cover.
+    fn udp_gso_segments(
+        &self,
+        v: Option<Spanned<i64>>,
+        loss_budget_percent: f64,
+        burst: u16,
+    ) -> Result<u16, ConfigError> {
+        let budget = loss_budget_percent > 0.0;
+        let span = v.as_ref().map(|v| v.span());
+        let Some(n) = self.uint(
+            v,
+            "udp_gso_segments",
+            1,
+            ferry_protocol::budget::MAX_BUDGET_BURST.into(),
+            "datagrams per UDP GSO message; 1 switches GSO off",
+        )?
+        else {
+            return Ok(if budget { burst } else { 1 });
+        };
+        let span = span.unwrap_or_default();
+        if !budget && n > 1 {
+            return Err(self.err(
+                span,
+                format!("`udp_gso_segments` ({n}) needs a loss budget: a super-packet lost whole is a burst of {n} datagrams, and with `loss_budget_percent = 0` nothing spreads it over the FEC blocks; set `loss_budget_percent`, or `udp_gso_segments = 1`"),
+            ));
+        }
+        if budget && n > u64::from(burst) {
+            return Err(self.err(
+                span,
+                format!("`udp_gso_segments` ({n}) exceeds `loss_budget_burst` ({burst}): a super-packet lost whole is a burst of {n} datagrams, longer than the interleaving spreads; raise `loss_budget_burst` to {n} or lower `udp_gso_segments`"),
+            ));
+        }
+        Ok(n as u16)
+    }
+
     fn uint(
         &self,
         v: Option<Spanned<i64>>,

@@ -475,6 +475,11 @@ pub struct LinkSection {
     pub loss_budget_percent: f64,
     /// Loss budget: longest run of consecutive datagrams lost.
     pub loss_budget_burst: u16,
+    /// Ingress: datagrams per UDP GSO message (1 = GSO off). At most the
+    /// loss budget's burst: a device that passes super-packets whole loses
+    /// them whole, and the interleaving spreads a burst of that length over
+    /// the blocks.
+    pub udp_gso_segments: u16,
     /// Source symbols per FEC block.
     pub block_symbols: u16,
     /// Sends per package.

@@ -78,6 +78,7 @@ fn valid_ingress_file_with_defaults() {
     assert_eq!(c.link.repair_overhead_percent, 10.0);
     assert_eq!(c.link.loss_budget_percent, 5.0);
     assert_eq!(c.link.loss_budget_burst, 8);
+    assert_eq!(c.link.udp_gso_segments, 8, "GSO defaults to the burst");
     assert_eq!(c.link.block_symbols, 1024);
     assert_eq!(c.link.redundancy, 1);
     assert_eq!(c.link.redundancy_spacing_ms, 1000);
@@ -258,6 +259,16 @@ fn other_ranges_are_checked() {
             "mtu = 9000\nsocket_buffer_bytes = 100",
             "socket_buffer_bytes",
         ),
+        (
+            "mtu = 9000",
+            "mtu = 9000\nudp_gso_segments = 0",
+            "udp_gso_segments",
+        ),
+        (
+            "mtu = 9000",
+            "mtu = 9000\nudp_gso_segments = 9",
+            "udp_gso_segments",
+        ),
         ("name = \"demo\"", "name = \"de mo\"", "name"),
     ] {
         let (line, col, msg) = refused(&INGRESS.replace(from, to));
@@ -266,6 +277,35 @@ fn other_ranges_are_checked() {
         assert_eq!(line, expected_line, "{key}: {msg}");
         assert!(col > 1, "{key}: column points at the value");
     }
+}
+
+#[test]
+fn udp_gso_segments_follow_the_loss_budget() {
+    let ok = |text: &str| parse(text, "/etc/ferry/ferryd.toml").unwrap();
+    let c = ok(&INGRESS.replace("mtu = 9000", "mtu = 9000\nloss_budget_burst = 3"));
+    assert_eq!(c.link.udp_gso_segments, 3);
+    let c = ok(&INGRESS.replace(
+        "mtu = 9000",
+        "mtu = 9000\nloss_budget_burst = 16\nudp_gso_segments = 16",
+    ));
+    assert_eq!(c.link.udp_gso_segments, 16);
+    // Without a budget nothing spreads a lost super-packet: GSO is off.
+    let c = ok(&INGRESS.replace("mtu = 9000", "mtu = 9000\nloss_budget_percent = 0.0"));
+    assert_eq!(c.link.udp_gso_segments, 1);
+    let c = ok(&INGRESS.replace(
+        "mtu = 9000",
+        "mtu = 9000\nloss_budget_percent = 0.0\nudp_gso_segments = 1",
+    ));
+    assert_eq!(c.link.udp_gso_segments, 1);
+    let (line, _, msg) = refused(&INGRESS.replace(
+        "mtu = 9000",
+        "mtu = 9000\nloss_budget_percent = 0.0\nudp_gso_segments = 2",
+    ));
+    assert_eq!(line, 8, "{msg}");
+    assert!(msg.contains("needs a loss budget"), "{msg}");
+    // The refusal says what to do.
+    let (_, _, msg) = refused(&INGRESS.replace("mtu = 9000", "mtu = 9000\nudp_gso_segments = 9"));
+    assert!(msg.contains("raise `loss_budget_burst` to 9"), "{msg}");
 }
 
 #[test]

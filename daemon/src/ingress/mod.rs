@@ -96,6 +96,7 @@ pub fn run(
         );
     }
     let mut udp = BatchSender::new(socket, cfg.link.peer.clone());
+    udp.set_gso_segments(usize::from(cfg.link.udp_gso_segments));
     update_status(&status, &cfg);
 
     let shared = Arc::new(Shared {
@@ -222,6 +223,7 @@ fn update_status(status: &SharedStatus, cfg: &Config) {
         s.role = "ingress".into();
         s.link = cfg.link.name.clone();
         s.loss_budget = crate::link::keys::budget_status(cfg);
+        s.udp_gso_segments = u64::from(cfg.link.udp_gso_segments);
     });
 }
 

@@ -126,6 +126,8 @@ pub(crate) fn send_loop(
             sender.record_send_errors(report.transient_errors);
             protocol::update(&s.status, |st| {
                 st.datagrams_sent += report.sent as u64;
+                st.udp_messages_sent += report.messages as u64;
+                st.udp_gso_segments = udp.gso_segments() as u64;
                 st.send_dropped += report.dropped as u64;
                 st.send_errors += report.transient_errors;
             });

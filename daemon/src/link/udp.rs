@@ -7,10 +7,12 @@
 //! correction repairs, so the sender counts errors and goes on instead of
 //! failing. The receiver drops datagrams longer than the link's MTU allows.
 
+use nix::cmsg_space;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    getsockopt, recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrStorage,
+    getsockopt, recvmmsg, sendmmsg, setsockopt, sockopt, ControlMessage, MsgFlags, MultiHeaders,
+    SockaddrStorage,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -321,6 +323,9 @@ pub struct SendReport {
     pub dropped: usize,
     /// Failed send calls (each retry counts).
     pub transient_errors: u64,
+    /// UDP messages the kernel took: one per datagram without GSO, one per
+    /// super-packet with it.
+    pub messages: usize,
 }
 
 /// Cumulative send figures, errors by class.
@@ -330,6 +335,10 @@ pub struct SendCounters {
     pub sent: u64,
     /// Datagrams given up.
     pub dropped: u64,
+    /// UDP messages the kernel took (fewer than `sent` with GSO).
+    pub messages: u64,
+    /// Times the kernel refused GSO (after the first, GSO is off).
+    pub gso_refused: u64,
     /// EINTR (retried).
     pub interrupted: u64,
     /// EAGAIN / EWOULDBLOCK (retried).
@@ -378,21 +387,89 @@ impl SendCounters {
     }
 }
 
+/// Most bytes one GSO message may carry: the UDP payload of an IPv4
+/// packet (65 535 − 20 − 8), less slack for IP options.
+const GSO_MAX_BYTES: usize = 65_000;
+/// Most segments the kernel accepts in one GSO message (`UDP_MAX_SEGMENTS`
+/// of Linux 4.18 to 6.x).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+/// One UDP message of a send: datagrams `first..end` of the batch. Several
+/// datagrams travel as one GSO super-packet, cut back into datagrams of
+/// `segment` bytes by the kernel (or the NIC) on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Message {
+    first: usize,
+    end: usize,
+    /// Length of the first datagram: every one but the last has it.
+    segment: usize,
+}
+
+impl Message {
+    fn datagrams(&self) -> usize {
+        self.end - self.first
+    }
+}
+
+/// Cuts datagrams `from..` of `batch` into messages of at most `segments`
+/// consecutive datagrams. The kernel's GSO rule: every segment but the last
+/// has the first one's length, the last may be shorter; so a message ends
+/// after a shorter datagram, before a longer one, and within
+/// [`GSO_MAX_BYTES`].
+fn messages(batch: &DatagramBatch, from: usize, segments: usize) -> Vec<Message> {
+    let segments = segments.clamp(1, GSO_MAX_SEGMENTS);
+    let mut out = Vec::with_capacity((batch.len() - from).div_ceil(segments));
+    let mut i = from;
+    while i < batch.len() {
+        let segment = batch.get(i).len();
+        let mut end = i + 1;
+        let mut bytes = segment;
+        while end < batch.len()
+            && end - i < segments
+            && batch.get(end - 1).len() == segment
+            && batch.get(end).len() <= segment
+            && bytes + batch.get(end).len() <= GSO_MAX_BYTES
+        {
+            bytes += batch.get(end).len();
+            end += 1;
+        }
+        out.push(Message {
+            first: i,
+            end,
+            segment,
+        });
+        i = end;
+    }
+    out
+}
+
 /// Sends batches of datagrams round-robin over the link's destinations.
 #[derive(Debug)]
 pub struct BatchSender {
     socket: UdpSocket,
     destinations: Vec<SockaddrStorage>,
-    /// Index of the destination the next datagram goes to.
+    /// Index of the destination the next message goes to.
     next_destination: usize,
+    /// Datagrams per GSO message (1: GSO off).
+    gso_segments: usize,
     counters: SendCounters,
 }
 
+/// How one round of `sendmmsg` calls over a batch ended.
+enum Round {
+    /// Every datagram was sent or given up.
+    Done,
+    /// The kernel refused GSO (EIO: the route's device has no UDP checksum
+    /// offload; EINVAL: no GSO for this socket or path) at this datagram,
+    /// with this error: send the rest without it.
+    GsoRefused(usize, Errno),
+}
+
 impl BatchSender {
-    /// A sender on `socket`. Datagram `k` goes to destination `k mod n`,
+    /// A sender on `socket`. Message `k` goes to destination `k mod n`,
     /// continuing across calls, so several egress ports share the load.
     /// With no destinations the socket must be connected; datagrams go to
-    /// its peer.
+    /// its peer. GSO is off until [`BatchSender::set_gso_segments`].
     pub fn new(socket: UdpSocket, destinations: Vec<SocketAddr>) -> BatchSender {
         BatchSender {
             socket,
@@ -401,8 +478,26 @@ impl BatchSender {
                 .map(SockaddrStorage::from)
                 .collect(),
             next_destination: 0,
+            gso_segments: 1,
             counters: SendCounters::default(),
         }
+    }
+
+    /// Sends up to `segments` consecutive datagrams of a batch as one UDP
+    /// GSO message (`UDP_SEGMENT`): one trip through the kernel's UDP and IP
+    /// output paths instead of one per datagram. On the wire they are
+    /// separate datagrams, but a device that passes GSO packets whole (veth,
+    /// loopback) may lose them together, so the caller keeps `segments`
+    /// within the loss budget's burst, which the sender's interleaving
+    /// already spreads over the blocks. 1 switches GSO off; at most
+    /// [`GSO_MAX_SEGMENTS`].
+    pub fn set_gso_segments(&mut self, segments: usize) {
+        self.gso_segments = segments.clamp(1, GSO_MAX_SEGMENTS);
+    }
+
+    /// Datagrams per GSO message now (1: off, or the kernel refused it).
+    pub fn gso_segments(&self) -> usize {
+        self.gso_segments
     }
 
     /// The socket, e.g. for its local address.
@@ -419,51 +514,116 @@ impl BatchSender {
     /// kernel allows. Never fails: on a one-way link a datagram that cannot
     /// be sent is loss like any other, repaired by FEC or a resend. EINTR,
     /// EAGAIN and ENOBUFS are retried [`SEND_RETRIES`] times with a short
-    /// back-off, then the datagram is dropped; other errors drop it at once.
+    /// back-off, then the message is dropped; other errors drop it at once.
+    /// If the kernel refuses GSO, GSO is switched off for good (logged
+    /// once) and the rest goes one datagram per message.
     pub fn send(&mut self, batch: &DatagramBatch) -> SendReport {
         let mut report = SendReport::default();
-        let n = batch.len();
-        if n == 0 {
-            return report;
+        let mut from = 0;
+        while from < batch.len() {
+            let plan = messages(batch, from, self.gso_segments);
+            match self.send_messages(batch, &plan, &mut report) {
+                Round::Done => break,
+                Round::GsoRefused(at, e) => {
+                    tracing::warn!(
+                        error = %e,
+                        segments = self.gso_segments,
+                        "the kernel refused UDP GSO on the link socket; sending one datagram per message from now on (slower, nothing lost); a device without UDP checksum offload on the route does this"
+                    );
+                    self.gso_segments = 1;
+                    self.counters.gso_refused += 1;
+                    from = at;
+                }
+            }
         }
-        let slices: Vec<[IoSlice<'_>; 1]> = batch.iter().map(|d| [IoSlice::new(d)]).collect();
+        self.counters.sent += report.sent as u64;
+        self.counters.dropped += report.dropped as u64;
+        self.counters.messages += report.messages as u64;
+        report
+    }
+
+    /// One round over `plan`: `sendmmsg` calls, each over a run of
+    /// messages with one segment length (the `UDP_SEGMENT` value is shared
+    /// by the messages of a call).
+    fn send_messages(
+        &mut self,
+        batch: &DatagramBatch,
+        plan: &[Message],
+        report: &mut SendReport,
+    ) -> Round {
+        let gso = self.gso_segments > 1;
+        let slices: Vec<Vec<IoSlice<'_>>> = plan
+            .iter()
+            .map(|m| {
+                (m.first..m.end)
+                    .map(|i| IoSlice::new(batch.get(i)))
+                    .collect()
+            })
+            .collect();
         let addrs: Vec<Option<SockaddrStorage>> = if self.destinations.is_empty() {
-            vec![None; n]
+            vec![None; plan.len()]
         } else {
             let d = self.destinations.len();
-            (0..n)
+            let a = (0..plan.len())
                 .map(|k| Some(self.destinations[(self.next_destination + k) % d]))
-                .collect()
+                .collect();
+            self.next_destination = (self.next_destination + plan.len()) % d;
+            a
         };
-        if !self.destinations.is_empty() {
-            self.next_destination = (self.next_destination + n) % self.destinations.len();
-        }
         let fd = self.socket.as_raw_fd();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(n, None);
         let mut i = 0;
         let mut retries = 0;
-        while i < n {
-            let result = sendmmsg(
-                fd,
-                &mut headers,
-                &slices[i..],
-                &addrs[i..],
-                [],
-                MsgFlags::empty(),
-            )
-            .map(|r| r.count());
+        while i < plan.len() {
+            // The run of messages sharing this one's segment length.
+            let segment = plan[i].segment;
+            let run = plan[i..]
+                .iter()
+                .take_while(|m| m.segment == segment)
+                .count();
+            let size = u16::try_from(segment).unwrap_or(u16::MAX);
+            let result = if gso {
+                let cmsg = [ControlMessage::UdpGsoSegments(&size)];
+                let mut headers =
+                    MultiHeaders::<SockaddrStorage>::preallocate(run, Some(cmsg_space!(u16)));
+                sendmmsg(
+                    fd,
+                    &mut headers,
+                    &slices[i..i + run],
+                    &addrs[i..i + run],
+                    cmsg,
+                    MsgFlags::empty(),
+                )
+                .map(|r| r.count())
+            } else {
+                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(run, None);
+                sendmmsg(
+                    fd,
+                    &mut headers,
+                    &slices[i..i + run],
+                    &addrs[i..i + run],
+                    [],
+                    MsgFlags::empty(),
+                )
+                .map(|r| r.count())
+            };
             match result {
                 Ok(k) if k > 0 => {
-                    report.sent += k;
+                    let k = k.min(run);
+                    report.messages += k;
+                    report.sent += plan[i..i + k].iter().map(Message::datagrams).sum::<usize>();
                     i += k;
                     retries = 0;
                 }
                 // The kernel took nothing without an error; count it as loss
                 // rather than spin.
                 Ok(_) => {
-                    report.dropped += 1;
+                    report.dropped += plan[i].datagrams();
                     i += 1;
                     retries = 0;
+                }
+                Err(e @ (Errno::EIO | Errno::EINVAL)) if gso => {
+                    report.transient_errors += 1;
+                    return Round::GsoRefused(plan[i].first, e);
                 }
                 Err(e) => {
                     report.transient_errors += 1;
@@ -480,15 +640,13 @@ impl BatchSender {
                         back_off(retries);
                         continue;
                     }
-                    report.dropped += 1;
+                    report.dropped += plan[i].datagrams();
                     i += 1;
                     retries = 0;
                 }
             }
         }
-        self.counters.sent += report.sent as u64;
-        self.counters.dropped += report.dropped as u64;
-        report
+        Round::Done
     }
 }
 
@@ -923,7 +1081,8 @@ mod tests {
                 SendReport {
                     sent: batch.len(),
                     dropped: 0,
-                    transient_errors: 0
+                    transient_errors: 0,
+                    messages: batch.len(),
                 }
             );
             // Drain as we go so the test never depends on buffer sizes.
@@ -942,6 +1101,105 @@ mod tests {
                 errors: 0
             }
         );
+    }
+
+    /// Lengths of the messages `messages` cuts a batch of these lengths into.
+    fn cut(lens: &[usize], segments: usize) -> Vec<Vec<usize>> {
+        let mut batch = DatagramBatch::new(lens.len(), 1500);
+        for &n in lens {
+            assert!(batch.push(&vec![0u8; n]));
+        }
+        messages(&batch, 0, segments)
+            .iter()
+            .map(|m| {
+                assert_eq!(m.segment, lens[m.first], "segment is the first length");
+                lens[m.first..m.end].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gso_messages_keep_the_kernels_segment_rule() {
+        // Only a message's last datagram may be shorter than its first, none
+        // longer; at most `segments` each.
+        assert_eq!(
+            cut(
+                &[100, 100, 100, 60, 100, 100, 120, 100, 100, 100, 100, 100],
+                4
+            ),
+            vec![
+                vec![100, 100, 100, 60],
+                vec![100, 100],
+                vec![120, 100],
+                vec![100, 100, 100, 100],
+            ]
+        );
+        // 1: one datagram per message, whatever the lengths.
+        assert_eq!(cut(&[5, 5, 5], 1), vec![vec![5], vec![5], vec![5]]);
+        // A long run stops at GSO_MAX_BYTES (44 datagrams of 1472 bytes),
+        // whatever was asked.
+        let run = cut(&[1472; 64], 64);
+        assert_eq!(
+            run.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![GSO_MAX_BYTES / 1472, 64 - GSO_MAX_BYTES / 1472]
+        );
+        // Asking for more than the kernel's limit is clamped.
+        let mut tx = BatchSender::new(loopback(1 << 20), Vec::new());
+        tx.set_gso_segments(1000);
+        assert_eq!(tx.gso_segments(), GSO_MAX_SEGMENTS);
+        tx.set_gso_segments(0);
+        assert_eq!(tx.gso_segments(), 1);
+    }
+
+    #[test]
+    fn gso_super_packets_arrive_as_the_datagrams_they_carry() {
+        let max_len = 1200;
+        let mut receivers: Vec<BatchReceiver> = (0..2)
+            .map(|_| BatchReceiver::new(vec![loopback(4 << 20)], 64, max_len).unwrap())
+            .collect();
+        let dests: Vec<SocketAddr> = receivers.iter().map(|r| r.local_addrs()[0]).collect();
+        let mut tx = BatchSender::new(loopback(4 << 20), dests);
+        tx.set_gso_segments(8);
+        // 60 datagrams: full ones, a shorter one in the middle (it ends its
+        // message) and a short tail; each carries its index.
+        let lens: Vec<usize> = (0..60)
+            .map(|i| match i {
+                21 => 300,
+                57.. => 40,
+                _ => 1000,
+            })
+            .collect();
+        let mut batch = DatagramBatch::new(64, max_len);
+        for (i, &n) in lens.iter().enumerate() {
+            let mut d = vec![i as u8; n];
+            d[..4].copy_from_slice(&(i as u32).to_be_bytes());
+            assert!(batch.push(&d));
+        }
+        let report = tx.send(&batch);
+        assert_eq!(report.sent, 60);
+        assert_eq!(report.dropped, 0);
+        assert_eq!(tx.gso_segments(), 8, "the kernel refused GSO on loopback");
+        let plan = messages(&batch, 0, 8);
+        assert_eq!(report.messages, plan.len());
+        assert!(plan.len() < 15, "{} messages for 60 datagrams", plan.len());
+        assert_eq!(tx.counters().messages, plan.len() as u64);
+        // Message k went to receiver k mod 2, cut back into its datagrams,
+        // each whole and in order.
+        for (r, rx) in receivers.iter_mut().enumerate() {
+            let want: Vec<usize> = plan
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % 2 == r)
+                .flat_map(|(_, m)| m.first..m.end)
+                .collect();
+            let got = receive_all(rx, want.len(), max_len);
+            assert_eq!(got.len(), want.len(), "receiver {r}");
+            for (d, &i) in got.iter().zip(&want) {
+                assert_eq!(d.len(), lens[i], "datagram {i}");
+                assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]), i as u32);
+                assert!(d[4..].iter().all(|&b| b == i as u8), "datagram {i} body");
+            }
+        }
     }
 
     #[test]
@@ -1016,7 +1274,8 @@ mod tests {
             SendReport {
                 sent: 5,
                 dropped: 5,
-                transient_errors: 5
+                transient_errors: 5,
+                messages: 5,
             }
         );
         let c = tx.counters();

@@ -537,6 +537,18 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             s.datagrams_sent,
         );
         o.single(
+            "ferry_udp_messages_sent_total",
+            "counter",
+            "UDP messages the sent datagrams went in: one per datagram without GSO, one per super-packet with it.",
+            s.udp_messages_sent,
+        );
+        o.single(
+            "ferry_udp_gso_segments",
+            "gauge",
+            "Datagrams per UDP GSO message now (1: off, or the kernel refused GSO).",
+            s.udp_gso_segments,
+        );
+        o.single(
             "ferry_fec_repair_datagrams_total",
             "counter",
             "Repair (FEC) datagrams among them.",

@@ -56,6 +56,11 @@ pub struct LinkArgs {
     /// cost of the self-healing re-sends inside the run.
     #[arg(long)]
     pub heal_after_ms: Option<u64>,
+    /// Ingress `udp_gso_segments` (default: the configuration default, the
+    /// loss budget's burst); 1 sends one datagram per UDP message, to
+    /// measure what GSO saves.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub gso_segments: Option<u16>,
 }
 
 /// CPU seconds (user + system) this process has used so far.
@@ -127,6 +132,10 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
     let mut icfg = config::load(&tb.ingress_config)?;
     if let Some(ms) = a.heal_after_ms {
         icfg.link.heal_resend_after_ms = ms.max(1);
+    }
+    if let Some(n) = a.gso_segments {
+        // Within what the configuration allows: the budget's burst.
+        icfg.link.udp_gso_segments = n.min(icfg.link.udp_gso_segments);
     }
     let ecfg = config::load(&tb.egress_config)?;
 
@@ -242,6 +251,8 @@ pub fn link(a: &LinkArgs) -> Result<(), DaemonError> {
         "corrupted": corrupted,
         "lost_packages": u64::from(a.files) - delivered,
         "datagrams_sent": is.datagrams_sent,
+        "udp_messages_sent": is.udp_messages_sent,
+        "udp_gso_segments": is.udp_gso_segments,
         "send_errors": is.send_errors,
         "receiver": es.receiver,
         "daemons_log": log,

@@ -81,6 +81,11 @@ pub struct NetnsArgs {
     /// Crypto suite of the link (`intl` or `gm`).
     #[arg(long, default_value = "intl", value_parser = ["intl", "gm"])]
     pub suite: String,
+    /// Ingress `udp_gso_segments` (default: the shipped one, the loss
+    /// budget's burst); 1 sends one datagram per UDP message, to measure
+    /// what GSO saves.
+    #[arg(long, value_name = "N")]
+    pub gso_segments: Option<u16>,
     /// Keep the work directory (keys, configurations, state, logs, the
     /// delivered file) and print its path.
     #[arg(long)]
@@ -689,6 +694,12 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
     }
     o.suite = a.suite.parse().map_err(DaemonError::Config)?;
     let tb = testkit::create(&work.root, &o)?;
+    if let Some(n) = a.gso_segments {
+        let path = &tb.ingress_config;
+        let text = std::fs::read_to_string(path).map_err(DaemonError::io(path))?;
+        let text = text.replacen("[link]\n", &format!("[link]\nudp_gso_segments = {n}\n"), 1);
+        std::fs::write(path, text).map_err(DaemonError::io(path))?;
+    }
     let icfg = config::load(&tb.ingress_config).map_err(DaemonError::from)?;
 
     // The package is written before the clock starts, never held in memory.
@@ -847,6 +858,8 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
         "rate_cap_mbit": a.rate_cap_mbit,
         "suite": a.suite,
         "datagrams_sent": counter(&ingress_status, "datagrams_sent"),
+        "udp_messages_sent": counter(&ingress_status, "udp_messages_sent"),
+        "udp_gso_segments": counter(&ingress_status, "udp_gso_segments"),
         "send_errors": counter(&ingress_status, "send_errors"),
         "egress_failed": counter(&egress_status, "failed"),
         "egress_socket_dropped": counter(&egress_status["receive"], "kernel_dropped_datagrams"),
