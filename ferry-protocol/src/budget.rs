@@ -43,8 +43,9 @@ pub const MIN_SPLIT_BLOCK_SYMBOLS: u64 = 64;
 pub const MAX_MANIFEST_COPIES: u16 = 64;
 /// Highest loss rate a budget may name.
 pub const MAX_BUDGET_LOSS: f64 = 0.20;
-/// Longest burst a budget may name: the sender holds an interleaving group
-/// of up to `2 · (burst + 1)` blocks in memory.
+/// Longest burst a budget may name: the sender holds two interleaving
+/// groups (the one being sent, the next one assembled ahead) of up to
+/// `2 · (burst + 1)` blocks each in memory.
 pub const MAX_BUDGET_BURST: u16 = 32;
 /// Data datagrams before the second manifest copy when no budget is set
 /// (the fixed schedule of protocol version 1's first sender).

@@ -4,9 +4,12 @@
 //! caller's file), then repeatedly calls [`Sender::poll_transmit`], which
 //! either writes the next datagram into the caller's buffer, asks for the
 //! next plaintext chunk ([`Transmit::NeedPayload`]), or says there is
-//! nothing to do until [`Sender::poll_timeout`]. Memory stays bounded by one
-//! interleaving group of FEC blocks (at most `2 · (burst + 1)` blocks) per
-//! package in transmission, whatever the package size.
+//! nothing to do until [`Sender::poll_timeout`]. Memory stays bounded by two
+//! interleaving groups of FEC blocks (each at most `2 · (burst + 1)` blocks)
+//! for the package in transmission, whatever the package size: the group
+//! being sent, and the next one, assembled (read, sealed, encoded) a block
+//! at a time between the current group's datagrams, so a paced link is not
+//! idle while a group is prepared.
 //!
 //! How a package is cut into blocks, how much repair each block gets, how
 //! many manifest copies a send carries and in which order the datagrams go
@@ -188,6 +191,11 @@ struct Active {
     span: (u64, u64),
     /// Blocks of the group encoded so far (into `Sender::blocks`).
     assembled: usize,
+    /// Blocks of the next group encoded ahead (into `Sender::ahead`) while
+    /// this group's datagrams go out.
+    ahead_assembled: usize,
+    /// Data datagrams sent from this group.
+    group_sent: u64,
     /// Symbol index being sent across the group, and the next block of the
     /// group to send it from.
     round: u32,
@@ -196,6 +204,15 @@ struct Active {
     /// Manifest copies sent so far, the leading one included.
     copies_sent: u16,
     trailer_due: bool,
+}
+
+/// Which group [`Sender::assemble`] works on.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    /// The group being sent.
+    Current,
+    /// The one after it, assembled ahead.
+    Next,
 }
 
 /// One encoded block of the group being sent (buffers reused).
@@ -222,6 +239,9 @@ pub struct Sender {
     /// largest of the suites, until the first package says).
     chunk_overhead: usize,
     blocks: Vec<BlockBuf>,
+    /// The next group's blocks, assembled ahead; swapped with `blocks` when
+    /// the group being sent ends.
+    ahead: Vec<BlockBuf>,
     encoder: BlockEncoder,
     last_seq: Option<u64>,
     next_heartbeat: Millis,
@@ -306,6 +326,7 @@ impl Sender {
             planner,
             chunk_overhead: 32,
             blocks: Vec::new(),
+            ahead: Vec::new(),
             encoder: BlockEncoder::new(),
             last_seq: None,
             next_heartbeat: Millis(0),
@@ -548,47 +569,17 @@ impl Sender {
             if active.assembled < group_len {
                 // Gather the next block's ciphertext, asking for plaintext
                 // chunk by chunk, and encode it.
-                let block = active.span.0 + active.assembled as u64;
-                let (_, block_len) = pkg.geometry.block_span(block);
-                let have = active.sealed.len();
-                if have < block_len {
-                    let size = pkg.manifest.meta.size;
-                    let want = (size - active.plain_offset).min(u64::from(self.config.chunk_size))
-                        as usize;
-                    if want == 0 && active.chunk_index == 0 {
-                        // Empty payload: the single, empty chunk is sealed
-                        // without asking the caller for anything.
-                        self.provide_inner(Vec::new())?;
-                    } else if want == 0 {
-                        return Err(SenderError::Config(format!(
-                            "internal: package {} sealed {} bytes short of its geometry",
-                            pkg.seq,
-                            block_len - have
-                        )));
-                    } else {
-                        active.awaiting = Some((active.plain_offset, want));
-                    }
-                    continue;
-                }
-                let k = pkg.geometry.k_of(block);
-                let r = pkg.plan.repair_of(block);
-                if self.blocks.len() <= active.assembled {
-                    self.blocks
-                        .resize_with(active.assembled + 1, BlockBuf::default);
-                }
-                let buf = &mut self.blocks[active.assembled];
-                buf.block = block;
-                buf.k = k;
-                buf.r = r;
-                buf.source.clear();
-                buf.source.extend_from_slice(&active.sealed[..block_len]);
-                buf.source.resize(usize::from(k) * self.symbol_size, 0);
-                active.sealed.drain(..block_len);
-                self.encoder
-                    .encode(&buf.source, k, r, self.symbol_size, &mut buf.repair)?;
-                active.assembled += 1;
+                self.assemble(Which::Current)?;
                 continue;
             }
+            if self.ahead_due(group_len) {
+                self.assemble(Which::Next)?;
+                continue;
+            }
+            let Some(active) = self.active.as_mut() else {
+                return Ok(Transmit::Idle);
+            };
+            let pkg = &self.packages[active.index];
             // Round robin over the group's blocks: symbol `round` of each
             // block that has one, so two symbols of a block are as far apart
             // as the group is wide.
@@ -608,9 +599,13 @@ impl Sender {
                     if active.group >= pkg.plan.groups {
                         active.trailer_due = true;
                     } else {
+                        // The next group, as far as it was assembled ahead.
                         active.span = pkg.plan.group_span(active.group);
-                        active.assembled = 0;
+                        active.assembled = active.ahead_assembled;
+                        active.ahead_assembled = 0;
                         active.round = 0;
+                        active.group_sent = 0;
+                        std::mem::swap(&mut self.blocks, &mut self.ahead);
                     }
                 }
                 continue;
@@ -637,8 +632,98 @@ impl Sender {
             };
             let n = wire::write_data(out, &c, &h, symbol);
             active.data_sent += 1;
+            active.group_sent += 1;
             return Ok(Transmit::Datagram(self.finish(out, &c, n)));
         }
+    }
+
+    /// Whether to assemble a block of the next group before the next
+    /// datagram of this one: its blocks are spread over the first three
+    /// quarters of this group's datagrams, so the next group is ready before
+    /// this one ends and the pacer never waits for a whole group's sealing
+    /// and encoding (which a paced link would lose: its credit is a few
+    /// batches, a group takes milliseconds).
+    fn ahead_due(&self, group_len: usize) -> bool {
+        let Some(active) = self.active.as_ref() else {
+            return false;
+        };
+        let pkg = &self.packages[active.index];
+        if active.group + 1 >= pkg.plan.groups || active.awaiting.is_some() {
+            return false;
+        }
+        let (from, to) = pkg.plan.group_span(active.group + 1);
+        let next_len = to - from;
+        let ahead = active.ahead_assembled as u64;
+        if ahead >= next_len {
+            return false;
+        }
+        let total: u64 = self.blocks[..group_len]
+            .iter()
+            .map(|b| u64::from(b.k) + u64::from(b.r))
+            .sum();
+        (ahead + 1) * total * 3 <= (active.group_sent + 1) * next_len * 4
+    }
+
+    /// One step of assembling a block: of the group being sent (into
+    /// `blocks`) or of the next one (into `ahead`). Asks for the next
+    /// plaintext chunk (`awaiting`) while the sealed bytes fall short of the
+    /// block, else cuts the block from them and encodes it. The sealed
+    /// stream is read in order: the next group starts only once this one is
+    /// whole.
+    fn assemble(&mut self, which: Which) -> Result<(), SenderError> {
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let pkg = &self.packages[active.index];
+        let (group, slot) = match which {
+            Which::Current => (active.group, active.assembled),
+            Which::Next => (active.group + 1, active.ahead_assembled),
+        };
+        let block = pkg.plan.group_span(group).0 + slot as u64;
+        let (_, block_len) = pkg.geometry.block_span(block);
+        let have = active.sealed.len();
+        if have < block_len {
+            let size = pkg.manifest.meta.size;
+            let want = (size - active.plain_offset).min(u64::from(self.config.chunk_size)) as usize;
+            if want == 0 && active.chunk_index == 0 {
+                // Empty payload: the single, empty chunk is sealed without
+                // asking the caller for anything.
+                return self.provide_inner(Vec::new());
+            }
+            if want == 0 {
+                return Err(SenderError::Config(format!(
+                    "internal: package {} sealed {} bytes short of its geometry",
+                    pkg.seq,
+                    block_len - have
+                )));
+            }
+            active.awaiting = Some((active.plain_offset, want));
+            return Ok(());
+        }
+        let k = pkg.geometry.k_of(block);
+        let r = pkg.plan.repair_of(block);
+        let bufs = match which {
+            Which::Current => &mut self.blocks,
+            Which::Next => &mut self.ahead,
+        };
+        if bufs.len() <= slot {
+            bufs.resize_with(slot + 1, BlockBuf::default);
+        }
+        let buf = &mut bufs[slot];
+        buf.block = block;
+        buf.k = k;
+        buf.r = r;
+        buf.source.clear();
+        buf.source.extend_from_slice(&active.sealed[..block_len]);
+        buf.source.resize(usize::from(k) * self.symbol_size, 0);
+        active.sealed.drain(..block_len);
+        self.encoder
+            .encode(&buf.source, k, r, self.symbol_size, &mut buf.repair)?;
+        match which {
+            Which::Current => active.assembled += 1,
+            Which::Next => active.ahead_assembled += 1,
+        }
+        Ok(())
     }
 
     fn start_next(&mut self, now: Millis) -> bool {
@@ -672,6 +757,8 @@ impl Sender {
                 group: 0,
                 span: pkg.plan.group_span(0),
                 assembled: 0,
+                ahead_assembled: 0,
+                group_sent: 0,
                 round: 0,
                 cursor: 0,
                 data_sent: 0,

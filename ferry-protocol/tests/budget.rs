@@ -407,3 +407,61 @@ fn every_size_and_shape_is_planned_below_the_target() {
         }
     }
 }
+
+/// The next interleaving group is read, sealed and encoded a block at a
+/// time between the current group's datagrams, never all at once between
+/// two groups: a paced link would sit idle for the whole group's sealing
+/// (its pacing credit is a few batches, a group takes milliseconds). The
+/// wire order is unchanged (the test above).
+#[test]
+fn the_next_group_is_assembled_between_the_current_groups_datagrams() {
+    let k = keys();
+    let mut cfg = sender_config();
+    cfg.loss_budget = Some(LossBudget::DEFAULT);
+    let mut s = sender(&k, cfg.clone());
+    let data = payload(7, 12_000_000);
+    s.enqueue(START, 0, meta(0, &data)).expect("enqueue");
+    // Planned once the suite's chunk overhead is known (enqueue learns it).
+    let plan = s.plan_for(data.len() as u64).expect("plan");
+    assert!(plan.groups >= 3, "{plan:?}");
+    let mut buf = vec![0u8; s.max_datagram_len()];
+    // Runs of payload requests between two data datagrams, once the first
+    // data datagram is out; and the blocks seen in order of first datagram.
+    let (mut run, mut longest, mut data_seen) = (0usize, 0usize, 0u64);
+    let mut now = START;
+    loop {
+        match s.poll_transmit(now, &mut buf).expect("transmit") {
+            Transmit::Datagram(n) => {
+                let p = wire::parse(&buf[..n], buf.len()).expect("parse");
+                if let Body::Data(..) = p.body {
+                    data_seen += 1;
+                    longest = longest.max(run);
+                    run = 0;
+                }
+            }
+            Transmit::NeedPayload { seq, offset, len } => {
+                if data_seen > 0 {
+                    run += 1;
+                }
+                let o = offset as usize;
+                s.provide_payload(seq, offset, &data[o..o + len])
+                    .expect("provide");
+            }
+            Transmit::Idle => {
+                if s.queued() == 0 {
+                    break;
+                }
+                now = now.plus(1000);
+            }
+        }
+    }
+    assert_eq!(data_seen, plan.data_datagrams);
+    // One block's chunks at most (plus one for a chunk across two blocks),
+    // never a group's.
+    let symbol = wire::symbol_size(cfg.mtu);
+    let per_block = (usize::from(cfg.block_symbols) * symbol).div_ceil(cfg.chunk_size as usize) + 1;
+    assert!(
+        longest <= per_block,
+        "{longest} payload requests in a row between two datagrams (a block is {per_block} at most; {plan:?})"
+    );
+}
