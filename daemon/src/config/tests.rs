@@ -281,31 +281,30 @@ fn other_ranges_are_checked() {
 
 #[test]
 fn udp_gso_segments_follow_the_loss_budget() {
-    let ok = |text: &str| parse(text, "/etc/ferry/ferryd.toml").unwrap();
-    let c = ok(&INGRESS.replace("mtu = 9000", "mtu = 9000\nloss_budget_burst = 3"));
-    assert_eq!(c.link.udp_gso_segments, 3);
-    let c = ok(&INGRESS.replace(
-        "mtu = 9000",
-        "mtu = 9000\nloss_budget_burst = 16\nudp_gso_segments = 16",
-    ));
-    assert_eq!(c.link.udp_gso_segments, 16);
-    // Without a budget nothing spreads a lost super-packet: GSO is off.
-    let c = ok(&INGRESS.replace("mtu = 9000", "mtu = 9000\nloss_budget_percent = 0.0"));
-    assert_eq!(c.link.udp_gso_segments, 1);
-    let c = ok(&INGRESS.replace(
-        "mtu = 9000",
-        "mtu = 9000\nloss_budget_percent = 0.0\nudp_gso_segments = 1",
-    ));
-    assert_eq!(c.link.udp_gso_segments, 1);
-    let (line, _, msg) = refused(&INGRESS.replace(
-        "mtu = 9000",
-        "mtu = 9000\nloss_budget_percent = 0.0\nudp_gso_segments = 2",
-    ));
-    assert_eq!(line, 8, "{msg}");
-    assert!(msg.contains("needs a loss budget"), "{msg}");
-    // The refusal says what to do.
-    let (_, _, msg) = refused(&INGRESS.replace("mtu = 9000", "mtu = 9000\nudp_gso_segments = 9"));
-    assert!(msg.contains("raise `loss_budget_burst` to 9"), "{msg}");
+    let with = |extra: &str| INGRESS.replace("mtu = 9000", &format!("mtu = 9000\n{extra}"));
+    for (extra, want) in [
+        ("loss_budget_burst = 3", 3),
+        ("loss_budget_burst = 16\nudp_gso_segments = 16", 16),
+        // Without a budget nothing spreads a lost super-packet: GSO is off.
+        ("loss_budget_percent = 0.0", 1),
+        ("loss_budget_percent = 0.0\nudp_gso_segments = 1", 1),
+    ] {
+        let c = parse(&with(extra), "/etc/ferry/ferryd.toml").unwrap();
+        assert_eq!(c.link.udp_gso_segments, want, "{extra}");
+    }
+    // Each refusal points at the key and says what to do.
+    for (extra, line, says) in [
+        (
+            "loss_budget_percent = 0.0\nudp_gso_segments = 2",
+            8,
+            "needs a loss budget",
+        ),
+        ("udp_gso_segments = 9", 7, "raise `loss_budget_burst` to 9"),
+    ] {
+        let (at, _, msg) = refused(&with(extra));
+        assert_eq!(at, line, "{msg}");
+        assert!(msg.contains(says), "{msg}");
+    }
 }
 
 #[test]
