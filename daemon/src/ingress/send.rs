@@ -34,6 +34,9 @@ pub(crate) const FEED_INTERVAL: Duration = Duration::from_millis(50);
 /// budget long exhausted) are skipped and counted, never sent in a flood.
 pub(crate) const HEAL_WINDOW_MS: u64 = 60_000;
 
+/// Start of the status warning that the kernel refused UDP GSO.
+pub(crate) const GSO_WARNING_PREFIX: &str = "udp gso:";
+
 /// Key in a queued package's description: it had its self-healing re-send.
 pub(crate) const HEALED_KEY: &str = "heal_resent";
 
@@ -130,6 +133,18 @@ pub(crate) fn send_loop(
                 st.udp_gso_segments = udp.gso_segments() as u64;
                 st.send_dropped += report.dropped as u64;
                 st.send_errors += report.transient_errors;
+                // Slower from now on, nothing lost: a standing warning, so
+                // the operator sees why the link moves less than before.
+                if udp.counters().gso_refused > 0
+                    && !st
+                        .warnings
+                        .iter()
+                        .any(|w| w.starts_with(GSO_WARNING_PREFIX))
+                {
+                    st.warnings.push(format!(
+                        "{GSO_WARNING_PREFIX} the kernel refused UDP GSO on the link socket, so the link sends one datagram per UDP message (slower, nothing lost); the route's device lacks UDP checksum offload or its MTU is below the link's `mtu`: fix the route, or set `udp_gso_segments = 1` to silence this"
+                    ));
+                }
             });
         }
         let after = sender.queued_seqs();

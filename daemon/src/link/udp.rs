@@ -460,8 +460,9 @@ enum Round {
     /// Every datagram was sent or given up.
     Done,
     /// The kernel refused GSO (EIO: the route's device has no UDP checksum
-    /// offload; EINVAL: no GSO for this socket or path) at this datagram,
-    /// with this error: send the rest without it.
+    /// offload; EMSGSIZE, or EINVAL before Linux 6.x: a segment does not fit
+    /// the route's MTU, which plain datagrams survive by IP fragmentation)
+    /// at this datagram, with this error: send the rest without it.
     GsoRefused(usize, Errno),
 }
 
@@ -528,7 +529,7 @@ impl BatchSender {
                     tracing::warn!(
                         error = %e,
                         segments = self.gso_segments,
-                        "the kernel refused UDP GSO on the link socket; sending one datagram per message from now on (slower, nothing lost); a device without UDP checksum offload on the route does this"
+                        "the kernel refused UDP GSO on the link socket; sending one datagram per message from now on (slower, nothing lost); a device on the route without UDP checksum offload, or with an MTU below the link's `mtu`, does this"
                     );
                     self.gso_segments = 1;
                     self.counters.gso_refused += 1;
@@ -621,7 +622,7 @@ impl BatchSender {
                     i += 1;
                     retries = 0;
                 }
-                Err(e @ (Errno::EIO | Errno::EINVAL)) if gso => {
+                Err(e @ (Errno::EIO | Errno::EINVAL | Errno::EMSGSIZE)) if gso => {
                     report.transient_errors += 1;
                     return Round::GsoRefused(plan[i].first, e);
                 }
