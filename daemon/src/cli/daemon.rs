@@ -104,9 +104,10 @@ fn print_receive(v: &serde_json::Value) {
         n("spool_limit_bytes")
     );
     println!(
-        "  {:<22} {} datagrams dropped by the kernel before ferryd read them",
+        "  {:<22} {} datagrams dropped by the kernel before ferryd read them; {} waits for the spool's disk",
         "receive socket",
-        n("kernel_dropped_datagrams")
+        n("kernel_dropped_datagrams"),
+        n("receive_waits")
     );
     match (
         r.get("sustained_bytes_per_s").and_then(|x| x.as_u64()),

@@ -360,6 +360,12 @@ pub fn render(s: &Status, now_ms: u64) -> String {
                 "Datagrams the kernel dropped at the receive socket before ferryd read them (a host too busy; raise socket_buffer_bytes or lower the ingress rate).",
                 r.kernel_dropped_datagrams,
             );
+            o.single(
+                "ferry_receive_spool_waits_total",
+                "counter",
+                "Times the receive thread found the spool's memory full and waited for the disk (the socket buffer held what came meanwhile).",
+                r.receive_waits,
+            );
             if let Some(v) = r.sustained_bytes_per_s {
                 o.single(
                     "ferry_receive_sustained_bytes_per_second",
