@@ -231,6 +231,20 @@ fn wire_loss(e_ns: &str, per_mille: u32) {
     );
 }
 
+/// A testbed whose ingress sends from its veth address straight to the
+/// egress listening on its own (no relay).
+fn direct_testbed(dir: &Path) -> ferry_daemon::testkit::Testbed {
+    let tb = testbed(dir, |o| {
+        o.listen = format!("{EGRESS_ADDR}:{PORT_A}").parse().expect("addr");
+    });
+    rewrite(
+        &tb.ingress_config,
+        "bind = \"127.0.0.1:0\"",
+        &format!("bind = \"{INGRESS_ADDR}:0\""),
+    );
+    tb
+}
+
 /// Moves the calling thread (only it) into the named network namespace.
 fn enter_netns(ns: &str) {
     let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
@@ -658,14 +672,7 @@ fn a_route_that_refuses_gso_falls_back_and_loses_nothing() {
         &["ip", "link", "set", "dev", INGRESS_IF, "mtu", "1280"],
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let tb = testbed(dir.path(), |o| {
-        o.listen = format!("{EGRESS_ADDR}:{PORT_A}").parse().expect("addr");
-    });
-    rewrite(
-        &tb.ingress_config,
-        "bind = \"127.0.0.1:0\"",
-        &format!("bind = \"{INGRESS_ADDR}:0\""),
-    );
+    let tb = direct_testbed(dir.path());
     let egress = Daemon::start_with(&tb.egress_config, &["ip", "netns", "exec", e_ns]);
     // The egress binds its link socket before its control socket answers:
     // no datagram may find the port closed (an ICMP error would flow back).
@@ -719,14 +726,7 @@ fn sender_survives_transient_send_errors() {
     let link = Link::new("eperm");
     let (i_ns, e_ns) = (link.ingress.as_str(), link.egress.as_str());
     let dir = tempfile::tempdir().expect("tempdir");
-    let tb = testbed(dir.path(), |o| {
-        o.listen = format!("{EGRESS_ADDR}:{PORT_A}").parse().expect("addr");
-    });
-    rewrite(
-        &tb.ingress_config,
-        "bind = \"127.0.0.1:0\"",
-        &format!("bind = \"{INGRESS_ADDR}:0\""),
-    );
+    let tb = direct_testbed(dir.path());
     // The egress listens directly on its veth address: no relay here.
     // A drop in the sender's own output chain makes sendmmsg fail (EPERM).
     in_ns(i_ns, &["nft", "add table inet block"]);

@@ -575,38 +575,31 @@ impl BatchSender {
         let mut i = 0;
         let mut retries = 0;
         while i < plan.len() {
-            // The run of messages sharing this one's segment length.
+            // With GSO, the run of messages sharing this one's segment
+            // length (`UDP_SEGMENT` is one value per call); without, the rest.
             let segment = plan[i].segment;
-            let run = plan[i..]
-                .iter()
-                .take_while(|m| m.segment == segment)
-                .count();
-            let size = u16::try_from(segment).unwrap_or(u16::MAX);
-            let result = if gso {
-                let cmsg = [ControlMessage::UdpGsoSegments(&size)];
-                let mut headers =
-                    MultiHeaders::<SockaddrStorage>::preallocate(run, Some(cmsg_space!(u16)));
-                sendmmsg(
-                    fd,
-                    &mut headers,
-                    &slices[i..i + run],
-                    &addrs[i..i + run],
-                    cmsg,
-                    MsgFlags::empty(),
-                )
-                .map(|r| r.count())
+            let run = if gso {
+                plan[i..]
+                    .iter()
+                    .take_while(|m| m.segment == segment)
+                    .count()
             } else {
-                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(run, None);
-                sendmmsg(
-                    fd,
-                    &mut headers,
-                    &slices[i..i + run],
-                    &addrs[i..i + run],
-                    [],
-                    MsgFlags::empty(),
-                )
-                .map(|r| r.count())
+                plan.len() - i
             };
+            let size = u16::try_from(segment).unwrap_or(u16::MAX);
+            let segments = [ControlMessage::UdpGsoSegments(&size)];
+            let cmsgs: &[ControlMessage<'_>] = if gso { &segments } else { &[] };
+            let mut headers =
+                MultiHeaders::<SockaddrStorage>::preallocate(run, gso.then(|| cmsg_space!(u16)));
+            let result = sendmmsg(
+                fd,
+                &mut headers,
+                &slices[i..i + run],
+                &addrs[i..i + run],
+                cmsgs,
+                MsgFlags::empty(),
+            )
+            .map(|r| r.count());
             match result {
                 Ok(k) if k > 0 => {
                     let k = k.min(run);
