@@ -114,6 +114,7 @@ pub fn run(
         approvals_lock: Mutex::new(()),
         scan_hold_until_ms: std::sync::atomic::AtomicU64::new(0),
         stopped: std::sync::RwLock::new(BTreeMap::new()),
+        send_wake: Default::default(),
     });
     let stopped = shared.store.stopped_channels()?;
     publish_stopped(&shared.status, &stopped);
@@ -410,6 +411,9 @@ fn resend(
         let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
         let seq = requeue(&s.store, id, q)?;
         requeued.push(serde_json::json!({ "package": hex::encode(id), "new_seq": seq }));
+    }
+    if !requeued.is_empty() {
+        s.send_wake.notify();
     }
     protocol::update(&s.status, |st| st.resent += requeued.len() as u64);
     tracing::info!(count = requeued.len(), "operator resend queued");

@@ -210,7 +210,7 @@ pub(crate) fn send_loop(
         if idle && batch.is_empty() {
             let until = sender.poll_timeout();
             let wait = until.since(now_millis()).clamp(1, 20);
-            std::thread::sleep(Duration::from_millis(wait));
+            s.send_wake.wait(Duration::from_millis(wait));
         }
     }
     publish(s, sender);

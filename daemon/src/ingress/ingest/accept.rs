@@ -158,4 +158,7 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
         crate::ingress::admission::count_accepted(s, &meta);
         let _ = reply.send(Ok(Admitted::Queued(q.seq)));
     }
+    // After the answers: the woken send loop would compete with them for
+    // the cores.
+    s.send_wake.notify();
 }
