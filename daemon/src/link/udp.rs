@@ -553,13 +553,15 @@ impl BatchSender {
         report: &mut SendReport,
     ) -> Round {
         let gso = self.gso_segments > 1;
-        let slices: Vec<Vec<IoSlice<'_>>> = plan
+        // One vector of iovecs for the batch, each message a slice of it:
+        // two allocations per batch, not one per message.
+        let from = plan.first().map_or(0, |m| m.first);
+        let iovecs: Vec<IoSlice<'_>> = (from..batch.len())
+            .map(|i| IoSlice::new(batch.get(i)))
+            .collect();
+        let slices: Vec<&[IoSlice<'_>]> = plan
             .iter()
-            .map(|m| {
-                (m.first..m.end)
-                    .map(|i| IoSlice::new(batch.get(i)))
-                    .collect()
-            })
+            .map(|m| &iovecs[m.first - from..m.end - from])
             .collect();
         let addrs: Vec<Option<SockaddrStorage>> = if self.destinations.is_empty() {
             vec![None; plan.len()]
