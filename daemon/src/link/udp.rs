@@ -919,13 +919,17 @@ mod tests {
     fn datagrams_the_kernel_dropped_on_a_full_socket_are_counted() {
         // A socket with the smallest buffer the kernel grants, never read:
         // most of a burst on loopback is dropped at the socket.
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Connected to the sender: datagrams other tests of this process
+        // send to a port that was theirs and is now this socket's do not
+        // reach it (they made this test count up to twice its 200).
+        rx.connect(tx.local_addr().unwrap()).unwrap();
         setsockopt(&rx, sockopt::RcvBuf, &4096).unwrap();
         let to = rx.local_addr().unwrap();
         let receiver = BatchReceiver::new(vec![rx], 8, 2048).unwrap();
         let probe = receiver.drop_probe();
         assert_eq!(probe.dropped(), Some(0), "a new socket has dropped nothing");
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         for _ in 0..200 {
             tx.send_to(&[7u8; 1000], to).unwrap();
         }
