@@ -164,6 +164,12 @@ pub struct SenderStats {
     pub expired_sends: u64,
     /// Transient transport errors reported by the caller.
     pub send_errors: u64,
+    /// The most recent completed send's length in ms, from the time it
+    /// started (its leading manifest copy) to its trailer: the sending
+    /// phase as the sender saw it, free of anyone's polling interval.
+    pub last_send_ms: u64,
+    /// Plaintext bytes of the package that send carried.
+    pub last_send_bytes: u64,
 }
 
 struct Package {
@@ -204,6 +210,8 @@ struct Active {
     /// Manifest copies sent so far, the leading one included.
     copies_sent: u16,
     trailer_due: bool,
+    /// When the send started.
+    started: Millis,
 }
 
 /// Which group [`Sender::assemble`] works on.
@@ -764,6 +772,7 @@ impl Sender {
                 data_sent: 0,
                 copies_sent: 0,
                 trailer_due: false,
+                started: now,
             });
             return true;
         }
@@ -774,9 +783,11 @@ impl Sender {
             return;
         };
         self.stats.sends_completed += 1;
+        self.stats.last_send_ms = now.since(active.started);
         let spacing = self.config.redundancy_spacing_ms;
         let total = self.config.redundancy;
         let pkg = &mut self.packages[active.index];
+        self.stats.last_send_bytes = pkg.manifest.meta.size;
         if pkg.attempts_done == 0 {
             self.stats.packages_sent += 1;
         }

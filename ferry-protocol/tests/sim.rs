@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use ferry_protocol::receiver::FailReason;
-use ferry_protocol::ReplayWindow;
+use ferry_protocol::{ReplayWindow, Transmit};
 use proptest::prelude::*;
 
 fn mixed_sizes() -> Vec<Vec<u8>> {
@@ -480,4 +480,43 @@ fn a_package_many_times_the_memory_bound_waits_in_the_block_store() {
         "without a store the same package fails for memory: {:?}",
         e.outcome.failed
     );
+}
+
+/// The sending phase the sender reports is its own clock's, from the send's
+/// first datagram to its trailer (the bench reads it: polling both daemons
+/// every 50 ms could not time a send shorter than that).
+#[test]
+fn the_last_send_reports_its_length_and_its_package_size() {
+    let k = keys();
+    let mut s = sender(&k, sender_config());
+    let p = payload(7, 300_000);
+    s.enqueue(START, 0, meta(0, &p)).expect("enqueue");
+    let mut buf = vec![0u8; s.max_datagram_len()];
+    let mut now = START;
+    let (mut first, mut last) = (None, None);
+    loop {
+        let heartbeats = s.stats().heartbeats;
+        match s.poll_transmit(now, &mut buf).expect("transmit") {
+            Transmit::Datagram(_) => {
+                if s.stats().heartbeats == heartbeats {
+                    first.get_or_insert(now);
+                    last = Some(now);
+                }
+                // One simulated millisecond per datagram.
+                now = now.plus(1);
+            }
+            Transmit::NeedPayload { seq, offset, len } => {
+                let o = offset as usize;
+                s.provide_payload(seq, offset, &p[o..o + len])
+                    .expect("provide");
+            }
+            Transmit::Idle => break,
+        }
+    }
+    let (first, last) = (first.expect("sent"), last.expect("sent"));
+    let st = s.stats();
+    assert_eq!(st.sends_completed, 1);
+    assert!(last.since(first) > 200, "{} ms", last.since(first));
+    assert_eq!(st.last_send_ms, last.since(first));
+    assert_eq!(st.last_send_bytes, p.len() as u64);
 }

@@ -231,6 +231,8 @@ pub(crate) fn publish(s: &Shared, sender: &Sender) {
             "payload_bytes": ss.payload_bytes,
             "expired_sends": ss.expired_sends,
             "send_errors": ss.send_errors,
+            "last_send_ms": ss.last_send_ms,
+            "last_send_bytes": ss.last_send_bytes,
         }));
         st.updated_unix_ms = now_millis().0;
         st.queued = queued + sender.queued() as u64;

@@ -609,8 +609,6 @@ pub fn loopback_udp_mb_per_s() -> Result<f64, NetnsBenchError> {
 /// When things happened, as seen by polling both daemons.
 #[derive(Default)]
 struct Timeline {
-    /// The ingress side queued the package (digested, durable).
-    taken: Option<Instant>,
     /// Its sends completed.
     sent: Option<Instant>,
     /// The egress side delivered it.
@@ -763,9 +761,6 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
             });
         }
         if let Some(s) = ingress.status() {
-            if t.taken.is_none() && counter(&s, "taken") >= 1 {
-                t.taken = Some(now);
-            }
             if t.sent.is_none() && counter(&s, "sent") >= 1 {
                 t.sent = Some(now);
             }
@@ -808,14 +803,14 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
             == digest;
     let delivered = digest_ok;
     let seconds = t.delivered.map(|d| (d - pushed).as_secs_f64());
-    let link_seconds = match (t.taken, t.sent) {
-        (Some(a), Some(b)) if b > a => Some((b - a).as_secs_f64()),
-        _ => None,
-    };
+    let sender = &ingress_status["sender"];
+    // The sender's own clock: polling every 50 ms cannot time a short send.
+    let link_seconds = Some(counter(sender, "last_send_ms"))
+        .filter(|&ms| ms > 0 && counter(sender, "last_send_bytes") == a.size)
+        .map(|ms| ms as f64 / 1e3);
     let mb = |s: Option<f64>| s.filter(|_| delivered).map(|s| a.size as f64 / s / 1e6);
     let mb_per_s = mb(seconds);
     let link_mb_per_s = link_seconds.map(|s| a.size as f64 / s / 1e6);
-    let sender = &ingress_status["sender"];
     let (data_dg, repair_dg) = (
         counter(sender, "datagrams"),
         counter(sender, "repair_datagrams"),
