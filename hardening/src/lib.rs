@@ -18,7 +18,8 @@
 //! secrets ([`memory`]) and the `sd_notify` writer ([`notify`]); and, as
 //! the one crate where `unsafe` may live, SM4-CTR on the AES instructions
 //! for the GM suite ([`sm4_simd`], [`ghash_simd`]: each one `unsafe` call
-//! after CPU detection).
+//! after CPU detection), and the write-back hint for large files
+//! ([`writeback`]).
 //!
 //! This crate never decides *what* to allow: the daemon computes the paths,
 //! capabilities and user from its configuration. It is the only crate
@@ -35,6 +36,7 @@ pub mod privileges;
 pub mod process;
 pub mod seccomp;
 pub mod sm4_simd;
+pub mod writeback;
 #[cfg(test)]
 mod test_support;
 

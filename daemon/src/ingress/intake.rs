@@ -198,10 +198,15 @@ pub(crate) fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
             }
         }
     }
+    // The sender may have left the whole file dirty in the page cache: its
+    // write-back runs while the file is digested, and the fsync after the
+    // digest waits only for what is left. (A refused hint costs only time.)
+    let file = File::open(&dest).map_err(DaemonError::io(&dest))?;
+    if let Err(e) = ferry_hardening::writeback::start_writeback(&file, 0, 0) {
+        tracing::debug!(path = %dest.display(), error = %e, "write-back hint refused");
+    }
     let (size, digest) = digest_file(s.keys.link_crypto(), &dest)?;
-    File::open(&dest)
-        .and_then(|f| f.sync_all())
-        .map_err(DaemonError::io(&dest))?;
+    file.sync_all().map_err(DaemonError::io(&dest))?;
     let meta = PackageMeta {
         id,
         channel: channel.clone(),

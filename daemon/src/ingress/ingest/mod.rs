@@ -71,6 +71,9 @@ pub(crate) fn spawn(
 /// discarded before the `413` is sent, so that a client still sending sees
 /// the answer rather than a reset connection.
 const OVERSIZE_DRAIN_BYTES: u64 = 8 << 20;
+/// Every this many body bytes, the upload's write-back is started (see
+/// [`ferry_hardening::writeback`]).
+const WRITEBACK_STEP_BYTES: u64 = 8 << 20;
 
 /// What every request handler needs besides the shared state.
 struct Api {
@@ -1125,6 +1128,7 @@ async fn receive_body(
     let min_rate = cfg.limits.min_body_bytes_per_s;
     let started = tokio::time::Instant::now();
     let mut size = 0u64;
+    let mut writeback_from = 0u64;
     let too_large = || {
         tagged(
             error(
@@ -1190,6 +1194,23 @@ async fn receive_body(
             }
             digest.update(&data);
             file.write_all(&data).await.map_err(io_err)?;
+            if size - writeback_from >= WRITEBACK_STEP_BYTES {
+                // The committer's one sync would otherwise find a large
+                // body all dirty: start its write-back as it comes (a hint;
+                // refused, it only costs time at that sync).
+                // The call can block on a congested disk queue: it runs
+                // on a blocking thread, on its own descriptor, unawaited.
+                file.flush().await.map_err(io_err)?;
+                let copy = file.try_clone().await.map_err(io_err)?.into_std().await;
+                let (from, len) = (writeback_from, size - writeback_from);
+                let shown = path.display().to_string();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = ferry_hardening::writeback::start_writeback(&copy, from, len) {
+                        tracing::debug!(path = %shown, error = %e, "write-back hint refused");
+                    }
+                });
+                writeback_from = size;
+            }
         }
     }
     if size > cfg.max_package_bytes {
