@@ -36,9 +36,9 @@ pub mod privileges;
 pub mod process;
 pub mod seccomp;
 pub mod sm4_simd;
-pub mod writeback;
 #[cfg(test)]
 mod test_support;
+pub mod writeback;
 
 pub use caps::Capability;
 pub use filesystem::LandlockStatus;

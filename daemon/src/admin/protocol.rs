@@ -334,6 +334,12 @@ pub struct ReceiveStatus {
     /// for the disk (the socket buffer held what came meanwhile).
     #[serde(default)]
     pub receive_waits: u64,
+    /// Whether the link sockets receive with UDP GRO (`udp_gro`).
+    #[serde(default)]
+    pub udp_gro: bool,
+    /// With GRO: UDP messages that carried more than one datagram.
+    #[serde(default)]
+    pub udp_gro_messages: u64,
     /// The disk bound (`receive_spool_bytes`).
     pub spool_limit_bytes: u64,
     /// Datagram bytes per second the processing handles while busy, once

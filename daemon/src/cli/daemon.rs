@@ -109,6 +109,18 @@ fn print_receive(v: &serde_json::Value) {
         n("kernel_dropped_datagrams"),
         n("receive_waits")
     );
+    println!(
+        "  {:<22} {}",
+        "udp gro",
+        if r.get("udp_gro").and_then(|x| x.as_bool()) == Some(true) {
+            format!(
+                "on, {} messages carried several datagrams",
+                n("udp_gro_messages")
+            )
+        } else {
+            "off (one datagram per message)".to_string()
+        }
+    );
     match (
         r.get("sustained_bytes_per_s").and_then(|x| x.as_u64()),
         r.get("suggested_rate_bytes_per_s").and_then(|x| x.as_u64()),

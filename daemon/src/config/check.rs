@@ -708,7 +708,10 @@ impl Checker<'_> {
             ("peer", l.peer.as_ref().map(Spanned::span)),
             ("bind", l.bind.as_ref().map(Spanned::span)),
         ];
-        let egress_only = [("listen", l.listen.as_ref().map(Spanned::span))];
+        let egress_only = [
+            ("listen", l.listen.as_ref().map(Spanned::span)),
+            ("udp_gro", l.udp_gro.as_ref().map(Spanned::span)),
+        ];
         let (wrong, right) = match role {
             Role::Ingress => (&egress_only[..], "egress"),
             Role::Egress => (&ingress_only[..], "ingress"),
@@ -896,6 +899,7 @@ impl Checker<'_> {
             loss_budget_percent,
             loss_budget_burst,
             udp_gso_segments,
+            udp_gro: l.udp_gro.is_none_or(|v| v.into_inner()),
             block_symbols: self
                 .uint(
                     l.block_symbols,

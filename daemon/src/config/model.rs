@@ -480,6 +480,9 @@ pub struct LinkSection {
     /// them whole, and the interleaving spreads a burst of that length over
     /// the blocks.
     pub udp_gso_segments: u16,
+    /// Egress: receive with UDP GRO, a super-packet as one message (on by
+    /// default; off when the kernel refuses it, with a warning).
+    pub udp_gro: bool,
     /// Source symbols per FEC block.
     pub block_symbols: u16,
     /// Sends per package.

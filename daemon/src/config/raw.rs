@@ -150,6 +150,7 @@ pub(crate) struct RawLink {
     pub(crate) loss_budget_percent: Option<Spanned<f64>>,
     pub(crate) loss_budget_burst: Option<Spanned<i64>>,
     pub(crate) udp_gso_segments: Option<Spanned<i64>>,
+    pub(crate) udp_gro: Option<Spanned<bool>>,
     pub(crate) block_symbols: Option<Spanned<i64>>,
     pub(crate) redundancy: Option<Spanned<i64>>,
     pub(crate) redundancy_spacing_ms: Option<Spanned<i64>>,

@@ -280,6 +280,35 @@ fn other_ranges_are_checked() {
 }
 
 #[test]
+fn udp_gro_is_on_by_default_for_the_egress_and_refused_elsewhere() {
+    assert!(
+        parse(EGRESS, "/etc/ferry/ferryd.toml")
+            .unwrap()
+            .link
+            .udp_gro
+    );
+    let off = EGRESS.replace(
+        "link_down_after_ms = 1000",
+        "link_down_after_ms = 1000\nudp_gro = false",
+    );
+    assert!(!parse(&off, "/etc/ferry/ferryd.toml").unwrap().link.udp_gro);
+    let wrong = EGRESS.replace(
+        "link_down_after_ms = 1000",
+        "link_down_after_ms = 1000\nudp_gro = 1",
+    );
+    let (line, col, msg) = refused(&wrong);
+    assert_eq!((line, col), (8, 11), "{msg}");
+    assert!(msg.contains("invalid type"), "{msg}");
+    let ingress = INGRESS.replace("mtu = 9000", "mtu = 9000\nudp_gro = true");
+    let (line, _, msg) = refused(&ingress);
+    assert_eq!(line, 7, "{msg}");
+    assert!(
+        msg.contains("`udp_gro` applies to the egress role only"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn udp_gso_segments_follow_the_loss_budget() {
     let with = |extra: &str| INGRESS.replace("mtu = 9000", &format!("mtu = 9000\n{extra}"));
     for (extra, want) in [

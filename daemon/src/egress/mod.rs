@@ -25,7 +25,9 @@ use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::Config;
 use crate::egress::receive::{drain, LinkWatch, BATCH};
 use crate::egress::spool::Spool;
-use crate::egress::status::{publish, show_gaps, show_spool, Capacity, OverrunReport};
+use crate::egress::status::{
+    publish, show_gaps, show_spool, Capacity, OverrunReport, SocketFigures,
+};
 use crate::egress::writer::{recover, writer_loop, Sinks, Write, WRITER_QUEUE};
 use crate::link::keys::schedule;
 use crate::link::udp::{self, BatchReceiver};
@@ -35,7 +37,7 @@ use crate::state::outbox::Outbox;
 use crate::state::store::StateStore;
 use crate::{now_millis, DaemonError};
 use ferry_protocol::{Receiver, ReceiverConfig, ReplayWindow};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,7 +117,16 @@ pub fn run(
         sockets.push(sock);
     }
     let max_len = ferry_protocol::wire::max_datagram_len(cfg.link.mtu);
-    let udp = BatchReceiver::new(sockets, BATCH, max_len)?;
+    let mut udp = BatchReceiver::new(sockets, BATCH, max_len)?;
+    if cfg.link.udp_gro {
+        if let Err(e) = udp.enable_gro() {
+            // Slower, nothing lost: every datagram still arrives, one per
+            // socket buffer.
+            tracing::warn!(error = %e, "UDP GRO refused by the kernel; receiving one datagram per message (set udp_gro = false to silence this)");
+        }
+    }
+    let gro = udp.gro();
+    let gro_messages = Arc::new(AtomicU64::new(0));
     let kernel_drops = udp.drop_probe();
 
     protocol::update(&status, |s| {
@@ -291,7 +302,10 @@ pub fn run(
         let shutdown = shutdown.clone();
         std::thread::Builder::new()
             .name("ferry-recv".into())
-            .spawn(move || receive_into(udp, &spool, &shutdown))
+            .spawn({
+                let gro_messages = gro_messages.clone();
+                move || receive_into(udp, &spool, &shutdown, &gro_messages)
+            })
             .map_err(DaemonError::thread_start("receive"))?
     };
     let mut batch = spool.new_batch();
@@ -372,7 +386,11 @@ pub fn run(
             show_spool(
                 &status,
                 &spool,
-                kernel_drops.dropped(),
+                SocketFigures {
+                    kernel_dropped: kernel_drops.dropped(),
+                    gro,
+                    gro_messages: gro_messages.load(Ordering::Relaxed),
+                },
                 cfg.link.receive_spool_bytes,
                 &capacity,
                 &mut overrun,
@@ -410,7 +428,11 @@ pub fn run(
     show_spool(
         &status,
         &spool,
-        kernel_drops.dropped(),
+        SocketFigures {
+            kernel_dropped: kernel_drops.dropped(),
+            gro,
+            gro_messages: gro_messages.load(Ordering::Relaxed),
+        },
         cfg.link.receive_spool_bytes,
         &capacity,
         &mut overrun,
@@ -435,11 +457,13 @@ fn receive_into(
     mut udp: BatchReceiver,
     spool: &Spool,
     shutdown: &AtomicBool,
+    gro_messages: &AtomicU64,
 ) -> Result<(), DaemonError> {
     let mut batch = spool.new_batch();
     while !shutdown.load(Ordering::Relaxed) {
         udp.recv(&mut batch, Duration::from_millis(100))?;
         spool.push(&mut batch, now_millis());
+        gro_messages.store(udp.counters().coalesced, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -110,6 +110,17 @@ pub(crate) fn suggested_rate(sustained: u64) -> u64 {
 /// a warning: the FEC may have repaired them, and a package it could not
 /// repair raises its own alarm.
 ///
+/// What the receive sockets report beside the spool.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SocketFigures {
+    /// Datagrams the kernel dropped at the sockets (`None`: unreadable).
+    pub(crate) kernel_dropped: Option<u64>,
+    /// Whether the sockets receive with UDP GRO.
+    pub(crate) gro: bool,
+    /// Messages that carried more than one datagram.
+    pub(crate) gro_messages: u64,
+}
+
 /// Drops are audited (`link.overrun`) at most once per
 /// [`OVERRUN_REPORT_INTERVAL_MS`] for each place, with the count since the
 /// last record.
@@ -117,7 +128,7 @@ pub(crate) fn suggested_rate(sustained: u64) -> u64 {
 pub(crate) fn show_spool(
     status: &SharedStatus,
     spool: &crate::egress::spool::Spool,
-    kernel_dropped: Option<u64>,
+    socket: SocketFigures,
     limit: u64,
     capacity: &Capacity,
     overrun: &mut OverrunReport,
@@ -157,7 +168,7 @@ pub(crate) fn show_spool(
         }
         audit.note(r);
     }
-    overrun.kernel_seen = overrun.kernel_seen.max(kernel_dropped.unwrap_or(0));
+    overrun.kernel_seen = overrun.kernel_seen.max(socket.kernel_dropped.unwrap_or(0));
     let kernel = overrun.kernel_seen;
     let kernel_new = kernel.saturating_sub(overrun.kernel_reported);
     let kernel_due = overrun
@@ -196,6 +207,8 @@ pub(crate) fn show_spool(
             dropped_datagrams: st.dropped_datagrams,
             kernel_dropped_datagrams: kernel,
             receive_waits: st.receive_waits,
+            udp_gro: socket.gro,
+            udp_gro_messages: socket.gro_messages,
             spool_limit_bytes: limit,
             sustained_bytes_per_s: sustained,
             suggested_rate_bytes_per_s: sustained.map(suggested_rate),

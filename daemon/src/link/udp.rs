@@ -7,12 +7,13 @@
 //! correction repairs, so the sender counts errors and goes on instead of
 //! failing. The receiver drops datagrams longer than the link's MTU allows.
 
+use crate::link::gro::{GroBuffer, MESSAGES};
 use nix::cmsg_space;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    getsockopt, recvmmsg, sendmmsg, setsockopt, sockopt, ControlMessage, MsgFlags, MultiHeaders,
-    SockaddrStorage,
+    getsockopt, recvmmsg, sendmmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, MultiHeaders, SockaddrStorage,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -676,6 +677,8 @@ pub struct RecvCounters {
     /// Receive errors that did not stop the socket (pending ICMP errors,
     /// ENOMEM, ...).
     pub errors: u64,
+    /// With GRO: messages that carried more than one datagram.
+    pub coalesced: u64,
 }
 
 /// Receives batches of datagrams from one or more bound sockets.
@@ -687,6 +690,9 @@ pub struct BatchReceiver {
     /// Socket read first next time, so a busy socket cannot starve others.
     next_socket: usize,
     counters: RecvCounters,
+    /// With GRO on ([`BatchReceiver::enable_gro`]): where messages land
+    /// before they are cut into datagrams.
+    gro: Option<Box<GroBuffer>>,
 }
 
 /// What draining one socket found.
@@ -719,7 +725,39 @@ impl BatchReceiver {
             max_len,
             next_socket: 0,
             counters: RecvCounters::default(),
+            gro: None,
         })
+    }
+
+    /// Turns UDP GRO on for every socket: a super-packet then arrives as
+    /// one message (see [`crate::link::gro`]). All or none: a socket with
+    /// GRO on must be read into large slots, so when one socket refuses,
+    /// the ones already switched are switched back and the error returned
+    /// (receiving goes on as before).
+    pub fn enable_gro(&mut self) -> Result<(), UdpError> {
+        for (i, s) in self.sockets.iter().enumerate() {
+            if let Err(source) = setsockopt(s, sockopt::UdpGroSegment, &true) {
+                for earlier in &self.sockets[..i] {
+                    // Back to the state this receiver reads correctly; a
+                    // socket that refuses even this is not one that took GRO.
+                    let _ = setsockopt(earlier, sockopt::UdpGroSegment, &false);
+                }
+                return Err(UdpError::SocketOption {
+                    addr: s
+                        .local_addr()
+                        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                    option: "UDP_GRO",
+                    source,
+                });
+            }
+        }
+        self.gro = Some(Box::default());
+        Ok(())
+    }
+
+    /// Whether GRO is on.
+    pub fn gro(&self) -> bool {
+        self.gro.is_some()
     }
 
     /// The sockets' local addresses.
@@ -815,6 +853,13 @@ impl BatchReceiver {
     /// Reads waiting datagrams from every socket, starting at a rotating
     /// one, until the batch is full or all are drained.
     fn fill(&mut self, batch: &mut DatagramBatch) -> Result<(), UdpError> {
+        let limit = self.capacity.min(batch.capacity());
+        if let Some(gro) = self.gro.as_mut() {
+            // Datagrams of messages read last time first.
+            let split = gro.split_into(batch, limit, self.max_len);
+            self.counters.received += split.datagrams;
+            self.counters.oversize += split.oversize;
+        }
         let n = self.sockets.len();
         let start = self.next_socket;
         self.next_socket = (self.next_socket + 1) % n;
@@ -834,6 +879,9 @@ impl BatchReceiver {
     }
 
     fn drain(&mut self, i: usize, batch: &mut DatagramBatch) -> Drained {
+        if self.gro.is_some() {
+            return self.drain_gro(i, batch);
+        }
         let fd = self.sockets[i].as_raw_fd();
         loop {
             let room = self
@@ -877,22 +925,98 @@ impl BatchReceiver {
                         return Drained::Empty;
                     }
                 }
-                Err(Errno::EAGAIN) => return Drained::Empty,
                 Err(Errno::EINTR) => continue,
-                Err(e @ (Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT | Errno::EINVAL)) => {
-                    return Drained::Failed(e)
-                }
-                // A pending ICMP error or a memory shortage: reading it
-                // cleared it; the next datagrams are fine.
-                Err(e) => {
-                    self.counters.errors += 1;
-                    if self.counters.errors == 1 {
-                        tracing::warn!(error = %e, socket = %self.addr_name(i), "UDP receive error; counted, receiving goes on");
-                    }
-                    return Drained::Empty;
-                }
+                Err(e) => return self.receive_error(i, e),
             }
         }
+    }
+
+    /// What a failed `recvmmsg` means.
+    fn receive_error(&mut self, i: usize, e: Errno) -> Drained {
+        match e {
+            Errno::EAGAIN => Drained::Empty,
+            Errno::EBADF | Errno::ENOTSOCK | Errno::EFAULT | Errno::EINVAL => Drained::Failed(e),
+            // A pending ICMP error or a memory shortage: reading it cleared
+            // it; the next datagrams are fine.
+            _ => {
+                self.counters.errors += 1;
+                if self.counters.errors == 1 {
+                    tracing::warn!(error = %e, socket = %self.addr_name(i), "UDP receive error; counted, receiving goes on");
+                }
+                Drained::Empty
+            }
+        }
+    }
+
+    /// [`BatchReceiver::drain`] with GRO: messages into the GRO slots,
+    /// then cut into the batch; what does not fit waits for the next call.
+    fn drain_gro(&mut self, i: usize, batch: &mut DatagramBatch) -> Drained {
+        let fd = self.sockets[i].as_raw_fd();
+        let limit = self.capacity.min(batch.capacity());
+        let Some(mut gro) = self.gro.take() else {
+            return Drained::Empty;
+        };
+        let drained = loop {
+            if batch.len() >= limit {
+                break Drained::Empty;
+            }
+            let Some(slots) = gro.slots() else {
+                // Still holding datagrams the batch had no room for.
+                break Drained::Empty;
+            };
+            let mut got: Vec<(usize, bool, Option<usize>)> = Vec::with_capacity(MESSAGES);
+            let outcome = {
+                let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+                    slots.map(|s| [IoSliceMut::new(s)]).collect();
+                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+                    slices.len(),
+                    Some(cmsg_space!(libc::c_int)),
+                );
+                recvmmsg(
+                    fd,
+                    &mut headers,
+                    slices.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                )
+                .map(|msgs| {
+                    for m in msgs {
+                        let segment = m.cmsgs().ok().and_then(|mut c| {
+                            c.find_map(|c| match c {
+                                ControlMessageOwned::UdpGroSegments(s) => usize::try_from(s).ok(),
+                                _ => None,
+                            })
+                        });
+                        let whole = !m.flags.contains(MsgFlags::MSG_TRUNC);
+                        got.push((m.bytes, whole, segment));
+                    }
+                })
+            };
+            match outcome {
+                Ok(()) => {
+                    for (slot, &(len, whole, segment)) in got.iter().enumerate() {
+                        if !whole {
+                            self.counters.oversize += 1;
+                            continue;
+                        }
+                        if segment.is_some_and(|s| s < len) {
+                            self.counters.coalesced += 1;
+                        }
+                        gro.hold(slot, len, segment);
+                    }
+                    let split = gro.split_into(batch, limit, self.max_len);
+                    self.counters.received += split.datagrams;
+                    self.counters.oversize += split.oversize;
+                    if got.len() < MESSAGES {
+                        break Drained::Empty;
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => break self.receive_error(i, e),
+            }
+        };
+        self.gro = Some(gro);
+        drained
     }
 
     fn addr_name(&self, i: usize) -> String {
@@ -1098,7 +1222,8 @@ mod tests {
             RecvCounters {
                 received: 1000,
                 oversize: 0,
-                errors: 0
+                errors: 0,
+                coalesced: 0
             }
         );
     }
@@ -1200,6 +1325,86 @@ mod tests {
                 assert!(d[4..].iter().all(|&b| b == i as u8), "datagram {i} body");
             }
         }
+    }
+
+    #[test]
+    fn gro_receives_super_packets_whole_and_cuts_them_into_their_datagrams() {
+        let max_len = 1200;
+        // A batch of 12 is smaller than two super-packets: the rest of a
+        // message waits in the receiver for the next batch.
+        let mut rx = BatchReceiver::new(vec![loopback(4 << 20)], 12, max_len).unwrap();
+        rx.enable_gro().expect("this kernel has UDP_GRO");
+        assert!(rx.gro());
+        let mut tx = BatchSender::new(loopback(4 << 20), rx.local_addrs());
+        tx.set_gso_segments(8);
+        let lens: Vec<usize> = (0..60)
+            .map(|i| match i {
+                21 => 300,
+                57.. => 40,
+                _ => 1000,
+            })
+            .collect();
+        let mut batch = DatagramBatch::new(64, max_len);
+        for (i, &n) in lens.iter().enumerate() {
+            let mut d = vec![i as u8; n];
+            d[..4].copy_from_slice(&(i as u32).to_be_bytes());
+            assert!(batch.push(&d));
+        }
+        assert_eq!(tx.send(&batch).sent, 60);
+        let plan = messages(&batch, 0, 8);
+        // And one datagram sent plainly: a message without a segment size.
+        tx.set_gso_segments(1);
+        batch.clear();
+        let mut last = vec![60u8; 500];
+        last[..4].copy_from_slice(&60u32.to_be_bytes());
+        assert!(batch.push(&last));
+        assert_eq!(tx.send(&batch).sent, 1);
+
+        let mut got = Vec::new();
+        let mut small = DatagramBatch::new(64, max_len);
+        let deadline = Instant::now() + WAIT;
+        while got.len() < 61 && Instant::now() < deadline {
+            rx.recv(&mut small, Duration::from_millis(100)).unwrap();
+            assert!(small.len() <= 12, "the receiver's capacity holds");
+            got.extend(small.iter().map(<[u8]>::to_vec));
+        }
+        assert_eq!(got.len(), 61);
+        for (i, d) in got.iter().enumerate() {
+            let want = lens.get(i).copied().unwrap_or(500);
+            assert_eq!(d.len(), want, "datagram {i}");
+            assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]), i as u32);
+            assert!(d[4..].iter().all(|&b| b == i as u8), "datagram {i} body");
+        }
+        let c = rx.counters();
+        assert_eq!(c.received, 61);
+        assert_eq!(c.oversize, 0);
+        // Every planned message of more than one datagram came as one.
+        let multi = plan.iter().filter(|m| m.end - m.first > 1).count() as u64;
+        assert_eq!(c.coalesced, multi, "{c:?}");
+        assert!(multi >= 7);
+    }
+
+    #[test]
+    fn gro_segments_longer_than_the_link_allows_are_dropped_and_counted() {
+        // The receiver takes 600-byte datagrams; a super-packet of 1000-byte
+        // segments is dropped whole, counted per segment, and the next
+        // datagram still arrives.
+        let mut rx = BatchReceiver::new(vec![loopback(1 << 20)], 64, 600).unwrap();
+        rx.enable_gro().expect("this kernel has UDP_GRO");
+        let mut tx = BatchSender::new(loopback(1 << 20), rx.local_addrs());
+        tx.set_gso_segments(4);
+        let mut batch = DatagramBatch::new(8, 1000);
+        for _ in 0..4 {
+            assert!(batch.push(&[1u8; 1000]));
+        }
+        assert_eq!(tx.send(&batch).sent, 4);
+        batch.clear();
+        assert!(batch.push(&[2u8; 100]));
+        assert_eq!(tx.send(&batch).sent, 1);
+        let got = receive_all(&mut rx, 1, 600);
+        assert_eq!(got, vec![vec![2u8; 100]]);
+        let c = rx.counters();
+        assert_eq!((c.received, c.oversize), (1, 4), "{c:?}");
     }
 
     #[test]
@@ -1331,7 +1536,8 @@ mod tests {
             RecvCounters {
                 received: 2,
                 oversize: 2,
-                errors: 0
+                errors: 0,
+                coalesced: 0
             }
         );
     }

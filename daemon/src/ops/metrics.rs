@@ -366,6 +366,18 @@ pub fn render(s: &Status, now_ms: u64) -> String {
                 "Times the receive thread found the spool's memory full and waited for the disk (the socket buffer held what came meanwhile).",
                 r.receive_waits,
             );
+            o.single(
+                "ferry_udp_gro",
+                "gauge",
+                "Egress: 1 when the link sockets receive with UDP GRO (a super-packet as one message), 0 when off or refused.",
+                u64::from(r.udp_gro),
+            );
+            o.single(
+                "ferry_udp_gro_messages_total",
+                "counter",
+                "Egress: UDP messages that carried more than one datagram (GRO).",
+                r.udp_gro_messages,
+            );
             if let Some(v) = r.sustained_bytes_per_s {
                 o.single(
                     "ferry_receive_sustained_bytes_per_second",

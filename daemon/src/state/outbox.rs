@@ -217,7 +217,9 @@ impl Staging {
             len,
         ) {
             Ok(()) => self.writebacks += 1,
-            Err(e) => tracing::debug!(path = %self.path.display(), error = %e, "write-back hint refused"),
+            Err(e) => {
+                tracing::debug!(path = %self.path.display(), error = %e, "write-back hint refused")
+            }
         }
         self.writeback_from = in_kernel;
     }

@@ -86,6 +86,10 @@ pub struct NetnsArgs {
     /// what GSO saves.
     #[arg(long, value_name = "N")]
     pub gso_segments: Option<u16>,
+    /// Egress `udp_gro = false`: one datagram per received UDP message, to
+    /// measure what GRO saves.
+    #[arg(long)]
+    pub no_gro: bool,
     /// Keep the work directory (keys, configurations, state, logs, the
     /// delivered file) and print its path.
     #[arg(long)]
@@ -698,6 +702,12 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
         let text = text.replacen("[link]\n", &format!("[link]\nudp_gso_segments = {n}\n"), 1);
         std::fs::write(path, text).map_err(DaemonError::io(path))?;
     }
+    if a.no_gro {
+        let path = &tb.egress_config;
+        let text = std::fs::read_to_string(path).map_err(DaemonError::io(path))?;
+        let text = text.replacen("[link]\n", "[link]\nudp_gro = false\n", 1);
+        std::fs::write(path, text).map_err(DaemonError::io(path))?;
+    }
     let icfg = config::load(&tb.ingress_config).map_err(DaemonError::from)?;
 
     // The package is written before the clock starts, never held in memory.
@@ -858,6 +868,8 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
         "send_errors": counter(&ingress_status, "send_errors"),
         "egress_failed": counter(&egress_status, "failed"),
         "egress_socket_dropped": counter(&egress_status["receive"], "kernel_dropped_datagrams"),
+        "egress_udp_gro": egress_status["receive"]["udp_gro"].as_bool().unwrap_or(false),
+        "egress_udp_gro_messages": counter(&egress_status["receive"], "udp_gro_messages"),
         "egress_spool_dropped": counter(&egress_status["receive"], "dropped_datagrams"),
         "egress_peak_rss_bytes": egress_rss,
         "ingress_peak_rss_bytes": ingress_rss,
