@@ -174,3 +174,57 @@ fn gm_suite_link_delivers_bit_exact_with_sm3_digests() {
             .is_some_and(|k| k.starts_with("sig-")));
     }
 }
+
+/// A file renamed into the spool (the spool's convention: write `.x`, then
+/// rename) is complete and taken without the settle wait; one written in
+/// place is taken only once it stopped changing, so a writer that pauses
+/// mid-file is not cut short. The receipt in `.done/` says which.
+#[test]
+fn renamed_spool_files_are_taken_at_once_and_files_written_in_place_after_they_settle() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let _egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    // Written in place in two halves with a pause shorter than the settle
+    // time between them: taken whole, after the second half.
+    let slow = content(2, 200_000);
+    let mut f = std::fs::File::create(tb.spool.join("in-place.bin")).expect("create");
+    f.write_all(&slow[..100_000]).expect("first half");
+    f.sync_all().expect("sync");
+    std::thread::sleep(Duration::from_millis(300));
+    f.write_all(&slow[100_000..]).expect("second half");
+    drop(f);
+    wait_for(
+        Duration::from_secs(60),
+        "the file written in place delivered",
+        || outbox_files(&tb.outbox).len() == 1,
+    );
+    // The intake has scanned since (it took that file), so its watch is in
+    // place: a file there before it started would settle like any other.
+    let renamed = content(1, 100_000);
+    ferry_daemon::testkit::spool_file(&tb.spool, "renamed.bin", &renamed).expect("spool");
+    wait_for(
+        Duration::from_secs(60),
+        "the renamed file delivered",
+        || outbox_files(&tb.outbox).len() == 2,
+    );
+    for (name, want, after) in [
+        ("renamed.bin", &renamed, "rename"),
+        ("in-place.bin", &slow, "settle"),
+    ] {
+        let got = std::fs::read(tb.outbox.join(name)).expect("delivered");
+        assert!(got == *want, "{name} differs ({} bytes)", got.len());
+        let receipt: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(tb.spool.join(".done").join(format!("{name}.ferry.json")))
+                .expect("receipt"),
+        )
+        .expect("receipt json");
+        assert_eq!(receipt["taken_after"], after, "{name}: {receipt}");
+    }
+    let log = ingress.log_text();
+    assert!(
+        log.contains("file=renamed.bin") && log.contains("after=\"rename\""),
+        "{log}"
+    );
+}

@@ -651,6 +651,17 @@ fn small_packages_at_five_percent_loss_all_arrive() {
         messages < sent,
         "GSO not in use: {sent} datagrams in {messages} messages"
     );
+    // The egress received the super-packets that survived as one message
+    // each (GRO, the shipped default), and cut them into every datagram
+    // the packages needed.
+    let receive = &egress_status["receive"];
+    assert_eq!(receive["udp_gro"].as_bool(), Some(true), "{receive}");
+    let coalesced = receive["udp_gro_messages"].as_u64().unwrap_or(0);
+    println!("egress: {coalesced} GRO messages carried several datagrams");
+    assert!(
+        coalesced > 0,
+        "no message carried several datagrams: {receive}"
+    );
     assert_eq!(into_ingress, 0, "something flowed from egress to ingress");
 }
 

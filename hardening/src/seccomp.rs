@@ -137,7 +137,8 @@ mod sys {
         gettimeofday => SYS_gettimeofday,
         ppoll => SYS_ppoll, epoll_create1 => SYS_epoll_create1, epoll_ctl => SYS_epoll_ctl,
         epoll_pwait => SYS_epoll_pwait, epoll_pwait2 => SYS_epoll_pwait2,
-        eventfd2 => SYS_eventfd2,
+        eventfd2 => SYS_eventfd2, inotify_init1 => SYS_inotify_init1,
+        inotify_add_watch => SYS_inotify_add_watch,
         socket => SYS_socket, bind => SYS_bind, listen => SYS_listen, accept4 => SYS_accept4,
         connect => SYS_connect, getsockname => SYS_getsockname, getpeername => SYS_getpeername,
         getsockopt => SYS_getsockopt, setsockopt => SYS_setsockopt, sendto => SYS_sendto,
@@ -284,6 +285,9 @@ pub fn ferryd_profile() -> Vec<Syscall> {
         epoll_pwait,
         epoll_pwait2,
         eventfd2,
+        // The spool intake's watch for files renamed in.
+        inotify_init1,
+        inotify_add_watch,
         // Sockets: the link (UDP), ingest (TCP), control and notify (Unix).
         bind,
         listen,

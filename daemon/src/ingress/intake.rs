@@ -1,8 +1,18 @@
-//! Spool intake: takes settled files from the spool directories, checks
+//! Spool intake: takes complete files from the spool directories, checks
 //! them against the policy, and hands them to admission.
+//!
+//! A file renamed into the spool is complete by the spool's convention
+//! (write `.x`, then rename it to `x`) and is taken at the next scan, which
+//! the rename itself wakes (inotify `IN_MOVED_TO`). A file written in place
+//! is taken once it has settled: size and mtime unchanged for
+//! [`SPOOL_SETTLE_MS`]. Without inotify (a watch limit reached) every file
+//! settles.
 
-/// A spool file is taken once its size and mtime stayed the same this long.
+/// A spool file written in place is taken once its size and mtime stayed
+/// the same this long.
 pub(crate) const SPOOL_SETTLE_MS: u64 = 500;
+/// Longest wait between two scans of the spool.
+const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
 use crate::admin::protocol::{self};
 use crate::ingress::admission::{
@@ -12,14 +22,84 @@ use crate::ingress::shared::{Admitted, Grant, Shared};
 use crate::ops::audit_trail::{Actor, Role};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::{PackageId, PackageMeta};
-use std::collections::HashMap;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Why a spool file was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Complete {
+    /// It was renamed into the spool (the writer said it is complete).
+    Renamed,
+    /// It was written in place and stopped changing.
+    Settled,
+}
+
+impl Complete {
+    fn name(self) -> &'static str {
+        match self {
+            Complete::Renamed => "rename",
+            Complete::Settled => "settle",
+        }
+    }
+}
+
+/// Names renamed into the spool since the last scan.
+struct Renames {
+    inotify: Option<Inotify>,
+    names: HashSet<OsString>,
+}
+
+impl Renames {
+    fn watch(spool: &Path) -> Renames {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .and_then(|i| i.add_watch(spool, AddWatchFlags::IN_MOVED_TO).map(|_| i));
+        let inotify = match inotify {
+            Ok(i) => Some(i),
+            Err(e) => {
+                // Slower, nothing lost: renamed files settle like others.
+                tracing::warn!(spool = %spool.display(), error = %e, "cannot watch the spool for renames (raise fs.inotify.max_user_instances or max_user_watches); every file waits to settle");
+                None
+            }
+        };
+        Renames {
+            inotify,
+            names: HashSet::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for a rename into the spool and collects the
+    /// names renamed since the last call.
+    fn wait(&mut self, timeout: Duration) {
+        let Some(inotify) = &self.inotify else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(ms)).is_err() {
+            // EINTR: the caller scans and comes back.
+            return;
+        }
+        // An overflowed queue loses names: those files settle instead.
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            self.names.extend(events.into_iter().filter_map(|e| e.name));
+        }
+    }
+}
+
 pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
     let mut seen: HashMap<PathBuf, (u64, SystemTime, Instant)> = HashMap::new();
+    let mut renames = Renames::watch(spool);
     let mut clock = crate::ingress::spool::SpoolClock::default();
     while !s.shutdown.load(Ordering::Relaxed) {
         // The spool's schedule, from the policy in force (a reload may
@@ -42,10 +122,12 @@ pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
             // Between collections nothing is watched: a file must settle
             // within the next collection's window.
             seen.clear();
+            renames.wait(Duration::ZERO);
+            renames.names.clear();
             std::thread::sleep(Duration::from_millis(500));
             continue;
         }
-        if let Err(e) = intake_once(s, spool, &mut seen) {
+        if let Err(e) = intake_once(s, spool, &mut seen, &mut renames.names) {
             tracing::error!(error = %e, "spool intake failed; retrying");
             protocol::update(&s.status, |st| {
                 let msg = format!("spool intake: {e}");
@@ -54,7 +136,7 @@ pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(100));
+        renames.wait(SCAN_INTERVAL);
     }
 }
 
@@ -62,6 +144,7 @@ pub(crate) fn intake_once(
     s: &Shared,
     spool: &Path,
     seen: &mut HashMap<PathBuf, (u64, SystemTime, Instant)>,
+    renamed: &mut HashSet<OsString>,
 ) -> Result<(), DaemonError> {
     let now = Instant::now();
     let mut present = Vec::new();
@@ -78,6 +161,11 @@ pub(crate) fn intake_once(
             _ => continue,
         };
         let path = entry.path();
+        if renamed.remove(&name) {
+            seen.remove(&path);
+            take(s, &path, Complete::Renamed)?;
+            continue;
+        }
         present.push(path.clone());
         let sig = (
             meta.len(),
@@ -87,7 +175,7 @@ pub(crate) fn intake_once(
             Some((len, mtime, since)) if (*len, *mtime) == sig => {
                 if now.duration_since(*since) >= Duration::from_millis(SPOOL_SETTLE_MS) {
                     seen.remove(&path);
-                    take(s, &path)?;
+                    take(s, &path, Complete::Settled)?;
                 }
             }
             _ => {
@@ -96,11 +184,14 @@ pub(crate) fn intake_once(
         }
     }
     seen.retain(|p, _| present.contains(p));
+    // A name renamed in and gone again (renamed on, or a dot file) is
+    // forgotten.
+    renamed.clear();
     Ok(())
 }
 
 /// Moves a settled spool file into the queue and records it durably.
-pub(crate) fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
+pub(crate) fn take(s: &Shared, path: &Path, complete: Complete) -> Result<(), DaemonError> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -232,7 +323,7 @@ pub(crate) fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
     let admitted = admit(s, &meta, &dest, grant, actor)?;
     let (state, seq) = match admitted {
         Admitted::Queued(seq) => {
-            tracing::info!(package = %id, seq, file = %file_name, size, "taken from spool");
+            tracing::info!(package = %id, seq, file = %file_name, size, after = complete.name(), "taken from spool");
             ("queued", Some(seq))
         }
         Admitted::Held(_) => {
@@ -258,6 +349,7 @@ pub(crate) fn take(s: &Shared, path: &Path) -> Result<(), DaemonError> {
             },
             "digest": hex::encode(&meta.digest),
             "taken_unix_ms": meta.created_unix_ms,
+            "taken_after": complete.name(),
         });
         crate::ingress::spool::record_done(spool, &dest, &file_name, &receipt);
     }
