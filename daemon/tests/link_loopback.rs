@@ -228,3 +228,67 @@ fn renamed_spool_files_are_taken_at_once_and_files_written_in_place_after_they_s
         "{log}"
     );
 }
+
+/// A careless writer renames its file into the spool and goes on writing
+/// into it. Taken at once, the file changes while it is decided on and
+/// digested: it must not be sent as it was at that moment (the policy
+/// would have judged a smaller file, and the package would be a prefix).
+/// It goes back into the spool, settles once the writer stops, and is
+/// delivered whole.
+#[test]
+fn a_spool_file_still_written_after_its_rename_is_put_back_and_delivered_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let _egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    // The intake is scanning (and watching) once it took a first file.
+    ferry_daemon::testkit::spool_file(&tb.spool, "first.bin", b"first").expect("spool");
+    wait_for(Duration::from_secs(60), "the first file delivered", || {
+        outbox_files(&tb.outbox).len() == 1
+    });
+    // 128 MiB, so taking it (digest, fsync) lasts long enough that the
+    // writer's appends land inside it, then 1 s of appends after the
+    // rename. (Without the check this delivers a prefix of the file.)
+    let head = content(3, 128 << 20);
+    let tmp = tb.spool.join(".growing.bin");
+    let mut f = std::fs::File::create(&tmp).expect("create");
+    f.write_all(&head).expect("write");
+    std::fs::rename(&tmp, tb.spool.join("growing.bin")).expect("rename");
+    let mut whole = head;
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    let mut n = 0u64;
+    while std::time::Instant::now() < until {
+        let piece = content(1000 + n, 4096);
+        f.write_all(&piece).expect("append");
+        whole.extend_from_slice(&piece);
+        n += 1;
+        // About 4 MB in all, a write every millisecond.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(f);
+    wait_for(Duration::from_secs(120), "the grown file delivered", || {
+        outbox_files(&tb.outbox).len() == 2
+    });
+    let got = std::fs::read(tb.outbox.join("growing.bin")).expect("delivered");
+    assert!(
+        got.len() == whole.len() && got == whole,
+        "delivered {} bytes of {}",
+        got.len(),
+        whole.len()
+    );
+    let receipt: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tb.spool.join(".done/growing.bin.ferry.json")).expect("receipt"),
+    )
+    .expect("receipt json");
+    assert_eq!(receipt["taken_after"], "settle", "{receipt}");
+    assert_eq!(receipt["size"], serde_json::json!(whole.len()));
+    let st = status(&tb.ingress_config).expect("status");
+    assert!(st["spool_retakes"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert!(
+        ingress
+            .log_text()
+            .contains("spool file changed while it was taken"),
+        "the put-back is logged"
+    );
+}

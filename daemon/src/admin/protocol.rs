@@ -117,6 +117,10 @@ pub struct Status {
     pub queued: u64,
     /// Ingress: packages taken from the spool.
     pub taken: u64,
+    /// Ingress: spool files that changed while they were taken (a writer
+    /// not done), put back to settle.
+    #[serde(default)]
+    pub spool_retakes: u64,
     /// Ingress: packages whose sends completed.
     pub sent: u64,
     /// Ingress: packages resent on operator request.

@@ -325,6 +325,7 @@ fn print_status(v: &serde_json::Value) {
             "awaiting_approval",
             "awaiting_window",
             "taken",
+            "spool_retakes",
             "sent",
             "resent",
             "rejected",

@@ -50,10 +50,77 @@ impl Complete {
     }
 }
 
+/// A spool file's inode from the moment it was moved out of the spool.
+struct Held {
+    file: File,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Held {
+    fn open(path: &Path) -> Result<Held, DaemonError> {
+        let file = File::open(path).map_err(DaemonError::io(path))?;
+        let m = file.metadata().map_err(DaemonError::io(path))?;
+        Ok(Held {
+            len: m.len(),
+            modified: m.modified().ok(),
+            file,
+        })
+    }
+
+    /// Whether the file differs from what the policy decided on (`decided`
+    /// bytes) or changed since it was moved out of the spool. An
+    /// unreadable file counts as changed.
+    fn changed(&self, decided: u64) -> bool {
+        match self.file.metadata() {
+            Ok(m) => {
+                m.len() != self.len || m.modified().ok() != self.modified || self.len != decided
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Returns the file to the spool as `spool_path`: the queued name itself
+    /// when it is still this inode, otherwise (the guard put a rewritten
+    /// copy there) this inode's bytes, copied under a free name, and the
+    /// copy in the queue removed. Nothing of the writer's is lost.
+    fn put_back(&self, queued: &Path, spool_path: &Path) -> Result<PathBuf, DaemonError> {
+        use std::os::unix::fs::MetadataExt;
+        let same = match (std::fs::metadata(queued), self.file.metadata()) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        let dir = spool_path.parent().unwrap_or(Path::new("."));
+        let name = spool_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unnamed".into());
+        let back = crate::ingress::spool::free_name(dir, &name);
+        if same {
+            std::fs::rename(queued, &back).map_err(DaemonError::io(&back))?;
+            return Ok(back);
+        }
+        let mut from = &self.file;
+        std::io::Seek::rewind(&mut from).map_err(DaemonError::io(queued))?;
+        // Copied under a dot name (never scanned), then renamed into place
+        // like any complete spool file.
+        let tmp = dir.join(format!(".{name}.ferry-back"));
+        let mut to = File::create(&tmp).map_err(DaemonError::io(&tmp))?;
+        std::io::copy(&mut from, &mut to).map_err(DaemonError::io(&tmp))?;
+        to.sync_all().map_err(DaemonError::io(&tmp))?;
+        std::fs::rename(&tmp, &back).map_err(DaemonError::io(&back))?;
+        std::fs::remove_file(queued).map_err(DaemonError::io(queued))?;
+        Ok(back)
+    }
+}
+
 /// Names renamed into the spool since the last scan.
 struct Renames {
     inotify: Option<Inotify>,
     names: HashSet<OsString>,
+    /// Names ferryd itself moved back into the spool: their rename event
+    /// is not a writer's.
+    put_back: HashSet<OsString>,
 }
 
 impl Renames {
@@ -71,6 +138,7 @@ impl Renames {
         Renames {
             inotify,
             names: HashSet::new(),
+            put_back: HashSet::new(),
         }
     }
 
@@ -92,7 +160,11 @@ impl Renames {
             if events.is_empty() {
                 break;
             }
-            self.names.extend(events.into_iter().filter_map(|e| e.name));
+            for name in events.into_iter().filter_map(|e| e.name) {
+                if !self.put_back.remove(&name) {
+                    self.names.insert(name);
+                }
+            }
         }
     }
 }
@@ -127,7 +199,7 @@ pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
             std::thread::sleep(Duration::from_millis(500));
             continue;
         }
-        if let Err(e) = intake_once(s, spool, &mut seen, &mut renames.names) {
+        if let Err(e) = intake_once(s, spool, &mut seen, &mut renames) {
             tracing::error!(error = %e, "spool intake failed; retrying");
             protocol::update(&s.status, |st| {
                 let msg = format!("spool intake: {e}");
@@ -140,11 +212,11 @@ pub(crate) fn intake_loop(s: &Shared, spool: &Path) {
     }
 }
 
-pub(crate) fn intake_once(
+fn intake_once(
     s: &Shared,
     spool: &Path,
     seen: &mut HashMap<PathBuf, (u64, SystemTime, Instant)>,
-    renamed: &mut HashSet<OsString>,
+    renames: &mut Renames,
 ) -> Result<(), DaemonError> {
     let now = Instant::now();
     let mut present = Vec::new();
@@ -161,9 +233,9 @@ pub(crate) fn intake_once(
             _ => continue,
         };
         let path = entry.path();
-        if renamed.remove(&name) {
+        if renames.names.remove(&name) {
             seen.remove(&path);
-            take(s, &path, Complete::Renamed)?;
+            take(s, &path, Complete::Renamed, &mut renames.put_back)?;
             continue;
         }
         present.push(path.clone());
@@ -175,7 +247,7 @@ pub(crate) fn intake_once(
             Some((len, mtime, since)) if (*len, *mtime) == sig => {
                 if now.duration_since(*since) >= Duration::from_millis(SPOOL_SETTLE_MS) {
                     seen.remove(&path);
-                    take(s, &path, Complete::Settled)?;
+                    take(s, &path, Complete::Settled, &mut renames.put_back)?;
                 }
             }
             _ => {
@@ -186,12 +258,20 @@ pub(crate) fn intake_once(
     seen.retain(|p, _| present.contains(p));
     // A name renamed in and gone again (renamed on, or a dot file) is
     // forgotten.
-    renamed.clear();
+    renames.names.clear();
     Ok(())
 }
 
 /// Moves a settled spool file into the queue and records it durably.
-pub(crate) fn take(s: &Shared, path: &Path, complete: Complete) -> Result<(), DaemonError> {
+/// `put_back` gets the name of a file that changed while it was taken and
+/// went back into the spool (its own rename there must not count as a
+/// writer's: it settles).
+pub(crate) fn take(
+    s: &Shared,
+    path: &Path,
+    complete: Complete,
+    put_back: &mut HashSet<OsString>,
+) -> Result<(), DaemonError> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -208,12 +288,13 @@ pub(crate) fn take(s: &Shared, path: &Path, complete: Complete) -> Result<(), Da
     if refuse_spool_name(s, path, &file_name)? {
         return Ok(());
     }
-    let (channel, mut approval, profile) = match spool_verdict(s, path, &file_name)? {
+    let (channel, mut approval, profile, decided) = match spool_verdict(s, path, &file_name)? {
         SpoolVerdict::Take {
             channel,
             approval,
             profile,
-        } => (channel, approval, profile),
+            size,
+        } => (channel, approval, profile, size),
         SpoolVerdict::Leave => return Ok(()),
     };
     let id = PackageId(rand_id()?);
@@ -230,6 +311,9 @@ pub(crate) fn take(s: &Shared, path: &Path, complete: Complete) -> Result<(), Da
             return Err(DaemonError::io(path)(e));
         }
     }
+    // The file as taken, through its own descriptor: however the guard
+    // replaces the name, this is what the writer wrote into.
+    let held = Held::open(&dest)?;
     let mut inspection = None;
     if let Some(profile) = profile {
         let actor = Actor::new(format!("spool:{}", spool_name(s)), Role::Sender);
@@ -298,6 +382,19 @@ pub(crate) fn take(s: &Shared, path: &Path, complete: Complete) -> Result<(), Da
     }
     let (size, digest) = digest_file(s.keys.link_crypto(), &dest)?;
     file.sync_all().map_err(DaemonError::io(&dest))?;
+    if held.changed(decided) {
+        // Still being written (renamed in before its writer was done, or
+        // written in place by a writer that paused past the settle time):
+        // what was decided on, inspected and digested is not the file. It
+        // goes back into the spool untouched and is taken once it settles.
+        let back = held.put_back(&dest, path)?;
+        if let Some(name) = back.file_name() {
+            put_back.insert(name.to_os_string());
+        }
+        tracing::warn!(file = %file_name, decided, digested = size, "spool file changed while it was taken (its writer was not done: write `.NAME`, then rename it); back in the spool, taken again once it settles");
+        protocol::update(&s.status, |st| st.spool_retakes += 1);
+        return Ok(());
+    }
     let meta = PackageMeta {
         id,
         channel: channel.clone(),
@@ -379,6 +476,8 @@ pub(crate) enum SpoolVerdict {
         channel: String,
         approval: Option<ferry_policy::ApprovalRequirement>,
         profile: Option<String>,
+        /// The size the decision saw.
+        size: u64,
     },
     /// Not now (window closed) or refused (moved aside): leave it.
     Leave,
@@ -461,6 +560,9 @@ pub(crate) fn spool_verdict(
             channel: s.cfg.link.name.clone(),
             approval: None,
             profile: None,
+            size: std::fs::metadata(path)
+                .map_err(DaemonError::io(path))?
+                .len(),
         });
     };
     let name = spool_name(s);
@@ -499,6 +601,7 @@ pub(crate) fn spool_verdict(
                 channel,
                 approval: d.approval,
                 profile: d.profile,
+                size,
             })
         }
         ferry_policy::Verdict::Deny => d

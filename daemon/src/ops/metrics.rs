@@ -555,6 +555,12 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             s.datagrams_sent,
         );
         o.single(
+            "ferry_spool_retakes_total",
+            "counter",
+            "Ingress: spool files that changed while they were taken (their writer was not done), put back into the spool to settle.",
+            s.spool_retakes,
+        );
+        o.single(
             "ferry_udp_messages_sent_total",
             "counter",
             "UDP messages the sent datagrams went in: one per datagram without GSO, one per super-packet with it.",
