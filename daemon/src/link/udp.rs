@@ -1276,17 +1276,9 @@ mod tests {
         assert_eq!(tx.gso_segments(), 1);
     }
 
-    #[test]
-    fn gso_super_packets_arrive_as_the_datagrams_they_carry() {
-        let max_len = 1200;
-        let mut receivers: Vec<BatchReceiver> = (0..2)
-            .map(|_| BatchReceiver::new(vec![loopback(4 << 20)], 64, max_len).unwrap())
-            .collect();
-        let dests: Vec<SocketAddr> = receivers.iter().map(|r| r.local_addrs()[0]).collect();
-        let mut tx = BatchSender::new(loopback(4 << 20), dests);
-        tx.set_gso_segments(8);
-        // 60 datagrams: full ones, a shorter one in the middle (it ends its
-        // message) and a short tail; each carries its index.
+    /// 60 datagrams: full ones, a shorter one in the middle (it ends its
+    /// GSO message) and a short tail; each carries its index.
+    fn indexed_batch(max_len: usize) -> (Vec<usize>, DatagramBatch) {
         let lens: Vec<usize> = (0..60)
             .map(|i| match i {
                 21 => 300,
@@ -1300,6 +1292,26 @@ mod tests {
             d[..4].copy_from_slice(&(i as u32).to_be_bytes());
             assert!(batch.push(&d));
         }
+        (lens, batch)
+    }
+
+    /// Datagram `i` of [`indexed_batch`], whole.
+    fn assert_indexed(d: &[u8], i: usize, len: usize) {
+        assert_eq!(d.len(), len, "datagram {i}");
+        assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]), i as u32);
+        assert!(d[4..].iter().all(|&b| b == i as u8), "datagram {i} body");
+    }
+
+    #[test]
+    fn gso_super_packets_arrive_as_the_datagrams_they_carry() {
+        let max_len = 1200;
+        let mut receivers: Vec<BatchReceiver> = (0..2)
+            .map(|_| BatchReceiver::new(vec![loopback(4 << 20)], 64, max_len).unwrap())
+            .collect();
+        let dests: Vec<SocketAddr> = receivers.iter().map(|r| r.local_addrs()[0]).collect();
+        let mut tx = BatchSender::new(loopback(4 << 20), dests);
+        tx.set_gso_segments(8);
+        let (lens, mut batch) = indexed_batch(max_len);
         let report = tx.send(&batch);
         assert_eq!(report.sent, 60);
         assert_eq!(report.dropped, 0);
@@ -1320,9 +1332,7 @@ mod tests {
             let got = receive_all(rx, want.len(), max_len);
             assert_eq!(got.len(), want.len(), "receiver {r}");
             for (d, &i) in got.iter().zip(&want) {
-                assert_eq!(d.len(), lens[i], "datagram {i}");
-                assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]), i as u32);
-                assert!(d[4..].iter().all(|&b| b == i as u8), "datagram {i} body");
+                assert_indexed(d, i, lens[i]);
             }
         }
     }
@@ -1337,19 +1347,7 @@ mod tests {
         assert!(rx.gro());
         let mut tx = BatchSender::new(loopback(4 << 20), rx.local_addrs());
         tx.set_gso_segments(8);
-        let lens: Vec<usize> = (0..60)
-            .map(|i| match i {
-                21 => 300,
-                57.. => 40,
-                _ => 1000,
-            })
-            .collect();
-        let mut batch = DatagramBatch::new(64, max_len);
-        for (i, &n) in lens.iter().enumerate() {
-            let mut d = vec![i as u8; n];
-            d[..4].copy_from_slice(&(i as u32).to_be_bytes());
-            assert!(batch.push(&d));
-        }
+        let (lens, mut batch) = indexed_batch(max_len);
         assert_eq!(tx.send(&batch).sent, 60);
         let plan = messages(&batch, 0, 8);
         // And one datagram sent plainly: a message without a segment size.
@@ -1370,10 +1368,7 @@ mod tests {
         }
         assert_eq!(got.len(), 61);
         for (i, d) in got.iter().enumerate() {
-            let want = lens.get(i).copied().unwrap_or(500);
-            assert_eq!(d.len(), want, "datagram {i}");
-            assert_eq!(u32::from_be_bytes([d[0], d[1], d[2], d[3]]), i as u32);
-            assert!(d[4..].iter().all(|&b| b == i as u8), "datagram {i} body");
+            assert_indexed(d, i, lens.get(i).copied().unwrap_or(500));
         }
         let c = rx.counters();
         assert_eq!(c.received, 61);
