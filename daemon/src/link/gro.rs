@@ -2,7 +2,7 @@
 //! the ingress side (or datagrams of one flow a device's GRO merged) to
 //! the socket as one message with its segment size, instead of cutting it
 //! into one socket buffer per datagram first. One message then carries up
-//! to [`crate::link::udp`]'s GSO segments, so the receive thread makes one
+//! to the ingress side's `udp_gso_segments` datagrams, so the receive thread makes one
 //! trip through the socket layer per super-packet.
 //!
 //! The messages land here, in slots large enough for the largest UDP
@@ -11,7 +11,7 @@
 //! has room. What does not fit waits here for the next batch: nothing is
 //! dropped for want of room.
 
-use crate::link::udp::DatagramBatch;
+use crate::link::batch::DatagramBatch;
 
 /// Largest UDP payload one message can carry, and so a slot's size.
 pub const MESSAGE_BYTES: usize = 65_535;
