@@ -292,3 +292,46 @@ fn a_spool_file_still_written_after_its_rename_is_put_back_and_delivered_whole()
         "the put-back is logged"
     );
 }
+
+/// A spool file rewritten after it was taken (here through its `.done/`
+/// hard link; a writer that kept its descriptor is the same) is never
+/// delivered mixed: the sender seals what it reads, the egress side finds
+/// the plaintext's digest differs from the signed one, fails the package
+/// (counted, logged with that reason) and leaves nothing in the outbox.
+#[test]
+fn a_spool_file_rewritten_after_it_was_taken_fails_on_its_digest_and_is_not_delivered() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 32 MiB at 4 MB/s: the sender reaches the last MiB seconds after the
+    // file is taken, long after the rewrite.
+    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 4_000_000);
+    let egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let data = content(5, 32 << 20);
+    ferry_daemon::testkit::spool_file(&tb.spool, "rewritten.bin", &data).expect("spool");
+    let done = tb.spool.join(".done").join("rewritten.bin");
+    wait_for(Duration::from_secs(60), "the file taken", || done.exists());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&done)
+        .expect("the queued copy through its hard link");
+    f.seek(SeekFrom::Start(31 << 20)).expect("seek");
+    f.write_all(&[0x5a; 1 << 20]).expect("rewrite the last MiB");
+    drop(f);
+    wait_for(
+        Duration::from_secs(120),
+        "the egress side failing the package",
+        || {
+            egress
+                .log_text()
+                .contains("payload digest does not match the manifest")
+        },
+    );
+    let st = status(&tb.egress_config).expect("status");
+    assert!(st["failed"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert!(
+        outbox_files(&tb.outbox).is_empty(),
+        "nothing delivered: {:?}",
+        outbox_files(&tb.outbox)
+    );
+}
