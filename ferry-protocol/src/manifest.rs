@@ -600,15 +600,20 @@ mod tests {
     #[test]
     fn a_retired_suite_byte_is_refused_by_name_and_an_unknown_one_as_a_field() {
         let body = sample().encode_body().expect("encodes");
-        let mut old = body.clone();
-        old[1] = 2; // GM format 1 (SM4-CTR + HMAC-SM3)
-        let old = Manifest::encode_signed(&old, &[5u8; 64]).expect("signs");
-        let e = Manifest::decode_signed(&old).expect_err("retired");
-        assert!(matches!(e, ManifestError::RetiredSuite(_)), "{e}");
-        assert!(
-            e.to_string().contains("upgrade ferryd on the ingress side"),
-            "{e}"
-        );
+        // intl format 1 (HMAC-SHA256 tags), GM format 1 (SM4-CTR + HMAC-SM3).
+        for (byte, named) in [(1u8, "intl suite format 1"), (2, "GM suite format 1")] {
+            let mut old = body.clone();
+            old[1] = byte;
+            let old = Manifest::encode_signed(&old, &[5u8; 64]).expect("signs");
+            let e = Manifest::decode_signed(&old).expect_err("retired");
+            assert!(matches!(e, ManifestError::RetiredSuite(_)), "{e}");
+            let text = e.to_string();
+            assert!(text.contains(named), "{text}");
+            assert!(
+                text.contains("upgrade ferryd on the ingress side"),
+                "{text}"
+            );
+        }
         let mut unknown = body;
         unknown[1] = 0x7f;
         let unknown = Manifest::encode_signed(&unknown, &[5u8; 64]).expect("signs");

@@ -4,7 +4,7 @@
 //! sign or verify a manifest, to derive a per-package payload cipher, to
 //! ratchet the link's epoch secret forward and to authenticate datagrams.
 //! The suites themselves live side by side in the `ferry-suites` crate: `intl`
-//! (Ed25519, X25519 + HKDF-SHA256, AES-256-GCM, HMAC-SHA256) and `gm`
+//! (Ed25519, X25519 + HKDF-SHA256, AES-256-GCM, GHASH-then-AES-256) and `gm`
 //! (SM2/SM3/SM4), both behind these traits, so this crate depends on no
 //! crypto library.
 
@@ -16,7 +16,8 @@ pub const DATAGRAM_TAG_LEN: usize = 16;
 /// Wire identifier of a crypto suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SuiteId {
-    /// Ed25519, X25519 + HKDF-SHA256, AES-256-GCM, HMAC-SHA256, SHA-256.
+    /// Ed25519, X25519 + HKDF-SHA256, AES-256-GCM, SHA-256: format 2,
+    /// GHASH-then-AES-256 datagram tags.
     Intl,
     /// SM2, SM3, SM4 (GB/T 32918, 32905, 32907): payload format 2,
     /// SM4-GCM chunks and GHASH-then-SM4 datagram tags.
@@ -27,17 +28,24 @@ pub enum SuiteId {
 /// operator should do about a peer that still sends them. They are never
 /// reused for another format, so an old datagram or manifest is refused
 /// by name instead of being read under the wrong algorithms.
-pub const RETIRED_SUITES: &[(u8, &str)] = &[(
-    2,
-    "GM suite format 1 (SM4-CTR + HMAC-SM3, ferry before GM format 2): upgrade ferryd on the ingress side so both sides run GM format 2",
-)];
+pub const RETIRED_SUITES: &[(u8, &str)] = &[
+    (
+        1,
+        "intl suite format 1 (HMAC-SHA256 datagram tags, ferry before intl format 2): upgrade ferryd on the ingress side so both sides run intl format 2",
+    ),
+    (
+        2,
+        "GM suite format 1 (SM4-CTR + HMAC-SM3, ferry before GM format 2): upgrade ferryd on the ingress side so both sides run GM format 2",
+    ),
+];
 
 impl SuiteId {
     /// The byte that names this suite on the wire.
     pub fn to_wire(self) -> u8 {
         match self {
-            SuiteId::Intl => 1,
-            // Byte 2 was GM format 1; see [`RETIRED_SUITES`].
+            // Bytes 1 and 2 were the formats 1 of intl and GM; see
+            // [`RETIRED_SUITES`].
+            SuiteId::Intl => 4,
             SuiteId::Gm => 3,
         }
     }
@@ -45,7 +53,7 @@ impl SuiteId {
     /// Parses the wire byte; `None` for a suite this build does not know.
     pub fn from_wire(b: u8) -> Option<Self> {
         match b {
-            1 => Some(SuiteId::Intl),
+            4 => Some(SuiteId::Intl),
             3 => Some(SuiteId::Gm),
             _ => None,
         }

@@ -393,7 +393,7 @@ mod tests {
     fn common(kind: Kind) -> CommonHeader {
         CommonHeader {
             kind,
-            suite: 1,
+            suite: 4,
             flags: 0,
             link_id: 7,
             epoch: 3,

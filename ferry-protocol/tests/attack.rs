@@ -230,38 +230,44 @@ fn a_copy_of_the_newest_heartbeat_is_a_duplicate_not_a_replay() {
 #[test]
 fn a_retired_suite_format_is_dropped_and_named_once() {
     let (k, _, tape) = captured_run();
-    let mut e = Egress::new(&k, ReplayWindow::new());
-    let old: Vec<Vec<u8>> = tape
-        .iter()
-        .map(|d| {
-            let mut d = d.clone();
-            d[2] = 2; // GM format 1
-            d
-        })
-        .collect();
-    let mut foreign = old[0].clone();
-    foreign[4] ^= 0xff; // another link id
-    e.receiver.handle_datagram(Millis(1), &foreign);
-    assert!(e.receiver.poll_event().is_none(), "not this link's");
-    for d in &old {
-        e.receiver.handle_datagram(Millis(1), d);
-    }
-    let st = e.receiver.stats();
-    assert_eq!(st.other_link, old.len() as u64 + 1);
-    assert_eq!(st.authenticated, 0);
-    let mut named = 0;
-    while let Some(ev) = e.receiver.poll_event() {
-        match ev {
-            Event::RetiredFormat { suite_byte, what } => {
-                assert_eq!(suite_byte, 2);
-                assert!(
-                    what.contains("upgrade ferryd on the ingress side"),
-                    "{what}"
-                );
-                named += 1;
-            }
-            other => panic!("a retired-format datagram was read: {other:?}"),
+    // 1: intl format 1 (HMAC-SHA256 tags); 2: GM format 1.
+    for retired in [1u8, 2] {
+        let mut e = Egress::new(&k, ReplayWindow::new());
+        let old: Vec<Vec<u8>> = tape
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d[2] = retired;
+                d
+            })
+            .collect();
+        let mut foreign = old[0].clone();
+        foreign[4] ^= 0xff; // another link id
+        e.receiver.handle_datagram(Millis(1), &foreign);
+        assert!(e.receiver.poll_event().is_none(), "not this link's");
+        for d in &old {
+            e.receiver.handle_datagram(Millis(1), d);
         }
+        let st = e.receiver.stats();
+        assert_eq!(st.other_link, old.len() as u64 + 1);
+        assert_eq!(st.authenticated, 0);
+        let mut named = 0;
+        while let Some(ev) = e.receiver.poll_event() {
+            match ev {
+                Event::RetiredFormat { suite_byte, what } => {
+                    assert_eq!(suite_byte, retired);
+                    assert!(
+                        what.contains("upgrade ferryd on the ingress side"),
+                        "{what}"
+                    );
+                    named += 1;
+                }
+                other => panic!("a retired-format datagram was read: {other:?}"),
+            }
+        }
+        assert_eq!(
+            named, 1,
+            "byte {retired}: named once, not once per datagram"
+        );
     }
-    assert_eq!(named, 1, "named once, not once per datagram");
 }

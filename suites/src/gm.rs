@@ -37,10 +37,7 @@ use std::sync::Arc;
 use ferry_protocol::manifest::MAX_EPHEMERAL_LEN;
 use ferry_protocol::suite::{
     CryptoError, DatagramMac, LinkCrypto, PayloadCipher, PayloadDigest, Secret32, SuiteId,
-    DATAGRAM_TAG_LEN,
 };
-use ghash::universal_hash::{KeyInit, UniversalHash};
-use ghash::GHash;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::cipher::Cipher;
 use openssl::cipher_ctx::CipherCtx;
@@ -52,6 +49,7 @@ use openssl::pkey::{HasPublic, Id, KeyType, PKey, PKeyRef, Private, Public};
 use openssl::pkey_ctx::PkeyCtx;
 use zeroize::Zeroizing;
 
+use crate::ghash::{Block128, EncipheredGhash, GhashKey};
 use crate::kdf::{self, constant_time_eq, Hmac32, Labels, HASH_LEN};
 use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
 
@@ -556,7 +554,7 @@ impl LinkCrypto for GmLink {
     /// # Panics
     /// Like [`GmLink::ratchet`], if OpenSSL's SM3 fails.
     fn datagram_mac(&self, epoch_secret: &Secret32) -> Box<dyn DatagramMac> {
-        match GhashSm4Mac::new(epoch_secret) {
+        match ghash_sm4_mac(epoch_secret) {
             Ok(mac) => Box::new(mac),
             Err(e) => {
                 panic!("OpenSSL HMAC-SM3 or SM4 failed after the startup self-test passed: {e}")
@@ -768,7 +766,7 @@ impl Sm4Gcm {
         // With counter 0 the first keystream block is E_K(0^128) = H.
         let mut h = Zeroizing::new([0u8; SM4_BLOCK_LEN]);
         ctr.apply(&[0u8; SM4_BLOCK_LEN], &mut h, None)?;
-        let ghash = GhashKey::new(&h[..]);
+        let ghash = GhashKey::new(&h);
         Ok(Self { ctr, ghash })
     }
 
@@ -834,46 +832,6 @@ impl Sm4Gcm {
     }
 }
 
-/// GHASH under one key: [`ferry_hardening::ghash_simd`] (four blocks per
-/// reduction) where the CPU has PCLMULQDQ, else the `ghash` crate. Both
-/// give the same bytes; tests compare them.
-enum GhashKey {
-    Simd(ferry_hardening::ghash_simd::Ghash),
-    Soft(GHash),
-}
-
-impl GhashKey {
-    fn new(h: &[u8]) -> GhashKey {
-        let simd = <&[u8; 16]>::try_from(h)
-            .ok()
-            .and_then(ferry_hardening::ghash_simd::Ghash::new);
-        match simd {
-            Some(g) => GhashKey::Simd(g),
-            None => GhashKey::Soft(GHash::new(ghash::Key::from_slice(h))),
-        }
-    }
-
-    /// GHASH of `a`, `c` and their lengths block.
-    fn hash(&self, a: &[u8], c: &[u8]) -> [u8; 16] {
-        match self {
-            GhashKey::Simd(g) => g.hash(a, c),
-            GhashKey::Soft(g) => ghash_with_lengths(g.clone(), a, c),
-        }
-    }
-}
-
-/// GHASH over `a` and `c`, each zero-padded to whole blocks, and the block
-/// `bitlen(a) (64) || bitlen(c) (64)`, as GCM defines it.
-fn ghash_with_lengths(mut g: GHash, a: &[u8], c: &[u8]) -> [u8; 16] {
-    g.update_padded(a);
-    g.update_padded(c);
-    let mut lengths = ghash::Block::default();
-    lengths[..8].copy_from_slice(&((a.len() as u64) * 8).to_be_bytes());
-    lengths[8..].copy_from_slice(&((c.len() as u64) * 8).to_be_bytes());
-    g.update(&[lengths]);
-    g.finalize().into()
-}
-
 /// SM4 on single blocks under one key (an ECB context whose key schedule
 /// is computed once).
 struct Sm4Block(std::sync::Mutex<CipherCtx>);
@@ -886,6 +844,10 @@ impl Sm4Block {
         ctx.set_padding(false);
         Ok(Self(std::sync::Mutex::new(ctx)))
     }
+}
+
+impl Block128 for Sm4Block {
+    type Error = ErrorStack;
 
     fn encrypt(&self, block: &[u8; SM4_BLOCK_LEN]) -> Result<[u8; SM4_BLOCK_LEN], ErrorStack> {
         // A poisoned lock only means another thread panicked mid-call; the
@@ -904,54 +866,17 @@ impl Sm4Block {
     }
 }
 
-/// The format-2 datagram tag: `SM4_K(GHASH_H(datagram, lengths))`, with
-/// `K || H` = HKDF-SM3(no salt, ikm = E, info = "ferry/v2/gm/datagram-mac").
-///
-/// Why not GMAC: GMAC needs a nonce that never repeats under a key, and a
-/// datagram has none the sender can promise (a heartbeat after a restart
-/// in the same epoch, a redundant send of the same symbol); one repeat
-/// would reveal `H` and let anyone forge. Enciphering the universal hash's
-/// output instead of masking it needs no nonce: GHASH with its length
-/// block is `(l+1)/2^128`-almost-universal for `l`-block inputs, and an
-/// almost-universal hash followed by a block cipher is a PRF (forgery
-/// chance about `q^2 (l+1) / 2^128` after `q` tags, plus SM4's own
-/// distinguishing advantage). The cost per 1.4 KB datagram is the GHASH
-/// and one SM4 block, against two SM3 passes for format 1's HMAC.
-struct GhashSm4Mac {
-    ghash: GhashKey,
-    prp: Sm4Block,
-}
-
-impl GhashSm4Mac {
-    fn new(epoch_secret: &Secret32) -> Result<Self, ErrorStack> {
-        let keys = hkdf_sm3_32(&[], &epoch_secret.0, &[LABELS.datagram_mac_info])?;
-        let mut k = Zeroizing::new([0u8; SM4_KEY_LEN]);
-        k.copy_from_slice(&keys.0[..SM4_KEY_LEN]);
-        let ecb = sm4_ecb().map_err(|_| ErrorStack::get())?;
-        Ok(Self {
-            ghash: GhashKey::new(&keys.0[SM4_KEY_LEN..]),
-            prp: Sm4Block::new(&ecb, &k)?,
-        })
-    }
-
-    fn full_tag(&self, msg: &[u8]) -> Result<[u8; DATAGRAM_TAG_LEN], ErrorStack> {
-        self.prp.encrypt(&self.ghash.hash(msg, &[]))
-    }
-}
-
-impl DatagramMac for GhashSm4Mac {
-    /// On a library failure the tag is all zeros, which no receiver
-    /// accepts: the datagram is dropped as forged (fail closed).
-    fn tag(&self, msg: &[u8]) -> [u8; DATAGRAM_TAG_LEN] {
-        self.full_tag(msg).unwrap_or([0; DATAGRAM_TAG_LEN])
-    }
-
-    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
-        match self.full_tag(msg) {
-            Ok(expected) => constant_time_eq(&expected, tag),
-            Err(_) => false,
-        }
-    }
+/// The format-2 datagram tag: `SM4_K(GHASH_H(datagram, lengths))` (see
+/// [`EncipheredGhash`] for why), with `K || H` = HKDF-SM3(no salt, ikm = E,
+/// info = "ferry/v2/gm/datagram-mac").
+fn ghash_sm4_mac(epoch_secret: &Secret32) -> Result<EncipheredGhash<Sm4Block>, ErrorStack> {
+    let keys = hkdf_sm3_32(&[], &epoch_secret.0, &[LABELS.datagram_mac_info])?;
+    let mut k = Zeroizing::new([0u8; SM4_KEY_LEN]);
+    k.copy_from_slice(&keys.0[..SM4_KEY_LEN]);
+    let mut h = Zeroizing::new([0u8; 16]);
+    h.copy_from_slice(&keys.0[SM4_KEY_LEN..]);
+    let ecb = sm4_ecb().map_err(|_| ErrorStack::get())?;
+    Ok(EncipheredGhash::new(&h, Sm4Block::new(&ecb, &k)?))
 }
 
 /// SM4-GCM chunks under a per-package key. The key is fresh for every
@@ -1569,6 +1494,9 @@ mod tests {
     use openssl::sign::Signer;
     use proptest::prelude::*;
 
+    use crate::ghash::reference_ghash;
+    use ferry_protocol::suite::DATAGRAM_TAG_LEN;
+
     fn fixture() -> Fixture<GmLink> {
         let (sig_priv, sig_pub) = generate_sm2().expect("signing key");
         let (enc_priv, enc_pub) = generate_sm2().expect("encryption key");
@@ -1924,36 +1852,6 @@ mod tests {
         );
     }
 
-    /// GF(2^128) multiplication of SP 800-38D algorithm 1, bit by bit: a
-    /// reference independent of the `ghash` crate's byte order and SIMD.
-    fn gf128_mul(x: u128, y: u128) -> u128 {
-        const R: u128 = 0xe1 << 120;
-        let (mut z, mut v) = (0u128, y);
-        for i in 0..128 {
-            if (x >> (127 - i)) & 1 == 1 {
-                z ^= v;
-            }
-            v = if v & 1 == 1 { (v >> 1) ^ R } else { v >> 1 };
-        }
-        z
-    }
-
-    fn reference_ghash(h: &[u8; 16], a: &[u8], c: &[u8]) -> [u8; 16] {
-        let h = u128::from_be_bytes(*h);
-        let mut y = 0u128;
-        let mut absorb = |data: &[u8]| {
-            for block in data.chunks(16) {
-                let mut b = [0u8; 16];
-                b[..block.len()].copy_from_slice(block);
-                y = gf128_mul(y ^ u128::from_be_bytes(b), h);
-            }
-        };
-        absorb(a);
-        absorb(c);
-        let lengths = ((a.len() as u128 * 8) << 64) | (c.len() as u128 * 8);
-        gf128_mul(y ^ lengths, h).to_be_bytes()
-    }
-
     fn sm4_block(key: &[u8; 16], block: &[u8; 16]) -> [u8; 16] {
         // A fresh ECB context per block, apart from `Sm4Block`'s reuse.
         let ecb = Cipher::fetch(None, "SM4-ECB", None).expect("sm4-ecb");
@@ -2039,24 +1937,6 @@ mod tests {
                 assert!(ossl.open(&nonce, b"aad", &mut a, &ta).expect("open"));
                 assert_eq!(a, plain);
             }
-        }
-    }
-
-    #[test]
-    fn simd_ghash_and_the_ghash_crate_agree() {
-        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 1) as u8).collect();
-        let h = [0x66u8; 16];
-        let simd = GhashKey::new(&h);
-        let soft = GhashKey::Soft(GHash::new(ghash::Key::from_slice(&h)));
-        if !matches!(simd, GhashKey::Simd(_)) {
-            eprintln!("no PCLMULQDQ: only the ghash crate runs here");
-        }
-        for (a, c) in [(0, 0), (1, 0), (0, 1424), (20, 65536 % 3000), (13, 2999)] {
-            assert_eq!(
-                simd.hash(&data[..a], &data[..c]),
-                soft.hash(&data[..a], &data[..c]),
-                "a {a} c {c}"
-            );
         }
     }
 

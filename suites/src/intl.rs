@@ -1,6 +1,14 @@
 //! The `intl` crypto suite: Ed25519 manifest signatures, X25519 + HKDF-SHA256
-//! package keys, AES-256-GCM payload chunks, truncated HMAC-SHA256 datagram
+//! package keys, AES-256-GCM payload chunks, GHASH-then-AES-256 datagram
 //! tags and SHA-256 payload digests.
+//!
+//! This is the suite's format 2, suite byte 4 on the wire. Format 1, byte
+//! 1, tagged datagrams with a truncated HMAC-SHA256: two SHA-256 passes
+//! over every datagram on each side, about a tenth of an egress side's CPU
+//! at full speed. Format 2 tags them as the GM suite does, with
+//! `AES_K(GHASH_H(datagram))`: carry-less multiplies and one AES block.
+//! Nothing else changed: the key schedule, the manifest and the payload
+//! are format 1's.
 //!
 //! It exists so the protocol state machines can stay algorithm-free (they
 //! only see the traits in [`ferry_protocol::suite`]); the key sets and the
@@ -13,6 +21,8 @@
 
 use std::convert::Infallible;
 
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
+use aes::Aes256;
 use ferry_protocol::suite::{
     CryptoError, DatagramMac, LinkCrypto, PayloadCipher, PayloadDigest, Secret32, SuiteId,
 };
@@ -21,6 +31,7 @@ use ring::{aead, digest, hmac, signature};
 use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
 use zeroize::Zeroizing;
 
+use crate::ghash::{Block128, EncipheredGhash};
 use crate::kdf::{self, Hmac32, Labels, HASH_LEN};
 use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
 
@@ -28,10 +39,13 @@ use crate::keyring::{KeyRing, OpeningKeys, SealingKeys, SuiteAlgorithms};
 const LABELS: Labels = Labels {
     ratchet_salt: b"ferry/v1/epoch-ratchet",
     ratchet_info: b"next",
-    datagram_mac_info: b"ferry/v1/datagram-mac",
+    datagram_mac_info: b"ferry/v2/intl/datagram-mac",
     pairing_salt: b"ferry/v1/pairing",
     pairing_info: b"ferry/v1/epoch0",
 };
+/// HKDF info of the GHASH key `H` of the datagram tag (the AES key `K` has
+/// [`Labels::datagram_mac_info`]).
+const DATAGRAM_GHASH_INFO: &[u8] = b"ferry/v2/intl/datagram-ghash";
 /// HKDF info prefix (followed by the package context) of a payload key.
 const PAYLOAD_INFO: &[u8] = b"ferry/v1/payload";
 
@@ -42,8 +56,8 @@ const SHA256_LEN: usize = 32;
 /// Length of an X25519 public key (and of an ephemeral key in a manifest).
 const X25519_PUBLIC_LEN: usize = 32;
 
-/// Link primitives of the `intl` suite: HKDF-SHA256 ratchet, truncated
-/// HMAC-SHA256 datagram tags, SHA-256 digests.
+/// Link primitives of the `intl` suite: HKDF-SHA256 ratchet,
+/// GHASH-then-AES-256 datagram tags, SHA-256 digests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IntlLink;
 
@@ -57,10 +71,7 @@ impl LinkCrypto for IntlLink {
     }
 
     fn datagram_mac(&self, epoch_secret: &Secret32) -> Box<dyn DatagramMac> {
-        Box::new(infallible(kdf::datagram_mac::<HmacSha256>(
-            &LABELS,
-            epoch_secret,
-        )))
+        Box::new(ghash_aes_mac(epoch_secret))
     }
 
     fn new_digest(&self) -> Box<dyn PayloadDigest> {
@@ -69,6 +80,42 @@ impl LinkCrypto for IntlLink {
 
     fn digest_len(&self) -> usize {
         SHA256_LEN
+    }
+}
+
+/// The format-2 datagram tag: `AES-256_K(GHASH_H(datagram, lengths))` (see
+/// [`EncipheredGhash`] for why), with `K` = HKDF-SHA256(no salt, ikm = E,
+/// info = "ferry/v2/intl/datagram-mac") and `H` the first 16 bytes of
+/// HKDF-SHA256(no salt, ikm = E, info = "ferry/v2/intl/datagram-ghash"):
+/// two single-block HKDFs, since `K || H` is longer than one.
+fn ghash_aes_mac(epoch_secret: &Secret32) -> EncipheredGhash<Aes256Block> {
+    // No salt: the epoch secret is already uniformly random.
+    let k = infallible(kdf::hkdf_32::<HmacSha256>(
+        &[],
+        &epoch_secret.0,
+        &[LABELS.datagram_mac_info],
+    ));
+    let h_full = infallible(kdf::hkdf_32::<HmacSha256>(
+        &[],
+        &epoch_secret.0,
+        &[DATAGRAM_GHASH_INFO],
+    ));
+    let mut h = Zeroizing::new([0u8; 16]);
+    h.copy_from_slice(&h_full.0[..16]);
+    EncipheredGhash::new(&h, Aes256Block(Aes256::new((&k.0).into())))
+}
+
+/// AES-256 on single blocks (AES-NI when the CPU has it, detected by the
+/// `aes` crate; its key schedule is wiped on drop).
+struct Aes256Block(Aes256);
+
+impl Block128 for Aes256Block {
+    type Error = Infallible;
+
+    fn encrypt(&self, block: &[u8; 16]) -> Result<[u8; 16], Infallible> {
+        let mut b = aes::Block::from(*block);
+        self.0.encrypt_block(&mut b);
+        Ok(b.into())
     }
 }
 
@@ -434,7 +481,8 @@ fn hkdf_sha256_32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Secret32 {
 mod tests {
     use super::*;
     use crate::conformance::{self, Fixture};
-    use ferry_protocol::suite::{OpenKeys, SealKeys};
+    use crate::ghash::reference_ghash;
+    use ferry_protocol::suite::{OpenKeys, SealKeys, DATAGRAM_TAG_LEN};
     use proptest::prelude::*;
 
     fn unhex<const N: usize>(s: &str) -> [u8; N] {
@@ -652,9 +700,78 @@ mod tests {
         conformance::ratchet_is_one_way_and_deterministic(IntlLink, SuiteId::Intl);
     }
 
+    /// HKDF-SHA256 with an empty salt and one block of output, on ring's
+    /// own HKDF (not `kdf::hkdf_32`).
+    fn ring_hkdf(ikm: &[u8], info: &[u8]) -> [u8; 32] {
+        struct Len32;
+        impl ring::hkdf::KeyType for Len32 {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[]).extract(ikm);
+        let mut out = [0u8; 32];
+        prk.expand(&[info], Len32)
+            .expect("expand")
+            .fill(&mut out)
+            .expect("fill");
+        out
+    }
+
+    /// AES-256 of one block by OpenSSL, apart from the `aes` crate.
+    fn openssl_aes256(key: &[u8; 32], block: &[u8; 16]) -> [u8; 16] {
+        let mut c = openssl::symm::Crypter::new(
+            openssl::symm::Cipher::aes_256_ecb(),
+            openssl::symm::Mode::Encrypt,
+            key,
+            None,
+        )
+        .expect("aes-256-ecb");
+        c.pad(false);
+        let mut out = [0u8; 32];
+        assert_eq!(c.update(block, &mut out).expect("update"), 16);
+        out[..16].try_into().expect("16")
+    }
+
+    #[test]
+    fn aes_block_matches_fips_197_and_openssl() {
+        // FIPS-197 appendix C.3.
+        let key: [u8; 32] =
+            unhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
+        let plain: [u8; 16] = unhex("00112233445566778899aabbccddeeff");
+        let aes = Aes256Block(Aes256::new((&key).into()));
+        assert_eq!(
+            aes.encrypt(&plain),
+            Ok(unhex("8ea2b7ca516745bfeafc49904b496089"))
+        );
+        for i in 0u8..32 {
+            let key = [i.wrapping_mul(29) ^ 0x5c; 32];
+            let block = [i.wrapping_mul(7); 16];
+            let aes = Aes256Block(Aes256::new((&key).into()));
+            assert_eq!(aes.encrypt(&block), Ok(openssl_aes256(&key, &block)));
+        }
+    }
+
     #[test]
     fn datagram_mac_verifies_and_rejects() {
-        conformance::datagram_mac_verifies_and_rejects(IntlLink);
+        let (msg, tag) = conformance::datagram_mac_verifies_and_rejects(IntlLink);
+        // Format 2: AES-256_K(GHASH_H(msg, lengths)), recomputed from ring's
+        // HKDF, OpenSSL's AES and the bit-by-bit GHASH, the labels written
+        // out.
+        let k = ring_hkdf(&[3; 32], b"ferry/v2/intl/datagram-mac");
+        let h: [u8; 16] = ring_hkdf(&[3; 32], b"ferry/v2/intl/datagram-ghash")[..16]
+            .try_into()
+            .expect("16");
+        let expected = openssl_aes256(&k, &reference_ghash(&h, &msg, &[]));
+        assert_eq!(expected, tag);
+        // Format 1's truncated HMAC-SHA256 tag of the same bytes is refused.
+        let v1_key = ring_hkdf(&[3; 32], b"ferry/v1/datagram-mac");
+        let v1 = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &v1_key),
+            &msg,
+        );
+        let mac = IntlLink.datagram_mac(&Secret32([3; 32]));
+        assert!(!mac.verify(&msg, &v1.as_ref()[..DATAGRAM_TAG_LEN]));
     }
 
     #[test]

@@ -1,17 +1,16 @@
 //! The key schedule both suites share, written once over the suite's HMAC:
-//! a single-block HKDF, the epoch ratchet, the datagram MAC key and link
-//! pairing. Only the hash (SHA-256 or SM3) and the labels differ between
+//! a single-block HKDF, the epoch ratchet and link pairing (each suite
+//! derives its datagram tag keys with the HKDF). Only the hash (SHA-256 or SM3) and the labels differ between
 //! the suites; the constructions, and therefore the bytes on the wire, are
 //! the ones each suite always used.
 
-use ferry_protocol::suite::{DatagramMac, Secret32, DATAGRAM_TAG_LEN};
+use ferry_protocol::suite::Secret32;
 use zeroize::Zeroizing;
 
 /// Length of every HMAC and HKDF output here (SHA-256 and SM3 alike).
 pub(crate) const HASH_LEN: usize = 32;
 
-/// HMAC with a 32-byte output under one key whose schedule is computed once
-/// (the datagram MAC runs for every datagram).
+/// HMAC with a 32-byte output under one key.
 pub(crate) trait Hmac32: Sized + Send + Sync {
     /// What the library reports when it fails (`Infallible` for ring).
     type Error;
@@ -27,7 +26,8 @@ pub(crate) struct Labels {
     pub(crate) ratchet_salt: &'static [u8],
     /// HKDF info of the epoch ratchet.
     pub(crate) ratchet_info: &'static [u8],
-    /// HKDF info deriving the datagram MAC key from an epoch secret.
+    /// HKDF info deriving the datagram tag's key (the block cipher's,
+    /// and in the GM suite also GHASH's) from an epoch secret.
     pub(crate) datagram_mac_info: &'static [u8],
     /// HKDF salt of link pairing.
     pub(crate) pairing_salt: &'static [u8],
@@ -62,17 +62,6 @@ pub(crate) fn ratchet<M: Hmac32>(
     hkdf_32::<M>(labels.ratchet_salt, &epoch_secret.0, &[labels.ratchet_info])
 }
 
-/// The datagram authenticator of one epoch: HMAC under HKDF(no salt, ikm =
-/// E, info = datagram MAC info), truncated to [`DATAGRAM_TAG_LEN`].
-pub(crate) fn datagram_mac<M: Hmac32>(
-    labels: &Labels,
-    epoch_secret: &Secret32,
-) -> Result<TruncatedMac<M>, M::Error> {
-    // No salt: the epoch secret is already uniformly random.
-    let key = hkdf_32::<M>(&[], &epoch_secret.0, &[labels.datagram_mac_info])?;
-    Ok(TruncatedMac(M::new(&key.0)?))
-}
-
 /// Link pairing: the initial epoch secret E(0) both sides compute from
 /// their one-time pairing keys' shared secret: HKDF(salt = pairing salt,
 /// ikm = shared, info = pairing info || link name).
@@ -86,31 +75,6 @@ pub(crate) fn pairing<M: Hmac32>(
         shared,
         &[labels.pairing_info, link_name.as_bytes()],
     )
-}
-
-/// An HMAC truncated to [`DATAGRAM_TAG_LEN`] bytes: the datagram tag.
-pub(crate) struct TruncatedMac<M>(M);
-
-impl<M: Hmac32> DatagramMac for TruncatedMac<M> {
-    /// On a library failure the tag is all zeros, which no receiver
-    /// accepts: the datagram is dropped as forged (fail closed).
-    fn tag(&self, msg: &[u8]) -> [u8; DATAGRAM_TAG_LEN] {
-        let mut tag = [0u8; DATAGRAM_TAG_LEN];
-        if let Ok(full) = self.0.mac(&[msg]) {
-            tag.copy_from_slice(&full[..DATAGRAM_TAG_LEN]);
-        }
-        tag
-    }
-
-    fn verify(&self, msg: &[u8], tag: &[u8]) -> bool {
-        if tag.len() != DATAGRAM_TAG_LEN {
-            return false;
-        }
-        match self.0.mac(&[msg]) {
-            Ok(full) => constant_time_eq(&full[..DATAGRAM_TAG_LEN], tag),
-            Err(_) => false,
-        }
-    }
 }
 
 /// Compares two slices without an early exit on the first difference. The

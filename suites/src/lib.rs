@@ -1,5 +1,6 @@
 //! ferry's crypto suites, side by side: [`intl`] (Ed25519, X25519 +
-//! HKDF-SHA256, AES-256-GCM, HMAC-SHA256 on `ring` and `x25519-dalek`) and
+//! HKDF-SHA256, AES-256-GCM on `ring` and `x25519-dalek`, GHASH-then-AES-256
+//! datagram tags) and
 //! [`gm`] (SM2, SM3, SM4 through the system OpenSSL 3).
 //!
 //! The key decision: the protocol owns the traits ([`ferry_protocol::suite`])
@@ -11,8 +12,10 @@
 //! change to the protocol. The suites share one crate rather than one crate
 //! each because they share one shape: what each side holds, how keys are
 //! picked by id during a rotation, and the single-block HKDF that derives
-//! every epoch, datagram and pairing key. That shape is written once in
-//! [`keyring`] and in `kdf`; each suite file holds only its algorithms.
+//! every epoch, datagram and pairing key, and one datagram tag (GHASH
+//! enciphered by the suite's block cipher). That shape is written once in
+//! [`keyring`], `kdf` and `ghash`; each suite file holds only its
+//! algorithms.
 //!
 //! The GM suite sits behind the default feature `gm`, because it links the
 //! system OpenSSL: the protocol's own tests, benches and the fuzz targets
@@ -25,6 +28,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod ghash;
 #[cfg(feature = "gm")]
 pub mod gm;
 pub mod intl;

@@ -8,8 +8,7 @@ use ferry_protocol::epoch::{EpochChain, EpochSchedule};
 use ferry_protocol::receiver::FailReason;
 use ferry_protocol::suite::{LinkCrypto, Secret32};
 use ferry_protocol::{
-    Event, Millis, PackageId, PackageMeta, Receiver, ReceiverConfig, ReplayWindow, Sender,
-    SenderConfig, Transmit,
+    PackageId, PackageMeta, Receiver, ReceiverConfig, ReplayWindow, Sender, SenderConfig, Transmit,
 };
 use ferry_suites::gm::{self, GmLink, GmOpenKeys, GmSealKeys, DEFAULT_DISTINGUISHING_ID};
 use rand::rngs::StdRng;
@@ -17,11 +16,10 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
 use zeroize::Zeroizing;
 
-const START: Millis = Millis(1_800_000_000_000);
+mod common;
+use common::{drain, Outcome, MAX_STEPS, START};
+
 const LINK: &str = "gm-sim-link";
-/// Bounds the simulation loop so a stuck state machine fails the test
-/// instead of hanging it.
-const MAX_STEPS: u64 = 2_000_000;
 
 fn schedule() -> EpochSchedule {
     EpochSchedule {
@@ -113,37 +111,6 @@ struct Net {
     duplicate: f64,
     corrupt: f64,
     seed: u64,
-}
-
-#[derive(Default)]
-struct Outcome {
-    delivered: BTreeMap<u64, Vec<u8>>,
-    failed: Vec<(u64, FailReason)>,
-}
-
-fn drain(r: &mut Receiver, staging: &mut BTreeMap<u64, Vec<u8>>, out: &mut Outcome) {
-    while let Some(e) = r.poll_event() {
-        match e {
-            Event::PackageStarted { seq, .. } => {
-                staging.insert(seq, Vec::new());
-            }
-            Event::PackageData { seq, offset, data } => {
-                let s = staging.get_mut(&seq).expect("data only after start");
-                assert_eq!(s.len() as u64, offset, "data arrives in order");
-                s.extend_from_slice(&data);
-            }
-            Event::PackageComplete { seq, manifest } => {
-                let s = staging.remove(&seq).expect("staged");
-                assert_eq!(s.len() as u64, manifest.meta.size);
-                assert!(out.delivered.insert(seq, s).is_none(), "delivered twice");
-            }
-            Event::PackageFailed { seq, reason, .. } => {
-                staging.remove(&seq);
-                out.failed.push((seq, reason));
-            }
-            _ => {}
-        }
-    }
 }
 
 /// Sends `packages` from `sender` to `receiver` through `net`.
@@ -319,28 +286,6 @@ fn gm_link_datagrams_under_another_epoch_secret_are_forged() {
     assert!(st.forged > 0, "every datagram fails its tag");
 }
 
-/// Every datagram one send of `data` puts on the wire, in order (the
-/// heartbeat that opens it included).
-fn capture(keys: &Keys, data: &[u8]) -> Vec<Vec<u8>> {
-    let mut s =
-        Sender::new(sender_config(), Box::new(keys.seal()), chain(&keys.epoch0)).expect("sender");
-    s.enqueue(START, 0, meta(0, data)).expect("enqueue");
-    let mut buf = vec![0u8; s.max_datagram_len()];
-    let mut out = Vec::new();
-    for _ in 0..MAX_STEPS {
-        match s.poll_transmit(START, &mut buf).expect("transmit") {
-            Transmit::Datagram(n) => out.push(buf[..n].to_vec()),
-            Transmit::NeedPayload { seq, offset, len } => {
-                let o = offset as usize;
-                s.provide_payload(seq, offset, &data[o..o + len])
-                    .expect("provide");
-            }
-            Transmit::Idle => return out,
-        }
-    }
-    panic!("the send did not end");
-}
-
 /// The must-show attack on format 2's datagram authenticator (GHASH then
 /// SM4, the wire version that replaced HMAC-SM3): forged, bit-flipped and
 /// replayed datagrams of every kind are refused at the tag, or earlier at
@@ -351,105 +296,8 @@ fn gm_format_2_refuses_forged_bit_flipped_and_replayed_datagrams_before_any_work
     gm::ensure_available().expect("OpenSSL with SM algorithms");
     let (keys, egress_e0) = Keys::new();
     let data = payload(9, 300_000);
-    let wire = capture(&keys, &data);
-    // One datagram of each kind: 1 manifest, 2 data, 3 heartbeat.
-    let of_kind = |k: u8| wire.iter().find(|d| d[1] == k).expect("kind sent").clone();
-    let samples = [of_kind(1), of_kind(2), of_kind(3)];
-
-    let untouched = |r: &mut Receiver, what: &str| {
-        let st = r.stats();
-        assert_eq!(st.authenticated, 0, "{what}: {st:?}");
-        assert_eq!(
-            st.forged + st.malformed + st.other_link + st.stale_epoch,
-            st.datagrams,
-            "{what}: every datagram refused at the parser or the tag: {st:?}"
-        );
-        assert_eq!((st.buffered_bytes, st.blocks_stored), (0, 0), "{what}");
-        assert_eq!(r.in_flight(), 0, "{what}: no package state");
-        // The one event allowed is the operator's alarm for a retired
-        // format (a flip of the suite byte from 3 to 2): no package event.
-        while let Some(e) = r.poll_event() {
-            assert!(
-                matches!(e, Event::RetiredFormat { suite_byte: 2, .. }),
-                "{what}: {e:?}"
-            );
-        }
-    };
-
-    // Every single bit of each kind flipped.
-    let mut r = receiver(&keys, &egress_e0);
-    let mut flips = 0u64;
-    for d in &samples {
-        for bit in 0..d.len() * 8 {
-            let mut f = d.clone();
-            f[bit / 8] ^= 1 << (bit % 8);
-            r.handle_datagram(START, &f);
-            flips += 1;
-        }
-    }
-    assert_eq!(r.stats().datagrams, flips);
-    untouched(&mut r, "bit flips");
-    assert!(r.stats().forged > flips / 2, "most flips reach the tag");
-
-    // Forged: each kind with a random tag; data datagrams with a random
-    // symbol and tag behind a valid header; and tags moved between data
-    // datagrams of the same length. All parse; none authenticates.
-    let mut r = receiver(&keys, &egress_e0);
-    let mut rng = StdRng::seed_from_u64(7);
-    let mut forged = 0u64;
-    for d in &samples {
-        for _ in 0..500 {
-            let mut f = d.clone();
-            let n = f.len();
-            rng.fill(&mut f[n - 16..]);
-            r.handle_datagram(START, &f);
-            forged += 1;
-        }
-    }
-    let data_dgs: Vec<&Vec<u8>> = wire.iter().filter(|d| d[1] == 2).collect();
-    for d in data_dgs.iter().take(500) {
-        let mut f = d.to_vec();
-        rng.fill(&mut f[ferry_protocol::wire::DATA_HEADER_LEN..]);
-        r.handle_datagram(START, &f);
-        forged += 1;
-    }
-    for pair in data_dgs.windows(2).take(500) {
-        if pair[0].len() == pair[1].len() {
-            let mut f = pair[0].clone();
-            let n = f.len();
-            f[n - 16..].copy_from_slice(&pair[1][n - 16..]);
-            r.handle_datagram(START, &f);
-            forged += 1;
-        }
-    }
-    untouched(&mut r, "forgeries");
-    assert_eq!(r.stats().forged, forged, "{:?}", r.stats());
-
-    // Replayed: the whole send delivered once, then played again, twice.
-    let mut r = receiver(&keys, &egress_e0);
-    let mut out = Outcome::default();
-    let mut staging = BTreeMap::new();
-    for d in &wire {
-        r.handle_datagram(START, d);
-    }
-    drain(&mut r, &mut staging, &mut out);
-    assert_eq!(out.delivered.len(), 1);
-    assert!(out.delivered[&0] == data);
-    let before = r.stats();
-    for _ in 0..2 {
-        for d in &wire {
-            r.handle_datagram(START.plus(1), d);
-        }
-        drain(&mut r, &mut staging, &mut out);
-    }
-    let st = r.stats();
-    assert_eq!(out.delivered.len(), 1, "a replay is never delivered again");
-    assert!(out.failed.is_empty(), "{:?}", out.failed);
-    assert_eq!(st.packages_complete, before.packages_complete);
-    assert_eq!(
-        st.blocks_decoded, before.blocks_decoded,
-        "no decoding for a replay"
-    );
-    assert_eq!(r.in_flight(), 0, "no package state for a replay");
-    assert_eq!(st.buffered_bytes, 0);
+    let sender =
+        Sender::new(sender_config(), Box::new(keys.seal()), chain(&keys.epoch0)).expect("sender");
+    let wire = common::capture(sender, meta(0, &data), &data);
+    common::datagram_tag_attack(&wire, &data, || receiver(&keys, &egress_e0));
 }
