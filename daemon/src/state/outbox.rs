@@ -9,7 +9,9 @@
 
 use ferry_common::durable::{self, Replace};
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
+
+use super::direct_writer::DirectWriter;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -28,8 +30,6 @@ const NAME_MAX_BYTES: usize = 255;
 pub const MAX_FILE_NAME_BYTES: usize = NAME_MAX_BYTES - SIDECAR_SUFFIX.len();
 /// Collision suffixes tried (`name.1.ext` ...) before giving up.
 const MAX_COLLISION_SUFFIX: u32 = 100_000;
-/// Write buffer of a staging file.
-const STAGING_BUFFER_BYTES: usize = 1 << 20;
 /// Every this many bytes handed to the kernel, a staging file's write-back
 /// is started, so the fsync that delivers a large package finds most of it
 /// on disk already (on a large-memory host the kernel would otherwise
@@ -159,7 +159,8 @@ fn with_suffix(name: &str, n: u32) -> String {
 pub struct Staging {
     name: String,
     path: PathBuf,
-    writer: BufWriter<File>,
+    /// Buffered, then `O_DIRECT` past 8 MiB (see [`DirectWriter`]).
+    writer: DirectWriter,
     len: u64,
     /// Where the next write-back starts (everything before it was started).
     writeback_from: u64,
@@ -206,7 +207,12 @@ impl Staging {
     /// a step's worth. A hint: if the kernel refuses it, [`Staging::sync`]
     /// still writes everything, so the refusal only costs time there.
     fn start_writeback(&mut self) {
-        let in_kernel = self.len - self.writer.buffer().len() as u64;
+        let in_kernel = self.len - self.writer.pending() as u64;
+        if self.writer.is_direct() {
+            // Direct writes reach the device as they are made.
+            self.writeback_from = in_kernel;
+            return;
+        }
         if in_kernel - self.writeback_from < WRITEBACK_STEP_BYTES {
             return;
         }
@@ -227,6 +233,12 @@ impl Staging {
     /// Write-backs started so far.
     pub fn writebacks(&self) -> u64 {
         self.writebacks
+    }
+
+    /// Bytes written with `O_DIRECT` so far (none for a package under
+    /// 8 MiB, or on a filesystem that refuses it).
+    pub fn direct_bytes(&self) -> u64 {
+        self.writer.direct_bytes()
     }
 
     /// Makes everything written so far durable: file contents and its entry
@@ -432,7 +444,7 @@ impl Outbox {
         Ok(Staging {
             name: staging_name.to_string(),
             path,
-            writer: BufWriter::with_capacity(STAGING_BUFFER_BYTES, file),
+            writer: DirectWriter::new(file),
             len: 0,
             writeback_from: 0,
             writebacks: 0,
@@ -811,7 +823,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_staging_file_starts_its_write_back_every_step_and_stays_whole() {
+    fn a_large_staging_file_starts_its_write_back_then_goes_direct_and_stays_whole() {
         let dir = tempfile::tempdir().unwrap();
         let o = Outbox::open(dir.path()).unwrap();
         let mut s = o.begin("9-0").unwrap();
@@ -821,9 +833,17 @@ mod tests {
         for _ in 0..pieces {
             s.write_all(&piece).unwrap();
         }
-        // The first step starts once 8 MiB left the write buffer, the
-        // second at 16 MiB; the last 4 MiB wait for the sync.
-        assert_eq!(s.writebacks(), 2);
+        // The first step starts once 8 MiB left the write buffer. Then the
+        // file goes direct where the filesystem takes it (no more hints
+        // needed); otherwise the second step starts at 16 MiB and the last
+        // 4 MiB wait for the sync.
+        if super::super::direct_writer::directory_takes_direct_io(dir.path()) {
+            assert_eq!(s.writebacks(), 1);
+            assert!(s.direct_bytes() >= 11 << 20, "{}", s.direct_bytes());
+        } else {
+            assert_eq!(s.writebacks(), 2);
+            assert_eq!(s.direct_bytes(), 0);
+        }
         let path = o.commit(s, "big.bin", &json!({ "seq": 9 })).unwrap();
         let got = std::fs::read(&path).unwrap();
         assert_eq!(got.len(), pieces * piece.len());
@@ -1106,8 +1126,10 @@ mod tests {
         let o = Outbox::open(dir.path()).unwrap();
         let mut s = o.begin("8-0").unwrap();
         let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
-        s.writer = BufWriter::with_capacity(16, full);
-        let e = s.write_all(&[0u8; 64]).unwrap_err();
+        s.writer = DirectWriter::new(full);
+        let e = s
+            .write_all(&vec![0u8; super::super::direct_writer::BUFFER_BYTES + 64])
+            .unwrap_err();
         assert!(matches!(e, OutboxError::DiskFull { .. }), "{e}");
         assert!(staged(&o).is_empty(), "nothing partial left");
         o.abort(s);
