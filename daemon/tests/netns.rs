@@ -367,6 +367,27 @@ fn relay_loop(rx: &UdpSocket, tx: &UdpSocket, stop: &AtomicBool, seed: u64) -> R
 }
 
 /// Replaces `from` by `to` in a configuration file; panics if absent.
+/// Whether the filesystem of `dir` takes an `O_DIRECT` write of one
+/// aligned block (what decides whether the egress stages large packages
+/// with it).
+fn takes_direct_io(dir: &Path) -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(".direct-probe");
+    let buf = vec![7u8; 2 * 4096];
+    let at = (4096 - buf.as_ptr() as usize % 4096) % 4096;
+    let ok = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .and_then(|mut f| f.write(&buf[at..at + 4096]))
+        .is_ok_and(|n| n == 4096);
+    let _ = std::fs::remove_file(&path);
+    ok
+}
+
 fn rewrite(config: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(config).expect("read config");
     assert!(text.contains(from), "{} lacks {from}", config.display());
@@ -515,6 +536,19 @@ fn lossy_reordering_duplicating_one_way_link_delivers_200_mib_bit_exact() {
         Some(0),
         "within the loss budget no send fails"
     );
+    // Each 25 MiB package went through the page cache for its first 8 MiB
+    // and the first window past them, then with O_DIRECT, where the
+    // outbox's filesystem takes it (and the files above are whole).
+    let direct = egress_status["outbox_direct_bytes"].as_u64().unwrap_or(0);
+    if takes_direct_io(&tb.outbox) {
+        assert!(
+            direct >= FILES * (FILE_BYTES as u64 - (9 << 20)),
+            "staged with O_DIRECT: {direct} bytes"
+        );
+    } else {
+        println!("the outbox filesystem refuses O_DIRECT: staged through the page cache");
+        assert_eq!(direct, 0);
+    }
     // The shipped defaults send GSO super-packets of up to 8 datagrams (the
     // budget's burst), and the veth passed them whole: the wire saw far
     // fewer packets than datagrams and lost whole super-packets, bursts the

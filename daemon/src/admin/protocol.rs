@@ -150,6 +150,10 @@ pub struct Status {
     pub delivered: u64,
     /// Egress: bytes delivered.
     pub delivered_bytes: u64,
+    /// Egress: bytes of staged packages written with `O_DIRECT` (past the
+    /// first 8 MiB of a package; 0 where the filesystem refuses it).
+    #[serde(default)]
+    pub outbox_direct_bytes: u64,
     /// Egress: package sends that failed (each named in the log).
     pub failed: u64,
     /// Egress: packages received again (redundant send or resend) and not

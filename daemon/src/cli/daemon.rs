@@ -312,6 +312,7 @@ fn print_status(v: &serde_json::Value) {
             "sender_next_seq",
             "delivered",
             "delivered_bytes",
+            "outbox_direct_bytes",
             "rejected",
             "failed",
             "duplicates_suppressed",

@@ -193,6 +193,10 @@ impl Writer<'_> {
                     );
                     return;
                 };
+                let direct = st.direct_bytes();
+                if direct > 0 {
+                    protocol::update(&self.status, |s| s.outbox_direct_bytes += direct);
+                }
                 let guard = match reinspect(
                     self.gate,
                     outbox,

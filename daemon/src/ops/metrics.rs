@@ -408,6 +408,12 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             s.duplicates_suppressed,
         );
         o.single(
+            "ferry_outbox_direct_bytes_total",
+            "counter",
+            "Bytes of staged packages written with O_DIRECT (past a package's first 8 MiB); stays 0 where the outbox filesystem refuses O_DIRECT.",
+            s.outbox_direct_bytes,
+        );
+        o.single(
             "ferry_signatures_applied_total",
             "counter",
             "ClamAV signature files from the [signatures] channel verified and put into clamd's database.",

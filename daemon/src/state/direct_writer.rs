@@ -132,7 +132,7 @@ impl DirectWriter {
         if self.filled == 0 {
             return Ok(());
         }
-        if self.mode == Mode::Direct && self.filled % ALIGN != 0 {
+        if self.mode == Mode::Direct && !self.filled.is_multiple_of(ALIGN) {
             self.leave_direct()?;
         }
         self.flush_window()
@@ -142,8 +142,8 @@ impl DirectWriter {
     fn flush_window(&mut self) -> io::Result<()> {
         if self.mode == Mode::Buffered
             && self.written >= DIRECT_AFTER_BYTES
-            && self.written % ALIGN as u64 == 0
-            && self.filled % ALIGN == 0
+            && self.written.is_multiple_of(ALIGN as u64)
+            && self.filled.is_multiple_of(ALIGN)
         {
             self.mode = match set_direct(&self.file, true) {
                 Ok(()) => Mode::Direct,
