@@ -4,7 +4,7 @@
 //! chunks, GHASH-then-SM4 datagram tags (format 2), SM3 digests, and an initial
 //! epoch secret from GM pairing.
 
-use ferry_protocol::epoch::{EpochChain, EpochSchedule};
+use ferry_protocol::epoch::EpochChain;
 use ferry_protocol::receiver::FailReason;
 use ferry_protocol::suite::{LinkCrypto, Secret32};
 use ferry_protocol::{
@@ -21,17 +21,8 @@ use common::{drain, Outcome, MAX_STEPS, START};
 
 const LINK: &str = "gm-sim-link";
 
-fn schedule() -> EpochSchedule {
-    EpochSchedule {
-        origin_unix_s: 1_700_000_000,
-        length_s: 3600,
-    }
-}
-
 fn chain(secret: &Secret32) -> EpochChain {
-    let mut c = EpochChain::new(&GmLink, 0, secret.clone(), 1);
-    c.advance_to(&GmLink, schedule().epoch_at(START));
-    c
+    common::chain(&GmLink, secret)
 }
 
 struct Keys {
@@ -191,14 +182,14 @@ fn run(sender: &mut Sender, receiver: &mut Receiver, packages: &[Vec<u8>], net: 
 }
 
 fn sender_config() -> SenderConfig {
-    let mut c = SenderConfig::new(LINK, schedule());
+    let mut c = SenderConfig::new(LINK, common::schedule());
     c.block_symbols = 256;
     c.repair_overhead_percent = 15.0;
     c
 }
 
 fn receiver(keys: &Keys, epoch0: &Secret32) -> Receiver {
-    let mut cfg = ReceiverConfig::new(LINK, schedule());
+    let mut cfg = ReceiverConfig::new(LINK, common::schedule());
     cfg.max_buffer_bytes = 64 << 20;
     Receiver::new(
         cfg,

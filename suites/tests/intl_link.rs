@@ -4,7 +4,7 @@
 //! (The intl suite's link behaviour under loss is in ferry-protocol's own
 //! tests, which run on it.)
 
-use ferry_protocol::epoch::{EpochChain, EpochSchedule};
+use ferry_protocol::epoch::EpochChain;
 use ferry_protocol::suite::{LinkCrypto, Secret32};
 use ferry_protocol::{
     PackageId, PackageMeta, Receiver, ReceiverConfig, ReplayWindow, Sender, SenderConfig,
@@ -18,17 +18,8 @@ use common::START;
 
 const LINK: &str = "intl-sim-link";
 
-fn schedule() -> EpochSchedule {
-    EpochSchedule {
-        origin_unix_s: 1_700_000_000,
-        length_s: 3600,
-    }
-}
-
 fn chain(secret: &Secret32) -> EpochChain {
-    let mut c = EpochChain::new(&IntlLink, 0, secret.clone(), 1);
-    c.advance_to(&IntlLink, schedule().epoch_at(START));
-    c
+    common::chain(&IntlLink, secret)
 }
 
 /// The promise of GM format 2's test, for intl format 2: forged,
@@ -56,7 +47,7 @@ fn intl_format_2_refuses_forged_bit_flipped_and_replayed_datagrams_before_any_wo
         created_unix_ms: START.0,
         inspection: None,
     };
-    let mut config = SenderConfig::new(LINK, schedule());
+    let mut config = SenderConfig::new(LINK, common::schedule());
     config.block_symbols = 256;
     config.repair_overhead_percent = 15.0;
     let sender = Sender::new(config, Box::new(seal), chain(&epoch0)).expect("sender");
@@ -69,7 +60,7 @@ fn intl_format_2_refuses_forged_bit_flipped_and_replayed_datagrams_before_any_wo
     common::datagram_tag_attack(&wire, &data, || {
         let open =
             IntlOpenKeys::new(&agr, "agr-1".into(), sig_pub, "sig-1".into()).expect("open keys");
-        let mut cfg = ReceiverConfig::new(LINK, schedule());
+        let mut cfg = ReceiverConfig::new(LINK, common::schedule());
         cfg.max_buffer_bytes = 64 << 20;
         Receiver::new(cfg, Box::new(open), chain(&epoch0), ReplayWindow::new())
     });

@@ -3,8 +3,9 @@
 //! must-show attack on a suite's datagram authenticator.
 #![allow(dead_code)]
 
+use ferry_protocol::epoch::{EpochChain, EpochSchedule};
 use ferry_protocol::receiver::FailReason;
-use ferry_protocol::suite::SuiteId;
+use ferry_protocol::suite::{LinkCrypto, Secret32, SuiteId};
 use ferry_protocol::{Event, Millis, PackageMeta, Receiver, Sender, Transmit};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -14,6 +15,22 @@ pub const START: Millis = Millis(1_800_000_000_000);
 /// Bounds the simulation loops so a stuck state machine fails the test
 /// instead of hanging it.
 pub const MAX_STEPS: u64 = 2_000_000;
+
+/// Hour-long epochs from a fixed origin.
+pub fn schedule() -> EpochSchedule {
+    EpochSchedule {
+        origin_unix_s: 1_700_000_000,
+        length_s: 3600,
+    }
+}
+
+/// The epoch chain both sides start from at [`START`], from `secret` as
+/// epoch 0.
+pub fn chain(link: &dyn LinkCrypto, secret: &Secret32) -> EpochChain {
+    let mut c = EpochChain::new(link, 0, secret.clone(), 1);
+    c.advance_to(link, schedule().epoch_at(START));
+    c
+}
 
 /// What came out of a receiver: packages by sequence number, and failures.
 #[derive(Default)]
