@@ -240,3 +240,76 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
     let (code, _) = curl_push(port, &ca, &clients, "registry-feed", "five.csv", &data);
     assert_eq!(code, 403, "the last good policy is still in force");
 }
+
+/// A spool file put back because it changed while it was taken is decided
+/// again when it is taken again, and counted once against its identity's
+/// quota. The spool may send 3 packages a day: a first file, a file that
+/// grows after its rename (taken, put back at least once, taken again)
+/// and a third file. Were the put-back counted, the third would be the
+/// fourth charge and be refused.
+#[test]
+fn a_spool_file_put_back_and_taken_again_is_counted_once_against_its_quota() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let text = policy_text(&tb.spool, false, 100).replace(
+        "spool = \"e2e\"\n",
+        "spool = \"e2e\"\nlimits = { packages_per_day = 3 }\n",
+    );
+    assert!(text.contains("packages_per_day = 3"), "{text}");
+    std::fs::write(root.join("ingress/policy.toml"), text).expect("policy");
+    append_config(&tb.ingress_config, "[policy]\nfile = \"policy.toml\"\n");
+    let _egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    ferry_daemon::testkit::spool_file(&tb.spool, "first.csv", b"a\n").expect("spool");
+    wait_for(Duration::from_secs(60), "the first file delivered", || {
+        outbox_files(&tb.outbox).len() == 1
+    });
+    // As in link_loopback's put-back test: 128 MiB renamed in, then 1 s
+    // of appends while it is digested.
+    let head = content(3, 128 << 20);
+    let tmp = tb.spool.join(".growing.csv");
+    let mut f = std::fs::File::create(&tmp).expect("create");
+    f.write_all(&head).expect("write");
+    std::fs::rename(&tmp, tb.spool.join("growing.csv")).expect("rename");
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    let mut n = 0u64;
+    while std::time::Instant::now() < until {
+        f.write_all(&content(1000 + n, 4096)).expect("append");
+        n += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(f);
+    wait_for(Duration::from_secs(120), "the grown file delivered", || {
+        outbox_files(&tb.outbox).len() == 2
+    });
+    let st = status(&tb.ingress_config).expect("status");
+    let retakes = st["spool_retakes"].as_u64().unwrap_or(0);
+    assert!(retakes >= 1, "the grown file was not put back: {st}");
+
+    ferry_daemon::testkit::spool_file(&tb.spool, "third.csv", b"c\n").expect("spool");
+    wait_for(
+        Duration::from_secs(60),
+        "the third file delivered or refused",
+        || outbox_files(&tb.outbox).len() == 3 || tb.spool.join(".rejected/third.csv").exists(),
+    );
+    assert!(
+        tb.outbox.join("third.csv").exists(),
+        "the third file was refused after {retakes} put-back(s): {}",
+        std::fs::read_to_string(tb.spool.join(".rejected/third.csv.reason.json"))
+            .unwrap_or_default()
+    );
+    // And the quota still holds: a fourth is refused, with its reason.
+    ferry_daemon::testkit::spool_file(&tb.spool, "fourth.csv", b"d\n").expect("spool");
+    let reason = tb.spool.join(".rejected/fourth.csv.reason.json");
+    wait_for(Duration::from_secs(60), "the fourth file refused", || {
+        reason.exists()
+    });
+    let why = std::fs::read_to_string(&reason).expect("reason");
+    assert!(
+        why.contains("packages_per_day") || why.contains("quota") || why.contains("limit"),
+        "{why}"
+    );
+    drop(ingress);
+}

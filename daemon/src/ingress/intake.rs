@@ -288,15 +288,17 @@ pub(crate) fn take(
     if refuse_spool_name(s, path, &file_name)? {
         return Ok(());
     }
-    let (channel, mut approval, profile, decided) = match spool_verdict(s, path, &file_name)? {
-        SpoolVerdict::Take {
-            channel,
-            approval,
-            profile,
-            size,
-        } => (channel, approval, profile, size),
-        SpoolVerdict::Leave => return Ok(()),
-    };
+    let (channel, mut approval, profile, decided, charged) =
+        match spool_verdict(s, path, &file_name)? {
+            SpoolVerdict::Take {
+                channel,
+                approval,
+                profile,
+                size,
+                charged,
+            } => (channel, approval, profile, size, charged),
+            SpoolVerdict::Leave => return Ok(()),
+        };
     let id = PackageId(rand_id()?);
     let dest = s.queue_dir.join(id.to_hex());
     if let Err(e) = std::fs::rename(path, &dest) {
@@ -341,6 +343,7 @@ pub(crate) fn take(
                 // Back into the spool, untouched: the next collection after
                 // the back-off tries again (audited and alarmed already).
                 std::fs::rename(&dest, path).map_err(DaemonError::io(path))?;
+                refund(s, charged.as_deref());
                 s.scan_hold_until_ms.store(
                     now_millis().0 + crate::inspection::malware::HOLD_RETRY_S * 1000,
                     Ordering::Relaxed,
@@ -368,7 +371,9 @@ pub(crate) fn take(
             Err(e) => {
                 // Not inspected, not sent: back into the spool for the next
                 // collection, and the operator told.
-                let _ = std::fs::rename(&dest, path);
+                if std::fs::rename(&dest, path).is_ok() {
+                    refund(s, charged.as_deref());
+                }
                 return Err(e);
             }
         }
@@ -391,6 +396,8 @@ pub(crate) fn take(
         if let Some(name) = back.file_name() {
             put_back.insert(name.to_os_string());
         }
+        // Decided on again when it is taken again: counted once.
+        refund(s, charged.as_deref());
         tracing::warn!(file = %file_name, decided, digested = size, "spool file changed while it was taken (its writer was not done: write `.NAME`, then rename it); back in the spool, taken again once it settles");
         protocol::update(&s.status, |st| st.spool_retakes += 1);
         return Ok(());
@@ -478,9 +485,27 @@ pub(crate) enum SpoolVerdict {
         profile: Option<String>,
         /// The size the decision saw.
         size: u64,
+        /// What the decision charged to the policy's counters (none
+        /// without a policy), taken back if the file is put back.
+        charged: Option<Box<Charged>>,
     },
     /// Not now (window closed) or refused (moved aside): leave it.
     Leave,
+}
+
+/// A decision that charged a spool file to the policy's rate and quota
+/// counters, with the request it answered.
+pub(crate) struct Charged {
+    request: ferry_policy::Request,
+    decision: ferry_policy::Decision,
+}
+
+/// Takes back what the decision on a spool file charged, when the file
+/// goes back into the spool to be decided on again later.
+fn refund(s: &Shared, charged: Option<&Charged>) {
+    if let (Some(gate), Some(c)) = (&s.policy, charged) {
+        gate.refund(&c.request, &c.decision);
+    }
 }
 
 /// The one file-name rule of ingest, spool and outbox
@@ -563,6 +588,7 @@ pub(crate) fn spool_verdict(
             size: std::fs::metadata(path)
                 .map_err(DaemonError::io(path))?
                 .len(),
+            charged: None,
         });
     };
     let name = spool_name(s);
@@ -579,14 +605,15 @@ pub(crate) fn spool_verdict(
     let size = std::fs::metadata(path)
         .map_err(DaemonError::io(path))?
         .len();
-    let d = gate.decide_and_charge(&ferry_policy::Request {
+    let request = ferry_policy::Request {
         identity: ferry_policy::Subject::spool(&name),
         channel: channel.clone(),
         file_name: file_name.to_owned(),
         content_type: "application/octet-stream".into(),
         size_bytes: size,
         at: crate::now_utc(),
-    });
+    };
+    let d = gate.decide_and_charge(&request);
     s.audit.record(decision_record(
         &d,
         Actor::new(format!("spool:{name}"), Role::Sender),
@@ -599,9 +626,13 @@ pub(crate) fn spool_verdict(
         ferry_policy::Verdict::Allow => {
             return Ok(SpoolVerdict::Take {
                 channel,
-                approval: d.approval,
-                profile: d.profile,
+                approval: d.approval.clone(),
+                profile: d.profile.clone(),
                 size,
+                charged: Some(Box::new(Charged {
+                    request,
+                    decision: d,
+                })),
             })
         }
         ferry_policy::Verdict::Deny => d

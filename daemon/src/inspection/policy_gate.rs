@@ -63,6 +63,27 @@ impl Usage for UsageCounters {
 }
 
 impl UsageCounters {
+    /// Takes back one package of `bytes` charged at `at_s` to `charges`,
+    /// from the counters still in that period (a period that has rolled
+    /// over since starts from zero anyway).
+    fn refund(&mut self, charges: &[Charge], bytes: u64, at_s: u64) {
+        for c in charges {
+            let scope = match c {
+                Charge::Identity(n) => UsageScope::Identity(n),
+                Charge::Channel(n) => UsageScope::Channel(n),
+            };
+            for period in [Period::Minute, Period::Day] {
+                let index = at_s / period_seconds(period);
+                if let Some(e) = self.map.get_mut(&key(scope, period)) {
+                    if e.0 == index {
+                        e.1 = e.1.saturating_sub(1);
+                        e.2 = e.2.saturating_sub(bytes);
+                    }
+                }
+            }
+        }
+    }
+
     fn charge(&mut self, charges: &[Charge], bytes: u64) {
         for c in charges {
             let scope = match c {
@@ -192,6 +213,19 @@ impl PolicyGate {
     /// ([`Policy::decide_holding`]).
     pub fn decide_and_charge_holding(&self, req: &Request) -> Decision {
         self.decide_with(req, true)
+    }
+
+    /// Takes back what [`PolicyGate::decide_and_charge`] charged for `req`
+    /// under `decision`, for a package that was not taken after all (a
+    /// spool file put back to be taken again later), so the next decision
+    /// on it does not count it twice.
+    pub fn refund(&self, req: &Request, decision: &Decision) {
+        let mut usage = match self.usage.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let at_s = req.at.unix_timestamp().max(0) as u64;
+        usage.refund(&decision.charges, req.size_bytes, at_s);
     }
 
     fn decide_with(&self, req: &Request, holding: bool) -> Decision {
