@@ -95,6 +95,11 @@ pub enum EventKind {
     /// holds.
     #[serde(rename = "link.overrun")]
     LinkOverrun,
+    /// Datagrams of this link arrived in a suite format this build
+    /// retired (the ingress side runs an older ferryd): dropped before any
+    /// other work until the ingress side is upgraded.
+    #[serde(rename = "link.format")]
+    LinkFormat,
     /// A ClamAV signature database that came over the link was verified,
     /// put into clamd's database directory and loaded.
     #[serde(rename = "signatures.applied")]
@@ -107,7 +112,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in vocabulary order.
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::PackagePushed,
         EventKind::PolicyDecided,
         EventKind::GuardInspected,
@@ -134,6 +139,7 @@ impl EventKind {
         EventKind::LinkReplay,
         EventKind::LinkGap,
         EventKind::LinkOverrun,
+        EventKind::LinkFormat,
         EventKind::SignaturesApplied,
         EventKind::SignaturesRefused,
     ];
@@ -167,6 +173,7 @@ impl EventKind {
             EventKind::LinkReplay => "link.replay",
             EventKind::LinkGap => "link.gap",
             EventKind::LinkOverrun => "link.overrun",
+            EventKind::LinkFormat => "link.format",
             EventKind::SignaturesApplied => "signatures.applied",
             EventKind::SignaturesRefused => "signatures.refused",
         }

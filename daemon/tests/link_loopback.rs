@@ -335,3 +335,88 @@ fn a_spool_file_rewritten_after_it_was_taken_fails_on_its_digest_and_is_not_deli
         outbox_files(&tb.outbox)
     );
 }
+
+/// An ingress side still on a retired suite format (here intl format 1,
+/// suite byte 1, the format before GHASH-then-AES-256 tags) is refused
+/// loudly at the egress side: its datagrams are dropped before any other
+/// work and counted, and the operator is told once, in the status alarms,
+/// the log and the audit log (`link.format`), what it is and what to do.
+/// Another link's datagrams with that byte raise nothing.
+#[test]
+fn datagrams_in_a_retired_suite_format_are_counted_alarmed_and_audited_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut listen = None;
+    let tb = testbed(dir.path(), |o| listen = Some(o.listen));
+    let listen = listen.expect("the egress listen address");
+    let audit = with_audit(dir.path(), &tb.egress_config, "egress");
+    let egress = Daemon::start(&tb.egress_config);
+    wait_for(Duration::from_secs(15), "egress status", || {
+        status(&tb.egress_config).is_some()
+    });
+    // Well-formed 80-byte heartbeats of a format-1 sender: version 1, kind
+    // 3, suite byte 1, this link's id; the tag cannot matter (never read).
+    let heartbeat = |link: &str| {
+        let mut d = vec![0u8; 80];
+        d[0] = 1;
+        d[1] = 3;
+        d[2] = 1;
+        d[4..8].copy_from_slice(&ferry_protocol::wire::link_id(link).to_be_bytes());
+        d[12..20].copy_from_slice(&1_800_000_000_000u64.to_be_bytes());
+        d[20..24].copy_from_slice(&1000u32.to_be_bytes());
+        d
+    };
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.send_to(&heartbeat("another-link"), listen)
+        .expect("send");
+    for _ in 0..50 {
+        sock.send_to(&heartbeat("e2e"), listen).expect("send");
+    }
+    wait_for(Duration::from_secs(15), "the retired-format alarm", || {
+        status(&tb.egress_config).is_some_and(|s| {
+            s["alarms"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|m| m.as_str().is_some_and(|m| m.contains("suite byte 1")))
+            })
+        })
+    });
+    // The receiver's counters are published once a second.
+    wait_for(Duration::from_secs(15), "every datagram counted", || {
+        status(&tb.egress_config)
+            .is_some_and(|s| s["receiver"]["other_link"].as_u64().unwrap_or(0) >= 51)
+    });
+    let st = status(&tb.egress_config).expect("status");
+    let alarms: Vec<&str> = st["alarms"]
+        .as_array()
+        .expect("alarms")
+        .iter()
+        .filter_map(|m| m.as_str())
+        .filter(|m| m.contains("suite byte"))
+        .collect();
+    assert_eq!(alarms.len(), 1, "named once: {alarms:?}");
+    assert!(
+        alarms[0].contains("intl suite format 1")
+            && alarms[0].contains("upgrade ferryd on the ingress side"),
+        "{}",
+        alarms[0]
+    );
+    assert_eq!(st["receiver"]["authenticated"].as_u64(), Some(0), "{st}");
+    assert!(
+        st["link_up"] == serde_json::json!(false),
+        "not taken as life: {st}"
+    );
+    assert!(
+        egress
+            .log_text()
+            .contains("the retired intl suite format 1"),
+        "logged"
+    );
+    drop(egress);
+    let records = audit_records(&audit, "link.format");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let text = records[0].to_string();
+    assert!(
+        text.contains("upgrade ferryd on the ingress side"),
+        "{text}"
+    );
+    assert!(text.contains("\"suite_byte\":\"1\""), "{text}");
+}

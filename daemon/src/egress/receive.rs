@@ -193,6 +193,11 @@ pub(crate) fn drain(
                     "datagrams of this link arrive with suite byte {suite_byte}, the retired {what}; they are dropped (counted as other_link)"
                 );
                 tracing::error!(suite_byte, "{msg}");
+                audit.note(
+                    AuditRecord::new(EventKind::LinkFormat, Actor::system(), Outcome::Refused)
+                        .reason(msg.clone())
+                        .detail("suite_byte", suite_byte.to_string()),
+                );
                 protocol::update(status, |s| s.alarms.push(msg));
                 continue;
             }
