@@ -237,7 +237,6 @@ fn renamed_spool_files_are_taken_at_once_and_files_written_in_place_after_they_s
 /// delivered whole.
 #[test]
 fn a_spool_file_still_written_after_its_rename_is_put_back_and_delivered_whole() {
-    use std::io::Write;
     let dir = tempfile::tempdir().expect("tempdir");
     let tb = testbed(dir.path(), |_| {});
     let _egress = Daemon::start(&tb.egress_config);
@@ -247,26 +246,10 @@ fn a_spool_file_still_written_after_its_rename_is_put_back_and_delivered_whole()
     wait_for(Duration::from_secs(60), "the first file delivered", || {
         outbox_files(&tb.outbox).len() == 1
     });
-    // 128 MiB, so taking it (digest, fsync) lasts long enough that the
-    // writer's appends land inside it, then 1 s of appends after the
-    // rename. (Without the check this delivers a prefix of the file.)
-    let head = content(3, 128 << 20);
-    let tmp = tb.spool.join(".growing.bin");
-    let mut f = std::fs::File::create(&tmp).expect("create");
-    f.write_all(&head).expect("write");
-    std::fs::rename(&tmp, tb.spool.join("growing.bin")).expect("rename");
-    let mut whole = head;
-    let until = std::time::Instant::now() + Duration::from_secs(1);
-    let mut n = 0u64;
-    while std::time::Instant::now() < until {
-        let piece = content(1000 + n, 4096);
-        f.write_all(&piece).expect("append");
-        whole.extend_from_slice(&piece);
-        n += 1;
-        // About 4 MB in all, a write every millisecond.
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    drop(f);
+    // Taking it (digest, fsync) lasts long enough that the writer's
+    // appends land inside it. (Without the check this delivers a prefix
+    // of the file.)
+    let whole = spool_growing_file(&tb.spool, "growing.bin");
     wait_for(Duration::from_secs(120), "the grown file delivered", || {
         outbox_files(&tb.outbox).len() == 2
     });

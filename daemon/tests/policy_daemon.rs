@@ -249,7 +249,6 @@ fn running_ferryd_enforces_and_hot_reloads_a_signed_policy() {
 /// fourth charge and be refused.
 #[test]
 fn a_spool_file_put_back_and_taken_again_is_counted_once_against_its_quota() {
-    use std::io::Write;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let tb = testbed(root, |_| {});
@@ -266,21 +265,8 @@ fn a_spool_file_put_back_and_taken_again_is_counted_once_against_its_quota() {
     wait_for(Duration::from_secs(60), "the first file delivered", || {
         outbox_files(&tb.outbox).len() == 1
     });
-    // As in link_loopback's put-back test: 128 MiB renamed in, then 1 s
-    // of appends while it is digested.
-    let head = content(3, 128 << 20);
-    let tmp = tb.spool.join(".growing.csv");
-    let mut f = std::fs::File::create(&tmp).expect("create");
-    f.write_all(&head).expect("write");
-    std::fs::rename(&tmp, tb.spool.join("growing.csv")).expect("rename");
-    let until = std::time::Instant::now() + Duration::from_secs(1);
-    let mut n = 0u64;
-    while std::time::Instant::now() < until {
-        f.write_all(&content(1000 + n, 4096)).expect("append");
-        n += 1;
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    drop(f);
+    // As in link_loopback's put-back test.
+    spool_growing_file(&tb.spool, "growing.csv");
     wait_for(Duration::from_secs(120), "the grown file delivered", || {
         outbox_files(&tb.outbox).len() == 2
     });

@@ -514,3 +514,25 @@ pub fn audit_records(dir: &Path, event: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Puts `name` into `spool` the way a careless writer does: 128 MiB
+/// renamed in, then 1 s more of appends (about 4 MB, a write every
+/// millisecond), so the intake is still taking it (digest, fsync) when
+/// the appends land. Returns the whole content written.
+pub fn spool_growing_file(spool: &Path, name: &str) -> Vec<u8> {
+    let mut whole = content(3, 128 << 20);
+    let tmp = spool.join(format!(".{name}"));
+    let mut f = std::fs::File::create(&tmp).expect("create");
+    f.write_all(&whole).expect("write");
+    std::fs::rename(&tmp, spool.join(name)).expect("rename");
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let piece = content(1000 + n, 4096);
+        f.write_all(&piece).expect("append");
+        whole.extend_from_slice(&piece);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    whole
+}
