@@ -10,6 +10,7 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod budget;
+pub mod bundle;
 pub mod epoch;
 pub mod fec;
 pub mod manifest;
@@ -20,6 +21,7 @@ pub mod suite;
 pub mod wire;
 
 pub use budget::{LossBudget, SendPlan};
+pub use bundle::{BundleError, BundleMember};
 pub use epoch::{EpochChain, EpochSchedule};
 pub use manifest::{Inspection, InspectionVerdict, Manifest, PackageId, PackageMeta};
 pub use receiver::{BlockStore, Event, Receiver, ReceiverConfig, ReceiverStats};

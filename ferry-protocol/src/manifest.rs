@@ -23,6 +23,16 @@ pub const MANIFEST_VERSION_INSPECTED: u8 = 2;
 /// first send left. A manifest without it keeps versions 1 and 2, so the
 /// encoding stays canonical and first sends are unchanged on the wire.
 pub const MANIFEST_VERSION_RESENT_OFFSET: u8 = 2;
+/// Added to the version (giving 5 to 8) when the manifest ends with a
+/// `bundle_from_seq` field (u64, after `first_seq` when both are there):
+/// the payload is a bundle of small packages (see [`crate::bundle`]) whose
+/// members were queued under the sequence numbers `bundle_from_seq..=seq`.
+/// The egress side accepts all of them with the bundle, so their numbers
+/// are not gaps. A manifest without it keeps versions 1 to 4.
+pub const MANIFEST_VERSION_BUNDLE_OFFSET: u8 = 4;
+/// Most members in one bundle: bounds the sequence range a bundle manifest
+/// may claim, far below the replay window.
+pub const MAX_BUNDLE_MEMBERS: u64 = 1024;
 /// Longest content-profile name in an inspection record.
 pub const MAX_PROFILE_LEN: usize = 64;
 /// Longest digest in an inspection record (SHA-256).
@@ -144,7 +154,7 @@ pub enum InspectionVerdict {
 }
 
 impl InspectionVerdict {
-    fn to_wire(self) -> u8 {
+    pub(crate) fn to_wire(self) -> u8 {
         match self {
             InspectionVerdict::Pass => 0,
             InspectionVerdict::Masked => 1,
@@ -152,7 +162,7 @@ impl InspectionVerdict {
         }
     }
 
-    fn from_wire(b: u8) -> Option<Self> {
+    pub(crate) fn from_wire(b: u8) -> Option<Self> {
         match b {
             0 => Some(InspectionVerdict::Pass),
             1 => Some(InspectionVerdict::Masked),
@@ -198,6 +208,10 @@ pub struct Manifest {
     /// package was first sent under (signed, so only the ingress side can
     /// say which gap a package fills).
     pub first_seq: Option<u64>,
+    /// For a bundle: the sequence number of its first member (its last
+    /// member's is `seq`). Signed, so only the ingress side can say which
+    /// numbers a bundle fills.
+    pub bundle_from_seq: Option<u64>,
 }
 
 /// Why manifest bytes were refused. Authenticated datagrams carry these
@@ -239,11 +253,19 @@ impl Manifest {
         } else {
             MANIFEST_VERSION
         };
-        out.push(if self.first_seq.is_some() {
-            base + MANIFEST_VERSION_RESENT_OFFSET
+        let resent = if self.first_seq.is_some() {
+            MANIFEST_VERSION_RESENT_OFFSET
         } else {
-            base
-        });
+            0
+        };
+        let bundle = match self.bundle_from_seq {
+            Some(from) if from >= self.seq || self.seq - from >= MAX_BUNDLE_MEMBERS => {
+                return Err(ManifestError::Field("bundle_from_seq"))
+            }
+            Some(_) => MANIFEST_VERSION_BUNDLE_OFFSET,
+            None => 0,
+        };
+        out.push(base + resent + bundle);
         out.push(self.suite.to_wire());
         out.extend_from_slice(&m.id.0);
         out.extend_from_slice(&self.seq.to_be_bytes());
@@ -308,6 +330,9 @@ impl Manifest {
         if let Some(first) = self.first_seq {
             out.extend_from_slice(&first.to_be_bytes());
         }
+        if let Some(from) = self.bundle_from_seq {
+            out.extend_from_slice(&from.to_be_bytes());
+        }
         Ok(out)
     }
 
@@ -333,11 +358,17 @@ impl Manifest {
     pub fn decode_signed(bytes: &[u8]) -> Result<(Manifest, &[u8], &[u8]), ManifestError> {
         let mut r = Reader { b: bytes, at: 0 };
         let version = r.u8("version")?;
-        let resent = version > MANIFEST_VERSION_INSPECTED;
-        let base = if resent {
-            version.saturating_sub(MANIFEST_VERSION_RESENT_OFFSET)
+        let bundle = version > MANIFEST_VERSION_INSPECTED + MANIFEST_VERSION_RESENT_OFFSET;
+        let rest = if bundle {
+            version.saturating_sub(MANIFEST_VERSION_BUNDLE_OFFSET)
         } else {
             version
+        };
+        let resent = rest > MANIFEST_VERSION_INSPECTED;
+        let base = if resent {
+            rest.saturating_sub(MANIFEST_VERSION_RESENT_OFFSET)
+        } else {
+            rest
         };
         if base != MANIFEST_VERSION && base != MANIFEST_VERSION_INSPECTED {
             return Err(ManifestError::Version(version));
@@ -400,6 +431,17 @@ impl Manifest {
         } else {
             None
         };
+        let bundle_from_seq = if bundle {
+            let from = r.u64("bundle_from_seq")?;
+            // A bundle covers at least two numbers and at most
+            // MAX_BUNDLE_MEMBERS, ending at its own.
+            if from >= seq || seq - from >= MAX_BUNDLE_MEMBERS {
+                return Err(ManifestError::Field("bundle_from_seq"));
+            }
+            Some(from)
+        } else {
+            None
+        };
         let body_end = r.at;
         let signature = r.u16_len(MAX_SIGNATURE_LEN, "signature")?;
         if r.at != bytes.len() {
@@ -427,6 +469,7 @@ impl Manifest {
             recipient_key_id,
             ephemeral,
             first_seq,
+            bundle_from_seq,
         };
         Ok((manifest, &bytes[..body_end], signature))
     }
@@ -446,7 +489,7 @@ pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
     size.div_ceil(c).max(1)
 }
 
-fn put_u8_len(
+pub(crate) fn put_u8_len(
     out: &mut Vec<u8>,
     v: &[u8],
     max: usize,
@@ -460,7 +503,7 @@ fn put_u8_len(
     Ok(())
 }
 
-fn put_u16_len(
+pub(crate) fn put_u16_len(
     out: &mut Vec<u8>,
     v: &[u8],
     max: usize,
@@ -475,13 +518,24 @@ fn put_u16_len(
     Ok(())
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], ManifestError> {
+    pub(crate) fn new(b: &'a [u8]) -> Reader<'a> {
+        Reader { b, at: 0 }
+    }
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.at
+    }
+    pub(crate) fn take(
+        &mut self,
+        n: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], ManifestError> {
         let end = self
             .at
             .checked_add(n)
@@ -493,41 +547,53 @@ impl<'a> Reader<'a> {
         self.at = end;
         Ok(s)
     }
-    fn u8(&mut self, f: &'static str) -> Result<u8, ManifestError> {
+    pub(crate) fn u8(&mut self, f: &'static str) -> Result<u8, ManifestError> {
         Ok(self.take(1, f)?[0])
     }
-    fn u16(&mut self, f: &'static str) -> Result<u16, ManifestError> {
+    pub(crate) fn u16(&mut self, f: &'static str) -> Result<u16, ManifestError> {
         let s = self.take(2, f)?;
         Ok(u16::from_be_bytes([s[0], s[1]]))
     }
-    fn u32(&mut self, f: &'static str) -> Result<u32, ManifestError> {
+    pub(crate) fn u32(&mut self, f: &'static str) -> Result<u32, ManifestError> {
         let s = self.take(4, f)?;
         Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn u64(&mut self, f: &'static str) -> Result<u64, ManifestError> {
+    pub(crate) fn u64(&mut self, f: &'static str) -> Result<u64, ManifestError> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8, f)?);
         Ok(u64::from_be_bytes(a))
     }
-    fn u8_len(&mut self, max: usize, f: &'static str) -> Result<&'a [u8], ManifestError> {
+    pub(crate) fn u8_len(
+        &mut self,
+        max: usize,
+        f: &'static str,
+    ) -> Result<&'a [u8], ManifestError> {
         let n = usize::from(self.u8(f)?);
         if n > max {
             return Err(ManifestError::Field(f));
         }
         self.take(n, f)
     }
-    fn u16_len(&mut self, max: usize, f: &'static str) -> Result<&'a [u8], ManifestError> {
+    pub(crate) fn u16_len(
+        &mut self,
+        max: usize,
+        f: &'static str,
+    ) -> Result<&'a [u8], ManifestError> {
         let n = usize::from(self.u16(f)?);
         if n > max {
             return Err(ManifestError::Field(f));
         }
         self.take(n, f)
     }
-    fn string8(&mut self, max: usize, f: &'static str) -> Result<String, ManifestError> {
+    pub(crate) fn string8(&mut self, max: usize, f: &'static str) -> Result<String, ManifestError> {
         let s = self.u8_len(max, f)?;
         String::from_utf8(s.to_vec()).map_err(|_| ManifestError::Field(f))
     }
-    fn string16(&mut self, max: usize, f: &'static str) -> Result<String, ManifestError> {
+    pub(crate) fn string16(
+        &mut self,
+        max: usize,
+        f: &'static str,
+    ) -> Result<String, ManifestError> {
         let s = self.u16_len(max, f)?;
         String::from_utf8(s.to_vec()).map_err(|_| ManifestError::Field(f))
     }
@@ -561,6 +627,7 @@ mod tests {
             recipient_key_id: "agr-1".into(),
             ephemeral: vec![9; 32],
             first_seq: None,
+            bundle_from_seq: None,
         }
     }
 
@@ -589,11 +656,11 @@ mod tests {
             }
         }
         let mut bad = sample().encode_body().expect("encodes");
-        bad[0] = 5;
+        bad[0] = 9;
         let signed = Manifest::encode_signed(&bad, &[5u8; 64]).expect("signs");
         assert_eq!(
             Manifest::decode_signed(&signed).map(|_| ()),
-            Err(ManifestError::Version(5))
+            Err(ManifestError::Version(9))
         );
     }
 
@@ -669,13 +736,70 @@ mod tests {
             long.encode_body(),
             Err(ManifestError::Field("sha256_after"))
         );
-        // Version 5 is refused (3 and 4 carry `first_seq`).
-        let mut v5 = signed.clone();
-        v5[0] = 5;
+        // Version 9 is refused (3 and 4 carry `first_seq`, 5 to 8 a bundle).
+        let mut v9 = signed.clone();
+        v9[0] = 9;
         assert_eq!(
-            Manifest::decode_signed(&v5).map(|_| ()),
-            Err(ManifestError::Version(5))
+            Manifest::decode_signed(&v9).map(|_| ()),
+            Err(ManifestError::Version(9))
         );
+    }
+
+    #[test]
+    fn bundle_range_round_trips_as_versions_5_to_8_and_is_bounded() {
+        for (inspected, resent) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut m = sample();
+            if inspected {
+                m.meta.inspection = Some(Inspection {
+                    profile: "p".into(),
+                    verdict: InspectionVerdict::Pass,
+                    sha256_before: vec![1; 32],
+                    sha256_after: vec![1; 32],
+                });
+            }
+            if resent {
+                m.first_seq = Some(7);
+            }
+            let plain = m.encode_body().expect("encodes");
+            m.bundle_from_seq = Some(m.seq - 3);
+            let body = m.encode_body().expect("encodes");
+            assert_eq!(body[0], plain[0] + MANIFEST_VERSION_BUNDLE_OFFSET);
+            assert!((5..=8).contains(&body[0]));
+            assert_eq!(body.len(), plain.len() + 8);
+            let signed = Manifest::encode_signed(&body, &[5u8; 64]).expect("signs");
+            let (back, _, _) = Manifest::decode_signed(&signed).expect("decodes");
+            assert_eq!(back, m);
+            for n in 0..signed.len() {
+                assert!(Manifest::decode_signed(&signed[..n]).is_err(), "len {n}");
+            }
+        }
+        // A range that is empty, backwards or wider than the bound is
+        // refused both ways: by the encoder, and by the decoder when the
+        // bytes say so anyway.
+        let good = {
+            let mut m = sample();
+            m.seq = 5000;
+            m.bundle_from_seq = Some(m.seq - 1);
+            m
+        };
+        let body = good.encode_body().expect("encodes");
+        for from in [good.seq, good.seq + 1, good.seq - MAX_BUNDLE_MEMBERS] {
+            let mut m = good.clone();
+            m.bundle_from_seq = Some(from);
+            assert_eq!(
+                m.encode_body(),
+                Err(ManifestError::Field("bundle_from_seq"))
+            );
+            let mut forged = body.clone();
+            let at = forged.len() - 8;
+            forged[at..].copy_from_slice(&from.to_be_bytes());
+            let signed = Manifest::encode_signed(&forged, &[5u8; 64]).expect("signs");
+            assert_eq!(
+                Manifest::decode_signed(&signed).map(|_| ()),
+                Err(ManifestError::Field("bundle_from_seq")),
+                "from {from}"
+            );
+        }
     }
 
     #[test]

@@ -626,10 +626,19 @@ impl Receiver {
         // same as one just ahead. The numbers that are *not* missing are the
         // packages being rebuilt and those the window has accepted; the
         // window is at most WINDOW numbers wide, so that scan is bounded.
+        // A bundle being rebuilt holds its members' numbers too (at most
+        // MAX_BUNDLE_MEMBERS each, so this stays bounded).
         let mut present: Vec<u64> = self
             .in_flight
             .iter()
-            .map(|p| p.seq)
+            .flat_map(|p| {
+                let from = p
+                    .opened
+                    .as_ref()
+                    .and_then(|o| o.manifest.bundle_from_seq)
+                    .unwrap_or(p.seq);
+                from..=p.seq
+            })
             .filter(|s| (start..upto).contains(s))
             .collect();
         if let Some(top) = self.window.top() {
@@ -1003,6 +1012,14 @@ impl Receiver {
             if !p.stored.is_empty() {
                 if let Some(store) = self.store.as_mut() {
                     store.forget(seq);
+                }
+            }
+            // A bundle's members were queued under `from..=seq`: their
+            // numbers are accepted with it (the range is signed and
+            // bounded), so none is reported as a gap or taken again.
+            if let Some(from) = p.opened.as_ref().and_then(|o| o.manifest.bundle_from_seq) {
+                for member in from..seq {
+                    self.window.accept(member);
                 }
             }
             self.window.accept(seq);

@@ -397,6 +397,40 @@ impl Sender {
         meta: PackageMeta,
         first_seq: Option<u64>,
     ) -> Result<(), SenderError> {
+        self.enqueue_sealed(now, seq, meta, first_seq, None)
+    }
+
+    /// Queues a bundle (its payload made by [`crate::bundle::encode`]) of
+    /// the packages queued under `from_seq..=seq`: one manifest, signed
+    /// with that range, so the egress side accepts every member's number
+    /// with it. `from_seq` must be below `seq` and above the last number
+    /// used.
+    pub fn enqueue_bundle(
+        &mut self,
+        now: Millis,
+        from_seq: u64,
+        seq: u64,
+        meta: PackageMeta,
+    ) -> Result<(), SenderError> {
+        if let Some(last) = self.last_seq {
+            if from_seq <= last {
+                return Err(SenderError::SeqNotIncreasing {
+                    seq: from_seq,
+                    last,
+                });
+            }
+        }
+        self.enqueue_sealed(now, seq, meta, None, Some(from_seq))
+    }
+
+    fn enqueue_sealed(
+        &mut self,
+        now: Millis,
+        seq: u64,
+        meta: PackageMeta,
+        first_seq: Option<u64>,
+        bundle_from_seq: Option<u64>,
+    ) -> Result<(), SenderError> {
         let first_seq = first_seq.filter(|f| *f != seq);
         if let Some(last) = self.last_seq {
             if seq <= last {
@@ -429,6 +463,7 @@ impl Sender {
             recipient_key_id: self.keys.recipient_key_id().to_string(),
             ephemeral,
             first_seq,
+            bundle_from_seq,
         };
         let body = manifest.encode_body()?;
         let signature = self.keys.sign(&Manifest::signing_input(&body))?;

@@ -520,3 +520,83 @@ fn the_last_send_reports_its_length_and_its_package_size() {
     assert_eq!(st.last_send_ms, last.since(first));
     assert_eq!(st.last_send_bytes, p.len() as u64);
 }
+
+/// A bundle of ten small packages queued under 1..=10, between two plain
+/// packages: delivered whole under its last number, with its members
+/// intact, and none of the members' numbers reported as a gap; replayed,
+/// it is not delivered again. The same numbers skipped without a bundle
+/// are reported, so the gap check is live.
+#[test]
+fn a_bundle_is_delivered_once_and_its_members_numbers_are_not_gaps() {
+    use ferry_protocol::bundle::{self, BundleMember};
+    let k = keys();
+    let mut s = sender(&k, sender_config());
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let bodies: Vec<Vec<u8>> = (1..=10u64).map(|i| payload(i, 100 * i as usize)).collect();
+    let members: Vec<(BundleMember, &[u8])> = (1..=10u64)
+        .zip(&bodies)
+        .map(|(seq, b)| {
+            (
+                BundleMember {
+                    meta: meta(seq, b),
+                    seq,
+                    first_seq: None,
+                },
+                b.as_slice(),
+            )
+        })
+        .collect();
+    let bundle_bytes = bundle::encode(&members).expect("bundle");
+    let first = payload(100, 5000);
+    let last = payload(111, 7000);
+    s.enqueue(START, 0, meta(0, &first)).expect("enqueue 0");
+    let mut bm = meta(10, &bundle_bytes);
+    bm.content_type = bundle::BUNDLE_CONTENT_TYPE.into();
+    // The range must start above every number used.
+    assert!(s.enqueue_bundle(START, 0, 10, bm.clone()).is_err());
+    s.enqueue_bundle(START, 1, 10, bm).expect("bundle");
+    s.enqueue(START, 11, meta(11, &last)).expect("enqueue 11");
+    let payloads: std::collections::BTreeMap<u64, &[u8]> = [
+        (0, first.as_slice()),
+        (10, bundle_bytes.as_slice()),
+        (11, last.as_slice()),
+    ]
+    .into_iter()
+    .collect();
+    let mut sent = Vec::new();
+    pump(&mut s, &mut e, &payloads, Net::default(), &mut |d| {
+        sent.push(d.to_vec())
+    });
+    assert!(e.outcome.failed.is_empty(), "{:?}", e.outcome.failed);
+    assert_eq!(
+        e.outcome.delivered.keys().copied().collect::<Vec<_>>(),
+        vec![0, 10, 11]
+    );
+    assert!(e.outcome.gaps.is_empty(), "{:?}", e.outcome.gaps);
+    let got = bundle::decode(&e.outcome.delivered[&10]).expect("decodes");
+    assert_eq!(got.len(), 10);
+    for ((m, range), ((want, _), body)) in got.iter().zip(members.iter().zip(&bodies)) {
+        assert_eq!(m, want);
+        assert_eq!(&e.outcome.delivered[&10][range.clone()], body.as_slice());
+    }
+    // Replayed whole: nothing delivered again, no member number reopened.
+    let before = e.outcome.delivered.len();
+    for d in &sent {
+        e.receiver.handle_datagram(START.plus(60_000), d);
+    }
+    e.drain();
+    assert_eq!(e.outcome.delivered.len(), before);
+    assert!(e.outcome.gaps.is_empty(), "{:?}", e.outcome.gaps);
+
+    // Control: the same numbers skipped by plain packages are a gap.
+    let mut s = sender(&k, sender_config());
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    s.enqueue(START, 0, meta(0, &first)).expect("enqueue 0");
+    s.enqueue(START, 10, meta(10, &last)).expect("enqueue 10");
+    let payloads: std::collections::BTreeMap<u64, &[u8]> =
+        [(0, first.as_slice()), (10, last.as_slice())]
+            .into_iter()
+            .collect();
+    pump(&mut s, &mut e, &payloads, Net::default(), &mut |_| {});
+    assert_eq!(e.outcome.gaps, vec![(1, 9)]);
+}

@@ -56,6 +56,7 @@ fn manifest_from(u: &mut Unstructured<'_>) -> Result<(Manifest, Vec<u8>)> {
         recipient_key_id: u.arbitrary()?,
         ephemeral: u.arbitrary()?,
         first_seq: u.arbitrary()?,
+        bundle_from_seq: u.arbitrary()?,
     };
     let signature = u.arbitrary()?;
     Ok((m, signature))

@@ -223,12 +223,26 @@ pub fn run(
     net: Net,
     tap: &mut dyn FnMut(&[u8]),
 ) {
-    let mut rng = StdRng::seed_from_u64(net.seed);
-    let mut now = START;
+    let mut by_seq = BTreeMap::new();
     for (i, p) in packages.iter().enumerate() {
         let seq = first_seq + i as u64;
-        sender.enqueue(now, seq, meta(seq, p)).expect("enqueue");
+        sender.enqueue(START, seq, meta(seq, p)).expect("enqueue");
+        by_seq.insert(seq, p.as_slice());
     }
+    pump(sender, egress, &by_seq, net, tap);
+}
+
+/// Runs what is queued in `sender` (payloads by sequence number) through
+/// a lossy simulated link, as [`run`] does.
+pub fn pump(
+    sender: &mut Sender,
+    egress: &mut Egress,
+    payloads: &BTreeMap<u64, &[u8]>,
+    net: Net,
+    tap: &mut dyn FnMut(&[u8]),
+) {
+    let mut rng = StdRng::seed_from_u64(net.seed);
+    let mut now = START;
     let mut buf = vec![0u8; sender.max_datagram_len()];
     let mut held: VecDeque<(u32, Vec<u8>)> = VecDeque::new();
     let mut produced: u64 = 0;
@@ -251,7 +265,7 @@ pub fn run(
                 deliver(&mut rng, net, d, &mut held, egress, now);
             }
             Transmit::NeedPayload { seq, offset, len } => {
-                let p = &packages[(seq - first_seq) as usize];
+                let p = payloads[&seq];
                 let o = offset as usize;
                 sender
                     .provide_payload(seq, offset, &p[o..o + len])
