@@ -225,6 +225,9 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
         o.rate_bytes_per_s = 40_000;
         o.loss_budget_percent = 0.0;
     });
+    // One package per send: bundled, all ten would be handed to the sender
+    // at once and none would be left queued for the stop to hold.
+    link_keys(&tb.ingress_config, "bundle_max_packages = 1");
     let config = path_str(&tb.ingress_config).to_owned();
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);

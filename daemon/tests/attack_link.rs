@@ -16,7 +16,6 @@ mod common;
 use common::*;
 use ferry_daemon::state::store::{LedgerEntry, LedgerState, StateStore};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -171,15 +170,6 @@ fn replayed_heartbeats_over_udp_are_not_life() {
 }
 
 /// Adds `lines` to the `[link]` section of `config`.
-fn link_keys(config: &Path, lines: &str) {
-    let text = std::fs::read_to_string(config).expect("config");
-    std::fs::write(
-        config,
-        text.replacen("\n[paths]", &format!("{lines}\n\n[paths]"), 1),
-    )
-    .expect("config");
-}
-
 fn spool_lost_in_flight(tb: &ferry_daemon::testkit::Testbed, files: &[(&str, Vec<u8>)]) {
     for (name, data) in files {
         ferry_daemon::testkit::spool_file(&tb.spool, name, data).expect("spool");

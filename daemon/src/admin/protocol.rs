@@ -125,6 +125,13 @@ pub struct Status {
     pub sent: u64,
     /// Ingress: packages resent on operator request.
     pub resent: u64,
+    /// Ingress: bundles whose sends completed (each carried two or more
+    /// packages, counted in `sent` one by one).
+    #[serde(default)]
+    pub bundles_sent: u64,
+    /// Ingress: packages that went in those bundles.
+    #[serde(default)]
+    pub bundled_packages: u64,
     /// Ingress: datagrams sent.
     pub datagrams_sent: u64,
     /// Ingress: UDP messages those datagrams went in (fewer with GSO).
@@ -154,6 +161,14 @@ pub struct Status {
     /// first 8 MiB of a package; 0 where the filesystem refuses it).
     #[serde(default)]
     pub outbox_direct_bytes: u64,
+    /// Egress: bundles received whole and taken apart into their members
+    /// (each member delivered, suppressed or refused on its own).
+    #[serde(default)]
+    pub bundles_received: u64,
+    /// Egress: bundles refused whole (a member table that does not parse
+    /// or does not match the signed range; audited and alarmed).
+    #[serde(default)]
+    pub bundles_refused: u64,
     /// Egress: package sends that failed (each named in the log).
     pub failed: u64,
     /// Egress: packages received again (redundant send or resend) and not

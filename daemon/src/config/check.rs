@@ -9,13 +9,13 @@ use crate::config::model::{
     DownstreamSection, HardeningSection, IngestSection, LinkSection, MetricsSection, PathsSection,
     PolicySection, RetentionSection, Role, SignaturesSection, SuiteName,
     DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT, DEFAULT_BIND, DEFAULT_BLOCK_SYMBOLS,
-    DEFAULT_DOWNSTREAM_ALARM_AFTER_S, DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS,
-    DEFAULT_DOWNSTREAM_RETRY_MAX_MS, DEFAULT_DOWNSTREAM_TIMEOUT_S, DEFAULT_EPOCH_GRACE,
-    DEFAULT_EPOCH_LENGTH_S, DEFAULT_EPOCH_ORIGIN_UNIX_S, DEFAULT_HEAL_RESEND_AFTER_MS,
-    DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S, DEFAULT_HEARTBEAT_INTERVAL_MS,
-    DEFAULT_INGEST_MAX_PACKAGE_BYTES, DEFAULT_INGEST_MAX_QUEUED_PACKAGES,
-    DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LINK_DOWN_AFTER_MS, DEFAULT_LOSS_BUDGET_BURST,
-    DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
+    DEFAULT_BUNDLE_MAX_BYTES, DEFAULT_BUNDLE_MAX_PACKAGES, DEFAULT_DOWNSTREAM_ALARM_AFTER_S,
+    DEFAULT_DOWNSTREAM_RETRY_INITIAL_MS, DEFAULT_DOWNSTREAM_RETRY_MAX_MS,
+    DEFAULT_DOWNSTREAM_TIMEOUT_S, DEFAULT_EPOCH_GRACE, DEFAULT_EPOCH_LENGTH_S,
+    DEFAULT_EPOCH_ORIGIN_UNIX_S, DEFAULT_HEAL_RESEND_AFTER_MS, DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S,
+    DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_INGEST_MAX_PACKAGE_BYTES,
+    DEFAULT_INGEST_MAX_QUEUED_PACKAGES, DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LINK_DOWN_AFTER_MS,
+    DEFAULT_LOSS_BUDGET_BURST, DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
     DEFAULT_PACKAGE_IDLE_TIMEOUT_MS, DEFAULT_RATE_BYTES_PER_S, DEFAULT_RECEIVE_SPOOL_BYTES,
     DEFAULT_REDUNDANCY, DEFAULT_REDUNDANCY_SPACING_MS, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
     DEFAULT_REPAIR_OVERHEAD_PERCENT, DEFAULT_RETENTION_MAX_AGE_S, DEFAULT_RETENTION_MAX_BYTES,
@@ -972,6 +972,24 @@ impl Checker<'_> {
                     "bytes per second",
                 )?
                 .unwrap_or(DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S),
+            bundle_max_packages: self
+                .uint(
+                    l.bundle_max_packages,
+                    "bundle_max_packages",
+                    1,
+                    ferry_protocol::manifest::MAX_BUNDLE_MEMBERS,
+                    "packages per bundle (1 = no bundles)",
+                )?
+                .map_or(DEFAULT_BUNDLE_MAX_PACKAGES, |v| v as u16),
+            bundle_max_bytes: self
+                .uint(
+                    l.bundle_max_bytes,
+                    "bundle_max_bytes",
+                    1,
+                    ferry_protocol::bundle::MAX_BUNDLE_BYTES,
+                    "bytes",
+                )?
+                .unwrap_or(DEFAULT_BUNDLE_MAX_BYTES),
         })
     }
 

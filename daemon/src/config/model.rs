@@ -44,6 +44,10 @@ pub(crate) const DEFAULT_PACKAGE_IDLE_TIMEOUT_MS: u64 = 5000;
 pub(crate) const DEFAULT_HEAL_RESEND_AFTER_MS: u64 = 15_000;
 /// Ingress: bytes per second the self-healing re-sends may use at most.
 pub(crate) const DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S: u64 = 10_000_000;
+/// Ingress: most packages sent together as one bundle.
+pub(crate) const DEFAULT_BUNDLE_MAX_PACKAGES: u16 = 64;
+/// Ingress: most payload bytes in one bundle.
+pub(crate) const DEFAULT_BUNDLE_MAX_BYTES: u64 = 1 << 20;
 pub(crate) const DEFAULT_RETENTION_MAX_BYTES: u64 = 1 << 30;
 /// Default `[audit] min_free_bytes_accept`: 1 GiB.
 pub(crate) const DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT: u64 = 1 << 30;
@@ -500,6 +504,12 @@ pub struct LinkSection {
     pub heal_resend_after_ms: u64,
     /// Ingress: budget of those re-sends in bytes per second; 0 = off.
     pub heal_resend_max_bytes_per_s: u64,
+    /// Ingress: most packages, queued one after another on one channel,
+    /// sent as one bundle under one signed manifest; 1 = no bundles.
+    pub bundle_max_packages: u16,
+    /// Ingress: most payload bytes of one bundle (a larger package is
+    /// always sent alone).
+    pub bundle_max_bytes: u64,
 }
 
 impl LinkSection {

@@ -159,6 +159,8 @@ pub(crate) struct RawLink {
     pub(crate) package_idle_timeout_ms: Option<Spanned<i64>>,
     pub(crate) heal_resend_after_ms: Option<Spanned<i64>>,
     pub(crate) heal_resend_max_bytes_per_s: Option<Spanned<i64>>,
+    pub(crate) bundle_max_packages: Option<Spanned<i64>>,
+    pub(crate) bundle_max_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

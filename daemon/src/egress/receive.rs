@@ -132,7 +132,11 @@ pub(crate) fn drain(
                 manifest,
             } => {
                 tracing::debug!(seq, attempt, package = %manifest.meta.id, "package started");
-                Write::Start { seq, attempt }
+                Write::Start {
+                    seq,
+                    attempt,
+                    bundle_size: manifest.bundle_from_seq.map(|_| manifest.meta.size),
+                }
             }
             Event::PackageData { seq, data, .. } => Write::Data { seq, data },
             Event::PackageComplete { seq, manifest } => Write::Complete {

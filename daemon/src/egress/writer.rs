@@ -10,6 +10,7 @@ use crate::state::gaps::{self, GapBook};
 use crate::state::outbox::{Outbox, OutboxError, Staging};
 use crate::state::store::{LedgerEntry, LedgerState, StateStore};
 use crate::{now_millis, DaemonError};
+use ferry_protocol::bundle::{MAX_BUNDLE_BYTES, TABLE_BOUND};
 use ferry_protocol::Manifest;
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver as Rx;
@@ -23,6 +24,9 @@ pub(crate) enum Write {
     Start {
         seq: u64,
         attempt: u8,
+        /// For a bundle, its payload size: it is gathered in memory and
+        /// taken apart into its members when complete.
+        bundle_size: Option<u64>,
     },
     Data {
         seq: u64,
@@ -44,6 +48,8 @@ pub(crate) enum Write {
 
 pub(crate) struct Staged {
     staging: Option<Staging>,
+    /// A bundle's payload (instead of a staging file).
+    bundle: Option<Vec<u8>>,
     attempt: u8,
 }
 
@@ -129,11 +135,30 @@ impl Writer<'_> {
     fn handle(&mut self, msg: Write) {
         let outbox = &self.sinks.outbox;
         match msg {
-            Write::Start { seq, attempt } => {
+            Write::Start {
+                seq,
+                attempt,
+                bundle_size,
+            } => {
                 if let Some(old) = self.staged.remove(&seq) {
                     if let Some(st) = old.staging {
                         outbox.abort(st);
                     }
+                }
+                if let Some(size) = bundle_size {
+                    // Bounded before anything is held: a bundle over the
+                    // protocol's bound is refused when complete.
+                    let bundle = (size <= MAX_BUNDLE_BYTES + TABLE_BOUND)
+                        .then(|| Vec::with_capacity(size as usize));
+                    self.staged.insert(
+                        seq,
+                        Staged {
+                            staging: None,
+                            bundle,
+                            attempt,
+                        },
+                    );
+                    return;
                 }
                 let staging = match outbox.begin(&format!("{seq}-{attempt}")) {
                     Ok(s) => Some(s),
@@ -142,12 +167,23 @@ impl Writer<'_> {
                         None
                     }
                 };
-                self.staged.insert(seq, Staged { staging, attempt });
+                self.staged.insert(
+                    seq,
+                    Staged {
+                        staging,
+                        bundle: None,
+                        attempt,
+                    },
+                );
             }
             Write::Data { seq, data } => {
                 let Some(s) = self.staged.get_mut(&seq) else {
                     return;
                 };
+                if let Some(b) = s.bundle.as_mut() {
+                    b.extend_from_slice(&data);
+                    return;
+                }
                 let Some(st) = s.staging.as_mut() else {
                     return;
                 };
@@ -185,7 +221,11 @@ impl Writer<'_> {
                 let Some(s) = self.staged.remove(&seq) else {
                     return;
                 };
-                let Some(mut st) = s.staging else {
+                if manifest.bundle_from_seq.is_some() {
+                    self.unbundle(seq, s, &manifest);
+                    return;
+                }
+                let Some(st) = s.staging else {
                     self.refuse(
                         seq,
                         &manifest,
@@ -193,45 +233,170 @@ impl Writer<'_> {
                     );
                     return;
                 };
-                let direct = st.direct_bytes();
-                if direct > 0 {
-                    protocol::update(&self.status, |s| s.outbox_direct_bytes += direct);
-                }
-                let guard = match reinspect(
-                    self.gate,
-                    outbox,
-                    &mut st,
-                    &manifest,
-                    self.audit,
-                    &self.status,
-                ) {
-                    Ok(g) => g,
-                    Err(why) => {
-                        // Never delivered, not even in part.
-                        outbox.abort(st);
-                        self.refuse(seq, &manifest, &why);
-                        return;
-                    }
-                };
-                let destination = self.gate.and_then(|g| {
-                    match &g.current().channel(&manifest.meta.channel)?.destination {
-                        ferry_policy::Destination::Downstream(url) => Some(url.clone()),
-                        ferry_policy::Destination::Outbox => None,
-                    }
-                });
-                let mut side = sidecar(&self.link, seq, s.attempt, &manifest);
-                if let Some(g) = guard {
-                    side["egress_guard"] = g;
-                }
-                self.ready.push(Ready {
-                    seq,
-                    staging: st,
-                    manifest,
-                    destination,
-                    sidecar: side,
-                });
+                self.verified(seq, s.attempt, st, manifest, None);
             }
         }
+    }
+
+    /// A verified package (or bundle member), staged whole: inspected
+    /// again, then queued for the batch's commit.
+    fn verified(
+        &mut self,
+        seq: u64,
+        attempt: u8,
+        mut st: Staging,
+        manifest: Box<Manifest>,
+        bundle: Option<(ferry_protocol::PackageId, u64)>,
+    ) {
+        let outbox = &self.sinks.outbox;
+        let direct = st.direct_bytes();
+        if direct > 0 {
+            protocol::update(&self.status, |s| s.outbox_direct_bytes += direct);
+        }
+        let guard = match reinspect(
+            self.gate,
+            outbox,
+            &mut st,
+            &manifest,
+            self.audit,
+            &self.status,
+        ) {
+            Ok(g) => g,
+            Err(why) => {
+                // Never delivered, not even in part.
+                outbox.abort(st);
+                self.refuse(seq, &manifest, &why);
+                return;
+            }
+        };
+        let destination = self.gate.and_then(|g| {
+            match &g.current().channel(&manifest.meta.channel)?.destination {
+                ferry_policy::Destination::Downstream(url) => Some(url.clone()),
+                ferry_policy::Destination::Outbox => None,
+            }
+        });
+        let mut side = sidecar(&self.link, seq, attempt, &manifest);
+        if let Some(g) = guard {
+            side["egress_guard"] = g;
+        }
+        if let Some((id, bundle_seq)) = bundle {
+            // How it crossed: in this bundle (its own id and
+            // number are the package's).
+            side["bundle"] = serde_json::json!({
+                "id": id.to_hex(),
+                "seq": bundle_seq,
+            });
+        }
+        self.ready.push(Ready {
+            seq,
+            staging: st,
+            manifest,
+            destination,
+            sidecar: side,
+        });
+    }
+
+    /// A complete bundle: checked against its signed range, then each
+    /// member staged, verified by its own digest and handed on like a
+    /// package of its own (own ledger entry, inspection, audit record,
+    /// atomic delivery; a member delivered before is suppressed alone).
+    /// A bundle that does not check out is refused whole, and its
+    /// members' numbers are opened as gaps so the operator sees what to
+    /// resend: the replay window accepted them with the bundle.
+    fn unbundle(&mut self, seq: u64, staged: Staged, bundle: &Manifest) {
+        let from = bundle.bundle_from_seq.unwrap_or(seq);
+        let members = match staged.bundle.as_deref().map(ferry_protocol::bundle::decode) {
+            None => Err(format!(
+                "bundle of {} bytes is over the {}-byte bound",
+                bundle.meta.size,
+                MAX_BUNDLE_BYTES + TABLE_BOUND
+            )),
+            Some(Err(e)) => Err(e.to_string()),
+            Some(Ok(m)) => check_members(&m, from, seq, &bundle.meta.channel).map(|()| m),
+        };
+        let members = match members {
+            Ok(m) => m,
+            Err(why) => {
+                protocol::update(&self.status, |s| s.bundles_refused += 1);
+                self.refuse(
+                    seq,
+                    bundle,
+                    &format!("bundle of sequence numbers {from}..{seq} refused whole: {why}; resend those numbers"),
+                );
+                self.open_gap(from, seq);
+                return;
+            }
+        };
+        protocol::update(&self.status, |s| s.bundles_received += 1);
+        let bytes = staged.bundle.unwrap_or_default();
+        for (m, range) in members {
+            let member = Box::new(Manifest {
+                meta: m.meta,
+                seq: m.seq,
+                first_seq: m.first_seq,
+                bundle_from_seq: None,
+                ..bundle.clone()
+            });
+            let body = &bytes[range];
+            if suite_digest(bundle.suite, body) != member.meta.digest {
+                self.refuse(
+                    m.seq,
+                    &member,
+                    &format!(
+                        "its digest does not match its bytes in bundle {} (seq {seq}); resend it",
+                        bundle.meta.id
+                    ),
+                );
+                continue;
+            }
+            let staging = self
+                .sinks
+                .outbox
+                .begin(&format!("{}-{}-m", m.seq, staged.attempt))
+                .and_then(|mut st| st.write_all(body).map(|()| st));
+            match staging {
+                Ok(st) => self.verified(
+                    m.seq,
+                    staged.attempt,
+                    st,
+                    member,
+                    Some((bundle.meta.id, seq)),
+                ),
+                Err(e) => {
+                    alarm(&self.status, &format!("outbox: {e}"));
+                    self.refuse(
+                        m.seq,
+                        &member,
+                        "received but could not be staged (see the outbox alarm); resend it once the outbox has space",
+                    );
+                }
+            }
+        }
+    }
+
+    /// Opens `first..=last` in the gap book (audited, alarmed).
+    fn open_gap(&self, first: u64, last: u64) {
+        let Ok(mut book) = self.sinks.gaps.lock() else {
+            return;
+        };
+        let new = book.open(first, last, now_millis().0);
+        if new == 0 {
+            return;
+        }
+        if let Err(e) = book.save(&self.sinks.store) {
+            alarm(&self.status, &format!("state store: {e}"));
+        }
+        protocol::update(&self.status, |s| s.gap_seqs_total += new);
+        show_gaps(&self.status, &book);
+        self.audit.note(
+            AuditRecord::new(EventKind::LinkGap, Actor::system(), Outcome::Failure)
+                .reason(format!(
+                    "sequence numbers {first}..{last} (a refused bundle) not delivered; resend them from the ingress side"
+                ))
+                .detail("action", "opened")
+                .detail("first", first.to_string())
+                .detail("last", last.to_string()),
+        );
     }
 
     /// Delivers the batch: each package whole or not at all, none twice.
@@ -574,6 +739,51 @@ impl Writer<'_> {
     }
 }
 
+/// A bundle's members must be exactly the numbers its signed manifest
+/// names, in order, all on its channel: the range is what the replay
+/// window accepted, so a member outside it could be delivered twice and
+/// one missing from it would never be reported.
+fn check_members(
+    members: &[(ferry_protocol::BundleMember, std::ops::Range<usize>)],
+    from: u64,
+    seq: u64,
+    channel: &str,
+) -> Result<(), String> {
+    let want = seq - from + 1;
+    if members.len() as u64 != want {
+        return Err(format!(
+            "{} members for the {want} sequence numbers it names",
+            members.len()
+        ));
+    }
+    for ((m, _), expected) in members.iter().zip(from..=seq) {
+        if m.seq != expected {
+            return Err(format!(
+                "member {} has sequence number {}, expected {expected}",
+                m.meta.id, m.seq
+            ));
+        }
+        if m.meta.channel != channel {
+            return Err(format!(
+                "member {} is on channel `{}`, the bundle on `{channel}`",
+                m.meta.id, m.meta.channel
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The suite's digest (SHA-256 or SM3) of `data`.
+fn suite_digest(suite: ferry_protocol::SuiteId, data: &[u8]) -> Vec<u8> {
+    use ferry_protocol::suite::LinkCrypto;
+    let mut d = match suite {
+        ferry_protocol::SuiteId::Intl => ferry_suites::intl::IntlLink.new_digest(),
+        ferry_protocol::SuiteId::Gm => ferry_suites::gm::GmLink.new_digest(),
+    };
+    d.update(data);
+    d.finish()
+}
+
 /// Closes the gaps `filled` names (sequence number, and first sequence
 /// number of a resend), saves the book when it changed, and audits each
 /// closed number.
@@ -855,4 +1065,91 @@ pub(crate) fn recovered_record(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_protocol::bundle::{self, BundleMember};
+    use ferry_protocol::{PackageId, PackageMeta};
+
+    fn members(seqs: &[u64], channels: &[&str]) -> Vec<(BundleMember, std::ops::Range<usize>)> {
+        let bodies: Vec<Vec<u8>> = seqs.iter().map(|s| vec![*s as u8; 10]).collect();
+        let table: Vec<_> = seqs
+            .iter()
+            .zip(channels)
+            .zip(&bodies)
+            .map(|((seq, ch), body)| {
+                (
+                    BundleMember {
+                        meta: PackageMeta {
+                            id: PackageId([*seq as u8; 16]),
+                            channel: (*ch).into(),
+                            size: body.len() as u64,
+                            digest: suite_digest(ferry_protocol::SuiteId::Intl, body),
+                            file_name: format!("{seq}.csv"),
+                            content_type: "text/csv".into(),
+                            sender_identity: "CN=t".into(),
+                            created_unix_ms: 1,
+                            inspection: None,
+                        },
+                        seq: *seq,
+                        first_seq: None,
+                    },
+                    body.as_slice(),
+                )
+            })
+            .collect();
+        bundle::decode(&bundle::encode(&table).expect("encodes")).expect("decodes")
+    }
+
+    /// The members must be the signed range, in order, on the bundle's
+    /// channel: a table that names another number (which the replay
+    /// window never accepted, so it could arrive again), leaves one out
+    /// (never reported) or changes channel (another policy) is refused.
+    #[test]
+    fn a_member_table_that_differs_from_the_signed_range_is_refused() {
+        let ok = members(&[5, 6, 7], &["a", "a", "a"]);
+        assert_eq!(check_members(&ok, 5, 7, "a"), Ok(()));
+        for (m, from, to, ch, why) in [
+            (
+                members(&[5, 6, 7], &["a", "a", "a"]),
+                5,
+                8,
+                "a",
+                "3 members for the 4",
+            ),
+            (
+                members(&[5, 6, 7], &["a", "a", "a"]),
+                6,
+                7,
+                "a",
+                "3 members for the 2",
+            ),
+            (
+                members(&[5, 7, 6], &["a", "a", "a"]),
+                5,
+                7,
+                "a",
+                "sequence number 7, expected 6",
+            ),
+            (
+                members(&[5, 6, 9], &["a", "a", "a"]),
+                5,
+                7,
+                "a",
+                "sequence number 9, expected 7",
+            ),
+            (
+                members(&[5, 6, 7], &["a", "b", "a"]),
+                5,
+                7,
+                "a",
+                "on channel `b`",
+            ),
+        ] {
+            let got = check_members(&m, from, to, ch).expect_err("refused");
+            assert!(got.contains(why), "{got:?} should say {why:?}");
+        }
+    }
 }

@@ -11,6 +11,7 @@
 //! (the egress side de-duplicates) or never took it from the spool.
 
 pub(crate) mod admission;
+pub(crate) mod bundle;
 pub(crate) mod holds;
 pub(crate) mod ingest;
 pub(crate) mod intake;

@@ -3,6 +3,7 @@
 //! may have missed, and prunes what it no longer needs.
 
 use crate::admin::protocol::{self};
+use crate::ingress::bundle::{self, Candidate, Run};
 use crate::ingress::queue::{first_seq_of, requeue, with_first_seq};
 use crate::ingress::shared::Shared;
 use crate::link::pacer::Pacer;
@@ -42,10 +43,45 @@ pub(crate) const HEALED_KEY: &str = "heal_resent";
 
 pub(crate) struct Open {
     id: PackageId,
-    file: File,
+    source: Source,
     /// For the per-channel counters once the send completes.
     channel: String,
     size: u64,
+    /// For a bundle: its members (id, sequence number, size), each
+    /// recorded as sent on its own once the bundle's sends complete.
+    members: Vec<(PackageId, u64, u64)>,
+}
+
+/// Where a package's bytes come from while it is sent.
+enum Source {
+    /// Its queued copy.
+    File(File),
+    /// A bundle, built in memory (at most `bundle_max_bytes` plus its
+    /// member table) and kept until its sends complete.
+    Bundle(Vec<u8>),
+}
+
+impl Open {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DaemonError> {
+        let failed = |e: std::io::Error| DaemonError::Package {
+            id: self.id.to_hex(),
+            what: format!("queue file unreadable: {e}"),
+        };
+        match &self.source {
+            Source::File(f) => f.read_exact_at(buf, offset).map_err(failed),
+            Source::Bundle(b) => {
+                let at = usize::try_from(offset).unwrap_or(usize::MAX);
+                let src = at
+                    .checked_add(buf.len())
+                    .and_then(|end| b.get(at..end))
+                    .ok_or_else(|| {
+                        failed(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+                    })?;
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+        }
+    }
 }
 
 pub(crate) fn send_loop(
@@ -110,12 +146,7 @@ pub(crate) fn send_loop(
                     )));
                 };
                 payload.resize(len, 0);
-                o.file
-                    .read_exact_at(&mut payload, offset)
-                    .map_err(|e| DaemonError::Package {
-                        id: o.id.to_hex(),
-                        what: format!("queue file unreadable: {e}"),
-                    })?;
+                o.read_at(&mut payload, offset)?;
                 sender.provide_payload(seq, offset, &payload)?;
             }
         }
@@ -154,25 +185,7 @@ pub(crate) fn send_loop(
         let mut records = Vec::new();
         for seq in before.iter().filter(|q| !after.contains(q)) {
             if let Some(o) = open.remove(seq) {
-                sent.push((
-                    o.id.0,
-                    QueueState::Sent {
-                        times: u32::from(s.cfg.link.redundancy),
-                        last_unix_ms: now_millis().0,
-                    },
-                ));
-                protocol::update(&s.status, |st| st.sent += 1);
-                protocol::count(&s.status, &o.channel, |c| {
-                    c.sent += 1;
-                    c.sent_bytes += o.size;
-                });
-                tracing::info!(package = %o.id, seq, "sent");
-                records.push(
-                    AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
-                        .package(o.id.to_hex())
-                        .detail("seq", seq.to_string())
-                        .detail("sends", s.cfg.link.redundancy.to_string()),
-                );
+                record_sent(s, *seq, o, &mut sent, &mut records);
             }
         }
         s.store.set_states(&sent)?;
@@ -186,7 +199,7 @@ pub(crate) fn send_loop(
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
-            publish(s, sender);
+            publish(s, sender, in_sender(&open));
             if s.reload.swap(false, Ordering::Relaxed) {
                 crate::inspection::policy_gate::reload_policy(
                     s.policy.as_ref(),
@@ -213,11 +226,17 @@ pub(crate) fn send_loop(
             s.send_wake.wait(Duration::from_millis(wait));
         }
     }
-    publish(s, sender);
+    publish(s, sender, in_sender(&open));
     Ok(())
 }
 
-pub(crate) fn publish(s: &Shared, sender: &Sender) {
+/// Packages handed to the protocol sender and not yet sent: a bundle
+/// counts as its members.
+fn in_sender(open: &HashMap<u64, Open>) -> u64 {
+    open.values().map(|o| o.members.len().max(1) as u64).sum()
+}
+
+pub(crate) fn publish(s: &Shared, sender: &Sender, in_sender: u64) {
     let queued = s.store.count_queued().unwrap_or(0);
     let epoch = sender.epochs().current();
     let ss = sender.stats();
@@ -235,7 +254,7 @@ pub(crate) fn publish(s: &Shared, sender: &Sender) {
             "last_send_bytes": ss.last_send_bytes,
         }));
         st.updated_unix_ms = now_millis().0;
-        st.queued = queued + sender.queued() as u64;
+        st.queued = queued + in_sender;
         st.epoch = epoch;
     });
     let snap = protocol::snapshot(&s.status);
@@ -244,7 +263,63 @@ pub(crate) fn publish(s: &Shared, sender: &Sender) {
     }
 }
 
-/// Hands queued packages to the protocol sender in sequence order.
+/// A package (or each member of a bundle) whose sends completed: its
+/// queue state, counters, log line and `package.sent` audit record.
+fn record_sent(
+    s: &Shared,
+    seq: u64,
+    o: Open,
+    sent: &mut Vec<([u8; 16], QueueState)>,
+    records: &mut Vec<AuditRecord>,
+) {
+    let state = QueueState::Sent {
+        times: u32::from(s.cfg.link.redundancy),
+        last_unix_ms: now_millis().0,
+    };
+    let sends = s.cfg.link.redundancy.to_string();
+    if o.members.is_empty() {
+        sent.push((o.id.0, state));
+        protocol::update(&s.status, |st| st.sent += 1);
+        protocol::count(&s.status, &o.channel, |c| {
+            c.sent += 1;
+            c.sent_bytes += o.size;
+        });
+        tracing::info!(package = %o.id, seq, "sent");
+        records.push(
+            AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
+                .package(o.id.to_hex())
+                .detail("seq", seq.to_string())
+                .detail("sends", sends),
+        );
+        return;
+    }
+    let n = o.members.len() as u64;
+    protocol::update(&s.status, |st| {
+        st.sent += n;
+        st.bundles_sent += 1;
+        st.bundled_packages += n;
+    });
+    tracing::info!(bundle = %o.id, seq, packages = n, "bundle sent");
+    for (id, member_seq, size) in o.members {
+        sent.push((id.0, state));
+        protocol::count(&s.status, &o.channel, |c| {
+            c.sent += 1;
+            c.sent_bytes += size;
+        });
+        records.push(
+            AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
+                .package(id.to_hex())
+                .detail("seq", member_seq.to_string())
+                .detail("sends", sends.clone())
+                .detail("bundle", o.id.to_hex())
+                .detail("bundle_seq", seq.to_string()),
+        );
+    }
+}
+
+/// Hands queued packages to the protocol sender in sequence order: small
+/// ones whose numbers follow one another on one channel as bundles (up to
+/// `bundle_max_packages` and `bundle_max_bytes`), the rest alone.
 pub(crate) fn feed(
     s: &Shared,
     sender: &mut Sender,
@@ -253,10 +328,20 @@ pub(crate) fn feed(
     now: ferry_protocol::Millis,
 ) -> Result<(), DaemonError> {
     let room = SENDER_WINDOW.saturating_sub(sender.queued());
+    if room == 0 {
+        return Ok(());
+    }
+    let (max_packages, max_bytes) = (s.cfg.link.bundle_max_packages, s.cfg.link.bundle_max_bytes);
     let first = last_seq.map_or(0, |l| l.saturating_add(1));
+    // Enough records to fill every free slot with a full bundle.
+    let limit = room.saturating_mul(usize::from(max_packages.max(1)));
     // Recorded together once the round is handed over (one transaction).
     let mut sending = Vec::new();
-    for (id, q) in s.store.next_queued(first, room)? {
+    let mut run = Run::default();
+    for (id, q) in s.store.next_queued(first, limit)? {
+        if sender.queued() >= SENDER_WINDOW {
+            break;
+        }
         let json: Option<serde_json::Value> = serde_json::from_str(&q.meta_json).ok();
         let first_seq = json.as_ref().and_then(first_seq_of);
         let meta = json
@@ -266,12 +351,10 @@ pub(crate) fn feed(
                 id: hex::encode(id),
                 what: "queue record unreadable".into(),
             })?;
-        let path = PathBuf::from(&q.path);
         if let Some(stop) = s.stopped(&meta.channel) {
-            // Out of the sequence order until the channel starts again, so
-            // the egress side sees no gap for it.
             // Its number is skipped (the egress side sees a gap): the
             // package keeps it as its first, to close that gap later.
+            hand_over(s, sender, open, &mut sending, run.take(), now)?;
             crate::ingress::holds::approvals::hold_stopped(s, id, &with_first_seq(&q), &stop)?;
             *last_seq = Some(q.seq);
             continue;
@@ -281,6 +364,7 @@ pub(crate) fn feed(
             // order like a stopped channel's, queued again (new sequence
             // number) when the window opens. A package already handed to
             // the sender finishes its send.
+            hand_over(s, sender, open, &mut sending, run.take(), now)?;
             crate::ingress::holds::window_holds::hold_queued(
                 s,
                 id,
@@ -291,23 +375,88 @@ pub(crate) fn feed(
             *last_seq = Some(q.seq);
             continue;
         }
-        let file = File::open(&path).map_err(DaemonError::io(&path))?;
-        let (channel, size) = (meta.channel.clone(), meta.size);
-        sender.enqueue_resend(now, q.seq, meta, first_seq)?;
-        sending.push((id, QueueState::Sending));
-        open.insert(
-            q.seq,
-            Open {
-                id: PackageId(id),
-                file,
-                channel,
-                size,
-            },
-        );
-        *last_seq = Some(q.seq);
+        let c = Candidate {
+            id,
+            seq: q.seq,
+            first_seq,
+            meta,
+            path: q.path,
+        };
+        if !run.admits(&c, max_packages, max_bytes) {
+            hand_over(s, sender, open, &mut sending, run.take(), now)?;
+            if sender.queued() >= SENDER_WINDOW {
+                break;
+            }
+        }
+        *last_seq = Some(c.seq);
+        if run.admits(&c, max_packages, max_bytes) {
+            run.push(c);
+        } else {
+            hand_over(s, sender, open, &mut sending, vec![c], now)?;
+        }
     }
+    hand_over(s, sender, open, &mut sending, run.take(), now)?;
     s.store.set_states(&sending)?;
     Ok(())
+}
+
+/// Gives the sender one package, or a bundle of two or more.
+fn hand_over(
+    s: &Shared,
+    sender: &mut Sender,
+    open: &mut HashMap<u64, Open>,
+    sending: &mut Vec<([u8; 16], QueueState)>,
+    members: Vec<Candidate>,
+    now: ferry_protocol::Millis,
+) -> Result<(), DaemonError> {
+    match members.len() {
+        0 => Ok(()),
+        1 => {
+            let Some(c) = members.into_iter().next() else {
+                return Ok(());
+            };
+            let path = PathBuf::from(&c.path);
+            let file = File::open(&path).map_err(DaemonError::io(&path))?;
+            let (channel, size) = (c.meta.channel.clone(), c.meta.size);
+            sender.enqueue_resend(now, c.seq, c.meta, c.first_seq)?;
+            sending.push((c.id, QueueState::Sending));
+            open.insert(
+                c.seq,
+                Open {
+                    id: PackageId(c.id),
+                    source: Source::File(file),
+                    channel,
+                    size,
+                    members: Vec::new(),
+                },
+            );
+            Ok(())
+        }
+        _ => {
+            let built = bundle::build(s, &members)?;
+            let (from, to) = match (members.first(), members.last()) {
+                (Some(f), Some(l)) => (f.seq, l.seq),
+                _ => return Ok(()),
+            };
+            let (id, channel, size) = (built.meta.id, built.meta.channel.clone(), built.meta.size);
+            sender.enqueue_bundle(now, from, to, built.meta)?;
+            sending.extend(members.iter().map(|c| (c.id, QueueState::Sending)));
+            open.insert(
+                to,
+                Open {
+                    id,
+                    source: Source::Bundle(built.payload),
+                    channel,
+                    size,
+                    members: members
+                        .iter()
+                        .map(|c| (PackageId(c.id), c.seq, c.meta.size))
+                        .collect(),
+                },
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Byte budget of the self-healing re-sends: refilled at the configured

@@ -408,6 +408,18 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             s.duplicates_suppressed,
         );
         o.single(
+            "ferry_bundles_received_total",
+            "counter",
+            "Bundles received whole and taken apart into their packages (each package counted as delivered, suppressed or refused on its own).",
+            s.bundles_received,
+        );
+        o.single(
+            "ferry_bundles_refused_total",
+            "counter",
+            "Bundles refused whole: a member table that does not parse or does not match the signed sequence range (audited, alarmed, its numbers opened as gaps).",
+            s.bundles_refused,
+        );
+        o.single(
             "ferry_outbox_direct_bytes_total",
             "counter",
             "Bytes of staged packages written with O_DIRECT (past a package's first 8 MiB); stays 0 where the outbox filesystem refuses O_DIRECT.",
@@ -535,6 +547,18 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             "gauge",
             "Bytes of the sent copies kept.",
             s.retained_bytes,
+        );
+        o.single(
+            "ferry_bundles_sent_total",
+            "counter",
+            "Bundles whose sends completed (two or more small packages under one signed manifest).",
+            s.bundles_sent,
+        );
+        o.single(
+            "ferry_bundled_packages_total",
+            "counter",
+            "Packages that crossed in a bundle (also counted one by one in ferry_packages_total with outcome sent).",
+            s.bundled_packages,
         );
         o.single(
             "ferry_resent_total",

@@ -477,6 +477,17 @@ pub fn curl_https(
     (code.trim().to_owned(), body.to_owned())
 }
 
+/// Adds `lines` to the `[link]` section of `config` (it comes right
+/// before `[paths]` in the testbed's files).
+pub fn link_keys(config: &Path, lines: &str) {
+    let text = std::fs::read_to_string(config).expect("config");
+    std::fs::write(
+        config,
+        text.replacen("\n[paths]", &format!("{lines}\n\n[paths]"), 1),
+    )
+    .expect("config");
+}
+
 /// Sets up an audit log for `config` and returns its directory.
 pub fn with_audit(root: &Path, config: &Path, name: &str) -> PathBuf {
     let dir = root.join(format!("audit-{name}"));

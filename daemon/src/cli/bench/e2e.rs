@@ -50,6 +50,10 @@ pub struct E2eArgs {
     /// Pacing rate of the link in bytes/s (0 = unpaced).
     #[arg(long, default_value_t = 150_000_000)]
     pub rate: u64,
+    /// The ingress side's `bundle_max_packages` (1 = no bundles; default:
+    /// the shipped default).
+    #[arg(long, default_value_t = crate::config::DEFAULT_BUNDLE_MAX_PACKAGES, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub bundle_max_packages: u16,
     /// Work directory, kept afterwards (default: a fresh temporary
     /// directory, removed).
     #[arg(long)]
@@ -298,7 +302,8 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
     o.socket_buffer_bytes = 64 << 20;
     let tb = testkit::create(&root, &o)?;
     let site = build_site(&root, &tb, a)?;
-    let icfg = config::load(&tb.ingress_config).map_err(DaemonError::from)?;
+    let mut icfg = config::load(&tb.ingress_config).map_err(DaemonError::from)?;
+    icfg.link.bundle_max_packages = a.bundle_max_packages;
     let ecfg = config::load(&tb.egress_config).map_err(DaemonError::from)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -503,6 +508,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         "size": a.size,
         "clients": a.clients,
         "keep_alive": a.keep_alive,
+        "bundle_max_packages": a.bundle_max_packages,
         "accepted": accepted.len(),
         "refused_or_failed": refused,
         "delivered": delivered,

@@ -1,0 +1,123 @@
+//! Bundling on the ingress side: small packages queued one after another
+//! on one channel go to the protocol sender as one bundle (see
+//! `ferry_protocol::bundle`), so a burst of 1 KiB packages pays one
+//! signature, one set of manifest copies and one FEC block per bundle
+//! instead of per package.
+//!
+//! Nothing about a member changes but how it crosses: it keeps its queue
+//! record (id, sequence number, description, its own `package.sent` audit
+//! record), and a crash while a bundle is sending puts each member back in
+//! the queue like any package (the egress ledger drops a member it already
+//! delivered). Only packages whose numbers follow one another are bundled,
+//! because the bundle's signed manifest names its members by that range.
+
+use crate::ingress::shared::Shared;
+use crate::DaemonError;
+use ferry_protocol::bundle::{self, BundleMember, BUNDLE_CONTENT_TYPE};
+use ferry_protocol::{PackageId, PackageMeta};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// A queued package that may join a bundle.
+pub(crate) struct Candidate {
+    pub(crate) id: [u8; 16],
+    pub(crate) seq: u64,
+    pub(crate) first_seq: Option<u64>,
+    pub(crate) meta: PackageMeta,
+    pub(crate) path: String,
+}
+
+/// Packages gathered for one bundle, in sequence order.
+#[derive(Default)]
+pub(crate) struct Run {
+    pub(crate) members: Vec<Candidate>,
+    bytes: u64,
+}
+
+impl Run {
+    /// Whether `c` may join: its number follows the last member's, same
+    /// channel, and the bundle stays within both bounds.
+    pub(crate) fn admits(&self, c: &Candidate, max_packages: u16, max_bytes: u64) -> bool {
+        if c.meta.size > max_bytes || max_packages < 2 {
+            return false;
+        }
+        let Some(last) = self.members.last() else {
+            return true;
+        };
+        last.seq.checked_add(1) == Some(c.seq)
+            && last.meta.channel == c.meta.channel
+            && self.members.len() < usize::from(max_packages)
+            && self.bytes.saturating_add(c.meta.size) <= max_bytes
+    }
+
+    pub(crate) fn push(&mut self, c: Candidate) {
+        self.bytes += c.meta.size;
+        self.members.push(c);
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<Candidate> {
+        self.bytes = 0;
+        std::mem::take(&mut self.members)
+    }
+}
+
+/// A bundle ready for the sender: its description and payload.
+pub(crate) struct Built {
+    pub(crate) meta: PackageMeta,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Reads every member's queued copy and builds the bundle. A copy that
+/// cannot be read whole is the same error a lone package's would be.
+pub(crate) fn build(s: &Shared, members: &[Candidate]) -> Result<Built, DaemonError> {
+    let mut bodies = Vec::with_capacity(members.len());
+    for m in members {
+        let path = Path::new(&m.path);
+        let file = File::open(path).map_err(DaemonError::io(path))?;
+        let len = usize::try_from(m.meta.size).map_err(|_| DaemonError::Package {
+            id: hex::encode(m.id),
+            what: "too large to bundle".into(),
+        })?;
+        let mut body = vec![0u8; len];
+        file.read_exact_at(&mut body, 0)
+            .map_err(|e| DaemonError::Package {
+                id: hex::encode(m.id),
+                what: format!("queue file unreadable: {e}"),
+            })?;
+        bodies.push(body);
+    }
+    let table: Vec<(BundleMember, &[u8])> = members
+        .iter()
+        .zip(&bodies)
+        .map(|(m, b)| {
+            (
+                BundleMember {
+                    meta: m.meta.clone(),
+                    seq: m.seq,
+                    first_seq: m.first_seq.filter(|f| *f != m.seq),
+                },
+                b.as_slice(),
+            )
+        })
+        .collect();
+    let payload = bundle::encode(&table).map_err(|e| DaemonError::Internal(e.to_string()))?;
+    let mut digest = s.keys.link_crypto().new_digest();
+    digest.update(&payload);
+    let (first, last) = match (members.first(), members.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return Err(DaemonError::Internal("empty bundle".into())),
+    };
+    let meta = PackageMeta {
+        id: PackageId(crate::ingress::admission::rand_id()?),
+        channel: first.meta.channel.clone(),
+        size: payload.len() as u64,
+        digest: digest.finish(),
+        file_name: format!("bundle-{}-{}", first.seq, last.seq),
+        content_type: BUNDLE_CONTENT_TYPE.into(),
+        sender_identity: "ferryd".into(),
+        created_unix_ms: crate::now_millis().0,
+        inspection: None,
+    };
+    Ok(Built { meta, payload })
+}

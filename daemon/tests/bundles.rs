@@ -1,0 +1,312 @@
+//! Bundles between two real daemons: small packages queued one after
+//! another cross as bundles, and each is still a package of its own —
+//! delivered exactly once, whole, with its own sidecar, ledger entry and
+//! audit record — through kill -9 of either side mid-transfer.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Small files spooled per test: enough for several bundles at the
+/// configured `bundle_max_packages`.
+const FILES: u64 = 300;
+const SIZE: usize = 1000;
+
+/// Sidecars in the outbox: file name to (package id, bundle id if it
+/// crossed in one).
+fn sidecars(outbox: &Path) -> BTreeMap<String, (String, Option<String>)> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(file) = name.strip_suffix(".ferry.json") else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let Ok(text) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        let id = v["package_id"].as_str().unwrap_or_default().to_owned();
+        let bundle = v["bundle"]["id"].as_str().map(str::to_owned);
+        out.insert(file.to_owned(), (id, bundle));
+    }
+    out
+}
+
+fn counter(config: &Path, key: &str) -> u64 {
+    status(config)
+        .and_then(|s| s[key].as_u64())
+        .unwrap_or_default()
+}
+
+struct Bed {
+    _dir: tempfile::TempDir,
+    tb: ferry_daemon::testkit::Testbed,
+    egress_audit: std::path::PathBuf,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+/// A link paced to 150 kB/s (a 32-package bundle takes about a quarter
+/// of a second, so a backlog builds and bundles are in flight when a
+/// daemon is killed), bundles of at most 32, and the self-healing
+/// re-send after 3 s (what brings a bundle the egress lost in its crash).
+fn bed() -> Bed {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 150_000);
+    link_keys(
+        &tb.ingress_config,
+        "bundle_max_packages = 32\nheal_resend_after_ms = 3000",
+    );
+    let egress_audit = with_audit(dir.path(), &tb.egress_config, "egress");
+    let files = (0..FILES)
+        .map(|i| (format!("p{i:04}.csv"), content(700 + i, SIZE)))
+        .collect();
+    Bed {
+        _dir: dir,
+        tb,
+        egress_audit,
+        files,
+    }
+}
+
+fn spool_all(b: &Bed) {
+    for (name, data) in &b.files {
+        ferry_daemon::testkit::spool_file(&b.tb.spool, name, data).expect("spool");
+    }
+}
+
+/// Some delivered, not all: the kill lands mid-transfer.
+fn wait_part_delivered(b: &Bed) {
+    wait_for(
+        Duration::from_secs(60),
+        "a first bundle delivered, the rest still to come",
+        || counter(&b.tb.egress_config, "bundles_received") >= 1,
+    );
+    let n = sidecars(&b.tb.outbox).len();
+    assert!(
+        n < b.files.len(),
+        "all {n} delivered before the kill: the test needs a backlog"
+    );
+}
+
+/// Every file delivered once, bit-exact, under one package id, with one
+/// `package.delivered` audit record; most of them in bundles. Stops the
+/// egress daemon to read its audit log (one writer at a time).
+fn assert_each_exactly_once(b: &Bed, egress: Daemon) {
+    wait_for(Duration::from_secs(120), "every file delivered", || {
+        sidecars(&b.tb.outbox).len() >= b.files.len()
+    });
+    // A deliberate window in which a second delivery (a heal re-send of
+    // a bundle already delivered) would show.
+    std::thread::sleep(Duration::from_secs(4));
+    let seen = sidecars(&b.tb.outbox);
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        b.files.keys().collect::<Vec<_>>(),
+        "each file delivered under its own name, none twice (a second copy would be name.1.csv)"
+    );
+    for (name, data) in &b.files {
+        let got = std::fs::read(b.tb.outbox.join(name)).expect("read");
+        assert!(&got == data, "{name} differs");
+    }
+    let bundled = seen.values().filter(|(_, bundle)| bundle.is_some()).count();
+    assert!(
+        bundled * 2 > b.files.len(),
+        "only {bundled} of {} crossed in a bundle",
+        b.files.len()
+    );
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, _) in seen.values() {
+        *ids.entry(id.clone()).or_default() += 1;
+    }
+    assert_eq!(ids.len(), b.files.len(), "one package id per file");
+    egress.stop();
+    let mut audited: BTreeMap<String, usize> = BTreeMap::new();
+    for r in audit_records(&b.egress_audit, "package.delivered") {
+        if let Some(p) = r["package"].as_str() {
+            *audited.entry(p.to_owned()).or_default() += 1;
+        }
+    }
+    for id in ids.keys() {
+        assert_eq!(
+            audited.get(id),
+            Some(&1),
+            "package {id}: one package.delivered record"
+        );
+    }
+    assert_eq!(audited.len(), ids.len(), "no record for anything else");
+    assert!(
+        std::fs::read_dir(b.tb.outbox.join(".staging"))
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(true),
+        "nothing left in staging"
+    );
+}
+
+#[test]
+fn bundled_packages_are_each_delivered_exactly_once_through_kill_9_of_the_egress() {
+    let b = bed();
+    let egress = Daemon::start_ready(&b.tb.egress_config);
+    let _ingress = Daemon::start(&b.tb.ingress_config);
+    spool_all(&b);
+    wait_part_delivered(&b);
+    egress.kill9();
+    let egress = Daemon::start(&b.tb.egress_config);
+    wait_for(
+        Duration::from_secs(120),
+        "bundles after the restart",
+        || counter(&b.tb.egress_config, "bundles_received") >= 1,
+    );
+    // The self-healing re-send brings again what was delivered before the
+    // kill: the exactly-once check below is attacked, not vacuous.
+    wait_for(Duration::from_secs(60), "a second copy suppressed", || {
+        counter(&b.tb.egress_config, "duplicates_suppressed") >= 1
+    });
+    assert_each_exactly_once(&b, egress);
+}
+
+#[test]
+fn bundled_packages_are_each_delivered_exactly_once_through_kill_9_of_the_ingress() {
+    let b = bed();
+    let egress = Daemon::start_ready(&b.tb.egress_config);
+    let ingress = Daemon::start(&b.tb.ingress_config);
+    spool_all(&b);
+    wait_part_delivered(&b);
+    ingress.kill9();
+    let _ingress = Daemon::start(&b.tb.ingress_config);
+    wait_for(
+        Duration::from_secs(120),
+        "bundles sent after the restart",
+        || counter(&b.tb.ingress_config, "bundles_sent") >= 1,
+    );
+    // What the kill interrupted is sent again (and what had arrived of it
+    // is suppressed): the exactly-once check below is attacked.
+    wait_for(Duration::from_secs(60), "a second copy suppressed", || {
+        counter(&b.tb.egress_config, "duplicates_suppressed") >= 1
+    });
+    assert_each_exactly_once(&b, egress);
+}
+
+/// The policy both sides load: the spool feeds channel `release`; the
+/// ingress side applies no profile to it (`ingress_profile` empty), the
+/// egress side refuses any text with a listed word.
+fn guard_policy(spool: &Path, words: &Path, ingress_profile: &str) -> String {
+    format!(
+        r#"version = 1
+
+[policy]
+name = "bundle-guard"
+time_zone = "Asia/Shanghai"
+
+[identity.spool]
+description = "This link's spool"
+spool = "e2e"
+
+[spool.e2e]
+description = "The spool"
+dir = "{spool}"
+channel = "release"
+schedule = "continuous"
+
+[profile.strict]
+description = "What may arrive"
+allowed_types = ["text/csv", "text/plain", "application/octet-stream"]
+dirty_words = {{ lists = ["{words}"], action = "reject" }}
+
+[channel.release]
+description = "Release, inspected again on the egress side"
+direction = "import"
+link = "e2e"
+destination = "outbox"
+{ingress_profile}
+egress_profile = "strict"
+
+[[rule]]
+id = "R-spool"
+description = "The spool pushes"
+effect = "allow"
+identities = ["spool"]
+channels = ["release"]
+"#,
+        spool = path_str(spool),
+        words = path_str(words),
+    )
+}
+
+/// Each member of a bundle gets its own decision on the egress side: one
+/// file with a forbidden word among forty small ones is refused alone
+/// (audited `package.failed` with its own id, never in the outbox), and
+/// the other thirty-nine, which crossed in the same bundles, are
+/// delivered, each with its own `guard.reinspected` record.
+#[test]
+fn a_bundle_member_the_egress_guard_refuses_is_refused_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    // Slow enough that the files queue up behind the first and go in
+    // bundles.
+    let tb = testbed(root, |o| o.rate_bytes_per_s = 100_000);
+    let words = root.join("words.txt");
+    std::fs::write(&words, "绝密\n").expect("words");
+    // The egress side's copy of the policy names a spool directory of its
+    // own (it has none; the key must still point somewhere absolute).
+    for (side, config) in [
+        ("ingress", &tb.ingress_config),
+        ("egress", &tb.egress_config),
+    ] {
+        std::fs::write(
+            root.join(side).join("policy.toml"),
+            guard_policy(&tb.spool, &words, ""),
+        )
+        .expect("policy");
+        append_config(config, "[policy]\nfile = \"policy.toml\"\n");
+    }
+    let audit = with_audit(root, &tb.egress_config, "egress");
+    let egress = Daemon::start_ready(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let mut files = BTreeMap::new();
+    for i in 0..40u64 {
+        let text = if i == 17 {
+            "parcel,remark\n17,绝密 do not release\n".to_owned()
+        } else {
+            format!("parcel,remark\n{i},open data row {i}\n")
+        };
+        files.insert(format!("r{i:02}.csv"), text.into_bytes());
+    }
+    for (name, data) in &files {
+        ferry_daemon::testkit::spool_file(&tb.spool, name, data).expect("spool");
+    }
+    wait_for(
+        Duration::from_secs(60),
+        "39 delivered and 1 refused",
+        || {
+            let st = status(&tb.egress_config).unwrap_or_default();
+            sidecars(&tb.outbox).len() >= 39 && st["rejected"].as_u64() >= Some(1)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = sidecars(&tb.outbox);
+    let mut want: Vec<_> = files.keys().cloned().collect();
+    want.retain(|n| n != "r17.csv");
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), want);
+    assert!(
+        seen.values().filter(|(_, b)| b.is_some()).count() >= 20,
+        "most crossed in bundles: {seen:?}"
+    );
+    assert_eq!(counter(&tb.egress_config, "bundles_refused"), 0);
+    assert!(counter(&tb.egress_config, "bundles_received") >= 1);
+    egress.stop();
+    let refused = audit_records(&audit, "package.failed");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let refused_id = refused[0]["package"].as_str().expect("id").to_owned();
+    assert!(
+        !seen.values().any(|(id, _)| *id == refused_id),
+        "the refused member's id is not in the outbox"
+    );
+    let reinspected = audit_records(&audit, "guard.reinspected");
+    assert_eq!(reinspected.len(), 40, "one inspection per member");
+}
