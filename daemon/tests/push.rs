@@ -642,6 +642,7 @@ fn bench_e2e_runs_and_prints_its_figures() {
         "p99",
         "MB/s",
         "0 refused or failed, 0 accepted but not delivered",
+        "bundles:",
     ] {
         assert!(r.stdout.contains(needle), "missing `{needle}`: {r:?}");
     }

@@ -37,9 +37,37 @@ use std::ops::Range;
 /// First bytes of every bundle payload.
 pub const BUNDLE_MAGIC: &[u8; 8] = b"FERRYBN1";
 
+/// Largest bundle payload: the egress side reads a bundle whole before
+/// delivering its members, so this bounds that memory.
+pub const MAX_BUNDLE_BYTES: u64 = 16 << 20;
+
 /// Content type a bundle's own manifest carries (a bundle is never
 /// delivered as such; its members are).
 pub const BUNDLE_CONTENT_TYPE: &str = "application/vnd.ferry.bundle";
+
+/// Largest member table: magic, count, and [`MAX_BUNDLE_MEMBERS`] members
+/// at their longest (with inspection records).
+pub const TABLE_BOUND: u64 = 10
+    + MAX_BUNDLE_MEMBERS
+        * (8 + 9
+            + 16
+            + 8
+            + 8
+            + 1
+            + MAX_DIGEST_LEN as u64
+            + 1
+            + MAX_CHANNEL_LEN as u64
+            + 2
+            + MAX_FILE_NAME_LEN as u64
+            + 1
+            + MAX_CONTENT_TYPE_LEN as u64
+            + 2
+            + MAX_IDENTITY_LEN as u64
+            + 2
+            + 1
+            + MAX_PROFILE_LEN as u64
+            + 2
+            + 2 * MAX_INSPECTION_DIGEST_LEN as u64);
 
 /// One package inside a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +90,9 @@ pub enum BundleError {
     /// A member count of zero or above the bound.
     #[error("bundle member count {0} is outside 1..={MAX_BUNDLE_MEMBERS}")]
     Count(u64),
+    /// More member bytes than [`MAX_BUNDLE_BYTES`].
+    #[error("bundle of {0} payload bytes is over the {MAX_BUNDLE_BYTES}-byte bound")]
+    TooLarge(u64),
     /// A member-table field.
     #[error("bundle member table: {0}")]
     Table(#[from] ManifestError),
@@ -92,6 +123,9 @@ pub fn encode(members: &[(BundleMember, &[u8])]) -> Result<Vec<u8>, BundleError>
         return Err(BundleError::Count(count));
     }
     let payload: usize = members.iter().map(|(_, b)| b.len()).sum();
+    if payload as u64 > MAX_BUNDLE_BYTES {
+        return Err(BundleError::TooLarge(payload as u64));
+    }
     let mut out = Vec::with_capacity(16 + members.len() * 160 + payload);
     out.extend_from_slice(BUNDLE_MAGIC);
     out.extend_from_slice(&(count as u16).to_be_bytes());
@@ -173,6 +207,9 @@ fn put_member(out: &mut Vec<u8>, m: &BundleMember) -> Result<(), ManifestError> 
 pub fn decode(bytes: &[u8]) -> Result<Vec<(BundleMember, Range<usize>)>, BundleError> {
     if bytes.len() < BUNDLE_MAGIC.len() || &bytes[..BUNDLE_MAGIC.len()] != BUNDLE_MAGIC {
         return Err(BundleError::Magic);
+    }
+    if bytes.len() as u64 > MAX_BUNDLE_BYTES + TABLE_BOUND {
+        return Err(BundleError::TooLarge(bytes.len() as u64));
     }
     let mut r = Reader::new(&bytes[BUNDLE_MAGIC.len()..]);
     let count = u64::from(r.u16("count")?);

@@ -467,6 +467,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let cpu = crate::cli::bench::cpu_seconds() - cpu0;
+    let sent = protocol::snapshot(&ist);
     drop(progress);
     // Let the watcher drain its last events before it is stopped.
     std::thread::sleep(Duration::from_millis(100));
@@ -523,6 +524,8 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         "delivery_p99_ms": round(percentile(&delivery_ms, 99.0), 3),
         "payload_bytes_per_s": round(bytes_per_s, 0),
         "cpu_seconds": round(cpu, 3),
+        "bundles_sent": sent.bundles_sent,
+        "bundled_packages": sent.bundled_packages,
         "errors": errors.iter().take(5).collect::<Vec<_>>(),
         "daemons_log": log,
     });
@@ -552,6 +555,10 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
             "payload:    {:.2} MB/s delivered; {cpu:.2} CPU s in this process ({:.0} us per package); {refused} refused or failed, {lost} accepted but not delivered",
             bytes_per_s / 1e6,
             if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 }
+        );
+        println!(
+            "bundles:    {} packages crossed in {} bundles (bundle_max_packages {})",
+            sent.bundled_packages, sent.bundles_sent, a.bundle_max_packages
         );
         for e in errors.iter().take(5) {
             println!("error:      {e}");
