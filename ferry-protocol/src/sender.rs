@@ -510,10 +510,13 @@ impl Sender {
             sender_time_ms: now.0,
             interval_ms: u32::try_from(self.config.heartbeat_interval_ms).unwrap_or(u32::MAX),
             next_seq,
+            // A bundle is active from its first member's number: the
+            // receiver must not report its members as gaps before the
+            // bundle's manifest has told it the range.
             active_from_seq: self
                 .packages
                 .iter()
-                .map(|p| p.seq)
+                .map(|p| p.manifest.bundle_from_seq.unwrap_or(p.seq))
                 .min()
                 .unwrap_or(next_seq),
             packages_sent: self.stats.packages_sent,

@@ -600,3 +600,46 @@ fn a_bundle_is_delivered_once_and_its_members_numbers_are_not_gaps() {
     pump(&mut s, &mut e, &payloads, Net::default(), &mut |_| {});
     assert_eq!(e.outcome.gaps, vec![(1, 9)]);
 }
+
+/// While a bundle of 1..=10 waits to be sent, the sender's heartbeat says
+/// it is active from 1, not 10: a receiver that has not yet seen the
+/// bundle's manifest must not take the members' numbers for gaps.
+#[test]
+fn a_queued_bundle_is_active_from_its_first_member() {
+    use ferry_protocol::bundle::{self, BundleMember};
+    use ferry_protocol::Event;
+    let k = keys();
+    let mut s = sender(&k, sender_config());
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let bodies: Vec<Vec<u8>> = (1..=10u64).map(|i| payload(i, 50)).collect();
+    let members: Vec<(BundleMember, &[u8])> = (1..=10u64)
+        .zip(&bodies)
+        .map(|(seq, b)| {
+            let m = BundleMember {
+                meta: meta(seq, b),
+                seq,
+                first_seq: None,
+            };
+            (m, b.as_slice())
+        })
+        .collect();
+    let bytes = bundle::encode(&members).expect("bundle");
+    s.enqueue_bundle(START, 1, 10, meta(10, &bytes))
+        .expect("bundle");
+    let mut buf = vec![0u8; s.max_datagram_len()];
+    let mut seen = None;
+    for _ in 0..8 {
+        if let Ok(Transmit::Datagram(n)) = s.poll_transmit(START, &mut buf) {
+            e.receiver.handle_datagram(START, &buf[..n]);
+        }
+        while let Some(ev) = e.receiver.poll_event() {
+            if let Event::Heartbeat(hb) = ev {
+                seen = Some(hb.active_from_seq);
+            }
+        }
+        if seen.is_some() {
+            break;
+        }
+    }
+    assert_eq!(seen, Some(1));
+}
