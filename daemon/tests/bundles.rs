@@ -310,3 +310,149 @@ fn a_bundle_member_the_egress_guard_refuses_is_refused_alone() {
     let reinspected = audit_records(&audit, "guard.reinspected");
     assert_eq!(reinspected.len(), 40, "one inspection per member");
 }
+
+/// A bundle whose member table does not match its signed range — what a
+/// faulty or compromised ingress side could send, sealed with the link's
+/// real keys — is refused whole by a real egress `ferryd`: nothing of it
+/// delivered, counted, alarmed, audited, and the numbers of its range
+/// opened as gaps (the replay window accepted them with the bundle, so a
+/// resend is how they come). A correct bundle after it is delivered.
+#[test]
+fn a_bundle_whose_members_do_not_match_its_signed_range_is_refused_whole() {
+    use ferry_protocol::bundle::{self, BundleMember, BUNDLE_CONTENT_TYPE};
+    use ferry_protocol::suite::LinkCrypto;
+    use ferry_protocol::{PackageId, PackageMeta, Transmit};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut listen = None;
+    let tb = testbed(dir.path(), |o| listen = Some(o.listen));
+    let listen = listen.expect("the egress listen address");
+    let audit = with_audit(dir.path(), &tb.egress_config, "egress");
+    let egress = Daemon::start_ready(&tb.egress_config);
+
+    // The ingress side's own sender, outside its daemon.
+    let cfg = ferry_daemon::config::load(&tb.ingress_config).expect("ingress config");
+    let mut keys = ferry_daemon::link::keys::load_keys(&cfg).expect("keys");
+    let seal = keys.take_seal_keys().expect("seal keys");
+    let chain = ferry_daemon::link::keys::epoch_chain(&cfg, &keys);
+    let mut sender = ferry_protocol::Sender::new(
+        ferry_daemon::link::keys::sender_config(&cfg),
+        seal,
+        chain,
+    )
+    .expect("sender");
+    let digest = |data: &[u8]| {
+        let mut d = ferry_suites::intl::IntlLink.new_digest();
+        d.update(data);
+        d.finish()
+    };
+    let member = |seq: u64, body: &[u8]| BundleMember {
+        meta: PackageMeta {
+            id: PackageId([seq as u8; 16]),
+            channel: "e2e".into(),
+            size: body.len() as u64,
+            digest: digest(body),
+            file_name: format!("m{seq}.txt"),
+            content_type: "text/plain".into(),
+            sender_identity: "CN=forger".into(),
+            created_unix_ms: 1,
+            inspection: None,
+        },
+        seq,
+        first_seq: None,
+    };
+    let now = ferry_protocol::Millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64,
+    );
+    let wrap = |bytes: &[u8], last: u64| PackageMeta {
+        id: PackageId([0xb0 + last as u8; 16]),
+        channel: "e2e".into(),
+        size: bytes.len() as u64,
+        digest: digest(bytes),
+        file_name: format!("bundle-{last}"),
+        content_type: BUNDLE_CONTENT_TYPE.into(),
+        sender_identity: "ferryd".into(),
+        created_unix_ms: now.0,
+        inspection: None,
+    };
+    // Signed for 1..=3, but its table names 1, 2 and 9.
+    let bodies = [b"one".to_vec(), b"two".to_vec(), b"nine".to_vec()];
+    let forged = bundle::encode(&[
+        (member(1, &bodies[0]), &bodies[0]),
+        (member(2, &bodies[1]), &bodies[1]),
+        (member(9, &bodies[2]), &bodies[2]),
+    ])
+    .expect("encode");
+    sender
+        .enqueue_bundle(now, 1, 3, wrap(&forged, 3))
+        .expect("forged bundle");
+    // Then a correct one for 4..=5.
+    let good_bodies = [b"four".to_vec(), b"five".to_vec()];
+    let good = bundle::encode(&[
+        (member(4, &good_bodies[0]), &good_bodies[0]),
+        (member(5, &good_bodies[1]), &good_bodies[1]),
+    ])
+    .expect("encode");
+    sender
+        .enqueue_bundle(now, 4, 5, wrap(&good, 5))
+        .expect("good bundle");
+    let payloads = [(3u64, forged), (5u64, good)];
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut buf = vec![0u8; sender.max_datagram_len()];
+    let mut t = now;
+    // Until both bundles' sends are done (heartbeats go on for ever).
+    while sender.queued() > 0 {
+        match sender.poll_transmit(t, &mut buf).expect("transmit") {
+            Transmit::Datagram(n) => {
+                sock.send_to(&buf[..n], listen).expect("send");
+            }
+            Transmit::NeedPayload { seq, offset, len } => {
+                let (_, p) = payloads.iter().find(|(s, _)| *s == seq).expect("payload");
+                let o = offset as usize;
+                sender
+                    .provide_payload(seq, offset, &p[o..o + len])
+                    .expect("provide");
+            }
+            Transmit::Idle => {
+                std::thread::sleep(Duration::from_millis(20));
+                t = t.plus(20);
+            }
+        }
+    }
+    wait_for(Duration::from_secs(30), "the correct bundle delivered", || {
+        outbox_files(&tb.outbox).len() == 2
+    });
+    assert_eq!(outbox_files(&tb.outbox), vec!["m4.txt", "m5.txt"]);
+    let st = status(&tb.egress_config).expect("status");
+    assert_eq!(st["bundles_refused"].as_u64(), Some(1), "{st}");
+    assert_eq!(st["bundles_received"].as_u64(), Some(1), "{st}");
+    assert!(
+        st["gaps"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|r| r == &serde_json::json!([1, 3]))),
+        "the refused bundle's numbers are a gap: {st}"
+    );
+    assert!(
+        st["alarms"].as_array().is_some_and(|a| a.iter().any(|m| m
+            .as_str()
+            .is_some_and(|m| m.contains("refused whole")))),
+        "{st}"
+    );
+    egress.stop();
+    let failed = audit_records(&audit, "package.failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("member") && r.contains("sequence number 9, expected 3")),
+        "{failed:?}"
+    );
+    let gaps = audit_records(&audit, "link.gap");
+    assert!(
+        gaps.iter()
+            .any(|g| g["details"]["first"] == "1" && g["details"]["last"] == "3"),
+        "{gaps:?}"
+    );
+}
