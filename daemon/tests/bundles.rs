@@ -334,12 +334,9 @@ fn a_bundle_whose_members_do_not_match_its_signed_range_is_refused_whole() {
     let mut keys = ferry_daemon::link::keys::load_keys(&cfg).expect("keys");
     let seal = keys.take_seal_keys().expect("seal keys");
     let chain = ferry_daemon::link::keys::epoch_chain(&cfg, &keys);
-    let mut sender = ferry_protocol::Sender::new(
-        ferry_daemon::link::keys::sender_config(&cfg),
-        seal,
-        chain,
-    )
-    .expect("sender");
+    let mut sender =
+        ferry_protocol::Sender::new(ferry_daemon::link::keys::sender_config(&cfg), seal, chain)
+            .expect("sender");
     let digest = |data: &[u8]| {
         let mut d = ferry_suites::intl::IntlLink.new_digest();
         d.update(data);
@@ -421,9 +418,11 @@ fn a_bundle_whose_members_do_not_match_its_signed_range_is_refused_whole() {
             }
         }
     }
-    wait_for(Duration::from_secs(30), "the correct bundle delivered", || {
-        outbox_files(&tb.outbox).len() == 2
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the correct bundle delivered",
+        || outbox_files(&tb.outbox).len() == 2,
+    );
     assert_eq!(outbox_files(&tb.outbox), vec!["m4.txt", "m5.txt"]);
     let st = status(&tb.egress_config).expect("status");
     assert_eq!(st["bundles_refused"].as_u64(), Some(1), "{st}");
@@ -435,9 +434,9 @@ fn a_bundle_whose_members_do_not_match_its_signed_range_is_refused_whole() {
         "the refused bundle's numbers are a gap: {st}"
     );
     assert!(
-        st["alarms"].as_array().is_some_and(|a| a.iter().any(|m| m
-            .as_str()
-            .is_some_and(|m| m.contains("refused whole")))),
+        st["alarms"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|m| m.as_str().is_some_and(|m| m.contains("refused whole")))),
         "{st}"
     );
     egress.stop();

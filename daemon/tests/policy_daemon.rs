@@ -81,8 +81,22 @@ fn curl_push(
     name: &str,
     data: &Path,
 ) -> (u16, String) {
+    curl_push_with(port, ca, clients, who, name, data, &[])
+}
+
+/// [`curl_push`] with more curl arguments (`-H …`).
+fn curl_push_with(
+    port: u16,
+    ca: &Path,
+    clients: &Path,
+    who: &str,
+    name: &str,
+    data: &Path,
+    extra: &[&str],
+) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .args(extra)
         .args(["--cacert", path_str(&ca.join("ca.crt"))])
         .arg("--cert")
         .arg(clients.join(format!("{who}.crt")))
@@ -298,4 +312,61 @@ fn a_spool_file_put_back_and_taken_again_is_counted_once_against_its_quota() {
         "{why}"
     );
     drop(ingress);
+}
+
+/// A push that fails after its policy decision (here: its body does not
+/// match the digest it declared) is not counted against the sender's
+/// quota: the feed may push 3 packages a day, four pushes with a wrong
+/// digest fail (400, nothing queued), and three good pushes are still
+/// accepted; the fourth good one is refused for the quota. Were the
+/// failed pushes counted, the second good one would be refused.
+#[test]
+fn https_pushes_that_fail_after_the_decision_do_not_use_up_the_quota() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let ca = root.join("ca");
+    let clients = root.join("clients");
+    SiteCa::init(&ca);
+    SiteCa::at(&ca).server(&root.join("ingress/tls"), "ingest");
+    SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
+    let text = policy_text(&tb.spool, true, 100).replace(
+        "limits = { packages_per_minute = 100 }",
+        "limits = { packages_per_day = 3 }",
+    );
+    assert!(text.contains("packages_per_day = 3"), "{text}");
+    std::fs::write(root.join("ingress/policy.toml"), text).expect("policy");
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n",
+        path_str(&ca.join("ca.crt"))
+    ));
+    let _egress = Daemon::start(&tb.egress_config);
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    ingress.wait_listening(&[port], "ingest listening");
+    let data = root.join("data.csv");
+    std::fs::write(&data, b"a,b\n1,2\n").expect("write");
+    let wrong = format!("X-Ferry-Digest: sha256={}", "00".repeat(32));
+    for i in 0..4 {
+        let (code, body) = curl_push_with(
+            port,
+            &ca,
+            &clients,
+            "registry-feed",
+            &format!("bad{i}.csv"),
+            &data,
+            &["-H", &wrong],
+        );
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("digest mismatch"), "{body}");
+    }
+    for name in ["one.csv", "two.csv", "three.csv"] {
+        let (code, body) = curl_push(port, &ca, &clients, "registry-feed", name, &data);
+        assert_eq!(code, 202, "{name}: {body}");
+    }
+    let (code, body) = curl_push(port, &ca, &clients, "registry-feed", "four.csv", &data);
+    assert_eq!(code, 429, "the quota still holds: {body}");
+    assert!(
+        body.contains("quota-exceeded") && body.contains("\"limit\":3"),
+        "{body}"
+    );
 }

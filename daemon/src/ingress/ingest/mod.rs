@@ -673,17 +673,28 @@ async fn push(
         .policy
         .as_ref()
         .map(|_| crate::inspection::policy_gate::subject_of(identity));
-    let decide = |size: u64| -> Result<Option<Granted>, Box<Reply>> {
+    // What the decision charged to the policy's rate and quota counters is
+    // taken back if this request ends without the package kept (see
+    // `Charge`); `charge` is set before anything can fail after it.
+    let mut charge = Charge {
+        s: s.clone(),
+        taken: None,
+    };
+    let mut decide = |size: u64| -> Result<Option<Granted>, Box<Reply>> {
         match (&s.policy, &subject) {
             (Some(gate), Some(subject)) => {
-                let d = gate.decide_and_charge_holding(&ferry_policy::Request {
+                let request = ferry_policy::Request {
                     identity: subject.clone(),
                     channel: channel.to_owned(),
                     file_name: file_name.clone(),
                     content_type: content_type.clone(),
                     size_bytes: size,
                     at: crate::now_utc(),
-                });
+                };
+                let d = gate.decide_and_charge_holding(&request);
+                if d.is_allowed() || d.verdict == ferry_policy::Verdict::Hold {
+                    charge.taken = Some((request, d.clone()));
+                }
                 let record = crate::ingress::admission::decision_record(
                     &d,
                     crate::ops::audit_trail::actor_of(identity),
@@ -840,6 +851,9 @@ async fn push(
                 }
                 crate::ingress::admission::Guarded::Refused { report, why } => {
                     let _ = tokio::fs::remove_file(&upload).await;
+                    // Refused on its content: it counts against the
+                    // sender's rate and quota, as a refused spool file does.
+                    charge.keep();
                     crate::admin::protocol::count_rejected(&s.status, channel);
                     let r = json(
                         StatusCode::FORBIDDEN,
@@ -917,6 +931,7 @@ async fn push(
     }
     match accepted.await {
         Ok(Ok(admitted)) => {
+            charge.keep();
             let url = format!("/v1/packages/{}", id.to_hex());
             let body = match admitted {
                 crate::ingress::shared::Admitted::Queued(seq) => {
@@ -971,6 +986,34 @@ async fn push(
             StatusCode::SERVICE_UNAVAILABLE,
             "ferryd is shutting down; the package was not queued",
         ),
+    }
+}
+
+/// What a push's policy decision charged to the policy's rate and quota
+/// counters. Dropped while it still holds the charge — the request ended
+/// without the package kept: the queue's disk was low, the body broke
+/// off or did not match its digest, the malware engine was unavailable,
+/// the guard failed, the certificate was revoked meanwhile, the commit
+/// failed, or the client went away — it takes the charge back, so a
+/// client whose uploads fail does not use up its quota. Kept for a
+/// package queued or held, and for one the content guard refused.
+struct Charge {
+    s: Arc<Shared>,
+    taken: Option<(ferry_policy::Request, ferry_policy::Decision)>,
+}
+
+impl Charge {
+    /// The package was kept (or refused on its content): the charge stands.
+    fn keep(&mut self) {
+        self.taken = None;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if let (Some(gate), Some((request, decision))) = (&self.s.policy, self.taken.take()) {
+            gate.refund(&request, &decision);
+        }
     }
 }
 
