@@ -55,9 +55,12 @@ struct Bed {
 /// of a second, so a backlog builds and bundles are in flight when a
 /// daemon is killed), bundles of at most 32, and the self-healing
 /// re-send after 3 s (what brings a bundle the egress lost in its crash).
-fn bed() -> Bed {
+fn bed(suite: ferry_keys::Suite) -> Bed {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 150_000);
+    let tb = testbed(dir.path(), |o| {
+        o.rate_bytes_per_s = 150_000;
+        o.suite = suite;
+    });
     link_keys(
         &tb.ingress_config,
         "bundle_max_packages = 32\nheal_resend_after_ms = 3000",
@@ -150,7 +153,7 @@ fn assert_each_exactly_once(b: &Bed, egress: Daemon) {
 
 #[test]
 fn bundled_packages_are_each_delivered_exactly_once_through_kill_9_of_the_egress() {
-    let b = bed();
+    let b = bed(ferry_keys::Suite::Intl);
     let egress = Daemon::start_ready(&b.tb.egress_config);
     let _ingress = Daemon::start(&b.tb.ingress_config);
     spool_all(&b);
@@ -170,9 +173,11 @@ fn bundled_packages_are_each_delivered_exactly_once_through_kill_9_of_the_egress
     assert_each_exactly_once(&b, egress);
 }
 
+/// The same through kill -9 of the ingress side, on the GM suite (SM2
+/// signatures and SM3 digests, the members' checked on the egress side).
 #[test]
 fn bundled_packages_are_each_delivered_exactly_once_through_kill_9_of_the_ingress() {
-    let b = bed();
+    let b = bed(ferry_keys::Suite::Gm);
     let egress = Daemon::start_ready(&b.tb.egress_config);
     let ingress = Daemon::start(&b.tb.ingress_config);
     spool_all(&b);
@@ -424,6 +429,11 @@ fn a_bundle_whose_members_do_not_match_its_signed_range_is_refused_whole() {
         || outbox_files(&tb.outbox).len() == 2,
     );
     assert_eq!(outbox_files(&tb.outbox), vec!["m4.txt", "m5.txt"]);
+    // The status file is written once a second.
+    wait_for(Duration::from_secs(15), "the refusal in the status", || {
+        status(&tb.egress_config)
+            .is_some_and(|s| s["bundles_refused"] == 1 && s["bundles_received"] == 1)
+    });
     let st = status(&tb.egress_config).expect("status");
     assert_eq!(st["bundles_refused"].as_u64(), Some(1), "{st}");
     assert_eq!(st["bundles_received"].as_u64(), Some(1), "{st}");

@@ -219,3 +219,40 @@ fn every_202_survives_kill_9_of_the_ingress_under_concurrent_pushes() {
     }
     assert!(staging_is_empty(&tb.outbox));
 }
+
+/// kill -9 of the ingress while it takes a spool file — moved out of the
+/// spool into the queue directory, not yet queued (here: while its 256 MiB
+/// are digested) — loses nothing: the next start puts the file back into
+/// the spool under its name, and it is delivered once, bit-exact.
+#[test]
+fn a_spool_file_being_taken_when_the_ingress_is_killed_is_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    let _egress = Daemon::start_ready(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    let queue = dir.path().join("ingress/state/queue");
+    let data = content(9, 256 << 20);
+    ferry_daemon::testkit::spool_file(&tb.spool, "survey.tif", &data).expect("spool");
+    wait_for(Duration::from_secs(60), "the file being taken", || {
+        std::fs::read_dir(&queue)
+            .map(|r| {
+                r.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".taking"))
+            })
+            .unwrap_or(false)
+    });
+    ingress.kill9();
+    assert!(
+        !tb.spool.join("survey.tif").exists(),
+        "the file had left the spool when ferryd was killed"
+    );
+    let _ingress = Daemon::start(&tb.ingress_config);
+    wait_for(
+        Duration::from_secs(120),
+        "delivery after the restart",
+        || outbox_files(&tb.outbox) == vec!["survey.tif".to_string()],
+    );
+    assert!(std::fs::read(tb.outbox.join("survey.tif")).expect("read") == data);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(outbox_files(&tb.outbox), vec!["survey.tif".to_string()]);
+}

@@ -301,6 +301,10 @@ pub(crate) fn take(
         };
     let id = PackageId(rand_id()?);
     let dest = s.queue_dir.join(id.to_hex());
+    // From here until the package is recorded, the note says where the
+    // file went (see `taking`): killed meanwhile, the next start puts it
+    // back into the spool.
+    let taking = crate::ingress::taking::Taking::begin(&s.store, id.0, &dest, path)?;
     if let Err(e) = std::fs::rename(path, &dest) {
         if e.raw_os_error() == Some(libc::EXDEV) {
             // Spool on another filesystem: copy, make durable, then remove.
@@ -425,6 +429,7 @@ pub(crate) fn take(
             .map(|_| ferry_policy::Subject::spool(&spool_name(s))),
     };
     let admitted = admit(s, &meta, &dest, grant, actor)?;
+    taking.taken();
     let (state, seq) = match admitted {
         Admitted::Queued(seq) => {
             tracing::info!(package = %id, seq, file = %file_name, size, after = complete.name(), "taken from spool");

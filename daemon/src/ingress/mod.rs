@@ -19,6 +19,7 @@ pub(crate) mod queue;
 pub(crate) mod send;
 pub(crate) mod shared;
 pub(crate) mod spool;
+pub(crate) mod taking;
 
 use crate::admin::protocol::{self, Caller, Request, SharedStatus};
 use crate::config::Config;
@@ -85,6 +86,13 @@ pub fn run(
     std::fs::create_dir_all(&spool).map_err(DaemonError::io(&spool))?;
 
     requeue_interrupted(&store)?;
+    let back = crate::ingress::taking::recover(&store, &queue_dir)?;
+    if back > 0 {
+        tracing::warn!(
+            files = back,
+            "spool files that were being taken when ferryd stopped are back in the spool"
+        );
+    }
     let chain = epoch_chain(&cfg, &keys);
     let mut sender = Sender::new(sender_config(&cfg), seal, chain)?;
 
