@@ -437,10 +437,12 @@ fn a_bundle_whose_members_do_not_match_its_signed_range_is_refused_whole() {
     let st = status(&tb.egress_config).expect("status");
     assert_eq!(st["bundles_refused"].as_u64(), Some(1), "{st}");
     assert_eq!(st["bundles_received"].as_u64(), Some(1), "{st}");
+    // (Seq 0 was never used: the receiver may report it too, and the book
+    // merges touching ranges.)
     assert!(
-        st["gaps"]
-            .as_array()
-            .is_some_and(|g| g.iter().any(|r| r == &serde_json::json!([1, 3]))),
+        st["gaps"].as_array().is_some_and(|g| g.iter().any(|r| {
+            r[0].as_u64().is_some_and(|a| a <= 1) && r[1].as_u64().is_some_and(|b| b >= 3)
+        })),
         "the refused bundle's numbers are a gap: {st}"
     );
     assert!(
