@@ -28,8 +28,8 @@
 //! side never trusts a length it did not check.
 
 use crate::manifest::{
-    put_u16_len, put_u8_len, Inspection, InspectionVerdict, ManifestError, PackageId, PackageMeta,
-    Reader, MAX_BUNDLE_MEMBERS, MAX_CHANNEL_LEN, MAX_CONTENT_TYPE_LEN, MAX_DIGEST_LEN,
+    put_inspection, put_u16_len, put_u8_len, read_inspection, ManifestError, PackageId,
+    PackageMeta, Reader, MAX_BUNDLE_MEMBERS, MAX_CHANNEL_LEN, MAX_CONTENT_TYPE_LEN, MAX_DIGEST_LEN,
     MAX_FILE_NAME_LEN, MAX_IDENTITY_LEN, MAX_INSPECTION_DIGEST_LEN, MAX_PROFILE_LEN,
 };
 use std::ops::Range;
@@ -181,20 +181,7 @@ fn put_member(out: &mut Vec<u8>, m: &BundleMember) -> Result<(), ManifestError> 
     match &meta.inspection {
         Some(i) => {
             out.push(1);
-            out.push(i.verdict.to_wire());
-            put_u8_len(out, i.profile.as_bytes(), MAX_PROFILE_LEN, "profile")?;
-            put_u8_len(
-                out,
-                &i.sha256_before,
-                MAX_INSPECTION_DIGEST_LEN,
-                "sha256_before",
-            )?;
-            put_u8_len(
-                out,
-                &i.sha256_after,
-                MAX_INSPECTION_DIGEST_LEN,
-                "sha256_after",
-            )?;
+            put_inspection(out, i)?;
         }
         None => out.push(0),
     }
@@ -259,20 +246,7 @@ fn read_member(r: &mut Reader<'_>) -> Result<BundleMember, ManifestError> {
     let sender_identity = r.string16(MAX_IDENTITY_LEN, "sender_identity")?;
     let inspection = match r.u8("has_inspection")? {
         0 => None,
-        1 => {
-            let verdict = InspectionVerdict::from_wire(r.u8("inspection_verdict")?)
-                .ok_or(ManifestError::Field("inspection_verdict"))?;
-            Some(Inspection {
-                verdict,
-                profile: r.string8(MAX_PROFILE_LEN, "profile")?,
-                sha256_before: r
-                    .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_before")?
-                    .to_vec(),
-                sha256_after: r
-                    .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_after")?
-                    .to_vec(),
-            })
-        }
+        1 => Some(read_inspection(r)?),
         _ => return Err(ManifestError::Field("has_inspection")),
     };
     Ok(BundleMember {
@@ -295,6 +269,7 @@ fn read_member(r: &mut Reader<'_>) -> Result<BundleMember, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::{Inspection, InspectionVerdict};
 
     fn member(i: u8, size: u64) -> BundleMember {
         BundleMember {

@@ -312,20 +312,7 @@ impl Manifest {
         )?;
         put_u8_len(&mut out, &self.ephemeral, MAX_EPHEMERAL_LEN, "ephemeral")?;
         if let Some(i) = &m.inspection {
-            out.push(i.verdict.to_wire());
-            put_u8_len(&mut out, i.profile.as_bytes(), MAX_PROFILE_LEN, "profile")?;
-            put_u8_len(
-                &mut out,
-                &i.sha256_before,
-                MAX_INSPECTION_DIGEST_LEN,
-                "sha256_before",
-            )?;
-            put_u8_len(
-                &mut out,
-                &i.sha256_after,
-                MAX_INSPECTION_DIGEST_LEN,
-                "sha256_after",
-            )?;
+            put_inspection(&mut out, i)?;
         }
         if let Some(first) = self.first_seq {
             out.extend_from_slice(&first.to_be_bytes());
@@ -411,18 +398,7 @@ impl Manifest {
         let recipient_key_id = r.string8(MAX_KEY_ID_LEN, "recipient_key_id")?;
         let ephemeral = r.u8_len(MAX_EPHEMERAL_LEN, "ephemeral")?.to_vec();
         let inspection = if base == MANIFEST_VERSION_INSPECTED {
-            let verdict = InspectionVerdict::from_wire(r.u8("inspection_verdict")?)
-                .ok_or(ManifestError::Field("inspection_verdict"))?;
-            Some(Inspection {
-                verdict,
-                profile: r.string8(MAX_PROFILE_LEN, "profile")?,
-                sha256_before: r
-                    .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_before")?
-                    .to_vec(),
-                sha256_after: r
-                    .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_after")?
-                    .to_vec(),
-            })
+            Some(read_inspection(&mut r)?)
         } else {
             None
         };
@@ -487,6 +463,40 @@ pub fn sealed_len(size: u64, chunk_size: u32, overhead: usize) -> u64 {
 pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
     let c = u64::from(chunk_size.max(1));
     size.div_ceil(c).max(1)
+}
+
+/// An inspection record (fields 19–22; also a bundle member's).
+pub(crate) fn put_inspection(out: &mut Vec<u8>, i: &Inspection) -> Result<(), ManifestError> {
+    out.push(i.verdict.to_wire());
+    put_u8_len(out, i.profile.as_bytes(), MAX_PROFILE_LEN, "profile")?;
+    put_u8_len(
+        out,
+        &i.sha256_before,
+        MAX_INSPECTION_DIGEST_LEN,
+        "sha256_before",
+    )?;
+    put_u8_len(
+        out,
+        &i.sha256_after,
+        MAX_INSPECTION_DIGEST_LEN,
+        "sha256_after",
+    )
+}
+
+/// Reads what [`put_inspection`] wrote.
+pub(crate) fn read_inspection(r: &mut Reader<'_>) -> Result<Inspection, ManifestError> {
+    let verdict = InspectionVerdict::from_wire(r.u8("inspection_verdict")?)
+        .ok_or(ManifestError::Field("inspection_verdict"))?;
+    Ok(Inspection {
+        verdict,
+        profile: r.string8(MAX_PROFILE_LEN, "profile")?,
+        sha256_before: r
+            .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_before")?
+            .to_vec(),
+        sha256_after: r
+            .u8_len(MAX_INSPECTION_DIGEST_LEN, "sha256_after")?
+            .to_vec(),
+    })
 }
 
 pub(crate) fn put_u8_len(
