@@ -304,8 +304,8 @@ mod tests {
         (members, bodies)
     }
 
-    #[test]
-    fn members_round_trip_with_their_bytes() {
+    /// [`sample`] and its encoding.
+    fn sample_encoded() -> (Vec<BundleMember>, Vec<Vec<u8>>, Vec<u8>) {
         let (members, bodies) = sample();
         let pairs: Vec<_> = members
             .iter()
@@ -313,6 +313,12 @@ mod tests {
             .zip(bodies.iter().map(|b| b.as_slice()))
             .collect();
         let bytes = encode(&pairs).expect("encodes");
+        (members, bodies, bytes)
+    }
+
+    #[test]
+    fn members_round_trip_with_their_bytes() {
+        let (members, bodies, bytes) = sample_encoded();
         let back = decode(&bytes).expect("decodes");
         assert_eq!(back.len(), members.len());
         for ((m, range), (want, body)) in back.iter().zip(members.iter().zip(&bodies)) {
@@ -323,13 +329,7 @@ mod tests {
 
     #[test]
     fn every_truncation_extension_and_count_is_refused() {
-        let (members, bodies) = sample();
-        let pairs: Vec<_> = members
-            .iter()
-            .cloned()
-            .zip(bodies.iter().map(|b| b.as_slice()))
-            .collect();
-        let bytes = encode(&pairs).expect("encodes");
+        let (_, _, bytes) = sample_encoded();
         for n in 0..bytes.len() {
             assert!(decode(&bytes[..n]).is_err(), "truncated to {n}");
         }

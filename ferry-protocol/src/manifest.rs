@@ -641,18 +641,24 @@ mod tests {
         }
     }
 
+    /// [`sample`], with a pass inspection record when `inspected`.
+    fn sample_inspected(inspected: bool) -> Manifest {
+        let mut m = sample();
+        if inspected {
+            m.meta.inspection = Some(Inspection {
+                profile: "p".into(),
+                verdict: InspectionVerdict::Pass,
+                sha256_before: vec![1; 32],
+                sha256_after: vec![1; 32],
+            });
+        }
+        m
+    }
+
     #[test]
     fn first_seq_round_trips_as_versions_3_and_4() {
         for inspected in [false, true] {
-            let mut m = sample();
-            if inspected {
-                m.meta.inspection = Some(Inspection {
-                    profile: "p".into(),
-                    verdict: InspectionVerdict::Pass,
-                    sha256_before: vec![1; 32],
-                    sha256_after: vec![1; 32],
-                });
-            }
+            let mut m = sample_inspected(inspected);
             let plain = m.encode_body().expect("encodes");
             m.first_seq = Some(42);
             let body = m.encode_body().expect("encodes");
@@ -758,15 +764,7 @@ mod tests {
     #[test]
     fn bundle_range_round_trips_as_versions_5_to_8_and_is_bounded() {
         for (inspected, resent) in [(false, false), (true, false), (false, true), (true, true)] {
-            let mut m = sample();
-            if inspected {
-                m.meta.inspection = Some(Inspection {
-                    profile: "p".into(),
-                    verdict: InspectionVerdict::Pass,
-                    sha256_before: vec![1; 32],
-                    sha256_after: vec![1; 32],
-                });
-            }
+            let mut m = sample_inspected(inspected);
             if resent {
                 m.first_seq = Some(7);
             }
