@@ -25,7 +25,7 @@ pub const MANIFEST_VERSION_INSPECTED: u8 = 2;
 pub const MANIFEST_VERSION_RESENT_OFFSET: u8 = 2;
 /// Added to the version (giving 5 to 8) when the manifest ends with a
 /// `bundle_from_seq` field (u64, after `first_seq` when both are there):
-/// the payload is a bundle of small packages (see [`crate::bundle`]) whose
+/// the payload is a bundle of small packages (the `bundle` module) whose
 /// members were queued under the sequence numbers `bundle_from_seq..=seq`.
 /// The egress side accepts all of them with the bundle, so their numbers
 /// are not gaps. A manifest without it keeps versions 1 to 4.
