@@ -90,6 +90,11 @@ pub struct NetnsArgs {
     /// measure what GRO saves.
     #[arg(long)]
     pub no_gro: bool,
+    /// Both sides' `socket_buffer_bytes` (default: the shipped one), to
+    /// measure how much of a burst the egress socket absorbs while its
+    /// receive thread waits for a core.
+    #[arg(long, value_name = "BYTES")]
+    pub socket_buffer_bytes: Option<usize>,
     /// Keep the work directory (keys, configurations, state, logs, the
     /// delivered file) and print its path.
     #[arg(long)]
@@ -695,6 +700,9 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
         o.rate_bytes_per_s = r;
     }
     o.suite = a.suite.parse().map_err(DaemonError::Config)?;
+    if let Some(b) = a.socket_buffer_bytes {
+        o.socket_buffer_bytes = b;
+    }
     let tb = testkit::create(&work.root, &o)?;
     if let Some(n) = a.gso_segments {
         let path = &tb.ingress_config;
@@ -861,6 +869,7 @@ pub fn netns(a: &NetnsArgs) -> Result<(), NetnsBenchError> {
         "repair_percent": icfg.link.repair_overhead_percent,
         "rate_bytes_per_s": icfg.link.rate_bytes_per_s,
         "rate_cap_mbit": a.rate_cap_mbit,
+        "socket_buffer_bytes": icfg.link.socket_buffer_bytes,
         "suite": a.suite,
         "datagrams_sent": counter(&ingress_status, "datagrams_sent"),
         "udp_messages_sent": counter(&ingress_status, "udp_messages_sent"),
