@@ -84,10 +84,10 @@ fn settle(store: &StateStore, id: [u8; 16], dest: &Path, spool_path: &Path) -> O
     if !dest.exists() {
         return None;
     }
-    let owned = matches!(store.get(id), Ok(Some(_))) || matches!(store.hold_get(id), Ok(Some(_)));
-    // A store that cannot be read leaves the file where it is: moving a
-    // file a record may own could send it twice.
-    if owned || store.get(id).is_err() || store.hold_get(id).is_err() {
+    // Owned by a record, or a store that cannot be read (moving a file a
+    // record may own could send it twice): the file stays where it is.
+    let free = matches!(store.get(id), Ok(None)) && matches!(store.hold_get(id), Ok(None));
+    if !free {
         return None;
     }
     if same_bytes(dest, spool_path) {
