@@ -68,9 +68,13 @@ pub struct PackageId(pub [u8; 16]);
 impl PackageId {
     /// Lower-case hex, 32 characters.
     pub fn to_hex(&self) -> String {
+        // By table, not `format!` per byte: ids are written into file
+        // names, log lines and audit records several times per package.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(32);
         for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
+            s.push(char::from(DIGITS[usize::from(b >> 4)]));
+            s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
         }
         s
     }
@@ -874,6 +878,13 @@ mod tests {
     fn package_id_hex() {
         let id = PackageId([0xab; 16]);
         assert_eq!(PackageId::from_hex(&id.to_hex()), Some(id));
+        // Every byte value, as `{:02x}` writes it.
+        for first in (0..=255u8).step_by(16) {
+            let id = PackageId(std::array::from_fn(|i| first.wrapping_add(i as u8)));
+            let want: String = id.0.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(id.to_hex(), want);
+            assert_eq!(PackageId::from_hex(&want), Some(id));
+        }
         assert_eq!(PackageId::from_hex("zz"), None);
         assert_eq!(PackageId::from_hex(&"g".repeat(32)), None);
     }
