@@ -370,3 +370,54 @@ fn https_pushes_that_fail_after_the_decision_do_not_use_up_the_quota() {
         "{body}"
     );
 }
+
+/// A granted push's policy decision is appended without its own wait for
+/// the disk (the ingest runtime would stall every connection on it); the
+/// package's record, flushed before the 202, must carry it to disk. Attack:
+/// answered pushes, then SIGKILL with no chance to flush anything; every
+/// 202 must have its `policy.decided` record, before its `package.pushed`.
+#[test]
+fn every_push_answered_202_has_its_policy_decision_on_disk_through_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tb = testbed(root, |_| {});
+    let audit = with_audit(root, &tb.ingress_config, "ingress");
+    let ca = root.join("ca");
+    let clients = root.join("clients");
+    SiteCa::init(&ca);
+    SiteCa::at(&ca).server(&root.join("ingress/tls"), "ingest");
+    SiteCa::at(&ca).client(&clients, "registry-feed", "pusher");
+    std::fs::write(
+        root.join("ingress/policy.toml"),
+        policy_text(&tb.spool, true, 1000),
+    )
+    .expect("policy");
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmin_free_bytes = 0\n\n[policy]\nfile = \"policy.toml\"\n",
+        path_str(&ca.join("ca.crt"))
+    ));
+    let mut ingress = Daemon::start(&tb.ingress_config);
+    ingress.wait_listening(&[port], "ingest listening");
+    let data = root.join("data.csv");
+    std::fs::write(&data, b"a,b\n1,2\n").expect("write");
+    let names: Vec<String> = (0..6).map(|i| format!("push-{i}.csv")).collect();
+    for name in &names {
+        let (code, body) = curl_push(port, &ca, &clients, "registry-feed", name, &data);
+        assert_eq!(code, 202, "{name}: {body}");
+    }
+    ingress.kill9();
+    let decided = audit_records(&audit, "policy.decided");
+    let pushed = audit_records(&audit, "package.pushed");
+    for name in &names {
+        let seq_of = |records: &[serde_json::Value]| {
+            records
+                .iter()
+                .find(|r| r["details"]["file_name"] == name.as_str())
+                .and_then(|r| r["seq"].as_u64())
+        };
+        let d = seq_of(&decided)
+            .unwrap_or_else(|| panic!("no decision on disk for {name}: {decided:?}"));
+        let p = seq_of(&pushed).unwrap_or_else(|| panic!("no push record for {name}: {pushed:?}"));
+        assert!(d < p, "{name}: decision {d} after its push record {p}");
+    }
+}

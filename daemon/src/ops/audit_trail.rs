@@ -91,6 +91,22 @@ impl AuditTrail {
         }
     }
 
+    /// Appends `record` without waiting for the disk. It becomes durable
+    /// with the next flush of the log: the one that records what came of
+    /// the same request (a package queued, a refusal), anyone else's, or
+    /// the seal timer's within `seal_interval`. For a record that must
+    /// come before another on disk but need not be waited for alone: the
+    /// log is one sequence, so the later record's flush covers it.
+    pub fn record_pending(&self, record: AuditRecord) -> Result<(), DaemonError> {
+        match &self.log {
+            None => Ok(()),
+            Some(log) => log
+                .append_nowait(record)
+                .map(|_| ())
+                .map_err(|e| DaemonError::AuditLog(format!("audit log append failed: {e}"))),
+        }
+    }
+
     /// Appends and logs a failure instead of returning it (for records of
     /// things already done, such as a delivery).
     pub fn note(&self, record: AuditRecord) {

@@ -702,7 +702,19 @@ async fn push(
                     &file_name,
                     size,
                 );
-                if let Err(e) = s.audit.record(record) {
+                // A refusal's record is its only one: on disk before the
+                // answer. A grant's is not waited for here (that wait held
+                // every connection of this one-thread runtime for a disk
+                // flush per push): the package's own record, whose flush
+                // comes before any 202, or the refusal's if the request
+                // fails later, makes it durable first.
+                let granted = charge.taken.is_some();
+                let logged = if granted {
+                    s.audit.record_pending(record)
+                } else {
+                    s.audit.record(record)
+                };
+                if let Err(e) = logged {
                     return refuse(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
                 }
                 let answer = verdict(d, identity)
