@@ -74,6 +74,11 @@ const OVERSIZE_DRAIN_BYTES: u64 = 8 << 20;
 /// Every this many body bytes, the upload's write-back is started (see
 /// [`ferry_hardening::writeback`]).
 const WRITEBACK_STEP_BYTES: u64 = 8 << 20;
+/// A body up to this size is gathered in memory and written with one
+/// blocking call at its end; a larger one goes to its file as it comes.
+/// Why: each `tokio::fs` call is a hand-off to a blocking thread and back,
+/// and a small push paid four of them (open, write, flush, close).
+const SMALL_BODY_BYTES: usize = 256 << 10;
 
 /// What every request handler needs besides the shared state.
 struct Api {
@@ -1171,13 +1176,9 @@ async fn receive_body(
             format!("could not store the upload: {e}"),
         )
     };
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .await
-        .map_err(io_err)?;
+    // The body in memory while it is small, then its file.
+    let mut small = Some(Vec::new());
+    let mut file: Option<tokio::fs::File> = None;
     let mut digest = s.keys.link_crypto().new_digest();
     let idle = Duration::from_secs(cfg.limits.body_idle_timeout_s);
     let min_rate = cfg.limits.min_body_bytes_per_s;
@@ -1248,15 +1249,31 @@ async fn receive_body(
                 continue;
             }
             digest.update(&data);
-            file.write_all(&data).await.map_err(io_err)?;
+            if let Some(buf) = small.as_mut() {
+                if buf.len() + data.len() <= SMALL_BODY_BYTES {
+                    buf.extend_from_slice(&data);
+                    continue;
+                }
+            }
+            let f = match file.as_mut() {
+                Some(f) => f,
+                None => {
+                    let mut f = open_upload(path).await.map_err(io_err)?;
+                    if let Some(buf) = small.take() {
+                        f.write_all(&buf).await.map_err(io_err)?;
+                    }
+                    file.insert(f)
+                }
+            };
+            f.write_all(&data).await.map_err(io_err)?;
             if size - writeback_from >= WRITEBACK_STEP_BYTES {
                 // The committer's one sync would otherwise find a large
                 // body all dirty: start its write-back as it comes (a hint;
                 // refused, it only costs time at that sync).
                 // The call can block on a congested disk queue: it runs
                 // on a blocking thread, on its own descriptor, unawaited.
-                file.flush().await.map_err(io_err)?;
-                let copy = file.try_clone().await.map_err(io_err)?.into_std().await;
+                f.flush().await.map_err(io_err)?;
+                let copy = f.try_clone().await.map_err(io_err)?.into_std().await;
                 let (from, len) = (writeback_from, size - writeback_from);
                 let shown = path.display().to_string();
                 tokio::task::spawn_blocking(move || {
@@ -1273,8 +1290,42 @@ async fn receive_body(
     }
     // Not synced here: the committer makes every body of its batch
     // durable with one sync before anything is queued or answered.
-    file.flush().await.map_err(io_err)?;
+    match (file, small) {
+        (Some(mut f), _) => f.flush().await.map_err(io_err)?,
+        (None, Some(buf)) => {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut f = std_open_upload(&path)?;
+                f.write_all(&buf)
+            })
+            .await
+            .map_err(|e| io_err(std::io::Error::other(e)))?
+            .map_err(io_err)?
+        }
+        (None, None) => return Err(io_err(std::io::Error::other("upload lost its body"))),
+    }
     Ok((size, digest.finish()))
+}
+
+/// A new upload file, readable by ferryd alone.
+async fn open_upload(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+}
+
+/// [`open_upload`] on a blocking thread.
+fn std_open_upload(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Whether `identity` may see a package whose manifest names `recorded`
