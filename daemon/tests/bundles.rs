@@ -477,3 +477,56 @@ fn a_bundle_whose_members_do_not_match_its_signed_range_is_refused_whole() {
         "{gaps:?}"
     );
 }
+
+/// `bundle_linger_ms`: a short bundle at the end of the queue waits for
+/// more packages, up to the linger and no longer. With a 3 s linger, a
+/// package queued alone is joined by one spooled after it was queued; a
+/// package with no partner still goes once the linger is over. The
+/// control, linger 0, sends the first package alone at once.
+#[test]
+fn a_short_bundle_waits_for_partners_up_to_its_linger_and_no_longer() {
+    for (linger_ms, together) in [(3000u64, true), (0, false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tb = testbed(dir.path(), |_| {});
+        link_keys(
+            &tb.ingress_config,
+            &format!("bundle_max_packages = 8\nbundle_linger_ms = {linger_ms}"),
+        );
+        let _egress = Daemon::start(&tb.egress_config);
+        let _ingress = Daemon::start(&tb.ingress_config);
+        let spool = |name: &str, seed: u64| {
+            ferry_daemon::testkit::spool_file(&tb.spool, name, &content(seed, SIZE))
+                .expect("spool");
+        };
+        spool("first.csv", 1);
+        wait_for(Duration::from_secs(30), "the first file queued", || {
+            counter(&tb.ingress_config, "taken") >= 1
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        spool("second.csv", 2);
+        wait_for(Duration::from_secs(60), "both delivered", || {
+            sidecars(&tb.outbox).len() >= 2
+        });
+        let seen = sidecars(&tb.outbox);
+        let bundle_of = |name: &str| seen[name].1.clone();
+        if together {
+            assert!(
+                bundle_of("first.csv").is_some()
+                    && bundle_of("first.csv") == bundle_of("second.csv"),
+                "linger {linger_ms} ms: not bundled together: {seen:?}"
+            );
+            // No partner comes: it goes alone once the linger is over.
+            spool("third.csv", 3);
+            wait_for(Duration::from_secs(60), "the lone file delivered", || {
+                sidecars(&tb.outbox).contains_key("third.csv")
+            });
+            assert_eq!(sidecars(&tb.outbox)["third.csv"].1, None, "alone");
+        } else {
+            assert_eq!(
+                bundle_of("first.csv"),
+                None,
+                "linger 0: the first file waited for a partner: {seen:?}"
+            );
+        }
+    }
+}

@@ -48,6 +48,11 @@ pub(crate) const DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S: u64 = 10_000_000;
 pub(crate) const DEFAULT_BUNDLE_MAX_PACKAGES: u16 = 64;
 /// Ingress: most payload bytes in one bundle.
 pub(crate) const DEFAULT_BUNDLE_MAX_BYTES: u64 = 1 << 20;
+/// Ingress: how long a bundle short of `bundle_max_packages` may wait at
+/// the end of the queue for more packages (milliseconds).
+pub(crate) const DEFAULT_BUNDLE_LINGER_MS: u64 = 5;
+/// Longest `bundle_linger_ms` accepted.
+pub(crate) const MAX_BUNDLE_LINGER_MS: u64 = 10_000;
 pub(crate) const DEFAULT_RETENTION_MAX_BYTES: u64 = 1 << 30;
 /// Default `[audit] min_free_bytes_accept`: 1 GiB.
 pub(crate) const DEFAULT_AUDIT_MIN_FREE_BYTES_ACCEPT: u64 = 1 << 30;
@@ -510,6 +515,9 @@ pub struct LinkSection {
     /// Ingress: most payload bytes of one bundle (a larger package is
     /// always sent alone).
     pub bundle_max_bytes: u64,
+    /// Ingress: how long the last, not yet full bundle at the end of the
+    /// queue may wait for more packages before it goes; 0 = never waits.
+    pub bundle_linger_ms: u64,
 }
 
 impl LinkSection {

@@ -161,6 +161,7 @@ pub(crate) struct RawLink {
     pub(crate) heal_resend_max_bytes_per_s: Option<Spanned<i64>>,
     pub(crate) bundle_max_packages: Option<Spanned<i64>>,
     pub(crate) bundle_max_bytes: Option<Spanned<i64>>,
+    pub(crate) bundle_linger_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -422,7 +422,7 @@ fn resend(
         requeued.push(serde_json::json!({ "package": hex::encode(id), "new_seq": seq }));
     }
     if !requeued.is_empty() {
-        s.send_wake.notify();
+        s.send_wake.queued(requeued.len() as u64);
     }
     protocol::update(&s.status, |st| st.resent += requeued.len() as u64);
     tracing::info!(count = requeued.len(), "operator resend queued");

@@ -87,7 +87,7 @@ pub(crate) fn enqueue_one(
     let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
     let mut one = [(meta.id.0, record)];
     s.store.enqueue_fresh(&mut one)?;
-    s.send_wake.notify();
+    s.send_wake.queued(1);
     Ok(one[0].1.seq)
 }
 

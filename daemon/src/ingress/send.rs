@@ -41,6 +41,38 @@ pub(crate) const GSO_WARNING_PREFIX: &str = "udp gso:";
 /// Key in a queued package's description: it had its self-healing re-send.
 pub(crate) const HEALED_KEY: &str = "heal_resent";
 
+/// A short bundle held back at the end of the queue (`bundle_linger_ms`):
+/// under a steady stream of small pushes each wake of the send loop finds
+/// only the two or three packages of one commit, and a bundle that small
+/// pays its key agreement, signature and transactions for almost nothing.
+pub(crate) struct Linger {
+    /// When the bundle was first held back.
+    since: Instant,
+    /// [`crate::ingress::shared::Wake::queued_total`] before the queue was
+    /// read, and the members found then.
+    seen: u64,
+    members: usize,
+}
+
+impl Linger {
+    /// Still held back: within the linger time and too few packages
+    /// queued since to fill the bundle (the queue is not read meanwhile).
+    fn holds(&self, s: &Shared, max_packages: u16) -> bool {
+        let more = s.send_wake.queued_total().saturating_sub(self.seen);
+        self.since.elapsed() < linger_time(s)
+            && (self.members as u64).saturating_add(more) < u64::from(max_packages)
+    }
+
+    /// Time left of the linger.
+    fn left(&self, s: &Shared) -> Duration {
+        linger_time(s).saturating_sub(self.since.elapsed())
+    }
+}
+
+fn linger_time(s: &Shared) -> Duration {
+    Duration::from_millis(s.cfg.link.bundle_linger_ms)
+}
+
 pub(crate) struct Open {
     id: PackageId,
     source: Source,
@@ -104,16 +136,21 @@ pub(crate) fn send_loop(
     let mut last_prune = Instant::now();
     let mut last_feed = Instant::now();
     let mut heal = HealBudget::new(s.cfg.link.heal_resend_max_bytes_per_s, Instant::now());
+    let mut linger: Option<Linger> = None;
     while !s.shutdown.load(Ordering::Relaxed) {
         let now = now_millis();
         // The queue is read at most every FEED_INTERVAL while sending (a
         // redb read per batch would cost more than the batch), at once when
-        // idle.
+        // idle, and not while a short bundle lingers.
+        let lingering = linger
+            .as_ref()
+            .is_some_and(|l| l.holds(s, s.cfg.link.bundle_max_packages));
         if sender.queued() < SENDER_WINDOW
             && (sender.queued() == 0 || last_feed.elapsed() >= FEED_INTERVAL)
+            && !lingering
         {
             last_feed = Instant::now();
-            feed(s, sender, &mut open, &mut last_seq, now)?;
+            feed(s, sender, &mut open, &mut last_seq, &mut linger, now)?;
         }
         let before = sender.queued_seqs();
         batch.clear();
@@ -222,8 +259,11 @@ pub(crate) fn send_loop(
         }
         if idle && batch.is_empty() {
             let until = sender.poll_timeout();
-            let wait = until.since(now_millis()).clamp(1, 20);
-            s.send_wake.wait(Duration::from_millis(wait));
+            let mut wait = Duration::from_millis(until.since(now_millis()).clamp(1, 20));
+            if let Some(l) = &linger {
+                wait = wait.min(l.left(s).max(Duration::from_micros(100)));
+            }
+            s.send_wake.wait(wait);
         }
     }
     publish(s, sender, in_sender(&open));
@@ -325,6 +365,7 @@ pub(crate) fn feed(
     sender: &mut Sender,
     open: &mut HashMap<u64, Open>,
     last_seq: &mut Option<u64>,
+    linger: &mut Option<Linger>,
     now: ferry_protocol::Millis,
 ) -> Result<(), DaemonError> {
     let room = SENDER_WINDOW.saturating_sub(sender.queued());
@@ -335,10 +376,14 @@ pub(crate) fn feed(
     let first = last_seq.map_or(0, |l| l.saturating_add(1));
     // Enough records to fill every free slot with a full bundle.
     let limit = room.saturating_mul(usize::from(max_packages.max(1)));
+    // Before the read: a package queued after it is counted as new.
+    let seen = s.send_wake.queued_total();
+    let records = s.store.next_queued(first, limit)?;
+    let whole_queue = records.len() < limit;
     // Recorded together once the round is handed over (one transaction).
     let mut sending = Vec::new();
     let mut run = Run::default();
-    for (id, q) in s.store.next_queued(first, limit)? {
+    for (id, q) in records {
         if sender.queued() >= SENDER_WINDOW {
             break;
         }
@@ -395,7 +440,27 @@ pub(crate) fn feed(
             hand_over(s, sender, open, &mut sending, vec![c], now)?;
         }
     }
-    hand_over(s, sender, open, &mut sending, run.take(), now)?;
+    let tail = run.take();
+    // The last bundle at the end of the queue, short of full and with
+    // nothing else to send, may wait a little for more members. It stays
+    // queued, its numbers unsent: the next read starts at its first.
+    let short = !tail.is_empty() && tail.len() < usize::from(max_packages) && max_packages > 1;
+    if whole_queue && short && sender.queued() == 0 && s.cfg.link.bundle_linger_ms > 0 {
+        let held = linger.get_or_insert(Linger {
+            since: Instant::now(),
+            seen,
+            members: tail.len(),
+        });
+        held.seen = seen;
+        held.members = tail.len();
+        if held.since.elapsed() < linger_time(s) {
+            *last_seq = tail.first().and_then(|c| c.seq.checked_sub(1));
+            s.store.set_states(&sending)?;
+            return Ok(());
+        }
+    }
+    *linger = None;
+    hand_over(s, sender, open, &mut sending, tail, now)?;
     s.store.set_states(&sending)?;
     Ok(())
 }

@@ -49,13 +49,30 @@ pub(crate) struct Shared {
 /// A wake-up call from the threads that queue packages to the send loop,
 /// which otherwise idles in steps of up to 20 ms: a package queued on an
 /// idle link starts at once instead of after half a step on average.
+///
+/// It also counts the packages queued, so a send loop holding back a
+/// short bundle (`bundle_linger_ms`) knows when enough have come to fill
+/// it without reading the queue on every wake.
 #[derive(Default)]
 pub(crate) struct Wake {
     pending: Mutex<bool>,
     cv: Condvar,
+    queued: std::sync::atomic::AtomicU64,
 }
 
 impl Wake {
+    /// `n` packages were queued: counted, and the waiter woken.
+    pub(crate) fn queued(&self, n: u64) {
+        self.queued
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.notify();
+    }
+
+    /// Packages queued since start (through [`Wake::queued`]).
+    pub(crate) fn queued_total(&self) -> u64 {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Wakes the waiter, or the next wait if none waits now.
     pub(crate) fn notify(&self) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -54,6 +54,10 @@ pub struct E2eArgs {
     /// the shipped default).
     #[arg(long, default_value_t = crate::config::DEFAULT_BUNDLE_MAX_PACKAGES, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub bundle_max_packages: u16,
+    /// The ingress side's `bundle_linger_ms` (0 = a bundle never waits for
+    /// more packages; default: the shipped default).
+    #[arg(long, default_value_t = crate::config::DEFAULT_BUNDLE_LINGER_MS, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub bundle_linger_ms: u64,
     /// Work directory, kept afterwards (default: a fresh temporary
     /// directory, removed).
     #[arg(long)]
@@ -304,6 +308,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
     let site = build_site(&root, &tb, a)?;
     let mut icfg = config::load(&tb.ingress_config).map_err(DaemonError::from)?;
     icfg.link.bundle_max_packages = a.bundle_max_packages;
+    icfg.link.bundle_linger_ms = a.bundle_linger_ms;
     let ecfg = config::load(&tb.egress_config).map_err(DaemonError::from)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -510,6 +515,7 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
         "clients": a.clients,
         "keep_alive": a.keep_alive,
         "bundle_max_packages": a.bundle_max_packages,
+        "bundle_linger_ms": a.bundle_linger_ms,
         "accepted": accepted.len(),
         "refused_or_failed": refused,
         "delivered": delivered,
@@ -557,8 +563,8 @@ pub fn e2e(a: &E2eArgs) -> Result<(), BenchError> {
             if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 }
         );
         println!(
-            "bundles:    {} packages crossed in {} bundles (bundle_max_packages {})",
-            sent.bundled_packages, sent.bundles_sent, a.bundle_max_packages
+            "bundles:    {} packages crossed in {} bundles (bundle_max_packages {}, bundle_linger_ms {})",
+            sent.bundled_packages, sent.bundles_sent, a.bundle_max_packages, a.bundle_linger_ms
         );
         for e in errors.iter().take(5) {
             println!("error:      {e}");

@@ -160,5 +160,5 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
     }
     // After the answers: the woken send loop would compete with them for
     // the cores.
-    s.send_wake.notify();
+    s.send_wake.queued(records.len() as u64);
 }
