@@ -4,7 +4,8 @@
 //! its own fsync of the body, of the queue directory, a redb commit and an
 //! audit flush before the answer. Concurrent requests now hand their
 //! finished uploads to one committer thread, which admits everything that
-//! is waiting together: the renames into the queue directory, one
+//! is waiting together: the renames into the queue directory (a small
+//! body, kept in memory by its request, is written there instead), one
 //! `syncfs(2)` for all bodies and names, one redb transaction queueing all
 //! of them under consecutive sequence numbers, and one audit flush. Each
 //! request is answered only after all of that; a failure answers every
@@ -24,8 +25,12 @@ const MAX_BATCH: usize = 256;
 
 /// A finished upload to make durable and admit, and where to answer.
 pub(crate) struct Job {
-    /// The body, written (not yet synced) under the queue directory.
+    /// The body, written (not yet synced) under the queue directory, or
+    /// nothing there if `body` holds it.
     pub(crate) staged: PathBuf,
+    /// A small body kept in memory: the committer writes it under its
+    /// queue name.
+    pub(crate) body: Option<Vec<u8>>,
     pub(crate) upload: Upload,
     pub(crate) actor: Actor,
     pub(crate) grant: Grant,
@@ -60,12 +65,31 @@ pub(crate) fn spawn(
     Ok((tx, join))
 }
 
+/// Writes `bytes` to a new file at `path`, readable by ferryd alone (not
+/// synced: the batch's one sync does that). A failed write leaves no file.
+pub(crate) fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes).inspect_err(|_| {
+        let _ = std::fs::remove_file(path);
+    })
+}
+
 /// Admits a batch: every job is answered.
 fn commit(s: &Shared, jobs: Vec<Job>) {
     let mut moved = Vec::with_capacity(jobs.len());
-    for j in jobs {
+    for mut j in jobs {
         let dest = s.queue_dir.join(j.upload.id.to_hex());
-        match std::fs::rename(&j.staged, &dest) {
+        let placed = match j.body.take() {
+            Some(bytes) => write_new(&dest, &bytes),
+            None => std::fs::rename(&j.staged, &dest),
+        };
+        match placed {
             Ok(()) => moved.push((j, dest)),
             Err(e) => {
                 let _ = std::fs::remove_file(&j.staged);

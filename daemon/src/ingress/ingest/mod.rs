@@ -763,7 +763,7 @@ async fn push(
         );
     };
     let result = receive_body(s, cfg, incoming, &upload).await;
-    let (size, digest) = match result {
+    let (size, digest, mut in_memory) = match result {
         Ok(x) => x,
         Err(reply) => {
             let _ = tokio::fs::remove_file(&upload).await;
@@ -800,6 +800,13 @@ async fn push(
     let mut guard_verdict = None;
     let mut inspection = None;
     if let Some(name) = profile {
+        // The guard reads the upload's file.
+        if let Some(bytes) = in_memory.take() {
+            if let Err(r) = write_upload(&upload, bytes).await {
+                let _ = tokio::fs::remove_file(&upload).await;
+                return r;
+            }
+        }
         let inspected = {
             let s = s.clone();
             let (upload, file_name, content_type, channel) = (
@@ -921,6 +928,7 @@ async fn push(
     let (reply, accepted) = tokio::sync::oneshot::channel();
     let job = crate::ingress::ingest::accept::Job {
         staged: upload.clone(),
+        body: in_memory,
         upload: crate::ingress::admission::Upload {
             id,
             channel: channel.to_owned(),
@@ -1168,7 +1176,7 @@ async fn receive_body(
     cfg: &IngestSection,
     body: &mut Incoming,
     path: &Path,
-) -> Result<(u64, Vec<u8>), Reply> {
+) -> Result<(u64, Vec<u8>, Option<Vec<u8>>), Reply> {
     let io_err = |e: std::io::Error| {
         tracing::error!(error = %e, path = %path.display(), "writing an upload failed");
         error(
@@ -1289,23 +1297,35 @@ async fn receive_body(
         return Err(too_large());
     }
     // Not synced here: the committer makes every body of its batch
-    // durable with one sync before anything is queued or answered.
+    // durable with one sync before anything is queued or answered. A
+    // small body is written by the committer itself, straight under its
+    // queue name (no upload file, no hand-off, no rename).
     match (file, small) {
-        (Some(mut f), _) => f.flush().await.map_err(io_err)?,
-        (None, Some(buf)) => {
-            let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || {
-                use std::io::Write;
-                let mut f = std_open_upload(&path)?;
-                f.write_all(&buf)
-            })
-            .await
-            .map_err(|e| io_err(std::io::Error::other(e)))?
-            .map_err(io_err)?
+        (Some(mut f), _) => {
+            f.flush().await.map_err(io_err)?;
+            Ok((size, digest.finish(), None))
         }
-        (None, None) => return Err(io_err(std::io::Error::other("upload lost its body"))),
+        (None, Some(buf)) => Ok((size, digest.finish(), Some(buf))),
+        (None, None) => Err(io_err(std::io::Error::other("upload lost its body"))),
     }
-    Ok((size, digest.finish()))
+}
+
+/// Writes a body gathered in memory to its upload file (for the content
+/// guard, which reads files), on a blocking thread.
+async fn write_upload(path: &Path, bytes: Vec<u8>) -> Result<(), Reply> {
+    let target = path.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || {
+        crate::ingress::ingest::accept::write_new(&target, &bytes)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    written.map_err(|e| {
+        tracing::error!(error = %e, path = %path.display(), "writing an upload failed");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("could not store the upload: {e}"),
+        )
+    })
 }
 
 /// A new upload file, readable by ferryd alone.
@@ -1316,16 +1336,6 @@ async fn open_upload(path: &Path) -> std::io::Result<tokio::fs::File> {
         .mode(0o600)
         .open(path)
         .await
-}
-
-/// [`open_upload`] on a blocking thread.
-fn std_open_upload(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
 }
 
 /// Whether `identity` may see a package whose manifest names `recorded`
