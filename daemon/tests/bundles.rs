@@ -530,3 +530,46 @@ fn a_short_bundle_waits_for_partners_up_to_its_linger_and_no_longer() {
         }
     }
 }
+
+/// Bundles being gathered hold at most an eighth of `max_buffer_bytes`
+/// in memory together; one past that is gathered in its staging file and
+/// read back to be taken apart. Attack: a 7.2 MB bundle against a 6 MiB
+/// bound (`max_buffer_bytes` 48 MiB). Every member must still arrive whole,
+/// in that one bundle, and nothing be left in staging.
+#[test]
+fn a_bundle_past_the_memory_bound_is_gathered_on_disk_and_delivered_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |o| o.max_buffer_bytes = 48 << 20);
+    link_keys(
+        &tb.ingress_config,
+        "bundle_max_bytes = 8388608\nbundle_linger_ms = 3000",
+    );
+    let egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let files: BTreeMap<String, Vec<u8>> = (0..12u64)
+        .map(|i| (format!("m{i:02}.bin"), content(900 + i, 600_000)))
+        .collect();
+    for (name, data) in &files {
+        ferry_daemon::testkit::spool_file(&tb.spool, name, data).expect("spool");
+    }
+    wait_for(Duration::from_secs(120), "all twelve delivered", || {
+        sidecars(&tb.outbox).len() >= files.len()
+    });
+    let seen = sidecars(&tb.outbox);
+    for (name, data) in &files {
+        let got = std::fs::read(tb.outbox.join(name)).expect("delivered file");
+        assert!(got == *data, "{name}: not bit-exact");
+    }
+    let bundles: std::collections::BTreeSet<_> = seen.values().map(|(_, b)| b.clone()).collect();
+    assert_eq!(bundles.len(), 1, "not one bundle: {seen:?}");
+    assert!(bundles.iter().all(Option::is_some), "not bundled: {seen:?}");
+    wait_for(Duration::from_secs(10), "the status counted it", || {
+        counter(&tb.egress_config, "bundles_staged_on_disk") >= 1
+    });
+    let staging = tb.outbox.join(".staging");
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in staging: {left:?}");
+    drop(egress);
+}

@@ -169,6 +169,11 @@ pub struct Status {
     /// or does not match the signed range; audited and alarmed).
     #[serde(default)]
     pub bundles_refused: u64,
+    /// Egress: bundles gathered in a staging file instead of memory (the
+    /// bundles in memory already took their bound: an eighth of
+    /// `max_buffer_bytes`).
+    #[serde(default)]
+    pub bundles_staged_on_disk: u64,
     /// Egress: package sends that failed (each named in the log).
     pub failed: u64,
     /// Egress: packages received again (redundant send or resend) and not

@@ -315,6 +315,7 @@ fn print_status(v: &serde_json::Value) {
             "outbox_direct_bytes",
             "bundles_received",
             "bundles_refused",
+            "bundles_staged_on_disk",
             "rejected",
             "failed",
             "duplicates_suppressed",

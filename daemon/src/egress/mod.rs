@@ -169,6 +169,7 @@ pub fn run(
         shutdown.clone(),
     )?;
     let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
+    let max_buffer_bytes = cfg.link.max_buffer_bytes as u64;
     let writer = {
         let status = status.clone();
         let store = store.clone();
@@ -192,6 +193,7 @@ pub fn run(
                     link_name,
                     &audit,
                     gate.as_deref(),
+                    max_buffer_bytes,
                 )
             })
             .map_err(DaemonError::thread_start("writer"))?

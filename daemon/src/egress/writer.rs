@@ -50,6 +50,10 @@ pub(crate) struct Staged {
     staging: Option<Staging>,
     /// A bundle's payload (instead of a staging file).
     bundle: Option<Vec<u8>>,
+    /// A bundle gathered in `staging` (memory was at its bound).
+    bundle_on_disk: bool,
+    /// Bytes of [`Writer::bundle_memory`] this one holds.
+    held: u64,
     attempt: u8,
 }
 
@@ -77,6 +81,12 @@ pub(crate) struct Ready {
     sidecar: serde_json::Value,
 }
 
+/// The share of `max_buffer_bytes` that bundles being gathered may hold in
+/// memory, together; a bundle beyond it is gathered in its staging file.
+/// Why: several bundles (up to 16 MiB each) may be in flight at once, and
+/// the egress side's memory must stay bounded by its configuration.
+pub(crate) const BUNDLE_MEMORY_SHARE: u64 = 8;
+
 pub(crate) fn writer_loop(
     rx: Rx<Write>,
     sinks: Sinks,
@@ -84,6 +94,7 @@ pub(crate) fn writer_loop(
     link: String,
     audit: &AuditTrail,
     gate: Option<&crate::inspection::policy_gate::PolicyGate>,
+    max_buffer_bytes: u64,
 ) {
     let mut w = Writer {
         sinks,
@@ -91,6 +102,7 @@ pub(crate) fn writer_loop(
         link,
         audit,
         gate,
+        bundle_memory: (max_buffer_bytes / BUNDLE_MEMORY_SHARE, 0),
         staged: HashMap::new(),
         ready: Vec::new(),
         replay: None,
@@ -119,6 +131,8 @@ pub(crate) struct Writer<'a> {
     link: String,
     audit: &'a AuditTrail,
     gate: Option<&'a crate::inspection::policy_gate::PolicyGate>,
+    /// Bytes bundles being gathered may hold in memory, and hold now.
+    bundle_memory: (u64, u64),
     staged: HashMap<u64, Staged>,
     ready: Vec<Ready>,
     /// The receiver's replay window after the newest completion of the
@@ -141,23 +155,37 @@ impl Writer<'_> {
                 bundle_size,
             } => {
                 if let Some(old) = self.staged.remove(&seq) {
+                    self.bundle_memory.1 -= old.held;
                     if let Some(st) = old.staging {
                         outbox.abort(st);
                     }
                 }
                 if let Some(size) = bundle_size {
                     // Bounded before anything is held: a bundle over the
-                    // protocol's bound is refused when complete.
-                    let bundle = (size <= MAX_BUNDLE_BYTES + TABLE_BOUND)
-                        .then(|| Vec::with_capacity(size as usize));
-                    self.staged.insert(
-                        seq,
-                        Staged {
-                            staging: None,
-                            bundle,
-                            attempt,
-                        },
-                    );
+                    // protocol's bound is refused when complete, one past
+                    // the memory bound is gathered in a staging file.
+                    let (limit, used) = self.bundle_memory;
+                    let mut staged = Staged {
+                        staging: None,
+                        bundle: None,
+                        bundle_on_disk: false,
+                        held: 0,
+                        attempt,
+                    };
+                    let within_protocol = size <= MAX_BUNDLE_BYTES + TABLE_BOUND;
+                    if within_protocol && used.saturating_add(size) <= limit {
+                        staged.bundle = Some(Vec::with_capacity(size as usize));
+                        staged.held = size;
+                        self.bundle_memory.1 += size;
+                    } else if within_protocol {
+                        protocol::update(&self.status, |s| s.bundles_staged_on_disk += 1);
+                        staged.bundle_on_disk = true;
+                        match outbox.begin(&format!("{seq}-{attempt}-bundle")) {
+                            Ok(st) => staged.staging = Some(st),
+                            Err(e) => alarm(&self.status, &format!("outbox: {e}")),
+                        }
+                    }
+                    self.staged.insert(seq, staged);
                     return;
                 }
                 let staging = match outbox.begin(&format!("{seq}-{attempt}")) {
@@ -172,6 +200,8 @@ impl Writer<'_> {
                     Staged {
                         staging,
                         bundle: None,
+                        bundle_on_disk: false,
+                        held: 0,
                         attempt,
                     },
                 );
@@ -203,11 +233,11 @@ impl Writer<'_> {
                 }
             }
             Write::Failed { seq } => {
-                if let Some(Staged {
-                    staging: Some(st), ..
-                }) = self.staged.remove(&seq)
-                {
-                    outbox.abort(st);
+                if let Some(old) = self.staged.remove(&seq) {
+                    self.bundle_memory.1 -= old.held;
+                    if let Some(st) = old.staging {
+                        outbox.abort(st);
+                    }
                 }
             }
             Write::Complete {
@@ -218,10 +248,29 @@ impl Writer<'_> {
                 // The window moves on whatever becomes of the package, so
                 // a failure here is not mistaken for a replay later.
                 self.replay = Some(replay);
-                let Some(s) = self.staged.remove(&seq) else {
+                let Some(mut s) = self.staged.remove(&seq) else {
                     return;
                 };
+                self.bundle_memory.1 -= s.held;
                 if manifest.bundle_from_seq.is_some() {
+                    if s.bundle_on_disk {
+                        // Read back whole to be taken apart: one bundle
+                        // at a time (this thread), within the protocol's
+                        // bound.
+                        match s.staging.take().map(|st| outbox.read_back(st)) {
+                            Some(Ok(bytes)) => s.bundle = Some(bytes),
+                            Some(Err(e)) => alarm(&self.status, &format!("outbox: {e}")),
+                            None => {}
+                        }
+                        if s.bundle.is_none() {
+                            self.refuse(
+                                seq,
+                                &manifest,
+                                "received but could not be staged (see the outbox alarm); resend it once the outbox has space",
+                            );
+                            return;
+                        }
+                    }
                     self.unbundle(seq, s, &manifest);
                     return;
                 }

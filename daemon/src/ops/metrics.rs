@@ -420,6 +420,12 @@ pub fn render(s: &Status, now_ms: u64) -> String {
             s.bundles_refused,
         );
         o.single(
+            "ferry_bundles_staged_on_disk_total",
+            "counter",
+            "Bundles gathered in a staging file instead of memory, because the bundles in memory already took their bound (an eighth of max_buffer_bytes).",
+            s.bundles_staged_on_disk,
+        );
+        o.single(
             "ferry_outbox_direct_bytes_total",
             "counter",
             "Bytes of staged packages written with O_DIRECT (past a package's first 8 MiB); stays 0 where the outbox filesystem refuses O_DIRECT.",

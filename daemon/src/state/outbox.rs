@@ -241,6 +241,16 @@ impl Staging {
         self.writer.direct_bytes()
     }
 
+    /// Everything written so far, read back; the staging file is removed.
+    fn read_back(mut self) -> Result<Vec<u8>, OutboxError> {
+        if let Err(e) = self.writer.flush() {
+            return Err(self.fail(e));
+        }
+        let bytes = std::fs::read(&self.path).map_err(|e| io_error(&self.path, e));
+        let _ = std::fs::remove_file(&self.path);
+        bytes
+    }
+
     /// Makes everything written so far durable: file contents and its entry
     /// in the staging directory. Call it before recording the delivery in
     /// the ledger, so a crash after that record finds the complete file.
@@ -503,6 +513,12 @@ impl Outbox {
             let _ = std::fs::remove_file(&sidecar_tmp);
         }
         result.map(Some)
+    }
+
+    /// A staging file's bytes, read back into memory; the file is removed
+    /// (for a bundle gathered on disk, to be taken apart).
+    pub fn read_back(&self, staging: Staging) -> Result<Vec<u8>, OutboxError> {
+        staging.read_back()
     }
 
     /// Removes a staged package. Failures are only logged: a leftover is
