@@ -82,13 +82,7 @@ impl AuditTrail {
 
     /// Appends `record` and waits until it is durable.
     pub fn record(&self, record: AuditRecord) -> Result<(), DaemonError> {
-        match &self.log {
-            None => Ok(()),
-            Some(log) => log
-                .append(record)
-                .map(|_| ())
-                .map_err(|e| DaemonError::AuditLog(format!("audit log append failed: {e}"))),
-        }
+        self.append(record, true)
     }
 
     /// Appends `record` without waiting for the disk. It becomes durable
@@ -98,13 +92,21 @@ impl AuditTrail {
     /// come before another on disk but need not be waited for alone: the
     /// log is one sequence, so the later record's flush covers it.
     pub fn record_pending(&self, record: AuditRecord) -> Result<(), DaemonError> {
-        match &self.log {
-            None => Ok(()),
-            Some(log) => log
-                .append_nowait(record)
-                .map(|_| ())
-                .map_err(|e| DaemonError::AuditLog(format!("audit log append failed: {e}"))),
-        }
+        self.append(record, false)
+    }
+
+    fn append(&self, record: AuditRecord, wait: bool) -> Result<(), DaemonError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let appended = if wait {
+            log.append(record)
+        } else {
+            log.append_nowait(record)
+        };
+        appended
+            .map(|_| ())
+            .map_err(|e| DaemonError::AuditLog(format!("audit log append failed: {e}")))
     }
 
     /// Appends and logs a failure instead of returning it (for records of
