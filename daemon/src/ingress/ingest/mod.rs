@@ -74,11 +74,13 @@ const OVERSIZE_DRAIN_BYTES: u64 = 8 << 20;
 /// Every this many body bytes, the upload's write-back is started (see
 /// [`ferry_hardening::writeback`]).
 const WRITEBACK_STEP_BYTES: u64 = 8 << 20;
-/// A body up to this size is gathered in memory and written with one
-/// blocking call at its end; a larger one goes to its file as it comes.
-/// Why: each `tokio::fs` call is a hand-off to a blocking thread and back,
-/// and a small push paid four of them (open, write, flush, close).
-const SMALL_BODY_BYTES: usize = 256 << 10;
+/// A body up to this size is gathered in memory and written by the
+/// committer; a larger one goes to its file as it comes. Why: each
+/// `tokio::fs` call is a hand-off to a blocking thread and back, and a
+/// small push paid four of them (open, write, flush, close) and a rename.
+/// Bounds what pushes hold in memory at `max_connections` × 64 KiB (32 MiB
+/// with the default 512 connections).
+const SMALL_BODY_BYTES: usize = 64 << 10;
 
 /// What every request handler needs besides the shared state.
 struct Api {
