@@ -69,12 +69,7 @@ pub(crate) fn spawn(
 /// synced: the batch's one sync does that). A failed write leaves no file.
 pub(crate) fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = crate::ingress::ingest::upload_options().open(path)?;
     f.write_all(bytes).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })

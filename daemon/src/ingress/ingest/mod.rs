@@ -1187,8 +1187,7 @@ async fn receive_body(
         )
     };
     // The body in memory while it is small, then its file.
-    let mut small = Some(Vec::new());
-    let mut file: Option<tokio::fs::File> = None;
+    let mut sink = Sink::Memory(Vec::new());
     let mut digest = s.keys.link_crypto().new_digest();
     let idle = Duration::from_secs(cfg.limits.body_idle_timeout_s);
     let min_rate = cfg.limits.min_body_bytes_per_s;
@@ -1259,21 +1258,20 @@ async fn receive_body(
                 continue;
             }
             digest.update(&data);
-            if let Some(buf) = small.as_mut() {
+            if let Sink::Memory(buf) = &mut sink {
                 if buf.len() + data.len() <= SMALL_BODY_BYTES {
                     buf.extend_from_slice(&data);
                     continue;
                 }
+                let mut f = tokio::fs::OpenOptions::from(upload_options())
+                    .open(path)
+                    .await
+                    .map_err(io_err)?;
+                f.write_all(buf).await.map_err(io_err)?;
+                sink = Sink::File(f);
             }
-            let f = match file.as_mut() {
-                Some(f) => f,
-                None => {
-                    let mut f = open_upload(path).await.map_err(io_err)?;
-                    if let Some(buf) = small.take() {
-                        f.write_all(&buf).await.map_err(io_err)?;
-                    }
-                    file.insert(f)
-                }
+            let Sink::File(f) = &mut sink else {
+                continue;
             };
             f.write_all(&data).await.map_err(io_err)?;
             if size - writeback_from >= WRITEBACK_STEP_BYTES {
@@ -1302,14 +1300,30 @@ async fn receive_body(
     // durable with one sync before anything is queued or answered. A
     // small body is written by the committer itself, straight under its
     // queue name (no upload file, no hand-off, no rename).
-    match (file, small) {
-        (Some(mut f), _) => {
+    match sink {
+        Sink::File(mut f) => {
             f.flush().await.map_err(io_err)?;
             Ok((size, digest.finish(), None))
         }
-        (None, Some(buf)) => Ok((size, digest.finish(), Some(buf))),
-        (None, None) => Err(io_err(std::io::Error::other("upload lost its body"))),
+        Sink::Memory(buf) => Ok((size, digest.finish(), Some(buf))),
     }
+}
+
+/// Where a body being received goes.
+enum Sink {
+    /// Up to [`SMALL_BODY_BYTES`].
+    Memory(Vec<u8>),
+    /// Past that: its upload file.
+    File(tokio::fs::File),
+}
+
+/// How an upload file (or a small body's queue file) is created: new,
+/// readable by ferryd alone.
+pub(crate) fn upload_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true).mode(0o600);
+    o
 }
 
 /// Writes a body gathered in memory to its upload file (for the content
@@ -1328,16 +1342,6 @@ async fn write_upload(path: &Path, bytes: Vec<u8>) -> Result<(), Reply> {
             format!("could not store the upload: {e}"),
         )
     })
-}
-
-/// A new upload file, readable by ferryd alone.
-async fn open_upload(path: &Path) -> std::io::Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .await
 }
 
 /// Whether `identity` may see a package whose manifest names `recorded`
