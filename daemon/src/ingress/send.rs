@@ -4,13 +4,13 @@
 
 use crate::admin::protocol::{self};
 use crate::ingress::bundle::{self, Candidate, Run};
-use crate::ingress::queue::{first_seq_of, requeue, with_first_seq};
+use crate::ingress::queue::{requeue, with_first_seq};
 use crate::ingress::shared::Shared;
 use crate::link::pacer::Pacer;
 use crate::link::udp::{BatchSender, DatagramBatch};
 use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome, Role};
-use crate::state::meta::meta_from_json;
-use crate::state::store::{QueueState, QueuedPackage};
+use crate::state::meta::queued_meta_from_text;
+use crate::state::store::{QueueState, QueuedPackage, StateChange};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::{PackageId, Sender, Transmit};
 use std::collections::HashMap;
@@ -309,7 +309,7 @@ fn record_sent(
     s: &Shared,
     seq: u64,
     o: Open,
-    sent: &mut Vec<([u8; 16], QueueState)>,
+    sent: &mut Vec<StateChange>,
     records: &mut Vec<AuditRecord>,
 ) {
     let state = QueueState::Sent {
@@ -318,7 +318,11 @@ fn record_sent(
     };
     let sends = s.cfg.link.redundancy.to_string();
     if o.members.is_empty() {
-        sent.push((o.id.0, state));
+        sent.push(StateChange {
+            id: o.id.0,
+            seq,
+            state,
+        });
         protocol::update(&s.status, |st| st.sent += 1);
         protocol::count(&s.status, &o.channel, |c| {
             c.sent += 1;
@@ -341,7 +345,11 @@ fn record_sent(
     });
     tracing::info!(bundle = %o.id, seq, packages = n, "bundle sent");
     for (id, member_seq, size) in o.members {
-        sent.push((id.0, state));
+        sent.push(StateChange {
+            id: id.0,
+            seq: member_seq,
+            state,
+        });
         protocol::count(&s.status, &o.channel, |c| {
             c.sent += 1;
             c.sent_bytes += size;
@@ -387,12 +395,8 @@ pub(crate) fn feed(
         if sender.queued() >= SENDER_WINDOW {
             break;
         }
-        let json: Option<serde_json::Value> = serde_json::from_str(&q.meta_json).ok();
-        let first_seq = json.as_ref().and_then(first_seq_of);
-        let meta = json
-            .as_ref()
-            .and_then(meta_from_json)
-            .ok_or_else(|| DaemonError::Package {
+        let (meta, first_seq) =
+            queued_meta_from_text(&q.meta_json).ok_or_else(|| DaemonError::Package {
                 id: hex::encode(id),
                 what: "queue record unreadable".into(),
             })?;
@@ -470,7 +474,7 @@ fn hand_over(
     s: &Shared,
     sender: &mut Sender,
     open: &mut HashMap<u64, Open>,
-    sending: &mut Vec<([u8; 16], QueueState)>,
+    sending: &mut Vec<StateChange>,
     members: Vec<Candidate>,
     now: ferry_protocol::Millis,
 ) -> Result<(), DaemonError> {
@@ -484,7 +488,11 @@ fn hand_over(
             let file = File::open(&path).map_err(DaemonError::io(&path))?;
             let (channel, size) = (c.meta.channel.clone(), c.meta.size);
             sender.enqueue_resend(now, c.seq, c.meta, c.first_seq)?;
-            sending.push((c.id, QueueState::Sending));
+            sending.push(StateChange {
+                id: c.id,
+                seq: c.seq,
+                state: QueueState::Sending,
+            });
             open.insert(
                 c.seq,
                 Open {
@@ -505,7 +513,11 @@ fn hand_over(
             };
             let (id, channel, size) = (built.meta.id, built.meta.channel.clone(), built.meta.size);
             sender.enqueue_bundle(now, from, to, built.meta)?;
-            sending.extend(members.iter().map(|c| (c.id, QueueState::Sending)));
+            sending.extend(members.iter().map(|c| StateChange {
+                id: c.id,
+                seq: c.seq,
+                state: QueueState::Sending,
+            }));
             open.insert(
                 to,
                 Open {

@@ -23,6 +23,11 @@ struct StoredMeta {
     created_unix_ms: u64,
     #[serde(default)]
     inspection: Option<StoredInspection>,
+    /// The queue's `first_seq` key (`ingress::queue::FIRST_SEQ_KEY`), read
+    /// here so that the send loop parses a description once; written by
+    /// the queue, never by [`meta_to_json`].
+    #[serde(default, skip_serializing)]
+    first_seq: Option<u64>,
 }
 
 /// [`Inspection`] as stored.
@@ -64,6 +69,7 @@ impl From<&PackageMeta> for StoredMeta {
                 sha256_before: hex::encode(&i.sha256_before),
                 sha256_after: hex::encode(&i.sha256_after),
             }),
+            first_seq: None,
         }
     }
 }
@@ -109,6 +115,16 @@ pub fn meta_to_json(m: &PackageMeta) -> serde_json::Value {
 /// when it is not a package description.
 pub fn meta_from_json(v: &serde_json::Value) -> Option<PackageMeta> {
     StoredMeta::deserialize(v).ok()?.into_meta()
+}
+
+/// A queued package's description read straight from its stored text, with
+/// the first sequence number the queue recorded in it (`first_seq`), if
+/// any: one parse where [`meta_from_json`] needs the text parsed into a
+/// value first. None when it is not a package description.
+pub fn queued_meta_from_text(text: &str) -> Option<(PackageMeta, Option<u64>)> {
+    let stored: StoredMeta = serde_json::from_str(text).ok()?;
+    let first_seq = stored.first_seq;
+    Some((stored.into_meta()?, first_seq))
 }
 
 #[cfg(test)]
@@ -188,5 +204,35 @@ mod tests {
             "sha256_before": "", "sha256_after": ""});
         assert_eq!(meta_from_json(&bad), None);
         assert_eq!(meta_from_json(&serde_json::json!(null)), None);
+        assert_eq!(queued_meta_from_text("null"), None);
+        assert_eq!(queued_meta_from_text(&bad.to_string()), None);
+        assert_eq!(queued_meta_from_text("{\"id\":"), None);
+    }
+
+    #[test]
+    fn the_send_loop_reads_a_queued_description_and_its_first_seq_in_one_parse() {
+        use crate::ingress::queue::{with_first_seq, FIRST_SEQ_KEY};
+        use crate::state::store::{QueueState, QueuedPackage};
+        let m = sample(None);
+        let text = meta_to_json(&m).to_string();
+        assert_eq!(queued_meta_from_text(&text), Some((m.clone(), None)));
+        // The key the queue writes is the one read here.
+        let q = QueuedPackage {
+            seq: 41,
+            path: "/q/41".into(),
+            meta_json: text,
+            state: QueueState::Queued,
+            bytes: m.size,
+            enqueued_unix_ms: 0,
+        };
+        let recorded = with_first_seq(&q).meta_json;
+        assert!(recorded.contains(FIRST_SEQ_KEY));
+        assert_eq!(
+            queued_meta_from_text(&recorded),
+            Some((m.clone(), Some(41)))
+        );
+        // The first number is never written back by the description.
+        let (read, _) = queued_meta_from_text(&recorded).unwrap();
+        assert!(!meta_to_json(&read).to_string().contains(FIRST_SEQ_KEY));
     }
 }

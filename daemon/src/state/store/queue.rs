@@ -1,10 +1,12 @@
 //! The ingress queue: the sequence counter (`counters`), the packages by id
-//! (`queue`) and by sequence (`queue_by_seq`). The three change together in
-//! one transaction when a package is queued or requeued.
+//! (`queue`) and by sequence (`queue_by_seq`), and the state changes made
+//! after a package was queued (`queue_state`). They change together in one
+//! transaction when a package is queued or requeued; a state change writes
+//! only the last two.
 
 use crate::state::store::error::StoreError;
 use crate::state::store::tables::{
-    PackageIdBytes, StateStore, COUNTERS, NEXT_SEQ_KEY, QUEUE, QUEUE_BY_SEQ,
+    PackageIdBytes, StateStore, COUNTERS, NEXT_SEQ_KEY, QUEUE, QUEUE_BY_SEQ, QUEUE_STATE,
 };
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,48 @@ impl QueueState {
             QueueState::Sent { .. } => 2,
         }
     }
+
+    /// The `queue_state` row.
+    fn row(&self) -> (u8, u32, u64) {
+        match *self {
+            QueueState::Sent {
+                times,
+                last_unix_ms,
+            } => (self.tag(), times, last_unix_ms),
+            _ => (self.tag(), 0, 0),
+        }
+    }
+
+    fn from_row((tag, times, last_unix_ms): (u8, u32, u64)) -> Option<QueueState> {
+        match tag {
+            0 => Some(QueueState::Queued),
+            1 => Some(QueueState::Sending),
+            2 => Some(QueueState::Sent {
+                times,
+                last_unix_ms,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One state change of a queued package, named by id and by the sequence
+/// number it is queued under (checked against the sequence index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChange {
+    /// The package.
+    pub id: PackageIdBytes,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its new state.
+    pub state: QueueState,
+}
+
+/// The queue's tables, open in one write transaction.
+struct QueueTables<'t> {
+    queue: redb::Table<'t, &'static [u8; 16], &'static str>,
+    by_seq: redb::Table<'t, u64, ([u8; 16], u8)>,
+    states: redb::Table<'t, u64, (u8, u32, u64)>,
 }
 
 /// One package in the ingress queue.
@@ -94,9 +138,8 @@ impl StateStore {
     pub fn enqueue(&self, id: PackageIdBytes, pkg: &QueuedPackage) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
-            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
-            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
-            self.put_queued(&mut queue, &mut by_seq, id, pkg)?;
+            let mut t = self.queue_tables(&tx)?;
+            self.put_queued(&mut t, id, pkg)?;
         }
         tx.commit().map_err(|e| self.db_err(e))
     }
@@ -124,23 +167,39 @@ impl StateStore {
             counters
                 .insert(NEXT_SEQ_KEY, next)
                 .map_err(|e| self.db_err(e))?;
-            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
-            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+            let mut t = self.queue_tables(&tx)?;
             for (seq, (id, pkg)) in (first..).zip(pkgs.iter_mut()) {
                 pkg.seq = seq;
-                self.put_queued(&mut queue, &mut by_seq, *id, pkg)?;
+                self.put_queued(&mut t, *id, pkg)?;
             }
         }
         tx.commit().map_err(|e| self.db_err(e))
     }
 
+    fn queue_tables<'t>(
+        &self,
+        tx: &'t redb::WriteTransaction,
+    ) -> Result<QueueTables<'t>, StoreError> {
+        Ok(QueueTables {
+            queue: tx.open_table(QUEUE).map_err(|e| self.db_err(e))?,
+            by_seq: tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?,
+            states: tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?,
+        })
+    }
+
+    /// Writes the record of `id`; its state is the one `pkg` names (any
+    /// later change recorded in `queue_state` goes).
     fn put_queued(
         &self,
-        queue: &mut redb::Table<&[u8; 16], &str>,
-        by_seq: &mut redb::Table<u64, ([u8; 16], u8)>,
+        t: &mut QueueTables<'_>,
         id: PackageIdBytes,
         pkg: &QueuedPackage,
     ) -> Result<(), StoreError> {
+        let QueueTables {
+            queue,
+            by_seq,
+            states,
+        } = t;
         let json = self.encode("queue record", pkg)?;
         {
             if let Some((other, _)) = by_seq
@@ -161,6 +220,7 @@ impl StateStore {
             };
             if let Some(old) = old {
                 by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
+                states.remove(old.seq).map_err(|e| self.db_err(e))?;
             }
             queue
                 .insert(&id, json.as_str())
@@ -168,6 +228,7 @@ impl StateStore {
             by_seq
                 .insert(pkg.seq, (id, pkg.state.tag()))
                 .map_err(|e| self.db_err(e))?;
+            states.remove(pkg.seq).map_err(|e| self.db_err(e))?;
         }
         Ok(())
     }
@@ -176,46 +237,74 @@ impl StateStore {
     pub fn get(&self, id: PackageIdBytes) -> Result<Option<QueuedPackage>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
         let queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+        let states = tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?;
         let found = queue.get(&id).map_err(|e| self.db_err(e))?;
         match found {
-            Some(v) => Ok(Some(self.decode(queue_what(&id), v.value())?)),
+            Some(v) => Ok(Some(self.current(&states, &id, v.value())?)),
             None => Ok(None),
         }
     }
 
-    /// Changes the state of a queued package.
-    pub fn set_state(&self, id: PackageIdBytes, state: QueueState) -> Result<(), StoreError> {
-        self.set_states(&[(id, state)])
+    /// A record decoded, in its current state.
+    fn current(
+        &self,
+        states: &impl ReadableTable<u64, (u8, u32, u64)>,
+        id: &PackageIdBytes,
+        record: &str,
+    ) -> Result<QueuedPackage, StoreError> {
+        let mut pkg: QueuedPackage = self.decode(queue_what(id), record)?;
+        if let Some(row) = states.get(pkg.seq).map_err(|e| self.db_err(e))? {
+            let row = row.value();
+            pkg.state = QueueState::from_row(row).ok_or_else(|| {
+                self.corrupt(
+                    format!("queue_state/{}", pkg.seq),
+                    format!("unknown state tag {}", row.0),
+                )
+            })?;
+        }
+        Ok(pkg)
     }
 
-    /// [`StateStore::set_state`] for several packages, in one transaction.
-    pub fn set_states(&self, changes: &[(PackageIdBytes, QueueState)]) -> Result<(), StoreError> {
+    /// Changes the state of a queued package.
+    pub fn set_state(&self, id: PackageIdBytes, state: QueueState) -> Result<(), StoreError> {
+        let Some(pkg) = self.get(id)? else {
+            return Err(StoreError::NotQueued {
+                id: hex::encode(id),
+            });
+        };
+        self.set_states(&[StateChange {
+            id,
+            seq: pkg.seq,
+            state,
+        }])
+    }
+
+    /// State changes of several packages, in one transaction. Only the
+    /// sequence index and `queue_state` are written: the records, which
+    /// carry each package's description, stay as they were queued.
+    pub fn set_states(&self, changes: &[StateChange]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
-            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
-            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
-            for (id, state) in changes {
-                let current = match queue.get(id).map_err(|e| self.db_err(e))? {
-                    Some(v) => self.decode::<QueuedPackage>(queue_what(id), v.value())?,
-                    None => {
-                        return Err(StoreError::NotQueued {
-                            id: hex::encode(id),
-                        })
-                    }
-                };
-                let updated = QueuedPackage {
-                    state: *state,
-                    ..current
-                };
-                let json = self.encode("queue record", &updated)?;
-                queue
-                    .insert(id, json.as_str())
+            let mut t = self.queue_tables(&tx)?;
+            for c in changes {
+                let indexed = t
+                    .by_seq
+                    .get(c.seq)
+                    .map_err(|e| self.db_err(e))?
+                    .map(|v| v.value().0);
+                if indexed != Some(c.id) {
+                    return Err(StoreError::NotQueued {
+                        id: hex::encode(c.id),
+                    });
+                }
+                t.states
+                    .insert(c.seq, c.state.row())
                     .map_err(|e| self.db_err(e))?;
-                by_seq
-                    .insert(updated.seq, (*id, state.tag()))
+                t.by_seq
+                    .insert(c.seq, (c.id, c.state.tag()))
                     .map_err(|e| self.db_err(e))?;
             }
         }
@@ -273,6 +362,7 @@ impl StateStore {
         let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
         let queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
         let by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+        let states = tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?;
         let mut out = Vec::new();
         for row in by_seq.range(first..=last).map_err(|e| self.db_err(e))? {
             let (seq, v) = row.map_err(|e| self.db_err(e))?;
@@ -286,7 +376,7 @@ impl StateStore {
                     "points at a package that is not queued",
                 ));
             };
-            out.push((id, self.decode(queue_what(&id), rec.value())?));
+            out.push((id, self.current(&states, &id, rec.value())?));
             if out.len() >= limit {
                 break;
             }
@@ -321,14 +411,14 @@ impl StateStore {
     pub fn remove(&self, id: PackageIdBytes) -> Result<Option<QueuedPackage>, StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         let old = {
-            let mut queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
-            let mut by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
-            let old = match queue.remove(&id).map_err(|e| self.db_err(e))? {
-                Some(v) => Some(self.decode::<QueuedPackage>(queue_what(&id), v.value())?),
+            let mut t = self.queue_tables(&tx)?;
+            let old = match t.queue.remove(&id).map_err(|e| self.db_err(e))? {
+                Some(v) => Some(self.current(&t.states, &id, v.value())?),
                 None => None,
             };
             if let Some(old) = &old {
-                by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
+                t.by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
+                t.states.remove(old.seq).map_err(|e| self.db_err(e))?;
             }
             old
         };

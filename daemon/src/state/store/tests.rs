@@ -146,6 +146,63 @@ fn requeue_under_a_new_seq_moves_the_package() {
 }
 
 #[test]
+fn state_changes_leave_the_record_and_are_refused_whole_for_a_wrong_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let sent = QueueState::Sent {
+        times: 3,
+        last_unix_ms: 77,
+    };
+    let change = |n: u8, seq: u64, state: QueueState| StateChange {
+        id: id(n),
+        seq,
+        state,
+    };
+    {
+        let s = StateStore::open(&path).unwrap();
+        s.enqueue(id(1), &pkg(10, QueueState::Queued)).unwrap();
+        s.enqueue(id(2), &pkg(20, QueueState::Queued)).unwrap();
+        s.set_states(&[
+            change(1, 10, QueueState::Sending),
+            change(2, 20, QueueState::Sending),
+        ])
+        .unwrap();
+        s.set_states(&[change(1, 10, sent)]).unwrap();
+        // One change names package 1 under package 2's number: the whole
+        // batch is refused, the valid change in it included.
+        assert!(matches!(
+            s.set_states(&[change(2, 20, sent), change(1, 20, QueueState::Queued)]),
+            Err(StoreError::NotQueued { .. })
+        ));
+        assert!(matches!(
+            s.set_states(&[change(3, 30, sent)]),
+            Err(StoreError::NotQueued { .. })
+        ));
+    }
+    // Across a reopen, every reader sees the changed state with the
+    // record as queued.
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.get(id(1)).unwrap(), Some(pkg(10, sent)));
+    assert_eq!(s.get(id(2)).unwrap(), Some(pkg(20, QueueState::Sending)));
+    assert_eq!(
+        s.list(Some(QueueState::Sending)).unwrap(),
+        vec![(id(2), pkg(20, QueueState::Sending))]
+    );
+    assert_eq!(s.find_by_seq_range(10, 10).unwrap(), vec![(id(1), pkg(10, sent))]);
+    assert!(s.next_queued(0, 10).unwrap().is_empty());
+    assert_eq!(s.count_queued().unwrap(), 0);
+    // Queued again (a requeue writes the record): the record's state
+    // holds, not the earlier change.
+    s.enqueue(id(1), &pkg(11, QueueState::Queued)).unwrap();
+    assert_eq!(s.get(id(1)).unwrap(), Some(pkg(11, QueueState::Queued)));
+    assert_eq!(s.next_queued(0, 10).unwrap(), vec![(id(1), pkg(11, QueueState::Queued))]);
+    // Removed, then queued afresh: no state change survives the removal.
+    assert_eq!(s.remove(id(2)).unwrap(), Some(pkg(20, QueueState::Sending)));
+    s.enqueue(id(2), &pkg(21, QueueState::Queued)).unwrap();
+    assert_eq!(s.get(id(2)).unwrap(), Some(pkg(21, QueueState::Queued)));
+}
+
+#[test]
 fn reopen_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferry.redb");
