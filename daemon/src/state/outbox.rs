@@ -441,16 +441,27 @@ impl Outbox {
     /// (created or truncated, mode 0600).
     pub fn begin(&self, staging_name: &str) -> Result<Staging, OutboxError> {
         let path = self.part_path(staging_name)?;
-        let file = OpenOptions::new()
+        let fresh = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(FILE_MODE)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
-        // `mode` only applies to new files; a leftover may have another.
-        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
-            .map_err(|e| io_error(&path, e))?;
+            .open(&path);
+        let file = match fresh {
+            Ok(f) => f,
+            // `mode` only applies to new files: a leftover (staging is
+            // emptied at start, so rarely) is truncated and given it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(|e| io_error(&path, e))?;
+                f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+                    .map_err(|e| io_error(&path, e))?;
+                f
+            }
+            Err(e) => return Err(io_error(&path, e)),
+        };
         Ok(Staging {
             name: staging_name.to_string(),
             path,
@@ -663,10 +674,8 @@ impl Outbox {
             }
             // A sidecar without its data file is what a crash between the
             // two renames leaves; recovery takes that name over, a normal
-            // delivery leaves it alone.
-            if exists(&sidecar_path)? && !recovering {
-                continue;
-            }
+            // delivery leaves it alone (the rename refuses to replace it,
+            // so no separate look first).
             if !rename_into(sidecar_tmp, &sidecar_path, !recovering)? {
                 continue;
             }
@@ -836,6 +845,26 @@ mod tests {
         assert_eq!(mode(o.staging_dir()), 0o700);
         // Reopening an existing outbox is fine.
         Outbox::open(o.dir()).unwrap();
+    }
+
+    #[test]
+    fn a_staging_file_is_private_new_or_left_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let fresh = o.begin("1-0").unwrap();
+        assert_eq!(mode(fresh.path()), 0o600);
+        drop(fresh);
+        // A leftover under a staging name, readable by all and with old
+        // bytes: truncated and made private like a new file.
+        let left = o.staging_dir().join(format!("2-0{PART_SUFFIX}"));
+        std::fs::write(&left, b"old bytes of someone else").unwrap();
+        std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut st = o.begin("2-0").unwrap();
+        assert_eq!(st.path(), left.as_path());
+        assert_eq!(mode(&left), 0o600);
+        st.write_all(b"new").unwrap();
+        let placed = o.commit(st, "n.txt", &json!({})).unwrap();
+        assert_eq!(std::fs::read(placed).unwrap(), b"new");
     }
 
     #[test]
