@@ -531,6 +531,51 @@ fn a_short_bundle_waits_for_partners_up_to_its_linger_and_no_longer() {
     }
 }
 
+/// The linger ends as soon as enough packages are queued to fill the
+/// bundle: with the longest linger (10 s) and bundles of two, a package
+/// queued alone waits, and the moment a second one is queued both go
+/// together, long before the linger is over. Without the early end they
+/// would wait out the ten seconds.
+#[test]
+fn a_lingering_bundle_goes_as_soon_as_it_is_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    link_keys(
+        &tb.ingress_config,
+        "bundle_max_packages = 2\nbundle_linger_ms = 10000",
+    );
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let spool = |name: &str, seed: u64| {
+        ferry_daemon::testkit::spool_file(&tb.spool, name, &content(seed, SIZE)).expect("spool");
+    };
+    spool("first.csv", 1);
+    wait_for(Duration::from_secs(30), "the first file queued", || {
+        counter(&tb.ingress_config, "taken") >= 1
+    });
+    let lingering_since = std::time::Instant::now();
+    // Lingering: not sent while alone.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sidecars(&tb.outbox).is_empty(),
+        "sent before its linger or a partner"
+    );
+    spool("second.csv", 2);
+    wait_for(Duration::from_secs(30), "both delivered", || {
+        sidecars(&tb.outbox).len() >= 2
+    });
+    let waited = lingering_since.elapsed();
+    assert!(
+        waited < Duration::from_secs(9),
+        "the full bundle waited out its linger ({waited:?})"
+    );
+    let seen = sidecars(&tb.outbox);
+    assert!(
+        seen["first.csv"].1.is_some() && seen["first.csv"].1 == seen["second.csv"].1,
+        "not one bundle: {seen:?}"
+    );
+}
+
 /// Bundles being gathered hold at most an eighth of `max_buffer_bytes`
 /// in memory together; one past that is gathered in its staging file and
 /// read back to be taken apart. Attack: a 7.2 MB bundle against a 6 MiB
