@@ -188,14 +188,20 @@ fn state_changes_leave_the_record_and_are_refused_whole_for_a_wrong_package() {
         s.list(Some(QueueState::Sending)).unwrap(),
         vec![(id(2), pkg(20, QueueState::Sending))]
     );
-    assert_eq!(s.find_by_seq_range(10, 10).unwrap(), vec![(id(1), pkg(10, sent))]);
+    assert_eq!(
+        s.find_by_seq_range(10, 10).unwrap(),
+        vec![(id(1), pkg(10, sent))]
+    );
     assert!(s.next_queued(0, 10).unwrap().is_empty());
     assert_eq!(s.count_queued().unwrap(), 0);
     // Queued again (a requeue writes the record): the record's state
     // holds, not the earlier change.
     s.enqueue(id(1), &pkg(11, QueueState::Queued)).unwrap();
     assert_eq!(s.get(id(1)).unwrap(), Some(pkg(11, QueueState::Queued)));
-    assert_eq!(s.next_queued(0, 10).unwrap(), vec![(id(1), pkg(11, QueueState::Queued))]);
+    assert_eq!(
+        s.next_queued(0, 10).unwrap(),
+        vec![(id(1), pkg(11, QueueState::Queued))]
+    );
     // Removed, then queued afresh: no state change survives the removal.
     assert_eq!(s.remove(id(2)).unwrap(), Some(pkg(20, QueueState::Sending)));
     s.enqueue(id(2), &pkg(21, QueueState::Queued)).unwrap();
