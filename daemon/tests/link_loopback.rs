@@ -403,3 +403,72 @@ fn datagrams_in_a_retired_suite_format_are_counted_alarmed_and_audited_once() {
     );
     assert!(text.contains("\"suite_byte\":\"1\""), "{text}");
 }
+
+/// Retention keeps the newest sent copies within `max_bytes` and deletes
+/// the oldest, file and record: six packages of 10,000 bytes against
+/// 30,000 bytes retained. The three oldest go (an operator resend says
+/// they are not retained), the three newest stay, and one of them can
+/// still be sent again.
+#[test]
+fn retention_deletes_the_oldest_sent_copies_past_max_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    // No self-healing re-sends: they would queue the copies again.
+    link_keys(&tb.ingress_config, "heal_resend_max_bytes_per_s = 0");
+    append_config(
+        &tb.ingress_config,
+        "[retention]\nmax_bytes = 30000\nmax_age_s = 86400",
+    );
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let mut ids = Vec::new();
+    for i in 0..6u64 {
+        let name = format!("r{i}.bin");
+        ferry_daemon::testkit::spool_file(&tb.spool, &name, &content(i, 10_000)).expect("spool");
+        let sidecar = tb.outbox.join(format!("{name}.ferry.json"));
+        wait_for(Duration::from_secs(30), "delivery", || sidecar.exists());
+        let side: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&sidecar).expect("sidecar")).expect("json");
+        ids.push(side["package_id"].as_str().expect("id").to_string());
+    }
+    // The send loop applies retention every 10 s.
+    let retained = |key: &str| {
+        status(&tb.ingress_config)
+            .and_then(|s| s[key].as_u64())
+            .unwrap_or(u64::MAX)
+    };
+    wait_for(Duration::from_secs(40), "retention applied", || {
+        retained("retained") == 3
+    });
+    assert_eq!(retained("retained_bytes"), 30_000);
+    let queue = tb
+        .ingress_config
+        .parent()
+        .expect("config dir")
+        .join("state")
+        .join("queue");
+    let mut left: Vec<String> = std::fs::read_dir(&queue)
+        .expect("queue dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    left.sort();
+    let mut newest = ids[3..].to_vec();
+    newest.sort();
+    assert_eq!(left, newest, "not the three newest copies");
+    let resend = |id: &str| -> serde_json::Value {
+        let out = std::process::Command::new(ferryctl())
+            .args(["resend", "--package", id, "--config"])
+            .arg(&tb.ingress_config)
+            .output()
+            .expect("ferryctl resend");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let gone = resend(&ids[0]);
+    assert_eq!(gone["not_retained"][0].as_str(), Some(ids[0].as_str()), "{gone}");
+    assert_eq!(gone["requeued"].as_array().map(Vec::len), Some(0), "{gone}");
+    let kept = resend(&ids[5]);
+    assert_eq!(kept["requeued"].as_array().map(Vec::len), Some(1), "{kept}");
+}

@@ -4,13 +4,13 @@
 
 use crate::admin::protocol::{self};
 use crate::ingress::bundle::{self, Candidate, Run};
-use crate::ingress::queue::{requeue, with_first_seq};
+use crate::ingress::queue::with_first_seq;
 use crate::ingress::shared::Shared;
 use crate::link::pacer::Pacer;
 use crate::link::udp::{BatchSender, DatagramBatch};
 use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome, Role};
 use crate::state::meta::queued_meta_from_text;
-use crate::state::store::{QueueState, QueuedPackage, StateChange};
+use crate::state::store::{QueueRow, QueueState, QueuedPackage, StateChange};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::{PackageId, Sender, Transmit};
 use std::collections::HashMap;
@@ -539,11 +539,17 @@ fn hand_over(
 /// Byte budget of the self-healing re-sends: refilled at the configured
 /// rate up to one second's worth; a package may take it below zero (so a
 /// package larger than a second's budget is still healed), after which no
-/// re-send starts until it has refilled.
+/// re-send starts until it has refilled. It also keeps where the next look
+/// for due packages starts.
 pub(crate) struct HealBudget {
     rate: u64,
     tokens: f64,
     at: Instant,
+    /// Every queued package below this sequence number was re-sent,
+    /// skipped or found healed already, and is never looked at again: a
+    /// look reads the packages sent since the last one, not every retained
+    /// package.
+    frontier: u64,
 }
 
 impl HealBudget {
@@ -552,6 +558,7 @@ impl HealBudget {
             rate,
             tokens: rate as f64,
             at: now,
+            frontier: 0,
         }
     }
 
@@ -576,7 +583,7 @@ impl HealBudget {
 /// over the budget waits for it, within [`HEAL_WINDOW_MS`]; what leaves
 /// the window unsent is skipped and counted (the egress side still lists
 /// its gap for an operator resend).
-pub(crate) fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), DaemonError> {
+pub(crate) fn heal_resend(s: &Shared, heal: &mut HealBudget) -> Result<(), DaemonError> {
     let l = &s.cfg.link;
     if l.heal_resend_max_bytes_per_s == 0 {
         return Ok(());
@@ -586,50 +593,32 @@ pub(crate) fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), Dae
         return Ok(());
     };
     let oldest = due_before.saturating_sub(HEAL_WINDOW_MS);
-    let mut due: Vec<([u8; 16], QueuedPackage)> = s
-        .store
-        .list(Some(QueueState::Sent {
-            times: 0,
-            last_unix_ms: 0,
-        }))?
-        .into_iter()
-        .filter(|(_, q)| match q.state {
-            QueueState::Sent { last_unix_ms, .. } => last_unix_ms <= due_before,
-            _ => false,
-        })
-        .filter(|(_, q)| !healed(q))
-        .collect();
-    if due.is_empty() {
-        return Ok(());
-    }
-    due.sort_by_key(|(_, q)| q.seq);
-    let (mut resent, mut skipped) = (0u64, 0u64);
-    for (id, q) in due {
-        let last = match q.state {
+    let mut tally = HealTally::default();
+    let rows = s.store.queue_rows(heal.frontier, HEAL_ROWS_PER_LOOK)?;
+    for row in rows {
+        let last = match row.state {
+            // Not sent (yet), and neither is anything after it: the sender
+            // takes the queue in order and finishes packages in that order.
+            QueueState::Queued | QueueState::Sending => break,
             QueueState::Sent { last_unix_ms, .. } => last_unix_ms,
-            _ => continue,
         };
-        let can = last >= oldest && Path::new(&q.path).exists();
-        // Over the budget for now: the package stays due and is looked at
-        // again next second, until it leaves the window. A large package
-        // followed by a burst of small ones (the budget spent on the first)
-        // no longer costs the small ones their re-send.
-        if can && !budget.take(Instant::now(), q.bytes) {
-            continue;
+        // Not due yet, and neither (give or take a send) is what was sent
+        // after it.
+        if last > due_before {
+            break;
         }
-        // Marked either way, so each package is re-sent or skipped once.
-        let q = mark_healed(&q);
-        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
-        if can {
-            let old_seq = q.seq;
-            let seq = requeue(&s.store, id, q)?;
-            tracing::debug!(package = %hex::encode(id), old_seq, seq, "self-healing re-send queued");
-            resent += 1;
-        } else {
-            s.store.enqueue(id, &q)?;
-            skipped += 1;
+        match heal_one(s, heal, row, last >= oldest, &mut tally)? {
+            Healing::Settled => heal.frontier = row.seq.saturating_add(1),
+            // Over the budget for now: it stays due and is looked at again
+            // next second, until it leaves the window. A large package
+            // followed by a burst of small ones (the budget spent on the
+            // first) no longer costs the small ones their re-send: they
+            // wait for the budget too.
+            Healing::OverBudget => break,
         }
     }
+    heal_write(s, &mut tally)?;
+    let (resent, skipped) = (tally.resend.len() as u64, tally.skip.len() as u64);
     if skipped > 0 {
         tracing::warn!(
             skipped,
@@ -640,6 +629,87 @@ pub(crate) fn heal_resend(s: &Shared, budget: &mut HealBudget) -> Result<(), Dae
         st.heal_resent += resent;
         st.heal_skipped += skipped;
     });
+    Ok(())
+}
+
+/// Most rows one look of the self-healing re-send reads. After a long stop
+/// every retained package is due at once; the send loop does not stall on
+/// them all in one second, the rest are read in the next ones. Above what
+/// the default budget re-sends in a second (10 MB/s: about 9,800 packages
+/// of 1 KiB), so steady traffic of small packages is kept up with.
+const HEAL_ROWS_PER_LOOK: usize = 16_384;
+
+/// One look's decisions, written together by [`heal_write`].
+#[derive(Default)]
+struct HealTally {
+    resend: Vec<([u8; 16], QueuedPackage)>,
+    skip: Vec<([u8; 16], QueuedPackage)>,
+}
+
+enum Healing {
+    /// Re-sent, skipped, healed before, or gone: never looked at again.
+    Settled,
+    /// Due, but the budget is spent for now.
+    OverBudget,
+}
+
+/// One due package: re-sent once under a new sequence number if it is
+/// still within the window and its retained copy is there, otherwise
+/// skipped; marked healed either way, so each package is re-sent or
+/// skipped once.
+fn heal_one(
+    s: &Shared,
+    heal: &mut HealBudget,
+    row: QueueRow,
+    in_window: bool,
+    tally: &mut HealTally,
+) -> Result<Healing, DaemonError> {
+    let Some(q) = s.store.get(row.id)? else {
+        return Ok(Healing::Settled);
+    };
+    // Taken out or queued again under another number meanwhile: that
+    // number is looked at on its own.
+    if q.seq != row.seq || healed(&q) {
+        return Ok(Healing::Settled);
+    }
+    let can = in_window && Path::new(&q.path).exists();
+    if can && !heal.take(Instant::now(), q.bytes) {
+        return Ok(Healing::OverBudget);
+    }
+    let q = mark_healed(&q);
+    if can {
+        tally.resend.push((
+            row.id,
+            QueuedPackage {
+                state: QueueState::Queued,
+                ..with_first_seq(&q)
+            },
+        ));
+    } else {
+        tally.skip.push((row.id, q));
+    }
+    Ok(Healing::Settled)
+}
+
+/// Writes one look's decisions, each kind in one transaction: the re-sent
+/// packages queued under fresh consecutive numbers, the skipped ones
+/// marked. A transaction per package (two for a re-send) held the send
+/// loop for most of its time under steady small-package traffic.
+fn heal_write(s: &Shared, tally: &mut HealTally) -> Result<(), DaemonError> {
+    if tally.resend.is_empty() && tally.skip.is_empty() {
+        return Ok(());
+    }
+    let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+    if !tally.skip.is_empty() {
+        s.store.enqueue_all(&tally.skip)?;
+    }
+    if !tally.resend.is_empty() {
+        let old: Vec<u64> = tally.resend.iter().map(|(_, q)| q.seq).collect();
+        s.store.enqueue_fresh(&mut tally.resend)?;
+        for ((id, q), old_seq) in tally.resend.iter().zip(old) {
+            tracing::debug!(package = %hex::encode(id), old_seq, seq = q.seq, "self-healing re-send queued");
+        }
+    }
     Ok(())
 }
 
@@ -659,25 +729,33 @@ pub(crate) fn mark_healed(q: &QueuedPackage) -> QueuedPackage {
 }
 
 /// Deletes retained copies beyond the configured age and byte bounds,
-/// oldest first.
+/// oldest first. Reads the queue's rows, not its records: only a package
+/// being deleted has its record read (for the file to delete).
 pub(crate) fn prune(s: &Shared) -> Result<(), DaemonError> {
-    let mut sent: Vec<([u8; 16], QueuedPackage)> = s
+    let mut sent: Vec<QueueRow> = s
         .store
-        .list(None)?
+        .queue_rows(0, usize::MAX)?
         .into_iter()
-        .filter(|(_, q)| matches!(q.state, QueueState::Sent { .. }))
+        .filter(|r| matches!(r.state, QueueState::Sent { .. }))
         .collect();
-    sent.sort_by_key(|(_, q)| q.enqueued_unix_ms);
+    sent.sort_by_key(|r| r.enqueued_unix_ms);
     let now = now_millis().0;
     let max_age_ms = s.cfg.retention.max_age_s.saturating_mul(1000);
-    let mut total: u64 = sent.iter().map(|(_, q)| q.bytes).sum();
+    let mut total: u64 = sent.iter().map(|r| r.bytes).sum();
     let mut kept = 0u64;
-    for (id, q) in &sent {
-        let old = now.saturating_sub(q.enqueued_unix_ms) > max_age_ms;
+    for r in &sent {
+        let old = now.saturating_sub(r.enqueued_unix_ms) > max_age_ms;
         if old || total > s.cfg.retention.max_bytes {
-            let _ = std::fs::remove_file(&q.path);
-            s.store.remove(*id)?;
-            total -= q.bytes;
+            total -= r.bytes;
+            match s.store.get(r.id)? {
+                // Still the retained copy this row describes (not queued
+                // again meanwhile by a resend).
+                Some(q) if q.seq == r.seq && matches!(q.state, QueueState::Sent { .. }) => {
+                    let _ = std::fs::remove_file(&q.path);
+                    s.store.remove(r.id)?;
+                }
+                _ => {}
+            }
         } else {
             kept += 1;
         }

@@ -26,5 +26,5 @@ pub use crate::state::store::blobs::StoppedChannel;
 pub use crate::state::store::error::StoreError;
 pub use crate::state::store::holds::{ApprovalMark, HeldPackage, HoldKind};
 pub use crate::state::store::ledger::{LedgerEntry, LedgerState};
-pub use crate::state::store::queue::{QueueState, QueuedPackage, StateChange};
+pub use crate::state::store::queue::{QueueRow, QueueState, QueuedPackage, StateChange};
 pub use crate::state::store::tables::{PackageIdBytes, StateStore};

@@ -1,8 +1,8 @@
 //! The ingress queue: the sequence counter (`counters`), the packages by id
-//! (`queue`) and by sequence (`queue_by_seq`), and the state changes made
-//! after a package was queued (`queue_state`). They change together in one
-//! transaction when a package is queued or requeued; a state change writes
-//! only the last two.
+//! (`queue`), by sequence (`queue_by_seq`), and each package's row by
+//! sequence (`queue_state`: its state, size and age). They change together
+//! in one transaction when a package is queued or requeued; a state change
+//! writes only the last two.
 
 use crate::state::store::error::StoreError;
 use crate::state::store::tables::{
@@ -36,8 +36,8 @@ impl QueueState {
         }
     }
 
-    /// The `queue_state` row.
-    fn row(&self) -> (u8, u32, u64) {
+    /// The state's part of a `queue_state` row: tag, sends, last send.
+    fn parts(&self) -> (u8, u32, u64) {
         match *self {
             QueueState::Sent {
                 times,
@@ -47,7 +47,7 @@ impl QueueState {
         }
     }
 
-    fn from_row((tag, times, last_unix_ms): (u8, u32, u64)) -> Option<QueueState> {
+    fn from_parts(tag: u8, times: u32, last_unix_ms: u64) -> Option<QueueState> {
         match tag {
             0 => Some(QueueState::Queued),
             1 => Some(QueueState::Sending),
@@ -72,11 +72,37 @@ pub struct StateChange {
     pub state: QueueState,
 }
 
+/// A `queue_state` row: state tag, sends, last send (ms), bytes, queued at
+/// (ms), package id.
+type Row = (u8, u32, u64, u64, u64, [u8; 16]);
+
+/// What the queue knows of a package without reading its record: for the
+/// loops that visit every sent package (self-healing re-sends, retention),
+/// whose cost must not be the decoding of every retained description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueRow {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The package.
+    pub id: PackageIdBytes,
+    /// Where it is in its life.
+    pub state: QueueState,
+    /// Payload size.
+    pub bytes: u64,
+    /// When it entered the queue, ms since the Unix epoch.
+    pub enqueued_unix_ms: u64,
+}
+
+fn row_of(id: PackageIdBytes, pkg: &QueuedPackage) -> Row {
+    let (tag, times, last) = pkg.state.parts();
+    (tag, times, last, pkg.bytes, pkg.enqueued_unix_ms, id)
+}
+
 /// The queue's tables, open in one write transaction.
 struct QueueTables<'t> {
     queue: redb::Table<'t, &'static [u8; 16], &'static str>,
     by_seq: redb::Table<'t, u64, ([u8; 16], u8)>,
-    states: redb::Table<'t, u64, (u8, u32, u64)>,
+    states: redb::Table<'t, u64, Row>,
 }
 
 /// One package in the ingress queue.
@@ -136,10 +162,17 @@ impl StateStore {
     /// Inserts or replaces the queue record of `id`. Replacing with a new
     /// `seq` (a resend) moves it in the sequence order.
     pub fn enqueue(&self, id: PackageIdBytes, pkg: &QueuedPackage) -> Result<(), StoreError> {
+        self.enqueue_all(&[(id, pkg.clone())])
+    }
+
+    /// [`StateStore::enqueue`] for several packages, in one transaction.
+    pub fn enqueue_all(&self, pkgs: &[(PackageIdBytes, QueuedPackage)]) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut t = self.queue_tables(&tx)?;
-            self.put_queued(&mut t, id, pkg)?;
+            for (id, pkg) in pkgs {
+                self.put_queued(&mut t, *id, pkg)?;
+            }
         }
         tx.commit().map_err(|e| self.db_err(e))
     }
@@ -187,8 +220,8 @@ impl StateStore {
         })
     }
 
-    /// Writes the record of `id`; its state is the one `pkg` names (any
-    /// later change recorded in `queue_state` goes).
+    /// Writes the record of `id` and its row; its state is the one `pkg`
+    /// names.
     fn put_queued(
         &self,
         t: &mut QueueTables<'_>,
@@ -228,7 +261,9 @@ impl StateStore {
             by_seq
                 .insert(pkg.seq, (id, pkg.state.tag()))
                 .map_err(|e| self.db_err(e))?;
-            states.remove(pkg.seq).map_err(|e| self.db_err(e))?;
+            states
+                .insert(pkg.seq, row_of(id, pkg))
+                .map_err(|e| self.db_err(e))?;
         }
         Ok(())
     }
@@ -248,21 +283,95 @@ impl StateStore {
     /// A record decoded, in its current state.
     fn current(
         &self,
-        states: &impl ReadableTable<u64, (u8, u32, u64)>,
+        states: &impl ReadableTable<u64, Row>,
         id: &PackageIdBytes,
         record: &str,
     ) -> Result<QueuedPackage, StoreError> {
         let mut pkg: QueuedPackage = self.decode(queue_what(id), record)?;
         if let Some(row) = states.get(pkg.seq).map_err(|e| self.db_err(e))? {
-            let row = row.value();
-            pkg.state = QueueState::from_row(row).ok_or_else(|| {
-                self.corrupt(
-                    format!("queue_state/{}", pkg.seq),
-                    format!("unknown state tag {}", row.0),
-                )
-            })?;
+            pkg.state = self.state_of(pkg.seq, row.value())?;
         }
         Ok(pkg)
+    }
+
+    fn state_of(&self, seq: u64, (tag, times, last, ..): Row) -> Result<QueueState, StoreError> {
+        QueueState::from_parts(tag, times, last).ok_or_else(|| {
+            self.corrupt(
+                format!("queue_state/{seq}"),
+                format!("unknown state tag {tag}"),
+            )
+        })
+    }
+
+    /// Gives every queued package without a row (a store written before
+    /// `queue_state` existed) its row, from its record: once, at open, in
+    /// one transaction.
+    pub(super) fn fill_queue_rows(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let filled = {
+            let mut t = self.queue_tables(&tx)?;
+            let rows = t.states.len().map_err(|e| self.db_err(e))?;
+            if rows >= t.by_seq.len().map_err(|e| self.db_err(e))? {
+                return Ok(());
+            }
+            let mut missing = Vec::new();
+            for entry in t.by_seq.iter().map_err(|e| self.db_err(e))? {
+                let (seq, v) = entry.map_err(|e| self.db_err(e))?;
+                let seq = seq.value();
+                if t.states.get(seq).map_err(|e| self.db_err(e))?.is_none() {
+                    missing.push((seq, v.value().0));
+                }
+            }
+            for (seq, id) in &missing {
+                let pkg: QueuedPackage = match t.queue.get(id).map_err(|e| self.db_err(e))? {
+                    Some(v) => self.decode(queue_what(id), v.value())?,
+                    None => {
+                        return Err(self.corrupt(
+                            format!("queue index seq {seq}"),
+                            "points at a package that is not queued",
+                        ))
+                    }
+                };
+                t.states
+                    .insert(*seq, row_of(*id, &pkg))
+                    .map_err(|e| self.db_err(e))?;
+            }
+            missing.len()
+        };
+        tx.commit().map_err(|e| self.db_err(e))?;
+        tracing::info!(packages = filled, "state store: queue rows written for packages queued by an earlier version");
+        Ok(())
+    }
+
+    /// The row of the package queued under `seq`, if any.
+    pub fn queue_row(&self, seq: u64) -> Result<Option<QueueRow>, StoreError> {
+        Ok(self.queue_rows(seq, 1)?.into_iter().find(|r| r.seq == seq))
+    }
+
+    /// The rows of queued packages from sequence number `first` on, at most
+    /// `limit`, in order: no record is read.
+    pub fn queue_rows(&self, first: u64, limit: usize) -> Result<Vec<QueueRow>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let states = tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in states.range(first..).map_err(|e| self.db_err(e))? {
+            let (seq, row) = entry.map_err(|e| self.db_err(e))?;
+            let (seq, row) = (seq.value(), row.value());
+            out.push(QueueRow {
+                seq,
+                id: row.5,
+                state: self.state_of(seq, row)?,
+                bytes: row.3,
+                enqueued_unix_ms: row.4,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Changes the state of a queued package.
@@ -300,8 +409,23 @@ impl StateStore {
                         id: hex::encode(c.id),
                     });
                 }
+                let old = t.states.get(c.seq).map_err(|e| self.db_err(e))?.map(|v| v.value());
+                let (_, _, _, bytes, enqueued, _) = match old {
+                    Some(row) => row,
+                    // Every queued package has a row (open fills them);
+                    // this only reads the record if one went missing.
+                    None => match t.queue.get(&c.id).map_err(|e| self.db_err(e))? {
+                        Some(v) => row_of(c.id, &self.decode(queue_what(&c.id), v.value())?),
+                        None => {
+                            return Err(StoreError::NotQueued {
+                                id: hex::encode(c.id),
+                            })
+                        }
+                    },
+                };
+                let (tag, times, last) = c.state.parts();
                 t.states
-                    .insert(c.seq, c.state.row())
+                    .insert(c.seq, (tag, times, last, bytes, enqueued, c.id))
                     .map_err(|e| self.db_err(e))?;
                 t.by_seq
                     .insert(c.seq, (c.id, c.state.tag()))

@@ -16,14 +16,14 @@ pub(super) const QUEUE: TableDefinition<&[u8; 16], &str> = TableDefinition::new(
 /// state without decoding every record.
 pub(super) const QUEUE_BY_SEQ: TableDefinition<u64, ([u8; 16], u8)> =
     TableDefinition::new("queue_by_seq");
-/// seq → (state tag, sends, last send ms): a queued package's state as
-/// changed after it was queued. Kept apart from its record so that a state
-/// change (two per package sent) writes a few bytes instead of the whole
-/// package description again, and keyed like `queue_by_seq` so that the
-/// changes of one send round land in one or two pages, not one page per
-/// (random) package id. A record without an entry here is in the state the
-/// record names, as every record written before this table existed is.
-pub(super) const QUEUE_STATE: TableDefinition<u64, (u8, u32, u64)> =
+/// seq → a queued package's row: (state tag, sends, last send ms, bytes,
+/// queued at ms, package id). One per queued package, written with its
+/// record; a state change (two per package sent) rewrites only the row,
+/// not the package description in the record, and the loops that visit
+/// every sent package (self-healing re-sends, retention) read rows, which
+/// are small, fixed-size and in sequence order, never the records. Stores
+/// written before this table existed get their rows at open.
+pub(super) const QUEUE_STATE: TableDefinition<u64, (u8, u32, u64, u64, u64, [u8; 16])> =
     TableDefinition::new("queue_state");
 pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(super) const LEDGER: TableDefinition<&[u8; 16], &str> = TableDefinition::new("ledger");
@@ -68,6 +68,7 @@ impl StateStore {
             tx.open_table(HELD).map_err(|e| store.db_err(e))?;
         }
         tx.commit().map_err(|e| store.db_err(e))?;
+        store.fill_queue_rows()?;
         Ok(store)
     }
 

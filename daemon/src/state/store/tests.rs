@@ -209,6 +209,60 @@ fn state_changes_leave_the_record_and_are_refused_whole_for_a_wrong_package() {
 }
 
 #[test]
+fn queue_rows_follow_every_change_and_a_store_without_them_gets_them_at_open() {
+    use crate::state::store::tables::QUEUE_STATE;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let sent = QueueState::Sent {
+        times: 2,
+        last_unix_ms: 9,
+    };
+    let row = |n: u8, seq: u64, state: QueueState| QueueRow {
+        seq,
+        id: id(n),
+        state,
+        bytes: 100 + seq,
+        enqueued_unix_ms: 1_700_000_000_000 + seq,
+    };
+    let expected = vec![
+        row(1, 10, sent),
+        row(2, 20, QueueState::Sending),
+        row(3, 30, QueueState::Queued),
+    ];
+    {
+        let s = StateStore::open(&path).unwrap();
+        for n in 1..=4u8 {
+            s.enqueue(id(n), &pkg(u64::from(n) * 10, QueueState::Queued))
+                .unwrap();
+        }
+        s.set_state(id(1), sent).unwrap();
+        s.set_state(id(2), QueueState::Sending).unwrap();
+        s.remove(id(4)).unwrap();
+        assert_eq!(s.queue_rows(0, usize::MAX).unwrap(), expected);
+        assert_eq!(s.queue_rows(11, 1).unwrap(), vec![expected[1]]);
+        assert_eq!(s.queue_row(20).unwrap(), Some(expected[1]));
+        assert_eq!(s.queue_row(21).unwrap(), None);
+        assert!(s.queue_rows(31, 10).unwrap().is_empty());
+        // What a store written before the rows existed looks like: each
+        // record names its current state, the index too, and no rows.
+        s.enqueue(id(1), &pkg(10, sent)).unwrap();
+        s.enqueue(id(2), &pkg(20, QueueState::Sending)).unwrap();
+        let tx = s.db.begin_write().unwrap();
+        tx.delete_table(QUEUE_STATE).unwrap();
+        tx.commit().unwrap();
+    }
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.queue_rows(0, usize::MAX).unwrap(), expected);
+    assert_eq!(s.get(id(1)).unwrap(), Some(pkg(10, sent)));
+    // And the rows keep working from there.
+    s.set_state(id(3), QueueState::Sending).unwrap();
+    assert_eq!(
+        s.queue_row(30).unwrap(),
+        Some(row(3, 30, QueueState::Sending))
+    );
+}
+
+#[test]
 fn reopen_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferry.redb");
