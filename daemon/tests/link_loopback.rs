@@ -463,11 +463,19 @@ fn retention_deletes_the_oldest_sent_copies_past_max_bytes() {
             .arg(&tb.ingress_config)
             .output()
             .expect("ferryctl resend");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("json")
     };
     let gone = resend(&ids[0]);
-    assert_eq!(gone["not_retained"][0].as_str(), Some(ids[0].as_str()), "{gone}");
+    assert_eq!(
+        gone["not_retained"][0].as_str(),
+        Some(ids[0].as_str()),
+        "{gone}"
+    );
     assert_eq!(gone["requeued"].as_array().map(Vec::len), Some(0), "{gone}");
     let kept = resend(&ids[5]);
     assert_eq!(kept["requeued"].as_array().map(Vec::len), Some(1), "{kept}");

@@ -387,19 +387,20 @@ fn resend(
     packages: &[String],
     seq_range: Option<(u64, u64)>,
 ) -> Result<serde_json::Value, DaemonError> {
-    let all = s.store.list(None)?;
+    // Only the named packages and the range are read, not the whole
+    // retained queue.
     let mut picked = Vec::new();
     let mut unknown = Vec::new();
     for p in packages {
         match PackageId::from_hex(p) {
-            Some(id) if all.iter().any(|(k, _)| *k == id.0) => picked.push(id.0),
+            Some(id) if s.store.get(id.0)?.is_some() => picked.push(id.0),
             _ => unknown.push(p.clone()),
         }
     }
     if let Some((a, b)) = seq_range {
-        for (id, q) in &all {
-            if (a..=b).contains(&q.seq) && !picked.contains(id) {
-                picked.push(*id);
+        for (id, _) in s.store.find_by_seq_range(a, b)? {
+            if !picked.contains(&id) {
+                picked.push(id);
             }
         }
     }

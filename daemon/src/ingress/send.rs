@@ -236,7 +236,7 @@ pub(crate) fn send_loop(
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
-            publish(s, sender, in_sender(&open));
+            publish(s, sender, in_sender(&open), first_unsent(last_seq));
             if s.reload.swap(false, Ordering::Relaxed) {
                 crate::inspection::policy_gate::reload_policy(
                     s.policy.as_ref(),
@@ -266,7 +266,7 @@ pub(crate) fn send_loop(
             s.send_wake.wait(wait);
         }
     }
-    publish(s, sender, in_sender(&open));
+    publish(s, sender, in_sender(&open), first_unsent(last_seq));
     Ok(())
 }
 
@@ -276,8 +276,18 @@ fn in_sender(open: &HashMap<u64, Open>) -> u64 {
     open.values().map(|o| o.members.len().max(1) as u64).sum()
 }
 
-pub(crate) fn publish(s: &Shared, sender: &Sender, in_sender: u64) {
-    let queued = s.store.count_queued().unwrap_or(0);
+/// The lowest sequence number a package waiting to be sent can have: the
+/// loop hands the queue over in order and never reads behind what it
+/// handed over (every path that queues a package again gives it a new,
+/// higher number; a lingering bundle moves `last_seq` back before it).
+fn first_unsent(last_seq: Option<u64>) -> u64 {
+    last_seq.map_or(0, |l| l.saturating_add(1))
+}
+
+/// Publishes the sender's figures and `queued`: the packages waiting from
+/// `first_unsent` on, and those in the sender.
+pub(crate) fn publish(s: &Shared, sender: &Sender, in_sender: u64, first_unsent: u64) {
+    let queued = s.store.count_queued_from(first_unsent).unwrap_or(0);
     let epoch = sender.epochs().current();
     let ss = sender.stats();
     protocol::update(&s.status, |st| {

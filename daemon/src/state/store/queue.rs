@@ -339,7 +339,10 @@ impl StateStore {
             missing.len()
         };
         tx.commit().map_err(|e| self.db_err(e))?;
-        tracing::info!(packages = filled, "state store: queue rows written for packages queued by an earlier version");
+        tracing::info!(
+            packages = filled,
+            "state store: queue rows written for packages queued by an earlier version"
+        );
         Ok(())
     }
 
@@ -409,7 +412,11 @@ impl StateStore {
                         id: hex::encode(c.id),
                     });
                 }
-                let old = t.states.get(c.seq).map_err(|e| self.db_err(e))?.map(|v| v.value());
+                let old = t
+                    .states
+                    .get(c.seq)
+                    .map_err(|e| self.db_err(e))?
+                    .map(|v| v.value());
                 let (_, _, _, bytes, enqueued, _) = match old {
                     Some(row) => row,
                     // Every queued package has a row (open fills them);
@@ -511,11 +518,19 @@ impl StateStore {
     /// Number of packages waiting to be sent (read from the sequence
     /// index only; nothing is decoded).
     pub fn count_queued(&self) -> Result<u64, StoreError> {
+        self.count_queued_from(0)
+    }
+
+    /// [`StateStore::count_queued`] among sequence numbers from `first`
+    /// on: for a caller that knows none below is waiting (the send loop,
+    /// past what it handed over), so that the count reads the backlog, not
+    /// every retained package.
+    pub fn count_queued_from(&self, first: u64) -> Result<u64, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
         let by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
         let want = QueueState::Queued.tag();
         let mut n = 0u64;
-        for row in by_seq.iter().map_err(|e| self.db_err(e))? {
+        for row in by_seq.range(first..).map_err(|e| self.db_err(e))? {
             let (_, v) = row.map_err(|e| self.db_err(e))?;
             if v.value().1 == want {
                 n += 1;

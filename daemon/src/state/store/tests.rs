@@ -111,6 +111,8 @@ fn next_queued_reads_only_what_it_returns_in_order() {
     assert_eq!(seqs(s.next_queued(81, 3).unwrap()), Vec::<u64>::new());
     assert!(s.next_queued(0, 0).unwrap().is_empty());
     assert_eq!(s.count_queued().unwrap(), 6);
+    assert_eq!(s.count_queued_from(41).unwrap(), 3);
+    assert_eq!(s.count_queued_from(91).unwrap(), 0);
 }
 
 #[test]
