@@ -6,7 +6,8 @@
 
 use crate::state::store::error::StoreError;
 use crate::state::store::tables::{
-    PackageIdBytes, StateStore, COUNTERS, NEXT_SEQ_KEY, QUEUE, QUEUE_BY_SEQ, QUEUE_STATE,
+    PackageIdBytes, QueueStateRow, StateStore, COUNTERS, NEXT_SEQ_KEY, QUEUE, QUEUE_BY_SEQ,
+    QUEUE_STATE,
 };
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
@@ -72,10 +73,6 @@ pub struct StateChange {
     pub state: QueueState,
 }
 
-/// A `queue_state` row: state tag, sends, last send (ms), bytes, queued at
-/// (ms), package id.
-type Row = (u8, u32, u64, u64, u64, [u8; 16]);
-
 /// What the queue knows of a package without reading its record: for the
 /// loops that visit every sent package (self-healing re-sends, retention),
 /// whose cost must not be the decoding of every retained description.
@@ -93,7 +90,7 @@ pub struct QueueRow {
     pub enqueued_unix_ms: u64,
 }
 
-fn row_of(id: PackageIdBytes, pkg: &QueuedPackage) -> Row {
+fn row_of(id: PackageIdBytes, pkg: &QueuedPackage) -> QueueStateRow {
     let (tag, times, last) = pkg.state.parts();
     (tag, times, last, pkg.bytes, pkg.enqueued_unix_ms, id)
 }
@@ -102,7 +99,7 @@ fn row_of(id: PackageIdBytes, pkg: &QueuedPackage) -> Row {
 struct QueueTables<'t> {
     queue: redb::Table<'t, &'static [u8; 16], &'static str>,
     by_seq: redb::Table<'t, u64, ([u8; 16], u8)>,
-    states: redb::Table<'t, u64, Row>,
+    states: redb::Table<'t, u64, QueueStateRow>,
 }
 
 /// One package in the ingress queue.
@@ -283,7 +280,7 @@ impl StateStore {
     /// A record decoded, in its current state.
     fn current(
         &self,
-        states: &impl ReadableTable<u64, Row>,
+        states: &impl ReadableTable<u64, QueueStateRow>,
         id: &PackageIdBytes,
         record: &str,
     ) -> Result<QueuedPackage, StoreError> {
@@ -294,7 +291,11 @@ impl StateStore {
         Ok(pkg)
     }
 
-    fn state_of(&self, seq: u64, (tag, times, last, ..): Row) -> Result<QueueState, StoreError> {
+    fn state_of(
+        &self,
+        seq: u64,
+        (tag, times, last, ..): QueueStateRow,
+    ) -> Result<QueueState, StoreError> {
         QueueState::from_parts(tag, times, last).ok_or_else(|| {
             self.corrupt(
                 format!("queue_state/{seq}"),

@@ -23,8 +23,11 @@ pub(super) const QUEUE_BY_SEQ: TableDefinition<u64, ([u8; 16], u8)> =
 /// every sent package (self-healing re-sends, retention) read rows, which
 /// are small, fixed-size and in sequence order, never the records. Stores
 /// written before this table existed get their rows at open.
-pub(super) const QUEUE_STATE: TableDefinition<u64, (u8, u32, u64, u64, u64, [u8; 16])> =
+pub(super) const QUEUE_STATE: TableDefinition<u64, QueueStateRow> =
     TableDefinition::new("queue_state");
+/// A `queue_state` row: state tag, sends, last send (ms), bytes, queued at
+/// (ms), package id.
+pub(super) type QueueStateRow = (u8, u32, u64, u64, u64, [u8; 16]);
 pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(super) const LEDGER: TableDefinition<&[u8; 16], &str> = TableDefinition::new("ledger");
 /// Ingress packages held (for approval, a closed window or a stopped
