@@ -134,6 +134,7 @@ pub(crate) fn send_loop(
     let mut saved_epoch = sender.epochs().oldest().map(|(e, _)| e);
     let mut last_status = Instant::now();
     let mut last_prune = Instant::now();
+    let mut last_heal = Instant::now();
     let mut last_feed = Instant::now();
     let mut heal = HealBudget::new(s.cfg.link.heal_resend_max_bytes_per_s, Instant::now());
     let mut linger: Option<Linger> = None;
@@ -246,12 +247,15 @@ pub(crate) fn send_loop(
                 );
             }
             s.audit.tick();
-            heal_resend(s, &mut heal)?;
             crate::ingress::holds::approvals::expire(s);
             crate::ingress::holds::window_holds::release_due(s);
             if let Ok(mut w) = s.expiry.lock() {
                 w.poll(&s.status);
             }
+        }
+        if last_heal.elapsed() >= HEAL_INTERVAL {
+            last_heal = Instant::now();
+            heal_resend(s, &mut heal)?;
         }
         if last_prune.elapsed() >= Duration::from_secs(10) {
             last_prune = Instant::now();
@@ -642,12 +646,17 @@ pub(crate) fn heal_resend(s: &Shared, heal: &mut HealBudget) -> Result<(), Daemo
     Ok(())
 }
 
+/// How often the send loop looks for due self-healing re-sends: often, so
+/// that each look's work (and the pause it puts in the sending) is small.
+const HEAL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Most rows one look of the self-healing re-send reads. After a long stop
 /// every retained package is due at once; the send loop does not stall on
-/// them all in one second, the rest are read in the next ones. Above what
-/// the default budget re-sends in a second (10 MB/s: about 9,800 packages
-/// of 1 KiB), so steady traffic of small packages is kept up with.
-const HEAL_ROWS_PER_LOOK: usize = 16_384;
+/// them all in one look, the rest are read in the next ones. Ten looks a
+/// second read up to 20,480 rows, above what the default budget re-sends
+/// in a second (10 MB/s: about 9,800 packages of 1 KiB), so steady
+/// traffic of small packages is kept up with.
+const HEAL_ROWS_PER_LOOK: usize = 2048;
 
 /// One look's decisions, written together by [`heal_write`].
 #[derive(Default)]
