@@ -624,7 +624,7 @@ pub(crate) fn heal_resend(s: &Shared, heal: &mut HealBudget) -> Result<(), Daemo
         match heal_one(s, heal, row, last >= oldest, &mut tally)? {
             Healing::Settled => heal.frontier = row.seq.saturating_add(1),
             // Over the budget for now: it stays due and is looked at again
-            // next second, until it leaves the window. A large package
+            // by the next looks, until it leaves the window. A large package
             // followed by a burst of small ones (the budget spent on the
             // first) no longer costs the small ones their re-send: they
             // wait for the budget too.

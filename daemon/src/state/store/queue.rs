@@ -347,11 +347,6 @@ impl StateStore {
         Ok(())
     }
 
-    /// The row of the package queued under `seq`, if any.
-    pub fn queue_row(&self, seq: u64) -> Result<Option<QueueRow>, StoreError> {
-        Ok(self.queue_rows(seq, 1)?.into_iter().find(|r| r.seq == seq))
-    }
-
     /// The rows of queued packages from sequence number `first` on, at most
     /// `limit`, in order: no record is read.
     pub fn queue_rows(&self, first: u64, limit: usize) -> Result<Vec<QueueRow>, StoreError> {

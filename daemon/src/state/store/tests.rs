@@ -242,8 +242,8 @@ fn queue_rows_follow_every_change_and_a_store_without_them_gets_them_at_open() {
         s.remove(id(4)).unwrap();
         assert_eq!(s.queue_rows(0, usize::MAX).unwrap(), expected);
         assert_eq!(s.queue_rows(11, 1).unwrap(), vec![expected[1]]);
-        assert_eq!(s.queue_row(20).unwrap(), Some(expected[1]));
-        assert_eq!(s.queue_row(21).unwrap(), None);
+        assert_eq!(s.queue_rows(20, 1).unwrap(), vec![expected[1]]);
+        assert_eq!(s.queue_rows(21, 1).unwrap(), vec![expected[2]]);
         assert!(s.queue_rows(31, 10).unwrap().is_empty());
         // What a store written before the rows existed looks like: each
         // record names its current state, the index too, and no rows.
@@ -259,8 +259,8 @@ fn queue_rows_follow_every_change_and_a_store_without_them_gets_them_at_open() {
     // And the rows keep working from there.
     s.set_state(id(3), QueueState::Sending).unwrap();
     assert_eq!(
-        s.queue_row(30).unwrap(),
-        Some(row(3, 30, QueueState::Sending))
+        s.queue_rows(30, 1).unwrap(),
+        vec![row(3, 30, QueueState::Sending)]
     );
 }
 
