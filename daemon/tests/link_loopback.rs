@@ -85,17 +85,7 @@ fn resend_of_a_delivered_package_is_suppressed_not_delivered_twice() {
     )
     .expect("json");
     let id = side["package_id"].as_str().expect("id").to_string();
-    let out = std::process::Command::new(ferryctl())
-        .args(["resend", "--package", &id, "--config"])
-        .arg(&tb.ingress_config)
-        .output()
-        .expect("ferryctl resend");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = resend(&tb.ingress_config, &id);
     assert_eq!(v["requeued"].as_array().map(|a| a.len()), Some(1), "{v}");
     wait_for(Duration::from_secs(30), "duplicate suppressed", || {
         status(&tb.egress_config)
@@ -457,26 +447,28 @@ fn retention_deletes_the_oldest_sent_copies_past_max_bytes() {
     let mut newest = ids[3..].to_vec();
     newest.sort();
     assert_eq!(left, newest, "not the three newest copies");
-    let resend = |id: &str| -> serde_json::Value {
-        let out = std::process::Command::new(ferryctl())
-            .args(["resend", "--package", id, "--config"])
-            .arg(&tb.ingress_config)
-            .output()
-            .expect("ferryctl resend");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json")
-    };
-    let gone = resend(&ids[0]);
+    let gone = resend(&tb.ingress_config, &ids[0]);
     assert_eq!(
         gone["not_retained"][0].as_str(),
         Some(ids[0].as_str()),
         "{gone}"
     );
     assert_eq!(gone["requeued"].as_array().map(Vec::len), Some(0), "{gone}");
-    let kept = resend(&ids[5]);
+    let kept = resend(&tb.ingress_config, &ids[5]);
     assert_eq!(kept["requeued"].as_array().map(Vec::len), Some(1), "{kept}");
+}
+
+/// `ferryctl resend --package ID` against `config`; its JSON answer.
+fn resend(config: &std::path::Path, id: &str) -> serde_json::Value {
+    let out = std::process::Command::new(ferryctl())
+        .args(["resend", "--package", id, "--config"])
+        .arg(config)
+        .output()
+        .expect("ferryctl resend");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
 }

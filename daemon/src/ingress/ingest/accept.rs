@@ -65,11 +65,21 @@ pub(crate) fn spawn(
     Ok((tx, join))
 }
 
+/// How an upload file (or a small body's queue file) is created: new,
+/// readable by ferryd alone. Here, in the leaf, because both the request
+/// handlers and the committer open such files.
+pub(crate) fn upload_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true).mode(0o600);
+    o
+}
+
 /// Writes `bytes` to a new file at `path`, readable by ferryd alone (not
 /// synced: the batch's one sync does that). A failed write leaves no file.
 pub(crate) fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = crate::ingress::ingest::upload_options().open(path)?;
+    let mut f = upload_options().open(path)?;
     f.write_all(bytes).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })

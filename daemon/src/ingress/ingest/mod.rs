@@ -1263,7 +1263,7 @@ async fn receive_body(
                     buf.extend_from_slice(&data);
                     continue;
                 }
-                let mut f = tokio::fs::OpenOptions::from(upload_options())
+                let mut f = tokio::fs::OpenOptions::from(accept::upload_options())
                     .open(path)
                     .await
                     .map_err(io_err)?;
@@ -1315,15 +1315,6 @@ enum Sink {
     Memory(Vec<u8>),
     /// Past that: its upload file.
     File(tokio::fs::File),
-}
-
-/// How an upload file (or a small body's queue file) is created: new,
-/// readable by ferryd alone.
-pub(crate) fn upload_options() -> std::fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true).mode(0o600);
-    o
 }
 
 /// Writes a body gathered in memory to its upload file (for the content
