@@ -4,7 +4,7 @@
 
 use crate::admin::protocol::{self};
 use crate::ingress::bundle::{self, Candidate, Run};
-use crate::ingress::queue::with_first_seq;
+use crate::ingress::queue::{with_first_seq, FIRST_SEQ_KEY};
 use crate::ingress::shared::Shared;
 use crate::link::pacer::Pacer;
 use crate::link::udp::{BatchSender, DatagramBatch};
@@ -688,22 +688,30 @@ fn heal_one(
     };
     // Taken out or queued again under another number meanwhile: that
     // number is looked at on its own.
-    if q.seq != row.seq || healed(&q) {
+    if q.seq != row.seq {
+        return Ok(Healing::Settled);
+    }
+    // One parse of its description: the check, the mark and, for a
+    // re-send, the first sequence number (`with_first_seq`).
+    let parsed = serde_json::from_str::<serde_json::Value>(&q.meta_json).ok();
+    if parsed.as_ref().is_some_and(|v| v.get(HEALED_KEY).is_some()) {
         return Ok(Healing::Settled);
     }
     let can = in_window && Path::new(&q.path).exists();
     if can && !heal.take(Instant::now(), q.bytes) {
         return Ok(Healing::OverBudget);
     }
-    let q = mark_healed(&q);
+    let mut q = q;
+    if let Some(serde_json::Value::Object(mut m)) = parsed {
+        m.insert(HEALED_KEY.into(), true.into());
+        if can {
+            m.entry(FIRST_SEQ_KEY).or_insert(q.seq.into());
+        }
+        q.meta_json = serde_json::Value::Object(m).to_string();
+    }
     if can {
-        tally.resend.push((
-            row.id,
-            QueuedPackage {
-                state: QueueState::Queued,
-                ..with_first_seq(&q)
-            },
-        ));
+        q.state = QueueState::Queued;
+        tally.resend.push((row.id, q));
     } else {
         tally.skip.push((row.id, q));
     }
@@ -730,21 +738,6 @@ fn heal_write(s: &Shared, tally: &mut HealTally) -> Result<(), DaemonError> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn healed(q: &QueuedPackage) -> bool {
-    serde_json::from_str::<serde_json::Value>(&q.meta_json)
-        .ok()
-        .is_some_and(|v| v.get(HEALED_KEY).is_some())
-}
-
-pub(crate) fn mark_healed(q: &QueuedPackage) -> QueuedPackage {
-    let mut q = q.clone();
-    if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&q.meta_json) {
-        m.insert(HEALED_KEY.into(), true.into());
-        q.meta_json = serde_json::Value::Object(m).to_string();
-    }
-    q
 }
 
 /// Deletes retained copies beyond the configured age and byte bounds,
