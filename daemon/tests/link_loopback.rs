@@ -175,7 +175,12 @@ fn renamed_spool_files_are_taken_at_once_and_files_written_in_place_after_they_s
     let dir = tempfile::tempdir().expect("tempdir");
     let tb = testbed(dir.path(), |_| {});
     let _egress = Daemon::start(&tb.egress_config);
-    let ingress = Daemon::start(&tb.ingress_config);
+    // The per-package lines are at `debug` under `ferry::package`; the
+    // documented directive shows them (the log check at the end).
+    let ingress = Daemon::start_with(
+        &tb.ingress_config,
+        &["env", "RUST_LOG=info,ferry::package=debug"],
+    );
     // Written in place in two halves with a pause shorter than the settle
     // time between them: taken whole, after the second half.
     let slow = content(2, 200_000);

@@ -652,7 +652,7 @@ fn bench_e2e_runs_and_prints_its_figures() {
 
 /// A bench's terminal shows its figures, not the daemons' log lines: those
 /// go to the file it names (`--dir DIR`: `DIR/daemons.log`), which holds
-/// one "delivered" line per package.
+/// the egress side's activity summary (at its stop) with what it delivered.
 fn assert_logs_in_named_file(r: &Run, log: &Path) {
     for (stream, out) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
         let lines: Vec<&str> = out
@@ -669,7 +669,7 @@ fn assert_logs_in_named_file(r: &Run, log: &Path) {
     let text = std::fs::read_to_string(log).expect("the named log file");
     assert!(
         text.lines()
-            .any(|l| l.contains(" INFO ") && l.contains("delivered")),
+            .any(|l| l.contains(" INFO ") && l.contains("activity") && l.contains("delivered=")),
         "no daemon lines in {}:\n{text}",
         log.display()
     );

@@ -27,6 +27,7 @@
 use crate::admin::protocol::{self, DownstreamStatus, SharedStatus};
 use crate::config::DownstreamSection;
 use crate::http::client::{Endpoint, IngestClient, Payload, PushError, Upload};
+use crate::ops::activity::PACKAGE_TARGET;
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::state::outbox::Outbox;
 use crate::state::store::{LedgerEntry, LedgerState, PackageIdBytes, StateStore};
@@ -490,7 +491,7 @@ impl Forwarder {
             LedgerState::Forwarding { attempts, .. } => *attempts + 1,
             _ => 1,
         };
-        tracing::info!(seq = entry.seq, package = %key, destination = url, status = code, attempts, "delivered downstream");
+        tracing::debug!(target: PACKAGE_TARGET, seq = entry.seq, package = %key, destination = url, status = code, attempts, "delivered downstream");
         self.audit.note(
             AuditRecord::new(
                 EventKind::PackageDelivered,

@@ -314,6 +314,7 @@ pub fn run(
     let mut rng = options.seed | 1;
     let mut saved_epoch = receiver.epochs().oldest().map(|(e, _)| e);
     let mut last_status = Instant::now();
+    let mut activity = crate::ops::activity::Activity::new(&status, last_status);
     let mut result = Ok(());
     let mut link = LinkWatch {
         gaps: gap_book.clone(),
@@ -382,6 +383,7 @@ pub fn run(
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
+            activity.tick(&status, last_status);
             expiry.poll(&status);
             audit.tick();
             publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
@@ -424,6 +426,7 @@ pub fn run(
         let _ = w.join();
     }
     publish(&status, &cfg, receiver.stats(), receiver.epochs().current());
+    activity.finish(&status, Instant::now());
     // What dropped since the last overrun record is audited before the
     // stop, whatever the interval.
     overrun.flush();

@@ -5,6 +5,7 @@
 
 use crate::admin::protocol::{self, SharedStatus};
 use crate::egress::status::{alarm, show_gaps, REFUSED_ALARM_PREFIX};
+use crate::ops::activity::PACKAGE_TARGET;
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
 use crate::state::gaps::{self, GapBook};
 use crate::state::outbox::{Outbox, OutboxError, Staging};
@@ -571,7 +572,7 @@ impl Writer<'_> {
                     // resend or a redundant send): once only.
                     outbox.abort(staging);
                     protocol::update(&self.status, |s| s.duplicates_suppressed += 1);
-                    tracing::info!(seq, package = %id, "already delivered; duplicate suppressed");
+                    tracing::debug!(target: PACKAGE_TARGET, seq, package = %id, "already delivered; duplicate suppressed");
                     // The package is delivered: whatever gap this send
                     // (or the first send it repeats) left is filled.
                     self.fill_gaps(&[(seq, manifest.first_seq)]);
@@ -690,7 +691,7 @@ impl Writer<'_> {
             let place = match (&it.destination, &it.delivered_as) {
                 (Some(url), _) => {
                     forwarding.push(((it.entry.seq, meta.id.0), url.clone()));
-                    tracing::info!(seq = it.entry.seq, package = %meta.id, destination = %url, "verified; waiting for the downstream endpoint");
+                    tracing::debug!(target: PACKAGE_TARGET, seq = it.entry.seq, package = %meta.id, destination = %url, "verified; waiting for the downstream endpoint");
                     format!("waiting for {url}")
                 }
                 (None, Some(name)) => {
@@ -703,7 +704,7 @@ impl Writer<'_> {
                         s.delivered += 1;
                         s.delivered_bytes += meta.size;
                     });
-                    tracing::info!(seq = it.entry.seq, package = %meta.id, file = %name, size = meta.size, "delivered");
+                    tracing::debug!(target: PACKAGE_TARGET, seq = it.entry.seq, package = %meta.id, file = %name, size = meta.size, "delivered");
                     format!("outbox: {name}")
                 }
                 (None, None) => continue,

@@ -19,6 +19,7 @@ use crate::ingress::admission::{
     admit, decision_record, digest_file, guard_package, rand_id, GuardJob, Guarded,
 };
 use crate::ingress::shared::{Admitted, Grant, Shared};
+use crate::ops::activity::PACKAGE_TARGET;
 use crate::ops::audit_trail::{Actor, Role};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::{PackageId, PackageMeta};
@@ -432,7 +433,7 @@ pub(crate) fn take(
     taking.taken();
     let (state, seq) = match admitted {
         Admitted::Queued(seq) => {
-            tracing::info!(package = %id, seq, file = %file_name, size, after = complete.name(), "taken from spool");
+            tracing::debug!(target: PACKAGE_TARGET, package = %id, seq, file = %file_name, size, after = complete.name(), "taken from spool");
             ("queued", Some(seq))
         }
         Admitted::Held(_) => {

@@ -8,6 +8,7 @@ use crate::ingress::queue::{with_first_seq, FIRST_SEQ_KEY};
 use crate::ingress::shared::Shared;
 use crate::link::pacer::Pacer;
 use crate::link::udp::{BatchSender, DatagramBatch};
+use crate::ops::activity::{Activity, PACKAGE_TARGET};
 use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome, Role};
 use crate::state::meta::queued_meta_from_text;
 use crate::state::store::{QueueRow, QueueState, QueuedPackage, StateChange};
@@ -133,6 +134,7 @@ pub(crate) fn send_loop(
     let mut payload = Vec::new();
     let mut saved_epoch = sender.epochs().oldest().map(|(e, _)| e);
     let mut last_status = Instant::now();
+    let mut activity = Activity::new(&s.status, last_status);
     let mut last_prune = Instant::now();
     let mut last_heal = Instant::now();
     let mut last_feed = Instant::now();
@@ -238,6 +240,7 @@ pub(crate) fn send_loop(
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             publish(s, sender, in_sender(&open), first_unsent(last_seq));
+            activity.tick(&s.status, last_status);
             if s.reload.swap(false, Ordering::Relaxed) {
                 crate::inspection::policy_gate::reload_policy(
                     s.policy.as_ref(),
@@ -271,6 +274,7 @@ pub(crate) fn send_loop(
         }
     }
     publish(s, sender, in_sender(&open), first_unsent(last_seq));
+    activity.finish(&s.status, Instant::now());
     Ok(())
 }
 
@@ -342,7 +346,7 @@ fn record_sent(
             c.sent += 1;
             c.sent_bytes += o.size;
         });
-        tracing::info!(package = %o.id, seq, "sent");
+        tracing::debug!(target: PACKAGE_TARGET, package = %o.id, seq, "sent");
         records.push(
             AuditRecord::new(EventKind::PackageSent, Actor::system(), Outcome::Success)
                 .package(o.id.to_hex())
@@ -357,7 +361,7 @@ fn record_sent(
         st.bundles_sent += 1;
         st.bundled_packages += n;
     });
-    tracing::info!(bundle = %o.id, seq, packages = n, "bundle sent");
+    tracing::debug!(target: PACKAGE_TARGET, bundle = %o.id, seq, packages = n, "bundle sent");
     for (id, member_seq, size) in o.members {
         sent.push(StateChange {
             id: id.0,

@@ -15,6 +15,7 @@ pub(crate) mod accept;
 
 use crate::config::IngestSection;
 use crate::ingress::shared::Shared;
+use crate::ops::activity::PACKAGE_TARGET;
 use crate::state::store::QueueState;
 use crate::DaemonError;
 use bytes::Bytes;
@@ -962,7 +963,7 @@ async fn push(
             let url = format!("/v1/packages/{}", id.to_hex());
             let body = match admitted {
                 crate::ingress::shared::Admitted::Queued(seq) => {
-                    tracing::info!(package = %id, seq, file = %file_name, size, identity = %identity.subject, role = ?identity.role, "accepted over HTTPS");
+                    tracing::debug!(target: PACKAGE_TARGET, package = %id, seq, file = %file_name, size, identity = %identity.subject, role = ?identity.role, "accepted over HTTPS");
                     serde_json::json!({
                         "package_id": id.to_hex(),
                         "state": "queued",
