@@ -508,6 +508,25 @@ impl AuditLog {
     pub fn health(&self) -> Health {
         let free = free_bytes(&self.shared.dir);
         self.shared.free_bytes.store(free, Ordering::Relaxed);
+        self.health_with(free)
+    }
+
+    /// [`AuditLog::health`] for a check made per package: the free space
+    /// measured after the last flush or by the ticker (at most 200 ms
+    /// ago), measured again only when it is below a floor, so that a
+    /// refusal always rests on a fresh figure. Why: a `statvfs(2)` per
+    /// push was about 2 % of the small-package path, and every accepted
+    /// package flushes the log (which measures) before its answer anyway.
+    pub fn health_cached(&self) -> Health {
+        let o = &self.shared.opts;
+        let cached = self.shared.free_bytes.load(Ordering::Relaxed);
+        if cached < o.min_free_bytes_accept || cached < o.min_free_bytes_audit {
+            return self.health();
+        }
+        self.health_with(cached)
+    }
+
+    fn health_with(&self, free: u64) -> Health {
         let st = lock(&self.shared.state);
         let o = &self.shared.opts;
         Health {

@@ -148,7 +148,7 @@ impl AuditTrail {
         let Some(log) = &self.log else {
             return Ok(());
         };
-        let h = log.health();
+        let h = log.health_cached();
         if h.accepting_packages {
             Ok(())
         } else if h.failed {
