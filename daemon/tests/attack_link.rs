@@ -322,6 +322,7 @@ fn deliveries_finished_by_recovery_are_audited_once() {
                         final_name: "staged.bin".into(),
                     },
                 },
+                ferry_daemon::now_millis().0,
                 &window,
             )
             .expect("ledger");
@@ -336,6 +337,7 @@ fn deliveries_finished_by_recovery_are_audited_once() {
                         final_name: "renamed.bin".into(),
                     },
                 },
+                ferry_daemon::now_millis().0,
                 &window,
             )
             .expect("ledger");

@@ -463,6 +463,68 @@ fn retention_deletes_the_oldest_sent_copies_past_max_bytes() {
     assert_eq!(kept["requeued"].as_array().map(Vec::len), Some(1), "{kept}");
 }
 
+/// The delivery ledger forgets a package once it is older than
+/// `ledger_max_age_s` (and than the newest package less that, so a lone
+/// last package is kept); a copy that arrives after that (here an
+/// operator's resend) is refused — counted, alarmed — and never delivered
+/// a second time, while a copy of a package still remembered is
+/// suppressed as before.
+#[test]
+fn a_copy_older_than_the_ledger_remembers_is_refused_not_delivered_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = testbed(dir.path(), |_| {});
+    // No self-healing re-sends: only the operator's resends send copies.
+    link_keys(&tb.ingress_config, "heal_resend_max_bytes_per_s = 0");
+    link_keys(&tb.egress_config, "ledger_max_age_s = 2");
+    let _egress = Daemon::start(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    let deliver = |name: &str, want: &[&str]| {
+        ferry_daemon::testkit::spool_file(&tb.spool, name, name.as_bytes()).expect("spool");
+        wait_for(Duration::from_secs(30), "delivery", || {
+            outbox_files(&tb.outbox) == want.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        });
+        let side: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(tb.outbox.join(format!("{name}.ferry.json"))).expect("sidecar"),
+        )
+        .expect("json");
+        side["package_id"].as_str().expect("id").to_string()
+    };
+    let old = deliver("a.csv", &["a.csv"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let young = deliver("b.csv", &["a.csv", "b.csv"]);
+    let egress = |key: &str| {
+        status(&tb.egress_config)
+            .and_then(|s| s[key].as_u64())
+            .unwrap_or(0)
+    };
+    // A round a second: a.csv is more than 2 s older than b.csv.
+    wait_for(Duration::from_secs(30), "the ledger pruned", || {
+        egress("ledger_pruned") == 1
+    });
+    let v = resend(&tb.ingress_config, &old);
+    assert_eq!(v["requeued"].as_array().map(Vec::len), Some(1), "{v}");
+    wait_for(Duration::from_secs(30), "the old copy refused", || {
+        egress("rejected") == 1
+    });
+    let v = resend(&tb.ingress_config, &young);
+    assert_eq!(v["requeued"].as_array().map(Vec::len), Some(1), "{v}");
+    wait_for(Duration::from_secs(30), "the young copy suppressed", || {
+        egress("duplicates_suppressed") == 1
+    });
+    let st = status(&tb.egress_config).expect("status");
+    assert_eq!(st["delivered"], serde_json::json!(2), "{st}");
+    assert_eq!(st["rejected"], serde_json::json!(1), "{st}");
+    let alarms = st["alarms"].to_string();
+    assert!(
+        alarms.contains("egress refused:") && alarms.contains("ledger_max_age_s"),
+        "{alarms}"
+    );
+    assert_eq!(
+        outbox_files(&tb.outbox),
+        vec!["a.csv".to_string(), "b.csv".to_string()]
+    );
+}
+
 /// `ferryctl resend --package ID` against `config`; its JSON answer.
 fn resend(config: &std::path::Path, id: &str) -> serde_json::Value {
     let out = std::process::Command::new(ferryctl())

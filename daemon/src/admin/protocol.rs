@@ -179,6 +179,10 @@ pub struct Status {
     /// Egress: packages received again (redundant send or resend) and not
     /// delivered a second time.
     pub duplicates_suppressed: u64,
+    /// Egress: delivery ledger entries forgotten because their package is
+    /// older than `ledger_max_age_s` (a copy that old is refused instead).
+    #[serde(default)]
+    pub ledger_pruned: u64,
     /// Egress: ClamAV signature files applied from the `[signatures]`
     /// channel.
     #[serde(default)]

@@ -15,8 +15,8 @@ use crate::config::model::{
     DEFAULT_EPOCH_LENGTH_S, DEFAULT_EPOCH_ORIGIN_UNIX_S, DEFAULT_HEAL_RESEND_AFTER_MS,
     DEFAULT_HEAL_RESEND_MAX_BYTES_PER_S, DEFAULT_HEARTBEAT_INTERVAL_MS,
     DEFAULT_INGEST_MAX_PACKAGE_BYTES, DEFAULT_INGEST_MAX_QUEUED_PACKAGES,
-    DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LINK_DOWN_AFTER_MS, DEFAULT_LOSS_BUDGET_BURST,
-    DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
+    DEFAULT_INGEST_MIN_FREE_BYTES, DEFAULT_LEDGER_MAX_AGE_S, DEFAULT_LINK_DOWN_AFTER_MS,
+    DEFAULT_LOSS_BUDGET_BURST, DEFAULT_LOSS_BUDGET_PERCENT, DEFAULT_MAX_BUFFER_BYTES, DEFAULT_MTU,
     DEFAULT_PACKAGE_IDLE_TIMEOUT_MS, DEFAULT_RATE_BYTES_PER_S, DEFAULT_RECEIVE_SPOOL_BYTES,
     DEFAULT_REDUNDANCY, DEFAULT_REDUNDANCY_SPACING_MS, DEFAULT_REFUSAL_ALARM_PER_MINUTE,
     DEFAULT_REPAIR_OVERHEAD_PERCENT, DEFAULT_RETENTION_MAX_AGE_S, DEFAULT_RETENTION_MAX_BYTES,
@@ -955,6 +955,15 @@ impl Checker<'_> {
                     "milliseconds",
                 )?
                 .unwrap_or(DEFAULT_PACKAGE_IDLE_TIMEOUT_MS),
+            ledger_max_age_s: self
+                .uint(
+                    l.ledger_max_age_s,
+                    "ledger_max_age_s",
+                    0,
+                    u64::MAX,
+                    "seconds",
+                )?
+                .unwrap_or(DEFAULT_LEDGER_MAX_AGE_S),
             heal_resend_after_ms: self
                 .uint(
                     l.heal_resend_after_ms,

@@ -38,6 +38,9 @@ pub(crate) const DEFAULT_MAX_BUFFER_BYTES: usize = 256 << 20;
 /// Egress: datagrams the receive thread may hold on disk while the
 /// processing falls behind (4 GiB: about 40 s of a saturated gigabit link).
 pub(crate) const DEFAULT_RECEIVE_SPOOL_BYTES: u64 = 4 << 30;
+/// 30 days: well past the ingress side's default retention (7 days), from
+/// which every resend and self-healing re-send comes.
+pub(crate) const DEFAULT_LEDGER_MAX_AGE_S: u64 = 30 * 86_400;
 pub(crate) const DEFAULT_PACKAGE_IDLE_TIMEOUT_MS: u64 = 5000;
 /// Ingress: a package is sent once more this long after its sends ended
 /// (self-healing after an egress crash; longer than the unit's restart).
@@ -504,6 +507,9 @@ pub struct LinkSection {
     pub receive_spool_bytes: u64,
     /// Egress: a package silent this long is abandoned.
     pub package_idle_timeout_ms: u64,
+    /// Egress: how long the delivery ledger remembers a delivered package
+    /// (by its creation time) to deliver it once only; 0 = forever.
+    pub ledger_max_age_s: u64,
     /// Ingress: each package is sent once more this long after its sends
     /// ended, so the link heals by itself after an egress crash.
     pub heal_resend_after_ms: u64,

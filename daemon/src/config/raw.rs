@@ -157,6 +157,7 @@ pub(crate) struct RawLink {
     pub(crate) max_buffer_bytes: Option<Spanned<i64>>,
     pub(crate) receive_spool_bytes: Option<Spanned<i64>>,
     pub(crate) package_idle_timeout_ms: Option<Spanned<i64>>,
+    pub(crate) ledger_max_age_s: Option<Spanned<i64>>,
     pub(crate) heal_resend_after_ms: Option<Spanned<i64>>,
     pub(crate) heal_resend_max_bytes_per_s: Option<Spanned<i64>>,
     pub(crate) bundle_max_packages: Option<Spanned<i64>>,

@@ -16,6 +16,7 @@
 
 pub(crate) mod blocks;
 pub(crate) mod forward;
+pub(crate) mod ledger_memory;
 pub(crate) mod receive;
 pub(crate) mod spool;
 pub(crate) mod status;
@@ -28,7 +29,7 @@ use crate::egress::spool::Spool;
 use crate::egress::status::{
     publish, show_gaps, show_spool, Capacity, OverrunReport, SocketFigures,
 };
-use crate::egress::writer::{recover, writer_loop, Sinks, Write, WRITER_QUEUE};
+use crate::egress::writer::{recover, writer_loop, Limits, Sinks, Write, WRITER_QUEUE};
 use crate::link::keys::schedule;
 use crate::link::udp::{self, BatchReceiver};
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
@@ -170,6 +171,7 @@ pub fn run(
     )?;
     let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
     let max_buffer_bytes = cfg.link.max_buffer_bytes as u64;
+    let ledger_max_age_s = cfg.link.ledger_max_age_s;
     let writer = {
         let status = status.clone();
         let store = store.clone();
@@ -193,7 +195,10 @@ pub fn run(
                     link_name,
                     &audit,
                     gate.as_deref(),
-                    max_buffer_bytes,
+                    Limits {
+                        max_buffer_bytes,
+                        ledger_max_age_s,
+                    },
                 )
             })
             .map_err(DaemonError::thread_start("writer"))?

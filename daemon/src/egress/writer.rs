@@ -4,6 +4,7 @@
 //! forwarder; and finishes at start what a crash interrupted.
 
 use crate::admin::protocol::{self, SharedStatus};
+use crate::egress::ledger_memory::LedgerMemory;
 use crate::egress::status::{alarm, show_gaps, REFUSED_ALARM_PREFIX};
 use crate::ops::activity::PACKAGE_TARGET;
 use crate::ops::audit_trail::{Actor, AuditRecord, AuditTrail, EventKind, Outcome};
@@ -15,7 +16,9 @@ use ferry_protocol::bundle::{MAX_BUNDLE_BYTES, TABLE_BOUND};
 use ferry_protocol::Manifest;
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver as Rx;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Writer queue depth (messages, each at most one 64 KiB chunk): bounds
 /// the memory between the threads to about 64 MiB.
@@ -88,6 +91,14 @@ pub(crate) struct Ready {
 /// the egress side's memory must stay bounded by its configuration.
 pub(crate) const BUNDLE_MEMORY_SHARE: u64 = 8;
 
+/// The writer's bounds from the configuration.
+pub(crate) struct Limits {
+    /// `max_buffer_bytes`: the bundles gathered in memory take a share.
+    pub(crate) max_buffer_bytes: u64,
+    /// `ledger_max_age_s` (0 = the ledger forgets nothing).
+    pub(crate) ledger_max_age_s: u64,
+}
+
 pub(crate) fn writer_loop(
     rx: Rx<Write>,
     sinks: Sinks,
@@ -95,33 +106,52 @@ pub(crate) fn writer_loop(
     link: String,
     audit: &AuditTrail,
     gate: Option<&crate::inspection::policy_gate::PolicyGate>,
-    max_buffer_bytes: u64,
+    limits: Limits,
 ) {
+    let ledger = match LedgerMemory::open(&sinks.store, limits.ledger_max_age_s) {
+        Ok(m) => m,
+        Err(e) => {
+            // Without the horizon, a copy of a pruned package could be
+            // delivered twice: deliver nothing.
+            alarm(&status, &format!("state store: the delivery ledger's horizon could not be read: {e}; nothing is delivered until ferryd is restarted with a readable state store"));
+            return;
+        }
+    };
     let mut w = Writer {
         sinks,
         status,
         link,
         audit,
         gate,
-        bundle_memory: (max_buffer_bytes / BUNDLE_MEMORY_SHARE, 0),
+        bundle_memory: (limits.max_buffer_bytes / BUNDLE_MEMORY_SHARE, 0),
         staged: HashMap::new(),
         ready: Vec::new(),
         replay: None,
         refused: Default::default(),
+        ledger,
     };
     // Group commit: take what the receive thread has queued (up to a
     // batch), then make all of its completed packages durable together —
     // one file-system sync, one ledger transaction and one audit flush
     // per step instead of per package. A lone package is a batch of one.
-    while let Ok(msg) = rx.recv() {
-        w.handle(msg);
-        while w.ready.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(msg) => w.handle(msg),
-                Err(_) => break,
+    // Between batches, a slice of ledger pruning when one is due.
+    loop {
+        match rx.recv_timeout(w.ledger.wait(Instant::now())) {
+            Ok(msg) => {
+                w.handle(msg);
+                while w.ready.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => w.handle(msg),
+                        Err(_) => break,
+                    }
+                }
+                w.commit();
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-        w.commit();
+        w.ledger
+            .step(&w.sinks.store, &w.status, Instant::now(), now_millis().0);
     }
     w.commit();
 }
@@ -144,6 +174,8 @@ pub(crate) struct Writer<'a> {
     /// after the operator fixed the cause), so it neither goes silent
     /// early nor stays after the operator's fix worked.
     refused: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// How long the ledger remembers, and the horizon it pruned to.
+    ledger: LedgerMemory,
 }
 
 impl Writer<'_> {
@@ -482,7 +514,13 @@ impl Writer<'_> {
         }
         let entries: Vec<_> = items
             .iter()
-            .map(|it| (it.manifest.meta.id.0, &it.entry))
+            .map(|it| {
+                (
+                    it.manifest.meta.id.0,
+                    &it.entry,
+                    it.manifest.meta.created_unix_ms,
+                )
+            })
             .collect();
         if let Err(e) = store.begin_deliveries(&entries, &replay) {
             alarm(&self.status, &format!("state store: {e}"));
@@ -589,6 +627,21 @@ impl Writer<'_> {
                     continue;
                 }
             }
+            if self.ledger.forgotten(manifest.meta.created_unix_ms) {
+                // Not in the ledger, but older than what it remembers: it
+                // may be a copy of a package delivered long ago.
+                outbox.abort(staging);
+                self.refuse(
+                    seq,
+                    &manifest,
+                    &format!(
+                        "created at {} ms since the Unix epoch, before the delivery ledger's horizon ({} ms; `ledger_max_age_s`): it may have been delivered already and that record pruned, so it is not delivered again; push it again as a new package if it is still needed",
+                        manifest.meta.created_unix_ms,
+                        self.ledger.pruned_below()
+                    ),
+                );
+                continue;
+            }
             let name = &manifest.meta.file_name;
             // Also for a downstream endpoint: the name travels in a header,
             // and no endpoint is handed a path or a control code.
@@ -673,7 +726,7 @@ impl Writer<'_> {
     }
 
     /// Step 5: counters, log lines and audit records of a committed batch.
-    fn report(&self, items: Vec<Item>) {
+    fn report(&mut self, items: Vec<Item>) {
         let mut records = Vec::with_capacity(items.len());
         let mut forwarding = Vec::new();
         let mut any_delivered = false;
@@ -681,6 +734,7 @@ impl Writer<'_> {
         let mut refused_cleared = false;
         for it in items.into_iter().filter(|it| !it.failed) {
             let meta = &it.manifest.meta;
+            self.ledger.recorded(meta.created_unix_ms);
             filled.push((it.entry.seq, it.manifest.first_seq));
             {
                 let mut r = self.refused.borrow_mut();

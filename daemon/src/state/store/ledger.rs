@@ -4,7 +4,10 @@
 //! neither.
 
 use crate::state::store::error::StoreError;
-use crate::state::store::tables::{PackageIdBytes, StateStore, BLOBS, LEDGER, REPLAY_KEY};
+use crate::state::store::tables::{
+    PackageIdBytes, StateStore, BLOBS, COUNTERS, LEDGER, LEDGER_AGE, LEDGER_AGES_FILLED_KEY,
+    LEDGER_PRUNED_BELOW_KEY, REPLAY_KEY,
+};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
@@ -82,26 +85,30 @@ impl StateStore {
     /// with the replay window that accepts it, in one transaction: after a
     /// crash either both are there (finish the delivery) or neither (the
     /// package is received again). Refuses an id the ledger already holds.
+    /// `created_unix_ms` is the package's creation time (its manifest's),
+    /// by which the entry is pruned ([`StateStore::prune_ledger`]).
     pub fn begin_delivery(
         &self,
         id: PackageIdBytes,
         entry: &LedgerEntry,
+        created_unix_ms: u64,
         replay_window: &[u8],
     ) -> Result<(), StoreError> {
-        self.begin_deliveries(&[(id, entry)], replay_window)
+        self.begin_deliveries(&[(id, entry, created_unix_ms)], replay_window)
     }
 
     /// [`StateStore::begin_delivery`] for a batch, in one transaction:
     /// all of them are recorded or none.
     pub fn begin_deliveries(
         &self,
-        entries: &[(PackageIdBytes, &LedgerEntry)],
+        entries: &[(PackageIdBytes, &LedgerEntry, u64)],
         replay_window: &[u8],
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
-            for (id, entry) in entries {
+            let mut ages = tx.open_table(LEDGER_AGE).map_err(|e| self.db_err(e))?;
+            for (id, entry, created) in entries {
                 let json = self.encode("ledger entry", *entry)?;
                 if ledger.get(id).map_err(|e| self.db_err(e))?.is_some() {
                     // Dropping `tx` without commit aborts it: nothing changes.
@@ -111,6 +118,8 @@ impl StateStore {
                 }
                 ledger
                     .insert(id, json.as_str())
+                    .map_err(|e| self.db_err(e))?;
+                ages.insert(&age_key(*created, id), ())
                     .map_err(|e| self.db_err(e))?;
             }
             let mut blobs = tx.open_table(BLOBS).map_err(|e| self.db_err(e))?;
@@ -231,6 +240,131 @@ impl StateStore {
         tx.commit().map_err(|e| self.db_err(e))
     }
 
+    /// Forgets delivered packages created before `below_unix_ms`, oldest
+    /// first, from `from` (the start: `None`) on, at most `max_rows` age
+    /// rows in this transaction; entries still delivering or forwarding
+    /// stay. [`LedgerPrune::next`] says where the next call goes on.
+    /// Records `below_unix_ms` as the pruned horizon
+    /// ([`StateStore::ledger_pruned_below`]) in the same transaction, never
+    /// lowering it.
+    pub fn prune_ledger(
+        &self,
+        below_unix_ms: u64,
+        from: Option<LedgerCursor>,
+        max_rows: usize,
+    ) -> Result<LedgerPrune, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let mut out = LedgerPrune::default();
+        {
+            let mut ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
+            let mut ages = tx.open_table(LEDGER_AGE).map_err(|e| self.db_err(e))?;
+            let start = from.map_or([0; 24], |c| c.0);
+            let end = age_key(below_unix_ms, &[0; 16]);
+            let mut due = Vec::new();
+            if start < end {
+                for row in ages
+                    .range::<&[u8; 24]>(&start..&end)
+                    .map_err(|e| self.db_err(e))?
+                {
+                    let (k, _) = row.map_err(|e| self.db_err(e))?;
+                    if due.len() == max_rows {
+                        out.next = Some(LedgerCursor(*k.value()));
+                        break;
+                    }
+                    due.push(*k.value());
+                }
+            }
+            for key in &due {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&key[8..]);
+                let delivered = match ledger.get(&id).map_err(|e| self.db_err(e))? {
+                    None => None,
+                    Some(v) => Some(matches!(
+                        self.decode::<LedgerEntry>(ledger_what(&id), v.value())?
+                            .state,
+                        LedgerState::Delivered { .. }
+                    )),
+                };
+                match delivered {
+                    // Still on its way (a crash to recover, an endpoint
+                    // down): kept, and its age row with it.
+                    Some(false) => {
+                        out.in_flight += 1;
+                        continue;
+                    }
+                    Some(true) => {
+                        ledger.remove(&id).map_err(|e| self.db_err(e))?;
+                        out.removed += 1;
+                    }
+                    None => {}
+                }
+                ages.remove(key).map_err(|e| self.db_err(e))?;
+            }
+            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
+            let before = counters
+                .get(LEDGER_PRUNED_BELOW_KEY)
+                .map_err(|e| self.db_err(e))?
+                .map_or(0, |v| v.value());
+            if below_unix_ms > before {
+                counters
+                    .insert(LEDGER_PRUNED_BELOW_KEY, below_unix_ms)
+                    .map_err(|e| self.db_err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(out)
+    }
+
+    /// Packages created before this (ms since the Unix epoch) may have been
+    /// pruned from the ledger; 0 if nothing ever was.
+    pub fn ledger_pruned_below(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let counters = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
+        Ok(counters
+            .get(LEDGER_PRUNED_BELOW_KEY)
+            .map_err(|e| self.db_err(e))?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// Gives every ledger entry written before `ledger_age` existed an age
+    /// row, once. Their creation time is not known; `now_unix_ms` stands
+    /// for it, which is later than the real one, so they are pruned late,
+    /// never early.
+    pub(super) fn fill_ledger_ages(&self, now_unix_ms: u64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let filled = {
+            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
+            if counters
+                .get(LEDGER_AGES_FILLED_KEY)
+                .map_err(|e| self.db_err(e))?
+                .is_some()
+            {
+                return Ok(());
+            }
+            let ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
+            let mut ages = tx.open_table(LEDGER_AGE).map_err(|e| self.db_err(e))?;
+            let mut n = 0u64;
+            for row in ledger.iter().map_err(|e| self.db_err(e))? {
+                let (k, _) = row.map_err(|e| self.db_err(e))?;
+                ages.insert(&age_key(now_unix_ms, k.value()), ())
+                    .map_err(|e| self.db_err(e))?;
+                n += 1;
+            }
+            counters
+                .insert(LEDGER_AGES_FILLED_KEY, 1)
+                .map_err(|e| self.db_err(e))?;
+            n
+        };
+        tx.commit().map_err(|e| self.db_err(e))?;
+        if filled > 0 {
+            tracing::info!(
+                packages = filled,
+                "state store: delivery ledger entries of an earlier version given an age (now), from which they are pruned"
+            );
+        }
+        Ok(())
+    }
+
     fn list_ledger(
         &self,
         keep: impl Fn(&LedgerState) -> bool,
@@ -249,6 +383,30 @@ impl StateStore {
         out.sort_by_key(|(_, e)| e.seq);
         Ok(out)
     }
+}
+
+/// What one [`StateStore::prune_ledger`] call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerPrune {
+    /// Delivered entries forgotten.
+    pub removed: u64,
+    /// Entries old enough but still delivering or forwarding: kept.
+    pub in_flight: u64,
+    /// More rows were due than this call took: where the next call goes
+    /// on (past the entries kept, so a long run of them cannot stall it).
+    pub next: Option<LedgerCursor>,
+}
+
+/// Where a pruning round stopped, for its next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerCursor([u8; 24]);
+
+/// A `ledger_age` key: creation time (big-endian), then the id.
+fn age_key(created_unix_ms: u64, id: &PackageIdBytes) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&created_unix_ms.to_be_bytes());
+    k[8..].copy_from_slice(id);
+    k
 }
 
 fn ledger_what(id: &PackageIdBytes) -> String {

@@ -25,6 +25,6 @@ mod tests;
 pub use crate::state::store::blobs::StoppedChannel;
 pub use crate::state::store::error::StoreError;
 pub use crate::state::store::holds::{ApprovalMark, HeldPackage, HoldKind};
-pub use crate::state::store::ledger::{LedgerEntry, LedgerState};
+pub use crate::state::store::ledger::{LedgerCursor, LedgerEntry, LedgerPrune, LedgerState};
 pub use crate::state::store::queue::{QueueRow, QueueState, QueuedPackage, StateChange};
 pub use crate::state::store::tables::{PackageIdBytes, StateStore};

@@ -30,6 +30,11 @@ pub(super) const QUEUE_STATE: TableDefinition<u64, QueueStateRow> =
 pub(super) type QueueStateRow = (u8, u32, u64, u64, u64, [u8; 16]);
 pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(super) const LEDGER: TableDefinition<&[u8; 16], &str> = TableDefinition::new("ledger");
+/// Egress: every ledger entry by age, so that pruning reads only what it
+/// deletes: the key is the package's creation time (ms, big-endian, so
+/// rows sort by it) followed by its id. A row whose entry is gone (a
+/// delivery undone) is dropped when pruning reaches it.
+pub(super) const LEDGER_AGE: TableDefinition<&[u8; 24], ()> = TableDefinition::new("ledger_age");
 /// Ingress packages held (for approval, a closed window or a stopped
 /// channel): outside the sequence order, so a held package never leaves a
 /// gap on the egress side.
@@ -38,6 +43,11 @@ pub(super) const HELD: TableDefinition<&[u8; 16], &str> = TableDefinition::new("
 pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
 pub(super) const REPLAY_KEY: &str = "replay_window";
 pub(super) const STOPPED_KEY: &str = "stopped_channels";
+/// In `counters`: set once every ledger entry has its `ledger_age` row.
+pub(super) const LEDGER_AGES_FILLED_KEY: &str = "ledger_ages_filled";
+/// In `counters`: entries of packages created before this (ms) may have
+/// been pruned from the ledger.
+pub(super) const LEDGER_PRUNED_BELOW_KEY: &str = "ledger_pruned_below_ms";
 
 /// The daemon's durable state; one per state directory. Safe to share
 /// between threads (redb serializes writers).
@@ -68,10 +78,12 @@ impl StateStore {
             tx.open_table(QUEUE_STATE).map_err(|e| store.db_err(e))?;
             tx.open_table(BLOBS).map_err(|e| store.db_err(e))?;
             tx.open_table(LEDGER).map_err(|e| store.db_err(e))?;
+            tx.open_table(LEDGER_AGE).map_err(|e| store.db_err(e))?;
             tx.open_table(HELD).map_err(|e| store.db_err(e))?;
         }
         tx.commit().map_err(|e| store.db_err(e))?;
         store.fill_queue_rows()?;
+        store.fill_ledger_ages(crate::now_millis().0)?;
         Ok(store)
     }
 

@@ -273,9 +273,9 @@ fn reopen_keeps_everything() {
         assert_eq!(s.reserve_seqs(5).unwrap(), 0);
         s.enqueue(id(1), &pkg(4, QueueState::Sending)).unwrap();
         s.save_replay(b"window-1").unwrap();
-        s.begin_delivery(id(7), &delivering(9), b"window-2")
+        s.begin_delivery(id(7), &delivering(9), 0, b"window-2")
             .unwrap();
-        s.begin_delivery(id(8), &delivering(10), b"window-3")
+        s.begin_delivery(id(8), &delivering(10), 0, b"window-3")
             .unwrap();
         s.finish_delivery(id(8), "b.csv", 42).unwrap();
     }
@@ -339,7 +339,8 @@ fn begin_delivery_is_all_or_nothing() {
     // A reader that started before the commit sees neither write; one
     // after sees both.
     let before = s.db.begin_read().unwrap();
-    s.begin_delivery(id(1), &delivering(1), b"after-1").unwrap();
+    s.begin_delivery(id(1), &delivering(1), 0, b"after-1")
+        .unwrap();
     {
         let ledger = before.open_table(LEDGER).unwrap();
         let blobs = before.open_table(BLOBS).unwrap();
@@ -351,7 +352,7 @@ fn begin_delivery_is_all_or_nothing() {
 
     // A refused begin changes nothing, not even the replay window.
     assert!(matches!(
-        s.begin_delivery(id(1), &delivering(2), b"after-2"),
+        s.begin_delivery(id(1), &delivering(2), 0, b"after-2"),
         Err(StoreError::AlreadyInLedger { .. })
     ));
     assert_eq!(s.ledger_get(id(1)).unwrap(), Some(delivering(1)));
@@ -360,7 +361,8 @@ fn begin_delivery_is_all_or_nothing() {
     // Undoing a failed delivery lets a resend begin again.
     assert!(s.ledger_remove(id(1)).unwrap());
     assert!(!s.ledger_remove(id(1)).unwrap());
-    s.begin_delivery(id(1), &delivering(2), b"after-2").unwrap();
+    s.begin_delivery(id(1), &delivering(2), 0, b"after-2")
+        .unwrap();
     assert_eq!(s.load_replay().unwrap().as_deref(), Some(&b"after-2"[..]));
 }
 
@@ -382,4 +384,79 @@ fn a_second_open_of_the_same_file_is_refused_with_advice() {
     let _first = StateStore::open(&path).unwrap();
     let e = StateStore::open(&path).unwrap_err();
     assert!(e.to_string().contains("another ferryd"), "{e}");
+}
+
+#[test]
+fn pruning_forgets_old_deliveries_only_and_keeps_its_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.ledger_pruned_below().unwrap(), 0);
+    // Created at 10, 20, 30, 40 (ms): 1 and 3 delivered, 2 still
+    // delivering, 4 delivered but young; 5 was undone (its row remains).
+    for (n, created) in [(1u8, 10u64), (2, 20), (3, 30), (4, 40), (5, 15)] {
+        s.begin_delivery(id(n), &delivering(u64::from(n)), created, b"w")
+            .unwrap();
+    }
+    for n in [1u8, 3, 4] {
+        s.finish_delivery(id(n), "x", 99).unwrap();
+    }
+    assert!(s.ledger_remove(id(5)).unwrap());
+    // Slices of two rows: the first stops after 1 and 5, the next goes on
+    // past 2 (kept: in flight) and removes 3; 4 is past the horizon.
+    let p = s.prune_ledger(35, None, 2).unwrap();
+    assert_eq!((p.removed, p.in_flight), (1, 0), "{p:?}");
+    assert!(p.next.is_some());
+    let q = s.prune_ledger(35, p.next, 2).unwrap();
+    assert_eq!((q.removed, q.in_flight, q.next), (1, 1, None), "{q:?}");
+    assert_eq!(s.ledger_get(id(1)).unwrap(), None);
+    assert_eq!(s.ledger_get(id(3)).unwrap(), None);
+    assert!(s.ledger_get(id(2)).unwrap().is_some(), "in flight: kept");
+    assert!(s.ledger_get(id(4)).unwrap().is_some(), "young: kept");
+    // The next round meets only the one in flight; the horizon never
+    // goes down, and survives a reopen.
+    let r = s.prune_ledger(20, None, 100).unwrap();
+    assert_eq!((r.removed, r.in_flight), (0, 0), "{r:?}");
+    let r = s.prune_ledger(36, None, 100).unwrap();
+    assert_eq!((r.removed, r.in_flight), (0, 1), "{r:?}");
+    drop(s);
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.ledger_pruned_below().unwrap(), 36);
+    s.finish_delivery(id(2), "y", 100).unwrap();
+    let r = s.prune_ledger(50, None, 100).unwrap();
+    assert_eq!((r.removed, r.in_flight), (2, 0), "2 and 4: {r:?}");
+}
+
+#[test]
+fn ledger_entries_of_an_earlier_version_get_an_age_of_now_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    {
+        let s = StateStore::open(&path).unwrap();
+        s.begin_delivery(id(1), &delivering(1), 5, b"w").unwrap();
+        s.finish_delivery(id(1), "x", 6).unwrap();
+        // Make it look written before `ledger_age` existed.
+        let tx = s.db.begin_write().unwrap();
+        tx.delete_table(crate::state::store::tables::LEDGER_AGE)
+            .unwrap();
+        {
+            let mut c = tx
+                .open_table(crate::state::store::tables::COUNTERS)
+                .unwrap();
+            c.remove(crate::state::store::tables::LEDGER_AGES_FILLED_KEY)
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let s = StateStore::open(&path).unwrap();
+    let now = crate::now_millis().0;
+    // Not pruned by its real age (5 ms)…
+    let p = s
+        .prune_ledger(now.saturating_sub(60_000), None, 100)
+        .unwrap();
+    assert_eq!(p.removed, 0, "{p:?}");
+    assert!(s.ledger_get(id(1)).unwrap().is_some());
+    // …but by the age it was given when the store was opened.
+    let p = s.prune_ledger(now + 60_000, None, 100).unwrap();
+    assert_eq!(p.removed, 1, "{p:?}");
 }
