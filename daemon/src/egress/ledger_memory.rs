@@ -20,7 +20,7 @@
 
 use crate::admin::protocol::{self, SharedStatus};
 use crate::egress::status::alarm;
-use crate::state::store::{LedgerCursor, StateStore};
+use crate::state::store::{LedgerCursor, StateStore, StoreError};
 use std::time::{Duration, Instant};
 
 /// Age rows one pruning transaction takes: a slice short enough not to
@@ -49,8 +49,8 @@ pub(crate) struct LedgerMemory {
 impl LedgerMemory {
     /// Reads the horizon an earlier run pruned to: it holds even when
     /// pruning is now off (`max_age_s` 0), since those entries are gone.
-    pub(crate) fn open(store: &StateStore, max_age_s: u64) -> Result<LedgerMemory, String> {
-        let pruned_below = store.ledger_pruned_below().map_err(|e| e.to_string())?;
+    pub(crate) fn open(store: &StateStore, max_age_s: u64) -> Result<LedgerMemory, StoreError> {
+        let pruned_below = store.ledger_pruned_below()?;
         Ok(LedgerMemory {
             max_age_ms: max_age_s.saturating_mul(1000),
             pruned_below,

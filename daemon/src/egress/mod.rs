@@ -24,6 +24,7 @@ pub(crate) mod writer;
 
 use crate::admin::protocol::{self, Request, SharedStatus};
 use crate::config::Config;
+use crate::egress::ledger_memory::LedgerMemory;
 use crate::egress::receive::{drain, LinkWatch, BATCH};
 use crate::egress::spool::Spool;
 use crate::egress::status::{
@@ -171,7 +172,9 @@ pub fn run(
     )?;
     let (tx, rx) = sync_channel::<Write>(WRITER_QUEUE);
     let max_buffer_bytes = cfg.link.max_buffer_bytes as u64;
-    let ledger_max_age_s = cfg.link.ledger_max_age_s;
+    // Without the horizon the ledger was pruned to, a copy of a forgotten
+    // package could be delivered twice: no start without it.
+    let ledger = LedgerMemory::open(&store, cfg.link.ledger_max_age_s)?;
     let writer = {
         let status = status.clone();
         let store = store.clone();
@@ -197,7 +200,7 @@ pub fn run(
                     gate.as_deref(),
                     Limits {
                         max_buffer_bytes,
-                        ledger_max_age_s,
+                        ledger,
                     },
                 )
             })

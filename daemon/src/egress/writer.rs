@@ -95,8 +95,10 @@ pub(crate) const BUNDLE_MEMORY_SHARE: u64 = 8;
 pub(crate) struct Limits {
     /// `max_buffer_bytes`: the bundles gathered in memory take a share.
     pub(crate) max_buffer_bytes: u64,
-    /// `ledger_max_age_s` (0 = the ledger forgets nothing).
-    pub(crate) ledger_max_age_s: u64,
+    /// How long the ledger remembers (`ledger_max_age_s`), and the horizon
+    /// it was pruned to: read before the writer starts, so that ferryd
+    /// refuses to start (not to deliver) when it cannot be read.
+    pub(crate) ledger: LedgerMemory,
 }
 
 pub(crate) fn writer_loop(
@@ -108,15 +110,6 @@ pub(crate) fn writer_loop(
     gate: Option<&crate::inspection::policy_gate::PolicyGate>,
     limits: Limits,
 ) {
-    let ledger = match LedgerMemory::open(&sinks.store, limits.ledger_max_age_s) {
-        Ok(m) => m,
-        Err(e) => {
-            // Without the horizon, a copy of a pruned package could be
-            // delivered twice: deliver nothing.
-            alarm(&status, &format!("state store: the delivery ledger's horizon could not be read: {e}; nothing is delivered until ferryd is restarted with a readable state store"));
-            return;
-        }
-    };
     let mut w = Writer {
         sinks,
         status,
@@ -128,7 +121,7 @@ pub(crate) fn writer_loop(
         ready: Vec::new(),
         replay: None,
         refused: Default::default(),
-        ledger,
+        ledger: limits.ledger,
     };
     // Group commit: take what the receive thread has queued (up to a
     // batch), then make all of its completed packages durable together —
