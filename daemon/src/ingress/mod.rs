@@ -407,7 +407,13 @@ fn resend(
     let mut requeued = Vec::new();
     let mut busy = Vec::new();
     for id in picked {
-        let Some(q) = s.store.get(id)? else { continue };
+        // Read under the lock retention deletes under: a copy it is
+        // deleting is either gone from the queue here or not touched yet.
+        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+        let Some(q) = s.store.get(id)? else {
+            unknown.push(hex::encode(id));
+            continue;
+        };
         if !matches!(q.state, QueueState::Sent { .. }) {
             // Queued or being sent right now: it is on its way already, and
             // re-queuing it here would be overwritten when that send ends.
@@ -418,7 +424,6 @@ fn resend(
             unknown.push(hex::encode(id));
             continue;
         }
-        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
         let seq = requeue(&s.store, id, q)?;
         requeued.push(serde_json::json!({ "package": hex::encode(id), "new_seq": seq }));
     }

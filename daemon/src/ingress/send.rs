@@ -260,7 +260,7 @@ pub(crate) fn send_loop(
             last_heal = Instant::now();
             heal_resend(s, &mut heal)?;
         }
-        if last_prune.elapsed() >= Duration::from_secs(10) {
+        if last_prune.elapsed() >= PRUNE_INTERVAL {
             last_prune = Instant::now();
             prune(s)?;
         }
@@ -662,6 +662,15 @@ const HEAL_INTERVAL: Duration = Duration::from_millis(100);
 /// traffic of small packages is kept up with.
 const HEAL_ROWS_PER_LOOK: usize = 2048;
 
+/// How often retention looks for retained copies to delete. A look that
+/// finds nothing reads the front of the retention index only; at the
+/// bytes bound under steady traffic, each look deletes a second's worth.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Retained copies deleted per slice (per hold of the queue lock, which
+/// the committer of new uploads waits for).
+const PRUNE_SLICE: usize = 256;
+
 /// One look's decisions, written together by [`heal_write`].
 #[derive(Default)]
 struct HealTally {
@@ -744,41 +753,48 @@ fn heal_write(s: &Shared, tally: &mut HealTally) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Deletes retained copies beyond the configured age and byte bounds,
-/// oldest first. Reads the queue's rows, not its records: only a package
-/// being deleted has its record read (for the file to delete).
+/// Deletes retained copies beyond the configured bounds: those last sent
+/// more than `max_age_s` ago, then, sent longest ago first, as many as
+/// bring the retained bytes within `max_bytes`. In slices: each slice is
+/// found, its files deleted and its records removed under the queue lock,
+/// so a resend (which re-reads the record under that lock) never queues a
+/// copy whose file is going, and a slice holds the lock for a few
+/// milliseconds, not for all of them. Reads the front of the queue and the
+/// retained totals: one row when nothing is due.
+///
+/// The file goes before the record: a crash in between leaves records
+/// whose file is gone (a resend answers "not retained"; the next round
+/// removes them), never a file no record names.
 pub(crate) fn prune(s: &Shared) -> Result<(), DaemonError> {
-    let mut sent: Vec<QueueRow> = s
-        .store
-        .queue_rows(0, usize::MAX)?
-        .into_iter()
-        .filter(|r| matches!(r.state, QueueState::Sent { .. }))
-        .collect();
-    sent.sort_by_key(|r| r.enqueued_unix_ms);
-    let now = now_millis().0;
     let max_age_ms = s.cfg.retention.max_age_s.saturating_mul(1000);
-    let mut total: u64 = sent.iter().map(|r| r.bytes).sum();
-    let mut kept = 0u64;
-    for r in &sent {
-        let old = now.saturating_sub(r.enqueued_unix_ms) > max_age_ms;
-        if old || total > s.cfg.retention.max_bytes {
-            total -= r.bytes;
-            match s.store.get(r.id)? {
-                // Still the retained copy this row describes (not queued
-                // again meanwhile by a resend).
-                Some(q) if q.seq == r.seq && matches!(q.state, QueueState::Sent { .. }) => {
-                    let _ = std::fs::remove_file(&q.path);
-                    s.store.remove(r.id)?;
-                }
-                _ => {}
+    let sent_before = now_millis().0.saturating_sub(max_age_ms);
+    loop {
+        let _guard = s.lock.lock().map_err(|_| DaemonError::Poisoned)?;
+        let due = s
+            .store
+            .retention_due(sent_before, s.cfg.retention.max_bytes, PRUNE_SLICE)?;
+        for r in &due {
+            match std::fs::remove_file(&r.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Retention must go on (one file it cannot delete would
+                // stop it for good): the record goes, the file is named.
+                Err(e) => tracing::warn!(
+                    path = %r.path,
+                    error = %e,
+                    "retention: a retained copy could not be deleted; its record is removed, delete the file by hand"
+                ),
             }
-        } else {
-            kept += 1;
+        }
+        s.store.remove_retained(&due)?;
+        if due.len() < PRUNE_SLICE {
+            break;
         }
     }
+    let (kept, bytes) = s.store.retained();
     protocol::update(&s.status, |st| {
         st.retained = kept;
-        st.retained_bytes = total;
+        st.retained_bytes = bytes;
     });
     Ok(())
 }

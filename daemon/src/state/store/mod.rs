@@ -9,7 +9,8 @@
 //!
 //! One file per table or group of tables that change together:
 //! `tables.rs` (the tables and the [`StateStore`] handle: the leaf),
-//! `queue.rs` (ingress sequence counter and queue), `holds.rs` (held
+//! `queue.rs` (ingress sequence counter and queue), `retained.rs` (the
+//! totals of the sent packages kept for resends), `holds.rs` (held
 //! packages), `ledger.rs` (egress ledger and replay window), `blobs.rs`
 //! (stopped channels, link state), `error.rs`.
 
@@ -18,6 +19,7 @@ mod error;
 mod holds;
 mod ledger;
 mod queue;
+mod retained;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -26,5 +28,5 @@ pub use crate::state::store::blobs::StoppedChannel;
 pub use crate::state::store::error::StoreError;
 pub use crate::state::store::holds::{ApprovalMark, HeldPackage, HoldKind};
 pub use crate::state::store::ledger::{LedgerCursor, LedgerEntry, LedgerPrune, LedgerState};
-pub use crate::state::store::queue::{QueueRow, QueueState, QueuedPackage, StateChange};
+pub use crate::state::store::queue::{QueueRow, QueueState, QueuedPackage, Retired, StateChange};
 pub use crate::state::store::tables::{PackageIdBytes, StateStore};

@@ -5,6 +5,7 @@
 //! writes only the last two.
 
 use crate::state::store::error::StoreError;
+use crate::state::store::retained::{follow_row, RetainedDelta, SENT_TAG};
 use crate::state::store::tables::{
     PackageIdBytes, QueueStateRow, StateStore, COUNTERS, NEXT_SEQ_KEY, QUEUE, QUEUE_BY_SEQ,
     QUEUE_STATE,
@@ -33,7 +34,7 @@ impl QueueState {
         match self {
             QueueState::Queued => 0,
             QueueState::Sending => 1,
-            QueueState::Sent { .. } => 2,
+            QueueState::Sent { .. } => SENT_TAG,
         }
     }
 
@@ -52,7 +53,7 @@ impl QueueState {
         match tag {
             0 => Some(QueueState::Queued),
             1 => Some(QueueState::Sending),
-            2 => Some(QueueState::Sent {
+            SENT_TAG => Some(QueueState::Sent {
                 times,
                 last_unix_ms,
             }),
@@ -95,11 +96,41 @@ fn row_of(id: PackageIdBytes, pkg: &QueuedPackage) -> QueueStateRow {
     (tag, times, last, pkg.bytes, pkg.enqueued_unix_ms, id)
 }
 
-/// The queue's tables, open in one write transaction.
+/// The queue's tables, open in one write transaction. `queue_state` rows
+/// are written through [`QueueTables::put_row`] and
+/// [`QueueTables::drop_row`] only, which count what changes in the
+/// retained totals; [`StateStore::write_queue`] adds that once the
+/// transaction committed.
 struct QueueTables<'t> {
     queue: redb::Table<'t, &'static [u8; 16], &'static str>,
     by_seq: redb::Table<'t, u64, ([u8; 16], u8)>,
     states: redb::Table<'t, u64, QueueStateRow>,
+    delta: RetainedDelta,
+}
+
+impl QueueTables<'_> {
+    fn put_row(&mut self, seq: u64, row: QueueStateRow) -> Result<(), redb::StorageError> {
+        let old = self.states.insert(seq, row)?.map(|v| v.value());
+        follow_row(&mut self.delta, old, Some(row));
+        Ok(())
+    }
+
+    fn drop_row(&mut self, seq: u64) -> Result<(), redb::StorageError> {
+        let old = self.states.remove(seq)?.map(|v| v.value());
+        follow_row(&mut self.delta, old, None);
+        Ok(())
+    }
+}
+
+/// A retained package retention is deleting ([`StateStore::retention_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retired {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The package.
+    pub id: PackageIdBytes,
+    /// Its retained copy, to delete.
+    pub path: String,
 }
 
 /// One package in the ingress queue.
@@ -164,14 +195,12 @@ impl StateStore {
 
     /// [`StateStore::enqueue`] for several packages, in one transaction.
     pub fn enqueue_all(&self, pkgs: &[(PackageIdBytes, QueuedPackage)]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
-        {
-            let mut t = self.queue_tables(&tx)?;
+        self.write_queue(|_, t| {
             for (id, pkg) in pkgs {
-                self.put_queued(&mut t, *id, pkg)?;
+                self.put_queued(t, *id, pkg)?;
             }
-        }
-        tx.commit().map_err(|e| self.db_err(e))
+            Ok(())
+        })
     }
 
     /// Queues new packages under fresh consecutive sequence numbers, in
@@ -181,8 +210,7 @@ impl StateStore {
         &self,
         pkgs: &mut [(PackageIdBytes, QueuedPackage)],
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
-        {
+        self.write_queue(|tx, t| {
             let mut counters = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
             let first = counters
                 .get(NEXT_SEQ_KEY)
@@ -197,24 +225,37 @@ impl StateStore {
             counters
                 .insert(NEXT_SEQ_KEY, next)
                 .map_err(|e| self.db_err(e))?;
-            let mut t = self.queue_tables(&tx)?;
             for (seq, (id, pkg)) in (first..).zip(pkgs.iter_mut()) {
                 pkg.seq = seq;
-                self.put_queued(&mut t, *id, pkg)?;
+                self.put_queued(t, *id, pkg)?;
             }
-        }
-        tx.commit().map_err(|e| self.db_err(e))
+            Ok(())
+        })
     }
 
-    fn queue_tables<'t>(
+    /// Runs `f` on the queue's tables in one write transaction and
+    /// commits, then adds what it changed to the retained totals; nothing
+    /// is committed (or counted) if `f` fails. The one way queue rows are
+    /// written, so the totals cannot be forgotten. `f` may open other
+    /// tables than the queue's.
+    fn write_queue<R>(
         &self,
-        tx: &'t redb::WriteTransaction,
-    ) -> Result<QueueTables<'t>, StoreError> {
-        Ok(QueueTables {
-            queue: tx.open_table(QUEUE).map_err(|e| self.db_err(e))?,
-            by_seq: tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?,
-            states: tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?,
-        })
+        f: impl FnOnce(&redb::WriteTransaction, &mut QueueTables<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        let (out, delta) = {
+            let mut t = QueueTables {
+                queue: tx.open_table(QUEUE).map_err(|e| self.db_err(e))?,
+                by_seq: tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?,
+                states: tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?,
+                delta: RetainedDelta::default(),
+            };
+            let out = f(&tx, &mut t)?;
+            (out, t.delta)
+        };
+        tx.commit().map_err(|e| self.db_err(e))?;
+        self.add_retained(delta);
+        Ok(out)
     }
 
     /// Writes the record of `id` and its row; its state is the one `pkg`
@@ -225,14 +266,10 @@ impl StateStore {
         id: PackageIdBytes,
         pkg: &QueuedPackage,
     ) -> Result<(), StoreError> {
-        let QueueTables {
-            queue,
-            by_seq,
-            states,
-        } = t;
         let json = self.encode("queue record", pkg)?;
         {
-            if let Some((other, _)) = by_seq
+            if let Some((other, _)) = t
+                .by_seq
                 .get(pkg.seq)
                 .map_err(|e| self.db_err(e))?
                 .map(|v| v.value())
@@ -244,22 +281,21 @@ impl StateStore {
                     });
                 }
             }
-            let old = match queue.get(&id).map_err(|e| self.db_err(e))? {
+            let old = match t.queue.get(&id).map_err(|e| self.db_err(e))? {
                 Some(v) => Some(self.decode::<QueuedPackage>(queue_what(&id), v.value())?),
                 None => None,
             };
             if let Some(old) = old {
-                by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
-                states.remove(old.seq).map_err(|e| self.db_err(e))?;
+                t.by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
+                t.drop_row(old.seq).map_err(|e| self.db_err(e))?;
             }
-            queue
+            t.queue
                 .insert(&id, json.as_str())
                 .map_err(|e| self.db_err(e))?;
-            by_seq
+            t.by_seq
                 .insert(pkg.seq, (id, pkg.state.tag()))
                 .map_err(|e| self.db_err(e))?;
-            states
-                .insert(pkg.seq, row_of(id, pkg))
+            t.put_row(pkg.seq, row_of(id, pkg))
                 .map_err(|e| self.db_err(e))?;
         }
         Ok(())
@@ -308,12 +344,10 @@ impl StateStore {
     /// `queue_state` existed) its row, from its record: once, at open, in
     /// one transaction.
     pub(super) fn fill_queue_rows(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
-        let filled = {
-            let mut t = self.queue_tables(&tx)?;
+        let filled = self.write_queue(|_, t| {
             let rows = t.states.len().map_err(|e| self.db_err(e))?;
             if rows >= t.by_seq.len().map_err(|e| self.db_err(e))? {
-                return Ok(());
+                return Ok(0);
             }
             let mut missing = Vec::new();
             for entry in t.by_seq.iter().map_err(|e| self.db_err(e))? {
@@ -333,13 +367,14 @@ impl StateStore {
                         ))
                     }
                 };
-                t.states
-                    .insert(*seq, row_of(*id, &pkg))
+                t.put_row(*seq, row_of(*id, &pkg))
                     .map_err(|e| self.db_err(e))?;
             }
-            missing.len()
-        };
-        tx.commit().map_err(|e| self.db_err(e))?;
+            Ok(missing.len())
+        })?;
+        if filled == 0 {
+            return Ok(());
+        }
         tracing::info!(
             packages = filled,
             "state store: queue rows written for packages queued by an earlier version"
@@ -394,9 +429,7 @@ impl StateStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
-        {
-            let mut t = self.queue_tables(&tx)?;
+        self.write_queue(|_, t| {
             for c in changes {
                 let indexed = t
                     .by_seq
@@ -427,15 +460,14 @@ impl StateStore {
                     },
                 };
                 let (tag, times, last) = c.state.parts();
-                t.states
-                    .insert(c.seq, (tag, times, last, bytes, enqueued, c.id))
+                t.put_row(c.seq, (tag, times, last, bytes, enqueued, c.id))
                     .map_err(|e| self.db_err(e))?;
                 t.by_seq
                     .insert(c.seq, (c.id, c.state.tag()))
                     .map_err(|e| self.db_err(e))?;
             }
-        }
-        tx.commit().map_err(|e| self.db_err(e))
+            Ok(())
+        })
     }
 
     /// Queued packages in sequence order; with `Some(state)`, only those in
@@ -544,21 +576,93 @@ impl StateStore {
 
     /// Removes a package from the queue; returns its record if it was there.
     pub fn remove(&self, id: PackageIdBytes) -> Result<Option<QueuedPackage>, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.db_err(e))?;
-        let old = {
-            let mut t = self.queue_tables(&tx)?;
+        self.write_queue(|_, t| {
             let old = match t.queue.remove(&id).map_err(|e| self.db_err(e))? {
                 Some(v) => Some(self.current(&t.states, &id, v.value())?),
                 None => None,
             };
             if let Some(old) = &old {
                 t.by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
-                t.states.remove(old.seq).map_err(|e| self.db_err(e))?;
+                t.drop_row(old.seq).map_err(|e| self.db_err(e))?;
             }
-            old
-        };
-        tx.commit().map_err(|e| self.db_err(e))?;
-        Ok(old)
+            Ok(old)
+        })
+    }
+
+    // ---- ingress: retention ----------------------------------------------
+
+    /// The retained packages that retention must delete, at most `limit`,
+    /// in sequence order (the order they were sent in): those last sent
+    /// before `sent_before_unix_ms`, then as many as bring the retained
+    /// bytes down to `max_bytes`. Reads from the front of the queue and
+    /// stops at the first package that may stay, or after `limit` × 4
+    /// rows that are not sent yet (a backlog at the front, which nothing
+    /// retained follows): when nothing is due, one row.
+    pub fn retention_due(
+        &self,
+        sent_before_unix_ms: u64,
+        max_bytes: u64,
+        limit: usize,
+    ) -> Result<Vec<Retired>, StoreError> {
+        let (_, mut bytes) = self.retained();
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let states = tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?;
+        let queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+        let mut out = Vec::new();
+        let mut unsent = 0usize;
+        for entry in states.iter().map_err(|e| self.db_err(e))? {
+            if out.len() >= limit || unsent >= limit.saturating_mul(4) {
+                break;
+            }
+            let (seq, row) = entry.map_err(|e| self.db_err(e))?;
+            let (seq, (tag, _, last_sent, size, _, id)) = (seq.value(), row.value());
+            if tag != SENT_TAG {
+                unsent += 1;
+                continue;
+            }
+            // Sent in sequence order: once one may stay, so may the rest
+            // (sent later, and the bytes only went down). A package sent
+            // again under a new number moved to the back with its new
+            // send time.
+            if last_sent >= sent_before_unix_ms && bytes <= max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_sub(size);
+            let path = match queue.get(&id).map_err(|e| self.db_err(e))? {
+                Some(v) => {
+                    self.decode::<QueuedPackage>(queue_what(&id), v.value())?
+                        .path
+                }
+                None => {
+                    return Err(self.corrupt(
+                        format!("queue_state/{seq}"),
+                        "names a package that is not queued",
+                    ))
+                }
+            };
+            out.push(Retired { seq, id, path });
+        }
+        Ok(out)
+    }
+
+    /// Removes what [`StateStore::retention_due`] returned from the queue,
+    /// in one transaction; a package queued again meanwhile (a resend gave
+    /// it a new sequence number) stays. Returns how many were removed.
+    pub fn remove_retained(&self, retired: &[Retired]) -> Result<usize, StoreError> {
+        self.write_queue(|_, t| {
+            let mut removed = 0;
+            for r in retired {
+                let row = t.states.get(r.seq).map_err(|e| self.db_err(e))?;
+                if !row.is_some_and(|v| v.value().0 == SENT_TAG && v.value().5 == r.id) {
+                    continue;
+                }
+                t.queue.remove(&r.id).map_err(|e| self.db_err(e))?;
+                t.by_seq.remove(r.seq).map_err(|e| self.db_err(e))?;
+                t.drop_row(r.seq).map_err(|e| self.db_err(e))?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
     }
 }
 

@@ -55,6 +55,10 @@ pub(super) const LEDGER_PRUNED_BELOW_KEY: &str = "ledger_pruned_below_ms";
 pub struct StateStore {
     pub(super) db: Database,
     pub(super) path: PathBuf,
+    /// Ingress: packages retained for resends (sent) and their bytes:
+    /// counted at open, then changed by each committed transaction
+    /// (`retained.rs`). In memory: one process holds the database.
+    pub(super) retained: std::sync::Mutex<(u64, u64)>,
 }
 
 impl StateStore {
@@ -67,6 +71,7 @@ impl StateStore {
         let store = StateStore {
             db,
             path: path.to_path_buf(),
+            retained: Default::default(),
         };
         // Creating every table up front lets readers open them without a
         // "table does not exist" case.
@@ -83,6 +88,7 @@ impl StateStore {
         }
         tx.commit().map_err(|e| store.db_err(e))?;
         store.fill_queue_rows()?;
+        store.count_retained()?;
         store.fill_ledger_ages(crate::now_millis().0)?;
         Ok(store)
     }

@@ -460,3 +460,122 @@ fn ledger_entries_of_an_earlier_version_get_an_age_of_now_once() {
     let p = s.prune_ledger(now + 60_000, None, 100).unwrap();
     assert_eq!(p.removed, 1, "{p:?}");
 }
+
+#[test]
+fn retention_totals_follow_every_queue_change_and_the_front_is_due_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let s = StateStore::open(&path).unwrap();
+    // Sent at 1000 + seq: in sequence order, as the send loop sends.
+    let sent = |seq: u64| QueueState::Sent {
+        times: 1,
+        last_unix_ms: 1000 + seq,
+    };
+    let change = |n: u8, state: QueueState| StateChange {
+        id: id(n),
+        seq: u64::from(n) * 10,
+        state,
+    };
+    for n in 1..=5u8 {
+        s.enqueue(id(n), &pkg(u64::from(n) * 10, QueueState::Queued))
+            .unwrap();
+    }
+    assert_eq!(s.retained(), (0, 0));
+    let sending: Vec<_> = (1..=5u8).map(|n| change(n, QueueState::Sending)).collect();
+    s.set_states(&sending).unwrap();
+    assert_eq!(s.retained(), (0, 0));
+    let done: Vec<_> = (1..=5u8)
+        .map(|n| change(n, sent(u64::from(n) * 10)))
+        .collect();
+    s.set_states(&done).unwrap();
+    // Bytes are 100 + seq: 110 + 120 + 130 + 140 + 150.
+    assert_eq!(s.retained(), (5, 650));
+    // Sent again: counted once.
+    s.set_state(id(1), sent(10)).unwrap();
+    assert_eq!(s.retained(), (5, 650));
+    // A resend queues id(2) again under a new number: not retained now.
+    s.enqueue(id(2), &pkg(60, QueueState::Queued)).unwrap();
+    assert_eq!(s.retained(), (4, 530));
+    s.remove(id(3)).unwrap();
+    assert_eq!(s.retained(), (3, 400));
+    // A failed transaction counts nothing: a state change for a package
+    // queued under another number is refused whole.
+    assert!(s
+        .set_states(&[change(4, sent(45)), change(2, sent(61))])
+        .is_err());
+    assert_eq!(s.retained(), (3, 400));
+    // Reopening counts the same.
+    drop(s);
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.retained(), (3, 400));
+    let seqs = |due: Vec<Retired>| due.iter().map(|r| r.seq).collect::<Vec<_>>();
+    // Young and within the bytes: nothing.
+    assert!(s.retention_due(0, u64::MAX, 10).unwrap().is_empty());
+    // By age: last sent before 1045.
+    assert_eq!(
+        s.retention_due(1045, u64::MAX, 10).unwrap(),
+        vec![
+            Retired {
+                seq: 10,
+                id: id(1),
+                path: "/q/10".into()
+            },
+            Retired {
+                seq: 40,
+                id: id(4),
+                path: "/q/40".into()
+            },
+        ]
+    );
+    // By bytes, from the front until at most 200 are left: 400 - 110 =
+    // 290, then 290 - 140 = 150.
+    assert_eq!(seqs(s.retention_due(0, 200, 10).unwrap()), vec![10, 40]);
+    assert_eq!(seqs(s.retention_due(0, 0, 1).unwrap()), vec![10]);
+    // The package queued again (seq 60) is not sent: passed over, and a
+    // backlog at the front is read at most four times the limit.
+    assert_eq!(
+        seqs(s.retention_due(u64::MAX, 0, 10).unwrap()),
+        vec![10, 40, 50]
+    );
+    // A resend between the look and the removal keeps its package.
+    let due = s.retention_due(0, 0, 10).unwrap();
+    assert_eq!(seqs(due.clone()), vec![10, 40, 50]);
+    s.enqueue(id(1), &pkg(70, QueueState::Queued)).unwrap();
+    assert_eq!(s.remove_retained(&due).unwrap(), 2);
+    assert_eq!(s.get(id(1)).unwrap().map(|p| p.seq), Some(70));
+    assert_eq!(s.get(id(4)).unwrap(), None);
+    assert_eq!(s.get(id(5)).unwrap(), None);
+    assert_eq!(s.retained(), (0, 0));
+    let left: Vec<u64> = s
+        .queue_rows(0, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(left, vec![60, 70]);
+    // Removing the same slice again removes and counts nothing.
+    assert_eq!(s.remove_retained(&due).unwrap(), 0);
+    assert_eq!(s.retained(), (0, 0));
+}
+
+#[test]
+fn a_backlog_at_the_front_bounds_a_retention_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(&dir.path().join("ferry.redb")).unwrap();
+    // Ten packages not sent yet, then one sent (a resend sent ahead of
+    // them cannot happen; a corrupt or hand-edited order can).
+    for n in 1..=10u8 {
+        s.enqueue(id(n), &pkg(u64::from(n), QueueState::Queued))
+            .unwrap();
+    }
+    let sent = QueueState::Sent {
+        times: 1,
+        last_unix_ms: 1,
+    };
+    s.enqueue(id(11), &pkg(11, sent)).unwrap();
+    assert_eq!(s.retained(), (1, 111));
+    // Limit 2: at most 8 unsent rows read, the sent one is not reached.
+    assert!(s.retention_due(u64::MAX, 0, 2).unwrap().is_empty());
+    // Limit 3: 12 rows may be read.
+    assert_eq!(s.retention_due(u64::MAX, 0, 3).unwrap().len(), 1);
+}
