@@ -5,6 +5,7 @@
 use crate::admin::protocol::{self};
 use crate::ingress::queue::queue;
 use crate::ingress::shared::{Admitted, Grant, Shared};
+use crate::ops::activity::PACKAGE_TARGET;
 use crate::ops::audit_trail::{Actor, AuditRecord, EventKind, Outcome};
 use crate::{now_millis, DaemonError};
 use ferry_protocol::{PackageId, PackageMeta};
@@ -262,7 +263,13 @@ pub(crate) fn guard_package(
         job.channel,
         &report,
     ))?;
-    tracing::info!(package = %job.id, profile = %job.profile, verdict = report.verdict.as_str(), findings = report.findings_total, "inspected");
+    // A clean pass is a success like "accepted": a line per package at
+    // `debug` (the audit record has it). A finding is worth a line.
+    if report.verdict == ferry_guard::Verdict::Pass {
+        tracing::debug!(target: PACKAGE_TARGET, package = %job.id, profile = %job.profile, verdict = report.verdict.as_str(), findings = report.findings_total, "inspected");
+    } else {
+        tracing::info!(package = %job.id, profile = %job.profile, verdict = report.verdict.as_str(), findings = report.findings_total, "inspected");
+    }
     crate::inspection::malware::note_report(&s.status, &report, job.id);
     if report.malware.as_ref().is_some_and(|m| m.hold) {
         return Ok(Guarded::HeldForScan {
