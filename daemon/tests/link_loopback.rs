@@ -583,6 +583,153 @@ fn retention_keeps_its_bound_under_load_and_racing_resends_lose_nothing() {
     assert_eq!(st["alarms"], serde_json::json!([]), "{st}");
 }
 
+/// A careless operator deletes queued copies by hand, and truncates one,
+/// while the link is busy with a large package: a lone package, a
+/// bundle's middle member, and one truncated. Each is failed on its own
+/// (removed from the queue, counted in `failed`, alarmed once with the
+/// count, named in the log), its number shows as a gap on the egress side
+/// (a trailing one once a later number arrives),
+/// and everything else is delivered bit-exact, the bundle around the
+/// deleted member included. Before, the read error ended the send loop and
+/// ferryd with it, at every start again.
+#[test]
+fn a_queued_copy_deleted_or_changed_by_hand_fails_alone_and_the_link_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 40 KB/s: the 400 KB package keeps the link busy for about 10 s.
+    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 40_000);
+    link_keys(
+        &tb.ingress_config,
+        "heal_resend_max_bytes_per_s = 0\nbundle_max_bytes = 4096",
+    );
+    let _egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    let queue = tb
+        .ingress_config
+        .parent()
+        .expect("config dir")
+        .join("state")
+        .join("queue");
+    // Queued copies by size (the sizes below are all different).
+    let by_size = |size: u64| {
+        std::fs::read_dir(&queue)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.len() == 32 && e.metadata().is_ok_and(|m| m.len() == size)
+            })
+            .map(|e| e.path())
+    };
+    ferry_daemon::testkit::spool_file(&tb.spool, "big.bin", &content(1, 400_000)).expect("spool");
+    wait_for(Duration::from_secs(30), "big.bin taken", || {
+        by_size(400_000).is_some()
+    });
+    // Ten small ones (a bundle: 100..=109 bytes) and two lone ones (over
+    // bundle_max_bytes), one at a time so that their sequence numbers
+    // follow this order and s4.bin is in the bundle's middle.
+    let files = (0..10u64)
+        .map(|i| (format!("s{i}.bin"), content(i, 100 + i as usize)))
+        .chain([
+            ("lone.bin".to_string(), content(20, 5_000)),
+            ("cut.bin".to_string(), content(21, 6_000)),
+        ]);
+    for (name, data) in files {
+        let size = data.len() as u64;
+        ferry_daemon::testkit::spool_file(&tb.spool, &name, &data).expect("spool");
+        wait_for(Duration::from_secs(30), "taken", || by_size(size).is_some());
+    }
+    let outbox_now = outbox_files(&tb.outbox);
+    assert!(
+        !outbox_now.iter().any(|n| n == "big.bin"),
+        "the link was not busy: {outbox_now:?}"
+    );
+    for size in [104, 5_000] {
+        std::fs::remove_file(by_size(size).expect("queued")).expect("delete");
+    }
+    let cut = by_size(6_000).expect("queued");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .expect("open");
+    f.set_len(3_000).expect("truncate");
+    drop(f);
+    let want: Vec<String> = {
+        let mut w: Vec<String> = (0..10)
+            .filter(|i| *i != 4)
+            .map(|i| format!("s{i}.bin"))
+            .chain(["big.bin".to_string()])
+            .collect();
+        w.sort();
+        w
+    };
+    let ingress_n = |key: &str| {
+        status(&tb.ingress_config)
+            .and_then(|s| s[key].as_u64())
+            .unwrap_or(u64::MAX)
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "the rest delivered and three failed",
+        || {
+            let got: Vec<String> = outbox_files(&tb.outbox)
+                .into_iter()
+                .filter(|n| n.ends_with(".bin"))
+                .collect();
+            got == want && ingress_n("failed") == 3
+        },
+    );
+    for i in (0..10u64).filter(|i| *i != 4) {
+        let got = std::fs::read(tb.outbox.join(format!("s{i}.bin"))).expect("delivered");
+        assert!(got == content(i, 100 + i as usize), "s{i}.bin differs");
+    }
+    let got = std::fs::read(tb.outbox.join("big.bin")).expect("delivered");
+    assert!(got == content(1, 400_000), "big.bin differs");
+    let st = status(&tb.ingress_config).expect("ingress still answers");
+    let alarms: Vec<String> = st["alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .filter(|a| a.starts_with("ingress failed:"))
+        .collect();
+    assert_eq!(alarms.len(), 1, "{st}");
+    assert!(alarms[0].contains("3 queued package(s)"), "{alarms:?}");
+    assert!(
+        alarms[0].contains("cut.bin") && alarms[0].contains("6000 were queued"),
+        "{alarms:?}"
+    );
+    let log = ingress.log_text();
+    assert_eq!(
+        log.matches("a queued package's copy cannot be read")
+            .count(),
+        3,
+        "{log}"
+    );
+    // Removed from the queue directory too.
+    assert!(by_size(6_000).is_none() && by_size(3_000).is_none());
+    // Their numbers were never sent: gaps on the egress side, the last two
+    // once a later number arrives.
+    ferry_daemon::testkit::spool_file(&tb.spool, "after.bin", b"after").expect("spool");
+    wait_for(Duration::from_secs(30), "after.bin delivered", || {
+        tb.outbox.join("after.bin").exists()
+    });
+    let gaps = || {
+        status(&tb.egress_config).map_or(serde_json::Value::Null, |s| {
+            serde_json::json!([s["gap_seqs_open"], s["gaps"], s["sender_next_seq"]])
+        })
+    };
+    let waited = std::time::Instant::now();
+    while gaps()[0] != 3 && waited.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(gaps()[0], 3, "{}", gaps());
+    assert_eq!(
+        status(&tb.egress_config).expect("egress")["failed"].as_u64(),
+        Some(0)
+    );
+}
+
 /// The delivery ledger forgets a package once it is older than
 /// `ledger_max_age_s` (and than the newest package less that, so a lone
 /// last package is kept); a copy that arrives after that (here an

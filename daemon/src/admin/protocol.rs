@@ -174,7 +174,9 @@ pub struct Status {
     /// `max_buffer_bytes`).
     #[serde(default)]
     pub bundles_staged_on_disk: u64,
-    /// Egress: package sends that failed (each named in the log).
+    /// Egress: packages that failed (each named in the log). Ingress:
+    /// queued packages whose copy could not be read, never sent (audited,
+    /// alarmed).
     pub failed: u64,
     /// Egress: packages received again (redundant send or resend) and not
     /// delivered a second time.

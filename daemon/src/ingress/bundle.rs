@@ -70,21 +70,27 @@ pub(crate) struct Built {
 
 /// Reads every member's queued copy and builds the bundle. A copy that
 /// cannot be read whole is the same error a lone package's would be.
-pub(crate) fn build(s: &Shared, members: &[Candidate]) -> Result<Built, DaemonError> {
+///
+/// `Ok(Err((i, why)))`: member `i`'s queued copy cannot be read whole (see
+/// [`read_queued`]); the caller fails that one and builds without it.
+pub(crate) fn build(
+    s: &Shared,
+    members: &[Candidate],
+) -> Result<Result<Built, (usize, String)>, DaemonError> {
     let mut bodies = Vec::with_capacity(members.len());
-    for m in members {
-        let path = Path::new(&m.path);
-        let file = File::open(path).map_err(DaemonError::io(path))?;
+    for (i, m) in members.iter().enumerate() {
+        let file = match open_queued(m) {
+            Ok(f) => f,
+            Err(why) => return Ok(Err((i, why))),
+        };
         let len = usize::try_from(m.meta.size).map_err(|_| DaemonError::Package {
             id: hex::encode(m.id),
             what: "too large to bundle".into(),
         })?;
         let mut body = vec![0u8; len];
-        file.read_exact_at(&mut body, 0)
-            .map_err(|e| DaemonError::Package {
-                id: hex::encode(m.id),
-                what: format!("queue file unreadable: {e}"),
-            })?;
+        if let Err(e) = file.read_exact_at(&mut body, 0) {
+            return Ok(Err((i, format!("reading it failed: {e}"))));
+        }
         bodies.push(body);
     }
     let table: Vec<(BundleMember, &[u8])> = members
@@ -119,5 +125,23 @@ pub(crate) fn build(s: &Shared, members: &[Candidate]) -> Result<Built, DaemonEr
         created_unix_ms: crate::now_millis().0,
         inspection: None,
     };
-    Ok(Built { meta, payload })
+    Ok(Ok(Built { meta, payload }))
+}
+
+/// Opens a queued package's copy, checking it still has the size it was
+/// queued with. `Err` says why not, for the operator: the file was
+/// deleted or damaged in the queue directory, or the disk failed.
+pub(crate) fn open_queued(c: &Candidate) -> Result<File, String> {
+    let file = File::open(Path::new(&c.path)).map_err(|e| format!("opening it failed: {e}"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("reading its size failed: {e}"))?
+        .len();
+    if len != c.meta.size {
+        return Err(format!(
+            "it holds {len} bytes, {} were queued (changed in the queue directory)",
+            c.meta.size
+        ));
+    }
+    Ok(file)
 }

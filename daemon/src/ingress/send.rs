@@ -17,7 +17,7 @@ use ferry_protocol::{PackageId, Sender, Transmit};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -502,8 +502,10 @@ fn hand_over(
             let Some(c) = members.into_iter().next() else {
                 return Ok(());
             };
-            let path = PathBuf::from(&c.path);
-            let file = File::open(&path).map_err(DaemonError::io(&path))?;
+            let file = match bundle::open_queued(&c) {
+                Ok(f) => f,
+                Err(why) => return fail_unreadable(s, &c, &why),
+            };
             let (channel, size) = (c.meta.channel.clone(), c.meta.size);
             sender.enqueue_resend(now, c.seq, c.meta, c.first_seq)?;
             sending.push(StateChange {
@@ -524,7 +526,20 @@ fn hand_over(
             Ok(())
         }
         _ => {
-            let built = bundle::build(s, &members)?;
+            let built = match bundle::build(s, &members)? {
+                Ok(built) => built,
+                Err((i, why)) => {
+                    // A bundle's numbers follow one another: the members
+                    // before and after the one that fails go as two.
+                    let mut before = members;
+                    let after = before.split_off(i + 1);
+                    if let Some(gone) = before.pop() {
+                        fail_unreadable(s, &gone, &why)?;
+                    }
+                    hand_over(s, sender, open, sending, before, now)?;
+                    return hand_over(s, sender, open, sending, after, now);
+                }
+            };
             let (from, to) = match (members.first(), members.last()) {
                 (Some(f), Some(l)) => (f.seq, l.seq),
                 _ => return Ok(()),
@@ -552,6 +567,51 @@ fn hand_over(
             Ok(())
         }
     }
+}
+
+/// Alarm prefix: queued packages whose copy could not be read.
+pub(crate) const UNREADABLE_ALARM_PREFIX: &str = "ingress failed:";
+
+/// A queued package whose copy cannot be read whole (deleted or changed in
+/// the queue directory by hand, a disk error) cannot be sent. It leaves the
+/// queue, is counted in `failed`, audited as `package.failed` and alarmed,
+/// and the link goes on: before, the error ended the send loop and ferryd
+/// with it, at every start again. Its number is never sent, so the egress
+/// side reports it as a gap; the package must be pushed again.
+fn fail_unreadable(s: &Shared, c: &Candidate, why: &str) -> Result<(), DaemonError> {
+    let id = PackageId(c.id);
+    s.store.remove(c.id)?;
+    let _ = std::fs::remove_file(&c.path);
+    tracing::error!(package = %id, seq = c.seq, path = %c.path, file = %c.meta.file_name, reason = why, "a queued package's copy cannot be read: not sent, removed from the queue; push it again");
+    s.audit.record(
+        AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Failure)
+            .package(id.to_hex())
+            .channel(&c.meta.channel)
+            .detail("seq", c.seq.to_string())
+            .detail("file", c.meta.file_name.clone())
+            .detail(
+                "reason",
+                format!("its queued copy cannot be read ({why}); not sent, push it again"),
+            ),
+    )?;
+    let failed = {
+        let mut n = 0;
+        protocol::update(&s.status, |st| {
+            st.failed += 1;
+            n = st.failed;
+        });
+        n
+    };
+    let msg = format!(
+        "{UNREADABLE_ALARM_PREFIX} {failed} queued package(s) could not be read and were not sent (the latest: {id}, {}, seq {}: {why}); the egress side shows their numbers as gaps: push them again (`ferryctl audit` lists them as package.failed)",
+        c.meta.file_name, c.seq
+    );
+    protocol::update(&s.status, |st| {
+        st.alarms
+            .retain(|a| !a.starts_with(UNREADABLE_ALARM_PREFIX));
+        st.alarms.push(msg);
+    });
+    Ok(())
 }
 
 /// Byte budget of the self-healing re-sends: refilled at the configured
