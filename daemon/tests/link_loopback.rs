@@ -407,13 +407,7 @@ fn datagrams_in_a_retired_suite_format_are_counted_alarmed_and_audited_once() {
 #[test]
 fn retention_deletes_the_oldest_sent_copies_past_max_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tb = testbed(dir.path(), |_| {});
-    // No self-healing re-sends: they would queue the copies again.
-    link_keys(&tb.ingress_config, "heal_resend_max_bytes_per_s = 0");
-    append_config(
-        &tb.ingress_config,
-        "[retention]\nmax_bytes = 30000\nmax_age_s = 86400",
-    );
+    let tb = retention_testbed(dir.path(), 30_000);
     let _egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
     let mut ids = Vec::new();
@@ -427,24 +421,10 @@ fn retention_deletes_the_oldest_sent_copies_past_max_bytes() {
         ids.push(side["package_id"].as_str().expect("id").to_string());
     }
     // The send loop applies retention every second.
-    let retained = |key: &str| {
-        status(&tb.ingress_config)
-            .and_then(|s| s[key].as_u64())
-            .unwrap_or(u64::MAX)
-    };
-    let queue = tb
-        .ingress_config
-        .parent()
-        .expect("config dir")
-        .join("state")
-        .join("queue");
+    let retained = |key: &str| status_n(&tb.ingress_config, key);
+    let queue = queue_dir(&tb);
     let left = || {
-        let mut left: Vec<String> = std::fs::read_dir(&queue)
-            .expect("queue dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-            .collect();
+        let mut left: Vec<String> = queued_copies(&queue).into_iter().map(|(n, _)| n).collect();
         left.sort();
         left
     };
@@ -481,13 +461,7 @@ fn retention_deletes_the_oldest_sent_copies_past_max_bytes() {
 #[test]
 fn retention_keeps_its_bound_under_load_and_racing_resends_lose_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tb = testbed(dir.path(), |_| {});
-    // No self-healing re-sends: the only copies are the operator's.
-    link_keys(&tb.ingress_config, "heal_resend_max_bytes_per_s = 0");
-    append_config(
-        &tb.ingress_config,
-        "[retention]\nmax_bytes = 20000\nmax_age_s = 86400",
-    );
+    let tb = retention_testbed(dir.path(), 20_000);
     let _egress = Daemon::start(&tb.egress_config);
     let _ingress = Daemon::start(&tb.ingress_config);
     wait_for(Duration::from_secs(30), "ingress up", || {
@@ -532,11 +506,7 @@ fn retention_keeps_its_bound_under_load_and_racing_resends_lose_nothing() {
     requeued += resend_all();
     println!("retention race: {requeued} copies requeued by the resends");
     assert!(requeued > 0, "no resend found a retained copy");
-    let egress = |key: &str| {
-        status(&tb.egress_config)
-            .and_then(|s| s[key].as_u64())
-            .unwrap_or(u64::MAX)
-    };
+    let egress = |key: &str| status_n(&tb.egress_config, key);
     wait_for(
         Duration::from_secs(60),
         "every requeued copy arrived and was suppressed",
@@ -549,29 +519,13 @@ fn retention_keeps_its_bound_under_load_and_racing_resends_lose_nothing() {
         let got = std::fs::read(tb.outbox.join(format!("p{i:03}.bin"))).expect("delivered");
         assert!(got == content(i, 1_000), "p{i:03}.bin differs");
     }
-    let queue = tb
-        .ingress_config
-        .parent()
-        .expect("config dir")
-        .join("state")
-        .join("queue");
+    let queue = queue_dir(&tb);
     let files = || -> (u64, u64) {
-        std::fs::read_dir(&queue)
-            .expect("queue dir")
-            .flatten()
-            .filter(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit())
-            })
-            .fold((0, 0), |(n, b), e| {
-                (n + 1, b + e.metadata().map_or(0, |m| m.len()))
-            })
+        queued_copies(&queue)
+            .iter()
+            .fold((0, 0), |(n, b), (_, size)| (n + 1, b + size))
     };
-    let ingress = |key: &str| {
-        status(&tb.ingress_config)
-            .and_then(|s| s[key].as_u64())
-            .unwrap_or(u64::MAX)
-    };
+    let ingress = |key: &str| status_n(&tb.ingress_config, key);
     wait_for(Duration::from_secs(30), "the bound applied", || {
         ingress("queued") == 0
             && ingress("retained_bytes") <= 20_000
@@ -603,23 +557,13 @@ fn a_queued_copy_deleted_or_changed_by_hand_fails_alone_and_the_link_goes_on() {
     );
     let _egress = Daemon::start(&tb.egress_config);
     let ingress = Daemon::start(&tb.ingress_config);
-    let queue = tb
-        .ingress_config
-        .parent()
-        .expect("config dir")
-        .join("state")
-        .join("queue");
+    let queue = queue_dir(&tb);
     // Queued copies by size (the sizes below are all different).
     let by_size = |size: u64| {
-        std::fs::read_dir(&queue)
+        queued_copies(&queue)
             .into_iter()
-            .flatten()
-            .flatten()
-            .find(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.len() == 32 && e.metadata().is_ok_and(|m| m.len() == size)
-            })
-            .map(|e| e.path())
+            .find(|(_, len)| *len == size)
+            .map(|(name, _)| queue.join(name))
     };
     ferry_daemon::testkit::spool_file(&tb.spool, "big.bin", &content(1, 400_000)).expect("spool");
     wait_for(Duration::from_secs(30), "big.bin taken", || {
@@ -663,11 +607,7 @@ fn a_queued_copy_deleted_or_changed_by_hand_fails_alone_and_the_link_goes_on() {
         w.sort();
         w
     };
-    let ingress_n = |key: &str| {
-        status(&tb.ingress_config)
-            .and_then(|s| s[key].as_u64())
-            .unwrap_or(u64::MAX)
-    };
+    let ingress_n = |key: &str| status_n(&tb.ingress_config, key);
     wait_for(
         Duration::from_secs(60),
         "the rest delivered and three failed",
@@ -793,6 +733,51 @@ fn a_copy_older_than_the_ledger_remembers_is_refused_not_delivered_twice() {
 }
 
 /// `ferryctl resend --package ID` against `config`; its JSON answer.
+/// A number from a daemon's status (`u64::MAX` while it does not answer).
+fn status_n(config: &std::path::Path, key: &str) -> u64 {
+    status(config)
+        .and_then(|s| s[key].as_u64())
+        .unwrap_or(u64::MAX)
+}
+
+/// A testbed whose ingress side retains at most `max_bytes` of sent
+/// copies (for a day) and re-sends nothing by itself (self-healing
+/// re-sends would queue the copies again).
+fn retention_testbed(dir: &std::path::Path, max_bytes: u64) -> ferry_daemon::testkit::Testbed {
+    let tb = testbed(dir, |_| {});
+    link_keys(&tb.ingress_config, "heal_resend_max_bytes_per_s = 0");
+    append_config(
+        &tb.ingress_config,
+        &format!("[retention]\nmax_bytes = {max_bytes}\nmax_age_s = 86400"),
+    );
+    tb
+}
+
+/// The ingress side's queue directory.
+fn queue_dir(tb: &ferry_daemon::testkit::Testbed) -> std::path::PathBuf {
+    tb.ingress_config
+        .parent()
+        .expect("config dir")
+        .join("state")
+        .join("queue")
+}
+
+/// The queued copies in `queue` (each named by its package id), with their
+/// sizes; none while the directory does not exist yet.
+fn queued_copies(queue: &std::path::Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(queue)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let copy = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            let size = e.metadata().ok()?.len();
+            copy.then_some((name, size))
+        })
+        .collect()
+}
+
 fn resend(config: &std::path::Path, id: &str) -> serde_json::Value {
     let out = std::process::Command::new(ferryctl())
         .args(["resend", "--package", id, "--config"])
