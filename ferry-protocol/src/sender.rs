@@ -162,6 +162,9 @@ pub struct SenderStats {
     pub payload_bytes: u64,
     /// Sends skipped because the package's epoch key was already erased.
     pub expired_sends: u64,
+    /// Packages the caller abandoned ([`Sender::abandon`]): their payload
+    /// could no longer be read.
+    pub abandoned: u64,
     /// Transient transport errors reported by the caller.
     pub send_errors: u64,
     /// The most recent completed send's length in ms, from the time it
@@ -836,6 +839,27 @@ impl Sender {
         } else {
             pkg.next_attempt_at = now.plus(spacing);
         }
+    }
+
+    /// Gives up package `seq` (its payload can no longer be read): it
+    /// leaves the queue, and if it is being sent, the rest of that send is
+    /// not made. Its payload key goes with it. The heartbeats then say the
+    /// sender is past it, and the receiver fails the incomplete send after
+    /// its trailer grace, as it fails any send that stops. Returns whether
+    /// `seq` was queued.
+    pub fn abandon(&mut self, seq: u64) -> bool {
+        let Some(index) = self.packages.iter().position(|p| p.seq == seq) else {
+            return false;
+        };
+        match self.active.as_mut() {
+            Some(a) if a.index == index => self.active = None,
+            // Indices after the removed one shift down by one.
+            Some(a) if a.index > index => a.index -= 1,
+            _ => {}
+        }
+        self.packages.remove(index);
+        self.stats.abandoned += 1;
+        true
     }
 
     /// Answers a [`Transmit::NeedPayload`] with exactly the bytes asked for.

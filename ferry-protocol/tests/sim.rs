@@ -643,3 +643,72 @@ fn a_queued_bundle_is_active_from_its_first_member() {
     }
     assert_eq!(seen, Some(1));
 }
+
+/// A package whose payload can no longer be read is abandoned: one queued
+/// for its redundant send while another is being sent (the index of the
+/// one being sent shifts), and the big one in the middle of its own send.
+/// The first was delivered by its first send; the abandoned send stops,
+/// the receiver fails it once the heartbeats say the sender is past it
+/// (and frees what it held), and the package after it is delivered.
+#[test]
+fn an_abandoned_package_fails_alone_and_the_next_is_delivered() {
+    let k = keys();
+    let mut cfg = sender_config();
+    cfg.redundancy = 2;
+    let mut s = sender(&k, cfg);
+    let mut e = Egress::new(&k, ReplayWindow::new());
+    let pk = [payload(1, 3000), payload(2, 4_000_000), payload(3, 3000)];
+    let mut now = ferry_protocol::Millis(1_000_000);
+    for (seq, p) in pk.iter().enumerate() {
+        s.enqueue(now, seq as u64, meta(seq as u64, p))
+            .expect("enqueue");
+    }
+    assert!(!s.abandon(7), "not queued");
+    let mut buf = vec![0u8; s.max_datagram_len()];
+    let mut idle = 0;
+    let mut produced = 0u64;
+    while idle < 50 {
+        match s.poll_transmit(now, &mut buf).expect("transmit") {
+            Transmit::Datagram(n) => {
+                produced += 1;
+                if produced.is_multiple_of(100) {
+                    now = now.plus(1);
+                }
+                e.receiver.handle_datagram(now, &buf[..n]);
+            }
+            Transmit::NeedPayload { seq, offset, len } => {
+                if seq == 1 && offset == 0 {
+                    // Package 0 waits for its second send, queued before
+                    // the one being sent.
+                    assert!(s.abandon(0), "package 0 still queued");
+                }
+                if seq == 1 && offset >= 1 << 20 {
+                    assert!(s.abandon(1), "package 1 being sent");
+                    continue;
+                }
+                let o = offset as usize;
+                s.provide_payload(seq, offset, &pk[seq as usize][o..o + len])
+                    .expect("provide");
+            }
+            Transmit::Idle => {
+                idle += 1;
+                now = s.poll_timeout().max(now.plus(100));
+                e.receiver.handle_timeout(now);
+            }
+        }
+        e.drain();
+    }
+    e.drain();
+    assert_eq!(s.stats().abandoned, 2);
+    assert_eq!(s.queued(), 0);
+    assert!(exact(e.outcome.delivered.get(&0), &pk[0]));
+    assert!(exact(e.outcome.delivered.get(&2), &pk[2]));
+    assert!(!e.outcome.delivered.contains_key(&1));
+    assert!(
+        e.outcome.failed.iter().any(|(seq, _)| *seq == 1),
+        "the stopped send failed: {:?}",
+        e.outcome.failed
+    );
+    assert_eq!(e.receiver.in_flight(), 0);
+    assert_eq!(e.receiver.stats().buffered_bytes, 0, "nothing held");
+}
