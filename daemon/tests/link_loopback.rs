@@ -670,6 +670,91 @@ fn a_queued_copy_deleted_or_changed_by_hand_fails_alone_and_the_link_goes_on() {
     );
 }
 
+/// A queued copy cut short by hand while it is being sent (or a disk that
+/// stops reading it): the send is abandoned where the read fails, the
+/// package is failed alone (removed, counted, alarmed, logged), the egress
+/// side fails the incomplete send and delivers nothing of it, and the
+/// package queued after it is delivered. Before, the read error ended the
+/// send loop and ferryd with it.
+#[test]
+fn a_queued_copy_cut_short_while_it_is_sent_is_abandoned_and_the_link_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 400 KB/s: the 4 MB package takes about 10 s. Small blocks and a
+    // burst of 1 make interleaving groups of four 23 KB blocks, so the
+    // sender reads the package a group at a time as it sends (two groups
+    // ahead at most), not all of it at the start.
+    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 400_000);
+    link_keys(
+        &tb.ingress_config,
+        "heal_resend_max_bytes_per_s = 0\nblock_symbols = 16\nloss_budget_burst = 1",
+    );
+    let _egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    let queue = queue_dir(&tb);
+    ferry_daemon::testkit::spool_file(&tb.spool, "big.bin", &content(1, 4_000_000)).expect("spool");
+    wait_for(Duration::from_secs(30), "big.bin being sent", || {
+        let sent = status_n(&tb.ingress_config, "datagrams_sent");
+        sent > 300 && sent != u64::MAX
+    });
+    // Queued behind it.
+    ferry_daemon::testkit::spool_file(&tb.spool, "next.bin", &content(2, 2_000)).expect("spool");
+    wait_for(Duration::from_secs(30), "next.bin taken", || {
+        queued_copies(&queue).len() == 2
+    });
+    let (big, _) = queued_copies(&queue)
+        .into_iter()
+        .find(|(_, size)| *size == 4_000_000)
+        .expect("big.bin queued");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(queue.join(&big))
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    wait_for(Duration::from_secs(60), "next.bin delivered", || {
+        tb.outbox.join("next.bin").exists()
+    });
+    let got = std::fs::read(tb.outbox.join("next.bin")).expect("delivered");
+    assert!(got == content(2, 2_000), "next.bin differs");
+    assert_eq!(
+        status_n(&tb.ingress_config, "failed"),
+        1,
+        "{:?}",
+        status(&tb.ingress_config)
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the incomplete send failed",
+        || status_n(&tb.egress_config, "failed") == 1,
+    );
+    assert_eq!(
+        outbox_files(&tb.outbox)
+            .iter()
+            .filter(|n| n.ends_with(".bin"))
+            .collect::<Vec<_>>(),
+        vec!["next.bin"]
+    );
+    let st = status(&tb.ingress_config).expect("ingress still answers");
+    assert!(
+        st["alarms"].to_string().contains("big.bin")
+            && st["alarms"].to_string().contains("reading it at offset"),
+        "{st}"
+    );
+    // Only next.bin's retained copy is left.
+    let left: Vec<u64> = queued_copies(&queue)
+        .iter()
+        .map(|(_, size)| *size)
+        .collect();
+    assert_eq!(left, vec![2_000]);
+    let log = ingress.log_text();
+    assert_eq!(
+        log.matches("a queued package's copy cannot be read")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
 /// The delivery ledger forgets a package once it is older than
 /// `ledger_max_age_s` (and than the newest package less that, so a lone
 /// last package is kept); a copy that arrives after that (here an

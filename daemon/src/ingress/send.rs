@@ -95,23 +95,29 @@ enum Source {
 }
 
 impl Open {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DaemonError> {
-        let failed = |e: std::io::Error| DaemonError::Package {
-            id: self.id.to_hex(),
-            what: format!("queue file unreadable: {e}"),
-        };
+    /// Reads payload bytes. `Ok(Err(why))`: the queued copy can no longer
+    /// be read (changed by hand or a disk error, after it was opened and
+    /// its size checked); the package is abandoned, not the link.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<Result<(), String>, DaemonError> {
         match &self.source {
-            Source::File(f) => f.read_exact_at(buf, offset).map_err(failed),
+            Source::File(f) => Ok(f
+                .read_exact_at(buf, offset)
+                .map_err(|e| format!("reading it at offset {offset} failed: {e}"))),
             Source::Bundle(b) => {
+                // Built in memory by this loop: a short read is a bug.
                 let at = usize::try_from(offset).unwrap_or(usize::MAX);
                 let src = at
                     .checked_add(buf.len())
                     .and_then(|end| b.get(at..end))
                     .ok_or_else(|| {
-                        failed(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+                        DaemonError::Internal(format!(
+                            "bundle {}: payload asked past its end ({offset} + {})",
+                            self.id.to_hex(),
+                            buf.len()
+                        ))
                     })?;
                 buf.copy_from_slice(src);
-                Ok(())
+                Ok(Ok(()))
             }
         }
     }
@@ -186,8 +192,17 @@ pub(crate) fn send_loop(
                     )));
                 };
                 payload.resize(len, 0);
-                o.read_at(&mut payload, offset)?;
-                sender.provide_payload(seq, offset, &payload)?;
+                match o.read_at(&mut payload, offset)? {
+                    Ok(()) => sender.provide_payload(seq, offset, &payload)?,
+                    Err(why) => {
+                        // The rest of its send is not made; the egress
+                        // side fails the incomplete send.
+                        sender.abandon(seq);
+                        if let Some(o) = open.remove(&seq) {
+                            fail_unreadable(s, &Unreadable::sending(s, seq, &o), &why)?;
+                        }
+                    }
+                }
             }
         }
         if !batch.is_empty() {
@@ -504,7 +519,7 @@ fn hand_over(
             };
             let file = match bundle::open_queued(&c) {
                 Ok(f) => f,
-                Err(why) => return fail_unreadable(s, &c, &why),
+                Err(why) => return fail_unreadable(s, &Unreadable::candidate(&c), &why),
             };
             let (channel, size) = (c.meta.channel.clone(), c.meta.size);
             sender.enqueue_resend(now, c.seq, c.meta, c.first_seq)?;
@@ -534,7 +549,7 @@ fn hand_over(
                     let mut before = members;
                     let after = before.split_off(i + 1);
                     if let Some(gone) = before.pop() {
-                        fail_unreadable(s, &gone, &why)?;
+                        fail_unreadable(s, &Unreadable::candidate(&gone), &why)?;
                     }
                     hand_over(s, sender, open, sending, before, now)?;
                     return hand_over(s, sender, open, sending, after, now);
@@ -569,6 +584,45 @@ fn hand_over(
     }
 }
 
+/// A queued package whose copy cannot be read, as [`fail_unreadable`]
+/// names it.
+struct Unreadable {
+    id: [u8; 16],
+    seq: u64,
+    channel: String,
+    file_name: String,
+    path: String,
+}
+
+impl Unreadable {
+    fn candidate(c: &Candidate) -> Unreadable {
+        Unreadable {
+            id: c.id,
+            seq: c.seq,
+            channel: c.meta.channel.clone(),
+            file_name: c.meta.file_name.clone(),
+            path: c.path.clone(),
+        }
+    }
+
+    /// One being sent: its name and path from its queue record.
+    fn sending(s: &Shared, seq: u64, o: &Open) -> Unreadable {
+        let record = s.store.get(o.id.0).ok().flatten();
+        let file_name = record
+            .as_ref()
+            .and_then(|q| queued_meta_from_text(&q.meta_json))
+            .map(|(m, _)| m.file_name)
+            .unwrap_or_default();
+        Unreadable {
+            id: o.id.0,
+            seq,
+            channel: o.channel.clone(),
+            file_name,
+            path: record.map(|q| q.path).unwrap_or_default(),
+        }
+    }
+}
+
 /// Alarm prefix: queued packages whose copy could not be read.
 pub(crate) const UNREADABLE_ALARM_PREFIX: &str = "ingress failed:";
 
@@ -578,17 +632,17 @@ pub(crate) const UNREADABLE_ALARM_PREFIX: &str = "ingress failed:";
 /// and the link goes on: before, the error ended the send loop and ferryd
 /// with it, at every start again. Its number is never sent, so the egress
 /// side reports it as a gap; the package must be pushed again.
-fn fail_unreadable(s: &Shared, c: &Candidate, why: &str) -> Result<(), DaemonError> {
+fn fail_unreadable(s: &Shared, c: &Unreadable, why: &str) -> Result<(), DaemonError> {
     let id = PackageId(c.id);
     s.store.remove(c.id)?;
     let _ = std::fs::remove_file(&c.path);
-    tracing::error!(package = %id, seq = c.seq, path = %c.path, file = %c.meta.file_name, reason = why, "a queued package's copy cannot be read: not sent, removed from the queue; push it again");
+    tracing::error!(package = %id, seq = c.seq, path = %c.path, file = %c.file_name, reason = why, "a queued package's copy cannot be read: not sent, removed from the queue; push it again");
     s.audit.record(
         AuditRecord::new(EventKind::PackageFailed, Actor::system(), Outcome::Failure)
             .package(id.to_hex())
-            .channel(&c.meta.channel)
+            .channel(&c.channel)
             .detail("seq", c.seq.to_string())
-            .detail("file", c.meta.file_name.clone())
+            .detail("file", c.file_name.clone())
             .detail(
                 "reason",
                 format!("its queued copy cannot be read ({why}); not sent, push it again"),
@@ -604,7 +658,7 @@ fn fail_unreadable(s: &Shared, c: &Candidate, why: &str) -> Result<(), DaemonErr
     };
     let msg = format!(
         "{UNREADABLE_ALARM_PREFIX} {failed} queued package(s) could not be read and were not sent (the latest: {id}, {}, seq {}: {why}); the egress side shows their numbers as gaps: push them again (`ferryctl audit` lists them as package.failed)",
-        c.meta.file_name, c.seq
+        c.file_name, c.seq
     );
     protocol::update(&s.status, |st| {
         st.alarms
