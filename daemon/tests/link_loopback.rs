@@ -550,13 +550,7 @@ fn retention_keeps_its_bound_under_load_and_racing_resends_lose_nothing() {
 fn a_queued_copy_deleted_or_changed_by_hand_fails_alone_and_the_link_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     // 40 KB/s: the 400 KB package keeps the link busy for about 10 s.
-    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 40_000);
-    link_keys(
-        &tb.ingress_config,
-        "heal_resend_max_bytes_per_s = 0\nbundle_max_bytes = 4096",
-    );
-    let _egress = Daemon::start(&tb.egress_config);
-    let ingress = Daemon::start(&tb.ingress_config);
+    let (tb, _egress, ingress) = paced_link(dir.path(), 40_000, "bundle_max_bytes = 4096");
     let queue = queue_dir(&tb);
     // Queued copies by size (the sizes below are all different).
     let by_size = |size: u64| {
@@ -683,13 +677,11 @@ fn a_queued_copy_cut_short_while_it_is_sent_is_abandoned_and_the_link_goes_on() 
     // burst of 1 make interleaving groups of four 23 KB blocks, so the
     // sender reads the package a group at a time as it sends (two groups
     // ahead at most), not all of it at the start.
-    let tb = testbed(dir.path(), |o| o.rate_bytes_per_s = 400_000);
-    link_keys(
-        &tb.ingress_config,
-        "heal_resend_max_bytes_per_s = 0\nblock_symbols = 16\nloss_budget_burst = 1",
+    let (tb, _egress, ingress) = paced_link(
+        dir.path(),
+        400_000,
+        "block_symbols = 16\nloss_budget_burst = 1",
     );
-    let _egress = Daemon::start(&tb.egress_config);
-    let ingress = Daemon::start(&tb.ingress_config);
     let queue = queue_dir(&tb);
     ferry_daemon::testkit::spool_file(&tb.spool, "big.bin", &content(1, 4_000_000)).expect("spool");
     wait_for(Duration::from_secs(30), "big.bin being sent", || {
@@ -836,6 +828,23 @@ fn retention_testbed(dir: &std::path::Path, max_bytes: u64) -> ferry_daemon::tes
         &format!("[retention]\nmax_bytes = {max_bytes}\nmax_age_s = 86400"),
     );
     tb
+}
+
+/// Both sides running, the ingress side paced at `rate` bytes/s with no
+/// self-healing re-sends and the `[link]` lines `keys`.
+fn paced_link(
+    dir: &std::path::Path,
+    rate: u64,
+    keys: &str,
+) -> (ferry_daemon::testkit::Testbed, Daemon, Daemon) {
+    let tb = testbed(dir, |o| o.rate_bytes_per_s = rate);
+    link_keys(
+        &tb.ingress_config,
+        &format!("heal_resend_max_bytes_per_s = 0\n{keys}"),
+    );
+    let egress = Daemon::start(&tb.egress_config);
+    let ingress = Daemon::start(&tb.ingress_config);
+    (tb, egress, ingress)
 }
 
 /// The ingress side's queue directory.
