@@ -777,8 +777,9 @@ const HEAL_INTERVAL: Duration = Duration::from_millis(100);
 const HEAL_ROWS_PER_LOOK: usize = 2048;
 
 /// How often retention looks for retained copies to delete. A look that
-/// finds nothing reads the front of the retention index only; at the
-/// bytes bound under steady traffic, each look deletes a second's worth.
+/// finds nothing reads the front of the queue and the retained totals; at
+/// the bytes bound under steady traffic, each look deletes a second's
+/// worth.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Retained copies deleted per slice (per hold of the queue lock, which
