@@ -72,7 +72,7 @@ pub(crate) struct Built {
 /// cannot be read whole is the same error a lone package's would be.
 ///
 /// `Ok(Err((i, why)))`: member `i`'s queued copy cannot be read whole (see
-/// [`read_queued`]); the caller fails that one and builds without it.
+/// [`open_queued`]); the caller fails that one and builds without it.
 pub(crate) fn build(
     s: &Shared,
     members: &[Candidate],
