@@ -1,16 +1,16 @@
 //! The ingress queue: the sequence counter (`counters`), the packages by id
-//! (`queue`), by sequence (`queue_by_seq`), and each package's row by
-//! sequence (`queue_state`: its state, size and age). They change together
-//! in one transaction when a package is queued or requeued; a state change
-//! writes only the last two.
+//! (`queue`), and each package's row by sequence (`queue_state`: its id,
+//! state, size and age), which is also the sequence index. They change
+//! together in one transaction when a package is queued or requeued; a
+//! state change writes only the row.
 
 use crate::state::store::error::StoreError;
 use crate::state::store::retained::{follow_row, RetainedDelta, SENT_TAG};
 use crate::state::store::tables::{
-    PackageIdBytes, QueueStateRow, StateStore, COUNTERS, NEXT_SEQ_KEY, QUEUE, QUEUE_BY_SEQ,
+    PackageIdBytes, QueueStateRow, StateStore, COUNTERS, LEGACY_QUEUE_BY_SEQ, NEXT_SEQ_KEY, QUEUE,
     QUEUE_STATE,
 };
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
 use serde::{Deserialize, Serialize};
 
 /// Where a queued package is in its life on the ingress side.
@@ -63,7 +63,7 @@ impl QueueState {
 }
 
 /// One state change of a queued package, named by id and by the sequence
-/// number it is queued under (checked against the sequence index).
+/// number it is queued under (checked against that number's row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateChange {
     /// The package.
@@ -103,7 +103,6 @@ fn row_of(id: PackageIdBytes, pkg: &QueuedPackage) -> QueueStateRow {
 /// transaction committed.
 struct QueueTables<'t> {
     queue: redb::Table<'t, &'static [u8; 16], &'static str>,
-    by_seq: redb::Table<'t, u64, ([u8; 16], u8)>,
     states: redb::Table<'t, u64, QueueStateRow>,
     delta: RetainedDelta,
 }
@@ -246,7 +245,6 @@ impl StateStore {
         let (out, delta) = {
             let mut t = QueueTables {
                 queue: tx.open_table(QUEUE).map_err(|e| self.db_err(e))?,
-                by_seq: tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?,
                 states: tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?,
                 delta: RetainedDelta::default(),
             };
@@ -268,11 +266,11 @@ impl StateStore {
     ) -> Result<(), StoreError> {
         let json = self.encode("queue record", pkg)?;
         {
-            if let Some((other, _)) = t
-                .by_seq
+            if let Some(other) = t
+                .states
                 .get(pkg.seq)
                 .map_err(|e| self.db_err(e))?
-                .map(|v| v.value())
+                .map(|v| v.value().5)
             {
                 if other != id {
                     return Err(StoreError::SeqTaken {
@@ -286,14 +284,10 @@ impl StateStore {
                 None => None,
             };
             if let Some(old) = old {
-                t.by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
                 t.drop_row(old.seq).map_err(|e| self.db_err(e))?;
             }
             t.queue
                 .insert(&id, json.as_str())
-                .map_err(|e| self.db_err(e))?;
-            t.by_seq
-                .insert(pkg.seq, (id, pkg.state.tag()))
                 .map_err(|e| self.db_err(e))?;
             t.put_row(pkg.seq, row_of(id, pkg))
                 .map_err(|e| self.db_err(e))?;
@@ -340,45 +334,53 @@ impl StateStore {
         })
     }
 
-    /// Gives every queued package without a row (a store written before
-    /// `queue_state` existed) its row, from its record: once, at open, in
-    /// one transaction.
+    /// Brings a store written by an earlier version up to date, at open:
+    /// every queued package without a row (written before `queue_state`
+    /// existed) gets it from its record, and the sequence index that the
+    /// rows replaced is deleted. One transaction, and none at all when
+    /// there is nothing to do (every open but the first after an upgrade).
     pub(super) fn fill_queue_rows(&self) -> Result<(), StoreError> {
-        let filled = self.write_queue(|_, t| {
-            let rows = t.states.len().map_err(|e| self.db_err(e))?;
-            if rows >= t.by_seq.len().map_err(|e| self.db_err(e))? {
-                return Ok(0);
-            }
-            let mut missing = Vec::new();
-            for entry in t.by_seq.iter().map_err(|e| self.db_err(e))? {
-                let (seq, v) = entry.map_err(|e| self.db_err(e))?;
-                let seq = seq.value();
-                if t.states.get(seq).map_err(|e| self.db_err(e))?.is_none() {
-                    missing.push((seq, v.value().0));
-                }
-            }
-            for (seq, id) in &missing {
-                let pkg: QueuedPackage = match t.queue.get(id).map_err(|e| self.db_err(e))? {
-                    Some(v) => self.decode(queue_what(id), v.value())?,
-                    None => {
-                        return Err(self.corrupt(
-                            format!("queue index seq {seq}"),
-                            "points at a package that is not queued",
-                        ))
-                    }
-                };
-                t.put_row(*seq, row_of(*id, &pkg))
-                    .map_err(|e| self.db_err(e))?;
-            }
-            Ok(missing.len())
-        })?;
-        if filled == 0 {
+        let (legacy, rows, records) = {
+            let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+            let legacy = tx
+                .list_tables()
+                .map_err(|e| self.db_err(e))?
+                .any(|t| t.name() == LEGACY_QUEUE_BY_SEQ.name());
+            let rows = tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?;
+            let records = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
+            let rows = rows.len().map_err(|e| self.db_err(e))?;
+            (legacy, rows, records.len().map_err(|e| self.db_err(e))?)
+        };
+        if !legacy && rows >= records {
             return Ok(());
         }
-        tracing::info!(
-            packages = filled,
-            "state store: queue rows written for packages queued by an earlier version"
-        );
+        let filled = self.write_queue(|tx, t| {
+            let mut missing = Vec::new();
+            if rows < records {
+                for entry in t.queue.iter().map_err(|e| self.db_err(e))? {
+                    let (id, v) = entry.map_err(|e| self.db_err(e))?;
+                    let id = *id.value();
+                    // Such a store's records name their current state.
+                    let pkg: QueuedPackage = self.decode(queue_what(&id), v.value())?;
+                    if t.states.get(pkg.seq).map_err(|e| self.db_err(e))?.is_none() {
+                        missing.push((id, pkg));
+                    }
+                }
+            }
+            for (id, pkg) in &missing {
+                t.put_row(pkg.seq, row_of(*id, pkg))
+                    .map_err(|e| self.db_err(e))?;
+            }
+            tx.delete_table(LEGACY_QUEUE_BY_SEQ)
+                .map_err(|e| self.db_err(e))?;
+            Ok(missing.len())
+        })?;
+        if filled > 0 {
+            tracing::info!(
+                packages = filled,
+                "state store: queue rows written for packages queued by an earlier version"
+            );
+        }
         Ok(())
     }
 
@@ -423,47 +425,29 @@ impl StateStore {
     }
 
     /// State changes of several packages, in one transaction. Only the
-    /// sequence index and `queue_state` are written: the records, which
-    /// carry each package's description, stay as they were queued.
+    /// rows are written: the records, which carry each package's
+    /// description, stay as they were queued.
     pub fn set_states(&self, changes: &[StateChange]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
         self.write_queue(|_, t| {
             for c in changes {
-                let indexed = t
-                    .by_seq
-                    .get(c.seq)
-                    .map_err(|e| self.db_err(e))?
-                    .map(|v| v.value().0);
-                if indexed != Some(c.id) {
-                    return Err(StoreError::NotQueued {
-                        id: hex::encode(c.id),
-                    });
-                }
                 let old = t
                     .states
                     .get(c.seq)
                     .map_err(|e| self.db_err(e))?
                     .map(|v| v.value());
-                let (_, _, _, bytes, enqueued, _) = match old {
-                    Some(row) => row,
-                    // Every queued package has a row (open fills them);
-                    // this only reads the record if one went missing.
-                    None => match t.queue.get(&c.id).map_err(|e| self.db_err(e))? {
-                        Some(v) => row_of(c.id, &self.decode(queue_what(&c.id), v.value())?),
-                        None => {
-                            return Err(StoreError::NotQueued {
-                                id: hex::encode(c.id),
-                            })
-                        }
-                    },
+                // Every queued package has its row (open fills them): a
+                // number without one, or with another package's, is not
+                // this package's.
+                let Some((_, _, _, bytes, enqueued, id)) = old.filter(|row| row.5 == c.id) else {
+                    return Err(StoreError::NotQueued {
+                        id: hex::encode(c.id),
+                    });
                 };
                 let (tag, times, last) = c.state.parts();
-                t.put_row(c.seq, (tag, times, last, bytes, enqueued, c.id))
-                    .map_err(|e| self.db_err(e))?;
-                t.by_seq
-                    .insert(c.seq, (c.id, c.state.tag()))
+                t.put_row(c.seq, (tag, times, last, bytes, enqueued, id))
                     .map_err(|e| self.db_err(e))?;
             }
             Ok(())
@@ -520,22 +504,24 @@ impl StateStore {
         }
         let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
         let queue = tx.open_table(QUEUE).map_err(|e| self.db_err(e))?;
-        let by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
         let states = tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?;
         let mut out = Vec::new();
-        for row in by_seq.range(first..=last).map_err(|e| self.db_err(e))? {
+        for row in states.range(first..=last).map_err(|e| self.db_err(e))? {
             let (seq, v) = row.map_err(|e| self.db_err(e))?;
-            let (id, t) = v.value();
-            if tag.is_some_and(|want| want != t) {
+            let (seq, row) = (seq.value(), v.value());
+            if tag.is_some_and(|want| want != row.0) {
                 continue;
             }
+            let id = row.5;
             let Some(rec) = queue.get(&id).map_err(|e| self.db_err(e))? else {
                 return Err(self.corrupt(
-                    format!("queue index seq {}", seq.value()),
-                    "points at a package that is not queued",
+                    format!("queue_state/{seq}"),
+                    "names a package that is not queued",
                 ));
             };
-            out.push((id, self.current(&states, &id, rec.value())?));
+            let mut pkg: QueuedPackage = self.decode(queue_what(&id), rec.value())?;
+            pkg.state = self.state_of(seq, row)?;
+            out.push((id, pkg));
             if out.len() >= limit {
                 break;
             }
@@ -543,8 +529,8 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Number of packages waiting to be sent (read from the sequence
-    /// index only; nothing is decoded).
+    /// Number of packages waiting to be sent (read from the rows only;
+    /// nothing is decoded).
     pub fn count_queued(&self) -> Result<u64, StoreError> {
         self.count_queued_from(0)
     }
@@ -555,12 +541,12 @@ impl StateStore {
     /// every retained package.
     pub fn count_queued_from(&self, first: u64) -> Result<u64, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
-        let by_seq = tx.open_table(QUEUE_BY_SEQ).map_err(|e| self.db_err(e))?;
+        let states = tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?;
         let want = QueueState::Queued.tag();
         let mut n = 0u64;
-        for row in by_seq.range(first..).map_err(|e| self.db_err(e))? {
+        for row in states.range(first..).map_err(|e| self.db_err(e))? {
             let (_, v) = row.map_err(|e| self.db_err(e))?;
-            if v.value().1 == want {
+            if v.value().0 == want {
                 n += 1;
             }
         }
@@ -582,7 +568,6 @@ impl StateStore {
                 None => None,
             };
             if let Some(old) = &old {
-                t.by_seq.remove(old.seq).map_err(|e| self.db_err(e))?;
                 t.drop_row(old.seq).map_err(|e| self.db_err(e))?;
             }
             Ok(old)
@@ -657,7 +642,6 @@ impl StateStore {
                     continue;
                 }
                 t.queue.remove(&r.id).map_err(|e| self.db_err(e))?;
-                t.by_seq.remove(r.seq).map_err(|e| self.db_err(e))?;
                 t.drop_row(r.seq).map_err(|e| self.db_err(e))?;
                 removed += 1;
             }

@@ -12,17 +12,19 @@ pub type PackageIdBytes = [u8; 16];
 
 pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 pub(super) const QUEUE: TableDefinition<&[u8; 16], &str> = TableDefinition::new("queue");
-/// seq → (package id, state tag): lists the queue in sequence order and by
-/// state without decoding every record.
-pub(super) const QUEUE_BY_SEQ: TableDefinition<u64, ([u8; 16], u8)> =
+/// Written by earlier versions: seq → (package id, state tag), the
+/// sequence index that `queue_state` (which holds both) replaced. Deleted
+/// at open (`fill_queue_rows`).
+pub(super) const LEGACY_QUEUE_BY_SEQ: TableDefinition<u64, ([u8; 16], u8)> =
     TableDefinition::new("queue_by_seq");
 /// seq → a queued package's row: (state tag, sends, last send ms, bytes,
 /// queued at ms, package id). One per queued package, written with its
-/// record; a state change (two per package sent) rewrites only the row,
-/// not the package description in the record, and the loops that visit
-/// every sent package (self-healing re-sends, retention) read rows, which
-/// are small, fixed-size and in sequence order, never the records. Stores
-/// written before this table existed get their rows at open.
+/// record: the sequence index. A state change (two per package sent)
+/// rewrites only the row, not the package description in the record, and
+/// the loops that visit every sent package (self-healing re-sends,
+/// retention) read rows, which are small, fixed-size and in sequence
+/// order, never the records. Stores written before this table existed get
+/// their rows at open.
 pub(super) const QUEUE_STATE: TableDefinition<u64, QueueStateRow> =
     TableDefinition::new("queue_state");
 /// A `queue_state` row: state tag, sends, last send (ms), bytes, queued at
@@ -79,7 +81,6 @@ impl StateStore {
         {
             tx.open_table(COUNTERS).map_err(|e| store.db_err(e))?;
             tx.open_table(QUEUE).map_err(|e| store.db_err(e))?;
-            tx.open_table(QUEUE_BY_SEQ).map_err(|e| store.db_err(e))?;
             tx.open_table(QUEUE_STATE).map_err(|e| store.db_err(e))?;
             tx.open_table(BLOBS).map_err(|e| store.db_err(e))?;
             tx.open_table(LEDGER).map_err(|e| store.db_err(e))?;

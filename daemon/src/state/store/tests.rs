@@ -212,7 +212,7 @@ fn state_changes_leave_the_record_and_are_refused_whole_for_a_wrong_package() {
 
 #[test]
 fn queue_rows_follow_every_change_and_a_store_without_them_gets_them_at_open() {
-    use crate::state::store::tables::QUEUE_STATE;
+    use crate::state::store::tables::{LEGACY_QUEUE_BY_SEQ, QUEUE_STATE};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferry.redb");
     let sent = QueueState::Sent {
@@ -246,16 +246,37 @@ fn queue_rows_follow_every_change_and_a_store_without_them_gets_them_at_open() {
         assert_eq!(s.queue_rows(21, 1).unwrap(), vec![expected[2]]);
         assert!(s.queue_rows(31, 10).unwrap().is_empty());
         // What a store written before the rows existed looks like: each
-        // record names its current state, the index too, and no rows.
+        // record names its current state, the sequence index too, and no
+        // rows.
         s.enqueue(id(1), &pkg(10, sent)).unwrap();
         s.enqueue(id(2), &pkg(20, QueueState::Sending)).unwrap();
         let tx = s.db.begin_write().unwrap();
         tx.delete_table(QUEUE_STATE).unwrap();
+        {
+            let mut index = tx.open_table(LEGACY_QUEUE_BY_SEQ).unwrap();
+            index.insert(10, (id(1), 2)).unwrap();
+            index.insert(20, (id(2), 1)).unwrap();
+            index.insert(30, (id(3), 0)).unwrap();
+        }
         tx.commit().unwrap();
     }
+    let tables = |s: &StateStore| -> Vec<String> {
+        use redb::TableHandle;
+        let tx = s.db.begin_read().unwrap();
+        let names = tx.list_tables().unwrap();
+        names.map(|t| t.name().to_owned()).collect()
+    };
     let s = StateStore::open(&path).unwrap();
     assert_eq!(s.queue_rows(0, usize::MAX).unwrap(), expected);
     assert_eq!(s.get(id(1)).unwrap(), Some(pkg(10, sent)));
+    // The index the rows replaced is gone; the rows list the queue.
+    assert!(!tables(&s).contains(&"queue_by_seq".to_owned()));
+    assert!(tables(&s).contains(&"queue_state".to_owned()));
+    assert_eq!(
+        s.list(Some(QueueState::Sending)).unwrap(),
+        vec![(id(2), pkg(20, QueueState::Sending))]
+    );
+    assert_eq!(s.count_queued().unwrap(), 1);
     // And the rows keep working from there.
     s.set_state(id(3), QueueState::Sending).unwrap();
     assert_eq!(
