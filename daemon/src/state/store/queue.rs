@@ -279,16 +279,19 @@ impl StateStore {
                     });
                 }
             }
-            let old = match t.queue.get(&id).map_err(|e| self.db_err(e))? {
+            // The record replaced, if any (a resend): its row goes. Read
+            // from the insert, so a fresh package costs one lookup.
+            let old = match t
+                .queue
+                .insert(&id, json.as_str())
+                .map_err(|e| self.db_err(e))?
+            {
                 Some(v) => Some(self.decode::<QueuedPackage>(queue_what(&id), v.value())?),
                 None => None,
             };
             if let Some(old) = old {
                 t.drop_row(old.seq).map_err(|e| self.db_err(e))?;
             }
-            t.queue
-                .insert(&id, json.as_str())
-                .map_err(|e| self.db_err(e))?;
             t.put_row(pkg.seq, row_of(id, pkg))
                 .map_err(|e| self.db_err(e))?;
         }
