@@ -587,17 +587,26 @@ impl Writer<'_> {
         let (outbox, store) = (&self.sinks.outbox, &self.sinks.store);
         let mut seen = std::collections::HashSet::new();
         let mut items = Vec::with_capacity(batch.len());
-        for Ready {
-            seq,
-            mut staging,
-            manifest,
-            destination,
-            sidecar,
-        } in batch
+        // One read for the batch's duplicate check.
+        let ids: Vec<_> = batch.iter().map(|r| r.manifest.meta.id.0).collect();
+        let known: Vec<Result<bool, String>> = match store.ledger_holds(&ids) {
+            Ok(held) => held.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e.to_string()); ids.len()],
+        };
+        for (
+            Ready {
+                seq,
+                mut staging,
+                manifest,
+                destination,
+                sidecar,
+            },
+            known,
+        ) in batch.into_iter().zip(known)
         {
             let id = manifest.meta.id;
-            match store.ledger_get(id.0) {
-                Ok(None) if seen.insert(id.0) => {}
+            match known {
+                Ok(false) if seen.insert(id.0) => {}
                 Ok(_) => {
                     // Delivered before under another sequence number (a
                     // resend or a redundant send): once only.

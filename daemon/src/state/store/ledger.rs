@@ -185,6 +185,17 @@ impl StateStore {
         }
     }
 
+    /// Which of `ids` the ledger holds (in any state), in one read: the
+    /// egress writer's duplicate check for a batch of arrivals, which
+    /// needs no entry decoded.
+    pub fn ledger_holds(&self, ids: &[PackageIdBytes]) -> Result<Vec<bool>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let ledger = tx.open_table(LEDGER).map_err(|e| self.db_err(e))?;
+        ids.iter()
+            .map(|id| Ok(ledger.get(id).map_err(|e| self.db_err(e))?.is_some()))
+            .collect()
+    }
+
     /// Forgets `id` (a delivery that failed after `begin_delivery`, so a
     /// resend may deliver it). Returns whether it was there.
     pub fn ledger_remove(&self, id: PackageIdBytes) -> Result<bool, StoreError> {
