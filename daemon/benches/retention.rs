@@ -40,6 +40,7 @@ fn package(seq: u64, state: QueueState) -> QueuedPackage {
         meta_json: format!(
             "{{\"file_name\":\"report-{seq}.csv\",\"channel\":\"reports\",\"size\":1024,\"first_seq\":{seq}}}"
         ),
+        inline: false,
         state,
         bytes: 1024,
         enqueued_unix_ms: T0 + seq,

@@ -525,3 +525,170 @@ fn a_full_send_queue_answers_503_with_retry_after() {
         "503 without Retry-After: {body}"
     );
 }
+
+/// A small body pushed over HTTPS is kept in the state store with its
+/// queue record, not as a file: the queue directory never holds a copy of
+/// it, queued, sent or retained, and an operator's resend sends it again
+/// from the store (the egress side suppresses the copy). A package whose
+/// channel is stopped while it waits is written to the queue directory,
+/// byte for byte, for its hold, and delivered once when the channel starts.
+#[test]
+fn small_pushed_bodies_are_kept_in_the_store_and_a_held_one_gets_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 100 KB/s and one package per send: pushed packages wait in the
+    // queue (1.4 MB pushed; the pacer lets about 380 KB go at once).
+    let tb = testbed(dir.path(), |o| {
+        o.rate_bytes_per_s = 100_000;
+        o.loss_budget_percent = 0.0;
+    });
+    link_keys(&tb.ingress_config, "bundle_max_packages = 1");
+    let site = site(dir.path());
+    let port = free_tcp_port();
+    append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
+            path_str(&site.ca.join("ca.crt")),
+        ));
+    let config = path_str(&tb.ingress_config).to_owned();
+    let _egress = Daemon::start_ready(&tb.egress_config);
+    let _ingress = Daemon::start(&tb.ingress_config);
+    wait_for(Duration::from_secs(15), "ingest listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let queue = tb
+        .ingress_config
+        .parent()
+        .expect("config dir")
+        .join("state")
+        .join("queue");
+    let copies = || -> Vec<String> {
+        std::fs::read_dir(&queue)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let feed = Some((site.clients.as_path(), "registry-feed"));
+    let mut pushed = std::collections::BTreeMap::new();
+    for i in 0..24u64 {
+        let name = format!("small-{i:02}.bin");
+        // Within the 64 KiB a request keeps in memory.
+        let data = content(100 + i, 60_000);
+        let upload = dir.path().join(&name);
+        std::fs::write(&upload, &data).expect("write");
+        let r = curl(
+            port,
+            &site,
+            feed,
+            "/v1/channels/e2e/packages",
+            &[
+                "--data-binary",
+                &format!("@{}", path_str(&upload)),
+                "-H",
+                &format!("X-Ferry-File-Name: {name}"),
+            ],
+        );
+        assert_eq!(r.code, Some(202), "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        let id = v["package_id"].as_str().expect("id").to_owned();
+        pushed.insert(id, (name, data));
+    }
+    let no_copy_of = |ids: &mut dyn Iterator<Item = &String>| {
+        let here = copies();
+        ids.filter(|id| here.contains(id))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        no_copy_of(&mut pushed.keys()),
+        Vec::<String>::new(),
+        "queued bodies kept as files"
+    );
+
+    // Stopped while they wait: the held ones are written out for the hold.
+    let o = ctl(&[
+        "channel",
+        "stop",
+        "--config",
+        &config,
+        "e2e",
+        "--reason",
+        "maintenance",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let held = || -> Vec<String> {
+        let o = ctl(&["approvals", "list", "--config", &config, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["held"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h["package_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "the queue drained into holds",
+        || {
+            let st = status(&tb.ingress_config).unwrap_or_default();
+            st["queued"] == 0 && outbox_files(&tb.outbox).len() + held().len() == pushed.len()
+        },
+    );
+    let held_ids = held();
+    assert!(
+        !held_ids.is_empty(),
+        "nothing was held: the stop was not exercised"
+    );
+    for id in &held_ids {
+        let (_, data) = &pushed[id];
+        let copy = std::fs::read(queue.join(id)).expect("a held package's file");
+        assert!(&copy == data, "{id}: its file differs from what was pushed");
+    }
+
+    let o = ctl(&["channel", "start", "--config", &config, "e2e"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut names: Vec<String> = pushed.values().map(|(n, _)| n.clone()).collect();
+    names.sort();
+    wait_for(Duration::from_secs(90), "everything delivered", || {
+        outbox_files(&tb.outbox) == names
+    });
+    for (name, data) in pushed.values() {
+        assert!(
+            &std::fs::read(tb.outbox.join(name)).expect("read") == data,
+            "{name}"
+        );
+    }
+    // Retained in the store: no file for those never held, and a resend
+    // finds them.
+    let never_held: Vec<&String> = pushed.keys().filter(|id| !held_ids.contains(id)).collect();
+    assert!(!never_held.is_empty(), "every package was held");
+    assert_eq!(
+        no_copy_of(&mut never_held.iter().copied()),
+        Vec::<String>::new(),
+        "retained bodies kept as files"
+    );
+    wait_for(Duration::from_secs(30), "all sent", || {
+        status(&tb.ingress_config).is_some_and(|s| s["retained"] == pushed.len())
+    });
+    let o = ctl(&["resend", "--seq", "0..1000000", "--config", &config]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let requeued: Vec<String> = v["requeued"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["package"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in &never_held {
+        assert!(requeued.contains(id), "{id} not re-sent: {v}");
+    }
+    wait_for(Duration::from_secs(60), "the copies suppressed", || {
+        status(&tb.egress_config)
+            .and_then(|s| s["duplicates_suppressed"].as_u64())
+            .is_some_and(|n| n >= requeued.len() as u64)
+    });
+    assert_eq!(outbox_files(&tb.outbox), names, "a copy delivered twice");
+}

@@ -26,6 +26,8 @@ pub(crate) struct Candidate {
     pub(crate) first_seq: Option<u64>,
     pub(crate) meta: PackageMeta,
     pub(crate) path: String,
+    /// Its body is kept in the state store, not in the file at `path`.
+    pub(crate) inline: bool,
 }
 
 /// Packages gathered for one bundle, in sequence order.
@@ -77,9 +79,19 @@ pub(crate) fn build(
     s: &Shared,
     members: &[Candidate],
 ) -> Result<Result<Built, (usize, String)>, DaemonError> {
+    // The bodies kept in the store, in one read.
+    let kept_seqs: Vec<u64> = members.iter().filter(|m| m.inline).map(|m| m.seq).collect();
+    let mut kept = s.store.queued_bodies(&kept_seqs)?.into_iter();
     let mut bodies = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
-        let file = match open_queued(m) {
+        if m.inline {
+            match checked_kept(m, kept.next().flatten()) {
+                Ok(body) => bodies.push(body),
+                Err(why) => return Ok(Err((i, why))),
+            }
+            continue;
+        }
+        let file = match open_queued_file(m) {
             Ok(f) => f,
             Err(why) => return Ok(Err((i, why))),
         };
@@ -128,10 +140,53 @@ pub(crate) fn build(
     Ok(Ok(Built { meta, payload }))
 }
 
-/// Opens a queued package's copy, checking it still has the size it was
+/// A queued package's payload, open to be read.
+pub(crate) enum QueuedCopy {
+    /// Its file in the queue directory.
+    File(File),
+    /// Its body, kept in the state store.
+    Kept(Vec<u8>),
+}
+
+/// Opens a queued package's copy: its file or the body kept in the
+/// store, checking it still has the size it was queued with.
+/// `Ok(Err(why))` says why not, for the operator; `Err` is the store
+/// failing.
+pub(crate) fn open_queued(
+    s: &Shared,
+    c: &Candidate,
+) -> Result<Result<QueuedCopy, String>, DaemonError> {
+    if c.inline {
+        let body = s
+            .store
+            .queued_bodies(&[c.seq])?
+            .into_iter()
+            .next()
+            .flatten();
+        return Ok(checked_kept(c, body).map(QueuedCopy::Kept));
+    }
+    Ok(open_queued_file(c).map(QueuedCopy::File))
+}
+
+/// A body kept in the store, if it is there with the size queued.
+fn checked_kept(c: &Candidate, body: Option<Vec<u8>>) -> Result<Vec<u8>, String> {
+    let Some(body) = body else {
+        return Err("its body, kept in the state store, is missing".into());
+    };
+    if body.len() as u64 != c.meta.size {
+        return Err(format!(
+            "its body kept in the state store holds {} bytes, {} were queued",
+            body.len(),
+            c.meta.size
+        ));
+    }
+    Ok(body)
+}
+
+/// Opens a queued package's file, checking it still has the size it was
 /// queued with. `Err` says why not, for the operator: the file was
 /// deleted or damaged in the queue directory, or the disk failed.
-pub(crate) fn open_queued(c: &Candidate) -> Result<File, String> {
+fn open_queued_file(c: &Candidate) -> Result<File, String> {
     let file = File::open(Path::new(&c.path)).map_err(|e| format!("opening it failed: {e}"))?;
     let len = file
         .metadata()

@@ -420,7 +420,8 @@ fn resend(
             busy.push(hex::encode(id));
             continue;
         }
-        if !Path::new(&q.path).exists() {
+        // Retained: its body in the store, or its file still there.
+        if !q.inline && !Path::new(&q.path).exists() {
             unknown.push(hex::encode(id));
             continue;
         }

@@ -97,6 +97,7 @@ pub(crate) fn queued_record(meta: &PackageMeta, path: &Path) -> QueuedPackage {
         seq: 0,
         path: path.to_string_lossy().into_owned(),
         meta_json: meta_to_json(meta).to_string(),
+        inline: false,
         state: QueueState::Queued,
         bytes: meta.size,
         enqueued_unix_ms: now_millis().0,

@@ -90,8 +90,9 @@ enum Source {
     /// Its queued copy.
     File(File),
     /// A bundle, built in memory (at most `bundle_max_bytes` plus its
-    /// member table) and kept until its sends complete.
-    Bundle(Vec<u8>),
+    /// member table), or a body kept in the state store (a small one),
+    /// kept until its sends complete.
+    Memory(Vec<u8>),
 }
 
 impl Open {
@@ -103,15 +104,15 @@ impl Open {
             Source::File(f) => Ok(f
                 .read_exact_at(buf, offset)
                 .map_err(|e| format!("reading it at offset {offset} failed: {e}"))),
-            Source::Bundle(b) => {
-                // Built in memory by this loop: a short read is a bug.
+            Source::Memory(b) => {
+                // In memory, its size checked: a short read is a bug.
                 let at = usize::try_from(offset).unwrap_or(usize::MAX);
                 let src = at
                     .checked_add(buf.len())
                     .and_then(|end| b.get(at..end))
                     .ok_or_else(|| {
                         DaemonError::Internal(format!(
-                            "bundle {}: payload asked past its end ({offset} + {})",
+                            "package {}: payload asked past its end ({offset} + {})",
                             self.id.to_hex(),
                             buf.len()
                         ))
@@ -437,8 +438,10 @@ pub(crate) fn feed(
             // Its number is skipped (the egress side sees a gap): the
             // package keeps it as its first, to close that gap later.
             hand_over(s, sender, open, &mut sending, run.take(), now)?;
-            crate::ingress::holds::approvals::hold_stopped(s, id, &with_first_seq(&q), &stop)?;
             *last_seq = Some(q.seq);
+            if let Some(q) = held_copy(s, id, &q, &meta)? {
+                crate::ingress::holds::approvals::hold_stopped(s, id, &q, &stop)?;
+            }
             continue;
         }
         if let Some(until) = crate::ingress::holds::window_holds::closed_until(s, &meta.channel) {
@@ -447,14 +450,10 @@ pub(crate) fn feed(
             // number) when the window opens. A package already handed to
             // the sender finishes its send.
             hand_over(s, sender, open, &mut sending, run.take(), now)?;
-            crate::ingress::holds::window_holds::hold_queued(
-                s,
-                id,
-                &with_first_seq(&q),
-                &meta.channel,
-                until,
-            )?;
             *last_seq = Some(q.seq);
+            if let Some(q) = held_copy(s, id, &q, &meta)? {
+                crate::ingress::holds::window_holds::hold_queued(s, id, &q, &meta.channel, until)?;
+            }
             continue;
         }
         let c = Candidate {
@@ -463,6 +462,7 @@ pub(crate) fn feed(
             first_seq,
             meta,
             path: q.path,
+            inline: q.inline,
         };
         if !run.admits(&c, max_packages, max_bytes) {
             hand_over(s, sender, open, &mut sending, run.take(), now)?;
@@ -517,8 +517,9 @@ fn hand_over(
             let Some(c) = members.into_iter().next() else {
                 return Ok(());
             };
-            let file = match bundle::open_queued(&c) {
-                Ok(f) => f,
+            let source = match bundle::open_queued(s, &c)? {
+                Ok(bundle::QueuedCopy::File(f)) => Source::File(f),
+                Ok(bundle::QueuedCopy::Kept(body)) => Source::Memory(body),
                 Err(why) => return fail_unreadable(s, &Unreadable::candidate(&c), &why),
             };
             let (channel, size) = (c.meta.channel.clone(), c.meta.size);
@@ -532,7 +533,7 @@ fn hand_over(
                 c.seq,
                 Open {
                     id: PackageId(c.id),
-                    source: Source::File(file),
+                    source,
                     channel,
                     size,
                     members: Vec::new(),
@@ -570,7 +571,7 @@ fn hand_over(
                 to,
                 Open {
                     id,
-                    source: Source::Bundle(built.payload),
+                    source: Source::Memory(built.payload),
                     channel,
                     size,
                     members: members
@@ -582,6 +583,58 @@ fn hand_over(
             Ok(())
         }
     }
+}
+
+/// A queued package about to be held (its channel stopped, its window
+/// closed), as the hold keeps it: its first sequence number recorded and
+/// its payload in a file of the queue directory, as held packages are (a
+/// body kept in the store is written to the file its record names, durably,
+/// before the hold names it). `None`: the body could not be had, and the
+/// package failed alone ([`fail_unreadable`]).
+fn held_copy(
+    s: &Shared,
+    id: [u8; 16],
+    q: &crate::state::store::QueuedPackage,
+    meta: &ferry_protocol::PackageMeta,
+) -> Result<Option<crate::state::store::QueuedPackage>, DaemonError> {
+    let mut q = with_first_seq(q);
+    if !q.inline {
+        return Ok(Some(q));
+    }
+    let unreadable = Unreadable {
+        id,
+        seq: q.seq,
+        channel: meta.channel.clone(),
+        file_name: meta.file_name.clone(),
+        path: q.path.clone(),
+    };
+    let body = s
+        .store
+        .queued_bodies(&[q.seq])?
+        .into_iter()
+        .next()
+        .flatten();
+    let Some(body) = body.filter(|b| b.len() as u64 == q.bytes) else {
+        fail_unreadable(
+            s,
+            &unreadable,
+            "its body, kept in the state store, is missing or has the wrong size",
+        )?;
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(&q.path);
+    ferry_common::durable::write(
+        &path,
+        &body,
+        0o600,
+        ferry_common::durable::Replace::Atomically,
+    )
+    .map_err(|e| {
+        let (at, source) = e.into_parts();
+        DaemonError::io(&at)(source)
+    })?;
+    q.inline = false;
+    Ok(Some(q))
 }
 
 /// A queued package whose copy cannot be read, as [`fail_unreadable`]
@@ -825,7 +878,7 @@ fn heal_one(
     if parsed.as_ref().is_some_and(|v| v.get(HEALED_KEY).is_some()) {
         return Ok(Healing::Settled);
     }
-    let can = in_window && Path::new(&q.path).exists();
+    let can = in_window && (q.inline || Path::new(&q.path).exists());
     if can && !heal.take(Instant::now(), q.bytes) {
         return Ok(Healing::OverBudget);
     }
@@ -888,14 +941,15 @@ pub(crate) fn prune(s: &Shared) -> Result<(), DaemonError> {
         let due = s
             .store
             .retention_due(sent_before, s.cfg.retention.max_bytes, PRUNE_SLICE)?;
-        for r in &due {
-            match std::fs::remove_file(&r.path) {
+        // A body kept in the store goes with its record.
+        for path in due.iter().filter_map(|r| r.path.as_ref()) {
+            match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 // Retention must go on (one file it cannot delete would
                 // stop it for good): the record goes, the file is named.
                 Err(e) => tracing::warn!(
-                    path = %r.path,
+                    path = %path,
                     error = %e,
                     "retention: a retained copy could not be deleted; its record is removed, delete the file by hand"
                 ),

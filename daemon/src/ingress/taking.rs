@@ -238,6 +238,7 @@ mod tests {
                 seq: 0,
                 path: owned.to_string_lossy().into_owned(),
                 meta_json: "{}".into(),
+                inline: false,
                 state: QueueState::Queued,
                 bytes: 1,
                 enqueued_unix_ms: 0,

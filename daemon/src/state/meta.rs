@@ -221,6 +221,7 @@ mod tests {
             seq: 41,
             path: "/q/41".into(),
             meta_json: text,
+            inline: false,
             state: QueueState::Queued,
             bytes: m.size,
             enqueued_unix_ms: 0,

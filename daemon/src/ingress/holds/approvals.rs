@@ -611,6 +611,7 @@ mod tests {
                     seq,
                     path: "/q/p".into(),
                     meta_json: "{}".into(),
+                    inline: false,
                     state: crate::state::store::QueueState::Queued,
                     bytes: 3,
                     enqueued_unix_ms: 2,

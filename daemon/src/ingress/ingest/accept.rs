@@ -4,12 +4,14 @@
 //! its own fsync of the body, of the queue directory, a redb commit and an
 //! audit flush before the answer. Concurrent requests now hand their
 //! finished uploads to one committer thread, which admits everything that
-//! is waiting together: the renames into the queue directory (a small
-//! body, kept in memory by its request, is written there instead), one
-//! `syncfs(2)` for all bodies and names, one redb transaction queueing all
-//! of them under consecutive sequence numbers, and one audit flush. Each
-//! request is answered only after all of that; a failure answers every
-//! request of the batch with an error and leaves none of it queued.
+//! is waiting together: the renames into the queue directory, one
+//! `syncfs(2)` for all bodies and names (none when there are none), one
+//! redb transaction queueing all of them under consecutive sequence
+//! numbers, and one audit flush. A small body, kept in memory by its
+//! request, goes into that transaction with its record instead of a file
+//! (written as a file only for a package held for approval or a window).
+//! Each request is answered only after all of that; a failure answers
+//! every request of the batch with an error and leaves none of it queued.
 
 use crate::ingress::admission::Upload;
 use crate::ingress::shared::Admitted;
@@ -28,8 +30,8 @@ pub(crate) struct Job {
     /// The body, written (not yet synced) under the queue directory, or
     /// nothing there if `body` holds it.
     pub(crate) staged: PathBuf,
-    /// A small body kept in memory: the committer writes it under its
-    /// queue name.
+    /// A small body kept in memory: queued in the state store with its
+    /// record (or, for a held package, written under its queue name).
     pub(crate) body: Option<Vec<u8>>,
     pub(crate) upload: Upload,
     pub(crate) actor: Actor,
@@ -87,38 +89,62 @@ pub(crate) fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
 
 /// Admits a batch: every job is answered.
 fn commit(s: &Shared, jobs: Vec<Job>) {
-    let mut moved = Vec::with_capacity(jobs.len());
-    for mut j in jobs {
+    // Held packages (approvals, closed windows) are rare and kept as
+    // files (reviewers preview them, a window may hold them for days).
+    let (plain, held): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|j| j.grant.approval.is_none() && j.grant.window_until_unix_ms.is_none());
+    let mut placed_files = false;
+    let mut held_placed = Vec::with_capacity(held.len());
+    for mut j in held {
         let dest = s.queue_dir.join(j.upload.id.to_hex());
-        let placed = match j.body.take() {
-            Some(bytes) => write_new(&dest, &bytes),
-            None => std::fs::rename(&j.staged, &dest),
-        };
-        match placed {
-            Ok(()) => moved.push((j, dest)),
+        match place(&mut j, &dest) {
+            Ok(()) => {
+                placed_files = true;
+                held_placed.push((j, dest));
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&j.staged);
                 let _ = j.reply.send(Err(DaemonError::io(&dest)(e)));
             }
         }
     }
-    if moved.is_empty() {
-        return;
-    }
-    // One sync makes every body and every rename of the batch durable.
-    if let Err(e) = crate::ingress::admission::sync_filesystem(&s.queue_dir) {
-        let why = e.to_string();
-        for (j, dest) in moved {
-            let _ = std::fs::remove_file(&dest);
-            let _ = j.reply.send(Err(DaemonError::GroupCommit(why.clone())));
+    // A plain package's small body is kept in the store, durable with
+    // its queue record (no file); a larger one was written as it came
+    // and is renamed into the queue directory.
+    let mut plain_placed = Vec::with_capacity(plain.len());
+    for j in plain {
+        let dest = s.queue_dir.join(j.upload.id.to_hex());
+        if j.body.is_some() {
+            plain_placed.push((j, dest));
+            continue;
         }
-        return;
+        match std::fs::rename(&j.staged, &dest) {
+            Ok(()) => {
+                placed_files = true;
+                plain_placed.push((j, dest));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&j.staged);
+                let _ = j.reply.send(Err(DaemonError::io(&dest)(e)));
+            }
+        }
     }
-    let (plain, held): (Vec<_>, Vec<_>) = moved
-        .into_iter()
-        .partition(|(j, _)| j.grant.approval.is_none() && j.grant.window_until_unix_ms.is_none());
-    // Held packages (approvals, closed windows) are rare: one by one.
-    for (j, dest) in held {
+    // One sync makes every body and every rename of the batch durable
+    // (none when every body is kept in the store).
+    if placed_files {
+        if let Err(e) = crate::ingress::admission::sync_filesystem(&s.queue_dir) {
+            let why = e.to_string();
+            for (j, dest) in held_placed.into_iter().chain(plain_placed) {
+                if j.body.is_none() {
+                    let _ = std::fs::remove_file(&dest);
+                }
+                let _ = j.reply.send(Err(DaemonError::GroupCommit(why.clone())));
+            }
+            return;
+        }
+    }
+    for (j, dest) in held_placed {
         let meta = crate::ingress::admission::meta_of(j.upload);
         let r = crate::ingress::admission::admit(s, &meta, &dest, j.grant, j.actor);
         if r.is_err() {
@@ -126,36 +152,64 @@ fn commit(s: &Shared, jobs: Vec<Job>) {
         }
         let _ = j.reply.send(r);
     }
-    if !plain.is_empty() {
-        queue_all(s, plain);
+    if !plain_placed.is_empty() {
+        queue_all(s, plain_placed);
+    }
+}
+
+/// Puts a held package's body at `dest`: written from memory, or its
+/// upload file renamed.
+fn place(j: &mut Job, dest: &std::path::Path) -> std::io::Result<()> {
+    match j.body.take() {
+        Some(bytes) => write_new(dest, &bytes),
+        None => std::fs::rename(&j.staged, dest),
     }
 }
 
 /// Queues packages under consecutive sequence numbers in one transaction
-/// and records them with one audit flush; if the log cannot take the
-/// records, none of them stays queued (nothing is sent that the audit log
-/// does not show).
+/// (with the bodies kept in the store) and records them with one audit
+/// flush; if the log cannot take the records, none of them stays queued
+/// (nothing is sent that the audit log does not show).
 fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
     let mut items: Vec<_> = jobs
         .into_iter()
         .map(|(j, dest)| {
             let meta = crate::ingress::admission::meta_of(j.upload);
-            (meta, dest, j.actor, j.reply)
+            (meta, dest, j.actor, j.reply, j.body)
         })
         .collect();
     let mut records: Vec<_> = items
         .iter()
-        .map(|(meta, dest, _, _)| (meta.id.0, crate::ingress::queue::queued_record(meta, dest)))
+        .map(|(meta, dest, _, _, body)| {
+            let mut q = crate::ingress::queue::queued_record(meta, dest);
+            q.inline = body.is_some();
+            (meta.id.0, q)
+        })
         .collect();
-    let fail = |items: Vec<(ferry_protocol::PackageMeta, PathBuf, Actor, _)>, why: String| {
-        for (_, dest, _, reply) in items {
-            let _ = std::fs::remove_file(&dest);
-            let reply: tokio::sync::oneshot::Sender<Result<Admitted, DaemonError>> = reply;
+    type Reply = tokio::sync::oneshot::Sender<Result<Admitted, DaemonError>>;
+    type Item = (
+        ferry_protocol::PackageMeta,
+        PathBuf,
+        Actor,
+        Reply,
+        Option<Vec<u8>>,
+    );
+    let fail = |items: Vec<Item>, why: String| {
+        for (_, dest, _, reply, body) in items {
+            if body.is_none() {
+                let _ = std::fs::remove_file(&dest);
+            }
             let _ = reply.send(Err(DaemonError::GroupCommit(why.clone())));
         }
     };
     let queued = match s.lock.lock() {
-        Ok(_guard) => s.store.enqueue_fresh(&mut records),
+        Ok(_guard) => {
+            let bodies: Vec<Option<&[u8]>> = items
+                .iter()
+                .map(|(_, _, _, _, body)| body.as_deref())
+                .collect();
+            s.store.enqueue_fresh_with_bodies(&mut records, &bodies)
+        }
         Err(_) => {
             fail(items, DaemonError::Poisoned.to_string());
             return;
@@ -168,7 +222,7 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
     let audit: Vec<_> = items
         .iter_mut()
         .zip(&records)
-        .map(|((meta, _, actor, _), (_, q))| {
+        .map(|((meta, _, actor, _, _), (_, q))| {
             crate::ingress::admission::pushed_record(meta, &Admitted::Queued(q.seq), actor.clone())
         })
         .collect();
@@ -183,7 +237,7 @@ fn queue_all(s: &Shared, jobs: Vec<(Job, PathBuf)>) {
         fail(items, e.to_string());
         return;
     }
-    for ((meta, _, _, reply), (_, q)) in items.into_iter().zip(&records) {
+    for ((meta, _, _, reply, _), (_, q)) in items.into_iter().zip(&records) {
         crate::ingress::admission::count_accepted(s, &meta);
         let _ = reply.send(Ok(Admitted::Queued(q.seq)));
     }

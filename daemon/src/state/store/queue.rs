@@ -2,13 +2,14 @@
 //! (`queue`), and each package's row by sequence (`queue_state`: its id,
 //! state, size and age), which is also the sequence index. They change
 //! together in one transaction when a package is queued or requeued; a
-//! state change writes only the row.
+//! state change writes only the row. A small body may be kept with them
+//! (`queue_body`) instead of in a file.
 
 use crate::state::store::error::StoreError;
 use crate::state::store::retained::{follow_row, RetainedDelta, SENT_TAG};
 use crate::state::store::tables::{
     PackageIdBytes, QueueStateRow, StateStore, COUNTERS, LEGACY_QUEUE_BY_SEQ, NEXT_SEQ_KEY, QUEUE,
-    QUEUE_STATE,
+    QUEUE_BODY, QUEUE_STATE,
 };
 use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,7 @@ fn row_of(id: PackageIdBytes, pkg: &QueuedPackage) -> QueueStateRow {
 /// transaction committed.
 struct QueueTables<'t> {
     queue: redb::Table<'t, &'static [u8; 16], &'static str>,
+    bodies: redb::Table<'t, u64, &'static [u8]>,
     states: redb::Table<'t, u64, QueueStateRow>,
     delta: RetainedDelta,
 }
@@ -128,8 +130,9 @@ pub struct Retired {
     pub seq: u64,
     /// The package.
     pub id: PackageIdBytes,
-    /// Its retained copy, to delete.
-    pub path: String,
+    /// Its retained copy, to delete; `None` for a body kept in the store,
+    /// which goes with its record.
+    pub path: Option<String>,
 }
 
 /// One package in the ingress queue.
@@ -137,8 +140,15 @@ pub struct Retired {
 pub struct QueuedPackage {
     /// Sequence number it is (or was last) sent under.
     pub seq: u64,
-    /// The queued copy of the payload.
+    /// The queued copy of the payload: its file in the queue directory,
+    /// or, for a body kept in the store (`inline`), where that file would
+    /// be (the name it is written under when the package is held).
     pub path: String,
+    /// The payload is kept in the store (`queue_body`, under `seq`), not in
+    /// the file at `path`: a small body pushed over HTTPS, which then
+    /// costs no file of its own (created, synced, read, deleted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
     /// Package description (JSON text), opaque to the store.
     pub meta_json: String,
     /// Where it is in its life.
@@ -196,7 +206,7 @@ impl StateStore {
     pub fn enqueue_all(&self, pkgs: &[(PackageIdBytes, QueuedPackage)]) -> Result<(), StoreError> {
         self.write_queue(|_, t| {
             for (id, pkg) in pkgs {
-                self.put_queued(t, *id, pkg)?;
+                self.put_queued(t, *id, pkg, None)?;
             }
             Ok(())
         })
@@ -208,6 +218,17 @@ impl StateStore {
     pub fn enqueue_fresh(
         &self,
         pkgs: &mut [(PackageIdBytes, QueuedPackage)],
+    ) -> Result<(), StoreError> {
+        self.enqueue_fresh_with_bodies(pkgs, &[])
+    }
+
+    /// [`StateStore::enqueue_fresh`] with the bodies of the packages kept
+    /// in the store (`inline`), by position in `pkgs`: each is durable
+    /// with its package's record, in the same transaction.
+    pub fn enqueue_fresh_with_bodies(
+        &self,
+        pkgs: &mut [(PackageIdBytes, QueuedPackage)],
+        bodies: &[Option<&[u8]>],
     ) -> Result<(), StoreError> {
         self.write_queue(|tx, t| {
             let mut counters = tx.open_table(COUNTERS).map_err(|e| self.db_err(e))?;
@@ -224,9 +245,9 @@ impl StateStore {
             counters
                 .insert(NEXT_SEQ_KEY, next)
                 .map_err(|e| self.db_err(e))?;
-            for (seq, (id, pkg)) in (first..).zip(pkgs.iter_mut()) {
+            for (i, (seq, (id, pkg))) in (first..).zip(pkgs.iter_mut()).enumerate() {
                 pkg.seq = seq;
-                self.put_queued(t, *id, pkg)?;
+                self.put_queued(t, *id, pkg, bodies.get(i).copied().flatten())?;
             }
             Ok(())
         })
@@ -245,6 +266,7 @@ impl StateStore {
         let (out, delta) = {
             let mut t = QueueTables {
                 queue: tx.open_table(QUEUE).map_err(|e| self.db_err(e))?,
+                bodies: tx.open_table(QUEUE_BODY).map_err(|e| self.db_err(e))?,
                 states: tx.open_table(QUEUE_STATE).map_err(|e| self.db_err(e))?,
                 delta: RetainedDelta::default(),
             };
@@ -257,12 +279,14 @@ impl StateStore {
     }
 
     /// Writes the record of `id` and its row; its state is the one `pkg`
-    /// names.
+    /// names. An `inline` package's body is `body`, or else the body the
+    /// record it replaces kept (a resend under a new number moves it).
     fn put_queued(
         &self,
         t: &mut QueueTables<'_>,
         id: PackageIdBytes,
         pkg: &QueuedPackage,
+        body: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let json = self.encode("queue record", pkg)?;
         {
@@ -289,8 +313,24 @@ impl StateStore {
                 Some(v) => Some(self.decode::<QueuedPackage>(queue_what(&id), v.value())?),
                 None => None,
             };
+            let mut carried = None;
             if let Some(old) = old {
+                if old.inline {
+                    carried = t
+                        .bodies
+                        .remove(old.seq)
+                        .map_err(|e| self.db_err(e))?
+                        .map(|v| v.value().to_vec());
+                }
                 t.drop_row(old.seq).map_err(|e| self.db_err(e))?;
+            }
+            if pkg.inline {
+                let Some(body) = body.or(carried.as_deref()) else {
+                    return Err(
+                        self.corrupt(queue_what(&id), "queued as kept in the store, with no body")
+                    );
+                };
+                t.bodies.insert(pkg.seq, body).map_err(|e| self.db_err(e))?;
             }
             t.put_row(pkg.seq, row_of(id, pkg))
                 .map_err(|e| self.db_err(e))?;
@@ -571,10 +611,29 @@ impl StateStore {
                 None => None,
             };
             if let Some(old) = &old {
+                if old.inline {
+                    t.bodies.remove(old.seq).map_err(|e| self.db_err(e))?;
+                }
                 t.drop_row(old.seq).map_err(|e| self.db_err(e))?;
             }
             Ok(old)
         })
+    }
+
+    /// The bodies kept in the store under `seqs`, in one read; `None`
+    /// where there is none (not kept in the store, or gone with its
+    /// package).
+    pub fn queued_bodies(&self, seqs: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let bodies = tx.open_table(QUEUE_BODY).map_err(|e| self.db_err(e))?;
+        seqs.iter()
+            .map(|seq| {
+                Ok(bodies
+                    .get(seq)
+                    .map_err(|e| self.db_err(e))?
+                    .map(|v| v.value().to_vec()))
+            })
+            .collect()
     }
 
     // ---- ingress: retention ----------------------------------------------
@@ -618,8 +677,8 @@ impl StateStore {
             bytes = bytes.saturating_sub(size);
             let path = match queue.get(&id).map_err(|e| self.db_err(e))? {
                 Some(v) => {
-                    self.decode::<QueuedPackage>(queue_what(&id), v.value())?
-                        .path
+                    let q = self.decode::<QueuedPackage>(queue_what(&id), v.value())?;
+                    (!q.inline).then_some(q.path)
                 }
                 None => {
                     return Err(self.corrupt(
@@ -645,6 +704,7 @@ impl StateStore {
                     continue;
                 }
                 t.queue.remove(&r.id).map_err(|e| self.db_err(e))?;
+                t.bodies.remove(r.seq).map_err(|e| self.db_err(e))?;
                 t.drop_row(r.seq).map_err(|e| self.db_err(e))?;
                 removed += 1;
             }

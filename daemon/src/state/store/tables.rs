@@ -30,6 +30,12 @@ pub(super) const QUEUE_STATE: TableDefinition<u64, QueueStateRow> =
 /// A `queue_state` row: state tag, sends, last send (ms), bytes, queued at
 /// (ms), package id.
 pub(super) type QueueStateRow = (u8, u32, u64, u64, u64, [u8; 16]);
+/// seq → the payload of a queued package kept in the store instead of a
+/// file of the queue directory (`QueuedPackage::inline`): a small body
+/// pushed over HTTPS. Written, moved (a resend's new number) and deleted
+/// in the transactions that write its row, so a body is durable exactly
+/// when its package is queued, and gone with it.
+pub(super) const QUEUE_BODY: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_body");
 pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(super) const LEDGER: TableDefinition<&[u8; 16], &str> = TableDefinition::new("ledger");
 /// Egress: every ledger entry by age, so that pruning reads only what it
@@ -82,6 +88,7 @@ impl StateStore {
             tx.open_table(COUNTERS).map_err(|e| store.db_err(e))?;
             tx.open_table(QUEUE).map_err(|e| store.db_err(e))?;
             tx.open_table(QUEUE_STATE).map_err(|e| store.db_err(e))?;
+            tx.open_table(QUEUE_BODY).map_err(|e| store.db_err(e))?;
             tx.open_table(BLOBS).map_err(|e| store.db_err(e))?;
             tx.open_table(LEDGER).map_err(|e| store.db_err(e))?;
             tx.open_table(LEDGER_AGE).map_err(|e| store.db_err(e))?;

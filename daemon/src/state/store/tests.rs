@@ -9,6 +9,7 @@ fn pkg(seq: u64, state: QueueState) -> QueuedPackage {
         seq,
         path: format!("/q/{seq}"),
         meta_json: format!("{{\"seq\":{seq}}}"),
+        inline: false,
         state,
         bytes: 100 + seq,
         enqueued_unix_ms: 1_700_000_000_000 + seq,
@@ -539,12 +540,12 @@ fn retention_totals_follow_every_queue_change_and_the_front_is_due_first() {
             Retired {
                 seq: 10,
                 id: id(1),
-                path: "/q/10".into()
+                path: Some("/q/10".into())
             },
             Retired {
                 seq: 40,
                 id: id(4),
-                path: "/q/40".into()
+                path: Some("/q/40".into())
             },
         ]
     );
@@ -599,4 +600,84 @@ fn a_backlog_at_the_front_bounds_a_retention_look() {
     assert!(s.retention_due(u64::MAX, 0, 2).unwrap().is_empty());
     // Limit 3: 12 rows may be read.
     assert_eq!(s.retention_due(u64::MAX, 0, 3).unwrap().len(), 1);
+}
+
+#[test]
+fn a_body_kept_in_the_store_follows_its_package_through_resend_retention_and_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.redb");
+    let inline = |seq| QueuedPackage {
+        inline: true,
+        ..pkg(seq, QueueState::Queued)
+    };
+    {
+        let s = StateStore::open(&path).unwrap();
+        let mut two = [(id(1), inline(0)), (id(2), pkg(0, QueueState::Queued))];
+        s.enqueue_fresh_with_bodies(&mut two, &[Some(b"one".as_slice()), None])
+            .unwrap();
+        let (a, b) = (two[0].1.seq, two[1].1.seq);
+        assert_eq!(
+            s.queued_bodies(&[a, b]).unwrap(),
+            vec![Some(b"one".to_vec()), None]
+        );
+        // A package kept in the store without its body is refused whole.
+        let mut lone = [(id(3), inline(0))];
+        assert!(matches!(
+            s.enqueue_fresh(&mut lone),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(s.get(id(3)).unwrap(), None);
+        // State changes leave the body; a resend under a new number moves it.
+        s.set_states(&[StateChange {
+            id: id(1),
+            seq: a,
+            state: QueueState::Sending,
+        }])
+        .unwrap();
+        let mut again = [(id(1), s.get(id(1)).unwrap().unwrap())];
+        again[0].1.state = QueueState::Queued;
+        s.enqueue_fresh(&mut again).unwrap();
+        let moved = again[0].1.seq;
+        assert_ne!(moved, a);
+        assert_eq!(
+            s.queued_bodies(&[a, moved]).unwrap(),
+            vec![None, Some(b"one".to_vec())]
+        );
+    }
+    // Durable with its record; retention takes it with the record.
+    let s = StateStore::open(&path).unwrap();
+    let q = s.get(id(1)).unwrap().unwrap();
+    assert!(q.inline);
+    assert_eq!(
+        s.queued_bodies(&[q.seq]).unwrap(),
+        vec![Some(b"one".to_vec())]
+    );
+    let sent = QueueState::Sent {
+        times: 1,
+        last_unix_ms: 5,
+    };
+    s.set_states(&[
+        StateChange {
+            id: id(1),
+            seq: q.seq,
+            state: sent,
+        },
+        StateChange {
+            id: id(2),
+            seq: 1,
+            state: sent,
+        },
+    ])
+    .unwrap();
+    let due = s.retention_due(10, u64::MAX, 10).unwrap();
+    let paths: Vec<_> = due.iter().map(|r| (r.id, r.path.clone())).collect();
+    assert_eq!(paths, vec![(id(2), Some("/q/0".to_owned())), (id(1), None)]);
+    assert_eq!(s.remove_retained(&due).unwrap(), 2);
+    assert_eq!(s.queued_bodies(&[q.seq]).unwrap(), vec![None]);
+    // And removal takes it too.
+    let mut one = [(id(4), inline(0))];
+    s.enqueue_fresh_with_bodies(&mut one, &[Some(b"four".as_slice())])
+        .unwrap();
+    s.remove(id(4)).unwrap();
+    assert_eq!(s.queued_bodies(&[one[0].1.seq]).unwrap(), vec![None]);
 }
