@@ -48,6 +48,14 @@ pub(super) const LEDGER_AGE: TableDefinition<&[u8; 24], ()> = TableDefinition::n
 /// gap on the egress side.
 pub(super) const HELD: TableDefinition<&[u8; 16], &str> = TableDefinition::new("held");
 
+/// The memory the store may use to cache its pages. redb's default is
+/// 1 GiB, which a store holding retained bodies (`queue_body`, up to
+/// `[retention] max_bytes`) or a large delivery ledger would fill over
+/// time: the daemons' memory must be bounded by their configuration. The
+/// hot pages (the queue's front, bodies sent within milliseconds of being
+/// queued, the ledger's recent entries) fit in far less.
+const CACHE_BYTES: usize = 64 << 20;
+
 pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
 pub(super) const REPLAY_KEY: &str = "replay_window";
 pub(super) const STOPPED_KEY: &str = "stopped_channels";
@@ -72,7 +80,10 @@ pub struct StateStore {
 impl StateStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source: Box::new(source),
         })?;
