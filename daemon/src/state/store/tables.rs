@@ -84,9 +84,9 @@ impl StateStore {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
         let store = StateStore {
             db,
             path: path.to_path_buf(),
