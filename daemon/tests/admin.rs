@@ -219,15 +219,8 @@ fn each_role_is_refused_outside_its_job_and_every_request_is_audited() {
 #[test]
 fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     let t = tempfile::tempdir().expect("tempdir");
-    // A slow link, so that packages wait in the queue (loss budget off:
-    // loopback loses nothing, and the pacing was chosen for fixed repair).
-    let tb = testbed(t.path(), |o| {
-        o.rate_bytes_per_s = 40_000;
-        o.loss_budget_percent = 0.0;
-    });
-    // One package per send: bundled, all ten would be handed to the sender
-    // at once and none would be left queued for the stop to hold.
-    link_keys(&tb.ingress_config, "bundle_max_packages = 1");
+    // A slow link, one package per send: packages wait in the queue.
+    let tb = one_by_one_slow_testbed(t.path(), 40_000);
     let config = path_str(&tb.ingress_config).to_owned();
     let _egress = Daemon::start(&tb.egress_config);
     let mut ingress = Daemon::start(&tb.ingress_config);
@@ -256,19 +249,7 @@ fn a_stopped_channel_holds_its_queue_and_start_sends_everything_once() {
     assert!(o.status.success(), "{}", text(&o));
     ferry_daemon::testkit::spool_file(&tb.spool, "late.bin", b"late").expect("spool");
 
-    let held = || -> Vec<String> {
-        let o = ctl(&["approvals", "list", "--config", &config, "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        v["held"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|h| h["channel_stopped"] == true)
-                    .filter_map(|h| h["file_name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let held = || held_field(&config, |h| h["channel_stopped"] == true, "file_name");
     // Whatever was already being sent arrives; the rest is held.
     wait_for(Duration::from_secs(60), "queue drained into holds", || {
         let st = status(&tb.ingress_config).unwrap_or_default();

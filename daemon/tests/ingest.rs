@@ -537,11 +537,7 @@ fn small_pushed_bodies_are_kept_in_the_store_and_a_held_one_gets_its_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     // 100 KB/s and one package per send: pushed packages wait in the
     // queue (1.4 MB pushed; the pacer lets about 380 KB go at once).
-    let tb = testbed(dir.path(), |o| {
-        o.rate_bytes_per_s = 100_000;
-        o.loss_budget_percent = 0.0;
-    });
-    link_keys(&tb.ingress_config, "bundle_max_packages = 1");
+    let tb = one_by_one_slow_testbed(dir.path(), 100_000);
     let site = site(dir.path());
     let port = free_tcp_port();
     append_config(&tb.ingress_config, &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\ncert = \"tls/ingest.crt\"\nkey = \"tls/ingest.key\"\nclient_ca = [\"{}\"]\nmax_package_bytes = 1048576\nmin_free_bytes = 0\n",
@@ -615,18 +611,7 @@ fn small_pushed_bodies_are_kept_in_the_store_and_a_held_one_gets_its_file() {
         "maintenance",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let held = || -> Vec<String> {
-        let o = ctl(&["approvals", "list", "--config", &config, "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        v["held"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|h| h["package_id"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let held = || held_field(&config, |_| true, "package_id");
     wait_for(
         Duration::from_secs(60),
         "the queue drained into holds",

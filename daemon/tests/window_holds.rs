@@ -257,18 +257,12 @@ fn a_closed_window_holds_pushes_and_queued_packages_until_it_opens() {
     std::fs::write(&policy_file, policy(opens, false)).expect("policy");
     let o = ctl(&["policy", "reload", "--config", &config]);
     assert!(o.status.success(), "{}", text(&o));
-    let held_bulk = || -> Vec<String> {
-        let o = ctl(&["approvals", "list", "--config", &config, "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        v["held"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|h| h["state"] == "awaiting_window" && h["channel"] == "bulk")
-                    .filter_map(|h| h["file_name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+    let held_bulk = || {
+        held_field(
+            &config,
+            |h| h["state"] == "awaiting_window" && h["channel"] == "bulk",
+            "file_name",
+        )
     };
     // Whatever was being sent arrives; the rest is held.
     wait_for(

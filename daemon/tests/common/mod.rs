@@ -145,6 +145,21 @@ pub fn testbed(dir: &Path, f: impl FnOnce(&mut TestbedOptions)) -> Testbed {
     testkit::create(dir, &o).expect("testbed")
 }
 
+/// A link paced at `rate` bytes/s with one package per send, so that
+/// packages wait in the ingress queue (for a test that stops a channel
+/// or closes a window on them). The loss budget is off: loopback loses
+/// nothing, and such tests time their pacing for the fixed repair.
+pub fn one_by_one_slow_testbed(dir: &Path, rate: u64) -> Testbed {
+    let tb = testbed(dir, |o| {
+        o.rate_bytes_per_s = rate;
+        o.loss_budget_percent = 0.0;
+    });
+    // Bundled, a burst would be handed to the sender at once and none
+    // left queued.
+    link_keys(&tb.ingress_config, "bundle_max_packages = 1");
+    tb
+}
+
 /// Waits until `f` is true or `limit` passes; panics with `what` on timeout.
 pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -205,6 +220,27 @@ pub fn ctl(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("spawn ferryctl")
+}
+
+/// `field` of each package `ferryctl approvals list --json` shows held
+/// on the ingress side of `config` that `pick` selects (nothing while the
+/// command fails).
+pub fn held_field(
+    config: &str,
+    pick: impl Fn(&serde_json::Value) -> bool,
+    field: &str,
+) -> Vec<String> {
+    let o = ctl(&["approvals", "list", "--config", config, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v["held"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|h| pick(h))
+                .filter_map(|h| h[field].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `ferryctl ARGS`, which must succeed; its standard output. On failure the
