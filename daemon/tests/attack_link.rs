@@ -284,7 +284,8 @@ fn gaps_survive_egress_kill9_until_a_resend_fills_them() {
 
 /// Promise: a delivery that start-up recovery finishes (the egress died
 /// between its ledger record and the rename, or between the rename and the
-/// ledger's "finished") has exactly one `package.delivered` record.
+/// ledger's "finished") has exactly one `package.delivered` record, naming
+/// the file it was delivered as (a collision's `NAME.1.EXT` too).
 #[test]
 fn deliveries_finished_by_recovery_are_audited_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -296,6 +297,8 @@ fn deliveries_finished_by_recovery_are_audited_once() {
     // and recorded "delivering" (rename not done), one renamed already
     // but not recorded as finished.
     let (staged_id, renamed_id) = ([0x51u8; 16], [0x52u8; 16]);
+    // Renamed under a collision suffix: `dup.bin` is another package's.
+    let suffixed_id = [0x53u8; 16];
     {
         let outbox = ferry_daemon::state::outbox::Outbox::open(&tb.outbox).expect("outbox");
         let store = StateStore::open(&state.join("ferry.redb")).expect("store");
@@ -341,6 +344,39 @@ fn deliveries_finished_by_recovery_are_audited_once() {
                 &window,
             )
             .expect("ledger");
+        std::fs::write(tb.outbox.join("dup.bin"), b"another package").expect("file");
+        std::fs::write(
+            tb.outbox.join("dup.bin.ferry.json"),
+            serde_json::json!({ "package_id": hex::encode([0x99u8; 16]) }).to_string(),
+        )
+        .expect("sidecar");
+        std::fs::write(tb.outbox.join("dup.1.bin"), b"renamed as dup.1.bin").expect("file");
+        std::fs::write(
+            tb.outbox.join("dup.1.bin.ferry.json"),
+            serde_json::json!({
+                "package_id": hex::encode(suffixed_id),
+                "seq": 9,
+                "channel": "stats",
+                "size": 20,
+                "digest": "d1d2",
+            })
+            .to_string(),
+        )
+        .expect("sidecar");
+        store
+            .begin_delivery(
+                suffixed_id,
+                &LedgerEntry {
+                    seq: 9,
+                    state: LedgerState::Delivering {
+                        staging: "9-0".into(),
+                        final_name: "dup.bin".into(),
+                    },
+                },
+                ferry_daemon::now_millis().0,
+                &window,
+            )
+            .expect("ledger");
     }
     for _ in 0..2 {
         // The second start must not record them again.
@@ -349,10 +385,10 @@ fn deliveries_finished_by_recovery_are_audited_once() {
     }
     assert_eq!(
         outbox_files(&tb.outbox),
-        vec!["renamed.bin".to_string(), "staged.bin".to_string()]
+        vec!["dup.1.bin", "dup.bin", "renamed.bin", "staged.bin"]
     );
     let records = audit_records(&audit, "package.delivered");
-    for id in [staged_id, renamed_id] {
+    for id in [staged_id, renamed_id, suffixed_id] {
         let hex = hex::encode(id);
         let mine: Vec<_> = records
             .iter()
@@ -361,6 +397,23 @@ fn deliveries_finished_by_recovery_are_audited_once() {
         assert_eq!(mine.len(), 1, "package {hex}: {records:?}");
         assert!(mine[0].to_string().contains("recovered_after_crash"));
     }
+    // The suffixed one: its record and its ledger entry name the file it
+    // is, with the size and digest its sidecar gives.
+    let suffixed: Vec<_> = records
+        .iter()
+        .filter(|r| r.to_string().contains(&hex::encode(suffixed_id)))
+        .collect();
+    let text = suffixed[0].to_string();
+    assert!(text.contains("outbox: dup.1.bin"), "{text}");
+    assert!(text.contains("d1d2") && text.contains("stats"), "{text}");
+    let store = StateStore::open(&state.join("ferry.redb")).expect("store");
+    assert!(
+        matches!(
+            store.ledger_get(suffixed_id).expect("ledger"),
+            Some(LedgerEntry { state: LedgerState::Delivered { ref name, .. }, .. }) if name == "dup.1.bin"
+        ),
+        "the ledger names the file delivered"
+    );
 }
 
 /// Promise: with the default `redundancy = 1`, packages lost in flight

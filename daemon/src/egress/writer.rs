@@ -1081,7 +1081,7 @@ pub(crate) fn recover(
             final_name,
         } = &entry.state
         {
-            let sidecar = outbox.staged_sidecar(staging).unwrap_or_else(|| {
+            let mut sidecar = outbox.staged_sidecar(staging).unwrap_or_else(|| {
                 serde_json::json!({
                     "package_id": hex::encode(id),
                     "seq": entry.seq,
@@ -1099,10 +1099,22 @@ pub(crate) fn recover(
                     records.push(recovered_record(id, entry.seq, &sidecar, &name));
                 }
                 Ok(None) => {
-                    // No staging file: the rename had happened already.
-                    store.finish_delivery(id, final_name, now_millis().0)?;
-                    tracing::info!(package = %hex::encode(id), file = %final_name, "interrupted delivery finished (renamed before the crash)");
-                    records.push(recovered_record(id, entry.seq, &sidecar, final_name));
+                    // No staging file: the rename had happened already,
+                    // under the first free name (a collision takes
+                    // `NAME.1.EXT`), which the sidecar renamed with it
+                    // tells, with the package's size and digest for the
+                    // record.
+                    let name = match outbox.find_delivered(final_name, &hex::encode(id)) {
+                        Some((name, found)) => {
+                            sidecar = found;
+                            name
+                        }
+                        // Taken by the consumer already: the name asked for.
+                        None => final_name.clone(),
+                    };
+                    store.finish_delivery(id, &name, now_millis().0)?;
+                    tracing::info!(package = %hex::encode(id), file = %name, "interrupted delivery finished (renamed before the crash)");
+                    records.push(recovered_record(id, entry.seq, &sidecar, &name));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -30,6 +30,8 @@ const NAME_MAX_BYTES: usize = 255;
 pub const MAX_FILE_NAME_BYTES: usize = NAME_MAX_BYTES - SIDECAR_SUFFIX.len();
 /// Collision suffixes tried (`name.1.ext` ...) before giving up.
 const MAX_COLLISION_SUFFIX: u32 = 100_000;
+/// Free names in a row after which [`Outbox::find_delivered`] stops.
+const FIND_FREE_NAMES: u32 = 64;
 /// Every this many bytes handed to the kernel, a staging file's write-back
 /// is started, so the fsync that delivers a large package finds most of it
 /// on disk already (on a large-memory host the kernel would otherwise
@@ -621,6 +623,44 @@ impl Outbox {
         result
     }
 
+    /// Where a package whose staging file is gone (renamed before a crash)
+    /// was delivered: the first of `file_name`'s names (`NAME`,
+    /// `NAME.1.EXT`, …) whose data file is there and whose sidecar names
+    /// `package_id`, with that sidecar. Names are taken in order, but a
+    /// consumer removes what it took, so the look goes on past free names
+    /// and stops after [`FIND_FREE_NAMES`] of them in a row. `None`: not
+    /// found (the consumer took it already).
+    pub fn find_delivered(
+        &self,
+        file_name: &str,
+        package_id: &str,
+    ) -> Option<(String, serde_json::Value)> {
+        let name = sanitize_file_name(file_name).ok()?;
+        let mut free = 0;
+        for n in 0..=MAX_COLLISION_SUFFIX {
+            let candidate = with_suffix(&name, n);
+            let data = self.dir.join(&candidate);
+            let sidecar = self.dir.join(format!("{candidate}{SIDECAR_SUFFIX}"));
+            let Ok(bytes) = std::fs::read(&sidecar) else {
+                if !data.exists() {
+                    free += 1;
+                    if free >= FIND_FREE_NAMES {
+                        return None;
+                    }
+                }
+                continue;
+            };
+            free = 0;
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            if v.get("package_id").and_then(|p| p.as_str()) == Some(package_id) && data.exists() {
+                return Some((candidate, v));
+            }
+        }
+        None
+    }
+
     /// The sidecar [`Outbox::prepare`] left for `staging_name`, if it
     /// is there and readable.
     pub fn staged_sidecar(&self, staging_name: &str) -> Option<serde_json::Value> {
@@ -1035,6 +1075,38 @@ mod tests {
         for good in ["a.csv", "x..y", "数据 2024.xlsx", "x-y_z.tar.gz", "README"] {
             assert_eq!(sanitize_file_name(good).unwrap(), good);
         }
+    }
+
+    #[test]
+    fn a_delivered_package_is_found_by_its_sidecar_past_other_packages_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let put = |name: &str, id: Option<&str>| {
+            std::fs::write(dir.path().join(name), b"data").unwrap();
+            if let Some(id) = id {
+                let side = json!({ "package_id": id, "size": 4 }).to_string();
+                std::fs::write(dir.path().join(format!("{name}.ferry.json")), side).unwrap();
+            }
+        };
+        // `r.bin` another package's, `r.1.bin` taken by the consumer (a
+        // hole), `r.2.bin` a file without a sidecar, `r.3.bin` ours.
+        put("r.bin", Some("aa"));
+        put("r.2.bin", None);
+        put("r.3.bin", Some("bb"));
+        let (name, side) = o.find_delivered("r.bin", "bb").unwrap();
+        assert_eq!(name, "r.3.bin");
+        assert_eq!(side["size"], 4);
+        // A sidecar whose data file is gone is not a delivery.
+        std::fs::remove_file(dir.path().join("r.3.bin")).unwrap();
+        assert_eq!(o.find_delivered("r.bin", "bb"), None);
+        // Taken by the consumer, or never here: the look ends after the
+        // free names, not at the 100,000th.
+        assert_eq!(o.find_delivered("r.bin", "cc"), None);
+        assert_eq!(o.find_delivered("../x", "aa"), None);
+        put(&with_suffix("r.bin", 60), Some("dd"));
+        assert_eq!(o.find_delivered("r.bin", "dd").unwrap().0, "r.60.bin");
+        put(&with_suffix("r.bin", 200), Some("ee"));
+        assert_eq!(o.find_delivered("r.bin", "ee"), None);
     }
 
     #[test]
