@@ -85,7 +85,7 @@ pub(crate) fn build(
     let mut bodies = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
         if m.inline {
-            match checked_kept(m, kept.next().flatten()) {
+            match checked_kept(kept.next().flatten(), m.meta.size) {
                 Ok(body) => bodies.push(body),
                 Err(why) => return Ok(Err((i, why))),
             }
@@ -157,27 +157,31 @@ pub(crate) fn open_queued(
     c: &Candidate,
 ) -> Result<Result<QueuedCopy, String>, DaemonError> {
     if c.inline {
-        let body = s
-            .store
-            .queued_bodies(&[c.seq])?
-            .into_iter()
-            .next()
-            .flatten();
-        return Ok(checked_kept(c, body).map(QueuedCopy::Kept));
+        return Ok(kept_body(s, c.seq, c.meta.size)?.map(QueuedCopy::Kept));
     }
     Ok(open_queued_file(c).map(QueuedCopy::File))
 }
 
+/// The body kept in the store under `seq`, if it is there with the
+/// `size` queued. `Ok(Err(why))` says why not; `Err` is the store failing.
+pub(crate) fn kept_body(
+    s: &Shared,
+    seq: u64,
+    size: u64,
+) -> Result<Result<Vec<u8>, String>, DaemonError> {
+    let body = s.store.queued_bodies(&[seq])?.into_iter().next().flatten();
+    Ok(checked_kept(body, size))
+}
+
 /// A body kept in the store, if it is there with the size queued.
-fn checked_kept(c: &Candidate, body: Option<Vec<u8>>) -> Result<Vec<u8>, String> {
+fn checked_kept(body: Option<Vec<u8>>, size: u64) -> Result<Vec<u8>, String> {
     let Some(body) = body else {
         return Err("its body, kept in the state store, is missing".into());
     };
-    if body.len() as u64 != c.meta.size {
+    if body.len() as u64 != size {
         return Err(format!(
-            "its body kept in the state store holds {} bytes, {} were queued",
+            "its body kept in the state store holds {} bytes, {size} were queued",
             body.len(),
-            c.meta.size
         ));
     }
     Ok(body)

@@ -608,19 +608,12 @@ fn held_copy(
         file_name: meta.file_name.clone(),
         path: q.path.clone(),
     };
-    let body = s
-        .store
-        .queued_bodies(&[q.seq])?
-        .into_iter()
-        .next()
-        .flatten();
-    let Some(body) = body.filter(|b| b.len() as u64 == q.bytes) else {
-        fail_unreadable(
-            s,
-            &unreadable,
-            "its body, kept in the state store, is missing or has the wrong size",
-        )?;
-        return Ok(None);
+    let body = match bundle::kept_body(s, q.seq, q.bytes)? {
+        Ok(body) => body,
+        Err(why) => {
+            fail_unreadable(s, &unreadable, &why)?;
+            return Ok(None);
+        }
     };
     let path = std::path::PathBuf::from(&q.path);
     ferry_common::durable::write(
